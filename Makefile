@@ -1,0 +1,29 @@
+GO      ?= go
+VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -X main.version=$(VERSION)
+STATICCHECK := honnef.co/go/tools/cmd/staticcheck@2025.1.1
+
+.PHONY: run build test lint fuzz
+
+## run: build and start a dev server (SMTP 127.0.0.1:2587, HTTP :8080, embedded Redis)
+run: build
+	./bin/pigeonpost serve --dev --config config/dev.yaml
+
+## build: write bin/pigeonpost
+build:
+	$(GO) build -ldflags "$(LDFLAGS)" -o bin/pigeonpost ./cmd/pigeonpost
+
+## test: every test, with the race detector (integration tests use redis-server when on PATH)
+test:
+	$(GO) test -race -timeout 20m ./...
+
+## lint: gofmt, go vet, staticcheck
+lint:
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (gofmt -l $$(git ls-files '*.go'); exit 1)
+	$(GO) vet ./...
+	$(GO) run $(STATICCHECK) ./...
+
+## fuzz: run each fuzz target for a short while
+fuzz:
+	$(GO) test ./pipeline -run '^$$' -fuzz FuzzNormalizeCRLF -fuzztime 30s
+	$(GO) test ./tracking -run '^$$' -fuzz FuzzRewrite -fuzztime 30s

@@ -1,0 +1,137 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/pigeonpost/pigeonpost/config"
+	"github.com/pigeonpost/pigeonpost/pipeline"
+	"github.com/pigeonpost/pigeonpost/pipeline/deliver"
+	"github.com/pigeonpost/pigeonpost/pipeline/store"
+)
+
+// admin runs the accounts, keys and domains subcommands against the
+// server's Redis.
+func admin(ctx context.Context, args []string, stdout io.Writer, getenv func(string) string) error {
+	fs := flag.NewFlagSet(args[0], flag.ContinueOnError)
+	cfgPath := fs.String("config", "", "YAML configuration file")
+	account := fs.String("account", "default", "account name")
+	name := fs.String("name", "", "key name")
+	mode := fs.String("mode", store.ModeLive, "key mode: live or test")
+	permission := fs.String("permission", store.PermissionFull, "key permission: full or sending")
+	test := fs.Bool("test", false, "accounts create: make the first key a test-mode key")
+	if len(args) < 2 {
+		return errors.New(usage)
+	}
+	verb := args[1]
+	if err := fs.Parse(args[2:]); err != nil {
+		return err
+	}
+	cfg, err := config.Load(*cfgPath, getenv)
+	if err != nil {
+		return err
+	}
+	if cfg.Redis.URL == "" {
+		return errors.New("redis.url is empty: the embedded Redis lives inside the serve process; set redis.url (or PIGEONPOST_REDIS_URL) to the server's Redis")
+	}
+	opts, err := redis.ParseURL(cfg.Redis.URL)
+	if err != nil {
+		return fmt.Errorf("redis.url: %w", err)
+	}
+	rdb := redis.NewClient(opts)
+	defer rdb.Close()
+	svc := pipeline.New(rdb, nil, pipeline.Options{
+		Hostname: cfg.SMTP.Hostname, DKIMSelector: cfg.Domains.DKIMSelector, SPFInclude: cfg.Domains.SPFInclude,
+		Resolver: &deliver.Resolver{Addr: cfg.DNS.Resolver, Timeout: 5 * time.Second}, Logger: slog.New(slog.DiscardHandler),
+	})
+	// An operator acts as a full-permission key of the named account.
+	operator := func() (*store.Key, error) {
+		id, err := svc.Store().AccountByName(ctx, *account)
+		if errors.Is(err, store.ErrNotFound) {
+			return nil, fmt.Errorf("no account named %q", *account)
+		}
+		return &store.Key{AccountID: id, Permission: store.PermissionFull, Mode: store.ModeLive}, err
+	}
+
+	switch args[0] + " " + verb {
+	case "accounts create":
+		if fs.NArg() != 1 {
+			return errors.New("usage: pigeonpost accounts create NAME [--test]")
+		}
+		m := store.ModeLive
+		if *test {
+			m = store.ModeTest
+		}
+		_, secret, err := svc.CreateAccount(ctx, fs.Arg(0), m)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "account %s created; its first API key (shown once):\n%s\n", fs.Arg(0), secret)
+		return nil
+	case "keys create":
+		op, err := operator()
+		if err != nil {
+			return err
+		}
+		_, secret, err := svc.CreateKey(ctx, op, pipeline.KeyRequest{Name: *name, Mode: *mode, Permission: *permission})
+		if err != nil {
+			return err
+		}
+		fmt.Fprintln(stdout, secret)
+		return nil
+	case "domains add", "domains verify":
+		op, err := operator()
+		if err != nil {
+			return err
+		}
+		if fs.NArg() != 1 {
+			return fmt.Errorf("usage: pigeonpost domains %s --account NAME DOMAIN", verb)
+		}
+		d, err := svc.Store().DomainByName(ctx, op.AccountID, fs.Arg(0))
+		if verb == "add" || errors.Is(err, store.ErrNotFound) {
+			if verb == "verify" {
+				return fmt.Errorf("no domain %q in account %q", fs.Arg(0), *account)
+			}
+			if d, err = svc.AddDomain(ctx, op, fs.Arg(0)); err != nil {
+				return err
+			}
+		} else if err != nil {
+			return err
+		}
+		if verb == "verify" {
+			if d, err = svc.VerifyDomain(ctx, op, d.ID); err != nil {
+				return err
+			}
+		}
+		printDomain(stdout, d)
+		return nil
+	case "domains list":
+		op, err := operator()
+		if err != nil {
+			return err
+		}
+		ds, err := svc.Domains(ctx, op)
+		if err != nil {
+			return err
+		}
+		for _, d := range ds {
+			printDomain(stdout, d)
+		}
+		return nil
+	}
+	return fmt.Errorf("unknown command %q\n%s", args[0]+" "+verb, usage)
+}
+
+func printDomain(w io.Writer, d *store.Domain) {
+	fmt.Fprintf(w, "%s  %s  %s\n", d.ID, d.Name, d.Status)
+	for _, r := range d.DNSRecords {
+		fmt.Fprintf(w, "  %-4s %-45s %-9s %s\n", r.Type, r.Name, r.Status, r.Value)
+	}
+}

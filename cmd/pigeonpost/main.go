@@ -1,0 +1,78 @@
+// Command pigeonpost is the SMTP relay gateway. This package is wiring only:
+// configuration in, components out. Subcommands: serve, accounts, keys, domains.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/pigeonpost/pigeonpost/config"
+)
+
+// version is set with -ldflags "-X main.version=…".
+var version = "dev"
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Stdout, os.Getenv); err != nil {
+		fmt.Fprintln(os.Stderr, "pigeonpost:", err)
+		os.Exit(1)
+	}
+}
+
+const usage = `usage: pigeonpost <command> [flags]
+
+commands:
+  serve     [--config FILE] [--dev] [--ready-file FILE]  run the gateway
+  accounts  create NAME [--test]                          create an account, print its first key
+  keys      create --account NAME --name NAME [--mode live|test] [--permission full|sending]
+  domains   add|list|verify --account NAME [DOMAIN]
+  version
+
+Every command reads --config FILE and PIGEONPOST_* environment variables.`
+
+func run(ctx context.Context, args []string, stdout io.Writer, getenv func(string) string) error {
+	if len(args) == 0 {
+		return errors.New(usage)
+	}
+	switch args[0] {
+	case "serve":
+		fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+		cfgPath := fs.String("config", "", "YAML configuration file")
+		dev := fs.Bool("dev", false, "create a test key and print a ready-to-paste swaks command")
+		readyFile := fs.String("ready-file", "", "write the bound addresses to this file once listening")
+		if err := fs.Parse(args[1:]); err != nil {
+			return err
+		}
+		cfg, err := config.Load(*cfgPath, getenv)
+		if err != nil {
+			return err
+		}
+		logger := newLogger(cfg.Log, os.Stderr)
+		return serve(ctx, cfg, logger, serveOptions{dev: *dev, readyFile: *readyFile, stdout: stdout})
+	case "accounts", "keys", "domains":
+		return admin(ctx, args, stdout, getenv)
+	case "version":
+		fmt.Fprintln(stdout, "pigeonpost", version)
+		return nil
+	}
+	return fmt.Errorf("unknown command %q\n%s", args[0], usage)
+}
+
+func newLogger(c config.Log, w io.Writer) *slog.Logger {
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(c.Level))
+	opts := &slog.HandlerOptions{Level: level}
+	if c.Format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}

@@ -1,0 +1,324 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/alicebob/miniredis/v2"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/pigeonpost/pigeonpost/api"
+	"github.com/pigeonpost/pigeonpost/config"
+	"github.com/pigeonpost/pigeonpost/internal/certs"
+	"github.com/pigeonpost/pigeonpost/pipeline"
+	"github.com/pigeonpost/pigeonpost/pipeline/deliver"
+	"github.com/pigeonpost/pigeonpost/pipeline/store"
+	"github.com/pigeonpost/pigeonpost/smtpd"
+)
+
+type serveOptions struct {
+	dev       bool
+	readyFile string
+	stdout    io.Writer
+	// onReady, for tests, receives the bound addresses once listening.
+	onReady func(addrs boundAddrs)
+}
+
+// boundAddrs are the addresses the listeners got (useful with port 0).
+type boundAddrs struct {
+	SMTP    string `json:"smtp"`
+	SMTPTLS string `json:"smtp_tls,omitempty"`
+	HTTP    string `json:"http"`
+}
+
+// shutdownGrace bounds how long sessions and deliveries may finish after SIGTERM.
+const shutdownGrace = 30 * time.Second
+
+func serve(ctx context.Context, cfg config.Config, log *slog.Logger, opt serveOptions) error {
+	log.Info("starting pigeonpost", "version", version, "config", fmt.Sprintf("%+v", cfg.Redacted()))
+
+	rdb, embedded, closeRedis, err := openRedis(cfg.Redis.URL, log)
+	if err != nil {
+		return err
+	}
+	defer closeRedis()
+	if err := waitPing(ctx, rdb); err != nil {
+		return fmt.Errorf("redis.url: cannot reach Redis: %w", err)
+	}
+	durability := durabilityProblems(ctx, rdb, embedded, log)
+
+	secret := []byte(cfg.Tracking.Secret)
+	if len(secret) == 0 {
+		if secret, err = store.New(rdb, time.Now).TrackingSecret(ctx); err != nil {
+			return fmt.Errorf("tracking secret: %w", err)
+		}
+	}
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	resolver := &deliver.Resolver{Addr: cfg.DNS.Resolver, Timeout: 5 * time.Second}
+	svc := pipeline.New(rdb, secret, pipeline.Options{
+		Hostname:     cfg.SMTP.Hostname,
+		PublicURL:    cfg.HTTP.PublicURL,
+		RateLimit:    pipeline.RateLimit{PerSecond: cfg.Limits.RatePerSecond, Burst: cfg.Limits.Burst},
+		DKIMSelector: cfg.Domains.DKIMSelector,
+		SPFInclude:   cfg.Domains.SPFInclude,
+		Resolver:     resolver,
+		KeyCacheTTL:  5 * time.Second,
+		Logger:       log,
+		Metrics:      pipeline.NewMetrics(reg),
+	})
+
+	if cfg.Auth.BootstrapKey != "" {
+		if _, err := svc.EnsureKey(ctx, "default", cfg.Auth.BootstrapKey); err != nil {
+			return fmt.Errorf("auth.bootstrap_key: %w", err)
+		}
+		log.Info("bootstrap key ready", "account", "default")
+	}
+
+	tlsConfig, err := loadTLS(cfg, log)
+	if err != nil {
+		return err
+	}
+
+	// Listen on everything first, so that a busy port fails the start cleanly.
+	smtpLn, err := net.Listen("tcp", cfg.SMTP.Listen)
+	if err != nil {
+		return fmt.Errorf("smtp.listen: %w", err)
+	}
+	var tlsLn net.Listener
+	if cfg.SMTP.TLSListen != "" {
+		if tlsLn, err = net.Listen("tcp", cfg.SMTP.TLSListen); err != nil {
+			smtpLn.Close()
+			return fmt.Errorf("smtp.tls_listen: %w", err)
+		}
+	}
+	httpLn, err := net.Listen("tcp", cfg.HTTP.Listen)
+	if err != nil {
+		smtpLn.Close()
+		if tlsLn != nil {
+			tlsLn.Close()
+		}
+		return fmt.Errorf("http.listen: %w", err)
+	}
+
+	smtpServer := smtpd.New(svc, smtpd.Options{
+		Hostname:        cfg.SMTP.Hostname,
+		MaxMessageBytes: cfg.SMTP.MaxMessageBytes,
+		MaxRecipients:   cfg.SMTP.MaxRecipients,
+		MaxConnections:  cfg.SMTP.MaxConnections,
+		ReadTimeout:     cfg.SMTP.ReadTimeout,
+		WriteTimeout:    cfg.SMTP.WriteTimeout,
+		DataTimeout:     cfg.SMTP.DataTimeout,
+		FailureDelay:    cfg.Auth.FailureDelay,
+		TLSConfig:       tlsConfig,
+		Logger:          log,
+		Metrics:         smtpd.NewMetrics(reg),
+	})
+	httpServer := &http.Server{
+		Handler: api.Handler(svc, api.Options{
+			MaxBodyBytes: cfg.HTTP.MaxBodyBytes,
+			Metrics:      promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
+			Ready: func(context.Context) []string {
+				if cfg.Redis.RequireDurable {
+					return durability
+				}
+				return nil
+			},
+			Logger: log,
+		}),
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       5 * time.Minute,
+		IdleTimeout:       2 * time.Minute,
+	}
+
+	workerCtx, stopWorkers := context.WithCancel(context.Background())
+	defer stopWorkers()
+	worker := &deliver.Worker{
+		Store: svc.Store(),
+		Transport: &deliver.Transport{
+			Hostname: cfg.SMTP.Hostname, Port: cfg.Delivery.MXPort, RelayHost: cfg.Delivery.RelayHost,
+			Resolver: resolver, Timeout: cfg.Delivery.Timeout, RequireTLS: cfg.Delivery.RequireTLS,
+		},
+		Concurrency:  cfg.Delivery.Workers,
+		RetryInitial: cfg.Delivery.RetryInitial,
+		RetryMax:     cfg.Delivery.RetryMax,
+		MaxAge:       cfg.Delivery.MaxAge,
+		ClaimIdle:    cfg.Delivery.ClaimIdle,
+		Logger:       log,
+		Metrics:      deliver.NewMetrics(reg),
+	}
+
+	var wg sync.WaitGroup
+	errc := make(chan error, 4)
+	start := func(name string, fn func() error) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := fn(); err != nil && !errors.Is(err, http.ErrServerClosed) && !errors.Is(err, net.ErrClosed) {
+				errc <- fmt.Errorf("%s: %w", name, err)
+			}
+		}()
+	}
+	start("smtp", func() error { return smtpServer.Serve(smtpLn) })
+	if tlsLn != nil {
+		start("smtp tls", func() error { return smtpServer.ServeTLS(tlsLn) })
+	}
+	start("http", func() error { return httpServer.Serve(httpLn) })
+	if cfg.Delivery.Workers > 0 {
+		start("delivery", func() error { return worker.Run(workerCtx) })
+	} else {
+		log.Warn("delivery.workers is 0: this process queues mail but delivers none")
+	}
+
+	addrs := boundAddrs{SMTP: smtpLn.Addr().String(), HTTP: httpLn.Addr().String()}
+	if tlsLn != nil {
+		addrs.SMTPTLS = tlsLn.Addr().String()
+	}
+	log.Info("listening", "smtp", addrs.SMTP, "smtp_tls", addrs.SMTPTLS, "http", addrs.HTTP)
+	if opt.readyFile != "" {
+		b, _ := json.Marshal(addrs)
+		if err := os.WriteFile(opt.readyFile, b, 0o644); err != nil {
+			log.Error("writing ready file", "err", err)
+		}
+	}
+	if opt.dev {
+		if err := printDevKey(ctx, svc, addrs, cfg, opt.stdout); err != nil {
+			log.Error("creating the dev key failed", "err", err)
+		}
+	}
+	if opt.onReady != nil {
+		opt.onReady(addrs)
+	}
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+		log.Info("shutting down")
+	case runErr = <-errc:
+		log.Error("server failed, shutting down", "err", runErr)
+	}
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
+	defer cancel()
+	_ = httpServer.Shutdown(shutdownCtx)
+	_ = smtpServer.Shutdown(shutdownCtx)
+	stopWorkers()
+	wg.Wait()
+	return runErr
+}
+
+// openRedis connects to redis.url, or starts the embedded in-memory server
+// when it is empty. Both are used through the same go-redis client.
+func openRedis(url string, log *slog.Logger) (redis.UniversalClient, bool, func(), error) {
+	if url == "" {
+		mr := miniredis.NewMiniRedis()
+		if err := mr.StartAddr("127.0.0.1:0"); err != nil {
+			return nil, false, nil, fmt.Errorf("embedded redis: %w", err)
+		}
+		log.Warn("redis.url is empty: using the EMBEDDED in-memory Redis. Every queued message and record is LOST when this process stops. Set redis.url for anything but development.")
+		rdb := redis.NewClient(&redis.Options{Addr: mr.Addr()})
+		return rdb, true, func() { rdb.Close(); mr.Close() }, nil
+	}
+	opts, err := redis.ParseURL(url)
+	if err != nil {
+		return nil, false, nil, fmt.Errorf("redis.url: %w", err)
+	}
+	rdb := redis.NewClient(opts)
+	return rdb, false, func() { rdb.Close() }, nil
+}
+
+// waitPing waits up to 10 s for Redis to answer.
+func waitPing(ctx context.Context, rdb redis.UniversalClient) error {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	for {
+		err := rdb.Ping(ctx).Err()
+		if err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+// durabilityProblems logs, loudly, every setting under which an acknowledged
+// message could be lost, and returns them for /healthz.
+func durabilityProblems(ctx context.Context, rdb redis.UniversalClient, embedded bool, log *slog.Logger) []string {
+	if embedded {
+		return []string{"embedded in-memory Redis: acknowledged mail is lost when the process stops"}
+	}
+	problems, err := pipeline.DurabilityProblems(ctx, rdb)
+	if err != nil {
+		log.Warn("could not read Redis persistence settings (CONFIG GET refused?); durability unknown", "err", err)
+		return []string{"durability unknown: " + err.Error()}
+	}
+	for _, p := range problems {
+		log.Warn("REDIS IS NOT DURABLE: "+p, "redis", "durability")
+	}
+	return problems
+}
+
+func loadTLS(cfg config.Config, log *slog.Logger) (*tls.Config, error) {
+	var cert tls.Certificate
+	var err error
+	if cfg.TLS.CertFile != "" {
+		cert, err = tls.LoadX509KeyPair(cfg.TLS.CertFile, cfg.TLS.KeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("tls.cert_file: %w", err)
+		}
+	} else {
+		cert, err = certs.SelfSigned(365*24*time.Hour, cfg.SMTP.Hostname)
+		if err != nil {
+			return nil, err
+		}
+		log.Warn("tls.cert_file is empty: using a self-signed certificate generated at start; clients that verify certificates will refuse it", "hostname", cfg.SMTP.Hostname)
+	}
+	return &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}, nil
+}
+
+// printDevKey creates a test-mode key and prints how to use it.
+func printDevKey(ctx context.Context, svc *pipeline.Service, addrs boundAddrs, cfg config.Config, w io.Writer) error {
+	k, secret, err := svc.CreateAccount(ctx, "dev-"+store.NewID("run")[4:12], store.ModeTest)
+	if err != nil {
+		return err
+	}
+	_ = k
+	smtpAddr := strings.Replace(addrs.SMTP, "[::]", "127.0.0.1", 1)
+	fmt.Fprintf(w, `
+pigeonpost dev server is up (embedded Redis: data lives in memory only).
+
+Test-mode API key (nothing it sends is delivered; the MIME is kept):
+  %[1]s
+
+Send a message over SMTP with swaks:
+  swaks --server %[2]s --tls --auth-user apikey --auth-password %[1]s \
+    --from hello@example.com --to test@example.com \
+    --header "Subject: Test SMTP" --body "Hello from SMTP"
+
+Then look it up (the id is in swaks's "250 2.0.0 OK queued as em_…" line):
+  curl -s %[3]s/v1/emails/em_… -H "Authorization: Bearer %[1]s"
+
+Or send with the REST API:
+  curl -s %[3]s/v1/emails -H "Authorization: Bearer %[1]s" -H "Content-Type: application/json" \
+    -d '{"from":"hello@example.com","to":"test@example.com","subject":"Hi","html":"<p>Hello</p>"}'
+
+`, secret, smtpAddr, cfg.HTTP.PublicURL)
+	return nil
+}

@@ -1,0 +1,274 @@
+// Package config loads pigeonpost's configuration: defaults, then a YAML
+// file, then PIGEONPOST_* environment variables, then validation that names
+// every bad key.
+//
+// Keys are written section.key in YAML ("smtp.listen" is the listen key of
+// the smtp section) and PIGEONPOST_SECTION_KEY in the environment
+// (PIGEONPOST_SMTP_LISTEN). Every problem found is reported in one error,
+// each prefixed by the key it concerns.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Config is pigeonpost's whole configuration. The zero value is not useful:
+// start from Default or Load.
+type Config struct {
+	SMTP     SMTP     `yaml:"smtp"`
+	TLS      TLS      `yaml:"tls"`
+	HTTP     HTTP     `yaml:"http"`
+	Redis    Redis    `yaml:"redis"`
+	DNS      DNS      `yaml:"dns"`
+	Delivery Delivery `yaml:"delivery"`
+	Auth     Auth     `yaml:"auth"`
+	Limits   Limits   `yaml:"limits"`
+	Tracking Tracking `yaml:"tracking"`
+	Domains  Domains  `yaml:"domains"`
+	Log      Log      `yaml:"log"`
+}
+
+// SMTP configures the submission server.
+type SMTP struct {
+	Listen          string        `yaml:"listen"`            // ":587", STARTTLS mandatory
+	TLSListen       string        `yaml:"tls_listen"`        // ":465", implicit TLS; "" disables
+	Hostname        string        `yaml:"hostname"`          // default os.Hostname(), else "localhost"
+	MaxMessageBytes int64         `yaml:"max_message_bytes"` // 25 MiB
+	MaxRecipients   int           `yaml:"max_recipients"`    // 100
+	MaxConnections  int           `yaml:"max_connections"`   // 1000
+	ReadTimeout     time.Duration `yaml:"read_timeout"`      // 60s
+	WriteTimeout    time.Duration `yaml:"write_timeout"`     // 60s
+	DataTimeout     time.Duration `yaml:"data_timeout"`      // 10m
+}
+
+// TLS names the certificate served by the SMTP listeners. Both empty means a
+// self-signed certificate is generated at start (not this package's job).
+type TLS struct {
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
+}
+
+// HTTP configures the API server.
+type HTTP struct {
+	Listen       string `yaml:"listen"`         // ":8080"
+	PublicURL    string `yaml:"public_url"`     // "http://localhost:8080"; absolute http(s), no query; Load trims a trailing slash
+	MaxBodyBytes int64  `yaml:"max_body_bytes"` // 35 MiB
+	AdminListen  string `yaml:"admin_listen"`   // "" (pprof listener, off by default)
+}
+
+// Redis configures the queue and state store.
+type Redis struct {
+	URL            string `yaml:"url"`             // "" → embedded in-memory server
+	RequireDurable bool   `yaml:"require_durable"` // /healthz not ready when acknowledged mail could be lost
+}
+
+// DNS configures lookups.
+type DNS struct {
+	Resolver string `yaml:"resolver"` // "host:port"; "" → system resolver
+}
+
+// Delivery configures outbound delivery.
+type Delivery struct {
+	RelayHost    string        `yaml:"relay_host"`    // "host:port" smarthost; "" → direct MX
+	MXPort       int           `yaml:"mx_port"`       // 25
+	Workers      int           `yaml:"workers"`       // 8; 0 allowed (no delivery in this process)
+	Timeout      time.Duration `yaml:"timeout"`       // 2m per attempt
+	RetryInitial time.Duration `yaml:"retry_initial"` // 1m
+	RetryMax     time.Duration `yaml:"retry_max"`     // 1h
+	MaxAge       time.Duration `yaml:"max_age"`       // 72h, then failed
+	ClaimIdle    time.Duration `yaml:"claim_idle"`    // 5m: entries a dead worker left are reclaimed after this idle time
+	RequireTLS   bool          `yaml:"require_tls"`   // false
+}
+
+// Auth configures API key authentication.
+type Auth struct {
+	BootstrapKey string        `yaml:"bootstrap_key"` // "" none; else sp_live_/sp_test_ prefix and ≥ 24 chars
+	FailureDelay time.Duration `yaml:"failure_delay"` // 1s per recent failure from one IP, capped at 5x; 0 disables
+}
+
+// Limits configures per-account rate limiting.
+type Limits struct {
+	RatePerSecond float64 `yaml:"rate_per_second"` // 100 messages/s per account
+	Burst         int     `yaml:"burst"`           // 200
+}
+
+// Tracking configures open/click tracking.
+type Tracking struct {
+	Secret string `yaml:"secret"` // "" → generated and stored in Redis once
+}
+
+// Domains configures sending-domain DNS records.
+type Domains struct {
+	DKIMSelector string `yaml:"dkim_selector"` // "pigeonpost"
+	SPFInclude   string `yaml:"spf_include"`   // "" → Load sets "_spf." + smtp.hostname
+}
+
+// Log configures logging.
+type Log struct {
+	Level  string `yaml:"level"`  // debug|info|warn|error
+	Format string `yaml:"format"` // text|json
+}
+
+const mib = 1 << 20
+
+// Default returns the built-in defaults. SMTP.Hostname is os.Hostname() (or
+// "localhost"); Domains.SPFInclude is left empty and filled by Load.
+func Default() Config {
+	return Config{
+		SMTP: SMTP{
+			Listen:          ":587",
+			TLSListen:       ":465",
+			Hostname:        defaultHostname(),
+			MaxMessageBytes: 25 * mib,
+			MaxRecipients:   100,
+			MaxConnections:  1000,
+			ReadTimeout:     60 * time.Second,
+			WriteTimeout:    60 * time.Second,
+			DataTimeout:     10 * time.Minute,
+		},
+		HTTP: HTTP{
+			Listen:       ":8080",
+			PublicURL:    "http://localhost:8080",
+			MaxBodyBytes: 35 * mib,
+		},
+		Delivery: Delivery{
+			MXPort:       25,
+			Workers:      8,
+			Timeout:      2 * time.Minute,
+			RetryInitial: time.Minute,
+			RetryMax:     time.Hour,
+			MaxAge:       72 * time.Hour,
+			ClaimIdle:    5 * time.Minute,
+		},
+		Auth: Auth{
+			FailureDelay: time.Second,
+		},
+		Limits: Limits{
+			RatePerSecond: 100,
+			Burst:         200,
+		},
+		Domains: Domains{
+			DKIMSelector: "pigeonpost",
+		},
+		Log: Log{
+			Level:  "info",
+			Format: "text",
+		},
+	}
+}
+
+func defaultHostname() string {
+	h, err := os.Hostname()
+	if err != nil || strings.TrimSpace(h) == "" {
+		return "localhost"
+	}
+	return h
+}
+
+// Load builds the configuration: Default(), then the YAML file at path (if
+// path != ""), then PIGEONPOST_<SECTION>_<KEY> environment variables read
+// through getenv (os.Getenv if nil; an empty value counts as unset), then
+// derived values (an empty smtp.hostname becomes the default hostname, an
+// empty domains.spf_include becomes "_spf." + smtp.hostname, a trailing
+// slash is trimmed from http.public_url), then Validate.
+//
+// Every error is a single line. Unknown, duplicate or empty YAML keys and
+// values of the wrong type are named by their dotted key; environment parse
+// errors are named by their variable; validation errors wrap a
+// *ValidationError.
+func Load(path string, getenv func(string) string) (Config, error) {
+	if getenv == nil {
+		getenv = os.Getenv
+	}
+	c := Default()
+	if path != "" {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return Config{}, fmt.Errorf("config: %s", oneLine(err.Error()))
+		}
+		if err := decodeYAML(data, &c); err != nil {
+			return Config{}, fmt.Errorf("config: %s: %s", path, oneLine(err.Error()))
+		}
+	}
+	if err := applyEnv(&c, getenv); err != nil {
+		return Config{}, fmt.Errorf("config: environment: %w", err)
+	}
+	c.fillDerived()
+	if err := c.Validate(); err != nil {
+		return Config{}, fmt.Errorf("config: %w", err)
+	}
+	return c, nil
+}
+
+func (c *Config) fillDerived() {
+	if strings.TrimSpace(c.SMTP.Hostname) == "" {
+		c.SMTP.Hostname = defaultHostname()
+	}
+	if c.Domains.SPFInclude == "" {
+		c.Domains.SPFInclude = "_spf." + c.SMTP.Hostname
+	}
+	if u := strings.TrimRight(c.HTTP.PublicURL, "/"); u != "" && !strings.HasSuffix(u, ":") {
+		c.HTTP.PublicURL = u
+	}
+}
+
+// decodeYAML applies one YAML document to c. A lint pass over the parsed
+// node tree first reports every unknown, duplicate or empty key and every
+// badly typed value by its dotted key; the values are then applied by a
+// yaml.v3 Decoder with KnownFields(true).
+func decodeYAML(data []byte, c *Config) error {
+	var doc yaml.Node
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	if err := dec.Decode(&doc); err != nil {
+		if errors.Is(err, io.EOF) {
+			return nil // empty file: nothing to override
+		}
+		return flattenYAMLError(err)
+	}
+	var extra yaml.Node
+	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
+		if err != nil {
+			return flattenYAMLError(err)
+		}
+		return fmt.Errorf("line %d: a second YAML document (---) is not allowed", extra.Line)
+	}
+	if problems := lintYAML(&doc); len(problems) > 0 {
+		return &ValidationError{Problems: problems}
+	}
+
+	dec = yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(c); err != nil && !errors.Is(err, io.EOF) {
+		return flattenYAMLError(err)
+	}
+	return nil
+}
+
+// ValidationError lists every problem found, each prefixed by its key. Its
+// Error joins them with "; " on one line.
+type ValidationError struct {
+	Problems []string
+}
+
+func (e *ValidationError) Error() string {
+	return strings.Join(e.Problems, "; ")
+}
+
+// oneLine collapses line breaks so that every error stays on one line.
+func oneLine(s string) string {
+	var parts []string
+	for _, line := range strings.FieldsFunc(s, func(r rune) bool { return r == '\n' || r == '\r' }) {
+		if line = strings.TrimSpace(line); line != "" {
+			parts = append(parts, line)
+		}
+	}
+	return strings.Join(parts, " ")
+}

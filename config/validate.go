@@ -1,0 +1,337 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"net"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+	"unicode"
+)
+
+// Validate checks every key and returns nil or a *ValidationError listing
+// every problem, each prefixed by its key ("smtp.listen: missing port in
+// address ..."), joined on one line with "; ".
+//
+// Validate reads the TLS certificate and key files' metadata (they must
+// exist and be readable) but does not parse them.
+func (c Config) Validate() error {
+	v := &validator{}
+
+	// smtp
+	v.listen("smtp.listen", c.SMTP.Listen, true)
+	v.listen("smtp.tls_listen", c.SMTP.TLSListen, false)
+	v.hostname("smtp.hostname", c.SMTP.Hostname)
+	v.positive("smtp.max_message_bytes", c.SMTP.MaxMessageBytes)
+	v.positive("smtp.max_recipients", int64(c.SMTP.MaxRecipients))
+	v.positive("smtp.max_connections", int64(c.SMTP.MaxConnections))
+	v.timeout("smtp.read_timeout", c.SMTP.ReadTimeout)
+	v.timeout("smtp.write_timeout", c.SMTP.WriteTimeout)
+	v.timeout("smtp.data_timeout", c.SMTP.DataTimeout)
+
+	// tls
+	switch {
+	case c.TLS.CertFile != "" && c.TLS.KeyFile == "":
+		v.add("tls.key_file", "required when tls.cert_file is set (set both, or neither for a self-signed certificate)")
+	case c.TLS.CertFile == "" && c.TLS.KeyFile != "":
+		v.add("tls.cert_file", "required when tls.key_file is set (set both, or neither for a self-signed certificate)")
+	case c.TLS.CertFile != "":
+		v.readableFile("tls.cert_file", c.TLS.CertFile)
+		v.readableFile("tls.key_file", c.TLS.KeyFile)
+	}
+
+	// http
+	v.listen("http.listen", c.HTTP.Listen, true)
+	v.publicURL("http.public_url", c.HTTP.PublicURL)
+	v.positive("http.max_body_bytes", c.HTTP.MaxBodyBytes)
+	v.listen("http.admin_listen", c.HTTP.AdminListen, false)
+
+	// redis
+	v.redisURL("redis.url", c.Redis.URL)
+
+	// dns
+	if c.DNS.Resolver != "" {
+		v.hostPort("dns.resolver", c.DNS.Resolver)
+	}
+
+	// delivery
+	if c.Delivery.RelayHost != "" {
+		v.hostPort("delivery.relay_host", c.Delivery.RelayHost)
+	}
+	if c.Delivery.MXPort < 1 || c.Delivery.MXPort > 65535 {
+		v.add("delivery.mx_port", fmt.Sprintf("must be between 1 and 65535 (got %d)", c.Delivery.MXPort))
+	}
+	if c.Delivery.Workers < 0 {
+		v.add("delivery.workers", fmt.Sprintf("must be 0 or more (got %d)", c.Delivery.Workers))
+	}
+	v.timeout("delivery.timeout", c.Delivery.Timeout)
+	okInitial := v.timeout("delivery.retry_initial", c.Delivery.RetryInitial)
+	okMax := v.timeout("delivery.retry_max", c.Delivery.RetryMax)
+	if okInitial && okMax && c.Delivery.RetryInitial > c.Delivery.RetryMax {
+		v.add("delivery.retry_initial", fmt.Sprintf("must not exceed delivery.retry_max (%s > %s)",
+			c.Delivery.RetryInitial, c.Delivery.RetryMax))
+	}
+	v.timeout("delivery.max_age", c.Delivery.MaxAge)
+	if v.timeout("delivery.claim_idle", c.Delivery.ClaimIdle) && c.Delivery.Timeout > 0 &&
+		c.Delivery.ClaimIdle <= c.Delivery.Timeout {
+		v.add("delivery.claim_idle", fmt.Sprintf("must be longer than delivery.timeout (%s <= %s), or an attempt still in progress could be reclaimed and delivered twice",
+			c.Delivery.ClaimIdle, c.Delivery.Timeout))
+	}
+
+	// auth
+	if k := c.Auth.BootstrapKey; k != "" {
+		// Never quote the key itself: errors end up in logs.
+		switch {
+		case !strings.HasPrefix(k, "sp_live_") && !strings.HasPrefix(k, "sp_test_"):
+			v.add("auth.bootstrap_key", "must start with sp_live_ or sp_test_")
+		case len(k) < 24:
+			v.add("auth.bootstrap_key", fmt.Sprintf("must be at least 24 characters (got %d)", len(k)))
+		case strings.IndexFunc(k, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) }) >= 0:
+			v.add("auth.bootstrap_key", "must not contain spaces or control characters")
+		}
+	}
+	if c.Auth.FailureDelay < 0 {
+		v.add("auth.failure_delay", fmt.Sprintf("must be 0 (disabled) or more (got %s)", c.Auth.FailureDelay))
+	}
+
+	// limits
+	if r := c.Limits.RatePerSecond; !(r > 0) || math.IsInf(r, 0) {
+		v.add("limits.rate_per_second", fmt.Sprintf("must be greater than 0 (got %v)", r))
+	}
+	if c.Limits.Burst < 1 {
+		v.add("limits.burst", fmt.Sprintf("must be at least 1 (got %d)", c.Limits.Burst))
+	}
+
+	// domains
+	v.dnsName("domains.dkim_selector", c.Domains.DKIMSelector, true)
+	v.dnsName("domains.spf_include", c.Domains.SPFInclude, false)
+
+	// log
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		v.add("log.level", fmt.Sprintf("must be one of debug, info, warn, error (got %q)", c.Log.Level))
+	}
+	switch c.Log.Format {
+	case "text", "json":
+	default:
+		v.add("log.format", fmt.Sprintf("must be text or json (got %q)", c.Log.Format))
+	}
+
+	if len(v.problems) == 0 {
+		return nil
+	}
+	return &ValidationError{Problems: v.problems}
+}
+
+type validator struct {
+	problems []string
+}
+
+func (v *validator) add(key, msg string) {
+	v.problems = append(v.problems, key+": "+oneLine(msg))
+}
+
+func (v *validator) positive(key string, n int64) {
+	if n <= 0 {
+		v.add(key, fmt.Sprintf("must be greater than 0 (got %d)", n))
+	}
+}
+
+func (v *validator) timeout(key string, d time.Duration) bool {
+	if d <= 0 {
+		v.add(key, fmt.Sprintf("must be greater than 0 (got %s)", d))
+		return false
+	}
+	return true
+}
+
+// listen checks a listen address: host:port with an optional host and a
+// numeric port 0..65535 (0 picks a free port).
+func (v *validator) listen(key, addr string, required bool) {
+	if addr == "" {
+		if required {
+			v.add(key, `required (host:port, e.g. ":587" or "127.0.0.1:587")`)
+		}
+		return
+	}
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		v.add(key, splitErr(err, addr))
+		return
+	}
+	if msg := checkPort(port, 0); msg != "" {
+		v.add(key, fmt.Sprintf("%s in address %q", msg, addr))
+	}
+}
+
+// hostPort checks an address to dial: a non-empty host and a numeric port
+// 1..65535.
+func (v *validator) hostPort(key, addr string) {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		v.add(key, splitErr(err, addr))
+		return
+	}
+	if host == "" {
+		v.add(key, fmt.Sprintf("missing host in address %q", addr))
+	}
+	if msg := checkPort(port, 1); msg != "" {
+		v.add(key, fmt.Sprintf("%s in address %q", msg, addr))
+	}
+}
+
+func splitErr(err error, addr string) string {
+	var ae *net.AddrError
+	if errors.As(err, &ae) {
+		return fmt.Sprintf("%s %q (want host:port)", ae.Err, addr)
+	}
+	return err.Error()
+}
+
+func checkPort(port string, min int) string {
+	if port == "" {
+		return "missing port number"
+	}
+	n, err := strconv.Atoi(port)
+	if err != nil || n < min || n > 65535 {
+		return fmt.Sprintf("port must be a number from %d to 65535 (got %q)", min, port)
+	}
+	return ""
+}
+
+func (v *validator) hostname(key, h string) {
+	switch {
+	case strings.TrimSpace(h) == "":
+		v.add(key, "required")
+	case strings.IndexFunc(h, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) }) >= 0:
+		v.add(key, fmt.Sprintf("must not contain spaces or control characters (got %q)", h))
+	}
+}
+
+// dnsName checks a name made of dot-separated labels of letters, digits,
+// hyphens and underscores.
+func (v *validator) dnsName(key, name string, required bool) {
+	if name == "" {
+		if required {
+			v.add(key, "required")
+		}
+		return
+	}
+	if len(name) > 253 {
+		v.add(key, "must be at most 253 characters")
+		return
+	}
+	for _, label := range strings.Split(strings.TrimSuffix(name, "."), ".") {
+		if label == "" || len(label) > 63 || strings.HasPrefix(label, "-") || strings.HasSuffix(label, "-") {
+			v.add(key, fmt.Sprintf("not a valid DNS name (got %q)", name))
+			return
+		}
+		for _, r := range label {
+			if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_') {
+				v.add(key, fmt.Sprintf("not a valid DNS name (got %q)", name))
+				return
+			}
+		}
+	}
+}
+
+func (v *validator) readableFile(key, path string) {
+	f, err := os.Open(path)
+	if err != nil {
+		v.add(key, err.Error())
+		return
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		v.add(key, err.Error())
+		return
+	}
+	if fi.IsDir() {
+		v.add(key, fmt.Sprintf("%s is a directory, not a file", path))
+	}
+}
+
+func (v *validator) publicURL(key, s string) {
+	if s == "" {
+		v.add(key, "required (absolute http:// or https:// URL)")
+		return
+	}
+	u, err := url.Parse(s)
+	if err != nil {
+		v.add(key, fmt.Sprintf("invalid URL %q: %s", s, urlErr(err)))
+		return
+	}
+	if u.Scheme != "http" && u.Scheme != "https" || u.Opaque != "" {
+		v.add(key, fmt.Sprintf("must be an absolute http:// or https:// URL (got %q)", s))
+		return
+	}
+	if u.Host == "" || u.Hostname() == "" {
+		v.add(key, fmt.Sprintf("missing host (got %q)", s))
+	}
+	if u.Port() != "" {
+		if msg := checkPort(u.Port(), 1); msg != "" {
+			v.add(key, fmt.Sprintf("%s (got %q)", msg, s))
+		}
+	}
+	if u.User != nil {
+		v.add(key, "must not contain a user name or password")
+	}
+	if u.RawQuery != "" || u.ForceQuery {
+		v.add(key, fmt.Sprintf("must not have a query (got %q)", s))
+	}
+	if u.Fragment != "" || strings.Contains(s, "#") {
+		v.add(key, fmt.Sprintf("must not have a fragment (got %q)", s))
+	}
+}
+
+// redisURL checks redis.url. The value may hold a password, so messages
+// never quote it.
+func (v *validator) redisURL(key, s string) {
+	if s == "" {
+		return // embedded in-memory server
+	}
+	u, err := url.Parse(s)
+	if err != nil {
+		v.add(key, "invalid URL: "+urlErr(err))
+		return
+	}
+	switch u.Scheme {
+	case "redis", "rediss":
+		if u.Hostname() == "" {
+			v.add(key, "missing host (want redis://[user:password@]host[:port][/db])")
+		}
+		if p := u.Port(); p != "" {
+			if msg := checkPort(p, 1); msg != "" {
+				v.add(key, msg)
+			}
+		}
+		if db := strings.TrimPrefix(u.Path, "/"); db != "" {
+			if n, err := strconv.Atoi(db); err != nil || n < 0 {
+				v.add(key, fmt.Sprintf("database must be a number after the host, as in redis://host:6379/0 (got %q)", db))
+			}
+		}
+	case "unix":
+		if u.Path == "" {
+			v.add(key, "missing socket path (want unix:///path/to/redis.sock)")
+		}
+	case "":
+		v.add(key, "missing scheme (want redis://, rediss:// or unix://)")
+	default:
+		v.add(key, fmt.Sprintf("scheme must be redis, rediss or unix (got %q)", u.Scheme))
+	}
+}
+
+// urlErr returns a url.Parse error without the URL it was given.
+func urlErr(err error) string {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return ue.Err.Error()
+	}
+	return err.Error()
+}

@@ -1,0 +1,6 @@
+// Package testkit starts the real things integration tests talk to, on
+// loopback only: redis-server, a recording SMTP sink and a DNS server.
+//
+// Every server listens on 127.0.0.1 (or a unix socket in t.TempDir()), uses
+// a port chosen by the kernel and is stopped by t.Cleanup.
+package testkit

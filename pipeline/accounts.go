@@ -1,0 +1,162 @@
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"time"
+
+	"github.com/pigeonpost/pigeonpost/pipeline/store"
+)
+
+// KeyRequest asks for a new API key.
+type KeyRequest struct {
+	Name       string
+	Mode       string // live or test
+	Permission string // full or sending
+}
+
+// CreateAccount makes an account and its first key (full permission) and
+// returns the key's secret, which is shown once.
+func (s *Service) CreateAccount(ctx context.Context, name, mode string) (*store.Key, string, error) {
+	if strings.TrimSpace(name) == "" {
+		return nil, "", ErrInvalid("name: an account name is required")
+	}
+	a, err := s.store.CreateAccount(ctx, name)
+	if errors.Is(err, store.ErrExists) {
+		return nil, "", ErrConflict("account " + quoteShort(name) + " already exists")
+	}
+	if err != nil {
+		return nil, "", storageError(err)
+	}
+	return s.createKey(ctx, a.ID, KeyRequest{Name: "first key", Mode: mode, Permission: store.PermissionFull}, "")
+}
+
+// EnsureKey makes sure that secret is a full-permission key of the named
+// account, creating both if needed (idempotent: the bootstrap key).
+func (s *Service) EnsureKey(ctx context.Context, accountName, secret string) (*store.Key, error) {
+	accountID, err := s.store.EnsureAccount(ctx, accountName)
+	if err != nil {
+		return nil, storageError(err)
+	}
+	mode := store.ModeLive
+	if strings.HasPrefix(secret, "sp_test_") {
+		mode = store.ModeTest
+	}
+	k, _, err := s.createKey(ctx, accountID, KeyRequest{Name: "bootstrap", Mode: mode, Permission: store.PermissionFull}, secret)
+	return k, err
+}
+
+// CreateKey makes a new key in the caller's account and returns its secret.
+func (s *Service) CreateKey(ctx context.Context, caller *store.Key, req KeyRequest) (*store.Key, string, error) {
+	if err := requirePermission(caller, store.PermissionFull); err != nil {
+		return nil, "", err
+	}
+	return s.createKey(ctx, caller.AccountID, req, "")
+}
+
+func (s *Service) createKey(ctx context.Context, accountID string, req KeyRequest, secret string) (*store.Key, string, error) {
+	if req.Name == "" {
+		return nil, "", ErrInvalid("name: a key name is required")
+	}
+	if req.Mode == "" {
+		req.Mode = store.ModeLive
+	}
+	if req.Permission == "" {
+		req.Permission = store.PermissionFull
+	}
+	if req.Mode != store.ModeLive && req.Mode != store.ModeTest {
+		return nil, "", ErrInvalid(`mode: must be "live" or "test"`)
+	}
+	if req.Permission != store.PermissionFull && req.Permission != store.PermissionSending {
+		return nil, "", ErrInvalid(`permission: must be "full" or "sending"`)
+	}
+	if secret == "" {
+		secret = store.NewKeySecret(req.Mode)
+	}
+	k, err := s.store.CreateKey(ctx, accountID, req.Name, req.Mode, req.Permission, secret)
+	if err != nil {
+		return nil, "", storageError(err)
+	}
+	return k, secret, nil
+}
+
+// Keys lists the caller's account's keys (prefix and last four only).
+func (s *Service) Keys(ctx context.Context, caller *store.Key) ([]*store.Key, error) {
+	if err := requirePermission(caller, store.PermissionFull); err != nil {
+		return nil, err
+	}
+	ks, err := s.store.ListKeys(ctx, caller.AccountID)
+	if err != nil {
+		return nil, storageError(err)
+	}
+	return ks, nil
+}
+
+// DeleteKey revokes a key of the caller's account, at once in this process.
+func (s *Service) DeleteKey(ctx context.Context, caller *store.Key, keyID string) error {
+	if err := requirePermission(caller, store.PermissionFull); err != nil {
+		return err
+	}
+	err := s.store.DeleteKey(ctx, caller.AccountID, keyID)
+	if errors.Is(err, store.ErrNotFound) {
+		return ErrNotFound("API key")
+	}
+	if err != nil {
+		return storageError(err)
+	}
+	s.keys.dropID(keyID)
+	return nil
+}
+
+// Email returns one of the account's emails.
+func (s *Service) Email(ctx context.Context, k *store.Key, id string) (*store.Email, error) {
+	e, err := s.store.Email(ctx, id)
+	if errors.Is(err, store.ErrNotFound) || (err == nil && e.AccountID != k.AccountID) {
+		return nil, ErrNotFound("email")
+	}
+	if err != nil {
+		return nil, storageError(err)
+	}
+	return e, nil
+}
+
+// EmailContent returns the MIME of one of the account's emails as it goes
+// out (before the DKIM signature, which is added at delivery).
+func (s *Service) EmailContent(ctx context.Context, k *store.Key, id string) ([]byte, error) {
+	if _, err := s.Email(ctx, k, id); err != nil {
+		return nil, err
+	}
+	b, err := s.store.Body(ctx, id)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, ErrNotFound("email content")
+	}
+	if err != nil {
+		return nil, storageError(err)
+	}
+	return b, nil
+}
+
+// EmailEvents returns the events of one of the account's emails.
+func (s *Service) EmailEvents(ctx context.Context, k *store.Key, id string) ([]store.Event, error) {
+	if _, err := s.Email(ctx, k, id); err != nil {
+		return nil, err
+	}
+	evs, err := s.store.Events(ctx, id)
+	if err != nil {
+		return nil, storageError(err)
+	}
+	return evs, nil
+}
+
+// Emails lists the account's emails created before `before`, newest first.
+func (s *Service) Emails(ctx context.Context, k *store.Key, before time.Time, limit int) ([]*store.Email, error) {
+	if limit <= 0 || limit > 100 {
+		limit = 50
+	}
+	es, err := s.store.ListEmails(ctx, k.AccountID, before, limit)
+	if err != nil {
+		return nil, storageError(err)
+	}
+	return es, nil
+}

@@ -1,0 +1,383 @@
+package deliver
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"errors"
+	"net"
+	"net/textproto"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/emersion/go-smtp"
+)
+
+// Envelope is one message for one recipient.
+type Envelope struct {
+	From string // reverse-path; empty for the null sender (bounces)
+	To   string
+	Data []byte // the message, header and body; CRLF line endings (bare LF is sent as CRLF)
+}
+
+// Transport sends messages over SMTP. Its methods are safe for concurrent
+// use; the fields must not change while a Deliver is running.
+type Transport struct {
+	Hostname   string        // our EHLO name; empty means os.Hostname
+	Port       int           // destination port for MX hosts (25 in production; tests use a loopback sink port); 0 means 25
+	RelayHost  string        // "host:port" smarthost; when set, MX lookup is skipped
+	Resolver   *Resolver     // nil means the system resolver
+	Timeout    time.Duration // per attempt: dial, each command and DATA; 0 means 5 minutes
+	RequireTLS bool          // when true, never send in plaintext (temporary error if STARTTLS is not offered or fails)
+	TLSConfig  *tls.Config   // for STARTTLS; nil → opportunistic with InsecureSkipVerify (MX certs are rarely valid for the name; RFC 7435 opportunistic security) and ServerName set
+}
+
+const (
+	defaultSMTPTimeout = 5 * time.Minute
+	maxQuitTimeout     = 10 * time.Second
+)
+
+// Deliver sends env to its destination: the relay host, or the recipient
+// domain's MX hosts in order. It moves on to the next host (and the next
+// address of a host) on connection failure, a 421 reply, any failure before
+// the mail transaction (greeting, EHLO, STARTTLS) and, with RequireTLS, when
+// TLS cannot be set up; it stops at the first host that answers the
+// transaction. Returns nil when the remote accepted DATA with 2xx; otherwise
+// *Error.
+//
+// Replies to MAIL, RCPT and DATA keep their class: 4xx is temporary, 5xx
+// permanent. Failures before the transaction never bounce: they are
+// temporary, keeping the remote code if there was one.
+//
+// When STARTTLS is offered it is used. If the TLS handshake fails and
+// RequireTLS is false, the same address is tried once more in plaintext
+// (RFC 7435).
+func (t *Transport) Deliver(ctx context.Context, env Envelope) error {
+	if err := ctx.Err(); err != nil {
+		return localError("", enhBadConn, netErrorMessage(err), err)
+	}
+	if badLine(env.From) {
+		return &Error{Enhanced: [3]int{5, 1, 7}, Message: "invalid sender address"}
+	}
+	if badLine(env.To) {
+		return &Error{Enhanced: enhBadSyntax, Message: "invalid recipient address"}
+	}
+	hosts, port, err := t.destinations(ctx, env.To)
+	if err != nil {
+		return err
+	}
+	last := localError("", enhRouting, "no destination host", nil)
+	for _, host := range hosts {
+		e, next := t.deliverHost(ctx, host, port, env)
+		if e == nil {
+			return nil
+		}
+		last = e
+		if !next || ctx.Err() != nil {
+			break
+		}
+	}
+	return last
+}
+
+// destinations returns the hosts to try, in order, and the port.
+func (t *Transport) destinations(ctx context.Context, to string) ([]string, string, error) {
+	if t.RelayHost != "" {
+		host, port, err := net.SplitHostPort(t.RelayHost)
+		if err != nil {
+			// No port: the submission is still SMTP, use port 25.
+			host, port = strings.Trim(t.RelayHost, "[]"), "25"
+		}
+		return []string{host}, port, nil
+	}
+	port := "25"
+	if t.Port != 0 {
+		port = strconv.Itoa(t.Port)
+	}
+	at := strings.LastIndexByte(to, '@')
+	if at <= 0 || at == len(to)-1 {
+		return nil, "", &Error{Enhanced: enhBadSyntax, Message: "recipient address has no domain"}
+	}
+	domain := to[at+1:]
+	if ip, ok := parseIPLiteral(domain); ok {
+		return []string{ip.String()}, port, nil
+	}
+	hosts, err := t.resolver().LookupMX(ctx, domain)
+	if err != nil {
+		return nil, "", err
+	}
+	return hosts, port, nil
+}
+
+func (t *Transport) resolver() *Resolver {
+	if t.Resolver != nil {
+		return t.Resolver
+	}
+	return &Resolver{}
+}
+
+// addresses returns what to dial for host: an IP literal as is, the A/AAAA
+// records from a configured resolver, or the name itself for the system
+// dialer to resolve.
+func (t *Transport) addresses(ctx context.Context, host string) ([]string, *Error) {
+	if ip, ok := parseIPLiteral(host); ok {
+		return []string{ip.String()}, nil
+	}
+	if t.Resolver == nil || t.Resolver.Addr == "" {
+		return []string{host}, nil
+	}
+	addrs, err := t.Resolver.LookupHost(ctx, host)
+	if err != nil {
+		enh := enhRouting
+		var de *Error
+		if errors.As(err, &de) && de.Temporary {
+			enh = enhDNSTemp
+		}
+		// A broken MX host is a routing problem, not a reason to bounce.
+		return nil, localError("", enh, "cannot resolve "+host, err)
+	}
+	return addrs, nil
+}
+
+// deliverHost tries each address of host; next reports whether the caller
+// should go on to the next host.
+func (t *Transport) deliverHost(ctx context.Context, host, port string, env Envelope) (e *Error, next bool) {
+	addrs, e := t.addresses(ctx, host)
+	if e != nil {
+		return e, true
+	}
+	e = localError("", enhRouting, "no address for "+host, nil)
+	for _, addr := range addrs {
+		target := net.JoinHostPort(addr, port)
+		e, next = t.attempt(ctx, host, target, env, true)
+		if e == nil {
+			return nil, false
+		}
+		if errors.Is(e, errTLSHandshake) && !t.RequireTLS && ctx.Err() == nil {
+			// Opportunistic TLS failed: the same server, in plaintext.
+			e, next = t.attempt(ctx, host, target, env, false)
+			if e == nil {
+				return nil, false
+			}
+		}
+		if !next || ctx.Err() != nil {
+			return e, false
+		}
+	}
+	return e, true
+}
+
+// errTLSHandshake marks a failed STARTTLS handshake.
+var errTLSHandshake = errors.New("STARTTLS handshake failed")
+
+// attempt runs one SMTP session with target ("ip:port" or "name:port").
+func (t *Transport) attempt(ctx context.Context, host, target string, env Envelope, useTLS bool) (e *Error, next bool) {
+	timeout := t.timeout()
+	d := net.Dialer{Timeout: timeout}
+	conn, err := d.DialContext(ctx, "tcp", target)
+	if err != nil {
+		msg := "cannot connect to " + host + " (" + target + "): " + netErrorMessage(err)
+		return t.ctxError(ctx, "", localError("", enhConnection, msg, err)), true
+	}
+	// Cancelling ctx aborts whatever the session is blocked on.
+	stop := context.AfterFunc(ctx, func() { conn.Close() })
+	defer stop()
+	defer conn.Close()
+
+	c := t.newClient(conn, timeout)
+	if err := c.Hello(t.hostname()); err != nil {
+		return t.ctxError(ctx, host, preTransactionError(host, err)), true
+	}
+
+	if ok, _ := c.Extension("STARTTLS"); ok && useTLS {
+		tlsConn, e := t.startTLS(ctx, conn, host, timeout)
+		switch {
+		case e == nil:
+			c = t.newClient(&greetedConn{Conn: tlsConn, pending: []byte("220 " + host + "\r\n")}, timeout)
+			if err := c.Hello(t.hostname()); err != nil {
+				return t.ctxError(ctx, host, preTransactionError(host, err)), true
+			}
+		case e.Code != 0 && !t.RequireTLS:
+			// STARTTLS refused with a reply: the session is still
+			// usable in plaintext.
+		case e.Code != 0:
+			quit(c, timeout)
+			return e, true
+		default:
+			return t.ctxError(ctx, host, e), true
+		}
+	} else if t.RequireTLS {
+		quit(c, timeout)
+		return &Error{Temporary: true, Enhanced: enhNeedTLS, Message: "STARTTLS not offered, TLS required", Host: host}, true
+	}
+
+	if err := t.transaction(c, conn, env, timeout); err != nil {
+		e := t.ctxError(ctx, host, smtpReplyError(host, err))
+		var se *smtp.SMTPError
+		if errors.As(err, &se) && se.Code != 421 {
+			quit(c, timeout) // the connection is still in step
+		}
+		return e, e.Code == 421
+	}
+	quit(c, timeout)
+	return nil, false
+}
+
+// transaction sends MAIL, RCPT and DATA.
+func (t *Transport) transaction(c *smtp.Client, conn net.Conn, env Envelope, timeout time.Duration) error {
+	opts := &smtp.MailOptions{Size: int64(len(env.Data))}
+	if !isASCII(env.From) || !isASCII(env.To) {
+		if ok, _ := c.Extension("SMTPUTF8"); ok {
+			opts.UTF8 = true
+		}
+	}
+	if err := c.Mail(env.From, opts); err != nil {
+		return err
+	}
+	if err := c.Rcpt(env.To, nil); err != nil {
+		return err
+	}
+	w, err := c.Data()
+	if err != nil {
+		return err
+	}
+	// The client clears the deadline after each command; bound the
+	// transfer of the message itself.
+	conn.SetDeadline(time.Now().Add(timeout))
+	if _, err := w.Write(env.Data); err != nil {
+		return err
+	}
+	return w.Close()
+}
+
+// startTLS issues STARTTLS on the raw connection (the go-smtp client has no
+// exported STARTTLS for an established session) and completes the handshake.
+// A refusal has Code set; a failed handshake wraps errTLSHandshake.
+func (t *Transport) startTLS(ctx context.Context, conn net.Conn, host string, timeout time.Duration) (*tls.Conn, *Error) {
+	conn.SetDeadline(time.Now().Add(timeout))
+	defer conn.SetDeadline(time.Time{})
+	if _, err := conn.Write([]byte("STARTTLS\r\n")); err != nil {
+		return nil, localError(host, enhBadConn, "STARTTLS: "+netErrorMessage(err), err)
+	}
+	// The server sends nothing after its reply until our ClientHello, so
+	// this reader cannot swallow handshake bytes.
+	code, msg, err := textproto.NewReader(bufio.NewReader(conn)).ReadResponse(220)
+	if err != nil {
+		if code == 0 {
+			return nil, localError(host, enhBadConn, "STARTTLS: "+netErrorMessage(err), err)
+		}
+		return nil, &Error{
+			Temporary: true,
+			Code:      code,
+			Enhanced:  enhNeedTLS,
+			Message:   "STARTTLS refused: " + shortReply(msg),
+			Host:      host,
+			Err:       err,
+		}
+	}
+	tlsConn := tls.Client(conn, t.tlsConfig(host))
+	if err := tlsConn.HandshakeContext(ctx); err != nil {
+		return nil, localError(host, enhBadConn, "STARTTLS handshake failed", errors.Join(errTLSHandshake, err))
+	}
+	return tlsConn, nil
+}
+
+func (t *Transport) tlsConfig(host string) *tls.Config {
+	var cfg *tls.Config
+	if t.TLSConfig != nil {
+		cfg = t.TLSConfig.Clone()
+	} else {
+		cfg = &tls.Config{InsecureSkipVerify: true}
+	}
+	if cfg.ServerName == "" {
+		cfg.ServerName = host
+	}
+	return cfg
+}
+
+func (t *Transport) newClient(conn net.Conn, timeout time.Duration) *smtp.Client {
+	c := smtp.NewClient(conn)
+	c.CommandTimeout = timeout
+	c.SubmissionTimeout = timeout
+	return c
+}
+
+func (t *Transport) timeout() time.Duration {
+	if t.Timeout > 0 {
+		return t.Timeout
+	}
+	return defaultSMTPTimeout
+}
+
+func (t *Transport) hostname() string {
+	if t.Hostname != "" {
+		return t.Hostname
+	}
+	if h, err := os.Hostname(); err == nil && h != "" {
+		return h
+	}
+	return "localhost"
+}
+
+// ctxError replaces e by a cancellation/deadline error when ctx is done (the
+// session failed because its connection was closed under it).
+func (t *Transport) ctxError(ctx context.Context, host string, e *Error) *Error {
+	if err := ctx.Err(); err != nil {
+		return localError(host, enhBadConn, netErrorMessage(err), err)
+	}
+	return e
+}
+
+// preTransactionError classifies a failure of the greeting, EHLO or the
+// post-STARTTLS EHLO: always temporary (another host, or later, may do), the
+// remote code kept.
+func preTransactionError(host string, err error) *Error {
+	var se *smtp.SMTPError
+	if !errors.As(err, &se) {
+		return localError(host, enhConnection, "no greeting: "+netErrorMessage(err), err)
+	}
+	e := smtpReplyError(host, err)
+	e.Temporary = true
+	e.Enhanced[0] = 4
+	return e
+}
+
+// quit sends QUIT best-effort, waiting at most maxQuitTimeout; the caller
+// closes the connection.
+func quit(c *smtp.Client, timeout time.Duration) {
+	c.CommandTimeout = min(timeout, maxQuitTimeout)
+	c.Quit()
+}
+
+// greetedConn replays a synthetic 220 greeting before the connection's own
+// data, so that a fresh go-smtp client can take over a session after
+// STARTTLS (where the server sends no new greeting).
+type greetedConn struct {
+	net.Conn
+	pending []byte
+}
+
+func (g *greetedConn) Read(p []byte) (int, error) {
+	if len(g.pending) > 0 {
+		n := copy(p, g.pending)
+		g.pending = g.pending[n:]
+		return n, nil
+	}
+	return g.Conn.Read(p)
+}
+
+// badLine reports an address that would break the command line.
+func badLine(s string) bool {
+	return strings.ContainsAny(s, "\r\n<>")
+}
+
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			return false
+		}
+	}
+	return true
+}

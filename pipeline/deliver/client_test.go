@@ -1,0 +1,334 @@
+package deliver
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-smtp"
+)
+
+const testBody = "From: alice@example.test\nTo: bob@dest.test\nSubject: hi\n\nline one\n.leading dot\n..two dots\nlast"
+
+// wantWire is testBody as the server sees it after DATA (CRLF, dots unstuffed).
+var wantWire = crlf(testBody + "\n")
+
+func testTransport(sink *testSink) *Transport {
+	return &Transport{Hostname: "pigeon.test", RelayHost: sink.Addr, Timeout: 30 * time.Second}
+}
+
+func testEnvelope() Envelope {
+	return Envelope{From: "alice@example.test", To: "bob@dest.test", Data: []byte(testBody)}
+}
+
+func TestDeliverRelay(t *testing.T) {
+	sink := newTestSink(t, sinkOptions{})
+	if err := testTransport(sink).Deliver(context.Background(), testEnvelope()); err != nil {
+		t.Fatalf("Deliver: %v", err)
+	}
+	msgs := sink.received()
+	if len(msgs) != 1 {
+		t.Fatalf("sink got %d messages, want 1", len(msgs))
+	}
+	m := msgs[0]
+	if m.Helo != "pigeon.test" || m.From != "alice@example.test" || len(m.To) != 1 || m.To[0] != "bob@dest.test" {
+		t.Errorf("envelope %+v", m)
+	}
+	if !bytes.Equal(m.Data, wantWire) {
+		t.Errorf("data %q, want %q", m.Data, wantWire)
+	}
+	if m.TLS {
+		t.Error("TLS without STARTTLS")
+	}
+}
+
+func TestDeliverNullSender(t *testing.T) {
+	sink := newTestSink(t, sinkOptions{})
+	env := testEnvelope()
+	env.From = ""
+	if err := testTransport(sink).Deliver(context.Background(), env); err != nil {
+		t.Fatalf("Deliver: %v", err)
+	}
+	if msgs := sink.received(); len(msgs) != 1 || msgs[0].From != "" {
+		t.Fatalf("received %+v", msgs)
+	}
+}
+
+func TestDeliverMX(t *testing.T) {
+	sink := newTestSink(t, sinkOptions{})
+	dnsSrv := newTestDNS(t,
+		"dest.test. 300 IN MX 10 mx1.example.test.",
+		"mx1.example.test. 300 IN A 127.0.0.1",
+	)
+	tr := &Transport{
+		Hostname: "pigeon.test",
+		Port:     sink.Port,
+		Resolver: &Resolver{Addr: dnsSrv.Addr, Timeout: 5 * time.Second},
+		Timeout:  30 * time.Second,
+	}
+	if err := tr.Deliver(context.Background(), testEnvelope()); err != nil {
+		t.Fatalf("Deliver: %v", err)
+	}
+	if msgs := sink.received(); len(msgs) != 1 || !bytes.Equal(msgs[0].Data, wantWire) {
+		t.Fatalf("received %+v", msgs)
+	}
+}
+
+func TestDeliverNextMXOnConnectionRefused(t *testing.T) {
+	sink := newTestSink(t, sinkOptions{})
+	dnsSrv := newTestDNS(t,
+		// mx1 is preferred, but nothing listens on 127.0.0.2.
+		"dest.test. 300 IN MX 10 mx1.dest.test.",
+		"dest.test. 300 IN MX 20 mx2.dest.test.",
+		"mx1.dest.test. 300 IN A 127.0.0.2",
+		"mx2.dest.test. 300 IN A 127.0.0.1",
+		// only a dead host
+		"dead.test. 300 IN MX 10 mx1.dest.test.",
+		// an MX host that does not resolve, then a good one
+		"broken.test. 300 IN MX 10 nowhere.broken.test.",
+		"broken.test. 300 IN MX 20 mx2.dest.test.",
+	)
+	tr := &Transport{
+		Hostname: "pigeon.test",
+		Port:     sink.Port,
+		Resolver: &Resolver{Addr: dnsSrv.Addr, Timeout: 5 * time.Second},
+		Timeout:  30 * time.Second,
+	}
+	ctx := context.Background()
+
+	if err := tr.Deliver(ctx, testEnvelope()); err != nil {
+		t.Fatalf("Deliver: %v", err)
+	}
+	if n := len(sink.received()); n != 1 {
+		t.Fatalf("sink got %d messages, want 1", n)
+	}
+
+	env := testEnvelope()
+	env.To = "bob@broken.test"
+	if err := tr.Deliver(ctx, env); err != nil {
+		t.Fatalf("Deliver past unresolvable MX: %v", err)
+	}
+
+	env.To = "bob@dead.test"
+	err := tr.Deliver(ctx, env)
+	e := asError(t, err)
+	if !e.Temporary || e.Code != 0 || e.Enhanced != [3]int{4, 4, 1} || e.Err == nil {
+		t.Fatalf("dead host: %+v", e)
+	}
+	if !strings.Contains(e.Message, "mx1.dest.test") {
+		t.Errorf("message %q does not name the host", e.Message)
+	}
+}
+
+func TestDeliverSTARTTLS(t *testing.T) {
+	for _, require := range []bool{false, true} {
+		sink := newTestSink(t, sinkOptions{TLS: true})
+		tr := testTransport(sink)
+		tr.RequireTLS = require
+		if err := tr.Deliver(context.Background(), testEnvelope()); err != nil {
+			t.Fatalf("RequireTLS=%v: Deliver: %v", require, err)
+		}
+		msgs := sink.received()
+		if len(msgs) != 1 || !msgs[0].TLS {
+			t.Fatalf("RequireTLS=%v: received %+v, want one message over TLS", require, msgs)
+		}
+		if msgs[0].Helo != "pigeon.test" || !bytes.Equal(msgs[0].Data, wantWire) {
+			t.Errorf("RequireTLS=%v: received %+v", require, msgs[0])
+		}
+	}
+}
+
+func TestDeliverSTARTTLSVerifyingConfig(t *testing.T) {
+	// A verifying TLSConfig rejects the self-signed certificate: the
+	// handshake fails, and without RequireTLS the message goes in plaintext.
+	sink := newTestSink(t, sinkOptions{TLS: true})
+	tr := testTransport(sink)
+	tr.TLSConfig = &tls.Config{ServerName: "sink.test"}
+	if err := tr.Deliver(context.Background(), testEnvelope()); err != nil {
+		t.Fatalf("Deliver: %v", err)
+	}
+	if msgs := sink.received(); len(msgs) != 1 || msgs[0].TLS {
+		t.Fatalf("received %+v, want one plaintext message", msgs)
+	}
+}
+
+func TestDeliverTLSFailures(t *testing.T) {
+	tests := []struct {
+		name     string
+		opts     sinkOptions
+		require  bool
+		wantErr  bool
+		sessions int // SMTP sessions the sink saw
+	}{
+		{name: "no STARTTLS, required", opts: sinkOptions{}, require: true, wantErr: true, sessions: 1},
+		{name: "broken TLS, required", opts: sinkOptions{BrokenTLS: true}, require: true, wantErr: true, sessions: 1},
+		{name: "broken TLS, opportunistic", opts: sinkOptions{BrokenTLS: true}, sessions: 2},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			sink := newTestSink(t, tt.opts)
+			tr := testTransport(sink)
+			tr.RequireTLS = tt.require
+			err := tr.Deliver(context.Background(), testEnvelope())
+			if n := sink.sessionCount(); n != tt.sessions {
+				t.Errorf("sessions = %d, want %d", n, tt.sessions)
+			}
+			if !tt.wantErr {
+				if err != nil {
+					t.Fatalf("Deliver: %v", err)
+				}
+				if msgs := sink.received(); len(msgs) != 1 || msgs[0].TLS {
+					t.Fatalf("received %+v, want one plaintext message", msgs)
+				}
+				return
+			}
+			e := asError(t, err)
+			if !e.Temporary || e.Enhanced[0] != 4 {
+				t.Fatalf("error %+v, want temporary", e)
+			}
+			if n := len(sink.received()); n != 0 {
+				t.Fatalf("sink got %d messages in plaintext", n)
+			}
+		})
+	}
+}
+
+func TestDeliverReplies(t *testing.T) {
+	tests := []struct {
+		name      string
+		opts      sinkOptions
+		temporary bool
+		code      int
+		enhanced  [3]int
+		message   string
+	}{
+		{
+			name:      "450 at RCPT",
+			opts:      sinkOptions{RcptErr: &smtp.SMTPError{Code: 450, EnhancedCode: smtp.EnhancedCode{4, 2, 1}, Message: "greylisted, try later"}},
+			temporary: true, code: 450, enhanced: [3]int{4, 2, 1}, message: "greylisted, try later",
+		},
+		{
+			name:     "550 at RCPT without enhanced code",
+			opts:     sinkOptions{RcptErr: &smtp.SMTPError{Code: 550, EnhancedCode: smtp.NoEnhancedCode, Message: "no such user"}},
+			code:     550,
+			enhanced: [3]int{5, 0, 0}, message: "no such user",
+		},
+		{
+			name: "550 at MAIL",
+			opts: sinkOptions{MailErr: &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 7, 1}, Message: "sender rejected"}},
+			code: 550, enhanced: [3]int{5, 7, 1}, message: "sender rejected",
+		},
+		{
+			name: "554 at DATA",
+			opts: sinkOptions{DataErr: &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 7, 1}, Message: "message looks like spam"}},
+			code: 554, enhanced: [3]int{5, 7, 1}, message: "message looks like spam",
+		},
+		{
+			name:      "451 at DATA",
+			opts:      sinkOptions{DataErr: &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "local error"}},
+			temporary: true, code: 451, enhanced: [3]int{4, 3, 0}, message: "local error",
+		},
+		{
+			name:      "421 at RCPT",
+			opts:      sinkOptions{RcptErr: &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 4, 5}, Message: "too busy"}},
+			temporary: true, code: 421, enhanced: [3]int{4, 4, 5}, message: "too busy",
+		},
+		{
+			name:      "421 at EHLO",
+			opts:      sinkOptions{HeloErr: &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 7, 0}, Message: "go away"}},
+			temporary: true, code: 421, enhanced: [3]int{4, 7, 0}, message: "go away",
+		},
+		{
+			// Failures before the transaction never bounce.
+			name:      "554 at EHLO",
+			opts:      sinkOptions{HeloErr: &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 7, 1}, Message: "not welcome"}},
+			temporary: true, code: 554, enhanced: [3]int{4, 7, 1}, message: "not welcome",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			sink := newTestSink(t, tt.opts)
+			err := testTransport(sink).Deliver(context.Background(), testEnvelope())
+			e := asError(t, err)
+			if e.Temporary != tt.temporary || e.Code != tt.code || e.Enhanced != tt.enhanced || e.Message != tt.message {
+				t.Fatalf("error %+v\nwant temporary=%v code=%d enhanced=%v message=%q", e, tt.temporary, tt.code, tt.enhanced, tt.message)
+			}
+			host, _, _ := strings.Cut(sink.Addr, ":")
+			if e.Host != host {
+				t.Errorf("Host = %q, want %q", e.Host, host)
+			}
+			var se *smtp.SMTPError
+			if !errors.As(err, &se) || se.Code != tt.code {
+				t.Errorf("cause is not the SMTP reply: %v", e.Err)
+			}
+			if n := len(sink.received()); n != 0 {
+				t.Errorf("sink recorded %d messages", n)
+			}
+		})
+	}
+}
+
+func TestDeliverEnvelopeErrors(t *testing.T) {
+	dnsSrv := newTestDNS(t, "null.test. 300 IN MX 0 .")
+	tr := &Transport{
+		Hostname: "pigeon.test",
+		Port:     1, // never dialled
+		Resolver: &Resolver{Addr: dnsSrv.Addr, Timeout: 5 * time.Second},
+		Timeout:  30 * time.Second,
+	}
+	tests := []struct {
+		to, from string
+		enhanced [3]int
+	}{
+		{to: "no-domain", enhanced: [3]int{5, 1, 3}},
+		{to: "bob@", enhanced: [3]int{5, 1, 3}},
+		{to: "bob@dest.test\r\nRCPT TO:<eve@evil.test>", enhanced: [3]int{5, 1, 3}},
+		{to: "bob@dest.test", from: "a@b>", enhanced: [3]int{5, 1, 7}},
+		{to: "bob@null.test", enhanced: [3]int{5, 1, 10}},
+		{to: "bob@nx.test", enhanced: [3]int{5, 1, 2}},
+	}
+	for _, tt := range tests {
+		err := tr.Deliver(context.Background(), Envelope{From: tt.from, To: tt.to, Data: []byte(testBody)})
+		e := asError(t, err)
+		if e.Temporary || e.Enhanced != tt.enhanced {
+			t.Errorf("To %q: %+v, want permanent %v", tt.to, e, tt.enhanced)
+		}
+	}
+}
+
+func TestDeliverCancelled(t *testing.T) {
+	sink := newTestSink(t, sinkOptions{})
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	err := testTransport(sink).Deliver(ctx, testEnvelope())
+	e := asError(t, err)
+	if !e.Temporary || !errors.Is(err, context.Canceled) {
+		t.Fatalf("error %+v, want temporary cancellation", e)
+	}
+	if n := sink.sessionCount(); n != 0 {
+		t.Fatalf("sink saw %d sessions", n)
+	}
+}
+
+func TestErrorString(t *testing.T) {
+	cause := errors.New("dial tcp: refused")
+	tests := []struct {
+		e    *Error
+		want string
+	}{
+		{&Error{Code: 550, Enhanced: [3]int{5, 1, 1}, Message: "no such user", Host: "mx.test", Err: cause}, "deliver: mx.test: 550 5.1.1 no such user"},
+		{&Error{Temporary: true, Enhanced: [3]int{4, 4, 1}, Message: "cannot connect", Err: cause}, "deliver: 4.4.1 cannot connect: dial tcp: refused"},
+	}
+	for _, tt := range tests {
+		if got := tt.e.Error(); got != tt.want {
+			t.Errorf("Error() = %q, want %q", got, tt.want)
+		}
+		if !errors.Is(tt.e, cause) {
+			t.Errorf("Unwrap does not reach the cause")
+		}
+	}
+}

@@ -1,0 +1,363 @@
+package deliver
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"errors"
+	"io"
+	"math/big"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-smtp"
+	"github.com/miekg/dns"
+)
+
+// testDNS is a loopback authoritative-ish DNS server holding a fixed set of
+// records, over UDP and TCP on the same 127.0.0.1 port.
+type testDNS struct {
+	Addr string
+
+	mu          sync.Mutex
+	records     map[string][]dns.RR // by canonical owner name
+	rcodes      map[string]int      // forced answer code by canonical name
+	truncateUDP bool                // answer every UDP query with TC set and no records
+	udpQueries  int
+	tcpQueries  int
+}
+
+// newTestDNS starts a server with the given records in zone-file syntax.
+func newTestDNS(t *testing.T, records ...string) *testDNS {
+	t.Helper()
+	s := &testDNS{records: make(map[string][]dns.RR), rcodes: make(map[string]int)}
+	for _, r := range records {
+		s.add(t, r)
+	}
+
+	var pc net.PacketConn
+	var ln net.Listener
+	for i := 0; ; i++ {
+		var err error
+		pc, err = net.ListenPacket("udp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatalf("listen udp: %v", err)
+		}
+		ln, err = net.Listen("tcp", pc.LocalAddr().String())
+		if err == nil {
+			break
+		}
+		pc.Close()
+		if i == 10 {
+			t.Fatalf("listen tcp: %v", err)
+		}
+	}
+	s.Addr = pc.LocalAddr().String()
+
+	var wg sync.WaitGroup
+	var servers []*dns.Server
+	for _, srv := range []*dns.Server{
+		{PacketConn: pc, Handler: dns.HandlerFunc(s.serve)},
+		{Listener: ln, Handler: dns.HandlerFunc(s.serve)},
+	} {
+		started := make(chan struct{})
+		srv.NotifyStartedFunc = func() { close(started) }
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			srv.ActivateAndServe()
+		}()
+		<-started
+		servers = append(servers, srv)
+	}
+	t.Cleanup(func() {
+		for _, srv := range servers {
+			srv.Shutdown()
+		}
+		wg.Wait()
+	})
+	return s
+}
+
+func (s *testDNS) add(t *testing.T, record string) {
+	t.Helper()
+	rr, err := dns.NewRR(record)
+	if err != nil {
+		t.Fatalf("bad record %q: %v", record, err)
+	}
+	name := dns.CanonicalName(rr.Header().Name)
+	s.mu.Lock()
+	s.records[name] = append(s.records[name], rr)
+	s.mu.Unlock()
+}
+
+// setRcode makes every query for name answer rcode (dns.RcodeServerFailure...).
+func (s *testDNS) setRcode(name string, rcode int) {
+	s.mu.Lock()
+	s.rcodes[dns.CanonicalName(name)] = rcode
+	s.mu.Unlock()
+}
+
+func (s *testDNS) setTruncateUDP(v bool) {
+	s.mu.Lock()
+	s.truncateUDP = v
+	s.mu.Unlock()
+}
+
+func (s *testDNS) queries() (udp, tcp int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.udpQueries, s.tcpQueries
+}
+
+func (s *testDNS) serve(w dns.ResponseWriter, req *dns.Msg) {
+	m := new(dns.Msg)
+	m.SetReply(req)
+	m.RecursionAvailable = true
+	defer w.WriteMsg(m)
+	if len(req.Question) != 1 {
+		m.Rcode = dns.RcodeFormatError
+		return
+	}
+	q := req.Question[0]
+
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, udp := w.RemoteAddr().(*net.UDPAddr)
+	if udp {
+		s.udpQueries++
+		if s.truncateUDP {
+			m.Truncated = true
+			return
+		}
+	} else {
+		s.tcpQueries++
+	}
+
+	name := dns.CanonicalName(q.Name)
+	for range 8 {
+		if rc, ok := s.rcodes[name]; ok {
+			m.Rcode = rc
+			return
+		}
+		rrs, ok := s.records[name]
+		if !ok {
+			m.Rcode = dns.RcodeNameError
+			return
+		}
+		var cname *dns.CNAME
+		for _, rr := range rrs {
+			if c, ok := rr.(*dns.CNAME); ok && q.Qtype != dns.TypeCNAME {
+				cname = c
+			} else if rr.Header().Rrtype == q.Qtype {
+				m.Answer = append(m.Answer, dns.Copy(rr))
+			}
+		}
+		if cname == nil {
+			return
+		}
+		m.Answer = append(m.Answer, dns.Copy(cname))
+		name = dns.CanonicalName(cname.Target)
+	}
+}
+
+// silentUDP returns the address of a UDP socket that reads and never answers.
+func silentUDP(t *testing.T) string {
+	t.Helper()
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		buf := make([]byte, 2048)
+		for {
+			if _, _, err := pc.ReadFrom(buf); err != nil {
+				return
+			}
+		}
+	}()
+	t.Cleanup(func() { pc.Close(); <-done })
+	return pc.LocalAddr().String()
+}
+
+// received is one message as the sink saw it.
+type received struct {
+	Helo string
+	From string
+	To   []string
+	Data []byte
+	TLS  bool
+}
+
+// sinkOptions configures a test SMTP server.
+type sinkOptions struct {
+	TLS       bool // advertise STARTTLS with a self-signed certificate
+	BrokenTLS bool // advertise STARTTLS, but every handshake fails
+	HeloErr   *smtp.SMTPError
+	MailErr   *smtp.SMTPError
+	RcptErr   *smtp.SMTPError
+	DataErr   *smtp.SMTPError // returned after the whole message was read
+}
+
+// testSink is a loopback go-smtp server recording what it accepts.
+type testSink struct {
+	Addr string
+	Port int
+
+	opts sinkOptions
+
+	mu       sync.Mutex
+	msgs     []received
+	sessions int
+}
+
+func newTestSink(t *testing.T, opts sinkOptions) *testSink {
+	t.Helper()
+	s := &testSink{opts: opts}
+	srv := smtp.NewServer(smtp.BackendFunc(s.newSession))
+	srv.Domain = "sink.test"
+	srv.ReadTimeout = time.Minute
+	srv.WriteTimeout = time.Minute
+	srv.AllowInsecureAuth = true
+	srv.ErrorLog = discardLogger{}
+	switch {
+	case opts.BrokenTLS:
+		srv.TLSConfig = &tls.Config{GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+			return nil, errors.New("no certificate for you")
+		}}
+	case opts.TLS:
+		srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{selfSigned(t)}}
+	}
+
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Addr = ln.Addr().String()
+	s.Port = ln.Addr().(*net.TCPAddr).Port
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		srv.Serve(ln)
+	}()
+	t.Cleanup(func() {
+		srv.Close()
+		<-done
+	})
+	return s
+}
+
+func (s *testSink) received() []received {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]received(nil), s.msgs...)
+}
+
+func (s *testSink) sessionCount() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.sessions
+}
+
+func (s *testSink) newSession(c *smtp.Conn) (smtp.Session, error) {
+	s.mu.Lock()
+	s.sessions++
+	s.mu.Unlock()
+	if s.opts.HeloErr != nil {
+		return nil, s.opts.HeloErr
+	}
+	return &sinkSession{sink: s, conn: c}, nil
+}
+
+type sinkSession struct {
+	sink *testSink
+	conn *smtp.Conn
+	msg  received
+}
+
+func (ss *sinkSession) Reset()        { ss.msg = received{} }
+func (ss *sinkSession) Logout() error { return nil }
+
+func (ss *sinkSession) Mail(from string, _ *smtp.MailOptions) error {
+	if ss.sink.opts.MailErr != nil {
+		return ss.sink.opts.MailErr
+	}
+	ss.msg.From = from
+	return nil
+}
+
+func (ss *sinkSession) Rcpt(to string, _ *smtp.RcptOptions) error {
+	if ss.sink.opts.RcptErr != nil {
+		return ss.sink.opts.RcptErr
+	}
+	ss.msg.To = append(ss.msg.To, to)
+	return nil
+}
+
+func (ss *sinkSession) Data(r io.Reader) error {
+	data, err := io.ReadAll(r)
+	if err != nil {
+		return err
+	}
+	if ss.sink.opts.DataErr != nil {
+		return ss.sink.opts.DataErr
+	}
+	ss.msg.Data = data
+	ss.msg.Helo = ss.conn.Hostname()
+	_, ss.msg.TLS = ss.conn.TLSConnectionState()
+	ss.sink.mu.Lock()
+	ss.sink.msgs = append(ss.sink.msgs, ss.msg)
+	ss.sink.mu.Unlock()
+	return nil
+}
+
+type discardLogger struct{}
+
+func (discardLogger) Printf(string, ...interface{}) {}
+func (discardLogger) Println(...interface{})        {}
+
+// selfSigned returns a throwaway certificate for "sink.test".
+func selfSigned(t *testing.T) tls.Certificate {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1),
+		Subject:      pkix.Name{CommonName: "sink.test"},
+		DNSNames:     []string{"sink.test"},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
+}
+
+// asError asserts err is an *Error and returns it.
+func asError(t *testing.T, err error) *Error {
+	t.Helper()
+	var e *Error
+	if !errors.As(err, &e) {
+		t.Fatalf("error %v (%T) is not *Error", err, err)
+	}
+	return e
+}
+
+// crlf turns a readable multi-line literal into a CRLF message.
+func crlf(s string) []byte {
+	return []byte(strings.ReplaceAll(s, "\n", "\r\n"))
+}

@@ -1,0 +1,33 @@
+package deliver
+
+import "github.com/prometheus/client_golang/prometheus"
+
+// Metrics are the delivery worker's Prometheus series.
+type Metrics struct {
+	attempts       *prometheus.CounterVec
+	attemptSeconds prometheus.Histogram
+	queueDepth     *prometheus.GaugeVec
+}
+
+// NewMetrics registers the series on reg (nil: not registered).
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		attempts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "pigeonpost_delivery_attempts_total",
+			Help: "Delivery attempts by result: delivered, deferred, bounced, failed.",
+		}, []string{"result"}),
+		attemptSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "pigeonpost_delivery_attempt_seconds",
+			Help:    "Duration of one delivery attempt, DNS to the remote's reply.",
+			Buckets: prometheus.ExponentialBuckets(0.001, 2, 16),
+		}),
+		queueDepth: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "pigeonpost_delivery_queue_depth",
+			Help: "Emails waiting: queued (in the stream) and retrying (scheduled).",
+		}, []string{"state"}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.attempts, m.attemptSeconds, m.queueDepth)
+	}
+	return m
+}

@@ -1,0 +1,302 @@
+package deliver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/pigeonpost/pigeonpost/pipeline/store"
+)
+
+// Worker delivers queued emails: it reads the stream through the consumer
+// group, signs with the From domain's DKIM key, hands the message to the
+// Transport and records the outcome on the email before acknowledging the
+// entry. Temporary failures go to the retry schedule with exponential
+// backoff; permanent ones bounce (and hard bounces suppress the address).
+type Worker struct {
+	Store        *store.Store
+	Transport    *Transport
+	Concurrency  int
+	RetryInitial time.Duration
+	RetryMax     time.Duration
+	MaxAge       time.Duration // after this age a temporary failure becomes final
+	ClaimIdle    time.Duration // entries pending longer than this (a dead worker's) are taken over
+	Consumer     string        // name in the consumer group; empty: host-pid-random
+	Now          func() time.Time
+	Logger       *slog.Logger
+	Metrics      *Metrics
+
+	signers sync.Map // domain + selector → *DKIMSigner
+}
+
+// Run delivers until ctx is cancelled, then waits for attempts in flight.
+func (w *Worker) Run(ctx context.Context) error {
+	w.defaults()
+	if err := w.waitForRedis(ctx, w.Store.EnsureGroup); err != nil {
+		return err
+	}
+	jobs := make(chan store.Entry)
+	var wg sync.WaitGroup
+	for range w.Concurrency {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for e := range jobs {
+				w.process(e)
+			}
+		}()
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		w.maintain(ctx, jobs)
+	}()
+	w.read(ctx, jobs)
+	wg.Wait()
+	return nil
+}
+
+func (w *Worker) defaults() {
+	if w.Now == nil {
+		w.Now = time.Now
+	}
+	if w.Logger == nil {
+		w.Logger = slog.Default()
+	}
+	if w.Metrics == nil {
+		w.Metrics = NewMetrics(nil)
+	}
+	if w.Concurrency <= 0 {
+		w.Concurrency = 1
+	}
+	if w.Consumer == "" {
+		host, _ := os.Hostname()
+		w.Consumer = fmt.Sprintf("%s-%d-%04x", host, os.Getpid(), rand.IntN(1<<16))
+	}
+}
+
+// waitForRedis runs op until it succeeds or ctx ends, backing off while Redis is away.
+func (w *Worker) waitForRedis(ctx context.Context, op func(context.Context) error) error {
+	delay := 100 * time.Millisecond
+	for {
+		err := op(ctx)
+		if err == nil || ctx.Err() != nil {
+			return ctx.Err()
+		}
+		w.Logger.Warn("delivery queue unavailable, retrying", "err", err, "in", delay)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(delay):
+		}
+		delay = min(delay*2, 5*time.Second)
+	}
+}
+
+// read feeds new stream entries to the workers until ctx ends, then closes jobs.
+func (w *Worker) read(ctx context.Context, jobs chan<- store.Entry) {
+	defer close(jobs)
+	for ctx.Err() == nil {
+		var entries []store.Entry
+		err := w.waitForRedis(ctx, func(ctx context.Context) error {
+			var err error
+			entries, err = w.Store.ReadNew(ctx, w.Consumer, w.Concurrency, time.Second)
+			if err != nil && strings.HasPrefix(err.Error(), "NOGROUP") {
+				_ = w.Store.EnsureGroup(ctx) // the stream was lost (Redis without persistence restarted)
+			}
+			return err
+		})
+		if err != nil {
+			return
+		}
+		for _, e := range entries {
+			jobs <- e // an entry read is always handed over: it is pending until acknowledged
+		}
+	}
+}
+
+// maintain releases due retries to the stream and takes over entries that a
+// dead worker left pending, once a second.
+func (w *Worker) maintain(ctx context.Context, jobs chan<- store.Entry) {
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		if _, err := w.Store.ReleaseDue(ctx, w.Now(), 1000); err != nil && ctx.Err() == nil {
+			w.Logger.Warn("releasing retries failed", "err", err)
+		}
+		claimed, err := w.Store.Claim(ctx, w.Consumer, w.ClaimIdle, w.Concurrency)
+		if err != nil && ctx.Err() == nil {
+			w.Logger.Warn("claiming abandoned entries failed", "err", err)
+		}
+		for _, e := range claimed {
+			select {
+			case jobs <- e:
+			case <-ctx.Done():
+				return // still pending: claimed again later
+			}
+		}
+		if queued, retrying, err := w.Store.QueueDepth(ctx); err == nil {
+			w.Metrics.queueDepth.WithLabelValues("queued").Set(float64(queued))
+			w.Metrics.queueDepth.WithLabelValues("retrying").Set(float64(retrying))
+		}
+	}
+}
+
+// process makes one attempt. It runs on its own context so that a shutdown
+// lets the attempt finish; if the process dies instead, the entry stays
+// pending and another worker claims it.
+func (w *Worker) process(entry store.Entry) {
+	ctx, cancel := context.WithTimeout(context.Background(), w.Transport.timeout()+time.Minute)
+	defer cancel()
+	if err := w.attempt(ctx, entry); err != nil {
+		// Redis failed mid-way: leave the entry pending to be claimed again.
+		w.Logger.Warn("delivery attempt not recorded", "email", entry.EmailID, "err", err)
+	}
+}
+
+func (w *Worker) attempt(ctx context.Context, entry store.Entry) error {
+	e, err := w.Store.Email(ctx, entry.EmailID)
+	if errors.Is(err, store.ErrNotFound) {
+		return w.Store.Ack(ctx, entry.StreamID)
+	}
+	if err != nil {
+		return err
+	}
+	switch e.Status {
+	case store.StatusDelivered, store.StatusBounced, store.StatusFailed, store.StatusCancelled, store.StatusComplained:
+		// Already final: a re-read after a crash between recording and ack.
+		return w.Store.Ack(ctx, entry.StreamID)
+	}
+	if e.Mode != store.ModeLive {
+		return w.Store.Ack(ctx, entry.StreamID)
+	}
+	body, err := w.Store.Body(ctx, e.ID)
+	if err != nil {
+		return err
+	}
+	now := w.Now().UTC()
+	sent := map[string]any{store.FieldStatus: store.StatusSent, store.FieldAttempts: e.Attempts + 1}
+	if e.SentAt == nil {
+		sent[store.FieldSentAt] = store.FormatTime(now)
+	}
+	if err := w.Store.UpdateEmail(ctx, e.ID, sent, nil); err != nil {
+		return err
+	}
+	data, err := w.sign(ctx, e, body)
+	if err != nil {
+		return err
+	}
+	start := time.Now()
+	derr := w.Transport.Deliver(ctx, Envelope{From: e.EnvelopeFrom, To: e.ToAddress, Data: data})
+	w.Metrics.attemptSeconds.Observe(time.Since(start).Seconds())
+	return w.record(ctx, entry, e, e.Attempts+1, derr)
+}
+
+// record stores the outcome of an attempt, then acknowledges the entry.
+func (w *Worker) record(ctx context.Context, entry store.Entry, e *store.Email, attempts int, derr error) error {
+	now := w.Now().UTC()
+	stamp := store.FormatTime(now)
+	if derr == nil {
+		w.Metrics.attempts.WithLabelValues("delivered").Inc()
+		if err := w.Store.UpdateEmail(ctx, e.ID,
+			map[string]any{store.FieldStatus: store.StatusDelivered, store.FieldDeliveredAt: stamp, store.FieldLastError: ""},
+			&store.Event{Type: "delivered", Timestamp: now}); err != nil {
+			return err
+		}
+		return w.Store.Ack(ctx, entry.StreamID)
+	}
+	var de *Error
+	if !errors.As(derr, &de) {
+		de = &Error{Temporary: true, Message: derr.Error(), Err: derr}
+	}
+	detail := map[string]string{"reason": de.Error()}
+	if de.Temporary && now.Sub(e.CreatedAt) < w.MaxAge {
+		w.Metrics.attempts.WithLabelValues("deferred").Inc()
+		due := now.Add(w.backoff(attempts))
+		w.Logger.Info("delivery deferred", "email", e.ID, "attempt", attempts, "retry_at", due, "err", de)
+		return w.Store.Retry(ctx, entry, due,
+			map[string]any{store.FieldLastError: de.Error()},
+			&store.Event{Type: "deferred", Timestamp: now, Data: detail})
+	}
+	status, field, event := store.StatusBounced, store.FieldBouncedAt, "bounced"
+	if de.Temporary {
+		status, field, event = store.StatusFailed, store.FieldFailedAt, "failed"
+	}
+	w.Metrics.attempts.WithLabelValues(event).Inc()
+	w.Logger.Info("delivery "+event, "email", e.ID, "err", de)
+	if err := w.Store.UpdateEmail(ctx, e.ID,
+		map[string]any{store.FieldStatus: status, field: stamp, store.FieldLastError: de.Error()},
+		&store.Event{Type: event, Timestamp: now, Data: detail}); err != nil {
+		return err
+	}
+	if status == store.StatusBounced && hardBounce(de) {
+		if err := w.Store.Suppress(ctx, e.AccountID, e.ToAddress, "hard_bounce"); err != nil {
+			return err
+		}
+	}
+	return w.Store.Ack(ctx, entry.StreamID)
+}
+
+// hardBounce reports whether a permanent failure says the mailbox itself is
+// bad (RFC 3463 class 5.1.x), so that further mail to it is suppressed.
+func hardBounce(e *Error) bool {
+	return !e.Temporary && e.Enhanced[1] == 1
+}
+
+// backoff returns the delay before attempt n+1: RetryInitial doubling up to
+// RetryMax, with ±10 % jitter so that retries after an outage spread out.
+func (w *Worker) backoff(attempts int) time.Duration {
+	d := w.RetryInitial
+	for i := 1; i < attempts && d < w.RetryMax; i++ {
+		d *= 2
+	}
+	d = min(d, w.RetryMax)
+	jitter := time.Duration(rand.Int64N(int64(d)/5+1)) - d/10
+	return d + jitter
+}
+
+// sign prepends the DKIM-Signature of the From domain, when the account
+// has that domain with a key.
+func (w *Worker) sign(ctx context.Context, e *store.Email, body []byte) ([]byte, error) {
+	domain := strings.ToLower(e.FromAddress[strings.LastIndexByte(e.FromAddress, '@')+1:])
+	d, err := w.Store.DomainByName(ctx, e.AccountID, domain)
+	if errors.Is(err, store.ErrNotFound) {
+		return body, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	cacheKey := e.AccountID + "/" + d.Name + "/" + d.Selector
+	var signer *DKIMSigner
+	if v, ok := w.signers.Load(cacheKey); ok && v.(*signerEntry).pem == d.PrivateKeyPEM {
+		signer = v.(*signerEntry).signer
+	} else {
+		signer, err = NewDKIMSigner(d.Name, d.Selector, d.PrivateKeyPEM)
+		if err != nil {
+			return nil, fmt.Errorf("dkim key of %s: %w", d.Name, err)
+		}
+		w.signers.Store(cacheKey, &signerEntry{pem: d.PrivateKeyPEM, signer: signer})
+	}
+	header, err := signer.Sign(body)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]byte, 0, len(header)+len(body))
+	return append(append(out, header...), body...), nil
+}
+
+type signerEntry struct {
+	pem    string
+	signer *DKIMSigner
+}

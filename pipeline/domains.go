@@ -1,0 +1,150 @@
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"regexp"
+	"strings"
+
+	"github.com/pigeonpost/pigeonpost/pipeline/deliver"
+	"github.com/pigeonpost/pigeonpost/pipeline/store"
+)
+
+var domainName = regexp.MustCompile(`^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$`)
+
+// AddDomain creates a sending domain with a new DKIM key and the DNS records
+// its owner must publish.
+func (s *Service) AddDomain(ctx context.Context, k *store.Key, name string) (*store.Domain, error) {
+	if err := requirePermission(k, store.PermissionFull); err != nil {
+		return nil, err
+	}
+	name = strings.TrimSuffix(strings.ToLower(strings.TrimSpace(name)), ".")
+	if !domainName.MatchString(name) || len(name) > 253 {
+		return nil, ErrInvalid("name: " + quoteShort(name) + " is not a valid domain name")
+	}
+	priv, txt, err := deliver.GenerateKey()
+	if err != nil {
+		return nil, err
+	}
+	d := &store.Domain{
+		ID: store.NewID("dom"), Name: name, Status: "pending", Selector: s.opt.DKIMSelector,
+		PrivateKeyPEM: priv, CreatedAt: s.opt.Now().UTC(),
+		DNSRecords: []store.DNSRecord{
+			{Type: "TXT", Name: name, Value: "v=spf1 include:" + s.opt.SPFInclude + " ~all", Status: "pending", Required: true},
+			{Type: "TXT", Name: s.opt.DKIMSelector + "._domainkey." + name, Value: txt, Status: "pending", Required: true},
+			{Type: "TXT", Name: "_dmarc." + name, Value: "v=DMARC1; p=none;", Status: "pending"},
+		},
+	}
+	if err := s.store.AddDomain(ctx, k.AccountID, d); errors.Is(err, store.ErrExists) {
+		return nil, ErrConflict("domain " + name + " already exists")
+	} else if err != nil {
+		return nil, storageError(err)
+	}
+	return d, nil
+}
+
+// Domain returns one of the account's domains by id.
+func (s *Service) Domain(ctx context.Context, k *store.Key, id string) (*store.Domain, error) {
+	if err := requirePermission(k, store.PermissionFull); err != nil {
+		return nil, err
+	}
+	d, err := s.store.DomainByID(ctx, k.AccountID, id)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, ErrNotFound("domain")
+	}
+	if err != nil {
+		return nil, storageError(err)
+	}
+	return d, nil
+}
+
+// Domains lists the account's domains.
+func (s *Service) Domains(ctx context.Context, k *store.Key) ([]*store.Domain, error) {
+	if err := requirePermission(k, store.PermissionFull); err != nil {
+		return nil, err
+	}
+	ds, err := s.store.ListDomains(ctx, k.AccountID)
+	if err != nil {
+		return nil, storageError(err)
+	}
+	return ds, nil
+}
+
+// DeleteDomain removes one of the account's domains.
+func (s *Service) DeleteDomain(ctx context.Context, k *store.Key, id string) error {
+	d, err := s.Domain(ctx, k, id)
+	if err != nil {
+		return err
+	}
+	if err := s.store.DeleteDomain(ctx, k.AccountID, d.Name); err != nil {
+		return storageError(err)
+	}
+	return nil
+}
+
+// VerifyDomain looks up each DNS record through the configured resolver and
+// marks the domain verified when every required record is published.
+func (s *Service) VerifyDomain(ctx context.Context, k *store.Key, id string) (*store.Domain, error) {
+	d, err := s.Domain(ctx, k, id)
+	if err != nil {
+		return nil, err
+	}
+	verified := true
+	for i := range d.DNSRecords {
+		rec := &d.DNSRecords[i]
+		values, err := s.opt.Resolver.LookupTXT(ctx, rec.Name)
+		rec.Status = "failed"
+		if err == nil && recordPublished(rec.Value, values) {
+			rec.Status = "verified"
+		}
+		if rec.Required && rec.Status != "verified" {
+			verified = false
+		}
+	}
+	d.Status = "failed"
+	if verified {
+		d.Status = "verified"
+		now := s.opt.Now().UTC()
+		d.VerifiedAt = &now
+	}
+	if err := s.store.PutDomain(ctx, k.AccountID, d); err != nil {
+		return nil, storageError(err)
+	}
+	return d, nil
+}
+
+// recordPublished reports whether one of the TXT values found matches want.
+// SPF matches on the include mechanism (owners merge it into their own SPF
+// record), DKIM on the public key, DMARC on the version tag.
+func recordPublished(want string, found []string) bool {
+	norm := func(s string) string { return strings.Join(strings.Fields(strings.ToLower(s)), " ") }
+	for _, f := range found {
+		f = norm(f)
+		switch {
+		case strings.HasPrefix(want, "v=spf1"):
+			include := strings.Fields(norm(want))[1]
+			if strings.HasPrefix(f, "v=spf1") && strings.Contains(" "+f+" ", " "+include+" ") {
+				return true
+			}
+		case strings.HasPrefix(want, "v=DMARC1"):
+			if strings.HasPrefix(f, "v=dmarc1") {
+				return true
+			}
+		default:
+			if strings.ReplaceAll(f, " ", "") == strings.ReplaceAll(norm(want), " ", "") {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// DomainForSending returns the account's verified domain record for the
+// From: address of an email, for DKIM signing; nil if there is none.
+func (s *Service) DomainForSending(ctx context.Context, accountID, from string) (*store.Domain, error) {
+	d, err := s.store.DomainByName(ctx, accountID, domainOf(from))
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, nil
+	}
+	return d, err
+}

@@ -1,0 +1,53 @@
+package pipeline
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// DurabilityProblems reads the Redis settings that decide whether an
+// acknowledged message survives a crash and lists every one that does not
+// (anchors-reliability §2.6). An empty list means durable.
+func DurabilityProblems(ctx context.Context, rdb redis.UniversalClient) ([]string, error) {
+	get := func(name string) (string, error) {
+		res, err := rdb.ConfigGet(ctx, name).Result()
+		if err != nil {
+			return "", fmt.Errorf("CONFIG GET %s: %w", name, err)
+		}
+		return res[name], nil
+	}
+	var problems []string
+	aof, err := get("appendonly")
+	if err != nil {
+		return nil, err
+	}
+	if aof != "yes" {
+		problems = append(problems, "appendonly is "+quoteShort(aof)+": acknowledged mail is lost when Redis restarts (set appendonly yes)")
+	}
+	fsync, err := get("appendfsync")
+	if err != nil {
+		return nil, err
+	}
+	// Only always makes an OK mean "on disk" on Redis 7.0 (no WAITAOF).
+	if fsync != "always" && aof == "yes" {
+		problems = append(problems, "appendfsync is "+quoteShort(fsync)+": up to a second of acknowledged mail is lost on a crash (set appendfsync always)")
+	}
+	policy, err := get("maxmemory-policy")
+	if err != nil {
+		return nil, err
+	}
+	if policy != "noeviction" {
+		problems = append(problems, "maxmemory-policy is "+quoteShort(policy)+": Redis may evict queued mail under memory pressure (set maxmemory-policy noeviction)")
+	}
+	if v, err := get("no-appendfsync-on-rewrite"); err == nil && v == "yes" {
+		problems = append(problems, "no-appendfsync-on-rewrite is yes: writes are not fsynced during AOF rewrites (set it to no)")
+	}
+	return problems, nil
+}
+
+// Ping reports whether Redis answers.
+func (s *Service) Ping(ctx context.Context) error {
+	return s.rdb.Ping(ctx).Err()
+}

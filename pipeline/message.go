@@ -1,0 +1,124 @@
+package pipeline
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/emersion/go-message"
+	"github.com/emersion/go-message/mail"
+	"github.com/emersion/go-message/textproto"
+)
+
+// Headers that pigeonpost reads and strips before delivery.
+const (
+	headerTrackOpens  = "X-SP-Track-Opens"
+	headerTrackClicks = "X-SP-Track-Clicks"
+)
+
+// maxHeaderBytes bounds the header section (header floods, S11).
+const maxHeaderBytes = 1 << 20
+
+// submittedMessage is a message split into a header we may edit and a body
+// we never copy until it is written out.
+type submittedMessage struct {
+	header      textproto.Header
+	body        []byte
+	from        string // address of the From: header, lower-cased domain
+	subject     string
+	messageID   string
+	trackOpens  *bool // from X-SP-Track-Opens, nil when absent
+	trackClicks *bool
+}
+
+// parseMessage reads the CRLF-normalised message raw, strips the headers that
+// must not travel (Bcc, X-SP-Track-*), adds Message-ID and Date when missing
+// (RFC 5322 §3.6), and checks that there is exactly one From address.
+func parseMessage(raw []byte, hostname string, newID func() string, now time.Time) (*submittedMessage, error) {
+	end := headerEnd(raw)
+	if end < 0 {
+		return nil, ErrBadMessage("message has no header section (expected a blank line after the header)")
+	}
+	if end > maxHeaderBytes {
+		return nil, ErrBadMessage(fmt.Sprintf("header section exceeds %d bytes", maxHeaderBytes))
+	}
+	h, err := textproto.ReadHeader(bufio.NewReader(bytes.NewReader(raw[:end])))
+	if err != nil {
+		return nil, ErrBadMessage("malformed header: " + err.Error())
+	}
+	m := &submittedMessage{header: h, body: raw[end:]}
+
+	if m.trackOpens, err = boolHeader(&m.header, headerTrackOpens); err != nil {
+		return nil, err
+	}
+	if m.trackClicks, err = boolHeader(&m.header, headerTrackClicks); err != nil {
+		return nil, err
+	}
+	m.header.Del("Bcc")
+
+	mh := mail.Header{Header: message.Header{Header: m.header}}
+	from, err := mh.AddressList("From")
+	if err != nil || len(from) != 1 {
+		if err == nil && len(from) == 0 {
+			return nil, ErrBadMessage("message has no From header")
+		}
+		return nil, ErrBadMessage("the From header must hold exactly one valid address")
+	}
+	m.from = from[0].Address
+	m.subject, _ = mh.Subject()
+	if id, err := mh.MessageID(); err == nil && id != "" {
+		m.messageID = id
+	} else {
+		m.messageID = newID() + "@" + hostname
+		mh.SetMessageID(m.messageID)
+	}
+	if !m.header.Has("Date") {
+		mh.SetDate(now)
+	}
+	m.header = mh.Header.Header
+	return m, nil
+}
+
+// headerEnd returns the offset of the body: just past the blank line that
+// ends the header section, or -1 if there is none.
+func headerEnd(raw []byte) int {
+	if bytes.HasPrefix(raw, []byte("\r\n")) {
+		return 2
+	}
+	if i := bytes.Index(raw, []byte("\r\n\r\n")); i >= 0 {
+		return i + 4
+	}
+	if bytes.HasSuffix(raw, []byte("\r\n")) {
+		return len(raw) // header only, no body
+	}
+	return -1
+}
+
+// boolHeader reads and removes a true/false header.
+func boolHeader(h *textproto.Header, name string) (*bool, error) {
+	if !h.Has(name) {
+		return nil, nil
+	}
+	v := strings.ToLower(strings.TrimSpace(h.Get(name)))
+	h.Del(name)
+	switch v {
+	case "true", "yes", "1":
+		b := true
+		return &b, nil
+	case "false", "no", "0":
+		b := false
+		return &b, nil
+	}
+	return nil, ErrBadMessage(fmt.Sprintf("%s must be true or false, got %q", name, v))
+}
+
+// bytes returns the message as it goes out.
+func (m *submittedMessage) bytes() []byte {
+	var buf bytes.Buffer
+	buf.Grow(len(m.body) + 4096)
+	_ = textproto.WriteHeader(&buf, m.header)
+	buf.Write(m.body)
+	return buf.Bytes()
+}

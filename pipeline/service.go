@@ -1,0 +1,342 @@
+// Package pipeline is the shared core of pigeonpost. smtpd and api build a
+// Submission and call Service.Submit, which validates, checks suppressions,
+// rate-limits, rewrites for tracking and persists-and-enqueues. Every
+// rejection is an *Error carrying its SMTP and HTTP forms; no business rule
+// lives in the protocol packages.
+//
+// Transaction contract: when Submit returns nil, every email of the
+// Submission and its queue entry are in Redis (on disk when Redis runs with
+// appendfsync always), and only then may the caller acknowledge (SMTP 250,
+// HTTP 2xx). On error nothing was stored.
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/mail"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/pigeonpost/pigeonpost/pipeline/store"
+	"github.com/pigeonpost/pigeonpost/tracking"
+)
+
+// Options configure a Service.
+type Options struct {
+	Hostname     string // our host name, for generated Message-IDs
+	PublicURL    string // base of tracking URLs, no trailing slash
+	RateLimit    RateLimit
+	DKIMSelector string
+	SPFInclude   string
+	Resolver     TXTResolver
+	KeyCacheTTL  time.Duration // how long a key lookup is reused; 0 disables the cache
+	Now          func() time.Time
+	Logger       *slog.Logger
+	Metrics      *Metrics
+}
+
+// TXTResolver looks up TXT records for domain verification.
+type TXTResolver interface {
+	LookupTXT(ctx context.Context, name string) ([]string, error)
+}
+
+// Service is the pipeline. It is safe for concurrent use.
+type Service struct {
+	opt    Options
+	store  *store.Store
+	rdb    redis.UniversalClient
+	signer *tracking.Signer
+	keys   keyCache
+}
+
+// New returns a Service over rdb. trackingSecret signs click ids.
+func New(rdb redis.UniversalClient, trackingSecret []byte, opt Options) *Service {
+	if opt.Now == nil {
+		opt.Now = time.Now
+	}
+	if opt.Logger == nil {
+		opt.Logger = slog.Default()
+	}
+	if opt.Metrics == nil {
+		opt.Metrics = NewMetrics(nil)
+	}
+	return &Service{
+		opt:    opt,
+		store:  store.New(rdb, opt.Now),
+		rdb:    rdb,
+		signer: tracking.NewSigner(trackingSecret),
+		keys:   keyCache{ttl: opt.KeyCacheTTL, entries: map[string]keyCacheEntry{}},
+	}
+}
+
+// Store gives the wiring and the delivery worker access to records.
+func (s *Service) Store() *store.Store { return s.store }
+
+// storageError maps a Redis failure to the client-facing error: nothing was
+// stored, so the client must retry later.
+func storageError(err error) *Error {
+	var pe *Error
+	if errors.As(err, &pe) {
+		return pe
+	}
+	if strings.HasPrefix(err.Error(), "OOM ") || strings.HasPrefix(err.Error(), "MISCONF ") {
+		return ErrStorageFull(err)
+	}
+	return ErrUnavailable(err)
+}
+
+// ---- authentication ----
+
+type keyCacheEntry struct {
+	key     *store.Key
+	expires time.Time
+}
+
+// keyCache keeps recent key lookups so that a connection or request costs no
+// Redis round trip for its key. Revocation in this process drops the entry at
+// once; other processes see it within the TTL.
+type keyCache struct {
+	ttl     time.Duration
+	mu      sync.Mutex
+	entries map[string]keyCacheEntry // by key hash
+}
+
+func (c *keyCache) get(hash string, now time.Time) *store.Key {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, ok := c.entries[hash]
+	if !ok || now.After(e.expires) {
+		return nil
+	}
+	return e.key
+}
+
+func (c *keyCache) put(hash string, k *store.Key, now time.Time) {
+	if c.ttl <= 0 {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.entries) > 10000 { // bounded: forget everything rather than grow
+		clear(c.entries)
+	}
+	c.entries[hash] = keyCacheEntry{key: k, expires: now.Add(c.ttl)}
+}
+
+func (c *keyCache) dropID(keyID string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for h, e := range c.entries {
+		if e.key.ID == keyID {
+			delete(c.entries, h)
+		}
+	}
+}
+
+// Authenticate returns the key whose secret this is. Unknown and revoked keys
+// get the same ErrAuthFailed; a storage failure is ErrUnavailable, never a
+// credentials error.
+func (s *Service) Authenticate(ctx context.Context, secret string) (*store.Key, error) {
+	now := s.opt.Now()
+	hash := store.HashKey(secret)
+	if k := s.keys.get(hash, now); k != nil {
+		return k, nil
+	}
+	k, err := s.store.KeyBySecret(ctx, secret)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, ErrAuthFailed()
+	}
+	if err != nil {
+		return nil, storageError(err)
+	}
+	s.keys.put(hash, k, now)
+	if k.LastUsedAt == nil || now.Sub(*k.LastUsedAt) > time.Minute {
+		if err := s.store.TouchKey(ctx, secret, now); err != nil {
+			s.opt.Logger.Warn("recording key use failed", "key", k.ID, "err", err)
+		}
+	}
+	return k, nil
+}
+
+func requirePermission(k *store.Key, permission string) error {
+	if permission == store.PermissionFull && k.Permission != store.PermissionFull {
+		return ErrForbidden(permission)
+	}
+	return nil
+}
+
+// ---- submission ----
+
+// Tracking says which tracking a message asks for.
+type Tracking struct {
+	Opens  bool
+	Clicks bool
+}
+
+// Submission is one message as received by a protocol.
+type Submission struct {
+	Key          *store.Key
+	Source       string   // "smtp" or "api"
+	EnvelopeFrom string   // MAIL FROM; for the API, the From address
+	Recipients   []string // envelope recipients; one email record each
+	Message      []byte   // the RFC 5322 message, CRLF-normalised
+	// Tracking from the API; nil for SMTP, where X-SP-Track-* headers decide.
+	Tracking *Tracking
+	Tags     []string
+	Metadata map[string]string
+}
+
+// Receipt says what Submit stored.
+type Receipt struct {
+	IDs        []string // one per recipient not suppressed, in order
+	Status     string
+	Suppressed []string
+	Warnings   []string
+}
+
+// CheckSender checks that the key may send as addr (envelope sender or From:).
+// SMTP calls it at MAIL FROM so an unverified domain is refused early.
+func (s *Service) CheckSender(ctx context.Context, k *store.Key, addr string) error {
+	a, err := ParseAddress(addr)
+	if err != nil {
+		return err
+	}
+	if k.Mode == store.ModeTest {
+		return nil // nothing a test key sends is delivered
+	}
+	domain := domainOf(a)
+	d, err := s.store.DomainByName(ctx, k.AccountID, domain)
+	if errors.Is(err, store.ErrNotFound) || (err == nil && !d.Verified()) {
+		return ErrUnverifiedDomain(domain)
+	}
+	if err != nil {
+		return storageError(err)
+	}
+	return nil
+}
+
+// ParseAddress checks a bare mailbox address (no display name) and returns it.
+func ParseAddress(addr string) (string, error) {
+	if addr == "" {
+		return "", ErrBadAddress("an empty sender or recipient address is not accepted")
+	}
+	if strings.ContainsAny(addr, "\r\n<>") {
+		return "", ErrBadAddress("address " + quoteShort(addr) + " contains forbidden characters")
+	}
+	a, err := mail.ParseAddress(addr)
+	if err != nil || a.Address != addr || !strings.Contains(addr, "@") {
+		return "", ErrBadAddress("address " + quoteShort(addr) + " is not a valid mailbox")
+	}
+	return addr, nil
+}
+
+func domainOf(addr string) string {
+	return strings.ToLower(addr[strings.LastIndexByte(addr, '@')+1:])
+}
+
+func quoteShort(s string) string {
+	if len(s) > 80 {
+		s = s[:80] + "…"
+	}
+	return `"` + s + `"`
+}
+
+// Submit validates the submission and stores one email per recipient,
+// queued for delivery. See the package comment for what is durable when.
+func (s *Service) Submit(ctx context.Context, sub Submission) (*Receipt, error) {
+	r, err := s.submit(ctx, sub)
+	s.opt.Metrics.observeSubmit(sub.Source, err)
+	return r, err
+}
+
+func (s *Service) submit(ctx context.Context, sub Submission) (*Receipt, error) {
+	k := sub.Key
+	now := s.opt.Now().UTC()
+	if len(sub.Recipients) == 0 {
+		return nil, ErrBadAddress("at least one recipient is required")
+	}
+	if err := s.CheckSender(ctx, k, sub.EnvelopeFrom); err != nil {
+		return nil, err
+	}
+	for _, rcpt := range sub.Recipients {
+		if _, err := ParseAddress(rcpt); err != nil {
+			return nil, err
+		}
+	}
+	msg, err := parseMessage(sub.Message, s.opt.Hostname, func() string { return store.NewID("msg") }, now)
+	if err != nil {
+		return nil, err
+	}
+	if !strings.EqualFold(msg.from, sub.EnvelopeFrom) {
+		if err := s.CheckSender(ctx, k, msg.from); err != nil {
+			return nil, err
+		}
+	}
+
+	receipt := &Receipt{Status: store.StatusPending}
+	suppressed, err := s.store.Suppressed(ctx, k.AccountID, sub.Recipients)
+	if err != nil {
+		return nil, storageError(err)
+	}
+	var recipients []string
+	for i, rcpt := range sub.Recipients {
+		if suppressed[i] {
+			receipt.Suppressed = append(receipt.Suppressed, rcpt)
+		} else {
+			recipients = append(recipients, rcpt)
+		}
+	}
+	if len(recipients) == 0 {
+		return nil, ErrAllSuppressed()
+	}
+	if err := s.opt.RateLimit.allow(ctx, s.rdb, k.AccountID, len(recipients), now); err != nil {
+		return nil, err
+	}
+
+	track := Tracking{}
+	if sub.Tracking != nil {
+		track = *sub.Tracking
+	}
+	if msg.trackOpens != nil {
+		track.Opens = *msg.trackOpens
+	}
+	if msg.trackClicks != nil {
+		track.Clicks = *msg.trackClicks
+	}
+
+	base := msg.bytes()
+	emails := make([]store.NewEmail, 0, len(recipients))
+	for _, rcpt := range recipients {
+		e := &store.Email{
+			ID: store.NewID("em"), AccountID: k.AccountID, KeyID: k.ID, Mode: k.Mode,
+			Status: store.StatusPending, Source: sub.Source,
+			FromAddress: msg.from, EnvelopeFrom: sub.EnvelopeFrom, ToAddress: rcpt,
+			Subject: msg.subject, MessageID: msg.messageID, Tags: sub.Tags, Metadata: sub.Metadata,
+			TrackOpens: track.Opens, TrackClicks: track.Clicks, CreatedAt: now,
+		}
+		body, warnings, err := s.rewrite(e, base)
+		if err != nil {
+			return nil, err
+		}
+		receipt.Warnings = append(receipt.Warnings, warnings...)
+		if k.Mode == store.ModeTest {
+			// Test keys run the whole pipeline but nothing is delivered;
+			// the MIME is kept for GET /v1/emails/:id/content.
+			e.Status = store.StatusSent
+			e.SentAt = &now
+		}
+		emails = append(emails, store.NewEmail{Email: e, Body: body})
+		receipt.IDs = append(receipt.IDs, e.ID)
+	}
+	if k.Mode == store.ModeTest {
+		receipt.Status = store.StatusSent
+	}
+	if err := s.store.Persist(ctx, emails, k.Mode == store.ModeLive); err != nil {
+		return nil, storageError(err)
+	}
+	return receipt, nil
+}

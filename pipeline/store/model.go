@@ -1,0 +1,236 @@
+// Package store owns pigeonpost's records in Redis: accounts, API keys,
+// domains, suppressions and emails, and the key layout in keys.go. It knows
+// nothing of protocols; the pipeline decides what to store and when.
+package store
+
+import (
+	"encoding/json"
+	"strconv"
+	"time"
+)
+
+// Key modes and permissions.
+const (
+	ModeLive = "live"
+	ModeTest = "test"
+
+	PermissionFull    = "full"
+	PermissionSending = "sending"
+)
+
+// Email statuses, as documented for GET /v1/emails/:id.
+const (
+	StatusScheduled  = "scheduled"
+	StatusCancelled  = "cancelled"
+	StatusPending    = "pending"
+	StatusSent       = "sent"
+	StatusDelivered  = "delivered"
+	StatusBounced    = "bounced"
+	StatusComplained = "complained"
+	StatusFailed     = "failed"
+)
+
+// Account owns keys, domains, suppressions and emails.
+type Account struct {
+	ID        string    `json:"id"`
+	Name      string    `json:"name"`
+	CreatedAt time.Time `json:"createdAt"`
+}
+
+// Key is an API key's record; the key itself is never stored, only its SHA-256.
+type Key struct {
+	ID         string     `json:"id"`
+	AccountID  string     `json:"-"`
+	Name       string     `json:"name"`
+	Mode       string     `json:"mode"`
+	Permission string     `json:"permission"`
+	Prefix     string     `json:"prefix"`
+	Last4      string     `json:"lastFour"`
+	CreatedAt  time.Time  `json:"createdAt"`
+	LastUsedAt *time.Time `json:"lastUsedAt"`
+}
+
+// DNSRecord is one record a domain owner must publish.
+type DNSRecord struct {
+	Type   string `json:"type"`
+	Name   string `json:"name"`
+	Value  string `json:"value"`
+	Status string `json:"status"` // pending, verified, failed
+	// Required records decide the domain's status; DMARC is advice.
+	Required bool `json:"required"`
+}
+
+// Domain is a sending domain with its DKIM key.
+type Domain struct {
+	ID            string      `json:"id"`
+	Name          string      `json:"name"`
+	Status        string      `json:"status"` // pending, verified, failed
+	Selector      string      `json:"-"`
+	PrivateKeyPEM string      `json:"-"`
+	DNSRecords    []DNSRecord `json:"dnsRecords"`
+	CreatedAt     time.Time   `json:"createdAt"`
+	VerifiedAt    *time.Time  `json:"verifiedAt"`
+}
+
+// domainJSON is Domain with its secret fields, as stored.
+type domainJSON struct {
+	Domain
+	Selector      string `json:"selector"`
+	PrivateKeyPEM string `json:"privateKeyPem"`
+}
+
+// Verified reports whether mail may be sent from the domain.
+func (d *Domain) Verified() bool { return d.Status == "verified" }
+
+// Email is one message to one recipient.
+type Email struct {
+	ID           string
+	AccountID    string
+	KeyID        string
+	Mode         string
+	Status       string
+	Source       string // smtp or api
+	FromAddress  string // address of the From: header
+	EnvelopeFrom string
+	ToAddress    string
+	Subject      string
+	MessageID    string
+	Tags         []string
+	Metadata     map[string]string
+	TrackOpens   bool
+	TrackClicks  bool
+	Links        []string
+	Attempts     int
+	LastError    string
+	CreatedAt    time.Time
+	SentAt       *time.Time
+	DeliveredAt  *time.Time
+	BouncedAt    *time.Time
+	FailedAt     *time.Time
+	OpenedAt     *time.Time
+	ClickedAt    *time.Time
+}
+
+// Fields of the email hash that callers update by name.
+const (
+	FieldStatus      = "status"
+	FieldAttempts    = "attempts"
+	FieldLastError   = "lastError"
+	FieldSentAt      = "sentAt"
+	FieldDeliveredAt = "deliveredAt"
+	FieldBouncedAt   = "bouncedAt"
+	FieldFailedAt    = "failedAt"
+	FieldOpenedAt    = "openedAt"
+	FieldClickedAt   = "clickedAt"
+)
+
+// FormatTime is the one timestamp format in records: RFC 3339, UTC, milliseconds.
+func FormatTime(t time.Time) string { return t.UTC().Format("2006-01-02T15:04:05.000Z07:00") }
+
+func parseTime(s string) *time.Time {
+	if s == "" {
+		return nil
+	}
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		return nil
+	}
+	return &t
+}
+
+func boolField(b bool) string {
+	if b {
+		return "1"
+	}
+	return "0"
+}
+
+func mustJSON(v any) string {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(err) // only plain slices and maps of strings reach here
+	}
+	return string(b)
+}
+
+// hash returns the fields written when the email is created.
+func (e *Email) hash() map[string]any {
+	h := map[string]any{
+		"id":           e.ID,
+		"accountId":    e.AccountID,
+		"keyId":        e.KeyID,
+		"mode":         e.Mode,
+		FieldStatus:    e.Status,
+		"source":       e.Source,
+		"fromAddress":  e.FromAddress,
+		"envelopeFrom": e.EnvelopeFrom,
+		"toAddress":    e.ToAddress,
+		"subject":      e.Subject,
+		"messageId":    e.MessageID,
+		"tags":         mustJSON(nonNilSlice(e.Tags)),
+		"metadata":     mustJSON(nonNilMap(e.Metadata)),
+		"trackOpens":   boolField(e.TrackOpens),
+		"trackClicks":  boolField(e.TrackClicks),
+		"links":        mustJSON(nonNilSlice(e.Links)),
+		FieldAttempts:  e.Attempts,
+		"createdAt":    FormatTime(e.CreatedAt),
+	}
+	if e.SentAt != nil {
+		h[FieldSentAt] = FormatTime(*e.SentAt)
+	}
+	return h
+}
+
+func emailFromHash(m map[string]string) *Email {
+	e := &Email{
+		ID:           m["id"],
+		AccountID:    m["accountId"],
+		KeyID:        m["keyId"],
+		Mode:         m["mode"],
+		Status:       m[FieldStatus],
+		Source:       m["source"],
+		FromAddress:  m["fromAddress"],
+		EnvelopeFrom: m["envelopeFrom"],
+		ToAddress:    m["toAddress"],
+		Subject:      m["subject"],
+		MessageID:    m["messageId"],
+		TrackOpens:   m["trackOpens"] == "1",
+		TrackClicks:  m["trackClicks"] == "1",
+		LastError:    m[FieldLastError],
+		SentAt:       parseTime(m[FieldSentAt]),
+		DeliveredAt:  parseTime(m[FieldDeliveredAt]),
+		BouncedAt:    parseTime(m[FieldBouncedAt]),
+		FailedAt:     parseTime(m[FieldFailedAt]),
+		OpenedAt:     parseTime(m[FieldOpenedAt]),
+		ClickedAt:    parseTime(m[FieldClickedAt]),
+	}
+	e.Attempts, _ = strconv.Atoi(m[FieldAttempts])
+	if t := parseTime(m["createdAt"]); t != nil {
+		e.CreatedAt = *t
+	}
+	_ = json.Unmarshal([]byte(m["tags"]), &e.Tags)
+	_ = json.Unmarshal([]byte(m["metadata"]), &e.Metadata)
+	_ = json.Unmarshal([]byte(m["links"]), &e.Links)
+	return e
+}
+
+func nonNilSlice(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}
+
+func nonNilMap(m map[string]string) map[string]string {
+	if m == nil {
+		return map[string]string{}
+	}
+	return m
+}
+
+// Event is one thing that happened to an email (delivered, opened, clicked ...).
+type Event struct {
+	Type      string            `json:"type"`
+	Timestamp time.Time         `json:"timestamp"`
+	Data      map[string]string `json:"data,omitempty"`
+}

@@ -1,0 +1,135 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// The delivery queue is a Redis Stream read through one consumer group:
+// an entry stays in the group's pending list until a worker acknowledges it,
+// and entries a dead worker left behind are claimed by another after an idle
+// time (XAUTOCLAIM). Delivery is therefore at least once; a worker records
+// the outcome on the email before it acknowledges, so a re-read entry whose
+// email is already final is acknowledged without sending again.
+
+// GroupName is the consumer group of delivery workers.
+const GroupName = "deliver"
+
+// Entry is one queued email.
+type Entry struct {
+	StreamID string
+	EmailID  string
+}
+
+// EnsureGroup creates the stream and its consumer group if they are missing.
+func (s *Store) EnsureGroup(ctx context.Context) error {
+	err := s.rdb.XGroupCreateMkStream(ctx, StreamKey(), GroupName, "0").Err()
+	if err != nil && strings.HasPrefix(err.Error(), "BUSYGROUP") {
+		return nil
+	}
+	return err
+}
+
+func entries(msgs []redis.XMessage) []Entry {
+	out := make([]Entry, 0, len(msgs))
+	for _, m := range msgs {
+		id, _ := m.Values["id"].(string)
+		out = append(out, Entry{StreamID: m.ID, EmailID: id})
+	}
+	return out
+}
+
+// ReadNew returns up to count new entries for consumer, waiting up to block.
+func (s *Store) ReadNew(ctx context.Context, consumer string, count int, block time.Duration) ([]Entry, error) {
+	res, err := s.rdb.XReadGroup(ctx, &redis.XReadGroupArgs{
+		Group: GroupName, Consumer: consumer, Streams: []string{StreamKey(), ">"},
+		Count: int64(count), Block: block,
+	}).Result()
+	if errors.Is(err, redis.Nil) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var out []Entry
+	for _, st := range res {
+		out = append(out, entries(st.Messages)...)
+	}
+	return out, nil
+}
+
+// Claim takes over up to count entries that have been pending longer than idle.
+func (s *Store) Claim(ctx context.Context, consumer string, idle time.Duration, count int) ([]Entry, error) {
+	msgs, _, err := s.rdb.XAutoClaim(ctx, &redis.XAutoClaimArgs{
+		Stream: StreamKey(), Group: GroupName, Consumer: consumer, MinIdle: idle, Start: "0-0", Count: int64(count),
+	}).Result()
+	if err != nil {
+		return nil, err
+	}
+	return entries(msgs), nil
+}
+
+// Ack removes a finished entry from the queue.
+func (s *Store) Ack(ctx context.Context, streamID string) error {
+	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.XAck(ctx, StreamKey(), GroupName, streamID)
+		p.XDel(ctx, StreamKey(), streamID)
+		return nil
+	})
+	return err
+}
+
+// Retry moves the entry to the retry schedule, due at `due`, and records the
+// email's new fields, in one MULTI, so the email is never both queued and
+// scheduled, nor neither.
+func (s *Store) Retry(ctx context.Context, e Entry, due time.Time, fields map[string]any, ev *Event) error {
+	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.HSet(ctx, EmailKey(e.EmailID), fields)
+		if ev != nil {
+			p.RPush(ctx, EventsKey(e.EmailID), mustJSON(ev))
+		}
+		p.ZAdd(ctx, RetryKey(), redis.Z{Score: float64(due.UnixMilli()), Member: e.EmailID})
+		p.XAck(ctx, StreamKey(), GroupName, e.StreamID)
+		p.XDel(ctx, StreamKey(), e.StreamID)
+		return nil
+	})
+	return err
+}
+
+// releaseDue moves due emails from the retry schedule to the stream in one
+// script: ZREM and XADD done separately would lose or duplicate mail if the
+// process died between them. Keys come only from KEYS[] (Redis Cluster).
+var releaseDue = redis.NewScript(`
+local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
+for _, id in ipairs(ids) do
+  redis.call('XADD', KEYS[2], '*', 'id', id)
+  redis.call('ZREM', KEYS[1], id)
+end
+return #ids
+`)
+
+// ReleaseDue moves up to count emails whose retry time has come back to the
+// stream and returns how many it moved.
+func (s *Store) ReleaseDue(ctx context.Context, now time.Time, count int) (int, error) {
+	n, err := releaseDue.Run(ctx, s.rdb, []string{RetryKey(), StreamKey()},
+		strconv.FormatInt(now.UnixMilli(), 10), count).Int()
+	return n, err
+}
+
+// QueueDepth returns the number of entries in the stream and in the retry schedule.
+func (s *Store) QueueDepth(ctx context.Context) (queued, retrying int64, err error) {
+	cmds, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		p.XLen(ctx, StreamKey())
+		p.ZCard(ctx, RetryKey())
+		return nil
+	})
+	if err != nil {
+		return 0, 0, err
+	}
+	return cmds[0].(*redis.IntCmd).Val(), cmds[1].(*redis.IntCmd).Val(), nil
+}

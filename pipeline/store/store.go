@@ -1,0 +1,456 @@
+package store
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base32"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// ErrNotFound is returned for a record that does not exist.
+var ErrNotFound = errors.New("not found")
+
+// ErrExists is returned when creating a record whose name is taken.
+var ErrExists = errors.New("already exists")
+
+// Store reads and writes records. It is safe for concurrent use.
+type Store struct {
+	rdb redis.UniversalClient
+	now func() time.Time
+}
+
+// New returns a Store on rdb; now is the clock for timestamps.
+func New(rdb redis.UniversalClient, now func() time.Time) *Store {
+	return &Store{rdb: rdb, now: now}
+}
+
+// Redis exposes the client for the queue worker and health checks.
+func (s *Store) Redis() redis.UniversalClient { return s.rdb }
+
+var idEncoding = base32.NewEncoding("abcdefghijklmnopqrstuvwxyz234567").WithPadding(base32.NoPadding)
+
+// NewID returns prefix + "_" + 26 random base32 characters (128 bits):
+// unguessable, so an email id in a pixel URL cannot be enumerated.
+func NewID(prefix string) string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	return prefix + "_" + idEncoding.EncodeToString(b[:])
+}
+
+// HashKey returns the stored form of an API key.
+func HashKey(secret string) string {
+	sum := sha256.Sum256([]byte(secret))
+	return hex.EncodeToString(sum[:])
+}
+
+// ---- accounts ----
+
+// CreateAccount creates an account; ErrExists if the name is taken.
+func (s *Store) CreateAccount(ctx context.Context, name string) (*Account, error) {
+	a := &Account{ID: NewID("acct"), Name: name, CreatedAt: s.now().UTC()}
+	ok, err := s.rdb.HSetNX(ctx, AccountsKey(), name, a.ID).Result()
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
+		return nil, ErrExists
+	}
+	if err := s.rdb.HSet(ctx, AccountKey(a.ID), "id", a.ID, "name", name, "createdAt", FormatTime(a.CreatedAt)).Err(); err != nil {
+		return nil, err
+	}
+	return a, nil
+}
+
+// AccountByName returns the account's id, or ErrNotFound.
+func (s *Store) AccountByName(ctx context.Context, name string) (string, error) {
+	id, err := s.rdb.HGet(ctx, AccountsKey(), name).Result()
+	if errors.Is(err, redis.Nil) {
+		return "", ErrNotFound
+	}
+	return id, err
+}
+
+// EnsureAccount returns the id of the named account, creating it if needed.
+func (s *Store) EnsureAccount(ctx context.Context, name string) (string, error) {
+	a, err := s.CreateAccount(ctx, name)
+	if errors.Is(err, ErrExists) {
+		return s.AccountByName(ctx, name)
+	}
+	if err != nil {
+		return "", err
+	}
+	return a.ID, nil
+}
+
+// ---- API keys ----
+
+// NewKeySecret returns a fresh API key for mode: sp_live_… or sp_test_….
+func NewKeySecret(mode string) string {
+	var b [20]byte
+	_, _ = rand.Read(b[:])
+	return "sp_" + mode + "_" + idEncoding.EncodeToString(b[:])
+}
+
+// CreateKey stores a key for the account. secret is the key itself; only its
+// hash, prefix and last four characters are kept. If a key with this secret
+// exists already, it is returned unchanged (bootstrap keys are idempotent).
+func (s *Store) CreateKey(ctx context.Context, accountID, name, mode, permission, secret string) (*Key, error) {
+	hash := HashKey(secret)
+	if k, err := s.KeyBySecret(ctx, secret); err == nil {
+		return k, nil
+	} else if !errors.Is(err, ErrNotFound) {
+		return nil, err
+	}
+	k := &Key{
+		ID: NewID("key"), AccountID: accountID, Name: name, Mode: mode, Permission: permission,
+		Prefix: secret[:min(len(secret), 8)], Last4: secret[max(0, len(secret)-4):], CreatedAt: s.now().UTC(),
+	}
+	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.HSet(ctx, KeyByHashKey(hash), "id", k.ID, "accountId", accountID, "name", name, "mode", mode,
+			"permission", permission, "prefix", k.Prefix, "last4", k.Last4, "createdAt", FormatTime(k.CreatedAt))
+		p.Set(ctx, KeyIDKey(k.ID), hash, 0)
+		p.SAdd(ctx, AccountKeysKey(accountID), k.ID)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return k, nil
+}
+
+func keyFromHash(m map[string]string) *Key {
+	k := &Key{
+		ID: m["id"], AccountID: m["accountId"], Name: m["name"], Mode: m["mode"],
+		Permission: m["permission"], Prefix: m["prefix"], Last4: m["last4"],
+		LastUsedAt: parseTime(m["lastUsedAt"]),
+	}
+	if t := parseTime(m["createdAt"]); t != nil {
+		k.CreatedAt = *t
+	}
+	return k
+}
+
+// KeyBySecret looks a key up by the hash of secret; ErrNotFound if unknown.
+func (s *Store) KeyBySecret(ctx context.Context, secret string) (*Key, error) {
+	m, err := s.rdb.HGetAll(ctx, KeyByHashKey(HashKey(secret))).Result()
+	if err != nil {
+		return nil, err
+	}
+	if len(m) == 0 {
+		return nil, ErrNotFound
+	}
+	return keyFromHash(m), nil
+}
+
+// TouchKey records when the key was last used.
+func (s *Store) TouchKey(ctx context.Context, secret string, at time.Time) error {
+	return s.rdb.HSet(ctx, KeyByHashKey(HashKey(secret)), "lastUsedAt", FormatTime(at)).Err()
+}
+
+// ListKeys returns the account's keys.
+func (s *Store) ListKeys(ctx context.Context, accountID string) ([]*Key, error) {
+	ids, err := s.rdb.SMembers(ctx, AccountKeysKey(accountID)).Result()
+	if err != nil {
+		return nil, err
+	}
+	keys := make([]*Key, 0, len(ids))
+	for _, id := range ids {
+		hash, err := s.rdb.Get(ctx, KeyIDKey(id)).Result()
+		if errors.Is(err, redis.Nil) {
+			continue
+		} else if err != nil {
+			return nil, err
+		}
+		m, err := s.rdb.HGetAll(ctx, KeyByHashKey(hash)).Result()
+		if err != nil {
+			return nil, err
+		}
+		if len(m) > 0 {
+			keys = append(keys, keyFromHash(m))
+		}
+	}
+	return keys, nil
+}
+
+// DeleteKey revokes a key of the account; ErrNotFound if it is not the account's.
+func (s *Store) DeleteKey(ctx context.Context, accountID, keyID string) error {
+	ok, err := s.rdb.SIsMember(ctx, AccountKeysKey(accountID), keyID).Result()
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return ErrNotFound
+	}
+	hash, err := s.rdb.Get(ctx, KeyIDKey(keyID)).Result()
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return err
+	}
+	_, err = s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		if hash != "" {
+			p.Del(ctx, KeyByHashKey(hash))
+		}
+		p.Del(ctx, KeyIDKey(keyID))
+		p.SRem(ctx, AccountKeysKey(accountID), keyID)
+		return nil
+	})
+	return err
+}
+
+// ---- domains ----
+
+// PutDomain creates or replaces the account's domain record.
+func (s *Store) PutDomain(ctx context.Context, accountID string, d *Domain) error {
+	b, err := json.Marshal(domainJSON{Domain: *d, Selector: d.Selector, PrivateKeyPEM: d.PrivateKeyPEM})
+	if err != nil {
+		return err
+	}
+	return s.rdb.HSet(ctx, DomainsKey(accountID), d.Name, b).Err()
+}
+
+// AddDomain stores a new domain; ErrExists if the account has it already.
+func (s *Store) AddDomain(ctx context.Context, accountID string, d *Domain) error {
+	b, err := json.Marshal(domainJSON{Domain: *d, Selector: d.Selector, PrivateKeyPEM: d.PrivateKeyPEM})
+	if err != nil {
+		return err
+	}
+	ok, err := s.rdb.HSetNX(ctx, DomainsKey(accountID), d.Name, b).Result()
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return ErrExists
+	}
+	return nil
+}
+
+func decodeDomain(raw string) (*Domain, error) {
+	var dj domainJSON
+	if err := json.Unmarshal([]byte(raw), &dj); err != nil {
+		return nil, fmt.Errorf("decode domain: %w", err)
+	}
+	d := dj.Domain
+	d.Selector, d.PrivateKeyPEM = dj.Selector, dj.PrivateKeyPEM
+	return &d, nil
+}
+
+// DomainByName returns the account's domain called name; ErrNotFound if none.
+func (s *Store) DomainByName(ctx context.Context, accountID, name string) (*Domain, error) {
+	raw, err := s.rdb.HGet(ctx, DomainsKey(accountID), strings.ToLower(name)).Result()
+	if errors.Is(err, redis.Nil) {
+		return nil, ErrNotFound
+	} else if err != nil {
+		return nil, err
+	}
+	return decodeDomain(raw)
+}
+
+// ListDomains returns the account's domains sorted by name.
+func (s *Store) ListDomains(ctx context.Context, accountID string) ([]*Domain, error) {
+	all, err := s.rdb.HGetAll(ctx, DomainsKey(accountID)).Result()
+	if err != nil {
+		return nil, err
+	}
+	out := make([]*Domain, 0, len(all))
+	for _, raw := range all {
+		d, err := decodeDomain(raw)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, d)
+	}
+	sortDomains(out)
+	return out, nil
+}
+
+// DomainByID returns the account's domain with that id; ErrNotFound if none.
+func (s *Store) DomainByID(ctx context.Context, accountID, id string) (*Domain, error) {
+	all, err := s.ListDomains(ctx, accountID)
+	if err != nil {
+		return nil, err
+	}
+	for _, d := range all {
+		if d.ID == id {
+			return d, nil
+		}
+	}
+	return nil, ErrNotFound
+}
+
+// DeleteDomain removes the account's domain called name.
+func (s *Store) DeleteDomain(ctx context.Context, accountID, name string) error {
+	return s.rdb.HDel(ctx, DomainsKey(accountID), name).Err()
+}
+
+// ---- suppressions ----
+
+// Suppression says why an address receives no more mail.
+type Suppression struct {
+	Address   string    `json:"address"`
+	Reason    string    `json:"reason"`
+	CreatedAt time.Time `json:"createdAt"`
+}
+
+// Suppressed reports, for each address, whether it is on the account's list.
+func (s *Store) Suppressed(ctx context.Context, accountID string, addrs []string) ([]bool, error) {
+	fields := make([]string, len(addrs))
+	for i, a := range addrs {
+		fields[i] = strings.ToLower(a)
+	}
+	vals, err := s.rdb.HMGet(ctx, SuppressionsKey(accountID), fields...).Result()
+	if err != nil {
+		return nil, err
+	}
+	out := make([]bool, len(addrs))
+	for i, v := range vals {
+		out[i] = v != nil
+	}
+	return out, nil
+}
+
+// Suppress adds addr to the account's suppression list.
+func (s *Store) Suppress(ctx context.Context, accountID, addr, reason string) error {
+	b, _ := json.Marshal(Suppression{Address: strings.ToLower(addr), Reason: reason, CreatedAt: s.now().UTC()})
+	return s.rdb.HSet(ctx, SuppressionsKey(accountID), strings.ToLower(addr), b).Err()
+}
+
+// ---- emails ----
+
+// NewEmail is an email to persist with the MIME it will be sent as.
+type NewEmail struct {
+	Email *Email
+	Body  []byte
+}
+
+// Persist stores every email, its body and its index entry, and, when
+// enqueue is set, adds it to the delivery stream, all in one MULTI/EXEC:
+// one round trip, and either all of it is stored or none. When Persist
+// returns nil, Redis has acknowledged the write (with appendfsync always,
+// it is on disk), so the caller may acknowledge the message.
+func (s *Store) Persist(ctx context.Context, emails []NewEmail, enqueue bool) error {
+	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		for _, ne := range emails {
+			e := ne.Email
+			p.HSet(ctx, EmailKey(e.ID), e.hash())
+			p.Set(ctx, BodyKey(e.ID), ne.Body, 0)
+			p.ZAdd(ctx, AccountEmailsKey(e.AccountID), redis.Z{Score: float64(e.CreatedAt.UnixMilli()), Member: e.ID})
+			if enqueue {
+				p.XAdd(ctx, &redis.XAddArgs{Stream: StreamKey(), Values: []any{"id", e.ID}})
+			}
+		}
+		return nil
+	})
+	return err
+}
+
+// Email returns the email record; ErrNotFound if unknown.
+func (s *Store) Email(ctx context.Context, id string) (*Email, error) {
+	m, err := s.rdb.HGetAll(ctx, EmailKey(id)).Result()
+	if err != nil {
+		return nil, err
+	}
+	if len(m) == 0 {
+		return nil, ErrNotFound
+	}
+	return emailFromHash(m), nil
+}
+
+// Body returns the stored MIME of the email.
+func (s *Store) Body(ctx context.Context, id string) ([]byte, error) {
+	b, err := s.rdb.Get(ctx, BodyKey(id)).Bytes()
+	if errors.Is(err, redis.Nil) {
+		return nil, ErrNotFound
+	}
+	return b, err
+}
+
+// UpdateEmail sets fields of the email record and appends ev to its events,
+// in one MULTI.
+func (s *Store) UpdateEmail(ctx context.Context, id string, fields map[string]any, ev *Event) error {
+	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		if len(fields) > 0 {
+			p.HSet(ctx, EmailKey(id), fields)
+		}
+		if ev != nil {
+			p.RPush(ctx, EventsKey(id), mustJSON(ev))
+		}
+		return nil
+	})
+	return err
+}
+
+// SetOnce sets field to value unless it is set already; it reports whether it set it.
+func (s *Store) SetOnce(ctx context.Context, id, field, value string) (bool, error) {
+	return s.rdb.HSetNX(ctx, EmailKey(id), field, value).Result()
+}
+
+// AddEvent appends an event to the email's history.
+func (s *Store) AddEvent(ctx context.Context, id string, ev Event) error {
+	return s.rdb.RPush(ctx, EventsKey(id), mustJSON(ev)).Err()
+}
+
+// Events returns the email's events, oldest first.
+func (s *Store) Events(ctx context.Context, id string) ([]Event, error) {
+	raw, err := s.rdb.LRange(ctx, EventsKey(id), 0, -1).Result()
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Event, 0, len(raw))
+	for _, r := range raw {
+		var ev Event
+		if json.Unmarshal([]byte(r), &ev) == nil {
+			out = append(out, ev)
+		}
+	}
+	return out, nil
+}
+
+// ListEmails returns up to limit of the account's emails created before
+// `before` (zero: now), newest first.
+func (s *Store) ListEmails(ctx context.Context, accountID string, before time.Time, limit int) ([]*Email, error) {
+	max := "+inf"
+	if !before.IsZero() {
+		max = fmt.Sprintf("(%d", before.UnixMilli())
+	}
+	ids, err := s.rdb.ZRevRangeByScore(ctx, AccountEmailsKey(accountID), &redis.ZRangeBy{Max: max, Min: "-inf", Count: int64(limit)}).Result()
+	if err != nil {
+		return nil, err
+	}
+	cmds, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for _, id := range ids {
+			p.HGetAll(ctx, EmailKey(id))
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	out := make([]*Email, 0, len(cmds))
+	for _, c := range cmds {
+		if m := c.(*redis.MapStringStringCmd).Val(); len(m) > 0 {
+			out = append(out, emailFromHash(m))
+		}
+	}
+	return out, nil
+}
+
+// TrackingSecret returns the tracking HMAC secret, generating and storing it once.
+func (s *Store) TrackingSecret(ctx context.Context) ([]byte, error) {
+	var b [32]byte
+	_, _ = rand.Read(b[:])
+	if _, err := s.rdb.SetNX(ctx, TrackingSecretKey(), hex.EncodeToString(b[:]), 0).Result(); err != nil {
+		return nil, err
+	}
+	v, err := s.rdb.Get(ctx, TrackingSecretKey()).Result()
+	if err != nil {
+		return nil, err
+	}
+	return hex.DecodeString(v)
+}

@@ -1,0 +1,35 @@
+package smtpd
+
+import "github.com/prometheus/client_golang/prometheus"
+
+// Metrics are the SMTP front end's Prometheus series.
+type Metrics struct {
+	sessions     prometheus.Counter
+	authFailures prometheus.Counter
+	refusedConns prometheus.Counter
+	dataSeconds  prometheus.Histogram
+}
+
+// NewMetrics registers the series on reg (nil: not registered).
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		sessions: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "pigeonpost_smtp_sessions_total", Help: "SMTP sessions started (after EHLO, and again after STARTTLS).",
+		}),
+		authFailures: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "pigeonpost_smtp_auth_failures_total", Help: "AUTH attempts refused for bad credentials.",
+		}),
+		refusedConns: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "pigeonpost_smtp_connections_refused_total", Help: "Connections refused at the connection cap.",
+		}),
+		dataSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "pigeonpost_smtp_data_seconds",
+			Help:    "Time from the start of DATA to the reply, including persistence.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16),
+		}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.sessions, m.authFailures, m.refusedConns, m.dataSeconds)
+	}
+	return m
+}

@@ -1,0 +1,150 @@
+// Package smtpd is pigeonpost's SMTP submission front end (RFC 6409) on
+// go-smtp: the TLS policy, AUTH with API keys, the envelope and the size
+// limit. It holds no business rules: it builds a pipeline.Submission and
+// translates pipeline errors into SMTP replies in one place (reply.go).
+package smtpd
+
+import (
+	"context"
+	"crypto/tls"
+	"io"
+	"log"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/emersion/go-smtp"
+
+	"github.com/pigeonpost/pigeonpost/pipeline"
+)
+
+// Options configure the server.
+type Options struct {
+	Hostname        string
+	MaxMessageBytes int64
+	MaxRecipients   int
+	MaxConnections  int           // across both listeners; beyond it new connections get 421
+	ReadTimeout     time.Duration // per command, and per read while receiving DATA
+	WriteTimeout    time.Duration
+	DataTimeout     time.Duration // bound on a whole DATA transfer
+	FailureDelay    time.Duration // added per recent AUTH failure from an IP
+	TLSConfig       *tls.Config
+	Logger          *slog.Logger
+	Metrics         *Metrics
+}
+
+// Server accepts submissions on a STARTTLS listener and an implicit-TLS one.
+type Server struct {
+	opt      Options
+	svc      *pipeline.Service
+	smtp     *smtp.Server
+	failures *failureTracker
+	slots    chan struct{} // connection cap
+}
+
+var _ smtp.Backend = (*Server)(nil)
+
+// New returns a server submitting to svc.
+func New(svc *pipeline.Service, opt Options) *Server {
+	if opt.Logger == nil {
+		opt.Logger = slog.Default()
+	}
+	if opt.Metrics == nil {
+		opt.Metrics = NewMetrics(nil)
+	}
+	s := &Server{
+		opt:      opt,
+		svc:      svc,
+		failures: newFailureTracker(),
+		slots:    make(chan struct{}, max(opt.MaxConnections, 1)),
+	}
+	srv := smtp.NewServer(s)
+	srv.Domain = opt.Hostname
+	srv.MaxMessageBytes = opt.MaxMessageBytes
+	srv.MaxRecipients = opt.MaxRecipients
+	srv.ReadTimeout = opt.ReadTimeout
+	srv.WriteTimeout = opt.WriteTimeout
+	srv.TLSConfig = opt.TLSConfig
+	srv.AllowInsecureAuth = false // AUTH is neither advertised nor accepted before TLS (523 5.7.10)
+	srv.EnableSMTPUTF8 = true
+	srv.ErrorLog = log.New(slogWriter{opt.Logger}, "", 0)
+	s.smtp = srv
+	return s
+}
+
+// Serve accepts connections on l, where clients must STARTTLS (port 587).
+func (s *Server) Serve(l net.Listener) error {
+	return s.smtp.Serve(s.limit(l))
+}
+
+// ServeTLS accepts implicit-TLS connections on l (port 465); after the
+// handshake they behave as on Serve.
+func (s *Server) ServeTLS(l net.Listener) error {
+	// The cap wraps the raw listener so that go-smtp still sees a *tls.Conn.
+	return s.smtp.Serve(tls.NewListener(s.limit(l), s.opt.TLSConfig))
+}
+
+func (s *Server) limit(l net.Listener) net.Listener {
+	return &limitListener{Listener: l, slots: s.slots, metrics: s.opt.Metrics}
+}
+
+// Shutdown stops accepting and waits for open sessions to end, until ctx is done.
+func (s *Server) Shutdown(ctx context.Context) error {
+	return s.smtp.Shutdown(ctx)
+}
+
+// NewSession is called by go-smtp after EHLO/HELO, again after STARTTLS.
+func (s *Server) NewSession(c *smtp.Conn) (smtp.Session, error) {
+	s.opt.Metrics.sessions.Inc()
+	ip := ""
+	if addr, ok := c.Conn().RemoteAddr().(*net.TCPAddr); ok {
+		ip = addr.IP.String()
+	}
+	return &session{srv: s, conn: c, ip: ip}, nil
+}
+
+// limitListener caps concurrent connections: beyond the cap a client gets
+// 421 at once instead of a hanging connect.
+type limitListener struct {
+	net.Listener
+	slots   chan struct{}
+	metrics *Metrics
+}
+
+func (l *limitListener) Accept() (net.Conn, error) {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		select {
+		case l.slots <- struct{}{}:
+			return &slotConn{Conn: c, release: func() { <-l.slots }}, nil
+		default:
+			l.metrics.refusedConns.Inc()
+			_ = c.SetWriteDeadline(time.Now().Add(time.Second))
+			_, _ = io.WriteString(c, "421 4.7.0 Too many connections, try again later\r\n")
+			_ = c.Close()
+		}
+	}
+}
+
+type slotConn struct {
+	net.Conn
+	once    sync.Once
+	release func()
+}
+
+func (c *slotConn) Close() error {
+	c.once.Do(c.release)
+	return c.Conn.Close()
+}
+
+// slogWriter sends go-smtp's own log lines to slog.
+type slogWriter struct{ l *slog.Logger }
+
+func (w slogWriter) Write(p []byte) (int, error) {
+	w.l.Debug("smtp", "msg", string(p))
+	return len(p), nil
+}

@@ -1,0 +1,172 @@
+package tracking
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"io"
+	"maps"
+	"mime"
+	"mime/multipart"
+	"net/textproto"
+	"strings"
+	"testing"
+
+	message "github.com/emersion/go-message"
+)
+
+const (
+	testPixelURL = "https://t.example.test/v1/track/open/em_test"
+	testClickFmt = "https://t.example.test/v1/track/click/c%d"
+)
+
+// goldenOpts are the options of the golden tests.
+func goldenOpts() Options {
+	return Options{
+		Opens:    true,
+		Clicks:   true,
+		PixelURL: testPixelURL,
+		ClickURL: func(i int, _ string) string { return fmt.Sprintf(testClickFmt, i) },
+	}
+}
+
+// rewriteBytes runs Rewrite on in and fails the test on an error.
+func rewriteBytes(t testing.TB, in []byte, opts Options) ([]byte, Result) {
+	t.Helper()
+	var out bytes.Buffer
+	res, err := Rewrite(&out, bytes.NewReader(in), opts)
+	if err != nil {
+		t.Fatalf("Rewrite: %v", err)
+	}
+	return out.Bytes(), res
+}
+
+// parseAll reads msg with go-message, walking every part and reading every
+// body, and returns the first error. Unknown charsets and transfer encodings
+// are not errors: go-message reports them but still reads the entity.
+func parseAll(msg []byte) error {
+	e, err := message.Read(bytes.NewReader(msg))
+	if err != nil && !message.IsUnknownCharset(err) && !message.IsUnknownEncoding(err) {
+		return err
+	}
+	if e == nil {
+		return fmt.Errorf("no entity")
+	}
+	return walkEntity(e, 0)
+}
+
+func walkEntity(e *message.Entity, depth int) error {
+	if depth > 200 {
+		return fmt.Errorf("too deep")
+	}
+	mr := e.MultipartReader()
+	if mr == nil {
+		_, err := io.Copy(io.Discard, e.Body)
+		return err
+	}
+	for {
+		p, err := mr.NextPart()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil && !message.IsUnknownCharset(err) && !message.IsUnknownEncoding(err) {
+			return err
+		}
+		if p == nil {
+			return fmt.Errorf("nil part")
+		}
+		if err := walkEntity(p, depth+1); err != nil {
+			return err
+		}
+	}
+}
+
+// leaf is a non-multipart entity as the standard library reads it: its
+// header and its raw (still transfer-encoded) body.
+type leaf struct {
+	path   string
+	header textproto.MIMEHeader
+	body   []byte
+}
+
+// rewritable reports whether Rewrite may change the leaf.
+func (l leaf) rewritable() bool {
+	mt, _, _ := mime.ParseMediaType(l.header.Get("Content-Type"))
+	disp, _, _ := strings.Cut(l.header.Get("Content-Disposition"), ";")
+	return mt == "text/html" && !strings.EqualFold(strings.TrimSpace(disp), "attachment")
+}
+
+// leaves lists the leaf entities of msg using net/textproto and
+// mime/multipart only, independently of the code under test.
+func leaves(t testing.TB, msg []byte) []leaf {
+	t.Helper()
+	r := bufio.NewReader(bytes.NewReader(msg))
+	h, err := textproto.NewReader(r).ReadMIMEHeader()
+	if err != nil {
+		t.Fatalf("reading header: %v", err)
+	}
+	body, _ := io.ReadAll(r)
+	var out []leaf
+	collectLeaves(t, "0", h, body, &out)
+	return out
+}
+
+func collectLeaves(t testing.TB, path string, h textproto.MIMEHeader, body []byte, out *[]leaf) {
+	t.Helper()
+	mt, params, err := mime.ParseMediaType(h.Get("Content-Type"))
+	if err != nil || !strings.HasPrefix(mt, "multipart/") {
+		*out = append(*out, leaf{path, h, body})
+		return
+	}
+	mr := multipart.NewReader(bytes.NewReader(body), params["boundary"])
+	for i := 1; ; i++ {
+		p, err := mr.NextRawPart()
+		if err == io.EOF {
+			return
+		}
+		if err != nil {
+			t.Fatalf("part %s.%d: %v", path, i, err)
+		}
+		b, err := io.ReadAll(p)
+		if err != nil {
+			t.Fatalf("part %s.%d body: %v", path, i, err)
+		}
+		collectLeaves(t, fmt.Sprintf("%s.%d", path, i), p.Header, b, out)
+	}
+}
+
+// checkInvariants checks the properties every rewrite of a well-formed
+// message must have: the output parses, non-HTML leaves are byte-identical
+// (header and raw body) and HTML leaves keep their header apart from
+// Content-Transfer-Encoding.
+func checkInvariants(t *testing.T, in, out []byte, res Result) {
+	t.Helper()
+	if err := parseAll(out); err != nil {
+		t.Errorf("output does not parse with go-message: %v", err)
+	}
+	if res.Changed == bytes.Equal(in, out) {
+		t.Errorf("Changed = %v but output equal to input is %v", res.Changed, bytes.Equal(in, out))
+	}
+	li, lo := leaves(t, in), leaves(t, out)
+	if len(li) != len(lo) {
+		t.Fatalf("input has %d leaf parts, output %d", len(li), len(lo))
+	}
+	for i := range li {
+		a, b := li[i], lo[i]
+		if !a.rewritable() {
+			if !bytes.Equal(a.body, b.body) {
+				t.Errorf("leaf %s (%s): body changed:\n%q\n%q", a.path, a.header.Get("Content-Type"), a.body, b.body)
+			}
+			if fmt.Sprint(a.header) != fmt.Sprint(b.header) {
+				t.Errorf("leaf %s: header changed:\n%v\n%v", a.path, a.header, b.header)
+			}
+			continue
+		}
+		ha, hb := maps.Clone(a.header), maps.Clone(b.header)
+		ha.Del("Content-Transfer-Encoding")
+		hb.Del("Content-Transfer-Encoding")
+		if fmt.Sprint(ha) != fmt.Sprint(hb) {
+			t.Errorf("leaf %s: HTML header changed beyond Content-Transfer-Encoding:\n%v\n%v", a.path, a.header, b.header)
+		}
+	}
+}

@@ -1,0 +1,303 @@
+package tracking
+
+import (
+	"bytes"
+	"html"
+	"slices"
+	"strings"
+
+	xhtml "golang.org/x/net/html"
+)
+
+// noTrackAttr marks a link that must not be tracked. It is removed from the
+// output so that recipients never see it.
+const noTrackAttr = "data-sp-notrack"
+
+// pixelTag returns the open-tracking image for pixelURL.
+func pixelTag(pixelURL string) string {
+	return `<img src="` + html.EscapeString(pixelURL) + `" width="1" height="1" alt="" style="display:none;border:0;width:1px;height:1px" />`
+}
+
+// htmlResult is what rewriteHTML did to one HTML document.
+type htmlResult struct {
+	out      []byte
+	links    []string // decoded destinations of the rewritten links, in order
+	warnings []string
+}
+
+// rawTextTags are the elements after whose start tag the tokenizer reads raw
+// text up to the matching end tag (see x/net/html's readStartTag).
+var rawTextTags = []string{"iframe", "noembed", "noframes", "noscript", "plaintext", "script", "style", "textarea", "title", "xmp"}
+
+// rewriteHTML rewrites the links of src and adds the open pixel as opts ask.
+// Links get tracking indexes from first on. Every token it does not change is
+// copied as its raw bytes, so the rest of the markup is preserved exactly.
+func rewriteHTML(src []byte, opts *Options, first int) htmlResult {
+	r := htmlResult{out: make([]byte, 0, len(src)+len(src)/4+256)}
+	z := xhtml.NewTokenizer(bytes.NewReader(src))
+
+	bodyEnd := -1  // offset in r.out of the last </body> tag
+	safe := 0      // last offset in r.out between two tokens in the data state
+	inRaw := false // inside a raw text element such as <style>
+	for {
+		tt := z.Next()
+		start := len(r.out)
+		// Copy the raw bytes before anything else asks the tokenizer about
+		// the token. At the end of input (ErrorToken) Raw holds whatever
+		// could not be tokenized, such as a tag cut short.
+		r.out = append(r.out, z.Raw()...)
+		if tt == xhtml.ErrorToken {
+			break
+		}
+		tok := r.out[start:]
+		switch tt {
+		case xhtml.StartTagToken, xhtml.SelfClosingTagToken:
+			name := tagName(tok[1:])
+			if asciiEqualFold(name, "a") {
+				r.anchor(z, start, opts, first)
+			} else if slices.ContainsFunc(rawTextTags, func(t string) bool { return asciiEqualFold(name, t) }) {
+				inRaw = true // even when self-closing, as for the tokenizer
+			}
+		case xhtml.EndTagToken:
+			// In raw text the tokenizer only ever returns the end tag of
+			// the open element.
+			inRaw = false
+			if asciiEqualFold(tagName(tok[2:]), "body") {
+				bodyEnd = start
+			}
+		}
+
+		// Track where the pixel could go if there is no </body>: not inside
+		// raw text, where it would show as text, nor inside a comment or
+		// declaration cut short by the end of input, which would swallow it.
+		switch {
+		case inRaw:
+		case tt == xhtml.CommentToken || tt == xhtml.DoctypeToken:
+			if commentClosed(tok) {
+				safe = len(r.out)
+			}
+		case tt == xhtml.TextToken && bytes.HasSuffix(tok, []byte("</")):
+			// "</" at the end of input followed by "<img" would make a
+			// bogus comment.
+			safe = len(r.out) - 2
+		default:
+			safe = len(r.out)
+		}
+	}
+
+	if opts.Opens {
+		at := safe
+		if bodyEnd >= 0 {
+			at = bodyEnd
+		}
+		r.out = slices.Insert(r.out, at, []byte(pixelTag(opts.PixelURL))...)
+	}
+	return r
+}
+
+// anchor rewrites the <a> start tag at r.out[start:], the current token of z.
+func (r *htmlResult) anchor(z *xhtml.Tokenizer, start int, opts *Options, first int) {
+	tag := r.out[start:]
+	attrs := scanAttrs(tag)
+
+	// Check that the scanner found the attributes the tokenizer did (it
+	// keeps the first of duplicate names and drops empty names); the href
+	// value comes from the tokenizer, entity-decoded.
+	href, hrefVal := -1, ""
+	var notrack []int
+	for i, a := range attrs {
+		key := tag[a.keyStart:a.keyEnd]
+		if asciiEqualFold(key, noTrackAttr) {
+			notrack = append(notrack, i)
+		}
+		if len(key) == 0 || isDuplicate(tag, attrs[:i], key) {
+			continue
+		}
+		k, v, _ := z.TagAttr()
+		if !asciiEqualFold(key, k) {
+			r.warnings = append(r.warnings, "could not match the attributes of an <a> tag; left unchanged")
+			return
+		}
+		if string(k) == "href" {
+			href, hrefVal = i, string(v)
+		}
+	}
+	if k, _, _ := z.TagAttr(); k != nil {
+		r.warnings = append(r.warnings, "could not match the attributes of an <a> tag; left unchanged")
+		return
+	}
+
+	if len(notrack) > 0 {
+		newTag := bytes.Clone(tag)
+		for _, i := range slices.Backward(notrack) {
+			newTag = removeAttr(newTag, attrs[i])
+		}
+		r.out = append(r.out[:start], newTag...)
+		return
+	}
+	if !opts.Clicks || href < 0 || attrs[href].valueStart < 0 {
+		return
+	}
+	dest := strings.Trim(hrefVal, " \t\n\f\r")
+	if !isHTTP(dest) {
+		return
+	}
+	url := opts.ClickURL(first+len(r.links), dest)
+	r.links = append(r.links, dest)
+	a := attrs[href]
+	newTag := make([]byte, 0, len(tag)+len(url)+16)
+	newTag = append(newTag, tag[:a.valueStart]...)
+	newTag = append(newTag, '"')
+	newTag = append(newTag, html.EscapeString(url)...)
+	newTag = append(newTag, '"')
+	newTag = append(newTag, tag[a.end:]...)
+	r.out = append(r.out[:start], newTag...)
+}
+
+// isDuplicate reports whether one of the earlier attributes has name key.
+func isDuplicate(tag []byte, earlier []attr, key []byte) bool {
+	for _, a := range earlier {
+		if asciiEqualFold(tag[a.keyStart:a.keyEnd], key) {
+			return true
+		}
+	}
+	return false
+}
+
+// isHTTP reports whether s is an absolute http or https URL.
+func isHTTP(s string) bool {
+	for _, p := range []string{"http://", "https://"} {
+		if len(s) > len(p) && strings.EqualFold(s[:len(p)], p) {
+			return true
+		}
+	}
+	return false
+}
+
+// attr locates one attribute within the raw bytes of a start tag.
+type attr struct {
+	keyStart, keyEnd int
+	valueStart       int // offset of the value, opening quote included; -1 if there is no '='
+	end              int // end of the attribute: after the closing quote or last value byte
+}
+
+func isHTMLSpace(c byte) bool {
+	return c == ' ' || c == '\n' || c == '\r' || c == '\t' || c == '\f'
+}
+
+// tagName returns the tag name at the start of b (after "<" or "</"),
+// ending where the tokenizer's readTagName ends it.
+func tagName(b []byte) []byte {
+	i := 1 // the tokenizer only starts a tag at an ASCII letter
+	for i < len(b) && !isHTMLSpace(b[i]) && b[i] != '/' && b[i] != '>' {
+		i++
+	}
+	return b[:min(i, len(b))]
+}
+
+// scanAttrs finds the attributes of the complete start tag tag ("<a ...>").
+// It mirrors x/net/html's Tokenizer.readTag, readTagAttrKey and
+// readTagAttrVal step by step, so that it finds the same attributes; the
+// caller checks that it did.
+func scanAttrs(tag []byte) []attr {
+	var attrs []attr
+	i := 1 + len(tagName(tag[1:]))
+	skip := func() {
+		for i < len(tag) && isHTMLSpace(tag[i]) {
+			i++
+		}
+	}
+	skip()
+	for i < len(tag) && tag[i] != '>' {
+		a := attr{keyStart: i, valueStart: -1}
+		// Attribute name. An '=' is part of the name only as its first byte.
+		for i < len(tag) {
+			c := tag[i]
+			if isHTMLSpace(c) || c == '/' || c == '>' || (c == '=' && i > a.keyStart) {
+				break
+			}
+			i++
+		}
+		a.keyEnd, a.end = i, i
+		// Value, if an '=' follows.
+		skip()
+		switch {
+		case i < len(tag) && tag[i] == '/':
+			i++
+		case i < len(tag) && tag[i] == '=':
+			i++
+			skip()
+			a.end = i
+			if i >= len(tag) || tag[i] == '>' {
+				break
+			}
+			a.valueStart = i
+			if q := tag[i]; q == '"' || q == '\'' {
+				j := bytes.IndexByte(tag[i+1:], q)
+				if j < 0 {
+					i = len(tag)
+				} else {
+					i += j + 2
+				}
+				a.end = i
+			} else {
+				for i < len(tag) && !isHTMLSpace(tag[i]) && tag[i] != '>' {
+					i++
+				}
+				a.end = i
+			}
+		}
+		attrs = append(attrs, a)
+		skip()
+	}
+	return attrs
+}
+
+// removeAttr removes attribute a from tag, together with the white space
+// that separated it from its neighbours.
+func removeAttr(tag []byte, a attr) []byte {
+	start, end := a.keyStart, a.end
+	if end < len(tag) && isHTMLSpace(tag[end]) {
+		// Take the white space after it: "<a X href>" -> "<a href>".
+		for end < len(tag) && isHTMLSpace(tag[end]) {
+			end++
+		}
+	} else if end >= len(tag) || tag[end] != '/' {
+		// Else the white space before it: "<a href X>" -> "<a href>". Not
+		// before a '/', which would join an unquoted value: "<a b=c X/>".
+		for start > 0 && isHTMLSpace(tag[start-1]) {
+			start--
+		}
+	}
+	return append(tag[:start], tag[end:]...)
+}
+
+// commentClosed reports whether a comment token's raw bytes are complete.
+// The tokenizer also returns comments cut short by the end of input.
+func commentClosed(tok []byte) bool {
+	if bytes.HasPrefix(tok, []byte("<!--")) {
+		return bytes.HasSuffix(tok, []byte("-->")) || bytes.HasSuffix(tok, []byte("--!>"))
+	}
+	return bytes.HasSuffix(tok, []byte(">"))
+}
+
+// asciiEqualFold is strings.EqualFold for ASCII only, as HTML tag and
+// attribute names are compared.
+func asciiEqualFold[S1, S2 ~string | ~[]byte](b S1, s S2) bool {
+	if len(b) != len(s) {
+		return false
+	}
+	for i := range len(b) {
+		c, d := b[i], s[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if 'A' <= d && d <= 'Z' {
+			d += 'a' - 'A'
+		}
+		if c != d {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,266 @@
+// Package tracking rewrites outgoing MIME for open and click tracking and signs the ids that tracking URLs carry.
+package tracking
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"mime"
+	"strconv"
+	"strings"
+)
+
+// Limits on the MIME tree Rewrite walks. Anything deeper or beyond the part
+// count is copied unchanged and reported in Result.Warnings.
+const (
+	maxDepth = 50   // nested multipart levels below the top-level entity
+	maxParts = 1000 // parts visited in the whole message
+)
+
+// Options say what to add to one recipient's copy.
+type Options struct {
+	Opens    bool
+	Clicks   bool
+	PixelURL string                              // absolute URL of the open pixel for this copy
+	ClickURL func(index int, dest string) string // absolute tracking URL for link #index (0-based, document order) whose decoded destination is dest
+}
+
+// Result reports what Rewrite did.
+type Result struct {
+	Links    []string // decoded destination URLs, by link index
+	Changed  bool     // false when the output is byte-identical to the input
+	Warnings []string // e.g. a part that could not be parsed and was left unchanged
+}
+
+// Rewrite copies the RFC 5322 message from src to dst, adding the pixel and
+// rewriting links in every text/html part.
+//
+// The input is expected to use CRLF line endings. Only the bodies of
+// text/html parts that are not attachments are rewritten (and, when a 7bit
+// or 8bit body would get a line longer than 998 octets, that part's
+// Content-Transfer-Encoding header); every other byte is copied unchanged.
+// Anything Rewrite cannot make sense of is copied unchanged and reported in
+// Result.Warnings, so the output is never less well-formed than the input.
+// The error is non-nil only when reading src or writing dst fails.
+//
+// ClickURL may be called for a link of a part that ends up unchanged (for
+// example when the re-encoded part would clash with a multipart boundary);
+// Result.Links is the authoritative list of rewritten links.
+func Rewrite(dst io.Writer, src io.Reader, opts Options) (Result, error) {
+	if !opts.Opens && !opts.Clicks {
+		_, err := io.Copy(dst, src)
+		return Result{}, err
+	}
+	in, err := io.ReadAll(src)
+	if err != nil {
+		return Result{}, err
+	}
+
+	rw := &rewriter{opts: opts}
+	if rw.opts.Clicks && rw.opts.ClickURL == nil {
+		rw.opts.Clicks = false
+		rw.warnf("", "click tracking requested without a ClickURL; links left unchanged")
+	}
+	if rw.opts.Opens && rw.opts.PixelURL == "" {
+		rw.opts.Opens = false
+		rw.warnf("", "open tracking requested without a PixelURL; no pixel added")
+	}
+	rw.out = make([]byte, 0, len(in)+len(in)/8+512)
+	rw.entity(in, "", 0, nil)
+
+	out := in
+	if rw.changed {
+		out = rw.out
+	}
+	n, err := dst.Write(out)
+	if err == nil && n < len(out) {
+		err = io.ErrShortWrite
+	}
+	rw.res.Changed = rw.changed
+	return rw.res, err
+}
+
+// rewriter holds the state of one Rewrite call. Output is appended to out;
+// unchanged regions are copied from the input verbatim.
+type rewriter struct {
+	opts        Options
+	res         Result
+	out         []byte
+	changed     bool
+	parts       int  // parts visited so far, for maxParts
+	warnedParts bool // whether the maxParts warning was given
+}
+
+func (rw *rewriter) warnf(path, format string, args ...any) {
+	where := "message"
+	if path != "" {
+		where = "part " + path
+	}
+	rw.res.Warnings = append(rw.res.Warnings, where+": "+fmt.Sprintf(format, args...))
+}
+
+// entity rewrites one entity (header block and body) whose raw bytes are
+// raw, appending the result to rw.out. path names the entity in warnings
+// ("" for the message, "1.2" for the second part of the first part), depth
+// is its multipart nesting level and bounds holds the "--boundary" strings of
+// all enclosing multiparts.
+func (rw *rewriter) entity(raw []byte, path string, depth int, bounds []string) {
+	n := headerLen(raw)
+	if n < 0 {
+		// Header fields only, no body: nothing to rewrite.
+		rw.emit(raw)
+		return
+	}
+	head, body := raw[:n], raw[n:]
+	fields, ok := parseHeader(head)
+	if !ok {
+		rw.warnf(path, "malformed header; left unchanged")
+		rw.emit(raw)
+		return
+	}
+
+	// Interpret Content-Type the way go-message does: an empty or missing
+	// field means text/plain.
+	ctype := "text/plain"
+	if f := getField(fields, "Content-Type"); f != nil && f.value != "" {
+		ctype = f.value
+	}
+	mt, params, err := mime.ParseMediaType(ctype)
+	if err != nil {
+		if lt := strings.ToLower(ctype); strings.HasPrefix(lt, "multipart/") || strings.HasPrefix(lt, "text/html") {
+			rw.warnf(path, "unparseable Content-Type %q; left unchanged", ctype)
+		}
+		rw.emit(raw)
+		return
+	}
+
+	switch {
+	case strings.HasPrefix(mt, "multipart/"):
+		rw.multipart(raw, head, body, params["boundary"], path, depth, bounds)
+	case mt == "text/html" && !isAttachment(fields):
+		rw.htmlPart(raw, head, body, fields, params, path, bounds)
+	default:
+		rw.emit(raw)
+	}
+}
+
+// multipart rewrites the parts of a multipart entity, keeping the preamble,
+// delimiter lines and epilogue byte for byte. Multipart bodies cannot have a
+// transfer encoding of their own (RFC 2045 section 6.4; go-message ignores
+// it too), so the body is split as is.
+func (rw *rewriter) multipart(raw, head, body []byte, boundary, path string, depth int, bounds []string) {
+	if depth >= maxDepth {
+		rw.warnf(path, "multipart nested deeper than %d levels; left unchanged", maxDepth)
+		rw.emit(raw)
+		return
+	}
+	// go-message decodes RFC 2047 encoded words in parameters; rather than
+	// guessing which boundary a reader would use, leave such parts alone.
+	if boundary == "" || strings.Contains(boundary, "=?") {
+		rw.warnf(path, "multipart without a usable boundary; left unchanged")
+		rw.emit(raw)
+		return
+	}
+	parts, ok := scanMultipart(body, boundary)
+	if !ok {
+		rw.warnf(path, "malformed multipart structure; left unchanged")
+		rw.emit(raw)
+		return
+	}
+
+	// Full slice expression so that children of different parts never
+	// share (and overwrite) the backing array.
+	childBounds := append(bounds[:len(bounds):len(bounds)], "--"+boundary)
+	rw.emit(head)
+	pos := 0
+	for i, p := range parts {
+		rw.emit(body[pos:p.start])
+		child := strconv.Itoa(i + 1)
+		if path != "" {
+			child = path + "." + child
+		}
+		rw.parts++
+		if rw.parts > maxParts {
+			if !rw.warnedParts {
+				rw.warnedParts = true
+				rw.warnf(child, "message has more than %d parts; this and later parts left unchanged", maxParts)
+			}
+			rw.emit(body[p.start:p.end])
+		} else {
+			rw.entity(body[p.start:p.end], child, depth+1, childBounds)
+		}
+		pos = p.end
+	}
+	rw.emit(body[pos:])
+}
+
+// htmlPart rewrites a text/html body: it decodes the transfer encoding,
+// rewrites the markup and re-encodes it the same way.
+func (rw *rewriter) htmlPart(raw, head, body []byte, fields []field, params map[string]string, path string, bounds []string) {
+	// The rewrite inserts ASCII markup, which is only right for charsets in
+	// which ASCII bytes stand for themselves.
+	if cs := strings.ToLower(params["charset"]); !asciiCompatible(cs) {
+		rw.warnf(path, "charset %q is not ASCII-compatible; left unchanged", cs)
+		rw.emit(raw)
+		return
+	}
+	cte := ""
+	if f := getField(fields, "Content-Transfer-Encoding"); f != nil {
+		cte = strings.ToLower(f.value)
+	}
+	decoded, err := decodeBody(cte, body)
+	if err != nil {
+		rw.warnf(path, "%v; left unchanged", err)
+		rw.emit(raw)
+		return
+	}
+
+	h := rewriteHTML(decoded, &rw.opts, len(rw.res.Links))
+	for _, w := range h.warnings {
+		rw.warnf(path, "%s", w)
+	}
+	if bytes.Equal(h.out, decoded) {
+		rw.emit(raw)
+		return
+	}
+
+	newBody, newCTE := encodeBody(cte, h.out, bytes.HasSuffix(body, crlf))
+	if collides(newBody, bounds) {
+		rw.warnf(path, "rewritten body would contain a multipart boundary; left unchanged")
+		rw.emit(raw)
+		return
+	}
+	if newCTE != cte {
+		head = setTransferEncoding(head, fields, newCTE)
+	}
+	rw.emit(head)
+	rw.emit(newBody)
+	rw.res.Links = append(rw.res.Links, h.links...)
+	rw.changed = true
+}
+
+func (rw *rewriter) emit(b []byte) { rw.out = append(rw.out, b...) }
+
+// isAttachment reports whether the entity's Content-Disposition is
+// "attachment". The disposition type is compared on its own so that a
+// malformed parameter list does not hide it.
+func isAttachment(fields []field) bool {
+	f := getField(fields, "Content-Disposition")
+	if f == nil {
+		return false
+	}
+	disp, _, _ := strings.Cut(f.value, ";")
+	return strings.EqualFold(strings.TrimSpace(disp), "attachment")
+}
+
+// asciiCompatible reports whether charset cs (lower case, "" if absent)
+// encodes ASCII as single ASCII bytes, so that markup can be found and
+// inserted without converting the charset.
+func asciiCompatible(cs string) bool {
+	for _, p := range []string{"utf-16", "utf16", "utf-32", "utf32", "ucs-2", "ucs2", "ucs-4", "ucs4", "utf-7", "utf7", "unicode"} {
+		if strings.HasPrefix(cs, p) {
+			return false
+		}
+	}
+	return true
+}
