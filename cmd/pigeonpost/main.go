@@ -13,6 +13,8 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/pigeonpost/pigeonpost/config"
 )
 
@@ -57,6 +59,7 @@ func run(ctx context.Context, args []string, stdout io.Writer, getenv func(strin
 			return err
 		}
 		logger := newLogger(cfg.Log, os.Stderr)
+		redis.SetLogger(redisLogger{logger})
 		return serve(ctx, cfg, logger, serveOptions{dev: *dev, readyFile: *readyFile, stdout: stdout})
 	case "accounts", "keys", "domains":
 		return admin(ctx, args, stdout, getenv)
@@ -75,4 +78,11 @@ func newLogger(c config.Log, w io.Writer) *slog.Logger {
 		return slog.New(slog.NewJSONHandler(w, opts))
 	}
 	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// redisLogger sends go-redis's own messages (reconnects) to slog.
+type redisLogger struct{ l *slog.Logger }
+
+func (r redisLogger) Printf(_ context.Context, format string, v ...any) {
+	r.l.Warn("redis client: " + fmt.Sprintf(format, v...))
 }

@@ -26,6 +26,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Emails waiting: queued (in the stream) and retrying (scheduled).",
 		}, []string{"state"}),
 	}
+	for _, state := range []string{"queued", "retrying"} {
+		m.queueDepth.WithLabelValues(state) // present from the first scrape
+	}
 	if reg != nil {
 		reg.MustRegister(m.attempts, m.attemptSeconds, m.queueDepth)
 	}

@@ -1,0 +1,102 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/pigeonpost/pigeonpost/internal/testkit"
+)
+
+// startProcess runs the real main in a child process (see TestMain) with
+// configuration from PIGEONPOST_* variables, and waits for its ready file.
+func startProcess(t *testing.T, env map[string]string) (*exec.Cmd, boundAddrs) {
+	t.Helper()
+	ready := filepath.Join(t.TempDir(), "ready.json")
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), "PIGEONPOST_TEST_MAIN_ARGS=serve --ready-file "+ready)
+	for k, v := range env {
+		cmd.Env = append(cmd.Env, k+"="+v)
+	}
+	cmd.Stdout, cmd.Stderr = testWriter{t}, testWriter{t}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		if b, err := os.ReadFile(ready); err == nil && len(b) > 0 {
+			var a boundAddrs
+			if err := json.Unmarshal(b, &a); err != nil {
+				t.Fatal(err)
+			}
+			return cmd, a
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatal("child gateway did not become ready")
+	return nil, boundAddrs{}
+}
+
+// TestKilledBeforeDeliveryDeliveredAfterRestart: a message acknowledged
+// with 250 by a gateway that is then SIGKILLed before delivering it is
+// delivered, once, by the next gateway on the same Redis.
+func TestKilledBeforeDeliveryDeliveredAfterRestart(t *testing.T) {
+	r := testkit.StartRedis(t)
+	d := testkit.StartDNS(t)
+	sink := testkit.StartSink(t, testkit.SinkOptions{})
+	d.SetMX(rcptDomain, map[string]uint16{"mx." + rcptDomain: 10})
+	d.SetA("mx."+rcptDomain, "127.0.0.1")
+	env := map[string]string{
+		"PIGEONPOST_SMTP_LISTEN":            "127.0.0.1:0",
+		"PIGEONPOST_SMTP_TLS_LISTEN":        "127.0.0.1:0",
+		"PIGEONPOST_SMTP_HOSTNAME":          "gateway.test",
+		"PIGEONPOST_HTTP_LISTEN":            "127.0.0.1:0",
+		"PIGEONPOST_REDIS_URL":              r.URL(),
+		"PIGEONPOST_DNS_RESOLVER":           d.Addr(),
+		"PIGEONPOST_DELIVERY_MX_PORT":       strconv.Itoa(sink.Port()),
+		"PIGEONPOST_DELIVERY_WORKERS":       "0", // the first process only accepts
+		"PIGEONPOST_DELIVERY_RETRY_INITIAL": "200ms",
+		"PIGEONPOST_AUTH_BOOTSTRAP_KEY":     liveKey,
+		"PIGEONPOST_DOMAINS_SPF_INCLUDE":    "_spf.gateway.test",
+		"PIGEONPOST_LOG_LEVEL":              "warn",
+	}
+	first, addrs := startProcess(t, env)
+	s := &stack{t: t, redis: r, dns: d, sink: sink, addrs: addrs}
+	s.verifyDomain(senderDomain)
+
+	var ids []string
+	from := "hello@" + senderDomain
+	for i := range 3 {
+		to := fmt.Sprintf("user%d@%s", i, rcptDomain)
+		reply, err := send(s.smtpClient(true, liveKey), from, []string{to}, simpleMessage(from, to, fmt.Sprint("before kill ", i)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, queuedID(t, reply))
+	}
+	if err := first.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = first.Wait()
+	if n := len(sink.Messages()); n != 0 {
+		t.Fatalf("%d messages delivered before the kill; the test needs them queued", n)
+	}
+
+	env["PIGEONPOST_DELIVERY_WORKERS"] = "2"
+	_, s.addrs = startProcess(t, env)
+	sink.Wait(t, len(ids), 30*time.Second)
+	for _, id := range ids {
+		s.waitStatus(id, "delivered")
+	}
+	time.Sleep(300 * time.Millisecond)
+	if n := len(sink.Messages()); n != len(ids) {
+		t.Errorf("sink holds %d messages, want %d (each exactly once)", n, len(ids))
+	}
+}

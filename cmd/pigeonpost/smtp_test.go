@@ -1,0 +1,365 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/tls"
+	"encoding/base64"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-msgauth/dkim"
+	"github.com/emersion/go-sasl"
+	"github.com/emersion/go-smtp"
+
+	"github.com/pigeonpost/pigeonpost/pipeline/deliver"
+)
+
+func TestSMTPReplies(t *testing.T) {
+	s := startStack(t)
+	from, to := "hello@"+senderDomain, "user@"+rcptDomain
+
+	t.Run("AUTH is not advertised before STARTTLS and refused with 5.7.x", func(t *testing.T) {
+		c := s.smtpClient(false, "")
+		if ok, _ := c.Extension("AUTH"); ok {
+			t.Error("AUTH advertised before TLS")
+		}
+		if ok, _ := c.Extension("STARTTLS"); !ok {
+			t.Error("STARTTLS not advertised")
+		}
+		err := c.Auth(sasl.NewPlainClient("", "apikey", liveKey))
+		wantSMTPError(t, err, 523, smtp.EnhancedCode{5, 7, 10})
+	})
+	t.Run("MAIL before STARTTLS is 530 5.7.0", func(t *testing.T) {
+		c := s.smtpClient(false, "")
+		wantSMTPError(t, c.Mail(from, nil), 530, smtp.EnhancedCode{5, 7, 0})
+	})
+	t.Run("after STARTTLS the server advertises its extensions", func(t *testing.T) {
+		c := s.smtpClient(true, "")
+		for _, ext := range []string{"AUTH", "SIZE", "PIPELINING", "8BITMIME", "SMTPUTF8", "ENHANCEDSTATUSCODES"} {
+			if ok, _ := c.Extension(ext); !ok {
+				t.Errorf("%s not advertised after TLS", ext)
+			}
+		}
+		if _, params := c.Extension("AUTH"); !strings.Contains(params, "PLAIN") || !strings.Contains(params, "LOGIN") {
+			t.Errorf("AUTH %q lacks PLAIN or LOGIN", params)
+		}
+	})
+	t.Run("MAIL before AUTH is 530 5.7.0", func(t *testing.T) {
+		c := s.smtpClient(true, "")
+		wantSMTPError(t, c.Mail(from, nil), 530, smtp.EnhancedCode{5, 7, 0})
+	})
+	t.Run("bad credentials are 535 5.7.8", func(t *testing.T) {
+		c := s.smtpClient(true, "")
+		wantSMTPError(t, c.Auth(sasl.NewPlainClient("", "apikey", "sp_live_wrong")), 535, smtp.EnhancedCode{5, 7, 8})
+		wantSMTPError(t, c.Auth(sasl.NewPlainClient("", "someone", liveKey)), 535, smtp.EnhancedCode{5, 7, 8})
+	})
+	t.Run("AUTH LOGIN works", func(t *testing.T) {
+		c := s.smtpClient(true, "")
+		if err := c.Auth(sasl.NewLoginClient("apikey", liveKey)); err != nil {
+			t.Fatal(err)
+		}
+	})
+	t.Run("envelope sender on an unverified domain is 550 5.7.1", func(t *testing.T) {
+		c := s.smtpClient(true, liveKey)
+		err := c.Mail("hello@unverified.test", nil)
+		wantSMTPError(t, err, 550, smtp.EnhancedCode{5, 7, 1})
+		if !strings.Contains(err.(*smtp.SMTPError).Message, "not verified") {
+			t.Errorf("message %q does not say the domain is not verified", err.(*smtp.SMTPError).Message)
+		}
+	})
+	t.Run("From header on an unverified domain is 550 5.7.1", func(t *testing.T) {
+		c := s.smtpClient(true, liveKey)
+		_, err := send(c, from, []string{to}, simpleMessage("spoof@unverified.test", to, "x"))
+		wantSMTPError(t, err, 550, smtp.EnhancedCode{5, 7, 1})
+	})
+	t.Run("over the size limit is 552 5.3.4", func(t *testing.T) {
+		c := s.smtpClient(true, liveKey)
+		big := simpleMessage(from, to, "big") + strings.Repeat(strings.Repeat("x", 998)+"\r\n", 1100)
+		_, err := send(c, from, []string{to}, big)
+		wantSMTPError(t, err, 552, smtp.EnhancedCode{5, 3, 4})
+	})
+	t.Run("accepted is 250 2.0.0 OK queued as em_…", func(t *testing.T) {
+		c := s.smtpClient(true, liveKey)
+		reply, err := send(c, from, []string{to}, simpleMessage(from, to, "ok"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.HasPrefix(reply, "2.0.0 OK queued as em_") {
+			t.Fatalf("reply %q", reply)
+		}
+	})
+	t.Run("test-mode keys may use any domain and are never delivered", func(t *testing.T) {
+		var created struct{ Key string }
+		if code := s.api("POST", "/v1/api-keys", liveKey, map[string]string{"name": "t", "mode": "test"}, &created); code != http.StatusCreated {
+			t.Fatalf("create key: %d", code)
+		}
+		before := len(s.sink.Messages())
+		c := s.smtpClient(true, created.Key)
+		reply, err := send(c, "x@anything.test", []string{to}, simpleMessage("x@anything.test", to, "test mode"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		id := queuedID(t, reply)
+		var e emailResp
+		s.api("GET", "/v1/emails/"+id, created.Key, nil, &e)
+		if e.Status != "sent" {
+			t.Errorf("test-mode status %q, want sent", e.Status)
+		}
+		time.Sleep(300 * time.Millisecond) // give a wrong delivery the chance to show
+		for _, m := range s.sink.Messages()[before:] {
+			if bytes.Contains(m.Data, []byte("test mode")) {
+				t.Fatal("a test-mode message reached the sink")
+			}
+		}
+	})
+}
+
+// TestSMTPDeliversSignedAndTracked is the "done when" of the spine: a
+// message sent with net/smtp-style STARTTLS + PLAIN reaches the destination
+// DKIM-signed, tracking headers and Bcc gone, pixel and links rewritten.
+func TestSMTPDeliversSignedAndTracked(t *testing.T) {
+	s := startStack(t)
+	from, to := "hello@"+senderDomain, "user@"+rcptDomain
+	msg := "From: Acme <" + from + ">\r\nTo: " + to + "\r\nBcc: secret@" + rcptDomain + "\r\n" +
+		"Subject: =?utf-8?q?Caf=C3=A9?=\r\nX-SP-Track-Opens: true\r\nX-SP-Track-Clicks: true\r\n" +
+		"X-Custom: kept\r\nList-Unsubscribe: <mailto:unsub@" + senderDomain + ">\r\n" +
+		"MIME-Version: 1.0\r\nContent-Type: text/html; charset=utf-8\r\n\r\n" +
+		"<html><body><p>Hi <a href=\"https://shop.example.test/a?x=1&amp;y=2\">shop</a></p></body></html>\r\n"
+	c := s.smtpClient(true, liveKey)
+	reply, err := send(c, from, []string{to}, msg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := queuedID(t, reply)
+	got := s.sink.Wait(t, 1, 20*time.Second)[0]
+	s.waitStatus(id, "delivered")
+
+	if !got.TLS {
+		t.Error("delivery did not use STARTTLS although the destination offered it")
+	}
+	if got.From != from || len(got.To) != 1 || got.To[0] != to {
+		t.Errorf("envelope %s → %v", got.From, got.To)
+	}
+	data := string(got.Data)
+	for _, gone := range []string{"X-SP-Track-Opens", "X-SP-Track-Clicks", "Bcc:", "secret@"} {
+		if strings.Contains(data, gone) {
+			t.Errorf("%q reached the destination", gone)
+		}
+	}
+	for _, kept := range []string{"X-Custom: kept", "List-Unsubscribe:", "Message-Id:", "Date:",
+		"https://t.gateway.test/v1/track/open/" + id, "https://t.gateway.test/v1/track/click/"} {
+		if !strings.Contains(data, kept) {
+			t.Errorf("%q missing at the destination:\n%s", kept, data)
+		}
+	}
+	if strings.Contains(data, "https://shop.example.test") {
+		t.Error("the link was not rewritten")
+	}
+	verifications, err := dkim.VerifyWithOptions(bytes.NewReader(got.Data), &dkim.VerifyOptions{
+		LookupTXT: func(name string) ([]string, error) {
+			return (&deliver.Resolver{Addr: s.dns.Addr(), Timeout: 2 * time.Second}).LookupTXT(context.Background(), name)
+		},
+	})
+	if err != nil || len(verifications) != 1 || verifications[0].Err != nil || verifications[0].Domain != senderDomain {
+		t.Fatalf("DKIM: %v %+v", err, verifications)
+	}
+
+	// The click link redirects to the decoded original; the pixel answers a GIF.
+	link := data[strings.Index(data, "https://t.gateway.test/v1/track/click/"):]
+	link = link[:strings.IndexAny(link, "\"\r\n")]
+	link = strings.Replace(link, "https://t.gateway.test", "http://"+s.addrs.HTTP, 1)
+	client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err := client.Get(link)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusFound || resp.Header.Get("Location") != "https://shop.example.test/a?x=1&y=2" {
+		t.Errorf("click: %d → %q", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	resp, err = client.Get(link[:len(link)-2] + "xx")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNotFound {
+		t.Errorf("tampered click id: %d, want 404", resp.StatusCode)
+	}
+}
+
+func TestSMTPRetryAfter4xxThenDelivered(t *testing.T) {
+	s := startStack(t)
+	s.sink.Reply("rcpt", &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "try later"}, 1)
+	from, to := "hello@"+senderDomain, "user@"+rcptDomain
+	reply, err := send(s.smtpClient(true, liveKey), from, []string{to}, simpleMessage(from, to, "retry"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := s.waitStatus(queuedID(t, reply), "delivered")
+	if e.Attempts != 2 {
+		t.Errorf("attempts %d, want 2", e.Attempts)
+	}
+	if n := len(s.sink.Messages()); n != 1 {
+		t.Errorf("sink holds %d messages, want 1", n)
+	}
+}
+
+func TestSMTPBounceAfter5xxSuppresses(t *testing.T) {
+	s := startStack(t)
+	s.sink.Reply("rcpt", &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "no such user"}, 1)
+	from, to := "hello@"+senderDomain, "gone@"+rcptDomain
+	reply, err := send(s.smtpClient(true, liveKey), from, []string{to}, simpleMessage(from, to, "bounce"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := s.waitStatus(queuedID(t, reply), "bounced")
+	if e.Attempts != 1 || !strings.Contains(e.LastError, "550") {
+		t.Errorf("attempts %d, last error %q", e.Attempts, e.LastError)
+	}
+	// The hard bounce put the address on the suppression list.
+	_, err = send(s.smtpClient(true, liveKey), from, []string{to}, simpleMessage(from, to, "again"))
+	wantSMTPError(t, err, 550, smtp.EnhancedCode{5, 1, 1})
+}
+
+func TestSMTPImplicitTLS(t *testing.T) {
+	s := startStack(t)
+	c, err := smtp.DialTLS(s.addrs.SMTPTLS, &tls.Config{InsecureSkipVerify: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.Auth(sasl.NewPlainClient("", "apikey", liveKey)); err != nil {
+		t.Fatal(err)
+	}
+	from, to := "hello@"+senderDomain, "user@"+rcptDomain
+	reply, err := send(c, from, []string{to}, simpleMessage(from, to, "465"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.waitStatus(queuedID(t, reply), "delivered")
+}
+
+// TestSMTPBareLineEndingsNormalised sends DATA with bare LF and bare CR,
+// including the smuggling sequence <LF>.<CR><LF>: one message arrives, with
+// CRLF only, and its DKIM signature verifies.
+func TestSMTPBareLineEndingsNormalised(t *testing.T) {
+	s := startStack(t)
+	from, to := "hello@"+senderDomain, "user@"+rcptDomain
+	conn, err := net.Dial("tcp", s.addrs.SMTPTLS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tc := tls.Client(conn, &tls.Config{InsecureSkipVerify: true})
+	defer tc.Close()
+	r := bufio.NewReader(tc)
+	expect := func(code string) string {
+		t.Helper()
+		for {
+			line, err := r.ReadString('\n')
+			if err != nil {
+				t.Fatalf("waiting for %s: %v", code, err)
+			}
+			if !strings.HasPrefix(line, code) {
+				t.Fatalf("got %q, want %s", line, code)
+			}
+			if len(line) > 3 && line[3] == ' ' {
+				return line
+			}
+		}
+	}
+	write := func(s string) {
+		if _, err := tc.Write([]byte(s)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	expect("220")
+	write("EHLO client.test\r\n")
+	expect("250")
+	write("AUTH PLAIN " + base64.StdEncoding.EncodeToString([]byte("\x00apikey\x00"+liveKey)) + "\r\n")
+	expect("235")
+	write("MAIL FROM:<" + from + ">\r\nRCPT TO:<" + to + ">\r\nDATA\r\n")
+	expect("250")
+	expect("250")
+	expect("354")
+	write("From: " + from + "\nTo: " + to + "\r\nSubject: bare\n\nline one\rline two\n.\r\nMAIL FROM:<evil@" + senderDomain + ">\r\n.\r\n")
+	reply := expect("250")
+	write("QUIT\r\n")
+	id := queuedID(t, strings.TrimSpace(reply))
+	got := s.sink.Wait(t, 1, 20*time.Second)
+	s.waitStatus(id, "delivered")
+	time.Sleep(200 * time.Millisecond)
+	if n := len(s.sink.Messages()); n != 1 {
+		t.Fatalf("sink received %d messages, want 1", n)
+	}
+	data := got[0].Data
+	for i, b := range data {
+		if (b == '\n' && (i == 0 || data[i-1] != '\r')) || (b == '\r' && (i+1 == len(data) || data[i+1] != '\n')) {
+			t.Fatalf("bare CR or LF at %d in %q", i, data)
+		}
+	}
+	if !bytes.Contains(data, []byte("line one\r\nline two\r\n.\r\nMAIL FROM:<evil@")) {
+		t.Errorf("the smuggled text should stay inside the one message body: %q", data)
+	}
+	v, err := dkim.VerifyWithOptions(bytes.NewReader(data), &dkim.VerifyOptions{
+		LookupTXT: func(name string) ([]string, error) {
+			return (&deliver.Resolver{Addr: s.dns.Addr(), Timeout: 2 * time.Second}).LookupTXT(context.Background(), name)
+		},
+	})
+	if err != nil || len(v) != 1 || v[0].Err != nil {
+		t.Fatalf("DKIM after normalisation: %v %+v", err, v)
+	}
+}
+
+// TestRedisDown: with Redis gone nothing is acknowledged (451 4.3.0 over
+// SMTP, 503 over REST, /healthz not ready), and once it is back the same
+// client gets 250 without restarting the gateway.
+func TestRedisDown(t *testing.T) {
+	s := startStack(t)
+	from, to := "hello@"+senderDomain, "user@"+rcptDomain
+	c := s.smtpClient(true, liveKey) // authenticated while Redis is up
+	s.redis.Kill()
+
+	_, err := send(c, from, []string{to}, simpleMessage(from, to, "down"))
+	wantSMTPError(t, err, 451, smtp.EnhancedCode{4, 3, 0})
+	if se := err.(*smtp.SMTPError); strings.Contains(se.Message, "redis") || strings.Contains(se.Message, "dial") {
+		t.Errorf("internal detail in the reply: %q", se.Message)
+	}
+	var apiErr struct {
+		Error struct{ Code, Message string }
+	}
+	code := s.api("POST", "/v1/emails", liveKey, map[string]any{"from": from, "to": to, "subject": "x", "text": "y"}, &apiErr)
+	if code != http.StatusServiceUnavailable || apiErr.Error.Code != "service_unavailable" {
+		t.Errorf("REST with Redis down: %d %+v", code, apiErr)
+	}
+	if code := s.api("GET", "/healthz", "", nil, nil); code != http.StatusServiceUnavailable {
+		t.Errorf("/healthz with Redis down: %d", code)
+	}
+
+	s.redis.Restart()
+	// The client retries as a real one would: each try gets 451 or 250,
+	// never anything else, and within seconds a 250.
+	var reply string
+	for try := 0; ; try++ {
+		if err := c.Reset(); err != nil {
+			t.Fatal(err)
+		}
+		reply, err = send(c, from, []string{to}, simpleMessage(from, to, "back"))
+		if err == nil {
+			break
+		}
+		wantSMTPError(t, err, 451, smtp.EnhancedCode{4, 3, 0})
+		if try == 50 {
+			t.Fatalf("no 250 after Redis came back: %v", err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	s.waitStatus(queuedID(t, reply), "delivered")
+	if n := len(s.sink.Messages()); n != 1 {
+		t.Errorf("sink holds %d messages, want exactly 1", n)
+	}
+}
