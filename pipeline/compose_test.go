@@ -1,0 +1,58 @@
+package pipeline
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestComposeMessage(t *testing.T) {
+	c, err := ComposeMessage(Compose{
+		From: "Acme <hello@acme.test>", To: []string{"a@x.test"}, Cc: []string{"b@x.test"}, Bcc: []string{"c@x.test"},
+		ReplyTo: []string{"support@acme.test"}, Subject: "Héllo", HTML: "<p>Hi</p>", Text: "Hi",
+		Headers: map[string]string{"X-Ref": "42", "List-Unsubscribe": "<mailto:u@acme.test>"},
+	}, testNow)
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg := string(c.Message)
+	if c.EnvelopeFrom != "hello@acme.test" || strings.Join(c.Recipients, ",") != "a@x.test,b@x.test,c@x.test" {
+		t.Errorf("envelope %q %v", c.EnvelopeFrom, c.Recipients)
+	}
+	for _, want := range []string{"From: \"Acme\" <hello@acme.test>", "Cc: <b@x.test>", "Reply-To: <support@acme.test>",
+		"X-Ref: 42", "List-Unsubscribe: <mailto:u@acme.test>", "multipart/alternative", "text/plain", "text/html"} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("%q missing:\n%s", want, msg)
+		}
+	}
+	if strings.Contains(msg, "c@x.test") {
+		t.Error("Bcc recipient appears in the message")
+	}
+	if _, err := parseForTest(msg); err != nil {
+		t.Errorf("composed message does not parse: %v", err)
+	}
+}
+
+func TestComposeRefusesInjection(t *testing.T) {
+	base := Compose{From: "hello@acme.test", To: []string{"a@x.test"}, Subject: "s", Text: "t"}
+	cases := map[string]func(c *Compose){
+		"subject CRLF":      func(c *Compose) { c.Subject = "s\r\nBcc: evil@x.test" },
+		"subject bare LF":   func(c *Compose) { c.Subject = "s\nBcc: evil@x.test" },
+		"from CRLF":         func(c *Compose) { c.From = "hello@acme.test\r\nBcc: evil@x.test" },
+		"to CRLF":           func(c *Compose) { c.To = []string{"a@x.test\r\nBcc: evil@x.test"} },
+		"header value CRLF": func(c *Compose) { c.Headers = map[string]string{"X-A": "1\r\nBcc: evil@x.test"} },
+		"header name colon": func(c *Compose) { c.Headers = map[string]string{"X-A: b": "1"} },
+		"standard header":   func(c *Compose) { c.Headers = map[string]string{"Bcc": "evil@x.test"} },
+		"reserved header":   func(c *Compose) { c.Headers = map[string]string{"X-SP-Track-Opens": "true"} },
+		"no recipient":      func(c *Compose) { c.To = nil },
+		"no body":           func(c *Compose) { c.Text = "" },
+	}
+	for name, mutate := range cases {
+		t.Run(name, func(t *testing.T) {
+			c := base
+			mutate(&c)
+			if _, err := ComposeMessage(c, testNow); err == nil || AsError(err).HTTPStatus != 400 {
+				t.Fatalf("got %v, want a 400", err)
+			}
+		})
+	}
+}

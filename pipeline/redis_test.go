@@ -1,0 +1,103 @@
+package pipeline
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pigeonpost/pigeonpost/internal/testkit"
+	"github.com/pigeonpost/pigeonpost/pipeline/store"
+)
+
+func TestRateLimitGCRA(t *testing.T) {
+	rdb := testkit.StartRedis(t).Client(t)
+	ctx := context.Background()
+	l := RateLimit{PerSecond: 10, Burst: 5}
+	now := time.UnixMilli(1_000_000_000)
+	// A burst of 5 passes at once, the 6th waits ~100 ms.
+	for i := range 5 {
+		if err := l.allow(ctx, rdb, "acct_a", 1, now); err != nil {
+			t.Fatalf("send %d: %v", i, err)
+		}
+	}
+	err := l.allow(ctx, rdb, "acct_a", 1, now)
+	e := AsError(err)
+	if err == nil || e.Code != "rate_limited" || e.SMTPCode != 451 || e.RetryAfter <= 0 || e.RetryAfter > 100*time.Millisecond {
+		t.Fatalf("6th send: %v (retry after %v)", err, e.RetryAfter)
+	}
+	// Another account is not affected; the first recovers with time.
+	if err := l.allow(ctx, rdb, "acct_b", 1, now); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.allow(ctx, rdb, "acct_a", 1, now.Add(100*time.Millisecond)); err != nil {
+		t.Fatalf("after 100 ms: %v", err)
+	}
+	// A request larger than the burst is charged as the burst, not refused forever.
+	if err := l.allow(ctx, rdb, "acct_c", 50, now); err != nil {
+		t.Fatalf("cost over burst: %v", err)
+	}
+}
+
+// The startup guard: every setting that can lose acknowledged mail is named.
+func TestDurabilityProblems(t *testing.T) {
+	r := testkit.StartRedis(t)
+	if !r.Real() {
+		t.Skip("CONFIG needs redis-server; .ci/run installs it and sets PIGEONPOST_REQUIRE_REDIS")
+	}
+	rdb := r.Client(t)
+	ctx := context.Background()
+	problems, err := DurabilityProblems(ctx, rdb)
+	if err != nil || len(problems) != 0 {
+		t.Fatalf("testkit's redis (appendonly yes, fsync always): %v %v", problems, err)
+	}
+	for _, c := range []struct{ key, value, want string }{
+		{"appendfsync", "everysec", "appendfsync"},
+		{"maxmemory-policy", "allkeys-lru", "maxmemory-policy"},
+		{"appendonly", "no", "appendonly"},
+	} {
+		if err := rdb.ConfigSet(ctx, c.key, c.value).Err(); err != nil {
+			t.Fatal(err)
+		}
+		problems, err := DurabilityProblems(ctx, rdb)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(strings.Join(problems, "\n"), c.want) {
+			t.Errorf("after %s %s: %v", c.key, c.value, problems)
+		}
+	}
+}
+
+// Persist is all or nothing: with Redis refusing writes (OOM under
+// noeviction), Submit returns a temporary storage error and stores nothing.
+func TestSubmitStoresNothingWhenRedisRefuses(t *testing.T) {
+	r := testkit.StartRedis(t)
+	if !r.Real() {
+		t.Skip("maxmemory needs redis-server; .ci/run installs it and sets PIGEONPOST_REQUIRE_REDIS")
+	}
+	rdb := r.Client(t)
+	ctx := context.Background()
+	svc := New(rdb, []byte("secret"), Options{Hostname: "gw.test", PublicURL: "https://t.test", RateLimit: RateLimit{PerSecond: 100, Burst: 100}})
+	k, err := svc.EnsureKey(ctx, "default", "sp_test_0123456789abcdefghijklmn")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sub := Submission{Key: k, Source: "api", EnvelopeFrom: "a@acme.test", Recipients: []string{"b@x.test"},
+		Message: []byte("From: a@acme.test\r\n\r\n" + strings.Repeat("x", 200_000))}
+	if err := rdb.ConfigSet(ctx, "maxmemory", "1").Err(); err != nil {
+		t.Fatal(err)
+	}
+	_, err = svc.Submit(ctx, sub)
+	_ = rdb.ConfigSet(ctx, "maxmemory", "0").Err()
+	e := AsError(err)
+	if err == nil || !e.Temporary || e.HTTPStatus != 503 {
+		t.Fatalf("Submit under OOM: %v", err)
+	}
+	if n, _ := rdb.Keys(ctx, store.EmailKey("*")).Result(); len(n) != 0 {
+		t.Fatalf("%d email records stored by a refused submission", len(n))
+	}
+	if _, err := svc.Submit(ctx, sub); err != nil {
+		t.Fatalf("after memory is back: %v", err)
+	}
+}
