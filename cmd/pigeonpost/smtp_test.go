@@ -16,6 +16,7 @@ import (
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
 
+	"github.com/pigeonpost/pigeonpost/config"
 	"github.com/pigeonpost/pigeonpost/pipeline/deliver"
 )
 
@@ -361,5 +362,38 @@ func TestRedisDown(t *testing.T) {
 	s.waitStatus(queuedID(t, reply), "delivered")
 	if n := len(s.sink.Messages()); n != 1 {
 		t.Errorf("sink holds %d messages, want exactly 1", n)
+	}
+}
+
+func TestSMTPConnectionCap(t *testing.T) {
+	s := startStack(t, func(c *config.Config) { c.SMTP.MaxConnections = 1 })
+	first := s.smtpClient(false, "")
+	conn, err := net.Dial("tcp", s.addrs.SMTP)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	line, err := bufio.NewReader(conn).ReadString('\n')
+	if err != nil || !strings.HasPrefix(line, "421 4.7.0") {
+		t.Fatalf("second connection got %q, %v", line, err)
+	}
+	// The first session is unaffected, and once it ends a new one is served.
+	if err := first.Noop(); err != nil {
+		t.Fatal(err)
+	}
+	first.Quit()
+	for try := 0; ; try++ {
+		c, err := smtp.Dial(s.addrs.SMTP)
+		if err == nil {
+			err = c.Hello("client.test")
+			c.Close()
+		}
+		if err == nil {
+			break
+		}
+		if try == 50 {
+			t.Fatalf("no connection after the first closed: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
