@@ -133,11 +133,19 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, opt serveOp
 		Handler: api.Handler(svc, api.Options{
 			MaxBodyBytes: cfg.HTTP.MaxBodyBytes,
 			Metrics:      promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
-			Ready: func(context.Context) []string {
-				if cfg.Redis.RequireDurable {
+			Ready: func(ctx context.Context) []string {
+				if !cfg.Redis.RequireDurable {
+					return nil
+				}
+				if embedded {
 					return durability
 				}
-				return nil
+				// Read again: an operator may fix (or break) Redis at runtime.
+				problems, err := pipeline.DurabilityProblems(ctx, rdb)
+				if err != nil {
+					return []string{"durability unknown: " + err.Error()}
+				}
+				return problems
 			},
 			Logger: log,
 		}),

@@ -159,6 +159,16 @@ func (w *Worker) maintain(ctx context.Context, jobs chan<- store.Entry) {
 func (w *Worker) process(entry store.Entry) {
 	ctx, cancel := context.WithTimeout(context.Background(), w.Transport.timeout()+time.Minute)
 	defer cancel()
+	defer func() {
+		// A message that crashes the worker would crash every worker that
+		// claims it (a poison message): fail it instead.
+		if p := recover(); p != nil {
+			w.Logger.Error("delivery attempt panicked; marking the email failed", "email", entry.EmailID, "panic", p)
+			// A zero CreatedAt is past MaxAge, so the temporary error is final: failed.
+			_ = w.record(ctx, entry, &store.Email{ID: entry.EmailID}, 0,
+				&Error{Temporary: true, Message: fmt.Sprintf("internal error: %v", p)})
+		}
+	}()
 	if err := w.attempt(ctx, entry); err != nil {
 		// Redis failed mid-way: leave the entry pending to be claimed again.
 		w.Logger.Warn("delivery attempt not recorded", "email", entry.EmailID, "err", err)
