@@ -332,3 +332,77 @@ func TestErrorString(t *testing.T) {
 		}
 	}
 }
+
+func TestDeliverNextHostRules(t *testing.T) {
+	// Two MX hosts, both the same sink; FailSessions makes only the first
+	// session fail, so a delivery means the second host was tried.
+	tests := []struct {
+		name      string
+		opts      sinkOptions
+		delivered bool
+		sessions  int
+		code      int
+	}{
+		{name: "421 at EHLO: next host", opts: sinkOptions{HeloErr: &smtp.SMTPError{Code: 421, Message: "busy"}}, delivered: true, sessions: 2},
+		{name: "450 at EHLO: next host", opts: sinkOptions{HeloErr: &smtp.SMTPError{Code: 450, Message: "later"}}, delivered: true, sessions: 2},
+		{name: "554 at EHLO: next host", opts: sinkOptions{HeloErr: &smtp.SMTPError{Code: 554, Message: "no"}}, delivered: true, sessions: 2},
+		{name: "421 at RCPT: next host", opts: sinkOptions{RcptErr: &smtp.SMTPError{Code: 421, Message: "closing"}}, delivered: true, sessions: 2},
+		{name: "450 at RCPT: stop", opts: sinkOptions{RcptErr: &smtp.SMTPError{Code: 450, Message: "greylisted"}}, sessions: 1, code: 450},
+		{name: "550 at RCPT: stop", opts: sinkOptions{RcptErr: &smtp.SMTPError{Code: 550, Message: "unknown"}}, sessions: 1, code: 550},
+		{name: "552 at DATA: stop", opts: sinkOptions{DataErr: &smtp.SMTPError{Code: 552, Message: "too big"}}, sessions: 1, code: 552},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tt.opts.FailSessions = 1
+			sink := newTestSink(t, tt.opts)
+			dnsSrv := newTestDNS(t,
+				"dest.test. 300 IN MX 10 mx1.dest.test.",
+				"dest.test. 300 IN MX 20 mx2.dest.test.",
+				"mx1.dest.test. 300 IN A 127.0.0.1",
+				"mx2.dest.test. 300 IN A 127.0.0.1",
+			)
+			tr := &Transport{
+				Hostname: "pigeon.test",
+				Port:     sink.Port,
+				Resolver: &Resolver{Addr: dnsSrv.Addr, Timeout: 5 * time.Second},
+				Timeout:  30 * time.Second,
+			}
+			err := tr.Deliver(context.Background(), testEnvelope())
+			if n := sink.sessionCount(); n != tt.sessions {
+				t.Errorf("sessions = %d, want %d", n, tt.sessions)
+			}
+			if tt.delivered {
+				if err != nil {
+					t.Fatalf("Deliver: %v", err)
+				}
+				if n := len(sink.received()); n != 1 {
+					t.Fatalf("sink got %d messages", n)
+				}
+				return
+			}
+			if e := asError(t, err); e.Code != tt.code || e.Host != "mx1.dest.test" {
+				t.Fatalf("error %+v, want code %d from mx1.dest.test", e, tt.code)
+			}
+		})
+	}
+}
+
+func TestDeliverCancelMidSession(t *testing.T) {
+	entered := make(chan struct{})
+	release := make(chan struct{})
+	sink := newTestSink(t, sinkOptions{RcptEntered: entered, RcptRelease: release})
+	defer close(release)
+
+	tr := testTransport(sink)
+	tr.Timeout = 10 * time.Minute // only the cancellation can end the wait
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		<-entered
+		cancel()
+	}()
+	err := tr.Deliver(ctx, testEnvelope())
+	e := asError(t, err)
+	if !e.Temporary || e.Code != 0 || !errors.Is(err, context.Canceled) {
+		t.Fatalf("error %+v, want temporary cancellation", e)
+	}
+}

@@ -167,14 +167,17 @@ func (s *testDNS) serve(w dns.ResponseWriter, req *dns.Msg) {
 	}
 }
 
-// silentUDP returns the address of a UDP socket that reads and never answers.
-func silentUDP(t *testing.T) string {
+// silentUDP returns the address of a UDP socket that reads and never
+// answers, and a channel that receives a value for each packet read (when
+// there is room).
+func silentUDP(t *testing.T) (string, <-chan struct{}) {
 	t.Helper()
 	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	done := make(chan struct{})
+	got := make(chan struct{}, 1)
 	go func() {
 		defer close(done)
 		buf := make([]byte, 2048)
@@ -182,10 +185,14 @@ func silentUDP(t *testing.T) string {
 			if _, _, err := pc.ReadFrom(buf); err != nil {
 				return
 			}
+			select {
+			case got <- struct{}{}:
+			default:
+			}
 		}
 	}()
 	t.Cleanup(func() { pc.Close(); <-done })
-	return pc.LocalAddr().String()
+	return pc.LocalAddr().String(), got
 }
 
 // received is one message as the sink saw it.
@@ -205,6 +212,15 @@ type sinkOptions struct {
 	MailErr   *smtp.SMTPError
 	RcptErr   *smtp.SMTPError
 	DataErr   *smtp.SMTPError // returned after the whole message was read
+
+	// FailSessions > 0 applies the errors above to the first FailSessions
+	// sessions only; later sessions accept.
+	FailSessions int
+
+	// RcptEntered, when set, receives a value when RCPT arrives; the reply
+	// then waits until RcptRelease is closed.
+	RcptEntered chan<- struct{}
+	RcptRelease <-chan struct{}
 }
 
 // testSink is a loopback go-smtp server recording what it accepts.
@@ -250,6 +266,7 @@ func newTestSink(t *testing.T, opts sinkOptions) *testSink {
 	}()
 	t.Cleanup(func() {
 		srv.Close()
+		ln.Close() // in case Serve had not registered it yet when Close ran
 		<-done
 	})
 	return s
@@ -270,16 +287,18 @@ func (s *testSink) sessionCount() int {
 func (s *testSink) newSession(c *smtp.Conn) (smtp.Session, error) {
 	s.mu.Lock()
 	s.sessions++
+	fail := s.opts.FailSessions == 0 || s.sessions <= s.opts.FailSessions
 	s.mu.Unlock()
-	if s.opts.HeloErr != nil {
+	if fail && s.opts.HeloErr != nil {
 		return nil, s.opts.HeloErr
 	}
-	return &sinkSession{sink: s, conn: c}, nil
+	return &sinkSession{sink: s, conn: c, fail: fail}, nil
 }
 
 type sinkSession struct {
 	sink *testSink
 	conn *smtp.Conn
+	fail bool // apply the configured errors
 	msg  received
 }
 
@@ -287,7 +306,7 @@ func (ss *sinkSession) Reset()        { ss.msg = received{} }
 func (ss *sinkSession) Logout() error { return nil }
 
 func (ss *sinkSession) Mail(from string, _ *smtp.MailOptions) error {
-	if ss.sink.opts.MailErr != nil {
+	if ss.fail && ss.sink.opts.MailErr != nil {
 		return ss.sink.opts.MailErr
 	}
 	ss.msg.From = from
@@ -295,7 +314,11 @@ func (ss *sinkSession) Mail(from string, _ *smtp.MailOptions) error {
 }
 
 func (ss *sinkSession) Rcpt(to string, _ *smtp.RcptOptions) error {
-	if ss.sink.opts.RcptErr != nil {
+	if ss.sink.opts.RcptEntered != nil {
+		ss.sink.opts.RcptEntered <- struct{}{}
+		<-ss.sink.opts.RcptRelease
+	}
+	if ss.fail && ss.sink.opts.RcptErr != nil {
 		return ss.sink.opts.RcptErr
 	}
 	ss.msg.To = append(ss.msg.To, to)
@@ -307,7 +330,7 @@ func (ss *sinkSession) Data(r io.Reader) error {
 	if err != nil {
 		return err
 	}
-	if ss.sink.opts.DataErr != nil {
+	if ss.fail && ss.sink.opts.DataErr != nil {
 		return ss.sink.opts.DataErr
 	}
 	ss.msg.Data = data

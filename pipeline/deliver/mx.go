@@ -227,13 +227,14 @@ func (r *Resolver) query(ctx context.Context, name string, qtype uint16) (*dns.M
 	m.RecursionDesired = true
 	m.SetEdns0(1232, false)
 
-	c := &dns.Client{Net: "udp", Timeout: timeout}
-	resp, _, err := c.ExchangeContext(ctx, m, r.Addr)
+	resp, err := r.exchange(ctx, "udp", m, timeout)
 	if err == nil && resp.Truncated {
-		c.Net = "tcp"
-		resp, _, err = c.ExchangeContext(ctx, m, r.Addr)
+		resp, err = r.exchange(ctx, "tcp", m, timeout)
 	}
 	if err != nil {
+		if ctx.Err() != nil {
+			err = ctx.Err()
+		}
 		return nil, dnsTempError(name, err)
 	}
 	switch resp.Rcode {
@@ -248,6 +249,22 @@ func (r *Resolver) query(ctx context.Context, name string, qtype uint16) (*dns.M
 			Message:   "DNS lookup of " + name + " failed: " + dns.RcodeToString[resp.Rcode],
 		}
 	}
+}
+
+// exchange sends m over network and reads the answer. miekg/dns only turns
+// a context deadline into socket deadlines; closing the socket on
+// cancellation makes a cancelled context return at once.
+func (r *Resolver) exchange(ctx context.Context, network string, m *dns.Msg, timeout time.Duration) (*dns.Msg, error) {
+	c := &dns.Client{Net: network, Timeout: timeout}
+	co, err := c.DialContext(ctx, r.Addr)
+	if err != nil {
+		return nil, err
+	}
+	defer co.Close()
+	stop := context.AfterFunc(ctx, func() { co.Close() })
+	defer stop()
+	resp, _, err := c.ExchangeWithConnContext(ctx, m, co)
+	return resp, err
 }
 
 // answers returns the records of type qtype owned by name or by a name it is

@@ -2,6 +2,7 @@ package deliver
 
 import (
 	"context"
+	"errors"
 	"reflect"
 	"testing"
 	"time"
@@ -171,16 +172,28 @@ func TestResolverNetworkErrors(t *testing.T) {
 	ctx := context.Background()
 
 	// A server that never answers: the query times out.
-	r := &Resolver{Addr: silentUDP(t), Timeout: 100 * time.Millisecond}
+	silent, asked := silentUDP(t)
+	r := &Resolver{Addr: silent, Timeout: 100 * time.Millisecond}
 	_, err := r.LookupMX(ctx, "example.test")
 	if e := asError(t, err); !e.Temporary || e.Enhanced != [3]int{4, 4, 3} || e.Err == nil {
 		t.Fatalf("timeout: %+v", e)
 	}
+	<-asked
 
-	// A cancelled context.
-	_, r = newTestResolver(t)
+	// Cancelling the context ends a pending query (long before Timeout).
+	r = &Resolver{Addr: silent, Timeout: 10 * time.Minute}
 	cctx, cancel := context.WithCancel(ctx)
-	cancel()
+	go func() {
+		<-asked
+		cancel()
+	}()
+	_, err = r.LookupTXT(cctx, "verify.test")
+	if e := asError(t, err); !e.Temporary || e.Enhanced != [3]int{4, 4, 3} || !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled mid-query: %+v", e)
+	}
+
+	// An already cancelled context.
+	_, r = newTestResolver(t)
 	_, err = r.LookupTXT(cctx, "verify.test")
 	if e := asError(t, err); !e.Temporary || e.Enhanced != [3]int{4, 4, 3} {
 		t.Fatalf("cancelled: %+v", e)

@@ -258,10 +258,11 @@ func (w *Worker) record(ctx context.Context, entry store.Entry, e *store.Email, 
 	return w.Store.Ack(ctx, entry.StreamID)
 }
 
-// hardBounce reports whether a permanent failure says the mailbox itself is
-// bad (RFC 3463 class 5.1.x), so that further mail to it is suppressed.
+// hardBounce reports whether a permanent failure says the recipient's
+// address is bad (RFC 3463 5.1.x, but not 5.1.7 and 5.1.8, which are about
+// the sender), so that further mail to it is suppressed.
 func hardBounce(e *Error) bool {
-	return !e.Temporary && e.Enhanced[1] == 1
+	return !e.Temporary && e.Enhanced[1] == 1 && e.Enhanced[2] != 7 && e.Enhanced[2] != 8
 }
 
 // backoff returns the delay before attempt n+1: RetryInitial doubling up to
