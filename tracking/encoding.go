@@ -25,7 +25,7 @@ func decodeBody(cte string, body []byte) ([]byte, error) {
 	case "", "7bit", "8bit", "binary":
 		return body, nil
 	case encQP:
-		b, err := io.ReadAll(quotedprintable.NewReader(bytes.NewReader(body)))
+		b, err := readAll(quotedprintable.NewReader(bytes.NewReader(body)), len(body))
 		if err != nil {
 			return nil, fmt.Errorf("invalid quoted-printable body: %v", err)
 		}
@@ -99,6 +99,14 @@ func encodeBase64(b []byte, endCRLF bool) []byte {
 		out = append(out, crlf...)
 	}
 	return out
+}
+
+// readAll is io.ReadAll with a buffer sized for about sizeHint bytes.
+func readAll(r io.Reader, sizeHint int) ([]byte, error) {
+	var buf bytes.Buffer
+	buf.Grow(sizeHint + bytes.MinRead)
+	_, err := buf.ReadFrom(r)
+	return buf.Bytes(), err
 }
 
 // hasLongLine reports whether b has a line longer than maxLineOctets, not

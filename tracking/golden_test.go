@@ -27,13 +27,13 @@ var goldenLinks = map[string][]string{
 		"https://shop.example.com/item?id=42&utm_source=mail&utm_medium=email&utm_campaign=spring-sale-2024-with-a-very-long-name",
 		"https://example.com/unsubscribe?u=1&l=2",
 	},
-	"03-base64-html":                     {"https://news.example.com/issue/7?ref=mail&x=y"},
+	"03-base64-html":                      {"https://news.example.com/issue/7?ref=mail&x=y"},
 	"04-nested-mixed-related-alternative": {"https://example.com/report"},
-	"05-html-only-no-body-tag":           {"https://example.com/fragment"},
-	"06-iso-8859-1-qp":                   {"https://example.fr/carte?plat=cr\xe8me"},
-	"07-links-that-stay":                 {"https://example.com/tracked"},
-	"08-html-attachment-and-calendar":    {"https://example.com/event"},
-	"09-7bit-long-line":                  {"https://example.com/long"},
+	"05-html-only-no-body-tag":            {"https://example.com/fragment"},
+	"06-iso-8859-1-qp":                    {"https://example.fr/carte?plat=cr\xe8me"},
+	"07-links-that-stay":                  {"https://example.com/tracked"},
+	"08-html-attachment-and-calendar":     {"https://example.com/event"},
+	"09-7bit-long-line":                   {"https://example.com/long"},
 }
 
 func TestGolden(t *testing.T) {

@@ -100,38 +100,50 @@ func (l leaf) rewritable() bool {
 // mime/multipart only, independently of the code under test.
 func leaves(t testing.TB, msg []byte) []leaf {
 	t.Helper()
+	l, err := leafParts(msg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
+func leafParts(msg []byte) ([]leaf, error) {
 	r := bufio.NewReader(bytes.NewReader(msg))
 	h, err := textproto.NewReader(r).ReadMIMEHeader()
 	if err != nil {
-		t.Fatalf("reading header: %v", err)
+		return nil, fmt.Errorf("reading header: %v", err)
 	}
 	body, _ := io.ReadAll(r)
 	var out []leaf
-	collectLeaves(t, "0", h, body, &out)
-	return out
+	err = collectLeaves("0", h, body, &out, 0)
+	return out, err
 }
 
-func collectLeaves(t testing.TB, path string, h textproto.MIMEHeader, body []byte, out *[]leaf) {
-	t.Helper()
+func collectLeaves(path string, h textproto.MIMEHeader, body []byte, out *[]leaf, depth int) error {
 	mt, params, err := mime.ParseMediaType(h.Get("Content-Type"))
 	if err != nil || !strings.HasPrefix(mt, "multipart/") {
 		*out = append(*out, leaf{path, h, body})
-		return
+		return nil
+	}
+	if depth > 100 {
+		return fmt.Errorf("part %s: too deep", path)
 	}
 	mr := multipart.NewReader(bytes.NewReader(body), params["boundary"])
 	for i := 1; ; i++ {
 		p, err := mr.NextRawPart()
 		if err == io.EOF {
-			return
+			return nil
 		}
 		if err != nil {
-			t.Fatalf("part %s.%d: %v", path, i, err)
+			return fmt.Errorf("part %s.%d: %v", path, i, err)
 		}
 		b, err := io.ReadAll(p)
 		if err != nil {
-			t.Fatalf("part %s.%d body: %v", path, i, err)
+			return fmt.Errorf("part %s.%d body: %v", path, i, err)
 		}
-		collectLeaves(t, fmt.Sprintf("%s.%d", path, i), p.Header, b, out)
+		if err := collectLeaves(fmt.Sprintf("%s.%d", path, i), p.Header, b, out, depth+1); err != nil {
+			return err
+		}
 	}
 }
 

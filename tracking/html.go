@@ -253,22 +253,24 @@ func scanAttrs(tag []byte) []attr {
 	return attrs
 }
 
-// removeAttr removes attribute a from tag, together with the white space
-// that separated it from its neighbours.
+// removeAttr removes attribute a from tag, together with white space that
+// separated it from its neighbours, taking care not to join what remains.
 func removeAttr(tag []byte, a attr) []byte {
 	start, end := a.keyStart, a.end
-	if end < len(tag) && isHTMLSpace(tag[end]) {
-		// Take the white space after it: "<a X href>" -> "<a href>".
+	switch {
+	case end < len(tag) && isHTMLSpace(tag[end]):
+		// The white space after it: "<a X href>" -> "<a href>".
 		for end < len(tag) && isHTMLSpace(tag[end]) {
 			end++
 		}
-	} else if end >= len(tag) || tag[end] != '/' {
-		// Else the white space before it: "<a href X>" -> "<a href>". Not
-		// before a '/', which would join an unquoted value: "<a b=c X/>".
+	case end >= len(tag) || tag[end] == '>':
+		// The white space before it: "<a href X>" -> "<a href>".
 		for start > 0 && isHTMLSpace(tag[start-1]) {
 			start--
 		}
 	}
+	// Otherwise something follows directly ("<a X=""y>", "<a b=c X/>"):
+	// keep the white space before it so that it stays separate.
 	return append(tag[:start], tag[end:]...)
 }
 

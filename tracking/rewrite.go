@@ -39,6 +39,15 @@ type Result struct {
 // text/html parts that are not attachments are rewritten (and, when a 7bit
 // or 8bit body would get a line longer than 998 octets, that part's
 // Content-Transfer-Encoding header); every other byte is copied unchanged.
+// Parts inside message/rfc822 attachments are not looked at.
+//
+// With Clicks, the href of every <a> tag whose entity-decoded, trimmed href
+// is an absolute http or https URL becomes ClickURL(index, href). Links with
+// a data-sp-notrack attribute are not rewritten, and the attribute is
+// removed. With Opens, a 1x1 image of PixelURL goes before the last </body>
+// tag, else at the end of the HTML (but before an unclosed <title>, <style>
+// or the like, where it would show as text).
+//
 // Anything Rewrite cannot make sense of is copied unchanged and reported in
 // Result.Warnings, so the output is never less well-formed than the input.
 // The error is non-nil only when reading src or writing dst fails.
@@ -51,7 +60,11 @@ func Rewrite(dst io.Writer, src io.Reader, opts Options) (Result, error) {
 		_, err := io.Copy(dst, src)
 		return Result{}, err
 	}
-	in, err := io.ReadAll(src)
+	hint := 0
+	if l, ok := src.(interface{ Len() int }); ok { // bytes.Reader and the like
+		hint = l.Len()
+	}
+	in, err := readAll(src, hint)
 	if err != nil {
 		return Result{}, err
 	}
@@ -107,7 +120,11 @@ func (rw *rewriter) warnf(path, format string, args ...any) {
 func (rw *rewriter) entity(raw []byte, path string, depth int, bounds []string) {
 	n := headerLen(raw)
 	if n < 0 {
-		// Header fields only, no body: nothing to rewrite.
+		// Header fields only, no body: nothing to rewrite. An LF-only
+		// message looks like this too; say so, as it is not expected.
+		if path == "" && bytes.Contains(raw, []byte("\n\n")) {
+			rw.warnf(path, "no CRLF blank line after the header; left unchanged")
+		}
 		rw.emit(raw)
 		return
 	}
@@ -197,6 +214,13 @@ func (rw *rewriter) multipart(raw, head, body []byte, boundary, path string, dep
 // htmlPart rewrites a text/html body: it decodes the transfer encoding,
 // rewrites the markup and re-encodes it the same way.
 func (rw *rewriter) htmlPart(raw, head, body []byte, fields []field, params map[string]string, path string, bounds []string) {
+	// Nothing to track in an empty part. Leaving it alone also matters for
+	// structure: in a multipart the next delimiter may follow its header
+	// block directly, with no line break that new content could end with.
+	if len(body) == 0 {
+		rw.emit(raw)
+		return
+	}
 	// The rewrite inserts ASCII markup, which is only right for charsets in
 	// which ASCII bytes stand for themselves.
 	if cs := strings.ToLower(params["charset"]); !asciiCompatible(cs) {

@@ -54,6 +54,10 @@ func (s *Signer) ParseClickID(id string) (emailID string, index int, ok bool) {
 	if !found || emailID == "" || !canonicalIndex(idx) {
 		return "", 0, false
 	}
+	// The length check also rules out CR and LF, which the decoder skips.
+	if len(macStr) != macEncoding.EncodedLen(macLen) {
+		return "", 0, false
+	}
 	mac, err := macEncoding.DecodeString(macStr)
 	if err != nil || len(mac) != macLen {
 		return "", 0, false

@@ -1,0 +1,104 @@
+package tracking
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+// FuzzRewrite feeds arbitrary bytes to Rewrite, both as a whole message and
+// as the HTML of a single-part message, and checks the invariants: no
+// panic, no error (the I/O cannot fail here), output equal to input when
+// nothing is enabled or nothing changed, output that parses whenever the
+// input did, non-HTML parts untouched, and HTML changed only by link
+// rewriting and the pixel.
+func FuzzRewrite(f *testing.F) {
+	inputs, _ := filepath.Glob(filepath.Join(goldenDir, "*.eml"))
+	for _, in := range inputs {
+		if b, err := os.ReadFile(in); err == nil {
+			f.Add(b)
+		}
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		// Disabled: a plain copy.
+		var out bytes.Buffer
+		res, err := Rewrite(&out, bytes.NewReader(data), Options{})
+		if err != nil || !bytes.Equal(out.Bytes(), data) || res.Changed {
+			t.Fatalf("disabled: err %v, changed %v, equal %v", err, res.Changed, bytes.Equal(out.Bytes(), data))
+		}
+
+		// The whole message, and the bytes as the body of an HTML part in a
+		// multipart, with a transfer encoding picked from the length.
+		checkRewriteMessage(t, data)
+		cte := []string{"quoted-printable", "7bit", "base64"}[len(data)%3]
+		wrapped := "Content-Type: multipart/alternative; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nx\r\n" +
+			"--b\r\nContent-Type: text/html\r\nContent-Transfer-Encoding: " + cte + "\r\n\r\n" + string(data) + "\r\n--b--\r\n"
+		checkRewriteMessage(t, []byte(wrapped))
+
+		// The same bytes as HTML.
+		opts := goldenOpts()
+		h := rewriteHTML(data, &opts, 0)
+		checkHTMLTokens(t, data, h, &opts, 0)
+	})
+}
+
+// checkRewriteMessage rewrites data and checks the invariants of the output.
+func checkRewriteMessage(t *testing.T, data []byte) {
+	t.Helper()
+	var out bytes.Buffer
+	res, err := Rewrite(&out, bytes.NewReader(data), goldenOpts())
+	if err != nil {
+		t.Fatalf("Rewrite: %v", err)
+	}
+	got := out.Bytes()
+	if res.Changed == bytes.Equal(got, data) {
+		t.Fatalf("Changed = %v, output equal to input = %v", res.Changed, bytes.Equal(got, data))
+	}
+	if !res.Changed {
+		return
+	}
+	if parseAll(data) == nil {
+		if err := parseAll(got); err != nil {
+			t.Fatalf("input parses, output does not: %v\n%q\n%q", err, data, got)
+		}
+	}
+	li, err := leafParts(data)
+	if err != nil {
+		return
+	}
+	lo, err := leafParts(got)
+	if err != nil {
+		t.Fatalf("output leaves: %v", err)
+	}
+	if len(li) != len(lo) {
+		t.Fatalf("%d leaves in input, %d in output", len(li), len(lo))
+	}
+	for i := range li {
+		if !li[i].rewritable() && (!bytes.Equal(li[i].body, lo[i].body) || fmt.Sprint(li[i].header) != fmt.Sprint(lo[i].header)) {
+			t.Fatalf("leaf %s changed", li[i].path)
+		}
+	}
+}
+
+// FuzzParseClickID checks that ParseClickID never panics and accepts only
+// the exact ids ClickID makes.
+func FuzzParseClickID(f *testing.F) {
+	s := NewSigner([]byte("fuzz secret"))
+	f.Add(s.ClickID(testEmailID, 0))
+	f.Add(s.ClickID(testEmailID, 12345))
+	f.Add("em_x.1.AAAAAAAAAAAAAAAAAAAAAA")
+	f.Fuzz(func(t *testing.T, id string) {
+		email, index, ok := s.ParseClickID(id)
+		if !ok {
+			if email != "" || index != 0 {
+				t.Fatalf("rejected id returned %q, %d", email, index)
+			}
+			return
+		}
+		if again := s.ClickID(email, index); again != id {
+			t.Fatalf("accepted %q, but ClickID(%q, %d) = %q", id, email, index, again)
+		}
+	})
+}
