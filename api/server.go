@@ -73,8 +73,6 @@ type handler struct {
 	opt Options
 }
 
-type keyContext struct{}
-
 // auth resolves the Bearer key and passes it to next in the context.
 func (h *handler) auth(next func(http.ResponseWriter, *http.Request, *store.Key)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {

@@ -28,7 +28,7 @@ func admin(ctx context.Context, args []string, stdout io.Writer, getenv func(str
 	permission := fs.String("permission", store.PermissionFull, "key permission: full or sending")
 	test := fs.Bool("test", false, "accounts create: make the first key a test-mode key")
 	if len(args) < 2 {
-		return errors.New(usage)
+		return errUsage
 	}
 	verb := args[1]
 	if err := fs.Parse(args[2:]); err != nil {

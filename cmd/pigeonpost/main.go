@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/redis/go-redis/v9"
@@ -41,9 +42,12 @@ commands:
 
 Every command reads --config FILE and PIGEONPOST_* environment variables.`
 
+// errUsage is printed as is: the usage text ends with a sentence.
+var errUsage = errors.New(strings.TrimSuffix(usage, "."))
+
 func run(ctx context.Context, args []string, stdout io.Writer, getenv func(string) string) error {
 	if len(args) == 0 {
-		return errors.New(usage)
+		return errUsage
 	}
 	switch args[0] {
 	case "serve":
