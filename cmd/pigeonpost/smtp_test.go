@@ -397,3 +397,67 @@ func TestSMTPConnectionCap(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+func TestSMTPOneEmailPerRecipient(t *testing.T) {
+	s := startStack(t)
+	from := "hello@" + senderDomain
+	to := []string{"a@" + rcptDomain, "b@" + rcptDomain}
+	reply, err := send(s.smtpClient(true, liveKey), from, to, simpleMessage(from, to[0]+", "+to[1], "two"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.waitStatus(queuedID(t, reply), "delivered")
+	got := s.sink.Wait(t, 2, 20*time.Second)
+	seen := map[string]bool{}
+	for _, m := range got {
+		if len(m.To) != 1 {
+			t.Errorf("one delivery carried %v", m.To)
+		}
+		seen[m.To[0]] = true
+	}
+	if !seen[to[0]] || !seen[to[1]] {
+		t.Errorf("deliveries went to %v", seen)
+	}
+	var list struct{ Data []struct{ ToAddress string } }
+	s.api("GET", "/v1/emails", liveKey, nil, &list)
+	if len(list.Data) != 2 {
+		t.Errorf("GET /v1/emails lists %d emails, want one per recipient", len(list.Data))
+	}
+}
+
+func TestRateLimitSMTPAndREST(t *testing.T) {
+	s := startStack(t, func(c *config.Config) { c.Limits.RatePerSecond = 0.01; c.Limits.Burst = 1 })
+	from, to := "hello@"+senderDomain, "user@"+rcptDomain
+	c := s.smtpClient(true, liveKey)
+	if _, err := send(c, from, []string{to}, simpleMessage(from, to, "first")); err != nil {
+		t.Fatal(err)
+	}
+	_, err := send(c, from, []string{to}, simpleMessage(from, to, "second"))
+	wantSMTPError(t, err, 451, smtp.EnhancedCode{4, 7, 1})
+
+	req, _ := http.NewRequest("POST", "http://"+s.addrs.HTTP+"/v1/emails",
+		strings.NewReader(`{"from":"`+from+`","to":"`+to+`","subject":"x","text":"y"}`))
+	req.Header.Set("Authorization", "Bearer "+liveKey)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusTooManyRequests || resp.Header.Get("Retry-After") == "" {
+		t.Errorf("REST over the limit: %d, Retry-After %q", resp.StatusCode, resp.Header.Get("Retry-After"))
+	}
+}
+
+func TestDeliveryFailsAfterMaxAge(t *testing.T) {
+	s := startStack(t, func(c *config.Config) { c.Delivery.MaxAge = 500 * time.Millisecond })
+	s.sink.Reply("rcpt", &smtp.SMTPError{Code: 450, EnhancedCode: smtp.EnhancedCode{4, 2, 1}, Message: "busy"}, -1)
+	from, to := "hello@"+senderDomain, "user@"+rcptDomain
+	reply, err := send(s.smtpClient(true, liveKey), from, []string{to}, simpleMessage(from, to, "never"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := s.waitStatus(queuedID(t, reply), "failed")
+	if e.Attempts < 2 || !strings.Contains(e.LastError, "450") {
+		t.Errorf("attempts %d, last error %q", e.Attempts, e.LastError)
+	}
+}
