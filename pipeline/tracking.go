@@ -69,7 +69,7 @@ func (s *Service) RecordOpen(ctx context.Context, emailID string, v Visitor) err
 	if _, err := s.store.SetOnce(ctx, e.ID, store.FieldOpenedAt, store.FormatTime(now)); err != nil {
 		return err
 	}
-	return s.store.AddEvent(ctx, e.ID, store.Event{Type: "opened", Timestamp: now, Data: v.data()})
+	return s.store.AddEvent(ctx, store.Event{Type: "opened", Timestamp: now, EmailID: e.ID, AccountID: e.AccountID, Data: v.data()})
 }
 
 // ResolveClick checks a click id and returns the destination the original
@@ -94,7 +94,7 @@ func (s *Service) ResolveClick(ctx context.Context, clickID string, v Visitor) (
 	data["linkIndex"] = strconv.Itoa(index)
 	if _, err := s.store.SetOnce(ctx, e.ID, store.FieldClickedAt, store.FormatTime(now)); err != nil {
 		s.opt.Logger.Warn("recording click failed", "email", e.ID, "err", err)
-	} else if err := s.store.AddEvent(ctx, e.ID, store.Event{Type: "clicked", Timestamp: now, Data: data}); err != nil {
+	} else if err := s.store.AddEvent(ctx, store.Event{Type: "clicked", Timestamp: now, EmailID: e.ID, AccountID: e.AccountID, Data: data}); err != nil {
 		s.opt.Logger.Warn("recording click failed", "email", e.ID, "err", err)
 	}
 	return url, nil

@@ -197,10 +197,12 @@ func (w *Worker) attempt(ctx context.Context, entry store.Entry) error {
 	}
 	now := w.Now().UTC()
 	sent := map[string]any{store.FieldStatus: store.StatusSent, store.FieldAttempts: e.Attempts + 1}
+	var sentEvent *store.Event
 	if e.SentAt == nil {
 		sent[store.FieldSentAt] = store.FormatTime(now)
+		sentEvent = &store.Event{Type: "sent", Timestamp: now, AccountID: e.AccountID}
 	}
-	if err := w.Store.UpdateEmail(ctx, e.ID, sent, nil); err != nil {
+	if err := w.Store.UpdateEmail(ctx, e.ID, sent, sentEvent); err != nil {
 		return err
 	}
 	data, err := w.sign(ctx, e, body)
@@ -221,7 +223,7 @@ func (w *Worker) record(ctx context.Context, entry store.Entry, e *store.Email, 
 		w.Metrics.attempts.WithLabelValues("delivered").Inc()
 		if err := w.Store.UpdateEmail(ctx, e.ID,
 			map[string]any{store.FieldStatus: store.StatusDelivered, store.FieldDeliveredAt: stamp, store.FieldLastError: ""},
-			&store.Event{Type: "delivered", Timestamp: now}); err != nil {
+			&store.Event{Type: "delivered", Timestamp: now, AccountID: e.AccountID}); err != nil {
 			return err
 		}
 		return w.Store.Ack(ctx, entry.StreamID)
@@ -237,7 +239,7 @@ func (w *Worker) record(ctx context.Context, entry store.Entry, e *store.Email, 
 		w.Logger.Info("delivery deferred", "email", e.ID, "attempt", attempts, "retry_at", due, "err", de)
 		return w.Store.Retry(ctx, entry, due,
 			map[string]any{store.FieldLastError: de.Error()},
-			&store.Event{Type: "deferred", Timestamp: now, Data: detail})
+			&store.Event{Type: "deferred", Timestamp: now, AccountID: e.AccountID, Data: detail})
 	}
 	status, field, event := store.StatusBounced, store.FieldBouncedAt, "bounced"
 	if de.Temporary {
@@ -247,7 +249,7 @@ func (w *Worker) record(ctx context.Context, entry store.Entry, e *store.Email, 
 	w.Logger.Info("delivery "+event, "email", e.ID, "err", de)
 	if err := w.Store.UpdateEmail(ctx, e.ID,
 		map[string]any{store.FieldStatus: status, field: stamp, store.FieldLastError: de.Error()},
-		&store.Event{Type: event, Timestamp: now, Data: detail}); err != nil {
+		&store.Event{Type: event, Timestamp: now, AccountID: e.AccountID, Data: detail}); err != nil {
 		return err
 	}
 	if status == store.StatusBounced && hardBounce(de) {

@@ -35,6 +35,13 @@ func BodyKey(id string) string { return queueTag + "body:" + id }
 // EventsKey is the list of one email's events (JSON, oldest first).
 func EventsKey(id string) string { return queueTag + "events:" + id }
 
+// EventStreamKey is the stream of every account's events, read by the
+// webhook dispatcher.
+func EventStreamKey() string { return queueTag + "events" }
+
+// AccountEventsKey is the stream of one account's events, for listing.
+func AccountEventsKey(accountID string) string { return queueTag + "acct:" + accountID + ":events" }
+
 // AccountEmailsKey indexes an account's emails by creation time.
 func AccountEmailsKey(accountID string) string { return queueTag + "acct:" + accountID + ":emails" }
 

@@ -229,8 +229,13 @@ func nonNilMap(m map[string]string) map[string]string {
 }
 
 // Event is one thing that happened to an email (delivered, opened, clicked ...).
+// Every event is appended to the email's history and to two streams, the
+// account's (for listing) and the global one (for webhook dispatch), in the
+// same MULTI as the change it reports.
 type Event struct {
 	Type      string            `json:"type"`
 	Timestamp time.Time         `json:"timestamp"`
+	EmailID   string            `json:"emailId"`
+	AccountID string            `json:"-"`
 	Data      map[string]string `json:"data,omitempty"`
 }

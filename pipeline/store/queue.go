@@ -91,7 +91,8 @@ func (s *Store) Retry(ctx context.Context, e Entry, due time.Time, fields map[st
 	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		p.HSet(ctx, EmailKey(e.EmailID), fields)
 		if ev != nil {
-			p.RPush(ctx, EventsKey(e.EmailID), mustJSON(ev))
+			ev.EmailID = e.EmailID
+			appendEvent(ctx, p, ev)
 		}
 		p.ZAdd(ctx, RetryKey(), redis.Z{Score: float64(due.UnixMilli()), Member: e.EmailID})
 		p.XAck(ctx, StreamKey(), GroupName, e.StreamID)

@@ -371,7 +371,23 @@ func (s *Store) Body(ctx context.Context, id string) ([]byte, error) {
 	return b, err
 }
 
-// UpdateEmail sets fields of the email record and appends ev to its events,
+// Bounds of the event streams: old entries are trimmed (approximately).
+const (
+	eventStreamMaxLen        = 1_000_000
+	accountEventStreamMaxLen = 100_000
+)
+
+// appendEvent queues the writes that record ev: the email's history and
+// both event streams. ev.EmailID and ev.AccountID must be set.
+func appendEvent(ctx context.Context, p redis.Pipeliner, ev *Event) {
+	raw := mustJSON(ev)
+	p.RPush(ctx, EventsKey(ev.EmailID), raw)
+	values := []any{"account", ev.AccountID, "email", ev.EmailID, "type", ev.Type, "event", raw}
+	p.XAdd(ctx, &redis.XAddArgs{Stream: EventStreamKey(), MaxLen: eventStreamMaxLen, Approx: true, Values: values})
+	p.XAdd(ctx, &redis.XAddArgs{Stream: AccountEventsKey(ev.AccountID), MaxLen: accountEventStreamMaxLen, Approx: true, Values: values})
+}
+
+// UpdateEmail sets fields of the email record and records ev (may be nil),
 // in one MULTI.
 func (s *Store) UpdateEmail(ctx context.Context, id string, fields map[string]any, ev *Event) error {
 	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
@@ -379,7 +395,8 @@ func (s *Store) UpdateEmail(ctx context.Context, id string, fields map[string]an
 			p.HSet(ctx, EmailKey(id), fields)
 		}
 		if ev != nil {
-			p.RPush(ctx, EventsKey(id), mustJSON(ev))
+			ev.EmailID = id
+			appendEvent(ctx, p, ev)
 		}
 		return nil
 	})
@@ -391,9 +408,13 @@ func (s *Store) SetOnce(ctx context.Context, id, field, value string) (bool, err
 	return s.rdb.HSetNX(ctx, EmailKey(id), field, value).Result()
 }
 
-// AddEvent appends an event to the email's history.
-func (s *Store) AddEvent(ctx context.Context, id string, ev Event) error {
-	return s.rdb.RPush(ctx, EventsKey(id), mustJSON(ev)).Err()
+// AddEvent records an event of an email.
+func (s *Store) AddEvent(ctx context.Context, ev Event) error {
+	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		appendEvent(ctx, p, &ev)
+		return nil
+	})
+	return err
 }
 
 // Events returns the email's events, oldest first.
