@@ -1,0 +1,313 @@
+// Package client is a Go client for pigeonpost's REST API (the SendPigeon
+// API): sending, batches, scheduling, templates, domains and API keys.
+// Errors from the server are *Error values carrying the API's error code.
+//
+//	c := client.New("https://mail.example.com", os.Getenv("PIGEONPOST_API_KEY"))
+//	res, err := c.Send(ctx, client.Email{From: "hello@acme.com", To: []string{"user@example.com"},
+//		Subject: "Welcome!", HTML: "<h1>Hello</h1>"})
+package client
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+)
+
+// Client calls one pigeonpost server with one API key.
+type Client struct {
+	baseURL string
+	key     string
+	http    *http.Client
+}
+
+// New returns a client for the server at baseURL (e.g. "http://localhost:8080").
+func New(baseURL, apiKey string) *Client {
+	return &Client{baseURL: strings.TrimSuffix(baseURL, "/"), key: apiKey, http: &http.Client{Timeout: 60 * time.Second}}
+}
+
+// WithHTTPClient returns a copy of c that uses hc.
+func (c *Client) WithHTTPClient(hc *http.Client) *Client {
+	cp := *c
+	cp.http = hc
+	return &cp
+}
+
+// Error is an error answer of the API.
+type Error struct {
+	Status  int    // HTTP status
+	Code    string // stable machine-readable code, e.g. "domain_not_verified"
+	Message string
+}
+
+func (e *Error) Error() string {
+	return fmt.Sprintf("pigeonpost: %d %s: %s", e.Status, e.Code, e.Message)
+}
+
+// RequestOption adjusts one request.
+type RequestOption func(*http.Request)
+
+// IdempotencyKey makes a POST safe to retry: the same key and body within
+// 24 hours returns the first response and sends nothing again.
+func IdempotencyKey(key string) RequestOption {
+	return func(r *http.Request) { r.Header.Set("Idempotency-Key", key) }
+}
+
+func (c *Client) do(ctx context.Context, method, path string, in, out any, opts ...RequestOption) error {
+	var body io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return err
+		}
+		body = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.baseURL+path, body)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+c.key)
+	if in != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	for _, o := range opts {
+		o(req)
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode >= 300 {
+		var e struct {
+			Error struct {
+				Code    string `json:"code"`
+				Message string `json:"message"`
+			} `json:"error"`
+		}
+		if json.Unmarshal(raw, &e) != nil || e.Error.Code == "" {
+			return &Error{Status: resp.StatusCode, Code: "http_error", Message: strings.TrimSpace(string(raw))}
+		}
+		return &Error{Status: resp.StatusCode, Code: e.Error.Code, Message: e.Error.Message}
+	}
+	if out == nil {
+		return nil
+	}
+	return json.Unmarshal(raw, out)
+}
+
+// Attachment is a file sent with an email: Content (raw bytes, sent as
+// base64) or Path (an HTTPS URL the server fetches).
+type Attachment struct {
+	Filename    string `json:"filename"`
+	Content     []byte `json:"content,omitempty"`
+	Path        string `json:"path,omitempty"`
+	ContentType string `json:"contentType,omitempty"`
+	ContentID   string `json:"contentId,omitempty"`
+}
+
+// Tracking asks for open and click tracking.
+type Tracking struct {
+	Opens  bool `json:"opens"`
+	Clicks bool `json:"clicks"`
+}
+
+// Email is a message to send.
+type Email struct {
+	From        string            `json:"from"`
+	To          []string          `json:"to"`
+	Cc          []string          `json:"cc,omitempty"`
+	Bcc         []string          `json:"bcc,omitempty"`
+	ReplyTo     []string          `json:"replyTo,omitempty"`
+	Subject     string            `json:"subject,omitempty"`
+	HTML        string            `json:"html,omitempty"`
+	Text        string            `json:"text,omitempty"`
+	Tags        []string          `json:"tags,omitempty"`
+	Metadata    map[string]string `json:"metadata,omitempty"`
+	Headers     map[string]string `json:"headers,omitempty"`
+	Attachments []Attachment      `json:"attachments,omitempty"`
+	TemplateID  string            `json:"templateId,omitempty"`
+	Variables   map[string]string `json:"variables,omitempty"`
+	Tracking    *Tracking         `json:"tracking,omitempty"`
+	ScheduledAt *time.Time        `json:"scheduled_at,omitempty"`
+}
+
+// SendResult is the answer to a send.
+type SendResult struct {
+	ID         string   `json:"id"`
+	Status     string   `json:"status"`
+	Suppressed []string `json:"suppressed"`
+	Warnings   []string `json:"warnings,omitempty"`
+}
+
+// Send sends one email.
+func (c *Client) Send(ctx context.Context, e Email, opts ...RequestOption) (*SendResult, error) {
+	var out SendResult
+	return &out, c.do(ctx, http.MethodPost, "/v1/emails", e, &out, opts...)
+}
+
+// BatchItem is the result of one email of a batch.
+type BatchItem struct {
+	Index  int    `json:"index"`
+	Status string `json:"status"`
+	ID     string `json:"id,omitempty"`
+	Error  *struct {
+		Code    string `json:"code"`
+		Message string `json:"message"`
+	} `json:"error,omitempty"`
+}
+
+// BatchResult is the answer to a batch send.
+type BatchResult struct {
+	Data    []BatchItem `json:"data"`
+	Summary struct {
+		Total  int `json:"total"`
+		Sent   int `json:"sent"`
+		Failed int `json:"failed"`
+	} `json:"summary"`
+}
+
+// SendBatch sends up to 100 emails, each processed on its own.
+func (c *Client) SendBatch(ctx context.Context, emails []Email, opts ...RequestOption) (*BatchResult, error) {
+	var out BatchResult
+	return &out, c.do(ctx, http.MethodPost, "/v1/emails/batch", map[string]any{"emails": emails}, &out, opts...)
+}
+
+// EmailStatus is an email as GET /v1/emails/:id shows it.
+type EmailStatus struct {
+	ID          string            `json:"id"`
+	Status      string            `json:"status"`
+	FromAddress string            `json:"fromAddress"`
+	ToAddress   string            `json:"toAddress"`
+	Subject     string            `json:"subject"`
+	Tags        []string          `json:"tags"`
+	Metadata    map[string]string `json:"metadata"`
+	CreatedAt   time.Time         `json:"createdAt"`
+	SentAt      *time.Time        `json:"sentAt"`
+	DeliveredAt *time.Time        `json:"deliveredAt"`
+	OpenedAt    *time.Time        `json:"openedAt"`
+	ClickedAt   *time.Time        `json:"clickedAt"`
+	LastError   string            `json:"lastError,omitempty"`
+}
+
+// Get returns one email.
+func (c *Client) Get(ctx context.Context, id string) (*EmailStatus, error) {
+	var out EmailStatus
+	return &out, c.do(ctx, http.MethodGet, "/v1/emails/"+url.PathEscape(id), nil, &out)
+}
+
+// Cancel cancels a scheduled email (409 once it has been sent).
+func (c *Client) Cancel(ctx context.Context, id string) error {
+	return c.do(ctx, http.MethodDelete, "/v1/emails/"+url.PathEscape(id)+"/schedule", nil, nil)
+}
+
+// Template is a stored email template with {{variables}}.
+type Template struct {
+	ID      string `json:"id,omitempty"`
+	Name    string `json:"name"`
+	Subject string `json:"subject,omitempty"`
+	HTML    string `json:"html,omitempty"`
+	Text    string `json:"text,omitempty"`
+}
+
+// CreateTemplate stores a template.
+func (c *Client) CreateTemplate(ctx context.Context, t Template) (*Template, error) {
+	var out Template
+	return &out, c.do(ctx, http.MethodPost, "/v1/templates", t, &out)
+}
+
+// GetTemplate returns a template.
+func (c *Client) GetTemplate(ctx context.Context, id string) (*Template, error) {
+	var out Template
+	return &out, c.do(ctx, http.MethodGet, "/v1/templates/"+url.PathEscape(id), nil, &out)
+}
+
+// UpdateTemplate changes the given fields of a template (PATCH).
+func (c *Client) UpdateTemplate(ctx context.Context, id string, fields map[string]string) (*Template, error) {
+	var out Template
+	return &out, c.do(ctx, http.MethodPatch, "/v1/templates/"+url.PathEscape(id), fields, &out)
+}
+
+// DeleteTemplate removes a template.
+func (c *Client) DeleteTemplate(ctx context.Context, id string) error {
+	return c.do(ctx, http.MethodDelete, "/v1/templates/"+url.PathEscape(id), nil, nil)
+}
+
+// DNSRecord is a record a domain owner publishes.
+type DNSRecord struct {
+	Type   string `json:"type"`
+	Name   string `json:"name"`
+	Value  string `json:"value"`
+	Status string `json:"status"`
+}
+
+// Domain is a sending domain.
+type Domain struct {
+	ID         string      `json:"id"`
+	Name       string      `json:"name"`
+	Status     string      `json:"status"`
+	DNSRecords []DNSRecord `json:"dnsRecords"`
+}
+
+// CreateDomain adds a sending domain; publish its DNSRecords, then VerifyDomain.
+func (c *Client) CreateDomain(ctx context.Context, name string) (*Domain, error) {
+	var out Domain
+	return &out, c.do(ctx, http.MethodPost, "/v1/domains", map[string]string{"name": name}, &out)
+}
+
+// GetDomain returns a domain with its DNS records.
+func (c *Client) GetDomain(ctx context.Context, id string) (*Domain, error) {
+	var out Domain
+	return &out, c.do(ctx, http.MethodGet, "/v1/domains/"+url.PathEscape(id), nil, &out)
+}
+
+// VerifyDomain checks the domain's DNS records now.
+func (c *Client) VerifyDomain(ctx context.Context, id string) (*Domain, error) {
+	var out Domain
+	return &out, c.do(ctx, http.MethodPost, "/v1/domains/"+url.PathEscape(id)+"/verify", nil, &out)
+}
+
+// DeleteDomain removes a domain.
+func (c *Client) DeleteDomain(ctx context.Context, id string) error {
+	return c.do(ctx, http.MethodDelete, "/v1/domains/"+url.PathEscape(id), nil, nil)
+}
+
+// APIKey is an API key as listed (never the key itself, except once on create).
+type APIKey struct {
+	ID         string     `json:"id"`
+	Name       string     `json:"name"`
+	Mode       string     `json:"mode"`
+	Permission string     `json:"permission"`
+	Prefix     string     `json:"prefix,omitempty"`
+	LastFour   string     `json:"lastFour,omitempty"`
+	LastUsedAt *time.Time `json:"lastUsedAt,omitempty"`
+	Key        string     `json:"key,omitempty"` // only in CreateKey's answer
+}
+
+// CreateKey makes an API key: mode "live" or "test", permission "full" or "sending".
+func (c *Client) CreateKey(ctx context.Context, name, mode, permission string) (*APIKey, error) {
+	var out APIKey
+	return &out, c.do(ctx, http.MethodPost, "/v1/api-keys", map[string]string{"name": name, "mode": mode, "permission": permission}, &out)
+}
+
+// ListKeys lists the account's keys.
+func (c *Client) ListKeys(ctx context.Context) ([]APIKey, error) {
+	var out struct {
+		Data []APIKey `json:"data"`
+	}
+	return out.Data, c.do(ctx, http.MethodGet, "/v1/api-keys", nil, &out)
+}
+
+// DeleteKey revokes a key at once.
+func (c *Client) DeleteKey(ctx context.Context, id string) error {
+	return c.do(ctx, http.MethodDelete, "/v1/api-keys/"+url.PathEscape(id), nil, nil)
+}
