@@ -27,3 +27,8 @@ lint:
 fuzz:
 	$(GO) test ./pipeline -run '^$$' -fuzz FuzzNormalizeCRLF -fuzztime 30s
 	$(GO) test ./tracking -run '^$$' -fuzz FuzzRewrite -fuzztime 30s
+
+.PHONY: e2e
+## e2e: the real stack on loopback with every client users run (swaks, smtplib, Nodemailer, mail gem, Symfony Mailer, PHPMailer, net/smtp); install them with e2e/install.sh
+e2e:
+	./e2e/run.sh
