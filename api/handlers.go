@@ -3,6 +3,7 @@ package api
 import (
 	"encoding/json"
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/pigeonpost/pigeonpost/pipeline"
@@ -30,28 +31,82 @@ func (l *stringList) UnmarshalJSON(b []byte) error {
 }
 
 type sendRequest struct {
-	From     string            `json:"from"`
-	To       stringList        `json:"to"`
-	Cc       stringList        `json:"cc"`
-	Bcc      stringList        `json:"bcc"`
-	ReplyTo  stringList        `json:"replyTo"`
-	Subject  string            `json:"subject"`
-	HTML     string            `json:"html"`
-	Text     string            `json:"text"`
-	Tags     []string          `json:"tags"`
-	Metadata map[string]string `json:"metadata"`
-	Headers  map[string]string `json:"headers"`
-	Tracking *struct {
-		Opens  bool `json:"opens"`
-		Clicks bool `json:"clicks"`
-	} `json:"tracking"`
+	From        string             `json:"from"`
+	To          stringList         `json:"to"`
+	Cc          stringList         `json:"cc"`
+	Bcc         stringList         `json:"bcc"`
+	ReplyTo     stringList         `json:"replyTo"`
+	Subject     string             `json:"subject"`
+	HTML        string             `json:"html"`
+	Text        string             `json:"text"`
+	Tags        []string           `json:"tags"`
+	Metadata    map[string]string  `json:"metadata"`
+	Headers     map[string]string  `json:"headers"`
+	Attachments []attachmentJSON   `json:"attachments"`
+	TemplateID  string             `json:"templateId"`
+	Variables   map[string]any     `json:"variables"`
+	ScheduledAt string             `json:"scheduled_at"`
+	Scheduled2  string             `json:"scheduledAt"`
+	Tracking    *pipeline.Tracking `json:"tracking"`
+}
+
+type attachmentJSON struct {
+	Filename    string `json:"filename"`
+	Content     string `json:"content"`
+	Path        string `json:"path"`
+	ContentType string `json:"contentType"`
+	ContentID   string `json:"contentId"`
+}
+
+// toPipeline converts the request; variables may be strings, numbers or
+// booleans (numbers as JSON writes them).
+func (req *sendRequest) toPipeline() (pipeline.SendRequest, error) {
+	out := pipeline.SendRequest{
+		From: req.From, To: req.To, Cc: req.Cc, Bcc: req.Bcc, ReplyTo: req.ReplyTo,
+		Subject: req.Subject, HTML: req.HTML, Text: req.Text, Headers: req.Headers,
+		Tags: req.Tags, Metadata: req.Metadata, TemplateID: req.TemplateID, Tracking: req.Tracking,
+		ScheduledAt: req.ScheduledAt,
+	}
+	if req.Scheduled2 != "" {
+		if req.ScheduledAt != "" && req.ScheduledAt != req.Scheduled2 {
+			return out, pipeline.ErrInvalid("scheduled_at, scheduledAt: give one of them")
+		}
+		out.ScheduledAt = req.Scheduled2
+	}
+	for _, a := range req.Attachments {
+		out.Attachments = append(out.Attachments, pipeline.Attachment(a))
+	}
+	if len(req.Variables) > 0 {
+		out.Variables = make(map[string]string, len(req.Variables))
+		for name, v := range req.Variables {
+			switch v := v.(type) {
+			case string:
+				out.Variables[name] = v
+			case float64:
+				out.Variables[name] = strconv.FormatFloat(v, 'f', -1, 64)
+			case bool:
+				out.Variables[name] = strconv.FormatBool(v)
+			case nil:
+				out.Variables[name] = ""
+			default:
+				return out, pipeline.ErrInvalid("variables." + name + ": must be a string, a number or a boolean")
+			}
+		}
+	}
+	return out, nil
 }
 
 type sendResponse struct {
-	ID         string   `json:"id"`
-	Status     string   `json:"status"`
-	Suppressed []string `json:"suppressed"`
-	Warnings   []string `json:"warnings,omitempty"`
+	ID          string     `json:"id"`
+	Status      string     `json:"status"`
+	Suppressed  []string   `json:"suppressed"`
+	Warnings    []string   `json:"warnings,omitempty"`
+	ScheduledAt *time.Time `json:"scheduledAt,omitempty"`
+}
+
+func toSendResponse(r *pipeline.Receipt) sendResponse {
+	return sendResponse{ID: r.IDs[0], Status: r.Status, Suppressed: nonNil(r.Suppressed), Warnings: r.Warnings,
+		ScheduledAt: r.ScheduledAt}
 }
 
 func (h *handler) sendEmail(w http.ResponseWriter, r *http.Request, k *store.Key) {
@@ -60,29 +115,20 @@ func (h *handler) sendEmail(w http.ResponseWriter, r *http.Request, k *store.Key
 		writeError(w, r, err)
 		return
 	}
-	composed, err := pipeline.ComposeMessage(pipeline.Compose{
-		From: req.From, To: req.To, Cc: req.Cc, Bcc: req.Bcc, ReplyTo: req.ReplyTo,
-		Subject: req.Subject, HTML: req.HTML, Text: req.Text, Headers: req.Headers,
-	}, h.opt.Now())
+	sr, err := req.toPipeline()
 	if err != nil {
 		writeError(w, r, err)
 		return
 	}
-	sub := pipeline.Submission{
-		Key: k, Source: "api", EnvelopeFrom: composed.EnvelopeFrom, Recipients: composed.Recipients,
-		Message: composed.Message, Tags: req.Tags, Metadata: req.Metadata, Tracking: &pipeline.Tracking{},
-	}
-	if req.Tracking != nil {
-		sub.Tracking = &pipeline.Tracking{Opens: req.Tracking.Opens, Clicks: req.Tracking.Clicks}
-	}
-	receipt, err := h.svc.Submit(r.Context(), sub)
+	receipt, err := h.svc.Send(r.Context(), k, sr, r.Header.Get(headerIdempotencyKey))
 	if err != nil {
 		writeError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, sendResponse{
-		ID: receipt.IDs[0], Status: receipt.Status, Suppressed: nonNil(receipt.Suppressed), Warnings: receipt.Warnings,
-	})
+	if receipt.Replayed {
+		w.Header().Set(headerReplayed, "true")
+	}
+	writeJSON(w, http.StatusOK, toSendResponse(receipt))
 }
 
 func nonNil(s []string) []string {
@@ -112,6 +158,8 @@ type emailJSON struct {
 	FailedAt    *time.Time        `json:"failedAt,omitempty"`
 	OpenedAt    *time.Time        `json:"openedAt"`
 	ClickedAt   *time.Time        `json:"clickedAt"`
+	ScheduledAt *time.Time        `json:"scheduledAt,omitempty"`
+	CancelledAt *time.Time        `json:"cancelledAt,omitempty"`
 	Events      string            `json:"events"`
 }
 
@@ -122,6 +170,7 @@ func toEmailJSON(e *store.Email) emailJSON {
 		Attempts: e.Attempts, LastError: e.LastError, CreatedAt: e.CreatedAt, SentAt: e.SentAt,
 		DeliveredAt: e.DeliveredAt, BouncedAt: e.BouncedAt, FailedAt: e.FailedAt,
 		OpenedAt: e.OpenedAt, ClickedAt: e.ClickedAt, Events: "/v1/emails/" + e.ID + "/events",
+		ScheduledAt: e.ScheduledAt, CancelledAt: e.CancelledAt,
 	}
 }
 
@@ -134,26 +183,55 @@ func (h *handler) getEmail(w http.ResponseWriter, r *http.Request, k *store.Key)
 	writeJSON(w, http.StatusOK, toEmailJSON(e))
 }
 
+// listEmails: GET /v1/emails?status=&tag=&to=&since=&until=&limit=&cursor=
+// (before= is the older spelling of until, exclusive).
 func (h *handler) listEmails(w http.ResponseWriter, r *http.Request, k *store.Key) {
-	var before time.Time
-	if c := r.URL.Query().Get("before"); c != "" {
-		t, err := time.Parse(time.RFC3339Nano, c)
-		if err != nil {
-			writeError(w, r, pipeline.ErrInvalid("before: must be an RFC 3339 timestamp"))
+	q := r.URL.Query()
+	f := pipeline.EmailFilter{Status: q.Get("status"), Tag: q.Get("tag"), To: q.Get("to"), Cursor: q.Get("cursor")}
+	for _, p := range []struct {
+		name string
+		dst  *time.Time
+	}{{"since", &f.Since}, {"until", &f.Until}, {"before", &f.Until}} {
+		if v := q.Get(p.name); v != "" {
+			t, err := time.Parse(time.RFC3339Nano, v)
+			if err != nil {
+				writeError(w, r, pipeline.ErrInvalid(p.name+": must be an ISO 8601 (RFC 3339) time, e.g. 2025-01-15T10:00:00Z"))
+				return
+			}
+			if p.name == "before" {
+				t = t.Add(-time.Millisecond)
+			}
+			*p.dst = t
+		}
+	}
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			writeError(w, r, pipeline.ErrInvalid("limit: must be between 1 and 100"))
 			return
 		}
-		before = t
+		f.Limit = n
 	}
-	es, err := h.svc.Emails(r.Context(), k, before, 50)
+	page, err := h.svc.ListEmails(r.Context(), k, f)
 	if err != nil {
 		writeError(w, r, err)
 		return
 	}
-	out := make([]emailJSON, 0, len(es))
-	for _, e := range es {
+	out := make([]emailJSON, 0, len(page.Emails))
+	for _, e := range page.Emails {
 		out = append(out, toEmailJSON(e))
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"data": out})
+	writeJSON(w, http.StatusOK, pageJSON(out, page.Next))
+}
+
+// pageJSON is the shape of every paginated list: data, nextCursor (null on
+// the last page) and hasMore.
+func pageJSON(data any, next string) map[string]any {
+	var cursor *string
+	if next != "" {
+		cursor = &next
+	}
+	return map[string]any{"data": data, "nextCursor": cursor, "hasMore": next != ""}
 }
 
 func (h *handler) getEmailContent(w http.ResponseWriter, r *http.Request, k *store.Key) {
@@ -244,19 +322,21 @@ func (h *handler) createKey(w http.ResponseWriter, r *http.Request, k *store.Key
 		Name       string `json:"name"`
 		Mode       string `json:"mode"`
 		Permission string `json:"permission"`
+		DomainID   string `json:"domainId"`
 	}
 	if err := h.decode(w, r, &req); err != nil {
 		writeError(w, r, err)
 		return
 	}
-	nk, secret, err := h.svc.CreateKey(r.Context(), k, pipeline.KeyRequest{Name: req.Name, Mode: req.Mode, Permission: req.Permission})
+	nk, secret, err := h.svc.CreateKey(r.Context(), k, pipeline.KeyRequest{Name: req.Name, Mode: req.Mode,
+		Permission: req.Permission, DomainID: req.DomainID})
 	if err != nil {
 		writeError(w, r, err)
 		return
 	}
 	// The key itself is in this response only: it is stored hashed.
 	writeJSON(w, http.StatusCreated, createdKey{ID: nk.ID, Name: nk.Name, Mode: nk.Mode,
-		Permission: nk.Permission, CreatedAt: nk.CreatedAt, Key: secret})
+		Permission: nk.Permission, DomainID: nk.DomainID, CreatedAt: nk.CreatedAt, Key: secret})
 }
 
 func (h *handler) deleteKey(w http.ResponseWriter, r *http.Request, k *store.Key) {
@@ -272,6 +352,7 @@ type createdKey struct {
 	Name       string    `json:"name"`
 	Mode       string    `json:"mode"`
 	Permission string    `json:"permission"`
+	DomainID   string    `json:"domainId,omitempty"`
 	CreatedAt  time.Time `json:"createdAt"`
 	Key        string    `json:"key"`
 }

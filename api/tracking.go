@@ -1,7 +1,9 @@
 package api
 
 import (
+	"context"
 	"net/http"
+	"time"
 
 	"github.com/pigeonpost/pigeonpost/pipeline"
 )
@@ -13,15 +15,25 @@ var pixel = []byte{
 	0x01, 0x00, 0x01, 0x00, 0x00, 0x02, 0x02, 0x44, 0x01, 0x00, 0x3b,
 }
 
+// trackTimeout bounds the Redis work of a tracking hit: a slow Redis delays
+// a pixel or a redirect by at most this much (the pixel is answered anyway).
+// Webhooks are never waited on: they are sent from the event stream.
+const trackTimeout = 2 * time.Second
+
+// visitor is what the request says about who made it. The pipeline uses it
+// to classify the hit and stores it only outside privacy mode; nothing here
+// logs it.
 func visitor(r *http.Request) pipeline.Visitor {
-	return pipeline.Visitor{IP: clientIP(r), UserAgent: r.UserAgent(), Referer: r.Referer()}
+	return pipeline.Visitor{Method: r.Method, IP: clientIP(r), UserAgent: r.UserAgent(), Referer: r.Referer()}
 }
 
 // trackOpen always answers the pixel with no-cache headers, whatever
 // happens inside; the open is recorded when the id is known.
 func (h *handler) trackOpen(w http.ResponseWriter, r *http.Request) {
-	if err := h.svc.RecordOpen(r.Context(), r.PathValue("emailId"), visitor(r)); err != nil {
-		h.opt.Logger.Warn("recording open failed", "err", err)
+	ctx, cancel := context.WithTimeout(r.Context(), trackTimeout)
+	defer cancel()
+	if err := h.svc.RecordOpen(ctx, r.PathValue("emailId"), visitor(r)); err != nil {
+		h.opt.Logger.Warn("recording open failed", "err", err) // never the visitor: privacy mode
 	}
 	w.Header().Set("Content-Type", "image/gif")
 	w.Header().Set("Cache-Control", "no-store, no-cache, must-revalidate, private")
@@ -31,9 +43,15 @@ func (h *handler) trackOpen(w http.ResponseWriter, r *http.Request) {
 }
 
 // trackClick redirects to the destination the mail held for a valid signed
-// id. Unknown or tampered ids get 404: never an open redirect.
+// id. Unknown or tampered ids get 404: never an open redirect. The url
+// query parameter of broadcast links is ignored: the destination is always
+// the one stored for the id. Bots get the same redirect as people (a
+// misclassified person must still reach the link); their hit is recorded
+// as botFiltered.
 func (h *handler) trackClick(w http.ResponseWriter, r *http.Request) {
-	dest, err := h.svc.ResolveClick(r.Context(), r.PathValue("trackingId"), visitor(r))
+	ctx, cancel := context.WithTimeout(r.Context(), trackTimeout)
+	defer cancel()
+	dest, err := h.svc.ResolveClick(ctx, r.PathValue("trackingId"), visitor(r))
 	if err != nil {
 		writeError(w, r, err)
 		return

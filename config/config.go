@@ -32,8 +32,11 @@ type Config struct {
 	Auth     Auth     `yaml:"auth"`
 	Limits   Limits   `yaml:"limits"`
 	Tracking Tracking `yaml:"tracking"`
+	Webhooks Webhooks `yaml:"webhooks"`
 	Domains  Domains  `yaml:"domains"`
 	Log      Log      `yaml:"log"`
+
+	Attachments Attachments `yaml:"attachments"`
 }
 
 // SMTP configures the submission server.
@@ -102,13 +105,35 @@ type Limits struct {
 
 // Tracking configures open/click tracking.
 type Tracking struct {
-	Secret string `yaml:"secret"` // "" → generated and stored in Redis once
+	Secret      string        `yaml:"secret"`       // "" → generated and stored in Redis once
+	BotWindow   time.Duration `yaml:"bot_window"`   // 3s: hits this soon after delivery are a gateway's prefetch; 0 disables the rule
+	CNAMETarget string        `yaml:"cname_target"` // "" → the host of http.public_url; custom tracking domains must be a CNAME of it
+}
+
+// Webhooks configures the delivery of events to accounts' webhook endpoints.
+type Webhooks struct {
+	Workers          int           `yaml:"workers"`            // 4 concurrent attempts; 0 allowed (no webhook dispatch in this process)
+	Timeout          time.Duration `yaml:"timeout"`            // 10s per attempt
+	RetryInitial     time.Duration `yaml:"retry_initial"`      // 30s
+	RetryMax         time.Duration `yaml:"retry_max"`          // 1h
+	MaxAge           time.Duration `yaml:"max_age"`            // 72h of retries, then the delivery is given up
+	ClaimIdle        time.Duration `yaml:"claim_idle"`         // 1m: events a dead dispatcher left are taken over after this
+	AllowPrivateURLs bool          `yaml:"allow_private_urls"` // false; true lets endpoints be loopback/private (tests, development)
+	AllowHTTP        bool          `yaml:"allow_http"`         // false: endpoints must be https://
 }
 
 // Domains configures sending-domain DNS records.
 type Domains struct {
 	DKIMSelector string `yaml:"dkim_selector"` // "pigeonpost"
 	SPFInclude   string `yaml:"spf_include"`   // "" → Load sets "_spf." + smtp.hostname
+}
+
+// Attachments configures how the REST API fetches attachment paths (HTTPS
+// URLs). Private, loopback and link-local addresses are always refused
+// unless allow_private is set, which is for tests only.
+type Attachments struct {
+	AllowPrivate bool   `yaml:"allow_private"` // false; true lets paths reach loopback/private addresses (tests only)
+	CAFile       string `yaml:"ca_file"`       // "" → system roots; else a PEM file of extra roots trusted for paths
 }
 
 // Log configures logging.
@@ -154,6 +179,17 @@ func Default() Config {
 		Limits: Limits{
 			RatePerSecond: 100,
 			Burst:         200,
+		},
+		Tracking: Tracking{
+			BotWindow: 3 * time.Second,
+		},
+		Webhooks: Webhooks{
+			Workers:      4,
+			Timeout:      10 * time.Second,
+			RetryInitial: 30 * time.Second,
+			RetryMax:     time.Hour,
+			MaxAge:       72 * time.Hour,
+			ClaimIdle:    time.Minute,
 		},
 		Domains: Domains{
 			DKIMSelector: "pigeonpost",

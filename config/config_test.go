@@ -82,10 +82,22 @@ func TestDefaultsValid(t *testing.T) {
 		{"limits.rate_per_second", d.Limits.RatePerSecond, 100.0},
 		{"limits.burst", d.Limits.Burst, 200},
 		{"tracking.secret", d.Tracking.Secret, ""},
+		{"tracking.bot_window", d.Tracking.BotWindow, 3 * time.Second},
+		{"tracking.cname_target", d.Tracking.CNAMETarget, ""},
+		{"webhooks.workers", d.Webhooks.Workers, 4},
+		{"webhooks.timeout", d.Webhooks.Timeout, 10 * time.Second},
+		{"webhooks.retry_initial", d.Webhooks.RetryInitial, 30 * time.Second},
+		{"webhooks.retry_max", d.Webhooks.RetryMax, time.Hour},
+		{"webhooks.max_age", d.Webhooks.MaxAge, 72 * time.Hour},
+		{"webhooks.claim_idle", d.Webhooks.ClaimIdle, time.Minute},
+		{"webhooks.allow_private_urls", d.Webhooks.AllowPrivateURLs, false},
+		{"webhooks.allow_http", d.Webhooks.AllowHTTP, false},
 		{"domains.dkim_selector", d.Domains.DKIMSelector, "pigeonpost"},
 		{"domains.spf_include", d.Domains.SPFInclude, ""},
 		{"log.level", d.Log.Level, "info"},
 		{"log.format", d.Log.Format, "text"},
+		{"attachments.allow_private", d.Attachments.AllowPrivate, false},
+		{"attachments.ca_file", d.Attachments.CAFile, ""},
 	}
 	for _, c := range checks {
 		if !reflect.DeepEqual(c.got, c.want) {
@@ -190,44 +202,50 @@ func TestDerivedSPFFollowsHostname(t *testing.T) {
 func TestEnvOverrides(t *testing.T) {
 	p := writeFile(t, "c.yaml", "redis:\n  url: redis://from-file:6379\nlimits:\n  burst: 7\n")
 	c := mustLoad(t, p, env(map[string]string{
-		"PIGEONPOST_REDIS_URL":               "redis://from-env:6379/1", // string, beats the file
-		"PIGEONPOST_SMTP_MAX_RECIPIENTS":     "42",                      // int
-		"PIGEONPOST_SMTP_MAX_MESSAGE_BYTES":  "10485760",                // int64
-		"PIGEONPOST_LIMITS_RATE_PER_SECOND":  "12.5",                    // float64
-		"PIGEONPOST_REDIS_REQUIRE_DURABLE":   "true",                    // bool
-		"PIGEONPOST_DELIVERY_REQUIRE_TLS":    "1",                       // bool
-		"PIGEONPOST_DELIVERY_RETRY_INITIAL":  "45s",                     // duration
-		"PIGEONPOST_SMTP_DATA_TIMEOUT":       " 15m ",                   // duration, spaces trimmed
-		"PIGEONPOST_AUTH_BOOTSTRAP_KEY":      "sp_test_0123456789abcdefghij",
-		"PIGEONPOST_DELIVERY_WORKERS":        "0",
-		"PIGEONPOST_UNRELATED_THING":         "ignored",
-		"PIGEONPOST_HTTP_PUBLIC_URL":         "https://example.com/",
-		"PIGEONPOST_TRACKING_SECRET":         "s3cret",
-		"PIGEONPOST_DOMAINS_DKIM_SELECTOR":   "pp2024",
-		"PIGEONPOST_LOG_LEVEL":               "debug",
-		"PIGEONPOST_SMTP_TLS_LISTEN":         "",          // empty means unset: default kept
-		"PIGEONPOST_DELIVERY_RELAY_HOST":     "relay:587", // host:port string
-		"PIGEONPOST_AUTH_FAILURE_DELAY":      "0s",        // zero allowed
-		"PIGEONPOST_LIMITS_BURST":            "9",         // beats the file's 7
-		"PIGEONPOST_HTTP_MAX_BODY_BYTES":     "1000",
-		"PIGEONPOST_DELIVERY_MAX_AGE":        "24h",
-		"PIGEONPOST_DELIVERY_CLAIM_IDLE":     "10m",
-		"PIGEONPOST_DNS_RESOLVER":            "127.0.0.1:53",
-		"PIGEONPOST_DELIVERY_MX_PORT":        "2525",
-		"PIGEONPOST_HTTP_ADMIN_LISTEN":       "127.0.0.1:6060",
-		"PIGEONPOST_SMTP_MAX_CONNECTIONS":    "5",
-		"PIGEONPOST_SMTP_READ_TIMEOUT":       "5s",
-		"PIGEONPOST_SMTP_WRITE_TIMEOUT":      "6s",
-		"PIGEONPOST_DELIVERY_TIMEOUT":        "30s",
-		"PIGEONPOST_DELIVERY_RETRY_MAX":      "2h",
-		"PIGEONPOST_LOG_FORMAT":              "json",
-		"PIGEONPOST_DOMAINS_SPF_INCLUDE":     "_spf.example.com",
-		"PIGEONPOST_SMTP_HOSTNAME":           "mx.example.com",
-		"PIGEONPOST_SMTP_LISTEN":             ":1587",
-		"PIGEONPOST_HTTP_LISTEN":             ":18080",
-		"PIGEONPOST_TLS_CERT_FILE":           "",
-		"PIGEONPOST_TLS_KEY_FILE":            "",
-		"PIGEONPOST_SMTP_MAX_RECIPIENTS_XXX": "not a key",
+		"PIGEONPOST_REDIS_URL":                   "redis://from-env:6379/1", // string, beats the file
+		"PIGEONPOST_SMTP_MAX_RECIPIENTS":         "42",                      // int
+		"PIGEONPOST_SMTP_MAX_MESSAGE_BYTES":      "10485760",                // int64
+		"PIGEONPOST_LIMITS_RATE_PER_SECOND":      "12.5",                    // float64
+		"PIGEONPOST_REDIS_REQUIRE_DURABLE":       "true",                    // bool
+		"PIGEONPOST_DELIVERY_REQUIRE_TLS":        "1",                       // bool
+		"PIGEONPOST_DELIVERY_RETRY_INITIAL":      "45s",                     // duration
+		"PIGEONPOST_SMTP_DATA_TIMEOUT":           " 15m ",                   // duration, spaces trimmed
+		"PIGEONPOST_AUTH_BOOTSTRAP_KEY":          "sp_test_0123456789abcdefghij",
+		"PIGEONPOST_DELIVERY_WORKERS":            "0",
+		"PIGEONPOST_UNRELATED_THING":             "ignored",
+		"PIGEONPOST_HTTP_PUBLIC_URL":             "https://example.com/",
+		"PIGEONPOST_TRACKING_SECRET":             "s3cret",
+		"PIGEONPOST_TRACKING_BOT_WINDOW":         "0s",
+		"PIGEONPOST_TRACKING_CNAME_TARGET":       "t.example.com",
+		"PIGEONPOST_WEBHOOKS_WORKERS":            "2",
+		"PIGEONPOST_WEBHOOKS_RETRY_INITIAL":      "1s",
+		"PIGEONPOST_WEBHOOKS_ALLOW_PRIVATE_URLS": "true",
+		"PIGEONPOST_WEBHOOKS_ALLOW_HTTP":         "true",
+		"PIGEONPOST_DOMAINS_DKIM_SELECTOR":       "pp2024",
+		"PIGEONPOST_LOG_LEVEL":                   "debug",
+		"PIGEONPOST_SMTP_TLS_LISTEN":             "",          // empty means unset: default kept
+		"PIGEONPOST_DELIVERY_RELAY_HOST":         "relay:587", // host:port string
+		"PIGEONPOST_AUTH_FAILURE_DELAY":          "0s",        // zero allowed
+		"PIGEONPOST_LIMITS_BURST":                "9",         // beats the file's 7
+		"PIGEONPOST_HTTP_MAX_BODY_BYTES":         "1000",
+		"PIGEONPOST_DELIVERY_MAX_AGE":            "24h",
+		"PIGEONPOST_DELIVERY_CLAIM_IDLE":         "10m",
+		"PIGEONPOST_DNS_RESOLVER":                "127.0.0.1:53",
+		"PIGEONPOST_DELIVERY_MX_PORT":            "2525",
+		"PIGEONPOST_HTTP_ADMIN_LISTEN":           "127.0.0.1:6060",
+		"PIGEONPOST_SMTP_MAX_CONNECTIONS":        "5",
+		"PIGEONPOST_SMTP_READ_TIMEOUT":           "5s",
+		"PIGEONPOST_SMTP_WRITE_TIMEOUT":          "6s",
+		"PIGEONPOST_DELIVERY_TIMEOUT":            "30s",
+		"PIGEONPOST_DELIVERY_RETRY_MAX":          "2h",
+		"PIGEONPOST_LOG_FORMAT":                  "json",
+		"PIGEONPOST_DOMAINS_SPF_INCLUDE":         "_spf.example.com",
+		"PIGEONPOST_SMTP_HOSTNAME":               "mx.example.com",
+		"PIGEONPOST_SMTP_LISTEN":                 ":1587",
+		"PIGEONPOST_HTTP_LISTEN":                 ":18080",
+		"PIGEONPOST_TLS_CERT_FILE":               "",
+		"PIGEONPOST_TLS_KEY_FILE":                "",
+		"PIGEONPOST_SMTP_MAX_RECIPIENTS_XXX":     "not a key",
 	}))
 	want := Config{
 		SMTP: SMTP{Listen: ":1587", TLSListen: ":465", Hostname: "mx.example.com", MaxMessageBytes: 10485760,
@@ -241,9 +259,11 @@ func TestEnvOverrides(t *testing.T) {
 			ClaimIdle: 10 * time.Minute, RequireTLS: true},
 		Auth:     Auth{BootstrapKey: "sp_test_0123456789abcdefghij", FailureDelay: 0},
 		Limits:   Limits{RatePerSecond: 12.5, Burst: 9},
-		Tracking: Tracking{Secret: "s3cret"},
-		Domains:  Domains{DKIMSelector: "pp2024", SPFInclude: "_spf.example.com"},
-		Log:      Log{Level: "debug", Format: "json"},
+		Tracking: Tracking{Secret: "s3cret", BotWindow: 0, CNAMETarget: "t.example.com"},
+		Webhooks: Webhooks{Workers: 2, Timeout: 10 * time.Second, RetryInitial: time.Second, RetryMax: time.Hour,
+			MaxAge: 72 * time.Hour, ClaimIdle: time.Minute, AllowPrivateURLs: true, AllowHTTP: true},
+		Domains: Domains{DKIMSelector: "pp2024", SPFInclude: "_spf.example.com"},
+		Log:     Log{Level: "debug", Format: "json"},
 	}
 	if c != want {
 		t.Errorf("env overrides:\n got %+v\nwant %+v", c, want)
@@ -264,8 +284,8 @@ func TestEnvCoversEveryKey(t *testing.T) {
 			t.Errorf("%s: cannot be set from the environment: %v", name, err)
 		}
 	})
-	if n != 36 {
-		t.Errorf("walked %d keys, want 36", n)
+	if n != 48 {
+		t.Errorf("walked %d keys, want 48", n)
 	}
 	for _, name := range []string{"PIGEONPOST_REDIS_URL", "PIGEONPOST_SMTP_MAX_MESSAGE_BYTES", "PIGEONPOST_DELIVERY_RETRY_INITIAL"} {
 		found := false
@@ -386,6 +406,8 @@ func TestBadConfigFiles(t *testing.T) {
 		"bad-dkim-selector.yaml":       {`domains.dkim_selector: not a valid DNS name (got "bad selector")`},
 		"bad-admin-listen.yaml":        {`http.admin_listen: port must be a number from 0 to 65535 (got "pprof")`},
 		"bad-multiple.yaml":            {"smtp.listen:", "http.public_url:", "log.level:"},
+		"bad-webhooks.yaml":            {"webhooks.workers: must be 0 or more (got -2)", "webhooks.retry_initial: must not exceed webhooks.retry_max (2h0m0s > 1h0m0s)"},
+		"bad-bot-window.yaml":          {"tracking.bot_window: must be 0 (disabled) or more (got -1s)"},
 	}
 	files, err := filepath.Glob("testdata/bad-*.yaml")
 	if err != nil {
@@ -546,6 +568,16 @@ func TestValidateRules(t *testing.T) {
 		{"spf bad", func(c *Config) { c.Domains.SPFInclude = "_spf..example.com" }, "domains.spf_include: not a valid DNS name"},
 		{"log level case", func(c *Config) { c.Log.Level = "INFO" }, "log.level: must be one of"},
 		{"log warn", func(c *Config) { c.Log.Level = "warn" }, ""},
+		{"bot_window 0", func(c *Config) { c.Tracking.BotWindow = 0 }, ""},
+		{"bot_window neg", func(c *Config) { c.Tracking.BotWindow = -time.Second }, "tracking.bot_window: must be 0 (disabled) or more"},
+		{"cname_target bad", func(c *Config) { c.Tracking.CNAMETarget = "t..example.com" }, "tracking.cname_target: not a valid DNS name"},
+		{"webhook workers 0", func(c *Config) { c.Webhooks.Workers = 0 }, ""},
+		{"webhook workers neg", func(c *Config) { c.Webhooks.Workers = -1 }, "webhooks.workers: must be 0 or more"},
+		{"webhook timeout 0", func(c *Config) { c.Webhooks.Timeout = 0 }, "webhooks.timeout: must be greater than 0"},
+		{"webhook retry order", func(c *Config) { c.Webhooks.RetryInitial = 2 * time.Hour }, "webhooks.retry_initial: must not exceed webhooks.retry_max"},
+		{"webhook max_age short", func(c *Config) { c.Webhooks.MaxAge = time.Second }, "webhooks.max_age: must not be shorter than webhooks.retry_initial"},
+		{"webhook claim_idle 0", func(c *Config) { c.Webhooks.ClaimIdle = 0 }, "webhooks.claim_idle: must be greater than 0"},
+		{"attachments ca_file missing", func(c *Config) { c.Attachments.CAFile = "/nonexistent/ca.pem" }, "attachments.ca_file:"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -106,6 +106,29 @@ func (c Config) Validate() error {
 		v.add("limits.burst", fmt.Sprintf("must be at least 1 (got %d)", c.Limits.Burst))
 	}
 
+	// tracking
+	if c.Tracking.BotWindow < 0 {
+		v.add("tracking.bot_window", fmt.Sprintf("must be 0 (disabled) or more (got %s)", c.Tracking.BotWindow))
+	}
+	v.dnsName("tracking.cname_target", c.Tracking.CNAMETarget, false)
+
+	// webhooks
+	if c.Webhooks.Workers < 0 {
+		v.add("webhooks.workers", fmt.Sprintf("must be 0 or more (got %d)", c.Webhooks.Workers))
+	}
+	v.timeout("webhooks.timeout", c.Webhooks.Timeout)
+	okInitial = v.timeout("webhooks.retry_initial", c.Webhooks.RetryInitial)
+	okMax = v.timeout("webhooks.retry_max", c.Webhooks.RetryMax)
+	if okInitial && okMax && c.Webhooks.RetryInitial > c.Webhooks.RetryMax {
+		v.add("webhooks.retry_initial", fmt.Sprintf("must not exceed webhooks.retry_max (%s > %s)",
+			c.Webhooks.RetryInitial, c.Webhooks.RetryMax))
+	}
+	if v.timeout("webhooks.max_age", c.Webhooks.MaxAge) && okInitial && c.Webhooks.MaxAge < c.Webhooks.RetryInitial {
+		v.add("webhooks.max_age", fmt.Sprintf("must not be shorter than webhooks.retry_initial (%s < %s)",
+			c.Webhooks.MaxAge, c.Webhooks.RetryInitial))
+	}
+	v.timeout("webhooks.claim_idle", c.Webhooks.ClaimIdle)
+
 	// domains
 	v.dnsName("domains.dkim_selector", c.Domains.DKIMSelector, true)
 	v.dnsName("domains.spf_include", c.Domains.SPFInclude, false)
@@ -120,6 +143,11 @@ func (c Config) Validate() error {
 	case "text", "json":
 	default:
 		v.add("log.format", fmt.Sprintf("must be text or json (got %q)", c.Log.Format))
+	}
+
+	// attachments
+	if c.Attachments.CAFile != "" {
+		v.readableFile("attachments.ca_file", c.Attachments.CAFile)
 	}
 
 	if len(v.problems) == 0 {

@@ -14,6 +14,7 @@ type KeyRequest struct {
 	Name       string
 	Mode       string // live or test
 	Permission string // full or sending
+	DomainID   string // optional: the key may send only from this domain of the account
 }
 
 // CreateAccount makes an account and its first key (full permission) and
@@ -71,10 +72,13 @@ func (s *Service) createKey(ctx context.Context, accountID string, req KeyReques
 	if req.Permission != store.PermissionFull && req.Permission != store.PermissionSending {
 		return nil, "", ErrInvalid(`permission: must be "full" or "sending"`)
 	}
+	if err := s.checkKeyDomainID(ctx, accountID, req.DomainID); err != nil {
+		return nil, "", err
+	}
 	if secret == "" {
 		secret = store.NewKeySecret(req.Mode)
 	}
-	k, err := s.store.CreateKey(ctx, accountID, req.Name, req.Mode, req.Permission, secret)
+	k, err := s.store.CreateKey(ctx, accountID, req.Name, req.Mode, req.Permission, secret, req.DomainID)
 	if err != nil {
 		return nil, "", storageError(err)
 	}

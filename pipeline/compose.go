@@ -3,24 +3,36 @@ package pipeline
 import (
 	"bytes"
 	"fmt"
+	"mime"
 	"net/mail"
 	"strings"
 	"time"
 
+	"github.com/emersion/go-message"
 	gomail "github.com/emersion/go-message/mail"
 )
 
 // Compose is an email described by fields, as the REST API receives it.
 type Compose struct {
-	From    string // may carry a display name: "Acme <hello@acme.com>"
-	To      []string
-	Cc      []string
-	Bcc     []string
-	ReplyTo []string
-	Subject string
-	HTML    string
-	Text    string
-	Headers map[string]string // custom X-* and List-* headers
+	From        string // may carry a display name: "Acme <hello@acme.com>"
+	To          []string
+	Cc          []string
+	Bcc         []string
+	ReplyTo     []string
+	Subject     string
+	HTML        string
+	Text        string            // generated from HTML when empty
+	Headers     map[string]string // custom X-* and List-* headers
+	Attachments []ComposeAttachment
+}
+
+// ComposeAttachment is a file to attach, decoded. With a ContentID it is an
+// inline part (Content-Disposition: inline) that the HTML shows as cid:<id>.
+type ComposeAttachment struct {
+	Filename    string
+	ContentType string
+	ContentID   string
+	Data        []byte
 }
 
 // Composed is the result of building a message from fields.
@@ -30,11 +42,23 @@ type Composed struct {
 	Message      []byte
 }
 
+// MaxComposeRecipients bounds to + cc + bcc of one REST send.
+const MaxComposeRecipients = 100
+
 // ComposeMessage builds the RFC 5322 message for c. Nothing a caller sends
-// can add a header: CR and LF in any field are refused, never encoded away.
+// can add a header: CR and LF (and other control characters) in any field
+// that reaches a header are refused, never encoded away.
+//
+// The MIME structure is the usual one, each level only when needed:
+//
+//	multipart/mixed                 when there are attachments
+//	  multipart/related             when there are inline (contentId) parts
+//	    multipart/alternative       text/plain + text/html
+//	    inline parts
+//	  attachments
 func ComposeMessage(c Compose, now time.Time) (*Composed, error) {
 	from, err := mail.ParseAddress(c.From)
-	if err != nil || strings.ContainsAny(c.From, "\r\n") {
+	if err != nil || checkPrintable("from", c.From) != nil {
 		return nil, ErrBadAddress("from: " + quoteShort(c.From) + " is not a valid address")
 	}
 	var h gomail.Header
@@ -47,7 +71,7 @@ func ComposeMessage(c Compose, now time.Time) (*Composed, error) {
 		var addrs []*gomail.Address
 		for _, raw := range f.list {
 			a, err := mail.ParseAddress(raw)
-			if err != nil || strings.ContainsAny(raw, "\r\n") {
+			if err != nil || checkPrintable(f.field, raw) != nil {
 				return nil, ErrBadAddress(f.field + ": " + quoteShort(raw) + " is not a valid address")
 			}
 			addrs = append(addrs, &gomail.Address{Name: a.Name, Address: a.Address})
@@ -62,8 +86,11 @@ func ComposeMessage(c Compose, now time.Time) (*Composed, error) {
 	if len(c.To) == 0 {
 		return nil, ErrInvalid("to: at least one recipient is required")
 	}
-	if strings.ContainsAny(c.Subject, "\r\n") {
-		return nil, ErrInvalid("subject: must not contain line breaks")
+	if len(out.Recipients) > MaxComposeRecipients {
+		return nil, ErrInvalid(fmt.Sprintf("to, cc, bcc: at most %d recipients in all (got %d)", MaxComposeRecipients, len(out.Recipients)))
+	}
+	if err := checkPrintable("subject", c.Subject); err != nil {
+		return nil, err
 	}
 	if c.HTML == "" && c.Text == "" {
 		return nil, ErrInvalid("html or text: a message body is required")
@@ -77,52 +104,115 @@ func ComposeMessage(c Compose, now time.Time) (*Composed, error) {
 		h.Set(name, value)
 	}
 
+	text := c.Text
+	if text == "" {
+		text = HTMLToText(c.HTML)
+	}
+	root := textNode("text/plain", text)
+	if c.HTML != "" {
+		root = &mimeNode{contentType: "multipart/alternative", parts: []*mimeNode{root, textNode("text/html", c.HTML)}}
+	}
+	var inline, attached []*mimeNode
+	for _, a := range c.Attachments {
+		if a.ContentID != "" {
+			inline = append(inline, attachmentNode(a))
+		} else {
+			attached = append(attached, attachmentNode(a))
+		}
+	}
+	if len(inline) > 0 {
+		root = &mimeNode{contentType: "multipart/related", params: map[string]string{"type": root.contentType},
+			parts: append([]*mimeNode{root}, inline...)}
+	}
+	if len(attached) > 0 {
+		root = &mimeNode{contentType: "multipart/mixed", parts: append([]*mimeNode{root}, attached...)}
+	}
+
+	// The root's content headers go into the message header itself.
+	h.SetContentType(root.contentType, root.params)
+	if root.encoding != "" {
+		h.Set("Content-Transfer-Encoding", root.encoding)
+	}
 	var buf bytes.Buffer
-	parts := []struct{ contentType, body string }{{"text/plain", c.Text}, {"text/html", c.HTML}}
-	if c.HTML == "" || c.Text == "" {
-		// One part: the message itself carries the content type.
-		p := parts[0]
-		if c.Text == "" {
-			p = parts[1]
-		}
-		h.SetContentType(p.contentType, map[string]string{"charset": "utf-8"})
-		h.Set("Content-Transfer-Encoding", "quoted-printable")
-		w, err := gomail.CreateSingleInlineWriter(&buf, h)
-		if err != nil {
-			return nil, err
-		}
-		if _, err := w.Write([]byte(p.body)); err != nil {
-			return nil, err
-		}
-		if err := w.Close(); err != nil {
-			return nil, err
-		}
-	} else {
-		w, err := gomail.CreateInlineWriter(&buf, h)
-		if err != nil {
-			return nil, err
-		}
-		for _, p := range parts {
-			var ph gomail.InlineHeader
-			ph.SetContentType(p.contentType, map[string]string{"charset": "utf-8"})
-			ph.Set("Content-Transfer-Encoding", "quoted-printable")
-			pw, err := w.CreatePart(ph)
-			if err != nil {
-				return nil, err
-			}
-			if _, err := pw.Write([]byte(p.body)); err != nil {
-				return nil, err
-			}
-			if err := pw.Close(); err != nil {
-				return nil, err
-			}
-		}
-		if err := w.Close(); err != nil {
-			return nil, err
-		}
+	w, err := message.CreateWriter(&buf, h.Header)
+	if err != nil {
+		return nil, err
+	}
+	if err := root.write(w); err != nil {
+		return nil, err
 	}
 	out.Message = buf.Bytes()
 	return out, nil
+}
+
+// mimeNode is one entity of the message being composed.
+type mimeNode struct {
+	contentType string
+	params      map[string]string
+	encoding    string // Content-Transfer-Encoding of a leaf
+	disposition string
+	dispParams  map[string]string
+	contentID   string
+	body        []byte
+	parts       []*mimeNode
+}
+
+func textNode(contentType, body string) *mimeNode {
+	return &mimeNode{contentType: contentType, params: map[string]string{"charset": "utf-8"},
+		encoding: "quoted-printable", body: []byte(body)}
+}
+
+func attachmentNode(a ComposeAttachment) *mimeNode {
+	mt, params, err := mime.ParseMediaType(a.ContentType)
+	if err != nil {
+		mt, params = "application/octet-stream", nil
+	}
+	if params == nil {
+		params = map[string]string{}
+	}
+	params["name"] = a.Filename
+	n := &mimeNode{contentType: mt, params: params, encoding: "base64", body: a.Data,
+		disposition: "attachment", dispParams: map[string]string{"filename": a.Filename}}
+	if a.ContentID != "" {
+		n.disposition, n.contentID = "inline", "<"+a.ContentID+">"
+	}
+	return n
+}
+
+func (n *mimeNode) header() message.Header {
+	var h message.Header
+	h.SetContentType(n.contentType, n.params)
+	if n.encoding != "" {
+		h.Set("Content-Transfer-Encoding", n.encoding)
+	}
+	if n.disposition != "" {
+		h.SetContentDisposition(n.disposition, n.dispParams)
+	}
+	if n.contentID != "" {
+		h.Set("Content-Id", n.contentID)
+	}
+	return h
+}
+
+// write writes n's body (leaf) or parts (multipart) to w, which go-message
+// encodes according to the entity's Content-Transfer-Encoding, then closes w.
+func (n *mimeNode) write(w *message.Writer) error {
+	if len(n.parts) == 0 {
+		if _, err := w.Write(n.body); err != nil {
+			return err
+		}
+		return w.Close()
+	}
+	for _, p := range n.parts {
+		pw, err := w.CreatePart(p.header())
+		if err != nil {
+			return err
+		}
+		if err := p.write(pw); err != nil {
+			return err
+		}
+	}
+	return w.Close()
 }
 
 // checkCustomHeader allows X-* and List-* headers with a token name and a
@@ -139,6 +229,9 @@ func checkCustomHeader(name, value string) error {
 	}
 	if strings.ContainsAny(value, "\r\n\x00") {
 		return ErrInvalid(fmt.Sprintf("headers: the value of %q must not contain line breaks", name))
+	}
+	if err := checkPrintable(fmt.Sprintf("headers: the value of %q", name), value); err != nil {
+		return err
 	}
 	if strings.HasPrefix(lower, "x-sp-") {
 		return ErrInvalid(fmt.Sprintf("headers: %q is reserved; use the tracking field", name))

@@ -141,6 +141,27 @@ func ErrConflict(message string) *Error {
 	return newError(false, 50, 0, 0, http.StatusConflict, "conflict", message)
 }
 
+// ErrIdempotencyMismatch reports an Idempotency-Key reused with a different request.
+func ErrIdempotencyMismatch() *Error {
+	return newError(false, 50, 5, 0, http.StatusUnprocessableEntity, "idempotency_key_reused",
+		"this Idempotency-Key was used with a different request; use a new key for a new request")
+}
+
+// ErrIdempotencyInProgress reports that a request with the same
+// Idempotency-Key is still running (or was interrupted moments ago).
+func ErrIdempotencyInProgress() *Error {
+	e := newError(true, 51, 3, 0, http.StatusConflict, "idempotency_key_in_use",
+		"a request with this Idempotency-Key is still in progress; retry shortly")
+	e.RetryAfter = time.Second
+	return e
+}
+
+// ErrKeyDomain reports a key limited to one domain used to send from another.
+func ErrKeyDomain(domain string) *Error {
+	return newError(false, 50, 7, 1, http.StatusForbidden, "domain_not_allowed",
+		fmt.Sprintf("this API key may not send from domain %q: it is limited to another domain", domain))
+}
+
 // AsError returns err as *Error. Any other error is treated as a storage
 // failure: a relay that must never lose mail fails temporarily.
 func AsError(err error) *Error {

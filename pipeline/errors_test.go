@@ -30,6 +30,9 @@ func TestErrorCodesAgree(t *testing.T) {
 		"forbidden":         {ErrForbidden("full"), 550, [3]int{5, 7, 1}, 403},
 		"not found":         {ErrNotFound("x"), 550, [3]int{5, 0, 0}, 404},
 		"conflict":          {ErrConflict("x"), 550, [3]int{5, 0, 0}, 409},
+		"idem reused":       {ErrIdempotencyMismatch(), 550, [3]int{5, 5, 0}, 422},
+		"idem in use":       {ErrIdempotencyInProgress(), 451, [3]int{4, 3, 0}, 409},
+		"key domain":        {ErrKeyDomain("a.test"), 550, [3]int{5, 7, 1}, 403},
 	}
 	for name, c := range cases {
 		t.Run(name, func(t *testing.T) {

@@ -33,10 +33,16 @@ type Options struct {
 	DKIMSelector string
 	SPFInclude   string
 	Resolver     TXTResolver
+	Lookup       HostResolver  // CNAME and address lookups: tracking domains, webhook URLs
+	BotWindow    time.Duration // hits this soon after delivery are a gateway's prefetch; 0: rule off
+	CNAMETarget  string        // host custom tracking domains must point at; "": PublicURL's host
+	WebhookURLs  URLPolicy     // which webhook endpoint URLs are accepted
 	KeyCacheTTL  time.Duration // how long a key lookup is reused; 0 disables the cache
 	Now          func() time.Time
 	Logger       *slog.Logger
 	Metrics      *Metrics
+	// Fetcher downloads attachment paths for the REST API; nil refuses them.
+	Fetcher Fetcher
 }
 
 // TXTResolver looks up TXT records for domain verification.
@@ -188,14 +194,25 @@ type Submission struct {
 	Tracking *Tracking
 	Tags     []string
 	Metadata map[string]string
+
+	// ScheduledAt, when not zero, holds the emails until then (scheduled_at).
+	ScheduledAt time.Time
+	// claim is the idempotency key that Send took for this submission; when
+	// nil, Submit derives one for SMTP messages (idempotency.go).
+	claim *idemClaim
 }
 
-// Receipt says what Submit stored.
+// Receipt says what Submit stored. It is also the response stored under an
+// idempotency key, hence the JSON names.
 type Receipt struct {
-	IDs        []string // one per recipient not suppressed, in order
-	Status     string
-	Suppressed []string
-	Warnings   []string
+	IDs         []string   `json:"ids"` // one per recipient not suppressed, in order
+	Status      string     `json:"status"`
+	Suppressed  []string   `json:"suppressed,omitempty"`
+	Warnings    []string   `json:"warnings,omitempty"`
+	ScheduledAt *time.Time `json:"scheduledAt,omitempty"`
+	// Replayed: this is the stored receipt of an earlier submission with
+	// the same idempotency key; nothing was stored this time.
+	Replayed bool `json:"-"`
 }
 
 // CheckSender checks that the key may send as addr (envelope sender or From:).
@@ -203,6 +220,9 @@ type Receipt struct {
 func (s *Service) CheckSender(ctx context.Context, k *store.Key, addr string) error {
 	a, err := ParseAddress(addr)
 	if err != nil {
+		return err
+	}
+	if err := s.checkKeyDomain(ctx, k, a); err != nil {
 		return err
 	}
 	if k.Mode == store.ModeTest {
@@ -253,7 +273,7 @@ func (s *Service) Submit(ctx context.Context, sub Submission) (*Receipt, error) 
 	return r, err
 }
 
-func (s *Service) submit(ctx context.Context, sub Submission) (*Receipt, error) {
+func (s *Service) submit(ctx context.Context, sub Submission) (_ *Receipt, err error) {
 	k := sub.Key
 	now := s.opt.Now().UTC()
 	if len(sub.Recipients) == 0 {
@@ -267,13 +287,30 @@ func (s *Service) submit(ctx context.Context, sub Submission) (*Receipt, error) 
 			return nil, err
 		}
 	}
-	msg, err := parseMessage(sub.Message, s.opt.Hostname, func() string { return store.NewID("msg") }, now)
+	generatedID := false
+	msg, err := parseMessage(sub.Message, s.opt.Hostname, func() string { generatedID = true; return store.NewID("msg") }, now)
 	if err != nil {
 		return nil, err
 	}
 	if !strings.EqualFold(msg.from, sub.EnvelopeFrom) {
 		if err := s.CheckSender(ctx, k, msg.from); err != nil {
 			return nil, err
+		}
+	}
+	if err := checkSchedule("scheduled_at", sub.ScheduledAt, now); err != nil {
+		return nil, err
+	}
+	if err := checkLabels(sub.Tags, sub.Metadata); err != nil {
+		return nil, err
+	}
+	claim := sub.claim
+	if claim == nil {
+		var replay *Receipt
+		if claim, replay, err = s.smtpIdempotency(ctx, sub, msg, generatedID); err != nil || replay != nil {
+			return replay, err
+		}
+		if claim != nil {
+			defer s.releaseOnError(claim, &err)
 		}
 	}
 
@@ -297,16 +334,11 @@ func (s *Service) submit(ctx context.Context, sub Submission) (*Receipt, error) 
 		return nil, err
 	}
 
-	track := Tracking{}
-	if sub.Tracking != nil {
-		track = *sub.Tracking
+	track, trackWarnings, err := s.trackingFor(ctx, k, sub.Tracking, msg)
+	if err != nil {
+		return nil, err
 	}
-	if msg.trackOpens != nil {
-		track.Opens = *msg.trackOpens
-	}
-	if msg.trackClicks != nil {
-		track.Clicks = *msg.trackClicks
-	}
+	receipt.Warnings = append(receipt.Warnings, trackWarnings...)
 
 	base := msg.bytes()
 	emails := make([]store.NewEmail, 0, len(recipients))
@@ -318,7 +350,7 @@ func (s *Service) submit(ctx context.Context, sub Submission) (*Receipt, error) 
 			Subject: msg.subject, MessageID: msg.messageID, Tags: sub.Tags, Metadata: sub.Metadata,
 			TrackOpens: track.Opens, TrackClicks: track.Clicks, CreatedAt: now,
 		}
-		body, warnings, err := s.rewrite(e, base)
+		body, warnings, err := s.rewrite(e, base, track)
 		if err != nil {
 			return nil, err
 		}
@@ -329,14 +361,15 @@ func (s *Service) submit(ctx context.Context, sub Submission) (*Receipt, error) 
 			e.Status = store.StatusSent
 			e.SentAt = &now
 		}
+		applySchedule(e, sub.ScheduledAt)
 		emails = append(emails, store.NewEmail{Email: e, Body: body})
 		receipt.IDs = append(receipt.IDs, e.ID)
 	}
 	if k.Mode == store.ModeTest {
 		receipt.Status = store.StatusSent
 	}
-	if err := s.store.Persist(ctx, emails, k.Mode == store.ModeLive); err != nil {
-		return nil, storageError(err)
+	if err := s.persist(ctx, k, emails, receipt, sub.ScheduledAt, claim); err != nil {
+		return nil, err
 	}
 	return receipt, nil
 }

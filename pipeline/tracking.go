@@ -4,7 +4,10 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"net/netip"
 	"strconv"
+	"strings"
+	"time"
 
 	"github.com/pigeonpost/pigeonpost/pipeline/store"
 	"github.com/pigeonpost/pigeonpost/tracking"
@@ -12,18 +15,24 @@ import (
 
 // rewrite returns the body to store for e: base with the open pixel and
 // click links of e's own ids when e asks for tracking, else base itself.
-func (s *Service) rewrite(e *store.Email, base []byte) ([]byte, []string, error) {
+func (s *Service) rewrite(e *store.Email, base []byte, plan trackPlan) ([]byte, []string, error) {
 	if !e.TrackOpens && !e.TrackClicks {
 		return base, nil, nil
+	}
+	urlBase := plan.baseURL
+	if urlBase == "" {
+		urlBase = s.opt.PublicURL
 	}
 	var out bytes.Buffer
 	out.Grow(len(base) + len(base)/8)
 	res, err := tracking.Rewrite(&out, bytes.NewReader(base), tracking.Options{
-		Opens:    e.TrackOpens,
-		Clicks:   e.TrackClicks,
-		PixelURL: s.opt.PublicURL + "/v1/track/open/" + e.ID,
+		Opens:     e.TrackOpens,
+		Clicks:    e.TrackClicks,
+		TextLinks: e.TrackClicks,
+		PixelTop:  plan.pixelTop,
+		PixelURL:  urlBase + "/v1/track/open/" + e.ID,
 		ClickURL: func(index int, _ string) string {
-			return s.opt.PublicURL + "/v1/track/click/" + s.signer.ClickID(e.ID, index)
+			return urlBase + "/v1/track/click/" + s.signer.ClickID(e.ID, index)
 		},
 	})
 	if err != nil {
@@ -33,69 +42,124 @@ func (s *Service) rewrite(e *store.Email, base []byte) ([]byte, []string, error)
 	return out.Bytes(), res.Warnings, nil
 }
 
-// Visitor is what a tracking request says about who made it. In privacy mode
-// the caller leaves it empty.
+// Visitor is what a tracking request says about who made it. It is used to
+// classify the hit, and stored only outside privacy mode.
 type Visitor struct {
+	Method    string
 	IP        string
 	UserAgent string
 	Referer   string
 }
 
-func (v Visitor) data() map[string]string {
-	d := map[string]string{}
-	if v.IP != "" {
-		d["ip"] = v.IP
-	}
-	if v.UserAgent != "" {
-		d["userAgent"] = v.UserAgent
-	}
-	if v.Referer != "" {
-		d["referer"] = v.Referer
-	}
-	return d
-}
+// errNoSuchLink is a click id whose index the email does not have.
+var errNoSuchLink = errors.New("no such link")
+
+// maxEmailIDLen bounds the ids the pixel endpoint looks up.
+const maxEmailIDLen = 64
 
 // RecordOpen records an open of the email. Unknown ids are ignored: the
 // pixel answers the same whatever happens.
 func (s *Service) RecordOpen(ctx context.Context, emailID string, v Visitor) error {
-	e, err := s.store.Email(ctx, emailID)
-	if err != nil {
-		if errors.Is(err, store.ErrNotFound) {
-			return nil
-		}
-		return err
+	if !strings.HasPrefix(emailID, "em_") || len(emailID) > maxEmailIDLen {
+		return nil
 	}
-	now := s.opt.Now().UTC()
-	if _, err := s.store.SetOnce(ctx, e.ID, store.FieldOpenedAt, store.FormatTime(now)); err != nil {
-		return err
+	_, err := s.recordHit(ctx, emailID, tracking.HitOpen, 0, v)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil
 	}
-	return s.store.AddEvent(ctx, store.Event{Type: "opened", Timestamp: now, EmailID: e.ID, AccountID: e.AccountID, Data: v.data()})
+	return err
 }
 
 // ResolveClick checks a click id and returns the destination the original
 // mail held for it, recording the click. A tampered or unknown id is
-// ErrNotFound: no redirect to anything the mail did not contain.
+// ErrNotFound: no redirect to anything the mail did not contain, and
+// nothing recorded.
 func (s *Service) ResolveClick(ctx context.Context, clickID string, v Visitor) (string, error) {
 	emailID, index, ok := s.signer.ParseClickID(clickID)
 	if !ok {
 		return "", ErrNotFound("link")
 	}
-	e, err := s.store.Email(ctx, emailID)
-	if errors.Is(err, store.ErrNotFound) || (err == nil && (index < 0 || index >= len(e.Links))) {
+	url, err := s.recordHit(ctx, emailID, tracking.HitClick, index, v)
+	if errors.Is(err, store.ErrNotFound) || errors.Is(err, errNoSuchLink) {
 		return "", ErrNotFound("link")
 	}
 	if err != nil {
 		return "", storageError(err)
 	}
-	url := e.Links[index]
-	now := s.opt.Now().UTC()
-	data := v.data()
-	data["linkUrl"] = url
-	data["linkIndex"] = strconv.Itoa(index)
-	if _, err := s.store.SetOnce(ctx, e.ID, store.FieldClickedAt, store.FormatTime(now)); err != nil {
-		s.opt.Logger.Warn("recording click failed", "email", e.ID, "err", err)
-	} else if err := s.store.AddEvent(ctx, store.Event{Type: "clicked", Timestamp: now, EmailID: e.ID, AccountID: e.AccountID, Data: data}); err != nil {
-		s.opt.Logger.Warn("recording click failed", "email", e.ID, "err", err)
-	}
 	return url, nil
+}
+
+// recordHit records one hit on a tracking endpoint as an opened or clicked
+// event, classified by the bot table (tracking.Classifier). A person's or
+// proxy's first hit sets openedAt or clickedAt and is marked first, which
+// the webhook dispatcher and the analytics counters use; a bot's hit is
+// recorded and marked botFiltered, and changes nothing else. In privacy
+// mode the visitor's address, agent and referer are used to classify and
+// then forgotten. For a click it returns the link's destination.
+func (s *Service) recordHit(ctx context.Context, emailID string, kind tracking.HitKind, index int, v Visitor) (string, error) {
+	var dest string
+	err := s.store.TrackHit(ctx, emailID, func(e *store.Email) (map[string]any, *store.Event, error) {
+		data := map[string]string{}
+		evType, field, seen := "opened", store.FieldOpenedAt, e.OpenedAt != nil
+		if kind == tracking.HitClick {
+			if index < 0 || index >= len(e.Links) {
+				return nil, nil, errNoSuchLink
+			}
+			dest = e.Links[index]
+			data[store.DataLinkURL] = dest
+			data[store.DataLinkIndex] = strconv.Itoa(index)
+			evType, field, seen = "clicked", store.FieldClickedAt, e.ClickedAt != nil
+		}
+		st, err := s.store.TrackingFor(ctx, e.AccountID, domainOf(e.FromAddress))
+		if err != nil {
+			return nil, nil, err
+		}
+		now := s.opt.Now().UTC()
+		ip, _ := netip.ParseAddr(v.IP)
+		verdict := tracking.Classifier{PrefetchWindow: s.opt.BotWindow}.Classify(tracking.Hit{
+			Kind: kind, Method: v.Method, UserAgent: v.UserAgent, IP: ip, SinceDelivery: sinceDelivery(e, now),
+		})
+		if !privacyMode(st) {
+			if v.IP != "" {
+				data["ip"] = v.IP
+			}
+			if v.UserAgent != "" {
+				data["userAgent"] = v.UserAgent
+			}
+			if v.Referer != "" && kind == tracking.HitClick {
+				data["referer"] = v.Referer
+			}
+		}
+		var fields map[string]any
+		switch {
+		case verdict.BotFiltered:
+			data[store.DataBotFiltered] = "true"
+			data[store.DataFilterRule] = verdict.Rule
+		default:
+			if verdict.Proxied {
+				data[store.DataProxied] = "true"
+				data[store.DataMachineOpen] = verdict.MachineOpen
+			}
+			if !seen {
+				fields = map[string]any{field: store.FormatTime(now)}
+				data[store.DataFirst] = "true"
+			}
+		}
+		return fields, &store.Event{Type: evType, Timestamp: now, AccountID: e.AccountID, Data: data}, nil
+	})
+	return dest, err
+}
+
+// sinceDelivery is the time from e's delivery to now. Test-mode mail is
+// never delivered: its submission counts as the delivery. Live mail that is
+// not delivered yet gives 0: only a machine that saw it in transit can
+// fetch its links.
+func sinceDelivery(e *store.Email, now time.Time) time.Duration {
+	switch {
+	case e.DeliveredAt != nil:
+		return now.Sub(*e.DeliveredAt)
+	case e.Mode == store.ModeTest && e.SentAt != nil:
+		return now.Sub(*e.SentAt)
+	}
+	return 0
 }

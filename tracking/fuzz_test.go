@@ -31,24 +31,35 @@ func FuzzRewrite(f *testing.F) {
 
 		// The whole message, and the bytes as the body of an HTML part in a
 		// multipart, with a transfer encoding picked from the length.
-		checkRewriteMessage(t, data)
+		// Then again with every option the pipeline may set (text links,
+		// pixel at the top), with the bytes also as a text/plain part.
 		cte := []string{"quoted-printable", "7bit", "base64"}[len(data)%3]
 		wrapped := "Content-Type: multipart/alternative; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nx\r\n" +
 			"--b\r\nContent-Type: text/html\r\nContent-Transfer-Encoding: " + cte + "\r\n\r\n" + string(data) + "\r\n--b--\r\n"
-		checkRewriteMessage(t, []byte(wrapped))
+		asText := "Content-Type: text/plain\r\nContent-Transfer-Encoding: " + cte + "\r\n\r\n" + string(data)
+		all := goldenOpts()
+		all.TextLinks, all.PixelTop = true, true
+		for _, opts := range []Options{goldenOpts(), all} {
+			checkRewriteMessage(t, data, opts)
+			checkRewriteMessage(t, []byte(wrapped), opts)
+			checkRewriteMessage(t, []byte(asText), opts)
+		}
 
 		// The same bytes as HTML.
-		opts := goldenOpts()
-		h := rewriteHTML(data, &opts, 0)
-		checkHTMLTokens(t, data, h, &opts, 0)
+		for _, top := range []bool{false, true} {
+			opts := goldenOpts()
+			opts.PixelTop = top
+			h := rewriteHTML(data, &opts, 0)
+			checkHTMLTokens(t, data, h, &opts, 0)
+		}
 	})
 }
 
 // checkRewriteMessage rewrites data and checks the invariants of the output.
-func checkRewriteMessage(t *testing.T, data []byte) {
+func checkRewriteMessage(t *testing.T, data []byte, opts Options) {
 	t.Helper()
 	var out bytes.Buffer
-	res, err := Rewrite(&out, bytes.NewReader(data), goldenOpts())
+	res, err := Rewrite(&out, bytes.NewReader(data), opts)
 	if err != nil {
 		t.Fatalf("Rewrite: %v", err)
 	}
@@ -76,7 +87,7 @@ func checkRewriteMessage(t *testing.T, data []byte) {
 		t.Fatalf("%d leaves in input, %d in output", len(li), len(lo))
 	}
 	for i := range li {
-		if !li[i].rewritable() && (!bytes.Equal(li[i].body, lo[i].body) || fmt.Sprint(li[i].header) != fmt.Sprint(lo[i].header)) {
+		if !li[i].rewritableWith(opts.TextLinks) && (!bytes.Equal(li[i].body, lo[i].body) || fmt.Sprint(li[i].header) != fmt.Sprint(lo[i].header)) {
 			t.Fatalf("leaf %s changed", li[i].path)
 		}
 	}

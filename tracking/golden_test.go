@@ -34,7 +34,15 @@ var goldenLinks = map[string][]string{
 	"07-links-that-stay":                  {"https://example.com/tracked"},
 	"08-html-attachment-and-calendar":     {"https://example.com/event"},
 	"09-7bit-long-line":                   {"https://example.com/long"},
+	"10-text-links-secrets-unsubscribe": {
+		"https://example.com/news?issue=7", "https://example.com/archive", "https://example.com/angle", "HTTPS://EXAMPLE.COM/UPPER",
+		"https://example.com/verify?code=9", "https://example.com/news?issue=7",
+	},
 }
+
+// goldenTextLinks are the cases rewritten with TextLinks, as the pipeline
+// does whenever clicks are tracked.
+var goldenTextLinks = map[string]bool{"10-text-links-secrets-unsubscribe": true}
 
 func TestGolden(t *testing.T) {
 	inputs, err := filepath.Glob(filepath.Join(goldenDir, "*.eml"))
@@ -51,7 +59,9 @@ func TestGolden(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			out, res := rewriteBytes(t, src, goldenOpts())
+			opts := goldenOpts()
+			opts.TextLinks = goldenTextLinks[name]
+			out, res := rewriteBytes(t, src, opts)
 
 			golden := strings.TrimSuffix(in, ".eml") + ".golden"
 			if *update {
@@ -83,7 +93,7 @@ func TestGolden(t *testing.T) {
 			if bytes.Contains(out, []byte("\n")) && bytes.Count(out, []byte("\n")) != bytes.Count(out, []byte("\r\n")) {
 				t.Error("output has bare LF line endings")
 			}
-			checkInvariants(t, src, out, res)
+			checkInvariantsText(t, src, out, res, opts.TextLinks)
 		})
 	}
 }

@@ -90,10 +90,17 @@ type leaf struct {
 }
 
 // rewritable reports whether Rewrite may change the leaf.
-func (l leaf) rewritable() bool {
-	mt, _, _ := mime.ParseMediaType(l.header.Get("Content-Type"))
+func (l leaf) rewritable() bool { return l.rewritableWith(false) }
+
+// rewritableWith is rewritable with Options.TextLinks set to text.
+func (l leaf) rewritableWith(text bool) bool {
+	ct := l.header.Get("Content-Type")
+	if ct == "" {
+		ct = "text/plain"
+	}
+	mt, _, _ := mime.ParseMediaType(ct)
 	disp, _, _ := strings.Cut(l.header.Get("Content-Disposition"), ";")
-	return mt == "text/html" && !strings.EqualFold(strings.TrimSpace(disp), "attachment")
+	return (mt == "text/html" || text && mt == "text/plain") && !strings.EqualFold(strings.TrimSpace(disp), "attachment")
 }
 
 // leaves lists the leaf entities of msg using net/textproto and
@@ -153,6 +160,13 @@ func collectLeaves(path string, h textproto.MIMEHeader, body []byte, out *[]leaf
 // Content-Transfer-Encoding.
 func checkInvariants(t *testing.T, in, out []byte, res Result) {
 	t.Helper()
+	checkInvariantsText(t, in, out, res, false)
+}
+
+// checkInvariantsText is checkInvariants for a rewrite with
+// Options.TextLinks set to text, which may also change text/plain leaves.
+func checkInvariantsText(t *testing.T, in, out []byte, res Result, text bool) {
+	t.Helper()
 	if err := parseAll(out); err != nil {
 		t.Errorf("output does not parse with go-message: %v", err)
 	}
@@ -165,7 +179,7 @@ func checkInvariants(t *testing.T, in, out []byte, res Result) {
 	}
 	for i := range li {
 		a, b := li[i], lo[i]
-		if !a.rewritable() {
+		if !a.rewritableWith(text) {
 			if !bytes.Equal(a.body, b.body) {
 				t.Errorf("leaf %s (%s): body changed:\n%q\n%q", a.path, a.header.Get("Content-Type"), a.body, b.body)
 			}

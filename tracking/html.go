@@ -9,9 +9,19 @@ import (
 	xhtml "golang.org/x/net/html"
 )
 
-// noTrackAttr marks a link that must not be tracked. It is removed from the
-// output so that recipients never see it.
-const noTrackAttr = "data-sp-notrack"
+// noTrackAttr marks a link that must not be tracked; trackAttr marks a link
+// carrying a one-time secret that must be tracked all the same (see
+// secretLink). Both are removed from the output so that recipients never
+// see them.
+const (
+	noTrackAttr = "data-sp-notrack"
+	trackAttr   = "data-sp-track"
+)
+
+// TopPixelThreshold is the size of HTML (decoded, in bytes) above which the
+// pixel goes at the top: Gmail clips messages over about 102 KB, and a pixel
+// below the cut never loads.
+const TopPixelThreshold = 100 * 1024
 
 // pixelTag returns the open-tracking image for pixelURL.
 func pixelTag(pixelURL string) string {
@@ -36,9 +46,13 @@ func rewriteHTML(src []byte, opts *Options, first int) htmlResult {
 	r := htmlResult{out: make([]byte, 0, len(src)+len(src)/4+256)}
 	z := xhtml.NewTokenizer(bytes.NewReader(src))
 
-	bodyEnd := -1  // offset in r.out of the last </body> tag
-	safe := 0      // last offset in r.out between two tokens in the data state
-	inRaw := false // inside a raw text element such as <style>
+	bodyEnd := -1    // offset in r.out of the last </body> tag
+	bodyStart := -1  // offset in r.out after the first <body> tag
+	headEnd := -1    // offset in r.out after the first </head> tag
+	prolog := 0      // offset in r.out after the leading doctype, comments, white space and <html>
+	inProlog := true // still in that leading run
+	safe := 0        // last offset in r.out between two tokens in the data state
+	inRaw := false   // inside a raw text element such as <style>
 	for {
 		tt := z.Next()
 		start := len(r.out)
@@ -58,12 +72,37 @@ func rewriteHTML(src []byte, opts *Options, first int) htmlResult {
 			} else if slices.ContainsFunc(rawTextTags, func(t string) bool { return asciiEqualFold(name, t) }) {
 				inRaw = true // even when self-closing, as for the tokenizer
 			}
+			if bodyStart < 0 && asciiEqualFold(name, "body") {
+				bodyStart = len(r.out)
+			}
+			if inProlog && asciiEqualFold(name, "html") {
+				prolog = len(r.out)
+			} else {
+				inProlog = false
+			}
 		case xhtml.EndTagToken:
 			// In raw text the tokenizer only ever returns the end tag of
 			// the open element.
 			inRaw = false
-			if asciiEqualFold(tagName(tok[2:]), "body") {
+			name := tagName(tok[2:])
+			if asciiEqualFold(name, "body") {
 				bodyEnd = start
+			}
+			if headEnd < 0 && asciiEqualFold(name, "head") {
+				headEnd = len(r.out)
+			}
+			inProlog = false
+		case xhtml.DoctypeToken, xhtml.CommentToken:
+			if inProlog && commentClosed(tok) {
+				prolog = len(r.out)
+			} else {
+				inProlog = false
+			}
+		case xhtml.TextToken:
+			if inProlog && len(bytes.TrimLeft(tok, " \t\r\n\f")) == 0 {
+				prolog = len(r.out)
+			} else {
+				inProlog = false
 			}
 		}
 
@@ -87,7 +126,20 @@ func rewriteHTML(src []byte, opts *Options, first int) htmlResult {
 
 	if opts.Opens {
 		at := safe
-		if bodyEnd >= 0 {
+		switch {
+		case opts.PixelTop || len(src) > TopPixelThreshold:
+			// At the top: after <body>, else after </head>, else after the
+			// prolog (never before a doctype, which would change the
+			// rendering mode).
+			switch {
+			case bodyStart >= 0:
+				at = bodyStart
+			case headEnd >= 0:
+				at = headEnd
+			default:
+				at = min(prolog, safe)
+			}
+		case bodyEnd >= 0:
 			at = bodyEnd
 		}
 		r.out = slices.Insert(r.out, at, []byte(pixelTag(opts.PixelURL))...)
@@ -104,11 +156,15 @@ func (r *htmlResult) anchor(z *xhtml.Tokenizer, start int, opts *Options, first 
 	// keeps the first of duplicate names and drops empty names); the href
 	// value comes from the tokenizer, entity-decoded.
 	href, hrefVal := -1, ""
-	var notrack []int
+	var remove []int // data-sp-notrack and data-sp-track attributes
+	notrack, force := false, false
 	for i, a := range attrs {
 		key := tag[a.keyStart:a.keyEnd]
 		if asciiEqualFold(key, noTrackAttr) {
-			notrack = append(notrack, i)
+			remove, notrack = append(remove, i), true
+		}
+		if asciiEqualFold(key, trackAttr) {
+			remove, force = append(remove, i), true
 		}
 		if len(key) == 0 || isDuplicate(tag, attrs[:i], key) {
 			continue
@@ -127,31 +183,46 @@ func (r *htmlResult) anchor(z *xhtml.Tokenizer, start int, opts *Options, first 
 		return
 	}
 
-	if len(notrack) > 0 {
-		newTag := bytes.Clone(tag)
-		for _, i := range slices.Backward(notrack) {
-			newTag = removeAttr(newTag, attrs[i])
-		}
-		r.out = append(r.out[:start], newTag...)
-		return
-	}
-	if !opts.Clicks || href < 0 || attrs[href].valueStart < 0 {
-		return
-	}
+	// Rewrite the href unless the link stays untracked.
+	rewrite := opts.Clicks && !notrack && href >= 0 && attrs[href].valueStart >= 0
 	dest := strings.Trim(hrefVal, " \t\n\f\r")
-	if !isHTTP(dest) {
+	if rewrite && !trackable(dest, opts, force) {
+		rewrite = false
+	}
+	if !rewrite && len(remove) == 0 {
 		return
 	}
-	url := opts.ClickURL(first+len(r.links), dest)
-	r.links = append(r.links, dest)
-	a := attrs[href]
-	newTag := make([]byte, 0, len(tag)+len(url)+16)
-	newTag = append(newTag, tag[:a.valueStart]...)
-	newTag = append(newTag, '"')
-	newTag = append(newTag, html.EscapeString(url)...)
-	newTag = append(newTag, '"')
-	newTag = append(newTag, tag[a.end:]...)
+	// Edit from the last attribute to the first, so that the offsets of
+	// those not yet edited stay valid.
+	newTag := bytes.Clone(tag)
+	for i := len(attrs) - 1; i >= 0; i-- {
+		a := attrs[i]
+		switch {
+		case slices.Contains(remove, i):
+			newTag = removeAttr(newTag, a)
+		case i == href && rewrite:
+			url := opts.ClickURL(first+len(r.links), dest)
+			r.links = append(r.links, dest)
+			edited := make([]byte, 0, len(newTag)+len(url)+16)
+			edited = append(edited, newTag[:a.valueStart]...)
+			edited = append(edited, '"')
+			edited = append(edited, html.EscapeString(url)...)
+			edited = append(edited, '"')
+			newTag = append(edited, newTag[a.end:]...)
+		}
+	}
 	r.out = append(r.out[:start], newTag...)
+}
+
+// trackable reports whether a link to dest (decoded and trimmed) gets a
+// tracking URL: an absolute http(s) URL that is not the message's
+// List-Unsubscribe target and, unless force (data-sp-track), carries no
+// one-time secret.
+func trackable(dest string, opts *Options, force bool) bool {
+	if !isHTTP(dest) || slices.Contains(opts.untracked, dest) {
+		return false
+	}
+	return force || !secretLink(dest)
 }
 
 // isDuplicate reports whether one of the earlier attributes has name key.

@@ -74,6 +74,13 @@ func TestRewriteHTML(t *testing.T) {
 		{"notrack removed with opens only", `<a href="https://e.test/1" data-sp-notrack>1</a><a href="https://e.test/2">2</a>`, true, false,
 			`<a href="https://e.test/1">1</a><a href="https://e.test/2">2</a>` + px, nil},
 
+		{"secret link kept", `<a href="https://e.test/reset?u=1&amp;Token=x">r</a><a href="https://e.test/a">a</a>`, false, true,
+			`<a href="https://e.test/reset?u=1&amp;Token=x">r</a><a href=` + c0 + `>a</a>`, []string{"https://e.test/a"}},
+		{"secret link forced", `<a data-sp-track href="https://e.test/v?otp=1">v</a>`, false, true, `<a href=` + c0 + `>v</a>`, []string{"https://e.test/v?otp=1"}},
+		{"forced, attribute last", `<a href="https://e.test/v?sig=1" data-sp-track>v</a>`, false, true, `<a href=` + c0 + `>v</a>`, []string{"https://e.test/v?sig=1"}},
+		{"forced without clicks", `<a href="https://e.test/v?sig=1" data-sp-track>v</a>`, true, false, `<a href="https://e.test/v?sig=1">v</a>` + px, nil},
+		{"notrack beats track", `<a data-sp-track data-sp-notrack href="https://e.test/a">a</a>`, false, true, `<a href="https://e.test/a">a</a>`, nil},
+
 		{"both", "<body><a href='https://e.test/a'>x</a></body>", true, true, "<body><a href=" + c0 + ">x</a>" + px + "</body>", []string{"https://e.test/a"}},
 		{"bytes kept", "<p\tclass=x>caf\xe9 &eacute; &amp;<br/><BR></p>\x00<a href='https://e.test/\xe9'>x</a>", false, true,
 			"<p\tclass=x>caf\xe9 &eacute; &amp;<br/><BR></p>\x00<a href=" + c0 + ">x</a>", []string{"https://e.test/\xe9"}},
@@ -94,6 +101,43 @@ func TestRewriteHTML(t *testing.T) {
 			}
 			checkHTMLTokens(t, []byte(tt.in), r, &opts, 0)
 		})
+	}
+}
+
+func TestRewriteHTMLTopPixel(t *testing.T) {
+	tests := []struct{ name, in, want string }{
+		{"after body", "<!DOCTYPE html><html><head><title>t</title></head><body class=x><p>a</p></body></html>",
+			"<!DOCTYPE html><html><head><title>t</title></head><body class=x>" + px + "<p>a</p></body></html>"},
+		{"after head without body", "<html><head><style>p{}</style></head><p>a</p>",
+			"<html><head><style>p{}</style></head>" + px + "<p>a</p>"},
+		{"after the prolog", "<!doctype html>\r\n<!-- c -->\r\n<html><p>a</p>",
+			"<!doctype html>\r\n<!-- c -->\r\n<html>" + px + "<p>a</p>"},
+		{"fragment", "<p>a</p>", px + "<p>a</p>"},
+		{"first body wins", "<body><p>a</p><body>", "<body>" + px + "<p>a</p><body>"},
+		{"not inside an unclosed comment", "<!-- c", px + "<!-- c"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			opts := goldenOpts()
+			opts.Clicks, opts.PixelTop = false, true
+			r := rewriteHTML([]byte(tt.in), &opts, 0)
+			if string(r.out) != tt.want {
+				t.Errorf("got\n%s\nwant\n%s", r.out, tt.want)
+			}
+			checkHTMLTokens(t, []byte(tt.in), r, &opts, 0)
+		})
+	}
+
+	// Over TopPixelThreshold the pixel goes to the top without being asked.
+	big := "<html><body><p>" + strings.Repeat("x", TopPixelThreshold) + "</p></body></html>"
+	opts := goldenOpts()
+	r := rewriteHTML([]byte(big), &opts, 0)
+	if !bytes.HasPrefix(r.out, []byte("<html><body>"+px+"<p>xxx")) {
+		t.Errorf("large HTML: pixel not at the top: %.80q", r.out)
+	}
+	small := "<html><body><p>x</p></body></html>"
+	if r := rewriteHTML([]byte(small), &opts, 0); !bytes.HasSuffix(r.out, []byte(px+"</body></html>")) {
+		t.Errorf("small HTML: pixel not at the bottom: %q", r.out)
 	}
 }
 
@@ -189,9 +233,10 @@ func tokenize(b []byte) []tokenInfo {
 
 // checkHTMLTokens checks that r, the result of rewriting in, differs from in
 // exactly by the rewritten links and the pixel: tokenizing both gives the
-// same tokens, except that <a> tags may lose data-sp-notrack and have their
-// href replaced by the click URL of the next link, and that the output has
-// one extra pixel token if opts.Opens.
+// same tokens, except that <a> tags may lose data-sp-notrack and
+// data-sp-track and (without data-sp-notrack) have their href replaced by
+// the click URL of the next link, and that the output has one extra pixel
+// token if opts.Opens.
 func checkHTMLTokens(t testing.TB, in []byte, r htmlResult, opts *Options, first int) {
 	t.Helper()
 	ti, to := tokenize(in), tokenize(r.out)
@@ -217,11 +262,17 @@ func checkHTMLTokens(t testing.TB, in []byte, r htmlResult, opts *Options, first
 		if !isTag(a) || !isTag(b) {
 			t.Fatalf("token %d changed: %q -> %q", i, a.raw, b.raw)
 		}
-		want := slices.DeleteFunc(slices.Clone(a.attrs), func(x xhtml.Attribute) bool { return x.Key == noTrackAttr })
-		if len(want) == len(a.attrs) { // no data-sp-notrack: the link was rewritten
-			j := slices.IndexFunc(want, func(x xhtml.Attribute) bool { return x.Key == "href" })
-			if j < 0 || link >= len(r.links) {
-				t.Fatalf("token %d changed without a link: %q -> %q", i, a.raw, b.raw)
+		want := slices.DeleteFunc(slices.Clone(a.attrs), func(x xhtml.Attribute) bool { return x.Key == noTrackAttr || x.Key == trackAttr })
+		notrack := slices.ContainsFunc(a.attrs, func(x xhtml.Attribute) bool { return x.Key == noTrackAttr })
+		j := slices.IndexFunc(want, func(x xhtml.Attribute) bool { return x.Key == "href" })
+		k := slices.IndexFunc(b.attrs, func(x xhtml.Attribute) bool { return x.Key == "href" })
+		rewritten := j >= 0 && k >= 0 && want[j].Val != b.attrs[k].Val
+		if len(want) == len(a.attrs) && !rewritten {
+			t.Fatalf("token %d changed without a link or a removed attribute: %q -> %q", i, a.raw, b.raw)
+		}
+		if rewritten {
+			if notrack || link >= len(r.links) {
+				t.Fatalf("token %d: link rewritten though not tracked: %q -> %q", i, a.raw, b.raw)
 			}
 			if dest := strings.Trim(want[j].Val, " \t\n\f\r"); dest != r.links[link] || !isHTTP(dest) {
 				t.Fatalf("link %d: href %q reported as %q", link, want[j].Val, r.links[link])

@@ -23,6 +23,15 @@ type Options struct {
 	Clicks   bool
 	PixelURL string                              // absolute URL of the open pixel for this copy
 	ClickURL func(index int, dest string) string // absolute tracking URL for link #index (0-based, document order) whose decoded destination is dest
+	// PixelTop puts the pixel right after <body> instead of before </body>.
+	// HTML over TopPixelThreshold bytes gets it there anyway: Gmail clips
+	// long messages, and a pixel below the cut never loads.
+	PixelTop bool
+	// TextLinks, with Clicks, also rewrites bare http(s) URLs in text/plain
+	// parts.
+	TextLinks bool
+
+	untracked []string // the message's List-Unsubscribe URLs, set by Rewrite
 }
 
 // Result reports what Rewrite did.
@@ -44,9 +53,13 @@ type Result struct {
 // With Clicks, the href of every <a> tag whose entity-decoded, trimmed href
 // is an absolute http or https URL becomes ClickURL(index, href). Links with
 // a data-sp-notrack attribute are not rewritten, and the attribute is
-// removed. With Opens, a 1x1 image of PixelURL goes before the last </body>
-// tag, else at the end of the HTML (but before an unclosed <title>, <style>
-// or the like, where it would show as text).
+// removed; so are the List-Unsubscribe targets and links carrying one-time
+// secrets unless marked data-sp-track (links.go). With TextLinks, bare URLs
+// in text/plain parts that are not attachments are rewritten the same way.
+// With Opens, a 1x1 image of PixelURL goes before the last </body> tag,
+// else at the end of the HTML (but before an unclosed <title>, <style> or
+// the like, where it would show as text); with PixelTop, or for HTML over
+// TopPixelThreshold bytes, it goes right after <body> instead.
 //
 // Anything Rewrite cannot make sense of is copied unchanged and reported in
 // Result.Warnings, so the output is never less well-formed than the input.
@@ -77,6 +90,15 @@ func Rewrite(dst io.Writer, src io.Reader, opts Options) (Result, error) {
 	if rw.opts.Opens && rw.opts.PixelURL == "" {
 		rw.opts.Opens = false
 		rw.warnf("", "open tracking requested without a PixelURL; no pixel added")
+	}
+	if n := headerLen(in); n > 0 {
+		if fields, ok := parseHeader(in[:n]); ok {
+			for _, f := range fields {
+				if strings.EqualFold(f.name, "List-Unsubscribe") {
+					rw.opts.untracked = append(rw.opts.untracked, listUnsubscribeURLs(f.value)...)
+				}
+			}
+		}
 	}
 	rw.out = make([]byte, 0, len(in)+len(in)/8+512)
 	rw.entity(in, "", 0, nil)
@@ -155,7 +177,15 @@ func (rw *rewriter) entity(raw []byte, path string, depth int, bounds []string) 
 	case strings.HasPrefix(mt, "multipart/"):
 		rw.multipart(raw, head, body, params["boundary"], path, depth, bounds)
 	case mt == "text/html" && !isAttachment(fields):
-		rw.htmlPart(raw, head, body, fields, params, path, bounds)
+		rw.textPart(raw, head, body, fields, params, path, bounds, func(decoded []byte) ([]byte, []string, []string) {
+			h := rewriteHTML(decoded, &rw.opts, len(rw.res.Links))
+			return h.out, h.links, h.warnings
+		})
+	case mt == "text/plain" && rw.opts.Clicks && rw.opts.TextLinks && !isAttachment(fields):
+		rw.textPart(raw, head, body, fields, params, path, bounds, func(decoded []byte) ([]byte, []string, []string) {
+			t := rewriteText(decoded, &rw.opts, len(rw.res.Links))
+			return t.out, t.links, nil
+		})
 	default:
 		rw.emit(raw)
 	}
@@ -211,9 +241,11 @@ func (rw *rewriter) multipart(raw, head, body []byte, boundary, path string, dep
 	rw.emit(body[pos:])
 }
 
-// htmlPart rewrites a text/html body: it decodes the transfer encoding,
-// rewrites the markup and re-encodes it the same way.
-func (rw *rewriter) htmlPart(raw, head, body []byte, fields []field, params map[string]string, path string, bounds []string) {
+// textPart rewrites a text/html or text/plain body: it decodes the transfer
+// encoding, rewrites the content with transform (which returns the new
+// content, its links and warnings) and re-encodes it the same way.
+func (rw *rewriter) textPart(raw, head, body []byte, fields []field, params map[string]string, path string, bounds []string,
+	transform func(decoded []byte) (out []byte, links, warnings []string)) {
 	// Nothing to track in an empty part. Leaving it alone also matters for
 	// structure: in a multipart the next delimiter may follow its header
 	// block directly, with no line break that new content could end with.
@@ -239,16 +271,16 @@ func (rw *rewriter) htmlPart(raw, head, body []byte, fields []field, params map[
 		return
 	}
 
-	h := rewriteHTML(decoded, &rw.opts, len(rw.res.Links))
-	for _, w := range h.warnings {
+	out, links, warnings := transform(decoded)
+	for _, w := range warnings {
 		rw.warnf(path, "%s", w)
 	}
-	if bytes.Equal(h.out, decoded) {
+	if bytes.Equal(out, decoded) {
 		rw.emit(raw)
 		return
 	}
 
-	newBody, newCTE := encodeBody(cte, h.out, bytes.HasSuffix(body, crlf))
+	newBody, newCTE := encodeBody(cte, out, bytes.HasSuffix(body, crlf))
 	if collides(newBody, bounds) {
 		rw.warnf(path, "rewritten body would contain a multipart boundary; left unchanged")
 		rw.emit(raw)
@@ -259,7 +291,7 @@ func (rw *rewriter) htmlPart(raw, head, body []byte, fields []field, params map[
 	}
 	rw.emit(head)
 	rw.emit(newBody)
-	rw.res.Links = append(rw.res.Links, h.links...)
+	rw.res.Links = append(rw.res.Links, links...)
 	rw.changed = true
 }
 

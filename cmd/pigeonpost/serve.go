@@ -24,9 +24,11 @@ import (
 	"github.com/pigeonpost/pigeonpost/api"
 	"github.com/pigeonpost/pigeonpost/config"
 	"github.com/pigeonpost/pigeonpost/internal/certs"
+	"github.com/pigeonpost/pigeonpost/internal/safehttp"
 	"github.com/pigeonpost/pigeonpost/pipeline"
 	"github.com/pigeonpost/pigeonpost/pipeline/deliver"
 	"github.com/pigeonpost/pigeonpost/pipeline/store"
+	"github.com/pigeonpost/pigeonpost/pipeline/webhooks"
 	"github.com/pigeonpost/pigeonpost/smtpd"
 )
 
@@ -71,6 +73,10 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, opt serveOp
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	resolver := &deliver.Resolver{Addr: cfg.DNS.Resolver, Timeout: 5 * time.Second}
+	fetcher, err := attachmentFetcher(cfg.Attachments)
+	if err != nil {
+		return err
+	}
 	svc := pipeline.New(rdb, secret, pipeline.Options{
 		Hostname:     cfg.SMTP.Hostname,
 		PublicURL:    cfg.HTTP.PublicURL,
@@ -78,7 +84,12 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, opt serveOp
 		DKIMSelector: cfg.Domains.DKIMSelector,
 		SPFInclude:   cfg.Domains.SPFInclude,
 		Resolver:     resolver,
+		Lookup:       resolver,
+		BotWindow:    cfg.Tracking.BotWindow,
+		CNAMETarget:  cfg.Tracking.CNAMETarget,
+		WebhookURLs:  webhooks.URLPolicy{AllowPrivate: cfg.Webhooks.AllowPrivateURLs, AllowHTTP: cfg.Webhooks.AllowHTTP},
 		KeyCacheTTL:  5 * time.Second,
+		Fetcher:      fetcher,
 		Logger:       log,
 		Metrics:      pipeline.NewMetrics(reg),
 	})
@@ -171,8 +182,29 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, opt serveOp
 		Metrics:      deliver.NewMetrics(reg),
 	}
 
+	// The webhook dispatchers' consumer group starts at the end of the event
+	// stream: create it before serving, so that no event of this run is missed.
+	if err := svc.Store().EnsureWebhookGroup(ctx); err != nil {
+		return fmt.Errorf("webhook event group: %w", err)
+	}
+	dispatcher := &webhooks.Dispatcher{
+		Store: svc.Store(),
+		Client: safehttp.New(safehttp.Options{
+			Timeout: cfg.Webhooks.Timeout, AllowPrivate: cfg.Webhooks.AllowPrivateURLs, HTTPSOnly: !cfg.Webhooks.AllowHTTP,
+		}),
+		Workers:      cfg.Webhooks.Workers,
+		Timeout:      cfg.Webhooks.Timeout,
+		RetryInitial: cfg.Webhooks.RetryInitial,
+		RetryMax:     cfg.Webhooks.RetryMax,
+		MaxAge:       cfg.Webhooks.MaxAge,
+		ClaimIdle:    cfg.Webhooks.ClaimIdle,
+		UserAgent:    "pigeonpost-webhooks/" + version,
+		Logger:       log,
+		Metrics:      webhooks.NewMetrics(reg),
+	}
+
 	var wg sync.WaitGroup
-	errc := make(chan error, 4)
+	errc := make(chan error, 8)
 	start := func(name string, fn func() error) {
 		wg.Add(1)
 		go func() {
@@ -191,6 +223,11 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, opt serveOp
 		start("delivery", func() error { return worker.Run(workerCtx) })
 	} else {
 		log.Warn("delivery.workers is 0: this process queues mail but delivers none")
+	}
+	if cfg.Webhooks.Workers > 0 {
+		start("webhooks", func() error { return dispatcher.Run(workerCtx) })
+	} else {
+		log.Warn("webhooks.workers is 0: this process records events but sends no webhooks")
 	}
 
 	addrs := boundAddrs{SMTP: smtpLn.Addr().String(), HTTP: httpLn.Addr().String()}

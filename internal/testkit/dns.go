@@ -34,7 +34,8 @@ type dnsName struct {
 	a     []net.IP
 	aaaa  []net.IP
 	txt   [][]string
-	rcode int // != RcodeSuccess: answer this rcode for every type
+	cname string // target of a CNAME record, "" for none
+	rcode int    // != RcodeSuccess: answer this rcode for every type
 }
 
 const dnsTTL = 60
@@ -171,6 +172,18 @@ func (d *DNS) SetTXT(name string, values ...string) {
 	d.entry(name).txt = txt
 }
 
+// SetCNAME gives name a CNAME record pointing at target ("" removes it).
+// It is answered to CNAME and ANY queries only: the server does not chase
+// the alias for other types.
+func (d *DNS) SetCNAME(name, target string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if target != "" {
+		target = dns.Fqdn(target)
+	}
+	d.entry(name).cname = target
+}
+
 // escapeTXT escapes a raw character-string for miekg/dns, which interprets
 // backslash escapes when packing TXT data.
 func escapeTXT(s string) string {
@@ -260,6 +273,9 @@ func (e *dnsName) answer(qname string, qtype uint16) []dns.RR {
 		for _, txt := range e.txt {
 			rrs = append(rrs, &dns.TXT{Hdr: hdr(dns.TypeTXT), Txt: txt})
 		}
+	}
+	if (qtype == dns.TypeCNAME || qtype == dns.TypeANY) && e.cname != "" {
+		rrs = append(rrs, &dns.CNAME{Hdr: hdr(dns.TypeCNAME), Target: e.cname})
 	}
 	return rrs
 }

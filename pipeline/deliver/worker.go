@@ -189,6 +189,15 @@ func (w *Worker) attempt(ctx context.Context, entry store.Entry) error {
 		return w.Store.Ack(ctx, entry.StreamID)
 	}
 	if e.Mode != store.ModeLive {
+		if e.Status == store.StatusScheduled {
+			// A test-mode email whose time has come: "sent", never delivered.
+			now := w.Now().UTC()
+			if err := w.Store.UpdateEmail(ctx, e.ID,
+				map[string]any{store.FieldStatus: store.StatusSent, store.FieldSentAt: store.FormatTime(now)},
+				&store.Event{Type: "sent", Timestamp: now, AccountID: e.AccountID}); err != nil {
+				return err
+			}
+		}
 		return w.Store.Ack(ctx, entry.StreamID)
 	}
 	body, err := w.Store.Body(ctx, e.ID)
@@ -233,7 +242,12 @@ func (w *Worker) record(ctx context.Context, entry store.Entry, e *store.Email, 
 		de = &Error{Temporary: true, Message: derr.Error(), Err: derr}
 	}
 	detail := map[string]string{"reason": de.Error()}
-	if de.Temporary && now.Sub(e.CreatedAt) < w.MaxAge {
+	// A scheduled email's age counts from its due time, not from its submission.
+	born := e.CreatedAt
+	if e.ScheduledAt != nil {
+		born = *e.ScheduledAt
+	}
+	if de.Temporary && now.Sub(born) < w.MaxAge {
 		w.Metrics.attempts.WithLabelValues("deferred").Inc()
 		due := now.Add(w.backoff(attempts))
 		w.Logger.Info("delivery deferred", "email", e.ID, "attempt", attempts, "retry_at", due, "err", de)

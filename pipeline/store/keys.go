@@ -73,3 +73,56 @@ func RateKey(accountID string) string { return accountTag(accountID) + "rate" }
 
 // TrackingSecretKey holds the HMAC secret for tracking ids, generated once.
 func TrackingSecretKey() string { return settingsTag + "tracking_secret" }
+
+// IdempotencyKey holds one Idempotency-Key of an account: a pending marker
+// while the first request runs, then its response for 24 h. digest is the
+// SHA-256 (hex) of the operation and the client's key. It carries the {q}
+// tag, not the account's, so that a send stores its emails and its response
+// in one MULTI: a crash after the emails are stored leaves the response too.
+func IdempotencyKey(accountID, digest string) string {
+	return queueTag + "idem:" + accountID + ":" + digest
+}
+
+// TemplatesKey maps an account's template ids to template records (JSON).
+func TemplatesKey(accountID string) string { return accountTag(accountID) + "templates" }
+
+// TemplateIndexKey orders an account's templates by creation: a sorted set
+// of template ids scored by a creation sequence number (1, 2, 3 ...).
+func TemplateIndexKey(accountID string) string { return accountTag(accountID) + "templates:index" }
+
+// ---- tracking, events, webhooks, analytics ----
+
+// TrackingSettingsKey is the hash of an account's tracking defaults
+// (trackingEnabled, privacyMode, webhookOnEveryOpen ...).
+func TrackingSettingsKey(accountID string) string { return accountTag(accountID) + "tracking" }
+
+// DomainTrackingKey maps an account's sending domain names to their
+// tracking overrides, and "host:" + name to their custom tracking domain.
+func DomainTrackingKey(accountID string) string { return accountTag(accountID) + "tracking_domains" }
+
+// WebhooksKey maps an account's webhook endpoint ids to endpoints (JSON).
+func WebhooksKey(accountID string) string { return accountTag(accountID) + "webhooks" }
+
+// StatsKey is the hash of one account's analytics counters for one UTC day
+// (2006-01-02). It is in {q}: the counters move in the MULTI that records
+// the event.
+func StatsKey(accountID, day string) string { return queueTag + "stats:" + accountID + ":" + day }
+
+// {wh} holds the webhook delivery queue: pending deliveries, their schedule
+// and the markers that make fan-out of one event idempotent. A delivery and
+// its schedule entry change together in one MULTI.
+const webhookTag = prefix + "{wh}:"
+
+// WebhookDueKey is the sorted set of webhook delivery ids by next attempt
+// time (ms); an entry being attempted is leased by moving its score ahead.
+func WebhookDueKey() string { return webhookTag + "due" }
+
+// WebhookDeliveryKey is the hash of one pending webhook delivery.
+func WebhookDeliveryKey(id string) string { return webhookTag + "delivery:" + id }
+
+// WebhookSeenKey marks an event stream entry whose deliveries are queued.
+func WebhookSeenKey(streamID string) string { return webhookTag + "seen:" + streamID }
+
+// WebhookFailedKey is the capped list of an account's deliveries that were
+// given up, newest first (JSON), for operators and GET /v1/webhooks.
+func WebhookFailedKey(accountID string) string { return webhookTag + "failed:" + accountID }

@@ -48,6 +48,8 @@ type Key struct {
 	Last4      string     `json:"lastFour"`
 	CreatedAt  time.Time  `json:"createdAt"`
 	LastUsedAt *time.Time `json:"lastUsedAt"`
+	// DomainID, when set, limits the key to sending from that domain.
+	DomainID string `json:"domainId,omitempty"`
 }
 
 // DNSRecord is one record a domain owner must publish.
@@ -109,6 +111,8 @@ type Email struct {
 	FailedAt     *time.Time
 	OpenedAt     *time.Time
 	ClickedAt    *time.Time
+	ScheduledAt  *time.Time // when a scheduled email is due
+	CancelledAt  *time.Time
 }
 
 // Fields of the email hash that callers update by name.
@@ -122,6 +126,8 @@ const (
 	FieldFailedAt    = "failedAt"
 	FieldOpenedAt    = "openedAt"
 	FieldClickedAt   = "clickedAt"
+	FieldScheduledAt = "scheduledAt"
+	FieldCancelledAt = "cancelledAt"
 )
 
 // FormatTime is the one timestamp format in records: RFC 3339, UTC, milliseconds.
@@ -178,6 +184,9 @@ func (e *Email) hash() map[string]any {
 	if e.SentAt != nil {
 		h[FieldSentAt] = FormatTime(*e.SentAt)
 	}
+	if e.ScheduledAt != nil {
+		h[FieldScheduledAt] = FormatTime(*e.ScheduledAt)
+	}
 	return h
 }
 
@@ -203,6 +212,8 @@ func emailFromHash(m map[string]string) *Email {
 		FailedAt:     parseTime(m[FieldFailedAt]),
 		OpenedAt:     parseTime(m[FieldOpenedAt]),
 		ClickedAt:    parseTime(m[FieldClickedAt]),
+		ScheduledAt:  parseTime(m[FieldScheduledAt]),
+		CancelledAt:  parseTime(m[FieldCancelledAt]),
 	}
 	e.Attempts, _ = strconv.Atoi(m[FieldAttempts])
 	if t := parseTime(m["createdAt"]); t != nil {

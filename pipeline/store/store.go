@@ -100,9 +100,11 @@ func NewKeySecret(mode string) string {
 }
 
 // CreateKey stores a key for the account. secret is the key itself; only its
-// hash, prefix and last four characters are kept. If a key with this secret
-// exists already, it is returned unchanged (bootstrap keys are idempotent).
-func (s *Store) CreateKey(ctx context.Context, accountID, name, mode, permission, secret string) (*Key, error) {
+// hash, prefix and last four characters are kept. domainID, when not empty,
+// limits the key to that domain (written in the same MULTI: the key never
+// exists unrestricted). If a key with this secret exists already, it is
+// returned unchanged (bootstrap keys are idempotent).
+func (s *Store) CreateKey(ctx context.Context, accountID, name, mode, permission, secret, domainID string) (*Key, error) {
 	hash := HashKey(secret)
 	if k, err := s.KeyBySecret(ctx, secret); err == nil {
 		return k, nil
@@ -112,10 +114,14 @@ func (s *Store) CreateKey(ctx context.Context, accountID, name, mode, permission
 	k := &Key{
 		ID: NewID("key"), AccountID: accountID, Name: name, Mode: mode, Permission: permission,
 		Prefix: secret[:min(len(secret), 8)], Last4: secret[max(0, len(secret)-4):], CreatedAt: s.now().UTC(),
+		DomainID: domainID,
 	}
 	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		p.HSet(ctx, KeyByHashKey(hash), "id", k.ID, "accountId", accountID, "name", name, "mode", mode,
 			"permission", permission, "prefix", k.Prefix, "last4", k.Last4, "createdAt", FormatTime(k.CreatedAt))
+		if domainID != "" {
+			p.HSet(ctx, KeyByHashKey(hash), "domainId", domainID)
+		}
 		p.Set(ctx, KeyIDKey(k.ID), hash, 0)
 		p.SAdd(ctx, AccountKeysKey(accountID), k.ID)
 		return nil
@@ -130,7 +136,7 @@ func keyFromHash(m map[string]string) *Key {
 	k := &Key{
 		ID: m["id"], AccountID: m["accountId"], Name: m["name"], Mode: m["mode"],
 		Permission: m["permission"], Prefix: m["prefix"], Last4: m["last4"],
-		LastUsedAt: parseTime(m["lastUsedAt"]),
+		LastUsedAt: parseTime(m["lastUsedAt"]), DomainID: m["domainId"],
 	}
 	if t := parseTime(m["createdAt"]); t != nil {
 		k.CreatedAt = *t
@@ -337,17 +343,24 @@ type NewEmail struct {
 func (s *Store) Persist(ctx context.Context, emails []NewEmail, enqueue bool) error {
 	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		for _, ne := range emails {
-			e := ne.Email
-			p.HSet(ctx, EmailKey(e.ID), e.hash())
-			p.Set(ctx, BodyKey(e.ID), ne.Body, 0)
-			p.ZAdd(ctx, AccountEmailsKey(e.AccountID), redis.Z{Score: float64(e.CreatedAt.UnixMilli()), Member: e.ID})
+			writeEmail(ctx, p, ne)
 			if enqueue {
-				p.XAdd(ctx, &redis.XAddArgs{Stream: StreamKey(), Values: []any{"id", e.ID}})
+				p.XAdd(ctx, &redis.XAddArgs{Stream: StreamKey(), Values: []any{"id", ne.Email.ID}})
 			}
 		}
 		return nil
 	})
 	return err
+}
+
+// writeEmail queues the writes that store one new email: its record, its
+// body and its index entry (not its queue entry). Persist and PersistWith
+// (submit.go) both use it.
+func writeEmail(ctx context.Context, p redis.Pipeliner, ne NewEmail) {
+	e := ne.Email
+	p.HSet(ctx, EmailKey(e.ID), e.hash())
+	p.Set(ctx, BodyKey(e.ID), ne.Body, 0)
+	p.ZAdd(ctx, AccountEmailsKey(e.AccountID), redis.Z{Score: float64(e.CreatedAt.UnixMilli()), Member: e.ID})
 }
 
 // Email returns the email record; ErrNotFound if unknown.
@@ -378,13 +391,15 @@ const (
 )
 
 // appendEvent queues the writes that record ev: the email's history and
-// both event streams. ev.EmailID and ev.AccountID must be set.
+// both event streams, and the analytics counters it moves. ev.EmailID and
+// ev.AccountID must be set.
 func appendEvent(ctx context.Context, p redis.Pipeliner, ev *Event) {
 	raw := mustJSON(ev)
 	p.RPush(ctx, EventsKey(ev.EmailID), raw)
 	values := []any{"account", ev.AccountID, "email", ev.EmailID, "type", ev.Type, "event", raw}
 	p.XAdd(ctx, &redis.XAddArgs{Stream: EventStreamKey(), MaxLen: eventStreamMaxLen, Approx: true, Values: values})
 	p.XAdd(ctx, &redis.XAddArgs{Stream: AccountEventsKey(ev.AccountID), MaxLen: accountEventStreamMaxLen, Approx: true, Values: values})
+	countEvent(ctx, p, ev) // analytics counters (stats.go)
 }
 
 // UpdateEmail sets fields of the email record and records ev (may be nil),

@@ -1,0 +1,114 @@
+package api
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+
+	"github.com/pigeonpost/pigeonpost/pipeline"
+	"github.com/pigeonpost/pigeonpost/pipeline/store"
+)
+
+type batchItem struct {
+	Index  int        `json:"index"`
+	Status string     `json:"status"`
+	ID     string     `json:"id,omitempty"`
+	Error  *errorJSON `json:"error,omitempty"`
+}
+
+type errorJSON struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+type batchSummary struct {
+	Total  int `json:"total"`
+	Sent   int `json:"sent"`
+	Failed int `json:"failed"`
+}
+
+// sendBatch: POST /v1/emails/batch {emails: [...]}, up to 100, each
+// processed on its own. An item's status is "sent" (accepted for delivery),
+// "scheduled", or "failed" with its error; summary.sent counts the accepted.
+// Each email is decoded on its own too, so that a wrong type fails only it.
+func (h *handler) sendBatch(w http.ResponseWriter, r *http.Request, k *store.Key) {
+	var req struct {
+		Emails []json.RawMessage `json:"emails"`
+	}
+	if err := h.decode(w, r, &req); err != nil {
+		writeError(w, r, err)
+		return
+	}
+	if len(req.Emails) > pipeline.MaxBatch {
+		writeError(w, r, pipeline.ErrInvalid(fmt.Sprintf("emails: at most %d emails per batch (got %d)", pipeline.MaxBatch, len(req.Emails))))
+		return
+	}
+	items := make([]batchItem, len(req.Emails))
+	var reqs []pipeline.SendRequest
+	var index []int // position in items of each element of reqs
+	for i, raw := range req.Emails {
+		items[i].Index = i
+		var sr sendRequest
+		err := decodeBytes(raw, &sr, fmt.Sprintf("emails[%d].", i))
+		var p pipeline.SendRequest
+		if err == nil {
+			p, err = sr.toPipeline()
+		}
+		if err != nil {
+			items[i].fail(err)
+			continue
+		}
+		reqs = append(reqs, p)
+		index = append(index, i)
+	}
+	if len(reqs) > 0 {
+		results, err := h.svc.SendBatch(r.Context(), k, reqs, r.Header.Get(headerIdempotencyKey))
+		if err != nil {
+			writeError(w, r, err)
+			return
+		}
+		for j, res := range results {
+			it := &items[index[j]]
+			if res.Err != nil {
+				it.fail(res.Err)
+				continue
+			}
+			it.ID, it.Status = res.Receipt.IDs[0], "sent"
+			if res.Receipt.Status == store.StatusScheduled {
+				it.Status = store.StatusScheduled
+			}
+		}
+	} else if len(req.Emails) == 0 {
+		writeError(w, r, pipeline.ErrInvalid("emails: at least one email is required"))
+		return
+	}
+	sum := batchSummary{Total: len(items)}
+	for _, it := range items {
+		if it.Status == "failed" {
+			sum.Failed++
+		} else {
+			sum.Sent++
+		}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"data": items, "summary": sum})
+}
+
+func (it *batchItem) fail(err error) {
+	pe := pipeline.AsError(err)
+	it.Status, it.Error = "failed", &errorJSON{Code: pe.Code, Message: pe.Message}
+}
+
+// decodeBytes is decode for one element of a request: a wrong type is a
+// 400 naming the field with prefix (e.g. "emails[3].subject").
+func decodeBytes(b []byte, v any, prefix string) error {
+	if err := json.NewDecoder(bytes.NewReader(b)).Decode(v); err != nil {
+		var typeErr *json.UnmarshalTypeError
+		if errors.As(err, &typeErr) {
+			return pipeline.ErrInvalid(prefix + typeErr.Field + ": must be " + jsonType(typeErr.Type.Kind().String()))
+		}
+		return pipeline.ErrInvalid(prefix + ": not a valid JSON object")
+	}
+	return nil
+}

@@ -1,0 +1,162 @@
+package api
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+
+	"github.com/pigeonpost/pigeonpost/pipeline"
+	"github.com/pigeonpost/pigeonpost/pipeline/store"
+)
+
+// Idempotency-Key on POST endpoints other than the sends (which the
+// pipeline handles with the emails, see pipeline.Send): the rule is
+// pipeline.Service.Idempotent; here the handler's response is recorded so
+// that a repeat can get it back byte for byte.
+
+const headerIdempotencyKey = "Idempotency-Key"
+
+// headerReplayed marks a response that repeats a stored one.
+const headerReplayed = "Idempotent-Replayed"
+
+type keyedHandler func(http.ResponseWriter, *http.Request, *store.Key)
+
+// idempotentPOST gives every authenticated POST route Idempotency-Key
+// support (auth calls it): POST /v1/emails is handled by pipeline.Send
+// itself (its response is stored with the emails); a new API key's secret is
+// shown once, so its response is not stored and a repeat is a 409.
+func (h *handler) idempotentPOST(next keyedHandler) keyedHandler {
+	return func(w http.ResponseWriter, r *http.Request, k *store.Key) {
+		switch {
+		case r.Method != http.MethodPost || r.Header.Get(headerIdempotencyKey) == "" || r.Pattern == "POST /v1/emails":
+			next(w, r, k)
+		case r.Pattern == "POST /v1/api-keys":
+			h.idempotent(next, false)(w, r, k)
+		default:
+			h.idempotent(next, true)(w, r, k)
+		}
+	}
+}
+
+// storedResponse is what is kept under an idempotency key.
+type storedResponse struct {
+	Status int    `json:"status"`
+	Body   []byte `json:"body"`
+}
+
+// failedResponse carries a response that must not be stored (not 2xx)
+// through Idempotent, which then releases the key.
+type failedResponse struct{ rec *recorder }
+
+func (f *failedResponse) Error() string { return "request failed; not stored" }
+
+func (h *handler) idempotent(next keyedHandler, replayable bool) keyedHandler {
+	return func(w http.ResponseWriter, r *http.Request, k *store.Key) {
+		key := r.Header.Get(headerIdempotencyKey)
+		if key == "" {
+			next(w, r, k)
+			return
+		}
+		body, err := h.readBody(w, r)
+		if err != nil {
+			writeError(w, r, err)
+			return
+		}
+		// The fingerprint: the route with its path values, and the body in
+		// a canonical form (insignificant whitespace and key order ignored).
+		fp := append([]byte(r.Method+" "+r.URL.Path+"\n"), canonicalJSON(body)...)
+		resp, replayed, err := h.svc.Idempotent(r.Context(), k, r.Pattern, key, fp, func(ctx context.Context) ([]byte, error) {
+			rec := &recorder{header: http.Header{}, status: http.StatusOK}
+			r2 := r.WithContext(ctx)
+			r2.Body = io.NopCloser(bytes.NewReader(body))
+			next(rec, r2, k)
+			if rec.status < 200 || rec.status >= 300 {
+				return nil, &failedResponse{rec: rec}
+			}
+			rec.copyTo(w) // the first request's own answer
+			if !replayable {
+				return nil, nil
+			}
+			return json.Marshal(storedResponse{Status: rec.status, Body: rec.body.Bytes()})
+		})
+		var failed *failedResponse
+		switch {
+		case errors.As(err, &failed):
+			failed.rec.copyTo(w)
+		case err != nil:
+			writeError(w, r, err)
+		case replayed:
+			var sr storedResponse
+			if json.Unmarshal(resp, &sr) != nil || sr.Status == 0 {
+				writeError(w, r, errors.New("undecodable idempotent response"))
+				return
+			}
+			w.Header().Set("Content-Type", "application/json")
+			w.Header().Set(headerReplayed, "true")
+			w.WriteHeader(sr.Status)
+			_, _ = w.Write(sr.Body)
+		}
+	}
+}
+
+// readBody reads the request body under the size cap.
+func (h *handler) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, h.opt.MaxBodyBytes))
+	var tooBig *http.MaxBytesError
+	if errors.As(err, &tooBig) {
+		return nil, &pipeline.Error{HTTPStatus: http.StatusRequestEntityTooLarge, Code: "payload_too_large",
+			Message: "request body exceeds the limit"}
+	}
+	if err != nil {
+		return nil, pipeline.ErrInvalid("could not read the request body")
+	}
+	return body, nil
+}
+
+// canonicalJSON re-encodes a JSON body with sorted keys and no
+// insignificant whitespace; a body that is not JSON is used as it is.
+func canonicalJSON(b []byte) []byte {
+	d := json.NewDecoder(bytes.NewReader(b))
+	d.UseNumber()
+	var v any
+	if err := d.Decode(&v); err != nil {
+		return b
+	}
+	out, err := json.Marshal(v)
+	if err != nil {
+		return b
+	}
+	return out
+}
+
+// recorder is an http.ResponseWriter that keeps the response.
+type recorder struct {
+	header http.Header
+	status int
+	body   bytes.Buffer
+	wrote  bool
+}
+
+func (rec *recorder) Header() http.Header { return rec.header }
+
+func (rec *recorder) WriteHeader(status int) {
+	if !rec.wrote {
+		rec.status, rec.wrote = status, true
+	}
+}
+
+func (rec *recorder) Write(b []byte) (int, error) {
+	rec.wrote = true
+	return rec.body.Write(b)
+}
+
+func (rec *recorder) copyTo(w http.ResponseWriter) {
+	for k, v := range rec.header {
+		w.Header()[k] = v
+	}
+	w.WriteHeader(rec.status)
+	_, _ = w.Write(rec.body.Bytes())
+}

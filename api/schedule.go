@@ -1,0 +1,18 @@
+package api
+
+import (
+	"net/http"
+
+	"github.com/pigeonpost/pigeonpost/pipeline/store"
+)
+
+// cancelSchedule: DELETE /v1/emails/:id/schedule → {id, status: "cancelled"},
+// 409 once the email is being sent or was never scheduled.
+func (h *handler) cancelSchedule(w http.ResponseWriter, r *http.Request, k *store.Key) {
+	e, err := h.svc.CancelSchedule(r.Context(), k, r.PathValue("id"))
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"id": e.ID, "status": e.Status, "cancelledAt": e.CancelledAt})
+}

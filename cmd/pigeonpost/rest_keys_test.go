@@ -1,0 +1,96 @@
+package main
+
+import (
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-smtp"
+)
+
+// A key limited to one domain sends only from it (REST and SMTP).
+func TestRESTKeyDomainRestriction(t *testing.T) {
+	s := startStack(t)
+	s.verifyDomain("other.test")
+	var domains struct{ Data []struct{ ID, Name string } }
+	s.api("GET", "/v1/domains", liveKey, nil, &domains)
+	acmeID := ""
+	for _, d := range domains.Data {
+		if d.Name == senderDomain {
+			acmeID = d.ID
+		}
+	}
+	if r := s.call("POST", "/v1/api-keys", liveKey, nil, map[string]string{"name": "x", "domainId": "dom_nope"}); r.Code != 400 ||
+		!strings.Contains(r.errMessage(), "domainId") {
+		t.Errorf("unknown domain: %d %s", r.Code, r.Body)
+	}
+	key, keyID := s.createKey(map[string]any{"name": "acme only", "permission": "sending", "domainId": acmeID})
+	var keys struct {
+		Data []struct{ ID, DomainID string }
+	}
+	s.api("GET", "/v1/api-keys", liveKey, nil, &keys)
+	for _, k := range keys.Data {
+		if k.ID == keyID && k.DomainID != acmeID {
+			t.Errorf("listed key %+v", k)
+		}
+	}
+	to := "user@" + rcptDomain
+	s.sendOK(key, map[string]any{"from": "hello@" + senderDomain, "to": to, "subject": "s", "text": "t"}, nil)
+	r := s.call("POST", "/v1/emails", key, nil, map[string]any{"from": "hello@other.test", "to": to, "subject": "s", "text": "t"})
+	if r.Code != http.StatusForbidden || r.errCode() != "domain_not_allowed" {
+		t.Errorf("other domain: %d %s", r.Code, r.Body)
+	}
+	// The From header counts too, not only the envelope.
+	c := s.smtpClient(true, key)
+	wantSMTPError(t, c.Mail("hello@other.test", nil), 550, smtp.EnhancedCode{5, 7, 1})
+	_, err := send(s.smtpClient(true, key), "hello@"+senderDomain, []string{to}, simpleMessage("hello@other.test", to, "x"))
+	wantSMTPError(t, err, 550, smtp.EnhancedCode{5, 7, 1})
+	if _, err := send(s.smtpClient(true, key), "hello@"+senderDomain, []string{to}, simpleMessage("hello@"+senderDomain, to, "x")); err != nil {
+		t.Errorf("own domain over SMTP: %v", err)
+	}
+}
+
+// A sending key may send and read emails, nothing else: 403 naming "full".
+func TestRESTSendingKeyPermissions(t *testing.T) {
+	s := startStack(t)
+	key, _ := s.createKey(map[string]any{"name": "app", "permission": "sending"})
+	from, to := "hello@"+senderDomain, "user@"+rcptDomain
+	sent := s.sendOK(key, map[string]any{"from": from, "to": to, "subject": "s", "text": "t"}, nil)
+	sched := s.sendOK(key, map[string]any{"from": from, "to": to, "subject": "s", "text": "t",
+		"scheduled_at": time.Now().Add(time.Hour).UTC().Format(time.RFC3339)}, nil)
+	allowed := []struct{ method, path string }{
+		{"GET", "/v1/emails"}, {"GET", "/v1/emails/" + sent.ID}, {"GET", "/v1/emails/" + sent.ID + "/events"},
+		{"GET", "/v1/emails/" + sent.ID + "/content"}, {"DELETE", "/v1/emails/" + sched.ID + "/schedule"},
+	}
+	for _, a := range allowed {
+		if r := s.call(a.method, a.path, key, nil, nil); r.Code != 200 {
+			t.Errorf("%s %s: %d %s", a.method, a.path, r.Code, r.Body)
+		}
+	}
+	if r := s.call("POST", "/v1/emails/batch", key, nil, map[string]any{"emails": []map[string]any{{"from": from, "to": to, "subject": "s", "text": "t"}}}); r.Code != 200 {
+		t.Errorf("batch: %d %s", r.Code, r.Body)
+	}
+	forbidden := []struct {
+		method, path string
+		body         any
+	}{
+		{"GET", "/v1/templates", nil}, {"POST", "/v1/templates", map[string]string{"name": "x", "text": "y"}},
+		{"GET", "/v1/templates/tpl_x", nil}, {"PATCH", "/v1/templates/tpl_x", map[string]string{"name": "y"}},
+		{"DELETE", "/v1/templates/tpl_x", nil},
+		{"GET", "/v1/suppressions", nil}, {"POST", "/v1/suppressions", map[string]string{"email": "a@b.test"}},
+		{"DELETE", "/v1/suppressions/a@b.test", nil},
+		{"GET", "/v1/domains", nil}, {"POST", "/v1/domains", map[string]string{"name": "x.test"}},
+		{"GET", "/v1/api-keys", nil}, {"POST", "/v1/api-keys", map[string]string{"name": "x"}},
+	}
+	for _, f := range forbidden {
+		r := s.call(f.method, f.path, key, nil, f.body)
+		if r.Code != http.StatusForbidden || r.errCode() != "forbidden" || !strings.Contains(r.errMessage(), `"full"`) {
+			t.Errorf("%s %s: %d %s", f.method, f.path, r.Code, r.Body)
+		}
+	}
+	// A template can be used by a sending key, though not managed.
+	var tpl struct{ ID string }
+	s.api("POST", "/v1/templates", liveKey, map[string]string{"name": "t", "subject": "Hi {{n}}", "text": "Hello {{n}}"}, &tpl)
+	s.sendOK(key, map[string]any{"from": from, "to": to, "templateId": tpl.ID, "variables": map[string]string{"n": "x"}}, nil)
+}

@@ -1,0 +1,334 @@
+package main
+
+import (
+	"bytes"
+	"encoding/base64"
+	"encoding/pem"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"github.com/emersion/go-message"
+
+	"github.com/pigeonpost/pigeonpost/config"
+)
+
+// mimeLeaves parses a message as the sink got it and returns its leaf parts.
+func mimeLeaves(t *testing.T, raw []byte) (header message.Header, leaves []mimeLeaf) {
+	t.Helper()
+	e, err := message.Read(bytes.NewReader(raw))
+	if err != nil {
+		t.Fatalf("message does not parse: %v", err)
+	}
+	var walk func(e *message.Entity)
+	walk = func(e *message.Entity) {
+		if mr := e.MultipartReader(); mr != nil {
+			for {
+				p, err := mr.NextPart()
+				if err == io.EOF {
+					return
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+				walk(p)
+			}
+		}
+		ct, _, _ := e.Header.ContentType()
+		_, params, _ := e.Header.ContentDisposition()
+		body, err := io.ReadAll(e.Body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		leaves = append(leaves, mimeLeaf{ContentType: ct, Filename: params["filename"], ContentID: e.Header.Get("Content-Id"), Body: body})
+	}
+	walk(e)
+	return e.Header, leaves
+}
+
+type mimeLeaf struct {
+	ContentType, Filename, ContentID string
+	Body                             []byte
+}
+
+func TestRESTSendFields(t *testing.T) {
+	s := startStack(t)
+	from := "hello@" + senderDomain
+	sent := s.sendOK(liveKey, map[string]any{
+		"from": "Acme Ltd <" + from + ">", "to": []string{"a@" + rcptDomain, "b@" + rcptDomain},
+		"cc": "c@" + rcptDomain, "bcc": []string{"d@" + rcptDomain}, "replyTo": "support@" + senderDomain,
+		"subject": "Your order shipped!", "html": "<h1>Order #1234</h1><p>On its way.</p>",
+		"tags": []string{"order", "shipping"}, "metadata": map[string]string{"userId": "123"},
+		"headers": map[string]string{"List-Unsubscribe": "<mailto:unsub@" + senderDomain + ">"},
+	}, nil)
+	msgs := s.sink.Wait(t, 4, 20e9)
+	var rcpts []string
+	for _, m := range msgs {
+		rcpts = append(rcpts, m.To...)
+		data := string(m.Data)
+		if strings.Contains(data, "\r\nBcc:") || strings.Contains(data, "d@"+rcptDomain) {
+			t.Errorf("the Bcc recipient shows in the message:\n%s", data)
+		}
+		h, leaves := mimeLeaves(t, m.Data)
+		if h.Get("Cc") != "<c@"+rcptDomain+">" || h.Get("Reply-To") != "<support@"+senderDomain+">" || h.Get("List-Unsubscribe") == "" {
+			t.Errorf("header: %v", h)
+		}
+		if len(leaves) != 2 || leaves[0].ContentType != "text/plain" || !strings.Contains(string(leaves[0].Body), "Order #1234") {
+			t.Errorf("no generated text part: %+v", leaves)
+		}
+	}
+	slices.Sort(rcpts)
+	if strings.Join(rcpts, ",") != "a@example.test,b@example.test,c@example.test,d@example.test" {
+		t.Errorf("envelope recipients %v", rcpts)
+	}
+	var e struct {
+		Tags     []string
+		Metadata map[string]string
+	}
+	s.api("GET", "/v1/emails/"+sent.ID, liveKey, nil, &e)
+	if strings.Join(e.Tags, ",") != "order,shipping" || e.Metadata["userId"] != "123" {
+		t.Errorf("tags and metadata: %+v", e)
+	}
+
+	// Size limits of tags and metadata are a clear 400.
+	big := map[string]string{}
+	for i := range 51 {
+		big[strings.Repeat("k", i%40+1)+string(rune('a'+i%26))+string(rune('a'+i/26))] = "v"
+	}
+	for name, body := range map[string]map[string]any{
+		"metadata keys":      {"metadata": big},
+		"metadata value":     {"metadata": map[string]string{"k": strings.Repeat("v", 501)}},
+		"metadata not a map": {"metadata": []string{"x"}},
+		"metadata number":    {"metadata": map[string]any{"k": 5}},
+		"tags":               {"tags": make([]string, 21)},
+	} {
+		body["from"], body["to"], body["subject"], body["text"] = from, "x@"+rcptDomain, "s", "t"
+		r := s.call("POST", "/v1/emails", liveKey, nil, body)
+		if r.Code != 400 || r.errCode() != "validation_error" || !strings.Contains(r.errMessage(), strings.Fields(name)[0]) {
+			t.Errorf("%s: %d %s", name, r.Code, r.Body)
+		}
+	}
+}
+
+func TestRESTAttachmentsContent(t *testing.T) {
+	s := startStack(t)
+	from, to := "hello@"+senderDomain, "user@"+rcptDomain
+	pdf := bytes.Repeat([]byte("%PDF-1.4 \x00\xff\r\n"), 1000)
+	logo := []byte("\x89PNG\r\n\x1a\nlogo")
+	s.sendOK(liveKey, map[string]any{
+		"from": from, "to": to, "subject": "Your invoice", "html": `<p>See attached. <img src="cid:logo"></p>`,
+		"attachments": []map[string]string{
+			{"filename": "invoice.pdf", "content": base64.StdEncoding.EncodeToString(pdf)},
+			{"filename": "logo.png", "content": base64.StdEncoding.EncodeToString(logo), "contentType": "image/png", "contentId": "logo"},
+		},
+	}, nil)
+	m := s.sink.Wait(t, 1, 20e9)[0]
+	_, leaves := mimeLeaves(t, m.Data)
+	byName := map[string]mimeLeaf{}
+	for _, l := range leaves {
+		byName[l.Filename] = l
+	}
+	if l := byName["invoice.pdf"]; l.ContentType != "application/pdf" || !bytes.Equal(l.Body, pdf) {
+		t.Errorf("invoice.pdf: %s, %d bytes", l.ContentType, len(l.Body))
+	}
+	if l := byName["logo.png"]; l.ContentID != "<logo>" || !bytes.Equal(l.Body, logo) {
+		t.Errorf("logo.png: %+v", l)
+	}
+	if !strings.Contains(string(m.Data), "multipart/related") {
+		t.Error("inline image without multipart/related")
+	}
+
+	for name, c := range map[string]struct {
+		att  []map[string]string
+		want string
+	}{
+		"7 MB + 1":       {[]map[string]string{{"filename": "a.bin", "content": base64.StdEncoding.EncodeToString(make([]byte, 7<<20+1))}}, "attachments[0]"},
+		"bad base64":     {[]map[string]string{{"filename": "a.txt", "content": "eA=="}, {"filename": "b.txt", "content": "@@@"}}, "attachments[1].content"},
+		"no filename":    {[]map[string]string{{"content": "eA=="}}, "attachments[0].filename"},
+		"both":           {[]map[string]string{{"filename": "a", "content": "eA==", "path": "https://files.test/a"}}, "not both"},
+		"neither":        {[]map[string]string{{"filename": "a"}}, "attachments[0]"},
+		"bad type":       {[]map[string]string{{"filename": "a", "content": "eA==", "contentType": "not a type"}}, "attachments[0].contentType"},
+		"path with dirs": {[]map[string]string{{"filename": "../../etc/passwd", "content": "eA=="}}, "attachments[0].filename"},
+	} {
+		r := s.call("POST", "/v1/emails", liveKey, nil, map[string]any{"from": from, "to": to, "subject": "s", "text": "t", "attachments": c.att})
+		if r.Code != 400 || !strings.Contains(r.errMessage(), c.want) {
+			t.Errorf("%s: %d %s", name, r.Code, r.Body)
+		}
+	}
+	if n := len(s.sink.Messages()); n != 1 {
+		t.Errorf("%d messages at the sink, want 1", n)
+	}
+}
+
+// 25 MB of attachments in all is accepted; one byte more is a 400. The
+// request (base64) stays under http.max_body_bytes (35 MiB, the default).
+func TestRESTAttachmentsTotalLimit(t *testing.T) {
+	s := startStack(t, func(c *config.Config) { c.HTTP.MaxBodyBytes = 35 << 20 })
+	testKey, _ := s.createKey(map[string]any{"name": "t", "mode": "test"})
+	files := func(extra int) []map[string]string {
+		sizes := []int{7 << 20, 7 << 20, 7 << 20, 4<<20 + extra}
+		var out []map[string]string
+		for i, n := range sizes {
+			out = append(out, map[string]string{"filename": string(rune('a'+i)) + ".bin", "content": base64.StdEncoding.EncodeToString(make([]byte, n))})
+		}
+		return out
+	}
+	body := map[string]any{"from": "hello@" + senderDomain, "to": "user@" + rcptDomain, "subject": "big", "text": "t"}
+	body["attachments"] = files(0)
+	if r := s.call("POST", "/v1/emails", testKey, nil, body); r.Code != http.StatusOK {
+		t.Fatalf("25 MB: %d %s", r.Code, r.Body)
+	}
+	body["attachments"] = files(1)
+	r := s.call("POST", "/v1/emails", testKey, nil, body)
+	if r.Code != 400 || !strings.Contains(r.errMessage(), "25 MB") {
+		t.Fatalf("25 MB + 1: %d %s", r.Code, r.Body)
+	}
+}
+
+// An attachment path is fetched over HTTPS from a local server when the
+// test switch allows loopback; without it the fetch is refused before any
+// connection is made.
+func TestRESTAttachmentPath(t *testing.T) {
+	pdf := bytes.Repeat([]byte("remote file \x00\x01"), 5000)
+	var requests, conns atomic.Int64
+	files := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		requests.Add(1)
+		switch r.URL.Path {
+		case "/invoice.pdf":
+			w.Header().Set("Content-Type", "application/pdf")
+			_, _ = w.Write(pdf)
+		case "/big":
+			_, _ = w.Write(make([]byte, 7<<20+1))
+		case "/redirect":
+			http.Redirect(w, r, "http://127.0.0.1:1/x", http.StatusFound)
+		default:
+			http.NotFound(w, r)
+		}
+	}))
+	files.Config.ConnState = func(_ net.Conn, st http.ConnState) {
+		if st == http.StateNew {
+			conns.Add(1)
+		}
+	}
+	files.StartTLS()
+	defer files.Close()
+	caFile := filepath.Join(t.TempDir(), "ca.pem")
+	if err := os.WriteFile(caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: files.Certificate().Raw}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	from, to := "hello@"+senderDomain, "user@"+rcptDomain
+	send := func(s *stack, path string) restResp {
+		return s.call("POST", "/v1/emails", liveKey, nil, map[string]any{"from": from, "to": to, "subject": "s", "text": "t",
+			"attachments": []map[string]string{{"filename": "invoice.pdf", "path": path}}})
+	}
+
+	t.Run("refused without the switch", func(t *testing.T) {
+		s := startStack(t)
+		for _, path := range []string{files.URL + "/invoice.pdf", strings.Replace(files.URL, "127.0.0.1", "localhost", 1) + "/invoice.pdf",
+			strings.Replace(files.URL, "127.0.0.1", "[::ffff:127.0.0.1]", 1) + "/invoice.pdf"} {
+			r := send(s, path)
+			if r.Code != 400 || !strings.Contains(r.errMessage(), "attachments[0].path") || !strings.Contains(r.errMessage(), "loopback") {
+				t.Errorf("%s: %d %s", path, r.Code, r.Body)
+			}
+		}
+		for _, path := range []string{"http://127.0.0.1/x", "file:///etc/passwd", "gopher://x.test/", "https://user:pw@files.test/x", "not a url"} {
+			r := send(s, path)
+			if r.Code != 400 || !strings.Contains(r.errMessage(), "attachments[0].path") {
+				t.Errorf("%s: %d %s", path, r.Code, r.Body)
+			}
+		}
+		if n := conns.Load(); n != 0 {
+			t.Errorf("the loopback server accepted %d connections", n)
+		}
+	})
+
+	t.Run("fetched with the switch", func(t *testing.T) {
+		s := startStack(t, func(c *config.Config) {
+			c.Attachments.AllowPrivate = true
+			c.Attachments.CAFile = caFile
+		})
+		if r := send(s, files.URL+"/invoice.pdf"); r.Code != http.StatusOK {
+			t.Fatalf("%d %s", r.Code, r.Body)
+		}
+		m := s.sink.Wait(t, 1, 20e9)[0]
+		_, leaves := mimeLeaves(t, m.Data)
+		if l := leaves[len(leaves)-1]; l.Filename != "invoice.pdf" || l.ContentType != "application/pdf" || !bytes.Equal(l.Body, pdf) {
+			t.Errorf("attachment %s %s, %d bytes", l.Filename, l.ContentType, len(l.Body))
+		}
+		for path, want := range map[string]string{
+			"/big":      "7 MB",
+			"/missing":  "could not be fetched",
+			"/redirect": "attachments[0].path",
+		} {
+			r := send(s, files.URL+path)
+			if r.Code != 400 || !strings.Contains(r.errMessage(), want) {
+				t.Errorf("%s: %d %s", path, r.Code, r.Body)
+			}
+		}
+	})
+}
+
+// CR or LF in any field of a send is refused with a 400 naming the field,
+// and nothing reaches the destination (S5).
+func TestRESTHeaderInjection(t *testing.T) {
+	s := startStack(t)
+	from, to := "hello@"+senderDomain, "user@"+rcptDomain
+	var tpl struct{ ID string }
+	if code := s.api("POST", "/v1/templates", liveKey, map[string]string{"name": "t", "subject": "Hi {{name}}", "text": "x"}, &tpl); code != 201 {
+		t.Fatalf("template: %d", code)
+	}
+	inj := "x\r\nBcc: v@victim.test"
+	cases := map[string]map[string]any{
+		"from display name": {"from": "Acme\r\nBcc: v@victim.test <" + from + ">"},
+		"from address":      {"from": from + "\r\nBcc: v@victim.test"},
+		"to":                {"to": to + "\r\nBcc: v@victim.test"},
+		"to list":           {"to": []string{to, "a@" + rcptDomain + "\nBcc: v@victim.test"}},
+		"cc":                {"cc": "c@" + rcptDomain + "\r\nBcc: v@victim.test"},
+		"bcc":               {"bcc": "d@" + rcptDomain + "\r\nX-Evil: 1"},
+		"replyTo":           {"replyTo": "r@" + senderDomain + "\nBcc: v@victim.test"},
+		"subject":           {"subject": "Hi" + "\r\nBcc: v@victim.test"},
+		"subject LF":        {"subject": "Hi\nBcc: v@victim.test"},
+		"subject NUL":       {"subject": "Hi\x00there"},
+		"subject U+2028":    {"subject": "Hi\u2028Bcc: v@victim.test"},
+		"header value":      {"headers": map[string]string{"X-A": inj}},
+		"header name":       {"headers": map[string]string{"X-A:\r\nBcc": "v@victim.test"}},
+		"header Bcc":        {"headers": map[string]string{"Bcc": "v@victim.test"}},
+		"header DKIM":       {"headers": map[string]string{"DKIM-Signature": "v=1"}},
+		"tag":               {"tags": []string{inj}},
+		"metadata value":    {"metadata": map[string]string{"k": inj}},
+		"metadata key":      {"metadata": map[string]string{inj: "v"}},
+		"filename":          {"attachments": []map[string]string{{"filename": "a.txt\r\nBcc: v@victim.test", "content": "eA=="}}},
+		"contentType":       {"attachments": []map[string]string{{"filename": "a.txt", "content": "eA==", "contentType": "text/plain\r\nBcc: v@victim.test"}}},
+		"contentId":         {"attachments": []map[string]string{{"filename": "a.txt", "content": "eA==", "contentId": "x\r\nBcc: v@victim.test"}}},
+		"path":              {"attachments": []map[string]string{{"filename": "a.txt", "path": "https://files.test/\r\nBcc: v@victim.test"}}},
+		"templateId":        {"templateId": tpl.ID + "\r\nBcc: v@victim.test", "text": nil},
+		"template variable": {"templateId": tpl.ID, "variables": map[string]string{"name": inj}, "text": nil, "subject": nil},
+		"scheduled_at":      {"scheduled_at": "2030-01-01T00:00:00Z\r\nBcc: v@victim.test"},
+	}
+	for name, fields := range cases {
+		t.Run(name, func(t *testing.T) {
+			body := map[string]any{"from": from, "to": to, "subject": "s", "text": "t"}
+			for k, v := range fields {
+				if v == nil {
+					delete(body, k)
+				} else {
+					body[k] = v
+				}
+			}
+			r := s.call("POST", "/v1/emails", liveKey, nil, body)
+			if r.Code != 400 || r.errMessage() == "" {
+				t.Fatalf("%d %s", r.Code, r.Body)
+			}
+		})
+	}
+	if n := len(s.sink.Messages()); n != 0 {
+		t.Errorf("%d messages reached the sink", n)
+	}
+}

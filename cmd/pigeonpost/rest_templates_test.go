@@ -1,0 +1,137 @@
+package main
+
+import (
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+)
+
+type templateResp struct {
+	ID        string   `json:"id"`
+	Name      string   `json:"name"`
+	Subject   string   `json:"subject"`
+	HTML      *string  `json:"html"`
+	Text      *string  `json:"text"`
+	Variables []string `json:"variables"`
+}
+
+func TestRESTTemplates(t *testing.T) {
+	s := startStack(t)
+	// The documented calls.
+	var tpl templateResp
+	if code := s.api("POST", "/v1/templates", liveKey, map[string]string{
+		"name": "welcome-email", "subject": "Welcome {{name}}!", "html": "<p>Hello {{name}} from {{company | default: \"us\"}}</p>",
+	}, &tpl); code != http.StatusCreated || !strings.HasPrefix(tpl.ID, "tpl_") {
+		t.Fatalf("create: %d %+v", code, tpl)
+	}
+	if strings.Join(tpl.Variables, ",") != "company,name" {
+		t.Errorf("variables %v", tpl.Variables)
+	}
+	var got templateResp
+	if code := s.api("GET", "/v1/templates/"+tpl.ID, liveKey, nil, &got); code != 200 || got.HTML == nil || got.Subject != "Welcome {{name}}!" {
+		t.Fatalf("get: %d %+v", code, got)
+	}
+	if code := s.api("PATCH", "/v1/templates/"+tpl.ID, liveKey, map[string]string{"subject": "Welcome aboard, {{name}}"}, &got); code != 200 ||
+		got.Subject != "Welcome aboard, {{name}}" || got.Name != "welcome-email" || !strings.Contains(*got.HTML, "Hello {{name}}") {
+		t.Fatalf("patch: %d %+v", code, got)
+	}
+
+	// Send with templateId + variables: substituted, escaped in HTML.
+	from, to := "hello@"+senderDomain, "user@"+rcptDomain
+	sent := s.sendOK(liveKey, map[string]any{"from": from, "to": to, "templateId": tpl.ID,
+		"variables": map[string]any{"name": "John <b>", "company": "Acme Inc"}}, nil)
+	m := s.sink.Wait(t, 1, 20e9)[0]
+	h, leaves := mimeLeaves(t, m.Data)
+	if subj, _ := h.Text("Subject"); subj != "Welcome aboard, John <b>" {
+		t.Errorf("subject %q", subj)
+	}
+	var html, text string
+	for _, l := range leaves {
+		switch l.ContentType {
+		case "text/html":
+			html = string(l.Body)
+		case "text/plain":
+			text = string(l.Body)
+		}
+	}
+	if html != "<p>Hello John &lt;b&gt; from Acme Inc</p>" || !strings.Contains(text, "Hello John <b> from Acme Inc") {
+		t.Errorf("html %q text %q", html, text)
+	}
+	s.waitStatus(sent.ID, "delivered")
+
+	// A default fills a missing variable; a missing one without default is named.
+	s.sendOK(liveKey, map[string]any{"from": from, "to": to, "templateId": tpl.ID, "variables": map[string]string{"name": "Ann"}}, nil)
+	if m := s.sink.Wait(t, 2, 20e9)[1]; !strings.Contains(string(m.Data), "from us") {
+		t.Errorf("default not used:\n%s", m.Data)
+	}
+	for name, c := range map[string]struct {
+		body map[string]any
+		want string
+	}{
+		"missing variable":  {map[string]any{"templateId": tpl.ID}, `"name"`},
+		"unknown template":  {map[string]any{"templateId": "tpl_nope", "variables": map[string]string{"name": "x"}}, "templateId"},
+		"html and template": {map[string]any{"templateId": tpl.ID, "html": "<p>x</p>", "variables": map[string]string{"name": "x"}}, "templateId"},
+		"object variable":   {map[string]any{"templateId": tpl.ID, "variables": map[string]any{"name": map[string]string{}}}, "variables.name"},
+		"CRLF via subject":  {map[string]any{"templateId": tpl.ID, "variables": map[string]string{"name": "x\r\nBcc: v@victim.test"}}, "variables.name"},
+	} {
+		c.body["from"], c.body["to"] = from, to
+		r := s.call("POST", "/v1/emails", liveKey, nil, c.body)
+		if r.Code != 400 || !strings.Contains(r.errMessage(), c.want) {
+			t.Errorf("%s: %d %s", name, r.Code, r.Body)
+		}
+	}
+
+	// Validation on create and update: position of an unclosed tag.
+	r := s.call("POST", "/v1/templates", liveKey, nil, map[string]string{"name": "bad", "html": "<p>\nHi {{name</p>"})
+	if r.Code != 400 || !strings.Contains(r.errMessage(), "line 2, column 4") {
+		t.Errorf("unclosed: %d %s", r.Code, r.Body)
+	}
+	r = s.call("PATCH", "/v1/templates/"+tpl.ID, liveKey, nil, map[string]string{"text": "{{ a b }}"})
+	if r.Code != 400 || !strings.Contains(r.errMessage(), "invalid placeholder") {
+		t.Errorf("patch invalid: %d %s", r.Code, r.Body)
+	}
+	if r := s.call("POST", "/v1/templates", liveKey, nil, map[string]any{"name": "x", "html": 5}); r.Code != 400 || !strings.Contains(r.errMessage(), "html") {
+		t.Errorf("wrong type: %d %s", r.Code, r.Body)
+	}
+
+	// Paginated list, newest first.
+	for i := range 4 {
+		s.api("POST", "/v1/templates", liveKey, map[string]string{"name": fmt.Sprint("t", i), "text": "x"}, nil)
+	}
+	var names []string
+	cursor := ""
+	for pages := 0; ; pages++ {
+		var page struct {
+			Data       []templateResp
+			NextCursor *string
+			HasMore    bool
+		}
+		q := "/v1/templates?limit=2"
+		if cursor != "" {
+			q += "&cursor=" + cursor
+		}
+		if code := s.api("GET", q, liveKey, nil, &page); code != 200 || len(page.Data) > 2 || pages > 5 {
+			t.Fatalf("list: %d %+v", code, page)
+		}
+		for _, d := range page.Data {
+			names = append(names, d.Name)
+			if d.HTML != nil {
+				t.Errorf("the list carries bodies")
+			}
+		}
+		if page.NextCursor == nil {
+			break
+		}
+		cursor = *page.NextCursor
+	}
+	if strings.Join(names, ",") != "t3,t2,t1,t0,welcome-email" {
+		t.Errorf("listed %v", names)
+	}
+	if code := s.api("DELETE", "/v1/templates/"+tpl.ID, liveKey, nil, nil); code != 200 {
+		t.Errorf("delete: %d", code)
+	}
+	if code := s.api("GET", "/v1/templates/"+tpl.ID, liveKey, nil, nil); code != 404 {
+		t.Errorf("get deleted: %d", code)
+	}
+}

@@ -1,0 +1,385 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/pigeonpost/pigeonpost/config"
+	"github.com/pigeonpost/pigeonpost/pipeline/store"
+	"github.com/pigeonpost/pigeonpost/pipeline/webhooks"
+)
+
+// Integration tests of webhooks: a loopback receiver (allowed by
+// webhooks.allow_private_urls) checks every delivery's signature over the
+// raw bytes it got.
+
+// webhookStack is trackingStack with loopback http:// endpoints allowed and
+// fast retries.
+func webhookStack(t *testing.T, mutate ...func(*config.Config)) *stack {
+	t.Helper()
+	return trackingStack(t, append([]func(*config.Config){func(c *config.Config) {
+		c.Webhooks.AllowPrivateURLs = true
+		c.Webhooks.AllowHTTP = true
+		c.Webhooks.RetryInitial = 100 * time.Millisecond
+		c.Webhooks.RetryMax = 400 * time.Millisecond
+	}}, mutate...)...)
+}
+
+// received is one request the receiver got.
+type received struct {
+	header http.Header
+	body   []byte
+	at     time.Time
+}
+
+// receiver is a webhook endpoint on 127.0.0.1 that answers the statuses of
+// script in turn (then 200) and records every request.
+type receiver struct {
+	srv    *httptest.Server
+	mu     sync.Mutex
+	script []int
+	got    []received
+}
+
+func startReceiver(t *testing.T, script ...int) *receiver {
+	r := &receiver{script: script}
+	r.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		body, _ := io.ReadAll(req.Body)
+		r.mu.Lock()
+		r.got = append(r.got, received{header: req.Header.Clone(), body: body, at: time.Now()})
+		status := http.StatusOK
+		if len(r.script) > 0 {
+			status, r.script = r.script[0], r.script[1:]
+		}
+		r.mu.Unlock()
+		w.WriteHeader(status)
+	}))
+	t.Cleanup(r.srv.Close)
+	return r
+}
+
+// requests returns what the receiver got, optionally only for one event.
+func (r *receiver) requests(event string) []received {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []received
+	for _, g := range r.got {
+		if event == "" || g.header.Get(webhooks.EventHeader) == event {
+			out = append(out, g)
+		}
+	}
+	return out
+}
+
+// createWebhook registers url for events and returns the endpoint's id and secret.
+func (s *stack) createWebhook(url string, events ...string) (id, secret string) {
+	s.t.Helper()
+	var w struct{ ID, Secret string }
+	if code := s.api("POST", "/v1/webhooks", liveKey, map[string]any{"url": url, "events": events}, &w); code != http.StatusCreated {
+		s.t.Fatalf("create webhook: %d", code)
+	}
+	if !strings.HasPrefix(w.ID, "wh_") || !strings.HasPrefix(w.Secret, "whsec_") {
+		s.t.Fatalf("created %+v", w)
+	}
+	return w.ID, w.Secret
+}
+
+// webhooksIdle waits until every event recorded so far has been read and
+// acknowledged by the dispatchers and no delivery is waiting: after it,
+// nothing more will reach a receiver for what happened before.
+func (s *stack) webhooksIdle() {
+	s.t.Helper()
+	rdb := s.redis.Client(s.t)
+	ctx := context.Background()
+	idle := func() bool {
+		groups, err := rdb.XInfoGroups(ctx, store.EventStreamKey()).Result()
+		if err != nil {
+			return false
+		}
+		for _, g := range groups {
+			if g.Name == store.WebhookGroup && (g.Pending != 0 || g.Lag != 0) {
+				return false
+			}
+		}
+		n, err := rdb.ZCard(ctx, store.WebhookDueKey()).Result()
+		return err == nil && n == 0
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for !idle() {
+		if time.Now().After(deadline) {
+			s.t.Fatal("webhook dispatch did not become idle within 20s")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// checkSigned verifies a request's signature with secret and its headers.
+func checkSigned(t *testing.T, r received, secret string) {
+	t.Helper()
+	if err := webhooks.Verify(secret, r.header.Get(webhooks.SignatureHeader), r.body, time.Now(), webhooks.DefaultTolerance); err != nil {
+		t.Errorf("signature of %s: %v", r.body, err)
+	}
+	if r.header.Get("Content-Type") != "application/json" || !strings.HasPrefix(r.header.Get(webhooks.IDHeader), "whmsg_") {
+		t.Errorf("headers %v", r.header)
+	}
+	var body struct{ Event string }
+	if json.Unmarshal(r.body, &body) != nil || body.Event != r.header.Get(webhooks.EventHeader) {
+		t.Errorf("event header %q, body %s", r.header.Get(webhooks.EventHeader), r.body)
+	}
+}
+
+// TestWebhookSignedDeliveries is the issue's "done when": an HTML mail sent
+// through SMTP with both tracking headers; a scanner's hits fire nothing
+// and count nothing; a person's open and click produce email.opened and
+// email.clicked with the documented bodies and valid signatures, first
+// only unless webhookOnEveryOpen; analytics shows the rates.
+func TestWebhookSignedDeliveries(t *testing.T) {
+	s := webhookStack(t)
+	recv := startReceiver(t)
+	hookID, secret := s.createWebhook(recv.srv.URL+"/hooks", "email.delivered", "email.opened", "email.clicked")
+
+	var list struct{ Data []map[string]any }
+	s.api("GET", "/v1/webhooks", liveKey, nil, &list)
+	if len(list.Data) != 1 || list.Data[0]["id"] != hookID || list.Data[0]["secret"] != nil {
+		t.Errorf("list: %+v (the secret is shown only once)", list.Data)
+	}
+
+	from, to := "hello@"+senderDomain, "user@"+rcptDomain
+	msg := "From: " + from + "\r\nTo: " + to + "\r\nSubject: Welcome\r\nX-SP-Track-Opens: true\r\nX-SP-Track-Clicks: true\r\n" +
+		"MIME-Version: 1.0\r\nContent-Type: text/html; charset=utf-8\r\n\r\n" + trackedHTML + "\r\n"
+	reply, err := send(s.smtpClient(true, liveKey), from, []string{to}, msg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := queuedID(t, reply)
+	data := string(s.sink.Wait(t, 1, 20*time.Second)[0].Data)
+	if !strings.Contains(data, "https://t.gateway.test/v1/track/open/"+id) || !strings.Contains(data, "https://t.gateway.test/v1/track/click/"+id+".0.") {
+		t.Fatalf("downstream copy lacks the pixel or the links:\n%s", data)
+	}
+	s.waitStatus(id, "delivered")
+	_, pixel, clicks := s.trackingURLs(id)
+
+	// A scanner: no webhook, not counted.
+	s.track(hit{path: pixel, userAgent: "curl/8.5.0"})
+	s.track(hit{method: "HEAD", path: clicks[0], userAgent: browserUA})
+	// A person opens twice and clicks both links.
+	s.track(hit{path: pixel, userAgent: browserUA})
+	s.track(hit{path: pixel, userAgent: browserUA})
+	s.track(hit{path: clicks[0], userAgent: browserUA})
+	s.track(hit{path: clicks[1], userAgent: browserUA})
+	s.webhooksIdle()
+
+	delivered, opened, clicked := recv.requests("email.delivered"), recv.requests("email.opened"), recv.requests("email.clicked")
+	if len(delivered) != 1 || len(opened) != 1 || len(clicked) != 1 || len(recv.requests("")) != 3 {
+		t.Fatalf("got %d delivered, %d opened, %d clicked, %d in all; want one of each (first open and click only)",
+			len(delivered), len(opened), len(clicked), len(recv.requests("")))
+	}
+	e := s.email(id)
+	stamp := func(t *time.Time) string { return t.UTC().Format("2006-01-02T15:04:05.000Z07:00") }
+	for _, c := range []struct {
+		r    received
+		want string
+	}{
+		{opened[0], fmt.Sprintf(`{"event":"email.opened","timestamp":%q,"data":{"emailId":%q,"toAddress":%q,"openedAt":%q}}`,
+			stamp(e.OpenedAt), id, to, stamp(e.OpenedAt))},
+		{clicked[0], fmt.Sprintf(`{"event":"email.clicked","timestamp":%q,"data":{"emailId":%q,"toAddress":%q,"clickedAt":%q,"linkUrl":"https://shop.example.test/a?x=1&y=2","linkIndex":0}}`,
+			stamp(e.ClickedAt), id, to, stamp(e.ClickedAt))},
+	} {
+		checkSigned(t, c.r, secret)
+		if string(c.r.body) != c.want {
+			t.Errorf("body\n%s\nwant\n%s", c.r.body, c.want)
+		}
+	}
+	checkSigned(t, delivered[0], secret)
+	var d struct {
+		Event string
+		Data  map[string]any
+	}
+	if json.Unmarshal(delivered[0].body, &d); d.Event != "email.delivered" || d.Data["emailId"] != id || d.Data["toAddress"] != to || d.Data["deliveredAt"] == nil {
+		t.Errorf("delivered body %s", delivered[0].body)
+	}
+
+	// A changed byte or another secret fails verification; bodies never
+	// carry the visitor.
+	r := opened[0]
+	if err := webhooks.Verify(secret, r.header.Get(webhooks.SignatureHeader), append([]byte(" "), r.body...), time.Now(), webhooks.DefaultTolerance); err == nil {
+		t.Error("a changed body verified")
+	}
+	for _, g := range recv.requests("") {
+		if strings.Contains(string(g.body), "127.0.0.1") || strings.Contains(string(g.body), "Firefox") {
+			t.Errorf("webhook body carries visitor data: %s", g.body)
+		}
+	}
+
+	// The rates: one delivered, opened and clicked; the scanner not counted.
+	if a := s.analytics("range=1d"); a.Delivered != 1 || a.UniqueOpens != 1 || a.UniqueClicks != 1 || a.OpenRate != 1 || a.ClickRate != 1 ||
+		a.BotFilteredOpens != 1 || a.BotFilteredClicks != 1 {
+		t.Errorf("analytics: %+v", a)
+	}
+
+	// webhookOnEveryOpen: every further open fires; clicks stay first-only.
+	s.api("PATCH", "/v1/tracking/defaults", liveKey, map[string]bool{"webhookOnEveryOpen": true}, nil)
+	s.track(hit{path: pixel, userAgent: browserUA})
+	s.track(hit{path: clicks[1], userAgent: browserUA})
+	s.webhooksIdle()
+	if n, m := len(recv.requests("email.opened")), len(recv.requests("email.clicked")); n != 2 || m != 1 {
+		t.Errorf("with webhookOnEveryOpen: %d opened (want 2), %d clicked (want 1)", n, m)
+	}
+	opened = recv.requests("email.opened")
+	checkSigned(t, opened[1], secret)
+	if opened[0].header.Get(webhooks.IDHeader) == opened[1].header.Get(webhooks.IDHeader) {
+		t.Error("two events share a webhook id")
+	}
+
+	// Deleting the endpoint stops deliveries.
+	if code := s.api("DELETE", "/v1/webhooks/"+hookID, liveKey, nil, nil); code != http.StatusOK {
+		t.Errorf("delete: %d", code)
+	}
+	var e404 apiError
+	if code := s.api("DELETE", "/v1/webhooks/"+hookID, liveKey, nil, &e404); code != http.StatusNotFound {
+		t.Errorf("delete again: %d", code)
+	}
+	s.track(hit{path: pixel, userAgent: browserUA})
+	s.webhooksIdle()
+	if n := len(recv.requests("")); n != 4 {
+		t.Errorf("%d requests after the endpoint was deleted, want the 4 from before", n)
+	}
+}
+
+// A receiver answering 500, 500, then 200 gets exactly three attempts of
+// the same delivery, each freshly signed.
+func TestWebhookRetryAfter500(t *testing.T) {
+	s := webhookStack(t)
+	recv := startReceiver(t, 500, 500)
+	_, secret := s.createWebhook(recv.srv.URL, "email.delivered")
+	id, _ := s.sendTracked(nil)
+	s.waitStatus(id, "delivered")
+	s.webhooksIdle()
+
+	got := recv.requests("")
+	if len(got) != 3 {
+		t.Fatalf("%d attempts, want 3", len(got))
+	}
+	for _, g := range got {
+		checkSigned(t, g, secret)
+		if g.header.Get(webhooks.IDHeader) != got[0].header.Get(webhooks.IDHeader) || string(g.body) != string(got[0].body) {
+			t.Errorf("attempts differ: %s %s", g.header.Get(webhooks.IDHeader), g.body)
+		}
+	}
+	if got[2].at.Sub(got[1].at) <= 0 || got[1].at.Sub(got[0].at) <= 0 {
+		t.Error("attempts out of order")
+	}
+	metrics := s.metrics()
+	for _, want := range []string{`pigeonpost_webhooks_attempts_total{result="retried"} 2`, `pigeonpost_webhooks_attempts_total{result="delivered"} 1`} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
+}
+
+// A delivery that keeps failing past webhooks.max_age is given up and
+// listed under /v1/webhooks/failed.
+func TestWebhookGivenUp(t *testing.T) {
+	s := webhookStack(t, func(c *config.Config) { c.Webhooks.MaxAge = 300 * time.Millisecond })
+	recv := startReceiver(t, 503, 503, 503, 503, 503, 503, 503, 503, 503, 503, 503, 503)
+	hookID, _ := s.createWebhook(recv.srv.URL, "email.delivered")
+	id, _ := s.sendTracked(nil)
+	s.waitStatus(id, "delivered")
+	s.webhooksIdle()
+
+	var failed struct {
+		Data []struct {
+			ID, EndpointID, Event, LastError string
+			Attempts                         int
+		}
+	}
+	s.api("GET", "/v1/webhooks/failed", liveKey, nil, &failed)
+	if len(failed.Data) != 1 || failed.Data[0].EndpointID != hookID || failed.Data[0].Event != "email.delivered" ||
+		failed.Data[0].Attempts < 2 || failed.Data[0].Attempts != len(recv.requests("")) || !strings.Contains(failed.Data[0].LastError, "503") {
+		t.Errorf("failed: %+v, %d requests", failed.Data, len(recv.requests("")))
+	}
+}
+
+// Endpoint URLs on private, loopback or link-local addresses are refused
+// when the switch is off (the default), before any connection is made.
+func TestWebhookURLRules(t *testing.T) {
+	s := trackingStack(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var accepted atomic.Int32
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			accepted.Add(1)
+			c.Close()
+		}
+	}()
+	t.Cleanup(func() { ln.Close() })
+	port := ln.Addr().(*net.TCPAddr).Port
+	s.dns.SetA("hooks.attacker.test", "127.0.0.1")
+	s.dns.SetA("hooks.partner.test", "93.184.216.34")
+
+	refused := []string{
+		fmt.Sprintf("https://127.0.0.1:%d/", port),
+		fmt.Sprintf("https://[::1]:%d/", port),
+		fmt.Sprintf("https://localhost:%d/", port),
+		fmt.Sprintf("https://[::ffff:127.0.0.1]:%d/", port),
+		fmt.Sprintf("https://0.0.0.0:%d/", port),
+		fmt.Sprintf("https://hooks.attacker.test:%d/", port), // resolves to loopback
+		fmt.Sprintf("http://hooks.partner.test:%d/", port),   // plain http
+		"https://10.0.0.1/", "https://172.16.0.1/", "https://192.168.0.1/", "https://169.254.169.254/",
+		"https://100.64.0.1/", "https://[fd00::1]/", "https://[fe80::1]/",
+		"https://user:pw@hooks.partner.test/", "file:///etc/passwd", "gopher://hooks.partner.test/", "https://nx.test/",
+	}
+	for _, u := range refused {
+		var e apiError
+		code := s.api("POST", "/v1/webhooks", liveKey, map[string]any{"url": u, "events": []string{"email.opened"}}, &e)
+		if code != http.StatusBadRequest || e.Error.Code != "validation_error" || !strings.HasPrefix(e.Error.Message, "url:") {
+			t.Errorf("%s: %d %+v", u, code, e)
+		}
+	}
+	if n := accepted.Load(); n != 0 {
+		t.Errorf("the loopback listener accepted %d connections", n)
+	}
+
+	var e apiError
+	for _, events := range [][]string{nil, {}, {"email.exploded"}, {"opened"}} {
+		if code := s.api("POST", "/v1/webhooks", liveKey, map[string]any{"url": "https://hooks.partner.test/", "events": events}, &e); code != 400 || !strings.HasPrefix(e.Error.Message, "events:") {
+			t.Errorf("events %q: %d %+v", events, code, e)
+		}
+	}
+	// A public endpoint is accepted (nothing is sent at registration).
+	s.createWebhook("https://hooks.partner.test/pigeonpost", "email.opened", "email.opened", "email.bounced")
+	var list struct{ Data []struct{ Events []string } }
+	s.api("GET", "/v1/webhooks", liveKey, nil, &list)
+	if len(list.Data) != 1 || fmt.Sprint(list.Data[0].Events) != "[email.opened email.bounced]" {
+		t.Errorf("list %+v", list.Data)
+	}
+}
+
+// metrics returns the /metrics page.
+func (s *stack) metrics() string {
+	s.t.Helper()
+	resp, err := http.Get("http://" + s.addrs.HTTP + "/metrics")
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return string(b)
+}

@@ -1,0 +1,194 @@
+package pipeline
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"mime"
+	"net/url"
+	"path"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/pigeonpost/pigeonpost/internal/safehttp"
+)
+
+// Attachment limits, as documented: 7 MB a file, 25 MB in all (decoded).
+const (
+	MaxAttachmentBytes      = 7 << 20
+	MaxAttachmentTotalBytes = 25 << 20
+	MaxAttachments          = 100
+	maxFilenameLen          = 255
+)
+
+// Attachment is a file to attach, as the REST API receives it: Content
+// (base64) or Path (an HTTPS URL that the server fetches), not both.
+// ContentID makes it an inline part that the HTML refers to as cid:<id>.
+type Attachment struct {
+	Filename    string `json:"filename"`
+	Content     string `json:"content,omitempty"`
+	Path        string `json:"path,omitempty"`
+	ContentType string `json:"contentType,omitempty"`
+	ContentID   string `json:"contentId,omitempty"`
+}
+
+// Fetcher downloads attachment paths; *safehttp.Client is the one in use
+// (SSRF guard at dial time, size cap, deadline, HTTPS only).
+type Fetcher interface {
+	Fetch(ctx context.Context, rawURL string) (body []byte, contentType string, err error)
+}
+
+// FetchTimeout bounds each attachment download when the Fetcher has no
+// deadline of its own.
+const FetchTimeout = 30 * time.Second
+
+// resolveAttachments decodes or fetches every attachment and checks the
+// limits. Errors name the attachment by its index.
+func (s *Service) resolveAttachments(ctx context.Context, in []Attachment) ([]ComposeAttachment, error) {
+	if len(in) > MaxAttachments {
+		return nil, ErrInvalid(fmt.Sprintf("attachments: at most %d attachments are allowed (got %d)", MaxAttachments, len(in)))
+	}
+	out := make([]ComposeAttachment, 0, len(in))
+	total := 0
+	for i, a := range in {
+		field := fmt.Sprintf("attachments[%d]", i)
+		if err := checkAttachmentFields(field, a); err != nil {
+			return nil, err
+		}
+		var data []byte
+		contentType := a.ContentType
+		switch {
+		case a.Content != "" && a.Path != "":
+			return nil, ErrInvalid(field + ": give content or path, not both")
+		case a.Path != "":
+			body, fetchedType, err := s.fetchAttachment(ctx, field, a.Path)
+			if err != nil {
+				return nil, err
+			}
+			data = body
+			if _, _, err := mime.ParseMediaType(fetchedType); contentType == "" && err == nil {
+				contentType = fetchedType // the server's, when the request gives none
+			}
+		default:
+			b, err := decodeBase64(field, a.Content)
+			if err != nil {
+				return nil, err
+			}
+			data = b
+		}
+		if len(data) > MaxAttachmentBytes {
+			return nil, ErrInvalid(fmt.Sprintf("%s: %s is %d bytes; the limit is %d bytes (7 MB) a file", field, quoteShort(a.Filename), len(data), MaxAttachmentBytes))
+		}
+		total += len(data)
+		if total > MaxAttachmentTotalBytes {
+			return nil, ErrInvalid(fmt.Sprintf("attachments: %d bytes in all exceeds the limit of %d bytes (25 MB)", total, MaxAttachmentTotalBytes))
+		}
+		ct, err := attachmentType(field, contentType, a.Filename)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, ComposeAttachment{Filename: a.Filename, ContentType: ct, ContentID: a.ContentID, Data: data})
+	}
+	return out, nil
+}
+
+func checkAttachmentFields(field string, a Attachment) error {
+	if strings.TrimSpace(a.Filename) == "" {
+		return ErrInvalid(field + ".filename: is required")
+	}
+	if utf8.RuneCountInString(a.Filename) > maxFilenameLen {
+		return ErrInvalid(fmt.Sprintf("%s.filename: must be at most %d characters", field, maxFilenameLen))
+	}
+	for _, f := range []struct{ name, v string }{
+		{".filename", a.Filename}, {".contentType", a.ContentType}, {".contentId", a.ContentID}, {".path", a.Path},
+	} {
+		if err := checkPrintable(field+f.name, f.v); err != nil {
+			return err
+		}
+	}
+	if strings.ContainsAny(a.Filename, `/\`) {
+		return ErrInvalid(field + ".filename: must be a file name, without / or \\")
+	}
+	if strings.ContainsAny(a.ContentID, "<> \t\"") {
+		return ErrInvalid(field + ".contentId: must not contain <, >, quotes or spaces (write it without the angle brackets)")
+	}
+	if a.Content == "" && a.Path == "" {
+		return ErrInvalid(field + ": content (base64) or path (an HTTPS URL) is required")
+	}
+	return nil
+}
+
+// decodeBase64 accepts standard base64 with or without padding, with line
+// breaks (as many encoders wrap at 76 columns). The decoded size is checked
+// before decoding so that an oversized file is refused without allocating it.
+func decodeBase64(field, s string) ([]byte, error) {
+	if strings.ContainsAny(s, "\r\n \t") {
+		s = strings.Map(func(r rune) rune {
+			if r == '\r' || r == '\n' || r == ' ' || r == '\t' {
+				return -1
+			}
+			return r
+		}, s)
+	}
+	if base64.RawStdEncoding.DecodedLen(len(strings.TrimRight(s, "="))) > MaxAttachmentBytes {
+		return nil, ErrInvalid(fmt.Sprintf("%s: the file exceeds the limit of %d bytes (7 MB) a file", field, MaxAttachmentBytes))
+	}
+	b, err := base64.StdEncoding.DecodeString(s)
+	if err != nil {
+		b, err = base64.RawStdEncoding.DecodeString(s)
+	}
+	if err != nil {
+		return nil, ErrInvalid(field + ".content: is not valid base64")
+	}
+	return b, nil
+}
+
+// fetchAttachment downloads an attachment path. Only https URLs without
+// credentials are fetched; the Fetcher refuses private, loopback and
+// link-local addresses at dial time (after DNS, after each redirect).
+func (s *Service) fetchAttachment(ctx context.Context, field, raw string) ([]byte, string, error) {
+	u, err := url.Parse(raw)
+	if err != nil || u.Scheme != "https" || u.Host == "" || u.Hostname() == "" {
+		return nil, "", ErrInvalid(field + ".path: must be an https:// URL")
+	}
+	if u.User != nil {
+		return nil, "", ErrInvalid(field + ".path: URLs with credentials are not allowed")
+	}
+	if s.opt.Fetcher == nil {
+		return nil, "", ErrInvalid(field + ".path: fetching attachments from URLs is not enabled on this server; send content instead")
+	}
+	ctx, cancel := context.WithTimeout(ctx, FetchTimeout)
+	defer cancel()
+	body, ct, err := s.opt.Fetcher.Fetch(ctx, u.String())
+	switch {
+	case err == nil:
+		return body, ct, nil
+	case errors.Is(err, safehttp.ErrTooLarge):
+		return nil, "", ErrInvalid(fmt.Sprintf("%s.path: the file exceeds the limit of %d bytes (7 MB) a file", field, MaxAttachmentBytes))
+	case errors.Is(err, safehttp.ErrForbiddenAddress):
+		return nil, "", ErrInvalid(field + ".path: the URL's host is on a private, loopback or link-local address, which is not allowed").WithCause(err)
+	case ctx.Err() != nil:
+		return nil, "", ErrInvalid(field + ".path: fetching the URL timed out").WithCause(err)
+	}
+	return nil, "", ErrInvalid(field + ".path: the URL could not be fetched").WithCause(err)
+}
+
+// attachmentType returns the content type to declare: the given one (which
+// must parse), else the one for the file's extension, else
+// application/octet-stream.
+func attachmentType(field, given, filename string) (string, error) {
+	given = strings.TrimSpace(given)
+	if given != "" {
+		mt, params, err := mime.ParseMediaType(given)
+		if err != nil || !strings.Contains(mt, "/") || strings.HasPrefix(mt, "multipart/") || strings.HasPrefix(mt, "message/") {
+			return "", ErrInvalid(field + ".contentType: " + quoteShort(given) + " is not a valid content type")
+		}
+		return mime.FormatMediaType(mt, params), nil
+	}
+	if t := mime.TypeByExtension(strings.ToLower(path.Ext(filename))); t != "" {
+		return t, nil
+	}
+	return "application/octet-stream", nil
+}

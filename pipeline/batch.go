@@ -1,0 +1,49 @@
+package pipeline
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+
+	"github.com/pigeonpost/pigeonpost/pipeline/store"
+)
+
+// MaxBatch is the number of emails one batch may hold.
+const MaxBatch = 100
+
+// BatchResult is the outcome of one email of a batch: a receipt or an error.
+type BatchResult struct {
+	Receipt *Receipt
+	Err     error
+}
+
+// SendBatch sends each email of reqs independently, in order: one failing
+// does not stop the others. With an idempotencyKey, each email gets its own
+// key derived from it and its index, so that a batch retried after a crash
+// half-way sends only the emails that were not stored the first time.
+func (s *Service) SendBatch(ctx context.Context, k *store.Key, reqs []SendRequest, idempotencyKey string) ([]BatchResult, error) {
+	if len(reqs) == 0 {
+		return nil, ErrInvalid("emails: at least one email is required")
+	}
+	if len(reqs) > MaxBatch {
+		return nil, ErrInvalid(fmt.Sprintf("emails: at most %d emails per batch (got %d)", MaxBatch, len(reqs)))
+	}
+	if idempotencyKey != "" {
+		if err := CheckIdempotencyKey(idempotencyKey); err != nil {
+			return nil, err
+		}
+	}
+	out := make([]BatchResult, len(reqs))
+	for i, req := range reqs {
+		if err := ctx.Err(); err != nil {
+			out[i].Err = ErrUnavailable(err)
+			continue
+		}
+		key := ""
+		if idempotencyKey != "" {
+			key = idempotencyKey + "#" + strconv.Itoa(i)
+		}
+		out[i].Receipt, out[i].Err = s.send(ctx, k, req, scopeBatchItem, key)
+	}
+	return out, nil
+}

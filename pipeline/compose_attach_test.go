@@ -1,0 +1,234 @@
+package pipeline
+
+import (
+	"bytes"
+	"encoding/base64"
+	"io"
+	"strings"
+	"testing"
+
+	"github.com/emersion/go-message"
+)
+
+// walk collects the leaves of a parsed message: content type, disposition
+// params and decoded body.
+type leaf struct {
+	contentType, disposition, filename, contentID string
+	body                                          []byte
+}
+
+func walkMessage(t *testing.T, raw []byte) (string, []leaf) {
+	t.Helper()
+	e, err := message.Read(bytes.NewReader(raw))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rootType, _, _ := e.Header.ContentType()
+	var out []leaf
+	var walk func(e *message.Entity)
+	walk = func(e *message.Entity) {
+		if mr := e.MultipartReader(); mr != nil {
+			for {
+				p, err := mr.NextPart()
+				if err == io.EOF {
+					return
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+				walk(p)
+			}
+		}
+		ct, _, _ := e.Header.ContentType()
+		disp, params, _ := e.Header.ContentDisposition()
+		body, err := io.ReadAll(e.Body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, leaf{ct, disp, params["filename"], e.Header.Get("Content-Id"), body})
+	}
+	walk(e)
+	return rootType, out
+}
+
+func TestComposeAttachments(t *testing.T) {
+	pdf := bytes.Repeat([]byte{0, 1, 2, 0xff, '\r', '\n'}, 5000)
+	png := []byte("\x89PNG\r\n\x1a\nfake")
+	c, err := ComposeMessage(Compose{
+		From: "hello@acme.test", To: []string{"a@x.test"}, Subject: "Invoice",
+		HTML: `<p>See <img src="cid:logo"></p>`,
+		Attachments: []ComposeAttachment{
+			{Filename: "invoice.pdf", ContentType: "application/pdf", Data: pdf},
+			{Filename: "logo.png", ContentType: "image/png", ContentID: "logo", Data: png},
+			{Filename: "résumé.txt", ContentType: "text/plain", Data: []byte("x")},
+		},
+	}, testNow)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(c.Message), "\r\n") {
+		if len(line) > 998 {
+			t.Fatalf("line of %d bytes", len(line))
+		}
+	}
+	root, leaves := walkMessage(t, c.Message)
+	if root != "multipart/mixed" {
+		t.Errorf("root %s", root)
+	}
+	want := []leaf{
+		{contentType: "text/plain"}, {contentType: "text/html"},
+		{contentType: "image/png", disposition: "inline", filename: "logo.png", contentID: "<logo>", body: png},
+		{contentType: "application/pdf", disposition: "attachment", filename: "invoice.pdf", body: pdf},
+		{contentType: "text/plain", disposition: "attachment", filename: "résumé.txt", body: []byte("x")},
+	}
+	if len(leaves) != len(want) {
+		t.Fatalf("%d leaves: %+v", len(leaves), leaves)
+	}
+	for i, w := range want {
+		g := leaves[i]
+		if g.contentType != w.contentType || g.disposition != w.disposition || g.filename != w.filename || g.contentID != w.contentID {
+			t.Errorf("part %d: %s %s %q %s, want %s %s %q %s", i, g.contentType, g.disposition, g.filename, g.contentID,
+				w.contentType, w.disposition, w.filename, w.contentID)
+		}
+		if w.body != nil && !bytes.Equal(g.body, w.body) {
+			t.Errorf("part %d: body differs (%d bytes, want %d)", i, len(g.body), len(w.body))
+		}
+	}
+	if !strings.Contains(string(leaves[0].body), "See") {
+		t.Errorf("generated text: %q", leaves[0].body)
+	}
+	if !strings.Contains(string(c.Message), "multipart/related") {
+		t.Error("inline part without multipart/related")
+	}
+	if _, err := parseForTest(string(c.Message)); err != nil {
+		t.Errorf("composed message does not parse: %v", err)
+	}
+}
+
+func TestComposeHTMLOnlyGetsText(t *testing.T) {
+	c, err := ComposeMessage(Compose{From: "hello@acme.test", To: []string{"a@x.test"}, Subject: "s",
+		HTML: "<h1>Order #1234</h1><p>Shipped <a href=\"https://acme.test/t\">track it</a></p>"}, testNow)
+	if err != nil {
+		t.Fatal(err)
+	}
+	root, leaves := walkMessage(t, c.Message)
+	if root != "multipart/alternative" || len(leaves) != 2 || leaves[0].contentType != "text/plain" {
+		t.Fatalf("%s %+v", root, leaves)
+	}
+	if got := strings.ReplaceAll(string(leaves[0].body), "\r\n", "\n"); got != "Order #1234\n\nShipped track it (https://acme.test/t)\n" {
+		t.Errorf("text %q", got)
+	}
+}
+
+func TestHTMLToText(t *testing.T) {
+	cases := map[string]string{
+		"<p>a</p><p>b</p>":                  "a\n\nb\n",
+		"a<br>b":                            "a\nb\n",
+		"<ul><li>one</li><li>two</li></ul>": "- one\n- two\n",
+		"<style>p{x:y}</style><script>evil()</script>x": "x\n",
+		"&lt;tag&gt; &amp;   spaces\n\n here":           "<tag> & spaces here\n",
+		`<a href="https://x.test">https://x.test</a>`:   "https://x.test\n",
+		`<a href="javascript:alert(1)">click</a>`:       "click\n",
+		`<img alt="Logo" src="x.png">Hi`:                "Logo Hi\n",
+	}
+	for in, want := range cases {
+		if got := HTMLToText(in); got != want {
+			t.Errorf("HTMLToText(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func TestComposeRefusesControlCharacters(t *testing.T) {
+	base := Compose{From: "hello@acme.test", To: []string{"a@x.test"}, Subject: "s", Text: "t"}
+	cases := map[string]func(c *Compose){
+		"NUL in subject":         func(c *Compose) { c.Subject = "a\x00b" },
+		"U+2028 in subject":      func(c *Compose) { c.Subject = "a\u2028Bcc: x@y.test" },
+		"display name CRLF":      func(c *Compose) { c.From = "Acme\r\nBcc: v@victim.test <hello@acme.test>" },
+		"replyTo LF":             func(c *Compose) { c.ReplyTo = []string{"a@x.test\nBcc: v@victim.test"} },
+		"cc CRLF":                func(c *Compose) { c.Cc = []string{"a@x.test\r\nBcc: v@victim.test"} },
+		"bcc CRLF":               func(c *Compose) { c.Bcc = []string{"a@x.test\r\nBcc: v@victim.test"} },
+		"header value U+2028":    func(c *Compose) { c.Headers = map[string]string{"X-A": "a\u2028b"} },
+		"header name with CRLF":  func(c *Compose) { c.Headers = map[string]string{"X-A:\r\nBcc": "v"} },
+		"too many recipients":    func(c *Compose) { c.Bcc = strings.Split(strings.Repeat("b@x.test,", 100), ",")[:100] },
+		"DKIM-Signature header":  func(c *Compose) { c.Headers = map[string]string{"DKIM-Signature": "v=1"} },
+		"Content-Type header":    func(c *Compose) { c.Headers = map[string]string{"Content-Type": "text/html"} },
+		"Received header":        func(c *Compose) { c.Headers = map[string]string{"Received": "from evil"} },
+		"List header with CR LF": func(c *Compose) { c.Headers = map[string]string{"List-Id": "a\rb"} },
+	}
+	for name, mutate := range cases {
+		t.Run(name, func(t *testing.T) {
+			c := base
+			mutate(&c)
+			if _, err := ComposeMessage(c, testNow); err == nil || AsError(err).HTTPStatus != 400 {
+				t.Fatalf("got %v, want a 400", err)
+			}
+		})
+	}
+}
+
+func TestDecodeBase64(t *testing.T) {
+	data := bytes.Repeat([]byte("0123456789"), 100)
+	enc := base64.StdEncoding.EncodeToString(data)
+	var wrapped strings.Builder
+	for i := 0; i < len(enc); i += 76 {
+		wrapped.WriteString(enc[i:min(i+76, len(enc))] + "\r\n")
+	}
+	for name, in := range map[string]string{"plain": enc, "wrapped": wrapped.String(), "unpadded": strings.TrimRight(enc, "=")} {
+		if got, err := decodeBase64("attachments[0]", in); err != nil || !bytes.Equal(got, data) {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+	if _, err := decodeBase64("attachments[3]", "not base64!"); err == nil || !strings.Contains(AsError(err).Message, "attachments[3].content") {
+		t.Errorf("invalid base64: %v", err)
+	}
+	big := base64.StdEncoding.EncodeToString(make([]byte, MaxAttachmentBytes+1))
+	if _, err := decodeBase64("attachments[1]", big); err == nil || !strings.Contains(AsError(err).Message, "attachments[1]") {
+		t.Errorf("7 MB + 1: %v", err)
+	}
+	exact := base64.StdEncoding.EncodeToString(make([]byte, MaxAttachmentBytes))
+	if _, err := decodeBase64("attachments[1]", exact); err != nil {
+		t.Errorf("7 MB: %v", err)
+	}
+}
+
+func TestCheckLabels(t *testing.T) {
+	ok := map[string]string{"userId": "123"}
+	if err := checkLabels([]string{"welcome"}, ok); err != nil {
+		t.Fatal(err)
+	}
+	many := map[string]string{}
+	for i := range MaxMetadataKeys + 1 {
+		many[strings.Repeat("k", 1+i%30)+string(rune('a'+i%26))+string(rune('a'+i/26))] = "v"
+	}
+	cases := map[string]struct {
+		tags []string
+		md   map[string]string
+		want string
+	}{
+		"tag with CRLF":     {[]string{"a\r\nb"}, nil, "tags[0]"},
+		"too many tags":     {make([]string, MaxTags+1), nil, "tags: at most"},
+		"empty tag":         {[]string{""}, nil, "tags[0]: must not be empty"},
+		"value with LF":     {nil, map[string]string{"k": "a\nb"}, "metadata.k"},
+		"key too long":      {nil, map[string]string{strings.Repeat("k", 41): "v"}, "metadata: key"},
+		"value too long":    {nil, map[string]string{"k": strings.Repeat("v", 501)}, "metadata.k: must be at most 500"},
+		"too many keys":     {nil, many, "metadata: at most 50 keys"},
+		"too large in all":  {nil, bigMetadata(), "metadata: keys and values must total at most"},
+		"NUL in a key name": {nil, map[string]string{"a\x00": "v"}, "metadata key"},
+	}
+	for name, c := range cases {
+		t.Run(name, func(t *testing.T) {
+			err := checkLabels(c.tags, c.md)
+			if err == nil || AsError(err).HTTPStatus != 400 || !strings.Contains(AsError(err).Message, c.want) {
+				t.Fatalf("got %v, want a 400 containing %q", err, c.want)
+			}
+		})
+	}
+}
+
+func bigMetadata() map[string]string {
+	m := map[string]string{}
+	for i := range 10 {
+		m["key"+string(rune('a'+i))] = strings.Repeat("v", 450)
+	}
+	return m
+}

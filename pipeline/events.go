@@ -1,0 +1,104 @@
+package pipeline
+
+import (
+	"context"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/pigeonpost/pigeonpost/pipeline/store"
+)
+
+// EventFilter selects events for GET /v1/events.
+type EventFilter struct {
+	Type    string    // sent, delivered, … or email.sent, …; "" for all
+	EmailID string    // "" for all emails
+	Since   time.Time // zero for no lower bound
+	Cursor  string    // nextCursor of the previous page; "" for the newest
+	Limit   int       // 1..100; 0 means 50
+}
+
+// ListedEvent is one event as GET /v1/events shows it.
+type ListedEvent struct {
+	ID        string            `json:"id"` // stream id: unique, ordered
+	Type      string            `json:"type"`
+	EmailID   string            `json:"emailId"`
+	Timestamp time.Time         `json:"timestamp"`
+	Data      map[string]string `json:"data,omitempty"`
+}
+
+// EventPage is one page of events, newest first.
+type EventPage struct {
+	Data []ListedEvent `json:"data"`
+	// NextCursor continues the listing; null when there is nothing older.
+	// A page may hold fewer than the limit (even none) and still have a
+	// cursor: each request scans a bounded number of events.
+	NextCursor *string `json:"nextCursor"`
+	HasMore    bool    `json:"hasMore"`
+}
+
+// eventTypes are the types events are recorded with.
+var eventTypes = []string{"sent", "delivered", "deferred", "bounced", "failed", "opened", "clicked", "complained"}
+
+var streamIDPattern = regexp.MustCompile(`^[0-9]{1,20}-[0-9]{1,20}$`)
+
+// Bounds of one listing: entries read per round trip and in all.
+const (
+	eventScanBatch  = 200
+	eventScanBudget = 5000
+)
+
+// ListEvents lists the account's events, newest first, from its event
+// stream (the last 100,000 events are kept). Filters are applied while
+// scanning; a request reads at most eventScanBudget entries.
+func (s *Service) ListEvents(ctx context.Context, k *store.Key, f EventFilter) (*EventPage, error) {
+	if f.Type != "" {
+		f.Type = strings.TrimPrefix(f.Type, "email.")
+		if !containsString(eventTypes, f.Type) {
+			return nil, ErrInvalid("type: must be one of " + strings.Join(eventTypes, ", "))
+		}
+	}
+	if f.Cursor != "" && !streamIDPattern.MatchString(f.Cursor) {
+		return nil, ErrInvalid("cursor: not a cursor returned by this API")
+	}
+	if f.Limit == 0 {
+		f.Limit = 50
+	}
+	if f.Limit < 1 || f.Limit > 100 {
+		return nil, ErrInvalid("limit: must be between 1 and 100")
+	}
+	page := &EventPage{Data: []ListedEvent{}}
+	cursor, scanned := f.Cursor, 0
+	for scanned < eventScanBudget {
+		batch, err := s.store.AccountEvents(ctx, k.AccountID, cursor, eventScanBatch)
+		if err != nil {
+			return nil, storageError(err)
+		}
+		for i, se := range batch {
+			scanned++
+			// Stream ids come from the Redis clock, timestamps from ours:
+			// stop a minute past since, and filter on the timestamp.
+			if !f.Since.IsZero() && store.StreamIDTime(se.StreamID).Before(f.Since.Add(-time.Minute)) {
+				return page, nil
+			}
+			ev := se.Event
+			if (f.Type == "" || ev.Type == f.Type) && (f.EmailID == "" || ev.EmailID == f.EmailID) &&
+				(f.Since.IsZero() || !ev.Timestamp.Before(f.Since)) {
+				page.Data = append(page.Data, ListedEvent{ID: se.StreamID, Type: ev.Type, EmailID: ev.EmailID, Timestamp: ev.Timestamp, Data: ev.Data})
+			}
+			if len(page.Data) == f.Limit {
+				if i < len(batch)-1 || len(batch) == eventScanBatch {
+					next := se.StreamID
+					page.NextCursor, page.HasMore = &next, true
+				}
+				return page, nil
+			}
+		}
+		if len(batch) < eventScanBatch {
+			return page, nil // the start of the stream
+		}
+		cursor = batch[len(batch)-1].StreamID
+	}
+	page.NextCursor, page.HasMore = &cursor, true
+	return page, nil
+}

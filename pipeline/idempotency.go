@@ -1,0 +1,245 @@
+package pipeline
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"strings"
+	"time"
+
+	"github.com/pigeonpost/pigeonpost/pipeline/store"
+)
+
+// Idempotency (IETF draft-ietf-httpapi-idempotency-key-header, S17).
+//
+// A request that carries an idempotency key first claims the key in Redis
+// (a pending marker, set only if the key is free). The one request that
+// claims it does the work; a send stores its response under the key in the
+// same MULTI as its emails, so that a crash after the emails are stored
+// still leaves the response, and the retry gets it instead of a second
+// send. A request that finds the key:
+//   - done, same fingerprint: gets the stored response; nothing is sent;
+//   - different fingerprint (done or pending): ErrIdempotencyMismatch (422);
+//   - pending, same fingerprint: waits for the first to finish (polling
+//     Redis), then gets its response; ErrIdempotencyInProgress (409) if it
+//     does not finish within idemWait.
+//
+// A request that fails releases the key: errors are not replayed, and the
+// client may retry with the same key. The pending marker expires after
+// idemPendingTTL so that a request that died mid-way does not block its key
+// for a day; a request slower than that loses its claim and stores nothing
+// (PersistWith watches the key), so one key never yields two sends.
+//
+// Keys are per account and per operation: the same key on two endpoints, or
+// from two accounts, are independent.
+const (
+	idemTTL        = 24 * time.Hour
+	idemPendingTTL = 2 * time.Minute
+	idemWait       = 10 * time.Second
+	idemPoll       = 20 * time.Millisecond
+)
+
+// Operations whose idempotency keys are kept apart.
+const (
+	scopeSend      = "send"       // POST /v1/emails
+	scopeBatchItem = "batch-item" // one email of POST /v1/emails/batch
+	scopeSMTP      = "smtp"       // a message over SMTP
+)
+
+// maxIdempotencyKeyLen bounds the Idempotency-Key header.
+const maxIdempotencyKeyLen = 255
+
+// CheckIdempotencyKey refuses keys that are empty, too long or not printable ASCII.
+func CheckIdempotencyKey(key string) error {
+	if key == "" || len(key) > maxIdempotencyKeyLen {
+		return ErrInvalid("Idempotency-Key: must be 1 to 255 characters")
+	}
+	for i := 0; i < len(key); i++ {
+		if key[i] < 0x20 || key[i] > 0x7e {
+			return ErrInvalid("Idempotency-Key: must be printable ASCII")
+		}
+	}
+	return nil
+}
+
+// idemClaim is a request's hold on an idempotency key.
+type idemClaim struct {
+	key   string // Redis key
+	token string
+}
+
+func sha256Hex(parts ...[]byte) string {
+	h := sha256.New()
+	for _, p := range parts {
+		h.Write(p)
+		h.Write([]byte{0})
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// claimIdempotency takes key for this request, or returns the response that
+// an earlier request with the same key and fingerprint stored.
+func (s *Service) claimIdempotency(ctx context.Context, accountID, scope, key, fingerprint string) (*idemClaim, []byte, error) {
+	c := &idemClaim{
+		key:   store.IdempotencyKey(accountID, sha256Hex([]byte(scope), []byte(key))),
+		token: store.NewID("idem"),
+	}
+	deadline := time.Now().Add(idemWait)
+	for {
+		rec, err := s.store.IdemClaim(ctx, c.key, fingerprint, c.token, idemPendingTTL)
+		if err != nil {
+			return nil, nil, storageError(err)
+		}
+		if rec == nil {
+			return c, nil, nil
+		}
+		if rec.Fingerprint != fingerprint {
+			return nil, nil, ErrIdempotencyMismatch()
+		}
+		if rec.State == store.IdemStateDone {
+			return nil, rec.Response, nil
+		}
+		if time.Now().After(deadline) {
+			return nil, nil, ErrIdempotencyInProgress()
+		}
+		select {
+		case <-ctx.Done():
+			return nil, nil, ErrIdempotencyInProgress().WithCause(ctx.Err())
+		case <-time.After(idemPoll):
+		}
+	}
+}
+
+// releaseIdempotency frees the key after a failed request. It runs on its
+// own context: the request's may be the reason it failed.
+func (s *Service) releaseIdempotency(c *idemClaim) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := s.store.IdemRelease(ctx, c.key, c.token); err != nil {
+		s.opt.Logger.Warn("releasing an idempotency key failed; it expires on its own", "err", err)
+	}
+}
+
+// replayReceipt decodes a receipt stored under an idempotency key.
+func replayReceipt(raw []byte) (*Receipt, error) {
+	var r Receipt
+	if err := json.Unmarshal(raw, &r); err != nil || len(r.IDs) == 0 {
+		return nil, ErrUnavailable(errors.New("undecodable idempotent response"))
+	}
+	r.Replayed = true
+	return &r, nil
+}
+
+// smtpIdempotency derives the idempotency key of a message received over
+// SMTP and claims it. A client that re-sends a message because its
+// connection dropped after the final dot (RFC 5321 §4.1.1.4 duplicates)
+// sends the same bytes again: the key is the message's Idempotency-Key
+// header (removed from the message), else its own Message-ID, with a hash of
+// the envelope and the message as received. A message without either (our
+// Message-ID was generated) has no key. It returns the stored receipt of
+// the first copy, if there is one.
+func (s *Service) smtpIdempotency(ctx context.Context, sub Submission, msg *submittedMessage, generatedID bool) (*idemClaim, *Receipt, error) {
+	headerKey := strings.TrimSpace(msg.header.Get("Idempotency-Key"))
+	msg.header.Del("Idempotency-Key")
+	envelope := []byte(sub.EnvelopeFrom + "\x00" + strings.ToLower(strings.Join(sub.Recipients, "\x00")))
+	var key, fp string
+	switch {
+	case headerKey != "":
+		if err := CheckIdempotencyKey(headerKey); err != nil {
+			return nil, nil, ErrBadMessage(AsError(err).Message)
+		}
+		// The same request is the same envelope, sender, subject and body: a
+		// client that rebuilds the message for its retry (new Date, new
+		// Message-ID) is still recognised.
+		key = "header:" + headerKey
+		fp = sha256Hex(envelope, []byte(msg.from), []byte(msg.subject), msg.body)
+	case !generatedID && msg.messageID != "":
+		// The hash of the envelope and the bytes is part of the key: the
+		// same Message-ID sent again to other recipients, or with another
+		// body, is another message.
+		fp = sha256Hex(envelope, sub.Message)
+		key = "message-id:" + msg.messageID + ":" + fp
+	default:
+		return nil, nil, nil
+	}
+	claim, cached, err := s.claimIdempotency(ctx, sub.Key.AccountID, scopeSMTP, key, fp)
+	if err != nil || cached == nil {
+		return claim, nil, err
+	}
+	r, err := replayReceipt(cached)
+	return nil, r, err
+}
+
+// Idempotent runs fn once per idempotency key of the account and operation
+// (scope): a repeat with the same fingerprint gets the response fn returned
+// the first time, within 24 h. fn's errors are not stored. A nil response
+// from fn means "done, but not replayable" (a response holding a secret): a
+// repeat then gets ErrConflict. replayed reports a stored response.
+//
+// The response is stored after fn returns, so a crash in between lets a
+// retry run fn again: sends do better (Send stores the response with the
+// emails); this serves the other POST endpoints.
+func (s *Service) Idempotent(ctx context.Context, k *store.Key, scope, key string, fingerprint []byte,
+	fn func(ctx context.Context) ([]byte, error)) (response []byte, replayed bool, err error) {
+	if err := CheckIdempotencyKey(key); err != nil {
+		return nil, false, err
+	}
+	fp := sha256Hex(fingerprint)
+	claim, cached, err := s.claimIdempotency(ctx, k.AccountID, "op:"+scope, key, fp)
+	if err != nil {
+		return nil, false, err
+	}
+	if cached != nil {
+		if len(cached) == 0 {
+			return nil, true, ErrConflict("a request with this Idempotency-Key has already completed, and its response held a secret that is shown only once")
+		}
+		return cached, true, nil
+	}
+	response, err = fn(ctx)
+	if err != nil {
+		s.releaseIdempotency(claim)
+		return nil, false, err
+	}
+	stored := response
+	if stored == nil {
+		stored = []byte{}
+	}
+	if _, err := s.store.IdemComplete(ctx, claim.key, claim.token, stored, idemTTL); err != nil {
+		s.opt.Logger.Warn("storing an idempotent response failed", "scope", scope, "err", err)
+	}
+	return response, false, nil
+}
+
+// releaseOnError releases c if *err is set when the caller returns.
+func (s *Service) releaseOnError(c *idemClaim, err *error) {
+	if *err != nil {
+		s.releaseIdempotency(c)
+	}
+}
+
+// persist stores the submission's emails with its schedule and, when the
+// submission holds an idempotency claim, its receipt, in one MULTI.
+func (s *Service) persist(ctx context.Context, k *store.Key, emails []store.NewEmail, receipt *Receipt, at time.Time, claim *idemClaim) error {
+	if !at.IsZero() {
+		at = at.UTC()
+		receipt.Status, receipt.ScheduledAt = store.StatusScheduled, &at
+	}
+	opt := store.PersistOptions{Enqueue: k.Mode == store.ModeLive, ScheduleAt: at}
+	if claim != nil {
+		resp, err := json.Marshal(receipt)
+		if err != nil {
+			return err
+		}
+		opt.Idempotency = &store.IdemDone{Key: claim.key, Token: claim.token, Response: resp, TTL: idemTTL}
+	}
+	err := s.store.PersistWith(ctx, emails, opt)
+	if errors.Is(err, store.ErrClaimLost) {
+		return ErrIdempotencyInProgress().WithCause(err)
+	}
+	if err != nil {
+		return storageError(err)
+	}
+	return nil
+}

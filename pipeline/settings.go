@@ -1,0 +1,298 @@
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"net/url"
+	"strings"
+
+	"github.com/pigeonpost/pigeonpost/pipeline/store"
+)
+
+// Tracking settings: the account's defaults (GET/PATCH /v1/tracking/defaults)
+// and each sending domain's overrides (PUT /v1/domains/:id/tracking). What a
+// message asks for (REST tracking options or X-SP-Track-* headers) is
+// granted only as far as both allow:
+//
+//	account trackingEnabled false  → no tracking at all; asking gets a warning
+//	domain openTracking false      → no pixel for mail from that domain; asking gets a warning
+//	domain clickTracking false     → no link rewriting for that domain; asking gets a warning
+//	privacy mode                   → the domain's privacyMode when set, else the account's
+//
+// Tracking stays opt-in per message: settings can only take it away.
+
+// TrackingDefaults are an account's tracking settings as the API shows them.
+type TrackingDefaults = store.TrackingSettings
+
+// TrackingDefaultsPatch changes the settings that are not nil.
+type TrackingDefaultsPatch struct {
+	TrackingEnabled     *bool
+	PrivacyMode         *bool
+	WebhookOnEveryOpen  *bool
+	WebhookOnEveryClick *bool
+	PixelPlacement      *string
+}
+
+// TrackingDefaults returns the account's tracking settings.
+func (s *Service) TrackingDefaults(ctx context.Context, k *store.Key) (TrackingDefaults, error) {
+	if err := requirePermission(k, store.PermissionFull); err != nil {
+		return TrackingDefaults{}, err
+	}
+	ts, err := s.store.TrackingSettings(ctx, k.AccountID)
+	if err != nil {
+		return TrackingDefaults{}, storageError(err)
+	}
+	return ts, nil
+}
+
+// UpdateTrackingDefaults applies p and returns the settings that result.
+func (s *Service) UpdateTrackingDefaults(ctx context.Context, k *store.Key, p TrackingDefaultsPatch) (TrackingDefaults, error) {
+	if err := requirePermission(k, store.PermissionFull); err != nil {
+		return TrackingDefaults{}, err
+	}
+	fields := map[string]any{}
+	set := func(name string, v *bool) {
+		if v != nil {
+			fields[name] = *v
+		}
+	}
+	set(store.SettingTrackingEnabled, p.TrackingEnabled)
+	set(store.SettingPrivacyMode, p.PrivacyMode)
+	set(store.SettingWebhookOnEveryOpen, p.WebhookOnEveryOpen)
+	set(store.SettingWebhookOnEveryClick, p.WebhookOnEveryClick)
+	if p.PixelPlacement != nil {
+		if *p.PixelPlacement != store.PixelBottom && *p.PixelPlacement != store.PixelTop {
+			return TrackingDefaults{}, ErrInvalid(`pixelPlacement: must be "bottom" or "top"`)
+		}
+		fields[store.SettingPixelPlacement] = *p.PixelPlacement
+	}
+	if err := s.store.PatchTrackingSettings(ctx, k.AccountID, fields); err != nil {
+		return TrackingDefaults{}, storageError(err)
+	}
+	return s.TrackingDefaults(ctx, k)
+}
+
+// DomainTracking is a sending domain's tracking configuration as the API
+// shows it.
+type DomainTracking struct {
+	DomainID       string  `json:"domainId"`
+	Domain         string  `json:"domain"`
+	OpenTracking   bool    `json:"openTracking"`
+	ClickTracking  bool    `json:"clickTracking"`
+	PrivacyMode    *bool   `json:"privacyMode"` // null: the account's setting applies
+	TrackingDomain *string `json:"trackingDomain"`
+	// TrackingDomainStatus is pending, verified or failed; null without a tracking domain.
+	TrackingDomainStatus *string          `json:"trackingDomainStatus"`
+	DNSRecord            *store.DNSRecord `json:"dnsRecord,omitempty"` // the CNAME to publish
+}
+
+// DomainTrackingInput is the body of PUT /v1/domains/:id/tracking; a
+// missing openTracking or clickTracking means true (allowed).
+type DomainTrackingInput struct {
+	OpenTracking  *bool
+	ClickTracking *bool
+	PrivacyMode   *bool
+}
+
+// DomainTracking returns the tracking configuration of one of the account's domains.
+func (s *Service) DomainTracking(ctx context.Context, k *store.Key, domainID string) (*DomainTracking, error) {
+	d, err := s.Domain(ctx, k, domainID)
+	if err != nil {
+		return nil, err
+	}
+	dt, td, err := s.store.DomainTrackingFor(ctx, k.AccountID, d)
+	if err != nil {
+		return nil, storageError(err)
+	}
+	return s.domainTrackingView(d, dt, td), nil
+}
+
+func (s *Service) domainTrackingView(d *store.Domain, dt *store.DomainTracking, td *store.TrackingDomain) *DomainTracking {
+	v := &DomainTracking{DomainID: d.ID, Domain: d.Name, OpenTracking: true, ClickTracking: true}
+	if dt != nil {
+		v.OpenTracking, v.ClickTracking, v.PrivacyMode = dt.OpenTracking, dt.ClickTracking, dt.PrivacyMode
+	}
+	if td != nil {
+		host, status := td.Host, td.Status
+		v.TrackingDomain, v.TrackingDomainStatus = &host, &status
+		v.DNSRecord = &store.DNSRecord{Type: "CNAME", Name: td.Host, Value: s.cnameTarget(), Status: td.Status, Required: true}
+	}
+	return v
+}
+
+// PutDomainTracking replaces the tracking overrides of one of the account's domains.
+func (s *Service) PutDomainTracking(ctx context.Context, k *store.Key, domainID string, in DomainTrackingInput) (*DomainTracking, error) {
+	d, err := s.Domain(ctx, k, domainID)
+	if err != nil {
+		return nil, err
+	}
+	dt := &store.DomainTracking{OpenTracking: true, ClickTracking: true, PrivacyMode: in.PrivacyMode}
+	if in.OpenTracking != nil {
+		dt.OpenTracking = *in.OpenTracking
+	}
+	if in.ClickTracking != nil {
+		dt.ClickTracking = *in.ClickTracking
+	}
+	if err := s.store.PutDomainTracking(ctx, k.AccountID, d, dt); err != nil {
+		return nil, storageError(err)
+	}
+	return s.DomainTracking(ctx, k, domainID)
+}
+
+// cnameTarget is the host that custom tracking domains must be a CNAME of:
+// Options.CNAMETarget, else the host of Options.PublicURL.
+func (s *Service) cnameTarget() string {
+	if s.opt.CNAMETarget != "" {
+		return strings.ToLower(strings.TrimSuffix(s.opt.CNAMETarget, "."))
+	}
+	u, err := url.Parse(s.opt.PublicURL)
+	if err != nil {
+		return ""
+	}
+	return strings.ToLower(u.Hostname())
+}
+
+// SetTrackingDomain sets host as the custom tracking domain of one of the
+// account's domains, pending until VerifyTrackingDomain finds its CNAME. It
+// must be the domain itself or a subdomain of it: links then point at the
+// sender's own domain, and no account can claim another's name.
+func (s *Service) SetTrackingDomain(ctx context.Context, k *store.Key, domainID, host string) (*DomainTracking, error) {
+	d, err := s.Domain(ctx, k, domainID)
+	if err != nil {
+		return nil, err
+	}
+	host = strings.TrimSuffix(strings.ToLower(strings.TrimSpace(host)), ".")
+	if !domainName.MatchString(host) || len(host) > 253 {
+		return nil, ErrInvalid("trackingDomain: " + quoteShort(host) + " is not a valid host name")
+	}
+	if host != d.Name && !strings.HasSuffix(host, "."+d.Name) {
+		return nil, ErrInvalid("trackingDomain: must be " + d.Name + " or a subdomain of it, such as t." + d.Name)
+	}
+	if host == s.cnameTarget() {
+		return nil, ErrInvalid("trackingDomain: must be a name of yours that points at " + s.cnameTarget())
+	}
+	td := &store.TrackingDomain{Host: host, Status: "pending"}
+	if err := s.store.PutTrackingDomain(ctx, k.AccountID, d, td); err != nil {
+		return nil, storageError(err)
+	}
+	return s.DomainTracking(ctx, k, domainID)
+}
+
+// VerifyTrackingDomain looks up the CNAME of the domain's tracking domain
+// through the configured resolver and marks it verified when it points at
+// the tracking host. Only a verified tracking domain is used in URLs.
+func (s *Service) VerifyTrackingDomain(ctx context.Context, k *store.Key, domainID string) (*DomainTracking, error) {
+	d, err := s.Domain(ctx, k, domainID)
+	if err != nil {
+		return nil, err
+	}
+	_, td, err := s.store.DomainTrackingFor(ctx, k.AccountID, d)
+	if err != nil {
+		return nil, storageError(err)
+	}
+	if td == nil {
+		return nil, ErrConflict("no tracking domain is set for " + d.Name + "; set one with POST /v1/domains/" + d.ID + "/tracking/set-domain")
+	}
+	if s.opt.Lookup == nil {
+		return nil, ErrUnavailable(errors.New("no resolver configured for CNAME lookups"))
+	}
+	now := s.opt.Now().UTC()
+	target, err := s.opt.Lookup.LookupCNAME(ctx, td.Host)
+	td.CheckedAt = &now
+	td.Status = "failed"
+	if err == nil && strings.EqualFold(strings.TrimSuffix(target, "."), s.cnameTarget()) {
+		td.Status = "verified"
+		td.VerifiedAt = &now
+	} else if err != nil {
+		s.opt.Logger.Info("tracking domain CNAME lookup failed", "host", td.Host, "err", err)
+	}
+	if err := s.store.PutTrackingDomain(ctx, k.AccountID, d, td); err != nil {
+		return nil, storageError(err)
+	}
+	return s.DomainTracking(ctx, k, domainID)
+}
+
+// privacyMode reports whether hits on mail with these settings must be
+// recorded without IP address, user agent or referer.
+func privacyMode(st store.SendingTracking) bool {
+	if st.Domain != nil && st.Domain.PrivacyMode != nil {
+		return *st.Domain.PrivacyMode
+	}
+	return st.Account.PrivacyMode
+}
+
+// trackPlan is the tracking of one submission: what is granted, and how the
+// URLs are made.
+type trackPlan struct {
+	Tracking
+	baseURL  string // scheme://host[:port][/path] of pixel and click URLs
+	pixelTop bool   // pixel at the top of the HTML rather than before </body>
+}
+
+// Warnings given when settings turn requested tracking off.
+const (
+	warnTrackingDisabled = "tracking is disabled for this account; the tracking options were ignored"
+	warnOpensDisabled    = "open tracking is disabled for the sending domain; the opens option was ignored"
+	warnClicksDisabled   = "click tracking is disabled for the sending domain; the clicks option was ignored"
+)
+
+// trackingFor decides the tracking of one submission: what the REST options
+// ask for (requested, nil for SMTP), then the X-SP-Track-* headers, limited
+// by the account's and the From domain's settings, with a warning for each
+// request the settings refuse. It also picks the host of the tracking URLs
+// (the domain's verified tracking domain, else Options.PublicURL) and the
+// pixel placement.
+func (s *Service) trackingFor(ctx context.Context, k *store.Key, requested *Tracking, msg *submittedMessage) (trackPlan, []string, error) {
+	var t trackPlan
+	if requested != nil {
+		t.Opens, t.Clicks = requested.Opens, requested.Clicks
+	}
+	if msg.trackOpens != nil {
+		t.Opens = *msg.trackOpens
+	}
+	if msg.trackClicks != nil {
+		t.Clicks = *msg.trackClicks
+	}
+	if !t.Opens && !t.Clicks {
+		return trackPlan{}, nil, nil
+	}
+	st, err := s.store.TrackingFor(ctx, k.AccountID, domainOf(msg.from))
+	if err != nil {
+		return trackPlan{}, nil, storageError(err)
+	}
+	if !st.Account.TrackingEnabled {
+		return trackPlan{}, []string{warnTrackingDisabled}, nil
+	}
+	var warnings []string
+	if st.Domain != nil {
+		if t.Opens && !st.Domain.OpenTracking {
+			t.Opens = false
+			warnings = append(warnings, warnOpensDisabled)
+		}
+		if t.Clicks && !st.Domain.ClickTracking {
+			t.Clicks = false
+			warnings = append(warnings, warnClicksDisabled)
+		}
+	}
+	t.pixelTop = st.Account.PixelPlacement == store.PixelTop
+	t.baseURL = s.opt.PublicURL
+	if st.Host.Verified() {
+		t.baseURL = withHost(s.opt.PublicURL, st.Host.Host)
+	}
+	return t, warnings, nil
+}
+
+// withHost returns base with its host name replaced by host, keeping the
+// scheme, port and path: the tracking domain is a CNAME of the public host,
+// so it reaches the same listener.
+func withHost(base, host string) string {
+	u, err := url.Parse(base)
+	if err != nil {
+		return base
+	}
+	if p := u.Port(); p != "" {
+		host += ":" + p
+	}
+	u.Host = host
+	return u.String()
+}

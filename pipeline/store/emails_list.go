@@ -1,0 +1,46 @@
+package store
+
+import (
+	"context"
+	"strconv"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// ScannedEmail is an entry of an account's email index with its record
+// (nil if the record is gone).
+type ScannedEmail struct {
+	ID      string
+	Created int64 // the index score: creation time in ms
+	Email   *Email
+}
+
+// ScanEmails returns up to count entries of the account's email index with
+// a score between minMs and maxMs (inclusive), newest first, skipping the
+// first skip entries, with their records. Cursor pagination is built on it
+// by the pipeline: (maxMs, skip) is where the previous page stopped.
+func (s *Store) ScanEmails(ctx context.Context, accountID string, maxMs, minMs int64, skip, count int) ([]ScannedEmail, error) {
+	zs, err := s.rdb.ZRevRangeByScoreWithScores(ctx, AccountEmailsKey(accountID), &redis.ZRangeBy{
+		Max: strconv.FormatInt(maxMs, 10), Min: strconv.FormatInt(minMs, 10), Offset: int64(skip), Count: int64(count),
+	}).Result()
+	if err != nil || len(zs) == 0 {
+		return nil, err
+	}
+	cmds, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for _, z := range zs {
+			p.HGetAll(ctx, EmailKey(z.Member.(string)))
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	out := make([]ScannedEmail, len(zs))
+	for i, z := range zs {
+		out[i] = ScannedEmail{ID: z.Member.(string), Created: int64(z.Score)}
+		if m := cmds[i].(*redis.MapStringStringCmd).Val(); len(m) > 0 {
+			out[i].Email = emailFromHash(m)
+		}
+	}
+	return out, nil
+}

@@ -1,0 +1,85 @@
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"strconv"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/pigeonpost/pigeonpost/pipeline/store"
+)
+
+// Suppressions lists a page of the account's suppression list. cursor is ""
+// for the first page; next is "" after the last page.
+func (s *Service) Suppressions(ctx context.Context, k *store.Key, cursor string, limit int) ([]store.Suppression, string, error) {
+	if err := requirePermission(k, store.PermissionFull); err != nil {
+		return nil, "", err
+	}
+	if limit <= 0 {
+		limit = 100
+	}
+	if limit > 1000 {
+		return nil, "", ErrInvalid("limit: must be between 1 and 1000")
+	}
+	var c uint64
+	if cursor != "" {
+		var err error
+		if c, err = strconv.ParseUint(cursor, 10, 64); err != nil {
+			return nil, "", ErrInvalid("cursor: " + quoteShort(cursor) + " is not a valid cursor")
+		}
+	}
+	list, nc, err := s.store.ListSuppressions(ctx, k.AccountID, c, limit)
+	if err != nil {
+		return nil, "", storageError(err)
+	}
+	next := ""
+	if nc != 0 {
+		next = strconv.FormatUint(nc, 10)
+	}
+	return list, next, nil
+}
+
+// Suppress adds an address to the account's suppression list: no more mail
+// is sent to it (Submit skips it and names it in Receipt.Suppressed).
+func (s *Service) Suppress(ctx context.Context, k *store.Key, addr, reason string) (*store.Suppression, error) {
+	if err := requirePermission(k, store.PermissionFull); err != nil {
+		return nil, err
+	}
+	addr = strings.TrimSpace(addr)
+	if _, err := ParseAddress(addr); err != nil {
+		return nil, ErrBadAddress("email: " + AsError(err).Message)
+	}
+	if reason == "" {
+		reason = "manual"
+	}
+	if utf8.RuneCountInString(reason) > 100 {
+		return nil, ErrInvalid("reason: must be at most 100 characters")
+	}
+	if err := checkPrintable("reason", reason); err != nil {
+		return nil, err
+	}
+	if err := s.store.Suppress(ctx, k.AccountID, addr, reason); err != nil {
+		return nil, storageError(err)
+	}
+	sp, err := s.store.Suppression(ctx, k.AccountID, addr)
+	if err != nil {
+		return nil, storageError(err)
+	}
+	return sp, nil
+}
+
+// Unsuppress removes an address from the account's suppression list.
+func (s *Service) Unsuppress(ctx context.Context, k *store.Key, addr string) error {
+	if err := requirePermission(k, store.PermissionFull); err != nil {
+		return err
+	}
+	err := s.store.Unsuppress(ctx, k.AccountID, strings.TrimSpace(addr))
+	if errors.Is(err, store.ErrNotFound) {
+		return ErrNotFound("suppression")
+	}
+	if err != nil {
+		return storageError(err)
+	}
+	return nil
+}

@@ -1,0 +1,427 @@
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"html"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/pigeonpost/pigeonpost/pipeline/store"
+)
+
+// Templates (S9). Template authors are tenants, so they get no template
+// language: only {{name}} placeholders, substituted in one pass (a value
+// that contains "{{b}}" stays literal), with an optional default:
+//
+//	Hello {{ name | default: "there" }}
+//
+// Values are HTML-escaped in the html part (and, inside a tag, URLs with
+// script schemes are neutralised), literal in the text part, and must not
+// contain line breaks or control characters in the subject. A placeholder
+// without a value or default is a 400 naming the variable. A "{{" without
+// its "}}", or a placeholder that is not a name, is refused when the
+// template is saved, with its line and column. "}}" alone is plain text (CSS).
+
+// Limits of a template.
+const (
+	MaxTemplateName    = 128
+	MaxTemplateSubject = 998
+	MaxTemplateBody    = 1 << 20
+	maxVariableName    = 64
+	maxVariables       = 1000
+	maxVariableValue   = 64 << 10
+)
+
+var variableName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_.-]*$`)
+
+// tplNode is literal text or a placeholder.
+type tplNode struct {
+	literal string
+	name    string  // placeholder when not ""
+	def     *string // default value
+	inTag   bool    // html: the placeholder is inside a tag (an attribute)
+}
+
+// parseTemplate splits src into literal text and placeholders. field names
+// the template field in errors ("html", "subject" ...).
+func parseTemplate(field, src string) ([]tplNode, error) {
+	var nodes []tplNode
+	inTag := false
+	trackTags := func(lit string) {
+		for i := 0; i < len(lit); i++ {
+			switch lit[i] {
+			case '<':
+				if i+1 < len(lit) && (isLetter(lit[i+1]) || lit[i+1] == '/' || lit[i+1] == '!') {
+					inTag = true
+				}
+			case '>':
+				inTag = false
+			}
+		}
+	}
+	rest, offset := src, 0
+	for {
+		open := strings.Index(rest, "{{")
+		if open < 0 {
+			if rest != "" {
+				nodes = append(nodes, tplNode{literal: rest})
+			}
+			return nodes, nil
+		}
+		if open > 0 {
+			nodes = append(nodes, tplNode{literal: rest[:open]})
+			trackTags(rest[:open])
+		}
+		closeAt := strings.Index(rest[open+2:], "}}")
+		if closeAt < 0 {
+			return nil, ErrInvalid(fmt.Sprintf("%s: unclosed {{ at %s", field, position(src, offset+open)))
+		}
+		inner := rest[open+2 : open+2+closeAt]
+		n, ok := parsePlaceholder(inner)
+		if !ok {
+			return nil, ErrInvalid(fmt.Sprintf("%s: invalid placeholder {{%s}} at %s; write {{name}} or {{name | default: \"text\"}}",
+				field, shorten(inner, 40), position(src, offset+open)))
+		}
+		n.inTag = inTag
+		nodes = append(nodes, n)
+		consumed := open + 2 + closeAt + 2
+		rest, offset = rest[consumed:], offset+consumed
+	}
+}
+
+func isLetter(b byte) bool { return (b >= 'a' && b <= 'z') || (b >= 'A' && b <= 'Z') }
+
+// parsePlaceholder reads "name" or "name | default: "value"" (single or double quotes).
+func parsePlaceholder(inner string) (tplNode, bool) {
+	name, filter, hasFilter := strings.Cut(inner, "|")
+	name = strings.TrimSpace(name)
+	if len(name) > maxVariableName || !variableName.MatchString(name) {
+		return tplNode{}, false
+	}
+	n := tplNode{name: name}
+	if !hasFilter {
+		return n, true
+	}
+	f := strings.TrimSpace(filter)
+	f, ok := strings.CutPrefix(f, "default")
+	if !ok {
+		return tplNode{}, false
+	}
+	f, ok = strings.CutPrefix(strings.TrimSpace(f), ":")
+	if !ok {
+		return tplNode{}, false
+	}
+	f = strings.TrimSpace(f)
+	if len(f) < 2 || (f[0] != '"' && f[0] != '\'') || f[len(f)-1] != f[0] || strings.ContainsRune(f[1:len(f)-1], rune(f[0])) {
+		return tplNode{}, false
+	}
+	def := f[1 : len(f)-1]
+	n.def = &def
+	return n, true
+}
+
+// position gives "line L, column C" (1-based, columns in characters) of a byte offset.
+func position(src string, offset int) string {
+	before := src[:offset]
+	line := strings.Count(before, "\n") + 1
+	col := utf8.RuneCountInString(before[strings.LastIndexByte(before, '\n')+1:]) + 1
+	return fmt.Sprintf("line %d, column %d", line, col)
+}
+
+func shorten(s string, n int) string {
+	if utf8.RuneCountInString(s) <= n {
+		return s
+	}
+	r := []rune(s)
+	return string(r[:n]) + "…"
+}
+
+// Rendering contexts.
+const (
+	renderText = iota
+	renderHTML
+	renderSubject
+)
+
+// renderTemplate substitutes vars into nodes. Missing variables are
+// collected into missing rather than failing at the first.
+func renderTemplate(nodes []tplNode, vars map[string]string, mode int, missing map[string]bool) (string, error) {
+	var b strings.Builder
+	for _, n := range nodes {
+		if n.name == "" {
+			b.WriteString(n.literal)
+			continue
+		}
+		v, ok := vars[n.name]
+		if !ok {
+			if n.def == nil {
+				missing[n.name] = true
+				continue
+			}
+			v = *n.def
+		}
+		switch mode {
+		case renderHTML:
+			b.WriteString(escapeHTMLValue(v, n.inTag))
+		case renderSubject:
+			if err := checkPrintable("variables."+n.name+" (used in the subject)", v); err != nil {
+				return "", err
+			}
+			b.WriteString(v)
+		default:
+			b.WriteString(v)
+		}
+	}
+	return b.String(), nil
+}
+
+// escapeHTMLValue escapes a value for HTML text or a quoted attribute; inside
+// a tag it also escapes what could end an unquoted attribute, and replaces a
+// URL with a script scheme by a harmless one (as html/template does).
+func escapeHTMLValue(v string, inTag bool) string {
+	if !inTag {
+		return html.EscapeString(v)
+	}
+	scheme := strings.ToLower(strings.Map(func(r rune) rune {
+		if r <= ' ' {
+			return -1
+		}
+		return r
+	}, v))
+	for _, bad := range []string{"javascript:", "vbscript:", "data:"} {
+		if strings.HasPrefix(scheme, bad) {
+			return "about:invalid#zTemplateUnsafe"
+		}
+	}
+	return strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;", `"`, "&#34;", "'", "&#39;",
+		" ", "&#32;", "\t", "&#9;", "\n", "&#10;", "\r", "&#13;", "\f", "&#12;", "=", "&#61;", "`", "&#96;").Replace(v)
+}
+
+// parsedTemplate is a template checked and split into nodes.
+type parsedTemplate struct {
+	subject, html, text []tplNode
+}
+
+// TemplateFields are the editable fields of a template.
+type TemplateFields struct {
+	Name    *string
+	Subject *string
+	HTML    *string
+	Text    *string
+}
+
+func checkTemplate(t *store.Template) (*parsedTemplate, error) {
+	if strings.TrimSpace(t.Name) == "" {
+		return nil, ErrInvalid("name: a template name is required")
+	}
+	if utf8.RuneCountInString(t.Name) > MaxTemplateName {
+		return nil, ErrInvalid(fmt.Sprintf("name: must be at most %d characters", MaxTemplateName))
+	}
+	if err := checkPrintable("name", t.Name); err != nil {
+		return nil, err
+	}
+	if len(t.Subject) > MaxTemplateSubject {
+		return nil, ErrInvalid(fmt.Sprintf("subject: must be at most %d bytes", MaxTemplateSubject))
+	}
+	if err := checkPrintable("subject", t.Subject); err != nil {
+		return nil, err
+	}
+	if len(t.HTML) > MaxTemplateBody || len(t.Text) > MaxTemplateBody {
+		return nil, ErrInvalid(fmt.Sprintf("html, text: each must be at most %d bytes", MaxTemplateBody))
+	}
+	if t.HTML == "" && t.Text == "" {
+		return nil, ErrInvalid("html or text: a template body is required")
+	}
+	var p parsedTemplate
+	var err error
+	if p.subject, err = parseTemplate("subject", t.Subject); err != nil {
+		return nil, err
+	}
+	if p.html, err = parseTemplate("html", t.HTML); err != nil {
+		return nil, err
+	}
+	if p.text, err = parseTemplate("text", t.Text); err != nil {
+		return nil, err
+	}
+	return &p, nil
+}
+
+// TemplateVariables lists the variable names a template uses, sorted.
+func TemplateVariables(t *store.Template) []string {
+	p, err := checkTemplate(t)
+	if err != nil {
+		return []string{}
+	}
+	seen := map[string]bool{}
+	for _, nodes := range [][]tplNode{p.subject, p.html, p.text} {
+		for _, n := range nodes {
+			if n.name != "" {
+				seen[n.name] = true
+			}
+		}
+	}
+	out := make([]string, 0, len(seen))
+	for n := range seen {
+		out = append(out, n)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// renderedTemplate is a template with its variables substituted.
+type renderedTemplate struct {
+	Subject, HTML, Text string
+}
+
+func renderStoredTemplate(t *store.Template, vars map[string]string) (*renderedTemplate, error) {
+	if len(vars) > maxVariables {
+		return nil, ErrInvalid(fmt.Sprintf("variables: at most %d variables are allowed (got %d)", maxVariables, len(vars)))
+	}
+	for name, v := range vars {
+		if len(v) > maxVariableValue {
+			return nil, ErrInvalid(fmt.Sprintf("variables.%s: must be at most %d bytes", shorten(name, 40), maxVariableValue))
+		}
+	}
+	p, err := checkTemplate(t)
+	if err != nil {
+		return nil, ErrInvalid("templateId: the template is not valid: " + AsError(err).Message)
+	}
+	missing := map[string]bool{}
+	var r renderedTemplate
+	if r.Subject, err = renderTemplate(p.subject, vars, renderSubject, missing); err != nil {
+		return nil, err
+	}
+	if r.HTML, err = renderTemplate(p.html, vars, renderHTML, missing); err != nil {
+		return nil, err
+	}
+	if r.Text, err = renderTemplate(p.text, vars, renderText, missing); err != nil {
+		return nil, err
+	}
+	if len(missing) > 0 {
+		names := make([]string, 0, len(missing))
+		for n := range missing {
+			names = append(names, fmt.Sprintf("%q", n))
+		}
+		sort.Strings(names)
+		return nil, ErrInvalid("variables: missing " + strings.Join(names, ", ") +
+			` used by the template; pass it in variables or give a default: {{name | default: "text"}}`)
+	}
+	return &r, nil
+}
+
+// ---- template records ----
+
+// CreateTemplate validates and stores a new template.
+func (s *Service) CreateTemplate(ctx context.Context, k *store.Key, f TemplateFields) (*store.Template, error) {
+	if err := requirePermission(k, store.PermissionFull); err != nil {
+		return nil, err
+	}
+	now := s.opt.Now().UTC()
+	t := &store.Template{ID: store.NewID("tpl"), CreatedAt: now, UpdatedAt: now}
+	applyTemplateFields(t, f)
+	if _, err := checkTemplate(t); err != nil {
+		return nil, err
+	}
+	if err := s.store.PutTemplate(ctx, k.AccountID, t); err != nil {
+		return nil, storageError(err)
+	}
+	return t, nil
+}
+
+func applyTemplateFields(t *store.Template, f TemplateFields) {
+	for _, p := range []struct {
+		dst *string
+		src *string
+	}{{&t.Name, f.Name}, {&t.Subject, f.Subject}, {&t.HTML, f.HTML}, {&t.Text, f.Text}} {
+		if p.src != nil {
+			*p.dst = *p.src
+		}
+	}
+}
+
+// Template returns one of the account's templates.
+func (s *Service) Template(ctx context.Context, k *store.Key, id string) (*store.Template, error) {
+	if err := requirePermission(k, store.PermissionFull); err != nil {
+		return nil, err
+	}
+	return s.template(ctx, k, id)
+}
+
+func (s *Service) template(ctx context.Context, k *store.Key, id string) (*store.Template, error) {
+	t, err := s.store.Template(ctx, k.AccountID, id)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, ErrNotFound("template")
+	}
+	if err != nil {
+		return nil, storageError(err)
+	}
+	return t, nil
+}
+
+// UpdateTemplate changes the given fields of a template (PATCH) and
+// validates the result.
+func (s *Service) UpdateTemplate(ctx context.Context, k *store.Key, id string, f TemplateFields) (*store.Template, error) {
+	t, err := s.Template(ctx, k, id)
+	if err != nil {
+		return nil, err
+	}
+	applyTemplateFields(t, f)
+	t.UpdatedAt = s.opt.Now().UTC()
+	if _, err := checkTemplate(t); err != nil {
+		return nil, err
+	}
+	if err := s.store.PutTemplate(ctx, k.AccountID, t); err != nil {
+		return nil, storageError(err)
+	}
+	return t, nil
+}
+
+// DeleteTemplate removes a template.
+func (s *Service) DeleteTemplate(ctx context.Context, k *store.Key, id string) error {
+	if err := requirePermission(k, store.PermissionFull); err != nil {
+		return err
+	}
+	err := s.store.DeleteTemplate(ctx, k.AccountID, id)
+	if errors.Is(err, store.ErrNotFound) {
+		return ErrNotFound("template")
+	}
+	if err != nil {
+		return storageError(err)
+	}
+	return nil
+}
+
+// Templates lists the account's templates, newest first, limit a page
+// (1–100, default 20) after the cursor; next is "" on the last page.
+func (s *Service) Templates(ctx context.Context, k *store.Key, cursor string, limit int) ([]*store.Template, string, error) {
+	if err := requirePermission(k, store.PermissionFull); err != nil {
+		return nil, "", err
+	}
+	if limit <= 0 {
+		limit = 20
+	}
+	if limit > 100 {
+		return nil, "", ErrInvalid("limit: must be between 1 and 100")
+	}
+	var after int64
+	if cursor != "" {
+		n, err := strconv.ParseInt(cursor, 10, 64)
+		if err != nil || n < 1 {
+			return nil, "", ErrInvalid("cursor: " + quoteShort(cursor) + " is not a valid cursor")
+		}
+		after = n
+	}
+	ts, next, err := s.store.ListTemplates(ctx, k.AccountID, after, limit)
+	if err != nil {
+		return nil, "", storageError(err)
+	}
+	if next == 0 {
+		return ts, "", nil
+	}
+	return ts, strconv.FormatInt(next, 10), nil
+}

@@ -1,0 +1,283 @@
+package pipeline
+
+import (
+	"context"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/pigeonpost/pigeonpost/internal/testkit"
+	"github.com/pigeonpost/pigeonpost/pipeline/store"
+)
+
+const testBrowserUA = "Mozilla/5.0 (X11; Linux x86_64; rv:125.0) Gecko/20100101 Firefox/125.0"
+
+// trackingService returns a Service on a fresh Redis and an account with a
+// live key.
+func trackingService(t *testing.T, opt Options) (*Service, *store.Key) {
+	t.Helper()
+	rdb := testkit.StartRedis(t).Client(t)
+	opt.Hostname, opt.PublicURL = "gw.test", "https://t.gw.test"
+	svc := New(rdb, []byte("secret"), opt)
+	k, _, err := svc.CreateAccount(context.Background(), "acme", store.ModeLive)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return svc, k
+}
+
+// deliveredEmail stores a live email from acme.test, delivered an hour ago,
+// with two links.
+func deliveredEmail(t *testing.T, svc *Service, k *store.Key) *store.Email {
+	t.Helper()
+	ctx := context.Background()
+	now := time.Now().UTC()
+	e := &store.Email{
+		ID: store.NewID("em"), AccountID: k.AccountID, KeyID: k.ID, Mode: store.ModeLive, Status: store.StatusSent,
+		FromAddress: "hello@acme.test", ToAddress: "user@example.test", Tags: []string{"welcome"},
+		TrackOpens: true, TrackClicks: true, Links: []string{"https://e.test/a", "https://e.test/b"}, CreatedAt: now,
+	}
+	if err := svc.store.Persist(ctx, []store.NewEmail{{Email: e, Body: []byte("x")}}, false); err != nil {
+		t.Fatal(err)
+	}
+	delivered := now.Add(-time.Hour)
+	if err := svc.store.UpdateEmail(ctx, e.ID, map[string]any{store.FieldStatus: store.StatusDelivered, store.FieldDeliveredAt: store.FormatTime(delivered)},
+		&store.Event{Type: "delivered", Timestamp: now, AccountID: k.AccountID}); err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+// Of many simultaneous opens exactly one is the first: one event marked
+// first, one unique open counted, openedAt set once.
+func TestRecordOpenFirstOnceUnderConcurrency(t *testing.T) {
+	svc, k := trackingService(t, Options{BotWindow: 3 * time.Second})
+	e := deliveredEmail(t, svc, k)
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	errs := make(chan error, 20)
+	for range 20 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs <- svc.RecordOpen(ctx, e.ID, Visitor{Method: "GET", IP: "192.0.2.1", UserAgent: testBrowserUA})
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	evs, err := svc.store.Events(ctx, e.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := 0
+	for _, ev := range evs {
+		if ev.Type == "opened" && ev.Data[store.DataFirst] == "true" {
+			first++
+		}
+	}
+	if len(evs) != 21 || first != 1 {
+		t.Errorf("%d events, %d first opens", len(evs), first)
+	}
+	a, err := svc.Analytics(ctx, k, AnalyticsQuery{Range: "1d"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.Opens != 20 || a.UniqueOpens != 1 || a.Delivered != 1 || a.OpenRate != 1 {
+		t.Errorf("analytics %+v", a.Counts)
+	}
+	if tagged, _ := svc.Analytics(ctx, k, AnalyticsQuery{Range: "1d", Tag: "welcome"}); tagged.UniqueOpens != 1 {
+		t.Errorf("tag counters %+v", tagged.Counts)
+	}
+	if byDomain, _ := svc.Analytics(ctx, k, AnalyticsQuery{Range: "1d", Domain: "ACME.test"}); byDomain.UniqueOpens != 1 {
+		t.Errorf("domain counters %+v", byDomain.Counts)
+	}
+}
+
+func TestResolveClick(t *testing.T) {
+	svc, k := trackingService(t, Options{})
+	e := deliveredEmail(t, svc, k)
+	ctx := context.Background()
+	v := Visitor{Method: "GET", IP: "192.0.2.1", UserAgent: testBrowserUA}
+	dest, err := svc.ResolveClick(ctx, svc.signer.ClickID(e.ID, 1), v)
+	if err != nil || dest != "https://e.test/b" {
+		t.Fatalf("got %q, %v", dest, err)
+	}
+	for _, id := range []string{svc.signer.ClickID(e.ID, 2), svc.signer.ClickID("em_unknown", 0), "x", e.ID + ".0.AAAAAAAAAAAAAAAAAAAAAA"} {
+		if _, err := svc.ResolveClick(ctx, id, v); AsError(err).Code != "not_found" {
+			t.Errorf("%q: %v", id, err)
+		}
+	}
+	// Unknown and malformed pixel ids are ignored without an error.
+	for _, id := range []string{"em_unknown", "nope", strings.Repeat("em_", 100)} {
+		if err := svc.RecordOpen(ctx, id, v); err != nil {
+			t.Errorf("%q: %v", id, err)
+		}
+	}
+}
+
+func TestTrackingFor(t *testing.T) {
+	svc, k := trackingService(t, Options{})
+	ctx := context.Background()
+	d, err := svc.AddDomain(ctx, k, "acme.test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	yes, no := true, false
+	msg := func(opens, clicks *bool) *submittedMessage {
+		return &submittedMessage{from: "hello@acme.test", trackOpens: opens, trackClicks: clicks}
+	}
+	both := &Tracking{Opens: true, Clicks: true}
+
+	steps := []struct {
+		name      string
+		setup     func()
+		requested *Tracking
+		msg       *submittedMessage
+		opens     bool
+		clicks    bool
+		base      string
+		warnings  []string
+	}{
+		{"nothing asked", nil, nil, msg(nil, nil), false, false, "", nil},
+		{"REST options", nil, both, msg(nil, nil), true, true, "https://t.gw.test", nil},
+		{"headers override REST", nil, both, msg(&no, nil), false, true, "https://t.gw.test", nil},
+		{"SMTP headers alone", nil, nil, msg(&yes, &yes), true, true, "https://t.gw.test", nil},
+		{"domain turns clicks off", func() {
+			if _, err := svc.PutDomainTracking(ctx, k, d.ID, DomainTrackingInput{ClickTracking: &no}); err != nil {
+				t.Fatal(err)
+			}
+		}, both, msg(nil, nil), true, false, "https://t.gw.test", []string{warnClicksDisabled}},
+		{"verified tracking domain is the URL host", func() {
+			_ = svc.store.PutTrackingDomain(ctx, k.AccountID, d, &store.TrackingDomain{Host: "t.acme.test", Status: "verified"})
+		}, &Tracking{Opens: true}, msg(nil, nil), true, false, "https://t.acme.test", nil},
+		{"account disabled: nothing, one warning", func() {
+			if _, err := svc.UpdateTrackingDefaults(ctx, k, TrackingDefaultsPatch{TrackingEnabled: &no}); err != nil {
+				t.Fatal(err)
+			}
+		}, both, msg(nil, nil), false, false, "", []string{warnTrackingDisabled}},
+		{"account disabled, nothing asked: no warning", nil, nil, msg(nil, nil), false, false, "", nil},
+	}
+	for _, st := range steps {
+		t.Run(st.name, func(t *testing.T) {
+			if st.setup != nil {
+				st.setup()
+			}
+			plan, warnings, err := svc.trackingFor(ctx, k, st.requested, st.msg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if plan.Opens != st.opens || plan.Clicks != st.clicks || plan.baseURL != st.base || !slices.Equal(warnings, st.warnings) {
+				t.Errorf("got %+v %q, want opens %v clicks %v base %q warnings %q", plan, warnings, st.opens, st.clicks, st.base, st.warnings)
+			}
+		})
+	}
+}
+
+func TestWithHost(t *testing.T) {
+	for base, want := range map[string]string{
+		"https://t.gw.test":           "https://t.acme.test",
+		"http://gw.test:8080/pp":      "http://t.acme.test:8080/pp",
+		"https://[2001:db8::1]:8443/": "https://t.acme.test:8443/",
+	} {
+		if got := withHost(base, "t.acme.test"); got != want {
+			t.Errorf("withHost(%q) = %q, want %q", base, got, want)
+		}
+	}
+}
+
+func TestAnalyticsDays(t *testing.T) {
+	now := time.Date(2025, 3, 2, 15, 0, 0, 0, time.UTC)
+	tests := []struct {
+		q        AnalyticsQuery
+		from, to string
+		n        int
+		bad      bool
+	}{
+		{AnalyticsQuery{}, "2025-02-01", "2025-03-02", 30, false},
+		{AnalyticsQuery{Range: "1d"}, "2025-03-02", "2025-03-02", 1, false},
+		{AnalyticsQuery{Range: "7d"}, "2025-02-24", "2025-03-02", 7, false},
+		{AnalyticsQuery{From: "2024-02-28", To: "2024-03-01"}, "2024-02-28", "2024-03-01", 3, false},
+		{AnalyticsQuery{From: "2024-01-01", To: "2024-12-31"}, "2024-01-01", "2024-12-31", 366, false},
+		{AnalyticsQuery{From: "2024-01-01", To: "2025-01-01"}, "", "", 0, true},
+		{AnalyticsQuery{Range: "367d"}, "", "", 0, true},
+		{AnalyticsQuery{Range: "-1d"}, "", "", 0, true},
+		{AnalyticsQuery{Range: "week"}, "", "", 0, true},
+		{AnalyticsQuery{From: "2025-03-03", To: "2025-03-02"}, "", "", 0, true},
+		{AnalyticsQuery{To: "03/02/2025"}, "", "", 0, true},
+	}
+	for _, tt := range tests {
+		days, from, to, err := analyticsDays(tt.q, now)
+		if tt.bad {
+			if AsError(err).Code != "validation_error" {
+				t.Errorf("%+v: %v", tt.q, err)
+			}
+			continue
+		}
+		if err != nil || from != tt.from || to != tt.to || len(days) != tt.n || days[0] != from || days[len(days)-1] != to {
+			t.Errorf("%+v: %s..%s (%d days), %v", tt.q, from, to, len(days), err)
+		}
+	}
+}
+
+// The counting script runs inside the MULTI that records an event: it must
+// not fail whatever the email record looks like, or the event's recording
+// would fail for its caller.
+func TestCountingSurvivesOddRecords(t *testing.T) {
+	svc, k := trackingService(t, Options{})
+	ctx := context.Background()
+	rdb := svc.store.Redis()
+	rdb.HSet(ctx, store.EmailKey("em_oddtags"), "accountId", k.AccountID, "mode", "live", "fromAddress", "no-at-sign", "tags", "{not json")
+	rdb.HSet(ctx, store.EmailKey("em_numtags"), "accountId", k.AccountID, "mode", "live", "fromAddress", "a@b.test", "tags", "[1, null, {}]")
+	for _, id := range []string{"em_oddtags", "em_numtags", "em_missing"} {
+		if err := svc.store.AddEvent(ctx, store.Event{Type: "delivered", Timestamp: time.Now(), EmailID: id, AccountID: k.AccountID}); err != nil {
+			t.Errorf("%s: %v", id, err)
+		}
+	}
+	a, err := svc.Analytics(ctx, k, AnalyticsQuery{Range: "1d"})
+	if err != nil || a.Delivered != 3 {
+		t.Errorf("delivered %d, %v", a.Delivered, err)
+	}
+	// Test-mode mail is not counted.
+	rdb.HSet(ctx, store.EmailKey("em_test"), "accountId", k.AccountID, "mode", "test")
+	_ = svc.store.AddEvent(ctx, store.Event{Type: "delivered", Timestamp: time.Now(), EmailID: "em_test", AccountID: k.AccountID})
+	if a, _ := svc.Analytics(ctx, k, AnalyticsQuery{Range: "1d"}); a.Delivered != 3 {
+		t.Errorf("test mode counted: %d", a.Delivered)
+	}
+	if _, err := svc.Analytics(ctx, k, AnalyticsQuery{Domain: "dom_unknown"}); AsError(err).Code != "not_found" {
+		t.Errorf("unknown domain id: %v", err)
+	}
+}
+
+// Overrides belong to one domain record: a domain deleted and added again
+// starts without them.
+func TestDomainOverridesFollowTheDomainRecord(t *testing.T) {
+	svc, k := trackingService(t, Options{})
+	ctx := context.Background()
+	d, _ := svc.AddDomain(ctx, k, "acme.test")
+	no := false
+	if _, err := svc.PutDomainTracking(ctx, k, d.ID, DomainTrackingInput{OpenTracking: &no, PrivacyMode: &no}); err != nil {
+		t.Fatal(err)
+	}
+	msg := &submittedMessage{from: "hello@acme.test"}
+	if plan, w, _ := svc.trackingFor(ctx, k, &Tracking{Opens: true}, msg); plan.Opens || len(w) != 1 {
+		t.Fatalf("override not applied: %+v %q", plan, w)
+	}
+	if err := svc.DeleteDomain(ctx, k, d.ID); err != nil {
+		t.Fatal(err)
+	}
+	d2, _ := svc.AddDomain(ctx, k, "acme.test")
+	if plan, w, _ := svc.trackingFor(ctx, k, &Tracking{Opens: true}, msg); !plan.Opens || len(w) != 0 {
+		t.Errorf("old override applied to the new domain: %+v %q", plan, w)
+	}
+	dt, err := svc.DomainTracking(ctx, k, d2.ID)
+	if err != nil || !dt.OpenTracking || dt.PrivacyMode != nil || dt.TrackingDomain != nil {
+		t.Errorf("new domain's tracking %+v, %v", dt, err)
+	}
+}

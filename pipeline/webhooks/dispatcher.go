@@ -1,0 +1,405 @@
+package webhooks
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/pigeonpost/pigeonpost/internal/safehttp"
+	"github.com/pigeonpost/pigeonpost/pipeline/store"
+)
+
+// Dispatcher turns recorded events into webhook deliveries and delivers
+// them. It has two halves:
+//
+//   - fan-out reads the global event stream through the consumer group
+//     "webhooks" and, for each event the account's endpoints subscribe to,
+//     queues one delivery per endpoint (pp:{wh}:delivery:<id>, scheduled in
+//     pp:{wh}:due) before acknowledging the entry. Entries a dead
+//     dispatcher read but did not acknowledge are claimed after ClaimIdle
+//     (XAUTOCLAIM); a marker per entry keeps a claimed entry from being
+//     queued twice.
+//   - delivery leases due deliveries (a Lua script moves their schedule
+//     entry past the attempt, so no two dispatchers take one, and a dead
+//     dispatcher's lease runs out), POSTs them, and either removes them
+//     (2xx), reschedules them with exponential backoff, or, past MaxAge,
+//     moves them to the account's list of failed deliveries.
+//
+// Which events fire: every event type an endpoint subscribes to, except
+// bot-filtered opens and clicks, and opens and clicks other than the first
+// of an email unless the account set webhookOnEveryOpen/webhookOnEveryClick.
+type Dispatcher struct {
+	Store        *store.Store
+	Client       *safehttp.Client
+	Workers      int           // concurrent attempts; at least 1
+	Timeout      time.Duration // one attempt; the lease is this plus a margin
+	RetryInitial time.Duration
+	RetryMax     time.Duration
+	MaxAge       time.Duration // after this long a delivery is given up
+	ClaimIdle    time.Duration // events a dead dispatcher left are taken over after this
+	Consumer     string        // name in the consumer group; empty: host-pid-random
+	UserAgent    string
+	Now          func() time.Time
+	Logger       *slog.Logger
+	Metrics      *Metrics
+
+	wake chan struct{}
+}
+
+// Run dispatches until ctx is cancelled, then waits for attempts in flight
+// (each bounded by Timeout).
+func (d *Dispatcher) Run(ctx context.Context) error {
+	d.defaults()
+	if err := d.retryRedis(ctx, d.Store.EnsureWebhookGroup); err != nil {
+		return nil // cancelled
+	}
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		d.fanOutLoop(ctx)
+	}()
+	d.deliverLoop(ctx)
+	wg.Wait()
+	return nil
+}
+
+func (d *Dispatcher) defaults() {
+	if d.Now == nil {
+		d.Now = time.Now
+	}
+	if d.Logger == nil {
+		d.Logger = slog.Default()
+	}
+	if d.Metrics == nil {
+		d.Metrics = NewMetrics(nil)
+	}
+	if d.Workers <= 0 {
+		d.Workers = 1
+	}
+	if d.Timeout <= 0 {
+		d.Timeout = 10 * time.Second
+	}
+	if d.RetryInitial <= 0 {
+		d.RetryInitial = 30 * time.Second
+	}
+	if d.RetryMax < d.RetryInitial {
+		d.RetryMax = d.RetryInitial
+	}
+	if d.MaxAge <= 0 {
+		d.MaxAge = 72 * time.Hour
+	}
+	if d.ClaimIdle <= 0 {
+		d.ClaimIdle = time.Minute
+	}
+	if d.UserAgent == "" {
+		d.UserAgent = "pigeonpost-webhooks/1"
+	}
+	if d.Consumer == "" {
+		host, _ := os.Hostname()
+		d.Consumer = fmt.Sprintf("%s-%d-%04x", host, os.Getpid(), rand.IntN(1<<16))
+	}
+	d.wake = make(chan struct{}, 1)
+}
+
+// retryRedis runs op until it succeeds or ctx ends, backing off while Redis is away.
+func (d *Dispatcher) retryRedis(ctx context.Context, op func(context.Context) error) error {
+	delay := 100 * time.Millisecond
+	for {
+		err := op(ctx)
+		if err == nil || ctx.Err() != nil {
+			return ctx.Err()
+		}
+		d.Logger.Warn("webhook queue unavailable, retrying", "err", err, "in", delay)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(delay):
+		}
+		delay = min(delay*2, 5*time.Second)
+	}
+}
+
+// ---- fan-out ----
+
+func (d *Dispatcher) fanOutLoop(ctx context.Context) {
+	lastClaim := time.Now()
+	for ctx.Err() == nil {
+		var events []store.StreamEvent
+		err := d.retryRedis(ctx, func(ctx context.Context) error {
+			var err error
+			events, err = d.Store.ReadEvents(ctx, d.Consumer, 100, time.Second)
+			if err != nil && strings.HasPrefix(err.Error(), "NOGROUP") {
+				_ = d.Store.EnsureWebhookGroup(ctx) // the stream was lost (Redis without persistence restarted)
+			}
+			return err
+		})
+		if err != nil {
+			return
+		}
+		if time.Since(lastClaim) >= d.ClaimIdle/2 {
+			lastClaim = time.Now()
+			claimed, err := d.Store.ClaimEvents(ctx, d.Consumer, d.ClaimIdle, 100)
+			if err != nil && ctx.Err() == nil {
+				d.Logger.Warn("claiming abandoned webhook events failed", "err", err)
+			}
+			events = append(events, claimed...)
+		}
+		for _, ev := range events {
+			d.fanOutOne(ctx, ev)
+		}
+	}
+}
+
+// fanOutOne queues the deliveries of one event and acknowledges it. On a
+// Redis failure the entry stays pending and is claimed again later.
+func (d *Dispatcher) fanOutOne(ctx context.Context, se store.StreamEvent) {
+	defer func() {
+		if p := recover(); p != nil {
+			d.Logger.Error("webhook fan-out panicked; event skipped", "entry", se.StreamID, "panic", p)
+			_ = d.Store.AckEvent(ctx, se.StreamID)
+		}
+	}()
+	queued, err := d.queue(ctx, se)
+	if err != nil {
+		if ctx.Err() == nil {
+			d.Logger.Warn("queueing webhooks failed; the event will be claimed again", "entry", se.StreamID, "err", err)
+		}
+		return
+	}
+	if err := d.Store.AckEvent(ctx, se.StreamID); err != nil && ctx.Err() == nil {
+		d.Logger.Warn("acknowledging a webhook event failed", "entry", se.StreamID, "err", err)
+	}
+	if queued > 0 {
+		d.Metrics.events.WithLabelValues("queued").Inc()
+		select {
+		case d.wake <- struct{}{}:
+		default:
+		}
+	} else {
+		d.Metrics.events.WithLabelValues("skipped").Inc()
+	}
+}
+
+// queue builds and queues the deliveries of one event; it returns how many.
+func (d *Dispatcher) queue(ctx context.Context, se store.StreamEvent) (int, error) {
+	ev := se.Event
+	if ev.Type == "" || ev.AccountID == "" || ev.EmailID == "" || ev.Data[store.DataBotFiltered] == "true" {
+		return 0, nil
+	}
+	if ev.Type == "opened" || ev.Type == "clicked" {
+		if ev.Data[store.DataFirst] != "true" {
+			settings, err := d.Store.TrackingSettings(ctx, ev.AccountID)
+			if err != nil {
+				return 0, err
+			}
+			if (ev.Type == "opened" && !settings.WebhookOnEveryOpen) || (ev.Type == "clicked" && !settings.WebhookOnEveryClick) {
+				return 0, nil
+			}
+		}
+	}
+	name := EventName(ev.Type)
+	endpoints, err := d.Store.Webhooks(ctx, ev.AccountID)
+	if err != nil {
+		return 0, err
+	}
+	var targets []*store.Webhook
+	for _, ep := range endpoints {
+		if ep.Subscribed(name) {
+			targets = append(targets, ep)
+		}
+	}
+	if len(targets) == 0 {
+		return 0, nil
+	}
+	to := ""
+	if e, err := d.Store.Email(ctx, ev.EmailID); err == nil {
+		to = e.ToAddress
+	} else if !errors.Is(err, store.ErrNotFound) {
+		return 0, err
+	}
+	body := Body(ev, to)
+	now := d.Now().UTC()
+	ds := make([]*store.WebhookDelivery, 0, len(targets))
+	for _, ep := range targets {
+		ds = append(ds, &store.WebhookDelivery{
+			ID: deliveryID(se.StreamID, ep.ID), AccountID: ev.AccountID, EndpointID: ep.ID,
+			Event: name, Body: body, CreatedAt: now,
+		})
+	}
+	if _, err := d.Store.QueueWebhookDeliveries(ctx, se.StreamID, ds, now); err != nil {
+		return 0, err
+	}
+	return len(ds), nil
+}
+
+// deliveryID is the same for an event and an endpoint whoever computes it,
+// so that a delivery queued twice is one delivery.
+func deliveryID(streamID, endpointID string) string {
+	sum := sha256.Sum256([]byte(streamID + "\x00" + endpointID))
+	return "whmsg_" + hex.EncodeToString(sum[:12])
+}
+
+// ---- delivery ----
+
+// leaseMargin is added to Timeout for the lease of a delivery in progress.
+const leaseMargin = 30 * time.Second
+
+func (d *Dispatcher) deliverLoop(ctx context.Context) {
+	sem := make(chan struct{}, d.Workers)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	tick := time.NewTicker(250 * time.Millisecond)
+	defer tick.Stop()
+	lastDepth := time.Time{}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		case <-d.wake:
+		}
+		free := d.Workers - len(sem)
+		if free == 0 {
+			continue
+		}
+		ids, err := d.Store.LeaseDueWebhooks(ctx, d.Now(), d.Timeout+leaseMargin, free)
+		if err != nil {
+			if ctx.Err() == nil {
+				d.Logger.Warn("reading due webhooks failed", "err", err)
+			}
+			continue
+		}
+		for _, id := range ids {
+			sem <- struct{}{}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer func() { <-sem }()
+				d.attempt(id)
+			}()
+		}
+		if time.Since(lastDepth) > 5*time.Second {
+			lastDepth = time.Now()
+			if n, err := d.Store.WebhookQueueDepth(ctx); err == nil {
+				d.Metrics.queueDepth.Set(float64(n))
+			}
+		}
+		if len(ids) == free {
+			select { // there may be more due: look again at once
+			case d.wake <- struct{}{}:
+			default:
+			}
+		}
+	}
+}
+
+// attempt makes one attempt at delivery id. It runs on its own context so
+// that a shutdown lets it finish; if the process dies, the lease runs out
+// and another dispatcher tries again.
+func (d *Dispatcher) attempt(id string) {
+	ctx, cancel := context.WithTimeout(context.Background(), d.Timeout+leaseMargin)
+	defer cancel()
+	defer func() {
+		if p := recover(); p != nil {
+			d.Logger.Error("webhook attempt panicked", "delivery", id, "panic", p)
+		}
+	}()
+	del, err := d.Store.WebhookDelivery(ctx, id)
+	if errors.Is(err, store.ErrNotFound) {
+		_ = d.Store.FinishWebhookDelivery(ctx, id) // a stale schedule entry
+		return
+	}
+	if err != nil {
+		d.Logger.Warn("reading a webhook delivery failed", "delivery", id, "err", err)
+		return
+	}
+	ep, err := d.Store.Webhook(ctx, del.AccountID, del.EndpointID)
+	if errors.Is(err, store.ErrNotFound) {
+		d.Metrics.attempts.WithLabelValues("dropped").Inc()
+		_ = d.Store.FinishWebhookDelivery(ctx, id) // the endpoint was deleted
+		return
+	}
+	if err != nil {
+		d.Logger.Warn("reading a webhook endpoint failed", "delivery", id, "err", err)
+		return
+	}
+
+	start := time.Now()
+	perr := d.post(ctx, ep, del)
+	d.Metrics.attemptSeconds.Observe(time.Since(start).Seconds())
+	now := d.Now().UTC()
+	del.Attempts++
+	switch {
+	case perr == nil:
+		d.Metrics.attempts.WithLabelValues("delivered").Inc()
+		err = d.Store.FinishWebhookDelivery(ctx, id)
+	case now.Sub(del.CreatedAt) >= d.MaxAge:
+		d.Metrics.attempts.WithLabelValues("failed").Inc()
+		del.LastError = perr.Error()
+		d.Logger.Warn("webhook delivery given up", "delivery", id, "endpoint", ep.ID, "attempts", del.Attempts, "err", perr)
+		err = d.Store.FailWebhookDelivery(ctx, del, now)
+	default:
+		d.Metrics.attempts.WithLabelValues("retried").Inc()
+		del.LastError = perr.Error()
+		due := now.Add(d.backoff(del.Attempts))
+		d.Logger.Info("webhook delivery deferred", "delivery", id, "endpoint", ep.ID, "attempt", del.Attempts, "retry_at", due, "err", perr)
+		err = d.Store.RetryWebhookDelivery(ctx, del, due)
+	}
+	if err != nil {
+		d.Logger.Warn("recording a webhook attempt failed; it will be retried when its lease ends", "delivery", id, "err", err)
+	}
+}
+
+// maxErrorBody bounds how much of a failed response is read: enough to
+// reuse the connection, never a full download of whatever the URL serves.
+const maxErrorBody = 1024
+
+// post sends one signed attempt. Only a 2xx answer is a success; redirects
+// are followed only to public addresses (safehttp) and must end in a 2xx.
+func (d *Dispatcher) post(ctx context.Context, ep *store.Webhook, del *store.WebhookDelivery) error {
+	ctx, cancel := context.WithTimeout(ctx, d.Timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, ep.URL, bytes.NewReader(del.Body))
+	if err != nil {
+		return fmt.Errorf("bad endpoint URL: %w", err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("User-Agent", d.UserAgent)
+	req.Header.Set(IDHeader, del.ID)
+	req.Header.Set(EventHeader, del.Event)
+	req.Header.Set(SignatureHeader, Sign(ep.Secret, d.Now(), del.Body))
+	resp, err := d.Client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxErrorBody))
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		return fmt.Errorf("endpoint answered HTTP %d", resp.StatusCode)
+	}
+	return nil
+}
+
+// backoff returns the delay before attempt n+1: RetryInitial doubling up to
+// RetryMax, with ±10 % jitter so that retries after an outage spread out.
+func (d *Dispatcher) backoff(attempts int) time.Duration {
+	delay := d.RetryInitial
+	for i := 1; i < attempts && delay < d.RetryMax; i++ {
+		delay *= 2
+	}
+	delay = min(delay, d.RetryMax)
+	jitter := time.Duration(rand.Int64N(int64(delay)/5+1)) - delay/10
+	return delay + jitter
+}

@@ -1,0 +1,95 @@
+package webhooks
+
+import (
+	"bytes"
+	"encoding/json"
+	"slices"
+	"strconv"
+
+	"github.com/pigeonpost/pigeonpost/pipeline/store"
+)
+
+// Events are the webhook event names an endpoint can subscribe to: "email."
+// and the type of the recorded event.
+var Events = []string{
+	"email.sent", "email.delivered", "email.deferred", "email.bounced", "email.failed",
+	"email.opened", "email.clicked", "email.complained",
+}
+
+// ValidEvent reports whether name is one of Events.
+func ValidEvent(name string) bool { return slices.Contains(Events, name) }
+
+// EventName returns the webhook event of a recorded event type.
+func EventName(eventType string) string { return "email." + eventType }
+
+// Body returns the JSON body of the webhook for ev, sent to toAddress:
+//
+//	{"event": "email.opened", "timestamp": "…",
+//	 "data": {"emailId": "em_…", "toAddress": "…", "openedAt": "…"}}
+//
+// email.clicked adds linkUrl and linkIndex (a number); email.deferred,
+// email.bounced and email.failed add the reason. Every type has its
+// <type>At field (deliveredAt, bouncedAt …). Nothing about the visitor (IP
+// address, user agent) is ever sent.
+func Body(ev store.Event, toAddress string) []byte {
+	at := store.FormatTime(ev.Timestamp)
+	var data object
+	data.add("emailId", ev.EmailID)
+	data.add("toAddress", toAddress)
+	data.add(ev.Type+"At", at)
+	switch ev.Type {
+	case "clicked":
+		data.add("linkUrl", ev.Data[store.DataLinkURL])
+		index, _ := strconv.Atoi(ev.Data[store.DataLinkIndex])
+		data.add("linkIndex", index)
+	case "deferred", "bounced", "failed":
+		if r, ok := ev.Data["reason"]; ok {
+			data.add("reason", r)
+		}
+	}
+	var body object
+	body.add("event", EventName(ev.Type))
+	body.add("timestamp", at)
+	body.addRaw("data", data.bytes())
+	return body.bytes()
+}
+
+// object builds a JSON object whose keys keep the order they were added in,
+// the order the documentation shows.
+type object struct{ buf bytes.Buffer }
+
+func (o *object) key(k string) {
+	if o.buf.Len() == 0 {
+		o.buf.WriteByte('{')
+	} else {
+		o.buf.WriteByte(',')
+	}
+	o.value(k)
+	o.buf.WriteByte(':')
+}
+
+// value writes v (a string or an int) as JSON, without the HTML escaping
+// of encoding/json's default: a link's & stays &.
+func (o *object) value(v any) {
+	enc := json.NewEncoder(&o.buf)
+	enc.SetEscapeHTML(false)
+	_ = enc.Encode(v)
+	o.buf.Truncate(o.buf.Len() - 1) // the newline Encode adds
+}
+
+func (o *object) add(k string, v any) {
+	o.key(k)
+	o.value(v)
+}
+
+func (o *object) addRaw(k string, raw []byte) {
+	o.key(k)
+	o.buf.Write(raw)
+}
+
+func (o *object) bytes() []byte {
+	if o.buf.Len() == 0 {
+		return []byte("{}")
+	}
+	return append(o.buf.Bytes(), '}')
+}
