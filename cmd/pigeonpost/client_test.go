@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"testing"
+	"time"
 
 	"github.com/pigeonpost/pigeonpost/client"
 )
@@ -29,6 +30,41 @@ func TestGoClient(t *testing.T) {
 	var apiErr *client.Error
 	if !errors.As(err, &apiErr) || apiErr.Code != "domain_not_verified" || apiErr.Status != 403 {
 		t.Fatalf("unverified domain: %v", err)
+	}
+
+	batch, err := c.SendBatch(ctx, []client.Email{
+		{From: "hello@" + senderDomain, To: []string{"b1@" + rcptDomain}, Subject: "1", Text: "one"},
+		{From: "hello@unverified.test", To: []string{"b2@" + rcptDomain}, Subject: "2", Text: "two"},
+	})
+	if err != nil || batch.Summary.Total != 2 || batch.Summary.Sent != 1 || batch.Summary.Failed != 1 ||
+		batch.Data[1].Error == nil || batch.Data[1].Error.Code != "domain_not_verified" {
+		t.Fatalf("SendBatch: %v %+v", err, batch)
+	}
+
+	tpl, err := c.CreateTemplate(ctx, client.Template{Name: "welcome", Subject: "Welcome {{name}}!", HTML: "<p>Hello {{name}}</p>"})
+	if err != nil || tpl.ID == "" {
+		t.Fatalf("CreateTemplate: %v %+v", err, tpl)
+	}
+	if tpl, err = c.UpdateTemplate(ctx, tpl.ID, map[string]string{"subject": "Hi {{name}}"}); err != nil || tpl.Subject != "Hi {{name}}" {
+		t.Fatalf("UpdateTemplate: %v %+v", err, tpl)
+	}
+	when := time.Now().Add(time.Hour)
+	scheduled, err := c.Send(ctx, client.Email{From: "hello@" + senderDomain, To: []string{"later@" + rcptDomain},
+		TemplateID: tpl.ID, Variables: map[string]string{"name": "Zoë"}, ScheduledAt: &when})
+	if err != nil || scheduled.Status != "scheduled" {
+		t.Fatalf("scheduled send: %v %+v", err, scheduled)
+	}
+	if err := c.Cancel(ctx, scheduled.ID); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := c.Get(ctx, scheduled.ID); err != nil || got.Status != "cancelled" || got.Subject != "Hi Zoë" {
+		t.Fatalf("after cancel: %v %+v", err, got)
+	}
+	if err := c.DeleteTemplate(ctx, tpl.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.GetTemplate(ctx, tpl.ID); !errors.As(err, &apiErr) || apiErr.Status != 404 {
+		t.Fatalf("deleted template: %v", err)
 	}
 
 	d, err := c.CreateDomain(ctx, "second.test")
