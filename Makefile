@@ -28,6 +28,11 @@ fuzz:
 	$(GO) test ./pipeline -run '^$$' -fuzz FuzzNormalizeCRLF -fuzztime 30s
 	$(GO) test ./tracking -run '^$$' -fuzz FuzzRewrite -fuzztime 30s
 
+.PHONY: bench
+## bench: load pigeonpost end to end on loopback (redis-server, sink, DNS; see bench/run.sh); BENCH_SHORT=1 for a short run
+bench: build
+	./bench/run.sh
+
 .PHONY: e2e
 ## e2e: the real stack on loopback with every client users run (swaks, smtplib, Nodemailer, mail gem, Symfony Mailer, PHPMailer, net/smtp); install them with e2e/install.sh
 e2e:

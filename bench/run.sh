@@ -1,0 +1,328 @@
+#!/usr/bin/env bash
+# make bench: measure pigeonpost end to end on loopback.
+#
+# Starts, in a temporary directory, everything pigeonpost needs, all on
+# 127.0.0.1 or unix sockets:
+#   redis-server      appendonly yes, appendfsync always (an OK means fsynced), unix socket
+#   sink              `smtpload -sink`: the relay host; counts and discards what pigeonpost delivers
+#   dnsd              answers the TXT records of the sending domain, for its verification
+#   bin/pigeonpost    serve, generated config: STARTTLS listener, delivery to the sink, log level warn
+# adds and verifies the sending domain bench.test (REST API + dnsd), then runs
+# the workloads with cmd/smtpload over STARTTLS + AUTH PLAIN (apikey / a live key):
+#   a  10 KB HTML, 20 links, X-SP-Track-Opens/Clicks: true; 20 connections x 100 messages (RSET between)
+#   b  the same message, one message per connection, 20 concurrent
+#   c  1 MB HTML messages, 10 connections x 20 messages
+# and prints per workload: msgs/s accepted, dot->250 p50/p99, connection setup
+# p50/p99, server CPU ms per message (pigeonpost and redis-server, from
+# /proc/PID/stat), peak RSS (VmHWM, reset before each workload), delivered at the
+# sink / accepted, and the delivery queue depth from /metrics at the end.
+#
+# Environment:
+#   BENCH_SHORT=1        a run of seconds (CI): few messages per workload
+#   BENCH_WORKLOADS      which workloads, default "a b c"
+#   BENCH_N_A/_B/_C      messages per workload (default full: 10000 / 3000 / 400; short: 400 / 200 / 40)
+#   BENCH_DURATION       time limit per workload (default 60s; short: 10s)
+#   BENCH_DRAIN_TIMEOUT  wait for delivery after each workload, seconds (default 180; short: 30)
+#   BENCH_CEILING=0      skip the ceiling runs (default: after each workload, the same workload
+#                        against a STARTTLS+AUTH sink that discards, for "x ceiling" ratios that
+#                        carry across machines and noise levels)
+#   BENCH_WORKERS        delivery.workers (default 8, the shipped default)
+#   BENCH_CERT/BENCH_KEY TLS certificate and key (default: a fresh RSA-2048 self-signed pair,
+#                        the key type /work/shared/bench's peers use)
+#   BENCH_OUT            directory for the JSON reports and table (default: a temp dir, kept)
+#   BENCH_KEEP=1         keep the work directory (logs, config, redis data)
+#   BENCH_SMTP_LISTEN    pigeonpost's smtp.listen (default 127.0.0.1:0)
+#   BENCH_RELAY_HOST     deliver to this host:port instead of a sink of our own (e.g. the peers'
+#                        relay sink 127.0.0.1:20026); BENCH_SINK_STATS: its stats file, for the
+#                        delivered count (without it delivery is not checked)
+#   BENCH_SERVE=1        set everything up, print how to send, then serve until SIGINT/SIGTERM
+#                        (no workloads); BENCH_PID_DIR: write gateway.pid and gateway-redis.pid
+#                        there (for /work/shared/bench/run-peers.sh's CPU accounting)
+#   PIGEONPOST_BIN       the binary to run (default bin/pigeonpost, built if missing)
+#   BENCH_PROFILE=DIR    run the server as the test binary of cmd/pigeonpost (BenchmarkServeProfile)
+#                        and write DIR/cpu.pprof, DIR/mem.pprof and the binary DIR/pigeonpost.test;
+#                        then: go tool pprof -top DIR/pigeonpost.test DIR/cpu.pprof
+#   GO                   go command (default go)
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+GO=${GO:-go}
+SHORT=${BENCH_SHORT:-0}
+WORKLOADS=${BENCH_WORKLOADS:-a b c}
+if [[ $SHORT == 1 ]]; then
+  N_A=${BENCH_N_A:-400} N_B=${BENCH_N_B:-200} N_C=${BENCH_N_C:-40}
+  DURATION=${BENCH_DURATION:-10s} DRAIN=${BENCH_DRAIN_TIMEOUT:-30}
+else
+  N_A=${BENCH_N_A:-10000} N_B=${BENCH_N_B:-3000} N_C=${BENCH_N_C:-400}
+  DURATION=${BENCH_DURATION:-60s} DRAIN=${BENCH_DRAIN_TIMEOUT:-180}
+fi
+WORKERS=${BENCH_WORKERS:-8}
+PP_BIN=${PIGEONPOST_BIN:-$ROOT/bin/pigeonpost}
+KEY=sp_live_benchbenchbenchbenchbench0001
+DOMAIN=bench.test
+
+WORK=$(mktemp -d /tmp/pigeonpost-bench.XXXXXX)
+OUT=${BENCH_OUT:-$WORK/results}
+mkdir -p "$OUT" "$WORK/bin" "$WORK/redis"
+
+log() { echo "[bench $(date +%H:%M:%S)] $*" >&2; }
+die() { log "ERROR: $*"; exit 1; }
+
+# ---- cleanup: stop every process we started, by PID, newest first ----
+PIDS=()
+NAMES=()
+stop_all() {
+  local i pid n
+  for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do
+    pid=${PIDS[$i]}
+    kill -0 "$pid" 2>/dev/null || continue
+    kill -TERM "$pid" 2>/dev/null || true
+    for ((n = 0; n < 100; n++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    if kill -0 "$pid" 2>/dev/null; then
+      log "${NAMES[$i]} (pid $pid) ignored SIGTERM, killing it"
+      kill -KILL "$pid" 2>/dev/null || true
+    fi
+    wait "$pid" 2>/dev/null || true
+  done
+  PIDS=()
+}
+REMOVE_ON_EXIT=()
+cleanup() {
+  local rc=$?
+  trap - EXIT INT TERM
+  stop_all
+  ((${#REMOVE_ON_EXIT[@]} == 0)) || rm -f "${REMOVE_ON_EXIT[@]}"
+  if [[ ${BENCH_KEEP:-0} == 1 || $rc != 0 ]]; then
+    log "work directory kept: $WORK"
+  else
+    # keep the results when they live in the work directory
+    if [[ $OUT == "$WORK/results" ]]; then
+      find "$WORK" -mindepth 1 -maxdepth 1 ! -name results -exec rm -rf {} +
+    else
+      rm -rf "$WORK"
+    fi
+  fi
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# start NAME LOGFILE CMD...: run in the background and remember the PID
+start() {
+  local name=$1 logf=$2
+  shift 2
+  "$@" >"$logf" 2>&1 &
+  PIDS+=($!)
+  NAMES+=("$name")
+  log "started $name (pid $!)"
+}
+last_pid() { echo "${PIDS[${#PIDS[@]} - 1]}"; }
+
+# wait_file FILE SECONDS PID: until FILE is non-empty; fail if PID died
+wait_file() {
+  local f=$1 t=$2 pid=$3 i
+  for ((i = 0; i < t * 10; i++)); do
+    [[ -s $f ]] && return 0
+    kill -0 "$pid" 2>/dev/null || return 1
+    sleep 0.1
+  done
+  return 1
+}
+
+command -v redis-server >/dev/null || die "redis-server not found (apt-get install -y redis-server)"
+
+# ---- build ----
+log "building smtpload, dnsd$([[ -x $PP_BIN ]] || echo ', pigeonpost')"
+(cd "$ROOT" && $GO build -o "$WORK/bin/smtpload" ./cmd/smtpload && $GO build -o "$WORK/bin/dnsd" ./bench/dnsd) || die "build failed"
+PROFILE=${BENCH_PROFILE:-}
+if [[ -n $PROFILE ]]; then
+  mkdir -p "$PROFILE"
+  PROFILE=$(cd "$PROFILE" && pwd)
+  (cd "$ROOT" && $GO test -c -o "$PROFILE/pigeonpost.test" ./cmd/pigeonpost) || die "test binary build failed"
+elif [[ ! -x $PP_BIN ]]; then
+  (cd "$ROOT" && $GO build -o "$PP_BIN" ./cmd/pigeonpost) || die "pigeonpost build failed"
+fi
+SMTPLOAD=$WORK/bin/smtpload
+DNSD=$WORK/bin/dnsd
+
+# ---- redis-server: AOF fsynced on every write ----
+REDIS_SOCK=$WORK/redis.sock
+start redis "$WORK/redis.log" redis-server --port 0 --unixsocket "$REDIS_SOCK" --unixsocketperm 700 \
+  --dir "$WORK/redis" --appendonly yes --appendfsync always --no-appendfsync-on-rewrite no \
+  --save '' --maxmemory-policy noeviction --daemonize no
+REDIS_PID=$(last_pid)
+for ((i = 0; i < 100; i++)); do
+  [[ $(redis-cli -s "$REDIS_SOCK" ping 2>/dev/null) == PONG ]] && break
+  kill -0 "$REDIS_PID" 2>/dev/null || die "redis-server exited: $(tail -5 "$WORK/redis.log")"
+  sleep 0.1
+done
+[[ $(redis-cli -s "$REDIS_SOCK" ping 2>/dev/null) == PONG ]] || die "redis-server does not answer"
+
+# ---- downstream sink and DNS ----
+if [[ -n ${BENCH_RELAY_HOST:-} ]]; then
+  SINK_ADDR=$BENCH_RELAY_HOST SINK_PID="-" SINK_STATS=${BENCH_SINK_STATS:-}
+else
+  start sink "$WORK/sink.log" "$SMTPLOAD" -sink -addr 127.0.0.1:0 -addr-file "$WORK/sink.addr" -stats-file "$WORK/sink.json"
+  SINK_PID=$(last_pid)
+  wait_file "$WORK/sink.addr" 10 "$SINK_PID" || die "sink did not start: $(cat "$WORK/sink.log")"
+  SINK_ADDR=$(cat "$WORK/sink.addr") SINK_STATS=$WORK/sink.json
+fi
+
+echo '{}' >"$WORK/records.json"
+start dnsd "$WORK/dnsd.log" "$DNSD" serve -addr 127.0.0.1:0 -addr-file "$WORK/dns.addr" -records "$WORK/records.json"
+DNS_PID=$(last_pid)
+wait_file "$WORK/dns.addr" 10 "$DNS_PID" || die "dnsd did not start: $(cat "$WORK/dnsd.log")"
+DNS_ADDR=$(cat "$WORK/dns.addr")
+
+# ---- TLS certificate ----
+CERT=${BENCH_CERT:-}
+TLSKEY=${BENCH_KEY:-}
+if [[ -z $CERT ]] && command -v openssl >/dev/null; then
+  CERT=$WORK/cert.pem TLSKEY=$WORK/key.pem
+  openssl req -x509 -newkey rsa:2048 -nodes -days 30 -subj "/CN=localhost" \
+    -addext "subjectAltName=DNS:localhost,DNS:bench.localdomain,IP:127.0.0.1" \
+    -keyout "$TLSKEY" -out "$CERT" >/dev/null 2>&1 || die "openssl failed"
+fi
+
+# ---- pigeonpost ----
+cat >"$WORK/pigeonpost.yaml" <<EOF
+smtp:
+  listen: "${BENCH_SMTP_LISTEN:-127.0.0.1:0}"
+  tls_listen: "127.0.0.1:0"
+  hostname: "bench.localdomain"
+  max_connections: 1000
+tls:
+  cert_file: "${CERT}"
+  key_file: "${TLSKEY}"
+http:
+  listen: "127.0.0.1:0"
+  public_url: "http://127.0.0.1:8080"
+redis:
+  url: "unix://${REDIS_SOCK}"
+  require_durable: true
+dns:
+  resolver: "${DNS_ADDR}"
+delivery:
+  relay_host: "${SINK_ADDR}"
+  workers: ${WORKERS}
+auth:
+  bootstrap_key: "${KEY}"
+limits:
+  rate_per_second: 1000000
+  burst: 1000000
+log:
+  level: "warn"
+  format: "text"
+EOF
+if [[ -n $PROFILE ]]; then
+  PIGEONPOST_PROFILE_CONFIG=$WORK/pigeonpost.yaml PIGEONPOST_PROFILE_READY=$WORK/ready.json \
+    start pigeonpost "$WORK/pigeonpost.log" "$PROFILE/pigeonpost.test" -test.run '^$' \
+    -test.bench '^BenchmarkServeProfile$' -test.benchtime 1x \
+    -test.cpuprofile "$PROFILE/cpu.pprof" -test.memprofile "$PROFILE/mem.pprof" -test.outputdir "$PROFILE"
+else
+  start pigeonpost "$WORK/pigeonpost.log" "$PP_BIN" serve --config "$WORK/pigeonpost.yaml" --ready-file "$WORK/ready.json"
+fi
+PP_PID=$(last_pid)
+wait_file "$WORK/ready.json" 30 "$PP_PID" || die "pigeonpost did not start: $(tail -20 "$WORK/pigeonpost.log")"
+json_field() { sed -n "s/.*\"$1\":\"\([^\"]*\)\".*/\1/p" "$2"; }
+SMTP_ADDR=$(json_field smtp "$WORK/ready.json")
+HTTP_ADDR=$(json_field http "$WORK/ready.json")
+log "pigeonpost pid $PP_PID: smtp $SMTP_ADDR, http $HTTP_ADDR; redis pid $REDIS_PID; sink $SINK_ADDR (pid $SINK_PID); dns $DNS_ADDR"
+if command -v curl >/dev/null; then
+  health=$(curl -s -o /dev/null -w '%{http_code}' "http://$HTTP_ADDR/healthz" || true)
+  [[ $health == 200 ]] || log "WARNING: /healthz answers $health (Redis not durable?): $(curl -s "http://$HTTP_ADDR/healthz" || true)"
+fi
+
+# ---- sending domain ----
+"$DNSD" domain -api "http://$HTTP_ADDR" -key "$KEY" -name "$DOMAIN" -records "$WORK/records.json" >&2 \
+  || die "could not verify $DOMAIN"
+
+# ---- serve only ----
+if [[ ${BENCH_SERVE:-0} == 1 ]]; then
+  trap 'exit 0' INT TERM # the normal way to stop serving
+  if [[ -n ${BENCH_PID_DIR:-} ]]; then
+    echo "$PP_PID" >"$BENCH_PID_DIR/gateway.pid"
+    echo "$REDIS_PID" >"$BENCH_PID_DIR/gateway-redis.pid"
+    REMOVE_ON_EXIT+=("$BENCH_PID_DIR/gateway.pid" "$BENCH_PID_DIR/gateway-redis.pid")
+  fi
+  cat <<EOF
+pigeonpost is serving (pid $PP_PID; redis-server pid $REDIS_PID; delivering to $SINK_ADDR):
+  SMTP $SMTP_ADDR (STARTTLS), user apikey, password $KEY, sender bench@$DOMAIN (verified)
+  HTTP http://$HTTP_ADDR (/metrics, /healthz)
+  e.g. $SMTPLOAD -addr $SMTP_ADDR -starttls -user apikey -pass $KEY -from bench@$DOMAIN -n 100
+Stop with SIGINT or SIGTERM (pid $$).
+EOF
+  while kill -0 "$PP_PID" 2>/dev/null; do sleep 1; done
+  die "pigeonpost exited: $(tail -5 "$WORK/pigeonpost.log")"
+fi
+
+# ---- workloads ----
+COMMON=(-addr "$SMTP_ADDR" -starttls -user apikey -pass "$KEY" -from "bench@$DOMAIN" -to rcpt@example.net
+  -html -links 20 -header "X-SP-Track-Opens: true" -header "X-SP-Track-Clicks: true"
+  -duration "$DURATION" -grace 10s)
+OBSERVE=(-pid "pigeonpost=$PP_PID" -pid "redis=$REDIS_PID" -metrics "http://$HTTP_ADDR/metrics" -drain-timeout "${DRAIN}s")
+SINKF=()
+[[ -n $SINK_STATS ]] && SINKF=(-sink-stats "$SINK_STATS")
+OBSERVE+=("${SINKF[@]}")
+workload_flags() {
+  case $1 in
+    a) W=(-size 10240 -c 20 -per-conn 100 -n "$N_A") ;;
+    b) W=(-size 10240 -c 20 -per-conn 1 -n "$N_B") ;;
+    c) W=(-size 1048576 -c 10 -per-conn 20 -n "$N_C") ;;
+    *) die "unknown workload $1" ;;
+  esac
+}
+
+CEILING=${BENCH_CEILING:-1}
+if [[ $CEILING == 1 ]]; then
+  CEILF=()
+  [[ -n $CERT ]] && CEILF=(-cert "$CERT" -key "$TLSKEY")
+  start ceiling "$WORK/ceiling.log" "$SMTPLOAD" -sink -addr 127.0.0.1:0 -addr-file "$WORK/ceiling.addr" \
+    -starttls -user bench -pass benchpass "${CEILF[@]}"
+  CEIL_PID=$(last_pid)
+  wait_file "$WORK/ceiling.addr" 10 "$CEIL_PID" || die "ceiling sink did not start: $(cat "$WORK/ceiling.log")"
+  CEIL_ADDR=$(cat "$WORK/ceiling.addr")
+fi
+
+log "warm-up: 200 messages (not recorded)"
+"$SMTPLOAD" "${COMMON[@]}" -size 10240 -c 20 -per-conn 100 -n 200 -q "${SINKF[@]}" \
+  -drain-timeout "${DRAIN}s" -json /dev/null || die "warm-up failed: see $WORK/pigeonpost.log"
+
+{
+  echo "date: $(date -u +%FT%TZ)"
+  echo "commit: $(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo unknown)"
+  echo "kernel: $(uname -r); cpus: $(nproc); $(grep -m1 'model name' /proc/cpuinfo 2>/dev/null || true)"
+  echo "go: $($GO version | awk '{print $3}'); $(redis-server --version | awk '{print $1, $2, $3}')"
+  echo "mode: $([[ $SHORT == 1 ]] && echo short || echo full); n a/b/c: $N_A/$N_B/$N_C; duration $DURATION; delivery.workers $WORKERS"
+  echo "loadavg at start: $(cat /proc/loadavg)"
+} | tee "$OUT/env.txt" >&2
+
+FILES=()
+for w in $WORKLOADS; do
+  workload_flags "$w"
+  f=$OUT/$w.json
+  log "workload $w: ${W[*]}"
+  "$SMTPLOAD" "${COMMON[@]}" "${W[@]}" "${OBSERVE[@]}" -label "pigeonpost/$w" -json "$f" >&2 \
+    || log "workload $w: nothing accepted (see $WORK/pigeonpost.log)"
+  [[ -s $f ]] && FILES+=("$f")
+  if [[ $CEILING == 1 ]]; then
+    f=$OUT/$w-ceiling.json
+    "$SMTPLOAD" "${COMMON[@]}" -addr "$CEIL_ADDR" -user bench -pass benchpass "${W[@]}" -pid "sink=$CEIL_PID" \
+      -label "ceiling/$w" -json "$f" >&2 || log "workload $w: the ceiling sink accepted nothing"
+    [[ -s $f ]] && FILES+=("$f")
+  fi
+done
+echo "loadavg at end: $(cat /proc/loadavg)" >>"$OUT/env.txt"
+
+grep -E 'level=(ERROR|WARN)' "$WORK/pigeonpost.log" | grep -v 'self-signed' | sort | uniq -c | sort -rn | head -5 >&2 || true
+echo
+"$SMTPLOAD" -report "${FILES[@]}" | tee "$OUT/table.md"
+echo
+[[ $CEILING == 1 ]] && echo "ceiling = the same client against a STARTTLS+AUTH sink that discards (smtpload -sink), same certificate; x ceiling = msgs/s ratio."
+echo "server CPU = utime+stime from /proc/PID/stat over the load window / until delivery ended; peak RSS = VmHWM, reset before each workload."
+echo "results: $OUT"
+if [[ -n $PROFILE ]]; then
+  stop_all # SIGTERM: the test binary writes its profiles
+  echo "profiles: go tool pprof -top $PROFILE/pigeonpost.test $PROFILE/cpu.pprof"
+fi

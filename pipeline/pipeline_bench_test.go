@@ -1,0 +1,256 @@
+package pipeline
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pigeonpost/pigeonpost/internal/testkit"
+	"github.com/pigeonpost/pigeonpost/pipeline/deliver"
+	"github.com/pigeonpost/pigeonpost/pipeline/store"
+)
+
+// Benchmarks of the submission hot path, on the message cmd/smtpload sends
+// in `make bench`: a 7bit text/html body of 10 KB (or 1 MB) with 20 links.
+// Those that need Redis run a real redis-server with appendfsync always
+// (testkit.StartRedis), as production should.
+
+const (
+	benchLiveKey = "sp_live_benchbenchbenchbenchbench0001"
+	benchTestKey = "sp_test_benchbenchbenchbenchbench0001"
+	benchFrom    = "bench@bench.test"
+	benchRcpt    = "rcpt@example.net"
+)
+
+// benchHTMLMessage returns a message of about size body bytes with `links`
+// links spread through it; extra header lines come after the usual ones.
+func benchHTMLMessage(size, links int, extra ...string) []byte {
+	var b strings.Builder
+	b.WriteString("From: Loadgen <" + benchFrom + ">\r\nTo: " + benchRcpt + "\r\nSubject: loadgen message 1\r\n" +
+		"Date: Mon, 23 Nov 2026 10:00:00 +0000\r\nMessage-ID: <1.2.3@loadgen.bench>\r\nMIME-Version: 1.0\r\n" +
+		"Content-Type: text/html; charset=utf-8\r\nContent-Transfer-Encoding: 7bit\r\n")
+	for _, h := range extra {
+		b.WriteString(h + "\r\n")
+	}
+	b.WriteString("\r\n<!DOCTYPE html>\r\n<html><body>\r\n")
+	start := b.Len()
+	every := max(size/(links+1), 1)
+	next, n := every, 0
+	for b.Len()-start < size {
+		b.WriteString("<p>lorem ipsum dolor sit amet consectetur adipiscing elit sed do eiusmod tempor</p>\r\n")
+		if n < links && b.Len()-start >= next {
+			fmt.Fprintf(&b, "<a href=\"https://www.example.com/offer/%04d?utm_source=bench\">offer %04d</a>\r\n", n, n)
+			n++
+			next += every
+		}
+	}
+	b.WriteString("</body></html>\r\n")
+	return []byte(b.String())
+}
+
+var benchSizes = []struct {
+	name string
+	size int
+}{{"10KB", 10240}, {"1MB", 1 << 20}}
+
+// BenchmarkParseMessage: header parsing, X-SP-Track-* and Bcc stripping,
+// From/Subject/Message-ID extraction (no Redis).
+func BenchmarkParseMessage(b *testing.B) {
+	for _, sz := range benchSizes {
+		b.Run(sz.name, func(b *testing.B) {
+			raw := benchHTMLMessage(sz.size, 20, "X-SP-Track-Opens: true", "X-SP-Track-Clicks: true")
+			now := time.Now()
+			newID := func() string { return store.NewID("msg") }
+			b.SetBytes(int64(len(raw)))
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := parseMessage(raw, "bench.localdomain", newID, now); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkMessageBytes: writing the edited header and the body back out
+// (one copy of the whole message).
+func BenchmarkMessageBytes(b *testing.B) {
+	for _, sz := range benchSizes {
+		b.Run(sz.name, func(b *testing.B) {
+			raw := benchHTMLMessage(sz.size, 20, "X-SP-Track-Opens: true", "X-SP-Track-Clicks: true")
+			m, err := parseMessage(raw, "bench.localdomain", func() string { return "msg_x" }, time.Now())
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.SetBytes(int64(len(raw)))
+			b.ReportAllocs()
+			for b.Loop() {
+				_ = m.bytes()
+			}
+		})
+	}
+}
+
+// BenchmarkNormalizeCRLF: reading DATA the way smtpd does
+// (bytes.Buffer.ReadFrom over NormalizeCRLF).
+func BenchmarkNormalizeCRLF(b *testing.B) {
+	for _, sz := range benchSizes {
+		b.Run(sz.name, func(b *testing.B) {
+			raw := benchHTMLMessage(sz.size, 20)
+			b.SetBytes(int64(len(raw)))
+			b.ReportAllocs()
+			for b.Loop() {
+				var buf bytes.Buffer
+				if _, err := buf.ReadFrom(NormalizeCRLF(bytes.NewReader(raw))); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// benchService returns a Service on a fresh redis-server with the live and
+// test bootstrap keys, and bench.test verified for the live key's account
+// (with an RSA-2048 DKIM key, so the domain record has its real size).
+func benchService(b *testing.B, cacheTTL time.Duration) (*Service, *store.Key, *store.Key) {
+	b.Helper()
+	rdb := testkit.StartRedis(b).Client(b)
+	ctx := context.Background()
+	svc := New(rdb, []byte("bench-tracking-secret-0123456789abcdef"), Options{
+		Hostname:     "bench.localdomain",
+		PublicURL:    "http://127.0.0.1:8080",
+		RateLimit:    RateLimit{PerSecond: 1_000_000, Burst: 1_000_000},
+		DKIMSelector: "pigeonpost",
+		SPFInclude:   "_spf.bench.localdomain",
+		KeyCacheTTL:  cacheTTL,
+	})
+	live, err := svc.EnsureKey(ctx, "default", benchLiveKey)
+	if err != nil {
+		b.Fatal(err)
+	}
+	test, err := svc.EnsureKey(ctx, "default-test", benchTestKey)
+	if err != nil {
+		b.Fatal(err)
+	}
+	priv, txt, err := deliver.GenerateKey()
+	if err != nil {
+		b.Fatal(err)
+	}
+	now := time.Now().UTC()
+	d := &store.Domain{
+		ID: store.NewID("dom"), Name: "bench.test", Status: "verified", Selector: "pigeonpost",
+		PrivateKeyPEM: priv, CreatedAt: now, VerifiedAt: &now,
+		DNSRecords: []store.DNSRecord{
+			{Type: "TXT", Name: "bench.test", Value: "v=spf1 include:_spf.bench.localdomain ~all", Status: "verified", Required: true},
+			{Type: "TXT", Name: "pigeonpost._domainkey.bench.test", Value: txt, Status: "verified", Required: true},
+			{Type: "TXT", Name: "_dmarc.bench.test", Value: "v=DMARC1; p=none;", Status: "verified"},
+		},
+	}
+	if err := svc.Store().PutDomain(ctx, live.AccountID, d); err != nil {
+		b.Fatal(err)
+	}
+	return svc, live, test
+}
+
+// BenchmarkAuthenticate: the API-key lookup of every AUTH and every MAIL.
+// cached is the production setting (KeyCacheTTL 5 s); uncached pays the
+// Redis round trip each time.
+func BenchmarkAuthenticate(b *testing.B) {
+	for _, tc := range []struct {
+		name string
+		ttl  time.Duration
+	}{{"cached", 5 * time.Second}, {"uncached", 0}} {
+		b.Run(tc.name, func(b *testing.B) {
+			svc, _, _ := benchService(b, tc.ttl)
+			ctx := context.Background()
+			if _, err := svc.Authenticate(ctx, benchLiveKey); err != nil {
+				b.Fatal(err)
+			}
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := svc.Authenticate(ctx, benchLiveKey); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkCheckSender: the sending-domain check smtpd makes at MAIL (and
+// Submit makes again): one HGET of the domain record and its JSON decode.
+func BenchmarkCheckSender(b *testing.B) {
+	svc, live, _ := benchService(b, 5*time.Second)
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := svc.CheckSender(ctx, live, benchFrom); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkSubmit: the whole Submit of one message to one recipient with
+// open and click tracking, as smtpd calls it after DATA: sender checks,
+// parsing, suppression lookup, rate limit, tracking rewrite, persist.
+//   - test-key: a sp_test_ key (no domain check, not enqueued);
+//   - live-key: a sp_live_ key on a verified domain, enqueued for delivery
+//     (what `make bench` measures end to end);
+//   - no-tracking: the same without tracking, to show its share.
+func BenchmarkSubmit(b *testing.B) {
+	svc, live, test := benchService(b, 5*time.Second)
+	msg10K := benchHTMLMessage(10240, 20)
+	msg1M := benchHTMLMessage(1<<20, 20)
+	track := &Tracking{Opens: true, Clicks: true}
+	for _, tc := range []struct {
+		name  string
+		key   *store.Key
+		msg   []byte
+		track *Tracking
+	}{
+		{"test-key/10KB-20links-tracking", test, msg10K, track},
+		{"live-key/10KB-20links-tracking", live, msg10K, track},
+		{"live-key/10KB-20links-no-tracking", live, msg10K, nil},
+		{"live-key/1MB-20links-tracking", live, msg1M, track},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			ctx := context.Background()
+			sub := Submission{Key: tc.key, Source: "smtp", EnvelopeFrom: benchFrom,
+				Recipients: []string{benchRcpt}, Message: tc.msg, Tracking: tc.track}
+			b.SetBytes(int64(len(tc.msg)))
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := svc.Submit(ctx, sub); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkSubmitParallel: Submit from 20 goroutines (the 20 connections of
+// workload a), live key, 10 KB with tracking. With appendfsync always Redis
+// shares one fsync among the writes of an event-loop turn, so this shows
+// how far concurrency hides the fsync latency.
+func BenchmarkSubmitParallel(b *testing.B) {
+	svc, live, _ := benchService(b, 5*time.Second)
+	sub := Submission{Key: live, Source: "smtp", EnvelopeFrom: benchFrom,
+		Recipients: []string{benchRcpt}, Message: benchHTMLMessage(10240, 20),
+		Tracking: &Tracking{Opens: true, Clicks: true}}
+	b.SetBytes(int64(len(sub.Message)))
+	procs := runtime.GOMAXPROCS(0)
+	b.SetParallelism((20 + procs - 1) / procs) // RunParallel starts parallelism × GOMAXPROCS goroutines
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		ctx := context.Background()
+		for pb.Next() {
+			if _, err := svc.Submit(ctx, sub); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+}
