@@ -1,6 +1,9 @@
 package pipeline
 
-import "io"
+import (
+	"bytes"
+	"io"
+)
 
 // NormalizeCRLF returns a reader that turns every bare CR and bare LF of r
 // into CRLF. RFC 5322 §2.3 allows CR and LF only together; a relay that
@@ -14,6 +17,7 @@ func NormalizeCRLF(r io.Reader) io.Reader {
 type crlfReader struct {
 	r      io.Reader
 	buf    [32 * 1024]byte
+	store  []byte // backing array of out, reused for every chunk
 	out    []byte // normalised bytes not yet returned
 	prevCR bool   // the last byte read was a CR whose LF may come next
 	err    error
@@ -25,7 +29,8 @@ func (c *crlfReader) Read(p []byte) (int, error) {
 			return 0, c.err
 		}
 		n, err := c.r.Read(c.buf[:])
-		c.out = c.normalise(c.buf[:n], c.out[:0])
+		c.store = c.normalise(c.buf[:n], c.store[:0])
+		c.out = c.store
 		if err != nil {
 			if c.prevCR { // a CR at the very end is bare
 				c.out = append(c.out, '\n')
@@ -39,31 +44,31 @@ func (c *crlfReader) Read(p []byte) (int, error) {
 	return n, nil
 }
 
-// normalise appends in to dst with bare CR and LF replaced by CRLF.
+// normalise appends in to dst with bare CR and LF replaced by CRLF. Runs
+// without CR or LF are copied whole.
 func (c *crlfReader) normalise(in, dst []byte) []byte {
-	for _, b := range in {
-		switch {
-		case b == '\n':
-			if !c.prevCR {
-				dst = append(dst, '\r')
-			}
-			dst = append(dst, '\n')
+	for len(in) > 0 {
+		if c.prevCR {
 			c.prevCR = false
-		case c.prevCR:
-			// The CR before this byte was bare.
-			dst = append(dst, '\n')
-			if b == '\r' {
-				dst = append(dst, '\r')
-				continue // prevCR stays true
+			if in[0] == '\n' {
+				dst = append(dst, '\n')
+				in = in[1:]
+				continue
 			}
-			dst = append(dst, b)
-			c.prevCR = false
-		case b == '\r':
+			dst = append(dst, '\n') // the CR before was bare
+		}
+		i := bytes.IndexAny(in, "\r\n")
+		if i < 0 {
+			return append(dst, in...)
+		}
+		dst = append(dst, in[:i]...)
+		if in[i] == '\n' {
+			dst = append(dst, '\r', '\n') // a bare LF
+		} else {
 			dst = append(dst, '\r')
 			c.prevCR = true
-		default:
-			dst = append(dst, b)
 		}
+		in = in[i+1:]
 	}
 	return dst
 }
