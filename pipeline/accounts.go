@@ -109,7 +109,7 @@ func (s *Service) DeleteKey(ctx context.Context, caller *store.Key, keyID string
 	if err != nil {
 		return storageError(err)
 	}
-	s.keys.dropID(keyID)
+	s.keys.dropIf(func(k *store.Key) bool { return k.ID == keyID })
 	return nil
 }
 

@@ -15,12 +15,12 @@ func (s *Service) checkKeyDomain(ctx context.Context, k *store.Key, addr string)
 		return nil
 	}
 	domain := domainOf(addr)
-	d, err := s.store.DomainByName(ctx, k.AccountID, domain)
-	if errors.Is(err, store.ErrNotFound) || (err == nil && d.ID != k.DomainID) {
-		return ErrKeyDomain(domain)
-	}
+	d, err := s.senderDomain(ctx, k.AccountID, domain)
 	if err != nil {
-		return storageError(err)
+		return err
+	}
+	if d.id != k.DomainID {
+		return ErrKeyDomain(domain)
 	}
 	return nil
 }

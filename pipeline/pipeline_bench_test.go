@@ -126,7 +126,7 @@ func benchService(b *testing.B, cacheTTL time.Duration) (*Service, *store.Key, *
 		RateLimit:    RateLimit{PerSecond: 1_000_000, Burst: 1_000_000},
 		DKIMSelector: "pigeonpost",
 		SPFInclude:   "_spf.bench.localdomain",
-		KeyCacheTTL:  cacheTTL,
+		CacheTTL:     cacheTTL,
 	})
 	live, err := svc.EnsureKey(ctx, "default", benchLiveKey)
 	if err != nil {
@@ -157,7 +157,7 @@ func benchService(b *testing.B, cacheTTL time.Duration) (*Service, *store.Key, *
 }
 
 // BenchmarkAuthenticate: the API-key lookup of every AUTH and every MAIL.
-// cached is the production setting (KeyCacheTTL 5 s); uncached pays the
+// cached is the production setting (CacheTTL 5 s); uncached pays the
 // Redis round trip each time.
 func BenchmarkAuthenticate(b *testing.B) {
 	for _, tc := range []struct {

@@ -16,7 +16,6 @@ import (
 	"log/slog"
 	"net/mail"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -37,7 +36,7 @@ type Options struct {
 	BotWindow    time.Duration // hits this soon after delivery are a gateway's prefetch; 0: rule off
 	CNAMETarget  string        // host custom tracking domains must point at; "": PublicURL's host
 	WebhookURLs  URLPolicy     // which webhook endpoint URLs are accepted
-	KeyCacheTTL  time.Duration // how long a key lookup is reused; 0 disables the cache
+	CacheTTL     time.Duration // how long key and sender-domain lookups are reused; 0 disables the caches
 	Now          func() time.Time
 	Logger       *slog.Logger
 	Metrics      *Metrics
@@ -52,11 +51,12 @@ type TXTResolver interface {
 
 // Service is the pipeline. It is safe for concurrent use.
 type Service struct {
-	opt    Options
-	store  *store.Store
-	rdb    redis.UniversalClient
-	signer *tracking.Signer
-	keys   keyCache
+	opt     Options
+	store   *store.Store
+	rdb     redis.UniversalClient
+	signer  *tracking.Signer
+	keys    *ttlCache[*store.Key]   // by key hash
+	domains *ttlCache[senderDomain] // by account and domain name
 }
 
 // New returns a Service over rdb. trackingSecret signs click ids.
@@ -71,11 +71,12 @@ func New(rdb redis.UniversalClient, trackingSecret []byte, opt Options) *Service
 		opt.Metrics = NewMetrics(nil)
 	}
 	return &Service{
-		opt:    opt,
-		store:  store.New(rdb, opt.Now),
-		rdb:    rdb,
-		signer: tracking.NewSigner(trackingSecret),
-		keys:   keyCache{ttl: opt.KeyCacheTTL, entries: map[string]keyCacheEntry{}},
+		opt:     opt,
+		store:   store.New(rdb, opt.Now),
+		rdb:     rdb,
+		signer:  tracking.NewSigner(trackingSecret),
+		keys:    newTTLCache[*store.Key](opt.CacheTTL),
+		domains: newTTLCache[senderDomain](opt.CacheTTL),
 	}
 }
 
@@ -97,59 +98,13 @@ func storageError(err error) *Error {
 
 // ---- authentication ----
 
-type keyCacheEntry struct {
-	key     *store.Key
-	expires time.Time
-}
-
-// keyCache keeps recent key lookups so that a connection or request costs no
-// Redis round trip for its key. Revocation in this process drops the entry at
-// once; other processes see it within the TTL.
-type keyCache struct {
-	ttl     time.Duration
-	mu      sync.Mutex
-	entries map[string]keyCacheEntry // by key hash
-}
-
-func (c *keyCache) get(hash string, now time.Time) *store.Key {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	e, ok := c.entries[hash]
-	if !ok || now.After(e.expires) {
-		return nil
-	}
-	return e.key
-}
-
-func (c *keyCache) put(hash string, k *store.Key, now time.Time) {
-	if c.ttl <= 0 {
-		return
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if len(c.entries) > 10000 { // bounded: forget everything rather than grow
-		clear(c.entries)
-	}
-	c.entries[hash] = keyCacheEntry{key: k, expires: now.Add(c.ttl)}
-}
-
-func (c *keyCache) dropID(keyID string) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	for h, e := range c.entries {
-		if e.key.ID == keyID {
-			delete(c.entries, h)
-		}
-	}
-}
-
 // Authenticate returns the key whose secret this is. Unknown and revoked keys
 // get the same ErrAuthFailed; a storage failure is ErrUnavailable, never a
 // credentials error.
 func (s *Service) Authenticate(ctx context.Context, secret string) (*store.Key, error) {
 	now := s.opt.Now()
 	hash := store.HashKey(secret)
-	if k := s.keys.get(hash, now); k != nil {
+	if k, ok := s.keys.get(hash, now); ok {
 		return k, nil
 	}
 	k, err := s.store.KeyBySecret(ctx, secret)
@@ -229,14 +184,42 @@ func (s *Service) CheckSender(ctx context.Context, k *store.Key, addr string) er
 		return nil // nothing a test key sends is delivered
 	}
 	domain := domainOf(a)
-	d, err := s.store.DomainByName(ctx, k.AccountID, domain)
-	if errors.Is(err, store.ErrNotFound) || (err == nil && !d.Verified()) {
+	d, err := s.senderDomain(ctx, k.AccountID, domain)
+	if err != nil {
+		return err
+	}
+	if !d.verified {
 		return ErrUnverifiedDomain(domain)
 	}
-	if err != nil {
-		return storageError(err)
-	}
 	return nil
+}
+
+// senderDomain is what the hot path needs to know of an account's domain.
+type senderDomain struct {
+	id       string // "" when the account has no such domain
+	verified bool
+}
+
+func domainCacheKey(accountID, domain string) string { return accountID + "\x00" + domain }
+
+// senderDomain looks the account's domain up, through the cache.
+func (s *Service) senderDomain(ctx context.Context, accountID, domain string) (senderDomain, error) {
+	now := s.opt.Now()
+	key := domainCacheKey(accountID, domain)
+	if d, ok := s.domains.get(key, now); ok {
+		return d, nil
+	}
+	rec, err := s.store.DomainByName(ctx, accountID, domain)
+	var d senderDomain
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+	case err != nil:
+		return d, storageError(err)
+	default:
+		d = senderDomain{id: rec.ID, verified: rec.Verified()}
+	}
+	s.domains.put(key, d, now)
+	return d, nil
 }
 
 // ParseAddress checks a bare mailbox address (no display name) and returns it.

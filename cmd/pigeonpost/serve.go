@@ -88,7 +88,7 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, opt serveOp
 		BotWindow:    cfg.Tracking.BotWindow,
 		CNAMETarget:  cfg.Tracking.CNAMETarget,
 		WebhookURLs:  webhooks.URLPolicy{AllowPrivate: cfg.Webhooks.AllowPrivateURLs, AllowHTTP: cfg.Webhooks.AllowHTTP},
-		KeyCacheTTL:  5 * time.Second,
+		CacheTTL:     5 * time.Second,
 		Fetcher:      fetcher,
 		Logger:       log,
 		Metrics:      pipeline.NewMetrics(reg),
