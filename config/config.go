@@ -23,18 +23,19 @@ import (
 // Config is pigeonpost's whole configuration. The zero value is not useful:
 // start from Default or Load.
 type Config struct {
-	SMTP     SMTP     `yaml:"smtp"`
-	TLS      TLS      `yaml:"tls"`
-	HTTP     HTTP     `yaml:"http"`
-	Redis    Redis    `yaml:"redis"`
-	DNS      DNS      `yaml:"dns"`
-	Delivery Delivery `yaml:"delivery"`
-	Auth     Auth     `yaml:"auth"`
-	Limits   Limits   `yaml:"limits"`
-	Tracking Tracking `yaml:"tracking"`
-	Webhooks Webhooks `yaml:"webhooks"`
-	Domains  Domains  `yaml:"domains"`
-	Log      Log      `yaml:"log"`
+	SMTP      SMTP      `yaml:"smtp"`
+	TLS       TLS       `yaml:"tls"`
+	HTTP      HTTP      `yaml:"http"`
+	Redis     Redis     `yaml:"redis"`
+	DNS       DNS       `yaml:"dns"`
+	Delivery  Delivery  `yaml:"delivery"`
+	Auth      Auth      `yaml:"auth"`
+	Limits    Limits    `yaml:"limits"`
+	Retention Retention `yaml:"retention"`
+	Tracking  Tracking  `yaml:"tracking"`
+	Webhooks  Webhooks  `yaml:"webhooks"`
+	Domains   Domains   `yaml:"domains"`
+	Log       Log       `yaml:"log"`
 
 	Attachments Attachments `yaml:"attachments"`
 }
@@ -95,6 +96,13 @@ type Delivery struct {
 type Auth struct {
 	BootstrapKey string        `yaml:"bootstrap_key"` // "" none; else sp_live_/sp_test_ prefix and ≥ 24 chars
 	FailureDelay time.Duration `yaml:"failure_delay"` // 1s per recent failure from one IP, capped at 5x; 0 disables
+}
+
+// Retention says how long finished mail stays in Redis. A finished email is
+// delivered, bounced, failed or (test mode) sent; 0 keeps it forever.
+type Retention struct {
+	Content time.Duration `yaml:"content"` // 168h: the MIME, for GET /v1/emails/:id/content
+	Records time.Duration `yaml:"records"` // 720h: the email record and its events
 }
 
 // Limits configures per-account rate limiting.
@@ -179,6 +187,10 @@ func Default() Config {
 		Limits: Limits{
 			RatePerSecond: 100,
 			Burst:         200,
+		},
+		Retention: Retention{
+			Content: 7 * 24 * time.Hour,
+			Records: 30 * 24 * time.Hour,
 		},
 		Tracking: Tracking{
 			BotWindow: 3 * time.Second,

@@ -257,9 +257,10 @@ func TestEnvOverrides(t *testing.T) {
 		Delivery: Delivery{RelayHost: "relay:587", MXPort: 2525, Workers: 0, Timeout: 30 * time.Second,
 			RetryInitial: 45 * time.Second, RetryMax: 2 * time.Hour, MaxAge: 24 * time.Hour,
 			ClaimIdle: 10 * time.Minute, RequireTLS: true},
-		Auth:     Auth{BootstrapKey: "sp_test_0123456789abcdefghij", FailureDelay: 0},
-		Limits:   Limits{RatePerSecond: 12.5, Burst: 9},
-		Tracking: Tracking{Secret: "s3cret", BotWindow: 0, CNAMETarget: "t.example.com"},
+		Auth:      Auth{BootstrapKey: "sp_test_0123456789abcdefghij", FailureDelay: 0},
+		Limits:    Limits{RatePerSecond: 12.5, Burst: 9},
+		Retention: Default().Retention,
+		Tracking:  Tracking{Secret: "s3cret", BotWindow: 0, CNAMETarget: "t.example.com"},
 		Webhooks: Webhooks{Workers: 2, Timeout: 10 * time.Second, RetryInitial: time.Second, RetryMax: time.Hour,
 			MaxAge: 72 * time.Hour, ClaimIdle: time.Minute, AllowPrivateURLs: true, AllowHTTP: true},
 		Domains: Domains{DKIMSelector: "pp2024", SPFInclude: "_spf.example.com"},
@@ -284,8 +285,8 @@ func TestEnvCoversEveryKey(t *testing.T) {
 			t.Errorf("%s: cannot be set from the environment: %v", name, err)
 		}
 	})
-	if n != 48 {
-		t.Errorf("walked %d keys, want 48", n)
+	if n != 50 {
+		t.Errorf("walked %d keys, want 50", n)
 	}
 	for _, name := range []string{"PIGEONPOST_REDIS_URL", "PIGEONPOST_SMTP_MAX_MESSAGE_BYTES", "PIGEONPOST_DELIVERY_RETRY_INITIAL"} {
 		found := false

@@ -106,6 +106,17 @@ func (c Config) Validate() error {
 		v.add("limits.burst", fmt.Sprintf("must be at least 1 (got %d)", c.Limits.Burst))
 	}
 
+	// retention
+	if c.Retention.Content < 0 {
+		v.add("retention.content", fmt.Sprintf("must be 0 (keep forever) or more (got %s)", c.Retention.Content))
+	}
+	if c.Retention.Records < 0 {
+		v.add("retention.records", fmt.Sprintf("must be 0 (keep forever) or more (got %s)", c.Retention.Records))
+	}
+	if c.Retention.Records > 0 && (c.Retention.Content == 0 || c.Retention.Content > c.Retention.Records) {
+		v.add("retention.content", "must not outlive retention.records (the record says what the content is)")
+	}
+
 	// tracking
 	if c.Tracking.BotWindow < 0 {
 		v.add("tracking.bot_window", fmt.Sprintf("must be 0 (disabled) or more (got %s)", c.Tracking.BotWindow))

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"strings"
-	"time"
 
 	"github.com/pigeonpost/pigeonpost/pipeline/store"
 )
@@ -151,16 +150,4 @@ func (s *Service) EmailEvents(ctx context.Context, k *store.Key, id string) ([]s
 		return nil, storageError(err)
 	}
 	return evs, nil
-}
-
-// Emails lists the account's emails created before `before`, newest first.
-func (s *Service) Emails(ctx context.Context, k *store.Key, before time.Time, limit int) ([]*store.Email, error) {
-	if limit <= 0 || limit > 100 {
-		limit = 50
-	}
-	es, err := s.store.ListEmails(ctx, k.AccountID, before, limit)
-	if err != nil {
-		return nil, storageError(err)
-	}
-	return es, nil
 }

@@ -32,11 +32,12 @@ type Options struct {
 	DKIMSelector string
 	SPFInclude   string
 	Resolver     TXTResolver
-	Lookup       HostResolver  // CNAME and address lookups: tracking domains, webhook URLs
-	BotWindow    time.Duration // hits this soon after delivery are a gateway's prefetch; 0: rule off
-	CNAMETarget  string        // host custom tracking domains must point at; "": PublicURL's host
-	WebhookURLs  URLPolicy     // which webhook endpoint URLs are accepted
-	CacheTTL     time.Duration // how long key and sender-domain lookups are reused; 0 disables the caches
+	Lookup       HostResolver    // CNAME and address lookups: tracking domains, webhook URLs
+	BotWindow    time.Duration   // hits this soon after delivery are a gateway's prefetch; 0: rule off
+	CNAMETarget  string          // host custom tracking domains must point at; "": PublicURL's host
+	WebhookURLs  URLPolicy       // which webhook endpoint URLs are accepted
+	Retention    store.Retention // how long finished mail is kept
+	CacheTTL     time.Duration   // how long key and sender-domain lookups are reused; 0 disables the caches
 	Now          func() time.Time
 	Logger       *slog.Logger
 	Metrics      *Metrics
@@ -70,9 +71,11 @@ func New(rdb redis.UniversalClient, trackingSecret []byte, opt Options) *Service
 	if opt.Metrics == nil {
 		opt.Metrics = NewMetrics(nil)
 	}
+	st := store.New(rdb, opt.Now)
+	st.SetRetention(opt.Retention)
 	return &Service{
 		opt:     opt,
-		store:   store.New(rdb, opt.Now),
+		store:   st,
 		rdb:     rdb,
 		signer:  tracking.NewSigner(trackingSecret),
 		keys:    newTTLCache[*store.Key](opt.CacheTTL),

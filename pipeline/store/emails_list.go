@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"strconv"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -20,6 +21,15 @@ type ScannedEmail struct {
 // first skip entries, with their records. Cursor pagination is built on it
 // by the pipeline: (maxMs, skip) is where the previous page stopped.
 func (s *Store) ScanEmails(ctx context.Context, accountID string, maxMs, minMs int64, skip, count int) ([]ScannedEmail, error) {
+	if s.retention.Records > 0 {
+		// The index outlives the records it points to: trim, here where it
+		// is read, what can no longer have a record (scheduled mail can be
+		// finished up to 30 days after it was created).
+		cutoff := s.now().Add(-s.retention.Records - 31*24*time.Hour).UnixMilli()
+		if err := s.rdb.ZRemRangeByScore(ctx, AccountEmailsKey(accountID), "-inf", "("+strconv.FormatInt(cutoff, 10)).Err(); err != nil {
+			return nil, err
+		}
+	}
 	zs, err := s.rdb.ZRevRangeByScoreWithScores(ctx, AccountEmailsKey(accountID), &redis.ZRangeBy{
 		Max: strconv.FormatInt(maxMs, 10), Min: strconv.FormatInt(minMs, 10), Offset: int64(skip), Count: int64(count),
 	}).Result()

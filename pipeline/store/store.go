@@ -23,8 +23,39 @@ var ErrExists = errors.New("already exists")
 
 // Store reads and writes records. It is safe for concurrent use.
 type Store struct {
-	rdb redis.UniversalClient
-	now func() time.Time
+	rdb       redis.UniversalClient
+	now       func() time.Time
+	retention Retention
+}
+
+// Retention says how long finished mail is kept (0: forever).
+type Retention struct {
+	Content time.Duration // the MIME
+	Records time.Duration // the email record and its events
+}
+
+// SetRetention sets how long finished mail is kept; call it before use.
+func (s *Store) SetRetention(r Retention) { s.retention = r }
+
+// finalStatus reports whether an email in this status will not change
+// any more but for tracking hits, so that it can start to expire.
+func finalStatus(status any) bool {
+	switch status {
+	case StatusDelivered, StatusBounced, StatusFailed, StatusCancelled:
+		return true
+	}
+	return false
+}
+
+// expire queues the expiry of a finished email's keys.
+func (s *Store) expire(ctx context.Context, p redis.Pipeliner, id string) {
+	if s.retention.Content > 0 {
+		p.Expire(ctx, BodyKey(id), s.retention.Content)
+	}
+	if s.retention.Records > 0 {
+		p.Expire(ctx, EmailKey(id), s.retention.Records)
+		p.Expire(ctx, EventsKey(id), s.retention.Records)
+	}
 }
 
 // New returns a Store on rdb; now is the clock for timestamps.
@@ -341,26 +372,20 @@ type NewEmail struct {
 // returns nil, Redis has acknowledged the write (with appendfsync always,
 // it is on disk), so the caller may acknowledge the message.
 func (s *Store) Persist(ctx context.Context, emails []NewEmail, enqueue bool) error {
-	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		for _, ne := range emails {
-			writeEmail(ctx, p, ne)
-			if enqueue {
-				p.XAdd(ctx, &redis.XAddArgs{Stream: StreamKey(), Values: []any{"id", ne.Email.ID}})
-			}
-		}
-		return nil
-	})
-	return err
+	return s.PersistWith(ctx, emails, PersistOptions{Enqueue: enqueue})
 }
 
 // writeEmail queues the writes that store one new email: its record, its
 // body and its index entry (not its queue entry). Persist and PersistWith
 // (submit.go) both use it.
-func writeEmail(ctx context.Context, p redis.Pipeliner, ne NewEmail) {
+func (s *Store) writeEmail(ctx context.Context, p redis.Pipeliner, ne NewEmail) {
 	e := ne.Email
 	p.HSet(ctx, EmailKey(e.ID), e.hash())
 	p.Set(ctx, BodyKey(e.ID), ne.Body, 0)
 	p.ZAdd(ctx, AccountEmailsKey(e.AccountID), redis.Z{Score: float64(e.CreatedAt.UnixMilli()), Member: e.ID})
+	if e.Mode == ModeTest && e.ScheduledAt == nil {
+		s.expire(ctx, p, e.ID) // finished at once: nothing is delivered
+	}
 }
 
 // Email returns the email record; ErrNotFound if unknown.
@@ -413,6 +438,9 @@ func (s *Store) UpdateEmail(ctx context.Context, id string, fields map[string]an
 			ev.EmailID = id
 			appendEvent(ctx, p, ev)
 		}
+		if finalStatus(fields[FieldStatus]) {
+			s.expire(ctx, p, id)
+		}
 		return nil
 	})
 	return err
@@ -443,35 +471,6 @@ func (s *Store) Events(ctx context.Context, id string) ([]Event, error) {
 		var ev Event
 		if json.Unmarshal([]byte(r), &ev) == nil {
 			out = append(out, ev)
-		}
-	}
-	return out, nil
-}
-
-// ListEmails returns up to limit of the account's emails created before
-// `before` (zero: now), newest first.
-func (s *Store) ListEmails(ctx context.Context, accountID string, before time.Time, limit int) ([]*Email, error) {
-	max := "+inf"
-	if !before.IsZero() {
-		max = fmt.Sprintf("(%d", before.UnixMilli())
-	}
-	ids, err := s.rdb.ZRevRangeByScore(ctx, AccountEmailsKey(accountID), &redis.ZRangeBy{Max: max, Min: "-inf", Count: int64(limit)}).Result()
-	if err != nil {
-		return nil, err
-	}
-	cmds, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		for _, id := range ids {
-			p.HGetAll(ctx, EmailKey(id))
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, err
-	}
-	out := make([]*Email, 0, len(cmds))
-	for _, c := range cmds {
-		if m := c.(*redis.MapStringStringCmd).Val(); len(m) > 0 {
-			out = append(out, emailFromHash(m))
 		}
 	}
 	return out, nil

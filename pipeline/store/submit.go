@@ -52,7 +52,7 @@ func (s *Store) PersistWith(ctx context.Context, emails []NewEmail, opt PersistO
 			group = mustJSON(ids)
 		}
 		for _, ne := range emails {
-			writeEmail(ctx, p, ne)
+			s.writeEmail(ctx, p, ne)
 			id := ne.Email.ID
 			if group != "" {
 				p.HSet(ctx, EmailKey(id), fieldGroup, group)

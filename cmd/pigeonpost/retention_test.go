@@ -1,0 +1,56 @@
+package main
+
+import (
+	"context"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/pigeonpost/pigeonpost/config"
+	"github.com/pigeonpost/pigeonpost/pipeline/store"
+)
+
+// TestRetention: finished mail expires (content first, then the record);
+// mail still in flight never does.
+func TestRetention(t *testing.T) {
+	s := startStack(t, func(c *config.Config) {
+		c.Retention.Content = time.Hour
+		c.Retention.Records = 2 * time.Hour
+	})
+	rdb := s.redis.Client(t)
+	ctx := context.Background()
+	ttl := func(key string) time.Duration {
+		t.Helper()
+		d, err := rdb.TTL(ctx, key).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return d
+	}
+	from, to := "hello@"+senderDomain, "user@"+rcptDomain
+
+	reply, err := send(s.smtpClient(true, liveKey), from, []string{to}, simpleMessage(from, to, "kept a while"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := queuedID(t, reply)
+	s.waitStatus(id, "delivered")
+	if d := ttl(store.BodyKey(id)); d <= 59*time.Minute || d > time.Hour {
+		t.Errorf("content TTL %v, want about 1h", d)
+	}
+	for _, key := range []string{store.EmailKey(id), store.EventsKey(id)} {
+		if d := ttl(key); d <= 119*time.Minute || d > 2*time.Hour {
+			t.Errorf("%s TTL %v, want about 2h", key, d)
+		}
+	}
+
+	// Scheduled mail is not finished: it must not expire.
+	var sent struct{ ID string }
+	if code := s.api("POST", "/v1/emails", liveKey, map[string]any{"from": from, "to": to, "subject": "later", "text": "x",
+		"scheduled_at": time.Now().Add(time.Hour).UTC().Format(time.RFC3339)}, &sent); code != http.StatusOK {
+		t.Fatalf("scheduled send: %d", code)
+	}
+	if d := ttl(store.BodyKey(sent.ID)); d != -1 {
+		t.Errorf("scheduled content TTL %v, want none", d)
+	}
+}
