@@ -32,6 +32,8 @@ type Transport struct {
 	Timeout    time.Duration // per attempt: dial, each command and DATA; 0 means 5 minutes
 	RequireTLS bool          // when true, never send in plaintext (temporary error if STARTTLS is not offered or fails)
 	TLSConfig  *tls.Config   // for STARTTLS; nil → opportunistic with InsecureSkipVerify (MX certs are rarely valid for the name; RFC 7435 opportunistic security) and ServerName set
+
+	pool sessionPool // sessions kept for the next message (pool.go)
 }
 
 const (
@@ -175,6 +177,10 @@ var errTLSHandshake = errors.New("STARTTLS handshake failed")
 // attempt runs one SMTP session with target ("ip:port" or "name:port").
 func (t *Transport) attempt(ctx context.Context, host, target string, env Envelope, useTLS bool) (e *Error, next bool) {
 	timeout := t.timeout()
+	key := poolKey(target, useTLS)
+	if e, next, ok := t.reuse(ctx, host, key, env, timeout); ok {
+		return e, next
+	}
 	d := net.Dialer{Timeout: timeout}
 	conn, err := d.DialContext(ctx, "tcp", target)
 	if err != nil {
@@ -184,7 +190,12 @@ func (t *Transport) attempt(ctx context.Context, host, target string, env Envelo
 	// Cancelling ctx aborts whatever the session is blocked on.
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
 	defer stop()
-	defer conn.Close()
+	kept := false
+	defer func() {
+		if !kept {
+			conn.Close()
+		}
+	}()
 
 	c := t.newClient(conn, timeout)
 	if err := c.Hello(t.hostname()); err != nil {
@@ -221,7 +232,12 @@ func (t *Transport) attempt(ctx context.Context, host, target string, env Envelo
 		}
 		return e, e.Code == 421
 	}
-	quit(c, timeout)
+	if stop() { // not cancelled meanwhile: keep the session for the next message
+		kept = true
+		t.pool.put(key, &pooledSession{c: c, conn: conn}, time.Now())
+	} else {
+		quit(c, timeout)
+	}
 	return nil, false
 }
 

@@ -59,6 +59,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	}()
 	w.read(ctx, jobs)
 	wg.Wait()
+	w.Transport.CloseIdle()
 	return nil
 }
 
