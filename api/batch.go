@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 
 	"github.com/pigeonpost/pigeonpost/pipeline"
 	"github.com/pigeonpost/pigeonpost/pipeline/store"
@@ -105,10 +106,11 @@ func (it *batchItem) fail(err error) {
 func decodeBytes(b []byte, v any, prefix string) error {
 	if err := json.NewDecoder(bytes.NewReader(b)).Decode(v); err != nil {
 		var typeErr *json.UnmarshalTypeError
+		// prefix ends with a dot: it is dropped when the element itself is wrong.
 		if errors.As(err, &typeErr) {
-			return pipeline.ErrInvalid(prefix + typeErr.Field + ": must be " + jsonType(typeErr.Type.Kind().String()))
+			return pipeline.ErrInvalid(strings.TrimSuffix(prefix+typeErr.Field, ".") + ": must be " + jsonType(typeErr.Type.Kind().String()))
 		}
-		return pipeline.ErrInvalid(prefix + ": not a valid JSON object")
+		return pipeline.ErrInvalid(strings.TrimSuffix(prefix, ".") + ": not a valid JSON object")
 	}
 	return nil
 }

@@ -47,7 +47,14 @@ type sendRequest struct {
 	Variables   map[string]any     `json:"variables"`
 	ScheduledAt string             `json:"scheduled_at"`
 	Scheduled2  string             `json:"scheduledAt"`
-	Tracking    *pipeline.Tracking `json:"tracking"`
+	Tracking    *requestedTracking `json:"tracking"`
+}
+
+// requestedTracking is the tracking option of a send, with JSON names so
+// that a wrong type names "tracking.opens", not the Go field.
+type requestedTracking struct {
+	Opens  bool `json:"opens"`
+	Clicks bool `json:"clicks"`
 }
 
 type attachmentJSON struct {
@@ -64,8 +71,11 @@ func (req *sendRequest) toPipeline() (pipeline.SendRequest, error) {
 	out := pipeline.SendRequest{
 		From: req.From, To: req.To, Cc: req.Cc, Bcc: req.Bcc, ReplyTo: req.ReplyTo,
 		Subject: req.Subject, HTML: req.HTML, Text: req.Text, Headers: req.Headers,
-		Tags: req.Tags, Metadata: req.Metadata, TemplateID: req.TemplateID, Tracking: req.Tracking,
+		Tags: req.Tags, Metadata: req.Metadata, TemplateID: req.TemplateID,
 		ScheduledAt: req.ScheduledAt,
+	}
+	if req.Tracking != nil {
+		out.Tracking = &pipeline.Tracking{Opens: req.Tracking.Opens, Clicks: req.Tracking.Clicks}
 	}
 	if req.Scheduled2 != "" {
 		if req.ScheduledAt != "" && req.ScheduledAt != req.Scheduled2 {

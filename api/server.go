@@ -43,51 +43,82 @@ func Handler(svc *pipeline.Service, opt Options) http.Handler {
 	}
 	h := &handler{svc: svc, opt: opt}
 	mux := http.NewServeMux()
-	mux.HandleFunc("POST /v1/emails", h.auth(h.sendEmail))
-	mux.HandleFunc("GET /v1/emails", h.auth(h.listEmails))
-	mux.HandleFunc("GET /v1/emails/{id}", h.auth(h.getEmail))
-	mux.HandleFunc("GET /v1/emails/{id}/content", h.auth(h.getEmailContent))
-	mux.HandleFunc("GET /v1/emails/{id}/events", h.auth(h.getEmailEvents))
-	mux.HandleFunc("POST /v1/emails/batch", h.auth(h.sendBatch))
-	mux.HandleFunc("DELETE /v1/emails/{id}/schedule", h.auth(h.cancelSchedule))
-	mux.HandleFunc("GET /v1/templates", h.auth(h.listTemplates))
-	mux.HandleFunc("POST /v1/templates", h.auth(h.createTemplate))
-	mux.HandleFunc("GET /v1/templates/{id}", h.auth(h.getTemplate))
-	mux.HandleFunc("PATCH /v1/templates/{id}", h.auth(h.updateTemplate))
-	mux.HandleFunc("DELETE /v1/templates/{id}", h.auth(h.deleteTemplate))
-	mux.HandleFunc("GET /v1/suppressions", h.auth(h.listSuppressions))
-	mux.HandleFunc("POST /v1/suppressions", h.auth(h.createSuppression))
-	mux.HandleFunc("DELETE /v1/suppressions/{email}", h.auth(h.deleteSuppression))
-	mux.HandleFunc("GET /v1/domains", h.auth(h.listDomains))
-	mux.HandleFunc("POST /v1/domains", h.auth(h.createDomain))
-	mux.HandleFunc("GET /v1/domains/{id}", h.auth(h.getDomain))
-	mux.HandleFunc("POST /v1/domains/{id}/verify", h.auth(h.verifyDomain))
-	mux.HandleFunc("DELETE /v1/domains/{id}", h.auth(h.deleteDomain))
-	mux.HandleFunc("GET /v1/api-keys", h.auth(h.listKeys))
-	mux.HandleFunc("POST /v1/api-keys", h.auth(h.createKey))
-	mux.HandleFunc("DELETE /v1/api-keys/{id}", h.auth(h.deleteKey))
-	mux.HandleFunc("GET /v1/tracking/defaults", h.auth(h.getTrackingDefaults))
-	mux.HandleFunc("PATCH /v1/tracking/defaults", h.auth(h.patchTrackingDefaults))
-	mux.HandleFunc("GET /v1/domains/{id}/tracking", h.auth(h.getDomainTracking))
-	mux.HandleFunc("PUT /v1/domains/{id}/tracking", h.auth(h.putDomainTracking))
-	mux.HandleFunc("POST /v1/domains/{id}/tracking/set-domain", h.auth(h.setTrackingDomain))
-	mux.HandleFunc("POST /v1/domains/{id}/tracking/verify", h.auth(h.verifyTrackingDomain))
-	mux.HandleFunc("GET /v1/events", h.auth(h.listEvents))
-	mux.HandleFunc("POST /v1/webhooks", h.auth(h.createWebhook))
-	mux.HandleFunc("GET /v1/webhooks", h.auth(h.listWebhooks))
-	mux.HandleFunc("GET /v1/webhooks/failed", h.auth(h.listFailedWebhooks))
-	mux.HandleFunc("DELETE /v1/webhooks/{id}", h.auth(h.deleteWebhook))
-	mux.HandleFunc("GET /v1/analytics", h.auth(h.getAnalytics))
-	mux.HandleFunc("GET /v1/track/open/{emailId}", h.trackOpen)
-	mux.HandleFunc("GET /v1/track/click/{trackingId}", h.trackClick)
-	mux.HandleFunc("GET /healthz", h.healthz)
-	if opt.Metrics != nil {
-		mux.Handle("GET /metrics", opt.Metrics)
+	for _, rt := range h.routes() {
+		mux.Handle(rt.pattern, rt.handler)
 	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, pipeline.ErrNotFound("route "+r.Method+" "+r.URL.Path))
 	})
 	return mux
+}
+
+// route is one entry of the route table: a ServeMux pattern
+// ("METHOD /path/{param}") and its handler.
+type route struct {
+	pattern string
+	handler http.Handler
+}
+
+// routes is the table of every route Handler registers; the OpenAPI test
+// checks it against openapi.json. GET /metrics is there when
+// Options.Metrics is set.
+func (h *handler) routes() []route {
+	rs := []route{
+		{"POST /v1/emails", h.auth(h.sendEmail)},
+		{"GET /v1/emails", h.auth(h.listEmails)},
+		{"GET /v1/emails/{id}", h.auth(h.getEmail)},
+		{"GET /v1/emails/{id}/content", h.auth(h.getEmailContent)},
+		{"GET /v1/emails/{id}/events", h.auth(h.getEmailEvents)},
+		{"POST /v1/emails/batch", h.auth(h.sendBatch)},
+		{"DELETE /v1/emails/{id}/schedule", h.auth(h.cancelSchedule)},
+		{"GET /v1/templates", h.auth(h.listTemplates)},
+		{"POST /v1/templates", h.auth(h.createTemplate)},
+		{"GET /v1/templates/{id}", h.auth(h.getTemplate)},
+		{"PATCH /v1/templates/{id}", h.auth(h.updateTemplate)},
+		{"DELETE /v1/templates/{id}", h.auth(h.deleteTemplate)},
+		{"GET /v1/suppressions", h.auth(h.listSuppressions)},
+		{"POST /v1/suppressions", h.auth(h.createSuppression)},
+		{"DELETE /v1/suppressions/{email}", h.auth(h.deleteSuppression)},
+		{"GET /v1/domains", h.auth(h.listDomains)},
+		{"POST /v1/domains", h.auth(h.createDomain)},
+		{"GET /v1/domains/{id}", h.auth(h.getDomain)},
+		{"POST /v1/domains/{id}/verify", h.auth(h.verifyDomain)},
+		{"DELETE /v1/domains/{id}", h.auth(h.deleteDomain)},
+		{"GET /v1/api-keys", h.auth(h.listKeys)},
+		{"POST /v1/api-keys", h.auth(h.createKey)},
+		{"DELETE /v1/api-keys/{id}", h.auth(h.deleteKey)},
+		{"GET /v1/tracking/defaults", h.auth(h.getTrackingDefaults)},
+		{"PATCH /v1/tracking/defaults", h.auth(h.patchTrackingDefaults)},
+		{"GET /v1/domains/{id}/tracking", h.auth(h.getDomainTracking)},
+		{"PUT /v1/domains/{id}/tracking", h.auth(h.putDomainTracking)},
+		{"POST /v1/domains/{id}/tracking/set-domain", h.auth(h.setTrackingDomain)},
+		{"POST /v1/domains/{id}/tracking/verify", h.auth(h.verifyTrackingDomain)},
+		{"GET /v1/events", h.auth(h.listEvents)},
+		{"POST /v1/webhooks", h.auth(h.createWebhook)},
+		{"GET /v1/webhooks", h.auth(h.listWebhooks)},
+		{"GET /v1/webhooks/failed", h.auth(h.listFailedWebhooks)},
+		{"DELETE /v1/webhooks/{id}", h.auth(h.deleteWebhook)},
+		{"GET /v1/analytics", h.auth(h.getAnalytics)},
+		{"GET /v1/track/open/{emailId}", http.HandlerFunc(h.trackOpen)},
+		{"GET /v1/track/click/{trackingId}", http.HandlerFunc(h.trackClick)},
+		{"GET /healthz", http.HandlerFunc(h.healthz)},
+		{"GET /v1/openapi.json", http.HandlerFunc(serveOpenAPI)},
+	}
+	if h.opt.Metrics != nil {
+		rs = append(rs, route{"GET /metrics", h.opt.Metrics})
+	}
+	return rs
+}
+
+// Routes lists the pattern ("METHOD /path/{param}") of every route Handler
+// registers, GET /metrics included.
+func Routes() []string {
+	h := &handler{opt: Options{Metrics: http.NotFoundHandler()}}
+	var out []string
+	for _, rt := range h.routes() {
+		out = append(out, rt.pattern)
+	}
+	return out
 }
 
 type handler struct {
@@ -128,7 +159,11 @@ func (h *handler) decode(w http.ResponseWriter, r *http.Request, v any) error {
 	if err := json.NewDecoder(bytes.NewReader(body)).Decode(v); err != nil {
 		var typeErr *json.UnmarshalTypeError
 		if errors.As(err, &typeErr) {
-			return pipeline.ErrInvalid(typeErr.Field + ": must be " + jsonType(typeErr.Type.Kind().String()))
+			field := typeErr.Field
+			if field == "" {
+				field = "body" // e.g. an array where an object is expected
+			}
+			return pipeline.ErrInvalid(field + ": must be " + jsonType(typeErr.Type.Kind().String()))
 		}
 		return pipeline.ErrInvalid("the request body is not valid JSON")
 	}

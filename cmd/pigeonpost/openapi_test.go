@@ -1,0 +1,787 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"reflect"
+	"slices"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pigeonpost/pigeonpost/api"
+	"github.com/pigeonpost/pigeonpost/config"
+)
+
+// The contract of api/openapi.json, through the real server: every
+// operation is called, every request example is sent (with the names and
+// ids of the doc replaced by ones of the test stack), and every answer must
+// have the documented success status, validate against the documented
+// schema and have every property of the documented response example, with
+// the same JSON types. Then, for every operation with a JSON body: unknown
+// fields are accepted, a wrong type is a 400 naming the field, and a body
+// over http.max_body_bytes is a 413 with the error shape.
+//
+// Schemas are checked more strictly than JSON Schema requires: an object
+// schema that lists properties is closed (unless additionalProperties is a
+// schema), so that a field a handler adds without documenting it fails here.
+
+// contractMaxBody is http.max_body_bytes in the contract test: small, so
+// that going over it is cheap.
+const contractMaxBody = 64 << 10
+
+// docReplacer turns the names of the document's examples into those of the
+// test stack (hooksURL and tplID are added per test).
+func docReplacer(hooksURL, tplID string) *strings.Replacer {
+	return strings.NewReplacer(
+		"https://hooks.acme.com/pigeonpost", hooksURL, // before acme.com
+		"acme.com", senderDomain, // hello@acme.com, t.acme.com ...
+		"example.com", rcptDomain, // user@example.com, mail.example.com ...
+		"tpl_abc123", tplID,
+	)
+}
+
+func TestOpenAPIContract(t *testing.T) {
+	if got := config.Default().HTTP.MaxBodyBytes; got != 35<<20 {
+		t.Errorf("default http.max_body_bytes is %d, want 35 MiB", got)
+	}
+	s := startStack(t, func(c *config.Config) {
+		c.HTTP.MaxBodyBytes = contractMaxBody
+		c.Tracking.BotWindow = 0
+		c.Webhooks.AllowPrivateURLs = true
+		c.Webhooks.AllowHTTP = true
+		c.Webhooks.RetryInitial = 50 * time.Millisecond
+		c.Webhooks.RetryMax = 100 * time.Millisecond
+		c.Webhooks.MaxAge = 300 * time.Millisecond // every delivery to hooks fails: /v1/webhooks/failed
+	})
+	hooks := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		w.WriteHeader(http.StatusServiceUnavailable)
+	}))
+	t.Cleanup(hooks.Close)
+
+	c := newContract(t, s)
+	c.hooks = hooks.URL
+	if !bytes.Equal(c.raw, mustReadFile(t, "../../api/openapi.json")) {
+		t.Error("GET /v1/openapi.json is not api/openapi.json")
+	}
+
+	// Resources every later call needs.
+	whID := c.id(c.call("createWebhook", "", nil))
+	c.call("listWebhooks", "", nil)
+	created := c.call("createDomain", "", nil)
+	domID := c.id(created)
+	var d struct {
+		DNSRecords []struct{ Name, Value string }
+	}
+	created.decode(t, &d)
+	for _, r := range d.DNSRecords {
+		s.dns.SetTXT(r.Name, r.Value)
+	}
+	c.call("listDomains", "", nil)
+	c.call("getDomain", "", map[string]string{"id": domID})
+	c.call("verifyDomain", "", map[string]string{"id": domID})
+
+	c.tplID = c.id(c.call("createTemplate", "", nil))
+	c.call("listTemplates", "", nil)
+	c.call("getTemplate", "", map[string]string{"id": c.tplID})
+	c.call("updateTemplate", "", map[string]string{"id": c.tplID})
+	c.call("createSuppression", "", nil)
+	c.call("listSuppressions", "", nil)
+	keyID := c.id(c.call("createApiKey", "", nil))
+	c.call("listApiKeys", "", nil)
+
+	// Tracking settings, on the verified sender domain.
+	acme := map[string]string{"id": s.domainID(senderDomain)}
+	c.call("getTrackingDefaults", "", nil)
+	c.call("updateTrackingDefaults", "", nil)
+	c.call("putDomainTracking", "", acme)
+	c.call("setTrackingDomain", "", acme)
+	s.dns.SetCNAME("t."+senderDomain, "t.gateway.test")
+	c.call("verifyTrackingDomain", "", acme)
+	c.call("getDomainTracking", "", acme)
+
+	// Sends: every example.
+	ids := map[string]string{}
+	for _, name := range c.requestExampleNames("sendEmail") {
+		ids[name] = c.id(c.call("sendEmail", name, nil))
+	}
+	c.call("sendBatch", "", nil)
+	s.waitStatus(ids["basic"], "delivered")
+	s.waitStatus(ids["tracking"], "delivered")
+	email := map[string]string{"id": ids["basic"]}
+	c.call("getEmail", "", email)
+	c.call("getEmailContent", "", email)
+	c.call("listEmailEvents", "", email)
+	c.call("listEmails", "", nil)
+	c.call("cancelSchedule", "", map[string]string{"id": ids["scheduled"]})
+
+	// The tracking endpoints, with the links of the tracked email.
+	c.call("trackOpen", "", map[string]string{"emailId": ids["tracking"]})
+	_, _, clicks := s.trackingURLs(ids["tracking"])
+	if len(clicks) == 0 {
+		t.Fatal("tracked email: no click link")
+	}
+	r := c.call("trackClick", "", map[string]string{"trackingId": strings.TrimPrefix(clicks[0], "/v1/track/click/")})
+	if loc := r.Header.Get("Location"); loc != "https://"+rcptDomain+"/activate" {
+		t.Errorf("click redirects to %q", loc)
+	}
+	c.call("listEvents", "", nil)
+	c.call("getAnalytics", "", nil)
+	waitFor(t, "a webhook delivery given up", func() bool {
+		var failed struct{ Data []any }
+		s.api("GET", "/v1/webhooks/failed", liveKey, nil, &failed)
+		return len(failed.Data) > 0
+	})
+	c.call("listFailedWebhooks", "", nil)
+	c.call("healthz", "", nil)
+	c.call("metrics", "", nil)
+	c.call("getOpenAPI", "", nil)
+
+	t.Run("request bodies", func(t *testing.T) {
+		c.checkBodies(t, map[string]string{"id": c.tplID}, acme)
+	})
+
+	c.call("deleteTemplate", "", map[string]string{"id": c.tplID})
+	c.call("deleteSuppression", "", map[string]string{"email": "bounced@" + rcptDomain})
+	c.call("deleteDomain", "", map[string]string{"id": domID})
+	c.call("deleteApiKey", "", map[string]string{"id": keyID})
+	c.call("deleteWebhook", "", map[string]string{"id": whID})
+
+	// Everything was exercised.
+	for _, id := range c.opIDs() {
+		if !c.called[id] {
+			t.Errorf("operation %s was not called", id)
+		}
+		for _, name := range c.requestExampleNames(id) {
+			if !c.called[id+"/"+name] {
+				t.Errorf("request example %s of %s was not sent", name, id)
+			}
+		}
+		_, resp := c.success(id)
+		for name := range examplesOf(jsonObject(jsonObject(resp["content"])["application/json"])) {
+			if !c.called[id+"/response/"+name] {
+				t.Errorf("response example %s of %s was not compared with an answer", name, id)
+			}
+		}
+	}
+	registered := map[string]bool{}
+	for _, p := range api.Routes() {
+		registered[p] = true
+	}
+	for _, id := range c.opIDs() {
+		if o := c.ops[id]; !registered[o.method+" "+o.path] {
+			t.Errorf("%s: %s %s is not a registered route", id, o.method, o.path)
+		}
+	}
+}
+
+// TestOpenAPIExamplesMatchSchemas: every request and response example of
+// the document validates against its own schema.
+func TestOpenAPIExamplesMatchSchemas(t *testing.T) {
+	doc := parseDoc(t, mustReadFile(t, "../../api/openapi.json"))
+	n := 0
+	for _, id := range doc.opIDs() {
+		o := doc.ops[id]
+		if body := jsonObject(o.op["requestBody"]); body != nil {
+			c := jsonObject(jsonObject(body["content"])["application/json"])
+			for name, ex := range examplesOf(c) {
+				n++
+				for _, p := range doc.validate("", jsonObject(c["schema"]), ex) {
+					t.Errorf("%s request example %s: %s", id, name, p)
+				}
+			}
+		}
+		for code, r := range jsonObject(o.op["responses"]) {
+			c := jsonObject(jsonObject(doc.deref(r)["content"])["application/json"])
+			for name, ex := range examplesOf(c) {
+				n++
+				for _, p := range doc.validate("", jsonObject(c["schema"]), ex) {
+					t.Errorf("%s response %s example %s: %s", id, code, name, p)
+				}
+			}
+		}
+	}
+	if n < 40 {
+		t.Errorf("only %d examples", n)
+	}
+}
+
+// ---- the contract client ----
+
+type operation struct {
+	method, path string // as the route table spells them ("GET", "/v1/emails/{id}")
+	op           map[string]any
+}
+
+type oasDoc struct {
+	root map[string]any
+	ops  map[string]operation // by operationId
+}
+
+type contract struct {
+	*oasDoc
+	t      *testing.T
+	s      *stack
+	raw    []byte // the document as served
+	client *http.Client
+	tplID  string
+	hooks  string
+	called map[string]bool // operationIds, and operationId/example
+}
+
+func newContract(t *testing.T, s *stack) *contract {
+	t.Helper()
+	c := &contract{t: t, s: s, called: map[string]bool{},
+		client: &http.Client{Timeout: 30 * time.Second,
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}}
+	r := c.do("GET", "/v1/openapi.json", "", nil, nil)
+	if r.Code != http.StatusOK {
+		t.Fatalf("GET /v1/openapi.json: %d %s", r.Code, r.Body)
+	}
+	c.raw = r.Body
+	c.oasDoc = parseDoc(t, r.Body)
+	return c
+}
+
+func mustReadFile(t *testing.T, name string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func parseDoc(t *testing.T, raw []byte) *oasDoc {
+	t.Helper()
+	d := &oasDoc{ops: map[string]operation{}}
+	if err := json.Unmarshal(raw, &d.root); err != nil {
+		t.Fatalf("openapi.json: %v", err)
+	}
+	for path, item := range jsonObject(d.root["paths"]) {
+		for method, op := range jsonObject(item) {
+			op := jsonObject(op)
+			if id, _ := op["operationId"].(string); id != "" {
+				d.ops[id] = operation{method: strings.ToUpper(method), path: path, op: op}
+			}
+		}
+	}
+	if len(d.ops) == 0 {
+		t.Fatal("openapi.json has no operations")
+	}
+	return d
+}
+
+func (d *oasDoc) opIDs() []string {
+	ids := make([]string, 0, len(d.ops))
+	for id := range d.ops {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	return ids
+}
+
+// requestExampleNames are the names of an operation's request examples.
+func (d *oasDoc) requestExampleNames(id string) []string {
+	c := jsonObject(jsonObject(jsonObject(d.ops[id].op["requestBody"])["content"])["application/json"])
+	var names []string
+	for name := range examplesOf(c) {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// success returns the operation's success status and its response.
+func (d *oasDoc) success(id string) (int, map[string]any) {
+	for code, r := range jsonObject(d.ops[id].op["responses"]) {
+		var n int
+		if _, err := fmt.Sscan(code, &n); err == nil && n >= 200 && n < 400 {
+			return n, d.deref(r)
+		}
+	}
+	return 0, nil
+}
+
+// public reports whether the operation is documented without security.
+func (d *oasDoc) public(id string) bool {
+	sec, ok := d.ops[id].op["security"]
+	return ok && len(jsonList(sec)) == 0
+}
+
+// requestBody returns the request example name of id (the only one when
+// name is ""), with the document's names replaced by the stack's, and
+// scheduled_at moved to an hour from now (examples cannot know the date).
+func (c *contract) requestBody(id, name string) ([]byte, string) {
+	c.t.Helper()
+	body := jsonObject(c.ops[id].op["requestBody"])
+	if body == nil {
+		return nil, ""
+	}
+	exs := examplesOf(jsonObject(jsonObject(body["content"])["application/json"]))
+	if name == "" {
+		if len(exs) != 1 {
+			c.t.Fatalf("%s has %d request examples; name one", id, len(exs))
+		}
+		for n := range exs {
+			name = n
+		}
+	}
+	ex, ok := exs[name]
+	if !ok {
+		c.t.Fatalf("%s has no request example %q", id, name)
+	}
+	raw, _ := json.Marshal(ex)
+	var v map[string]any
+	if err := json.Unmarshal([]byte(docReplacer(c.hooks, c.tplID).Replace(string(raw))), &v); err != nil {
+		c.t.Fatal(err)
+	}
+	if _, ok := v["scheduled_at"]; ok {
+		v["scheduled_at"] = time.Now().Add(time.Hour).UTC().Format(time.RFC3339)
+	}
+	out, _ := json.Marshal(v)
+	return out, name
+}
+
+// call sends the operation id with its request example name (if it has a
+// body) and path parameters, and checks the answer against the document.
+func (c *contract) call(id, example string, params map[string]string) restResp {
+	c.t.Helper()
+	o, ok := c.ops[id]
+	if !ok {
+		c.t.Fatalf("no operation %s in openapi.json", id)
+	}
+	if id == "createWebhook" && c.hooks == "" {
+		c.t.Fatal("createWebhook before the receiver is known")
+	}
+	path := o.path
+	for name, v := range params {
+		path = strings.ReplaceAll(path, "{"+name+"}", url.PathEscape(v))
+	}
+	if strings.Contains(path, "{") {
+		c.t.Fatalf("%s: path parameters missing in %s", id, path)
+	}
+	body, example := c.requestBody(id, example)
+	key := liveKey
+	if c.public(id) {
+		key = ""
+	}
+	r := c.do(o.method, path, key, nil, body)
+	c.called[id] = true
+	if example != "" {
+		c.called[id+"/"+example] = true
+	}
+	c.checkResponse(id, example, r)
+	return r
+}
+
+// checkResponse checks r against the operation's success response.
+func (c *contract) checkResponse(id, example string, r restResp) {
+	c.t.Helper()
+	status, resp := c.success(id)
+	what := id
+	if example != "" {
+		what += " (" + example + ")"
+	}
+	if r.Code != status {
+		c.t.Errorf("%s: status %d, documented %d: %s", what, r.Code, status, r.Body)
+		return
+	}
+	content := jsonObject(resp["content"])
+	for ctype := range content {
+		if got := r.Header.Get("Content-Type"); !strings.HasPrefix(got, ctype) {
+			c.t.Errorf("%s: Content-Type %q, documented %s", what, got, ctype)
+		}
+	}
+	media := jsonObject(content["application/json"])
+	if media == nil {
+		return
+	}
+	var v any
+	if err := json.Unmarshal(r.Body, &v); err != nil {
+		c.t.Errorf("%s: the answer is not JSON: %v: %s", what, err, r.Body)
+		return
+	}
+	for _, p := range c.validate("", jsonObject(media["schema"]), v) {
+		c.t.Errorf("%s: answer does not match the schema: %s\n%s", what, p, r.Body)
+	}
+	exs := examplesOf(media)
+	name := example
+	if _, ok := exs[name]; !ok {
+		name = "default"
+	}
+	ex, ok := exs[name]
+	if !ok {
+		c.t.Errorf("%s: no response example named %q or default", what, example)
+		return
+	}
+	c.called[id+"/response/"+name] = true
+	for _, p := range c.shape("", jsonObject(media["schema"]), ex, v) {
+		c.t.Errorf("%s: answer unlike the documented example: %s\n%s", what, p, r.Body)
+	}
+}
+
+// do sends one request (without following redirects) as a browser would.
+func (c *contract) do(method, path, key string, headers map[string]string, body []byte) restResp {
+	c.t.Helper()
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
+	}
+	req, _ := http.NewRequest(method, "http://"+c.s.addrs.HTTP+path, rd)
+	if key != "" {
+		req.Header.Set("Authorization", "Bearer "+key)
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	req.Header.Set("User-Agent", browserUA)
+	for k, v := range headers {
+		req.Header.Set(k, v)
+	}
+	resp, err := c.client.Do(req)
+	if err != nil {
+		c.t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	return restResp{Code: resp.StatusCode, Header: resp.Header, Body: raw}
+}
+
+func (c *contract) id(r restResp) string {
+	c.t.Helper()
+	var v struct{ ID string }
+	_ = json.Unmarshal(r.Body, &v)
+	if v.ID == "" {
+		c.t.Fatalf("no id in %d %s", r.Code, r.Body)
+	}
+	return v.ID
+}
+
+// bodyCase is how checkBodies exercises one operation with a JSON body.
+type bodyCase struct {
+	params  map[string]string
+	example string                 // the request example to add unknown fields to; "" for the only one
+	tweak   func(v map[string]any) // makes the example acceptable a second time
+	wrong   string                 // a body with one field of the wrong type
+	field   string                 // the field the 400 must name
+}
+
+// checkBodies: for every operation with a JSON body, unknown fields are
+// accepted; a wrong type is a 400 naming the field; a body over the limit
+// is a 413 with the error shape (with and without Idempotency-Key).
+func (c *contract) checkBodies(t *testing.T, tpl, acme map[string]string) {
+	fromTo := `"from":"hello@` + senderDomain + `","to":"user@` + rcptDomain + `"`
+	cases := map[string]bodyCase{
+		"sendEmail":              {example: "basic", wrong: `{` + fromTo + `,"subject":"s","text":"t","tracking":{"opens":"yes"}}`, field: "tracking.opens"},
+		"sendBatch":              {wrong: `{"emails":{` + fromTo + `}}`, field: "emails"},
+		"createTemplate":         {wrong: `{"name":5,"html":"x"}`, field: "name"},
+		"updateTemplate":         {params: tpl, wrong: `{"subject":false}`, field: "subject"},
+		"createSuppression":      {wrong: `{"email":["bounced@` + rcptDomain + `"]}`, field: "email"},
+		"createDomain":           {tweak: func(v map[string]any) { v["name"] = "future." + rcptDomain }, wrong: `{"name":1}`, field: "name"},
+		"createApiKey":           {wrong: `{"name":"ci","permission":true}`, field: "permission"},
+		"updateTrackingDefaults": {wrong: `{"privacyMode":"yes"}`, field: "privacyMode"},
+		"putDomainTracking":      {params: acme, wrong: `{"openTracking":1}`, field: "openTracking"},
+		"setTrackingDomain":      {params: acme, wrong: `{"trackingDomain":7}`, field: "trackingDomain"},
+		"createWebhook":          {wrong: `{"url":"` + c.hooks + `","events":"email.opened"}`, field: "events"},
+	}
+	for _, id := range c.opIDs() {
+		if c.ops[id].op["requestBody"] == nil {
+			continue
+		}
+		bc, ok := cases[id]
+		if !ok {
+			t.Errorf("%s takes a JSON body but has no case here", id)
+			continue
+		}
+		delete(cases, id)
+		t.Run(id, func(t *testing.T) { c.checkBody(t, id, bc) })
+	}
+	for id := range cases {
+		t.Errorf("case %s: no such operation with a JSON body", id)
+	}
+
+	t.Run("a wrong type in one email of a batch fails that email, named", func(t *testing.T) {
+		r := c.do("POST", "/v1/emails/batch", liveKey, nil, []byte(`{"emails":[{`+fromTo+`,"subject":5,"text":"t"},{`+fromTo+`,"subject":"s","text":"t"}]}`))
+		var out struct {
+			Data []struct {
+				Status string
+				Error  struct{ Code, Message string }
+			}
+		}
+		r.decode(t, &out)
+		if r.Code != http.StatusOK || len(out.Data) != 2 || out.Data[0].Status != "failed" ||
+			!strings.HasPrefix(out.Data[0].Error.Message, "emails[0].subject: must be") || out.Data[1].Status != "sent" {
+			t.Errorf("%d %s", r.Code, r.Body)
+		}
+	})
+}
+
+func (c *contract) checkBody(t *testing.T, id string, bc bodyCase) {
+	o := c.ops[id]
+	path := o.path
+	for name, v := range bc.params {
+		path = strings.ReplaceAll(path, "{"+name+"}", url.PathEscape(v))
+	}
+	status, _ := c.success(id)
+
+	body, _ := c.requestBody(id, bc.example)
+	var v map[string]any
+	_ = json.Unmarshal(body, &v)
+	if bc.tweak != nil {
+		bc.tweak(v)
+	}
+	v["someFutureField"] = map[string]any{"nested": []any{1, "two", nil}}
+	v["anotherOne"] = 42
+	body, _ = json.Marshal(v)
+	if r := c.do(o.method, path, liveKey, nil, body); r.Code != status {
+		t.Errorf("unknown fields: %d, want %d: %s", r.Code, status, r.Body)
+	}
+
+	r := c.do(o.method, path, liveKey, nil, []byte(bc.wrong))
+	if r.Code != http.StatusBadRequest || r.errCode() != "validation_error" || !strings.HasPrefix(r.errMessage(), bc.field+": must be") {
+		t.Errorf("wrong type of %s: %d %s", bc.field, r.Code, r.Body)
+	}
+	c.wantErrorShape(t, "wrong type", r)
+
+	big := []byte(`{"padding":"` + strings.Repeat("a", contractMaxBody) + `"}`)
+	headers := []map[string]string{nil}
+	if o.method == "POST" {
+		headers = append(headers, map[string]string{"Idempotency-Key": "contract-too-large-" + id})
+	}
+	for _, h := range headers {
+		r := c.do(o.method, path, liveKey, h, big)
+		if r.Code != http.StatusRequestEntityTooLarge || r.errCode() != "payload_too_large" {
+			t.Errorf("body over the limit (headers %v): %d %s", h, r.Code, r.Body)
+		}
+		c.wantErrorShape(t, "body over the limit", r)
+	}
+}
+
+// wantErrorShape checks that r is {"error": {"code", "message"}} and nothing else.
+func (c *contract) wantErrorShape(t *testing.T, what string, r restResp) {
+	t.Helper()
+	var v any
+	if err := json.Unmarshal(r.Body, &v); err != nil || !strings.HasPrefix(r.Header.Get("Content-Type"), "application/json") {
+		t.Errorf("%s: not JSON (%q): %s", what, r.Header.Get("Content-Type"), r.Body)
+		return
+	}
+	for _, p := range c.validate("", map[string]any{"$ref": "#/components/schemas/Error"}, v) {
+		t.Errorf("%s: not the error shape: %s: %s", what, p, r.Body)
+	}
+}
+
+// ---- a small JSON Schema checker: the subset openapi.json uses ----
+
+func jsonObject(v any) map[string]any { m, _ := v.(map[string]any); return m }
+
+func jsonList(v any) []any { l, _ := v.([]any); return l }
+
+// examplesOf returns a media type's examples by name ("default" for example).
+func examplesOf(c map[string]any) map[string]any {
+	out := map[string]any{}
+	if ex, ok := c["example"]; ok {
+		out["default"] = ex
+	}
+	for name, ex := range jsonObject(c["examples"]) {
+		out[name] = jsonObject(ex)["value"]
+	}
+	return out
+}
+
+// deref follows a local $ref ("#/components/...").
+func (d *oasDoc) deref(v any) map[string]any {
+	m := jsonObject(v)
+	for range 10 {
+		ref, ok := m["$ref"].(string)
+		if !ok {
+			return m
+		}
+		m = d.root
+		for _, k := range strings.Split(strings.TrimPrefix(ref, "#/"), "/") {
+			m = jsonObject(m[k])
+		}
+	}
+	return m
+}
+
+// flatten resolves schema and merges its allOf parts into one object schema.
+func (d *oasDoc) flatten(schema map[string]any) map[string]any {
+	schema = d.deref(schema)
+	parts, ok := schema["allOf"].([]any)
+	if !ok {
+		return schema
+	}
+	out := map[string]any{"type": "object", "properties": map[string]any{}}
+	var required []any
+	for _, p := range parts {
+		p := d.flatten(jsonObject(p))
+		for k, v := range jsonObject(p["properties"]) {
+			out["properties"].(map[string]any)[k] = v
+		}
+		required = append(required, jsonList(p["required"])...)
+	}
+	out["required"] = required
+	return out
+}
+
+func jsonType(v any) string {
+	switch v.(type) {
+	case nil:
+		return "null"
+	case bool:
+		return "boolean"
+	case float64:
+		return "number"
+	case string:
+		return "string"
+	case []any:
+		return "array"
+	case map[string]any:
+		return "object"
+	}
+	return fmt.Sprintf("%T", v)
+}
+
+func (d *oasDoc) allows(schema map[string]any, typ string) bool {
+	switch t := schema["type"].(type) {
+	case string:
+		return t == typ
+	case []any:
+		return slices.Contains(t, any(typ))
+	}
+	return true // no type: anything
+}
+
+// problemAt is one problem found at where (a path like ".data[0].id").
+func problemAt(where, format string, args ...any) []string {
+	if where == "" {
+		where = "the top"
+	}
+	return []string{"at " + strings.TrimPrefix(where, ".") + ": " + fmt.Sprintf(format, args...)}
+}
+
+// validate returns where v does not match schema.
+func (d *oasDoc) validate(where string, schema map[string]any, v any) []string {
+	schema = d.flatten(schema)
+	at := func(format string, args ...any) []string { return problemAt(where, format, args...) }
+	if alts, ok := schema["oneOf"].([]any); ok {
+		n := 0
+		for _, a := range alts {
+			if len(d.validate(where, jsonObject(a), v)) == 0 {
+				n++
+			}
+		}
+		if n != 1 {
+			return at("matches %d of the oneOf schemas, want 1", n)
+		}
+		return nil
+	}
+	typ := jsonType(v)
+	ok := d.allows(schema, typ)
+	if !ok && typ == "number" && d.allows(schema, "integer") {
+		ok = v.(float64) == math.Trunc(v.(float64))
+	}
+	if !ok {
+		return at("%s, documented %v", typ, schema["type"])
+	}
+	if enum, ok := schema["enum"].([]any); ok && !slices.ContainsFunc(enum, func(e any) bool { return reflect.DeepEqual(e, v) }) {
+		return at("%v is not one of %v", v, enum)
+	}
+	var problems []string
+	switch v := v.(type) {
+	case string:
+		layout := map[string]string{"date-time": time.RFC3339Nano, "date": time.DateOnly}[fmt.Sprint(schema["format"])]
+		if _, err := time.Parse(layout, v); layout != "" && err != nil {
+			problems = append(problems, at("%q is not a %v", v, schema["format"])...)
+		}
+	case []any:
+		for i, x := range v {
+			problems = append(problems, d.validate(fmt.Sprintf("%s[%d]", where, i), jsonObject(schema["items"]), x)...)
+		}
+	case map[string]any:
+		props := jsonObject(schema["properties"])
+		for _, r := range jsonList(schema["required"]) {
+			if _, ok := v[r.(string)]; !ok {
+				problems = append(problems, at("lacks required property %v", r)...)
+			}
+		}
+		extra := jsonObject(schema["additionalProperties"])
+		keys := make([]string, 0, len(v))
+		for k := range v {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			switch p, ok := props[k]; {
+			case ok:
+				problems = append(problems, d.validate(where+"."+k, jsonObject(p), v[k])...)
+			case extra != nil:
+				problems = append(problems, d.validate(where+"."+k, extra, v[k])...)
+			case props != nil:
+				problems = append(problems, at("undocumented property %q", k)...)
+			}
+		}
+	}
+	return problems
+}
+
+// shape returns where v lacks something of the example ex: every property
+// of an example object is in v with the same JSON type (null where the
+// schema allows it), and every element of an example array is like some
+// element of v. Free-form objects (no properties) are compared by type only.
+func (d *oasDoc) shape(where string, schema map[string]any, ex, v any) []string {
+	schema = d.flatten(schema)
+	at := func(format string, args ...any) []string { return problemAt(where, format, args...) }
+	if ex == nil {
+		return nil
+	}
+	if v == nil {
+		if d.allows(schema, "null") {
+			return nil
+		}
+		return at("null, the example has %s", jsonType(ex))
+	}
+	if jsonType(ex) != jsonType(v) {
+		return at("%s, the example has %s", jsonType(v), jsonType(ex))
+	}
+	var problems []string
+	switch ex := ex.(type) {
+	case map[string]any:
+		props := jsonObject(schema["properties"])
+		if props == nil {
+			return nil
+		}
+		v := v.(map[string]any)
+		keys := make([]string, 0, len(ex))
+		for k := range ex {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			got, ok := v[k]
+			if !ok {
+				problems = append(problems, at("lacks %q", k)...)
+				continue
+			}
+			problems = append(problems, d.shape(where+"."+k, jsonObject(props[k]), ex[k], got)...)
+		}
+	case []any:
+		v := v.([]any)
+		for i, e := range ex {
+			if !slices.ContainsFunc(v, func(x any) bool { return len(d.shape("", jsonObject(schema["items"]), e, x)) == 0 }) {
+				problems = append(problems, at("no element like the example's element %d (%d elements)", i, len(v))...)
+			}
+		}
+	}
+	return problems
+}
