@@ -44,11 +44,12 @@ func entries(msgs []redis.XMessage) []Entry {
 	return out
 }
 
-// ReadNew returns up to count new entries for consumer, waiting up to block.
-func (s *Store) ReadNew(ctx context.Context, consumer string, count int, block time.Duration) ([]Entry, error) {
+// readGroup returns up to count new entries of stream for consumer in
+// group, waiting up to block. The delivery queue and the webhook
+// dispatcher both read their streams this way.
+func (s *Store) readGroup(ctx context.Context, stream, group, consumer string, count int, block time.Duration) ([]redis.XMessage, error) {
 	res, err := s.rdb.XReadGroup(ctx, &redis.XReadGroupArgs{
-		Group: GroupName, Consumer: consumer, Streams: []string{StreamKey(), ">"},
-		Count: int64(count), Block: block,
+		Group: group, Consumer: consumer, Streams: []string{stream, ">"}, Count: int64(count), Block: block,
 	}).Result()
 	if errors.Is(err, redis.Nil) {
 		return nil, nil
@@ -56,22 +57,32 @@ func (s *Store) ReadNew(ctx context.Context, consumer string, count int, block t
 	if err != nil {
 		return nil, err
 	}
-	var out []Entry
+	var out []redis.XMessage
 	for _, st := range res {
-		out = append(out, entries(st.Messages)...)
+		out = append(out, st.Messages...)
 	}
 	return out, nil
 }
 
+// claimGroup takes over up to count entries of stream that have been
+// pending in group longer than idle (their reader died).
+func (s *Store) claimGroup(ctx context.Context, stream, group, consumer string, idle time.Duration, count int) ([]redis.XMessage, error) {
+	msgs, _, err := s.rdb.XAutoClaim(ctx, &redis.XAutoClaimArgs{
+		Stream: stream, Group: group, Consumer: consumer, MinIdle: idle, Start: "0-0", Count: int64(count),
+	}).Result()
+	return msgs, err
+}
+
+// ReadNew returns up to count new entries for consumer, waiting up to block.
+func (s *Store) ReadNew(ctx context.Context, consumer string, count int, block time.Duration) ([]Entry, error) {
+	msgs, err := s.readGroup(ctx, StreamKey(), GroupName, consumer, count, block)
+	return entries(msgs), err
+}
+
 // Claim takes over up to count entries that have been pending longer than idle.
 func (s *Store) Claim(ctx context.Context, consumer string, idle time.Duration, count int) ([]Entry, error) {
-	msgs, _, err := s.rdb.XAutoClaim(ctx, &redis.XAutoClaimArgs{
-		Stream: StreamKey(), Group: GroupName, Consumer: consumer, MinIdle: idle, Start: "0-0", Count: int64(count),
-	}).Result()
-	if err != nil {
-		return nil, err
-	}
-	return entries(msgs), nil
+	msgs, err := s.claimGroup(ctx, StreamKey(), GroupName, consumer, idle, count)
+	return entries(msgs), err
 }
 
 // Ack removes a finished entry from the queue.

@@ -141,33 +141,15 @@ func streamEvents(msgs []redis.XMessage) []StreamEvent {
 
 // ReadEvents returns up to count new events for consumer, waiting up to block.
 func (s *Store) ReadEvents(ctx context.Context, consumer string, count int, block time.Duration) ([]StreamEvent, error) {
-	res, err := s.rdb.XReadGroup(ctx, &redis.XReadGroupArgs{
-		Group: WebhookGroup, Consumer: consumer, Streams: []string{EventStreamKey(), ">"},
-		Count: int64(count), Block: block,
-	}).Result()
-	if errors.Is(err, redis.Nil) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	var out []StreamEvent
-	for _, st := range res {
-		out = append(out, streamEvents(st.Messages)...)
-	}
-	return out, nil
+	msgs, err := s.readGroup(ctx, EventStreamKey(), WebhookGroup, consumer, count, block)
+	return streamEvents(msgs), err
 }
 
 // ClaimEvents takes over up to count events that another dispatcher read
 // but did not acknowledge within idle (it died).
 func (s *Store) ClaimEvents(ctx context.Context, consumer string, idle time.Duration, count int) ([]StreamEvent, error) {
-	msgs, _, err := s.rdb.XAutoClaim(ctx, &redis.XAutoClaimArgs{
-		Stream: EventStreamKey(), Group: WebhookGroup, Consumer: consumer, MinIdle: idle, Start: "0-0", Count: int64(count),
-	}).Result()
-	if err != nil {
-		return nil, err
-	}
-	return streamEvents(msgs), nil
+	msgs, err := s.claimGroup(ctx, EventStreamKey(), WebhookGroup, consumer, idle, count)
+	return streamEvents(msgs), err
 }
 
 // AckEvent marks an event as handled by the dispatchers. The entry stays in
