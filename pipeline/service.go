@@ -300,7 +300,9 @@ func (s *Service) submit(ctx context.Context, sub Submission) (_ *Receipt, err e
 		}
 	}
 
-	receipt := &Receipt{Status: store.StatusPending}
+	// As documented, an accepted send answers "sent": pigeonpost has it
+	// (the email record itself is pending until a worker hands it over).
+	receipt := &Receipt{Status: store.StatusSent}
 	suppressed, err := s.store.Suppressed(ctx, k.AccountID, sub.Recipients)
 	if err != nil {
 		return nil, storageError(err)
@@ -350,9 +352,6 @@ func (s *Service) submit(ctx context.Context, sub Submission) (_ *Receipt, err e
 		applySchedule(e, sub.ScheduledAt)
 		emails = append(emails, store.NewEmail{Email: e, Body: body})
 		receipt.IDs = append(receipt.IDs, e.ID)
-	}
-	if k.Mode == store.ModeTest {
-		receipt.Status = store.StatusSent
 	}
 	if err := s.persist(ctx, k, emails, receipt, sub.ScheduledAt, claim); err != nil {
 		return nil, err

@@ -29,7 +29,7 @@ func TestRESTSendAndRead(t *testing.T) {
 		"tags": []string{"welcome"}, "metadata": map[string]string{"userId": "123"},
 		"headers": map[string]string{"X-Entity-Ref": "1"},
 	}, &sent)
-	if code != http.StatusOK || !strings.HasPrefix(sent.ID, "em_") || sent.Status != "pending" || sent.Suppressed == nil {
+	if code != http.StatusOK || !strings.HasPrefix(sent.ID, "em_") || sent.Status != "sent" || sent.Suppressed == nil {
 		t.Fatalf("send: %d %+v", code, sent)
 	}
 	got := s.sink.Wait(t, 1, 20e9)[0]
