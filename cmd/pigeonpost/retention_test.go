@@ -54,3 +54,27 @@ func TestRetention(t *testing.T) {
 		t.Errorf("scheduled content TTL %v, want none", d)
 	}
 }
+
+// TestLostContentFailsInsteadOfLooping: a queued email whose content Redis
+// lost is marked failed once, not retried forever.
+func TestLostContentFailsInsteadOfLooping(t *testing.T) {
+	s := startStack(t, func(c *config.Config) { c.Delivery.Workers = 0 })
+	from, to := "hello@"+senderDomain, "user@"+rcptDomain
+	c := s.smtpClient(true, liveKey)
+	reply, err := send(c, from, []string{to}, simpleMessage(from, to, "lost"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := queuedID(t, reply)
+	c.Quit() // an open session would hold the shutdown for its grace period
+	s.stop()
+	if err := s.redis.Client(t).Del(context.Background(), store.BodyKey(id)).Err(); err != nil {
+		t.Fatal(err)
+	}
+	s.cfg.Delivery.Workers = 2
+	s.start()
+	e := s.waitStatus(id, "failed")
+	if e.LastError == "" || len(s.sink.Messages()) != 0 {
+		t.Errorf("last error %q, %d delivered", e.LastError, len(s.sink.Messages()))
+	}
+}

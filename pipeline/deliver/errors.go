@@ -21,6 +21,9 @@ type Error struct {
 	Message   string // short, for the email record (no secrets)
 	Host      string // remote host that answered, if any
 	Err       error  // cause
+	// Local marks pigeonpost's own failure (not the destination's answer):
+	// when final, the email failed rather than bounced.
+	Local bool
 }
 
 // Error formats e as "[host: ]code x.y.z message[: cause]".

@@ -167,7 +167,7 @@ func (w *Worker) process(entry store.Entry) {
 			w.Logger.Error("delivery attempt panicked; marking the email failed", "email", entry.EmailID, "panic", p)
 			// A zero CreatedAt is past MaxAge, so the temporary error is final: failed.
 			_ = w.record(ctx, entry, &store.Email{ID: entry.EmailID}, 0,
-				&Error{Temporary: true, Message: fmt.Sprintf("internal error: %v", p)})
+				&Error{Temporary: true, Local: true, Message: fmt.Sprintf("internal error: %v", p)})
 		}
 	}()
 	if err := w.attempt(ctx, entry); err != nil {
@@ -202,6 +202,10 @@ func (w *Worker) attempt(ctx context.Context, entry store.Entry) error {
 		return w.Store.Ack(ctx, entry.StreamID)
 	}
 	body, err := w.Store.Body(ctx, e.ID)
+	if errors.Is(err, store.ErrNotFound) {
+		// Only a Redis that lost data gets here; retrying cannot help.
+		return w.record(ctx, entry, e, e.Attempts, &Error{Local: true, Message: "the message content is missing from storage"})
+	}
 	if err != nil {
 		return err
 	}
@@ -215,9 +219,18 @@ func (w *Worker) attempt(ctx context.Context, entry store.Entry) error {
 	if err := w.Store.UpdateEmail(ctx, e.ID, sent, sentEvent); err != nil {
 		return err
 	}
-	data, err := w.sign(ctx, e, body)
-	if err != nil {
+	domain, err := w.Store.DomainByName(ctx, e.AccountID, strings.ToLower(e.FromAddress[strings.LastIndexByte(e.FromAddress, '@')+1:]))
+	if errors.Is(err, store.ErrNotFound) {
+		domain = nil // not one of the account's domains (test mode): unsigned
+	} else if err != nil {
 		return err
+	}
+	data, err := w.sign(e.AccountID, domain, body)
+	if err != nil {
+		// Never send unsigned; retry like a temporary failure, so that
+		// delivery.max_age bounds it if the key stays broken.
+		w.Logger.Error("DKIM signing failed", "email", e.ID, "err", err)
+		return w.record(ctx, entry, e, e.Attempts+1, &Error{Temporary: true, Local: true, Message: "DKIM signing failed", Err: err})
 	}
 	start := time.Now()
 	derr := w.Transport.Deliver(ctx, Envelope{From: e.EnvelopeFrom, To: e.ToAddress, Data: data})
@@ -257,7 +270,7 @@ func (w *Worker) record(ctx context.Context, entry store.Entry, e *store.Email, 
 			&store.Event{Type: "deferred", Timestamp: now, AccountID: e.AccountID, Data: detail})
 	}
 	status, field, event := store.StatusBounced, store.FieldBouncedAt, "bounced"
-	if de.Temporary {
+	if de.Temporary || de.Local {
 		status, field, event = store.StatusFailed, store.FieldFailedAt, "failed"
 	}
 	w.Metrics.attempts.WithLabelValues(event).Inc()
@@ -294,19 +307,15 @@ func (w *Worker) backoff(attempts int) time.Duration {
 	return d + jitter
 }
 
-// sign prepends the DKIM-Signature of the From domain, when the account
-// has that domain with a key.
-func (w *Worker) sign(ctx context.Context, e *store.Email, body []byte) ([]byte, error) {
-	domain := strings.ToLower(e.FromAddress[strings.LastIndexByte(e.FromAddress, '@')+1:])
-	d, err := w.Store.DomainByName(ctx, e.AccountID, domain)
-	if errors.Is(err, store.ErrNotFound) {
+// sign prepends the DKIM-Signature of d, the account's record of the From
+// domain (nil: none, the message goes unsigned).
+func (w *Worker) sign(accountID string, d *store.Domain, body []byte) ([]byte, error) {
+	if d == nil {
 		return body, nil
 	}
-	if err != nil {
-		return nil, err
-	}
-	cacheKey := e.AccountID + "/" + d.Name + "/" + d.Selector
+	cacheKey := accountID + "/" + d.Name + "/" + d.Selector
 	var signer *DKIMSigner
+	var err error
 	if v, ok := w.signers.Load(cacheKey); ok && v.(*signerEntry).pem == d.PrivateKeyPEM {
 		signer = v.(*signerEntry).signer
 	} else {
