@@ -8,6 +8,8 @@ import (
 
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
+
+	"github.com/pigeonpost/pigeonpost/config"
 )
 
 type apiError struct {
@@ -186,5 +188,19 @@ func TestHealthMetricsAndPixel(t *testing.T) {
 	if resp.StatusCode != 200 || len(gif) != 43 || resp.Header.Get("Content-Type") != "image/gif" ||
 		resp.Header.Get("Cache-Control") != "no-store, no-cache, must-revalidate, private" {
 		t.Errorf("pixel: %d, %d bytes, %v", resp.StatusCode, len(gif), resp.Header)
+	}
+}
+
+func TestAdminListenerServesPprofOnlyThere(t *testing.T) {
+	s := startStack(t, func(c *config.Config) { c.HTTP.AdminListen = "127.0.0.1:0" })
+	for addr, want := range map[string]int{s.addrs.Admin: http.StatusOK, s.addrs.HTTP: http.StatusNotFound} {
+		resp, err := http.Get("http://" + addr + "/debug/pprof/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Errorf("%s/debug/pprof/: %d, want %d", addr, resp.StatusCode, want)
+		}
 	}
 }

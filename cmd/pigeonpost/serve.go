@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"strings"
 	"sync"
@@ -45,6 +46,7 @@ type boundAddrs struct {
 	SMTP    string `json:"smtp"`
 	SMTPTLS string `json:"smtp_tls,omitempty"`
 	HTTP    string `json:"http"`
+	Admin   string `json:"admin,omitempty"`
 }
 
 // shutdownGrace bounds how long sessions and deliveries may finish after SIGTERM.
@@ -220,6 +222,18 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, opt serveOp
 		start("smtp tls", func() error { return smtpServer.ServeTLS(tlsLn) })
 	}
 	start("http", func() error { return httpServer.Serve(httpLn) })
+	adminServer := &http.Server{Handler: adminHandler(), ReadHeaderTimeout: 10 * time.Second}
+	adminAddr := ""
+	if cfg.HTTP.AdminListen != "" {
+		// Profiling on its own listener, off by default: never on the public port.
+		adminLn, err := net.Listen("tcp", cfg.HTTP.AdminListen)
+		if err != nil {
+			errc <- fmt.Errorf("http.admin_listen: %w", err)
+		} else {
+			adminAddr = adminLn.Addr().String()
+			start("admin", func() error { return adminServer.Serve(adminLn) })
+		}
+	}
 	if cfg.Delivery.Workers > 0 {
 		start("delivery", func() error { return worker.Run(workerCtx) })
 	} else {
@@ -231,11 +245,11 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, opt serveOp
 		log.Warn("webhooks.workers is 0: this process records events but sends no webhooks")
 	}
 
-	addrs := boundAddrs{SMTP: smtpLn.Addr().String(), HTTP: httpLn.Addr().String()}
+	addrs := boundAddrs{SMTP: smtpLn.Addr().String(), HTTP: httpLn.Addr().String(), Admin: adminAddr}
 	if tlsLn != nil {
 		addrs.SMTPTLS = tlsLn.Addr().String()
 	}
-	log.Info("listening", "smtp", addrs.SMTP, "smtp_tls", addrs.SMTPTLS, "http", addrs.HTTP)
+	log.Info("listening", "smtp", addrs.SMTP, "smtp_tls", addrs.SMTPTLS, "http", addrs.HTTP, "admin", addrs.Admin)
 	if opt.readyFile != "" {
 		b, _ := json.Marshal(addrs)
 		if err := os.WriteFile(opt.readyFile, b, 0o644); err != nil {
@@ -261,6 +275,7 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, opt serveOp
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
 	defer cancel()
 	_ = httpServer.Shutdown(shutdownCtx)
+	_ = adminServer.Shutdown(shutdownCtx)
 	_ = smtpServer.Shutdown(shutdownCtx)
 	stopWorkers()
 	wg.Wait()
@@ -367,4 +382,15 @@ Or send with the REST API:
 
 `, secret, smtpAddr, cfg.HTTP.PublicURL)
 	return nil
+}
+
+// adminHandler serves net/http/pprof under /debug/pprof/.
+func adminHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	return mux
 }

@@ -11,7 +11,7 @@ import (
 
 // BenchmarkServeProfile runs the real `pigeonpost serve` in the test binary
 // so that the server can be profiled with the test flags while an external
-// load generator drives it (pigeonpost has no pprof endpoint yet). It is
+// load generator drives it (or set http.admin_listen for net/http/pprof). It is
 // skipped unless PIGEONPOST_PROFILE_CONFIG names a configuration file; it
 // serves until SIGTERM or SIGINT, then the profiles are written. bench/run.sh
 // does all of this with BENCH_PROFILE=DIR:
