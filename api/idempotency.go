@@ -107,8 +107,7 @@ func (h *handler) readBody(w http.ResponseWriter, r *http.Request) ([]byte, erro
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, h.opt.MaxBodyBytes))
 	var tooBig *http.MaxBytesError
 	if errors.As(err, &tooBig) {
-		return nil, &pipeline.Error{HTTPStatus: http.StatusRequestEntityTooLarge, Code: "payload_too_large",
-			Message: "request body exceeds the limit"}
+		return nil, pipeline.ErrPayloadTooLarge(h.opt.MaxBodyBytes)
 	}
 	if err != nil {
 		return nil, pipeline.ErrInvalid("could not read the request body")

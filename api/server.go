@@ -8,7 +8,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -131,8 +130,7 @@ func (h *handler) auth(next func(http.ResponseWriter, *http.Request, *store.Key)
 	return func(w http.ResponseWriter, r *http.Request) {
 		secret, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 		if !ok || strings.TrimSpace(secret) == "" {
-			writeError(w, r, &pipeline.Error{HTTPStatus: http.StatusUnauthorized, Code: "unauthorized",
-				Message: "missing API key: send Authorization: Bearer <key>"})
+			writeError(w, r, pipeline.ErrMissingKey())
 			return
 		}
 		k, err := h.svc.Authenticate(r.Context(), strings.TrimSpace(secret))
@@ -147,14 +145,9 @@ func (h *handler) auth(next func(http.ResponseWriter, *http.Request, *store.Key)
 // decode reads a JSON body into v. Unknown fields are accepted (forward
 // compatible); a wrong type is a 400 naming the field.
 func (h *handler) decode(w http.ResponseWriter, r *http.Request, v any) error {
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, h.opt.MaxBodyBytes))
-	var tooBig *http.MaxBytesError
-	if errors.As(err, &tooBig) {
-		return &pipeline.Error{HTTPStatus: http.StatusRequestEntityTooLarge, Code: "payload_too_large",
-			Message: "request body exceeds the limit"}
-	}
+	body, err := h.readBody(w, r)
 	if err != nil {
-		return pipeline.ErrInvalid("could not read the request body")
+		return err
 	}
 	if err := json.NewDecoder(bytes.NewReader(body)).Decode(v); err != nil {
 		var typeErr *json.UnmarshalTypeError

@@ -125,6 +125,18 @@ func ErrAuthFailed() *Error {
 		"invalid API key")
 }
 
+// ErrMissingKey reports a request without credentials.
+func ErrMissingKey() *Error {
+	return newError(false, 30, 7, 0, http.StatusUnauthorized, "unauthorized",
+		"missing API key: send Authorization: Bearer <key>")
+}
+
+// ErrPayloadTooLarge reports a request body over the limit.
+func ErrPayloadTooLarge(limit int64) *Error {
+	return newError(false, 52, 3, 4, http.StatusRequestEntityTooLarge, "payload_too_large",
+		fmt.Sprintf("request body exceeds the limit of %d bytes", limit))
+}
+
 // ErrForbidden reports a key that lacks the permission an operation needs.
 func ErrForbidden(permission string) *Error {
 	return newError(false, 50, 7, 1, http.StatusForbidden, "forbidden",
