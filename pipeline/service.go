@@ -350,7 +350,7 @@ func (s *Service) submit(ctx context.Context, sub Submission) (_ *Receipt, err e
 			e.SentAt = &now
 		}
 		applySchedule(e, sub.ScheduledAt)
-		emails = append(emails, store.NewEmail{Email: e, Body: body})
+		emails = append(emails, store.NewEmail{Email: e, Body: body, Warnings: warnings})
 		receipt.IDs = append(receipt.IDs, e.ID)
 	}
 	if err := s.persist(ctx, k, emails, receipt, sub.ScheduledAt, claim); err != nil {

@@ -859,3 +859,34 @@ func TestAnalytics(t *testing.T) {
 		}
 	}
 }
+
+// TestTrackingUnparsablePartWarns: a part the rewriter cannot decode is
+// delivered unchanged and leaves a "warning" event on the email.
+func TestTrackingUnparsablePartWarns(t *testing.T) {
+	s := startStack(t)
+	from, to := "hello@"+senderDomain, "user@"+rcptDomain
+	msg := "From: " + from + "\r\nTo: " + to + "\r\nSubject: broken\r\nX-SP-Track-Opens: true\r\nMIME-Version: 1.0\r\n" +
+		"Content-Type: text/html\r\nContent-Transfer-Encoding: base64\r\n\r\n!!!not base64!!!\r\n"
+	reply, err := send(s.smtpClient(true, liveKey), from, []string{to}, msg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := queuedID(t, reply)
+	got := s.sink.Wait(t, 1, 20*time.Second)[0]
+	if !strings.Contains(string(got.Data), "!!!not base64!!!") {
+		t.Errorf("the unparsable part was changed:\n%s", got.Data)
+	}
+	var events struct {
+		Data []struct {
+			Type string
+			Data map[string]string
+		}
+	}
+	s.api("GET", "/v1/emails/"+id+"/events", liveKey, nil, &events)
+	for _, ev := range events.Data {
+		if ev.Type == "warning" && ev.Data["message"] != "" {
+			return
+		}
+	}
+	t.Errorf("no warning event: %+v", events.Data)
+}

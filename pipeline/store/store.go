@@ -364,6 +364,9 @@ func (s *Store) Suppress(ctx context.Context, accountID, addr, reason string) er
 type NewEmail struct {
 	Email *Email
 	Body  []byte
+	// Warnings are recorded as "warning" events with the email (e.g. a
+	// MIME part the tracking rewrite left unchanged).
+	Warnings []string
 }
 
 // Persist stores every email, its body and its index entry, and, when
@@ -383,6 +386,10 @@ func (s *Store) writeEmail(ctx context.Context, p redis.Pipeliner, ne NewEmail) 
 	p.HSet(ctx, EmailKey(e.ID), e.hash())
 	p.Set(ctx, BodyKey(e.ID), ne.Body, 0)
 	p.ZAdd(ctx, AccountEmailsKey(e.AccountID), redis.Z{Score: float64(e.CreatedAt.UnixMilli()), Member: e.ID})
+	for _, w := range ne.Warnings {
+		appendEvent(ctx, p, &Event{Type: "warning", Timestamp: e.CreatedAt, EmailID: e.ID, AccountID: e.AccountID,
+			Data: map[string]string{"message": w}})
+	}
 	if e.Mode == ModeTest && e.ScheduledAt == nil {
 		s.expire(ctx, p, e.ID) // finished at once: nothing is delivered
 	}
