@@ -7,9 +7,12 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/emersion/go-smtp"
 
 	"github.com/pigeonpost/pigeonpost/internal/testkit"
 )
@@ -98,5 +101,80 @@ func TestKilledBeforeDeliveryDeliveredAfterRestart(t *testing.T) {
 	time.Sleep(300 * time.Millisecond)
 	if n := len(sink.Messages()); n != len(ids) {
 		t.Errorf("sink holds %d messages, want %d (each exactly once)", n, len(ids))
+	}
+}
+
+// TestSIGTERMDuringDATA: a gateway told to stop while a client is in the
+// middle of DATA lets the transaction finish. The client gets 250 (and the
+// message is delivered later, by the next process) or a temporary failure;
+// never a 250 for a message that is then lost.
+func TestSIGTERMDuringDATA(t *testing.T) {
+	r := testkit.StartRedis(t)
+	d := testkit.StartDNS(t)
+	sink := testkit.StartSink(t, testkit.SinkOptions{})
+	d.SetMX(rcptDomain, map[string]uint16{"mx." + rcptDomain: 10})
+	d.SetA("mx."+rcptDomain, "127.0.0.1")
+	env := map[string]string{
+		"PIGEONPOST_SMTP_LISTEN":         "127.0.0.1:0",
+		"PIGEONPOST_SMTP_TLS_LISTEN":     "127.0.0.1:0",
+		"PIGEONPOST_SMTP_HOSTNAME":       "gateway.test",
+		"PIGEONPOST_HTTP_LISTEN":         "127.0.0.1:0",
+		"PIGEONPOST_REDIS_URL":           r.URL(),
+		"PIGEONPOST_DNS_RESOLVER":        d.Addr(),
+		"PIGEONPOST_DELIVERY_MX_PORT":    strconv.Itoa(sink.Port()),
+		"PIGEONPOST_DELIVERY_WORKERS":    "0",
+		"PIGEONPOST_AUTH_BOOTSTRAP_KEY":  liveKey,
+		"PIGEONPOST_DOMAINS_SPF_INCLUDE": "_spf.gateway.test",
+		"PIGEONPOST_LOG_LEVEL":           "warn",
+	}
+	first, addrs := startProcess(t, env)
+	s := &stack{t: t, redis: r, dns: d, sink: sink, addrs: addrs}
+	s.verifyDomain(senderDomain)
+
+	from, to := "hello@"+senderDomain, "user@"+rcptDomain
+	c := s.smtpClient(true, liveKey)
+	if err := c.Mail(from, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Rcpt(to, nil); err != nil {
+		t.Fatal(err)
+	}
+	w, err := c.Data()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Write([]byte("From: " + from + "\r\nTo: " + to + "\r\nSubject: sigterm\r\n\r\nfirst half\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	if err := first.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(100 * time.Millisecond) // let the shutdown begin while DATA is open
+	var reply string
+	if _, err = w.Write([]byte("second half\r\n")); err == nil {
+		var resp *smtp.DataResponse
+		if resp, err = w.CloseWithResponse(); err == nil {
+			reply = resp.StatusText
+		}
+	}
+	c.Quit()
+	if err := first.Wait(); err != nil {
+		t.Errorf("gateway exit after SIGTERM: %v", err)
+	}
+	if err != nil {
+		// Not acknowledged: it must be a temporary failure, so the client retries.
+		if se, ok := err.(*smtp.SMTPError); ok && se.Code/100 != 4 {
+			t.Fatalf("refused with a permanent error during shutdown: %v", err)
+		}
+		t.Logf("not acknowledged (%v): the client keeps the message", err)
+		return
+	}
+	id := queuedID(t, reply)
+	env["PIGEONPOST_DELIVERY_WORKERS"] = "2"
+	_, s.addrs = startProcess(t, env)
+	got := sink.Wait(t, 1, 20*time.Second)
+	s.waitStatus(id, "delivered")
+	if !strings.Contains(string(got[0].Data), "second half") {
+		t.Errorf("delivered a partial message:\n%s", got[0].Data)
 	}
 }
