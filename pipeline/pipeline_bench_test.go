@@ -28,10 +28,12 @@ const (
 
 // benchHTMLMessage returns a message of about size body bytes with `links`
 // links spread through it; extra header lines come after the usual ones.
+// It has no Message-ID: with one, every Submit after the first would be a
+// recognised re-send (SMTP idempotency) and measure nothing.
 func benchHTMLMessage(size, links int, extra ...string) []byte {
 	var b strings.Builder
 	b.WriteString("From: Loadgen <" + benchFrom + ">\r\nTo: " + benchRcpt + "\r\nSubject: loadgen message 1\r\n" +
-		"Date: Mon, 23 Nov 2026 10:00:00 +0000\r\nMessage-ID: <1.2.3@loadgen.bench>\r\nMIME-Version: 1.0\r\n" +
+		"Date: Mon, 23 Nov 2026 10:00:00 +0000\r\nMIME-Version: 1.0\r\n" +
 		"Content-Type: text/html; charset=utf-8\r\nContent-Transfer-Encoding: 7bit\r\n")
 	for _, h := range extra {
 		b.WriteString(h + "\r\n")
