@@ -39,6 +39,8 @@ type serveOptions struct {
 	stdout    io.Writer
 	// onReady, for tests, receives the bound addresses once listening.
 	onReady func(addrs boundAddrs)
+	// redisHook, for tests, watches every Redis command (e.g. for cluster slots).
+	redisHook redis.Hook
 }
 
 // boundAddrs are the addresses the listeners got (useful with port 0).
@@ -60,6 +62,9 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, opt serveOp
 		return err
 	}
 	defer closeRedis()
+	if opt.redisHook != nil {
+		rdb.AddHook(opt.redisHook)
+	}
 	if err := waitPing(ctx, rdb); err != nil {
 		return fmt.Errorf("redis.url: cannot reach Redis: %w", err)
 	}

@@ -94,7 +94,10 @@ func (s *stack) start() {
 	done := make(chan error, 1)
 	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	go func() {
-		done <- serve(ctx, s.cfg, log, serveOptions{stdout: io.Discard, onReady: func(a boundAddrs) { ready <- a }})
+		done <- serve(ctx, s.cfg, log, serveOptions{stdout: io.Discard, onReady: func(a boundAddrs) { ready <- a },
+			// Every integration test also proves that what it made the gateway
+			// do would run on Redis Cluster: no script or MULTI across slots.
+			redisHook: testkit.NewSlotChecker(t.Errorf)})
 	}()
 	select {
 	case s.addrs = <-ready:
