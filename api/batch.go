@@ -42,8 +42,8 @@ func (h *handler) sendBatch(w http.ResponseWriter, r *http.Request, k *store.Key
 		writeError(w, r, err)
 		return
 	}
-	if len(req.Emails) > pipeline.MaxBatch {
-		writeError(w, r, pipeline.ErrInvalid(fmt.Sprintf("emails: at most %d emails per batch (got %d)", pipeline.MaxBatch, len(req.Emails))))
+	if err := pipeline.CheckBatchSize(len(req.Emails)); err != nil {
+		writeError(w, r, err)
 		return
 	}
 	items := make([]batchItem, len(req.Emails))

@@ -11,6 +11,16 @@ import (
 // MaxBatch is the number of emails one batch may hold.
 const MaxBatch = 100
 
+// CheckBatchSize refuses a batch of more than MaxBatch emails. The API
+// calls it before decoding the items, since items that fail to decode never
+// reach SendBatch.
+func CheckBatchSize(n int) error {
+	if n > MaxBatch {
+		return ErrInvalid(fmt.Sprintf("emails: at most %d emails per batch (got %d)", MaxBatch, n))
+	}
+	return nil
+}
+
 // BatchResult is the outcome of one email of a batch: a receipt or an error.
 type BatchResult struct {
 	Receipt *Receipt
@@ -25,8 +35,8 @@ func (s *Service) SendBatch(ctx context.Context, k *store.Key, reqs []SendReques
 	if len(reqs) == 0 {
 		return nil, ErrInvalid("emails: at least one email is required")
 	}
-	if len(reqs) > MaxBatch {
-		return nil, ErrInvalid(fmt.Sprintf("emails: at most %d emails per batch (got %d)", MaxBatch, len(reqs)))
+	if err := CheckBatchSize(len(reqs)); err != nil {
+		return nil, err
 	}
 	if idempotencyKey != "" {
 		if err := CheckIdempotencyKey(idempotencyKey); err != nil {
