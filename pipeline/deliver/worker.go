@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
-	"os"
 	"strings"
 	"sync"
 	"time"
@@ -38,7 +37,7 @@ type Worker struct {
 // Run delivers until ctx is cancelled, then waits for attempts in flight.
 func (w *Worker) Run(ctx context.Context) error {
 	w.defaults()
-	if err := w.waitForRedis(ctx, w.Store.EnsureGroup); err != nil {
+	if err := store.RetryUntilDone(ctx, w.Logger, "delivery queue", w.Store.EnsureGroup); err != nil {
 		return err
 	}
 	jobs := make(chan store.Entry)
@@ -77,26 +76,7 @@ func (w *Worker) defaults() {
 		w.Concurrency = 1
 	}
 	if w.Consumer == "" {
-		host, _ := os.Hostname()
-		w.Consumer = fmt.Sprintf("%s-%d-%04x", host, os.Getpid(), rand.IntN(1<<16))
-	}
-}
-
-// waitForRedis runs op until it succeeds or ctx ends, backing off while Redis is away.
-func (w *Worker) waitForRedis(ctx context.Context, op func(context.Context) error) error {
-	delay := 100 * time.Millisecond
-	for {
-		err := op(ctx)
-		if err == nil || ctx.Err() != nil {
-			return ctx.Err()
-		}
-		w.Logger.Warn("delivery queue unavailable, retrying", "err", err, "in", delay)
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(delay):
-		}
-		delay = min(delay*2, 5*time.Second)
+		w.Consumer = store.ConsumerName()
 	}
 }
 
@@ -105,7 +85,7 @@ func (w *Worker) read(ctx context.Context, jobs chan<- store.Entry) {
 	defer close(jobs)
 	for ctx.Err() == nil {
 		var entries []store.Entry
-		err := w.waitForRedis(ctx, func(ctx context.Context) error {
+		err := store.RetryUntilDone(ctx, w.Logger, "delivery queue", func(ctx context.Context) error {
 			var err error
 			entries, err = w.Store.ReadNew(ctx, w.Consumer, w.Concurrency, time.Second)
 			if err != nil && strings.HasPrefix(err.Error(), "NOGROUP") {

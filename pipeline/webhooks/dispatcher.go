@@ -11,7 +11,6 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
-	"os"
 	"strings"
 	"sync"
 	"time"
@@ -61,7 +60,7 @@ type Dispatcher struct {
 // (each bounded by Timeout).
 func (d *Dispatcher) Run(ctx context.Context) error {
 	d.defaults()
-	if err := d.retryRedis(ctx, d.Store.EnsureWebhookGroup); err != nil {
+	if err := store.RetryUntilDone(ctx, d.Logger, "webhook queue", d.Store.EnsureWebhookGroup); err != nil {
 		return nil // cancelled
 	}
 	var wg sync.WaitGroup
@@ -107,28 +106,9 @@ func (d *Dispatcher) defaults() {
 		d.UserAgent = "pigeonpost-webhooks/1"
 	}
 	if d.Consumer == "" {
-		host, _ := os.Hostname()
-		d.Consumer = fmt.Sprintf("%s-%d-%04x", host, os.Getpid(), rand.IntN(1<<16))
+		d.Consumer = store.ConsumerName()
 	}
 	d.wake = make(chan struct{}, 1)
-}
-
-// retryRedis runs op until it succeeds or ctx ends, backing off while Redis is away.
-func (d *Dispatcher) retryRedis(ctx context.Context, op func(context.Context) error) error {
-	delay := 100 * time.Millisecond
-	for {
-		err := op(ctx)
-		if err == nil || ctx.Err() != nil {
-			return ctx.Err()
-		}
-		d.Logger.Warn("webhook queue unavailable, retrying", "err", err, "in", delay)
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(delay):
-		}
-		delay = min(delay*2, 5*time.Second)
-	}
 }
 
 // ---- fan-out ----
@@ -137,7 +117,7 @@ func (d *Dispatcher) fanOutLoop(ctx context.Context) {
 	lastClaim := time.Now()
 	for ctx.Err() == nil {
 		var events []store.StreamEvent
-		err := d.retryRedis(ctx, func(ctx context.Context) error {
+		err := store.RetryUntilDone(ctx, d.Logger, "webhook queue", func(ctx context.Context) error {
 			var err error
 			events, err = d.Store.ReadEvents(ctx, d.Consumer, 100, time.Second)
 			if err != nil && strings.HasPrefix(err.Error(), "NOGROUP") {
