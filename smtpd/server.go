@@ -41,6 +41,10 @@ type Server struct {
 	smtp     *smtp.Server
 	failures *failureTracker
 	slots    chan struct{} // connection cap
+
+	mu       sync.Mutex
+	sessions map[*session]struct{} // open sessions, to hang up idle ones at shutdown
+	closing  bool
 }
 
 var _ smtp.Backend = (*Server)(nil)
@@ -57,6 +61,7 @@ func New(svc *pipeline.Service, opt Options) *Server {
 		opt:      opt,
 		svc:      svc,
 		failures: newFailureTracker(),
+		sessions: map[*session]struct{}{},
 		slots:    make(chan struct{}, max(opt.MaxConnections, 1)),
 	}
 	srv := smtp.NewServer(s)
@@ -89,9 +94,30 @@ func (s *Server) limit(l net.Listener) net.Listener {
 	return &limitListener{Listener: l, slots: s.slots, metrics: s.opt.Metrics}
 }
 
-// Shutdown stops accepting and waits for open sessions to end, until ctx is done.
+// Shutdown stops accepting, hangs up sessions that are between
+// transactions with 421 (RFC 5321 §3.8), lets transactions in progress
+// finish (they are hung up after their reply), and waits for every session
+// to end, until ctx is done.
 func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	s.closing = true
+	var idle []*session
+	for sess := range s.sessions {
+		if !sess.busy.Load() {
+			idle = append(idle, sess)
+		}
+	}
+	s.mu.Unlock()
+	for _, sess := range idle {
+		sess.hangUp()
+	}
 	return s.smtp.Shutdown(ctx)
+}
+
+func (s *Server) isClosing() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closing
 }
 
 // NewSession is called by go-smtp after EHLO/HELO, again after STARTTLS.
@@ -101,7 +127,14 @@ func (s *Server) NewSession(c *smtp.Conn) (smtp.Session, error) {
 	if addr, ok := c.Conn().RemoteAddr().(*net.TCPAddr); ok {
 		ip = addr.IP.String()
 	}
-	return &session{srv: s, conn: c, ip: ip}, nil
+	sess := &session{srv: s, conn: c, ip: ip}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closing {
+		return nil, &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 3, 2}, Message: "Service shutting down, try again later"}
+	}
+	s.sessions[sess] = struct{}{}
+	return sess, nil
 }
 
 // limitListener caps concurrent connections: beyond the cap a client gets

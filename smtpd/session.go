@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/emersion/go-sasl"
@@ -27,6 +28,7 @@ type session struct {
 	key    *store.Key
 	from   string
 	rcpts  []string
+	busy   atomic.Bool // a transaction is in progress (MAIL accepted, not yet reset)
 }
 
 var _ smtp.AuthSession = (*session)(nil)
@@ -109,6 +111,7 @@ func (s *session) Mail(from string, _ *smtp.MailOptions) error {
 		return reply(err)
 	}
 	s.from = from
+	s.busy.Store(true)
 	return nil
 }
 
@@ -189,8 +192,28 @@ func (ir *idleReader) Read(p []byte) (int, error) {
 	return ir.r.Read(p)
 }
 
+// Reset ends a transaction; go-smtp calls it after the reply to DATA too,
+// so during a shutdown the session is hung up once its reply is out.
 func (s *session) Reset() {
 	s.from, s.rcpts = "", nil
+	s.busy.Store(false)
+	if s.srv.isClosing() {
+		s.hangUp()
+	}
 }
 
-func (s *session) Logout() error { return nil }
+func (s *session) Logout() error {
+	s.srv.mu.Lock()
+	delete(s.srv.sessions, s)
+	s.srv.mu.Unlock()
+	return nil
+}
+
+// hangUp tells the client the service is going away and closes the
+// connection (used at shutdown, between transactions only).
+func (s *session) hangUp() {
+	nc := s.conn.Conn()
+	_ = nc.SetWriteDeadline(time.Now().Add(time.Second))
+	_, _ = io.WriteString(nc, "421 4.3.2 Service shutting down, try again later\r\n")
+	_ = nc.Close()
+}

@@ -461,3 +461,19 @@ func TestDeliveryFailsAfterMaxAge(t *testing.T) {
 		t.Errorf("attempts %d, last error %q", e.Attempts, e.LastError)
 	}
 }
+
+// TestShutdownHangsUpIdleSessions: at shutdown a session between
+// transactions is told 421 and closed instead of holding the stop for the
+// grace period; a new connection is refused.
+func TestShutdownHangsUpIdleSessions(t *testing.T) {
+	s := startStack(t)
+	c := s.smtpClient(true, liveKey)
+	s.stop()
+	err := c.Noop()
+	if se, ok := err.(*smtp.SMTPError); !ok || se.Code != 421 {
+		t.Fatalf("idle session after shutdown: %v, want 421", err)
+	}
+	if _, err := net.Dial("tcp", s.addrs.SMTP); err == nil {
+		t.Error("the listener still accepts after shutdown")
+	}
+}
