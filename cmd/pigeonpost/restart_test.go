@@ -47,31 +47,38 @@ func startProcess(t *testing.T, env map[string]string) (*exec.Cmd, boundAddrs) {
 	return nil, boundAddrs{}
 }
 
-// TestKilledBeforeDeliveryDeliveredAfterRestart: a message acknowledged
-// with 250 by a gateway that is then SIGKILLed before delivering it is
-// delivered, once, by the next gateway on the same Redis.
-func TestKilledBeforeDeliveryDeliveredAfterRestart(t *testing.T) {
-	r := testkit.StartRedis(t)
-	d := testkit.StartDNS(t)
-	sink := testkit.StartSink(t, testkit.SinkOptions{})
-	d.SetMX(rcptDomain, map[string]uint16{"mx." + rcptDomain: 10})
-	d.SetA("mx."+rcptDomain, "127.0.0.1")
+// processStack starts Redis, DNS and a sink for gateways run as child
+// processes, and returns the environment that configures such a gateway:
+// it only accepts (delivery.workers 0) until the caller changes that.
+func processStack(t *testing.T) (*stack, map[string]string) {
+	t.Helper()
+	s := &stack{t: t, redis: testkit.StartRedis(t), dns: testkit.StartDNS(t), sink: testkit.StartSink(t, testkit.SinkOptions{})}
+	s.dns.SetMX(rcptDomain, map[string]uint16{"mx." + rcptDomain: 10})
+	s.dns.SetA("mx."+rcptDomain, "127.0.0.1")
 	env := map[string]string{
 		"PIGEONPOST_SMTP_LISTEN":            "127.0.0.1:0",
 		"PIGEONPOST_SMTP_TLS_LISTEN":        "127.0.0.1:0",
 		"PIGEONPOST_SMTP_HOSTNAME":          "gateway.test",
 		"PIGEONPOST_HTTP_LISTEN":            "127.0.0.1:0",
-		"PIGEONPOST_REDIS_URL":              r.URL(),
-		"PIGEONPOST_DNS_RESOLVER":           d.Addr(),
-		"PIGEONPOST_DELIVERY_MX_PORT":       strconv.Itoa(sink.Port()),
-		"PIGEONPOST_DELIVERY_WORKERS":       "0", // the first process only accepts
+		"PIGEONPOST_REDIS_URL":              s.redis.URL(),
+		"PIGEONPOST_DNS_RESOLVER":           s.dns.Addr(),
+		"PIGEONPOST_DELIVERY_MX_PORT":       strconv.Itoa(s.sink.Port()),
+		"PIGEONPOST_DELIVERY_WORKERS":       "0",
 		"PIGEONPOST_DELIVERY_RETRY_INITIAL": "200ms",
 		"PIGEONPOST_AUTH_BOOTSTRAP_KEY":     liveKey,
 		"PIGEONPOST_DOMAINS_SPF_INCLUDE":    "_spf.gateway.test",
 		"PIGEONPOST_LOG_LEVEL":              "warn",
 	}
+	return s, env
+}
+
+// TestKilledBeforeDeliveryDeliveredAfterRestart: a message acknowledged
+// with 250 by a gateway that is then SIGKILLed before delivering it is
+// delivered, once, by the next gateway on the same Redis.
+func TestKilledBeforeDeliveryDeliveredAfterRestart(t *testing.T) {
+	s, env := processStack(t)
 	first, addrs := startProcess(t, env)
-	s := &stack{t: t, redis: r, dns: d, sink: sink, addrs: addrs}
+	s.addrs = addrs
 	s.verifyDomain(senderDomain)
 
 	var ids []string
@@ -88,18 +95,18 @@ func TestKilledBeforeDeliveryDeliveredAfterRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	_ = first.Wait()
-	if n := len(sink.Messages()); n != 0 {
+	if n := len(s.sink.Messages()); n != 0 {
 		t.Fatalf("%d messages delivered before the kill; the test needs them queued", n)
 	}
 
 	env["PIGEONPOST_DELIVERY_WORKERS"] = "2"
 	_, s.addrs = startProcess(t, env)
-	sink.Wait(t, len(ids), 30*time.Second)
+	s.sink.Wait(t, len(ids), 30*time.Second)
 	for _, id := range ids {
 		s.waitStatus(id, "delivered")
 	}
 	time.Sleep(300 * time.Millisecond)
-	if n := len(sink.Messages()); n != len(ids) {
+	if n := len(s.sink.Messages()); n != len(ids) {
 		t.Errorf("sink holds %d messages, want %d (each exactly once)", n, len(ids))
 	}
 }
@@ -109,26 +116,9 @@ func TestKilledBeforeDeliveryDeliveredAfterRestart(t *testing.T) {
 // message is delivered later, by the next process) or a temporary failure;
 // never a 250 for a message that is then lost.
 func TestSIGTERMDuringDATA(t *testing.T) {
-	r := testkit.StartRedis(t)
-	d := testkit.StartDNS(t)
-	sink := testkit.StartSink(t, testkit.SinkOptions{})
-	d.SetMX(rcptDomain, map[string]uint16{"mx." + rcptDomain: 10})
-	d.SetA("mx."+rcptDomain, "127.0.0.1")
-	env := map[string]string{
-		"PIGEONPOST_SMTP_LISTEN":         "127.0.0.1:0",
-		"PIGEONPOST_SMTP_TLS_LISTEN":     "127.0.0.1:0",
-		"PIGEONPOST_SMTP_HOSTNAME":       "gateway.test",
-		"PIGEONPOST_HTTP_LISTEN":         "127.0.0.1:0",
-		"PIGEONPOST_REDIS_URL":           r.URL(),
-		"PIGEONPOST_DNS_RESOLVER":        d.Addr(),
-		"PIGEONPOST_DELIVERY_MX_PORT":    strconv.Itoa(sink.Port()),
-		"PIGEONPOST_DELIVERY_WORKERS":    "0",
-		"PIGEONPOST_AUTH_BOOTSTRAP_KEY":  liveKey,
-		"PIGEONPOST_DOMAINS_SPF_INCLUDE": "_spf.gateway.test",
-		"PIGEONPOST_LOG_LEVEL":           "warn",
-	}
+	s, env := processStack(t)
 	first, addrs := startProcess(t, env)
-	s := &stack{t: t, redis: r, dns: d, sink: sink, addrs: addrs}
+	s.addrs = addrs
 	s.verifyDomain(senderDomain)
 
 	from, to := "hello@"+senderDomain, "user@"+rcptDomain
@@ -172,7 +162,7 @@ func TestSIGTERMDuringDATA(t *testing.T) {
 	id := queuedID(t, reply)
 	env["PIGEONPOST_DELIVERY_WORKERS"] = "2"
 	_, s.addrs = startProcess(t, env)
-	got := sink.Wait(t, 1, 20*time.Second)
+	got := s.sink.Wait(t, 1, 20*time.Second)
 	s.waitStatus(id, "delivered")
 	if !strings.Contains(string(got[0].Data), "second half") {
 		t.Errorf("delivered a partial message:\n%s", got[0].Data)
