@@ -3,53 +3,11 @@ package pipeline
 import (
 	"bytes"
 	"encoding/base64"
-	"io"
 	"strings"
 	"testing"
 
-	"github.com/emersion/go-message"
+	"github.com/pigeonpost/pigeonpost/internal/testkit"
 )
-
-// walk collects the leaves of a parsed message: content type, disposition
-// params and decoded body.
-type leaf struct {
-	contentType, disposition, filename, contentID string
-	body                                          []byte
-}
-
-func walkMessage(t *testing.T, raw []byte) (string, []leaf) {
-	t.Helper()
-	e, err := message.Read(bytes.NewReader(raw))
-	if err != nil {
-		t.Fatal(err)
-	}
-	rootType, _, _ := e.Header.ContentType()
-	var out []leaf
-	var walk func(e *message.Entity)
-	walk = func(e *message.Entity) {
-		if mr := e.MultipartReader(); mr != nil {
-			for {
-				p, err := mr.NextPart()
-				if err == io.EOF {
-					return
-				}
-				if err != nil {
-					t.Fatal(err)
-				}
-				walk(p)
-			}
-		}
-		ct, _, _ := e.Header.ContentType()
-		disp, params, _ := e.Header.ContentDisposition()
-		body, err := io.ReadAll(e.Body)
-		if err != nil {
-			t.Fatal(err)
-		}
-		out = append(out, leaf{ct, disp, params["filename"], e.Header.Get("Content-Id"), body})
-	}
-	walk(e)
-	return rootType, out
-}
 
 func TestComposeAttachments(t *testing.T) {
 	pdf := bytes.Repeat([]byte{0, 1, 2, 0xff, '\r', '\n'}, 5000)
@@ -71,31 +29,32 @@ func TestComposeAttachments(t *testing.T) {
 			t.Fatalf("line of %d bytes", len(line))
 		}
 	}
-	root, leaves := walkMessage(t, c.Message)
+	h, leaves := testkit.MIMEParts(t, c.Message)
+	root, _, _ := h.ContentType()
 	if root != "multipart/mixed" {
 		t.Errorf("root %s", root)
 	}
-	want := []leaf{
-		{contentType: "text/plain"}, {contentType: "text/html"},
-		{contentType: "image/png", disposition: "inline", filename: "logo.png", contentID: "<logo>", body: png},
-		{contentType: "application/pdf", disposition: "attachment", filename: "invoice.pdf", body: pdf},
-		{contentType: "text/plain", disposition: "attachment", filename: "résumé.txt", body: []byte("x")},
+	want := []testkit.MIMEPart{
+		{ContentType: "text/plain"}, {ContentType: "text/html"},
+		{ContentType: "image/png", Disposition: "inline", Filename: "logo.png", ContentID: "<logo>", Body: png},
+		{ContentType: "application/pdf", Disposition: "attachment", Filename: "invoice.pdf", Body: pdf},
+		{ContentType: "text/plain", Disposition: "attachment", Filename: "résumé.txt", Body: []byte("x")},
 	}
 	if len(leaves) != len(want) {
 		t.Fatalf("%d leaves: %+v", len(leaves), leaves)
 	}
 	for i, w := range want {
 		g := leaves[i]
-		if g.contentType != w.contentType || g.disposition != w.disposition || g.filename != w.filename || g.contentID != w.contentID {
-			t.Errorf("part %d: %s %s %q %s, want %s %s %q %s", i, g.contentType, g.disposition, g.filename, g.contentID,
-				w.contentType, w.disposition, w.filename, w.contentID)
+		if g.ContentType != w.ContentType || g.Disposition != w.Disposition || g.Filename != w.Filename || g.ContentID != w.ContentID {
+			t.Errorf("part %d: %s %s %q %s, want %s %s %q %s", i, g.ContentType, g.Disposition, g.Filename, g.ContentID,
+				w.ContentType, w.Disposition, w.Filename, w.ContentID)
 		}
-		if w.body != nil && !bytes.Equal(g.body, w.body) {
-			t.Errorf("part %d: body differs (%d bytes, want %d)", i, len(g.body), len(w.body))
+		if w.Body != nil && !bytes.Equal(g.Body, w.Body) {
+			t.Errorf("part %d: body differs (%d bytes, want %d)", i, len(g.Body), len(w.Body))
 		}
 	}
-	if !strings.Contains(string(leaves[0].body), "See") {
-		t.Errorf("generated text: %q", leaves[0].body)
+	if !strings.Contains(string(leaves[0].Body), "See") {
+		t.Errorf("generated text: %q", leaves[0].Body)
 	}
 	if !strings.Contains(string(c.Message), "multipart/related") {
 		t.Error("inline part without multipart/related")
@@ -111,11 +70,12 @@ func TestComposeHTMLOnlyGetsText(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	root, leaves := walkMessage(t, c.Message)
-	if root != "multipart/alternative" || len(leaves) != 2 || leaves[0].contentType != "text/plain" {
+	h, leaves := testkit.MIMEParts(t, c.Message)
+	root, _, _ := h.ContentType()
+	if root != "multipart/alternative" || len(leaves) != 2 || leaves[0].ContentType != "text/plain" {
 		t.Fatalf("%s %+v", root, leaves)
 	}
-	if got := strings.ReplaceAll(string(leaves[0].body), "\r\n", "\n"); got != "Order #1234\n\nShipped track it (https://acme.test/t)\n" {
+	if got := strings.ReplaceAll(string(leaves[0].Body), "\r\n", "\n"); got != "Order #1234\n\nShipped track it (https://acme.test/t)\n" {
 		t.Errorf("text %q", got)
 	}
 }

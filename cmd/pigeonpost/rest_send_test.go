@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/base64"
 	"encoding/pem"
-	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -15,48 +14,9 @@ import (
 	"sync/atomic"
 	"testing"
 
-	"github.com/emersion/go-message"
-
 	"github.com/pigeonpost/pigeonpost/config"
+	"github.com/pigeonpost/pigeonpost/internal/testkit"
 )
-
-// mimeLeaves parses a message as the sink got it and returns its leaf parts.
-func mimeLeaves(t *testing.T, raw []byte) (header message.Header, leaves []mimeLeaf) {
-	t.Helper()
-	e, err := message.Read(bytes.NewReader(raw))
-	if err != nil {
-		t.Fatalf("message does not parse: %v", err)
-	}
-	var walk func(e *message.Entity)
-	walk = func(e *message.Entity) {
-		if mr := e.MultipartReader(); mr != nil {
-			for {
-				p, err := mr.NextPart()
-				if err == io.EOF {
-					return
-				}
-				if err != nil {
-					t.Fatal(err)
-				}
-				walk(p)
-			}
-		}
-		ct, _, _ := e.Header.ContentType()
-		_, params, _ := e.Header.ContentDisposition()
-		body, err := io.ReadAll(e.Body)
-		if err != nil {
-			t.Fatal(err)
-		}
-		leaves = append(leaves, mimeLeaf{ContentType: ct, Filename: params["filename"], ContentID: e.Header.Get("Content-Id"), Body: body})
-	}
-	walk(e)
-	return e.Header, leaves
-}
-
-type mimeLeaf struct {
-	ContentType, Filename, ContentID string
-	Body                             []byte
-}
 
 func TestRESTSendFields(t *testing.T) {
 	s := startStack(t)
@@ -76,7 +36,7 @@ func TestRESTSendFields(t *testing.T) {
 		if strings.Contains(data, "\r\nBcc:") || strings.Contains(data, "d@"+rcptDomain) {
 			t.Errorf("the Bcc recipient shows in the message:\n%s", data)
 		}
-		h, leaves := mimeLeaves(t, m.Data)
+		h, leaves := testkit.MIMEParts(t, m.Data)
 		if h.Get("Cc") != "<c@"+rcptDomain+">" || h.Get("Reply-To") != "<support@"+senderDomain+">" || h.Get("List-Unsubscribe") == "" {
 			t.Errorf("header: %v", h)
 		}
@@ -130,8 +90,8 @@ func TestRESTAttachmentsContent(t *testing.T) {
 		},
 	}, nil)
 	m := s.sink.Wait(t, 1, 20e9)[0]
-	_, leaves := mimeLeaves(t, m.Data)
-	byName := map[string]mimeLeaf{}
+	_, leaves := testkit.MIMEParts(t, m.Data)
+	byName := map[string]testkit.MIMEPart{}
 	for _, l := range leaves {
 		byName[l.Filename] = l
 	}
@@ -258,7 +218,7 @@ func TestRESTAttachmentPath(t *testing.T) {
 			t.Fatalf("%d %s", r.Code, r.Body)
 		}
 		m := s.sink.Wait(t, 1, 20e9)[0]
-		_, leaves := mimeLeaves(t, m.Data)
+		_, leaves := testkit.MIMEParts(t, m.Data)
 		if l := leaves[len(leaves)-1]; l.Filename != "invoice.pdf" || l.ContentType != "application/pdf" || !bytes.Equal(l.Body, pdf) {
 			t.Errorf("attachment %s %s, %d bytes", l.Filename, l.ContentType, len(l.Body))
 		}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"github.com/pigeonpost/pigeonpost/internal/testkit"
 	"net/http"
 	"strings"
 	"testing"
@@ -42,7 +43,7 @@ func TestRESTTemplates(t *testing.T) {
 	sent := s.sendOK(liveKey, map[string]any{"from": from, "to": to, "templateId": tpl.ID,
 		"variables": map[string]any{"name": "John <b>", "company": "Acme Inc"}}, nil)
 	m := s.sink.Wait(t, 1, 20e9)[0]
-	h, leaves := mimeLeaves(t, m.Data)
+	h, leaves := testkit.MIMEParts(t, m.Data)
 	if subj, _ := h.Text("Subject"); subj != "Welcome aboard, John <b>" {
 		t.Errorf("subject %q", subj)
 	}
