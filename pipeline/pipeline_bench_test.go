@@ -3,9 +3,7 @@ package pipeline
 import (
 	"bytes"
 	"context"
-	"fmt"
 	"runtime"
-	"strings"
 	"testing"
 	"time"
 
@@ -26,34 +24,6 @@ const (
 	benchRcpt    = "rcpt@example.net"
 )
 
-// benchHTMLMessage returns a message of about size body bytes with `links`
-// links spread through it; extra header lines come after the usual ones.
-// It has no Message-ID: with one, every Submit after the first would be a
-// recognised re-send (SMTP idempotency) and measure nothing.
-func benchHTMLMessage(size, links int, extra ...string) []byte {
-	var b strings.Builder
-	b.WriteString("From: Loadgen <" + benchFrom + ">\r\nTo: " + benchRcpt + "\r\nSubject: loadgen message 1\r\n" +
-		"Date: Mon, 23 Nov 2026 10:00:00 +0000\r\nMIME-Version: 1.0\r\n" +
-		"Content-Type: text/html; charset=utf-8\r\nContent-Transfer-Encoding: 7bit\r\n")
-	for _, h := range extra {
-		b.WriteString(h + "\r\n")
-	}
-	b.WriteString("\r\n<!DOCTYPE html>\r\n<html><body>\r\n")
-	start := b.Len()
-	every := max(size/(links+1), 1)
-	next, n := every, 0
-	for b.Len()-start < size {
-		b.WriteString("<p>lorem ipsum dolor sit amet consectetur adipiscing elit sed do eiusmod tempor</p>\r\n")
-		if n < links && b.Len()-start >= next {
-			fmt.Fprintf(&b, "<a href=\"https://www.example.com/offer/%04d?utm_source=bench\">offer %04d</a>\r\n", n, n)
-			n++
-			next += every
-		}
-	}
-	b.WriteString("</body></html>\r\n")
-	return []byte(b.String())
-}
-
 var benchSizes = []struct {
 	name string
 	size int
@@ -64,7 +34,7 @@ var benchSizes = []struct {
 func BenchmarkParseMessage(b *testing.B) {
 	for _, sz := range benchSizes {
 		b.Run(sz.name, func(b *testing.B) {
-			raw := benchHTMLMessage(sz.size, 20, "X-SP-Track-Opens: true", "X-SP-Track-Clicks: true")
+			raw := testkit.LoadMessage(sz.size, 20, "X-SP-Track-Opens: true", "X-SP-Track-Clicks: true")
 			now := time.Now()
 			newID := func() string { return store.NewID("msg") }
 			b.SetBytes(int64(len(raw)))
@@ -83,7 +53,7 @@ func BenchmarkParseMessage(b *testing.B) {
 func BenchmarkMessageBytes(b *testing.B) {
 	for _, sz := range benchSizes {
 		b.Run(sz.name, func(b *testing.B) {
-			raw := benchHTMLMessage(sz.size, 20, "X-SP-Track-Opens: true", "X-SP-Track-Clicks: true")
+			raw := testkit.LoadMessage(sz.size, 20, "X-SP-Track-Opens: true", "X-SP-Track-Clicks: true")
 			m, err := parseMessage(raw, "bench.localdomain", func() string { return "msg_x" }, time.Now())
 			if err != nil {
 				b.Fatal(err)
@@ -102,7 +72,7 @@ func BenchmarkMessageBytes(b *testing.B) {
 func BenchmarkNormalizeCRLF(b *testing.B) {
 	for _, sz := range benchSizes {
 		b.Run(sz.name, func(b *testing.B) {
-			raw := benchHTMLMessage(sz.size, 20)
+			raw := testkit.LoadMessage(sz.size, 20)
 			b.SetBytes(int64(len(raw)))
 			b.ReportAllocs()
 			for b.Loop() {
@@ -204,8 +174,8 @@ func BenchmarkCheckSender(b *testing.B) {
 //   - no-tracking: the same without tracking, to show its share.
 func BenchmarkSubmit(b *testing.B) {
 	svc, live, test := benchService(b, 5*time.Second)
-	msg10K := benchHTMLMessage(10240, 20)
-	msg1M := benchHTMLMessage(1<<20, 20)
+	msg10K := testkit.LoadMessage(10240, 20)
+	msg1M := testkit.LoadMessage(1<<20, 20)
 	track := &Tracking{Opens: true, Clicks: true}
 	for _, tc := range []struct {
 		name  string
@@ -240,7 +210,7 @@ func BenchmarkSubmit(b *testing.B) {
 func BenchmarkSubmitParallel(b *testing.B) {
 	svc, live, _ := benchService(b, 5*time.Second)
 	sub := Submission{Key: live, Source: "smtp", EnvelopeFrom: benchFrom,
-		Recipients: []string{benchRcpt}, Message: benchHTMLMessage(10240, 20),
+		Recipients: []string{benchRcpt}, Message: testkit.LoadMessage(10240, 20),
 		Tracking: &Tracking{Opens: true, Clicks: true}}
 	b.SetBytes(int64(len(sub.Message)))
 	procs := runtime.GOMAXPROCS(0)

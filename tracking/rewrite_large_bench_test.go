@@ -3,35 +3,13 @@ package tracking
 import (
 	"bytes"
 	"fmt"
-	"strings"
 	"testing"
+
+	"github.com/pigeonpost/pigeonpost/internal/testkit"
 )
 
-// largeBenchMessage returns the message of `make bench` workloads: a single
-// 7bit text/html part of about size bytes with `links` links spread through
-// it (like cmd/smtpload builds it).
-func largeBenchMessage(size, links int) []byte {
-	var b strings.Builder
-	b.WriteString("From: Loadgen <bench@bench.test>\r\nTo: rcpt@example.net\r\nSubject: loadgen message 1\r\n" +
-		"MIME-Version: 1.0\r\nContent-Type: text/html; charset=utf-8\r\nContent-Transfer-Encoding: 7bit\r\n\r\n" +
-		"<!DOCTYPE html>\r\n<html><body>\r\n")
-	start := b.Len()
-	every := max(size/(links+1), 1)
-	next, n := every, 0
-	for b.Len()-start < size {
-		b.WriteString("<p>lorem ipsum dolor sit amet consectetur adipiscing elit sed do eiusmod tempor</p>\r\n")
-		if n < links && b.Len()-start >= next {
-			fmt.Fprintf(&b, "<a href=\"https://www.example.com/offer/%04d?utm_source=bench\">offer %04d</a>\r\n", n, n)
-			n++
-			next += every
-		}
-	}
-	b.WriteString("</body></html>\r\n")
-	return []byte(b.String())
-}
-
 func benchRewriteSinglePart(b *testing.B, size int) {
-	msg := largeBenchMessage(size, 20)
+	msg := testkit.LoadMessage(size, 20)
 	opts := Options{
 		Opens:    true,
 		Clicks:   true,

@@ -5,33 +5,10 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"encoding/pem"
-	"fmt"
-	"strings"
 	"testing"
-)
 
-// benchDKIMMessage returns a message like the one cmd/smtpload sends: headers
-// plus an HTML body of about size bytes with `links` links, CRLF lines.
-func benchDKIMMessage(size, links int) []byte {
-	var b strings.Builder
-	b.WriteString("From: Loadgen <bench@bench.test>\r\nTo: rcpt@example.net\r\nSubject: loadgen message 1\r\n" +
-		"Date: Mon, 23 Nov 2026 10:00:00 +0000\r\nMessage-ID: <1.2.3@loadgen.bench>\r\nMIME-Version: 1.0\r\n" +
-		"Content-Type: text/html; charset=utf-8\r\nContent-Transfer-Encoding: 7bit\r\n\r\n" +
-		"<!DOCTYPE html>\r\n<html><body>\r\n")
-	start := b.Len()
-	every := max(size/(links+1), 1)
-	next, n := every, 0
-	for b.Len()-start < size {
-		b.WriteString("<p>lorem ipsum dolor sit amet consectetur adipiscing elit sed do eiusmod tempor</p>\r\n")
-		if n < links && b.Len()-start >= next {
-			fmt.Fprintf(&b, "<a href=\"https://www.example.com/offer/%04d?utm_source=bench\">offer %04d</a>\r\n", n, n)
-			n++
-			next += every
-		}
-	}
-	b.WriteString("</body></html>\r\n")
-	return []byte(b.String())
-}
+	"github.com/pigeonpost/pigeonpost/internal/testkit"
+)
 
 func benchSign(b *testing.B, pemKey string, msg []byte) {
 	s, err := NewDKIMSigner("bench.test", "pigeonpost", pemKey)
@@ -54,8 +31,8 @@ func BenchmarkDKIMSign(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	b.Run("RSA2048/10KB", func(b *testing.B) { benchSign(b, priv, benchDKIMMessage(10240, 20)) })
-	b.Run("RSA2048/1MB", func(b *testing.B) { benchSign(b, priv, benchDKIMMessage(1<<20, 20)) })
+	b.Run("RSA2048/10KB", func(b *testing.B) { benchSign(b, priv, testkit.LoadMessage(10240, 20)) })
+	b.Run("RSA2048/1MB", func(b *testing.B) { benchSign(b, priv, testkit.LoadMessage(1<<20, 20)) })
 }
 
 // BenchmarkDKIMSignEd25519 is the reference for the cost of the RSA
@@ -70,7 +47,7 @@ func BenchmarkDKIMSignEd25519(b *testing.B) {
 		b.Fatal(err)
 	}
 	priv := string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}))
-	b.Run("10KB", func(b *testing.B) { benchSign(b, priv, benchDKIMMessage(10240, 20)) })
+	b.Run("10KB", func(b *testing.B) { benchSign(b, priv, testkit.LoadMessage(10240, 20)) })
 }
 
 // BenchmarkNewDKIMSigner is the cost the worker's signer cache saves: parsing
