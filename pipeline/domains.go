@@ -36,6 +36,7 @@ func (s *Service) AddDomain(ctx context.Context, k *store.Key, name string) (*st
 		},
 	}
 	defer s.domains.drop(domainCacheKey(k.AccountID, name))
+	defer s.forgetTrackingSettings(k.AccountID)
 	if err := s.store.AddDomain(ctx, k.AccountID, d); errors.Is(err, store.ErrExists) {
 		return nil, ErrConflict("domain " + name + " already exists")
 	} else if err != nil {
@@ -78,6 +79,7 @@ func (s *Service) DeleteDomain(ctx context.Context, k *store.Key, id string) err
 		return err
 	}
 	defer s.domains.drop(domainCacheKey(k.AccountID, d.Name))
+	defer s.forgetTrackingSettings(k.AccountID)
 	if err := s.store.DeleteDomain(ctx, k.AccountID, d.Name); err != nil {
 		return storageError(err)
 	}
@@ -110,6 +112,7 @@ func (s *Service) VerifyDomain(ctx context.Context, k *store.Key, id string) (*s
 		d.VerifiedAt = &now
 	}
 	defer s.domains.drop(domainCacheKey(k.AccountID, d.Name))
+	defer s.forgetTrackingSettings(k.AccountID)
 	if err := s.store.PutDomain(ctx, k.AccountID, d); err != nil {
 		return nil, storageError(err)
 	}

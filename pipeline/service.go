@@ -56,8 +56,9 @@ type Service struct {
 	store   *store.Store
 	rdb     redis.UniversalClient
 	signer  *tracking.Signer
-	keys    *ttlCache[*store.Key]   // by key hash
-	domains *ttlCache[senderDomain] // by account and domain name
+	keys    *ttlCache[*store.Key]     // by key hash
+	domains *ttlCache[senderDomain]   // by account and domain name
+	tracks  *ttlCache[cachedTracking] // tracking settings, by account and domain name
 }
 
 // New returns a Service over rdb. trackingSecret signs click ids.
@@ -80,6 +81,7 @@ func New(rdb redis.UniversalClient, trackingSecret []byte, opt Options) *Service
 		signer:  tracking.NewSigner(trackingSecret),
 		keys:    newTTLCache[*store.Key](opt.CacheTTL),
 		domains: newTTLCache[senderDomain](opt.CacheTTL),
+		tracks:  newTTLCache[cachedTracking](opt.CacheTTL),
 	}
 }
 
@@ -357,4 +359,33 @@ func (s *Service) submit(ctx context.Context, sub Submission) (_ *Receipt, err e
 		return nil, err
 	}
 	return receipt, nil
+}
+
+// cachedTracking is an account's tracking settings for one sending domain.
+type cachedTracking struct {
+	accountID string
+	st        store.SendingTracking
+}
+
+// trackingSettings returns the tracking settings that apply to mail from
+// domain, through the cache: every tracked send and every tracking hit
+// needs them. Changes through this process drop the account's entries.
+func (s *Service) trackingSettings(ctx context.Context, accountID, domain string) (store.SendingTracking, error) {
+	now := s.opt.Now()
+	key := domainCacheKey(accountID, domain)
+	if c, ok := s.tracks.get(key, now); ok {
+		return c.st, nil
+	}
+	st, err := s.store.TrackingFor(ctx, accountID, domain)
+	if err != nil {
+		return st, err
+	}
+	s.tracks.put(key, cachedTracking{accountID: accountID, st: st}, now)
+	return st, nil
+}
+
+// forgetTrackingSettings drops the account's cached tracking settings after
+// a change to them or to one of its domains.
+func (s *Service) forgetTrackingSettings(accountID string) {
+	s.tracks.dropIf(func(c cachedTracking) bool { return c.accountID == accountID })
 }

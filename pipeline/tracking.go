@@ -110,7 +110,7 @@ func (s *Service) recordHit(ctx context.Context, emailID string, kind tracking.H
 			data[store.DataLinkIndex] = strconv.Itoa(index)
 			evType, field, seen = "clicked", store.FieldClickedAt, e.ClickedAt != nil
 		}
-		st, err := s.store.TrackingFor(ctx, e.AccountID, domainOf(e.FromAddress))
+		st, err := s.trackingSettings(ctx, e.AccountID, domainOf(e.FromAddress))
 		if err != nil {
 			return nil, nil, err
 		}
