@@ -15,9 +15,10 @@ var pixel = []byte{
 	0x01, 0x00, 0x01, 0x00, 0x00, 0x02, 0x02, 0x44, 0x01, 0x00, 0x3b,
 }
 
-// trackTimeout bounds the Redis work of a tracking hit: a slow Redis delays
-// a pixel or a redirect by at most this much (the pixel is answered anyway).
-// Webhooks are never waited on: they are sent from the event stream.
+// trackTimeout bounds how long a tracking hit waits: for a click's link to
+// be read, and for room in the recording queue when it is full (the hit is
+// then dropped, and the pixel or the redirect answered anyway). Recording
+// and webhooks are never waited on.
 const trackTimeout = 2 * time.Second
 
 // visitor is what the request says about who made it. The pipeline uses it
@@ -28,13 +29,11 @@ func visitor(r *http.Request) pipeline.Visitor {
 }
 
 // trackOpen always answers the pixel with no-cache headers, whatever
-// happens inside; the open is recorded when the id is known.
+// happens inside; the open is recorded, after, when the id is known.
 func (h *handler) trackOpen(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), trackTimeout)
 	defer cancel()
-	if err := h.svc.RecordOpen(ctx, r.PathValue("emailId"), visitor(r)); err != nil {
-		h.opt.Logger.Warn("recording open failed", "err", err) // never the visitor: privacy mode
-	}
+	h.svc.RecordOpen(ctx, r.PathValue("emailId"), visitor(r))
 	w.Header().Set("Content-Type", "image/gif")
 	w.Header().Set("Cache-Control", "no-store, no-cache, must-revalidate, private")
 	w.Header().Set("Pragma", "no-cache")

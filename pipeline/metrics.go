@@ -9,6 +9,9 @@ import (
 type Metrics struct {
 	accepted *prometheus.CounterVec
 	rejected *prometheus.CounterVec
+	// Tracking hits (hits.go): waiting to be recorded, and by outcome.
+	hitsQueued prometheus.Gauge
+	hits       *prometheus.CounterVec
 }
 
 // NewMetrics registers the pipeline's series on reg (nil: not registered).
@@ -22,9 +25,17 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "pigeonpost_pipeline_messages_rejected_total",
 			Help: "Submissions refused, by source and reason (the error code).",
 		}, []string{"source", "reason"}),
+		hitsQueued: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "pigeonpost_tracking_hits_queued",
+			Help: "Tracking hits answered and waiting to be recorded in Redis.",
+		}),
+		hits: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "pigeonpost_tracking_hits_total",
+			Help: "Tracking hits by outcome: recorded, unknown (no such email or link), failed (Redis), dropped (queue full).",
+		}, []string{"result"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.accepted, m.rejected)
+		reg.MustRegister(m.accepted, m.rejected, m.hitsQueued, m.hits)
 	}
 	return m
 }

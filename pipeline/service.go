@@ -59,6 +59,8 @@ type Service struct {
 	keys    *ttlCache[*store.Key]     // by key hash
 	domains *ttlCache[senderDomain]   // by account and domain name
 	tracks  *ttlCache[cachedTracking] // tracking settings, by account and domain name
+	links   *ttlCache[[]string]       // the tracked links of recently clicked emails, by email id
+	hits    chan trackHit             // tracking hits waiting to be recorded (hits.go)
 }
 
 // New returns a Service over rdb. trackingSecret signs click ids.
@@ -82,6 +84,8 @@ func New(rdb redis.UniversalClient, trackingSecret []byte, opt Options) *Service
 		keys:    newTTLCache[*store.Key](opt.CacheTTL),
 		domains: newTTLCache[senderDomain](opt.CacheTTL),
 		tracks:  newTTLCache[cachedTracking](opt.CacheTTL),
+		links:   newTTLCache[[]string](opt.CacheTTL),
+		hits:    make(chan trackHit, hitQueueSize),
 	}
 }
 

@@ -57,67 +57,81 @@ var errNoSuchLink = errors.New("no such link")
 // maxEmailIDLen bounds the ids the pixel endpoint looks up.
 const maxEmailIDLen = 64
 
-// RecordOpen records an open of the email. Unknown ids are ignored: the
-// pixel answers the same whatever happens.
-func (s *Service) RecordOpen(ctx context.Context, emailID string, v Visitor) error {
+// RecordOpen queues an open of the email for recording (hits.go). Unknown
+// ids are ignored: the pixel answers the same whatever happens.
+func (s *Service) RecordOpen(ctx context.Context, emailID string, v Visitor) {
 	if !strings.HasPrefix(emailID, "em_") || len(emailID) > maxEmailIDLen {
-		return nil
+		return
 	}
-	_, err := s.recordHit(ctx, emailID, tracking.HitOpen, 0, v)
-	if errors.Is(err, store.ErrNotFound) {
-		return nil
-	}
-	return err
+	s.queueHit(ctx, trackHit{emailID: emailID, kind: tracking.HitOpen, visitor: v, at: s.opt.Now()})
 }
 
 // ResolveClick checks a click id and returns the destination the original
-// mail held for it, recording the click. A tampered or unknown id is
-// ErrNotFound: no redirect to anything the mail did not contain, and
-// nothing recorded.
+// mail held for it, queueing the click for recording. A tampered or
+// unknown id is ErrNotFound: no redirect to anything the mail did not
+// contain, and nothing recorded.
 func (s *Service) ResolveClick(ctx context.Context, clickID string, v Visitor) (string, error) {
 	emailID, index, ok := s.signer.ParseClickID(clickID)
 	if !ok {
 		return "", ErrNotFound("link")
 	}
-	url, err := s.recordHit(ctx, emailID, tracking.HitClick, index, v)
-	if errors.Is(err, store.ErrNotFound) || errors.Is(err, errNoSuchLink) {
+	links, err := s.emailLinks(ctx, emailID)
+	if errors.Is(err, store.ErrNotFound) {
 		return "", ErrNotFound("link")
 	}
 	if err != nil {
 		return "", storageError(err)
 	}
-	return url, nil
+	if index < 0 || index >= len(links) {
+		return "", ErrNotFound("link")
+	}
+	s.queueHit(ctx, trackHit{emailID: emailID, kind: tracking.HitClick, index: index, visitor: v, at: s.opt.Now()})
+	return links[index], nil
 }
 
-// recordHit records one hit on a tracking endpoint as an opened or clicked
-// event, classified by the bot table (tracking.Classifier). A person's or
-// proxy's first hit sets openedAt or clickedAt and is marked first, which
-// the webhook dispatcher and the analytics counters use; a bot's hit is
-// recorded and marked botFiltered, and changes nothing else. In privacy
-// mode the visitor's address, agent and referer are used to classify and
-// then forgotten. For a click it returns the link's destination.
-func (s *Service) recordHit(ctx context.Context, emailID string, kind tracking.HitKind, index int, v Visitor) (string, error) {
-	var dest string
-	err := s.store.TrackHit(ctx, emailID, func(e *store.Email) (map[string]any, *store.Event, error) {
+// emailLinks returns the email's link destinations, through the cache:
+// they never change once the email is stored.
+func (s *Service) emailLinks(ctx context.Context, emailID string) ([]string, error) {
+	now := s.opt.Now()
+	if links, ok := s.links.get(emailID, now); ok {
+		return links, nil
+	}
+	links, err := s.store.EmailLinks(ctx, emailID)
+	if err != nil {
+		return nil, err
+	}
+	s.links.put(emailID, links, now)
+	return links, nil
+}
+
+// decideHit returns how h is recorded on the email's current record: as an
+// opened or clicked event, classified by the bot table
+// (tracking.Classifier). A person's or proxy's first hit sets openedAt or
+// clickedAt and is marked first, which the webhook dispatcher and the
+// analytics counters use; a bot's hit is recorded and marked botFiltered,
+// and changes nothing else. In privacy mode the visitor's address, agent
+// and referer are used to classify and then forgotten.
+func (s *Service) decideHit(ctx context.Context, h trackHit) func(e *store.Email) (map[string]any, *store.Event, error) {
+	return func(e *store.Email) (map[string]any, *store.Event, error) {
+		v := h.visitor
 		data := map[string]string{}
 		evType, field, seen := "opened", store.FieldOpenedAt, e.OpenedAt != nil
-		if kind == tracking.HitClick {
-			if index < 0 || index >= len(e.Links) {
+		if h.kind == tracking.HitClick {
+			if h.index < 0 || h.index >= len(e.Links) {
 				return nil, nil, errNoSuchLink
 			}
-			dest = e.Links[index]
-			data[store.DataLinkURL] = dest
-			data[store.DataLinkIndex] = strconv.Itoa(index)
+			data[store.DataLinkURL] = e.Links[h.index]
+			data[store.DataLinkIndex] = strconv.Itoa(h.index)
 			evType, field, seen = "clicked", store.FieldClickedAt, e.ClickedAt != nil
 		}
 		st, err := s.trackingSettings(ctx, e.AccountID, domainOf(e.FromAddress))
 		if err != nil {
 			return nil, nil, err
 		}
-		now := s.opt.Now().UTC()
+		at := h.at.UTC()
 		ip, _ := netip.ParseAddr(v.IP)
 		verdict := tracking.Classifier{PrefetchWindow: s.opt.BotWindow}.Classify(tracking.Hit{
-			Kind: kind, Method: v.Method, UserAgent: v.UserAgent, IP: ip, SinceDelivery: sinceDelivery(e, now),
+			Kind: h.kind, Method: v.Method, UserAgent: v.UserAgent, IP: ip, SinceDelivery: sinceDelivery(e, at),
 		})
 		if !privacyMode(st) {
 			if v.IP != "" {
@@ -126,7 +140,7 @@ func (s *Service) recordHit(ctx context.Context, emailID string, kind tracking.H
 			if v.UserAgent != "" {
 				data["userAgent"] = v.UserAgent
 			}
-			if v.Referer != "" && kind == tracking.HitClick {
+			if v.Referer != "" && h.kind == tracking.HitClick {
 				data["referer"] = v.Referer
 			}
 		}
@@ -141,13 +155,12 @@ func (s *Service) recordHit(ctx context.Context, emailID string, kind tracking.H
 				data[store.DataMachineOpen] = verdict.MachineOpen
 			}
 			if !seen {
-				fields = map[string]any{field: store.FormatTime(now)}
+				fields = map[string]any{field: store.FormatTime(at)}
 				data[store.DataFirst] = "true"
 			}
 		}
-		return fields, &store.Event{Type: evType, Timestamp: now, AccountID: e.AccountID, Data: data}, nil
-	})
-	return dest, err
+		return fields, &store.Event{Type: evType, Timestamp: at, AccountID: e.AccountID, Data: data}, nil
+	}
 }
 
 // sinceDelivery is the time from e's delivery to now. Test-mode mail is

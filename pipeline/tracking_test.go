@@ -8,24 +8,54 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/redis/go-redis/v9"
+
 	"github.com/pigeonpost/pigeonpost/internal/testkit"
 	"github.com/pigeonpost/pigeonpost/pipeline/store"
 )
 
 const testBrowserUA = "Mozilla/5.0 (X11; Linux x86_64; rv:125.0) Gecko/20100101 Firefox/125.0"
 
-// trackingService returns a Service on a fresh Redis and an account with a
-// live key.
+// trackingService returns a Service on a fresh Redis, recording tracking
+// hits, and an account with a live key.
 func trackingService(t *testing.T, opt Options) (*Service, *store.Key) {
 	t.Helper()
 	rdb := testkit.StartRedis(t).Client(t)
-	opt.Hostname, opt.PublicURL = "gw.test", "https://t.gw.test"
-	svc := New(rdb, []byte("secret"), opt)
+	svc := recordingService(t, rdb, opt)
 	k, _, err := svc.CreateAccount(context.Background(), "acme", store.ModeLive)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return svc, k
+}
+
+// recordingService returns a Service over rdb whose hit recorders run
+// until the test ends.
+func recordingService(t *testing.T, rdb redis.UniversalClient, opt Options) *Service {
+	t.Helper()
+	opt.Hostname, opt.PublicURL = "gw.test", "https://t.gw.test"
+	svc := New(rdb, []byte("secret"), opt)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = svc.RecordHits(ctx)
+	}()
+	t.Cleanup(func() { cancel(); <-done })
+	return svc
+}
+
+// settleHits waits until every hit queued on svc is recorded.
+func settleHits(t *testing.T, svc *Service) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for testutil.ToFloat64(svc.opt.Metrics.hitsQueued) != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%v tracking hits still queued", testutil.ToFloat64(svc.opt.Metrics.hitsQueued))
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }
 
 // deliveredEmail stores a live email from acme.test, delivered an hour ago,
@@ -51,27 +81,27 @@ func deliveredEmail(t *testing.T, svc *Service, k *store.Key) *store.Email {
 }
 
 // Of many simultaneous opens exactly one is the first: one event marked
-// first, one unique open counted, openedAt set once.
+// first, one unique open counted, openedAt set once. The opens come
+// through two processes' recorders on the same Redis, mixed with hits of
+// an unknown email that must not spoil their batches.
 func TestRecordOpenFirstOnceUnderConcurrency(t *testing.T) {
 	svc, k := trackingService(t, Options{BotWindow: 3 * time.Second})
+	other := recordingService(t, svc.rdb, Options{BotWindow: 3 * time.Second})
 	e := deliveredEmail(t, svc, k)
 	ctx := context.Background()
 	var wg sync.WaitGroup
-	errs := make(chan error, 20)
-	for range 20 {
+	for i := range 20 {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			errs <- svc.RecordOpen(ctx, e.ID, Visitor{Method: "GET", IP: "192.0.2.1", UserAgent: testBrowserUA})
+			via := []*Service{svc, other}[i%2]
+			via.RecordOpen(ctx, "em_unknown", Visitor{Method: "GET"})
+			via.RecordOpen(ctx, e.ID, Visitor{Method: "GET", IP: "192.0.2.1", UserAgent: testBrowserUA})
 		}()
 	}
 	wg.Wait()
-	close(errs)
-	for err := range errs {
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
+	settleHits(t, svc)
+	settleHits(t, other)
 	evs, err := svc.store.Events(ctx, e.ID)
 	if err != nil {
 		t.Fatal(err)
@@ -114,11 +144,52 @@ func TestResolveClick(t *testing.T) {
 			t.Errorf("%q: %v", id, err)
 		}
 	}
-	// Unknown and malformed pixel ids are ignored without an error.
+	// Unknown and malformed pixel ids are ignored.
 	for _, id := range []string{"em_unknown", "nope", strings.Repeat("em_", 100)} {
-		if err := svc.RecordOpen(ctx, id, v); err != nil {
-			t.Errorf("%q: %v", id, err)
-		}
+		svc.RecordOpen(ctx, id, v)
+	}
+	settleHits(t, svc)
+	evs, err := svc.store.Events(ctx, e.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if last := evs[len(evs)-1]; len(evs) != 2 || last.Type != "clicked" || last.Data[store.DataLinkURL] != "https://e.test/b" || last.Data[store.DataFirst] != "true" {
+		t.Errorf("events %+v", evs)
+	}
+	if got := testutil.ToFloat64(svc.opt.Metrics.hits.WithLabelValues("unknown")); got != 1 {
+		t.Errorf("%v hits of unknown emails recorded as such, want 1 (em_unknown)", got)
+	}
+}
+
+// The hits queued when the recorders stop are recorded before RecordHits
+// returns; a hit that finds the queue full waits only as long as its
+// context, then is dropped and counted.
+func TestHitQueueAtShutdownAndWhenFull(t *testing.T) {
+	rdb := testkit.StartRedis(t).Client(t)
+	svc := New(rdb, []byte("secret"), Options{})
+	k, _, err := svc.CreateAccount(context.Background(), "acme", store.ModeLive)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := deliveredEmail(t, svc, k)
+	ctx := context.Background()
+	for range hitQueueSize {
+		svc.RecordOpen(ctx, e.ID, Visitor{Method: "GET", UserAgent: testBrowserUA})
+	}
+	expired, cancel := context.WithCancel(ctx)
+	cancel()
+	svc.RecordOpen(expired, e.ID, Visitor{Method: "GET", UserAgent: testBrowserUA})
+	if got := testutil.ToFloat64(svc.opt.Metrics.hits.WithLabelValues("dropped")); got != 1 {
+		t.Errorf("%v hits dropped, want 1", got)
+	}
+	if err := svc.RecordHits(expired); err != nil { // stopped already: drains and returns
+		t.Fatal(err)
+	}
+	if n, _ := rdb.LLen(ctx, store.EventsKey(e.ID)).Result(); n != hitQueueSize+1 {
+		t.Errorf("%d events, want %d opens and the delivery", n, hitQueueSize+1)
+	}
+	if q := testutil.ToFloat64(svc.opt.Metrics.hitsQueued); q != 0 {
+		t.Errorf("%v hits still counted as queued", q)
 	}
 }
 

@@ -150,7 +150,21 @@ func (s *stack) track(h hit) *http.Response {
 		s.t.Fatalf("%s %s: %v", method, h.path, err)
 	}
 	resp.Body.Close()
+	s.settleHits()
 	return resp
+}
+
+// settleHits waits until the gateway has recorded every tracking hit it
+// answered: they are recorded after the answer.
+func (s *stack) settleHits() {
+	s.t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(s.metrics(), "\npigeonpost_tracking_hits_queued 0\n") {
+		if time.Now().After(deadline) {
+			s.t.Fatal("tracking hits still queued after 10 s")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
 
 type trackedEmail struct {
@@ -234,6 +248,7 @@ func TestTrackingEndpoints(t *testing.T) {
 				t.Errorf("%s: %d, %d bytes, %v", p, resp.StatusCode, len(body), h)
 			}
 		}
+		s.settleHits()
 	})
 
 	t.Run("the first open sets openedAt; every open is an event", func(t *testing.T) {

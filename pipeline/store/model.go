@@ -128,6 +128,7 @@ const (
 	FieldClickedAt   = "clickedAt"
 	FieldScheduledAt = "scheduledAt"
 	FieldCancelledAt = "cancelledAt"
+	FieldLinks       = "links" // JSON array of the tracked links' destinations, by index
 )
 
 // FormatTime is the one timestamp format in records: RFC 3339, UTC, milliseconds.
@@ -177,7 +178,7 @@ func (e *Email) hash() map[string]any {
 		"metadata":     mustJSON(nonNilMap(e.Metadata)),
 		"trackOpens":   boolField(e.TrackOpens),
 		"trackClicks":  boolField(e.TrackClicks),
-		"links":        mustJSON(nonNilSlice(e.Links)),
+		FieldLinks:     mustJSON(nonNilSlice(e.Links)),
 		FieldAttempts:  e.Attempts,
 		"createdAt":    FormatTime(e.CreatedAt),
 	}
@@ -221,7 +222,7 @@ func emailFromHash(m map[string]string) *Email {
 	}
 	_ = json.Unmarshal([]byte(m["tags"]), &e.Tags)
 	_ = json.Unmarshal([]byte(m["metadata"]), &e.Metadata)
-	_ = json.Unmarshal([]byte(m["links"]), &e.Links)
+	_ = json.Unmarshal([]byte(m[FieldLinks]), &e.Links)
 	return e
 }
 

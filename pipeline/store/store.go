@@ -407,6 +407,23 @@ func (s *Store) Email(ctx context.Context, id string) (*Email, error) {
 	return emailFromHash(m), nil
 }
 
+// EmailLinks returns the destinations of the email's tracked links, by
+// index; ErrNotFound if there is no such email. A click needs only these.
+func (s *Store) EmailLinks(ctx context.Context, id string) ([]string, error) {
+	raw, err := s.rdb.HGet(ctx, EmailKey(id), FieldLinks).Result()
+	if errors.Is(err, redis.Nil) {
+		return nil, ErrNotFound
+	}
+	if err != nil {
+		return nil, err
+	}
+	var links []string
+	if err := json.Unmarshal([]byte(raw), &links); err != nil {
+		return nil, fmt.Errorf("links of %s: %w", id, err)
+	}
+	return links, nil
+}
+
 // Body returns the stored MIME of the email.
 func (s *Store) Body(ctx context.Context, id string) ([]byte, error) {
 	b, err := s.rdb.Get(ctx, BodyKey(id)).Bytes()

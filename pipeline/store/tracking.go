@@ -210,44 +210,104 @@ const (
 	DataLinkIndex   = "linkIndex"   // a click's link index, in decimal
 )
 
-// ErrContention is returned when a record kept changing under TrackHit.
-var ErrContention = errors.New("record changed concurrently too many times")
+// ErrContention is returned when records kept changing under TrackHits.
+var ErrContention = errors.New("records changed concurrently too many times")
 
-// TrackHit records one hit of a tracking endpoint on email id. decide gets
-// the current record and returns the fields to set and the event to record
-// (nil event: record nothing); both are written in one MULTI that runs only
-// if the email record did not change since decide read it (WATCH), else
-// decide runs again. So of two simultaneous first opens exactly one sees
-// openedAt unset. An error from decide is returned as is; ErrNotFound if
-// there is no such email.
-func (s *Store) TrackHit(ctx context.Context, id string, decide func(e *Email) (map[string]any, *Event, error)) error {
-	key := EmailKey(id)
-	for range 10 {
-		err := s.rdb.Watch(ctx, func(tx *redis.Tx) error {
-			m, err := tx.HGetAll(ctx, key).Result()
-			if err != nil {
-				return err
-			}
-			if len(m) == 0 {
-				return ErrNotFound
-			}
-			fields, ev, err := decide(emailFromHash(m))
-			if err != nil || ev == nil {
-				return err
-			}
-			_, err = tx.TxPipelined(ctx, func(p redis.Pipeliner) error {
-				if len(fields) > 0 {
-					p.HSet(ctx, key, fields)
-				}
-				ev.EmailID = id
-				appendEvent(ctx, p, ev)
-				return nil
-			})
-			return err
-		}, key)
-		if !errors.Is(err, redis.TxFailedErr) {
-			return err
+// A Hit is one hit of a tracking endpoint, for TrackHits. Decide gets the
+// email's current record and returns the fields to set and the event to
+// record (nil event: record nothing).
+type Hit struct {
+	EmailID string
+	Decide  func(e *Email) (map[string]any, *Event, error)
+}
+
+// maxHitAttempts bounds how often TrackHits reruns a batch whose records
+// changed under it.
+const maxHitAttempts = 10
+
+// TrackHits records hits, in order, in one MULTI that runs only if none of
+// their email records changed since they were read (WATCH), else the whole
+// batch is decided again. So of two simultaneous first opens, in this
+// process or another, exactly one sees openedAt unset; and a hit sees the
+// fields that the hits before it in the batch set. It returns one error a
+// hit (ErrNotFound for an email that does not exist, or Decide's error;
+// such hits record nothing) and the error of the batch.
+func (s *Store) TrackHits(ctx context.Context, hits []Hit) ([]error, error) {
+	var keys []string
+	seen := map[string]bool{}
+	for _, h := range hits {
+		if k := EmailKey(h.EmailID); !seen[k] {
+			seen[k] = true
+			keys = append(keys, k)
 		}
 	}
-	return ErrContention
+	errs := make([]error, len(hits))
+	for range maxHitAttempts {
+		err := s.rdb.Watch(ctx, func(tx *redis.Tx) error {
+			return s.trackHitsOnce(ctx, tx, keys, hits, errs)
+		}, keys...)
+		if !errors.Is(err, redis.TxFailedErr) {
+			return errs, err
+		}
+	}
+	return errs, ErrContention
+}
+
+// trackHitsOnce is one attempt of TrackHits inside WATCH of keys.
+func (s *Store) trackHitsOnce(ctx context.Context, tx *redis.Tx, keys []string, hits []Hit, errs []error) error {
+	reads := make(map[string]*redis.MapStringStringCmd, len(keys))
+	if _, err := tx.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for _, k := range keys {
+			reads[k] = p.HGetAll(ctx, k)
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
+	type write struct {
+		key    string
+		fields map[string]any
+		ev     *Event
+	}
+	var writes []write
+	parsed := map[string]*Email{} // reparsed only after a hit of the batch set fields
+	for i, h := range hits {
+		key := EmailKey(h.EmailID)
+		m := reads[key].Val()
+		if len(m) == 0 {
+			errs[i] = ErrNotFound
+			continue
+		}
+		e := parsed[key]
+		if e == nil {
+			e = emailFromHash(m)
+			parsed[key] = e
+		}
+		fields, ev, err := h.Decide(e)
+		errs[i] = err
+		if err != nil || ev == nil {
+			continue
+		}
+		if len(fields) > 0 {
+			for f, v := range fields {
+				m[f] = fmt.Sprint(v)
+			}
+			delete(parsed, key)
+		}
+		ev.EmailID = h.EmailID
+		writes = append(writes, write{key: key, fields: fields, ev: ev})
+	}
+	if len(writes) == 0 {
+		return nil
+	}
+	_, err := tx.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		for _, w := range writes {
+			if len(w.fields) > 0 {
+				p.HSet(ctx, w.key, w.fields)
+			}
+			appendEvent(ctx, p, w.ev)
+		}
+		return nil
+	})
+	return err
 }
