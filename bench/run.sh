@@ -12,6 +12,9 @@
 #   a  10 KB HTML, 20 links, X-SP-Track-Opens/Clicks: true; 20 connections x 100 messages (RSET between)
 #   b  the same message, one message per connection, 20 concurrent
 #   c  1 MB HTML messages, 10 connections x 20 messages
+#   d  (only when asked: BENCH_WORKLOADS="d") 24 MiB HTML messages, 100 connections x 1 message,
+#      all at once: the memory bound for large messages (peak RSS must stay under 1 GB);
+#      under BENCH_SHORT a tiny variant, 2 MiB messages, 20 connections
 # and prints per workload: msgs/s accepted, dot->250 p50/p99, connection setup
 # p50/p99, server CPU ms per message (pigeonpost and redis-server, from
 # /proc/PID/stat), peak RSS (VmHWM, reset before each workload), delivered at the
@@ -20,7 +23,9 @@
 # Environment:
 #   BENCH_SHORT=1        a run of seconds (CI): few messages per workload
 #   BENCH_WORKLOADS      which workloads, default "a b c"
-#   BENCH_N_A/_B/_C      messages per workload (default full: 10000 / 3000 / 400; short: 400 / 200 / 40)
+#   BENCH_N_A/_B/_C/_D   messages per workload (default full: 10000 / 3000 / 400 / 100; short: 400 / 200 / 40 / 20)
+#   BENCH_SIZE_D         body size of workload d in bytes (default full: 25165824, 24 MiB, which with its
+#                        header fits smtp.max_message_bytes' 25 MiB; short: 2097152)
 #   BENCH_DURATION       time limit per workload (default 60s; short: 10s)
 #   BENCH_DRAIN_TIMEOUT  wait for delivery after each workload, seconds (default 180; short: 30)
 #   BENCH_CEILING=0      skip the ceiling runs (default: after each workload, the same workload
@@ -51,9 +56,11 @@ SHORT=${BENCH_SHORT:-0}
 WORKLOADS=${BENCH_WORKLOADS:-a b c}
 if [[ $SHORT == 1 ]]; then
   N_A=${BENCH_N_A:-400} N_B=${BENCH_N_B:-200} N_C=${BENCH_N_C:-40}
+  N_D=${BENCH_N_D:-20} SIZE_D=${BENCH_SIZE_D:-2097152}
   DURATION=${BENCH_DURATION:-10s} DRAIN=${BENCH_DRAIN_TIMEOUT:-30}
 else
   N_A=${BENCH_N_A:-10000} N_B=${BENCH_N_B:-3000} N_C=${BENCH_N_C:-400}
+  N_D=${BENCH_N_D:-100} SIZE_D=${BENCH_SIZE_D:-25165824}
   DURATION=${BENCH_DURATION:-60s} DRAIN=${BENCH_DRAIN_TIMEOUT:-180}
 fi
 WORKERS=${BENCH_WORKERS:-8}
@@ -270,6 +277,10 @@ workload_flags() {
     a) W=(-size 10240 -c 20 -per-conn 100 -n "$N_A") ;;
     b) W=(-size 10240 -c 20 -per-conn 1 -n "$N_B") ;;
     c) W=(-size 1048576 -c 10 -per-conn 20 -n "$N_C") ;;
+    # Every connection sends its message at once (-c = -n): a server that makes
+    # some of them wait must not make them time out, hence the long -timeout
+    # (per command, so per whole message body) and -grace.
+    d) W=(-size "$SIZE_D" -c "$N_D" -per-conn 1 -n "$N_D" -timeout 300s -grace 300s) ;;
     *) die "unknown workload $1" ;;
   esac
 }
@@ -294,7 +305,7 @@ log "warm-up: 200 messages (not recorded)"
   echo "commit: $(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo unknown)"
   echo "kernel: $(uname -r); cpus: $(nproc); $(grep -m1 'model name' /proc/cpuinfo 2>/dev/null || true)"
   echo "go: $($GO version | awk '{print $3}'); $(redis-server --version | awk '{print $1, $2, $3}')"
-  echo "mode: $([[ $SHORT == 1 ]] && echo short || echo full); n a/b/c: $N_A/$N_B/$N_C; duration $DURATION; delivery.workers $WORKERS"
+  echo "mode: $([[ $SHORT == 1 ]] && echo short || echo full); n a/b/c/d: $N_A/$N_B/$N_C/$N_D (d: $SIZE_D bytes); duration $DURATION; delivery.workers $WORKERS"
   echo "loadavg at start: $(cat /proc/loadavg)"
 } | tee "$OUT/env.txt" >&2
 
