@@ -97,3 +97,34 @@ func FuzzParseMessage(f *testing.F) {
 		}
 	})
 }
+
+func TestMessageBytesUnchangedHeaderIsNotCopied(t *testing.T) {
+	raw := []byte("From: a@acme.test\r\nMessage-ID: <orig@acme.test>\r\nDate: Mon, 02 Jan 2006 15:04:05 +0000\r\n" +
+		"Subject:   spaced  \r\n\tand folded\r\n\r\nbody\r\n")
+	m, err := parseMessage(raw, "gw.test", func() string { return "msg_fixed" }, testNow)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := m.bytes()
+	if string(out) != string(raw) {
+		t.Fatalf("out %q, want the message as received", out)
+	}
+	if &out[0] != &raw[0] {
+		t.Error("an unchanged message was copied")
+	}
+
+	// A header that changes is written out anew, and the received bytes are left alone.
+	edited := []byte("From: a@acme.test\r\nX-SP-Track-Opens: true\r\n\r\nbody\r\n")
+	before := string(edited)
+	m, err = parseMessage(edited, "gw.test", func() string { return "msg_fixed" }, testNow)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out = m.bytes()
+	if strings.Contains(string(out), "X-SP-Track") || !strings.HasSuffix(string(out), "\r\n\r\nbody\r\n") || !strings.Contains(string(out), "Message-Id: <msg_fixed@gw.test>") {
+		t.Errorf("edited message %q", out)
+	}
+	if string(edited) != before {
+		t.Errorf("the received message was modified: %q", edited)
+	}
+}
