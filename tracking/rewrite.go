@@ -100,7 +100,18 @@ func Rewrite(dst io.Writer, src io.Reader, opts Options) (Result, error) {
 			}
 		}
 	}
-	rw.out = make([]byte, 0, len(in)+len(in)/8+512)
+	// Build the output in dst's spare room when dst is a bytes.Buffer (the
+	// pipeline grows one for each copy): the final Write is then a copy onto
+	// itself, and a large message is not held once more in between.
+	want := len(in) + len(in)/8 + 512
+	if b, ok := dst.(*bytes.Buffer); ok {
+		if b.Available() < want {
+			b.Grow(want)
+		}
+		rw.out = b.AvailableBuffer()
+	} else {
+		rw.out = make([]byte, 0, want)
+	}
 	rw.entity(in, "", 0, nil)
 
 	out := in

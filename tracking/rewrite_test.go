@@ -272,6 +272,33 @@ func TestRewriteKeepsStructure(t *testing.T) {
 	checkInvariants(t, in, out, res)
 }
 
+// TestRewriteIntoBuffer: a bytes.Buffer destination, which Rewrite builds
+// the output in, gets what any other writer gets, after what it held.
+func TestRewriteIntoBuffer(t *testing.T) {
+	msgs := map[string][]byte{
+		"changed":   htmlMsg("", "<body><a href=\"https://e.test/\">x</a></body>\n"),
+		"unchanged": crlfText("Subject: x\n\nhttps://example.com/\n"),
+	}
+	for name, in := range msgs {
+		t.Run(name, func(t *testing.T) {
+			var plain bytes.Buffer
+			if _, err := Rewrite(struct{ io.Writer }{&plain}, bytes.NewReader(in), goldenOpts()); err != nil {
+				t.Fatal(err)
+			}
+			for _, room := range []int{0, 8, 1 << 20} { // no room, too little, plenty
+				buf := bytes.NewBufferString("prefix")
+				buf.Grow(room)
+				if _, err := Rewrite(buf, bytes.NewReader(in), goldenOpts()); err != nil {
+					t.Fatal(err)
+				}
+				if got := buf.String(); got != "prefix"+plain.String() {
+					t.Errorf("room %d: got %q, want prefix + %q", room, got, plain.String())
+				}
+			}
+		})
+	}
+}
+
 func TestRewriteIOErrors(t *testing.T) {
 	in := htmlMsg("", "<body><a href=\"https://e.test/\">x</a></body>\n")
 	errRead := errors.New("read failed")
