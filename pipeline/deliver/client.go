@@ -20,6 +20,9 @@ type Envelope struct {
 	From string // reverse-path; empty for the null sender (bounces)
 	To   string
 	Data []byte // the message, header and body; CRLF line endings (bare LF is sent as CRLF)
+	// Prefix is sent before Data: header fields added at delivery (the
+	// DKIM-Signature), kept apart so that Data is not copied to prepend them.
+	Prefix []byte
 }
 
 // Transport sends messages over SMTP. Its methods are safe for concurrent
@@ -243,7 +246,7 @@ func (t *Transport) attempt(ctx context.Context, host, target string, env Envelo
 
 // transaction sends MAIL, RCPT and DATA.
 func (t *Transport) transaction(c *smtp.Client, conn net.Conn, env Envelope, timeout time.Duration) error {
-	opts := &smtp.MailOptions{Size: int64(len(env.Data))}
+	opts := &smtp.MailOptions{Size: int64(len(env.Prefix) + len(env.Data))}
 	if !isASCII(env.From) || !isASCII(env.To) {
 		if ok, _ := c.Extension("SMTPUTF8"); ok {
 			opts.UTF8 = true
@@ -262,6 +265,9 @@ func (t *Transport) transaction(c *smtp.Client, conn net.Conn, env Envelope, tim
 	// The client clears the deadline after each command; bound the
 	// transfer of the message itself.
 	conn.SetDeadline(time.Now().Add(timeout))
+	if _, err := w.Write(env.Prefix); err != nil {
+		return err
+	}
 	if _, err := w.Write(env.Data); err != nil {
 		return err
 	}

@@ -46,6 +46,24 @@ func TestDeliverRelay(t *testing.T) {
 	}
 }
 
+// TestDeliverPrefix: the prefix (the DKIM-Signature) goes out right before
+// the message, as one message.
+func TestDeliverPrefix(t *testing.T) {
+	sink := newTestSink(t, sinkOptions{})
+	env := testEnvelope()
+	env.Prefix = []byte("DKIM-Signature: v=1; a=rsa-sha256;\r\n b=abc\r\n")
+	if err := testTransport(sink).Deliver(context.Background(), env); err != nil {
+		t.Fatalf("Deliver: %v", err)
+	}
+	msgs := sink.received()
+	if len(msgs) != 1 {
+		t.Fatalf("sink got %d messages, want 1", len(msgs))
+	}
+	if want := append(append([]byte{}, env.Prefix...), wantWire...); !bytes.Equal(msgs[0].Data, want) {
+		t.Errorf("data %q, want %q", msgs[0].Data, want)
+	}
+}
+
 func TestDeliverNullSender(t *testing.T) {
 	sink := newTestSink(t, sinkOptions{})
 	env := testEnvelope()

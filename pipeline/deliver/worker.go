@@ -205,7 +205,7 @@ func (w *Worker) attempt(ctx context.Context, entry store.Entry) error {
 	} else if err != nil {
 		return err
 	}
-	data, err := w.sign(e.AccountID, domain, body)
+	signature, err := w.sign(e.AccountID, domain, body)
 	if err != nil {
 		// Never send unsigned; retry like a temporary failure, so that
 		// delivery.max_age bounds it if the key stays broken.
@@ -213,7 +213,7 @@ func (w *Worker) attempt(ctx context.Context, entry store.Entry) error {
 		return w.record(ctx, entry, e, e.Attempts+1, &Error{Temporary: true, Local: true, Message: "DKIM signing failed", Err: err})
 	}
 	start := time.Now()
-	derr := w.Transport.Deliver(ctx, Envelope{From: e.EnvelopeFrom, To: e.ToAddress, Data: data})
+	derr := w.Transport.Deliver(ctx, Envelope{From: e.EnvelopeFrom, To: e.ToAddress, Prefix: signature, Data: body})
 	w.Metrics.attemptSeconds.Observe(time.Since(start).Seconds())
 	return w.record(ctx, entry, e, e.Attempts+1, derr)
 }
@@ -287,11 +287,11 @@ func (w *Worker) backoff(attempts int) time.Duration {
 	return d + jitter
 }
 
-// sign prepends the DKIM-Signature of d, the account's record of the From
-// domain (nil: none, the message goes unsigned).
+// sign returns the DKIM-Signature field of d, the account's record of the
+// From domain, to send before body (d nil: none, the message goes unsigned).
 func (w *Worker) sign(accountID string, d *store.Domain, body []byte) ([]byte, error) {
 	if d == nil {
-		return body, nil
+		return nil, nil
 	}
 	cacheKey := accountID + "/" + d.Name + "/" + d.Selector
 	var signer *DKIMSigner
@@ -309,8 +309,7 @@ func (w *Worker) sign(accountID string, d *store.Domain, body []byte) ([]byte, e
 	if err != nil {
 		return nil, err
 	}
-	out := make([]byte, 0, len(header)+len(body))
-	return append(append(out, header...), body...), nil
+	return []byte(header), nil
 }
 
 type signerEntry struct {
