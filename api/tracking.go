@@ -34,11 +34,20 @@ func (h *handler) trackOpen(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), trackTimeout)
 	defer cancel()
 	h.svc.RecordOpen(ctx, r.PathValue("emailId"), visitor(r))
-	w.Header().Set("Content-Type", "image/gif")
-	w.Header().Set("Cache-Control", "no-store, no-cache, must-revalidate, private")
-	w.Header().Set("Pragma", "no-cache")
-	w.Header().Set("Expires", "0")
+	header := w.Header()
+	for k, v := range pixelHeaders {
+		header[k] = v
+	}
 	_, _ = w.Write(pixel)
+}
+
+// pixelHeaders keep the pixel out of every cache, so that each open reaches
+// us. Shared, read-only: the pixel is the hottest path.
+var pixelHeaders = http.Header{
+	"Content-Type":  {"image/gif"},
+	"Cache-Control": {"no-store, no-cache, must-revalidate, private"},
+	"Pragma":        {"no-cache"},
+	"Expires":       {"0"},
 }
 
 // trackClick redirects to the destination the mail held for a valid signed

@@ -3,6 +3,8 @@ package pipeline
 import (
 	"context"
 	"errors"
+	"hash/fnv"
+	"sync"
 	"time"
 
 	"github.com/pigeonpost/pigeonpost/pipeline/store"
@@ -27,25 +29,38 @@ type trackHit struct {
 }
 
 const (
-	hitQueueSize = 16384
-	hitBatchSize = 256
-	// hitRecorders run side by side: one prepares a batch while another
-	// waits for Redis's fsync.
+	// hitRecorders record side by side: one prepares a batch while another
+	// waits for Redis's fsync. Each has its own queue, and an email's hits
+	// all go to the same one, so that they never WATCH the same records.
 	hitRecorders = 2
+	hitQueueSize = 8192 // a recorder's
+	hitBatchSize = 256
 	// hitWriteTimeout bounds the Redis work of one batch.
 	hitWriteTimeout = 10 * time.Second
 )
 
-// queueHit hands h to the recorders, waiting for room at most until ctx is
+// newHitQueues returns the recorders' queues.
+func newHitQueues() []chan trackHit {
+	q := make([]chan trackHit, hitRecorders)
+	for i := range q {
+		q[i] = make(chan trackHit, hitQueueSize)
+	}
+	return q
+}
+
+// queueHit hands h to its recorder, waiting for room at most until ctx is
 // done; a hit that finds none is dropped and counted.
 func (s *Service) queueHit(ctx context.Context, h trackHit) {
 	m := s.opt.Metrics
-	m.hitsQueued.Inc() // before the recorders can take it: the gauge never goes below 0
+	m.hitsQueued.Inc() // before the recorder can take it: the gauge never goes below 0
+	f := fnv.New32a()
+	_, _ = f.Write([]byte(h.emailID))
+	q := s.hits[f.Sum32()%hitRecorders]
 	select {
-	case s.hits <- h:
+	case q <- h:
 	default:
 		select {
-		case s.hits <- h:
+		case q <- h:
 		case <-ctx.Done():
 			m.hitsQueued.Dec()
 			m.hits.WithLabelValues("dropped").Inc()
@@ -58,42 +73,37 @@ func (s *Service) queueHit(ctx context.Context, h trackHit) {
 // what is still queued and returns. Run it once per process; stop it after
 // the HTTP listener, so that no hit is queued after it drained.
 func (s *Service) RecordHits(ctx context.Context) error {
-	done := make(chan struct{})
-	for range hitRecorders {
-		go func() {
-			defer func() { done <- struct{}{} }()
-			s.recordHitsUntil(ctx)
-		}()
+	var wg sync.WaitGroup
+	for _, q := range s.hits {
+		wg.Go(func() { s.recordHitsUntil(ctx, q) })
 	}
-	for range hitRecorders {
-		<-done
-	}
+	wg.Wait()
 	return nil
 }
 
-// recordHitsUntil is one recorder: it takes the hits that are queued, up
-// to a batch, and records them together.
-func (s *Service) recordHitsUntil(ctx context.Context) {
+// recordHitsUntil is one recorder: it takes the hits queued on q, up to a
+// batch, and records them together.
+func (s *Service) recordHitsUntil(ctx context.Context, q chan trackHit) {
 	batch := make([]trackHit, 0, hitBatchSize)
 	for {
 		select {
-		case h := <-s.hits:
+		case h := <-q:
 			batch = append(batch, h)
 		case <-ctx.Done():
-			s.drainHits(batch[:0])
+			s.drainHits(q, batch[:0])
 			return
 		}
-		batch = s.fillBatch(batch)
+		batch = fillBatch(q, batch)
 		s.recordBatch(context.WithoutCancel(ctx), batch)
 		batch = batch[:0]
 	}
 }
 
-// fillBatch adds to batch the hits queued now, up to a batch's size.
-func (s *Service) fillBatch(batch []trackHit) []trackHit {
+// fillBatch adds to batch the hits queued on q now, up to a batch's size.
+func fillBatch(q chan trackHit, batch []trackHit) []trackHit {
 	for len(batch) < cap(batch) {
 		select {
-		case h := <-s.hits:
+		case h := <-q:
 			batch = append(batch, h)
 		default:
 			return batch
@@ -102,10 +112,10 @@ func (s *Service) fillBatch(batch []trackHit) []trackHit {
 	return batch
 }
 
-// drainHits records, at shutdown, every hit still queued.
-func (s *Service) drainHits(batch []trackHit) {
+// drainHits records, at shutdown, every hit still queued on q.
+func (s *Service) drainHits(q chan trackHit, batch []trackHit) {
 	for {
-		if batch = s.fillBatch(batch[:0]); len(batch) == 0 {
+		if batch = fillBatch(q, batch[:0]); len(batch) == 0 {
 			return
 		}
 		s.recordBatch(context.Background(), batch)

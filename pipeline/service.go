@@ -60,7 +60,7 @@ type Service struct {
 	domains *ttlCache[senderDomain]   // by account and domain name
 	tracks  *ttlCache[cachedTracking] // tracking settings, by account and domain name
 	links   *ttlCache[[]string]       // the tracked links of recently clicked emails, by email id
-	hits    chan trackHit             // tracking hits waiting to be recorded (hits.go)
+	hits    []chan trackHit           // tracking hits waiting to be recorded, by recorder (hits.go)
 }
 
 // New returns a Service over rdb. trackingSecret signs click ids.
@@ -85,7 +85,7 @@ func New(rdb redis.UniversalClient, trackingSecret []byte, opt Options) *Service
 		domains: newTTLCache[senderDomain](opt.CacheTTL),
 		tracks:  newTTLCache[cachedTracking](opt.CacheTTL),
 		links:   newTTLCache[[]string](opt.CacheTTL),
-		hits:    make(chan trackHit, hitQueueSize),
+		hits:    newHitQueues(),
 	}
 }
 

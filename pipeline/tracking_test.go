@@ -173,7 +173,7 @@ func TestHitQueueAtShutdownAndWhenFull(t *testing.T) {
 	}
 	e := deliveredEmail(t, svc, k)
 	ctx := context.Background()
-	for range hitQueueSize {
+	for range hitQueueSize { // all to e's recorder
 		svc.RecordOpen(ctx, e.ID, Visitor{Method: "GET", UserAgent: testBrowserUA})
 	}
 	expired, cancel := context.WithCancel(ctx)

@@ -103,7 +103,7 @@ func (s *Store) Retry(ctx context.Context, e Entry, due time.Time, fields map[st
 		p.HSet(ctx, EmailKey(e.EmailID), fields)
 		if ev != nil {
 			ev.EmailID = e.EmailID
-			appendEvent(ctx, p, ev)
+			appendEvents(ctx, p, ev)
 		}
 		p.ZAdd(ctx, RetryKey(), redis.Z{Score: float64(due.UnixMilli()), Member: e.EmailID})
 		p.XAck(ctx, StreamKey(), GroupName, e.StreamID)

@@ -75,52 +75,82 @@ func statCounters(ev *Event) []string {
 	return nil
 }
 
-// countScript increments the counters ARGV[3..] in the day's hash KEYS[2]
-// for the email KEYS[1]: the totals and its domain's and first ARGV[2]
-// tags' fields, and sets the hash to expire in ARGV[1] seconds. It
-// must never fail (a failed command in the MULTI would fail the event's
-// recording for its caller), so it reads defensively. Both keys are in {q}.
+// countScript moves the counters of a batch of events. KEYS are pairs: an
+// email's record and its day's counter hash; ARGV[1] is the hashes' TTL in
+// seconds, ARGV[2] how many tags count, then for each pair the number of its
+// counter names and the names. Each name moves the total and the email's
+// domain's and first ARGV[2] tags' fields, summed over the batch so that a
+// field gets one HINCRBY. It must never fail (a failed command in the MULTI
+// would fail the events' recording for their caller), so it reads
+// defensively. All keys are in {q}.
 const countScript = `
-local m = redis.call('HMGET', KEYS[1], 'mode', 'fromAddress', 'tags')
-if m[1] == 'test' then return 0 end
-local domain = ''
-if type(m[2]) == 'string' then
-  domain = string.lower(string.match(m[2], '@([^@]*)$') or '')
-end
-local tags = {}
-if type(m[3]) == 'string' then
-  local ok, t = pcall(cjson.decode, m[3])
-  if ok and type(t) == 'table' then tags = t end
-end
-for i = 3, #ARGV do
-  local c = ARGV[i]
-  redis.call('HINCRBY', KEYS[2], c, 1)
-  if domain ~= '' then redis.call('HINCRBY', KEYS[2], 'd:' .. domain .. ':' .. c, 1) end
-  for j, tag in ipairs(tags) do
-    if j > tonumber(ARGV[2]) then break end
-    if type(tag) == 'string' then redis.call('HINCRBY', KEYS[2], 't:' .. tag .. ':' .. c, 1) end
+local maxTags = tonumber(ARGV[2])
+local emails, sums, hashes = {}, {}, {}
+local a = 3
+for i = 1, #KEYS, 2 do
+  local e = emails[KEYS[i]]
+  if not e then
+    local m = redis.call('HMGET', KEYS[i], 'mode', 'fromAddress', 'tags')
+    e = {test = m[1] == 'test', domain = '', tags = {}}
+    if type(m[2]) == 'string' then
+      e.domain = string.lower(string.match(m[2], '@([^@]*)$') or '')
+    end
+    if type(m[3]) == 'string' then
+      local ok, t = pcall(cjson.decode, m[3])
+      if ok and type(t) == 'table' then e.tags = t end
+    end
+    emails[KEYS[i]] = e
   end
+  local n = tonumber(ARGV[a])
+  if not e.test then
+    local sum = sums[KEYS[i + 1]]
+    if not sum then
+      sum = {}
+      sums[KEYS[i + 1]] = sum
+      hashes[#hashes + 1] = KEYS[i + 1]
+    end
+    local function add(f) sum[f] = (sum[f] or 0) + 1 end
+    for j = a + 1, a + n do
+      local c = ARGV[j]
+      add(c)
+      if e.domain ~= '' then add('d:' .. e.domain .. ':' .. c) end
+      for k, tag in ipairs(e.tags) do
+        if k > maxTags then break end
+        if type(tag) == 'string' then add('t:' .. tag .. ':' .. c) end
+      end
+    end
+  end
+  a = a + 1 + n
 end
-redis.call('EXPIRE', KEYS[2], ARGV[1])
+for _, h in ipairs(hashes) do
+  for f, v in pairs(sums[h]) do redis.call('HINCRBY', h, f, v) end
+  redis.call('EXPIRE', h, ARGV[1])
+end
 return 1
 `
 
-// countEvent queues the counter increments of ev on p (inside appendEvent's
-// MULTI).
-func countEvent(ctx context.Context, p redis.Pipeliner, ev *Event) {
-	if ev.AccountID == "" || ev.EmailID == "" {
-		return
+// countEvents queues the counter increments of evs on p (inside
+// appendEvents' MULTI), in one script call.
+func countEvents(ctx context.Context, p redis.Pipeliner, evs []*Event) {
+	var keys []string
+	args := []any{int64(statsTTL / time.Second), maxStatTags}
+	for _, ev := range evs {
+		if ev.AccountID == "" || ev.EmailID == "" {
+			continue
+		}
+		names := statCounters(ev)
+		if len(names) == 0 {
+			continue
+		}
+		keys = append(keys, EmailKey(ev.EmailID), StatsKey(ev.AccountID, StatsDay(ev.Timestamp)))
+		args = append(args, len(names))
+		for _, n := range names {
+			args = append(args, n)
+		}
 	}
-	names := statCounters(ev)
-	if len(names) == 0 {
-		return
+	if len(keys) > 0 {
+		p.Eval(ctx, countScript, keys, args...)
 	}
-	args := make([]any, 0, len(names)+2)
-	args = append(args, int64(statsTTL/time.Second), maxStatTags)
-	for _, n := range names {
-		args = append(args, n)
-	}
-	p.Eval(ctx, countScript, []string{EmailKey(ev.EmailID), StatsKey(ev.AccountID, StatsDay(ev.Timestamp))}, args...)
 }
 
 // StatsDay is the day bucket of t: its UTC date.

@@ -387,7 +387,7 @@ func (s *Store) writeEmail(ctx context.Context, p redis.Pipeliner, ne NewEmail) 
 	p.Set(ctx, BodyKey(e.ID), ne.Body, 0)
 	p.ZAdd(ctx, AccountEmailsKey(e.AccountID), redis.Z{Score: float64(e.CreatedAt.UnixMilli()), Member: e.ID})
 	for _, w := range ne.Warnings {
-		appendEvent(ctx, p, &Event{Type: "warning", Timestamp: e.CreatedAt, EmailID: e.ID, AccountID: e.AccountID,
+		appendEvents(ctx, p, &Event{Type: "warning", Timestamp: e.CreatedAt, EmailID: e.ID, AccountID: e.AccountID,
 			Data: map[string]string{"message": w}})
 	}
 	if e.Mode == ModeTest && e.ScheduledAt == nil {
@@ -439,16 +439,18 @@ const (
 	accountEventStreamMaxLen = 100_000
 )
 
-// appendEvent queues the writes that record ev: the email's history and
-// both event streams, and the analytics counters it moves. ev.EmailID and
-// ev.AccountID must be set.
-func appendEvent(ctx context.Context, p redis.Pipeliner, ev *Event) {
-	raw := mustJSON(ev)
-	p.RPush(ctx, EventsKey(ev.EmailID), raw)
-	values := []any{"account", ev.AccountID, "email", ev.EmailID, "type", ev.Type, "event", raw}
-	p.XAdd(ctx, &redis.XAddArgs{Stream: EventStreamKey(), MaxLen: eventStreamMaxLen, Approx: true, Values: values})
-	p.XAdd(ctx, &redis.XAddArgs{Stream: AccountEventsKey(ev.AccountID), MaxLen: accountEventStreamMaxLen, Approx: true, Values: values})
-	countEvent(ctx, p, ev) // analytics counters (stats.go)
+// appendEvents queues the writes that record evs: each email's history and
+// both event streams, and the analytics counters they move (stats.go, one
+// script call for all). EmailID and AccountID must be set.
+func appendEvents(ctx context.Context, p redis.Pipeliner, evs ...*Event) {
+	for _, ev := range evs {
+		raw := mustJSON(ev)
+		p.RPush(ctx, EventsKey(ev.EmailID), raw)
+		values := []any{"account", ev.AccountID, "email", ev.EmailID, "type", ev.Type, "event", raw}
+		p.XAdd(ctx, &redis.XAddArgs{Stream: EventStreamKey(), MaxLen: eventStreamMaxLen, Approx: true, Values: values})
+		p.XAdd(ctx, &redis.XAddArgs{Stream: AccountEventsKey(ev.AccountID), MaxLen: accountEventStreamMaxLen, Approx: true, Values: values})
+	}
+	countEvents(ctx, p, evs)
 }
 
 // UpdateEmail sets fields of the email record and records ev (may be nil),
@@ -460,7 +462,7 @@ func (s *Store) UpdateEmail(ctx context.Context, id string, fields map[string]an
 		}
 		if ev != nil {
 			ev.EmailID = id
-			appendEvent(ctx, p, ev)
+			appendEvents(ctx, p, ev)
 		}
 		if finalStatus(fields[FieldStatus]) {
 			s.expire(ctx, p, id)
@@ -478,7 +480,7 @@ func (s *Store) SetOnce(ctx context.Context, id, field, value string) (bool, err
 // AddEvent records an event of an email.
 func (s *Store) AddEvent(ctx context.Context, ev Event) error {
 	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		appendEvent(ctx, p, &ev)
+		appendEvents(ctx, p, &ev)
 		return nil
 	})
 	return err

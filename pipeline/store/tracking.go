@@ -214,12 +214,17 @@ const (
 var ErrContention = errors.New("records changed concurrently too many times")
 
 // A Hit is one hit of a tracking endpoint, for TrackHits. Decide gets the
-// email's current record and returns the fields to set and the event to
-// record (nil event: record nothing).
+// email's current record, its hitFields only, and returns the fields to set
+// and the event to record (nil event: record nothing).
 type Hit struct {
 	EmailID string
 	Decide  func(e *Email) (map[string]any, *Event, error)
 }
+
+// hitFields are the fields of an email record that a hit's Decide sees:
+// what classifies the hit and makes its event. Every hit reads them, so not
+// the whole record (subject, tags, metadata…).
+var hitFields = []string{"id", "accountId", "mode", "fromAddress", FieldLinks, FieldSentAt, FieldDeliveredAt, FieldOpenedAt, FieldClickedAt}
 
 // maxHitAttempts bounds how often TrackHits reruns a batch whose records
 // changed under it.
@@ -255,14 +260,26 @@ func (s *Store) TrackHits(ctx context.Context, hits []Hit) ([]error, error) {
 
 // trackHitsOnce is one attempt of TrackHits inside WATCH of keys.
 func (s *Store) trackHitsOnce(ctx context.Context, tx *redis.Tx, keys []string, hits []Hit, errs []error) error {
-	reads := make(map[string]*redis.MapStringStringCmd, len(keys))
+	reads := make(map[string]*redis.SliceCmd, len(keys))
 	if _, err := tx.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for _, k := range keys {
-			reads[k] = p.HGetAll(ctx, k)
+			reads[k] = p.HMGet(ctx, k, hitFields...)
 		}
 		return nil
 	}); err != nil {
 		return err
+	}
+	records := make(map[string]map[string]string, len(keys))
+	for k, c := range reads {
+		m := make(map[string]string, len(hitFields))
+		for i, v := range c.Val() {
+			if s, ok := v.(string); ok {
+				m[hitFields[i]] = s
+			}
+		}
+		if m["id"] != "" {
+			records[k] = m
+		}
 	}
 	type write struct {
 		key    string
@@ -273,8 +290,8 @@ func (s *Store) trackHitsOnce(ctx context.Context, tx *redis.Tx, keys []string, 
 	parsed := map[string]*Email{} // reparsed only after a hit of the batch set fields
 	for i, h := range hits {
 		key := EmailKey(h.EmailID)
-		m := reads[key].Val()
-		if len(m) == 0 {
+		m := records[key]
+		if m == nil {
 			errs[i] = ErrNotFound
 			continue
 		}
@@ -301,12 +318,14 @@ func (s *Store) trackHitsOnce(ctx context.Context, tx *redis.Tx, keys []string, 
 		return nil
 	}
 	_, err := tx.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		for _, w := range writes {
+		evs := make([]*Event, len(writes))
+		for i, w := range writes {
 			if len(w.fields) > 0 {
 				p.HSet(ctx, w.key, w.fields)
 			}
-			appendEvent(ctx, p, w.ev)
+			evs[i] = w.ev
 		}
+		appendEvents(ctx, p, evs...)
 		return nil
 	})
 	return err
