@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/pigeonpost/pigeonpost/internal/membudget"
 	"github.com/pigeonpost/pigeonpost/pipeline/store"
 )
 
@@ -30,6 +31,10 @@ type Worker struct {
 	Now          func() time.Time
 	Logger       *slog.Logger
 	Metrics      *Metrics
+	// Budget, when set, bounds the memory of the bodies being delivered: a
+	// body over 64 KiB is read back from Redis only once its size is
+	// reserved (the SMTP server shares the budget). Nil: unbounded.
+	Budget *membudget.Budget
 
 	signers sync.Map // domain + selector → *DKIMSigner
 }
@@ -181,6 +186,11 @@ func (w *Worker) attempt(ctx context.Context, entry store.Entry) error {
 		}
 		return w.Store.Ack(ctx, entry.StreamID)
 	}
+	res, err := w.reserveBody(ctx, e.ID)
+	if err != nil {
+		return err
+	}
+	defer res.Release()
 	body, err := w.Store.Body(ctx, e.ID)
 	if errors.Is(err, store.ErrNotFound) {
 		// Only a Redis that lost data gets here; retrying cannot help.
@@ -216,6 +226,30 @@ func (w *Worker) attempt(ctx context.Context, entry store.Entry) error {
 	derr := w.Transport.Deliver(ctx, Envelope{From: e.EnvelopeFrom, To: e.ToAddress, Prefix: signature, Data: body})
 	w.Metrics.attemptSeconds.Observe(time.Since(start).Seconds())
 	return w.record(ctx, entry, e, e.Attempts+1, derr)
+}
+
+// smallBody is the size up to which a body is read back without reserving
+// memory for it.
+const smallBody = 64 << 10
+
+// reserveBody reserves the memory of the email's body from the budget,
+// waiting for it until ctx ends (then the entry stays pending and is
+// claimed again later). It is nil for a small body or without a budget.
+// Once signed, the body is sent as read (Envelope.Prefix): its size is all
+// that delivery holds of it.
+func (w *Worker) reserveBody(ctx context.Context, id string) (*membudget.Reservation, error) {
+	if w.Budget == nil {
+		return nil, nil
+	}
+	n, err := w.Store.BodyLen(ctx, id)
+	if err != nil || n <= smallBody {
+		return nil, err
+	}
+	res, err := w.Budget.Acquire(ctx, n)
+	if err != nil {
+		return nil, fmt.Errorf("waiting for memory to read a %d-byte body: %w", n, err)
+	}
+	return res, nil
 }
 
 // record stores the outcome of an attempt, then acknowledges the entry.

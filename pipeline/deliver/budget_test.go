@@ -1,0 +1,81 @@
+package deliver
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pigeonpost/pigeonpost/internal/membudget"
+	"github.com/pigeonpost/pigeonpost/internal/testkit"
+	"github.com/pigeonpost/pigeonpost/pipeline/store"
+)
+
+// TestWorkerReadsLargeBodyWithinBudget: a body over smallBody is read back
+// only once its size is reserved; a small one never waits.
+func TestWorkerReadsLargeBodyWithinBudget(t *testing.T) {
+	rdb := testkit.StartRedis(t).Client(t)
+	st := store.New(rdb, time.Now)
+	sink := newTestSink(t, sinkOptions{})
+	budget := membudget.New(1<<20, 1<<20)
+	hold, err := budget.Acquire(context.Background(), budget.Size())
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	ctx := context.Background()
+	queue := func(subject string, size int) []byte {
+		var b bytes.Buffer
+		b.WriteString("From: a@acme.test\r\nTo: b@dest.test\r\nSubject: " + subject + "\r\n\r\n")
+		for b.Len() < size {
+			b.WriteString(strings.Repeat("x", 76) + "\r\n")
+		}
+		e := &store.Email{ID: store.NewID("em"), AccountID: "acc_1", KeyID: "key_1", Mode: store.ModeLive,
+			Status: store.StatusPending, Source: "smtp", FromAddress: "a@acme.test", EnvelopeFrom: "a@acme.test",
+			ToAddress: "b@dest.test", Subject: subject, CreatedAt: time.Now().UTC()}
+		if err := st.PersistWith(ctx, []store.NewEmail{{Email: e, Body: b.Bytes()}}, store.PersistOptions{Enqueue: true}); err != nil {
+			t.Fatal(err)
+		}
+		return b.Bytes()
+	}
+	large := queue("large", 200_000)
+
+	w := &Worker{
+		Store:       st,
+		Transport:   &Transport{Hostname: "pigeon.test", RelayHost: sink.Addr, Timeout: 30 * time.Second},
+		Concurrency: 2,
+		Logger:      slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Budget:      budget,
+	}
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- w.Run(runCtx) }()
+	defer func() { stop(); <-done }()
+
+	waitFor := func(what string, cond func() bool) {
+		t.Helper()
+		deadline := time.Now().Add(20 * time.Second)
+		for !cond() {
+			if time.Now().After(deadline) {
+				t.Fatalf("still waiting for %s", what)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	waitFor("the large body to wait for the budget", func() bool { return budget.Waiting() == 1 })
+	small := queue("small", 1000)
+	waitFor("the small message", func() bool { return len(sink.received()) == 1 })
+	if got := sink.received()[0].Data; !bytes.Equal(got, small) {
+		t.Fatalf("first delivery is not the small message: %.60q", got)
+	}
+
+	hold.Release()
+	waitFor("the large message", func() bool { return len(sink.received()) == 2 })
+	if got := sink.received()[1].Data; !bytes.Equal(got, large) {
+		t.Errorf("large message: got %d bytes, want %d", len(got), len(large))
+	}
+	waitFor("the budget to be released", func() bool { return budget.InUse() == 0 })
+}
