@@ -51,6 +51,7 @@ type SMTP struct {
 	ReadTimeout     time.Duration `yaml:"read_timeout"`      // 60s
 	WriteTimeout    time.Duration `yaml:"write_timeout"`     // 60s
 	DataTimeout     time.Duration `yaml:"data_timeout"`      // 10m
+	DataMemoryBytes int64         `yaml:"data_memory_bytes"` // 256 MiB of message contents in flight: SMTP messages over 64 KiB (~5x their size each) and bodies being delivered wait for their share
 }
 
 // TLS names the certificate served by the SMTP listeners. Both empty means a
@@ -166,6 +167,7 @@ func Default() Config {
 			ReadTimeout:     60 * time.Second,
 			WriteTimeout:    60 * time.Second,
 			DataTimeout:     10 * time.Minute,
+			DataMemoryBytes: 256 * mib,
 		},
 		HTTP: HTTP{
 			Listen:       ":8080",

@@ -59,6 +59,7 @@ func TestDefaultsValid(t *testing.T) {
 		{"smtp.read_timeout", d.SMTP.ReadTimeout, 60 * time.Second},
 		{"smtp.write_timeout", d.SMTP.WriteTimeout, 60 * time.Second},
 		{"smtp.data_timeout", d.SMTP.DataTimeout, 10 * time.Minute},
+		{"smtp.data_memory_bytes", d.SMTP.DataMemoryBytes, int64(256 << 20)},
 		{"tls.cert_file", d.TLS.CertFile, ""},
 		{"tls.key_file", d.TLS.KeyFile, ""},
 		{"http.listen", d.HTTP.Listen, ":8080"},
@@ -210,6 +211,7 @@ func TestEnvOverrides(t *testing.T) {
 		"PIGEONPOST_DELIVERY_REQUIRE_TLS":        "1",                       // bool
 		"PIGEONPOST_DELIVERY_RETRY_INITIAL":      "45s",                     // duration
 		"PIGEONPOST_SMTP_DATA_TIMEOUT":           " 15m ",                   // duration, spaces trimmed
+		"PIGEONPOST_SMTP_DATA_MEMORY_BYTES":      "536870912",
 		"PIGEONPOST_AUTH_BOOTSTRAP_KEY":          "sp_test_0123456789abcdefghij",
 		"PIGEONPOST_DELIVERY_WORKERS":            "0",
 		"PIGEONPOST_UNRELATED_THING":             "ignored",
@@ -250,7 +252,7 @@ func TestEnvOverrides(t *testing.T) {
 	want := Config{
 		SMTP: SMTP{Listen: ":1587", TLSListen: ":465", Hostname: "mx.example.com", MaxMessageBytes: 10485760,
 			MaxRecipients: 42, MaxConnections: 5, ReadTimeout: 5 * time.Second, WriteTimeout: 6 * time.Second,
-			DataTimeout: 15 * time.Minute},
+			DataTimeout: 15 * time.Minute, DataMemoryBytes: 512 << 20},
 		HTTP:  HTTP{Listen: ":18080", PublicURL: "https://example.com", MaxBodyBytes: 1000, AdminListen: "127.0.0.1:6060"},
 		Redis: Redis{URL: "redis://from-env:6379/1", RequireDurable: true},
 		DNS:   DNS{Resolver: "127.0.0.1:53"},
@@ -285,8 +287,8 @@ func TestEnvCoversEveryKey(t *testing.T) {
 			t.Errorf("%s: cannot be set from the environment: %v", name, err)
 		}
 	})
-	if n != 50 {
-		t.Errorf("walked %d keys, want 50", n)
+	if n != 51 {
+		t.Errorf("walked %d keys, want 51", n)
 	}
 	for _, name := range []string{"PIGEONPOST_REDIS_URL", "PIGEONPOST_SMTP_MAX_MESSAGE_BYTES", "PIGEONPOST_DELIVERY_RETRY_INITIAL"} {
 		found := false
@@ -397,6 +399,7 @@ func TestBadConfigFiles(t *testing.T) {
 		"bad-duration.yaml":            {"smtp.read_timeout: line 2: cannot unmarshal", "durations need a unit"},
 		"bad-type.yaml":                {"smtp.max_recipients: line 2: cannot unmarshal !!str `lots` into int"},
 		"bad-size.yaml":                {"smtp.max_message_bytes: must be greater than 0 (got 0)"},
+		"bad-data-memory.yaml":         {"smtp.data_memory_bytes: must be greater than 0 (got -1)"},
 		"bad-timeout.yaml":             {"smtp.data_timeout: must be greater than 0 (got 0s)"},
 		"bad-duplicate-key.yaml":       {"smtp.listen: duplicate key (line 3, first at line 2)"},
 		"bad-null-value.yaml":          {`smtp.tls_listen: line 2: no value (write "" for an empty string)`},

@@ -32,6 +32,7 @@ func (c Config) Validate() error {
 	v.timeout("smtp.read_timeout", c.SMTP.ReadTimeout)
 	v.timeout("smtp.write_timeout", c.SMTP.WriteTimeout)
 	v.timeout("smtp.data_timeout", c.SMTP.DataTimeout)
+	v.positive("smtp.data_memory_bytes", c.SMTP.DataMemoryBytes)
 
 	// tls
 	switch {

@@ -4,10 +4,11 @@ import "github.com/prometheus/client_golang/prometheus"
 
 // Metrics are the SMTP front end's Prometheus series.
 type Metrics struct {
-	sessions     prometheus.Counter
-	authFailures prometheus.Counter
-	refusedConns prometheus.Counter
-	dataSeconds  prometheus.Histogram
+	sessions       prometheus.Counter
+	authFailures   prometheus.Counter
+	refusedConns   prometheus.Counter
+	dataSeconds    prometheus.Histogram
+	budgetTimeouts prometheus.Counter
 }
 
 // NewMetrics registers the series on reg (nil: not registered).
@@ -27,9 +28,13 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help:    "Time from the start of DATA to the reply, including persistence.",
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16),
 		}),
+		budgetTimeouts: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "pigeonpost_smtp_data_budget_timeouts_total",
+			Help: "DATA answered 451 4.3.1: the message could not get its share of smtp.data_memory_bytes before the data deadline.",
+		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.sessions, m.authFailures, m.refusedConns, m.dataSeconds)
+		reg.MustRegister(m.sessions, m.authFailures, m.refusedConns, m.dataSeconds, m.budgetTimeouts)
 	}
 	return m
 }

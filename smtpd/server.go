@@ -16,6 +16,7 @@ import (
 
 	"github.com/emersion/go-smtp"
 
+	"github.com/pigeonpost/pigeonpost/internal/membudget"
 	"github.com/pigeonpost/pigeonpost/pipeline"
 )
 
@@ -27,11 +28,16 @@ type Options struct {
 	MaxConnections  int           // across both listeners; beyond it new connections get 421
 	ReadTimeout     time.Duration // per command, and per read while receiving DATA
 	WriteTimeout    time.Duration
-	DataTimeout     time.Duration // bound on a whole DATA transfer
+	DataTimeout     time.Duration // bound on a whole DATA transfer, a wait for Budget included
 	FailureDelay    time.Duration // added per recent AUTH failure from an IP
 	TLSConfig       *tls.Config
 	Logger          *slog.Logger
 	Metrics         *Metrics
+	// Budget bounds the memory of the messages being read and submitted:
+	// a message over 64 KiB reserves MessageCost of its size from it before
+	// it is read whole (session.go). Nil: unbounded. Make it with
+	// MessageCost(MaxMessageBytes) as its largest need.
+	Budget *membudget.Budget
 }
 
 // Server accepts submissions on a STARTTLS listener and an implicit-TLS one.

@@ -7,12 +7,14 @@ import (
 	"io"
 	"net"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
 
+	"github.com/pigeonpost/pigeonpost/internal/membudget"
 	"github.com/pigeonpost/pigeonpost/pipeline"
 	"github.com/pigeonpost/pigeonpost/pipeline/store"
 )
@@ -27,6 +29,7 @@ type session struct {
 	secret string // the API key this session authenticated with
 	key    *store.Key
 	from   string
+	size   int64 // SIZE= of MAIL FROM (RFC 1870), 0 when not declared
 	rcpts  []string
 	busy   atomic.Bool // a transaction is in progress (MAIL accepted, not yet reset)
 }
@@ -92,7 +95,7 @@ func (s *session) context() (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.Background(), 30*time.Second)
 }
 
-func (s *session) Mail(from string, _ *smtp.MailOptions) error {
+func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 	if !s.isTLS() {
 		return &smtp.SMTPError{Code: 530, EnhancedCode: smtp.EnhancedCode{5, 7, 0}, Message: "Must issue a STARTTLS command first"}
 	}
@@ -111,6 +114,9 @@ func (s *session) Mail(from string, _ *smtp.MailOptions) error {
 		return reply(err)
 	}
 	s.from = from
+	if opts != nil {
+		s.size = opts.Size
+	}
 	s.busy.Store(true)
 	return nil
 }
@@ -125,9 +131,12 @@ func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 
 func (s *session) Data(r io.Reader) error {
 	start := time.Now()
-	body, err := s.readData(r)
+	body, res, err := s.readData(r)
 	if err != nil {
 		return err
+	}
+	if res != nil {
+		defer res.Release() // after Submit, which holds the copies it was reserved for
 	}
 	ctx, cancel := s.context()
 	defer cancel()
@@ -143,11 +152,44 @@ func (s *session) Data(r io.Reader) error {
 	return &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: "OK queued as " + receipt.IDs[0]}
 }
 
+// Reading DATA. A message that fits in firstChunk is read as is: small
+// messages never wait for anything. A larger one must reserve its share of
+// Options.Budget, MessageCost of what it has read so far, before it reads
+// more; when the budget is taken the session stops reading, so that its
+// client is held back by TCP, until the budget frees up or the data deadline
+// passes (451 4.3.1). It is read into pieces of up to maxChunk, or into one
+// piece of the size the client declared with MAIL FROM SIZE=, and then into
+// one buffer of its exact size, instead of a buffer that doubles (which held
+// up to three times the message while it grew, and then up to twice).
+const (
+	firstChunk = 64 << 10
+	maxChunk   = 4 << 20
+)
+
+// dataCopies is how many times Submit may hold a message at once, at the
+// most: as received, the copy with its edited header, and the tracking
+// rewriter's input, HTML and output for one recipient.
+const dataCopies = 5
+
+// MessageCost is the memory a message of n bytes may take while it is read
+// and submitted: what it reserves from Options.Budget. MessageCost of
+// smtp.max_message_bytes is the largest need of the budget.
+func MessageCost(n int64) int64 { return n * dataCopies }
+
+var firstChunks = sync.Pool{New: func() any { b := make([]byte, firstChunk); return &b }}
+
+// errBusy answers a DATA that could not get its share of the memory budget
+// before the data deadline: the client keeps the message and retries.
+var errBusy = &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 1},
+	Message: "Too many large messages in progress, try again later"}
+
 // readData reads the message, normalising bare CR and LF, with an idle
 // deadline per read and an overall bound. go-smtp would otherwise keep the
 // deadline it set at the DATA command for the whole transfer, and answer a
-// timeout with a permanent 554.
-func (s *session) readData(r io.Reader) ([]byte, error) {
+// timeout with a permanent 554. A message larger than firstChunk comes with
+// its reservation of the budget, which the caller releases once it is done
+// with the message.
+func (s *session) readData(r io.Reader) ([]byte, *membudget.Reservation, error) {
 	nc := s.conn.Conn()
 	deadline := time.Now().Add(s.srv.opt.DataTimeout)
 	defer func() {
@@ -156,20 +198,101 @@ func (s *session) readData(r io.Reader) ([]byte, error) {
 		}
 	}()
 	idle := &idleReader{r: r, conn: nc, idle: s.srv.opt.ReadTimeout, deadline: deadline}
-	var buf bytes.Buffer
-	_, err := buf.ReadFrom(pipeline.NormalizeCRLF(idle))
-	if err == nil {
-		return buf.Bytes(), nil
+	src := pipeline.NormalizeCRLF(idle)
+
+	scratch := firstChunks.Get().(*[]byte)
+	defer firstChunks.Put(scratch)
+	n, err := io.ReadFull(src, *scratch)
+	if err == io.EOF || err == io.ErrUnexpectedEOF {
+		return bytes.Clone((*scratch)[:n]), nil, nil
 	}
+	if err != nil {
+		return nil, nil, dataError(err)
+	}
+
+	ctx, cancel := context.WithDeadline(context.Background(), deadline)
+	defer cancel()
+	res := s.srv.opt.Budget.Reserve()
+	body, err := s.readLarge(ctx, src, (*scratch)[:n], res)
+	if err != nil {
+		res.Release()
+		if err == errBusy {
+			s.srv.opt.Metrics.budgetTimeouts.Inc()
+			s.srv.opt.Logger.Info("message refused: no memory budget before the data deadline",
+				"ip", s.ip, "key", s.key.ID, "declared_size", s.size)
+		}
+		return nil, nil, err
+	}
+	res.Shrink(MessageCost(int64(len(body))))
+	return body, res, nil
+}
+
+// readLarge reads the rest of a message whose first bytes are first, growing
+// res before each piece it allocates.
+func (s *session) readLarge(ctx context.Context, src io.Reader, first []byte, res *membudget.Reservation) ([]byte, error) {
+	var full [][]byte // pieces read, in order
+	allocated := 0
+	alloc := func(size int) ([]byte, error) {
+		if err := res.Grow(ctx, MessageCost(int64(allocated+size))); err != nil {
+			return nil, errBusy
+		}
+		allocated += size
+		return make([]byte, 0, size), nil
+	}
+	// Room for the whole message when the client declared its size (and a
+	// little for bare line endings that become CRLF), else for twice what
+	// has come.
+	size := 2 * len(first)
+	if limit := s.srv.opt.MaxMessageBytes; s.size > int64(len(first)) && limit > 0 && s.size <= limit {
+		size = int(s.size) + 4096
+	}
+	piece, err := alloc(size)
+	if err != nil {
+		return nil, err
+	}
+	piece = append(piece, first...)
+	total := len(first)
+	for {
+		if len(piece) == cap(piece) {
+			full = append(full, piece)
+			if piece, err = alloc(min(max(total, firstChunk), maxChunk)); err != nil {
+				return nil, err
+			}
+		}
+		n, err := src.Read(piece[len(piece):cap(piece)])
+		piece = piece[:len(piece)+n]
+		total += n
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil, dataError(err)
+		}
+	}
+	if len(full) == 0 {
+		if cap(piece)-len(piece) > len(piece)/8+4096 {
+			return bytes.Clone(piece), nil // a SIZE= far above the message: do not keep the room
+		}
+		return piece, nil
+	}
+	out := make([]byte, 0, total)
+	for _, p := range full {
+		out = append(out, p...)
+	}
+	return append(out, piece...), nil
+}
+
+// dataError is the reply to a failed read of DATA.
+func dataError(err error) error {
 	var se *smtp.SMTPError
 	if errors.As(err, &se) {
-		return nil, se // e.g. 552 5.3.4 from go-smtp's size limit
+		return se // e.g. 552 5.3.4 from go-smtp's size limit
 	}
 	var ne net.Error
 	if errors.As(err, &ne) && ne.Timeout() {
-		return nil, &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 4, 2}, Message: "Timeout while receiving the message"}
+		return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 4, 2}, Message: "Timeout while receiving the message"}
 	}
-	return nil, &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "Error while receiving the message"}
+	return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "Error while receiving the message"}
 }
 
 // idleReader pushes the connection's read deadline forward on each read,
@@ -195,7 +318,7 @@ func (ir *idleReader) Read(p []byte) (int, error) {
 // Reset ends a transaction; go-smtp calls it after the reply to DATA too,
 // so during a shutdown the session is hung up once its reply is out.
 func (s *session) Reset() {
-	s.from, s.rcpts = "", nil
+	s.from, s.size, s.rcpts = "", 0, nil
 	s.busy.Store(false)
 	if s.srv.isClosing() {
 		s.hangUp()

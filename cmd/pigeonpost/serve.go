@@ -25,6 +25,7 @@ import (
 	"github.com/pigeonpost/pigeonpost/api"
 	"github.com/pigeonpost/pigeonpost/config"
 	"github.com/pigeonpost/pigeonpost/internal/certs"
+	"github.com/pigeonpost/pigeonpost/internal/membudget"
 	"github.com/pigeonpost/pigeonpost/internal/safehttp"
 	"github.com/pigeonpost/pigeonpost/pipeline"
 	"github.com/pigeonpost/pigeonpost/pipeline/deliver"
@@ -135,6 +136,20 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, opt serveOp
 		return fmt.Errorf("http.listen: %w", err)
 	}
 
+	// One bound on the memory of message contents in flight, shared by
+	// the SMTP sessions reading large messages and the delivery workers
+	// reading bodies back (smtp.data_memory_bytes).
+	budget := membudget.New(cfg.SMTP.DataMemoryBytes, smtpd.MessageCost(cfg.SMTP.MaxMessageBytes))
+	reg.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "pigeonpost_message_memory_bytes",
+			Help: "Bytes of smtp.data_memory_bytes reserved by messages being received or delivered.",
+		}, func() float64 { return float64(budget.InUse()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "pigeonpost_message_memory_waiting",
+			Help: "Messages waiting for their share of smtp.data_memory_bytes.",
+		}, func() float64 { return float64(budget.Waiting()) }),
+	)
 	smtpServer := smtpd.New(svc, smtpd.Options{
 		Hostname:        cfg.SMTP.Hostname,
 		MaxMessageBytes: cfg.SMTP.MaxMessageBytes,
@@ -147,6 +162,7 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, opt serveOp
 		TLSConfig:       tlsConfig,
 		Logger:          log,
 		Metrics:         smtpd.NewMetrics(reg),
+		Budget:          budget,
 	})
 	httpServer := &http.Server{
 		Handler: api.Handler(svc, api.Options{
@@ -188,6 +204,7 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, opt serveOp
 		ClaimIdle:    cfg.Delivery.ClaimIdle,
 		Logger:       log,
 		Metrics:      deliver.NewMetrics(reg),
+		Budget:       budget,
 	}
 
 	// The webhook dispatchers' consumer group starts at the end of the event
