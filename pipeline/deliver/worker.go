@@ -162,7 +162,7 @@ func (w *Worker) process(entry store.Entry) {
 }
 
 func (w *Worker) attempt(ctx context.Context, entry store.Entry) error {
-	e, err := w.Store.Email(ctx, entry.EmailID)
+	e, bodyLen, err := w.Store.EmailWithBodyLen(ctx, entry.EmailID)
 	if errors.Is(err, store.ErrNotFound) {
 		return w.Store.Ack(ctx, entry.StreamID)
 	}
@@ -186,7 +186,7 @@ func (w *Worker) attempt(ctx context.Context, entry store.Entry) error {
 		}
 		return w.Store.Ack(ctx, entry.StreamID)
 	}
-	res, err := w.reserveBody(ctx, e.ID)
+	res, err := w.reserveBody(ctx, bodyLen)
 	if err != nil {
 		return err
 	}
@@ -232,18 +232,14 @@ func (w *Worker) attempt(ctx context.Context, entry store.Entry) error {
 // memory for it.
 const smallBody = 64 << 10
 
-// reserveBody reserves the memory of the email's body from the budget,
+// reserveBody reserves the memory of a body of n bytes from the budget,
 // waiting for it until ctx ends (then the entry stays pending and is
 // claimed again later). It is nil for a small body or without a budget.
 // Once signed, the body is sent as read (Envelope.Prefix): its size is all
 // that delivery holds of it.
-func (w *Worker) reserveBody(ctx context.Context, id string) (*membudget.Reservation, error) {
-	if w.Budget == nil {
+func (w *Worker) reserveBody(ctx context.Context, n int64) (*membudget.Reservation, error) {
+	if w.Budget == nil || n <= smallBody {
 		return nil, nil
-	}
-	n, err := w.Store.BodyLen(ctx, id)
-	if err != nil || n <= smallBody {
-		return nil, err
 	}
 	res, err := w.Budget.Acquire(ctx, n)
 	if err != nil {

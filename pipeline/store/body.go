@@ -1,10 +1,28 @@
 package store
 
-import "context"
+import (
+	"context"
 
-// BodyLen returns the size in bytes of the email's stored MIME (0 when there
-// is none), so that a delivery worker can reserve memory for it before it
-// reads it.
-func (s *Store) BodyLen(ctx context.Context, id string) (int64, error) {
-	return s.rdb.StrLen(ctx, BodyKey(id)).Result()
+	"github.com/redis/go-redis/v9"
+)
+
+// EmailWithBodyLen is Email together with the size in bytes of the email's
+// stored MIME (0 when there is none), in one round trip, so that a delivery
+// worker can reserve memory for the body before it reads it.
+func (s *Store) EmailWithBodyLen(ctx context.Context, id string) (*Email, int64, error) {
+	var fields *redis.MapStringStringCmd
+	var size *redis.IntCmd
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		fields = p.HGetAll(ctx, EmailKey(id))
+		size = p.StrLen(ctx, BodyKey(id))
+		return nil
+	})
+	if err != nil {
+		return nil, 0, err
+	}
+	m := fields.Val()
+	if len(m) == 0 {
+		return nil, 0, ErrNotFound
+	}
+	return emailFromHash(m), size.Val(), nil
 }
