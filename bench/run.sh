@@ -279,8 +279,8 @@ workload_flags() {
     c) W=(-size 1048576 -c 10 -per-conn 20 -n "$N_C") ;;
     # Every connection sends its message at once (-c = -n): a server that makes
     # some of them wait must not make them time out, hence the long -timeout
-    # (per command, so per whole message body) and -grace.
-    d) W=(-size "$SIZE_D" -c "$N_D" -per-conn 1 -n "$N_D" -timeout 300s -grace 300s) ;;
+    # (per command, so per whole message body), -duration and -grace.
+    d) W=(-size "$SIZE_D" -c "$N_D" -per-conn 1 -n "$N_D" -timeout 300s -duration 600s -grace 300s) ;;
     *) die "unknown workload $1" ;;
   esac
 }
