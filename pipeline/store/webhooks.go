@@ -152,10 +152,10 @@ func (s *Store) ClaimEvents(ctx context.Context, consumer string, idle time.Dura
 	return streamEvents(msgs), err
 }
 
-// AckEvent marks an event as handled by the dispatchers. The entry stays in
+// AckEvents marks events as handled by the dispatchers. The entries stay in
 // the stream (trimmed by length) for other readers.
-func (s *Store) AckEvent(ctx context.Context, streamID string) error {
-	return s.rdb.XAck(ctx, EventStreamKey(), WebhookGroup, streamID).Err()
+func (s *Store) AckEvents(ctx context.Context, streamIDs ...string) error {
+	return s.rdb.XAck(ctx, EventStreamKey(), WebhookGroup, streamIDs...).Err()
 }
 
 // ---- the webhook delivery queue ----

@@ -136,30 +136,41 @@ func (d *Dispatcher) fanOutLoop(ctx context.Context) {
 			}
 			events = append(events, claimed...)
 		}
+		// One XACK for the batch: every event is a write, and under a flood
+		// of tracking hits one round trip each was most of Redis's work. A
+		// crash before it only makes the events be fanned out again, which
+		// queues nothing twice (deliveryID).
+		handled := make([]string, 0, len(events))
+		lk := &accountLookups{settings: map[string]store.TrackingSettings{}, endpoints: map[string][]*store.Webhook{}}
 		for _, ev := range events {
-			d.fanOutOne(ctx, ev)
+			if d.fanOutOne(ctx, lk, ev) {
+				handled = append(handled, ev.StreamID)
+			}
+		}
+		if len(handled) > 0 {
+			if err := d.Store.AckEvents(ctx, handled...); err != nil && ctx.Err() == nil {
+				d.Logger.Warn("acknowledging webhook events failed; they will be claimed again", "events", len(handled), "err", err)
+			}
 		}
 	}
 }
 
-// fanOutOne queues the deliveries of one event and acknowledges it. On a
-// Redis failure the entry stays pending and is claimed again later.
-func (d *Dispatcher) fanOutOne(ctx context.Context, se store.StreamEvent) {
+// fanOutOne queues the deliveries of one event and reports whether it is
+// handled, to be acknowledged. On a Redis failure it is not: the entry
+// stays pending and is claimed again later.
+func (d *Dispatcher) fanOutOne(ctx context.Context, lk *accountLookups, se store.StreamEvent) (handled bool) {
 	defer func() {
 		if p := recover(); p != nil {
 			d.Logger.Error("webhook fan-out panicked; event skipped", "entry", se.StreamID, "panic", p)
-			_ = d.Store.AckEvent(ctx, se.StreamID)
+			handled = true
 		}
 	}()
-	queued, err := d.queue(ctx, se)
+	queued, err := d.queue(ctx, lk, se)
 	if err != nil {
 		if ctx.Err() == nil {
 			d.Logger.Warn("queueing webhooks failed; the event will be claimed again", "entry", se.StreamID, "err", err)
 		}
-		return
-	}
-	if err := d.Store.AckEvent(ctx, se.StreamID); err != nil && ctx.Err() == nil {
-		d.Logger.Warn("acknowledging a webhook event failed", "entry", se.StreamID, "err", err)
+		return false
 	}
 	if queued > 0 {
 		d.Metrics.events.WithLabelValues("queued").Inc()
@@ -170,17 +181,20 @@ func (d *Dispatcher) fanOutOne(ctx context.Context, se store.StreamEvent) {
 	} else {
 		d.Metrics.events.WithLabelValues("skipped").Inc()
 	}
+	return true
 }
 
 // queue builds and queues the deliveries of one event; it returns how many.
-func (d *Dispatcher) queue(ctx context.Context, se store.StreamEvent) (int, error) {
+func (d *Dispatcher) queue(ctx context.Context, lk *accountLookups, se store.StreamEvent) (int, error) {
 	ev := se.Event
 	if ev.Type == "" || ev.AccountID == "" || ev.EmailID == "" || ev.Data[store.DataBotFiltered] == "true" {
 		return 0, nil
 	}
 	if ev.Type == "opened" || ev.Type == "clicked" {
 		if ev.Data[store.DataFirst] != "true" {
-			settings, err := d.Store.TrackingSettings(ctx, ev.AccountID)
+			settings, err := memoized(lk.settings, ev.AccountID, func() (store.TrackingSettings, error) {
+				return d.Store.TrackingSettings(ctx, ev.AccountID)
+			})
 			if err != nil {
 				return 0, err
 			}
@@ -190,7 +204,9 @@ func (d *Dispatcher) queue(ctx context.Context, se store.StreamEvent) (int, erro
 		}
 	}
 	name := EventName(ev.Type)
-	endpoints, err := d.Store.Webhooks(ctx, ev.AccountID)
+	endpoints, err := memoized(lk.endpoints, ev.AccountID, func() ([]*store.Webhook, error) {
+		return d.Store.Webhooks(ctx, ev.AccountID)
+	})
 	if err != nil {
 		return 0, err
 	}
@@ -222,6 +238,26 @@ func (d *Dispatcher) queue(ctx context.Context, se store.StreamEvent) (int, erro
 		return 0, err
 	}
 	return len(ds), nil
+}
+
+// accountLookups keeps, for one batch of events, what the fan-out read of
+// each account: a batch of opens of one account reads its settings and
+// endpoints once. A change made meanwhile applies from the next batch.
+type accountLookups struct {
+	settings  map[string]store.TrackingSettings
+	endpoints map[string][]*store.Webhook
+}
+
+// memoized returns m[key], loading and keeping it on the first call.
+func memoized[V any](m map[string]V, key string, load func() (V, error)) (V, error) {
+	if v, ok := m[key]; ok {
+		return v, nil
+	}
+	v, err := load()
+	if err == nil {
+		m[key] = v
+	}
+	return v, err
 }
 
 // deliveryID is the same for an event and an endpoint whoever computes it,
