@@ -25,7 +25,7 @@ func (s *Service) rewrite(e *store.Email, base []byte, plan trackPlan) ([]byte, 
 	}
 	var out bytes.Buffer
 	out.Grow(len(base) + len(base)/8)
-	res, err := tracking.Rewrite(&out, bytes.NewReader(base), tracking.Options{
+	res, err := tracking.RewriteBytes(&out, base, tracking.Options{
 		Opens:     e.TrackOpens,
 		Clicks:    e.TrackClicks,
 		TextLinks: e.TrackClicks,

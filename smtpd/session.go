@@ -166,9 +166,10 @@ const (
 	maxChunk   = 4 << 20
 )
 
-// dataCopies is how many times Submit may hold a message at once, at the
-// most: as received, the copy with its edited header, and the tracking
-// rewriter's input, HTML and output for one recipient.
+// dataCopies bounds how many times Submit may hold a message at once: as
+// received, the copy with its edited header, and the tracking rewriter's
+// decoded HTML and output (up to an eighth larger) for one recipient; the
+// rest is room for the parts' smaller buffers.
 const dataCopies = 5
 
 // MessageCost is the memory a message of n bytes may take while it is read

@@ -59,9 +59,13 @@ func FuzzRewrite(f *testing.F) {
 func checkRewriteMessage(t *testing.T, data []byte, opts Options) {
 	t.Helper()
 	var out bytes.Buffer
-	res, err := Rewrite(&out, bytes.NewReader(data), opts)
+	in := bytes.Clone(data)
+	res, err := RewriteBytes(&out, in, opts) // Rewrite reads src into a slice and calls it
 	if err != nil {
 		t.Fatalf("Rewrite: %v", err)
+	}
+	if !bytes.Equal(in, data) {
+		t.Fatalf("RewriteBytes changed its input:\n%q\n%q", data, in)
 	}
 	got := out.Bytes()
 	if res.Changed == bytes.Equal(got, data) {

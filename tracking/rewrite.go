@@ -81,7 +81,17 @@ func Rewrite(dst io.Writer, src io.Reader, opts Options) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
+	return RewriteBytes(dst, in, opts)
+}
 
+// RewriteBytes is Rewrite of a message the caller holds already: it reads
+// in without copying it (nor changing it), so that a large message is not
+// held once more.
+func RewriteBytes(dst io.Writer, in []byte, opts Options) (Result, error) {
+	if !opts.Opens && !opts.Clicks {
+		_, err := dst.Write(in)
+		return Result{}, err
+	}
 	rw := &rewriter{opts: opts}
 	if rw.opts.Clicks && rw.opts.ClickURL == nil {
 		rw.opts.Clicks = false
