@@ -21,6 +21,12 @@ var pixel = []byte{
 // and webhooks are never waited on.
 const trackTimeout = 2 * time.Second
 
+// trackContext bounds a tracking hit by trackTimeout only: a visitor who
+// goes away while its hit waits for room still made the hit.
+func trackContext(r *http.Request) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(r.Context()), trackTimeout)
+}
+
 // visitor is what the request says about who made it. The pipeline uses it
 // to classify the hit and stores it only outside privacy mode; nothing here
 // logs it.
@@ -31,7 +37,7 @@ func visitor(r *http.Request) pipeline.Visitor {
 // trackOpen always answers the pixel with no-cache headers, whatever
 // happens inside; the open is recorded, after, when the id is known.
 func (h *handler) trackOpen(w http.ResponseWriter, r *http.Request) {
-	ctx, cancel := context.WithTimeout(r.Context(), trackTimeout)
+	ctx, cancel := trackContext(r)
 	defer cancel()
 	h.svc.RecordOpen(ctx, r.PathValue("emailId"), visitor(r))
 	header := w.Header()
@@ -57,7 +63,7 @@ var pixelHeaders = http.Header{
 // misclassified person must still reach the link); their hit is recorded
 // as botFiltered.
 func (h *handler) trackClick(w http.ResponseWriter, r *http.Request) {
-	ctx, cancel := context.WithTimeout(r.Context(), trackTimeout)
+	ctx, cancel := trackContext(r)
 	defer cancel()
 	dest, err := h.svc.ResolveClick(ctx, r.PathValue("trackingId"), visitor(r))
 	if err != nil {
