@@ -15,6 +15,11 @@
 #   d  (only when asked: BENCH_WORKLOADS="d") 24 MiB HTML messages, 100 connections x 1 message,
 #      all at once: the memory bound for large messages (peak RSS must stay under 1 GB);
 #      under BENCH_SHORT a tiny variant, 2 MiB messages, 20 connections
+#   t  (only when named in BENCH_WORKLOADS) the tracking endpoints under wrk: 200 tracked
+#      emails sent through the REST API and delivered, then for 10 s each the 200 open pixels
+#      and one click URL, as fast as wrk can (-c50), and paced (-c128, each connection pausing
+#      5 ms: about 20,000 req/s offered), with a browser's User-Agent; prints req/s, latency
+#      p50/p90/p99 and the hits recorded (pigeonpost_tracking_hits_total)
 # and prints per workload: msgs/s accepted, dot->250 p50/p99, connection setup
 # p50/p99, server CPU ms per message (pigeonpost and redis-server, from
 # /proc/PID/stat), peak RSS (VmHWM, reset before each workload), delivered at the
@@ -285,6 +290,59 @@ workload_flags() {
   esac
 }
 
+# tracking_workload runs workload t (see the top of this file).
+tracking_workload() {
+  command -v wrk >/dev/null || die "workload t needs wrk (apt-get install -y wrk)"
+  command -v curl >/dev/null || die "workload t needs curl"
+  local ids=$WORK/track-ids.txt i id click run
+  : >"$ids"
+  log "workload t: sending 200 tracked emails"
+  for ((i = 0; i < 200; i++)); do
+    curl -sf -H "Authorization: Bearer $KEY" -H 'Content-Type: application/json' "http://$HTTP_ADDR/v1/emails" \
+      -d '{"from":"bench@'"$DOMAIN"'","to":"rcpt'"$i"'@example.net","subject":"t","html":"<p><a href=\"https://example.net/'"$i"'\">a link</a></p>","tracking":{"opens":true,"clicks":true}}' |
+      sed -n 's/.*"id":"\(em_[^"]*\)".*/\1/p' >>"$ids"
+  done
+  (($(wc -l <"$ids") == 200)) || die "workload t: sending through the REST API failed"
+  id=$(head -1 "$ids")
+  # The click URL as stored: quoted-printable soft line breaks joined.
+  click=$(curl -sf -H "Authorization: Bearer $KEY" "http://$HTTP_ADDR/v1/emails/$id/content" | tr -d '\r' |
+    sed -e ':a' -e '/=$/{N;s/=\n//;ba}' | grep -o '/v1/track/click/em_[A-Za-z0-9._-]*' | head -1)
+  [[ -n $click ]] || die "workload t: no click URL in $id"
+  # Hits within tracking.bot_window (3 s) of the delivery count as prefetches: wait it out.
+  sleep 4
+  cat >"$WORK/pixels.lua" <<LUA
+local ids = {}
+for line in io.lines("$ids") do ids[#ids + 1] = line end
+local i = 0
+request = function()
+  i = i + 1
+  return wrk.format("GET", "/v1/track/open/" .. ids[(i % #ids) + 1])
+end
+LUA
+  cat >"$WORK/paced-pixels.lua" <<LUA
+dofile("$WORK/pixels.lua")
+delay = function() return 5 end
+LUA
+  echo 'delay = function() return 5 end' >"$WORK/paced.lua"
+  local ua="User-Agent: Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0"
+  {
+    echo "| run | req/s | p50 / p90 / p99 ms | non-2xx/3xx |"
+    echo "|---|---|---|---|"
+    for run in "pixel -c50:50:$WORK/pixels.lua:/" "click -c50:50::$click" "pixel paced -c128:128:$WORK/paced-pixels.lua:/" "click paced -c128:128:$WORK/paced.lua:$click"; do
+      IFS=: read -r name conns script path <<<"$run"
+      wrk -t2 -c"$conns" -d10s --latency -H "$ua" ${script:+-s "$script"} "http://$HTTP_ADDR$path" >"$WORK/wrk.out" 2>&1 ||
+        die "wrk failed: $(cat "$WORK/wrk.out")"
+      awk -v name="$name" '
+        function ms(v) { if (v ~ /us$/) return v / 1000; if (v ~ /ms$/) return v + 0; if (v ~ /s$/) return v * 1000; return v }
+        $1 == "50%" { p50 = ms($2) } $1 == "90%" { p90 = ms($2) } $1 == "99%" { p99 = ms($2) }
+        /Requests\/sec/ { rps = $2 } /Non-2xx/ { bad = $NF }
+        END { printf "| %s | %.0f | %.2f / %.2f / %.2f | %d |\n", name, rps, p50, p90, p99, bad }' "$WORK/wrk.out"
+    done
+  } | tee "$OUT/t.md"
+  sleep 2
+  echo "hits: $(curl -s "http://$HTTP_ADDR/metrics" | grep '^pigeonpost_tracking_hits' | tr '\n' ' ')" | tee -a "$OUT/t.md"
+}
+
 CEILING=${BENCH_CEILING:-1}
 if [[ $CEILING == 1 ]]; then
   CEILF=()
@@ -311,6 +369,10 @@ log "warm-up: 200 messages (not recorded)"
 
 FILES=()
 for w in $WORKLOADS; do
+  if [[ $w == t ]]; then
+    tracking_workload
+    continue
+  fi
   workload_flags "$w"
   f=$OUT/$w.json
   log "workload $w: ${W[*]}"
@@ -328,7 +390,7 @@ echo "loadavg at end: $(cat /proc/loadavg)" >>"$OUT/env.txt"
 
 grep -E 'level=(ERROR|WARN)' "$WORK/pigeonpost.log" | grep -v 'self-signed' | sort | uniq -c | sort -rn | head -5 >&2 || true
 echo
-"$SMTPLOAD" -report "${FILES[@]}" | tee "$OUT/table.md"
+((${#FILES[@]} == 0)) || "$SMTPLOAD" -report "${FILES[@]}" | tee "$OUT/table.md"
 echo
 [[ $CEILING == 1 ]] && echo "ceiling = the same client against a STARTTLS+AUTH sink that discards (smtpload -sink), same certificate; x ceiling = msgs/s ratio."
 echo "server CPU = utime+stime from /proc/PID/stat over the load window / until delivery ended; peak RSS = VmHWM, reset before each workload."
