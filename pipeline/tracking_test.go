@@ -49,13 +49,9 @@ func recordingService(t *testing.T, rdb redis.UniversalClient, opt Options) *Ser
 // settleHits waits until every hit queued on svc is recorded.
 func settleHits(t *testing.T, svc *Service) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for testutil.ToFloat64(svc.opt.Metrics.hitsQueued) != 0 {
-		if time.Now().After(deadline) {
-			t.Fatalf("%v tracking hits still queued", testutil.ToFloat64(svc.opt.Metrics.hitsQueued))
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	testkit.WaitFor(t, "the queued tracking hits to be recorded", func() bool {
+		return testutil.ToFloat64(svc.opt.Metrics.hitsQueued) == 0
+	})
 }
 
 // deliveredEmail stores a live email from acme.test, delivered an hour ago,

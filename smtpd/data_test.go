@@ -146,18 +146,6 @@ func send(t *testing.T, c *smtp.Client, msg []byte, size int64) (string, error) 
 	return finish(begin(t, c, size), msg)
 }
 
-// waitFor polls cond until it holds, failing after a generous deadline.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("still waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 type sendResult struct {
 	id  string
 	err error
@@ -222,7 +210,7 @@ func TestLargeDataWaitsForBudget(t *testing.T) {
 	if _, err := w1.Write(first[:200_000]); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the first message to hold the budget", func() bool { return s.budget.InUse() == s.budget.Size() })
+	testkit.WaitFor(t, "the first message to hold the budget", func() bool { return s.budget.InUse() == s.budget.Size() })
 
 	r2 := make(chan sendResult, 1)
 	c2 := s.client(t)
@@ -231,7 +219,7 @@ func TestLargeDataWaitsForBudget(t *testing.T) {
 		id, err := finish(w2, second)
 		r2 <- sendResult{id, err}
 	}()
-	waitFor(t, "the second message to wait for the budget", func() bool { return s.budget.Waiting() == 1 })
+	testkit.WaitFor(t, "the second message to wait for the budget", func() bool { return s.budget.Waiting() == 1 })
 
 	small := testMessage(2000)
 	id, err := send(t, s.client(t), small, 0)

@@ -19,6 +19,7 @@ import (
 
 	"github.com/pigeonpost/pigeonpost/api"
 	"github.com/pigeonpost/pigeonpost/config"
+	"github.com/pigeonpost/pigeonpost/internal/testkit"
 )
 
 // The contract of api/openapi.json, through the real server: every
@@ -136,7 +137,7 @@ func TestOpenAPIContract(t *testing.T) {
 	}
 	c.call("listEvents", "", nil)
 	c.call("getAnalytics", "", nil)
-	waitFor(t, "a webhook delivery given up", func() bool {
+	testkit.WaitFor(t, "a webhook delivery given up", func() bool {
 		var failed struct{ Data []any }
 		s.api("GET", "/v1/webhooks/failed", liveKey, nil, &failed)
 		return len(failed.Data) > 0

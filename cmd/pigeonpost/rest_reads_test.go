@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/emersion/go-smtp"
+
+	"github.com/pigeonpost/pigeonpost/internal/testkit"
 )
 
 func TestRESTListEmailsFilters(t *testing.T) {
@@ -27,7 +29,7 @@ func TestRESTListEmailsFilters(t *testing.T) {
 	}
 	var last struct{ CreatedAt time.Time }
 	s.api("GET", "/v1/emails/"+first[2], liveKey, nil, &last)
-	waitFor(t, "the clock to pass the first group", func() bool { return time.Now().After(last.CreatedAt.Add(2 * time.Millisecond)) })
+	testkit.WaitFor(t, "the clock to pass the first group", func() bool { return time.Now().After(last.CreatedAt.Add(2 * time.Millisecond)) })
 	since := last.CreatedAt.Add(time.Millisecond)
 	var second []string
 	for i := range 2 {

@@ -19,6 +19,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/pigeonpost/pigeonpost/config"
+	"github.com/pigeonpost/pigeonpost/internal/testkit"
 	"github.com/pigeonpost/pigeonpost/tracking"
 )
 
@@ -158,13 +159,9 @@ func (s *stack) track(h hit) *http.Response {
 // answered: they are recorded after the answer.
 func (s *stack) settleHits() {
 	s.t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !strings.Contains(s.metrics(), "\npigeonpost_tracking_hits_queued 0\n") {
-		if time.Now().After(deadline) {
-			s.t.Fatal("tracking hits still queued after 10 s")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testkit.WaitFor(s.t, "the answered tracking hits to be recorded", func() bool {
+		return strings.Contains(s.metrics(), "\npigeonpost_tracking_hits_queued 0\n")
+	})
 }
 
 type trackedEmail struct {

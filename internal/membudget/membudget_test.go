@@ -7,20 +7,9 @@ import (
 	"sync"
 	"testing"
 	"time"
-)
 
-// waitFor polls cond until it holds, failing the test after a generous
-// deadline (a hang, not a measurement).
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("still waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond)
-	}
-}
+	"github.com/pigeonpost/pigeonpost/internal/testkit"
+)
 
 // result runs fn in a goroutine and returns its error on a channel.
 func result(fn func() error) <-chan error {
@@ -49,10 +38,10 @@ func TestAcquireWaitsInOrder(t *testing.T) {
 	}
 	var second, third *Reservation
 	c2 := result(func() (err error) { second, err = b.Acquire(ctx, 50); return })
-	waitFor(t, "the second to wait", func() bool { return b.Waiting() == 1 })
+	testkit.WaitFor(t, "the second to wait", func() bool { return b.Waiting() == 1 })
 	// 40 are free and the third fits, but it does not overtake the second.
 	c3 := result(func() (err error) { third, err = b.Acquire(ctx, 10); return })
-	waitFor(t, "the third to wait", func() bool { return b.Waiting() == 2 })
+	testkit.WaitFor(t, "the third to wait", func() bool { return b.Waiting() == 2 })
 	first.Release()
 	if err := recv(t, c2); err != nil {
 		t.Fatal(err)
@@ -86,7 +75,7 @@ func TestAcquireTimeoutHoldsNothing(t *testing.T) {
 	hold, _ := b.Acquire(context.Background(), 80)
 	ctx, cancel := context.WithCancel(context.Background())
 	c := result(func() error { _, err := b.Acquire(ctx, 50); return err })
-	waitFor(t, "the waiter", func() bool { return b.Waiting() == 1 })
+	testkit.WaitFor(t, "the waiter", func() bool { return b.Waiting() == 1 })
 	cancel()
 	if err := recv(t, c); !errors.Is(err, context.Canceled) {
 		t.Fatalf("got %v", err)
@@ -107,9 +96,9 @@ func TestCancelledFrontLetsOthersIn(t *testing.T) {
 	hold, _ := b.Acquire(context.Background(), 60)
 	ctx, cancel := context.WithCancel(context.Background())
 	big := result(func() error { _, err := b.Acquire(ctx, 90); return err })
-	waitFor(t, "the big one", func() bool { return b.Waiting() == 1 })
+	testkit.WaitFor(t, "the big one", func() bool { return b.Waiting() == 1 })
 	small := result(func() error { _, err := b.Acquire(context.Background(), 30); return err })
-	waitFor(t, "the small one", func() bool { return b.Waiting() == 2 })
+	testkit.WaitFor(t, "the small one", func() bool { return b.Waiting() == 2 })
 	cancel()
 	if err := recv(t, big); err == nil {
 		t.Fatal("the big one got its bytes")
@@ -162,12 +151,12 @@ func TestGrowWaitsForLargestOneAtATime(t *testing.T) {
 	}
 	other, _ := b.Acquire(ctx, 40) // 70 in use: a needs 40 more, 30 are free
 	ga := result(func() error { return a.Grow(ctx, 20) })
-	waitFor(t, "a to wait for bytes", func() bool { return b.Waiting() == 1 })
+	testkit.WaitFor(t, "a to wait for bytes", func() bool { return b.Waiting() == 1 })
 	cctx, cancel := context.WithCancel(ctx)
 	gc := result(func() error { return c.Grow(cctx, 20) })
-	waitFor(t, "c to wait for its turn", func() bool { return b.Waiting() == 2 })
+	testkit.WaitFor(t, "c to wait for its turn", func() bool { return b.Waiting() == 2 })
 	gd := result(func() error { return d.Grow(ctx, 20) })
-	waitFor(t, "d to wait for its turn", func() bool { return b.Waiting() == 3 })
+	testkit.WaitFor(t, "d to wait for its turn", func() bool { return b.Waiting() == 3 })
 	cancel()
 	if err := recv(t, gc); !errors.Is(err, context.Canceled) || c.Held() != 10 {
 		t.Fatalf("c: %v, held %d", err, c.Held())
@@ -177,7 +166,7 @@ func TestGrowWaitsForLargestOneAtATime(t *testing.T) {
 		t.Fatalf("a: %v, held %d", err, a.Held())
 	}
 	// d now has the turn and waits for 40 more: 30 are free.
-	waitFor(t, "d to wait for bytes", func() bool { return b.Waiting() == 1 })
+	testkit.WaitFor(t, "d to wait for bytes", func() bool { return b.Waiting() == 1 })
 	a.Release()
 	if err := recv(t, gd); err != nil || d.Held() != 50 {
 		t.Fatalf("d: %v, held %d", err, d.Held())

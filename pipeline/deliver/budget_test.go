@@ -55,27 +55,17 @@ func TestWorkerReadsLargeBodyWithinBudget(t *testing.T) {
 	go func() { done <- w.Run(runCtx) }()
 	defer func() { stop(); <-done }()
 
-	waitFor := func(what string, cond func() bool) {
-		t.Helper()
-		deadline := time.Now().Add(20 * time.Second)
-		for !cond() {
-			if time.Now().After(deadline) {
-				t.Fatalf("still waiting for %s", what)
-			}
-			time.Sleep(5 * time.Millisecond)
-		}
-	}
-	waitFor("the large body to wait for the budget", func() bool { return budget.Waiting() == 1 })
+	testkit.WaitFor(t, "the large body to wait for the budget", func() bool { return budget.Waiting() == 1 })
 	small := queue("small", 1000)
-	waitFor("the small message", func() bool { return len(sink.received()) == 1 })
+	testkit.WaitFor(t, "the small message", func() bool { return len(sink.received()) == 1 })
 	if got := sink.received()[0].Data; !bytes.Equal(got, small) {
 		t.Fatalf("first delivery is not the small message: %.60q", got)
 	}
 
 	hold.Release()
-	waitFor("the large message", func() bool { return len(sink.received()) == 2 })
+	testkit.WaitFor(t, "the large message", func() bool { return len(sink.received()) == 2 })
 	if got := sink.received()[1].Data; !bytes.Equal(got, large) {
 		t.Errorf("large message: got %d bytes, want %d", len(got), len(large))
 	}
-	waitFor("the budget to be released", func() bool { return budget.InUse() == 0 })
+	testkit.WaitFor(t, "the budget to be released", func() bool { return budget.InUse() == 0 })
 }
