@@ -2,7 +2,9 @@ package pipeline
 
 import (
 	"context"
+	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -10,22 +12,39 @@ import (
 	"github.com/pigeonpost/pigeonpost/pipeline/store"
 )
 
-// gcra is the generic cell rate algorithm in one atomic script: the key holds
-// the theoretical arrival time (TAT) of the next send in ms. A request of
-// `cost` sends is allowed when it would not move the TAT more than the burst
-// tolerance past now. It returns 0 when allowed, else the ms to wait.
-var gcra = redis.NewScript(`
+// admitScript checks a submission's recipients against the account's
+// suppression list (KEYS[2]) and charges the sends to the others to its
+// rate, in one round trip. The rate is the generic cell rate algorithm:
+// KEYS[1] holds the theoretical arrival time (TAT) of the next send in ms,
+// and a request of cost sends is allowed when it would not move the TAT
+// more than the burst tolerance past now. ARGV: now, the interval and the
+// tolerance in ms, the burst (the most one request is charged), then the
+// recipients in lower case. It returns {wait, s1, s2, ...}: si is 1 when
+// recipient i is suppressed; wait is 0 when the others' sends are charged
+// (or there are none: nothing is charged), else the ms to wait, and then
+// nothing is charged.
+var admitScript = redis.NewScript(`
+local suppressed = redis.call('HMGET', KEYS[2], unpack(ARGV, 5))
+local out = {0}
+local cost = 0
+for i = 1, #suppressed do
+  if suppressed[i] then out[i + 1] = 1 else out[i + 1] = 0; cost = cost + 1 end
+end
+if cost == 0 then return out end
 local now = tonumber(ARGV[1])
 local interval = tonumber(ARGV[2])
 local tolerance = tonumber(ARGV[3])
-local cost = tonumber(ARGV[4])
+cost = math.min(cost, tonumber(ARGV[4]))
 local tat = tonumber(redis.call('GET', KEYS[1]) or now)
 if tat < now then tat = now end
 local newtat = tat + interval * cost
 local wait = newtat - tolerance - now
-if wait > 0 then return math.ceil(wait) end
+if wait > 0 then
+  out[1] = math.ceil(wait)
+  return out
+end
 redis.call('SET', KEYS[1], tostring(newtat), 'PX', math.ceil(newtat - now) + 1000)
-return 0
+return out
 `)
 
 // RateLimit is an account's sustained rate and burst.
@@ -34,20 +53,37 @@ type RateLimit struct {
 	Burst     int
 }
 
-// allow charges cost sends to the account, or returns ErrRateLimited.
-func (l RateLimit) allow(ctx context.Context, rdb redis.UniversalClient, accountID string, cost int, now time.Time) error {
-	cost = min(cost, l.Burst) // a request larger than the burst could never pass
+// admit returns which of rcpts the account has suppressed and charges the
+// sends to the others to its rate: ErrAllSuppressed when there are none,
+// ErrRateLimited (nothing charged) when they are over the rate.
+func (l RateLimit) admit(ctx context.Context, rdb redis.UniversalClient, accountID string, rcpts []string, now time.Time) ([]bool, error) {
 	interval := 1000 / l.PerSecond
-	wait, err := gcra.Run(ctx, rdb, []string{store.RateKey(accountID)},
-		now.UnixMilli(),
+	args := make([]any, 0, 4+len(rcpts))
+	args = append(args, now.UnixMilli(),
 		strconv.FormatFloat(interval, 'f', 3, 64),
 		strconv.FormatFloat(interval*float64(l.Burst), 'f', 3, 64),
-		cost).Int64()
+		l.Burst) // a request larger than the burst could never pass: it is charged as the burst
+	for _, r := range rcpts {
+		args = append(args, strings.ToLower(r))
+	}
+	res, err := admitScript.Run(ctx, rdb, []string{store.RateKey(accountID), store.SuppressionsKey(accountID)}, args...).Int64Slice()
 	if err != nil {
-		return storageError(err)
+		return nil, storageError(err)
 	}
-	if wait > 0 {
-		return ErrRateLimited(time.Duration(wait) * time.Millisecond)
+	if len(res) != len(rcpts)+1 {
+		return nil, storageError(fmt.Errorf("admit script: %d results for %d recipients", len(res), len(rcpts)))
 	}
-	return nil
+	suppressed := make([]bool, len(rcpts))
+	all := true
+	for i := range rcpts {
+		suppressed[i] = res[i+1] == 1
+		all = all && suppressed[i]
+	}
+	switch {
+	case all:
+		return suppressed, ErrAllSuppressed()
+	case res[0] > 0:
+		return suppressed, ErrRateLimited(time.Duration(res[0]) * time.Millisecond)
+	}
+	return suppressed, nil
 }

@@ -2,6 +2,8 @@ package pipeline
 
 import (
 	"context"
+	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -10,32 +12,60 @@ import (
 	"github.com/pigeonpost/pigeonpost/pipeline/store"
 )
 
-func TestRateLimitGCRA(t *testing.T) {
+func TestAdmitRateLimitsAndSuppresses(t *testing.T) {
 	rdb := testkit.StartRedis(t).Client(t)
 	ctx := context.Background()
 	l := RateLimit{PerSecond: 10, Burst: 5}
 	now := time.UnixMilli(1_000_000_000)
+	one := []string{"a@example.test"}
 	// A burst of 5 passes at once, the 6th waits ~100 ms.
 	for i := range 5 {
-		if err := l.allow(ctx, rdb, "acct_a", 1, now); err != nil {
+		if _, err := l.admit(ctx, rdb, "acct_a", one, now); err != nil {
 			t.Fatalf("send %d: %v", i, err)
 		}
 	}
-	err := l.allow(ctx, rdb, "acct_a", 1, now)
+	_, err := l.admit(ctx, rdb, "acct_a", one, now)
 	e := AsError(err)
 	if err == nil || e.Code != "rate_limited" || e.SMTPCode != 451 || e.RetryAfter <= 0 || e.RetryAfter > 100*time.Millisecond {
 		t.Fatalf("6th send: %v (retry after %v)", err, e.RetryAfter)
 	}
 	// Another account is not affected; the first recovers with time.
-	if err := l.allow(ctx, rdb, "acct_b", 1, now); err != nil {
+	if _, err := l.admit(ctx, rdb, "acct_b", one, now); err != nil {
 		t.Fatal(err)
 	}
-	if err := l.allow(ctx, rdb, "acct_a", 1, now.Add(100*time.Millisecond)); err != nil {
+	if _, err := l.admit(ctx, rdb, "acct_a", one, now.Add(100*time.Millisecond)); err != nil {
 		t.Fatalf("after 100 ms: %v", err)
 	}
 	// A request larger than the burst is charged as the burst, not refused forever.
-	if err := l.allow(ctx, rdb, "acct_c", 50, now); err != nil {
+	many := make([]string, 50)
+	for i := range many {
+		many[i] = fmt.Sprintf("r%d@example.test", i)
+	}
+	if _, err := l.admit(ctx, rdb, "acct_c", many, now); err != nil {
 		t.Fatalf("cost over burst: %v", err)
+	}
+
+	// Suppressed recipients are reported (whatever their case) and not
+	// charged; when all are, nothing is charged and the send is refused.
+	st := store.New(rdb, time.Now)
+	for _, addr := range []string{"gone@example.test", "Bounced@Example.test"} {
+		if err := st.Suppress(ctx, "acct_d", addr, "bounce"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := l.admit(ctx, rdb, "acct_d", []string{"GONE@example.test", "ok@example.test", "bounced@example.test"}, now)
+	if err != nil || !slices.Equal(got, []bool{true, false, true}) {
+		t.Fatalf("suppressed %v, %v", got, err)
+	}
+	for range 20 {
+		if _, err := l.admit(ctx, rdb, "acct_d", []string{"gone@example.test", "bounced@example.test"}, now); AsError(err).Code != ErrAllSuppressed().Code {
+			t.Fatalf("all suppressed: %v", err)
+		}
+	}
+	for i := range 4 { // the burst less the one send charged above
+		if _, err := l.admit(ctx, rdb, "acct_d", one, now); err != nil {
+			t.Fatalf("send %d after the suppressed ones: %v", i, err)
+		}
 	}
 }
 

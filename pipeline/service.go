@@ -309,9 +309,9 @@ func (s *Service) submit(ctx context.Context, sub Submission) (_ *Receipt, err e
 	// As documented, an accepted send answers "sent": pigeonpost has it
 	// (the email record itself is pending until a worker hands it over).
 	receipt := &Receipt{Status: store.StatusSent}
-	suppressed, err := s.store.Suppressed(ctx, k.AccountID, sub.Recipients)
+	suppressed, err := s.opt.RateLimit.admit(ctx, s.rdb, k.AccountID, sub.Recipients, now)
 	if err != nil {
-		return nil, storageError(err)
+		return nil, err
 	}
 	var recipients []string
 	for i, rcpt := range sub.Recipients {
@@ -320,12 +320,6 @@ func (s *Service) submit(ctx context.Context, sub Submission) (_ *Receipt, err e
 		} else {
 			recipients = append(recipients, rcpt)
 		}
-	}
-	if len(recipients) == 0 {
-		return nil, ErrAllSuppressed()
-	}
-	if err := s.opt.RateLimit.allow(ctx, s.rdb, k.AccountID, len(recipients), now); err != nil {
-		return nil, err
 	}
 
 	track, trackWarnings, err := s.trackingFor(ctx, k, sub.Tracking, msg)

@@ -335,23 +335,6 @@ type Suppression struct {
 	CreatedAt time.Time `json:"createdAt"`
 }
 
-// Suppressed reports, for each address, whether it is on the account's list.
-func (s *Store) Suppressed(ctx context.Context, accountID string, addrs []string) ([]bool, error) {
-	fields := make([]string, len(addrs))
-	for i, a := range addrs {
-		fields[i] = strings.ToLower(a)
-	}
-	vals, err := s.rdb.HMGet(ctx, SuppressionsKey(accountID), fields...).Result()
-	if err != nil {
-		return nil, err
-	}
-	out := make([]bool, len(addrs))
-	for i, v := range vals {
-		out[i] = v != nil
-	}
-	return out, nil
-}
-
 // Suppress adds addr to the account's suppression list.
 func (s *Store) Suppress(ctx context.Context, accountID, addr, reason string) error {
 	b, _ := json.Marshal(Suppression{Address: strings.ToLower(addr), Reason: reason, CreatedAt: s.now().UTC()})
