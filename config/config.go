@@ -91,6 +91,10 @@ type Delivery struct {
 	MaxAge       time.Duration `yaml:"max_age"`       // 72h, then failed
 	ClaimIdle    time.Duration `yaml:"claim_idle"`    // 5m: entries a dead worker left are reclaimed after this idle time
 	RequireTLS   bool          `yaml:"require_tls"`   // false
+	// In-flow control: with more than BacklogLimit messages queued for
+	// delivery, each submission waits InFlowDelay before it is stored.
+	BacklogLimit int           `yaml:"backlog_limit"` // 50000; 0 disables
+	InFlowDelay  time.Duration `yaml:"in_flow_delay"` // 1s
 }
 
 // Auth configures API key authentication.
@@ -182,6 +186,8 @@ func Default() Config {
 			RetryMax:     time.Hour,
 			MaxAge:       72 * time.Hour,
 			ClaimIdle:    5 * time.Minute,
+			BacklogLimit: 50000,
+			InFlowDelay:  time.Second,
 		},
 		Auth: Auth{
 			FailureDelay: time.Second,

@@ -78,6 +78,8 @@ func TestDefaultsValid(t *testing.T) {
 		{"delivery.max_age", d.Delivery.MaxAge, 72 * time.Hour},
 		{"delivery.claim_idle", d.Delivery.ClaimIdle, 5 * time.Minute},
 		{"delivery.require_tls", d.Delivery.RequireTLS, false},
+		{"delivery.backlog_limit", d.Delivery.BacklogLimit, 50000},
+		{"delivery.in_flow_delay", d.Delivery.InFlowDelay, time.Second},
 		{"auth.bootstrap_key", d.Auth.BootstrapKey, ""},
 		{"auth.failure_delay", d.Auth.FailureDelay, time.Second},
 		{"limits.rate_per_second", d.Limits.RatePerSecond, 100.0},
@@ -258,7 +260,7 @@ func TestEnvOverrides(t *testing.T) {
 		DNS:   DNS{Resolver: "127.0.0.1:53"},
 		Delivery: Delivery{RelayHost: "relay:587", MXPort: 2525, Workers: 0, Timeout: 30 * time.Second,
 			RetryInitial: 45 * time.Second, RetryMax: 2 * time.Hour, MaxAge: 24 * time.Hour,
-			ClaimIdle: 10 * time.Minute, RequireTLS: true},
+			ClaimIdle: 10 * time.Minute, RequireTLS: true, BacklogLimit: 50000, InFlowDelay: time.Second},
 		Auth:      Auth{BootstrapKey: "sp_test_0123456789abcdefghij", FailureDelay: 0},
 		Limits:    Limits{RatePerSecond: 12.5, Burst: 9},
 		Retention: Default().Retention,
@@ -287,8 +289,8 @@ func TestEnvCoversEveryKey(t *testing.T) {
 			t.Errorf("%s: cannot be set from the environment: %v", name, err)
 		}
 	})
-	if n != 51 {
-		t.Errorf("walked %d keys, want 51", n)
+	if n != 53 {
+		t.Errorf("walked %d keys, want 53", n)
 	}
 	for _, name := range []string{"PIGEONPOST_REDIS_URL", "PIGEONPOST_SMTP_MAX_MESSAGE_BYTES", "PIGEONPOST_DELIVERY_RETRY_INITIAL"} {
 		found := false
@@ -390,6 +392,7 @@ func TestBadConfigFiles(t *testing.T) {
 		"bad-relay-host.yaml":          {"delivery.relay_host: port must be a number from 1 to 65535"},
 		"bad-mx-port.yaml":             {"delivery.mx_port: must be between 1 and 65535 (got 0)"},
 		"bad-workers.yaml":             {"delivery.workers: must be 0 or more (got -1)"},
+		"bad-in-flow.yaml":             {"delivery.backlog_limit: must be 0 (off) or more (got -5)", "delivery.in_flow_delay: must be between 0 and 1m (got 2m0s)"},
 		"bad-claim-idle.yaml":          {"delivery.claim_idle: must be longer than delivery.timeout"},
 		"bad-bootstrap-key.yaml":       {"auth.bootstrap_key: must start with sp_live_ or sp_test_"},
 		"bad-bootstrap-key-short.yaml": {"auth.bootstrap_key: must be at least 24 characters (got 13)"},

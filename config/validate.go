@@ -69,6 +69,12 @@ func (c Config) Validate() error {
 	if c.Delivery.Workers < 0 {
 		v.add("delivery.workers", fmt.Sprintf("must be 0 or more (got %d)", c.Delivery.Workers))
 	}
+	if c.Delivery.BacklogLimit < 0 {
+		v.add("delivery.backlog_limit", fmt.Sprintf("must be 0 (off) or more (got %d)", c.Delivery.BacklogLimit))
+	}
+	if c.Delivery.InFlowDelay < 0 || c.Delivery.InFlowDelay > time.Minute {
+		v.add("delivery.in_flow_delay", fmt.Sprintf("must be between 0 and 1m (got %s)", c.Delivery.InFlowDelay))
+	}
 	v.timeout("delivery.timeout", c.Delivery.Timeout)
 	okInitial := v.timeout("delivery.retry_initial", c.Delivery.RetryInitial)
 	okMax := v.timeout("delivery.retry_max", c.Delivery.RetryMax)

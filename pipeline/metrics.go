@@ -9,6 +9,8 @@ import (
 type Metrics struct {
 	accepted *prometheus.CounterVec
 	rejected *prometheus.CounterVec
+	// inFlowDelays counts the submissions slowed by the in-flow control.
+	inFlowDelays prometheus.Counter
 	// Tracking hits (hits.go): waiting to be recorded, and by outcome.
 	hitsQueued prometheus.Gauge
 	hits       *prometheus.CounterVec
@@ -25,6 +27,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "pigeonpost_pipeline_messages_rejected_total",
 			Help: "Submissions refused, by source and reason (the error code).",
 		}, []string{"source", "reason"}),
+		inFlowDelays: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "pigeonpost_pipeline_inflow_delays_total",
+			Help: "Submissions that waited delivery.in_flow_delay because more than delivery.backlog_limit messages were queued.",
+		}),
 		hitsQueued: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "pigeonpost_tracking_hits_queued",
 			Help: "Tracking hits answered and waiting to be recorded in Redis.",
@@ -35,7 +41,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"result"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.accepted, m.rejected, m.hitsQueued, m.hits)
+		reg.MustRegister(m.accepted, m.rejected, m.inFlowDelays, m.hitsQueued, m.hits)
 	}
 	return m
 }

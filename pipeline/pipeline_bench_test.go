@@ -88,18 +88,23 @@ func BenchmarkNormalizeCRLF(b *testing.B) {
 // benchService returns a Service on a fresh redis-server with the live and
 // test bootstrap keys, and bench.test verified for the live key's account
 // (with an RSA-2048 DKIM key, so the domain record has its real size).
-func benchService(b *testing.B, cacheTTL time.Duration) (*Service, *store.Key, *store.Key) {
+// mutate may change the options first.
+func benchService(b testing.TB, cacheTTL time.Duration, mutate ...func(*Options)) (*Service, *store.Key, *store.Key) {
 	b.Helper()
 	rdb := testkit.StartRedis(b).Client(b)
 	ctx := context.Background()
-	svc := New(rdb, []byte("bench-tracking-secret-0123456789abcdef"), Options{
+	opt := Options{
 		Hostname:     "bench.localdomain",
 		PublicURL:    "http://127.0.0.1:8080",
 		RateLimit:    RateLimit{PerSecond: 1_000_000, Burst: 1_000_000},
 		DKIMSelector: "pigeonpost",
 		SPFInclude:   "_spf.bench.localdomain",
 		CacheTTL:     cacheTTL,
-	})
+	}
+	for _, m := range mutate {
+		m(&opt)
+	}
+	svc := New(rdb, []byte("bench-tracking-secret-0123456789abcdef"), opt)
 	live, err := svc.EnsureKey(ctx, "default", benchLiveKey)
 	if err != nil {
 		b.Fatal(err)

@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	"github.com/pigeonpost/pigeonpost/internal/testkit"
 	"github.com/pigeonpost/pigeonpost/pipeline/store"
 )
@@ -129,5 +131,40 @@ func TestSubmitStoresNothingWhenRedisRefuses(t *testing.T) {
 	}
 	if _, err := svc.Submit(ctx, sub); err != nil {
 		t.Fatalf("after memory is back: %v", err)
+	}
+}
+
+// With more mail queued for delivery than the backlog limit, live
+// submissions wait the in-flow delay (counted); below it, or for test
+// keys, they do not.
+func TestInFlowControl(t *testing.T) {
+	svc, live, test := benchService(t, time.Second, func(o *Options) {
+		o.InFlow = InFlow{BacklogLimit: 3, Delay: time.Millisecond}
+	})
+	ctx := context.Background()
+	msg := testkit.LoadMessage(1024, 1)
+	submit := func(k *store.Key) {
+		t.Helper()
+		if _, err := svc.Submit(ctx, Submission{Key: k, Source: "api", EnvelopeFrom: benchFrom, Recipients: []string{benchRcpt}, Message: msg}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	delays := func() float64 { return testutil.ToFloat64(svc.opt.Metrics.inFlowDelays) }
+	backlogIs := func(n int64) func() bool {
+		return func() bool { svc.refreshBacklog(); return svc.backlog.Load() == n }
+	}
+	for range 3 { // the queue is at the limit, not over it
+		submit(live)
+	}
+	testkit.WaitFor(t, "the backlog of 3 to be read", backlogIs(3))
+	submit(live)
+	testkit.WaitFor(t, "the backlog of 4 to be read", backlogIs(4))
+	submit(test)
+	if d := delays(); d != 0 {
+		t.Fatalf("%v submissions delayed: at the limit, or in test mode", d)
+	}
+	submit(live)
+	if d := delays(); d != 1 {
+		t.Fatalf("%v submissions delayed over the limit, want 1", d)
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"log/slog"
 	"net/mail"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -38,6 +39,7 @@ type Options struct {
 	WebhookURLs  URLPolicy       // which webhook endpoint URLs are accepted
 	Retention    store.Retention // how long finished mail is kept
 	CacheTTL     time.Duration   // how long key and sender-domain lookups are reused; 0 disables the caches
+	InFlow       InFlow          // slowing submissions down when delivery falls behind (flow.go)
 	Now          func() time.Time
 	Logger       *slog.Logger
 	Metrics      *Metrics
@@ -61,6 +63,11 @@ type Service struct {
 	tracks  *ttlCache[cachedTracking] // tracking settings, by account and domain name
 	links   *ttlCache[[]string]       // the tracked links of recently clicked emails, by email id
 	hits    []chan trackHit           // tracking hits waiting to be recorded, by recorder (hits.go)
+
+	// The delivery backlog as last read, for the in-flow control (flow.go).
+	backlog        atomic.Int64
+	backlogAt      atomic.Int64 // when it was read, in Unix ns
+	backlogReading atomic.Bool
 }
 
 // New returns a Service over rdb. trackingSecret signs click ids.
@@ -352,6 +359,9 @@ func (s *Service) submit(ctx context.Context, sub Submission) (_ *Receipt, err e
 		applySchedule(e, sub.ScheduledAt)
 		emails = append(emails, store.NewEmail{Email: e, Body: body, Warnings: warnings})
 		receipt.IDs = append(receipt.IDs, e.ID)
+	}
+	if k.Mode == store.ModeLive {
+		s.inFlowDelay(ctx) // delivery falling behind slows acceptance (flow.go)
 	}
 	if err := s.persist(ctx, k, emails, receipt, sub.ScheduledAt, claim); err != nil {
 		return nil, err

@@ -97,6 +97,7 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, opt serveOp
 		CNAMETarget:  cfg.Tracking.CNAMETarget,
 		WebhookURLs:  webhooks.URLPolicy{AllowPrivate: cfg.Webhooks.AllowPrivateURLs, AllowHTTP: cfg.Webhooks.AllowHTTP},
 		CacheTTL:     5 * time.Second,
+		InFlow:       pipeline.InFlow{BacklogLimit: int64(cfg.Delivery.BacklogLimit), Delay: cfg.Delivery.InFlowDelay},
 		Retention:    store.Retention{Content: cfg.Retention.Content, Records: cfg.Retention.Records},
 		Fetcher:      fetcher,
 		Logger:       log,
