@@ -393,18 +393,28 @@ func (s *Store) Email(ctx context.Context, id string) (*Email, error) {
 // EmailLinks returns the destinations of the email's tracked links, by
 // index; ErrNotFound if there is no such email. A click needs only these.
 func (s *Store) EmailLinks(ctx context.Context, id string) ([]string, error) {
-	raw, err := s.rdb.HGet(ctx, EmailKey(id), FieldLinks).Result()
+	links, err := hgetJSON[[]string](ctx, s.rdb, EmailKey(id), FieldLinks, "links of "+id)
+	if err != nil {
+		return nil, err
+	}
+	return *links, nil
+}
+
+// hgetJSON decodes the JSON in field of the hash key; ErrNotFound when the
+// hash or the field is missing. what names the value in a decoding error.
+func hgetJSON[T any](ctx context.Context, rdb redis.UniversalClient, key, field, what string) (*T, error) {
+	raw, err := rdb.HGet(ctx, key, field).Bytes()
 	if errors.Is(err, redis.Nil) {
 		return nil, ErrNotFound
 	}
 	if err != nil {
 		return nil, err
 	}
-	var links []string
-	if err := json.Unmarshal([]byte(raw), &links); err != nil {
-		return nil, fmt.Errorf("links of %s: %w", id, err)
+	var v T
+	if err := json.Unmarshal(raw, &v); err != nil {
+		return nil, fmt.Errorf("decode %s: %w", what, err)
 	}
-	return links, nil
+	return &v, nil
 }
 
 // Body returns the stored MIME of the email.

@@ -3,8 +3,6 @@ package store
 import (
 	"context"
 	"encoding/json"
-	"errors"
-	"fmt"
 	"strconv"
 	"time"
 
@@ -52,18 +50,7 @@ func (s *Store) PutTemplate(ctx context.Context, accountID string, t *Template) 
 
 // Template returns the account's template id; ErrNotFound if none.
 func (s *Store) Template(ctx context.Context, accountID, id string) (*Template, error) {
-	raw, err := s.rdb.HGet(ctx, TemplatesKey(accountID), id).Result()
-	if errors.Is(err, redis.Nil) {
-		return nil, ErrNotFound
-	}
-	if err != nil {
-		return nil, err
-	}
-	var t Template
-	if err := json.Unmarshal([]byte(raw), &t); err != nil {
-		return nil, fmt.Errorf("decode template: %w", err)
-	}
-	return &t, nil
+	return hgetJSON[Template](ctx, s.rdb, TemplatesKey(accountID), id, "template")
 }
 
 // DeleteTemplate removes the account's template; ErrNotFound if none.

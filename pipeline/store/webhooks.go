@@ -75,17 +75,7 @@ func (s *Store) Webhooks(ctx context.Context, accountID string) ([]*Webhook, err
 
 // Webhook returns one endpoint of the account; ErrNotFound if none.
 func (s *Store) Webhook(ctx context.Context, accountID, id string) (*Webhook, error) {
-	raw, err := s.rdb.HGet(ctx, WebhooksKey(accountID), id).Result()
-	if errors.Is(err, redis.Nil) {
-		return nil, ErrNotFound
-	} else if err != nil {
-		return nil, err
-	}
-	var w Webhook
-	if err := json.Unmarshal([]byte(raw), &w); err != nil {
-		return nil, fmt.Errorf("decode webhook: %w", err)
-	}
-	return &w, nil
+	return hgetJSON[Webhook](ctx, s.rdb, WebhooksKey(accountID), id, "webhook")
 }
 
 // DeleteWebhook removes an endpoint; ErrNotFound if the account has no such
