@@ -2,10 +2,16 @@ package deliver
 
 import (
 	"bytes"
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/pem"
 	"fmt"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/emersion/go-msgauth/dkim"
 )
@@ -166,10 +172,158 @@ func TestDKIMErrors(t *testing.T) {
 	}
 }
 
-func TestPresentHeaderKeys(t *testing.T) {
-	msg := crlf("from: a@x\nTo: b@y\n  folded: not a field\nTo: c@z\nX-Other: 1\nList-Unsubscribe: <mailto:u@x>\n\nCc: in body\n")
-	got := strings.Join(presentHeaderKeys(msg), " ")
+func TestSignedKeys(t *testing.T) {
+	header, _ := splitMessage(crlf("from: a@x\nTo: b@y\n  folded: not a field\nTo: c@z\nX-Other: 1\nList-Unsubscribe: <mailto:u@x>\n\nCc: in body\n"))
+	got := strings.Join(signedKeys(headerFields(header)), " ")
 	if want := "From To To List-Unsubscribe"; got != want {
-		t.Fatalf("presentHeaderKeys = %q, want %q", got, want)
+		t.Fatalf("signedKeys = %q, want %q", got, want)
+	}
+}
+
+// TestDKIMRelaxedBody pins the body canonicalisation on the cases where it
+// changes something, against go-msgauth's signer, and checks that the
+// signature verifies.
+func TestDKIMRelaxedBody(t *testing.T) {
+	for _, body := range []string{
+		"",
+		"\r\n",
+		"  \r\n\t\r\n",
+		"no final newline",
+		"trailing space  \r\n",
+		"tab\tand  two  spaces\r\n",
+		" leading space\r\n\tleading tab\r\n",
+		"empty lines at the end\r\n\r\n\r\n",
+		"white space lines at the end\r\n \r\n\t\r\n",
+		"empty line\r\n\r\nin the middle\r\n",
+		"bare\rCR\r\n",
+		"space before a bare \rCR \r\n",
+		"CRs before the end\r\r\r\nnext\r\n",
+		"bare CR at the end\r",
+		"bare LF\nand CRLF\r\n",
+		".dot\r\n..two\r\n",
+	} {
+		msg := "From: a@example.test\r\nSubject: s\r\n\r\n" + body
+		if !checkAgainstGoMsgauth(t, []byte(msg)) {
+			t.Errorf("go-msgauth could not sign %q", msg)
+		}
+	}
+}
+
+// FuzzDKIMSign: for any message go-msgauth can sign, our body hash is its
+// body hash and go-msgauth verifies our signature.
+func FuzzDKIMSign(f *testing.F) {
+	f.Add([]byte(testMessage))
+	f.Add([]byte("From: a@x\r\nTo: b@y\r\nTo: c@z\r\nSubject: folded\r\n  twice\r\n\r\nbody  \t \r\n\r\n"))
+	f.Add([]byte("From:a@x\nsubject :  x\n\n\r \r\n\t\n"))
+	f.Fuzz(func(t *testing.T, msg []byte) {
+		checkAgainstGoMsgauth(t, msg)
+	})
+}
+
+var (
+	edKeyOnce sync.Once
+	edSigner  *DKIMSigner
+	edTXT     string
+)
+
+// checkAgainstGoMsgauth signs msg with an Ed25519 key (fast enough to
+// fuzz) and compares with go-msgauth, when go-msgauth can sign it (it
+// reports whether it could).
+func checkAgainstGoMsgauth(t *testing.T, msg []byte) bool {
+	t.Helper()
+	edKeyOnce.Do(func() {
+		pub, priv, err := ed25519.GenerateKey(rand.Reader)
+		if err != nil {
+			panic(err)
+		}
+		der, err := x509.MarshalPKCS8PrivateKey(priv)
+		if err != nil {
+			panic(err)
+		}
+		edSigner, err = NewDKIMSigner("example.test", "sel1", string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})))
+		if err != nil {
+			panic(err)
+		}
+		edTXT = "v=DKIM1; k=ed25519; p=" + base64.StdEncoding.EncodeToString(pub)
+	})
+	header, _ := splitMessage(toCRLF(msg))
+	keys := signedKeys(headerFields(header))
+	ours, err := edSigner.Sign(msg)
+	if len(keys) == 0 || keys[0] != "From" {
+		if err == nil {
+			t.Fatalf("signed a message without From: %q", msg)
+		}
+		return false
+	}
+	ref, refErr := dkim.NewSigner(&dkim.SignOptions{
+		Domain:                 "example.test",
+		Selector:               "sel1",
+		Signer:                 edSigner.key,
+		HeaderCanonicalization: dkim.CanonicalizationRelaxed,
+		BodyCanonicalization:   dkim.CanonicalizationRelaxed,
+		HeaderKeys:             keys,
+	})
+	if refErr == nil {
+		ref.Write(msg)
+		refErr = ref.Close()
+	}
+	if refErr != nil {
+		return false // go-msgauth cannot sign it either (no From, no header end)
+	}
+	if err != nil {
+		t.Fatalf("Sign: %v (go-msgauth signed it)", err)
+	}
+	if got, want := tagValue(ours, "bh"), tagValue(ref.Signature(), "bh"); got != want {
+		t.Fatalf("bh=%s, go-msgauth's bh=%s, message %q", got, want, msg)
+	}
+	signed := append([]byte(ours), toCRLF(msg)...)
+	vs, err := dkim.VerifyWithOptions(bytes.NewReader(signed), &dkim.VerifyOptions{
+		LookupTXT: func(string) ([]string, error) { return []string{edTXT}, nil },
+	})
+	if err != nil || len(vs) != 1 || vs[0].Err != nil {
+		t.Fatalf("go-msgauth does not verify our signature: %v %+v\nsignature %q\nmessage %q", err, vs, ours, msg)
+	}
+	return true
+}
+
+// tagValue returns the value of tag in a DKIM-Signature field, folding
+// white space removed.
+func tagValue(field, tag string) string {
+	_, rest, _ := strings.Cut(field, ":")
+	for _, t := range strings.Split(rest, ";") {
+		k, v, _ := strings.Cut(t, "=")
+		if strings.TrimSpace(k) == tag {
+			return strings.Join(strings.Fields(v), "")
+		}
+	}
+	return ""
+}
+
+// TestDKIMSignatureLayout: the field stays within 78 columns per line and
+// the b= value is what the verifier strips.
+func TestDKIMSignatureLayout(t *testing.T) {
+	keyPEM, _ := testKey(t)
+	s, err := NewDKIMSigner("a-rather-long-domain-name.example.test", "selector2026", keyPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg := crlf("From: a@x\nTo: b@y\nCc: c@z\nSubject: s\nDate: d\nMessage-ID: <m@x>\nReply-To: r@x\nMIME-Version: 1.0\nContent-Type: text/plain\nContent-Transfer-Encoding: 7bit\nList-Unsubscribe: <mailto:u@x>\n\nbody\n")
+	sig, err := s.sign(msg, time.Unix(1700000000, 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(strings.TrimSuffix(sig, "\r\n"), "\r\n") {
+		if len(line) > 78 {
+			t.Errorf("line of %d columns: %q", len(line), line)
+		}
+	}
+	if got := tagValue(sig, "h"); got != "From:To:Cc:Subject:Date:Message-ID:Reply-To:MIME-Version:Content-Type:Content-Transfer-Encoding:List-Unsubscribe" {
+		t.Errorf("h=%s", got)
+	}
+	if got := tagValue(sig, "t"); got != "1700000000" {
+		t.Errorf("t=%s", got)
+	}
+	if got := tagValue(sig, "b"); len(got) != 344 { // RSA-2048: 256 bytes in base64
+		t.Errorf("b= has %d characters: %q", len(got), got)
 	}
 }
