@@ -12,7 +12,7 @@ export DEBIAN_FRONTEND=noninteractive
 packages=(
   redis-server
   swaks libnet-ssleay-perl        # swaks and its TLS
-  python3                         # smtplib
+  python3 python3-dkim            # smtplib; dkimpy, a second DKIM verifier
   ruby ruby-mail                  # the mail gem (what Action Mailer uses)
   php-cli php-mbstring            # PHP
   php-symfony-mailer              # Symfony Mailer (Laravel's mail transport)

@@ -3,11 +3,13 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"html"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -141,6 +143,7 @@ func (e *env) positive(ctx context.Context, c client, mode string) {
 	}
 	e.rep.check(label+": attachment invoice.pdf intact", fmt.Sprintf("%d bytes", len(msg.attachment)), msg.checkAttachment(e.root))
 	e.rep.check(label+": DKIM signature valid", "d="+senderDomain, e.checkDKIM(raw))
+	e.rep.check(label+": DKIM signature valid for dkimpy", "", e.checkDkimpy(raw))
 	pixel, perr := msg.pixel(id)
 	e.rep.check(label+": open pixel in the HTML", "", perr)
 	link, lerr := msg.link()
@@ -426,6 +429,25 @@ func (e *env) checkDKIM(raw []byte) error {
 		return errors.New("no DKIM-Signature header")
 	}
 	return fmt.Errorf("no valid signature of d=%s covering From: %s", senderDomain, strings.Join(seen, "; "))
+}
+
+// checkDkimpy verifies raw with dkimpy (python3-dkim), an implementation
+// independent of the Go code on both sides.
+func (e *env) checkDkimpy(raw []byte) error {
+	keys, err := json.Marshal(e.dns.txtRecords("._domainkey."))
+	if err != nil {
+		return err
+	}
+	cmd := exec.Command("python3", filepath.Join(e.root, "e2e/clients/dkim_verify.py"))
+	cmd.Stdin = bytes.NewReader(raw)
+	cmd.Env = append(os.Environ(), "DKIM_KEYS="+string(keys))
+	if out, err := cmd.CombinedOutput(); err != nil {
+		if bytes.Contains(out, []byte("No module named 'dkim'")) {
+			return errors.New("dkimpy is missing: apt-get install -y python3-dkim")
+		}
+		return fmt.Errorf("%v: %s", err, bytes.TrimSpace(out))
+	}
+	return nil
 }
 
 func containsFold(list []string, s string) bool {

@@ -169,6 +169,20 @@ func escapeTXT(s string) string {
 	return strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(s)
 }
 
+// txtRecords returns the TXT records of the names that contain part, the
+// first value of each by name.
+func (d *dnsServer) txtRecords(part string) map[string]string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	out := map[string]string{}
+	for name, e := range d.names {
+		if strings.Contains(name, part) && len(e.txt) > 0 {
+			out[strings.TrimSuffix(name, ".")] = e.txt[0]
+		}
+	}
+	return out
+}
+
 // lookupTXT asks the server over the network, as a DKIM verifier would.
 func (d *dnsServer) lookupTXT(name string) ([]string, error) {
 	m := new(dns.Msg)
