@@ -201,6 +201,7 @@ func (t *Transport) attempt(ctx context.Context, host, target string, env Envelo
 	}()
 
 	c := t.newClient(conn, timeout)
+	wire := conn // what c writes to
 	if err := c.Hello(t.hostname()); err != nil {
 		return t.ctxError(ctx, host, preTransactionError(host, err)), true
 	}
@@ -209,7 +210,8 @@ func (t *Transport) attempt(ctx context.Context, host, target string, env Envelo
 		tlsConn, e := t.startTLS(ctx, conn, host, timeout)
 		switch {
 		case e == nil:
-			c = t.newClient(&greetedConn{Conn: tlsConn, pending: []byte("220 " + host + "\r\n")}, timeout)
+			wire = &greetedConn{Conn: tlsConn, pending: []byte("220 " + host + "\r\n")}
+			c = t.newClient(wire, timeout)
 			if err := c.Hello(t.hostname()); err != nil {
 				return t.ctxError(ctx, host, preTransactionError(host, err)), true
 			}
@@ -227,7 +229,8 @@ func (t *Transport) attempt(ctx context.Context, host, target string, env Envelo
 		return &Error{Temporary: true, Enhanced: enhNeedTLS, Message: "STARTTLS not offered, TLS required", Host: host}, true
 	}
 
-	if err := t.transaction(c, conn, env, timeout); err != nil {
+	s := &pooledSession{c: c, conn: conn, wire: wire}
+	if err := t.transaction(s, env, timeout); err != nil {
 		e := t.ctxError(ctx, host, smtpReplyError(host, err))
 		var se *smtp.SMTPError
 		if errors.As(err, &se) && se.Code != 421 {
@@ -237,15 +240,16 @@ func (t *Transport) attempt(ctx context.Context, host, target string, env Envelo
 	}
 	if stop() { // not cancelled meanwhile: keep the session for the next message
 		kept = true
-		t.pool.put(key, &pooledSession{c: c, conn: conn}, time.Now())
+		t.pool.put(key, s, time.Now())
 	} else {
 		quit(c, timeout)
 	}
 	return nil, false
 }
 
-// transaction sends MAIL, RCPT and DATA.
-func (t *Transport) transaction(c *smtp.Client, conn net.Conn, env Envelope, timeout time.Duration) error {
+// transaction sends MAIL, RCPT and DATA over s.
+func (t *Transport) transaction(s *pooledSession, env Envelope, timeout time.Duration) error {
+	c := s.c
 	opts := &smtp.MailOptions{Size: int64(len(env.Prefix) + len(env.Data))}
 	if !isASCII(env.From) || !isASCII(env.To) {
 		if ok, _ := c.Extension("SMTPUTF8"); ok {
@@ -264,14 +268,8 @@ func (t *Transport) transaction(c *smtp.Client, conn net.Conn, env Envelope, tim
 	}
 	// The client clears the deadline after each command; bound the
 	// transfer of the message itself.
-	conn.SetDeadline(time.Now().Add(timeout))
-	if _, err := w.Write(env.Prefix); err != nil {
-		return err
-	}
-	if _, err := w.Write(env.Data); err != nil {
-		return err
-	}
-	return w.Close()
+	s.conn.SetDeadline(time.Now().Add(timeout))
+	return writeData(s.wire, w, env.Prefix, env.Data)
 }
 
 // startTLS issues STARTTLS on the raw connection (the go-smtp client has no

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -156,6 +157,51 @@ func TestDeliverSTARTTLS(t *testing.T) {
 		}
 		if msgs[0].Helo != "pigeon.test" || !bytes.Equal(msgs[0].Data, wantWire) {
 			t.Errorf("RequireTLS=%v: received %+v", require, msgs[0])
+		}
+	}
+}
+
+// TestDeliverSTARTTLSStuffed: the message is written to the TLS connection,
+// not to the TCP connection under it: one with stuffed dots and bare LFs,
+// several times the size of writeData's buffer, arrives whole over STARTTLS,
+// also over the kept session.
+func TestDeliverSTARTTLSStuffed(t *testing.T) {
+	sink := newTestSink(t, sinkOptions{TLS: true})
+	tr := testTransport(sink)
+	tr.RequireTLS = true
+	defer tr.CloseIdle()
+	var body strings.Builder
+	body.WriteString("From: alice@example.test\nSubject: dots\n\n")
+	for i := 0; body.Len() < 3*dataBufSize; i++ {
+		fmt.Fprintf(&body, ".line %d\n..\n.\nplain\r\n\n", i)
+	}
+	body.WriteString(".last")
+	env := testEnvelope()
+	env.Prefix = []byte("DKIM-Signature: v=1; a=rsa-sha256;\r\n b=abc\r\n")
+	env.Data = []byte(body.String())
+	want := append(append([]byte{}, env.Prefix...), crlf(strings.ReplaceAll(body.String(), "\r\n", "\n")+"\n")...)
+	sessions := 0
+	for i := range 2 {
+		if err := tr.Deliver(context.Background(), env); err != nil {
+			t.Fatalf("message %d: Deliver: %v", i, err)
+		}
+		if i == 0 {
+			sessions = sink.sessionCount()
+		}
+	}
+	if n := sink.sessionCount(); n != sessions {
+		t.Errorf("%d sessions after two messages, want the first one's %d", n, sessions)
+	}
+	msgs := sink.received()
+	if len(msgs) != 2 {
+		t.Fatalf("sink got %d messages, want 2", len(msgs))
+	}
+	for i, m := range msgs {
+		if !m.TLS {
+			t.Errorf("message %d not over TLS", i)
+		}
+		if !bytes.Equal(m.Data, want) {
+			t.Errorf("message %d: %s", i, diff(m.Data, want))
 		}
 	}
 }

@@ -2,6 +2,7 @@ package deliver
 
 import (
 	"context"
+	"io"
 	"net"
 	"strconv"
 	"sync"
@@ -23,7 +24,8 @@ const (
 
 type pooledSession struct {
 	c     *smtp.Client
-	conn  net.Conn // the raw connection: deadlines and Close
+	conn  net.Conn  // the raw connection: deadlines and Close
+	wire  io.Writer // what c writes to: conn, or the TLS connection over it (writeData)
 	since time.Time
 }
 
@@ -103,7 +105,7 @@ func (t *Transport) reuse(ctx context.Context, host, key string, env Envelope, t
 			s.conn.Close() // dead or out of step: try the next one
 			continue
 		}
-		err := t.transaction(s.c, s.conn, env, timeout)
+		err := t.transaction(s, env, timeout)
 		stop()
 		if err == nil {
 			t.pool.put(key, s, time.Now())
