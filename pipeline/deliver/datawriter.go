@@ -21,6 +21,10 @@ const dataBufSize = 32 << 10
 
 var dataBufPool = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, dataBufSize) }}
 
+// crlfBytes is a variable: []byte("\r\n") passed to w.Write would be
+// allocated for each message.
+var crlfBytes = []byte("\r\n")
+
 // writeData sends prefix and then data as the DATA payload and ends it.
 // wire is the connection under the SMTP client (TLS included) and w the
 // client's DATA writer, returned by Client.Data.
@@ -32,9 +36,10 @@ var dataBufPool = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, da
 // not see the message.) To leave the reply to go-smtp, everything but the
 // final line ending goes to wire; then "\r\n" goes through w, which puts its
 // DotWriter at the beginning of a line, and w.Close sends ".\r\n" and reads
-// the reply. When the message does not end with a line ending, the DotWriter
-// would have added CRLF before the dot: the "\r\n" through w is that CRLF (or
-// completes a trailing CR into it), so the wire is the same either way.
+// the reply. When the message does not end with a line ending, the
+// DotWriter's Close adds one before the dot (CRLF, or LF after a trailing
+// CR): the "\r\n" through w stands for it (and for the trailing CR, then
+// held back from wire), so the wire is the same either way.
 func writeData(wire io.Writer, w io.WriteCloser, prefix, data []byte) error {
 	prefix, data = trimEnd(prefix, data, lineEndLen(prefix, data))
 	bw := dataBufPool.Get().(*bufio.Writer)
@@ -48,7 +53,7 @@ func writeData(wire io.Writer, w io.WriteCloser, prefix, data []byte) error {
 	if err != nil {
 		return err
 	}
-	if _, err := w.Write([]byte("\r\n")); err != nil {
+	if _, err := w.Write(crlfBytes); err != nil {
 		return err
 	}
 	return w.Close()
@@ -58,7 +63,9 @@ func writeData(wire io.Writer, w io.WriteCloser, prefix, data []byte) error {
 // would have written as they are and that writeData leaves to w: the last
 // LF and the CR before it, if that CR was one the DotWriter took as the
 // start of a line ending (otherwise it inserts one before the LF); or a final
-// CR that the DotWriter would have completed with LF at Close.
+// CR that the DotWriter would have completed with LF at Close. A run of CRs
+// starts after another byte or at the start, so its odd CRs are the ones
+// that start a line ending.
 func lineEndLen(prefix, data []byte) int {
 	p, d := prefix, data
 	n := 0
