@@ -48,7 +48,7 @@
 #   BENCH_SERVE=1        set everything up, print how to send, then serve until SIGINT/SIGTERM
 #                        (no workloads); BENCH_PID_DIR: write gateway.pid and gateway-redis.pid
 #                        there (for /work/shared/bench/run-peers.sh's CPU accounting)
-#   PIGEONPOST_BIN       the binary to run (default bin/pigeonpost, built if missing)
+#   PIGEONPOST_BIN       the binary to run (default bin/pigeonpost, built from the working tree each run)
 #   BENCH_PROFILE=DIR    run the server as the test binary of cmd/pigeonpost (BenchmarkServeProfile)
 #                        and write DIR/cpu.pprof, DIR/mem.pprof and the binary DIR/pigeonpost.test;
 #                        then: go tool pprof -top DIR/pigeonpost.test DIR/cpu.pprof
@@ -145,14 +145,16 @@ wait_file() {
 command -v redis-server >/dev/null || die "redis-server not found (apt-get install -y redis-server)"
 
 # ---- build ----
-log "building smtpload, dnsd$([[ -x $PP_BIN ]] || echo ', pigeonpost')"
+log "building smtpload, dnsd$([[ -n ${PIGEONPOST_BIN:-} ]] || echo ', pigeonpost')"
 (cd "$ROOT" && $GO build -o "$WORK/bin/smtpload" ./cmd/smtpload && $GO build -o "$WORK/bin/dnsd" ./bench/dnsd) || die "build failed"
 PROFILE=${BENCH_PROFILE:-}
 if [[ -n $PROFILE ]]; then
   mkdir -p "$PROFILE"
   PROFILE=$(cd "$PROFILE" && pwd)
   (cd "$ROOT" && $GO test -c -o "$PROFILE/pigeonpost.test" ./cmd/pigeonpost) || die "test binary build failed"
-elif [[ ! -x $PP_BIN ]]; then
+elif [[ -z ${PIGEONPOST_BIN:-} ]]; then
+  # Always (go build is incremental): a bin/pigeonpost left from an older
+  # checkout would otherwise be measured in place of the code at hand.
   (cd "$ROOT" && $GO build -o "$PP_BIN" ./cmd/pigeonpost) || die "pigeonpost build failed"
 fi
 SMTPLOAD=$WORK/bin/smtpload
