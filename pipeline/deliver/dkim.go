@@ -304,8 +304,9 @@ func isFWS(r rune) bool { return r == ' ' || r == '\t' || r == '\r' || r == '\n'
 // body is not empty. body must have no bare LF (toCRLF); a bare CR is kept
 // as data, and white space before it is removed, as go-msgauth does.
 //
-// Lines that need no change, nearly all of them, are hashed straight from
-// body in runs.
+// The lines that change are found with searches over the whole body for
+// what changes them (relaxMarks); the lines between, nearly all of them,
+// are hashed straight from body.
 func hashRelaxedBody(w io.Writer, body []byte) {
 	end := len(body)
 	for end > 0 && isBodyWSP(body[end-1]) {
@@ -315,22 +316,41 @@ func hashRelaxedBody(w io.Writer, body []byte) {
 		return
 	}
 	body = body[:end] // ends with content: every line break before it is kept
+	marks := relaxMarks
+	if bytes.Count(body, []byte("\r")) == bytes.Count(body, []byte("\n")) {
+		// Every LF has its CR (toCRLF), so with as many of each, every CR
+		// is part of a CRLF: there is no bare CR to look for.
+		marks = marks[:len(marks)-1]
+	}
+	var next [4]int // where marks[k] is next found; stale when before run
+	for k := range marks {
+		next[k] = -1
+	}
 	var changed []byte
-	run := 0 // start of the lines written unchanged
-	for i := 0; i < len(body); {
-		next := len(body)
-		content := body[i:]
-		if j := bytes.IndexByte(content, '\n'); j >= 0 {
-			next = i + j + 1
-			content = bytes.TrimSuffix(content[:j], []byte("\r"))
+	run := 0 // start of the lines not written yet, unchanged so far
+	for {
+		at := len(body)
+		for k, find := range marks {
+			if next[k] < run {
+				next[k] = len(body)
+				if i := find(body[run:]); i >= 0 {
+					next[k] = run + i
+				}
+			}
+			at = min(at, next[k])
 		}
-		if needsRelaxing(content) {
-			w.Write(body[run:i])
-			changed = relaxLine(changed[:0], body[i:next])
-			w.Write(changed)
-			run = next
+		if at == len(body) {
+			break
 		}
-		i = next
+		start := bytes.LastIndexByte(body[:at], '\n') + 1
+		stop := len(body)
+		if i := bytes.IndexByte(body[at:], '\n'); i >= 0 {
+			stop = at + i + 1
+		}
+		w.Write(body[run:start])
+		changed = relaxLine(changed[:0], body[start:stop])
+		w.Write(changed)
+		run = stop
 	}
 	w.Write(body[run:])
 	w.Write([]byte("\r\n"))
@@ -338,13 +358,29 @@ func hashRelaxedBody(w io.Writer, body []byte) {
 
 func isBodyWSP(c byte) bool { return c == ' ' || c == '\t' || c == '\r' || c == '\n' }
 
-// needsRelaxing reports whether a line (without its CRLF) changes under
-// relaxed canonicalisation.
-func needsRelaxing(line []byte) bool {
-	return len(line) > 0 && line[len(line)-1] == ' ' ||
-		bytes.IndexByte(line, '\t') >= 0 ||
-		bytes.IndexByte(line, '\r') >= 0 ||
-		bytes.Contains(line, []byte("  "))
+// relaxMarks find what makes relaxed canonicalisation change a line of a
+// body without bare LF: a tab, two spaces, a space before a CR (white space
+// at the end of the line, or before a bare CR), and a bare CR, last.
+var relaxMarks = []func([]byte) int{
+	func(b []byte) int { return bytes.IndexByte(b, '\t') },
+	func(b []byte) int { return bytes.Index(b, []byte("  ")) },
+	func(b []byte) int { return bytes.Index(b, []byte(" \r")) },
+	indexBareCR,
+}
+
+// indexBareCR returns the index of the first CR of b that no LF follows,
+// or -1.
+func indexBareCR(b []byte) int {
+	for i := 0; ; i++ {
+		j := bytes.IndexByte(b[i:], '\r')
+		if j < 0 {
+			return -1
+		}
+		i += j
+		if i+1 == len(b) || b[i+1] != '\n' {
+			return i
+		}
+	}
 }
 
 // relaxLine appends the relaxed form of line, its line break included, to

@@ -201,6 +201,9 @@ func TestDKIMRelaxedBody(t *testing.T) {
 		"bare CR at the end\r",
 		"bare LF\nand CRLF\r\n",
 		".dot\r\n..two\r\n",
+		"<table>\r\n  <tr>\r\n\t<td>a</td>  \r\n  </tr>\r\n</table>\r\n",
+		"clean\r\nclean\r\nspace at the end \r\nclean\r\nclean\r\ntab\tfar below\r\n",
+		"two  spaces\r\nbare\rCR\r\nand\ta tab after\r\n  \r\nend",
 	} {
 		msg := "From: a@example.test\r\nSubject: s\r\n\r\n" + body
 		if !checkAgainstGoMsgauth(t, []byte(msg)) {
