@@ -96,7 +96,7 @@ func (s *Service) Keys(ctx context.Context, caller *store.Key) ([]*store.Key, er
 	return ks, nil
 }
 
-// DeleteKey revokes a key of the caller's account, at once in this process.
+// DeleteKey revokes a key of the caller's account, at once in every process.
 func (s *Service) DeleteKey(ctx context.Context, caller *store.Key, keyID string) error {
 	if err := requirePermission(caller, store.PermissionFull); err != nil {
 		return err
@@ -108,7 +108,7 @@ func (s *Service) DeleteKey(ctx context.Context, caller *store.Key, keyID string
 	if err != nil {
 		return storageError(err)
 	}
-	s.keys.dropIf(func(k *store.Key) bool { return k.ID == keyID })
+	s.changed(ctx, keyChanged(keyID))
 	return nil
 }
 

@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"errors"
 	"testing"
 	"time"
 )
@@ -8,26 +9,60 @@ import (
 func TestTTLCache(t *testing.T) {
 	now := time.Unix(1_000_000, 0)
 	c := newTTLCache[int](time.Second)
-	c.put("a", 1, now)
-	c.put("b", 2, now)
-	if v, ok := c.get("a", now.Add(time.Second)); !ok || v != 1 {
-		t.Errorf("fresh entry: %v %v", v, ok)
+	loads := 0
+	load := func(v int) func() (int, error) {
+		return func() (int, error) { loads++; return v, nil }
 	}
-	if _, ok := c.get("a", now.Add(time.Second+1)); ok {
-		t.Error("expired entry returned")
+	get := func(key string, at time.Time, v int) int {
+		t.Helper()
+		got, err := c.lookup(key, at, load(v))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return got
+	}
+	get("a", now, 1)
+	get("b", now, 2)
+	if v := get("a", now.Add(time.Second), 10); v != 1 || loads != 2 {
+		t.Errorf("fresh entry: %d after %d loads", v, loads)
+	}
+	if v := get("a", now.Add(time.Second+1), 11); v != 11 {
+		t.Errorf("expired entry returned: %d", v)
 	}
 	c.dropIf(func(v int) bool { return v == 2 })
-	if _, ok := c.get("b", now); ok {
-		t.Error("dropped entry returned")
+	if v := get("b", now, 12); v != 12 {
+		t.Errorf("dropped entry returned: %d", v)
 	}
-	c.put("c", 3, now)
-	c.drop("c")
-	if _, ok := c.get("c", now); ok {
-		t.Error("dropped entry returned")
+	c.drop("b")
+	if v := get("b", now, 13); v != 13 {
+		t.Errorf("dropped entry returned: %d", v)
 	}
+	c.dropAll()
+	if v := get("a", now, 14); v != 14 {
+		t.Errorf("entry returned after dropAll: %d", v)
+	}
+
+	// A failed load is not kept.
+	if _, err := c.lookup("e", now, func() (int, error) { return 0, errors.New("down") }); err == nil {
+		t.Fatal("load error lost")
+	}
+	if v := get("e", now, 15); v != 15 {
+		t.Errorf("failed load kept: %d", v)
+	}
+
+	// A value loaded while a drop happens may predate the change the drop
+	// is about: it is returned but not kept.
+	v, _ := c.lookup("r", now, func() (int, error) { c.drop("r"); return 16, nil })
+	if v != 16 {
+		t.Fatalf("racing load returned %d", v)
+	}
+	if v := get("r", now, 17); v != 17 {
+		t.Errorf("value loaded across a drop was kept: %d", v)
+	}
+
 	off := newTTLCache[int](0)
-	off.put("a", 1, now)
-	if _, ok := off.get("a", now); ok {
+	off.lookup("a", now, load(1))
+	if v, _ := off.lookup("a", now, load(2)); v != 2 {
 		t.Error("a zero TTL must disable the cache")
 	}
 }

@@ -35,8 +35,7 @@ func (s *Service) AddDomain(ctx context.Context, k *store.Key, name string) (*st
 			{Type: "TXT", Name: "_dmarc." + name, Value: "v=DMARC1; p=none;", Status: "pending"},
 		},
 	}
-	defer s.domains.drop(domainCacheKey(k.AccountID, name))
-	defer s.forgetTrackingSettings(k.AccountID)
+	defer s.changed(ctx, domainChanged(k.AccountID, name))
 	if err := s.store.AddDomain(ctx, k.AccountID, d); errors.Is(err, store.ErrExists) {
 		return nil, ErrConflict("domain " + name + " already exists")
 	} else if err != nil {
@@ -78,8 +77,7 @@ func (s *Service) DeleteDomain(ctx context.Context, k *store.Key, id string) err
 	if err != nil {
 		return err
 	}
-	defer s.domains.drop(domainCacheKey(k.AccountID, d.Name))
-	defer s.forgetTrackingSettings(k.AccountID)
+	defer s.changed(ctx, domainChanged(k.AccountID, d.Name))
 	if err := s.store.DeleteDomain(ctx, k.AccountID, d.Name); err != nil {
 		return storageError(err)
 	}
@@ -111,8 +109,7 @@ func (s *Service) VerifyDomain(ctx context.Context, k *store.Key, id string) (*s
 		now := s.opt.Now().UTC()
 		d.VerifiedAt = &now
 	}
-	defer s.domains.drop(domainCacheKey(k.AccountID, d.Name))
-	defer s.forgetTrackingSettings(k.AccountID)
+	defer s.changed(ctx, domainChanged(k.AccountID, d.Name))
 	if err := s.store.PutDomain(ctx, k.AccountID, d); err != nil {
 		return nil, storageError(err)
 	}

@@ -119,24 +119,21 @@ func storageError(err error) *Error {
 // credentials error.
 func (s *Service) Authenticate(ctx context.Context, secret string) (*store.Key, error) {
 	now := s.opt.Now()
-	hash := store.HashKey(secret)
-	if k, ok := s.keys.get(hash, now); ok {
-		return k, nil
-	}
-	k, err := s.store.KeyBySecret(ctx, secret)
-	if errors.Is(err, store.ErrNotFound) {
-		return nil, ErrAuthFailed()
-	}
-	if err != nil {
-		return nil, storageError(err)
-	}
-	s.keys.put(hash, k, now)
-	if k.LastUsedAt == nil || now.Sub(*k.LastUsedAt) > time.Minute {
-		if err := s.store.TouchKey(ctx, secret, now); err != nil {
-			s.opt.Logger.Warn("recording key use failed", "key", k.ID, "err", err)
+	return s.keys.lookup(store.HashKey(secret), now, func() (*store.Key, error) {
+		k, err := s.store.KeyBySecret(ctx, secret)
+		if errors.Is(err, store.ErrNotFound) {
+			return nil, ErrAuthFailed()
 		}
-	}
-	return k, nil
+		if err != nil {
+			return nil, storageError(err)
+		}
+		if k.LastUsedAt == nil || now.Sub(*k.LastUsedAt) > time.Minute {
+			if err := s.store.TouchKey(ctx, secret, now); err != nil {
+				s.opt.Logger.Warn("recording key use failed", "key", k.ID, "err", err)
+			}
+		}
+		return k, nil
+	})
 }
 
 func requirePermission(k *store.Key, permission string) error {
@@ -220,22 +217,16 @@ func domainCacheKey(accountID, domain string) string { return accountID + "\x00"
 
 // senderDomain looks the account's domain up, through the cache.
 func (s *Service) senderDomain(ctx context.Context, accountID, domain string) (senderDomain, error) {
-	now := s.opt.Now()
-	key := domainCacheKey(accountID, domain)
-	if d, ok := s.domains.get(key, now); ok {
-		return d, nil
-	}
-	rec, err := s.store.DomainByName(ctx, accountID, domain)
-	var d senderDomain
-	switch {
-	case errors.Is(err, store.ErrNotFound):
-	case err != nil:
-		return d, storageError(err)
-	default:
-		d = senderDomain{id: rec.ID, verified: rec.Verified()}
-	}
-	s.domains.put(key, d, now)
-	return d, nil
+	return s.domains.lookup(domainCacheKey(accountID, domain), s.opt.Now(), func() (senderDomain, error) {
+		rec, err := s.store.DomainByName(ctx, accountID, domain)
+		switch {
+		case errors.Is(err, store.ErrNotFound):
+			return senderDomain{}, nil
+		case err != nil:
+			return senderDomain{}, storageError(err)
+		}
+		return senderDomain{id: rec.ID, verified: rec.Verified()}, nil
+	})
 }
 
 // ParseAddress checks a bare mailbox address (no display name) and returns it.
@@ -377,23 +368,11 @@ type cachedTracking struct {
 
 // trackingSettings returns the tracking settings that apply to mail from
 // domain, through the cache: every tracked send and every tracking hit
-// needs them. Changes through this process drop the account's entries.
+// needs them. Changes drop the account's entries (invalidate.go).
 func (s *Service) trackingSettings(ctx context.Context, accountID, domain string) (store.SendingTracking, error) {
-	now := s.opt.Now()
-	key := domainCacheKey(accountID, domain)
-	if c, ok := s.tracks.get(key, now); ok {
-		return c.st, nil
-	}
-	st, err := s.store.TrackingFor(ctx, accountID, domain)
-	if err != nil {
-		return st, err
-	}
-	s.tracks.put(key, cachedTracking{accountID: accountID, st: st}, now)
-	return st, nil
-}
-
-// forgetTrackingSettings drops the account's cached tracking settings after
-// a change to them or to one of its domains.
-func (s *Service) forgetTrackingSettings(accountID string) {
-	s.tracks.dropIf(func(c cachedTracking) bool { return c.accountID == accountID })
+	c, err := s.tracks.lookup(domainCacheKey(accountID, domain), s.opt.Now(), func() (cachedTracking, error) {
+		st, err := s.store.TrackingFor(ctx, accountID, domain)
+		return cachedTracking{accountID: accountID, st: st}, err
+	})
+	return c.st, err
 }

@@ -66,7 +66,7 @@ func (s *Service) UpdateTrackingDefaults(ctx context.Context, k *store.Key, p Tr
 		}
 		fields[store.SettingPixelPlacement] = *p.PixelPlacement
 	}
-	defer s.forgetTrackingSettings(k.AccountID)
+	defer s.changed(ctx, trackingChanged(k.AccountID))
 	if err := s.store.PatchTrackingSettings(ctx, k.AccountID, fields); err != nil {
 		return TrackingDefaults{}, storageError(err)
 	}
@@ -134,7 +134,7 @@ func (s *Service) PutDomainTracking(ctx context.Context, k *store.Key, domainID 
 	if in.ClickTracking != nil {
 		dt.ClickTracking = *in.ClickTracking
 	}
-	defer s.forgetTrackingSettings(k.AccountID)
+	defer s.changed(ctx, trackingChanged(k.AccountID))
 	if err := s.store.PutDomainTracking(ctx, k.AccountID, d, dt); err != nil {
 		return nil, storageError(err)
 	}
@@ -174,7 +174,7 @@ func (s *Service) SetTrackingDomain(ctx context.Context, k *store.Key, domainID,
 		return nil, ErrInvalid("trackingDomain: must be a name of yours that points at " + s.cnameTarget())
 	}
 	td := &store.TrackingDomain{Host: host, Status: "pending"}
-	defer s.forgetTrackingSettings(k.AccountID)
+	defer s.changed(ctx, trackingChanged(k.AccountID))
 	if err := s.store.PutTrackingDomain(ctx, k.AccountID, d, td); err != nil {
 		return nil, storageError(err)
 	}
@@ -209,7 +209,7 @@ func (s *Service) VerifyTrackingDomain(ctx context.Context, k *store.Key, domain
 	} else if err != nil {
 		s.opt.Logger.Info("tracking domain CNAME lookup failed", "host", td.Host, "err", err)
 	}
-	defer s.forgetTrackingSettings(k.AccountID)
+	defer s.changed(ctx, trackingChanged(k.AccountID))
 	if err := s.store.PutTrackingDomain(ctx, k.AccountID, d, td); err != nil {
 		return nil, storageError(err)
 	}

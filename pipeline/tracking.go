@@ -92,16 +92,9 @@ func (s *Service) ResolveClick(ctx context.Context, clickID string, v Visitor) (
 // emailLinks returns the email's link destinations, through the cache:
 // they never change once the email is stored.
 func (s *Service) emailLinks(ctx context.Context, emailID string) ([]string, error) {
-	now := s.opt.Now()
-	if links, ok := s.links.get(emailID, now); ok {
-		return links, nil
-	}
-	links, err := s.store.EmailLinks(ctx, emailID)
-	if err != nil {
-		return nil, err
-	}
-	s.links.put(emailID, links, now)
-	return links, nil
+	return s.links.lookup(emailID, s.opt.Now(), func() ([]string, error) {
+		return s.store.EmailLinks(ctx, emailID)
+	})
 }
 
 // decideHit returns how h is recorded on the email's current record: as an

@@ -260,6 +260,7 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, opt serveOp
 	// Stopped with the workers, after the HTTP listener: it records what
 	// the last requests queued before it returns.
 	start("tracking hits", func() error { return svc.RecordHits(workerCtx) })
+	start("cache invalidations", func() error { return svc.RunInvalidations(workerCtx) })
 	if cfg.Delivery.Workers > 0 {
 		start("delivery", func() error { return worker.Run(workerCtx) })
 	} else {

@@ -126,3 +126,8 @@ func WebhookSeenKey(streamID string) string { return webhookTag + "seen:" + stre
 // WebhookFailedKey is the capped list of an account's deliveries that were
 // given up, newest first (JSON), for operators and GET /v1/webhooks.
 func WebhookFailedKey(accountID string) string { return webhookTag + "failed:" + accountID }
+
+// InvalidationChannel is the Pub/Sub channel on which a process announces a
+// change to records that every process caches (pipeline/invalidate.go). A
+// channel is not a key: in Redis Cluster, PUBLISH reaches every node.
+func InvalidationChannel() string { return prefix + "invalidate" }
