@@ -54,6 +54,30 @@ func TestRetention(t *testing.T) {
 	if d := ttl(store.BodyKey(sent.ID)); d != -1 {
 		t.Errorf("scheduled content TTL %v, want none", d)
 	}
+	finished := func(what, id string) {
+		t.Helper()
+		if d := ttl(store.BodyKey(id)); d <= 59*time.Minute || d > time.Hour {
+			t.Errorf("%s: content TTL %v, want about 1h", what, d)
+		}
+		if d := ttl(store.EmailKey(id)); d <= 119*time.Minute || d > 2*time.Hour {
+			t.Errorf("%s: record TTL %v, want about 2h", what, d)
+		}
+	}
+
+	// Cancelled, it is finished.
+	if r := s.call("DELETE", "/v1/emails/"+sent.ID+"/schedule", liveKey, nil, nil); r.Code != http.StatusOK {
+		t.Fatalf("cancel: %d %s", r.Code, r.Body)
+	}
+	finished("cancelled", sent.ID)
+
+	// So is a scheduled test-mode email once its time has come ("sent").
+	testKey, _ := s.createKey(map[string]any{"name": "t", "mode": "test"})
+	if code := s.api("POST", "/v1/emails", testKey, map[string]any{"from": from, "to": to, "subject": "test later", "text": "x",
+		"scheduled_at": time.Now().Add(2 * time.Second).UTC().Format(time.RFC3339)}, &sent); code != http.StatusOK {
+		t.Fatalf("scheduled test send: %d", code)
+	}
+	s.waitStatus(sent.ID, "sent")
+	finished("scheduled test-mode", sent.ID)
 }
 
 // TestLostContentFailsInsteadOfLooping: a queued email whose content Redis

@@ -178,7 +178,7 @@ func (w *Worker) attempt(ctx context.Context, entry store.Entry) error {
 		if e.Status == store.StatusScheduled {
 			// A test-mode email whose time has come: "sent", never delivered.
 			now := w.Now().UTC()
-			if err := w.Store.UpdateEmail(ctx, e.ID,
+			if err := w.Store.FinishEmail(ctx, e.ID,
 				map[string]any{store.FieldStatus: store.StatusSent, store.FieldSentAt: store.FormatTime(now)},
 				&store.Event{Type: "sent", Timestamp: now, AccountID: e.AccountID}); err != nil {
 				return err

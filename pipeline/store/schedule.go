@@ -31,26 +31,38 @@ func (s *Store) ScheduleGroup(ctx context.Context, id string) ([]string, error) 
 	return ids, nil
 }
 
-// cancelScheduled cancels every email of KEYS[2..] (ids in ARGV[2..]) if all
-// are still scheduled and still in the schedule KEYS[1]; ARGV[1] is the time.
-// It is atomic against releaseDue: either the ZREM here succeeds and the
-// emails are never released, or they were released and nothing changes.
+// cancelScheduled cancels the emails whose ids are ARGV[4..] if all are
+// still scheduled and still in the schedule KEYS[1]. KEYS[2..] hold, for
+// each email in turn, its record, body and events keys; ARGV[1] is the
+// time, ARGV[2] and ARGV[3] the seconds its content and records are then
+// kept (0: forever). It is atomic against releaseDue: either the ZREM here
+// succeeds and the emails are never released, or they were released and
+// nothing changes.
 var cancelScheduled = redis.NewScript(`
-for i = 2, #KEYS do
-  local st = redis.call('HGET', KEYS[i], 'status')
+local n = #ARGV - 3
+for i = 1, n do
+  local st = redis.call('HGET', KEYS[3*i - 1], 'status')
   if st == 'cancelled' then
     return {'cancelled'}
   end
   if st ~= 'scheduled' then
-    return {'status', ARGV[i], st or ''}
+    return {'status', ARGV[3 + i], st or ''}
   end
-  if not redis.call('ZSCORE', KEYS[1], ARGV[i]) then
-    return {'released', ARGV[i], st}
+  if not redis.call('ZSCORE', KEYS[1], ARGV[3 + i]) then
+    return {'released', ARGV[3 + i], st}
   end
 end
-for i = 2, #KEYS do
-  redis.call('ZREM', KEYS[1], ARGV[i])
-  redis.call('HSET', KEYS[i], 'status', 'cancelled', 'cancelledAt', ARGV[1])
+for i = 1, n do
+  local record, body, events = KEYS[3*i - 1], KEYS[3*i], KEYS[3*i + 1]
+  redis.call('ZREM', KEYS[1], ARGV[3 + i])
+  redis.call('HSET', record, 'status', 'cancelled', 'cancelledAt', ARGV[1])
+  if tonumber(ARGV[2]) > 0 then
+    redis.call('EXPIRE', body, ARGV[2])
+  end
+  if tonumber(ARGV[3]) > 0 then
+    redis.call('EXPIRE', record, ARGV[3])
+    redis.call('EXPIRE', events, ARGV[3])
+  end
 end
 return {'cancelled'}
 `)
@@ -65,14 +77,15 @@ type CancelResult struct {
 }
 
 // CancelScheduled cancels the emails ids (one submission's group) in one
-// script: all of them, or none if any has left the schedule.
+// script: all of them, or none if any has left the schedule. Cancelled
+// emails are finished: they expire like delivered ones.
 func (s *Store) CancelScheduled(ctx context.Context, ids []string, at time.Time) (CancelResult, error) {
-	keys := make([]string, 0, len(ids)+1)
-	args := make([]any, 0, len(ids)+1)
+	keys := make([]string, 0, 3*len(ids)+1)
+	args := make([]any, 0, len(ids)+3)
 	keys = append(keys, RetryKey())
-	args = append(args, FormatTime(at))
+	args = append(args, FormatTime(at), int64(s.retention.Content.Seconds()), int64(s.retention.Records.Seconds()))
 	for _, id := range ids {
-		keys = append(keys, EmailKey(id))
+		keys = append(keys, EmailKey(id), BodyKey(id), EventsKey(id))
 		args = append(args, id)
 	}
 	res, err := cancelScheduled.Run(ctx, s.rdb, keys, args...).StringSlice()

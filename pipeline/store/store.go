@@ -447,8 +447,19 @@ func appendEvents(ctx context.Context, p redis.Pipeliner, evs ...*Event) {
 }
 
 // UpdateEmail sets fields of the email record and records ev (may be nil),
-// in one MULTI.
+// in one MULTI. An email whose new status is final starts to expire.
 func (s *Store) UpdateEmail(ctx context.Context, id string, fields map[string]any, ev *Event) error {
+	return s.updateEmail(ctx, id, fields, ev, finalStatus(fields[FieldStatus]))
+}
+
+// FinishEmail is UpdateEmail for the last change of an email whose status
+// alone does not say so: a test-mode email becomes "sent", which for live
+// mail is a step on the way. The email starts to expire.
+func (s *Store) FinishEmail(ctx context.Context, id string, fields map[string]any, ev *Event) error {
+	return s.updateEmail(ctx, id, fields, ev, true)
+}
+
+func (s *Store) updateEmail(ctx context.Context, id string, fields map[string]any, ev *Event, finished bool) error {
 	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		if len(fields) > 0 {
 			p.HSet(ctx, EmailKey(id), fields)
@@ -457,7 +468,7 @@ func (s *Store) UpdateEmail(ctx context.Context, id string, fields map[string]an
 			ev.EmailID = id
 			appendEvents(ctx, p, ev)
 		}
-		if finalStatus(fields[FieldStatus]) {
+		if finished {
 			s.expire(ctx, p, id)
 		}
 		return nil
