@@ -4,6 +4,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 
@@ -15,8 +16,8 @@ import (
 // attachmentFetcher is the client that downloads attachment paths: HTTPS
 // only, public addresses only (unless attachments.allow_private), 7 MB and
 // pipeline.FetchTimeout per file, trusting the system roots plus
-// attachments.ca_file.
-func attachmentFetcher(cfg config.Attachments) (*safehttp.Client, error) {
+// attachments.ca_file, names looked up with resolver (nil: the system's).
+func attachmentFetcher(cfg config.Attachments, resolver *net.Resolver) (*safehttp.Client, error) {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	if cfg.CAFile != "" {
 		pem, err := os.ReadFile(cfg.CAFile)
@@ -38,5 +39,6 @@ func attachmentFetcher(cfg config.Attachments) (*safehttp.Client, error) {
 		HTTPSOnly:    true,
 		AllowPrivate: cfg.AllowPrivate,
 		Transport:    tr,
+		Resolver:     resolver,
 	}), nil
 }

@@ -81,7 +81,7 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, opt serveOp
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	resolver := &deliver.Resolver{Addr: cfg.DNS.Resolver, Timeout: 5 * time.Second}
-	fetcher, err := attachmentFetcher(cfg.Attachments)
+	fetcher, err := attachmentFetcher(cfg.Attachments, resolver.NetResolver())
 	if err != nil {
 		return err
 	}
@@ -217,6 +217,7 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, opt serveOp
 		Store: svc.Store(),
 		Client: safehttp.New(safehttp.Options{
 			Timeout: cfg.Webhooks.Timeout, AllowPrivate: cfg.Webhooks.AllowPrivateURLs, HTTPSOnly: !cfg.Webhooks.AllowHTTP,
+			Resolver: resolver.NetResolver(),
 		}),
 		Workers:      cfg.Webhooks.Workers,
 		Timeout:      cfg.Webhooks.Timeout,

@@ -383,3 +383,28 @@ func (s *stack) metrics() string {
 	b, _ := io.ReadAll(resp.Body)
 	return string(b)
 }
+
+// TestWebhookHostThroughConfiguredResolver: an endpoint's host name is
+// looked up with dns.resolver, like MX hosts, not with the system's
+// resolver (which does not know it).
+func TestWebhookHostThroughConfiguredResolver(t *testing.T) {
+	s := webhookStack(t)
+	recv := startReceiver(t)
+	_, port, err := net.SplitHostPort(recv.srv.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.dns.SetA("hooks.acme.test", "127.0.0.1")
+	s.createWebhook("http://hooks.acme.test:"+port+"/hooks", "email.delivered")
+
+	from, to := "hello@"+senderDomain, "user@"+rcptDomain
+	reply, err := send(s.smtpClient(true, liveKey), from, []string{to}, simpleMessage(from, to, "resolved"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.waitStatus(queuedID(t, reply), "delivered")
+	s.webhooksIdle()
+	if got := recv.requests("email.delivered"); len(got) != 1 {
+		t.Fatalf("%d email.delivered deliveries, want 1", len(got))
+	}
+}

@@ -38,6 +38,9 @@ type Options struct {
 	// Transport to clone settings from (e.g. a test CA for a local HTTPS
 	// server); nil: http.DefaultTransport. Its dialer and proxy are replaced.
 	Transport *http.Transport
+	// Resolver looks up the hosts of URLs (pigeonpost's dns.resolver); nil:
+	// the system's. Whatever it answers, the address is checked at dial.
+	Resolver *net.Resolver
 }
 
 // Client is an http.Client whose dialer refuses non-public addresses.
@@ -59,7 +62,7 @@ func New(opt Options) *Client {
 		tr = http.DefaultTransport.(*http.Transport).Clone()
 	}
 	tr.Proxy = nil // a proxy would dial on our behalf, past the check
-	dialer := &net.Dialer{Timeout: opt.Timeout, Control: func(_, address string, _ syscall.RawConn) error {
+	dialer := &net.Dialer{Timeout: opt.Timeout, Resolver: opt.Resolver, Control: func(_, address string, _ syscall.RawConn) error {
 		return checkAddress(address, opt.AllowPrivate)
 	}}
 	tr.DialContext = dialer.DialContext

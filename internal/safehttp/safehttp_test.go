@@ -3,11 +3,14 @@ package safehttp
 import (
 	"context"
 	"errors"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
 	"strings"
 	"testing"
+
+	"github.com/pigeonpost/pigeonpost/internal/testkit"
 )
 
 func TestPublic(t *testing.T) {
@@ -56,5 +59,29 @@ func TestFetchRefusesLoopbackUnlessAllowed(t *testing.T) {
 	}
 	if _, _, err := New(Options{AllowPrivate: true, MaxBytes: 99}).Fetch(ctx, srv.URL); !errors.Is(err, ErrTooLarge) {
 		t.Errorf("over the cap: %v", err)
+	}
+}
+
+// TestResolver: names are looked up with Options.Resolver, and the address
+// it answers is checked at dial like any other.
+func TestResolver(t *testing.T) {
+	dns := testkit.StartDNS(t)
+	dns.SetA("files.acme.test", "127.0.0.1")
+	resolver := &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, network, _ string) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, network, dns.Addr())
+	}}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok")) }))
+	defer srv.Close()
+	_, port, _ := net.SplitHostPort(srv.Listener.Addr().String())
+	u := "http://files.acme.test:" + port + "/"
+	ctx := context.Background()
+
+	body, _, err := New(Options{AllowPrivate: true, Resolver: resolver}).Fetch(ctx, u)
+	if err != nil || string(body) != "ok" {
+		t.Fatalf("fetch through the resolver: %q %v", body, err)
+	}
+	if _, _, err := New(Options{Resolver: resolver}).Fetch(ctx, u); !errors.Is(err, ErrForbiddenAddress) {
+		t.Fatalf("a name that resolves to loopback: %v", err)
 	}
 }

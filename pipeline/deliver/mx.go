@@ -29,6 +29,19 @@ type Resolver struct {
 
 const defaultDNSTimeout = 5 * time.Second
 
+// NetResolver returns a net.Resolver that asks r's server, for the clients
+// that dial by name through the standard library (webhooks, attachment
+// URLs); nil when r uses the system resolver.
+func (r *Resolver) NetResolver() *net.Resolver {
+	if r == nil || r.Addr == "" {
+		return nil
+	}
+	return &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, network, _ string) (net.Conn, error) {
+		d := net.Dialer{Timeout: r.timeout()}
+		return d.DialContext(ctx, network, r.Addr)
+	}}
+}
+
 // maxCNAMEChain bounds how many CNAMEs of an answer are followed.
 const maxCNAMEChain = 8
 
@@ -212,14 +225,17 @@ func (r *Resolver) systemMX(ctx context.Context, name string) ([]string, error) 
 	return r.mxHosts(ctx, name, records)
 }
 
+func (r *Resolver) timeout() time.Duration {
+	if r.Timeout <= 0 {
+		return defaultDNSTimeout
+	}
+	return r.Timeout
+}
+
 // query sends one question to r.Addr and returns a NOERROR answer; anything
 // else is an *Error.
 func (r *Resolver) query(ctx context.Context, name string, qtype uint16) (*dns.Msg, error) {
-	timeout := r.Timeout
-	if timeout <= 0 {
-		timeout = defaultDNSTimeout
-	}
-	ctx, cancel := context.WithTimeout(ctx, timeout)
+	ctx, cancel := context.WithTimeout(ctx, r.timeout())
 	defer cancel()
 
 	m := new(dns.Msg)
@@ -227,9 +243,9 @@ func (r *Resolver) query(ctx context.Context, name string, qtype uint16) (*dns.M
 	m.RecursionDesired = true
 	m.SetEdns0(1232, false)
 
-	resp, err := r.exchange(ctx, "udp", m, timeout)
+	resp, err := r.exchange(ctx, "udp", m, r.timeout())
 	if err == nil && resp.Truncated {
-		resp, err = r.exchange(ctx, "tcp", m, timeout)
+		resp, err = r.exchange(ctx, "tcp", m, r.timeout())
 	}
 	if err != nil {
 		if ctx.Err() != nil {

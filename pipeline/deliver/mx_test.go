@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"reflect"
+	"slices"
 	"testing"
 	"time"
 
@@ -215,5 +216,20 @@ func TestUnescapeTXT(t *testing.T) {
 		if got := unescapeTXT(in); got != want {
 			t.Errorf("unescapeTXT(%q) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+// TestNetResolver: the standard library's resolver for the clients that
+// dial by name asks the configured server; none is configured → nil (the
+// system's).
+func TestNetResolver(t *testing.T) {
+	if (&Resolver{}).NetResolver() != nil {
+		t.Error("no server configured, yet a resolver")
+	}
+	_, r := newTestResolver(t)
+	addrs, err := r.NetResolver().LookupHost(context.Background(), "mx1.example.test")
+	slices.Sort(addrs)
+	if err != nil || !slices.Equal(addrs, []string{"127.0.0.1", "::1"}) {
+		t.Fatalf("LookupHost: %v %v", addrs, err)
 	}
 }
