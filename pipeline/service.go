@@ -13,6 +13,7 @@ package pipeline
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/mail"
 	"strings"
@@ -40,9 +41,12 @@ type Options struct {
 	Retention    store.Retention // how long finished mail is kept
 	CacheTTL     time.Duration   // how long key and sender-domain lookups are reused; 0 disables the caches
 	InFlow       InFlow          // slowing submissions down when delivery falls behind (flow.go)
-	Now          func() time.Time
-	Logger       *slog.Logger
-	Metrics      *Metrics
+	// MaxTrackedBytes bounds the tracked copies one submission makes (see
+	// trackedCopiesFit); 0 means DefaultMaxTrackedBytes.
+	MaxTrackedBytes int64
+	Now             func() time.Time
+	Logger          *slog.Logger
+	Metrics         *Metrics
 	// Fetcher downloads attachment paths for the REST API; nil refuses them.
 	Fetcher Fetcher
 }
@@ -327,6 +331,13 @@ func (s *Service) submit(ctx context.Context, sub Submission) (_ *Receipt, err e
 	receipt.Warnings = append(receipt.Warnings, trackWarnings...)
 
 	base := msg.bytes()
+	var skipped []string // per email: tracking given up for its size
+	if (track.Opens || track.Clicks) && !s.trackedCopiesFit(len(base), len(recipients)) {
+		track.Opens, track.Clicks = false, false
+		skipped = []string{fmt.Sprintf("tracking was skipped: a tracked copy for each of %d recipients of a %.1f MiB message is over the %.1f MiB a message may take; send it to fewer recipients at a time to track it",
+			len(recipients), float64(len(base))/(1<<20), float64(s.maxTrackedBytes())/(1<<20))}
+		receipt.Warnings = append(receipt.Warnings, skipped...)
+	}
 	emails := make([]store.NewEmail, 0, len(recipients))
 	for _, rcpt := range recipients {
 		e := &store.Email{
@@ -341,6 +352,7 @@ func (s *Service) submit(ctx context.Context, sub Submission) (_ *Receipt, err e
 			return nil, err
 		}
 		receipt.Warnings = append(receipt.Warnings, warnings...)
+		warnings = append(warnings, skipped...)
 		if k.Mode == store.ModeTest {
 			// Test keys run the whole pipeline but nothing is delivered;
 			// the MIME is kept for GET /v1/emails/:id/content.
@@ -358,6 +370,26 @@ func (s *Service) submit(ctx context.Context, sub Submission) (_ *Receipt, err e
 		return nil, err
 	}
 	return receipt, nil
+}
+
+// DefaultMaxTrackedBytes is the default of Options.MaxTrackedBytes.
+const DefaultMaxTrackedBytes = 64 << 20
+
+// trackedCopiesFit reports whether tracking recipients recipients of a
+// message of size bytes stays within Options.MaxTrackedBytes. Each tracked
+// recipient gets a rewritten copy of its own, and the copies are all held
+// until they are stored together: 100 recipients of a 25 MB message would
+// be 2.5 GB. One recipient always fits (the message's own memory budget
+// covers it).
+func (s *Service) trackedCopiesFit(size, recipients int) bool {
+	return recipients <= 1 || int64(size)*int64(recipients) <= s.maxTrackedBytes()
+}
+
+func (s *Service) maxTrackedBytes() int64 {
+	if s.opt.MaxTrackedBytes > 0 {
+		return s.opt.MaxTrackedBytes
+	}
+	return DefaultMaxTrackedBytes
 }
 
 // cachedTracking is an account's tracking settings for one sending domain.
