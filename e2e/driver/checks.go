@@ -431,14 +431,16 @@ func (e *env) checkDKIM(raw []byte) error {
 	return fmt.Errorf("no valid signature of d=%s covering From: %s", senderDomain, strings.Join(seen, "; "))
 }
 
-// checkDkimpy verifies raw with dkimpy (python3-dkim), an implementation
-// independent of the Go code on both sides.
+// checkDkimpy verifies raw with dkimpy, an implementation independent of
+// the Go code on both sides. python3-dkim installs it for Debian's own
+// /usr/bin/python3, which need not be the python3 on PATH (pyenv);
+// E2E_DKIMPY_PYTHON names another interpreter.
 func (e *env) checkDkimpy(raw []byte) error {
 	keys, err := json.Marshal(e.dns.txtRecords("._domainkey."))
 	if err != nil {
 		return err
 	}
-	cmd := exec.Command("python3", filepath.Join(e.root, "e2e/clients/dkim_verify.py"))
+	cmd := exec.Command(envOr("E2E_DKIMPY_PYTHON", "/usr/bin/python3"), filepath.Join(e.root, "e2e/clients/dkim_verify.py"))
 	cmd.Stdin = bytes.NewReader(raw)
 	cmd.Env = append(os.Environ(), "DKIM_KEYS="+string(keys))
 	if out, err := cmd.CombinedOutput(); err != nil {
