@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/pigeonpost/pigeonpost/internal/membudget"
 	"github.com/pigeonpost/pigeonpost/pipeline"
 	"github.com/pigeonpost/pigeonpost/pipeline/store"
 )
@@ -22,6 +23,13 @@ import (
 // Options configure the handler.
 type Options struct {
 	MaxBodyBytes int64
+	// Budget is the process's message memory (smtp.data_memory_bytes),
+	// shared with smtpd: a request with a large body holds its share while
+	// it runs (budget.go). Nil: unbounded.
+	Budget *membudget.Budget
+	// BudgetWait is how long a request waits for its share before it is
+	// answered 503 server_busy; 0 means 30 s.
+	BudgetWait time.Duration
 	// Metrics is served at /metrics when set.
 	Metrics http.Handler
 	// Ready reports problems that make the server not ready (e.g. Redis
@@ -138,6 +146,13 @@ func (h *handler) auth(next func(http.ResponseWriter, *http.Request, *store.Key)
 			writeError(w, r, err)
 			return
 		}
+		res, err := h.reserveBody(r)
+		if err != nil {
+			h.opt.Logger.Info("request refused: no memory budget in time", "key", k.ID, "declared_size", r.ContentLength)
+			writeError(w, r, err)
+			return
+		}
+		defer res.Release()
 		h.idempotentPOST(next)(w, r, k)
 	}
 }

@@ -51,7 +51,7 @@ type SMTP struct {
 	ReadTimeout     time.Duration `yaml:"read_timeout"`      // 60s
 	WriteTimeout    time.Duration `yaml:"write_timeout"`     // 60s
 	DataTimeout     time.Duration `yaml:"data_timeout"`      // 10m
-	DataMemoryBytes int64         `yaml:"data_memory_bytes"` // 256 MiB of message contents in flight: SMTP messages over 64 KiB (~5x their size each) and bodies being delivered wait for their share
+	DataMemoryBytes int64         `yaml:"data_memory_bytes"` // 256 MiB of message contents in flight: SMTP messages and REST bodies over 64 KiB (~5x their size each) and bodies being delivered wait for their share
 }
 
 // TLS names the certificate served by the SMTP listeners. Both empty means a

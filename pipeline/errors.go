@@ -110,6 +110,16 @@ func ErrUnavailable(cause error) *Error {
 	return e
 }
 
+// ErrBusy reports that a large message could not get its share of the
+// process's message memory (smtp.data_memory_bytes) in time: too many are in
+// progress; the client retries later.
+func ErrBusy() *Error {
+	e := newError(true, 51, 3, 1, http.StatusServiceUnavailable, "server_busy",
+		"too many large messages in progress; try again later")
+	e.RetryAfter = 5 * time.Second
+	return e
+}
+
 // ErrStorageFull reports that storage refused the write for lack of space.
 func ErrStorageFull(cause error) *Error {
 	e := newError(true, 52, 3, 1, http.StatusServiceUnavailable, "insufficient_storage",

@@ -26,6 +26,7 @@ func TestErrorCodesAgree(t *testing.T) {
 		"rate limited":      {ErrRateLimited(time.Second), 451, [3]int{4, 7, 1}, 429},
 		"unavailable":       {ErrUnavailable(errors.New("down")), 451, [3]int{4, 3, 0}, 503},
 		"storage full":      {ErrStorageFull(errors.New("oom")), 452, [3]int{4, 3, 1}, 503},
+		"busy":              {ErrBusy(), 451, [3]int{4, 3, 1}, 503},
 		"auth failed":       {ErrAuthFailed(), 535, [3]int{5, 7, 8}, 401},
 		"missing key":       {ErrMissingKey(), 530, [3]int{5, 7, 0}, 401},
 		"payload too large": {ErrPayloadTooLarge(10), 552, [3]int{5, 3, 4}, 413},

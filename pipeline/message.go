@@ -130,3 +130,16 @@ func (m *submittedMessage) bytes() []byte {
 	out := make([]byte, 0, h.Len()+len(m.body))
 	return append(append(out, h.Bytes()...), m.body...)
 }
+
+// messageCopies bounds how many times a submission may hold its message at
+// once: as received (for REST, the JSON and the MIME composed from it), the
+// copy with its edited header, and the tracking rewriter's decoded HTML and
+// output (up to an eighth larger) for one recipient; the rest is room for
+// the parts' smaller buffers.
+const messageCopies = 5
+
+// MessageCost is the memory a message of n bytes may take while it is read
+// and submitted: what smtpd and the REST API reserve from the process's
+// message memory budget. MessageCost of smtp.max_message_bytes is the
+// budget's largest need.
+func MessageCost(n int64) int64 { return n * messageCopies }

@@ -54,7 +54,7 @@ func startServer(t *testing.T, dataTimeout time.Duration) *testServer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	budget := membudget.New(MessageCost(maxBytes), MessageCost(maxBytes))
+	budget := membudget.New(pipeline.MessageCost(maxBytes), pipeline.MessageCost(maxBytes))
 	srv := New(svc, Options{
 		Hostname:        "gw.test",
 		MaxMessageBytes: maxBytes,

@@ -34,9 +34,9 @@ type Options struct {
 	Logger          *slog.Logger
 	Metrics         *Metrics
 	// Budget bounds the memory of the messages being read and submitted:
-	// a message over 64 KiB reserves MessageCost of its size from it before
+	// a message over 64 KiB reserves pipeline.MessageCost of its size from it before
 	// it is read whole (session.go). Nil: unbounded. Make it with
-	// MessageCost(MaxMessageBytes) as its largest need.
+	// pipeline.MessageCost(MaxMessageBytes) as its largest need.
 	Budget *membudget.Budget
 }
 

@@ -154,7 +154,7 @@ func (s *session) Data(r io.Reader) error {
 
 // Reading DATA. A message that fits in firstChunk is read as is: small
 // messages never wait for anything. A larger one must reserve its share of
-// Options.Budget, MessageCost of what it has read so far, before it reads
+// Options.Budget, pipeline.MessageCost of what it has read so far, before it reads
 // more; when the budget is taken the session stops reading, so that its
 // client is held back by TCP, until the budget frees up or the data deadline
 // passes (451 4.3.1). It is read into pieces of up to maxChunk, or into one
@@ -166,23 +166,11 @@ const (
 	maxChunk   = 4 << 20
 )
 
-// dataCopies bounds how many times Submit may hold a message at once: as
-// received, the copy with its edited header, and the tracking rewriter's
-// decoded HTML and output (up to an eighth larger) for one recipient; the
-// rest is room for the parts' smaller buffers.
-const dataCopies = 5
-
-// MessageCost is the memory a message of n bytes may take while it is read
-// and submitted: what it reserves from Options.Budget. MessageCost of
-// smtp.max_message_bytes is the largest need of the budget.
-func MessageCost(n int64) int64 { return n * dataCopies }
-
 var firstChunks = sync.Pool{New: func() any { b := make([]byte, firstChunk); return &b }}
 
 // errBusy answers a DATA that could not get its share of the memory budget
 // before the data deadline: the client keeps the message and retries.
-var errBusy = &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 1},
-	Message: "Too many large messages in progress, try again later"}
+var errBusy = reply(pipeline.ErrBusy())
 
 // readData reads the message, normalising bare CR and LF, with an idle
 // deadline per read and an overall bound. go-smtp would otherwise keep the
@@ -224,7 +212,7 @@ func (s *session) readData(r io.Reader) ([]byte, *membudget.Reservation, error) 
 		}
 		return nil, nil, err
 	}
-	res.Shrink(MessageCost(int64(len(body))))
+	res.Shrink(pipeline.MessageCost(int64(len(body))))
 	return body, res, nil
 }
 
@@ -234,7 +222,7 @@ func (s *session) readLarge(ctx context.Context, src io.Reader, first []byte, re
 	var full [][]byte // pieces read, in order
 	allocated := 0
 	alloc := func(size int) ([]byte, error) {
-		if err := res.Grow(ctx, MessageCost(int64(allocated+size))); err != nil {
+		if err := res.Grow(ctx, pipeline.MessageCost(int64(allocated+size))); err != nil {
 			return nil, errBusy
 		}
 		allocated += size

@@ -138,9 +138,10 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, opt serveOp
 	}
 
 	// One bound on the memory of message contents in flight, shared by
-	// the SMTP sessions reading large messages and the delivery workers
-	// reading bodies back (smtp.data_memory_bytes).
-	budget := membudget.New(cfg.SMTP.DataMemoryBytes, smtpd.MessageCost(cfg.SMTP.MaxMessageBytes))
+	// the SMTP sessions reading large messages, the REST requests with
+	// large bodies and the delivery workers reading bodies back
+	// (smtp.data_memory_bytes).
+	budget := membudget.New(cfg.SMTP.DataMemoryBytes, pipeline.MessageCost(cfg.SMTP.MaxMessageBytes))
 	reg.MustRegister(
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "pigeonpost_message_memory_bytes",
@@ -168,6 +169,7 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, opt serveOp
 	httpServer := &http.Server{
 		Handler: api.Handler(svc, api.Options{
 			MaxBodyBytes: cfg.HTTP.MaxBodyBytes,
+			Budget:       budget,
 			Metrics:      promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
 			Ready: func(ctx context.Context) []string {
 				if !cfg.Redis.RequireDurable {

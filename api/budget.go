@@ -1,0 +1,49 @@
+package api
+
+import (
+	"context"
+	"net/http"
+	"time"
+
+	"github.com/pigeonpost/pigeonpost/internal/membudget"
+	"github.com/pigeonpost/pigeonpost/pipeline"
+)
+
+// A send's body is read whole, decoded, composed into MIME and rewritten
+// for tracking: it takes memory in proportion to its size, like a message
+// over SMTP, and draws from the same budget (Options.Budget), so that many
+// large requests at once wait for each other instead of exhausting memory.
+
+const (
+	// smallBody is the size under which a body takes nothing from the
+	// budget, as for SMTP (its first chunk).
+	smallBody = 64 << 10
+	// defaultBudgetWait is how long a request waits for its share.
+	defaultBudgetWait = 30 * time.Second
+)
+
+// reserveBody takes the request's share of the budget: pipeline.MessageCost
+// of its declared size, or of the largest body allowed when it declares none
+// (chunked). A request that cannot get it within Options.BudgetWait, or
+// whose client leaves, gets pipeline.ErrBusy. The caller releases the
+// reservation when the request is done.
+func (h *handler) reserveBody(r *http.Request) (*membudget.Reservation, error) {
+	n := r.ContentLength
+	if n >= 0 && n <= smallBody {
+		return h.opt.Budget.Reserve(), nil // holds nothing
+	}
+	if n < 0 || n > h.opt.MaxBodyBytes {
+		n = h.opt.MaxBodyBytes // a larger body is refused while it is read
+	}
+	wait := h.opt.BudgetWait
+	if wait <= 0 {
+		wait = defaultBudgetWait
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), wait)
+	defer cancel()
+	res, err := h.opt.Budget.Acquire(ctx, pipeline.MessageCost(n))
+	if err != nil {
+		return nil, pipeline.ErrBusy()
+	}
+	return res, nil
+}

@@ -1,0 +1,66 @@
+package api
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pigeonpost/pigeonpost/internal/membudget"
+	"github.com/pigeonpost/pigeonpost/internal/testkit"
+	"github.com/pigeonpost/pigeonpost/pipeline"
+)
+
+// TestLargeBodiesShareTheMemoryBudget: a send with a body over 64 KiB waits
+// for its share of the message memory and, past the wait, is refused with
+// 503 server_busy (nothing stored, the client retries); small bodies never
+// wait.
+func TestLargeBodiesShareTheMemoryBudget(t *testing.T) {
+	rdb := testkit.StartRedis(t).Client(t)
+	svc := pipeline.New(rdb, []byte("secret"), pipeline.Options{Hostname: "gw.test", PublicURL: "https://t.test",
+		RateLimit: pipeline.RateLimit{PerSecond: 1000, Burst: 1000}})
+	const secret = "sp_test_budgettestkey00000000000001"
+	if _, err := svc.EnsureKey(context.Background(), "acme", secret); err != nil {
+		t.Fatal(err)
+	}
+	budget := membudget.New(1<<20, 1<<20)
+	srv := httptest.NewServer(Handler(svc, Options{MaxBodyBytes: 10 << 20, Budget: budget, BudgetWait: 50 * time.Millisecond}))
+	defer srv.Close()
+
+	send := func(htmlSize int) *http.Response {
+		t.Helper()
+		body, _ := json.Marshal(map[string]any{"from": "a@acme.test", "to": "b@example.test", "subject": "s",
+			"html": "<p>" + strings.Repeat("x", htmlSize) + "</p>"})
+		req, _ := http.NewRequest("POST", srv.URL+"/v1/emails", bytes.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+secret)
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp
+	}
+
+	held, err := budget.Acquire(context.Background(), 1<<20) // everything
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp := send(100 << 10); resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" {
+		t.Fatalf("large send with the budget taken: %d, Retry-After %q", resp.StatusCode, resp.Header.Get("Retry-After"))
+	}
+	if resp := send(1 << 10); resp.StatusCode != http.StatusOK {
+		t.Fatalf("small send with the budget taken: %d", resp.StatusCode)
+	}
+	held.Release()
+	if resp := send(100 << 10); resp.StatusCode != http.StatusOK {
+		t.Fatalf("large send with the budget free: %d", resp.StatusCode)
+	}
+	if n := budget.InUse(); n != 0 {
+		t.Errorf("%d bytes still reserved after the requests", n)
+	}
+}
