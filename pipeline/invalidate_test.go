@@ -34,22 +34,30 @@ func twoProcesses(t *testing.T, r *testkit.Redis) (a, b *Service) {
 	return a, b
 }
 
-func TestChangesReachOtherProcesses(t *testing.T) {
-	a, b := twoProcesses(t, testkit.StartRedis(t))
+// keyCachedByB makes an account (its owner's key) and a sending key through
+// a, and has b authenticate the sending key, so that b caches it.
+func keyCachedByB(t *testing.T, a, b *Service) (owner, key *store.Key, secret string) {
+	t.Helper()
 	ctx := context.Background()
 	owner, err := a.EnsureKey(ctx, "acme", "sp_live_invalidationtestkey00000001")
 	if err != nil {
 		t.Fatal(err)
 	}
-	key, secret, err := a.CreateKey(ctx, owner, KeyRequest{Name: "app", Mode: store.ModeLive, Permission: store.PermissionSending})
+	key, secret, err = a.CreateKey(ctx, owner, KeyRequest{Name: "app", Mode: store.ModeLive, Permission: store.PermissionSending})
 	if err != nil {
 		t.Fatal(err)
 	}
-
-	// b caches the key, the absence of the domain and the tracking settings.
 	if _, err := b.Authenticate(ctx, secret); err != nil {
 		t.Fatal(err)
 	}
+	return owner, key, secret
+}
+
+func TestChangesReachOtherProcesses(t *testing.T) {
+	a, b := twoProcesses(t, testkit.StartRedis(t))
+	ctx := context.Background()
+	// b caches a key, the absence of a domain and the tracking settings.
+	owner, key, secret := keyCachedByB(t, a, b)
 	if d, err := b.senderDomain(ctx, owner.AccountID, "acme.test"); err != nil || d.id != "" {
 		t.Fatalf("domain before it is added: %+v %v", d, err)
 	}
@@ -93,17 +101,7 @@ func TestResubscribeForgetsEverything(t *testing.T) {
 	}
 	a, b := twoProcesses(t, r)
 	ctx := context.Background()
-	owner, err := a.EnsureKey(ctx, "acme", "sp_live_invalidationtestkey00000002")
-	if err != nil {
-		t.Fatal(err)
-	}
-	key, secret, err := a.CreateKey(ctx, owner, KeyRequest{Name: "app", Mode: store.ModeLive, Permission: store.PermissionSending})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := b.Authenticate(ctx, secret); err != nil {
-		t.Fatal(err)
-	}
+	owner, key, secret := keyCachedByB(t, a, b)
 	// A change whose message b never gets: made in the store directly.
 	if err := a.Store().DeleteKey(ctx, owner.AccountID, key.ID); err != nil {
 		t.Fatal(err)
