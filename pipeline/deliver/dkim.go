@@ -316,13 +316,13 @@ func hashRelaxedBody(w io.Writer, body []byte) {
 		return
 	}
 	body = body[:end] // ends with content: every line break before it is kept
-	marks := relaxMarks
+	marks := relaxMarks[:]
 	if bytes.Count(body, []byte("\r")) == bytes.Count(body, []byte("\n")) {
 		// Every LF has its CR (toCRLF), so with as many of each, every CR
 		// is part of a CRLF: there is no bare CR to look for.
 		marks = marks[:len(marks)-1]
 	}
-	var next [4]int // where marks[k] is next found; stale when before run
+	var next [len(relaxMarks)]int // where marks[k] is next found; stale when before run
 	for k := range marks {
 		next[k] = -1
 	}
@@ -361,7 +361,7 @@ func isBodyWSP(c byte) bool { return c == ' ' || c == '\t' || c == '\r' || c == 
 // relaxMarks find what makes relaxed canonicalisation change a line of a
 // body without bare LF: a tab, two spaces, a space before a CR (white space
 // at the end of the line, or before a bare CR), and a bare CR, last.
-var relaxMarks = []func([]byte) int{
+var relaxMarks = [...]func([]byte) int{
 	func(b []byte) int { return bytes.IndexByte(b, '\t') },
 	func(b []byte) int { return bytes.Index(b, []byte("  ")) },
 	func(b []byte) int { return bytes.Index(b, []byte(" \r")) },
@@ -385,7 +385,8 @@ func indexBareCR(b []byte) int {
 
 // relaxLine appends the relaxed form of line, its line break included, to
 // dst. The line is followed by more content, so its breaks are all kept;
-// within it, CR can only be bare, and LF only last.
+// within it, LF can only come last, and a CR is bare or the CR of the
+// final CRLF.
 func relaxLine(dst, line []byte) []byte {
 	wsp := false
 	crs := 0 // bare CRs since the last content byte
