@@ -1,7 +1,9 @@
 package api
 
 import (
+	"bytes"
 	"context"
+	"io"
 	"net/http"
 	"time"
 
@@ -23,18 +25,29 @@ const (
 )
 
 // reserveBody takes the request's share of the budget: pipeline.MessageCost
-// of its declared size, or of the largest body allowed when it declares none
-// (chunked). A request that cannot get it within Options.BudgetWait, or
-// whose client leaves, gets pipeline.ErrBusy. The caller releases the
-// reservation when the request is done.
+// of its declared size or, when it declares none (chunked) and goes on past
+// smallBody, of the largest body allowed. A request that cannot get it
+// within Options.BudgetWait, or whose client leaves, gets pipeline.ErrBusy.
+// The caller releases the reservation when the request is done.
 func (h *handler) reserveBody(r *http.Request) (*membudget.Reservation, error) {
 	n := r.ContentLength
-	if n >= 0 && n <= smallBody {
+	if n < 0 {
+		// Read the start to learn whether the body is small; the handler
+		// reads it again, then the rest (or the read's error).
+		head, _ := io.ReadAll(io.LimitReader(r.Body, smallBody+1))
+		r.Body = struct {
+			io.Reader
+			io.Closer
+		}{io.MultiReader(bytes.NewReader(head), r.Body), r.Body}
+		n = int64(len(head))
+		if n > smallBody {
+			n = h.opt.MaxBodyBytes
+		}
+	}
+	if n <= smallBody {
 		return h.opt.Budget.Reserve(), nil // holds nothing
 	}
-	if n < 0 || n > h.opt.MaxBodyBytes {
-		n = h.opt.MaxBodyBytes // a larger body is refused while it is read
-	}
+	n = min(n, h.opt.MaxBodyBytes) // a larger body is refused while it is read
 	wait := h.opt.BudgetWait
 	if wait <= 0 {
 		wait = defaultBudgetWait

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -31,11 +32,15 @@ func TestLargeBodiesShareTheMemoryBudget(t *testing.T) {
 	srv := httptest.NewServer(Handler(svc, Options{MaxBodyBytes: 10 << 20, Budget: budget, BudgetWait: 50 * time.Millisecond}))
 	defer srv.Close()
 
-	send := func(htmlSize int) *http.Response {
+	send := func(htmlSize int, chunked bool) *http.Response {
 		t.Helper()
 		body, _ := json.Marshal(map[string]any{"from": "a@acme.test", "to": "b@example.test", "subject": "s",
 			"html": "<p>" + strings.Repeat("x", htmlSize) + "</p>"})
-		req, _ := http.NewRequest("POST", srv.URL+"/v1/emails", bytes.NewReader(body))
+		var rd io.Reader = bytes.NewReader(body)
+		if chunked {
+			rd = io.MultiReader(rd) // no length known: Transfer-Encoding chunked
+		}
+		req, _ := http.NewRequest("POST", srv.URL+"/v1/emails", rd)
 		req.Header.Set("Authorization", "Bearer "+secret)
 		req.Header.Set("Content-Type", "application/json")
 		resp, err := http.DefaultClient.Do(req)
@@ -50,15 +55,19 @@ func TestLargeBodiesShareTheMemoryBudget(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if resp := send(100 << 10); resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" {
-		t.Fatalf("large send with the budget taken: %d, Retry-After %q", resp.StatusCode, resp.Header.Get("Retry-After"))
-	}
-	if resp := send(1 << 10); resp.StatusCode != http.StatusOK {
-		t.Fatalf("small send with the budget taken: %d", resp.StatusCode)
+	for _, chunked := range []bool{false, true} {
+		if resp := send(100<<10, chunked); resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" {
+			t.Fatalf("large send (chunked %v) with the budget taken: %d, Retry-After %q", chunked, resp.StatusCode, resp.Header.Get("Retry-After"))
+		}
+		if resp := send(1<<10, chunked); resp.StatusCode != http.StatusOK {
+			t.Fatalf("small send (chunked %v) with the budget taken: %d", chunked, resp.StatusCode)
+		}
 	}
 	held.Release()
-	if resp := send(100 << 10); resp.StatusCode != http.StatusOK {
-		t.Fatalf("large send with the budget free: %d", resp.StatusCode)
+	for _, chunked := range []bool{false, true} {
+		if resp := send(100<<10, chunked); resp.StatusCode != http.StatusOK {
+			t.Fatalf("large send (chunked %v) with the budget free: %d", chunked, resp.StatusCode)
+		}
 	}
 	if n := budget.InUse(); n != 0 {
 		t.Errorf("%d bytes still reserved after the requests", n)
