@@ -235,7 +235,8 @@ func (r *Resolver) timeout() time.Duration {
 // query sends one question to r.Addr and returns a NOERROR answer; anything
 // else is an *Error.
 func (r *Resolver) query(ctx context.Context, name string, qtype uint16) (*dns.Msg, error) {
-	ctx, cancel := context.WithTimeout(ctx, r.timeout())
+	timeout := r.timeout()
+	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 
 	m := new(dns.Msg)
@@ -243,9 +244,9 @@ func (r *Resolver) query(ctx context.Context, name string, qtype uint16) (*dns.M
 	m.RecursionDesired = true
 	m.SetEdns0(1232, false)
 
-	resp, err := r.exchange(ctx, "udp", m, r.timeout())
+	resp, err := r.exchange(ctx, "udp", m, timeout)
 	if err == nil && resp.Truncated {
-		resp, err = r.exchange(ctx, "tcp", m, r.timeout())
+		resp, err = r.exchange(ctx, "tcp", m, timeout)
 	}
 	if err != nil {
 		if ctx.Err() != nil {
