@@ -37,6 +37,16 @@ const (
 	hitBatchSize = 256
 	// hitWriteTimeout bounds the Redis work of one batch.
 	hitWriteTimeout = 10 * time.Second
+	// A batch that Redis refused (down, slow, or records that kept
+	// changing under it) is tried again after hitRetryFirst, doubling up to
+	// hitRetryMax between tries, for hitRetryFor in all; then its hits are
+	// counted failed. Meanwhile its recorder's queue fills and, full, drops
+	// new hits. A try whose EXEC went through but whose answer was lost is
+	// recorded again: a rare extra event, rather than losing every hit of a
+	// Redis restart. At shutdown there is no retry.
+	hitRetryFirst = 100 * time.Millisecond
+	hitRetryMax   = 2 * time.Second
+	hitRetryFor   = 30 * time.Second
 )
 
 // newHitQueues returns the recorders' queues.
@@ -90,11 +100,11 @@ func (s *Service) recordHitsUntil(ctx context.Context, q chan trackHit) {
 		case h := <-q:
 			batch = append(batch, h)
 		case <-ctx.Done():
-			s.drainHits(q, batch[:0])
+			s.drainHits(ctx, q, batch[:0])
 			return
 		}
 		batch = fillBatch(q, batch)
-		s.recordBatch(context.WithoutCancel(ctx), batch)
+		s.recordBatch(ctx, batch)
 		batch = batch[:0]
 	}
 }
@@ -112,27 +122,28 @@ func fillBatch(q chan trackHit, batch []trackHit) []trackHit {
 	return batch
 }
 
-// drainHits records, at shutdown, every hit still queued on q.
-func (s *Service) drainHits(q chan trackHit, batch []trackHit) {
+// drainHits records, at shutdown (stop is done), every hit still queued on q.
+func (s *Service) drainHits(stop context.Context, q chan trackHit, batch []trackHit) {
 	for {
 		if batch = fillBatch(q, batch[:0]); len(batch) == 0 {
 			return
 		}
-		s.recordBatch(context.Background(), batch)
+		s.recordBatch(stop, batch)
 	}
 }
 
-// recordBatch records batch in one MULTI and counts the outcome of each hit.
-func (s *Service) recordBatch(ctx context.Context, batch []trackHit) {
-	ctx, cancel := context.WithTimeout(ctx, hitWriteTimeout)
-	defer cancel()
-	hits := make([]store.Hit, len(batch))
-	for i, h := range batch {
-		hits[i] = store.Hit{EmailID: h.emailID, Decide: s.decideHit(ctx, h)}
-	}
-	errs, err := s.store.TrackHits(ctx, hits)
+// recordBatch records batch in one MULTI, trying again while Redis refuses
+// it (hitRetryFor) unless stop is done, and counts the outcome of each hit.
+func (s *Service) recordBatch(stop context.Context, batch []trackHit) {
 	m := s.opt.Metrics
-	m.hitsQueued.Sub(float64(len(batch)))
+	defer m.hitsQueued.Sub(float64(len(batch)))
+	wait, giveUp := hitRetryFirst, time.Now().Add(hitRetryFor)
+	errs, err := s.writeHits(context.WithoutCancel(stop), batch)
+	for err != nil && time.Now().Add(wait).Before(giveUp) && sleep(stop, wait) {
+		m.hitRetries.Inc()
+		errs, err = s.writeHits(context.WithoutCancel(stop), batch)
+		wait = min(2*wait, hitRetryMax)
+	}
 	if err != nil {
 		m.hits.WithLabelValues("failed").Add(float64(len(batch)))
 		s.opt.Logger.Warn("recording tracking hits failed", "hits", len(batch), "err", err) // never a visitor: privacy mode
@@ -148,5 +159,29 @@ func (s *Service) recordBatch(ctx context.Context, batch []trackHit) {
 			m.hits.WithLabelValues("failed").Inc()
 			s.opt.Logger.Warn("recording a tracking hit failed", "email", batch[i].emailID, "err", err)
 		}
+	}
+}
+
+// writeHits is one try of recordBatch.
+func (s *Service) writeHits(ctx context.Context, batch []trackHit) ([]error, error) {
+	ctx, cancel := context.WithTimeout(ctx, hitWriteTimeout)
+	defer cancel()
+	hits := make([]store.Hit, len(batch))
+	for i, h := range batch {
+		hits[i] = store.Hit{EmailID: h.emailID, Decide: s.decideHit(ctx, h)}
+	}
+	return s.store.TrackHits(ctx, hits)
+}
+
+// sleep waits for d, or until ctx is done; it reports whether it waited
+// the whole d.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
 	}
 }

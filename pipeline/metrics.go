@@ -14,6 +14,7 @@ type Metrics struct {
 	// Tracking hits (hits.go): waiting to be recorded, and by outcome.
 	hitsQueued prometheus.Gauge
 	hits       *prometheus.CounterVec
+	hitRetries prometheus.Counter
 }
 
 // NewMetrics registers the pipeline's series on reg (nil: not registered).
@@ -35,13 +36,17 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "pigeonpost_tracking_hits_queued",
 			Help: "Tracking hits answered and waiting to be recorded in Redis.",
 		}),
+		hitRetries: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "pigeonpost_tracking_hit_batch_retries_total",
+			Help: "Batches of tracking hits tried again after Redis refused them.",
+		}),
 		hits: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "pigeonpost_tracking_hits_total",
 			Help: "Tracking hits by outcome: recorded, unknown (no such email or link), failed (Redis), dropped (queue full).",
 		}, []string{"result"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.accepted, m.rejected, m.inFlowDelays, m.hitsQueued, m.hits)
+		reg.MustRegister(m.accepted, m.rejected, m.inFlowDelays, m.hitsQueued, m.hits, m.hitRetries)
 	}
 	return m
 }

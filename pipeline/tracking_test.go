@@ -348,3 +348,31 @@ func TestDomainOverridesFollowTheDomainRecord(t *testing.T) {
 		t.Errorf("new domain's tracking %+v, %v", dt, err)
 	}
 }
+
+// TestHitsSurviveARedisRestart: a batch that Redis refuses is tried again,
+// so the hits of a restart are recorded once it is back, not lost.
+func TestHitsSurviveARedisRestart(t *testing.T) {
+	r := testkit.StartRedis(t)
+	svc := recordingService(t, r.Client(t), Options{})
+	k, _, err := svc.CreateAccount(context.Background(), "acme", store.ModeLive)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := deliveredEmail(t, svc, k)
+	ctx := context.Background()
+
+	r.Kill()
+	svc.RecordOpen(ctx, e.ID, Visitor{Method: "GET", UserAgent: testBrowserUA})
+	testkit.WaitFor(t, "a refused batch to be tried again", func() bool {
+		return testutil.ToFloat64(svc.opt.Metrics.hitRetries) > 0
+	})
+	r.Restart()
+	settleHits(t, svc)
+	if got := testutil.ToFloat64(svc.opt.Metrics.hits.WithLabelValues("recorded")); got != 1 {
+		t.Errorf("%v hits recorded, want 1 (failed: %v)", got, testutil.ToFloat64(svc.opt.Metrics.hits.WithLabelValues("failed")))
+	}
+	got, err := svc.Email(ctx, k, e.ID)
+	if err != nil || got.OpenedAt == nil {
+		t.Fatalf("after the restart: %+v %v", got, err)
+	}
+}
