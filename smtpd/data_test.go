@@ -134,7 +134,7 @@ func finish(w *smtp.DataCommand, rest []byte) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	_, id, ok := strings.Cut(resp.StatusText, "OK queued as ")
+	_, id, ok := strings.Cut(resp.StatusText, "Ok: queued as ")
 	if !ok {
 		return "", fmt.Errorf("reply %q", resp.StatusText)
 	}

@@ -149,7 +149,7 @@ func (s *session) Data(r io.Reader) error {
 		return reply(err)
 	}
 	s.srv.opt.Logger.Debug("message queued", "ids", receipt.IDs, "key", s.key.ID)
-	return &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: "OK queued as " + receipt.IDs[0]}
+	return &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: "Ok: queued as " + receipt.IDs[0]}
 }
 
 // Reading DATA. A message that fits in firstChunk is read as is: small

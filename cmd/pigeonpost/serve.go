@@ -403,7 +403,7 @@ Send a message over SMTP with swaks:
     --from hello@example.com --to test@example.com \
     --header "Subject: Test SMTP" --body "Hello from SMTP"
 
-Then look it up (the id is in swaks's "250 2.0.0 OK queued as em_…" line):
+Then look it up (the id is in swaks's "250 2.0.0 Ok: queued as em_…" line):
   curl -s %[3]s/v1/emails/em_… -H "Authorization: Bearer %[1]s"
 
 Or send with the REST API:

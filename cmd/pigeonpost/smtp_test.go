@@ -84,13 +84,13 @@ func TestSMTPReplies(t *testing.T) {
 		_, err := send(c, from, []string{to}, big)
 		wantSMTPError(t, err, 552, smtp.EnhancedCode{5, 3, 4})
 	})
-	t.Run("accepted is 250 2.0.0 OK queued as em_…", func(t *testing.T) {
+	t.Run("accepted is 250 2.0.0 Ok: queued as em_…", func(t *testing.T) {
 		c := s.smtpClient(true, liveKey)
 		reply, err := send(c, from, []string{to}, simpleMessage(from, to, "ok"))
 		if err != nil {
 			t.Fatal(err)
 		}
-		if !strings.HasPrefix(reply, "2.0.0 OK queued as em_") {
+		if !strings.HasPrefix(reply, "2.0.0 Ok: queued as em_") {
 			t.Fatalf("reply %q", reply)
 		}
 	})

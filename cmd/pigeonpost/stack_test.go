@@ -252,7 +252,7 @@ func send(c *smtp.Client, from string, to []string, msg string) (string, error) 
 	return resp.StatusText, nil
 }
 
-// queuedID extracts em_… from "OK queued as em_…".
+// queuedID extracts em_… from "Ok: queued as em_…".
 func queuedID(t *testing.T, reply string) string {
 	t.Helper()
 	_, id, ok := strings.Cut(reply, "queued as ")

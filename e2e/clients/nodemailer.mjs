@@ -29,7 +29,7 @@ try {
     }],
     headers: { "X-SP-Track-Opens": "true", "X-SP-Track-Clicks": "true" },
   });
-  console.log(`sent: ${info.response}`); // 250 2.0.0 OK queued as em_…
+  console.log(`sent: ${info.response}`); // 250 2.0.0 Ok: queued as em_…
 } catch (err) {
   console.error(`error: ${err.code ?? ""} ${err.responseCode ?? ""} ${err.message}`);
   process.exitCode = 1;

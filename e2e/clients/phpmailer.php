@@ -45,8 +45,8 @@ try {
     $mail->addCustomHeader('X-SP-Track-Clicks', 'true');
 
     $mail->send();
-    $queued = preg_grep('/queued as/', $replies);
-    echo 'sent: ' . (end($queued) ?: $mail->getLastMessageID()) . "\n"; // 250 2.0.0 OK queued as em_…
+    // "250 2.0.0 Ok: queued as em_…" is Postfix's reply, which PHPMailer parses.
+    echo 'sent: ' . $mail->getSMTPInstance()->getLastTransactionID() . "\n";
 } catch (Exception $e) {
     $refusals = preg_grep('/^[45]\d\d[ -]/', $replies);
     fwrite(STDERR, 'error: ' . $e->getMessage() . ' (server: ' . (end($refusals) ?: 'no reply') . ")\n");
