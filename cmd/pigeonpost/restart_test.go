@@ -15,6 +15,7 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"github.com/pigeonpost/pigeonpost/internal/testkit"
+	"github.com/pigeonpost/pigeonpost/pipeline/store"
 )
 
 // startProcess runs the real main in a child process (see TestMain) with
@@ -166,5 +167,72 @@ func TestSIGTERMDuringDATA(t *testing.T) {
 	s.waitStatus(id, "delivered")
 	if !strings.Contains(string(got[0].Data), "second half") {
 		t.Errorf("delivered a partial message:\n%s", got[0].Data)
+	}
+}
+
+// TestAcknowledgedSurvivesRedisAndGatewayKill: Redis and the gateway are
+// both SIGKILLed right after the last 250 and restarted on the same data;
+// every acknowledged message is still there and is delivered once. The
+// control run turns Redis's append-only file off first: then the same kill
+// loses the acknowledged mail, which shows the test can fail.
+func TestAcknowledgedSurvivesRedisAndGatewayKill(t *testing.T) {
+	for _, durable := range []bool{true, false} {
+		t.Run(map[bool]string{true: "appendfsync always", false: "control: appendonly off"}[durable], func(t *testing.T) {
+			s, env := processStack(t)
+			if !s.redis.Real() {
+				t.Skip("persistence across a kill needs redis-server; .ci/run installs it and sets PIGEONPOST_REQUIRE_REDIS")
+			}
+			gateway, addrs := startProcess(t, env)
+			s.addrs = addrs
+			s.verifyDomain(senderDomain)
+			if !durable {
+				if err := s.redis.Client(t).ConfigSet(t.Context(), "appendonly", "no").Err(); err != nil {
+					t.Fatal(err)
+				}
+			}
+
+			const n = 20
+			from := "hello@" + senderDomain
+			c := s.smtpClient(true, liveKey)
+			var ids []string
+			for i := range n {
+				to := fmt.Sprintf("user%d@%s", i, rcptDomain)
+				reply, err := send(c, from, []string{to}, simpleMessage(from, to, fmt.Sprint("acknowledged ", i)))
+				if err != nil {
+					t.Fatal(err)
+				}
+				ids = append(ids, queuedID(t, reply))
+			}
+			s.redis.Kill()
+			if err := gateway.Process.Signal(syscall.SIGKILL); err != nil {
+				t.Fatal(err)
+			}
+			_ = gateway.Wait()
+			s.redis.Restart()
+
+			stored := 0
+			for _, id := range ids {
+				if n, err := s.redis.Client(t).Exists(t.Context(), store.EmailKey(id), store.BodyKey(id)).Result(); err == nil && n == 2 {
+					stored++
+				}
+			}
+			if !durable {
+				if stored == n {
+					t.Fatalf("all %d messages survived without the append-only file: the kill did not test durability", n)
+				}
+				return
+			}
+			if stored != n {
+				t.Fatalf("%d of %d acknowledged messages survived the kill", stored, n)
+			}
+			env["PIGEONPOST_DELIVERY_WORKERS"] = "2"
+			_, s.addrs = startProcess(t, env)
+			for _, id := range ids {
+				s.waitStatus(id, "delivered")
+			}
+			if got := len(s.sink.Messages()); got != n {
+				t.Errorf("sink holds %d messages, want %d (each exactly once)", got, n)
+			}
+		})
 	}
 }
