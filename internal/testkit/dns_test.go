@@ -145,3 +145,82 @@ func TestDNSGoResolver(t *testing.T) {
 		cancel()
 	}
 }
+
+// TestDNSAddRRAndCNAME: zone-file records are served as written, in order,
+// and a CNAME is followed for other types.
+func TestDNSAddRRAndCNAME(t *testing.T) {
+	d := StartDNS(t)
+	d.AddRR(
+		"example.test. 300 IN MX 20 mx2.example.test.",
+		"example.test. 300 IN MX 10 MXA.example.test.",
+		`example.test. 300 IN TXT "v=spf1 " "-all"`,
+		"alias.test. 300 IN CNAME example.test.",
+		"dangling.test. 300 IN CNAME nowhere.test.",
+	)
+	d.SetA("example.test", "192.0.2.1")
+
+	r := query(t, d, "udp", "example.test", dns.TypeMX, false)
+	if len(r.Answer) != 2 || r.Answer[0].(*dns.MX).Mx != "mx2.example.test." || r.Answer[1].(*dns.MX).Mx != "MXA.example.test." {
+		t.Fatalf("MX not as added: %v", r)
+	}
+	r = query(t, d, "udp", "example.test", dns.TypeTXT, false)
+	if len(r.Answer) != 1 || strings.Join(r.Answer[0].(*dns.TXT).Txt, "|") != "v=spf1 |-all" {
+		t.Fatalf("TXT: %v", r)
+	}
+
+	r = query(t, d, "udp", "Alias.test", dns.TypeMX, false)
+	if r.Rcode != dns.RcodeSuccess || len(r.Answer) != 3 {
+		t.Fatalf("MX via CNAME: %v", r)
+	}
+	if c, ok := r.Answer[0].(*dns.CNAME); !ok || c.Hdr.Name != "Alias.test." || c.Target != "example.test." {
+		t.Fatalf("MX via CNAME: first record %v", r.Answer[0])
+	}
+	r = query(t, d, "udp", "alias.test", dns.TypeCNAME, false)
+	if len(r.Answer) != 1 || r.Answer[0].(*dns.CNAME).Target != "example.test." {
+		t.Fatalf("CNAME: %v", r)
+	}
+	if r := query(t, d, "udp", "dangling.test", dns.TypeA, false); r.Rcode != dns.RcodeNameError || len(r.Answer) != 1 {
+		t.Fatalf("A via dangling CNAME: %v", r)
+	}
+	d.Fail("example.test", dns.RcodeServerFailure)
+	if r := query(t, d, "udp", "alias.test", dns.TypeA, false); r.Rcode != dns.RcodeServerFailure {
+		t.Fatalf("A via CNAME to a failing name: %v", r)
+	}
+
+	// SetMX replaces the added MX records and leaves the rest.
+	d.Fail("example.test", dns.RcodeSuccess)
+	d.SetMX("example.test", map[string]uint16{"mx.example.test": 5})
+	if r := query(t, d, "udp", "example.test", dns.TypeANY, false); len(r.Answer) != 3 {
+		t.Fatalf("ANY after SetMX: %v", r)
+	}
+
+	func() {
+		defer func() {
+			if recover() == nil {
+				t.Error("AddRR with a bad record did not panic")
+			}
+		}()
+		d.AddRR("example.test. IN MX nope")
+	}()
+}
+
+func TestDNSTruncateUDPAndQueries(t *testing.T) {
+	d := StartDNS(t)
+	d.SetA("host.test", "127.0.0.1")
+	query(t, d, "udp", "host.test", dns.TypeA, false)
+	d.TruncateUDP(true)
+	r := query(t, d, "udp", "host.test", dns.TypeA, true)
+	if !r.Truncated || len(r.Answer) != 0 || r.Rcode != dns.RcodeSuccess {
+		t.Fatalf("UDP while truncating: %v", r)
+	}
+	if r := query(t, d, "tcp", "host.test", dns.TypeA, false); r.Truncated || len(r.Answer) != 1 {
+		t.Fatalf("TCP while truncating: %v", r)
+	}
+	if udp, tcp := d.Queries(); udp != 2 || tcp != 1 {
+		t.Fatalf("Queries() = %d, %d; want 2, 1", udp, tcp)
+	}
+	d.TruncateUDP(false)
+	if r := query(t, d, "udp", "host.test", dns.TypeA, false); r.Truncated || len(r.Answer) != 1 {
+		t.Fatalf("UDP after TruncateUDP(false): %v", r)
+	}
+}

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/emersion/go-smtp"
+
+	"github.com/pigeonpost/pigeonpost/internal/testkit"
 )
 
 const testBody = "From: alice@example.test\nTo: bob@dest.test\nSubject: hi\n\nline one\n.leading dot\n..two dots\nlast"
@@ -79,14 +81,13 @@ func TestDeliverNullSender(t *testing.T) {
 
 func TestDeliverMX(t *testing.T) {
 	sink := newTestSink(t, sinkOptions{})
-	dnsSrv := newTestDNS(t,
-		"dest.test. 300 IN MX 10 mx1.example.test.",
-		"mx1.example.test. 300 IN A 127.0.0.1",
-	)
+	dnsSrv := testkit.StartDNS(t)
+	dnsSrv.SetMX("dest.test", map[string]uint16{"mx1.example.test": 10})
+	dnsSrv.SetA("mx1.example.test", "127.0.0.1")
 	tr := &Transport{
 		Hostname: "pigeon.test",
 		Port:     sink.Port,
-		Resolver: &Resolver{Addr: dnsSrv.Addr, Timeout: 5 * time.Second},
+		Resolver: &Resolver{Addr: dnsSrv.Addr(), Timeout: 5 * time.Second},
 		Timeout:  30 * time.Second,
 	}
 	if err := tr.Deliver(context.Background(), testEnvelope()); err != nil {
@@ -99,22 +100,19 @@ func TestDeliverMX(t *testing.T) {
 
 func TestDeliverNextMXOnConnectionRefused(t *testing.T) {
 	sink := newTestSink(t, sinkOptions{})
-	dnsSrv := newTestDNS(t,
-		// mx1 is preferred, but nothing listens on 127.0.0.2.
-		"dest.test. 300 IN MX 10 mx1.dest.test.",
-		"dest.test. 300 IN MX 20 mx2.dest.test.",
-		"mx1.dest.test. 300 IN A 127.0.0.2",
-		"mx2.dest.test. 300 IN A 127.0.0.1",
-		// only a dead host
-		"dead.test. 300 IN MX 10 mx1.dest.test.",
-		// an MX host that does not resolve, then a good one
-		"broken.test. 300 IN MX 10 nowhere.broken.test.",
-		"broken.test. 300 IN MX 20 mx2.dest.test.",
-	)
+	dnsSrv := testkit.StartDNS(t)
+	// mx1 is preferred, but nothing listens on 127.0.0.2.
+	dnsSrv.SetMX("dest.test", map[string]uint16{"mx1.dest.test": 10, "mx2.dest.test": 20})
+	dnsSrv.SetA("mx1.dest.test", "127.0.0.2")
+	dnsSrv.SetA("mx2.dest.test", "127.0.0.1")
+	// only a dead host
+	dnsSrv.SetMX("dead.test", map[string]uint16{"mx1.dest.test": 10})
+	// an MX host that does not resolve, then a good one
+	dnsSrv.SetMX("broken.test", map[string]uint16{"nowhere.broken.test": 10, "mx2.dest.test": 20})
 	tr := &Transport{
 		Hostname: "pigeon.test",
 		Port:     sink.Port,
-		Resolver: &Resolver{Addr: dnsSrv.Addr, Timeout: 5 * time.Second},
+		Resolver: &Resolver{Addr: dnsSrv.Addr(), Timeout: 5 * time.Second},
 		Timeout:  30 * time.Second,
 	}
 	ctx := context.Background()
@@ -337,11 +335,12 @@ func TestDeliverReplies(t *testing.T) {
 }
 
 func TestDeliverEnvelopeErrors(t *testing.T) {
-	dnsSrv := newTestDNS(t, "null.test. 300 IN MX 0 .")
+	dnsSrv := testkit.StartDNS(t)
+	dnsSrv.SetMX("null.test", map[string]uint16{".": 0})
 	tr := &Transport{
 		Hostname: "pigeon.test",
 		Port:     1, // never dialled
-		Resolver: &Resolver{Addr: dnsSrv.Addr, Timeout: 5 * time.Second},
+		Resolver: &Resolver{Addr: dnsSrv.Addr(), Timeout: 5 * time.Second},
 		Timeout:  30 * time.Second,
 	}
 	tests := []struct {
@@ -419,16 +418,14 @@ func TestDeliverNextHostRules(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			tt.opts.FailSessions = 1
 			sink := newTestSink(t, tt.opts)
-			dnsSrv := newTestDNS(t,
-				"dest.test. 300 IN MX 10 mx1.dest.test.",
-				"dest.test. 300 IN MX 20 mx2.dest.test.",
-				"mx1.dest.test. 300 IN A 127.0.0.1",
-				"mx2.dest.test. 300 IN A 127.0.0.1",
-			)
+			dnsSrv := testkit.StartDNS(t)
+			dnsSrv.SetMX("dest.test", map[string]uint16{"mx1.dest.test": 10, "mx2.dest.test": 20})
+			dnsSrv.SetA("mx1.dest.test", "127.0.0.1")
+			dnsSrv.SetA("mx2.dest.test", "127.0.0.1")
 			tr := &Transport{
 				Hostname: "pigeon.test",
 				Port:     sink.Port,
-				Resolver: &Resolver{Addr: dnsSrv.Addr, Timeout: 5 * time.Second},
+				Resolver: &Resolver{Addr: dnsSrv.Addr(), Timeout: 5 * time.Second},
 				Timeout:  30 * time.Second,
 			}
 			err := tr.Deliver(context.Background(), testEnvelope())

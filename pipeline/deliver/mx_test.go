@@ -9,11 +9,16 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+
+	"github.com/pigeonpost/pigeonpost/internal/testkit"
 )
 
-func newTestResolver(t *testing.T) (*testDNS, *Resolver) {
+func newTestResolver(t *testing.T) (*testkit.DNS, *Resolver) {
 	t.Helper()
-	srv := newTestDNS(t,
+	srv := testkit.StartDNS(t)
+	// Zone-file records, served as written: MX records out of order, a TXT
+	// record of two strings.
+	srv.AddRR(
 		// preference order, ties by name
 		"example.test. 300 IN MX 20 mx2.example.test.",
 		"example.test. 300 IN MX 10 MXA.example.test.",
@@ -38,9 +43,9 @@ func newTestResolver(t *testing.T) (*testDNS, *Resolver) {
 		"verify.test. 300 IN TXT \"v=spf1 \" \"-all\"",
 		"verify.test. 300 IN MX 10 mx1.example.test.",
 	)
-	srv.setRcode("fail.test", dns.RcodeServerFailure)
-	srv.setRcode("refused.test", dns.RcodeRefused)
-	return srv, &Resolver{Addr: srv.Addr, Timeout: 5 * time.Second}
+	srv.Fail("fail.test", dns.RcodeServerFailure)
+	srv.Fail("refused.test", dns.RcodeRefused)
+	return srv, &Resolver{Addr: srv.Addr(), Timeout: 5 * time.Second}
 }
 
 func TestLookupMX(t *testing.T) {
@@ -120,7 +125,7 @@ func TestLookupTXT(t *testing.T) {
 	}
 
 	// Truncated UDP answer: retried over TCP.
-	srv.setTruncateUDP(true)
+	srv.TruncateUDP(true)
 	got, err = r.LookupTXT(ctx, "verify.test")
 	if err != nil {
 		t.Fatal(err)
@@ -128,7 +133,7 @@ func TestLookupTXT(t *testing.T) {
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("LookupTXT over TCP = %q, want %q", got, want)
 	}
-	if _, tcp := srv.queries(); tcp != 1 {
+	if _, tcp := srv.Queries(); tcp != 1 {
 		t.Fatalf("TCP queries = %d, want 1", tcp)
 	}
 }
