@@ -2,9 +2,11 @@ package testkit
 
 import (
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"io"
 	"net"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -17,20 +19,24 @@ import (
 // destination MX or smarthost. It accepts every sender and recipient unless
 // told otherwise with Reply, and records each accepted message.
 type Sink struct {
-	srv  *smtp.Server
-	ln   net.Listener
-	addr *net.TCPAddr
-	log  *syncLogger
+	srv    *smtp.Server
+	ln     net.Listener
+	addr   *net.TCPAddr
+	log    *syncLogger
+	closed chan struct{} // closed by Close: held replies go on
 
 	mu       sync.Mutex
 	msgs     []Received
 	arrived  chan struct{} // closed and replaced whenever a message is recorded
 	replies  map[string]*sinkReply
+	holds    map[string]*sinkHold
+	sessions int
 	closeOne sync.Once
 }
 
 // Received is one message accepted by a Sink.
 type Received struct {
+	Helo string   // the client's EHLO (or HELO) name
 	From string   // MAIL FROM address ("" for the null sender)
 	To   []string // accepted RCPT TO addresses, in order
 	Data []byte   // the DATA (or BDAT) bytes as received, after dot-unstuffing
@@ -42,6 +48,9 @@ type SinkOptions struct {
 	// TLS advertises STARTTLS with a self-signed certificate (for
 	// "localhost" and 127.0.0.1) generated at start.
 	TLS bool
+	// BrokenTLS advertises STARTTLS, but every handshake fails. It wins
+	// over TLS.
+	BrokenTLS bool
 }
 
 type sinkReply struct {
@@ -49,16 +58,39 @@ type sinkReply struct {
 	n   int // remaining replies; <0: until changed
 }
 
+type sinkHold struct {
+	held    chan struct{} // a held command sends here once
+	release chan struct{} // closed by the release func
+}
+
+// sinkStages are the replies Reply and Hold act on.
+var sinkStages = []string{"helo", "mail", "rcpt", "data"}
+
+func checkStage(method, stage string) {
+	if !slices.Contains(sinkStages, stage) {
+		panic(fmt.Sprintf("testkit: Sink.%s: unknown stage %q (want one of %q)", method, stage, sinkStages))
+	}
+}
+
 // StartSink starts a Sink on 127.0.0.1 with a kernel-chosen port. It is
 // closed on t.Cleanup.
 func StartSink(t testing.TB, opts SinkOptions) *Sink {
 	t.Helper()
 	s := &Sink{
+		closed:  make(chan struct{}),
 		arrived: make(chan struct{}),
 		replies: make(map[string]*sinkReply),
+		holds:   make(map[string]*sinkHold),
 		log:     &syncLogger{t: t},
 	}
 	srv := smtp.NewServer(smtp.BackendFunc(func(c *smtp.Conn) (smtp.Session, error) {
+		s.mu.Lock()
+		s.sessions++
+		s.mu.Unlock()
+		s.hold("helo")
+		if err := s.takeReply("helo"); err != nil {
+			return nil, err
+		}
 		return &sinkSession{sink: s, conn: c}, nil
 	}))
 	srv.Domain = "sink.localhost"
@@ -66,7 +98,12 @@ func StartSink(t testing.TB, opts SinkOptions) *Sink {
 	srv.WriteTimeout = time.Minute
 	srv.MaxMessageBytes = 64 << 20
 	srv.ErrorLog = s.log
-	if opts.TLS {
+	switch {
+	case opts.BrokenTLS:
+		srv.TLSConfig = &tls.Config{GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+			return nil, errors.New("testkit: sink with BrokenTLS")
+		}}
+	case opts.TLS:
 		cert, err := SelfSignedCert("localhost", "127.0.0.1", srv.Domain)
 		if err != nil {
 			t.Fatalf("testkit: sink certificate: %v", err)
@@ -89,15 +126,15 @@ func (s *Sink) Addr() string { return s.addr.String() }
 // Port returns the sink's TCP port.
 func (s *Sink) Port() int { return s.addr.Port }
 
-// Reply makes the next n RCPT (stage "rcpt") or end-of-DATA (stage "data")
-// replies err instead of success; n < 0 means until changed. A nil err or
-// n == 0 restores normal replies for that stage. A rejected recipient is not
-// recorded; a message rejected at end of DATA is not recorded. Reply panics
-// on any other stage.
+// Reply makes the next n replies at stage, counted over all sessions, err
+// instead of success; n < 0 means until changed. A nil err or n == 0
+// restores normal replies for that stage. The stages are "helo" (EHLO or
+// HELO: the session is refused), "mail", "rcpt" and "data" (end of DATA,
+// after the whole message was read). A rejected recipient is not recorded;
+// a message rejected at end of DATA is not recorded. Reply panics on any
+// other stage.
 func (s *Sink) Reply(stage string, err *smtp.SMTPError, n int) {
-	if stage != "rcpt" && stage != "data" {
-		panic(fmt.Sprintf("testkit: Sink.Reply: unknown stage %q (want \"rcpt\" or \"data\")", stage))
-	}
+	checkStage("Reply", stage)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if err == nil || n == 0 {
@@ -122,6 +159,59 @@ func (s *Sink) takeReply(stage string) error {
 		}
 	}
 	return r.err
+}
+
+// Hold makes every reply at stage (as for Reply) wait until release is
+// called or the sink is closed. Each held command first sends on held, so
+// the test knows the client is waiting; a command nobody receives from
+// waits there instead. Hold panics on an unknown stage.
+func (s *Sink) Hold(stage string) (held <-chan struct{}, release func()) {
+	checkStage("Hold", stage)
+	h := &sinkHold{held: make(chan struct{}), release: make(chan struct{})}
+	s.mu.Lock()
+	s.holds[stage] = h
+	s.mu.Unlock()
+	var once sync.Once
+	return h.held, func() {
+		once.Do(func() {
+			s.mu.Lock()
+			if s.holds[stage] == h {
+				delete(s.holds, stage)
+			}
+			s.mu.Unlock()
+			close(h.release)
+		})
+	}
+}
+
+// hold waits while replies at stage are held.
+func (s *Sink) hold(stage string) {
+	s.mu.Lock()
+	h := s.holds[stage]
+	s.mu.Unlock()
+	if h == nil {
+		return
+	}
+	select {
+	case h.held <- struct{}{}:
+	case <-h.release:
+		return
+	case <-s.closed:
+		return
+	}
+	select {
+	case <-h.release:
+	case <-s.closed:
+	}
+}
+
+// Sessions returns how many SMTP sessions have begun, refused ones
+// included: one per EHLO or HELO that starts one, which is one per
+// connection plus one after each STARTTLS.
+func (s *Sink) Sessions() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.sessions
 }
 
 func (s *Sink) record(m Received) {
@@ -174,6 +264,7 @@ func (s *Sink) Wait(t testing.TB, n int, timeout time.Duration) []Received {
 func (s *Sink) Close() {
 	s.closeOne.Do(func() {
 		s.log.stop()
+		close(s.closed)
 		s.srv.Close() //nolint:errcheck
 	})
 }
@@ -182,6 +273,7 @@ func copyReceived(in []Received) []Received {
 	out := make([]Received, len(in))
 	for i, m := range in {
 		out[i] = Received{
+			Helo: m.Helo,
 			From: m.From,
 			To:   append([]string(nil), m.To...),
 			Data: append([]byte(nil), m.Data...),
@@ -220,12 +312,17 @@ func (ss *sinkSession) Reset() {
 func (ss *sinkSession) Logout() error { return nil }
 
 func (ss *sinkSession) Mail(from string, _ *smtp.MailOptions) error {
+	ss.sink.hold("mail")
+	if err := ss.sink.takeReply("mail"); err != nil {
+		return err
+	}
 	ss.from = from
 	ss.to = nil
 	return nil
 }
 
 func (ss *sinkSession) Rcpt(to string, _ *smtp.RcptOptions) error {
+	ss.sink.hold("rcpt")
 	if err := ss.sink.takeReply("rcpt"); err != nil {
 		return err
 	}
@@ -238,11 +335,13 @@ func (ss *sinkSession) Data(r io.Reader) error {
 	if err != nil {
 		return err
 	}
+	ss.sink.hold("data")
 	if err := ss.sink.takeReply("data"); err != nil {
 		return err
 	}
 	_, isTLS := ss.conn.TLSConnectionState()
 	ss.sink.record(Received{
+		Helo: ss.conn.Hostname(),
 		From: ss.from,
 		To:   append([]string(nil), ss.to...),
 		Data: data,

@@ -82,7 +82,7 @@ func TestSinkPlain(t *testing.T) {
 		t.Fatalf("got %d messages", len(msgs))
 	}
 	m := msgs[0]
-	if m.From != "a@example.org" || strings.Join(m.To, ",") != "b@example.net,c@example.net" || m.TLS {
+	if m.Helo != "client.test" || m.From != "a@example.org" || strings.Join(m.To, ",") != "b@example.net,c@example.net" || m.TLS {
 		t.Fatalf("got %+v", m)
 	}
 	if string(m.Data) != testMessage {
@@ -165,8 +165,110 @@ func TestSinkReply(t *testing.T) {
 				t.Error("Reply with an unknown stage did not panic")
 			}
 		}()
-		s.Reply("mail", nil, 1)
+		s.Reply("quit", nil, 1)
 	}()
+}
+
+// TestSinkSessionReplies: "helo" and "mail" replies, counted over sessions,
+// and what a session records.
+func TestSinkSessionReplies(t *testing.T) {
+	s := StartSink(t, SinkOptions{})
+	s.Reply("helo", &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 7, 0}, Message: "go away"}, 1)
+	s.Reply("mail", &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 7, 1}, Message: "sender rejected"}, 1)
+
+	c, err := smtp.Dial(s.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Hello("first.test"); smtpCode(err) != 421 {
+		t.Fatalf("first EHLO: %v, want 421", err)
+	}
+	c.Close()
+
+	c, err = smtp.Dial(s.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.Hello("second.test"); err != nil {
+		t.Fatalf("second EHLO: %v", err)
+	}
+	if err := sendTo(c, "a@example.org", []string{"b@example.net"}, testMessage); smtpCode(err) != 550 {
+		t.Fatalf("first MAIL: %v, want 550", err)
+	}
+	c.Reset() //nolint:errcheck
+	if err := sendTo(c, "a@example.org", []string{"b@example.net"}, testMessage); err != nil {
+		t.Fatal(err)
+	}
+	if m := s.Messages(); len(m) != 1 || m[0].Helo != "second.test" {
+		t.Fatalf("got %+v", m)
+	}
+	if n := s.Sessions(); n != 2 {
+		t.Fatalf("Sessions() = %d, want 2 (the refused one counts)", n)
+	}
+}
+
+func TestSinkBrokenTLS(t *testing.T) {
+	s := StartSink(t, SinkOptions{BrokenTLS: true})
+	c, err := smtp.DialStartTLS(s.Addr(), &tls.Config{InsecureSkipVerify: true})
+	if err == nil {
+		// The client's handshake runs on its first command after STARTTLS.
+		err = c.Noop()
+		c.Close()
+	}
+	if err == nil {
+		t.Fatal("STARTTLS succeeded")
+	}
+	if n := s.Sessions(); n != 1 {
+		t.Fatalf("Sessions() = %d, want 1", n)
+	}
+}
+
+// TestSinkHold: a held RCPT is answered only after release.
+func TestSinkHold(t *testing.T) {
+	s := StartSink(t, SinkOptions{})
+	held, release := s.Hold("rcpt")
+	c, err := smtp.Dial(s.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.Mail("a@example.org", nil); err != nil {
+		t.Fatal(err)
+	}
+	answered := make(chan error, 1)
+	go func() { answered <- c.Rcpt("b@example.net", nil) }()
+	<-held
+	select {
+	case err := <-answered:
+		t.Fatalf("held RCPT answered: %v", err)
+	default:
+	}
+	release()
+	release() // a second call is harmless
+	if err := <-answered; err != nil {
+		t.Fatalf("RCPT after release: %v", err)
+	}
+	// Released for good: the next RCPT is not held.
+	if err := c.Rcpt("c@example.net", nil); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestSinkHoldClose: closing the sink lets held commands go on.
+func TestSinkHoldClose(t *testing.T) {
+	s := StartSink(t, SinkOptions{})
+	held, _ := s.Hold("helo")
+	c, err := smtp.Dial(s.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	answered := make(chan error, 1)
+	go func() { answered <- c.Hello("client.test") }()
+	<-held
+	s.Close()
+	<-answered // any answer, or the connection closed
 }
 
 func TestSinkWaitTimeout(t *testing.T) {

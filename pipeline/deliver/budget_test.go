@@ -19,7 +19,7 @@ import (
 func TestWorkerReadsLargeBodyWithinBudget(t *testing.T) {
 	rdb := testkit.StartRedis(t).Client(t)
 	st := store.New(rdb, time.Now)
-	sink := newTestSink(t, sinkOptions{})
+	sink := testkit.StartSink(t, testkit.SinkOptions{})
 	budget := membudget.New(1<<20, 1<<20)
 	hold, err := budget.Acquire(context.Background(), budget.Size())
 	if err != nil {
@@ -45,7 +45,7 @@ func TestWorkerReadsLargeBodyWithinBudget(t *testing.T) {
 
 	w := &Worker{
 		Store:       st,
-		Transport:   &Transport{Hostname: "pigeon.test", RelayHost: sink.Addr, Timeout: 30 * time.Second},
+		Transport:   &Transport{Hostname: "pigeon.test", RelayHost: sink.Addr(), Timeout: 30 * time.Second},
 		Concurrency: 2,
 		Logger:      slog.New(slog.NewTextHandler(io.Discard, nil)),
 		Budget:      budget,
@@ -57,14 +57,14 @@ func TestWorkerReadsLargeBodyWithinBudget(t *testing.T) {
 
 	testkit.WaitFor(t, "the large body to wait for the budget", func() bool { return budget.Waiting() == 1 })
 	small := queue("small", 1000)
-	testkit.WaitFor(t, "the small message", func() bool { return len(sink.received()) == 1 })
-	if got := sink.received()[0].Data; !bytes.Equal(got, small) {
+	testkit.WaitFor(t, "the small message", func() bool { return len(sink.Messages()) == 1 })
+	if got := sink.Messages()[0].Data; !bytes.Equal(got, small) {
 		t.Fatalf("first delivery is not the small message: %.60q", got)
 	}
 
 	hold.Release()
-	testkit.WaitFor(t, "the large message", func() bool { return len(sink.received()) == 2 })
-	if got := sink.received()[1].Data; !bytes.Equal(got, large) {
+	testkit.WaitFor(t, "the large message", func() bool { return len(sink.Messages()) == 2 })
+	if got := sink.Messages()[1].Data; !bytes.Equal(got, large) {
 		t.Errorf("large message: got %d bytes, want %d", len(got), len(large))
 	}
 	testkit.WaitFor(t, "the budget to be released", func() bool { return budget.InUse() == 0 })

@@ -20,8 +20,8 @@ const testBody = "From: alice@example.test\nTo: bob@dest.test\nSubject: hi\n\nli
 // wantWire is testBody as the server sees it after DATA (CRLF, dots unstuffed).
 var wantWire = crlf(testBody + "\n")
 
-func testTransport(sink *testSink) *Transport {
-	return &Transport{Hostname: "pigeon.test", RelayHost: sink.Addr, Timeout: 30 * time.Second}
+func testTransport(sink *testkit.Sink) *Transport {
+	return &Transport{Hostname: "pigeon.test", RelayHost: sink.Addr(), Timeout: 30 * time.Second}
 }
 
 func testEnvelope() Envelope {
@@ -29,11 +29,11 @@ func testEnvelope() Envelope {
 }
 
 func TestDeliverRelay(t *testing.T) {
-	sink := newTestSink(t, sinkOptions{})
+	sink := testkit.StartSink(t, testkit.SinkOptions{})
 	if err := testTransport(sink).Deliver(context.Background(), testEnvelope()); err != nil {
 		t.Fatalf("Deliver: %v", err)
 	}
-	msgs := sink.received()
+	msgs := sink.Messages()
 	if len(msgs) != 1 {
 		t.Fatalf("sink got %d messages, want 1", len(msgs))
 	}
@@ -52,13 +52,13 @@ func TestDeliverRelay(t *testing.T) {
 // TestDeliverPrefix: the prefix (the DKIM-Signature) goes out right before
 // the message, as one message.
 func TestDeliverPrefix(t *testing.T) {
-	sink := newTestSink(t, sinkOptions{})
+	sink := testkit.StartSink(t, testkit.SinkOptions{})
 	env := testEnvelope()
 	env.Prefix = []byte("DKIM-Signature: v=1; a=rsa-sha256;\r\n b=abc\r\n")
 	if err := testTransport(sink).Deliver(context.Background(), env); err != nil {
 		t.Fatalf("Deliver: %v", err)
 	}
-	msgs := sink.received()
+	msgs := sink.Messages()
 	if len(msgs) != 1 {
 		t.Fatalf("sink got %d messages, want 1", len(msgs))
 	}
@@ -68,38 +68,38 @@ func TestDeliverPrefix(t *testing.T) {
 }
 
 func TestDeliverNullSender(t *testing.T) {
-	sink := newTestSink(t, sinkOptions{})
+	sink := testkit.StartSink(t, testkit.SinkOptions{})
 	env := testEnvelope()
 	env.From = ""
 	if err := testTransport(sink).Deliver(context.Background(), env); err != nil {
 		t.Fatalf("Deliver: %v", err)
 	}
-	if msgs := sink.received(); len(msgs) != 1 || msgs[0].From != "" {
+	if msgs := sink.Messages(); len(msgs) != 1 || msgs[0].From != "" {
 		t.Fatalf("received %+v", msgs)
 	}
 }
 
 func TestDeliverMX(t *testing.T) {
-	sink := newTestSink(t, sinkOptions{})
+	sink := testkit.StartSink(t, testkit.SinkOptions{})
 	dnsSrv := testkit.StartDNS(t)
 	dnsSrv.SetMX("dest.test", map[string]uint16{"mx1.example.test": 10})
 	dnsSrv.SetA("mx1.example.test", "127.0.0.1")
 	tr := &Transport{
 		Hostname: "pigeon.test",
-		Port:     sink.Port,
+		Port:     sink.Port(),
 		Resolver: &Resolver{Addr: dnsSrv.Addr(), Timeout: 5 * time.Second},
 		Timeout:  30 * time.Second,
 	}
 	if err := tr.Deliver(context.Background(), testEnvelope()); err != nil {
 		t.Fatalf("Deliver: %v", err)
 	}
-	if msgs := sink.received(); len(msgs) != 1 || !bytes.Equal(msgs[0].Data, wantWire) {
+	if msgs := sink.Messages(); len(msgs) != 1 || !bytes.Equal(msgs[0].Data, wantWire) {
 		t.Fatalf("received %+v", msgs)
 	}
 }
 
 func TestDeliverNextMXOnConnectionRefused(t *testing.T) {
-	sink := newTestSink(t, sinkOptions{})
+	sink := testkit.StartSink(t, testkit.SinkOptions{})
 	dnsSrv := testkit.StartDNS(t)
 	// mx1 is preferred, but nothing listens on 127.0.0.2.
 	dnsSrv.SetMX("dest.test", map[string]uint16{"mx1.dest.test": 10, "mx2.dest.test": 20})
@@ -111,7 +111,7 @@ func TestDeliverNextMXOnConnectionRefused(t *testing.T) {
 	dnsSrv.SetMX("broken.test", map[string]uint16{"nowhere.broken.test": 10, "mx2.dest.test": 20})
 	tr := &Transport{
 		Hostname: "pigeon.test",
-		Port:     sink.Port,
+		Port:     sink.Port(),
 		Resolver: &Resolver{Addr: dnsSrv.Addr(), Timeout: 5 * time.Second},
 		Timeout:  30 * time.Second,
 	}
@@ -120,7 +120,7 @@ func TestDeliverNextMXOnConnectionRefused(t *testing.T) {
 	if err := tr.Deliver(ctx, testEnvelope()); err != nil {
 		t.Fatalf("Deliver: %v", err)
 	}
-	if n := len(sink.received()); n != 1 {
+	if n := len(sink.Messages()); n != 1 {
 		t.Fatalf("sink got %d messages, want 1", n)
 	}
 
@@ -143,13 +143,13 @@ func TestDeliverNextMXOnConnectionRefused(t *testing.T) {
 
 func TestDeliverSTARTTLS(t *testing.T) {
 	for _, require := range []bool{false, true} {
-		sink := newTestSink(t, sinkOptions{TLS: true})
+		sink := testkit.StartSink(t, testkit.SinkOptions{TLS: true})
 		tr := testTransport(sink)
 		tr.RequireTLS = require
 		if err := tr.Deliver(context.Background(), testEnvelope()); err != nil {
 			t.Fatalf("RequireTLS=%v: Deliver: %v", require, err)
 		}
-		msgs := sink.received()
+		msgs := sink.Messages()
 		if len(msgs) != 1 || !msgs[0].TLS {
 			t.Fatalf("RequireTLS=%v: received %+v, want one message over TLS", require, msgs)
 		}
@@ -164,7 +164,7 @@ func TestDeliverSTARTTLS(t *testing.T) {
 // several times the size of writeData's buffer, arrives whole over STARTTLS,
 // also over the kept session.
 func TestDeliverSTARTTLSStuffed(t *testing.T) {
-	sink := newTestSink(t, sinkOptions{TLS: true})
+	sink := testkit.StartSink(t, testkit.SinkOptions{TLS: true})
 	tr := testTransport(sink)
 	tr.RequireTLS = true
 	defer tr.CloseIdle()
@@ -184,13 +184,13 @@ func TestDeliverSTARTTLSStuffed(t *testing.T) {
 			t.Fatalf("message %d: Deliver: %v", i, err)
 		}
 		if i == 0 {
-			sessions = sink.sessionCount()
+			sessions = sink.Sessions()
 		}
 	}
-	if n := sink.sessionCount(); n != sessions {
+	if n := sink.Sessions(); n != sessions {
 		t.Errorf("%d sessions after two messages, want the first one's %d", n, sessions)
 	}
-	msgs := sink.received()
+	msgs := sink.Messages()
 	if len(msgs) != 2 {
 		t.Fatalf("sink got %d messages, want 2", len(msgs))
 	}
@@ -207,13 +207,13 @@ func TestDeliverSTARTTLSStuffed(t *testing.T) {
 func TestDeliverSTARTTLSVerifyingConfig(t *testing.T) {
 	// A verifying TLSConfig rejects the self-signed certificate: the
 	// handshake fails, and without RequireTLS the message goes in plaintext.
-	sink := newTestSink(t, sinkOptions{TLS: true})
+	sink := testkit.StartSink(t, testkit.SinkOptions{TLS: true})
 	tr := testTransport(sink)
 	tr.TLSConfig = &tls.Config{ServerName: "sink.test"}
 	if err := tr.Deliver(context.Background(), testEnvelope()); err != nil {
 		t.Fatalf("Deliver: %v", err)
 	}
-	if msgs := sink.received(); len(msgs) != 1 || msgs[0].TLS {
+	if msgs := sink.Messages(); len(msgs) != 1 || msgs[0].TLS {
 		t.Fatalf("received %+v, want one plaintext message", msgs)
 	}
 }
@@ -221,29 +221,29 @@ func TestDeliverSTARTTLSVerifyingConfig(t *testing.T) {
 func TestDeliverTLSFailures(t *testing.T) {
 	tests := []struct {
 		name     string
-		opts     sinkOptions
+		opts     testkit.SinkOptions
 		require  bool
 		wantErr  bool
 		sessions int // SMTP sessions the sink saw
 	}{
-		{name: "no STARTTLS, required", opts: sinkOptions{}, require: true, wantErr: true, sessions: 1},
-		{name: "broken TLS, required", opts: sinkOptions{BrokenTLS: true}, require: true, wantErr: true, sessions: 1},
-		{name: "broken TLS, opportunistic", opts: sinkOptions{BrokenTLS: true}, sessions: 2},
+		{name: "no STARTTLS, required", opts: testkit.SinkOptions{}, require: true, wantErr: true, sessions: 1},
+		{name: "broken TLS, required", opts: testkit.SinkOptions{BrokenTLS: true}, require: true, wantErr: true, sessions: 1},
+		{name: "broken TLS, opportunistic", opts: testkit.SinkOptions{BrokenTLS: true}, sessions: 2},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			sink := newTestSink(t, tt.opts)
+			sink := testkit.StartSink(t, tt.opts)
 			tr := testTransport(sink)
 			tr.RequireTLS = tt.require
 			err := tr.Deliver(context.Background(), testEnvelope())
-			if n := sink.sessionCount(); n != tt.sessions {
+			if n := sink.Sessions(); n != tt.sessions {
 				t.Errorf("sessions = %d, want %d", n, tt.sessions)
 			}
 			if !tt.wantErr {
 				if err != nil {
 					t.Fatalf("Deliver: %v", err)
 				}
-				if msgs := sink.received(); len(msgs) != 1 || msgs[0].TLS {
+				if msgs := sink.Messages(); len(msgs) != 1 || msgs[0].TLS {
 					t.Fatalf("received %+v, want one plaintext message", msgs)
 				}
 				return
@@ -252,7 +252,7 @@ func TestDeliverTLSFailures(t *testing.T) {
 			if !e.Temporary || e.Enhanced[0] != 4 {
 				t.Fatalf("error %+v, want temporary", e)
 			}
-			if n := len(sink.received()); n != 0 {
+			if n := len(sink.Messages()); n != 0 {
 				t.Fatalf("sink got %d messages in plaintext", n)
 			}
 		})
@@ -262,64 +262,66 @@ func TestDeliverTLSFailures(t *testing.T) {
 func TestDeliverReplies(t *testing.T) {
 	tests := []struct {
 		name      string
-		opts      sinkOptions
+		stage     string // the sink answers reply here, in every session
+		reply     *smtp.SMTPError
 		temporary bool
 		code      int
 		enhanced  [3]int
 		message   string
 	}{
 		{
-			name:      "450 at RCPT",
-			opts:      sinkOptions{RcptErr: &smtp.SMTPError{Code: 450, EnhancedCode: smtp.EnhancedCode{4, 2, 1}, Message: "greylisted, try later"}},
+			name:  "450 at RCPT",
+			stage: "rcpt", reply: &smtp.SMTPError{Code: 450, EnhancedCode: smtp.EnhancedCode{4, 2, 1}, Message: "greylisted, try later"},
 			temporary: true, code: 450, enhanced: [3]int{4, 2, 1}, message: "greylisted, try later",
 		},
 		{
-			name:     "550 at RCPT without enhanced code",
-			opts:     sinkOptions{RcptErr: &smtp.SMTPError{Code: 550, EnhancedCode: smtp.NoEnhancedCode, Message: "no such user"}},
+			name:  "550 at RCPT without enhanced code",
+			stage: "rcpt", reply: &smtp.SMTPError{Code: 550, EnhancedCode: smtp.NoEnhancedCode, Message: "no such user"},
 			code:     550,
 			enhanced: [3]int{5, 0, 0}, message: "no such user",
 		},
 		{
-			name: "550 at MAIL",
-			opts: sinkOptions{MailErr: &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 7, 1}, Message: "sender rejected"}},
+			name:  "550 at MAIL",
+			stage: "mail", reply: &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 7, 1}, Message: "sender rejected"},
 			code: 550, enhanced: [3]int{5, 7, 1}, message: "sender rejected",
 		},
 		{
-			name: "554 at DATA",
-			opts: sinkOptions{DataErr: &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 7, 1}, Message: "message looks like spam"}},
+			name:  "554 at DATA",
+			stage: "data", reply: &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 7, 1}, Message: "message looks like spam"},
 			code: 554, enhanced: [3]int{5, 7, 1}, message: "message looks like spam",
 		},
 		{
-			name:      "451 at DATA",
-			opts:      sinkOptions{DataErr: &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "local error"}},
+			name:  "451 at DATA",
+			stage: "data", reply: &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "local error"},
 			temporary: true, code: 451, enhanced: [3]int{4, 3, 0}, message: "local error",
 		},
 		{
-			name:      "421 at RCPT",
-			opts:      sinkOptions{RcptErr: &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 4, 5}, Message: "too busy"}},
+			name:  "421 at RCPT",
+			stage: "rcpt", reply: &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 4, 5}, Message: "too busy"},
 			temporary: true, code: 421, enhanced: [3]int{4, 4, 5}, message: "too busy",
 		},
 		{
-			name:      "421 at EHLO",
-			opts:      sinkOptions{HeloErr: &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 7, 0}, Message: "go away"}},
+			name:  "421 at EHLO",
+			stage: "helo", reply: &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 7, 0}, Message: "go away"},
 			temporary: true, code: 421, enhanced: [3]int{4, 7, 0}, message: "go away",
 		},
 		{
 			// Failures before the transaction never bounce.
-			name:      "554 at EHLO",
-			opts:      sinkOptions{HeloErr: &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 7, 1}, Message: "not welcome"}},
+			name:  "554 at EHLO",
+			stage: "helo", reply: &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 7, 1}, Message: "not welcome"},
 			temporary: true, code: 554, enhanced: [3]int{4, 7, 1}, message: "not welcome",
 		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			sink := newTestSink(t, tt.opts)
+			sink := testkit.StartSink(t, testkit.SinkOptions{})
+			sink.Reply(tt.stage, tt.reply, -1)
 			err := testTransport(sink).Deliver(context.Background(), testEnvelope())
 			e := asError(t, err)
 			if e.Temporary != tt.temporary || e.Code != tt.code || e.Enhanced != tt.enhanced || e.Message != tt.message {
 				t.Fatalf("error %+v\nwant temporary=%v code=%d enhanced=%v message=%q", e, tt.temporary, tt.code, tt.enhanced, tt.message)
 			}
-			host, _, _ := strings.Cut(sink.Addr, ":")
+			host, _, _ := strings.Cut(sink.Addr(), ":")
 			if e.Host != host {
 				t.Errorf("Host = %q, want %q", e.Host, host)
 			}
@@ -327,7 +329,7 @@ func TestDeliverReplies(t *testing.T) {
 			if !errors.As(err, &se) || se.Code != tt.code {
 				t.Errorf("cause is not the SMTP reply: %v", e.Err)
 			}
-			if n := len(sink.received()); n != 0 {
+			if n := len(sink.Messages()); n != 0 {
 				t.Errorf("sink recorded %d messages", n)
 			}
 		})
@@ -364,7 +366,7 @@ func TestDeliverEnvelopeErrors(t *testing.T) {
 }
 
 func TestDeliverCancelled(t *testing.T) {
-	sink := newTestSink(t, sinkOptions{})
+	sink := testkit.StartSink(t, testkit.SinkOptions{})
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	err := testTransport(sink).Deliver(ctx, testEnvelope())
@@ -372,7 +374,7 @@ func TestDeliverCancelled(t *testing.T) {
 	if !e.Temporary || !errors.Is(err, context.Canceled) {
 		t.Fatalf("error %+v, want temporary cancellation", e)
 	}
-	if n := sink.sessionCount(); n != 0 {
+	if n := sink.Sessions(); n != 0 {
 		t.Fatalf("sink saw %d sessions", n)
 	}
 }
@@ -397,46 +399,48 @@ func TestErrorString(t *testing.T) {
 }
 
 func TestDeliverNextHostRules(t *testing.T) {
-	// Two MX hosts, both the same sink; FailSessions makes only the first
-	// session fail, so a delivery means the second host was tried.
+	// Two MX hosts, both the same sink; only the first reply at the stage
+	// fails, that is only the first session (one recipient each), so a
+	// delivery means the second host was tried.
 	tests := []struct {
 		name      string
-		opts      sinkOptions
+		stage     string
+		reply     *smtp.SMTPError
 		delivered bool
 		sessions  int
 		code      int
 	}{
-		{name: "421 at EHLO: next host", opts: sinkOptions{HeloErr: &smtp.SMTPError{Code: 421, Message: "busy"}}, delivered: true, sessions: 2},
-		{name: "450 at EHLO: next host", opts: sinkOptions{HeloErr: &smtp.SMTPError{Code: 450, Message: "later"}}, delivered: true, sessions: 2},
-		{name: "554 at EHLO: next host", opts: sinkOptions{HeloErr: &smtp.SMTPError{Code: 554, Message: "no"}}, delivered: true, sessions: 2},
-		{name: "421 at RCPT: next host", opts: sinkOptions{RcptErr: &smtp.SMTPError{Code: 421, Message: "closing"}}, delivered: true, sessions: 2},
-		{name: "450 at RCPT: stop", opts: sinkOptions{RcptErr: &smtp.SMTPError{Code: 450, Message: "greylisted"}}, sessions: 1, code: 450},
-		{name: "550 at RCPT: stop", opts: sinkOptions{RcptErr: &smtp.SMTPError{Code: 550, Message: "unknown"}}, sessions: 1, code: 550},
-		{name: "552 at DATA: stop", opts: sinkOptions{DataErr: &smtp.SMTPError{Code: 552, Message: "too big"}}, sessions: 1, code: 552},
+		{name: "421 at EHLO: next host", stage: "helo", reply: &smtp.SMTPError{Code: 421, Message: "busy"}, delivered: true, sessions: 2},
+		{name: "450 at EHLO: next host", stage: "helo", reply: &smtp.SMTPError{Code: 450, Message: "later"}, delivered: true, sessions: 2},
+		{name: "554 at EHLO: next host", stage: "helo", reply: &smtp.SMTPError{Code: 554, Message: "no"}, delivered: true, sessions: 2},
+		{name: "421 at RCPT: next host", stage: "rcpt", reply: &smtp.SMTPError{Code: 421, Message: "closing"}, delivered: true, sessions: 2},
+		{name: "450 at RCPT: stop", stage: "rcpt", reply: &smtp.SMTPError{Code: 450, Message: "greylisted"}, sessions: 1, code: 450},
+		{name: "550 at RCPT: stop", stage: "rcpt", reply: &smtp.SMTPError{Code: 550, Message: "unknown"}, sessions: 1, code: 550},
+		{name: "552 at DATA: stop", stage: "data", reply: &smtp.SMTPError{Code: 552, Message: "too big"}, sessions: 1, code: 552},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			tt.opts.FailSessions = 1
-			sink := newTestSink(t, tt.opts)
+			sink := testkit.StartSink(t, testkit.SinkOptions{})
+			sink.Reply(tt.stage, tt.reply, 1)
 			dnsSrv := testkit.StartDNS(t)
 			dnsSrv.SetMX("dest.test", map[string]uint16{"mx1.dest.test": 10, "mx2.dest.test": 20})
 			dnsSrv.SetA("mx1.dest.test", "127.0.0.1")
 			dnsSrv.SetA("mx2.dest.test", "127.0.0.1")
 			tr := &Transport{
 				Hostname: "pigeon.test",
-				Port:     sink.Port,
+				Port:     sink.Port(),
 				Resolver: &Resolver{Addr: dnsSrv.Addr(), Timeout: 5 * time.Second},
 				Timeout:  30 * time.Second,
 			}
 			err := tr.Deliver(context.Background(), testEnvelope())
-			if n := sink.sessionCount(); n != tt.sessions {
+			if n := sink.Sessions(); n != tt.sessions {
 				t.Errorf("sessions = %d, want %d", n, tt.sessions)
 			}
 			if tt.delivered {
 				if err != nil {
 					t.Fatalf("Deliver: %v", err)
 				}
-				if n := len(sink.received()); n != 1 {
+				if n := len(sink.Messages()); n != 1 {
 					t.Fatalf("sink got %d messages", n)
 				}
 				return
@@ -449,10 +453,9 @@ func TestDeliverNextHostRules(t *testing.T) {
 }
 
 func TestDeliverCancelMidSession(t *testing.T) {
-	entered := make(chan struct{})
-	release := make(chan struct{})
-	sink := newTestSink(t, sinkOptions{RcptEntered: entered, RcptRelease: release})
-	defer close(release)
+	sink := testkit.StartSink(t, testkit.SinkOptions{})
+	entered, release := sink.Hold("rcpt")
+	defer release()
 
 	tr := testTransport(sink)
 	tr.Timeout = 10 * time.Minute // only the cancellation can end the wait

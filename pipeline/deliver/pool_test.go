@@ -4,6 +4,8 @@ import (
 	"context"
 	"testing"
 	"time"
+
+	"github.com/pigeonpost/pigeonpost/internal/testkit"
 )
 
 // Consecutive messages to one destination share a session; a kept session
@@ -11,8 +13,8 @@ import (
 // exactly once.
 func TestSessionReuse(t *testing.T) {
 	for _, useTLS := range []bool{false, true} {
-		sink := newTestSink(t, sinkOptions{TLS: useTLS})
-		tr := &Transport{Hostname: "pigeon.test", RelayHost: sink.Addr, Timeout: 30 * time.Second}
+		sink := testkit.StartSink(t, testkit.SinkOptions{TLS: useTLS})
+		tr := &Transport{Hostname: "pigeon.test", RelayHost: sink.Addr(), Timeout: 30 * time.Second}
 		defer tr.CloseIdle()
 		ctx := context.Background()
 		send := func(to string) {
@@ -22,24 +24,24 @@ func TestSessionReuse(t *testing.T) {
 			}
 		}
 		send("one@example.test")
-		sessions := sink.sessionCount()
+		sessions := sink.Sessions()
 		send("two@example.test")
 		send("three@example.test")
-		if got := sink.sessionCount(); got != sessions {
+		if got := sink.Sessions(); got != sessions {
 			t.Errorf("TLS %v: %d sessions after three messages, want the first one's %d", useTLS, got, sessions)
 		}
 
 		// Kill the kept connection under the pool.
-		key := poolKey(sink.Addr, true)
+		key := poolKey(sink.Addr(), true)
 		if len(tr.pool.idle[key]) != 1 {
 			t.Fatalf("TLS %v: %d idle sessions for %s", useTLS, len(tr.pool.idle[key]), key)
 		}
 		tr.pool.idle[key][0].conn.Close()
 		send("four@example.test")
-		if got := len(sink.received()); got != 4 {
+		if got := len(sink.Messages()); got != 4 {
 			t.Errorf("TLS %v: sink received %d messages, want 4", useTLS, got)
 		}
-		if sink.sessionCount() == sessions {
+		if sink.Sessions() == sessions {
 			t.Errorf("TLS %v: the dead session was not replaced", useTLS)
 		}
 	}
