@@ -35,12 +35,7 @@ func (s *Service) inFlowDelay(ctx context.Context) {
 		return
 	}
 	s.opt.Metrics.inFlowDelays.Inc()
-	t := time.NewTimer(f.Delay)
-	defer t.Stop()
-	select {
-	case <-t.C:
-	case <-ctx.Done():
-	}
+	sleep(ctx, f.Delay)
 }
 
 // refreshBacklog reads the queue's length in the background when the last
@@ -63,4 +58,17 @@ func (s *Service) refreshBacklog() {
 		s.backlog.Store(queued)
 		s.backlogAt.Store(time.Now().UnixNano())
 	}()
+}
+
+// sleep waits for d, or until ctx is done; it reports whether it waited
+// the whole d.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
 }

@@ -172,16 +172,3 @@ func (s *Service) writeHits(ctx context.Context, batch []trackHit) ([]error, err
 	}
 	return s.store.TrackHits(ctx, hits)
 }
-
-// sleep waits for d, or until ctx is done; it reports whether it waited
-// the whole d.
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
-}

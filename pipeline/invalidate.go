@@ -90,10 +90,8 @@ func (s *Service) RunInvalidations(ctx context.Context) error {
 			}
 			// The next Receive reconnects and subscribes again.
 			s.opt.Logger.Warn("cache invalidation channel lost; retrying", "err", err)
-			select {
-			case <-ctx.Done():
+			if !sleep(ctx, time.Second) {
 				return nil
-			case <-time.After(time.Second):
 			}
 			continue
 		}
