@@ -82,7 +82,7 @@ func (h *handler) sendBatch(w http.ResponseWriter, r *http.Request, k *store.Key
 			}
 		}
 	} else if len(req.Emails) == 0 {
-		writeError(w, r, pipeline.ErrInvalid("emails: at least one email is required"))
+		writeError(w, r, pipeline.ErrInvalid.With("emails: at least one email is required"))
 		return
 	}
 	sum := batchSummary{Total: len(items)}
@@ -98,7 +98,7 @@ func (h *handler) sendBatch(w http.ResponseWriter, r *http.Request, k *store.Key
 
 func (it *batchItem) fail(err error) {
 	pe := pipeline.AsError(err)
-	it.Status, it.Error = "failed", &errorJSON{Code: pe.Code, Message: pe.Message}
+	it.Status, it.Error = "failed", &errorJSON{Code: string(pe.Code), Message: pe.Message}
 }
 
 // decodeBytes is decode for one element of a request: a wrong type is a
@@ -108,9 +108,9 @@ func decodeBytes(b []byte, v any, prefix string) error {
 		var typeErr *json.UnmarshalTypeError
 		// prefix ends with a dot: it is dropped when the element itself is wrong.
 		if errors.As(err, &typeErr) {
-			return pipeline.ErrInvalid(strings.TrimSuffix(prefix+typeErr.Field, ".") + ": must be " + jsonType(typeErr.Type.Kind().String()))
+			return pipeline.ErrInvalid.With(strings.TrimSuffix(prefix+typeErr.Field, ".") + ": must be " + jsonType(typeErr.Type.Kind().String()))
 		}
-		return pipeline.ErrInvalid(strings.TrimSuffix(prefix, ".") + ": not a valid JSON object")
+		return pipeline.ErrInvalid.With(strings.TrimSuffix(prefix, ".") + ": not a valid JSON object")
 	}
 	return nil
 }

@@ -56,7 +56,7 @@ func (h *handler) reserveBody(r *http.Request) (*membudget.Reservation, error) {
 	defer cancel()
 	res, err := h.opt.Budget.Acquire(ctx, pipeline.MessageCost(n))
 	if err != nil {
-		return nil, pipeline.ErrBusy()
+		return nil, pipeline.ErrBusy
 	}
 	return res, nil
 }

@@ -16,7 +16,7 @@ func (h *handler) listEvents(w http.ResponseWriter, r *http.Request, k *store.Ke
 	if s := q.Get("since"); s != "" {
 		t, err := time.Parse(time.RFC3339Nano, s)
 		if err != nil {
-			writeError(w, r, pipeline.ErrInvalid("since: must be an RFC 3339 timestamp"))
+			writeError(w, r, pipeline.ErrInvalid.With("since: must be an RFC 3339 timestamp"))
 			return
 		}
 		f.Since = t
@@ -24,7 +24,7 @@ func (h *handler) listEvents(w http.ResponseWriter, r *http.Request, k *store.Ke
 	if s := q.Get("limit"); s != "" {
 		n, err := strconv.Atoi(s)
 		if err != nil {
-			writeError(w, r, pipeline.ErrInvalid("limit: must be a number"))
+			writeError(w, r, pipeline.ErrInvalid.With("limit: must be a number"))
 			return
 		}
 		f.Limit = n

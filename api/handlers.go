@@ -79,7 +79,7 @@ func (req *sendRequest) toPipeline() (pipeline.SendRequest, error) {
 	}
 	if req.Scheduled2 != "" {
 		if req.ScheduledAt != "" && req.ScheduledAt != req.Scheduled2 {
-			return out, pipeline.ErrInvalid("scheduled_at, scheduledAt: give one of them")
+			return out, pipeline.ErrInvalid.With("scheduled_at, scheduledAt: give one of them")
 		}
 		out.ScheduledAt = req.Scheduled2
 	}
@@ -99,7 +99,7 @@ func (req *sendRequest) toPipeline() (pipeline.SendRequest, error) {
 			case nil:
 				out.Variables[name] = ""
 			default:
-				return out, pipeline.ErrInvalid("variables." + name + ": must be a string, a number or a boolean")
+				return out, pipeline.ErrInvalid.With("variables." + name + ": must be a string, a number or a boolean")
 			}
 		}
 	}
@@ -205,7 +205,7 @@ func (h *handler) listEmails(w http.ResponseWriter, r *http.Request, k *store.Ke
 		if v := q.Get(p.name); v != "" {
 			t, err := time.Parse(time.RFC3339Nano, v)
 			if err != nil {
-				writeError(w, r, pipeline.ErrInvalid(p.name+": must be an ISO 8601 (RFC 3339) time, e.g. 2025-01-15T10:00:00Z"))
+				writeError(w, r, pipeline.ErrInvalid.With(p.name+": must be an ISO 8601 (RFC 3339) time, e.g. 2025-01-15T10:00:00Z"))
 				return
 			}
 			if p.name == "before" {
@@ -217,7 +217,7 @@ func (h *handler) listEmails(w http.ResponseWriter, r *http.Request, k *store.Ke
 	if v := q.Get("limit"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 1 {
-			writeError(w, r, pipeline.ErrInvalid("limit: must be between 1 and 100"))
+			writeError(w, r, pipeline.ErrInvalid.With("limit: must be between 1 and 100"))
 			return
 		}
 		f.Limit = n

@@ -107,10 +107,10 @@ func (h *handler) readBody(w http.ResponseWriter, r *http.Request) ([]byte, erro
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, h.opt.MaxBodyBytes))
 	var tooBig *http.MaxBytesError
 	if errors.As(err, &tooBig) {
-		return nil, pipeline.ErrPayloadTooLarge(h.opt.MaxBodyBytes)
+		return nil, pipeline.PayloadTooLarge(h.opt.MaxBodyBytes)
 	}
 	if err != nil {
-		return nil, pipeline.ErrInvalid("could not read the request body")
+		return nil, pipeline.ErrInvalid.With("could not read the request body")
 	}
 	return body, nil
 }

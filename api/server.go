@@ -54,7 +54,7 @@ func Handler(svc *pipeline.Service, opt Options) http.Handler {
 		mux.Handle(rt.pattern, rt.handler)
 	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, r, pipeline.ErrNotFound("route "+r.Method+" "+r.URL.Path))
+		writeError(w, r, pipeline.NotFound("route "+r.Method+" "+r.URL.Path))
 	})
 	return mux
 }
@@ -138,7 +138,7 @@ func (h *handler) auth(next func(http.ResponseWriter, *http.Request, *store.Key)
 	return func(w http.ResponseWriter, r *http.Request) {
 		secret, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 		if !ok || strings.TrimSpace(secret) == "" {
-			writeError(w, r, pipeline.ErrMissingKey())
+			writeError(w, r, pipeline.ErrMissingKey)
 			return
 		}
 		k, err := h.svc.Authenticate(r.Context(), strings.TrimSpace(secret))
@@ -171,9 +171,9 @@ func (h *handler) decode(w http.ResponseWriter, r *http.Request, v any) error {
 			if field == "" {
 				field = "body" // e.g. an array where an object is expected
 			}
-			return pipeline.ErrInvalid(field + ": must be " + jsonType(typeErr.Type.Kind().String()))
+			return pipeline.ErrInvalid.With(field + ": must be " + jsonType(typeErr.Type.Kind().String()))
 		}
-		return pipeline.ErrInvalid("the request body is not valid JSON")
+		return pipeline.ErrInvalid.With("the request body is not valid JSON")
 	}
 	return nil
 }
@@ -216,7 +216,7 @@ func writeError(w http.ResponseWriter, r *http.Request, err error) {
 		w.Header().Set("Retry-After", strconv.Itoa(int((pe.RetryAfter+time.Second-1)/time.Second)))
 	}
 	var b errorBody
-	b.Error.Code, b.Error.Message = pe.Code, pe.Message
+	b.Error.Code, b.Error.Message = string(pe.Code), pe.Message
 	writeJSON(w, pe.HTTPStatus, b)
 }
 

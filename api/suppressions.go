@@ -24,7 +24,7 @@ func (h *handler) listSuppressions(w http.ResponseWriter, r *http.Request, k *st
 	if v := r.URL.Query().Get("limit"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 1 {
-			writeError(w, r, pipeline.ErrInvalid("limit: must be between 1 and 1000"))
+			writeError(w, r, pipeline.ErrInvalid.With("limit: must be between 1 and 1000"))
 			return
 		}
 		limit = n

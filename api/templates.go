@@ -49,7 +49,7 @@ func (h *handler) listTemplates(w http.ResponseWriter, r *http.Request, k *store
 	if v := r.URL.Query().Get("limit"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 1 {
-			writeError(w, r, pipeline.ErrInvalid("limit: must be between 1 and 100"))
+			writeError(w, r, pipeline.ErrInvalid.With("limit: must be between 1 and 100"))
 			return
 		}
 		limit = n

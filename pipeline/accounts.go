@@ -20,11 +20,11 @@ type KeyRequest struct {
 // returns the key's secret, which is shown once.
 func (s *Service) CreateAccount(ctx context.Context, name, mode string) (*store.Key, string, error) {
 	if strings.TrimSpace(name) == "" {
-		return nil, "", ErrInvalid("name: an account name is required")
+		return nil, "", ErrInvalid.With("name: an account name is required")
 	}
 	a, err := s.store.CreateAccount(ctx, name)
 	if errors.Is(err, store.ErrExists) {
-		return nil, "", ErrConflict("account " + quoteShort(name) + " already exists")
+		return nil, "", ErrConflict.With("account " + quoteShort(name) + " already exists")
 	}
 	if err != nil {
 		return nil, "", storageError(err)
@@ -57,7 +57,7 @@ func (s *Service) CreateKey(ctx context.Context, caller *store.Key, req KeyReque
 
 func (s *Service) createKey(ctx context.Context, accountID string, req KeyRequest, secret string) (*store.Key, string, error) {
 	if req.Name == "" {
-		return nil, "", ErrInvalid("name: a key name is required")
+		return nil, "", ErrInvalid.With("name: a key name is required")
 	}
 	if req.Mode == "" {
 		req.Mode = store.ModeLive
@@ -66,10 +66,10 @@ func (s *Service) createKey(ctx context.Context, accountID string, req KeyReques
 		req.Permission = store.PermissionFull
 	}
 	if req.Mode != store.ModeLive && req.Mode != store.ModeTest {
-		return nil, "", ErrInvalid(`mode: must be "live" or "test"`)
+		return nil, "", ErrInvalid.With(`mode: must be "live" or "test"`)
 	}
 	if req.Permission != store.PermissionFull && req.Permission != store.PermissionSending {
-		return nil, "", ErrInvalid(`permission: must be "full" or "sending"`)
+		return nil, "", ErrInvalid.With(`permission: must be "full" or "sending"`)
 	}
 	if err := s.checkKeyDomainID(ctx, accountID, req.DomainID); err != nil {
 		return nil, "", err
@@ -103,7 +103,7 @@ func (s *Service) DeleteKey(ctx context.Context, caller *store.Key, keyID string
 	}
 	err := s.store.DeleteKey(ctx, caller.AccountID, keyID)
 	if errors.Is(err, store.ErrNotFound) {
-		return ErrNotFound("API key")
+		return NotFound("API key")
 	}
 	if err != nil {
 		return storageError(err)
@@ -116,7 +116,7 @@ func (s *Service) DeleteKey(ctx context.Context, caller *store.Key, keyID string
 func (s *Service) Email(ctx context.Context, k *store.Key, id string) (*store.Email, error) {
 	e, err := s.store.Email(ctx, id)
 	if errors.Is(err, store.ErrNotFound) || (err == nil && e.AccountID != k.AccountID) {
-		return nil, ErrNotFound("email")
+		return nil, NotFound("email")
 	}
 	if err != nil {
 		return nil, storageError(err)
@@ -132,7 +132,7 @@ func (s *Service) EmailContent(ctx context.Context, k *store.Key, id string) ([]
 	}
 	b, err := s.store.Body(ctx, id)
 	if errors.Is(err, store.ErrNotFound) {
-		return nil, ErrNotFound("email content")
+		return nil, NotFound("email content")
 	}
 	if err != nil {
 		return nil, storageError(err)

@@ -16,7 +16,7 @@ const MaxBatch = 100
 // reach SendBatch.
 func CheckBatchSize(n int) error {
 	if n > MaxBatch {
-		return ErrInvalid(fmt.Sprintf("emails: at most %d emails per batch (got %d)", MaxBatch, n))
+		return ErrInvalid.With(fmt.Sprintf("emails: at most %d emails per batch (got %d)", MaxBatch, n))
 	}
 	return nil
 }
@@ -33,7 +33,7 @@ type BatchResult struct {
 // half-way sends only the emails that were not stored the first time.
 func (s *Service) SendBatch(ctx context.Context, k *store.Key, reqs []SendRequest, idempotencyKey string) ([]BatchResult, error) {
 	if len(reqs) == 0 {
-		return nil, ErrInvalid("emails: at least one email is required")
+		return nil, ErrInvalid.With("emails: at least one email is required")
 	}
 	if err := CheckBatchSize(len(reqs)); err != nil {
 		return nil, err
@@ -46,7 +46,7 @@ func (s *Service) SendBatch(ctx context.Context, k *store.Key, reqs []SendReques
 	out := make([]BatchResult, len(reqs))
 	for i, req := range reqs {
 		if err := ctx.Err(); err != nil {
-			out[i].Err = ErrUnavailable(err)
+			out[i].Err = ErrUnavailable.WithCause(err)
 			continue
 		}
 		key := ""

@@ -59,7 +59,7 @@ const MaxComposeRecipients = 100
 func ComposeMessage(c Compose, now time.Time) (*Composed, error) {
 	from, err := mail.ParseAddress(c.From)
 	if err != nil || checkPrintable("from", c.From) != nil {
-		return nil, ErrBadAddress("from: " + quoteShort(c.From) + " is not a valid address")
+		return nil, ErrBadAddress.With("from: " + quoteShort(c.From) + " is not a valid address")
 	}
 	var h gomail.Header
 	h.SetAddressList("From", []*gomail.Address{{Name: from.Name, Address: from.Address}})
@@ -72,7 +72,7 @@ func ComposeMessage(c Compose, now time.Time) (*Composed, error) {
 		for _, raw := range f.list {
 			a, err := mail.ParseAddress(raw)
 			if err != nil || checkPrintable(f.field, raw) != nil {
-				return nil, ErrBadAddress(f.field + ": " + quoteShort(raw) + " is not a valid address")
+				return nil, ErrBadAddress.With(f.field + ": " + quoteShort(raw) + " is not a valid address")
 			}
 			addrs = append(addrs, &gomail.Address{Name: a.Name, Address: a.Address})
 			if f.field != "replyTo" {
@@ -84,16 +84,16 @@ func ComposeMessage(c Compose, now time.Time) (*Composed, error) {
 		}
 	}
 	if len(c.To) == 0 {
-		return nil, ErrInvalid("to: at least one recipient is required")
+		return nil, ErrInvalid.With("to: at least one recipient is required")
 	}
 	if len(out.Recipients) > MaxComposeRecipients {
-		return nil, ErrInvalid(fmt.Sprintf("to, cc, bcc: at most %d recipients in all (got %d)", MaxComposeRecipients, len(out.Recipients)))
+		return nil, ErrInvalid.With(fmt.Sprintf("to, cc, bcc: at most %d recipients in all (got %d)", MaxComposeRecipients, len(out.Recipients)))
 	}
 	if err := checkPrintable("subject", c.Subject); err != nil {
 		return nil, err
 	}
 	if c.HTML == "" && c.Text == "" {
-		return nil, ErrInvalid("html or text: a message body is required")
+		return nil, ErrInvalid.With("html or text: a message body is required")
 	}
 	h.SetSubject(c.Subject)
 	h.SetDate(now)
@@ -220,21 +220,21 @@ func (n *mimeNode) write(w *message.Writer) error {
 func checkCustomHeader(name, value string) error {
 	lower := strings.ToLower(name)
 	if !strings.HasPrefix(lower, "x-") && !strings.HasPrefix(lower, "list-") {
-		return ErrInvalid(fmt.Sprintf("headers: %q is not allowed; only X-* and List-* headers may be set", name))
+		return ErrInvalid.With(fmt.Sprintf("headers: %q is not allowed; only X-* and List-* headers may be set", name))
 	}
 	for _, r := range name {
 		if r <= ' ' || r >= 0x7f || r == ':' {
-			return ErrInvalid(fmt.Sprintf("headers: %q is not a valid header name", name))
+			return ErrInvalid.With(fmt.Sprintf("headers: %q is not a valid header name", name))
 		}
 	}
 	if strings.ContainsAny(value, "\r\n\x00") {
-		return ErrInvalid(fmt.Sprintf("headers: the value of %q must not contain line breaks", name))
+		return ErrInvalid.With(fmt.Sprintf("headers: the value of %q must not contain line breaks", name))
 	}
 	if err := checkPrintable(fmt.Sprintf("headers: the value of %q", name), value); err != nil {
 		return err
 	}
 	if strings.HasPrefix(lower, "x-sp-") {
-		return ErrInvalid(fmt.Sprintf("headers: %q is reserved; use the tracking field", name))
+		return ErrInvalid.With(fmt.Sprintf("headers: %q is reserved; use the tracking field", name))
 	}
 	return nil
 }

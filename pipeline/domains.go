@@ -6,7 +6,7 @@ import (
 	"regexp"
 	"strings"
 
-	"github.com/pigeonpost/pigeonpost/pipeline/deliver"
+	"github.com/pigeonpost/pigeonpost/pipeline/dkim"
 	"github.com/pigeonpost/pigeonpost/pipeline/store"
 )
 
@@ -20,9 +20,9 @@ func (s *Service) AddDomain(ctx context.Context, k *store.Key, name string) (*st
 	}
 	name = strings.TrimSuffix(strings.ToLower(strings.TrimSpace(name)), ".")
 	if !domainName.MatchString(name) || len(name) > 253 {
-		return nil, ErrInvalid("name: " + quoteShort(name) + " is not a valid domain name")
+		return nil, ErrInvalid.With("name: " + quoteShort(name) + " is not a valid domain name")
 	}
-	priv, txt, err := deliver.GenerateKey()
+	priv, txt, err := dkim.GenerateKey()
 	if err != nil {
 		return nil, err
 	}
@@ -37,7 +37,7 @@ func (s *Service) AddDomain(ctx context.Context, k *store.Key, name string) (*st
 	}
 	defer s.changed(ctx, domainChanged(k.AccountID, name))
 	if err := s.store.AddDomain(ctx, k.AccountID, d); errors.Is(err, store.ErrExists) {
-		return nil, ErrConflict("domain " + name + " already exists")
+		return nil, ErrConflict.With("domain " + name + " already exists")
 	} else if err != nil {
 		return nil, storageError(err)
 	}
@@ -51,7 +51,7 @@ func (s *Service) Domain(ctx context.Context, k *store.Key, id string) (*store.D
 	}
 	d, err := s.store.DomainByID(ctx, k.AccountID, id)
 	if errors.Is(err, store.ErrNotFound) {
-		return nil, ErrNotFound("domain")
+		return nil, NotFound("domain")
 	}
 	if err != nil {
 		return nil, storageError(err)

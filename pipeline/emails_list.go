@@ -49,7 +49,7 @@ func (c listCursor) encode() string {
 }
 
 func decodeCursor(s string) (listCursor, error) {
-	bad := ErrInvalid("cursor: " + quoteShort(s) + " is not a valid cursor")
+	bad := ErrInvalid.With("cursor: " + quoteShort(s) + " is not a valid cursor")
 	raw, err := base64.RawURLEncoding.DecodeString(s)
 	if err != nil {
 		return listCursor{}, bad
@@ -69,10 +69,10 @@ func (s *Service) ListEmails(ctx context.Context, k *store.Key, f EmailFilter) (
 		f.Limit = 50
 	}
 	if f.Limit < 1 || f.Limit > 100 {
-		return nil, ErrInvalid("limit: must be between 1 and 100")
+		return nil, ErrInvalid.With("limit: must be between 1 and 100")
 	}
 	if f.Status != "" && !slices.Contains(emailStatuses, f.Status) {
-		return nil, ErrInvalid("status: must be one of " + strings.Join(emailStatuses, ", "))
+		return nil, ErrInvalid.With("status: must be one of " + strings.Join(emailStatuses, ", "))
 	}
 	cur := listCursor{ms: math.MaxInt64}
 	if !f.Until.IsZero() {

@@ -55,17 +55,17 @@ func (s *Service) ListEvents(ctx context.Context, k *store.Key, f EventFilter) (
 	if f.Type != "" {
 		f.Type = strings.TrimPrefix(f.Type, "email.")
 		if !containsString(eventTypes, f.Type) {
-			return nil, ErrInvalid("type: must be one of " + strings.Join(eventTypes, ", "))
+			return nil, ErrInvalid.With("type: must be one of " + strings.Join(eventTypes, ", "))
 		}
 	}
 	if f.Cursor != "" && !streamIDPattern.MatchString(f.Cursor) {
-		return nil, ErrInvalid("cursor: not a cursor returned by this API")
+		return nil, ErrInvalid.With("cursor: not a cursor returned by this API")
 	}
 	if f.Limit == 0 {
 		f.Limit = 50
 	}
 	if f.Limit < 1 || f.Limit > 100 {
-		return nil, ErrInvalid("limit: must be between 1 and 100")
+		return nil, ErrInvalid.With("limit: must be between 1 and 100")
 	}
 	page := &EventPage{Data: []ListedEvent{}}
 	cursor, scanned := f.Cursor, 0

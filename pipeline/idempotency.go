@@ -54,11 +54,11 @@ const maxIdempotencyKeyLen = 255
 // CheckIdempotencyKey refuses keys that are empty, too long or not printable ASCII.
 func CheckIdempotencyKey(key string) error {
 	if key == "" || len(key) > maxIdempotencyKeyLen {
-		return ErrInvalid("Idempotency-Key: must be 1 to 255 characters")
+		return ErrInvalid.With("Idempotency-Key: must be 1 to 255 characters")
 	}
 	for i := 0; i < len(key); i++ {
 		if key[i] < 0x20 || key[i] > 0x7e {
-			return ErrInvalid("Idempotency-Key: must be printable ASCII")
+			return ErrInvalid.With("Idempotency-Key: must be printable ASCII")
 		}
 	}
 	return nil
@@ -96,17 +96,17 @@ func (s *Service) claimIdempotency(ctx context.Context, accountID, scope, key, f
 			return c, nil, nil
 		}
 		if rec.Fingerprint != fingerprint {
-			return nil, nil, ErrIdempotencyMismatch()
+			return nil, nil, ErrIdempotencyMismatch
 		}
 		if rec.State == store.IdemStateDone {
 			return nil, rec.Response, nil
 		}
 		if time.Now().After(deadline) {
-			return nil, nil, ErrIdempotencyInProgress()
+			return nil, nil, ErrIdempotencyInProgress
 		}
 		select {
 		case <-ctx.Done():
-			return nil, nil, ErrIdempotencyInProgress().WithCause(ctx.Err())
+			return nil, nil, ErrIdempotencyInProgress.WithCause(ctx.Err())
 		case <-time.After(idemPoll):
 		}
 	}
@@ -126,7 +126,7 @@ func (s *Service) releaseIdempotency(c *idemClaim) {
 func replayReceipt(raw []byte) (*Receipt, error) {
 	var r Receipt
 	if err := json.Unmarshal(raw, &r); err != nil || len(r.IDs) == 0 {
-		return nil, ErrUnavailable(errors.New("undecodable idempotent response"))
+		return nil, ErrUnavailable.WithCause(errors.New("undecodable idempotent response"))
 	}
 	r.Replayed = true
 	return &r, nil
@@ -148,7 +148,7 @@ func (s *Service) smtpIdempotency(ctx context.Context, sub Submission, msg *subm
 	switch {
 	case headerKey != "":
 		if err := CheckIdempotencyKey(headerKey); err != nil {
-			return nil, nil, ErrBadMessage(AsError(err).Message)
+			return nil, nil, ErrBadMessage.With(AsError(err).Message)
 		}
 		// The same request is the same envelope, sender, subject and body: a
 		// client that rebuilds the message for its retry (new Date, new
@@ -193,7 +193,7 @@ func (s *Service) Idempotent(ctx context.Context, k *store.Key, scope, key strin
 	}
 	if cached != nil {
 		if len(cached) == 0 {
-			return nil, true, ErrConflict("a request with this Idempotency-Key has already completed, and its response held a secret that is shown only once")
+			return nil, true, ErrConflict.With("a request with this Idempotency-Key has already completed, and its response held a secret that is shown only once")
 		}
 		return cached, true, nil
 	}
@@ -236,7 +236,7 @@ func (s *Service) persist(ctx context.Context, k *store.Key, emails []store.NewE
 	}
 	err := s.store.PersistWith(ctx, emails, opt)
 	if errors.Is(err, store.ErrClaimLost) {
-		return ErrIdempotencyInProgress().WithCause(err)
+		return ErrIdempotencyInProgress.WithCause(err)
 	}
 	if err != nil {
 		return storageError(err)

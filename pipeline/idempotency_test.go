@@ -113,7 +113,7 @@ func TestPersistWithLostClaim(t *testing.T) {
 	}
 	e := &store.Email{ID: store.NewID("em"), AccountID: k.AccountID, Status: store.StatusPending, CreatedAt: time.Now()}
 	err = svc.persist(ctx, k, []store.NewEmail{{Email: e, Body: []byte("x")}}, &Receipt{IDs: []string{e.ID}}, time.Time{}, c)
-	if AsError(err).Code != "idempotency_key_in_use" {
+	if !errors.Is(err, ErrIdempotencyInProgress) {
 		t.Fatalf("got %v", err)
 	}
 	if _, err := svc.store.Email(ctx, e.ID); !errors.Is(err, store.ErrNotFound) {

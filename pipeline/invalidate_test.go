@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"testing"
 	"time"
@@ -71,7 +72,7 @@ func TestChangesReachOtherProcesses(t *testing.T) {
 	}
 	testkit.WaitFor(t, "the revoked key refused by the other process", func() bool {
 		_, err := b.Authenticate(ctx, secret)
-		return err != nil && AsError(err).Code == ErrAuthFailed().Code
+		return err != nil && errors.Is(err, ErrAuthFailed)
 	})
 
 	if _, err := a.AddDomain(ctx, owner, "acme.test"); err != nil {
@@ -115,7 +116,7 @@ func TestResubscribeForgetsEverything(t *testing.T) {
 	}
 	testkit.WaitFor(t, "the key refused after the subscription came back", func() bool {
 		_, err := b.Authenticate(ctx, secret)
-		return err != nil && AsError(err).Code == ErrAuthFailed().Code
+		return err != nil && errors.Is(err, ErrAuthFailed)
 	})
 }
 

@@ -20,7 +20,7 @@ func (s *Service) checkKeyDomain(ctx context.Context, k *store.Key, addr string)
 		return err
 	}
 	if d.id != k.DomainID {
-		return ErrKeyDomain(domain)
+		return keyDomain(domain)
 	}
 	return nil
 }
@@ -33,7 +33,7 @@ func (s *Service) checkKeyDomainID(ctx context.Context, accountID, domainID stri
 	}
 	_, err := s.store.DomainByID(ctx, accountID, domainID)
 	if errors.Is(err, store.ErrNotFound) {
-		return ErrInvalid("domainId: " + quoteShort(domainID) + " is not a domain of this account")
+		return ErrInvalid.With("domainId: " + quoteShort(domainID) + " is not a domain of this account")
 	}
 	if err != nil {
 		return storageError(err)

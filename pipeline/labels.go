@@ -22,22 +22,22 @@ const (
 // line breaks, in anything a caller gets back or a webhook carries).
 func checkLabels(tags []string, metadata map[string]string) error {
 	if len(tags) > MaxTags {
-		return ErrInvalid(fmt.Sprintf("tags: at most %d tags are allowed (got %d)", MaxTags, len(tags)))
+		return ErrInvalid.With(fmt.Sprintf("tags: at most %d tags are allowed (got %d)", MaxTags, len(tags)))
 	}
 	for i, t := range tags {
 		field := fmt.Sprintf("tags[%d]", i)
 		if t == "" {
-			return ErrInvalid(field + ": must not be empty")
+			return ErrInvalid.With(field + ": must not be empty")
 		}
 		if utf8.RuneCountInString(t) > MaxTagLen {
-			return ErrInvalid(fmt.Sprintf("%s: must be at most %d characters", field, MaxTagLen))
+			return ErrInvalid.With(fmt.Sprintf("%s: must be at most %d characters", field, MaxTagLen))
 		}
 		if err := checkPrintable(field, t); err != nil {
 			return err
 		}
 	}
 	if len(metadata) > MaxMetadataKeys {
-		return ErrInvalid(fmt.Sprintf("metadata: at most %d keys are allowed (got %d)", MaxMetadataKeys, len(metadata)))
+		return ErrInvalid.With(fmt.Sprintf("metadata: at most %d keys are allowed (got %d)", MaxMetadataKeys, len(metadata)))
 	}
 	keys := make([]string, 0, len(metadata))
 	for k := range metadata {
@@ -49,20 +49,20 @@ func checkLabels(tags []string, metadata map[string]string) error {
 		v := metadata[k]
 		total += len(k) + len(v)
 		if k == "" || utf8.RuneCountInString(k) > MaxMetadataKeyLen {
-			return ErrInvalid(fmt.Sprintf("metadata: key %s must be 1 to %d characters", quoteShort(k), MaxMetadataKeyLen))
+			return ErrInvalid.With(fmt.Sprintf("metadata: key %s must be 1 to %d characters", quoteShort(k), MaxMetadataKeyLen))
 		}
 		if err := checkPrintable("metadata key "+quoteShort(k), k); err != nil {
 			return err
 		}
 		if utf8.RuneCountInString(v) > MaxMetadataValueLen {
-			return ErrInvalid(fmt.Sprintf("metadata.%s: must be at most %d characters", k, MaxMetadataValueLen))
+			return ErrInvalid.With(fmt.Sprintf("metadata.%s: must be at most %d characters", k, MaxMetadataValueLen))
 		}
 		if err := checkPrintable("metadata."+k, v); err != nil {
 			return err
 		}
 	}
 	if total > MaxMetadataBytes {
-		return ErrInvalid(fmt.Sprintf("metadata: keys and values must total at most %d bytes (got %d)", MaxMetadataBytes, total))
+		return ErrInvalid.With(fmt.Sprintf("metadata: keys and values must total at most %d bytes (got %d)", MaxMetadataBytes, total))
 	}
 	return nil
 }
@@ -71,14 +71,14 @@ func checkLabels(tags []string, metadata map[string]string) error {
 // including U+2028/U+2029 and invalid UTF-8.
 func checkPrintable(field, v string) error {
 	if !utf8.ValidString(v) {
-		return ErrInvalid(field + ": must be valid UTF-8")
+		return ErrInvalid.With(field + ": must be valid UTF-8")
 	}
 	for _, r := range v {
 		if r == '\r' || r == '\n' {
-			return ErrInvalid(field + ": must not contain line breaks")
+			return ErrInvalid.With(field + ": must not contain line breaks")
 		}
 		if (unicode.IsControl(r) && r != '\t') || r == '\u2028' || r == '\u2029' {
-			return ErrInvalid(field + ": must not contain control characters")
+			return ErrInvalid.With(field + ": must not contain control characters")
 		}
 	}
 	return nil

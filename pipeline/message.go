@@ -40,14 +40,14 @@ type submittedMessage struct {
 func parseMessage(raw []byte, hostname string, newID func() string, now time.Time) (*submittedMessage, error) {
 	end := headerEnd(raw)
 	if end < 0 {
-		return nil, ErrBadMessage("message has no header section (expected a blank line after the header)")
+		return nil, ErrBadMessage.With("message has no header section (expected a blank line after the header)")
 	}
 	if end > maxHeaderBytes {
-		return nil, ErrBadMessage(fmt.Sprintf("header section exceeds %d bytes", maxHeaderBytes))
+		return nil, ErrBadMessage.With(fmt.Sprintf("header section exceeds %d bytes", maxHeaderBytes))
 	}
 	h, err := textproto.ReadHeader(bufio.NewReader(bytes.NewReader(raw[:end])))
 	if err != nil {
-		return nil, ErrBadMessage("malformed header: " + err.Error())
+		return nil, ErrBadMessage.With("malformed header: " + err.Error())
 	}
 	m := &submittedMessage{raw: raw, header: h, body: raw[end:]}
 
@@ -63,9 +63,9 @@ func parseMessage(raw []byte, hostname string, newID func() string, now time.Tim
 	from, err := mh.AddressList("From")
 	if err != nil || len(from) != 1 {
 		if err == nil && len(from) == 0 {
-			return nil, ErrBadMessage("message has no From header")
+			return nil, ErrBadMessage.With("message has no From header")
 		}
-		return nil, ErrBadMessage("the From header must hold exactly one valid address")
+		return nil, ErrBadMessage.With("the From header must hold exactly one valid address")
 	}
 	m.from = from[0].Address
 	m.subject, _ = mh.Subject()
@@ -112,7 +112,7 @@ func boolHeader(h *textproto.Header, name string) (*bool, error) {
 		b := false
 		return &b, nil
 	}
-	return nil, ErrBadMessage(fmt.Sprintf("%s must be true or false, got %q", name, v))
+	return nil, ErrBadMessage.With(fmt.Sprintf("%s must be true or false, got %q", name, v))
 }
 
 // bytes returns the message as it goes out. When the header comes out as

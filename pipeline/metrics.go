@@ -56,5 +56,5 @@ func (m *Metrics) observeSubmit(source string, err error) {
 		m.accepted.WithLabelValues(source).Inc()
 		return
 	}
-	m.rejected.WithLabelValues(source, AsError(err).Code).Inc()
+	m.rejected.WithLabelValues(source, string(AsError(err).Code)).Inc()
 }

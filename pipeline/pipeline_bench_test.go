@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/pigeonpost/pigeonpost/internal/testkit"
-	"github.com/pigeonpost/pigeonpost/pipeline/deliver"
+	"github.com/pigeonpost/pigeonpost/pipeline/dkim"
 	"github.com/pigeonpost/pigeonpost/pipeline/store"
 )
 
@@ -113,7 +113,7 @@ func benchService(b testing.TB, cacheTTL time.Duration, mutate ...func(*Options)
 	if err != nil {
 		b.Fatal(err)
 	}
-	priv, txt, err := deliver.GenerateKey()
+	priv, txt, err := dkim.GenerateKey()
 	if err != nil {
 		b.Fatal(err)
 	}

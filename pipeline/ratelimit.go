@@ -81,9 +81,9 @@ func (l RateLimit) admit(ctx context.Context, rdb redis.UniversalClient, account
 	}
 	switch {
 	case all:
-		return suppressed, ErrAllSuppressed()
+		return suppressed, ErrAllSuppressed
 	case res[0] > 0:
-		return suppressed, ErrRateLimited(time.Duration(res[0]) * time.Millisecond)
+		return suppressed, ErrRateLimited.After(time.Duration(res[0]) * time.Millisecond)
 	}
 	return suppressed, nil
 }

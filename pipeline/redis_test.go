@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -28,7 +29,7 @@ func TestAdmitRateLimitsAndSuppresses(t *testing.T) {
 	}
 	_, err := l.admit(ctx, rdb, "acct_a", one, now)
 	e := AsError(err)
-	if err == nil || e.Code != "rate_limited" || e.SMTPCode != 451 || e.RetryAfter <= 0 || e.RetryAfter > 100*time.Millisecond {
+	if err == nil || !errors.Is(err, ErrRateLimited) || e.SMTPCode != 451 || e.RetryAfter <= 0 || e.RetryAfter > 100*time.Millisecond {
 		t.Fatalf("6th send: %v (retry after %v)", err, e.RetryAfter)
 	}
 	// Another account is not affected; the first recovers with time.
@@ -60,7 +61,7 @@ func TestAdmitRateLimitsAndSuppresses(t *testing.T) {
 		t.Fatalf("suppressed %v, %v", got, err)
 	}
 	for range 20 {
-		if _, err := l.admit(ctx, rdb, "acct_d", []string{"gone@example.test", "bounced@example.test"}, now); AsError(err).Code != ErrAllSuppressed().Code {
+		if _, err := l.admit(ctx, rdb, "acct_d", []string{"gone@example.test", "bounced@example.test"}, now); !errors.Is(err, ErrAllSuppressed) {
 			t.Fatalf("all suppressed: %v", err)
 		}
 	}

@@ -24,8 +24,9 @@ func ParseSchedule(field, value string, now time.Time) (time.Time, error) {
 	}
 	t, err := time.Parse(time.RFC3339Nano, value)
 	if err != nil {
-		return time.Time{}, ErrInvalid(field + ": " + quoteShort(value) +
+		return time.Time{}, ErrInvalid.With(field + ": " + quoteShort(value) +
 			" is not an ISO 8601 time with a time zone, e.g. 2025-06-15T10:00:00Z")
+
 	}
 	if err := checkSchedule(field, t, now); err != nil {
 		return time.Time{}, err
@@ -38,10 +39,10 @@ func checkSchedule(field string, t, now time.Time) error {
 		return nil
 	}
 	if t.Before(now) {
-		return ErrInvalid(fmt.Sprintf("%s: %s is in the past", field, t.UTC().Format(time.RFC3339)))
+		return ErrInvalid.With(fmt.Sprintf("%s: %s is in the past", field, t.UTC().Format(time.RFC3339)))
 	}
 	if t.After(now.Add(MaxScheduleAhead)) {
-		return ErrInvalid(fmt.Sprintf("%s: %s is more than 30 days ahead", field, t.UTC().Format(time.RFC3339)))
+		return ErrInvalid.With(fmt.Sprintf("%s: %s is more than 30 days ahead", field, t.UTC().Format(time.RFC3339)))
 	}
 	return nil
 }
@@ -57,7 +58,7 @@ func (s *Service) CancelSchedule(ctx context.Context, k *store.Key, id string) (
 		return nil, err
 	}
 	if e.Status != store.StatusScheduled && e.Status != store.StatusCancelled {
-		return nil, ErrConflict(fmt.Sprintf("email %s is not scheduled (status %q); only a scheduled email can be cancelled", id, e.Status))
+		return nil, ErrConflict.With(fmt.Sprintf("email %s is not scheduled (status %q); only a scheduled email can be cancelled", id, e.Status))
 	}
 	ids, err := s.store.ScheduleGroup(ctx, id)
 	if err != nil {
@@ -69,13 +70,13 @@ func (s *Service) CancelSchedule(ctx context.Context, k *store.Key, id string) (
 	}
 	if !res.Cancelled {
 		if res.Status == store.StatusScheduled {
-			return nil, ErrConflict(fmt.Sprintf("email %s is already being sent; it can no longer be cancelled", res.EmailID))
+			return nil, ErrConflict.With(fmt.Sprintf("email %s is already being sent; it can no longer be cancelled", res.EmailID))
 		}
-		return nil, ErrConflict(fmt.Sprintf("email %s is not scheduled (status %q); only a scheduled email can be cancelled", res.EmailID, res.Status))
+		return nil, ErrConflict.With(fmt.Sprintf("email %s is not scheduled (status %q); only a scheduled email can be cancelled", res.EmailID, res.Status))
 	}
 	e, err = s.store.Email(ctx, id)
 	if errors.Is(err, store.ErrNotFound) {
-		return nil, ErrNotFound("email")
+		return nil, NotFound("email")
 	}
 	if err != nil {
 		return nil, storageError(err)

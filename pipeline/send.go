@@ -3,6 +3,7 @@ package pipeline
 import (
 	"context"
 	"encoding/json"
+	"errors"
 
 	"github.com/pigeonpost/pigeonpost/pipeline/store"
 )
@@ -90,12 +91,12 @@ func (s *Service) buildSubmission(ctx context.Context, k *store.Key, req SendReq
 			return Submission{}, err
 		}
 		if req.HTML != "" || req.Text != "" {
-			return Submission{}, ErrInvalid("html, text: cannot be combined with templateId (the template gives the body)")
+			return Submission{}, ErrInvalid.With("html, text: cannot be combined with templateId (the template gives the body)")
 		}
 		t, err := s.template(ctx, k, req.TemplateID)
 		if err != nil {
-			if AsError(err).Code == "not_found" {
-				return Submission{}, ErrInvalid("templateId: no template " + quoteShort(req.TemplateID) + " in this account")
+			if errors.Is(err, ErrNotFound) {
+				return Submission{}, ErrInvalid.With("templateId: no template " + quoteShort(req.TemplateID) + " in this account")
 			}
 			return Submission{}, err
 		}
@@ -108,7 +109,7 @@ func (s *Service) buildSubmission(ctx context.Context, k *store.Key, req SendReq
 			subject = r.Subject
 		}
 	} else if len(req.Variables) > 0 {
-		return Submission{}, ErrInvalid("variables: only used with templateId")
+		return Submission{}, ErrInvalid.With("variables: only used with templateId")
 	}
 	attachments, err := s.resolveAttachments(ctx, req.Attachments)
 	if err != nil {

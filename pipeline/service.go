@@ -111,9 +111,9 @@ func storageError(err error) *Error {
 		return pe
 	}
 	if strings.HasPrefix(err.Error(), "OOM ") || strings.HasPrefix(err.Error(), "MISCONF ") {
-		return ErrStorageFull(err)
+		return ErrStorageFull.WithCause(err)
 	}
-	return ErrUnavailable(err)
+	return ErrUnavailable.WithCause(err)
 }
 
 // ---- authentication ----
@@ -126,7 +126,7 @@ func (s *Service) Authenticate(ctx context.Context, secret string) (*store.Key, 
 	return s.keys.lookup(store.HashKey(secret), now, func() (*store.Key, error) {
 		k, err := s.store.KeyBySecret(ctx, secret)
 		if errors.Is(err, store.ErrNotFound) {
-			return nil, ErrAuthFailed()
+			return nil, ErrAuthFailed
 		}
 		if err != nil {
 			return nil, storageError(err)
@@ -142,7 +142,7 @@ func (s *Service) Authenticate(ctx context.Context, secret string) (*store.Key, 
 
 func requirePermission(k *store.Key, permission string) error {
 	if permission == store.PermissionFull && k.Permission != store.PermissionFull {
-		return ErrForbidden(permission)
+		return Forbidden(permission)
 	}
 	return nil
 }
@@ -206,7 +206,7 @@ func (s *Service) CheckSender(ctx context.Context, k *store.Key, addr string) er
 		return err
 	}
 	if !d.verified {
-		return ErrUnverifiedDomain(domain)
+		return unverifiedDomain(domain)
 	}
 	return nil
 }
@@ -236,14 +236,14 @@ func (s *Service) senderDomain(ctx context.Context, accountID, domain string) (s
 // ParseAddress checks a bare mailbox address (no display name) and returns it.
 func ParseAddress(addr string) (string, error) {
 	if addr == "" {
-		return "", ErrBadAddress("an empty sender or recipient address is not accepted")
+		return "", ErrBadAddress.With("an empty sender or recipient address is not accepted")
 	}
 	if strings.ContainsAny(addr, "\r\n<>") {
-		return "", ErrBadAddress("address " + quoteShort(addr) + " contains forbidden characters")
+		return "", ErrBadAddress.With("address " + quoteShort(addr) + " contains forbidden characters")
 	}
 	a, err := mail.ParseAddress(addr)
 	if err != nil || a.Address != addr || !strings.Contains(addr, "@") {
-		return "", ErrBadAddress("address " + quoteShort(addr) + " is not a valid mailbox")
+		return "", ErrBadAddress.With("address " + quoteShort(addr) + " is not a valid mailbox")
 	}
 	return addr, nil
 }
@@ -271,7 +271,7 @@ func (s *Service) submit(ctx context.Context, sub Submission) (_ *Receipt, err e
 	k := sub.Key
 	now := s.opt.Now().UTC()
 	if len(sub.Recipients) == 0 {
-		return nil, ErrBadAddress("at least one recipient is required")
+		return nil, ErrBadAddress.With("at least one recipient is required")
 	}
 	if err := s.CheckSender(ctx, k, sub.EnvelopeFrom); err != nil {
 		return nil, err

@@ -62,7 +62,7 @@ func (s *Service) UpdateTrackingDefaults(ctx context.Context, k *store.Key, p Tr
 	set(store.SettingWebhookOnEveryClick, p.WebhookOnEveryClick)
 	if p.PixelPlacement != nil {
 		if *p.PixelPlacement != store.PixelBottom && *p.PixelPlacement != store.PixelTop {
-			return TrackingDefaults{}, ErrInvalid(`pixelPlacement: must be "bottom" or "top"`)
+			return TrackingDefaults{}, ErrInvalid.With(`pixelPlacement: must be "bottom" or "top"`)
 		}
 		fields[store.SettingPixelPlacement] = *p.PixelPlacement
 	}
@@ -165,13 +165,13 @@ func (s *Service) SetTrackingDomain(ctx context.Context, k *store.Key, domainID,
 	}
 	host = strings.TrimSuffix(strings.ToLower(strings.TrimSpace(host)), ".")
 	if !domainName.MatchString(host) || len(host) > 253 {
-		return nil, ErrInvalid("trackingDomain: " + quoteShort(host) + " is not a valid host name")
+		return nil, ErrInvalid.With("trackingDomain: " + quoteShort(host) + " is not a valid host name")
 	}
 	if host != d.Name && !strings.HasSuffix(host, "."+d.Name) {
-		return nil, ErrInvalid("trackingDomain: must be " + d.Name + " or a subdomain of it, such as t." + d.Name)
+		return nil, ErrInvalid.With("trackingDomain: must be " + d.Name + " or a subdomain of it, such as t." + d.Name)
 	}
 	if host == s.cnameTarget() {
-		return nil, ErrInvalid("trackingDomain: must be a name of yours that points at " + s.cnameTarget())
+		return nil, ErrInvalid.With("trackingDomain: must be a name of yours that points at " + s.cnameTarget())
 	}
 	td := &store.TrackingDomain{Host: host, Status: "pending"}
 	defer s.changed(ctx, trackingChanged(k.AccountID))
@@ -194,10 +194,10 @@ func (s *Service) VerifyTrackingDomain(ctx context.Context, k *store.Key, domain
 		return nil, storageError(err)
 	}
 	if td == nil {
-		return nil, ErrConflict("no tracking domain is set for " + d.Name + "; set one with POST /v1/domains/" + d.ID + "/tracking/set-domain")
+		return nil, ErrConflict.With("no tracking domain is set for " + d.Name + "; set one with POST /v1/domains/" + d.ID + "/tracking/set-domain")
 	}
 	if s.opt.Lookup == nil {
-		return nil, ErrUnavailable(errors.New("no resolver configured for CNAME lookups"))
+		return nil, ErrUnavailable.WithCause(errors.New("no resolver configured for CNAME lookups"))
 	}
 	now := s.opt.Now().UTC()
 	target, err := s.opt.Lookup.LookupCNAME(ctx, td.Host)

@@ -20,13 +20,13 @@ func (s *Service) Suppressions(ctx context.Context, k *store.Key, cursor string,
 		limit = 100
 	}
 	if limit > 1000 {
-		return nil, "", ErrInvalid("limit: must be between 1 and 1000")
+		return nil, "", ErrInvalid.With("limit: must be between 1 and 1000")
 	}
 	var c uint64
 	if cursor != "" {
 		var err error
 		if c, err = strconv.ParseUint(cursor, 10, 64); err != nil {
-			return nil, "", ErrInvalid("cursor: " + quoteShort(cursor) + " is not a valid cursor")
+			return nil, "", ErrInvalid.With("cursor: " + quoteShort(cursor) + " is not a valid cursor")
 		}
 	}
 	list, nc, err := s.store.ListSuppressions(ctx, k.AccountID, c, limit)
@@ -48,13 +48,13 @@ func (s *Service) Suppress(ctx context.Context, k *store.Key, addr, reason strin
 	}
 	addr = strings.TrimSpace(addr)
 	if _, err := ParseAddress(addr); err != nil {
-		return nil, ErrBadAddress("email: " + AsError(err).Message)
+		return nil, ErrBadAddress.With("email: " + AsError(err).Message)
 	}
 	if reason == "" {
 		reason = "manual"
 	}
 	if utf8.RuneCountInString(reason) > 100 {
-		return nil, ErrInvalid("reason: must be at most 100 characters")
+		return nil, ErrInvalid.With("reason: must be at most 100 characters")
 	}
 	if err := checkPrintable("reason", reason); err != nil {
 		return nil, err
@@ -76,7 +76,7 @@ func (s *Service) Unsuppress(ctx context.Context, k *store.Key, addr string) err
 	}
 	err := s.store.Unsuppress(ctx, k.AccountID, strings.TrimSpace(addr))
 	if errors.Is(err, store.ErrNotFound) {
-		return ErrNotFound("suppression")
+		return NotFound("suppression")
 	}
 	if err != nil {
 		return storageError(err)

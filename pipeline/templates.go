@@ -79,13 +79,14 @@ func parseTemplate(field, src string) ([]tplNode, error) {
 		}
 		closeAt := strings.Index(rest[open+2:], "}}")
 		if closeAt < 0 {
-			return nil, ErrInvalid(fmt.Sprintf("%s: unclosed {{ at %s", field, position(src, offset+open)))
+			return nil, ErrInvalid.With(fmt.Sprintf("%s: unclosed {{ at %s", field, position(src, offset+open)))
 		}
 		inner := rest[open+2 : open+2+closeAt]
 		n, ok := parsePlaceholder(inner)
 		if !ok {
-			return nil, ErrInvalid(fmt.Sprintf("%s: invalid placeholder {{%s}} at %s; write {{name}} or {{name | default: \"text\"}}",
+			return nil, ErrInvalid.With(fmt.Sprintf("%s: invalid placeholder {{%s}} at %s; write {{name}} or {{name | default: \"text\"}}",
 				field, shorten(inner, 40), position(src, offset+open)))
+
 		}
 		n.inTag = inTag
 		nodes = append(nodes, n)
@@ -217,25 +218,25 @@ type TemplateFields struct {
 
 func checkTemplate(t *store.Template) (*parsedTemplate, error) {
 	if strings.TrimSpace(t.Name) == "" {
-		return nil, ErrInvalid("name: a template name is required")
+		return nil, ErrInvalid.With("name: a template name is required")
 	}
 	if utf8.RuneCountInString(t.Name) > MaxTemplateName {
-		return nil, ErrInvalid(fmt.Sprintf("name: must be at most %d characters", MaxTemplateName))
+		return nil, ErrInvalid.With(fmt.Sprintf("name: must be at most %d characters", MaxTemplateName))
 	}
 	if err := checkPrintable("name", t.Name); err != nil {
 		return nil, err
 	}
 	if len(t.Subject) > MaxTemplateSubject {
-		return nil, ErrInvalid(fmt.Sprintf("subject: must be at most %d bytes", MaxTemplateSubject))
+		return nil, ErrInvalid.With(fmt.Sprintf("subject: must be at most %d bytes", MaxTemplateSubject))
 	}
 	if err := checkPrintable("subject", t.Subject); err != nil {
 		return nil, err
 	}
 	if len(t.HTML) > MaxTemplateBody || len(t.Text) > MaxTemplateBody {
-		return nil, ErrInvalid(fmt.Sprintf("html, text: each must be at most %d bytes", MaxTemplateBody))
+		return nil, ErrInvalid.With(fmt.Sprintf("html, text: each must be at most %d bytes", MaxTemplateBody))
 	}
 	if t.HTML == "" && t.Text == "" {
-		return nil, ErrInvalid("html or text: a template body is required")
+		return nil, ErrInvalid.With("html or text: a template body is required")
 	}
 	var p parsedTemplate
 	var err error
@@ -280,16 +281,16 @@ type renderedTemplate struct {
 
 func renderStoredTemplate(t *store.Template, vars map[string]string) (*renderedTemplate, error) {
 	if len(vars) > maxVariables {
-		return nil, ErrInvalid(fmt.Sprintf("variables: at most %d variables are allowed (got %d)", maxVariables, len(vars)))
+		return nil, ErrInvalid.With(fmt.Sprintf("variables: at most %d variables are allowed (got %d)", maxVariables, len(vars)))
 	}
 	for name, v := range vars {
 		if len(v) > maxVariableValue {
-			return nil, ErrInvalid(fmt.Sprintf("variables.%s: must be at most %d bytes", shorten(name, 40), maxVariableValue))
+			return nil, ErrInvalid.With(fmt.Sprintf("variables.%s: must be at most %d bytes", shorten(name, 40), maxVariableValue))
 		}
 	}
 	p, err := checkTemplate(t)
 	if err != nil {
-		return nil, ErrInvalid("templateId: the template is not valid: " + AsError(err).Message)
+		return nil, ErrInvalid.With("templateId: the template is not valid: " + AsError(err).Message)
 	}
 	missing := map[string]bool{}
 	var r renderedTemplate
@@ -308,8 +309,9 @@ func renderStoredTemplate(t *store.Template, vars map[string]string) (*renderedT
 			names = append(names, fmt.Sprintf("%q", n))
 		}
 		sort.Strings(names)
-		return nil, ErrInvalid("variables: missing " + strings.Join(names, ", ") +
+		return nil, ErrInvalid.With("variables: missing " + strings.Join(names, ", ") +
 			` used by the template; pass it in variables or give a default: {{name | default: "text"}}`)
+
 	}
 	return &r, nil
 }
@@ -355,7 +357,7 @@ func (s *Service) Template(ctx context.Context, k *store.Key, id string) (*store
 func (s *Service) template(ctx context.Context, k *store.Key, id string) (*store.Template, error) {
 	t, err := s.store.Template(ctx, k.AccountID, id)
 	if errors.Is(err, store.ErrNotFound) {
-		return nil, ErrNotFound("template")
+		return nil, NotFound("template")
 	}
 	if err != nil {
 		return nil, storageError(err)
@@ -388,7 +390,7 @@ func (s *Service) DeleteTemplate(ctx context.Context, k *store.Key, id string) e
 	}
 	err := s.store.DeleteTemplate(ctx, k.AccountID, id)
 	if errors.Is(err, store.ErrNotFound) {
-		return ErrNotFound("template")
+		return NotFound("template")
 	}
 	if err != nil {
 		return storageError(err)
@@ -406,13 +408,13 @@ func (s *Service) Templates(ctx context.Context, k *store.Key, cursor string, li
 		limit = 20
 	}
 	if limit > 100 {
-		return nil, "", ErrInvalid("limit: must be between 1 and 100")
+		return nil, "", ErrInvalid.With("limit: must be between 1 and 100")
 	}
 	var after int64
 	if cursor != "" {
 		n, err := strconv.ParseInt(cursor, 10, 64)
 		if err != nil || n < 1 {
-			return nil, "", ErrInvalid("cursor: " + quoteShort(cursor) + " is not a valid cursor")
+			return nil, "", ErrInvalid.With("cursor: " + quoteShort(cursor) + " is not a valid cursor")
 		}
 		after = n
 	}

@@ -36,7 +36,7 @@ func (s *Service) rewrite(e *store.Email, base []byte, plan trackPlan) ([]byte, 
 		},
 	})
 	if err != nil {
-		return nil, nil, ErrBadMessage("the message could not be prepared for tracking").WithCause(err)
+		return nil, nil, ErrBadMessage.With("the message could not be prepared for tracking").WithCause(err)
 	}
 	e.Links = res.Links
 	return out.Bytes(), res.Warnings, nil
@@ -73,17 +73,17 @@ func (s *Service) RecordOpen(ctx context.Context, emailID string, v Visitor) {
 func (s *Service) ResolveClick(ctx context.Context, clickID string, v Visitor) (string, error) {
 	emailID, index, ok := s.signer.ParseClickID(clickID)
 	if !ok {
-		return "", ErrNotFound("link")
+		return "", NotFound("link")
 	}
 	links, err := s.emailLinks(ctx, emailID)
 	if errors.Is(err, store.ErrNotFound) {
-		return "", ErrNotFound("link")
+		return "", NotFound("link")
 	}
 	if err != nil {
 		return "", storageError(err)
 	}
 	if index < 0 || index >= len(links) {
-		return "", ErrNotFound("link")
+		return "", NotFound("link")
 	}
 	s.queueHit(ctx, trackHit{emailID: emailID, kind: tracking.HitClick, index: index, visitor: v, at: s.opt.Now()})
 	return links[index], nil

@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"strings"
 	"sync"
@@ -136,7 +137,7 @@ func TestResolveClick(t *testing.T) {
 		t.Fatalf("got %q, %v", dest, err)
 	}
 	for _, id := range []string{svc.signer.ClickID(e.ID, 2), svc.signer.ClickID("em_unknown", 0), "x", e.ID + ".0.AAAAAAAAAAAAAAAAAAAAAA"} {
-		if _, err := svc.ResolveClick(ctx, id, v); AsError(err).Code != "not_found" {
+		if _, err := svc.ResolveClick(ctx, id, v); !errors.Is(err, ErrNotFound) {
 			t.Errorf("%q: %v", id, err)
 		}
 	}
@@ -282,7 +283,7 @@ func TestAnalyticsDays(t *testing.T) {
 	for _, tt := range tests {
 		days, from, to, err := analyticsDays(tt.q, now)
 		if tt.bad {
-			if AsError(err).Code != "validation_error" {
+			if !errors.Is(err, ErrInvalid) {
 				t.Errorf("%+v: %v", tt.q, err)
 			}
 			continue
@@ -317,7 +318,7 @@ func TestCountingSurvivesOddRecords(t *testing.T) {
 	if a, _ := svc.Analytics(ctx, k, AnalyticsQuery{Range: "1d"}); a.Delivered != 3 {
 		t.Errorf("test mode counted: %d", a.Delivered)
 	}
-	if _, err := svc.Analytics(ctx, k, AnalyticsQuery{Domain: "dom_unknown"}); AsError(err).Code != "not_found" {
+	if _, err := svc.Analytics(ctx, k, AnalyticsQuery{Domain: "dom_unknown"}); !errors.Is(err, ErrNotFound) {
 		t.Errorf("unknown domain id: %v", err)
 	}
 }

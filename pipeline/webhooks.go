@@ -40,15 +40,15 @@ func (s *Service) CreateWebhook(ctx context.Context, k *store.Key, in WebhookInp
 		lookup = s.opt.Lookup.LookupHost
 	}
 	if err := webhooks.CheckURL(ctx, strings.TrimSpace(in.URL), s.opt.WebhookURLs, lookup); err != nil {
-		return nil, ErrInvalid("url: " + err.Error())
+		return nil, ErrInvalid.With("url: " + err.Error())
 	}
 	if len(in.Events) == 0 {
-		return nil, ErrInvalid("events: at least one event is required, from " + strings.Join(webhooks.Events, ", "))
+		return nil, ErrInvalid.With("events: at least one event is required, from " + strings.Join(webhooks.Events, ", "))
 	}
 	var events []string
 	for _, e := range in.Events {
 		if !webhooks.ValidEvent(e) {
-			return nil, ErrInvalid("events: " + quoteShort(e) + " is not an event; use " + strings.Join(webhooks.Events, ", "))
+			return nil, ErrInvalid.With("events: " + quoteShort(e) + " is not an event; use " + strings.Join(webhooks.Events, ", "))
 		}
 		if !containsString(events, e) {
 			events = append(events, e)
@@ -60,7 +60,7 @@ func (s *Service) CreateWebhook(ctx context.Context, k *store.Key, in WebhookInp
 	}
 	err := s.store.AddWebhook(ctx, k.AccountID, w, maxWebhooks)
 	if errors.Is(err, store.ErrLimit) {
-		return nil, ErrConflict("an account may have at most 20 webhook endpoints; delete one first")
+		return nil, ErrConflict.With("an account may have at most 20 webhook endpoints; delete one first")
 	}
 	if err != nil {
 		return nil, storageError(err)
@@ -98,7 +98,7 @@ func (s *Service) DeleteWebhook(ctx context.Context, k *store.Key, id string) er
 	}
 	err := s.store.DeleteWebhook(ctx, k.AccountID, id)
 	if errors.Is(err, store.ErrNotFound) {
-		return ErrNotFound("webhook")
+		return NotFound("webhook")
 	}
 	if err != nil {
 		return storageError(err)

@@ -69,8 +69,7 @@ func (s *session) login(username, password string) error {
 	defer cancel()
 	k, err := s.srv.svc.Authenticate(ctx, password)
 	if err != nil {
-		var pe *pipeline.Error
-		if errors.As(err, &pe) && pe.Code == pipeline.ErrAuthFailed().Code {
+		if errors.Is(err, pipeline.ErrAuthFailed) {
 			return s.authFailed()
 		}
 		// Storage trouble is not the client's fault: 454, never 535.
@@ -88,7 +87,7 @@ func (s *session) authFailed() error {
 	if d := s.srv.opt.FailureDelay * time.Duration(min(n-1, 5)); d > 0 {
 		time.Sleep(d)
 	}
-	return reply(pipeline.ErrAuthFailed())
+	return reply(pipeline.ErrAuthFailed)
 }
 
 func (s *session) context() (context.Context, context.CancelFunc) {
@@ -170,7 +169,7 @@ var firstChunks = sync.Pool{New: func() any { b := make([]byte, firstChunk); ret
 
 // errBusy answers a DATA that could not get its share of the memory budget
 // before the data deadline: the client keeps the message and retries.
-var errBusy = reply(pipeline.ErrBusy())
+var errBusy = reply(pipeline.ErrBusy)
 
 // readData reads the message, normalising bare CR and LF, with an idle
 // deadline per read and an overall bound. go-smtp would otherwise keep the

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/pigeonpost/pigeonpost/internal/membudget"
+	"github.com/pigeonpost/pigeonpost/pipeline/dkim"
 	"github.com/pigeonpost/pigeonpost/pipeline/store"
 )
 
@@ -36,7 +37,7 @@ type Worker struct {
 	// reserved (the SMTP server shares the budget). Nil: unbounded.
 	Budget *membudget.Budget
 
-	signers sync.Map // domain + selector → *DKIMSigner
+	signers sync.Map // domain + selector → *dkim.Signer
 }
 
 // Run delivers until ctx is cancelled, then waits for attempts in flight.
@@ -324,12 +325,12 @@ func (w *Worker) sign(accountID string, d *store.Domain, body []byte) ([]byte, e
 		return nil, nil
 	}
 	cacheKey := accountID + "/" + d.Name + "/" + d.Selector
-	var signer *DKIMSigner
+	var signer *dkim.Signer
 	var err error
 	if v, ok := w.signers.Load(cacheKey); ok && v.(*signerEntry).pem == d.PrivateKeyPEM {
 		signer = v.(*signerEntry).signer
 	} else {
-		signer, err = NewDKIMSigner(d.Name, d.Selector, d.PrivateKeyPEM)
+		signer, err = dkim.NewSigner(d.Name, d.Selector, d.PrivateKeyPEM)
 		if err != nil {
 			return nil, fmt.Errorf("dkim key of %s: %w", d.Name, err)
 		}
@@ -344,5 +345,5 @@ func (w *Worker) sign(accountID string, d *store.Domain, body []byte) ([]byte, e
 
 type signerEntry struct {
 	pem    string
-	signer *DKIMSigner
+	signer *dkim.Signer
 }

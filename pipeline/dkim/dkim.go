@@ -1,4 +1,6 @@
-package deliver
+// Package dkim signs outgoing mail (RFC 6376, relaxed/relaxed) in one pass
+// over the stored message, and makes the keys domains publish.
+package dkim
 
 import (
 	"bytes"
@@ -44,8 +46,8 @@ func GenerateKey() (privatePEM string, txtValue string, err error) {
 	return privatePEM, txtValue, nil
 }
 
-// DKIMSigner signs messages for one domain. It is safe for concurrent use.
-type DKIMSigner struct {
+// Signer signs messages for one domain. It is safe for concurrent use.
+type Signer struct {
 	domain    string
 	selector  string
 	key       crypto.Signer
@@ -53,10 +55,10 @@ type DKIMSigner struct {
 	opts      crypto.SignerOpts // SHA256 for RSA; none for Ed25519, which signs the digest itself (RFC 8463)
 }
 
-// NewDKIMSigner parses privatePEM (PKCS#8 "PRIVATE KEY", or PKCS#1
+// NewSigner parses privatePEM (PKCS#8 "PRIVATE KEY", or PKCS#1
 // "RSA PRIVATE KEY"; RSA of at least 1024 bits or Ed25519) and returns a
 // signer publishing d=domain, s=selector.
-func NewDKIMSigner(domain, selector, privatePEM string) (*DKIMSigner, error) {
+func NewSigner(domain, selector, privatePEM string) (*Signer, error) {
 	domain = strings.TrimSuffix(strings.TrimSpace(domain), ".")
 	selector = strings.TrimSpace(selector)
 	if domain == "" || selector == "" {
@@ -79,7 +81,7 @@ func NewDKIMSigner(domain, selector, privatePEM string) (*DKIMSigner, error) {
 	if err != nil {
 		return nil, fmt.Errorf("dkim: parse private key: %w", err)
 	}
-	s := &DKIMSigner{domain: domain, selector: selector}
+	s := &Signer{domain: domain, selector: selector}
 	switch k := key.(type) {
 	case *rsa.PrivateKey:
 		if k.N.BitLen() < 1024 {
@@ -108,11 +110,11 @@ func NewDKIMSigner(domain, selector, privatePEM string) (*DKIMSigner, error) {
 // two copies of the body: for 1 MB messages it was a fifth of the server's
 // CPU. The tests check every signature with go-msgauth's verifier and the
 // body hash against its signer, on fuzzed messages too.
-func (s *DKIMSigner) Sign(msg []byte) (string, error) {
+func (s *Signer) Sign(msg []byte) (string, error) {
 	return s.sign(msg, time.Now())
 }
 
-func (s *DKIMSigner) sign(msg []byte, now time.Time) (string, error) {
+func (s *Signer) sign(msg []byte, now time.Time) (string, error) {
 	header, body := splitMessage(toCRLF(msg))
 	fields := headerFields(header)
 	keys := signedKeys(fields)

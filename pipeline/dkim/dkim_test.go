@@ -1,4 +1,4 @@
-package deliver
+package dkim
 
 import (
 	"bytes"
@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/emersion/go-msgauth/dkim"
+	msgdkim "github.com/emersion/go-msgauth/dkim"
 )
 
 var (
@@ -47,9 +47,9 @@ Hello Bob,
 .dot line
 `
 
-func verifyDKIM(t *testing.T, txt string, msg []byte) []*dkim.Verification {
+func verifyDKIM(t *testing.T, txt string, msg []byte) []*msgdkim.Verification {
 	t.Helper()
-	vs, err := dkim.VerifyWithOptions(bytes.NewReader(msg), &dkim.VerifyOptions{
+	vs, err := msgdkim.VerifyWithOptions(bytes.NewReader(msg), &msgdkim.VerifyOptions{
 		LookupTXT: func(name string) ([]string, error) {
 			if name != "sel1._domainkey.example.test" {
 				return nil, fmt.Errorf("unexpected lookup %q", name)
@@ -74,7 +74,7 @@ func TestDKIMRoundTrip(t *testing.T) {
 	if !strings.HasPrefix(txt, "v=DKIM1; k=rsa; p=") {
 		t.Fatalf("TXT value %q", txt)
 	}
-	s, err := NewDKIMSigner("example.test", "sel1", keyPEM)
+	s, err := NewSigner("example.test", "sel1", keyPEM)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -134,7 +134,7 @@ func TestDKIMRoundTrip(t *testing.T) {
 
 func TestDKIMSignBareLF(t *testing.T) {
 	keyPEM, txt := testKey(t)
-	s, err := NewDKIMSigner("example.test.", "sel1", keyPEM)
+	s, err := NewSigner("example.test.", "sel1", keyPEM)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -158,12 +158,12 @@ func TestDKIMErrors(t *testing.T) {
 		"cert pem":    {"example.test", "sel1", "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"},
 		"bad der":     {"example.test", "sel1", "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n"},
 	} {
-		if _, err := NewDKIMSigner(tc.domain, tc.selector, tc.pem); err == nil {
-			t.Errorf("%s: NewDKIMSigner succeeded", name)
+		if _, err := NewSigner(tc.domain, tc.selector, tc.pem); err == nil {
+			t.Errorf("%s: NewSigner succeeded", name)
 		}
 	}
 
-	s, err := NewDKIMSigner("example.test", "sel1", keyPEM)
+	s, err := NewSigner("example.test", "sel1", keyPEM)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -225,7 +225,7 @@ func FuzzDKIMSign(f *testing.F) {
 
 var (
 	edKeyOnce sync.Once
-	edSigner  *DKIMSigner
+	edSigner  *Signer
 	edTXT     string
 )
 
@@ -243,7 +243,7 @@ func checkAgainstGoMsgauth(t *testing.T, msg []byte) bool {
 		if err != nil {
 			panic(err)
 		}
-		edSigner, err = NewDKIMSigner("example.test", "sel1", string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})))
+		edSigner, err = NewSigner("example.test", "sel1", string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})))
 		if err != nil {
 			panic(err)
 		}
@@ -258,12 +258,12 @@ func checkAgainstGoMsgauth(t *testing.T, msg []byte) bool {
 		}
 		return false
 	}
-	ref, refErr := dkim.NewSigner(&dkim.SignOptions{
+	ref, refErr := msgdkim.NewSigner(&msgdkim.SignOptions{
 		Domain:                 "example.test",
 		Selector:               "sel1",
 		Signer:                 edSigner.key,
-		HeaderCanonicalization: dkim.CanonicalizationRelaxed,
-		BodyCanonicalization:   dkim.CanonicalizationRelaxed,
+		HeaderCanonicalization: msgdkim.CanonicalizationRelaxed,
+		BodyCanonicalization:   msgdkim.CanonicalizationRelaxed,
 		HeaderKeys:             keys,
 	})
 	if refErr == nil {
@@ -280,7 +280,7 @@ func checkAgainstGoMsgauth(t *testing.T, msg []byte) bool {
 		t.Fatalf("bh=%s, go-msgauth's bh=%s, message %q", got, want, msg)
 	}
 	signed := append([]byte(ours), toCRLF(msg)...)
-	vs, err := dkim.VerifyWithOptions(bytes.NewReader(signed), &dkim.VerifyOptions{
+	vs, err := msgdkim.VerifyWithOptions(bytes.NewReader(signed), &msgdkim.VerifyOptions{
 		LookupTXT: func(string) ([]string, error) { return []string{edTXT}, nil },
 	})
 	if err != nil || len(vs) != 1 || vs[0].Err != nil {
@@ -306,7 +306,7 @@ func tagValue(field, tag string) string {
 // the b= value is what the verifier strips.
 func TestDKIMSignatureLayout(t *testing.T) {
 	keyPEM, _ := testKey(t)
-	s, err := NewDKIMSigner("a-rather-long-domain-name.example.test", "selector2026", keyPEM)
+	s, err := NewSigner("a-rather-long-domain-name.example.test", "selector2026", keyPEM)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -329,4 +329,9 @@ func TestDKIMSignatureLayout(t *testing.T) {
 	if got := tagValue(sig, "b"); len(got) != 344 { // RSA-2048: 256 bytes in base64
 		t.Errorf("b= has %d characters: %q", len(got), got)
 	}
+}
+
+// crlf turns a readable multi-line literal into a CRLF message.
+func crlf(s string) []byte {
+	return []byte(strings.ReplaceAll(s, "\n", "\r\n"))
 }

@@ -1,4 +1,4 @@
-package deliver
+package dkim
 
 import (
 	"crypto/ed25519"
@@ -11,7 +11,7 @@ import (
 )
 
 func benchSign(b *testing.B, pemKey string, msg []byte) {
-	s, err := NewDKIMSigner("bench.test", "pigeonpost", pemKey)
+	s, err := NewSigner("bench.test", "pigeonpost", pemKey)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -59,7 +59,7 @@ func BenchmarkNewDKIMSigner(b *testing.B) {
 	}
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := NewDKIMSigner("bench.test", "pigeonpost", priv); err != nil {
+		if _, err := NewSigner("bench.test", "pigeonpost", priv); err != nil {
 			b.Fatal(err)
 		}
 	}
