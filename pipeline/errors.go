@@ -147,15 +147,15 @@ var (
 		"sending rate limit exceeded; retry later")
 	// ErrUnavailable reports that storage is unreachable: nothing was accepted.
 	ErrUnavailable = retrying(sentinel(true, 51, 3, 0, http.StatusServiceUnavailable, CodeUnavailable,
-		"temporarily unable to accept mail; try again later"), 5 * time.Second)
+		"temporarily unable to accept mail; try again later"), 5*time.Second)
 	// ErrBusy reports that a large message could not get its share of the
 	// process's message memory (smtp.data_memory_bytes) in time: too many
 	// are in progress; the client retries later.
 	ErrBusy = retrying(sentinel(true, 51, 3, 1, http.StatusServiceUnavailable, CodeServerBusy,
-		"too many large messages in progress; try again later"), 5 * time.Second)
+		"too many large messages in progress; try again later"), 5*time.Second)
 	// ErrStorageFull reports that storage refused the write for lack of space.
 	ErrStorageFull = retrying(sentinel(true, 52, 3, 1, http.StatusServiceUnavailable, CodeStorageFull,
-		"insufficient system storage; try again later"), 30 * time.Second)
+		"insufficient system storage; try again later"), 30*time.Second)
 	// ErrAuthFailed reports bad credentials.
 	ErrAuthFailed = sentinel(false, 35, 7, 8, http.StatusUnauthorized, CodeUnauthorized, "invalid API key")
 	// ErrMissingKey reports a request without credentials.
