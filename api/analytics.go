@@ -3,7 +3,7 @@ package api
 import (
 	"net/http"
 
-	"github.com/pigeonpost/pigeonpost/pipeline"
+	"github.com/pigeonpost/pigeonpost/pipeline/engagement"
 	"github.com/pigeonpost/pigeonpost/pipeline/store"
 )
 
@@ -11,7 +11,7 @@ import (
 // optional domain or tag.
 func (h *handler) getAnalytics(w http.ResponseWriter, r *http.Request, k *store.Key) {
 	q := r.URL.Query()
-	a, err := h.svc.Analytics(r.Context(), k, pipeline.AnalyticsQuery{
+	a, err := h.Engagement.Analytics(r.Context(), k, engagement.AnalyticsQuery{
 		Range: q.Get("range"), From: q.Get("from"), To: q.Get("to"), Domain: q.Get("domain"), Tag: q.Get("tag"),
 	})
 	if err != nil {

@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/pigeonpost/pigeonpost/pipeline"
+	"github.com/pigeonpost/pigeonpost/pipeline/compose"
 	"github.com/pigeonpost/pigeonpost/pipeline/store"
 )
 
@@ -42,18 +43,18 @@ func (h *handler) sendBatch(w http.ResponseWriter, r *http.Request, k *store.Key
 		writeError(w, r, err)
 		return
 	}
-	if err := pipeline.CheckBatchSize(len(req.Emails)); err != nil {
+	if err := compose.CheckBatchSize(len(req.Emails)); err != nil {
 		writeError(w, r, err)
 		return
 	}
 	items := make([]batchItem, len(req.Emails))
-	var reqs []pipeline.SendRequest
+	var reqs []compose.SendRequest
 	var index []int // position in items of each element of reqs
 	for i, raw := range req.Emails {
 		items[i].Index = i
 		var sr sendRequest
 		err := decodeBytes(raw, &sr, fmt.Sprintf("emails[%d].", i))
-		var p pipeline.SendRequest
+		var p compose.SendRequest
 		if err == nil {
 			p, err = sr.toPipeline()
 		}
@@ -65,7 +66,7 @@ func (h *handler) sendBatch(w http.ResponseWriter, r *http.Request, k *store.Key
 		index = append(index, i)
 	}
 	if len(reqs) > 0 {
-		results, err := h.svc.SendBatch(r.Context(), k, reqs, r.Header.Get(headerIdempotencyKey))
+		results, err := h.Compose.SendBatch(r.Context(), k, reqs, r.Header.Get(headerIdempotencyKey))
 		if err != nil {
 			writeError(w, r, err)
 			return

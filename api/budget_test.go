@@ -12,8 +12,7 @@ import (
 	"time"
 
 	"github.com/pigeonpost/pigeonpost/internal/membudget"
-	"github.com/pigeonpost/pigeonpost/internal/testkit"
-	"github.com/pigeonpost/pigeonpost/pipeline"
+	"github.com/pigeonpost/pigeonpost/pipeline/pipelinetest"
 )
 
 // TestLargeBodiesShareTheMemoryBudget: a send with a body over 64 KiB waits
@@ -21,15 +20,11 @@ import (
 // 503 server_busy (nothing stored, the client retries); small bodies never
 // wait.
 func TestLargeBodiesShareTheMemoryBudget(t *testing.T) {
-	rdb := testkit.StartRedis(t).Client(t)
-	svc := pipeline.New(rdb, []byte("secret"), pipeline.Options{Hostname: "gw.test", PublicURL: "https://t.test",
-		RateLimit: pipeline.RateLimit{PerSecond: 1000, Burst: 1000}})
+	p := pipelinetest.New(t, pipelinetest.Options{})
 	const secret = "sp_test_budgettestkey00000000000001"
-	if _, err := svc.EnsureKey(context.Background(), "acme", secret); err != nil {
-		t.Fatal(err)
-	}
+	p.Key(t, "acme", secret)
 	budget := membudget.New(1<<20, 1<<20)
-	srv := httptest.NewServer(Handler(svc, Options{MaxBodyBytes: 10 << 20, Budget: budget, BudgetWait: 50 * time.Millisecond}))
+	srv := httptest.NewServer(Handler(Parts{Pipeline: p.Pipeline, Account: p.Account, Compose: p.Compose, Engagement: p.Engagement}, Options{MaxBodyBytes: 10 << 20, Budget: budget, BudgetWait: 50 * time.Millisecond}))
 	defer srv.Close()
 
 	send := func(htmlSize int, chunked bool) *http.Response {

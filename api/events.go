@@ -6,13 +6,14 @@ import (
 	"time"
 
 	"github.com/pigeonpost/pigeonpost/pipeline"
+	"github.com/pigeonpost/pigeonpost/pipeline/account"
 	"github.com/pigeonpost/pigeonpost/pipeline/store"
 )
 
 // listEvents is GET /v1/events?type=&emailId=&since=&cursor=&limit=.
 func (h *handler) listEvents(w http.ResponseWriter, r *http.Request, k *store.Key) {
 	q := r.URL.Query()
-	f := pipeline.EventFilter{Type: q.Get("type"), EmailID: q.Get("emailId"), Cursor: q.Get("cursor")}
+	f := account.EventFilter{Type: q.Get("type"), EmailID: q.Get("emailId"), Cursor: q.Get("cursor")}
 	if s := q.Get("since"); s != "" {
 		t, err := time.Parse(time.RFC3339Nano, s)
 		if err != nil {
@@ -29,7 +30,7 @@ func (h *handler) listEvents(w http.ResponseWriter, r *http.Request, k *store.Ke
 		}
 		f.Limit = n
 	}
-	page, err := h.svc.ListEvents(r.Context(), k, f)
+	page, err := h.Account.ListEvents(r.Context(), k, f)
 	if err != nil {
 		writeError(w, r, err)
 		return

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/pigeonpost/pigeonpost/pipeline"
+	"github.com/pigeonpost/pigeonpost/pipeline/account"
+	"github.com/pigeonpost/pigeonpost/pipeline/compose"
 	"github.com/pigeonpost/pigeonpost/pipeline/store"
 )
 
@@ -67,8 +69,8 @@ type attachmentJSON struct {
 
 // toPipeline converts the request; variables may be strings, numbers or
 // booleans (numbers as JSON writes them).
-func (req *sendRequest) toPipeline() (pipeline.SendRequest, error) {
-	out := pipeline.SendRequest{
+func (req *sendRequest) toPipeline() (compose.SendRequest, error) {
+	out := compose.SendRequest{
 		From: req.From, To: req.To, Cc: req.Cc, Bcc: req.Bcc, ReplyTo: req.ReplyTo,
 		Subject: req.Subject, HTML: req.HTML, Text: req.Text, Headers: req.Headers,
 		Tags: req.Tags, Metadata: req.Metadata, TemplateID: req.TemplateID,
@@ -84,7 +86,7 @@ func (req *sendRequest) toPipeline() (pipeline.SendRequest, error) {
 		out.ScheduledAt = req.Scheduled2
 	}
 	for _, a := range req.Attachments {
-		out.Attachments = append(out.Attachments, pipeline.Attachment(a))
+		out.Attachments = append(out.Attachments, compose.Attachment(a))
 	}
 	if len(req.Variables) > 0 {
 		out.Variables = make(map[string]string, len(req.Variables))
@@ -130,7 +132,7 @@ func (h *handler) sendEmail(w http.ResponseWriter, r *http.Request, k *store.Key
 		writeError(w, r, err)
 		return
 	}
-	receipt, err := h.svc.Send(r.Context(), k, sr, r.Header.Get(headerIdempotencyKey))
+	receipt, err := h.Compose.Send(r.Context(), k, sr, r.Header.Get(headerIdempotencyKey))
 	if err != nil {
 		writeError(w, r, err)
 		return
@@ -185,7 +187,7 @@ func toEmailJSON(e *store.Email) emailJSON {
 }
 
 func (h *handler) getEmail(w http.ResponseWriter, r *http.Request, k *store.Key) {
-	e, err := h.svc.Email(r.Context(), k, r.PathValue("id"))
+	e, err := h.Account.Email(r.Context(), k, r.PathValue("id"))
 	if err != nil {
 		writeError(w, r, err)
 		return
@@ -197,7 +199,7 @@ func (h *handler) getEmail(w http.ResponseWriter, r *http.Request, k *store.Key)
 // (before= is the older spelling of until, exclusive).
 func (h *handler) listEmails(w http.ResponseWriter, r *http.Request, k *store.Key) {
 	q := r.URL.Query()
-	f := pipeline.EmailFilter{Status: q.Get("status"), Tag: q.Get("tag"), To: q.Get("to"), Cursor: q.Get("cursor")}
+	f := account.EmailFilter{Status: q.Get("status"), Tag: q.Get("tag"), To: q.Get("to"), Cursor: q.Get("cursor")}
 	for _, p := range []struct {
 		name string
 		dst  *time.Time
@@ -222,7 +224,7 @@ func (h *handler) listEmails(w http.ResponseWriter, r *http.Request, k *store.Ke
 		}
 		f.Limit = n
 	}
-	page, err := h.svc.ListEmails(r.Context(), k, f)
+	page, err := h.Account.ListEmails(r.Context(), k, f)
 	if err != nil {
 		writeError(w, r, err)
 		return
@@ -245,7 +247,7 @@ func pageJSON(data any, next string) map[string]any {
 }
 
 func (h *handler) getEmailContent(w http.ResponseWriter, r *http.Request, k *store.Key) {
-	b, err := h.svc.EmailContent(r.Context(), k, r.PathValue("id"))
+	b, err := h.Account.EmailContent(r.Context(), k, r.PathValue("id"))
 	if err != nil {
 		writeError(w, r, err)
 		return
@@ -255,7 +257,7 @@ func (h *handler) getEmailContent(w http.ResponseWriter, r *http.Request, k *sto
 }
 
 func (h *handler) getEmailEvents(w http.ResponseWriter, r *http.Request, k *store.Key) {
-	evs, err := h.svc.EmailEvents(r.Context(), k, r.PathValue("id"))
+	evs, err := h.Account.EmailEvents(r.Context(), k, r.PathValue("id"))
 	if err != nil {
 		writeError(w, r, err)
 		return
@@ -266,7 +268,7 @@ func (h *handler) getEmailEvents(w http.ResponseWriter, r *http.Request, k *stor
 // ---- domains ----
 
 func (h *handler) listDomains(w http.ResponseWriter, r *http.Request, k *store.Key) {
-	ds, err := h.svc.Domains(r.Context(), k)
+	ds, err := h.Account.Domains(r.Context(), k)
 	if err != nil {
 		writeError(w, r, err)
 		return
@@ -282,7 +284,7 @@ func (h *handler) createDomain(w http.ResponseWriter, r *http.Request, k *store.
 		writeError(w, r, err)
 		return
 	}
-	d, err := h.svc.AddDomain(r.Context(), k, req.Name)
+	d, err := h.Account.AddDomain(r.Context(), k, req.Name)
 	if err != nil {
 		writeError(w, r, err)
 		return
@@ -291,7 +293,7 @@ func (h *handler) createDomain(w http.ResponseWriter, r *http.Request, k *store.
 }
 
 func (h *handler) getDomain(w http.ResponseWriter, r *http.Request, k *store.Key) {
-	d, err := h.svc.Domain(r.Context(), k, r.PathValue("id"))
+	d, err := h.Account.Domain(r.Context(), k, r.PathValue("id"))
 	if err != nil {
 		writeError(w, r, err)
 		return
@@ -300,7 +302,7 @@ func (h *handler) getDomain(w http.ResponseWriter, r *http.Request, k *store.Key
 }
 
 func (h *handler) verifyDomain(w http.ResponseWriter, r *http.Request, k *store.Key) {
-	d, err := h.svc.VerifyDomain(r.Context(), k, r.PathValue("id"))
+	d, err := h.Account.VerifyDomain(r.Context(), k, r.PathValue("id"))
 	if err != nil {
 		writeError(w, r, err)
 		return
@@ -309,7 +311,7 @@ func (h *handler) verifyDomain(w http.ResponseWriter, r *http.Request, k *store.
 }
 
 func (h *handler) deleteDomain(w http.ResponseWriter, r *http.Request, k *store.Key) {
-	if err := h.svc.DeleteDomain(r.Context(), k, r.PathValue("id")); err != nil {
+	if err := h.Account.DeleteDomain(r.Context(), k, r.PathValue("id")); err != nil {
 		writeError(w, r, err)
 		return
 	}
@@ -319,7 +321,7 @@ func (h *handler) deleteDomain(w http.ResponseWriter, r *http.Request, k *store.
 // ---- API keys ----
 
 func (h *handler) listKeys(w http.ResponseWriter, r *http.Request, k *store.Key) {
-	ks, err := h.svc.Keys(r.Context(), k)
+	ks, err := h.Account.Keys(r.Context(), k)
 	if err != nil {
 		writeError(w, r, err)
 		return
@@ -338,7 +340,7 @@ func (h *handler) createKey(w http.ResponseWriter, r *http.Request, k *store.Key
 		writeError(w, r, err)
 		return
 	}
-	nk, secret, err := h.svc.CreateKey(r.Context(), k, pipeline.KeyRequest{Name: req.Name, Mode: req.Mode,
+	nk, secret, err := h.Account.CreateKey(r.Context(), k, account.KeyRequest{Name: req.Name, Mode: req.Mode,
 		Permission: req.Permission, DomainID: req.DomainID})
 	if err != nil {
 		writeError(w, r, err)
@@ -350,7 +352,7 @@ func (h *handler) createKey(w http.ResponseWriter, r *http.Request, k *store.Key
 }
 
 func (h *handler) deleteKey(w http.ResponseWriter, r *http.Request, k *store.Key) {
-	if err := h.svc.DeleteKey(r.Context(), k, r.PathValue("id")); err != nil {
+	if err := h.Account.DeleteKey(r.Context(), k, r.PathValue("id")); err != nil {
 		writeError(w, r, err)
 		return
 	}

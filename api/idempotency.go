@@ -68,7 +68,7 @@ func (h *handler) idempotent(next keyedHandler, replayable bool) keyedHandler {
 		// The fingerprint: the route with its path values, and the body in
 		// a canonical form (insignificant whitespace and key order ignored).
 		fp := append([]byte(r.Method+" "+r.URL.Path+"\n"), canonicalJSON(body)...)
-		resp, replayed, err := h.svc.Idempotent(r.Context(), k, r.Pattern, key, fp, func(ctx context.Context) ([]byte, error) {
+		resp, replayed, err := h.Pipeline.Idempotent(r.Context(), k, r.Pattern, key, fp, func(ctx context.Context) ([]byte, error) {
 			rec := &recorder{header: http.Header{}, status: http.StatusOK}
 			r2 := r.WithContext(ctx)
 			r2.Body = io.NopCloser(bytes.NewReader(body))

@@ -203,7 +203,7 @@ func TestOpenAPIRoutes(t *testing.T) {
 // 401 with the error shape without one; the document itself is public.
 func TestOpenAPISecurity(t *testing.T) {
 	doc := loadOpenAPI(t)
-	srv := Handler(nil, Options{MaxBodyBytes: 1 << 20, Metrics: http.NotFoundHandler()})
+	srv := Handler(Parts{}, Options{MaxBodyBytes: 1 << 20, Metrics: http.NotFoundHandler()})
 	for route, op := range docOperations(t, doc) {
 		if sec, ok := op["security"]; ok && len(docList(sec)) == 0 {
 			continue // public: exercised without a key by cmd/pigeonpost's test

@@ -17,6 +17,9 @@ import (
 
 	"github.com/pigeonpost/pigeonpost/internal/membudget"
 	"github.com/pigeonpost/pigeonpost/pipeline"
+	"github.com/pigeonpost/pigeonpost/pipeline/account"
+	"github.com/pigeonpost/pigeonpost/pipeline/compose"
+	"github.com/pigeonpost/pigeonpost/pipeline/engagement"
 	"github.com/pigeonpost/pigeonpost/pipeline/store"
 )
 
@@ -39,16 +42,24 @@ type Options struct {
 	Logger *slog.Logger
 }
 
+// Parts are the services the handlers call; cmd builds them once.
+type Parts struct {
+	Pipeline   *pipeline.Service   // authentication, idempotency, health
+	Account    *account.Service    // keys, domains, suppressions, webhooks, email reads
+	Compose    *compose.Service    // sends and templates
+	Engagement *engagement.Service // tracking hits, tracking settings, analytics
+}
+
 // Handler returns the HTTP handler of the REST API, tracking endpoints,
 // health and metrics.
-func Handler(svc *pipeline.Service, opt Options) http.Handler {
+func Handler(p Parts, opt Options) http.Handler {
 	if opt.Now == nil {
 		opt.Now = time.Now
 	}
 	if opt.Logger == nil {
 		opt.Logger = slog.Default()
 	}
-	h := &handler{svc: svc, opt: opt}
+	h := &handler{Parts: p, opt: opt}
 	mux := http.NewServeMux()
 	for _, rt := range h.routes() {
 		mux.Handle(rt.pattern, rt.handler)
@@ -128,8 +139,10 @@ func Routes() []string {
 	return out
 }
 
+// handler is the REST surface over the parts: a new route is a line of
+// routes and a method here, calling one part.
 type handler struct {
-	svc *pipeline.Service
+	Parts
 	opt Options
 }
 
@@ -141,7 +154,7 @@ func (h *handler) auth(next func(http.ResponseWriter, *http.Request, *store.Key)
 			writeError(w, r, pipeline.ErrMissingKey)
 			return
 		}
-		k, err := h.svc.Authenticate(r.Context(), strings.TrimSpace(secret))
+		k, err := h.Pipeline.Authenticate(r.Context(), strings.TrimSpace(secret))
 		if err != nil {
 			writeError(w, r, err)
 			return

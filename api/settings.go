@@ -3,14 +3,14 @@ package api
 import (
 	"net/http"
 
-	"github.com/pigeonpost/pigeonpost/pipeline"
+	"github.com/pigeonpost/pigeonpost/pipeline/engagement"
 	"github.com/pigeonpost/pigeonpost/pipeline/store"
 )
 
 // ---- tracking settings: /v1/tracking/defaults, /v1/domains/:id/tracking ----
 
 func (h *handler) getTrackingDefaults(w http.ResponseWriter, r *http.Request, k *store.Key) {
-	ts, err := h.svc.TrackingDefaults(r.Context(), k)
+	ts, err := h.Engagement.TrackingDefaults(r.Context(), k)
 	if err != nil {
 		writeError(w, r, err)
 		return
@@ -30,7 +30,7 @@ func (h *handler) patchTrackingDefaults(w http.ResponseWriter, r *http.Request, 
 		writeError(w, r, err)
 		return
 	}
-	ts, err := h.svc.UpdateTrackingDefaults(r.Context(), k, pipeline.TrackingDefaultsPatch{
+	ts, err := h.Engagement.UpdateTrackingDefaults(r.Context(), k, engagement.TrackingDefaultsPatch{
 		TrackingEnabled: req.TrackingEnabled, PrivacyMode: req.PrivacyMode,
 		WebhookOnEveryOpen: req.WebhookOnEveryOpen, WebhookOnEveryClick: req.WebhookOnEveryClick,
 		PixelPlacement: req.PixelPlacement,
@@ -43,7 +43,7 @@ func (h *handler) patchTrackingDefaults(w http.ResponseWriter, r *http.Request, 
 }
 
 func (h *handler) getDomainTracking(w http.ResponseWriter, r *http.Request, k *store.Key) {
-	dt, err := h.svc.DomainTracking(r.Context(), k, r.PathValue("id"))
+	dt, err := h.Engagement.DomainTracking(r.Context(), k, r.PathValue("id"))
 	if err != nil {
 		writeError(w, r, err)
 		return
@@ -61,7 +61,7 @@ func (h *handler) putDomainTracking(w http.ResponseWriter, r *http.Request, k *s
 		writeError(w, r, err)
 		return
 	}
-	dt, err := h.svc.PutDomainTracking(r.Context(), k, r.PathValue("id"), pipeline.DomainTrackingInput{
+	dt, err := h.Engagement.PutDomainTracking(r.Context(), k, r.PathValue("id"), engagement.DomainTrackingInput{
 		OpenTracking: req.OpenTracking, ClickTracking: req.ClickTracking, PrivacyMode: req.PrivacyMode,
 	})
 	if err != nil {
@@ -79,7 +79,7 @@ func (h *handler) setTrackingDomain(w http.ResponseWriter, r *http.Request, k *s
 		writeError(w, r, err)
 		return
 	}
-	dt, err := h.svc.SetTrackingDomain(r.Context(), k, r.PathValue("id"), req.TrackingDomain)
+	dt, err := h.Engagement.SetTrackingDomain(r.Context(), k, r.PathValue("id"), req.TrackingDomain)
 	if err != nil {
 		writeError(w, r, err)
 		return
@@ -88,7 +88,7 @@ func (h *handler) setTrackingDomain(w http.ResponseWriter, r *http.Request, k *s
 }
 
 func (h *handler) verifyTrackingDomain(w http.ResponseWriter, r *http.Request, k *store.Key) {
-	dt, err := h.svc.VerifyTrackingDomain(r.Context(), k, r.PathValue("id"))
+	dt, err := h.Engagement.VerifyTrackingDomain(r.Context(), k, r.PathValue("id"))
 	if err != nil {
 		writeError(w, r, err)
 		return

@@ -29,7 +29,7 @@ func (h *handler) listSuppressions(w http.ResponseWriter, r *http.Request, k *st
 		}
 		limit = n
 	}
-	list, next, err := h.svc.Suppressions(r.Context(), k, r.URL.Query().Get("cursor"), limit)
+	list, next, err := h.Account.Suppressions(r.Context(), k, r.URL.Query().Get("cursor"), limit)
 	if err != nil {
 		writeError(w, r, err)
 		return
@@ -50,7 +50,7 @@ func (h *handler) createSuppression(w http.ResponseWriter, r *http.Request, k *s
 		writeError(w, r, err)
 		return
 	}
-	sp, err := h.svc.Suppress(r.Context(), k, req.Email, req.Reason)
+	sp, err := h.Account.Suppress(r.Context(), k, req.Email, req.Reason)
 	if err != nil {
 		writeError(w, r, err)
 		return
@@ -59,7 +59,7 @@ func (h *handler) createSuppression(w http.ResponseWriter, r *http.Request, k *s
 }
 
 func (h *handler) deleteSuppression(w http.ResponseWriter, r *http.Request, k *store.Key) {
-	if err := h.svc.Unsuppress(r.Context(), k, r.PathValue("email")); err != nil {
+	if err := h.Account.Unsuppress(r.Context(), k, r.PathValue("email")); err != nil {
 		writeError(w, r, err)
 		return
 	}

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/pigeonpost/pigeonpost/pipeline"
+	"github.com/pigeonpost/pigeonpost/pipeline/compose"
 	"github.com/pigeonpost/pigeonpost/pipeline/store"
 )
 
@@ -23,7 +24,7 @@ type templateJSON struct {
 }
 
 func toTemplateJSON(t *store.Template, full bool) templateJSON {
-	out := templateJSON{ID: t.ID, Name: t.Name, Subject: t.Subject, Variables: pipeline.TemplateVariables(t),
+	out := templateJSON{ID: t.ID, Name: t.Name, Subject: t.Subject, Variables: compose.TemplateVariables(t),
 		CreatedAt: t.CreatedAt, UpdatedAt: t.UpdatedAt}
 	if full {
 		out.HTML, out.Text = &t.HTML, &t.Text
@@ -40,8 +41,8 @@ type templateRequest struct {
 	Text    *string `json:"text"`
 }
 
-func (req templateRequest) fields() pipeline.TemplateFields {
-	return pipeline.TemplateFields{Name: req.Name, Subject: req.Subject, HTML: req.HTML, Text: req.Text}
+func (req templateRequest) fields() compose.TemplateFields {
+	return compose.TemplateFields{Name: req.Name, Subject: req.Subject, HTML: req.HTML, Text: req.Text}
 }
 
 func (h *handler) listTemplates(w http.ResponseWriter, r *http.Request, k *store.Key) {
@@ -54,7 +55,7 @@ func (h *handler) listTemplates(w http.ResponseWriter, r *http.Request, k *store
 		}
 		limit = n
 	}
-	ts, next, err := h.svc.Templates(r.Context(), k, r.URL.Query().Get("cursor"), limit)
+	ts, next, err := h.Compose.Templates(r.Context(), k, r.URL.Query().Get("cursor"), limit)
 	if err != nil {
 		writeError(w, r, err)
 		return
@@ -72,7 +73,7 @@ func (h *handler) createTemplate(w http.ResponseWriter, r *http.Request, k *stor
 		writeError(w, r, err)
 		return
 	}
-	t, err := h.svc.CreateTemplate(r.Context(), k, req.fields())
+	t, err := h.Compose.CreateTemplate(r.Context(), k, req.fields())
 	if err != nil {
 		writeError(w, r, err)
 		return
@@ -81,7 +82,7 @@ func (h *handler) createTemplate(w http.ResponseWriter, r *http.Request, k *stor
 }
 
 func (h *handler) getTemplate(w http.ResponseWriter, r *http.Request, k *store.Key) {
-	t, err := h.svc.Template(r.Context(), k, r.PathValue("id"))
+	t, err := h.Compose.Template(r.Context(), k, r.PathValue("id"))
 	if err != nil {
 		writeError(w, r, err)
 		return
@@ -95,7 +96,7 @@ func (h *handler) updateTemplate(w http.ResponseWriter, r *http.Request, k *stor
 		writeError(w, r, err)
 		return
 	}
-	t, err := h.svc.UpdateTemplate(r.Context(), k, r.PathValue("id"), req.fields())
+	t, err := h.Compose.UpdateTemplate(r.Context(), k, r.PathValue("id"), req.fields())
 	if err != nil {
 		writeError(w, r, err)
 		return
@@ -104,7 +105,7 @@ func (h *handler) updateTemplate(w http.ResponseWriter, r *http.Request, k *stor
 }
 
 func (h *handler) deleteTemplate(w http.ResponseWriter, r *http.Request, k *store.Key) {
-	if err := h.svc.DeleteTemplate(r.Context(), k, r.PathValue("id")); err != nil {
+	if err := h.Compose.DeleteTemplate(r.Context(), k, r.PathValue("id")); err != nil {
 		writeError(w, r, err)
 		return
 	}

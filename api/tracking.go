@@ -5,7 +5,7 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/pigeonpost/pigeonpost/pipeline"
+	"github.com/pigeonpost/pigeonpost/pipeline/engagement"
 )
 
 // pixel is a 43-byte transparent 1×1 GIF.
@@ -30,8 +30,8 @@ func trackContext(r *http.Request) (context.Context, context.CancelFunc) {
 // visitor is what the request says about who made it. The pipeline uses it
 // to classify the hit and stores it only outside privacy mode; nothing here
 // logs it.
-func visitor(r *http.Request) pipeline.Visitor {
-	return pipeline.Visitor{Method: r.Method, IP: clientIP(r), UserAgent: r.UserAgent(), Referer: r.Referer()}
+func visitor(r *http.Request) engagement.Visitor {
+	return engagement.Visitor{Method: r.Method, IP: clientIP(r), UserAgent: r.UserAgent(), Referer: r.Referer()}
 }
 
 // trackOpen always answers the pixel with no-cache headers, whatever
@@ -39,7 +39,7 @@ func visitor(r *http.Request) pipeline.Visitor {
 func (h *handler) trackOpen(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := trackContext(r)
 	defer cancel()
-	h.svc.RecordOpen(ctx, r.PathValue("emailId"), visitor(r))
+	h.Engagement.RecordOpen(ctx, r.PathValue("emailId"), visitor(r))
 	header := w.Header()
 	for k, v := range pixelHeaders {
 		header[k] = v
@@ -65,7 +65,7 @@ var pixelHeaders = http.Header{
 func (h *handler) trackClick(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := trackContext(r)
 	defer cancel()
-	dest, err := h.svc.ResolveClick(ctx, r.PathValue("trackingId"), visitor(r))
+	dest, err := h.Engagement.ResolveClick(ctx, r.PathValue("trackingId"), visitor(r))
 	if err != nil {
 		writeError(w, r, err)
 		return
@@ -77,7 +77,7 @@ func (h *handler) trackClick(w http.ResponseWriter, r *http.Request) {
 func (h *handler) healthz(w http.ResponseWriter, r *http.Request) {
 	status := map[string]any{"redis": "ok"}
 	code := http.StatusOK
-	if err := h.svc.Ping(r.Context()); err != nil {
+	if err := h.Pipeline.Ping(r.Context()); err != nil {
 		status["redis"] = "unreachable"
 		code = http.StatusServiceUnavailable
 	}

@@ -4,7 +4,7 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/pigeonpost/pigeonpost/pipeline"
+	"github.com/pigeonpost/pigeonpost/pipeline/account"
 	"github.com/pigeonpost/pigeonpost/pipeline/store"
 )
 
@@ -27,7 +27,7 @@ func (h *handler) createWebhook(w http.ResponseWriter, r *http.Request, k *store
 		writeError(w, r, err)
 		return
 	}
-	wh, err := h.svc.CreateWebhook(r.Context(), k, pipeline.WebhookInput{URL: req.URL, Events: req.Events})
+	wh, err := h.Account.CreateWebhook(r.Context(), k, account.WebhookInput{URL: req.URL, Events: req.Events})
 	if err != nil {
 		writeError(w, r, err)
 		return
@@ -36,7 +36,7 @@ func (h *handler) createWebhook(w http.ResponseWriter, r *http.Request, k *store
 }
 
 func (h *handler) listWebhooks(w http.ResponseWriter, r *http.Request, k *store.Key) {
-	ws, err := h.svc.Webhooks(r.Context(), k)
+	ws, err := h.Account.Webhooks(r.Context(), k)
 	if err != nil {
 		writeError(w, r, err)
 		return
@@ -49,7 +49,7 @@ func (h *handler) listWebhooks(w http.ResponseWriter, r *http.Request, k *store.
 }
 
 func (h *handler) deleteWebhook(w http.ResponseWriter, r *http.Request, k *store.Key) {
-	if err := h.svc.DeleteWebhook(r.Context(), k, r.PathValue("id")); err != nil {
+	if err := h.Account.DeleteWebhook(r.Context(), k, r.PathValue("id")); err != nil {
 		writeError(w, r, err)
 		return
 	}
@@ -59,7 +59,7 @@ func (h *handler) deleteWebhook(w http.ResponseWriter, r *http.Request, k *store
 // listFailedWebhooks is GET /v1/webhooks/failed: deliveries given up after
 // retrying for webhooks.max_age, newest first (the last 100).
 func (h *handler) listFailedWebhooks(w http.ResponseWriter, r *http.Request, k *store.Key) {
-	fs, err := h.svc.FailedWebhooks(r.Context(), k)
+	fs, err := h.Account.FailedWebhooks(r.Context(), k)
 	if err != nil {
 		writeError(w, r, err)
 		return

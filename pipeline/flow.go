@@ -3,6 +3,8 @@ package pipeline
 import (
 	"context"
 	"time"
+
+	"github.com/pigeonpost/pigeonpost/internal/clock"
 )
 
 // In-flow control, after Postfix's in_flow_delay: when delivery falls
@@ -35,7 +37,7 @@ func (s *Service) inFlowDelay(ctx context.Context) {
 		return
 	}
 	s.opt.Metrics.inFlowDelays.Inc()
-	sleep(ctx, f.Delay)
+	clock.Sleep(ctx, f.Delay)
 }
 
 // refreshBacklog reads the queue's length in the background when the last
@@ -58,17 +60,4 @@ func (s *Service) refreshBacklog() {
 		s.backlog.Store(queued)
 		s.backlogAt.Store(time.Now().UnixNano())
 	}()
-}
-
-// sleep waits for d, or until ctx is done; it reports whether it waited
-// the whole d.
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
 }

@@ -24,7 +24,7 @@ func DurabilityProblems(ctx context.Context, rdb redis.UniversalClient) ([]strin
 		return nil, err
 	}
 	if aof != "yes" {
-		problems = append(problems, "appendonly is "+quoteShort(aof)+": acknowledged mail is lost when Redis restarts (set appendonly yes)")
+		problems = append(problems, "appendonly is "+Quote(aof)+": acknowledged mail is lost when Redis restarts (set appendonly yes)")
 	}
 	fsync, err := get("appendfsync")
 	if err != nil {
@@ -32,14 +32,14 @@ func DurabilityProblems(ctx context.Context, rdb redis.UniversalClient) ([]strin
 	}
 	// Only always makes an OK mean "on disk" on Redis 7.0 (no WAITAOF).
 	if fsync != "always" && aof == "yes" {
-		problems = append(problems, "appendfsync is "+quoteShort(fsync)+": up to a second of acknowledged mail is lost on a crash (set appendfsync always)")
+		problems = append(problems, "appendfsync is "+Quote(fsync)+": up to a second of acknowledged mail is lost on a crash (set appendfsync always)")
 	}
 	policy, err := get("maxmemory-policy")
 	if err != nil {
 		return nil, err
 	}
 	if policy != "noeviction" {
-		problems = append(problems, "maxmemory-policy is "+quoteShort(policy)+": Redis may evict queued mail under memory pressure (set maxmemory-policy noeviction)")
+		problems = append(problems, "maxmemory-policy is "+Quote(policy)+": Redis may evict queued mail under memory pressure (set maxmemory-policy noeviction)")
 	}
 	if v, err := get("no-appendfsync-on-rewrite"); err == nil && v == "yes" {
 		problems = append(problems, "no-appendfsync-on-rewrite is yes: writes are not fsynced during AOF rewrites (set it to no)")

@@ -41,11 +41,15 @@ const (
 	idemPoll       = 20 * time.Millisecond
 )
 
-// Operations whose idempotency keys are kept apart.
+// Scope names an operation whose idempotency keys are kept apart from
+// every other's.
+type Scope string
+
+// The scopes of the sends.
 const (
-	scopeSend      = "send"       // POST /v1/emails
-	scopeBatchItem = "batch-item" // one email of POST /v1/emails/batch
-	scopeSMTP      = "smtp"       // a message over SMTP
+	ScopeSend      Scope = "send"       // POST /v1/emails
+	ScopeBatchItem Scope = "batch-item" // one email of POST /v1/emails/batch
+	scopeSMTP      Scope = "smtp"       // a message over SMTP
 )
 
 // maxIdempotencyKeyLen bounds the Idempotency-Key header.
@@ -64,8 +68,10 @@ func CheckIdempotencyKey(key string) error {
 	return nil
 }
 
-// idemClaim is a request's hold on an idempotency key.
-type idemClaim struct {
+// Claim is a request's hold on an idempotency key. A send takes one with
+// ClaimSend and hands it to Submit in Submission.Claim, which stores the
+// receipt under the key with the emails.
+type Claim struct {
 	key   string // Redis key
 	token string
 }
@@ -81,8 +87,8 @@ func sha256Hex(parts ...[]byte) string {
 
 // claimIdempotency takes key for this request, or returns the response that
 // an earlier request with the same key and fingerprint stored.
-func (s *Service) claimIdempotency(ctx context.Context, accountID, scope, key, fingerprint string) (*idemClaim, []byte, error) {
-	c := &idemClaim{
+func (s *Service) claimIdempotency(ctx context.Context, accountID string, scope Scope, key, fingerprint string) (*Claim, []byte, error) {
+	c := &Claim{
 		key:   store.IdempotencyKey(accountID, sha256Hex([]byte(scope), []byte(key))),
 		token: store.NewID("idem"),
 	}
@@ -90,7 +96,7 @@ func (s *Service) claimIdempotency(ctx context.Context, accountID, scope, key, f
 	for {
 		rec, err := s.store.IdemClaim(ctx, c.key, fingerprint, c.token, idemPendingTTL)
 		if err != nil {
-			return nil, nil, storageError(err)
+			return nil, nil, StorageError(err)
 		}
 		if rec == nil {
 			return c, nil, nil
@@ -112,9 +118,31 @@ func (s *Service) claimIdempotency(ctx context.Context, accountID, scope, key, f
 	}
 }
 
+// ClaimSend claims key for a send of the account in scope, fingerprint
+// being the request as the client made it (so that a repeat is recognised
+// whatever the order of its JSON keys). It returns either the claim, to be
+// put in Submission.Claim and released with Release if the send fails
+// before Submit, or the receipt an earlier request with the same key and
+// fingerprint stored (Replayed set): then nothing is to be sent.
+func (s *Service) ClaimSend(ctx context.Context, k *store.Key, scope Scope, key string, fingerprint []byte) (*Claim, *Receipt, error) {
+	if err := CheckIdempotencyKey(key); err != nil {
+		return nil, nil, err
+	}
+	claim, cached, err := s.claimIdempotency(ctx, k.AccountID, scope, key, sha256Hex(fingerprint))
+	if err != nil || cached == nil {
+		return claim, nil, err
+	}
+	r, err := replayReceipt(cached)
+	return nil, r, err
+}
+
+// Release frees the key of a send that failed: errors are not replayed,
+// and the client may retry with the same key.
+func (s *Service) Release(c *Claim) { s.releaseIdempotency(c) }
+
 // releaseIdempotency frees the key after a failed request. It runs on its
 // own context: the request's may be the reason it failed.
-func (s *Service) releaseIdempotency(c *idemClaim) {
+func (s *Service) releaseIdempotency(c *Claim) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if err := s.store.IdemRelease(ctx, c.key, c.token); err != nil {
@@ -140,7 +168,7 @@ func replayReceipt(raw []byte) (*Receipt, error) {
 // the envelope and the message as received. A message without either (our
 // Message-ID was generated) has no key. It returns the stored receipt of
 // the first copy, if there is one.
-func (s *Service) smtpIdempotency(ctx context.Context, sub Submission, msg *submittedMessage, generatedID bool) (*idemClaim, *Receipt, error) {
+func (s *Service) smtpIdempotency(ctx context.Context, sub Submission, msg *submittedMessage, generatedID bool) (*Claim, *Receipt, error) {
 	headerKey := strings.TrimSpace(msg.header.Get("Idempotency-Key"))
 	msg.header.Del("Idempotency-Key")
 	envelope := []byte(sub.EnvelopeFrom + "\x00" + strings.ToLower(strings.Join(sub.Recipients, "\x00")))
@@ -187,7 +215,7 @@ func (s *Service) Idempotent(ctx context.Context, k *store.Key, scope, key strin
 		return nil, false, err
 	}
 	fp := sha256Hex(fingerprint)
-	claim, cached, err := s.claimIdempotency(ctx, k.AccountID, "op:"+scope, key, fp)
+	claim, cached, err := s.claimIdempotency(ctx, k.AccountID, Scope("op:"+scope), key, fp)
 	if err != nil {
 		return nil, false, err
 	}
@@ -213,7 +241,7 @@ func (s *Service) Idempotent(ctx context.Context, k *store.Key, scope, key strin
 }
 
 // releaseOnError releases c if *err is set when the caller returns.
-func (s *Service) releaseOnError(c *idemClaim, err *error) {
+func (s *Service) releaseOnError(c *Claim, err *error) {
 	if *err != nil {
 		s.releaseIdempotency(c)
 	}
@@ -221,7 +249,7 @@ func (s *Service) releaseOnError(c *idemClaim, err *error) {
 
 // persist stores the submission's emails with its schedule and, when the
 // submission holds an idempotency claim, its receipt, in one MULTI.
-func (s *Service) persist(ctx context.Context, k *store.Key, emails []store.NewEmail, receipt *Receipt, at time.Time, claim *idemClaim) error {
+func (s *Service) persist(ctx context.Context, k *store.Key, emails []store.NewEmail, receipt *Receipt, at time.Time, claim *Claim) error {
 	if !at.IsZero() {
 		at = at.UTC()
 		receipt.Status, receipt.ScheduledAt = store.StatusScheduled, &at
@@ -239,7 +267,7 @@ func (s *Service) persist(ctx context.Context, k *store.Key, emails []store.NewE
 		return ErrIdempotencyInProgress.WithCause(err)
 	}
 	if err != nil {
-		return storageError(err)
+		return StorageError(err)
 	}
 	return nil
 }

@@ -7,11 +7,12 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/pigeonpost/pigeonpost/internal/clock"
 	"github.com/pigeonpost/pigeonpost/pipeline/store"
 )
 
 // Every process caches API keys, sender domains and tracking settings
-// (cache.go). The process that changes one drops its own copies and
+// (internal/ttlcache). The process that changes one drops its own copies and
 // publishes the change on store.InvalidationChannel; every process running
 // RunInvalidations drops its copies as soon as the message arrives, so that
 // a revoked key stops working everywhere at once rather than when the
@@ -31,6 +32,23 @@ func domainChanged(accountID, name string) cacheChange {
 
 func trackingChanged(accountID string) cacheChange { return cacheChange("tracking " + accountID) }
 
+// KeyChanged tells every process that the key changed (revoked): their
+// cached copies go at once. The account package calls it after the change
+// is stored; so do the other Changed methods.
+func (s *Service) KeyChanged(ctx context.Context, keyID string) { s.changed(ctx, keyChanged(keyID)) }
+
+// DomainChanged tells every process that the account's domain changed
+// (added, verified, deleted); its tracking settings go with it.
+func (s *Service) DomainChanged(ctx context.Context, accountID, name string) {
+	s.changed(ctx, domainChanged(accountID, name))
+}
+
+// TrackingChanged tells every process that the account's tracking
+// settings changed.
+func (s *Service) TrackingChanged(ctx context.Context, accountID string) {
+	s.changed(ctx, trackingChanged(accountID))
+}
+
 // changed drops what c makes stale here and tells the other processes. The
 // change is already stored: a failed publish is logged, and the other
 // processes catch up within the cache TTL.
@@ -49,9 +67,9 @@ func (s *Service) forget(c cacheChange) bool {
 	f := strings.Fields(string(c))
 	switch {
 	case len(f) == 2 && f[0] == "key":
-		s.keys.dropIf(func(k *store.Key) bool { return k.ID == f[1] })
+		s.keys.DropIf(func(k *store.Key) bool { return k.ID == f[1] })
 	case len(f) == 3 && f[0] == "domain":
-		s.domains.drop(domainCacheKey(f[1], f[2]))
+		s.domains.Drop(domainCacheKey(f[1], f[2]))
 		s.forgetTrackingSettings(f[1])
 	case len(f) == 2 && f[0] == "tracking":
 		s.forgetTrackingSettings(f[1])
@@ -63,14 +81,14 @@ func (s *Service) forget(c cacheChange) bool {
 
 // forgetTrackingSettings drops the account's cached tracking settings.
 func (s *Service) forgetTrackingSettings(accountID string) {
-	s.tracks.dropIf(func(c cachedTracking) bool { return c.accountID == accountID })
+	s.tracks.DropIf(func(c cachedTracking) bool { return c.accountID == accountID })
 }
 
 // forgetAll empties the caches of records that can change (links cannot).
 func (s *Service) forgetAll() {
-	s.keys.dropAll()
-	s.domains.dropAll()
-	s.tracks.dropAll()
+	s.keys.DropAll()
+	s.domains.DropAll()
+	s.tracks.DropAll()
 }
 
 // RunInvalidations applies the changes other processes publish until ctx is
@@ -90,7 +108,7 @@ func (s *Service) RunInvalidations(ctx context.Context) error {
 			}
 			// The next Receive reconnects and subscribes again.
 			s.opt.Logger.Warn("cache invalidation channel lost; retrying", "err", err)
-			if !sleep(ctx, time.Second) {
+			if !clock.Sleep(ctx, time.Second) {
 				return nil
 			}
 			continue

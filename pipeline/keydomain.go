@@ -2,7 +2,6 @@ package pipeline
 
 import (
 	"context"
-	"errors"
 
 	"github.com/pigeonpost/pigeonpost/pipeline/store"
 )
@@ -14,29 +13,13 @@ func (s *Service) checkKeyDomain(ctx context.Context, k *store.Key, addr string)
 	if k.DomainID == "" {
 		return nil
 	}
-	domain := domainOf(addr)
+	domain := DomainOf(addr)
 	d, err := s.senderDomain(ctx, k.AccountID, domain)
 	if err != nil {
 		return err
 	}
 	if d.id != k.DomainID {
 		return keyDomain(domain)
-	}
-	return nil
-}
-
-// checkKeyDomainID checks, when a key is created, that the domain it is to
-// be limited to is one of the account's.
-func (s *Service) checkKeyDomainID(ctx context.Context, accountID, domainID string) error {
-	if domainID == "" {
-		return nil
-	}
-	_, err := s.store.DomainByID(ctx, accountID, domainID)
-	if errors.Is(err, store.ErrNotFound) {
-		return ErrInvalid.With("domainId: " + quoteShort(domainID) + " is not a domain of this account")
-	}
-	if err != nil {
-		return storageError(err)
 	}
 	return nil
 }

@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"fmt"
+	"regexp"
 	"sort"
 	"unicode"
 	"unicode/utf8"
@@ -20,7 +21,7 @@ const (
 
 // checkLabels validates tags and metadata (S5: no control characters, no
 // line breaks, in anything a caller gets back or a webhook carries).
-func checkLabels(tags []string, metadata map[string]string) error {
+func CheckLabels(tags []string, metadata map[string]string) error {
 	if len(tags) > MaxTags {
 		return ErrInvalid.With(fmt.Sprintf("tags: at most %d tags are allowed (got %d)", MaxTags, len(tags)))
 	}
@@ -32,7 +33,7 @@ func checkLabels(tags []string, metadata map[string]string) error {
 		if utf8.RuneCountInString(t) > MaxTagLen {
 			return ErrInvalid.With(fmt.Sprintf("%s: must be at most %d characters", field, MaxTagLen))
 		}
-		if err := checkPrintable(field, t); err != nil {
+		if err := CheckPrintable(field, t); err != nil {
 			return err
 		}
 	}
@@ -49,15 +50,15 @@ func checkLabels(tags []string, metadata map[string]string) error {
 		v := metadata[k]
 		total += len(k) + len(v)
 		if k == "" || utf8.RuneCountInString(k) > MaxMetadataKeyLen {
-			return ErrInvalid.With(fmt.Sprintf("metadata: key %s must be 1 to %d characters", quoteShort(k), MaxMetadataKeyLen))
+			return ErrInvalid.With(fmt.Sprintf("metadata: key %s must be 1 to %d characters", Quote(k), MaxMetadataKeyLen))
 		}
-		if err := checkPrintable("metadata key "+quoteShort(k), k); err != nil {
+		if err := CheckPrintable("metadata key "+Quote(k), k); err != nil {
 			return err
 		}
 		if utf8.RuneCountInString(v) > MaxMetadataValueLen {
 			return ErrInvalid.With(fmt.Sprintf("metadata.%s: must be at most %d characters", k, MaxMetadataValueLen))
 		}
-		if err := checkPrintable("metadata."+k, v); err != nil {
+		if err := CheckPrintable("metadata."+k, v); err != nil {
 			return err
 		}
 	}
@@ -69,7 +70,7 @@ func checkLabels(tags []string, metadata map[string]string) error {
 
 // checkPrintable refuses line breaks and other control characters,
 // including U+2028/U+2029 and invalid UTF-8.
-func checkPrintable(field, v string) error {
+func CheckPrintable(field, v string) error {
 	if !utf8.ValidString(v) {
 		return ErrInvalid.With(field + ": must be valid UTF-8")
 	}
@@ -82,4 +83,12 @@ func checkPrintable(field, v string) error {
 		}
 	}
 	return nil
+}
+
+var domainName = regexp.MustCompile(`^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$`)
+
+// ValidDomainName reports whether name is a lower-case host name with a
+// top-level domain: a sending domain or a tracking domain.
+func ValidDomainName(name string) bool {
+	return len(name) <= 253 && domainName.MatchString(name)
 }

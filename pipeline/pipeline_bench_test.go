@@ -10,6 +10,7 @@ import (
 	"github.com/pigeonpost/pigeonpost/internal/testkit"
 	"github.com/pigeonpost/pigeonpost/pipeline/dkim"
 	"github.com/pigeonpost/pigeonpost/pipeline/store"
+	"github.com/pigeonpost/pigeonpost/tracking"
 )
 
 // Benchmarks of the submission hot path, on the message cmd/smtpload sends
@@ -94,25 +95,18 @@ func benchService(b testing.TB, cacheTTL time.Duration, mutate ...func(*Options)
 	rdb := testkit.StartRedis(b).Client(b)
 	ctx := context.Background()
 	opt := Options{
-		Hostname:     "bench.localdomain",
-		PublicURL:    "http://127.0.0.1:8080",
-		RateLimit:    RateLimit{PerSecond: 1_000_000, Burst: 1_000_000},
-		DKIMSelector: "pigeonpost",
-		SPFInclude:   "_spf.bench.localdomain",
-		CacheTTL:     cacheTTL,
+		Hostname:  "bench.localdomain",
+		PublicURL: "http://127.0.0.1:8080",
+		RateLimit: RateLimit{PerSecond: 1_000_000, Burst: 1_000_000},
+		CacheTTL:  cacheTTL,
 	}
 	for _, m := range mutate {
 		m(&opt)
 	}
-	svc := New(rdb, []byte("bench-tracking-secret-0123456789abcdef"), opt)
-	live, err := svc.EnsureKey(ctx, "default", benchLiveKey)
-	if err != nil {
-		b.Fatal(err)
-	}
-	test, err := svc.EnsureKey(ctx, "default-test", benchTestKey)
-	if err != nil {
-		b.Fatal(err)
-	}
+	st := store.New(rdb, time.Now)
+	svc := New(st, tracking.NewSigner([]byte("bench-tracking-secret-0123456789abcdef")), opt)
+	live := testKey(b, st, "default", benchLiveKey)
+	test := testKey(b, st, "default-test", benchTestKey)
 	priv, txt, err := dkim.GenerateKey()
 	if err != nil {
 		b.Fatal(err)
@@ -127,7 +121,7 @@ func benchService(b testing.TB, cacheTTL time.Duration, mutate ...func(*Options)
 			{Type: "TXT", Name: "_dmarc.bench.test", Value: "v=DMARC1; p=none;", Status: "verified"},
 		},
 	}
-	if err := svc.Store().PutDomain(ctx, live.AccountID, d); err != nil {
+	if err := st.PutDomain(ctx, live.AccountID, d); err != nil {
 		b.Fatal(err)
 	}
 	return svc, live, test

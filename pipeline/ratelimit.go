@@ -68,10 +68,10 @@ func (l RateLimit) admit(ctx context.Context, rdb redis.UniversalClient, account
 	}
 	res, err := admitScript.Run(ctx, rdb, []string{store.RateKey(accountID), store.SuppressionsKey(accountID)}, args...).Int64Slice()
 	if err != nil {
-		return nil, storageError(err)
+		return nil, StorageError(err)
 	}
 	if len(res) != len(rcpts)+1 {
-		return nil, storageError(fmt.Errorf("admit script: %d results for %d recipients", len(res), len(rcpts)))
+		return nil, StorageError(fmt.Errorf("admit script: %d results for %d recipients", len(res), len(rcpts)))
 	}
 	suppressed := make([]bool, len(rcpts))
 	all := true

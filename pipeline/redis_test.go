@@ -111,17 +111,15 @@ func TestSubmitStoresNothingWhenRedisRefuses(t *testing.T) {
 	}
 	rdb := r.Client(t)
 	ctx := context.Background()
-	svc := New(rdb, []byte("secret"), Options{Hostname: "gw.test", PublicURL: "https://t.test", RateLimit: RateLimit{PerSecond: 100, Burst: 100}})
-	k, err := svc.EnsureKey(ctx, "default", "sp_test_0123456789abcdefghijklmn")
-	if err != nil {
-		t.Fatal(err)
-	}
+	st := store.New(rdb, time.Now)
+	svc := New(st, nil, Options{Hostname: "gw.test", PublicURL: "https://t.test", RateLimit: RateLimit{PerSecond: 100, Burst: 100}})
+	k := testKey(t, st, "default", "sp_test_0123456789abcdefghijklmn")
 	sub := Submission{Key: k, Source: "api", EnvelopeFrom: "a@acme.test", Recipients: []string{"b@x.test"},
 		Message: []byte("From: a@acme.test\r\n\r\n" + strings.Repeat("x", 200_000))}
 	if err := rdb.ConfigSet(ctx, "maxmemory", "1").Err(); err != nil {
 		t.Fatal(err)
 	}
-	_, err = svc.Submit(ctx, sub)
+	_, err := svc.Submit(ctx, sub)
 	_ = rdb.ConfigSet(ctx, "maxmemory", "0").Err()
 	e := AsError(err)
 	if err == nil || !e.Temporary || e.HTTPStatus != 503 {

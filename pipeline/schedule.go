@@ -1,8 +1,6 @@
 package pipeline
 
 import (
-	"context"
-	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -24,7 +22,7 @@ func ParseSchedule(field, value string, now time.Time) (time.Time, error) {
 	}
 	t, err := time.Parse(time.RFC3339Nano, value)
 	if err != nil {
-		return time.Time{}, ErrInvalid.With(field + ": " + quoteShort(value) +
+		return time.Time{}, ErrInvalid.With(field + ": " + Quote(value) +
 			" is not an ISO 8601 time with a time zone, e.g. 2025-06-15T10:00:00Z")
 
 	}
@@ -45,43 +43,6 @@ func checkSchedule(field string, t, now time.Time) error {
 		return ErrInvalid.With(fmt.Sprintf("%s: %s is more than 30 days ahead", field, t.UTC().Format(time.RFC3339)))
 	}
 	return nil
-}
-
-// CancelSchedule cancels a scheduled email, and the other emails of its
-// submission (one per recipient) with it. It is atomic against the release
-// of due emails: either every one is cancelled and none is ever sent, or
-// they have been released already and the answer is ErrConflict. Cancelling
-// a cancelled email again succeeds.
-func (s *Service) CancelSchedule(ctx context.Context, k *store.Key, id string) (*store.Email, error) {
-	e, err := s.Email(ctx, k, id)
-	if err != nil {
-		return nil, err
-	}
-	if e.Status != store.StatusScheduled && e.Status != store.StatusCancelled {
-		return nil, ErrConflict.With(fmt.Sprintf("email %s is not scheduled (status %q); only a scheduled email can be cancelled", id, e.Status))
-	}
-	ids, err := s.store.ScheduleGroup(ctx, id)
-	if err != nil {
-		return nil, storageError(err)
-	}
-	res, err := s.store.CancelScheduled(ctx, ids, s.opt.Now().UTC())
-	if err != nil {
-		return nil, storageError(err)
-	}
-	if !res.Cancelled {
-		if res.Status == store.StatusScheduled {
-			return nil, ErrConflict.With(fmt.Sprintf("email %s is already being sent; it can no longer be cancelled", res.EmailID))
-		}
-		return nil, ErrConflict.With(fmt.Sprintf("email %s is not scheduled (status %q); only a scheduled email can be cancelled", res.EmailID, res.Status))
-	}
-	e, err = s.store.Email(ctx, id)
-	if errors.Is(err, store.ErrNotFound) {
-		return nil, NotFound("email")
-	}
-	if err != nil {
-		return nil, storageError(err)
-	}
-	return e, nil
 }
 
 // applySchedule makes e a scheduled email when at is set: it waits in the

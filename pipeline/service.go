@@ -1,8 +1,16 @@
-// Package pipeline is the shared core of pigeonpost. smtpd and api build a
-// Submission and call Service.Submit, which validates, checks suppressions,
-// rate-limits, rewrites for tracking and persists-and-enqueues. Every
-// rejection is an *Error carrying its SMTP and HTTP forms; no business rule
-// lives in the protocol packages.
+// Package pipeline is the submission transaction that smtpd and api share:
+// Authenticate, CheckSender and Submit, which validates, checks
+// suppressions, charges the rate limit, rewrites for tracking and persists
+// and enqueues in one Redis transaction; with it the idempotency of sends,
+// the in-flow control and the caches of the hot path (and their
+// invalidation across processes). Every rejection is an *Error carrying its
+// SMTP and HTTP forms; no business rule lives in the protocol packages.
+//
+// What comes before and after a submission lives beside it, one concern
+// per package: compose (a REST request made MIME), account (keys, domains,
+// suppressions, webhook endpoints, reading mail back), engagement
+// (tracking hits, settings, analytics), deliver (the queue to the
+// destination), webhooks, dkim and store (every Redis key).
 //
 // Transaction contract: when Submit returns nil, every email of the
 // Submission and its queue entry are in Redis (on disk when Redis runs with
@@ -22,51 +30,35 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/pigeonpost/pigeonpost/internal/ttlcache"
 	"github.com/pigeonpost/pigeonpost/pipeline/store"
 	"github.com/pigeonpost/pigeonpost/tracking"
 )
 
 // Options configure a Service.
 type Options struct {
-	Hostname     string // our host name, for generated Message-IDs
-	PublicURL    string // base of tracking URLs, no trailing slash
-	RateLimit    RateLimit
-	DKIMSelector string
-	SPFInclude   string
-	Resolver     TXTResolver
-	Lookup       HostResolver    // CNAME and address lookups: tracking domains, webhook URLs
-	BotWindow    time.Duration   // hits this soon after delivery are a gateway's prefetch; 0: rule off
-	CNAMETarget  string          // host custom tracking domains must point at; "": PublicURL's host
-	WebhookURLs  URLPolicy       // which webhook endpoint URLs are accepted
-	Retention    store.Retention // how long finished mail is kept
-	CacheTTL     time.Duration   // how long key and sender-domain lookups are reused; 0 disables the caches
-	InFlow       InFlow          // slowing submissions down when delivery falls behind (flow.go)
+	Hostname  string // our host name, for generated Message-IDs
+	PublicURL string // base of tracking URLs, no trailing slash
+	RateLimit RateLimit
+	CacheTTL  time.Duration // how long key, sender-domain and tracking lookups are reused; 0 disables the caches
+	InFlow    InFlow        // slowing submissions down when delivery falls behind (flow.go)
 	// MaxTrackedBytes bounds the tracked copies one submission makes (see
 	// trackedCopiesFit); 0 means DefaultMaxTrackedBytes.
 	MaxTrackedBytes int64
 	Now             func() time.Time
 	Logger          *slog.Logger
 	Metrics         *Metrics
-	// Fetcher downloads attachment paths for the REST API; nil refuses them.
-	Fetcher Fetcher
 }
 
-// TXTResolver looks up TXT records for domain verification.
-type TXTResolver interface {
-	LookupTXT(ctx context.Context, name string) ([]string, error)
-}
-
-// Service is the pipeline. It is safe for concurrent use.
+// Service is the submission transaction. It is safe for concurrent use.
 type Service struct {
 	opt     Options
 	store   *store.Store
 	rdb     redis.UniversalClient
 	signer  *tracking.Signer
-	keys    *ttlCache[*store.Key]     // by key hash
-	domains *ttlCache[senderDomain]   // by account and domain name
-	tracks  *ttlCache[cachedTracking] // tracking settings, by account and domain name
-	links   *ttlCache[[]string]       // the tracked links of recently clicked emails, by email id
-	hits    []chan trackHit           // tracking hits waiting to be recorded, by recorder (hits.go)
+	keys    *ttlcache.Cache[*store.Key]     // by key hash
+	domains *ttlcache.Cache[senderDomain]   // by account and domain name
+	tracks  *ttlcache.Cache[cachedTracking] // tracking settings, by account and domain name
 
 	// The delivery backlog as last read, for the in-flow control (flow.go).
 	backlog        atomic.Int64
@@ -74,8 +66,9 @@ type Service struct {
 	backlogReading atomic.Bool
 }
 
-// New returns a Service over rdb. trackingSecret signs click ids.
-func New(rdb redis.UniversalClient, trackingSecret []byte, opt Options) *Service {
+// New returns the Service that submits into st. signer makes the click ids
+// of tracked links; the engagement package checks them with the same one.
+func New(st *store.Store, signer *tracking.Signer, opt Options) *Service {
 	if opt.Now == nil {
 		opt.Now = time.Now
 	}
@@ -85,27 +78,20 @@ func New(rdb redis.UniversalClient, trackingSecret []byte, opt Options) *Service
 	if opt.Metrics == nil {
 		opt.Metrics = NewMetrics(nil)
 	}
-	st := store.New(rdb, opt.Now)
-	st.SetRetention(opt.Retention)
 	return &Service{
 		opt:     opt,
 		store:   st,
-		rdb:     rdb,
-		signer:  tracking.NewSigner(trackingSecret),
-		keys:    newTTLCache[*store.Key](opt.CacheTTL),
-		domains: newTTLCache[senderDomain](opt.CacheTTL),
-		tracks:  newTTLCache[cachedTracking](opt.CacheTTL),
-		links:   newTTLCache[[]string](opt.CacheTTL),
-		hits:    newHitQueues(),
+		rdb:     st.Redis(),
+		signer:  signer,
+		keys:    ttlcache.New[*store.Key](opt.CacheTTL),
+		domains: ttlcache.New[senderDomain](opt.CacheTTL),
+		tracks:  ttlcache.New[cachedTracking](opt.CacheTTL),
 	}
 }
 
-// Store gives the wiring and the delivery worker access to records.
-func (s *Service) Store() *store.Store { return s.store }
-
-// storageError maps a Redis failure to the client-facing error: nothing was
+// StorageError maps a Redis failure to the client-facing error: nothing was
 // stored, so the client must retry later.
-func storageError(err error) *Error {
+func StorageError(err error) *Error {
 	var pe *Error
 	if errors.As(err, &pe) {
 		return pe
@@ -123,13 +109,13 @@ func storageError(err error) *Error {
 // credentials error.
 func (s *Service) Authenticate(ctx context.Context, secret string) (*store.Key, error) {
 	now := s.opt.Now()
-	return s.keys.lookup(store.HashKey(secret), now, func() (*store.Key, error) {
+	return s.keys.Lookup(store.HashKey(secret), now, func() (*store.Key, error) {
 		k, err := s.store.KeyBySecret(ctx, secret)
 		if errors.Is(err, store.ErrNotFound) {
 			return nil, ErrAuthFailed
 		}
 		if err != nil {
-			return nil, storageError(err)
+			return nil, StorageError(err)
 		}
 		if k.LastUsedAt == nil || now.Sub(*k.LastUsedAt) > time.Minute {
 			if err := s.store.TouchKey(ctx, secret, now); err != nil {
@@ -140,7 +126,8 @@ func (s *Service) Authenticate(ctx context.Context, secret string) (*store.Key, 
 	})
 }
 
-func requirePermission(k *store.Key, permission string) error {
+// RequirePermission refuses a key that lacks permission.
+func RequirePermission(k *store.Key, permission string) error {
 	if permission == store.PermissionFull && k.Permission != store.PermissionFull {
 		return Forbidden(permission)
 	}
@@ -169,9 +156,10 @@ type Submission struct {
 
 	// ScheduledAt, when not zero, holds the emails until then (scheduled_at).
 	ScheduledAt time.Time
-	// claim is the idempotency key that Send took for this submission; when
-	// nil, Submit derives one for SMTP messages (idempotency.go).
-	claim *idemClaim
+	// Claim is the idempotency key a REST send took (ClaimSend); the
+	// caller releases it if Submit fails. When nil, Submit derives a key
+	// for SMTP messages itself (idempotency.go).
+	Claim *Claim
 }
 
 // Receipt says what Submit stored. It is also the response stored under an
@@ -200,7 +188,7 @@ func (s *Service) CheckSender(ctx context.Context, k *store.Key, addr string) er
 	if k.Mode == store.ModeTest {
 		return nil // nothing a test key sends is delivered
 	}
-	domain := domainOf(a)
+	domain := DomainOf(a)
 	d, err := s.senderDomain(ctx, k.AccountID, domain)
 	if err != nil {
 		return err
@@ -221,13 +209,13 @@ func domainCacheKey(accountID, domain string) string { return accountID + "\x00"
 
 // senderDomain looks the account's domain up, through the cache.
 func (s *Service) senderDomain(ctx context.Context, accountID, domain string) (senderDomain, error) {
-	return s.domains.lookup(domainCacheKey(accountID, domain), s.opt.Now(), func() (senderDomain, error) {
+	return s.domains.Lookup(domainCacheKey(accountID, domain), s.opt.Now(), func() (senderDomain, error) {
 		rec, err := s.store.DomainByName(ctx, accountID, domain)
 		switch {
 		case errors.Is(err, store.ErrNotFound):
 			return senderDomain{}, nil
 		case err != nil:
-			return senderDomain{}, storageError(err)
+			return senderDomain{}, StorageError(err)
 		}
 		return senderDomain{id: rec.ID, verified: rec.Verified()}, nil
 	})
@@ -239,20 +227,22 @@ func ParseAddress(addr string) (string, error) {
 		return "", ErrBadAddress.With("an empty sender or recipient address is not accepted")
 	}
 	if strings.ContainsAny(addr, "\r\n<>") {
-		return "", ErrBadAddress.With("address " + quoteShort(addr) + " contains forbidden characters")
+		return "", ErrBadAddress.With("address " + Quote(addr) + " contains forbidden characters")
 	}
 	a, err := mail.ParseAddress(addr)
 	if err != nil || a.Address != addr || !strings.Contains(addr, "@") {
-		return "", ErrBadAddress.With("address " + quoteShort(addr) + " is not a valid mailbox")
+		return "", ErrBadAddress.With("address " + Quote(addr) + " is not a valid mailbox")
 	}
 	return addr, nil
 }
 
-func domainOf(addr string) string {
+// DomainOf is the domain of a checked address, lower-cased.
+func DomainOf(addr string) string {
 	return strings.ToLower(addr[strings.LastIndexByte(addr, '@')+1:])
 }
 
-func quoteShort(s string) string {
+// Quote quotes a client-given value for an error message, cut to 80 bytes.
+func Quote(s string) string {
 	if len(s) > 80 {
 		s = s[:80] + "…"
 	}
@@ -294,10 +284,10 @@ func (s *Service) submit(ctx context.Context, sub Submission) (_ *Receipt, err e
 	if err := checkSchedule("scheduled_at", sub.ScheduledAt, now); err != nil {
 		return nil, err
 	}
-	if err := checkLabels(sub.Tags, sub.Metadata); err != nil {
+	if err := CheckLabels(sub.Tags, sub.Metadata); err != nil {
 		return nil, err
 	}
-	claim := sub.claim
+	claim := sub.Claim
 	if claim == nil {
 		var replay *Receipt
 		if claim, replay, err = s.smtpIdempotency(ctx, sub, msg, generatedID); err != nil || replay != nil {
@@ -398,11 +388,11 @@ type cachedTracking struct {
 	st        store.SendingTracking
 }
 
-// trackingSettings returns the tracking settings that apply to mail from
+// TrackingSettings returns the tracking settings that apply to mail from
 // domain, through the cache: every tracked send and every tracking hit
 // needs them. Changes drop the account's entries (invalidate.go).
-func (s *Service) trackingSettings(ctx context.Context, accountID, domain string) (store.SendingTracking, error) {
-	c, err := s.tracks.lookup(domainCacheKey(accountID, domain), s.opt.Now(), func() (cachedTracking, error) {
+func (s *Service) TrackingSettings(ctx context.Context, accountID, domain string) (store.SendingTracking, error) {
+	c, err := s.tracks.Lookup(domainCacheKey(accountID, domain), s.opt.Now(), func() (cachedTracking, error) {
 		st, err := s.store.TrackingFor(ctx, accountID, domain)
 		return cachedTracking{accountID: accountID, st: st}, err
 	})

@@ -30,11 +30,11 @@ func TestTrackedCopiesBounded(t *testing.T) {
 	}
 	tracked := func(id string) bool {
 		t.Helper()
-		e, err := svc.Store().Email(ctx, id)
+		e, err := svc.store.Email(ctx, id)
 		if err != nil {
 			t.Fatal(err)
 		}
-		body, err := svc.Store().Body(ctx, id)
+		body, err := svc.store.Body(ctx, id)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -58,7 +58,7 @@ func TestTrackedCopiesBounded(t *testing.T) {
 		if tracked(id) {
 			t.Errorf("%s tracked past the bound", id)
 		}
-		evs, err := svc.Store().Events(ctx, id)
+		evs, err := svc.store.Events(ctx, id)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -19,6 +19,8 @@ import (
 	"github.com/pigeonpost/pigeonpost/internal/membudget"
 	"github.com/pigeonpost/pigeonpost/internal/testkit"
 	"github.com/pigeonpost/pigeonpost/pipeline"
+	"github.com/pigeonpost/pigeonpost/pipeline/pipelinetest"
+	"github.com/pigeonpost/pigeonpost/pipeline/store"
 )
 
 // The DATA tests run the server on loopback over a real pipeline (Redis from
@@ -33,7 +35,7 @@ const (
 
 type testServer struct {
 	addr   string
-	svc    *pipeline.Service
+	store  *store.Store
 	budget *membudget.Budget
 }
 
@@ -41,21 +43,14 @@ type testServer struct {
 // cost of a message of maxBytes, and which holds exactly one such message.
 func startServer(t *testing.T, dataTimeout time.Duration) *testServer {
 	t.Helper()
-	rdb := testkit.StartRedis(t).Client(t)
-	svc := pipeline.New(rdb, []byte("smtpd-test-tracking-secret-0123456789"), pipeline.Options{
-		Hostname:  "gw.test",
-		PublicURL: "http://127.0.0.1:8080",
-		RateLimit: pipeline.RateLimit{PerSecond: 1_000_000, Burst: 1_000_000},
-	})
-	if _, err := svc.EnsureKey(context.Background(), "default", testKey); err != nil {
-		t.Fatal(err)
-	}
+	p := pipelinetest.New(t, pipelinetest.Options{})
+	p.Key(t, "default", testKey)
 	cert, err := testkit.SelfSignedCert("127.0.0.1")
 	if err != nil {
 		t.Fatal(err)
 	}
 	budget := membudget.New(pipeline.MessageCost(maxBytes), pipeline.MessageCost(maxBytes))
-	srv := New(svc, Options{
+	srv := New(p.Pipeline, Options{
 		Hostname:        "gw.test",
 		MaxMessageBytes: maxBytes,
 		MaxRecipients:   10,
@@ -79,7 +74,7 @@ func startServer(t *testing.T, dataTimeout time.Duration) *testServer {
 		_ = srv.Shutdown(ctx)
 		<-done
 	})
-	return &testServer{addr: ln.Addr().String(), svc: svc, budget: budget}
+	return &testServer{addr: ln.Addr().String(), store: p.Store, budget: budget}
 }
 
 // client returns a session that is ready for MAIL.
@@ -153,7 +148,7 @@ type sendResult struct {
 
 func (s *testServer) checkStored(t *testing.T, id string, msg []byte) {
 	t.Helper()
-	body, err := s.svc.Store().Body(context.Background(), id)
+	body, err := s.store.Body(context.Background(), id)
 	if err != nil {
 		t.Fatalf("body of %s: %v", id, err)
 	}

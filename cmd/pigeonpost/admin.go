@@ -13,6 +13,7 @@ import (
 
 	"github.com/pigeonpost/pigeonpost/config"
 	"github.com/pigeonpost/pigeonpost/pipeline"
+	"github.com/pigeonpost/pigeonpost/pipeline/account"
 	"github.com/pigeonpost/pigeonpost/pipeline/deliver"
 	"github.com/pigeonpost/pigeonpost/pipeline/store"
 )
@@ -22,7 +23,7 @@ import (
 func admin(ctx context.Context, args []string, stdout io.Writer, getenv func(string) string) error {
 	fs := flag.NewFlagSet(args[0], flag.ContinueOnError)
 	cfgPath := fs.String("config", "", "YAML configuration file")
-	account := fs.String("account", "default", "account name")
+	accountName := fs.String("account", "default", "account name")
 	name := fs.String("name", "", "key name")
 	mode := fs.String("mode", store.ModeLive, "key mode: live or test")
 	permission := fs.String("permission", store.PermissionFull, "key permission: full or sending")
@@ -47,15 +48,20 @@ func admin(ctx context.Context, args []string, stdout io.Writer, getenv func(str
 	}
 	rdb := redis.NewClient(opts)
 	defer rdb.Close()
-	svc := pipeline.New(rdb, nil, pipeline.Options{
-		Hostname: cfg.SMTP.Hostname, DKIMSelector: cfg.Domains.DKIMSelector, SPFInclude: cfg.Domains.SPFInclude,
-		Resolver: &deliver.Resolver{Addr: cfg.DNS.Resolver, Timeout: 5 * time.Second}, Logger: slog.New(slog.DiscardHandler),
+	st := store.New(rdb, time.Now)
+	quiet := slog.New(slog.DiscardHandler)
+	// The pipeline is here only to tell running servers about the changes
+	// made (a verified domain), as the REST API would.
+	changes := pipeline.New(st, nil, pipeline.Options{Hostname: cfg.SMTP.Hostname, Logger: quiet})
+	svc := account.New(st, changes, account.Options{
+		DKIMSelector: cfg.Domains.DKIMSelector, SPFInclude: cfg.Domains.SPFInclude,
+		Resolver: &deliver.Resolver{Addr: cfg.DNS.Resolver, Timeout: 5 * time.Second}, Logger: quiet,
 	})
 	// An operator acts as a full-permission key of the named account.
 	operator := func() (*store.Key, error) {
-		id, err := svc.Store().AccountByName(ctx, *account)
+		id, err := st.AccountByName(ctx, *accountName)
 		if errors.Is(err, store.ErrNotFound) {
-			return nil, fmt.Errorf("no account named %q", *account)
+			return nil, fmt.Errorf("no account named %q", *accountName)
 		}
 		return &store.Key{AccountID: id, Permission: store.PermissionFull, Mode: store.ModeLive}, err
 	}
@@ -80,7 +86,7 @@ func admin(ctx context.Context, args []string, stdout io.Writer, getenv func(str
 		if err != nil {
 			return err
 		}
-		_, secret, err := svc.CreateKey(ctx, op, pipeline.KeyRequest{Name: *name, Mode: *mode, Permission: *permission})
+		_, secret, err := svc.CreateKey(ctx, op, account.KeyRequest{Name: *name, Mode: *mode, Permission: *permission})
 		if err != nil {
 			return err
 		}
@@ -94,10 +100,10 @@ func admin(ctx context.Context, args []string, stdout io.Writer, getenv func(str
 		if fs.NArg() != 1 {
 			return fmt.Errorf("usage: pigeonpost domains %s --account NAME DOMAIN", verb)
 		}
-		d, err := svc.Store().DomainByName(ctx, op.AccountID, fs.Arg(0))
+		d, err := st.DomainByName(ctx, op.AccountID, fs.Arg(0))
 		if verb == "add" || errors.Is(err, store.ErrNotFound) {
 			if verb == "verify" {
-				return fmt.Errorf("no domain %q in account %q", fs.Arg(0), *account)
+				return fmt.Errorf("no domain %q in account %q", fs.Arg(0), *accountName)
 			}
 			if d, err = svc.AddDomain(ctx, op, fs.Arg(0)); err != nil {
 				return err

@@ -10,12 +10,12 @@ import (
 
 	"github.com/pigeonpost/pigeonpost/config"
 	"github.com/pigeonpost/pigeonpost/internal/safehttp"
-	"github.com/pigeonpost/pigeonpost/pipeline"
+	"github.com/pigeonpost/pigeonpost/pipeline/compose"
 )
 
 // attachmentFetcher is the client that downloads attachment paths: HTTPS
 // only, public addresses only (unless attachments.allow_private), 7 MB and
-// pipeline.FetchTimeout per file, trusting the system roots plus
+// compose.FetchTimeout per file, trusting the system roots plus
 // attachments.ca_file, names looked up with resolver (nil: the system's).
 func attachmentFetcher(cfg config.Attachments, resolver *net.Resolver) (*safehttp.Client, error) {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
@@ -34,8 +34,8 @@ func attachmentFetcher(cfg config.Attachments, resolver *net.Resolver) (*safehtt
 		tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
 	}
 	return safehttp.New(safehttp.Options{
-		Timeout:      pipeline.FetchTimeout,
-		MaxBytes:     pipeline.MaxAttachmentBytes,
+		Timeout:      compose.FetchTimeout,
+		MaxBytes:     compose.MaxAttachmentBytes,
 		HTTPSOnly:    true,
 		AllowPrivate: cfg.AllowPrivate,
 		Transport:    tr,

@@ -28,10 +28,14 @@ import (
 	"github.com/pigeonpost/pigeonpost/internal/membudget"
 	"github.com/pigeonpost/pigeonpost/internal/safehttp"
 	"github.com/pigeonpost/pigeonpost/pipeline"
+	"github.com/pigeonpost/pigeonpost/pipeline/account"
+	"github.com/pigeonpost/pigeonpost/pipeline/compose"
 	"github.com/pigeonpost/pigeonpost/pipeline/deliver"
+	"github.com/pigeonpost/pigeonpost/pipeline/engagement"
 	"github.com/pigeonpost/pigeonpost/pipeline/store"
 	"github.com/pigeonpost/pigeonpost/pipeline/webhooks"
 	"github.com/pigeonpost/pigeonpost/smtpd"
+	"github.com/pigeonpost/pigeonpost/tracking"
 )
 
 type serveOptions struct {
@@ -57,84 +61,116 @@ const shutdownGrace = 30 * time.Second
 
 func serve(ctx context.Context, cfg config.Config, log *slog.Logger, opt serveOptions) error {
 	log.Info("starting pigeonpost", "version", version, "config", fmt.Sprintf("%+v", cfg.Redacted()))
-
-	rdb, embedded, closeRedis, err := openRedis(cfg.Redis.URL, log)
+	p, err := build(ctx, cfg, log, opt)
 	if err != nil {
 		return err
 	}
-	defer closeRedis()
-	if opt.redisHook != nil {
-		rdb.AddHook(opt.redisHook)
+	defer p.close()
+	ln, err := listen(cfg)
+	if err != nil {
+		return err
 	}
-	if err := waitPing(ctx, rdb); err != nil {
-		return fmt.Errorf("redis.url: cannot reach Redis: %w", err)
-	}
-	durability := durabilityProblems(ctx, rdb, embedded, log)
+	return p.run(ctx, ln, opt)
+}
 
+// parts are the long-lived components of a serving process, each built
+// once from the configuration by build and handed to what uses it.
+type parts struct {
+	cfg        config.Config
+	log        *slog.Logger
+	rdb        redis.UniversalClient
+	closeRedis func()
+	embedded   bool     // the in-memory Redis of redis.url ""
+	durability []string // what makes acknowledged mail losable, as read at start
+
+	store      *store.Store
+	pipeline   *pipeline.Service
+	account    *account.Service
+	compose    *compose.Service
+	engagement *engagement.Service
+
+	smtp       *smtpd.Server
+	http       *http.Server
+	admin      *http.Server
+	worker     *deliver.Worker
+	dispatcher *webhooks.Dispatcher
+}
+
+// build connects to Redis and builds every component; nothing listens yet.
+func build(ctx context.Context, cfg config.Config, log *slog.Logger, opt serveOptions) (_ *parts, err error) {
+	p := &parts{cfg: cfg, log: log}
+	if p.rdb, p.embedded, p.closeRedis, err = openRedis(cfg.Redis.URL, log); err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			p.closeRedis()
+		}
+	}()
+	if opt.redisHook != nil {
+		p.rdb.AddHook(opt.redisHook)
+	}
+	if err := waitPing(ctx, p.rdb); err != nil {
+		return nil, fmt.Errorf("redis.url: cannot reach Redis: %w", err)
+	}
+	p.durability = durabilityProblems(ctx, p.rdb, p.embedded, log)
+
+	p.store = store.New(p.rdb, time.Now)
+	p.store.SetRetention(store.Retention{Content: cfg.Retention.Content, Records: cfg.Retention.Records})
 	secret := []byte(cfg.Tracking.Secret)
 	if len(secret) == 0 {
-		if secret, err = store.New(rdb, time.Now).TrackingSecret(ctx); err != nil {
-			return fmt.Errorf("tracking secret: %w", err)
+		if secret, err = p.store.TrackingSecret(ctx); err != nil {
+			return nil, fmt.Errorf("tracking secret: %w", err)
 		}
 	}
+	signer := tracking.NewSigner(secret)
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	resolver := &deliver.Resolver{Addr: cfg.DNS.Resolver, Timeout: 5 * time.Second}
 	fetcher, err := attachmentFetcher(cfg.Attachments, resolver.NetResolver())
 	if err != nil {
-		return err
+		return nil, err
 	}
-	svc := pipeline.New(rdb, secret, pipeline.Options{
-		Hostname:     cfg.SMTP.Hostname,
-		PublicURL:    cfg.HTTP.PublicURL,
-		RateLimit:    pipeline.RateLimit{PerSecond: cfg.Limits.RatePerSecond, Burst: cfg.Limits.Burst},
+	const cacheTTL = 5 * time.Second
+	p.pipeline = pipeline.New(p.store, signer, pipeline.Options{
+		Hostname:  cfg.SMTP.Hostname,
+		PublicURL: cfg.HTTP.PublicURL,
+		RateLimit: pipeline.RateLimit{PerSecond: cfg.Limits.RatePerSecond, Burst: cfg.Limits.Burst},
+		CacheTTL:  cacheTTL,
+		InFlow:    pipeline.InFlow{BacklogLimit: int64(cfg.Delivery.BacklogLimit), Delay: cfg.Delivery.InFlowDelay},
+		Logger:    log,
+		Metrics:   pipeline.NewMetrics(reg),
+	})
+	p.account = account.New(p.store, p.pipeline, account.Options{
 		DKIMSelector: cfg.Domains.DKIMSelector,
 		SPFInclude:   cfg.Domains.SPFInclude,
 		Resolver:     resolver,
 		Lookup:       resolver,
-		BotWindow:    cfg.Tracking.BotWindow,
-		CNAMETarget:  cfg.Tracking.CNAMETarget,
 		WebhookURLs:  webhooks.URLPolicy{AllowPrivate: cfg.Webhooks.AllowPrivateURLs, AllowHTTP: cfg.Webhooks.AllowHTTP},
-		CacheTTL:     5 * time.Second,
-		InFlow:       pipeline.InFlow{BacklogLimit: int64(cfg.Delivery.BacklogLimit), Delay: cfg.Delivery.InFlowDelay},
-		Retention:    store.Retention{Content: cfg.Retention.Content, Records: cfg.Retention.Records},
-		Fetcher:      fetcher,
 		Logger:       log,
-		Metrics:      pipeline.NewMetrics(reg),
+	})
+	p.compose = compose.New(p.store, p.pipeline, compose.Options{Fetcher: fetcher})
+	p.engagement = engagement.New(p.store, p.pipeline, signer, engagement.Options{
+		PublicURL:   cfg.HTTP.PublicURL,
+		CNAMETarget: cfg.Tracking.CNAMETarget,
+		Lookup:      resolver,
+		BotWindow:   cfg.Tracking.BotWindow,
+		CacheTTL:    cacheTTL,
+		Logger:      log,
+		Metrics:     engagement.NewMetrics(reg),
 	})
 
 	if cfg.Auth.BootstrapKey != "" {
-		if _, err := svc.EnsureKey(ctx, "default", cfg.Auth.BootstrapKey); err != nil {
-			return fmt.Errorf("auth.bootstrap_key: %w", err)
+		if _, err := p.account.EnsureKey(ctx, "default", cfg.Auth.BootstrapKey); err != nil {
+			return nil, fmt.Errorf("auth.bootstrap_key: %w", err)
 		}
 		log.Info("bootstrap key ready", "account", "default")
 	}
 
 	tlsConfig, err := loadTLS(cfg, log)
 	if err != nil {
-		return err
-	}
-
-	// Listen on everything first, so that a busy port fails the start cleanly.
-	smtpLn, err := net.Listen("tcp", cfg.SMTP.Listen)
-	if err != nil {
-		return fmt.Errorf("smtp.listen: %w", err)
-	}
-	var tlsLn net.Listener
-	if cfg.SMTP.TLSListen != "" {
-		if tlsLn, err = net.Listen("tcp", cfg.SMTP.TLSListen); err != nil {
-			smtpLn.Close()
-			return fmt.Errorf("smtp.tls_listen: %w", err)
-		}
-	}
-	httpLn, err := net.Listen("tcp", cfg.HTTP.Listen)
-	if err != nil {
-		smtpLn.Close()
-		if tlsLn != nil {
-			tlsLn.Close()
-		}
-		return fmt.Errorf("http.listen: %w", err)
+		return nil, err
 	}
 
 	// One bound on the memory of message contents in flight, shared by
@@ -152,7 +188,7 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, opt serveOp
 			Help: "Messages waiting for their share of smtp.data_memory_bytes.",
 		}, func() float64 { return float64(budget.Waiting()) }),
 	)
-	smtpServer := smtpd.New(svc, smtpd.Options{
+	p.smtp = smtpd.New(p.pipeline, smtpd.Options{
 		Hostname:        cfg.SMTP.Hostname,
 		MaxMessageBytes: cfg.SMTP.MaxMessageBytes,
 		MaxRecipients:   cfg.SMTP.MaxRecipients,
@@ -166,36 +202,22 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, opt serveOp
 		Metrics:         smtpd.NewMetrics(reg),
 		Budget:          budget,
 	})
-	httpServer := &http.Server{
-		Handler: api.Handler(svc, api.Options{
+	p.http = &http.Server{
+		Handler: api.Handler(api.Parts{Pipeline: p.pipeline, Account: p.account, Compose: p.compose, Engagement: p.engagement}, api.Options{
 			MaxBodyBytes: cfg.HTTP.MaxBodyBytes,
 			Budget:       budget,
 			Metrics:      promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
-			Ready: func(ctx context.Context) []string {
-				if !cfg.Redis.RequireDurable {
-					return nil
-				}
-				if embedded {
-					return durability
-				}
-				// Read again: an operator may fix (or break) Redis at runtime.
-				problems, err := pipeline.DurabilityProblems(ctx, rdb)
-				if err != nil {
-					return []string{"durability unknown: " + err.Error()}
-				}
-				return problems
-			},
-			Logger: log,
+			Ready:        p.ready,
+			Logger:       log,
 		}),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       5 * time.Minute,
 		IdleTimeout:       2 * time.Minute,
 	}
+	p.admin = &http.Server{Handler: adminHandler(), ReadHeaderTimeout: 10 * time.Second}
 
-	workerCtx, stopWorkers := context.WithCancel(context.Background())
-	defer stopWorkers()
-	worker := &deliver.Worker{
-		Store: svc.Store(),
+	p.worker = &deliver.Worker{
+		Store: p.store,
 		Transport: &deliver.Transport{
 			Hostname: cfg.SMTP.Hostname, Port: cfg.Delivery.MXPort, RelayHost: cfg.Delivery.RelayHost,
 			Resolver: resolver, Timeout: cfg.Delivery.Timeout, RequireTLS: cfg.Delivery.RequireTLS,
@@ -212,11 +234,11 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, opt serveOp
 
 	// The webhook dispatchers' consumer group starts at the end of the event
 	// stream: create it before serving, so that no event of this run is missed.
-	if err := svc.Store().EnsureWebhookGroup(ctx); err != nil {
-		return fmt.Errorf("webhook event group: %w", err)
+	if err := p.store.EnsureWebhookGroup(ctx); err != nil {
+		return nil, fmt.Errorf("webhook event group: %w", err)
 	}
-	dispatcher := &webhooks.Dispatcher{
-		Store: svc.Store(),
+	p.dispatcher = &webhooks.Dispatcher{
+		Store: p.store,
 		Client: safehttp.New(safehttp.Options{
 			Timeout: cfg.Webhooks.Timeout, AllowPrivate: cfg.Webhooks.AllowPrivateURLs, HTTPSOnly: !cfg.Webhooks.AllowHTTP,
 			Resolver: resolver.NetResolver(),
@@ -231,7 +253,62 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, opt serveOp
 		Logger:       log,
 		Metrics:      webhooks.NewMetrics(reg),
 	}
+	return p, nil
+}
 
+func (p *parts) close() { p.closeRedis() }
+
+// ready reports the problems that make /healthz answer not ready.
+func (p *parts) ready(ctx context.Context) []string {
+	if !p.cfg.Redis.RequireDurable {
+		return nil
+	}
+	if p.embedded {
+		return p.durability
+	}
+	// Read again: an operator may fix (or break) Redis at runtime.
+	problems, err := pipeline.DurabilityProblems(ctx, p.rdb)
+	if err != nil {
+		return []string{"durability unknown: " + err.Error()}
+	}
+	return problems
+}
+
+// listeners are the sockets a serving process accepts on.
+type listeners struct {
+	smtp, smtpTLS, http net.Listener // smtpTLS is nil without smtp.tls_listen
+}
+
+// listen opens every listener first, so that a busy port fails the start
+// cleanly, before anything runs.
+func listen(cfg config.Config) (*listeners, error) {
+	var ln listeners
+	var err error
+	if ln.smtp, err = net.Listen("tcp", cfg.SMTP.Listen); err != nil {
+		return nil, fmt.Errorf("smtp.listen: %w", err)
+	}
+	if cfg.SMTP.TLSListen != "" {
+		if ln.smtpTLS, err = net.Listen("tcp", cfg.SMTP.TLSListen); err != nil {
+			ln.smtp.Close()
+			return nil, fmt.Errorf("smtp.tls_listen: %w", err)
+		}
+	}
+	if ln.http, err = net.Listen("tcp", cfg.HTTP.Listen); err != nil {
+		ln.smtp.Close()
+		if ln.smtpTLS != nil {
+			ln.smtpTLS.Close()
+		}
+		return nil, fmt.Errorf("http.listen: %w", err)
+	}
+	return &ln, nil
+}
+
+// run serves on ln and runs the background work until ctx is done or a
+// server fails, then drains within shutdownGrace.
+func (p *parts) run(ctx context.Context, ln *listeners, opt serveOptions) error {
+	cfg, log := p.cfg, p.log
+	workerCtx, stopWorkers := context.WithCancel(context.Background())
+	defer stopWorkers()
 	var wg sync.WaitGroup
 	errc := make(chan error, 8)
 	start := func(name string, fn func() error) {
@@ -243,12 +320,11 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, opt serveOp
 			}
 		}()
 	}
-	start("smtp", func() error { return smtpServer.Serve(smtpLn) })
-	if tlsLn != nil {
-		start("smtp tls", func() error { return smtpServer.ServeTLS(tlsLn) })
+	start("smtp", func() error { return p.smtp.Serve(ln.smtp) })
+	if ln.smtpTLS != nil {
+		start("smtp tls", func() error { return p.smtp.ServeTLS(ln.smtpTLS) })
 	}
-	start("http", func() error { return httpServer.Serve(httpLn) })
-	adminServer := &http.Server{Handler: adminHandler(), ReadHeaderTimeout: 10 * time.Second}
+	start("http", func() error { return p.http.Serve(ln.http) })
 	adminAddr := ""
 	if cfg.HTTP.AdminListen != "" {
 		// Profiling on its own listener, off by default: never on the public port.
@@ -257,27 +333,27 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, opt serveOp
 			errc <- fmt.Errorf("http.admin_listen: %w", err)
 		} else {
 			adminAddr = adminLn.Addr().String()
-			start("admin", func() error { return adminServer.Serve(adminLn) })
+			start("admin", func() error { return p.admin.Serve(adminLn) })
 		}
 	}
 	// Stopped with the workers, after the HTTP listener: it records what
 	// the last requests queued before it returns.
-	start("tracking hits", func() error { return svc.RecordHits(workerCtx) })
-	start("cache invalidations", func() error { return svc.RunInvalidations(workerCtx) })
+	start("tracking hits", func() error { return p.engagement.RecordHits(workerCtx) })
+	start("cache invalidations", func() error { return p.pipeline.RunInvalidations(workerCtx) })
 	if cfg.Delivery.Workers > 0 {
-		start("delivery", func() error { return worker.Run(workerCtx) })
+		start("delivery", func() error { return p.worker.Run(workerCtx) })
 	} else {
 		log.Warn("delivery.workers is 0: this process queues mail but delivers none")
 	}
 	if cfg.Webhooks.Workers > 0 {
-		start("webhooks", func() error { return dispatcher.Run(workerCtx) })
+		start("webhooks", func() error { return p.dispatcher.Run(workerCtx) })
 	} else {
 		log.Warn("webhooks.workers is 0: this process records events but sends no webhooks")
 	}
 
-	addrs := boundAddrs{SMTP: smtpLn.Addr().String(), HTTP: httpLn.Addr().String(), Admin: adminAddr}
-	if tlsLn != nil {
-		addrs.SMTPTLS = tlsLn.Addr().String()
+	addrs := boundAddrs{SMTP: ln.smtp.Addr().String(), HTTP: ln.http.Addr().String(), Admin: adminAddr}
+	if ln.smtpTLS != nil {
+		addrs.SMTPTLS = ln.smtpTLS.Addr().String()
 	}
 	log.Info("listening", "smtp", addrs.SMTP, "smtp_tls", addrs.SMTPTLS, "http", addrs.HTTP, "admin", addrs.Admin)
 	if opt.readyFile != "" {
@@ -287,7 +363,7 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, opt serveOp
 		}
 	}
 	if opt.dev {
-		if err := printDevKey(ctx, svc, addrs, cfg, opt.stdout); err != nil {
+		if err := printDevKey(ctx, p.account, addrs, cfg, opt.stdout); err != nil {
 			log.Error("creating the dev key failed", "err", err)
 		}
 	}
@@ -304,9 +380,9 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, opt serveOp
 	}
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
 	defer cancel()
-	_ = httpServer.Shutdown(shutdownCtx)
-	_ = adminServer.Shutdown(shutdownCtx)
-	_ = smtpServer.Shutdown(shutdownCtx)
+	_ = p.http.Shutdown(shutdownCtx)
+	_ = p.admin.Shutdown(shutdownCtx)
+	_ = p.smtp.Shutdown(shutdownCtx)
 	stopWorkers()
 	wg.Wait()
 	return runErr
@@ -385,7 +461,7 @@ func loadTLS(cfg config.Config, log *slog.Logger) (*tls.Config, error) {
 }
 
 // printDevKey creates a test-mode key and prints how to use it.
-func printDevKey(ctx context.Context, svc *pipeline.Service, addrs boundAddrs, cfg config.Config, w io.Writer) error {
+func printDevKey(ctx context.Context, svc *account.Service, addrs boundAddrs, cfg config.Config, w io.Writer) error {
 	k, secret, err := svc.CreateAccount(ctx, "dev-"+store.NewID("run")[4:12], store.ModeTest)
 	if err != nil {
 		return err

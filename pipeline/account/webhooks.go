@@ -1,24 +1,14 @@
-package pipeline
+package account
 
 import (
 	"context"
 	"errors"
 	"strings"
 
+	"github.com/pigeonpost/pigeonpost/pipeline"
 	"github.com/pigeonpost/pigeonpost/pipeline/store"
 	"github.com/pigeonpost/pigeonpost/pipeline/webhooks"
 )
-
-// HostResolver looks up CNAME and address records through the configured
-// resolver (dns.resolver): tracking domain verification and webhook URL
-// checks. deliver.Resolver implements it.
-type HostResolver interface {
-	LookupCNAME(ctx context.Context, name string) (string, error)
-	LookupHost(ctx context.Context, host string) ([]string, error)
-}
-
-// URLPolicy says which webhook endpoint URLs are accepted.
-type URLPolicy = webhooks.URLPolicy
 
 // maxWebhooks bounds the endpoints of one account.
 const maxWebhooks = 20
@@ -32,7 +22,7 @@ type WebhookInput struct {
 // CreateWebhook registers an endpoint for the caller's account and returns
 // it with its signing secret, which is shown only here.
 func (s *Service) CreateWebhook(ctx context.Context, k *store.Key, in WebhookInput) (*store.Webhook, error) {
-	if err := requirePermission(k, store.PermissionFull); err != nil {
+	if err := pipeline.RequirePermission(k, store.PermissionFull); err != nil {
 		return nil, err
 	}
 	var lookup func(context.Context, string) ([]string, error)
@@ -40,15 +30,15 @@ func (s *Service) CreateWebhook(ctx context.Context, k *store.Key, in WebhookInp
 		lookup = s.opt.Lookup.LookupHost
 	}
 	if err := webhooks.CheckURL(ctx, strings.TrimSpace(in.URL), s.opt.WebhookURLs, lookup); err != nil {
-		return nil, ErrInvalid.With("url: " + err.Error())
+		return nil, pipeline.ErrInvalid.With("url: " + err.Error())
 	}
 	if len(in.Events) == 0 {
-		return nil, ErrInvalid.With("events: at least one event is required, from " + strings.Join(webhooks.Events, ", "))
+		return nil, pipeline.ErrInvalid.With("events: at least one event is required, from " + strings.Join(webhooks.Events, ", "))
 	}
 	var events []string
 	for _, e := range in.Events {
 		if !webhooks.ValidEvent(e) {
-			return nil, ErrInvalid.With("events: " + quoteShort(e) + " is not an event; use " + strings.Join(webhooks.Events, ", "))
+			return nil, pipeline.ErrInvalid.With("events: " + pipeline.Quote(e) + " is not an event; use " + strings.Join(webhooks.Events, ", "))
 		}
 		if !containsString(events, e) {
 			events = append(events, e)
@@ -60,10 +50,10 @@ func (s *Service) CreateWebhook(ctx context.Context, k *store.Key, in WebhookInp
 	}
 	err := s.store.AddWebhook(ctx, k.AccountID, w, maxWebhooks)
 	if errors.Is(err, store.ErrLimit) {
-		return nil, ErrConflict.With("an account may have at most 20 webhook endpoints; delete one first")
+		return nil, pipeline.ErrConflict.With("an account may have at most 20 webhook endpoints; delete one first")
 	}
 	if err != nil {
-		return nil, storageError(err)
+		return nil, pipeline.StorageError(err)
 	}
 	return w, nil
 }
@@ -80,12 +70,12 @@ func containsString(list []string, s string) bool {
 // Webhooks lists the caller's account's endpoints (with their secrets, which
 // the api package leaves out).
 func (s *Service) Webhooks(ctx context.Context, k *store.Key) ([]*store.Webhook, error) {
-	if err := requirePermission(k, store.PermissionFull); err != nil {
+	if err := pipeline.RequirePermission(k, store.PermissionFull); err != nil {
 		return nil, err
 	}
 	ws, err := s.store.Webhooks(ctx, k.AccountID)
 	if err != nil {
-		return nil, storageError(err)
+		return nil, pipeline.StorageError(err)
 	}
 	return ws, nil
 }
@@ -93,27 +83,27 @@ func (s *Service) Webhooks(ctx context.Context, k *store.Key) ([]*store.Webhook,
 // DeleteWebhook removes an endpoint of the caller's account; its pending
 // deliveries are dropped.
 func (s *Service) DeleteWebhook(ctx context.Context, k *store.Key, id string) error {
-	if err := requirePermission(k, store.PermissionFull); err != nil {
+	if err := pipeline.RequirePermission(k, store.PermissionFull); err != nil {
 		return err
 	}
 	err := s.store.DeleteWebhook(ctx, k.AccountID, id)
 	if errors.Is(err, store.ErrNotFound) {
-		return NotFound("webhook")
+		return pipeline.NotFound("webhook")
 	}
 	if err != nil {
-		return storageError(err)
+		return pipeline.StorageError(err)
 	}
 	return nil
 }
 
 // FailedWebhooks lists the caller's account's deliveries that were given up.
 func (s *Service) FailedWebhooks(ctx context.Context, k *store.Key) ([]store.FailedWebhook, error) {
-	if err := requirePermission(k, store.PermissionFull); err != nil {
+	if err := pipeline.RequirePermission(k, store.PermissionFull); err != nil {
 		return nil, err
 	}
 	fs, err := s.store.FailedWebhooks(ctx, k.AccountID)
 	if err != nil {
-		return nil, storageError(err)
+		return nil, pipeline.StorageError(err)
 	}
 	return fs, nil
 }

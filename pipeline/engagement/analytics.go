@@ -1,4 +1,4 @@
-package pipeline
+package engagement
 
 import (
 	"context"
@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/pigeonpost/pigeonpost/pipeline"
 	"github.com/pigeonpost/pigeonpost/pipeline/store"
 )
 
@@ -79,7 +80,7 @@ func (s *Service) Analytics(ctx context.Context, k *store.Key, q AnalyticsQuery)
 		if strings.HasPrefix(name, "dom_") {
 			d, err := s.store.DomainByID(ctx, k.AccountID, q.Domain)
 			if err != nil {
-				return nil, NotFound("domain")
+				return nil, pipeline.NotFound("domain")
 			}
 			name = d.Name
 		}
@@ -88,7 +89,7 @@ func (s *Service) Analytics(ctx context.Context, k *store.Key, q AnalyticsQuery)
 	}
 	if q.Tag != "" {
 		if q.Domain != "" {
-			return nil, ErrInvalid.With("domain, tag: filter by one or the other")
+			return nil, pipeline.ErrInvalid.With("domain, tag: filter by one or the other")
 		}
 		tag := q.Tag
 		a.Tag = &tag
@@ -96,7 +97,7 @@ func (s *Service) Analytics(ctx context.Context, k *store.Key, q AnalyticsQuery)
 	}
 	hashes, err := s.store.Stats(ctx, k.AccountID, days)
 	if err != nil {
-		return nil, storageError(err)
+		return nil, pipeline.StorageError(err)
 	}
 	for i, h := range hashes {
 		c := countsFrom(h, prefix)
@@ -114,14 +115,14 @@ func analyticsDays(q AnalyticsQuery, now time.Time) (days []string, from, to str
 	end := now
 	if q.To != "" {
 		if end, err = time.Parse(time.DateOnly, q.To); err != nil {
-			return nil, "", "", ErrInvalid.With("to: must be a date, YYYY-MM-DD")
+			return nil, "", "", pipeline.ErrInvalid.With("to: must be a date, YYYY-MM-DD")
 		}
 	}
 	var start time.Time
 	switch {
 	case q.From != "":
 		if start, err = time.Parse(time.DateOnly, q.From); err != nil {
-			return nil, "", "", ErrInvalid.With("from: must be a date, YYYY-MM-DD")
+			return nil, "", "", pipeline.ErrInvalid.With("from: must be a date, YYYY-MM-DD")
 		}
 	default:
 		r := q.Range
@@ -130,16 +131,16 @@ func analyticsDays(q AnalyticsQuery, now time.Time) (days []string, from, to str
 		}
 		n, err := strconv.Atoi(strings.TrimSuffix(r, "d"))
 		if !strings.HasSuffix(r, "d") || err != nil || n < 1 || n > maxAnalyticsDays {
-			return nil, "", "", ErrInvalid.With("range: must be a number of days such as 7d or 30d, at most 366d")
+			return nil, "", "", pipeline.ErrInvalid.With("range: must be a number of days such as 7d or 30d, at most 366d")
 		}
 		start = end.AddDate(0, 0, -(n - 1))
 	}
 	start, end = start.UTC().Truncate(24*time.Hour), end.UTC().Truncate(24*time.Hour)
 	if start.After(end) {
-		return nil, "", "", ErrInvalid.With("from: must not be after to")
+		return nil, "", "", pipeline.ErrInvalid.With("from: must not be after to")
 	}
 	if end.Sub(start) >= maxAnalyticsDays*24*time.Hour {
-		return nil, "", "", ErrInvalid.With("from, to: at most 366 days")
+		return nil, "", "", pipeline.ErrInvalid.With("from, to: at most 366 days")
 	}
 	for d := start; !d.After(end); d = d.AddDate(0, 0, 1) {
 		days = append(days, store.StatsDay(d))

@@ -1,12 +1,14 @@
-package pipeline
+package compose
 
 import (
 	"bytes"
 	"encoding/base64"
+	"net/mail"
 	"strings"
 	"testing"
 
 	"github.com/pigeonpost/pigeonpost/internal/testkit"
+	"github.com/pigeonpost/pigeonpost/pipeline"
 )
 
 func TestComposeAttachments(t *testing.T) {
@@ -59,7 +61,7 @@ func TestComposeAttachments(t *testing.T) {
 	if !strings.Contains(string(c.Message), "multipart/related") {
 		t.Error("inline part without multipart/related")
 	}
-	if _, err := parseForTest(string(c.Message)); err != nil {
+	if _, err := mail.ReadMessage(bytes.NewReader(c.Message)); err != nil {
 		t.Errorf("composed message does not parse: %v", err)
 	}
 }
@@ -80,24 +82,6 @@ func TestComposeHTMLOnlyGetsText(t *testing.T) {
 	}
 }
 
-func TestHTMLToText(t *testing.T) {
-	cases := map[string]string{
-		"<p>a</p><p>b</p>":                  "a\n\nb\n",
-		"a<br>b":                            "a\nb\n",
-		"<ul><li>one</li><li>two</li></ul>": "- one\n- two\n",
-		"<style>p{x:y}</style><script>evil()</script>x": "x\n",
-		"&lt;tag&gt; &amp;   spaces\n\n here":           "<tag> & spaces here\n",
-		`<a href="https://x.test">https://x.test</a>`:   "https://x.test\n",
-		`<a href="javascript:alert(1)">click</a>`:       "click\n",
-		`<img alt="Logo" src="x.png">Hi`:                "Logo Hi\n",
-	}
-	for in, want := range cases {
-		if got := HTMLToText(in); got != want {
-			t.Errorf("HTMLToText(%q) = %q, want %q", in, got, want)
-		}
-	}
-}
-
 func TestDecodeBase64(t *testing.T) {
 	data := bytes.Repeat([]byte("0123456789"), 100)
 	enc := base64.StdEncoding.EncodeToString(data)
@@ -110,57 +94,15 @@ func TestDecodeBase64(t *testing.T) {
 			t.Errorf("%s: %v", name, err)
 		}
 	}
-	if _, err := decodeBase64("attachments[3]", "not base64!"); err == nil || !strings.Contains(AsError(err).Message, "attachments[3].content") {
+	if _, err := decodeBase64("attachments[3]", "not base64!"); err == nil || !strings.Contains(pipeline.AsError(err).Message, "attachments[3].content") {
 		t.Errorf("invalid base64: %v", err)
 	}
 	big := base64.StdEncoding.EncodeToString(make([]byte, MaxAttachmentBytes+1))
-	if _, err := decodeBase64("attachments[1]", big); err == nil || !strings.Contains(AsError(err).Message, "attachments[1]") {
+	if _, err := decodeBase64("attachments[1]", big); err == nil || !strings.Contains(pipeline.AsError(err).Message, "attachments[1]") {
 		t.Errorf("7 MB + 1: %v", err)
 	}
 	exact := base64.StdEncoding.EncodeToString(make([]byte, MaxAttachmentBytes))
 	if _, err := decodeBase64("attachments[1]", exact); err != nil {
 		t.Errorf("7 MB: %v", err)
 	}
-}
-
-func TestCheckLabels(t *testing.T) {
-	ok := map[string]string{"userId": "123"}
-	if err := checkLabels([]string{"welcome"}, ok); err != nil {
-		t.Fatal(err)
-	}
-	many := map[string]string{}
-	for i := range MaxMetadataKeys + 1 {
-		many[strings.Repeat("k", 1+i%30)+string(rune('a'+i%26))+string(rune('a'+i/26))] = "v"
-	}
-	cases := map[string]struct {
-		tags []string
-		md   map[string]string
-		want string
-	}{
-		"tag with CRLF":     {[]string{"a\r\nb"}, nil, "tags[0]"},
-		"too many tags":     {make([]string, MaxTags+1), nil, "tags: at most"},
-		"empty tag":         {[]string{""}, nil, "tags[0]: must not be empty"},
-		"value with LF":     {nil, map[string]string{"k": "a\nb"}, "metadata.k"},
-		"key too long":      {nil, map[string]string{strings.Repeat("k", 41): "v"}, "metadata: key"},
-		"value too long":    {nil, map[string]string{"k": strings.Repeat("v", 501)}, "metadata.k: must be at most 500"},
-		"too many keys":     {nil, many, "metadata: at most 50 keys"},
-		"too large in all":  {nil, bigMetadata(), "metadata: keys and values must total at most"},
-		"NUL in a key name": {nil, map[string]string{"a\x00": "v"}, "metadata key"},
-	}
-	for name, c := range cases {
-		t.Run(name, func(t *testing.T) {
-			err := checkLabels(c.tags, c.md)
-			if err == nil || AsError(err).HTTPStatus != 400 || !strings.Contains(AsError(err).Message, c.want) {
-				t.Fatalf("got %v, want a 400 containing %q", err, c.want)
-			}
-		})
-	}
-}
-
-func bigMetadata() map[string]string {
-	m := map[string]string{}
-	for i := range 10 {
-		m["key"+string(rune('a'+i))] = strings.Repeat("v", 450)
-	}
-	return m
 }

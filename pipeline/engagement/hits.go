@@ -1,4 +1,4 @@
-package pipeline
+package engagement
 
 import (
 	"context"
@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/pigeonpost/pigeonpost/internal/clock"
 	"github.com/pigeonpost/pigeonpost/pipeline/store"
 	"github.com/pigeonpost/pigeonpost/tracking"
 )
@@ -61,7 +62,7 @@ func newHitQueues() []chan trackHit {
 // queueHit hands h to its recorder, waiting for room at most until ctx is
 // done; a hit that finds none is dropped and counted.
 func (s *Service) queueHit(ctx context.Context, h trackHit) {
-	m := s.opt.Metrics
+	m := s.metrics
 	m.hitsQueued.Inc() // before the recorder can take it: the gauge never goes below 0
 	f := fnv.New32a()
 	_, _ = f.Write([]byte(h.emailID))
@@ -135,11 +136,11 @@ func (s *Service) drainHits(stop context.Context, q chan trackHit, batch []track
 // recordBatch records batch in one MULTI, trying again while Redis refuses
 // it (hitRetryFor) unless stop is done, and counts the outcome of each hit.
 func (s *Service) recordBatch(stop context.Context, batch []trackHit) {
-	m := s.opt.Metrics
+	m := s.metrics
 	defer m.hitsQueued.Sub(float64(len(batch)))
 	wait, giveUp := hitRetryFirst, time.Now().Add(hitRetryFor)
 	errs, err := s.writeHits(context.WithoutCancel(stop), batch)
-	for err != nil && time.Now().Add(wait).Before(giveUp) && sleep(stop, wait) {
+	for err != nil && time.Now().Add(wait).Before(giveUp) && clock.Sleep(stop, wait) {
 		m.hitRetries.Inc()
 		errs, err = s.writeHits(context.WithoutCancel(stop), batch)
 		wait = min(2*wait, hitRetryMax)

@@ -1,4 +1,4 @@
-package pipeline
+package engagement
 
 import (
 	"context"
@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"strings"
 
+	"github.com/pigeonpost/pigeonpost/pipeline"
 	"github.com/pigeonpost/pigeonpost/pipeline/store"
 )
 
@@ -35,19 +36,19 @@ type TrackingDefaultsPatch struct {
 
 // TrackingDefaults returns the account's tracking settings.
 func (s *Service) TrackingDefaults(ctx context.Context, k *store.Key) (TrackingDefaults, error) {
-	if err := requirePermission(k, store.PermissionFull); err != nil {
+	if err := pipeline.RequirePermission(k, store.PermissionFull); err != nil {
 		return TrackingDefaults{}, err
 	}
 	ts, err := s.store.TrackingSettings(ctx, k.AccountID)
 	if err != nil {
-		return TrackingDefaults{}, storageError(err)
+		return TrackingDefaults{}, pipeline.StorageError(err)
 	}
 	return ts, nil
 }
 
 // UpdateTrackingDefaults applies p and returns the settings that result.
 func (s *Service) UpdateTrackingDefaults(ctx context.Context, k *store.Key, p TrackingDefaultsPatch) (TrackingDefaults, error) {
-	if err := requirePermission(k, store.PermissionFull); err != nil {
+	if err := pipeline.RequirePermission(k, store.PermissionFull); err != nil {
 		return TrackingDefaults{}, err
 	}
 	fields := map[string]any{}
@@ -62,13 +63,13 @@ func (s *Service) UpdateTrackingDefaults(ctx context.Context, k *store.Key, p Tr
 	set(store.SettingWebhookOnEveryClick, p.WebhookOnEveryClick)
 	if p.PixelPlacement != nil {
 		if *p.PixelPlacement != store.PixelBottom && *p.PixelPlacement != store.PixelTop {
-			return TrackingDefaults{}, ErrInvalid.With(`pixelPlacement: must be "bottom" or "top"`)
+			return TrackingDefaults{}, pipeline.ErrInvalid.With(`pixelPlacement: must be "bottom" or "top"`)
 		}
 		fields[store.SettingPixelPlacement] = *p.PixelPlacement
 	}
-	defer s.changed(ctx, trackingChanged(k.AccountID))
+	defer s.settings.TrackingChanged(ctx, k.AccountID)
 	if err := s.store.PatchTrackingSettings(ctx, k.AccountID, fields); err != nil {
-		return TrackingDefaults{}, storageError(err)
+		return TrackingDefaults{}, pipeline.StorageError(err)
 	}
 	return s.TrackingDefaults(ctx, k)
 }
@@ -97,13 +98,13 @@ type DomainTrackingInput struct {
 
 // DomainTracking returns the tracking configuration of one of the account's domains.
 func (s *Service) DomainTracking(ctx context.Context, k *store.Key, domainID string) (*DomainTracking, error) {
-	d, err := s.Domain(ctx, k, domainID)
+	d, err := s.domain(ctx, k, domainID)
 	if err != nil {
 		return nil, err
 	}
 	dt, td, err := s.store.DomainTrackingFor(ctx, k.AccountID, d)
 	if err != nil {
-		return nil, storageError(err)
+		return nil, pipeline.StorageError(err)
 	}
 	return s.domainTrackingView(d, dt, td), nil
 }
@@ -123,7 +124,7 @@ func (s *Service) domainTrackingView(d *store.Domain, dt *store.DomainTracking, 
 
 // PutDomainTracking replaces the tracking overrides of one of the account's domains.
 func (s *Service) PutDomainTracking(ctx context.Context, k *store.Key, domainID string, in DomainTrackingInput) (*DomainTracking, error) {
-	d, err := s.Domain(ctx, k, domainID)
+	d, err := s.domain(ctx, k, domainID)
 	if err != nil {
 		return nil, err
 	}
@@ -134,9 +135,9 @@ func (s *Service) PutDomainTracking(ctx context.Context, k *store.Key, domainID 
 	if in.ClickTracking != nil {
 		dt.ClickTracking = *in.ClickTracking
 	}
-	defer s.changed(ctx, trackingChanged(k.AccountID))
+	defer s.settings.TrackingChanged(ctx, k.AccountID)
 	if err := s.store.PutDomainTracking(ctx, k.AccountID, d, dt); err != nil {
-		return nil, storageError(err)
+		return nil, pipeline.StorageError(err)
 	}
 	return s.DomainTracking(ctx, k, domainID)
 }
@@ -159,24 +160,24 @@ func (s *Service) cnameTarget() string {
 // must be the domain itself or a subdomain of it: links then point at the
 // sender's own domain, and no account can claim another's name.
 func (s *Service) SetTrackingDomain(ctx context.Context, k *store.Key, domainID, host string) (*DomainTracking, error) {
-	d, err := s.Domain(ctx, k, domainID)
+	d, err := s.domain(ctx, k, domainID)
 	if err != nil {
 		return nil, err
 	}
 	host = strings.TrimSuffix(strings.ToLower(strings.TrimSpace(host)), ".")
-	if !domainName.MatchString(host) || len(host) > 253 {
-		return nil, ErrInvalid.With("trackingDomain: " + quoteShort(host) + " is not a valid host name")
+	if !pipeline.ValidDomainName(host) {
+		return nil, pipeline.ErrInvalid.With("trackingDomain: " + pipeline.Quote(host) + " is not a valid host name")
 	}
 	if host != d.Name && !strings.HasSuffix(host, "."+d.Name) {
-		return nil, ErrInvalid.With("trackingDomain: must be " + d.Name + " or a subdomain of it, such as t." + d.Name)
+		return nil, pipeline.ErrInvalid.With("trackingDomain: must be " + d.Name + " or a subdomain of it, such as t." + d.Name)
 	}
 	if host == s.cnameTarget() {
-		return nil, ErrInvalid.With("trackingDomain: must be a name of yours that points at " + s.cnameTarget())
+		return nil, pipeline.ErrInvalid.With("trackingDomain: must be a name of yours that points at " + s.cnameTarget())
 	}
 	td := &store.TrackingDomain{Host: host, Status: "pending"}
-	defer s.changed(ctx, trackingChanged(k.AccountID))
+	defer s.settings.TrackingChanged(ctx, k.AccountID)
 	if err := s.store.PutTrackingDomain(ctx, k.AccountID, d, td); err != nil {
-		return nil, storageError(err)
+		return nil, pipeline.StorageError(err)
 	}
 	return s.DomainTracking(ctx, k, domainID)
 }
@@ -185,19 +186,19 @@ func (s *Service) SetTrackingDomain(ctx context.Context, k *store.Key, domainID,
 // through the configured resolver and marks it verified when it points at
 // the tracking host. Only a verified tracking domain is used in URLs.
 func (s *Service) VerifyTrackingDomain(ctx context.Context, k *store.Key, domainID string) (*DomainTracking, error) {
-	d, err := s.Domain(ctx, k, domainID)
+	d, err := s.domain(ctx, k, domainID)
 	if err != nil {
 		return nil, err
 	}
 	_, td, err := s.store.DomainTrackingFor(ctx, k.AccountID, d)
 	if err != nil {
-		return nil, storageError(err)
+		return nil, pipeline.StorageError(err)
 	}
 	if td == nil {
-		return nil, ErrConflict.With("no tracking domain is set for " + d.Name + "; set one with POST /v1/domains/" + d.ID + "/tracking/set-domain")
+		return nil, pipeline.ErrConflict.With("no tracking domain is set for " + d.Name + "; set one with POST /v1/domains/" + d.ID + "/tracking/set-domain")
 	}
 	if s.opt.Lookup == nil {
-		return nil, ErrUnavailable.WithCause(errors.New("no resolver configured for CNAME lookups"))
+		return nil, pipeline.ErrUnavailable.WithCause(errors.New("no resolver configured for CNAME lookups"))
 	}
 	now := s.opt.Now().UTC()
 	target, err := s.opt.Lookup.LookupCNAME(ctx, td.Host)
@@ -209,9 +210,9 @@ func (s *Service) VerifyTrackingDomain(ctx context.Context, k *store.Key, domain
 	} else if err != nil {
 		s.opt.Logger.Info("tracking domain CNAME lookup failed", "host", td.Host, "err", err)
 	}
-	defer s.changed(ctx, trackingChanged(k.AccountID))
+	defer s.settings.TrackingChanged(ctx, k.AccountID)
 	if err := s.store.PutTrackingDomain(ctx, k.AccountID, d, td); err != nil {
-		return nil, storageError(err)
+		return nil, pipeline.StorageError(err)
 	}
 	return s.DomainTracking(ctx, k, domainID)
 }
@@ -223,80 +224,4 @@ func privacyMode(st store.SendingTracking) bool {
 		return *st.Domain.PrivacyMode
 	}
 	return st.Account.PrivacyMode
-}
-
-// trackPlan is the tracking of one submission: what is granted, and how the
-// URLs are made.
-type trackPlan struct {
-	Tracking
-	baseURL  string // scheme://host[:port][/path] of pixel and click URLs
-	pixelTop bool   // pixel at the top of the HTML rather than before </body>
-}
-
-// Warnings given when settings turn requested tracking off.
-const (
-	warnTrackingDisabled = "tracking is disabled for this account; the tracking options were ignored"
-	warnOpensDisabled    = "open tracking is disabled for the sending domain; the opens option was ignored"
-	warnClicksDisabled   = "click tracking is disabled for the sending domain; the clicks option was ignored"
-)
-
-// trackingFor decides the tracking of one submission: what the REST options
-// ask for (requested, nil for SMTP), then the X-SP-Track-* headers, limited
-// by the account's and the From domain's settings, with a warning for each
-// request the settings refuse. It also picks the host of the tracking URLs
-// (the domain's verified tracking domain, else Options.PublicURL) and the
-// pixel placement.
-func (s *Service) trackingFor(ctx context.Context, k *store.Key, requested *Tracking, msg *submittedMessage) (trackPlan, []string, error) {
-	var t trackPlan
-	if requested != nil {
-		t.Opens, t.Clicks = requested.Opens, requested.Clicks
-	}
-	if msg.trackOpens != nil {
-		t.Opens = *msg.trackOpens
-	}
-	if msg.trackClicks != nil {
-		t.Clicks = *msg.trackClicks
-	}
-	if !t.Opens && !t.Clicks {
-		return trackPlan{}, nil, nil
-	}
-	st, err := s.trackingSettings(ctx, k.AccountID, domainOf(msg.from))
-	if err != nil {
-		return trackPlan{}, nil, storageError(err)
-	}
-	if !st.Account.TrackingEnabled {
-		return trackPlan{}, []string{warnTrackingDisabled}, nil
-	}
-	var warnings []string
-	if st.Domain != nil {
-		if t.Opens && !st.Domain.OpenTracking {
-			t.Opens = false
-			warnings = append(warnings, warnOpensDisabled)
-		}
-		if t.Clicks && !st.Domain.ClickTracking {
-			t.Clicks = false
-			warnings = append(warnings, warnClicksDisabled)
-		}
-	}
-	t.pixelTop = st.Account.PixelPlacement == store.PixelTop
-	t.baseURL = s.opt.PublicURL
-	if st.Host.Verified() {
-		t.baseURL = withHost(s.opt.PublicURL, st.Host.Host)
-	}
-	return t, warnings, nil
-}
-
-// withHost returns base with its host name replaced by host, keeping the
-// scheme, port and path: the tracking domain is a CNAME of the public host,
-// so it reaches the same listener.
-func withHost(base, host string) string {
-	u, err := url.Parse(base)
-	if err != nil {
-		return base
-	}
-	if p := u.Port(); p != "" {
-		host += ":" + p
-	}
-	u.Host = host
-	return u.String()
 }

@@ -1,10 +1,11 @@
-package pipeline
+package account
 
 import (
 	"context"
 	"errors"
 	"strings"
 
+	"github.com/pigeonpost/pigeonpost/pipeline"
 	"github.com/pigeonpost/pigeonpost/pipeline/store"
 )
 
@@ -20,14 +21,14 @@ type KeyRequest struct {
 // returns the key's secret, which is shown once.
 func (s *Service) CreateAccount(ctx context.Context, name, mode string) (*store.Key, string, error) {
 	if strings.TrimSpace(name) == "" {
-		return nil, "", ErrInvalid.With("name: an account name is required")
+		return nil, "", pipeline.ErrInvalid.With("name: an account name is required")
 	}
 	a, err := s.store.CreateAccount(ctx, name)
 	if errors.Is(err, store.ErrExists) {
-		return nil, "", ErrConflict.With("account " + quoteShort(name) + " already exists")
+		return nil, "", pipeline.ErrConflict.With("account " + pipeline.Quote(name) + " already exists")
 	}
 	if err != nil {
-		return nil, "", storageError(err)
+		return nil, "", pipeline.StorageError(err)
 	}
 	return s.createKey(ctx, a.ID, KeyRequest{Name: "first key", Mode: mode, Permission: store.PermissionFull}, "")
 }
@@ -37,7 +38,7 @@ func (s *Service) CreateAccount(ctx context.Context, name, mode string) (*store.
 func (s *Service) EnsureKey(ctx context.Context, accountName, secret string) (*store.Key, error) {
 	accountID, err := s.store.EnsureAccount(ctx, accountName)
 	if err != nil {
-		return nil, storageError(err)
+		return nil, pipeline.StorageError(err)
 	}
 	mode := store.ModeLive
 	if strings.HasPrefix(secret, "sp_test_") {
@@ -49,7 +50,7 @@ func (s *Service) EnsureKey(ctx context.Context, accountName, secret string) (*s
 
 // CreateKey makes a new key in the caller's account and returns its secret.
 func (s *Service) CreateKey(ctx context.Context, caller *store.Key, req KeyRequest) (*store.Key, string, error) {
-	if err := requirePermission(caller, store.PermissionFull); err != nil {
+	if err := pipeline.RequirePermission(caller, store.PermissionFull); err != nil {
 		return nil, "", err
 	}
 	return s.createKey(ctx, caller.AccountID, req, "")
@@ -57,7 +58,7 @@ func (s *Service) CreateKey(ctx context.Context, caller *store.Key, req KeyReque
 
 func (s *Service) createKey(ctx context.Context, accountID string, req KeyRequest, secret string) (*store.Key, string, error) {
 	if req.Name == "" {
-		return nil, "", ErrInvalid.With("name: a key name is required")
+		return nil, "", pipeline.ErrInvalid.With("name: a key name is required")
 	}
 	if req.Mode == "" {
 		req.Mode = store.ModeLive
@@ -66,10 +67,10 @@ func (s *Service) createKey(ctx context.Context, accountID string, req KeyReques
 		req.Permission = store.PermissionFull
 	}
 	if req.Mode != store.ModeLive && req.Mode != store.ModeTest {
-		return nil, "", ErrInvalid.With(`mode: must be "live" or "test"`)
+		return nil, "", pipeline.ErrInvalid.With(`mode: must be "live" or "test"`)
 	}
 	if req.Permission != store.PermissionFull && req.Permission != store.PermissionSending {
-		return nil, "", ErrInvalid.With(`permission: must be "full" or "sending"`)
+		return nil, "", pipeline.ErrInvalid.With(`permission: must be "full" or "sending"`)
 	}
 	if err := s.checkKeyDomainID(ctx, accountID, req.DomainID); err != nil {
 		return nil, "", err
@@ -79,75 +80,51 @@ func (s *Service) createKey(ctx context.Context, accountID string, req KeyReques
 	}
 	k, err := s.store.CreateKey(ctx, accountID, req.Name, req.Mode, req.Permission, secret, req.DomainID)
 	if err != nil {
-		return nil, "", storageError(err)
+		return nil, "", pipeline.StorageError(err)
 	}
 	return k, secret, nil
 }
 
 // Keys lists the caller's account's keys (prefix and last four only).
 func (s *Service) Keys(ctx context.Context, caller *store.Key) ([]*store.Key, error) {
-	if err := requirePermission(caller, store.PermissionFull); err != nil {
+	if err := pipeline.RequirePermission(caller, store.PermissionFull); err != nil {
 		return nil, err
 	}
 	ks, err := s.store.ListKeys(ctx, caller.AccountID)
 	if err != nil {
-		return nil, storageError(err)
+		return nil, pipeline.StorageError(err)
 	}
 	return ks, nil
 }
 
 // DeleteKey revokes a key of the caller's account, at once in every process.
 func (s *Service) DeleteKey(ctx context.Context, caller *store.Key, keyID string) error {
-	if err := requirePermission(caller, store.PermissionFull); err != nil {
+	if err := pipeline.RequirePermission(caller, store.PermissionFull); err != nil {
 		return err
 	}
 	err := s.store.DeleteKey(ctx, caller.AccountID, keyID)
 	if errors.Is(err, store.ErrNotFound) {
-		return NotFound("API key")
+		return pipeline.NotFound("API key")
 	}
 	if err != nil {
-		return storageError(err)
+		return pipeline.StorageError(err)
 	}
-	s.changed(ctx, keyChanged(keyID))
+	s.changes.KeyChanged(ctx, keyID)
 	return nil
 }
 
-// Email returns one of the account's emails.
-func (s *Service) Email(ctx context.Context, k *store.Key, id string) (*store.Email, error) {
-	e, err := s.store.Email(ctx, id)
-	if errors.Is(err, store.ErrNotFound) || (err == nil && e.AccountID != k.AccountID) {
-		return nil, NotFound("email")
+// checkKeyDomainID checks, when a key is created, that the domain it is to
+// be limited to is one of the account's.
+func (s *Service) checkKeyDomainID(ctx context.Context, accountID, domainID string) error {
+	if domainID == "" {
+		return nil
 	}
-	if err != nil {
-		return nil, storageError(err)
-	}
-	return e, nil
-}
-
-// EmailContent returns the MIME of one of the account's emails as it goes
-// out (before the DKIM signature, which is added at delivery).
-func (s *Service) EmailContent(ctx context.Context, k *store.Key, id string) ([]byte, error) {
-	if _, err := s.Email(ctx, k, id); err != nil {
-		return nil, err
-	}
-	b, err := s.store.Body(ctx, id)
+	_, err := s.store.DomainByID(ctx, accountID, domainID)
 	if errors.Is(err, store.ErrNotFound) {
-		return nil, NotFound("email content")
+		return pipeline.ErrInvalid.With("domainId: " + pipeline.Quote(domainID) + " is not a domain of this account")
 	}
 	if err != nil {
-		return nil, storageError(err)
+		return pipeline.StorageError(err)
 	}
-	return b, nil
-}
-
-// EmailEvents returns the events of one of the account's emails.
-func (s *Service) EmailEvents(ctx context.Context, k *store.Key, id string) ([]store.Event, error) {
-	if _, err := s.Email(ctx, k, id); err != nil {
-		return nil, err
-	}
-	evs, err := s.store.Events(ctx, id)
-	if err != nil {
-		return nil, storageError(err)
-	}
-	return evs, nil
+	return nil
 }

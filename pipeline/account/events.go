@@ -1,4 +1,4 @@
-package pipeline
+package account
 
 import (
 	"context"
@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/pigeonpost/pigeonpost/pipeline"
 	"github.com/pigeonpost/pigeonpost/pipeline/store"
 )
 
@@ -55,24 +56,24 @@ func (s *Service) ListEvents(ctx context.Context, k *store.Key, f EventFilter) (
 	if f.Type != "" {
 		f.Type = strings.TrimPrefix(f.Type, "email.")
 		if !containsString(eventTypes, f.Type) {
-			return nil, ErrInvalid.With("type: must be one of " + strings.Join(eventTypes, ", "))
+			return nil, pipeline.ErrInvalid.With("type: must be one of " + strings.Join(eventTypes, ", "))
 		}
 	}
 	if f.Cursor != "" && !streamIDPattern.MatchString(f.Cursor) {
-		return nil, ErrInvalid.With("cursor: not a cursor returned by this API")
+		return nil, pipeline.ErrInvalid.With("cursor: not a cursor returned by this API")
 	}
 	if f.Limit == 0 {
 		f.Limit = 50
 	}
 	if f.Limit < 1 || f.Limit > 100 {
-		return nil, ErrInvalid.With("limit: must be between 1 and 100")
+		return nil, pipeline.ErrInvalid.With("limit: must be between 1 and 100")
 	}
 	page := &EventPage{Data: []ListedEvent{}}
 	cursor, scanned := f.Cursor, 0
 	for scanned < eventScanBudget {
 		batch, err := s.store.AccountEvents(ctx, k.AccountID, cursor, eventScanBatch)
 		if err != nil {
-			return nil, storageError(err)
+			return nil, pipeline.StorageError(err)
 		}
 		for i, se := range batch {
 			scanned++

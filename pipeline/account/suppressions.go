@@ -1,4 +1,4 @@
-package pipeline
+package account
 
 import (
 	"context"
@@ -7,31 +7,32 @@ import (
 	"strings"
 	"unicode/utf8"
 
+	"github.com/pigeonpost/pigeonpost/pipeline"
 	"github.com/pigeonpost/pigeonpost/pipeline/store"
 )
 
 // Suppressions lists a page of the account's suppression list. cursor is ""
 // for the first page; next is "" after the last page.
 func (s *Service) Suppressions(ctx context.Context, k *store.Key, cursor string, limit int) ([]store.Suppression, string, error) {
-	if err := requirePermission(k, store.PermissionFull); err != nil {
+	if err := pipeline.RequirePermission(k, store.PermissionFull); err != nil {
 		return nil, "", err
 	}
 	if limit <= 0 {
 		limit = 100
 	}
 	if limit > 1000 {
-		return nil, "", ErrInvalid.With("limit: must be between 1 and 1000")
+		return nil, "", pipeline.ErrInvalid.With("limit: must be between 1 and 1000")
 	}
 	var c uint64
 	if cursor != "" {
 		var err error
 		if c, err = strconv.ParseUint(cursor, 10, 64); err != nil {
-			return nil, "", ErrInvalid.With("cursor: " + quoteShort(cursor) + " is not a valid cursor")
+			return nil, "", pipeline.ErrInvalid.With("cursor: " + pipeline.Quote(cursor) + " is not a valid cursor")
 		}
 	}
 	list, nc, err := s.store.ListSuppressions(ctx, k.AccountID, c, limit)
 	if err != nil {
-		return nil, "", storageError(err)
+		return nil, "", pipeline.StorageError(err)
 	}
 	next := ""
 	if nc != 0 {
@@ -43,43 +44,43 @@ func (s *Service) Suppressions(ctx context.Context, k *store.Key, cursor string,
 // Suppress adds an address to the account's suppression list: no more mail
 // is sent to it (Submit skips it and names it in Receipt.Suppressed).
 func (s *Service) Suppress(ctx context.Context, k *store.Key, addr, reason string) (*store.Suppression, error) {
-	if err := requirePermission(k, store.PermissionFull); err != nil {
+	if err := pipeline.RequirePermission(k, store.PermissionFull); err != nil {
 		return nil, err
 	}
 	addr = strings.TrimSpace(addr)
-	if _, err := ParseAddress(addr); err != nil {
-		return nil, ErrBadAddress.With("email: " + AsError(err).Message)
+	if _, err := pipeline.ParseAddress(addr); err != nil {
+		return nil, pipeline.ErrBadAddress.With("email: " + pipeline.AsError(err).Message)
 	}
 	if reason == "" {
 		reason = "manual"
 	}
 	if utf8.RuneCountInString(reason) > 100 {
-		return nil, ErrInvalid.With("reason: must be at most 100 characters")
+		return nil, pipeline.ErrInvalid.With("reason: must be at most 100 characters")
 	}
-	if err := checkPrintable("reason", reason); err != nil {
+	if err := pipeline.CheckPrintable("reason", reason); err != nil {
 		return nil, err
 	}
 	if err := s.store.Suppress(ctx, k.AccountID, addr, reason); err != nil {
-		return nil, storageError(err)
+		return nil, pipeline.StorageError(err)
 	}
 	sp, err := s.store.Suppression(ctx, k.AccountID, addr)
 	if err != nil {
-		return nil, storageError(err)
+		return nil, pipeline.StorageError(err)
 	}
 	return sp, nil
 }
 
 // Unsuppress removes an address from the account's suppression list.
 func (s *Service) Unsuppress(ctx context.Context, k *store.Key, addr string) error {
-	if err := requirePermission(k, store.PermissionFull); err != nil {
+	if err := pipeline.RequirePermission(k, store.PermissionFull); err != nil {
 		return err
 	}
 	err := s.store.Unsuppress(ctx, k.AccountID, strings.TrimSpace(addr))
 	if errors.Is(err, store.ErrNotFound) {
-		return NotFound("suppression")
+		return pipeline.NotFound("suppression")
 	}
 	if err != nil {
-		return storageError(err)
+		return pipeline.StorageError(err)
 	}
 	return nil
 }

@@ -1,4 +1,4 @@
-package pipeline
+package compose
 
 import (
 	"bytes"
@@ -10,6 +10,8 @@ import (
 
 	"github.com/emersion/go-message"
 	gomail "github.com/emersion/go-message/mail"
+	"github.com/pigeonpost/pigeonpost/pipeline"
+	"github.com/pigeonpost/pigeonpost/pipeline/htmltext"
 )
 
 // Compose is an email described by fields, as the REST API receives it.
@@ -58,8 +60,8 @@ const MaxComposeRecipients = 100
 //	  attachments
 func ComposeMessage(c Compose, now time.Time) (*Composed, error) {
 	from, err := mail.ParseAddress(c.From)
-	if err != nil || checkPrintable("from", c.From) != nil {
-		return nil, ErrBadAddress.With("from: " + quoteShort(c.From) + " is not a valid address")
+	if err != nil || pipeline.CheckPrintable("from", c.From) != nil {
+		return nil, pipeline.ErrBadAddress.With("from: " + pipeline.Quote(c.From) + " is not a valid address")
 	}
 	var h gomail.Header
 	h.SetAddressList("From", []*gomail.Address{{Name: from.Name, Address: from.Address}})
@@ -71,8 +73,8 @@ func ComposeMessage(c Compose, now time.Time) (*Composed, error) {
 		var addrs []*gomail.Address
 		for _, raw := range f.list {
 			a, err := mail.ParseAddress(raw)
-			if err != nil || checkPrintable(f.field, raw) != nil {
-				return nil, ErrBadAddress.With(f.field + ": " + quoteShort(raw) + " is not a valid address")
+			if err != nil || pipeline.CheckPrintable(f.field, raw) != nil {
+				return nil, pipeline.ErrBadAddress.With(f.field + ": " + pipeline.Quote(raw) + " is not a valid address")
 			}
 			addrs = append(addrs, &gomail.Address{Name: a.Name, Address: a.Address})
 			if f.field != "replyTo" {
@@ -84,16 +86,16 @@ func ComposeMessage(c Compose, now time.Time) (*Composed, error) {
 		}
 	}
 	if len(c.To) == 0 {
-		return nil, ErrInvalid.With("to: at least one recipient is required")
+		return nil, pipeline.ErrInvalid.With("to: at least one recipient is required")
 	}
 	if len(out.Recipients) > MaxComposeRecipients {
-		return nil, ErrInvalid.With(fmt.Sprintf("to, cc, bcc: at most %d recipients in all (got %d)", MaxComposeRecipients, len(out.Recipients)))
+		return nil, pipeline.ErrInvalid.With(fmt.Sprintf("to, cc, bcc: at most %d recipients in all (got %d)", MaxComposeRecipients, len(out.Recipients)))
 	}
-	if err := checkPrintable("subject", c.Subject); err != nil {
+	if err := pipeline.CheckPrintable("subject", c.Subject); err != nil {
 		return nil, err
 	}
 	if c.HTML == "" && c.Text == "" {
-		return nil, ErrInvalid.With("html or text: a message body is required")
+		return nil, pipeline.ErrInvalid.With("html or text: a message body is required")
 	}
 	h.SetSubject(c.Subject)
 	h.SetDate(now)
@@ -106,7 +108,7 @@ func ComposeMessage(c Compose, now time.Time) (*Composed, error) {
 
 	text := c.Text
 	if text == "" {
-		text = HTMLToText(c.HTML)
+		text = htmltext.FromHTML(c.HTML)
 	}
 	root := textNode("text/plain", text)
 	if c.HTML != "" {
@@ -220,21 +222,21 @@ func (n *mimeNode) write(w *message.Writer) error {
 func checkCustomHeader(name, value string) error {
 	lower := strings.ToLower(name)
 	if !strings.HasPrefix(lower, "x-") && !strings.HasPrefix(lower, "list-") {
-		return ErrInvalid.With(fmt.Sprintf("headers: %q is not allowed; only X-* and List-* headers may be set", name))
+		return pipeline.ErrInvalid.With(fmt.Sprintf("headers: %q is not allowed; only X-* and List-* headers may be set", name))
 	}
 	for _, r := range name {
 		if r <= ' ' || r >= 0x7f || r == ':' {
-			return ErrInvalid.With(fmt.Sprintf("headers: %q is not a valid header name", name))
+			return pipeline.ErrInvalid.With(fmt.Sprintf("headers: %q is not a valid header name", name))
 		}
 	}
 	if strings.ContainsAny(value, "\r\n\x00") {
-		return ErrInvalid.With(fmt.Sprintf("headers: the value of %q must not contain line breaks", name))
+		return pipeline.ErrInvalid.With(fmt.Sprintf("headers: the value of %q must not contain line breaks", name))
 	}
-	if err := checkPrintable(fmt.Sprintf("headers: the value of %q", name), value); err != nil {
+	if err := pipeline.CheckPrintable(fmt.Sprintf("headers: the value of %q", name), value); err != nil {
 		return err
 	}
 	if strings.HasPrefix(lower, "x-sp-") {
-		return ErrInvalid.With(fmt.Sprintf("headers: %q is reserved; use the tracking field", name))
+		return pipeline.ErrInvalid.With(fmt.Sprintf("headers: %q is reserved; use the tracking field", name))
 	}
 	return nil
 }

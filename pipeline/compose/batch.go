@@ -1,10 +1,11 @@
-package pipeline
+package compose
 
 import (
 	"context"
 	"fmt"
 	"strconv"
 
+	"github.com/pigeonpost/pigeonpost/pipeline"
 	"github.com/pigeonpost/pigeonpost/pipeline/store"
 )
 
@@ -16,14 +17,14 @@ const MaxBatch = 100
 // reach SendBatch.
 func CheckBatchSize(n int) error {
 	if n > MaxBatch {
-		return ErrInvalid.With(fmt.Sprintf("emails: at most %d emails per batch (got %d)", MaxBatch, n))
+		return pipeline.ErrInvalid.With(fmt.Sprintf("emails: at most %d emails per batch (got %d)", MaxBatch, n))
 	}
 	return nil
 }
 
 // BatchResult is the outcome of one email of a batch: a receipt or an error.
 type BatchResult struct {
-	Receipt *Receipt
+	Receipt *pipeline.Receipt
 	Err     error
 }
 
@@ -33,27 +34,27 @@ type BatchResult struct {
 // half-way sends only the emails that were not stored the first time.
 func (s *Service) SendBatch(ctx context.Context, k *store.Key, reqs []SendRequest, idempotencyKey string) ([]BatchResult, error) {
 	if len(reqs) == 0 {
-		return nil, ErrInvalid.With("emails: at least one email is required")
+		return nil, pipeline.ErrInvalid.With("emails: at least one email is required")
 	}
 	if err := CheckBatchSize(len(reqs)); err != nil {
 		return nil, err
 	}
 	if idempotencyKey != "" {
-		if err := CheckIdempotencyKey(idempotencyKey); err != nil {
+		if err := pipeline.CheckIdempotencyKey(idempotencyKey); err != nil {
 			return nil, err
 		}
 	}
 	out := make([]BatchResult, len(reqs))
 	for i, req := range reqs {
 		if err := ctx.Err(); err != nil {
-			out[i].Err = ErrUnavailable.WithCause(err)
+			out[i].Err = pipeline.ErrUnavailable.WithCause(err)
 			continue
 		}
 		key := ""
 		if idempotencyKey != "" {
 			key = idempotencyKey + "#" + strconv.Itoa(i)
 		}
-		out[i].Receipt, out[i].Err = s.send(ctx, k, req, scopeBatchItem, key)
+		out[i].Receipt, out[i].Err = s.send(ctx, k, req, pipeline.ScopeBatchItem, key)
 	}
 	return out, nil
 }

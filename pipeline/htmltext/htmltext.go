@@ -1,4 +1,5 @@
-package pipeline
+// Package htmltext turns an HTML body into its text/plain alternative.
+package htmltext
 
 import (
 	"bytes"
@@ -7,11 +8,11 @@ import (
 	xhtml "golang.org/x/net/html"
 )
 
-// HTMLToText makes the text/plain alternative of an HTML body, for senders
+// FromHTML makes the text/plain alternative of an HTML body, for senders
 // that give only html: text without tags, scripts or styles; paragraphs,
 // headings, list items and table rows on their own lines; links followed by
 // their URL in parentheses when it differs from the text.
-func HTMLToText(src string) string {
+func FromHTML(src string) string {
 	z := xhtml.NewTokenizer(strings.NewReader(src))
 	var out strings.Builder
 	var line bytes.Buffer // current line, whitespace collapsed

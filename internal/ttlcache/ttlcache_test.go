@@ -1,4 +1,4 @@
-package pipeline
+package ttlcache
 
 import (
 	"errors"
@@ -8,14 +8,14 @@ import (
 
 func TestTTLCache(t *testing.T) {
 	now := time.Unix(1_000_000, 0)
-	c := newTTLCache[int](time.Second)
+	c := New[int](time.Second)
 	loads := 0
 	load := func(v int) func() (int, error) {
 		return func() (int, error) { loads++; return v, nil }
 	}
 	get := func(key string, at time.Time, v int) int {
 		t.Helper()
-		got, err := c.lookup(key, at, load(v))
+		got, err := c.Lookup(key, at, load(v))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -29,21 +29,21 @@ func TestTTLCache(t *testing.T) {
 	if v := get("a", now.Add(time.Second+1), 11); v != 11 {
 		t.Errorf("expired entry returned: %d", v)
 	}
-	c.dropIf(func(v int) bool { return v == 2 })
+	c.DropIf(func(v int) bool { return v == 2 })
 	if v := get("b", now, 12); v != 12 {
 		t.Errorf("dropped entry returned: %d", v)
 	}
-	c.drop("b")
+	c.Drop("b")
 	if v := get("b", now, 13); v != 13 {
 		t.Errorf("dropped entry returned: %d", v)
 	}
-	c.dropAll()
+	c.DropAll()
 	if v := get("a", now, 14); v != 14 {
 		t.Errorf("entry returned after dropAll: %d", v)
 	}
 
 	// A failed load is not kept.
-	if _, err := c.lookup("e", now, func() (int, error) { return 0, errors.New("down") }); err == nil {
+	if _, err := c.Lookup("e", now, func() (int, error) { return 0, errors.New("down") }); err == nil {
 		t.Fatal("load error lost")
 	}
 	if v := get("e", now, 15); v != 15 {
@@ -52,7 +52,7 @@ func TestTTLCache(t *testing.T) {
 
 	// A value loaded while a drop happens may predate the change the drop
 	// is about: it is returned but not kept.
-	v, _ := c.lookup("r", now, func() (int, error) { c.drop("r"); return 16, nil })
+	v, _ := c.Lookup("r", now, func() (int, error) { c.Drop("r"); return 16, nil })
 	if v != 16 {
 		t.Fatalf("racing load returned %d", v)
 	}
@@ -60,9 +60,9 @@ func TestTTLCache(t *testing.T) {
 		t.Errorf("value loaded across a drop was kept: %d", v)
 	}
 
-	off := newTTLCache[int](0)
-	off.lookup("a", now, load(1))
-	if v, _ := off.lookup("a", now, load(2)); v != 2 {
+	off := New[int](0)
+	off.Lookup("a", now, load(1))
+	if v, _ := off.Lookup("a", now, load(2)); v != 2 {
 		t.Error("a zero TTL must disable the cache")
 	}
 }

@@ -1,4 +1,4 @@
-package pipeline
+package account
 
 import (
 	"context"
@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/pigeonpost/pigeonpost/pipeline"
 	"github.com/pigeonpost/pigeonpost/pipeline/store"
 )
 
@@ -49,7 +50,7 @@ func (c listCursor) encode() string {
 }
 
 func decodeCursor(s string) (listCursor, error) {
-	bad := ErrInvalid.With("cursor: " + quoteShort(s) + " is not a valid cursor")
+	bad := pipeline.ErrInvalid.With("cursor: " + pipeline.Quote(s) + " is not a valid cursor")
 	raw, err := base64.RawURLEncoding.DecodeString(s)
 	if err != nil {
 		return listCursor{}, bad
@@ -69,10 +70,10 @@ func (s *Service) ListEmails(ctx context.Context, k *store.Key, f EmailFilter) (
 		f.Limit = 50
 	}
 	if f.Limit < 1 || f.Limit > 100 {
-		return nil, ErrInvalid.With("limit: must be between 1 and 100")
+		return nil, pipeline.ErrInvalid.With("limit: must be between 1 and 100")
 	}
 	if f.Status != "" && !slices.Contains(emailStatuses, f.Status) {
-		return nil, ErrInvalid.With("status: must be one of " + strings.Join(emailStatuses, ", "))
+		return nil, pipeline.ErrInvalid.With("status: must be one of " + strings.Join(emailStatuses, ", "))
 	}
 	cur := listCursor{ms: math.MaxInt64}
 	if !f.Until.IsZero() {
@@ -94,7 +95,7 @@ func (s *Service) ListEmails(ctx context.Context, k *store.Key, f EmailFilter) (
 	for scanned < maxScanned {
 		batch, err := s.store.ScanEmails(ctx, k.AccountID, cur.ms, minMs, cur.skip, min(200, maxScanned-scanned))
 		if err != nil {
-			return nil, storageError(err)
+			return nil, pipeline.StorageError(err)
 		}
 		if len(batch) == 0 {
 			return page, nil // the end

@@ -1,4 +1,4 @@
-package pipeline
+package compose
 
 import (
 	"context"
@@ -11,6 +11,7 @@ import (
 	"strings"
 	"unicode/utf8"
 
+	"github.com/pigeonpost/pigeonpost/pipeline"
 	"github.com/pigeonpost/pigeonpost/pipeline/store"
 )
 
@@ -79,12 +80,12 @@ func parseTemplate(field, src string) ([]tplNode, error) {
 		}
 		closeAt := strings.Index(rest[open+2:], "}}")
 		if closeAt < 0 {
-			return nil, ErrInvalid.With(fmt.Sprintf("%s: unclosed {{ at %s", field, position(src, offset+open)))
+			return nil, pipeline.ErrInvalid.With(fmt.Sprintf("%s: unclosed {{ at %s", field, position(src, offset+open)))
 		}
 		inner := rest[open+2 : open+2+closeAt]
 		n, ok := parsePlaceholder(inner)
 		if !ok {
-			return nil, ErrInvalid.With(fmt.Sprintf("%s: invalid placeholder {{%s}} at %s; write {{name}} or {{name | default: \"text\"}}",
+			return nil, pipeline.ErrInvalid.With(fmt.Sprintf("%s: invalid placeholder {{%s}} at %s; write {{name}} or {{name | default: \"text\"}}",
 				field, shorten(inner, 40), position(src, offset+open)))
 
 		}
@@ -170,7 +171,7 @@ func renderTemplate(nodes []tplNode, vars map[string]string, mode int, missing m
 		case renderHTML:
 			b.WriteString(escapeHTMLValue(v, n.inTag))
 		case renderSubject:
-			if err := checkPrintable("variables."+n.name+" (used in the subject)", v); err != nil {
+			if err := pipeline.CheckPrintable("variables."+n.name+" (used in the subject)", v); err != nil {
 				return "", err
 			}
 			b.WriteString(v)
@@ -218,25 +219,25 @@ type TemplateFields struct {
 
 func checkTemplate(t *store.Template) (*parsedTemplate, error) {
 	if strings.TrimSpace(t.Name) == "" {
-		return nil, ErrInvalid.With("name: a template name is required")
+		return nil, pipeline.ErrInvalid.With("name: a template name is required")
 	}
 	if utf8.RuneCountInString(t.Name) > MaxTemplateName {
-		return nil, ErrInvalid.With(fmt.Sprintf("name: must be at most %d characters", MaxTemplateName))
+		return nil, pipeline.ErrInvalid.With(fmt.Sprintf("name: must be at most %d characters", MaxTemplateName))
 	}
-	if err := checkPrintable("name", t.Name); err != nil {
+	if err := pipeline.CheckPrintable("name", t.Name); err != nil {
 		return nil, err
 	}
 	if len(t.Subject) > MaxTemplateSubject {
-		return nil, ErrInvalid.With(fmt.Sprintf("subject: must be at most %d bytes", MaxTemplateSubject))
+		return nil, pipeline.ErrInvalid.With(fmt.Sprintf("subject: must be at most %d bytes", MaxTemplateSubject))
 	}
-	if err := checkPrintable("subject", t.Subject); err != nil {
+	if err := pipeline.CheckPrintable("subject", t.Subject); err != nil {
 		return nil, err
 	}
 	if len(t.HTML) > MaxTemplateBody || len(t.Text) > MaxTemplateBody {
-		return nil, ErrInvalid.With(fmt.Sprintf("html, text: each must be at most %d bytes", MaxTemplateBody))
+		return nil, pipeline.ErrInvalid.With(fmt.Sprintf("html, text: each must be at most %d bytes", MaxTemplateBody))
 	}
 	if t.HTML == "" && t.Text == "" {
-		return nil, ErrInvalid.With("html or text: a template body is required")
+		return nil, pipeline.ErrInvalid.With("html or text: a template body is required")
 	}
 	var p parsedTemplate
 	var err error
@@ -281,16 +282,16 @@ type renderedTemplate struct {
 
 func renderStoredTemplate(t *store.Template, vars map[string]string) (*renderedTemplate, error) {
 	if len(vars) > maxVariables {
-		return nil, ErrInvalid.With(fmt.Sprintf("variables: at most %d variables are allowed (got %d)", maxVariables, len(vars)))
+		return nil, pipeline.ErrInvalid.With(fmt.Sprintf("variables: at most %d variables are allowed (got %d)", maxVariables, len(vars)))
 	}
 	for name, v := range vars {
 		if len(v) > maxVariableValue {
-			return nil, ErrInvalid.With(fmt.Sprintf("variables.%s: must be at most %d bytes", shorten(name, 40), maxVariableValue))
+			return nil, pipeline.ErrInvalid.With(fmt.Sprintf("variables.%s: must be at most %d bytes", shorten(name, 40), maxVariableValue))
 		}
 	}
 	p, err := checkTemplate(t)
 	if err != nil {
-		return nil, ErrInvalid.With("templateId: the template is not valid: " + AsError(err).Message)
+		return nil, pipeline.ErrInvalid.With("templateId: the template is not valid: " + pipeline.AsError(err).Message)
 	}
 	missing := map[string]bool{}
 	var r renderedTemplate
@@ -309,7 +310,7 @@ func renderStoredTemplate(t *store.Template, vars map[string]string) (*renderedT
 			names = append(names, fmt.Sprintf("%q", n))
 		}
 		sort.Strings(names)
-		return nil, ErrInvalid.With("variables: missing " + strings.Join(names, ", ") +
+		return nil, pipeline.ErrInvalid.With("variables: missing " + strings.Join(names, ", ") +
 			` used by the template; pass it in variables or give a default: {{name | default: "text"}}`)
 
 	}
@@ -320,7 +321,7 @@ func renderStoredTemplate(t *store.Template, vars map[string]string) (*renderedT
 
 // CreateTemplate validates and stores a new template.
 func (s *Service) CreateTemplate(ctx context.Context, k *store.Key, f TemplateFields) (*store.Template, error) {
-	if err := requirePermission(k, store.PermissionFull); err != nil {
+	if err := pipeline.RequirePermission(k, store.PermissionFull); err != nil {
 		return nil, err
 	}
 	now := s.opt.Now().UTC()
@@ -330,7 +331,7 @@ func (s *Service) CreateTemplate(ctx context.Context, k *store.Key, f TemplateFi
 		return nil, err
 	}
 	if err := s.store.PutTemplate(ctx, k.AccountID, t); err != nil {
-		return nil, storageError(err)
+		return nil, pipeline.StorageError(err)
 	}
 	return t, nil
 }
@@ -348,7 +349,7 @@ func applyTemplateFields(t *store.Template, f TemplateFields) {
 
 // Template returns one of the account's templates.
 func (s *Service) Template(ctx context.Context, k *store.Key, id string) (*store.Template, error) {
-	if err := requirePermission(k, store.PermissionFull); err != nil {
+	if err := pipeline.RequirePermission(k, store.PermissionFull); err != nil {
 		return nil, err
 	}
 	return s.template(ctx, k, id)
@@ -357,10 +358,10 @@ func (s *Service) Template(ctx context.Context, k *store.Key, id string) (*store
 func (s *Service) template(ctx context.Context, k *store.Key, id string) (*store.Template, error) {
 	t, err := s.store.Template(ctx, k.AccountID, id)
 	if errors.Is(err, store.ErrNotFound) {
-		return nil, NotFound("template")
+		return nil, pipeline.NotFound("template")
 	}
 	if err != nil {
-		return nil, storageError(err)
+		return nil, pipeline.StorageError(err)
 	}
 	return t, nil
 }
@@ -378,22 +379,22 @@ func (s *Service) UpdateTemplate(ctx context.Context, k *store.Key, id string, f
 		return nil, err
 	}
 	if err := s.store.PutTemplate(ctx, k.AccountID, t); err != nil {
-		return nil, storageError(err)
+		return nil, pipeline.StorageError(err)
 	}
 	return t, nil
 }
 
 // DeleteTemplate removes a template.
 func (s *Service) DeleteTemplate(ctx context.Context, k *store.Key, id string) error {
-	if err := requirePermission(k, store.PermissionFull); err != nil {
+	if err := pipeline.RequirePermission(k, store.PermissionFull); err != nil {
 		return err
 	}
 	err := s.store.DeleteTemplate(ctx, k.AccountID, id)
 	if errors.Is(err, store.ErrNotFound) {
-		return NotFound("template")
+		return pipeline.NotFound("template")
 	}
 	if err != nil {
-		return storageError(err)
+		return pipeline.StorageError(err)
 	}
 	return nil
 }
@@ -401,26 +402,26 @@ func (s *Service) DeleteTemplate(ctx context.Context, k *store.Key, id string) e
 // Templates lists the account's templates, newest first, limit a page
 // (1–100, default 20) after the cursor; next is "" on the last page.
 func (s *Service) Templates(ctx context.Context, k *store.Key, cursor string, limit int) ([]*store.Template, string, error) {
-	if err := requirePermission(k, store.PermissionFull); err != nil {
+	if err := pipeline.RequirePermission(k, store.PermissionFull); err != nil {
 		return nil, "", err
 	}
 	if limit <= 0 {
 		limit = 20
 	}
 	if limit > 100 {
-		return nil, "", ErrInvalid.With("limit: must be between 1 and 100")
+		return nil, "", pipeline.ErrInvalid.With("limit: must be between 1 and 100")
 	}
 	var after int64
 	if cursor != "" {
 		n, err := strconv.ParseInt(cursor, 10, 64)
 		if err != nil || n < 1 {
-			return nil, "", ErrInvalid.With("cursor: " + quoteShort(cursor) + " is not a valid cursor")
+			return nil, "", pipeline.ErrInvalid.With("cursor: " + pipeline.Quote(cursor) + " is not a valid cursor")
 		}
 		after = n
 	}
 	ts, next, err := s.store.ListTemplates(ctx, k.AccountID, after, limit)
 	if err != nil {
-		return nil, "", storageError(err)
+		return nil, "", pipeline.StorageError(err)
 	}
 	if next == 0 {
 		return ts, "", nil

@@ -1,9 +1,10 @@
-package pipeline
+package compose
 
 import (
 	"strings"
 	"testing"
 
+	"github.com/pigeonpost/pigeonpost/pipeline"
 	"github.com/pigeonpost/pigeonpost/pipeline/store"
 )
 
@@ -47,14 +48,14 @@ func TestTemplateSubstitution(t *testing.T) {
 	})
 	t.Run("missing variables are named, all of them", func(t *testing.T) {
 		_, err := renderForTest(t, store.Template{Subject: "{{first}}", Text: "{{second}} {{first}}"}, nil)
-		e := AsError(err)
+		e := pipeline.AsError(err)
 		if err == nil || e.HTTPStatus != 400 || !strings.Contains(e.Message, `"first"`) || !strings.Contains(e.Message, `"second"`) {
 			t.Fatalf("%v", err)
 		}
 	})
 	t.Run("a line break in a subject value is refused", func(t *testing.T) {
 		_, err := renderForTest(t, store.Template{Subject: "Hi {{name}}", Text: "x"}, map[string]string{"name": "x\r\nBcc: v@victim.test"})
-		if err == nil || AsError(err).HTTPStatus != 400 || !strings.Contains(AsError(err).Message, "variables.name") {
+		if err == nil || pipeline.AsError(err).HTTPStatus != 400 || !strings.Contains(pipeline.AsError(err).Message, "variables.name") {
 			t.Fatalf("%v", err)
 		}
 	})
@@ -111,7 +112,7 @@ func TestTemplateValidation(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			_, err := checkTemplate(&c.tpl)
-			if err == nil || AsError(err).HTTPStatus != 400 || !strings.Contains(AsError(err).Message, c.want) {
+			if err == nil || pipeline.AsError(err).HTTPStatus != 400 || !strings.Contains(pipeline.AsError(err).Message, c.want) {
 				t.Fatalf("got %v, want a 400 containing %q", err, c.want)
 			}
 		})

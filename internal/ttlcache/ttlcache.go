@@ -1,16 +1,19 @@
-package pipeline
+// Package ttlcache keeps recent lookups for a while: the hot path's API keys,
+// sender domains, tracking settings and links, so that they cost no Redis
+// round trip. Whoever changes a record drops the entries it touches.
+package ttlcache
 
 import (
 	"sync"
 	"time"
 )
 
-// ttlCache keeps recent lookups (API keys, sender domains, tracking
+// Cache keeps recent lookups (API keys, sender domains, tracking
 // settings, links) so that the hot path costs no Redis round trip for them.
 // A change drops the entries it touches at once in every process
-// (invalidate.go); the TTL bounds what a process keeps when it cannot hear
+// (pipeline/invalidate.go); the TTL bounds what a process keeps when it cannot hear
 // about changes.
-type ttlCache[V any] struct {
+type Cache[V any] struct {
 	ttl     time.Duration
 	mu      sync.Mutex
 	entries map[string]ttlEntry[V]
@@ -28,14 +31,15 @@ type ttlEntry[V any] struct {
 // than letting the map grow.
 const maxCacheEntries = 10000
 
-func newTTLCache[V any](ttl time.Duration) *ttlCache[V] {
-	return &ttlCache[V]{ttl: ttl, entries: map[string]ttlEntry[V]{}}
+// New returns a cache whose entries live for ttl; 0 keeps nothing.
+func New[V any](ttl time.Duration) *Cache[V] {
+	return &Cache[V]{ttl: ttl, entries: map[string]ttlEntry[V]{}}
 }
 
-// lookup returns the value of key: the cached one, or else what load
+// Lookup returns the value of key: the cached one, or else what load
 // returns, which is kept for the TTL when load succeeds and nothing was
 // dropped meanwhile.
-func (c *ttlCache[V]) lookup(key string, now time.Time, load func() (V, error)) (V, error) {
+func (c *Cache[V]) Lookup(key string, now time.Time, load func() (V, error)) (V, error) {
 	c.mu.Lock()
 	e, ok := c.entries[key]
 	drops := c.drops
@@ -59,8 +63,8 @@ func (c *ttlCache[V]) lookup(key string, now time.Time, load func() (V, error)) 
 	return v, nil
 }
 
-// dropIf removes every entry for which match is true.
-func (c *ttlCache[V]) dropIf(match func(V) bool) {
+// DropIf removes every entry for which match is true.
+func (c *Cache[V]) DropIf(match func(V) bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.drops++
@@ -71,16 +75,16 @@ func (c *ttlCache[V]) dropIf(match func(V) bool) {
 	}
 }
 
-// drop removes key's entry.
-func (c *ttlCache[V]) drop(key string) {
+// Drop removes key's entry.
+func (c *Cache[V]) Drop(key string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.drops++
 	delete(c.entries, key)
 }
 
-// dropAll empties the cache.
-func (c *ttlCache[V]) dropAll() {
+// DropAll empties the cache.
+func (c *Cache[V]) DropAll() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.drops++

@@ -1,4 +1,4 @@
-package pipeline
+package compose
 
 import (
 	"context"
@@ -13,6 +13,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/pigeonpost/pigeonpost/internal/safehttp"
+	"github.com/pigeonpost/pigeonpost/pipeline"
 )
 
 // Attachment limits, as documented: 7 MB a file, 25 MB in all (decoded).
@@ -48,7 +49,7 @@ const FetchTimeout = 30 * time.Second
 // limits. Errors name the attachment by its index.
 func (s *Service) resolveAttachments(ctx context.Context, in []Attachment) ([]ComposeAttachment, error) {
 	if len(in) > MaxAttachments {
-		return nil, ErrInvalid.With(fmt.Sprintf("attachments: at most %d attachments are allowed (got %d)", MaxAttachments, len(in)))
+		return nil, pipeline.ErrInvalid.With(fmt.Sprintf("attachments: at most %d attachments are allowed (got %d)", MaxAttachments, len(in)))
 	}
 	out := make([]ComposeAttachment, 0, len(in))
 	total := 0
@@ -61,7 +62,7 @@ func (s *Service) resolveAttachments(ctx context.Context, in []Attachment) ([]Co
 		contentType := a.ContentType
 		switch {
 		case a.Content != "" && a.Path != "":
-			return nil, ErrInvalid.With(field + ": give content or path, not both")
+			return nil, pipeline.ErrInvalid.With(field + ": give content or path, not both")
 		case a.Path != "":
 			body, fetchedType, err := s.fetchAttachment(ctx, field, a.Path)
 			if err != nil {
@@ -79,11 +80,11 @@ func (s *Service) resolveAttachments(ctx context.Context, in []Attachment) ([]Co
 			data = b
 		}
 		if len(data) > MaxAttachmentBytes {
-			return nil, ErrInvalid.With(fmt.Sprintf("%s: %s is %d bytes; the limit is %d bytes (7 MB) a file", field, quoteShort(a.Filename), len(data), MaxAttachmentBytes))
+			return nil, pipeline.ErrInvalid.With(fmt.Sprintf("%s: %s is %d bytes; the limit is %d bytes (7 MB) a file", field, pipeline.Quote(a.Filename), len(data), MaxAttachmentBytes))
 		}
 		total += len(data)
 		if total > MaxAttachmentTotalBytes {
-			return nil, ErrInvalid.With(fmt.Sprintf("attachments: %d bytes in all exceeds the limit of %d bytes (25 MB)", total, MaxAttachmentTotalBytes))
+			return nil, pipeline.ErrInvalid.With(fmt.Sprintf("attachments: %d bytes in all exceeds the limit of %d bytes (25 MB)", total, MaxAttachmentTotalBytes))
 		}
 		ct, err := attachmentType(field, contentType, a.Filename)
 		if err != nil {
@@ -96,26 +97,26 @@ func (s *Service) resolveAttachments(ctx context.Context, in []Attachment) ([]Co
 
 func checkAttachmentFields(field string, a Attachment) error {
 	if strings.TrimSpace(a.Filename) == "" {
-		return ErrInvalid.With(field + ".filename: is required")
+		return pipeline.ErrInvalid.With(field + ".filename: is required")
 	}
 	if utf8.RuneCountInString(a.Filename) > maxFilenameLen {
-		return ErrInvalid.With(fmt.Sprintf("%s.filename: must be at most %d characters", field, maxFilenameLen))
+		return pipeline.ErrInvalid.With(fmt.Sprintf("%s.filename: must be at most %d characters", field, maxFilenameLen))
 	}
 	for _, f := range []struct{ name, v string }{
 		{".filename", a.Filename}, {".contentType", a.ContentType}, {".contentId", a.ContentID}, {".path", a.Path},
 	} {
-		if err := checkPrintable(field+f.name, f.v); err != nil {
+		if err := pipeline.CheckPrintable(field+f.name, f.v); err != nil {
 			return err
 		}
 	}
 	if strings.ContainsAny(a.Filename, `/\`) {
-		return ErrInvalid.With(field + ".filename: must be a file name, without / or \\")
+		return pipeline.ErrInvalid.With(field + ".filename: must be a file name, without / or \\")
 	}
 	if strings.ContainsAny(a.ContentID, "<> \t\"") {
-		return ErrInvalid.With(field + ".contentId: must not contain <, >, quotes or spaces (write it without the angle brackets)")
+		return pipeline.ErrInvalid.With(field + ".contentId: must not contain <, >, quotes or spaces (write it without the angle brackets)")
 	}
 	if a.Content == "" && a.Path == "" {
-		return ErrInvalid.With(field + ": content (base64) or path (an HTTPS URL) is required")
+		return pipeline.ErrInvalid.With(field + ": content (base64) or path (an HTTPS URL) is required")
 	}
 	return nil
 }
@@ -133,14 +134,14 @@ func decodeBase64(field, s string) ([]byte, error) {
 		}, s)
 	}
 	if base64.RawStdEncoding.DecodedLen(len(strings.TrimRight(s, "="))) > MaxAttachmentBytes {
-		return nil, ErrInvalid.With(fmt.Sprintf("%s: the file exceeds the limit of %d bytes (7 MB) a file", field, MaxAttachmentBytes))
+		return nil, pipeline.ErrInvalid.With(fmt.Sprintf("%s: the file exceeds the limit of %d bytes (7 MB) a file", field, MaxAttachmentBytes))
 	}
 	b, err := base64.StdEncoding.DecodeString(s)
 	if err != nil {
 		b, err = base64.RawStdEncoding.DecodeString(s)
 	}
 	if err != nil {
-		return nil, ErrInvalid.With(field + ".content: is not valid base64")
+		return nil, pipeline.ErrInvalid.With(field + ".content: is not valid base64")
 	}
 	return b, nil
 }
@@ -151,13 +152,13 @@ func decodeBase64(field, s string) ([]byte, error) {
 func (s *Service) fetchAttachment(ctx context.Context, field, raw string) ([]byte, string, error) {
 	u, err := url.Parse(raw)
 	if err != nil || u.Scheme != "https" || u.Host == "" || u.Hostname() == "" {
-		return nil, "", ErrInvalid.With(field + ".path: must be an https:// URL")
+		return nil, "", pipeline.ErrInvalid.With(field + ".path: must be an https:// URL")
 	}
 	if u.User != nil {
-		return nil, "", ErrInvalid.With(field + ".path: URLs with credentials are not allowed")
+		return nil, "", pipeline.ErrInvalid.With(field + ".path: URLs with credentials are not allowed")
 	}
 	if s.opt.Fetcher == nil {
-		return nil, "", ErrInvalid.With(field + ".path: fetching attachments from URLs is not enabled on this server; send content instead")
+		return nil, "", pipeline.ErrInvalid.With(field + ".path: fetching attachments from URLs is not enabled on this server; send content instead")
 	}
 	ctx, cancel := context.WithTimeout(ctx, FetchTimeout)
 	defer cancel()
@@ -166,13 +167,13 @@ func (s *Service) fetchAttachment(ctx context.Context, field, raw string) ([]byt
 	case err == nil:
 		return body, ct, nil
 	case errors.Is(err, safehttp.ErrTooLarge):
-		return nil, "", ErrInvalid.With(fmt.Sprintf("%s.path: the file exceeds the limit of %d bytes (7 MB) a file", field, MaxAttachmentBytes))
+		return nil, "", pipeline.ErrInvalid.With(fmt.Sprintf("%s.path: the file exceeds the limit of %d bytes (7 MB) a file", field, MaxAttachmentBytes))
 	case errors.Is(err, safehttp.ErrForbiddenAddress):
-		return nil, "", ErrInvalid.With(field + ".path: the URL's host is on a private, loopback or link-local address, which is not allowed").WithCause(err)
+		return nil, "", pipeline.ErrInvalid.With(field + ".path: the URL's host is on a private, loopback or link-local address, which is not allowed").WithCause(err)
 	case ctx.Err() != nil:
-		return nil, "", ErrInvalid.With(field + ".path: fetching the URL timed out").WithCause(err)
+		return nil, "", pipeline.ErrInvalid.With(field + ".path: fetching the URL timed out").WithCause(err)
 	}
-	return nil, "", ErrInvalid.With(field + ".path: the URL could not be fetched").WithCause(err)
+	return nil, "", pipeline.ErrInvalid.With(field + ".path: the URL could not be fetched").WithCause(err)
 }
 
 // attachmentType returns the content type to declare: the given one (which
@@ -183,7 +184,7 @@ func attachmentType(field, given, filename string) (string, error) {
 	if given != "" {
 		mt, params, err := mime.ParseMediaType(given)
 		if err != nil || !strings.Contains(mt, "/") || strings.HasPrefix(mt, "multipart/") || strings.HasPrefix(mt, "message/") {
-			return "", ErrInvalid.With(field + ".contentType: " + quoteShort(given) + " is not a valid content type")
+			return "", pipeline.ErrInvalid.With(field + ".contentType: " + pipeline.Quote(given) + " is not a valid content type")
 		}
 		return mime.FormatMediaType(mt, params), nil
 	}

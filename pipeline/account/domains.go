@@ -1,26 +1,24 @@
-package pipeline
+package account
 
 import (
 	"context"
 	"errors"
-	"regexp"
 	"strings"
 
+	"github.com/pigeonpost/pigeonpost/pipeline"
 	"github.com/pigeonpost/pigeonpost/pipeline/dkim"
 	"github.com/pigeonpost/pigeonpost/pipeline/store"
 )
 
-var domainName = regexp.MustCompile(`^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$`)
-
 // AddDomain creates a sending domain with a new DKIM key and the DNS records
 // its owner must publish.
 func (s *Service) AddDomain(ctx context.Context, k *store.Key, name string) (*store.Domain, error) {
-	if err := requirePermission(k, store.PermissionFull); err != nil {
+	if err := pipeline.RequirePermission(k, store.PermissionFull); err != nil {
 		return nil, err
 	}
 	name = strings.TrimSuffix(strings.ToLower(strings.TrimSpace(name)), ".")
-	if !domainName.MatchString(name) || len(name) > 253 {
-		return nil, ErrInvalid.With("name: " + quoteShort(name) + " is not a valid domain name")
+	if !pipeline.ValidDomainName(name) {
+		return nil, pipeline.ErrInvalid.With("name: " + pipeline.Quote(name) + " is not a valid domain name")
 	}
 	priv, txt, err := dkim.GenerateKey()
 	if err != nil {
@@ -35,38 +33,38 @@ func (s *Service) AddDomain(ctx context.Context, k *store.Key, name string) (*st
 			{Type: "TXT", Name: "_dmarc." + name, Value: "v=DMARC1; p=none;", Status: "pending"},
 		},
 	}
-	defer s.changed(ctx, domainChanged(k.AccountID, name))
+	defer s.changes.DomainChanged(ctx, k.AccountID, name)
 	if err := s.store.AddDomain(ctx, k.AccountID, d); errors.Is(err, store.ErrExists) {
-		return nil, ErrConflict.With("domain " + name + " already exists")
+		return nil, pipeline.ErrConflict.With("domain " + name + " already exists")
 	} else if err != nil {
-		return nil, storageError(err)
+		return nil, pipeline.StorageError(err)
 	}
 	return d, nil
 }
 
 // Domain returns one of the account's domains by id.
 func (s *Service) Domain(ctx context.Context, k *store.Key, id string) (*store.Domain, error) {
-	if err := requirePermission(k, store.PermissionFull); err != nil {
+	if err := pipeline.RequirePermission(k, store.PermissionFull); err != nil {
 		return nil, err
 	}
 	d, err := s.store.DomainByID(ctx, k.AccountID, id)
 	if errors.Is(err, store.ErrNotFound) {
-		return nil, NotFound("domain")
+		return nil, pipeline.NotFound("domain")
 	}
 	if err != nil {
-		return nil, storageError(err)
+		return nil, pipeline.StorageError(err)
 	}
 	return d, nil
 }
 
 // Domains lists the account's domains.
 func (s *Service) Domains(ctx context.Context, k *store.Key) ([]*store.Domain, error) {
-	if err := requirePermission(k, store.PermissionFull); err != nil {
+	if err := pipeline.RequirePermission(k, store.PermissionFull); err != nil {
 		return nil, err
 	}
 	ds, err := s.store.ListDomains(ctx, k.AccountID)
 	if err != nil {
-		return nil, storageError(err)
+		return nil, pipeline.StorageError(err)
 	}
 	return ds, nil
 }
@@ -77,9 +75,9 @@ func (s *Service) DeleteDomain(ctx context.Context, k *store.Key, id string) err
 	if err != nil {
 		return err
 	}
-	defer s.changed(ctx, domainChanged(k.AccountID, d.Name))
+	defer s.changes.DomainChanged(ctx, k.AccountID, d.Name)
 	if err := s.store.DeleteDomain(ctx, k.AccountID, d.Name); err != nil {
-		return storageError(err)
+		return pipeline.StorageError(err)
 	}
 	return nil
 }
@@ -109,9 +107,9 @@ func (s *Service) VerifyDomain(ctx context.Context, k *store.Key, id string) (*s
 		now := s.opt.Now().UTC()
 		d.VerifiedAt = &now
 	}
-	defer s.changed(ctx, domainChanged(k.AccountID, d.Name))
+	defer s.changes.DomainChanged(ctx, k.AccountID, d.Name)
 	if err := s.store.PutDomain(ctx, k.AccountID, d); err != nil {
-		return nil, storageError(err)
+		return nil, pipeline.StorageError(err)
 	}
 	return d, nil
 }
@@ -145,7 +143,7 @@ func recordPublished(want string, found []string) bool {
 // DomainForSending returns the account's verified domain record for the
 // From: address of an email, for DKIM signing; nil if there is none.
 func (s *Service) DomainForSending(ctx context.Context, accountID, from string) (*store.Domain, error) {
-	d, err := s.store.DomainByName(ctx, accountID, domainOf(from))
+	d, err := s.store.DomainByName(ctx, accountID, pipeline.DomainOf(from))
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, nil
 	}

@@ -1,0 +1,63 @@
+// Package account owns what an account administers and reads: API keys,
+// sending domains (with their DKIM keys and DNS checks), suppressions,
+// webhook endpoints, and the read models of its mail (one email, its
+// content and events, the email and event lists) with the cancelling of a
+// scheduled send. The submission itself is package pipeline's.
+package account
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	"github.com/pigeonpost/pigeonpost/pipeline/store"
+	"github.com/pigeonpost/pigeonpost/pipeline/webhooks"
+)
+
+// Changes is how a change reaches the caches of the submission in every
+// process (pipeline.Service implements it): a revoked key must stop working
+// at once, everywhere.
+type Changes interface {
+	KeyChanged(ctx context.Context, keyID string)
+	DomainChanged(ctx context.Context, accountID, name string)
+}
+
+// TXTResolver looks up TXT records for domain verification.
+type TXTResolver interface {
+	LookupTXT(ctx context.Context, name string) ([]string, error)
+}
+
+// HostResolver looks up the addresses of webhook endpoint hosts through
+// the configured resolver (dns.resolver).
+type HostResolver interface {
+	LookupHost(ctx context.Context, host string) ([]string, error)
+}
+
+// Options configure a Service.
+type Options struct {
+	DKIMSelector string
+	SPFInclude   string
+	Resolver     TXTResolver
+	Lookup       HostResolver       // nil: webhook hosts are not resolved when registered
+	WebhookURLs  webhooks.URLPolicy // which webhook endpoint URLs are accepted
+	Now          func() time.Time
+	Logger       *slog.Logger
+}
+
+// Service administers accounts. It is safe for concurrent use.
+type Service struct {
+	opt     Options
+	store   *store.Store
+	changes Changes
+}
+
+// New returns the Service over st.
+func New(st *store.Store, changes Changes, opt Options) *Service {
+	if opt.Now == nil {
+		opt.Now = time.Now
+	}
+	if opt.Logger == nil {
+		opt.Logger = slog.Default()
+	}
+	return &Service{opt: opt, store: st, changes: changes}
+}

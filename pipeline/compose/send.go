@@ -1,0 +1,129 @@
+package compose
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+
+	"github.com/pigeonpost/pigeonpost/pipeline"
+	"github.com/pigeonpost/pigeonpost/pipeline/store"
+)
+
+// SendRequest is an email described by fields, as POST /v1/emails (and each
+// email of a batch) receives it.
+type SendRequest struct {
+	From        string             `json:"from"`
+	To          []string           `json:"to"`
+	Cc          []string           `json:"cc,omitempty"`
+	Bcc         []string           `json:"bcc,omitempty"`
+	ReplyTo     []string           `json:"replyTo,omitempty"`
+	Subject     string             `json:"subject,omitempty"`
+	HTML        string             `json:"html,omitempty"`
+	Text        string             `json:"text,omitempty"`
+	Headers     map[string]string  `json:"headers,omitempty"`
+	Tags        []string           `json:"tags,omitempty"`
+	Metadata    map[string]string  `json:"metadata,omitempty"`
+	Attachments []Attachment       `json:"attachments,omitempty"`
+	TemplateID  string             `json:"templateId,omitempty"`
+	Variables   map[string]string  `json:"variables,omitempty"`
+	Tracking    *pipeline.Tracking `json:"tracking,omitempty"`
+	ScheduledAt string             `json:"scheduledAt,omitempty"` // ISO 8601; "" sends now
+}
+
+// Send builds the message that req describes and submits it: the REST
+// sibling of an SMTP DATA. With an idempotencyKey, a repeat of the same
+// request within 24 h returns the first receipt (Replayed set) and sends
+// nothing; the same key with another request is ErrIdempotencyMismatch.
+// The key is claimed before anything else (attachments are not fetched
+// again for a repeat), and the receipt is stored with the emails.
+func (s *Service) Send(ctx context.Context, k *store.Key, req SendRequest, idempotencyKey string) (*pipeline.Receipt, error) {
+	return s.send(ctx, k, req, pipeline.ScopeSend, idempotencyKey)
+}
+
+func (s *Service) send(ctx context.Context, k *store.Key, req SendRequest, scope pipeline.Scope, idempotencyKey string) (_ *pipeline.Receipt, err error) {
+	var claim *pipeline.Claim
+	if idempotencyKey != "" {
+		// The fingerprint is the request re-encoded (struct fields in
+		// order, map keys sorted): whitespace and key order in the
+		// client's JSON do not matter.
+		fp, jsonErr := json.Marshal(req)
+		if jsonErr != nil {
+			return nil, jsonErr
+		}
+		var replay *pipeline.Receipt
+		if claim, replay, err = s.sub.ClaimSend(ctx, k, scope, idempotencyKey, fp); err != nil || replay != nil {
+			return replay, err
+		}
+		// err is the named result: the key is released if anything below fails.
+		defer func() {
+			if err != nil {
+				s.sub.Release(claim)
+			}
+		}()
+	}
+	sub, err := s.buildSubmission(ctx, k, req)
+	if err != nil {
+		return nil, err
+	}
+	sub.Claim = claim
+	return s.sub.Submit(ctx, sub)
+}
+
+// buildSubmission renders the template, resolves the attachments and
+// composes the MIME message of req.
+func (s *Service) buildSubmission(ctx context.Context, k *store.Key, req SendRequest) (pipeline.Submission, error) {
+	now := s.opt.Now().UTC()
+	at, err := pipeline.ParseSchedule("scheduled_at", req.ScheduledAt, now)
+	if err != nil {
+		return pipeline.Submission{}, err
+	}
+	if err := pipeline.CheckLabels(req.Tags, req.Metadata); err != nil {
+		return pipeline.Submission{}, err
+	}
+	subject, htmlBody, text := req.Subject, req.HTML, req.Text
+	if req.TemplateID != "" {
+		if err := pipeline.CheckPrintable("templateId", req.TemplateID); err != nil {
+			return pipeline.Submission{}, err
+		}
+		if req.HTML != "" || req.Text != "" {
+			return pipeline.Submission{}, pipeline.ErrInvalid.With("html, text: cannot be combined with templateId (the template gives the body)")
+		}
+		t, err := s.template(ctx, k, req.TemplateID)
+		if err != nil {
+			if errors.Is(err, pipeline.ErrNotFound) {
+				return pipeline.Submission{}, pipeline.ErrInvalid.With("templateId: no template " + pipeline.Quote(req.TemplateID) + " in this account")
+			}
+			return pipeline.Submission{}, err
+		}
+		r, err := renderStoredTemplate(t, req.Variables)
+		if err != nil {
+			return pipeline.Submission{}, err
+		}
+		htmlBody, text = r.HTML, r.Text
+		if subject == "" {
+			subject = r.Subject
+		}
+	} else if len(req.Variables) > 0 {
+		return pipeline.Submission{}, pipeline.ErrInvalid.With("variables: only used with templateId")
+	}
+	attachments, err := s.resolveAttachments(ctx, req.Attachments)
+	if err != nil {
+		return pipeline.Submission{}, err
+	}
+	composed, err := ComposeMessage(Compose{
+		From: req.From, To: req.To, Cc: req.Cc, Bcc: req.Bcc, ReplyTo: req.ReplyTo,
+		Subject: subject, HTML: htmlBody, Text: text, Headers: req.Headers, Attachments: attachments,
+	}, now)
+	if err != nil {
+		return pipeline.Submission{}, err
+	}
+	sub := pipeline.Submission{
+		Key: k, Source: "api", EnvelopeFrom: composed.EnvelopeFrom, Recipients: composed.Recipients,
+		Message: composed.Message, Tags: req.Tags, Metadata: req.Metadata, Tracking: &pipeline.Tracking{},
+		ScheduledAt: at,
+	}
+	if req.Tracking != nil {
+		sub.Tracking = &pipeline.Tracking{Opens: req.Tracking.Opens, Clicks: req.Tracking.Clicks}
+	}
+	return sub, nil
+}

@@ -1,0 +1,131 @@
+package compose_test
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/pigeonpost/pigeonpost/pipeline"
+	"github.com/pigeonpost/pigeonpost/pipeline/account"
+	"github.com/pigeonpost/pigeonpost/pipeline/compose"
+	"github.com/pigeonpost/pigeonpost/pipeline/pipelinetest"
+	"github.com/pigeonpost/pigeonpost/pipeline/store"
+)
+
+// parts returns the pipeline's parts on a fresh Redis and a test key of
+// the account acme.
+func parts(t *testing.T) (*pipelinetest.Parts, *store.Key) {
+	t.Helper()
+	p := pipelinetest.New(t, pipelinetest.Options{Pipeline: pipeline.Options{RateLimit: pipeline.RateLimit{PerSecond: 1000, Burst: 1000}}})
+	return p, p.Key(t, "acme", "sp_test_pipelineunittestkey0000001")
+}
+
+func TestSendIdempotency(t *testing.T) {
+	p, k := parts(t)
+	ctx := context.Background()
+	req := compose.SendRequest{From: "hello@acme.test", To: []string{"a@x.test"}, Subject: "s", Text: "t"}
+
+	first, err := p.Compose.Send(ctx, k, req, "key-1")
+	if err != nil || first.Replayed {
+		t.Fatalf("%+v %v", first, err)
+	}
+	again, err := p.Compose.Send(ctx, k, req, "key-1")
+	if err != nil || !again.Replayed || again.IDs[0] != first.IDs[0] {
+		t.Fatalf("repeat: %+v %v", again, err)
+	}
+	other := req
+	other.Subject = "different"
+	if _, err := p.Compose.Send(ctx, k, other, "key-1"); pipeline.AsError(err).HTTPStatus != 422 {
+		t.Fatalf("different body: %v", err)
+	}
+	// Another account with the same key is independent.
+	k2 := p.Key(t, "other", "sp_test_pipelineunittestkey0000002")
+	r2, err := p.Compose.Send(ctx, k2, req, "key-1")
+	if err != nil || r2.Replayed || r2.IDs[0] == first.IDs[0] {
+		t.Fatalf("other account: %+v %v", r2, err)
+	}
+	// A failed request releases its key: the corrected retry goes through.
+	bad := req
+	bad.To = []string{"not an address"}
+	if _, err := p.Compose.Send(ctx, k, bad, "key-2"); pipeline.AsError(err).HTTPStatus != 400 {
+		t.Fatalf("bad request: %v", err)
+	}
+	bad.To = req.To
+	if r, err := p.Compose.Send(ctx, k, bad, "key-2"); err != nil || r.Replayed {
+		t.Fatalf("retry after a failure: %+v %v", r, err)
+	}
+	page, err := p.Account.ListEmails(ctx, k, account.EmailFilter{})
+	if err != nil || len(page.Emails) != 2 {
+		t.Fatalf("account holds %d emails, want 2: %v", len(page.Emails), err)
+	}
+}
+
+func TestSendIdempotencyConcurrent(t *testing.T) {
+	p, k := parts(t)
+	req := compose.SendRequest{From: "hello@acme.test", To: []string{"a@x.test"}, Subject: "s", Text: "t"}
+	var wg sync.WaitGroup
+	ids := make([]string, 20)
+	errs := make([]error, 20)
+	for i := range 20 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r, err := p.Compose.Send(context.Background(), k, req, "same")
+			errs[i] = err
+			if err == nil {
+				ids[i] = r.IDs[0]
+			}
+		}()
+	}
+	wg.Wait()
+	for i := range 20 {
+		if errs[i] != nil || ids[i] != ids[0] {
+			t.Fatalf("request %d: %s %v (first %s)", i, ids[i], errs[i], ids[0])
+		}
+	}
+	page, _ := p.Account.ListEmails(context.Background(), k, account.EmailFilter{})
+	if len(page.Emails) != 1 {
+		t.Fatalf("%d emails stored, want 1", len(page.Emails))
+	}
+}
+
+// Cancel and release race on the same schedule entry: whichever runs first
+// wins, and an email is never both released and cancelled.
+func TestCancelAgainstRelease(t *testing.T) {
+	p, k := parts(t)
+	ctx := context.Background()
+	now := time.Now()
+	for round := range 50 {
+		req := compose.SendRequest{From: "hello@acme.test", To: []string{"a@x.test", "b@x.test"}, Subject: "s", Text: "t",
+			ScheduledAt: now.Add(time.Hour).Format(time.RFC3339)}
+		r, err := p.Compose.Send(ctx, k, req, "")
+		if err != nil || r.Status != store.StatusScheduled || len(r.IDs) != 2 {
+			t.Fatalf("%+v %v", r, err)
+		}
+		var cancelErr error
+		var released int
+		var wg sync.WaitGroup
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			_, cancelErr = p.Account.CancelSchedule(ctx, k, r.IDs[round%2])
+		}()
+		go func() {
+			defer wg.Done()
+			released, _ = p.Store.ReleaseDue(ctx, now.Add(2*time.Hour), 1000)
+		}()
+		wg.Wait()
+		for _, id := range r.IDs {
+			e, _ := p.Store.Email(ctx, id)
+			switch {
+			case cancelErr == nil && (e.Status != store.StatusCancelled || released != 0):
+				t.Fatalf("round %d: cancelled, yet %s is %s and %d released", round, id, e.Status, released)
+			case cancelErr != nil && (pipeline.AsError(cancelErr).HTTPStatus != 409 || released != 2 || e.Status != store.StatusScheduled):
+				t.Fatalf("round %d: %v, %s is %s, %d released", round, cancelErr, id, e.Status, released)
+			}
+		}
+		// Drain the stream so that the next round's release counts only its own.
+		_ = p.Store.Redis().Del(ctx, store.StreamKey()).Err()
+	}
+}

@@ -1,0 +1,142 @@
+package engagement
+
+import (
+	"context"
+	"errors"
+	"net/netip"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/pigeonpost/pigeonpost/pipeline"
+	"github.com/pigeonpost/pigeonpost/pipeline/store"
+	"github.com/pigeonpost/pigeonpost/tracking"
+)
+
+// Visitor is what a tracking request says about who made it. It is used to
+// classify the hit, and stored only outside privacy mode.
+type Visitor struct {
+	Method    string
+	IP        string
+	UserAgent string
+	Referer   string
+}
+
+// errNoSuchLink is a click id whose index the email does not have.
+var errNoSuchLink = errors.New("no such link")
+
+// maxEmailIDLen bounds the ids the pixel endpoint looks up.
+const maxEmailIDLen = 64
+
+// RecordOpen queues an open of the email for recording (hits.go). Unknown
+// ids are ignored: the pixel answers the same whatever happens.
+func (s *Service) RecordOpen(ctx context.Context, emailID string, v Visitor) {
+	if !strings.HasPrefix(emailID, "em_") || len(emailID) > maxEmailIDLen {
+		return
+	}
+	s.queueHit(ctx, trackHit{emailID: emailID, kind: tracking.HitOpen, visitor: v, at: s.opt.Now()})
+}
+
+// ResolveClick checks a click id and returns the destination the original
+// mail held for it, queueing the click for recording. A tampered or
+// unknown id is ErrNotFound: no redirect to anything the mail did not
+// contain, and nothing recorded.
+func (s *Service) ResolveClick(ctx context.Context, clickID string, v Visitor) (string, error) {
+	emailID, index, ok := s.signer.ParseClickID(clickID)
+	if !ok {
+		return "", pipeline.NotFound("link")
+	}
+	links, err := s.emailLinks(ctx, emailID)
+	if errors.Is(err, store.ErrNotFound) {
+		return "", pipeline.NotFound("link")
+	}
+	if err != nil {
+		return "", pipeline.StorageError(err)
+	}
+	if index < 0 || index >= len(links) {
+		return "", pipeline.NotFound("link")
+	}
+	s.queueHit(ctx, trackHit{emailID: emailID, kind: tracking.HitClick, index: index, visitor: v, at: s.opt.Now()})
+	return links[index], nil
+}
+
+// emailLinks returns the email's link destinations, through the cache:
+// they never change once the email is stored.
+func (s *Service) emailLinks(ctx context.Context, emailID string) ([]string, error) {
+	return s.links.Lookup(emailID, s.opt.Now(), func() ([]string, error) {
+		return s.store.EmailLinks(ctx, emailID)
+	})
+}
+
+// decideHit returns how h is recorded on the email's current record: as an
+// opened or clicked event, classified by the bot table
+// (tracking.Classifier). A person's or proxy's first hit sets openedAt or
+// clickedAt and is marked first, which the webhook dispatcher and the
+// analytics counters use; a bot's hit is recorded and marked botFiltered,
+// and changes nothing else. In privacy mode the visitor's address, agent
+// and referer are used to classify and then forgotten.
+func (s *Service) decideHit(ctx context.Context, h trackHit) func(e *store.Email) (map[string]any, *store.Event, error) {
+	return func(e *store.Email) (map[string]any, *store.Event, error) {
+		v := h.visitor
+		data := map[string]string{}
+		evType, field, seen := "opened", store.FieldOpenedAt, e.OpenedAt != nil
+		if h.kind == tracking.HitClick {
+			if h.index < 0 || h.index >= len(e.Links) {
+				return nil, nil, errNoSuchLink
+			}
+			data[store.DataLinkURL] = e.Links[h.index]
+			data[store.DataLinkIndex] = strconv.Itoa(h.index)
+			evType, field, seen = "clicked", store.FieldClickedAt, e.ClickedAt != nil
+		}
+		st, err := s.settings.TrackingSettings(ctx, e.AccountID, pipeline.DomainOf(e.FromAddress))
+		if err != nil {
+			return nil, nil, err
+		}
+		at := h.at.UTC()
+		ip, _ := netip.ParseAddr(v.IP)
+		verdict := tracking.Classifier{PrefetchWindow: s.opt.BotWindow}.Classify(tracking.Hit{
+			Kind: h.kind, Method: v.Method, UserAgent: v.UserAgent, IP: ip, SinceDelivery: sinceDelivery(e, at),
+		})
+		if !privacyMode(st) {
+			if v.IP != "" {
+				data["ip"] = v.IP
+			}
+			if v.UserAgent != "" {
+				data["userAgent"] = v.UserAgent
+			}
+			if v.Referer != "" && h.kind == tracking.HitClick {
+				data["referer"] = v.Referer
+			}
+		}
+		var fields map[string]any
+		switch {
+		case verdict.BotFiltered:
+			data[store.DataBotFiltered] = "true"
+			data[store.DataFilterRule] = verdict.Rule
+		default:
+			if verdict.Proxied {
+				data[store.DataProxied] = "true"
+				data[store.DataMachineOpen] = verdict.MachineOpen
+			}
+			if !seen {
+				fields = map[string]any{field: store.FormatTime(at)}
+				data[store.DataFirst] = "true"
+			}
+		}
+		return fields, &store.Event{Type: evType, Timestamp: at, AccountID: e.AccountID, Data: data}, nil
+	}
+}
+
+// sinceDelivery is the time from e's delivery to now. Test-mode mail is
+// never delivered: its submission counts as the delivery. Live mail that is
+// not delivered yet gives 0: only a machine that saw it in transit can
+// fetch its links.
+func sinceDelivery(e *store.Email, now time.Time) time.Duration {
+	switch {
+	case e.DeliveredAt != nil:
+		return now.Sub(*e.DeliveredAt)
+	case e.Mode == store.ModeTest && e.SentAt != nil:
+		return now.Sub(*e.SentAt)
+	}
+	return 0
+}

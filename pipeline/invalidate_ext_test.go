@@ -1,0 +1,124 @@
+package pipeline_test
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/pigeonpost/pigeonpost/internal/testkit"
+	"github.com/pigeonpost/pigeonpost/pipeline"
+	"github.com/pigeonpost/pigeonpost/pipeline/account"
+	"github.com/pigeonpost/pigeonpost/pipeline/engagement"
+	"github.com/pigeonpost/pigeonpost/pipeline/pipelinetest"
+	"github.com/pigeonpost/pigeonpost/pipeline/store"
+)
+
+// twoProcesses returns two Services on one Redis, as two pigeonpost
+// processes would be, the second one listening for changes. Their caches
+// keep entries for an hour, so only a published change explains that the
+// second sees a change made through the first.
+func twoProcesses(t *testing.T, r *testkit.Redis) (a, b *pipelinetest.Parts) {
+	t.Helper()
+	opt := pipelinetest.Options{Pipeline: pipeline.Options{CacheTTL: time.Hour}}
+	opt.Redis = r.Client(t)
+	a = pipelinetest.New(t, opt)
+	opt.Redis = r.Client(t)
+	b = pipelinetest.New(t, opt)
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Go(func() { b.Pipeline.RunInvalidations(ctx) })
+	t.Cleanup(func() { cancel(); wg.Wait() })
+	rdb := r.Client(t)
+	testkit.WaitFor(t, "the second process subscribed", func() bool {
+		n, err := rdb.PubSubNumSub(context.Background(), store.InvalidationChannel()).Result()
+		return err == nil && n[store.InvalidationChannel()] == 1
+	})
+	return a, b
+}
+
+// keyCachedByB makes an account (its owner's key) and a sending key through
+// a, and has b authenticate the sending key, so that b caches it.
+func keyCachedByB(t *testing.T, a, b *pipelinetest.Parts) (owner, key *store.Key, secret string) {
+	t.Helper()
+	ctx := context.Background()
+	owner, err := a.Account.EnsureKey(ctx, "acme", "sp_live_invalidationtestkey00000001")
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, secret, err = a.Account.CreateKey(ctx, owner, account.KeyRequest{Name: "app", Mode: store.ModeLive, Permission: store.PermissionSending})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Pipeline.Authenticate(ctx, secret); err != nil {
+		t.Fatal(err)
+	}
+	return owner, key, secret
+}
+
+func TestChangesReachOtherProcesses(t *testing.T) {
+	a, b := twoProcesses(t, testkit.StartRedis(t))
+	ctx := context.Background()
+	// b caches a key, the absence of a domain and the tracking settings.
+	owner, key, secret := keyCachedByB(t, a, b)
+	if d, err := b.Pipeline.SenderDomain(ctx, owner.AccountID, "acme.test"); err != nil || d != "" {
+		t.Fatalf("domain before it is added: %+v %v", d, err)
+	}
+	st, err := b.Pipeline.TrackingSettings(ctx, owner.AccountID, "acme.test")
+	if err != nil || !st.Account.TrackingEnabled {
+		t.Fatalf("tracking settings: %+v %v", st, err)
+	}
+
+	if err := a.Account.DeleteKey(ctx, owner, key.ID); err != nil {
+		t.Fatal(err)
+	}
+	testkit.WaitFor(t, "the revoked key refused by the other process", func() bool {
+		_, err := b.Pipeline.Authenticate(ctx, secret)
+		return err != nil && errors.Is(err, pipeline.ErrAuthFailed)
+	})
+
+	if _, err := a.Account.AddDomain(ctx, owner, "acme.test"); err != nil {
+		t.Fatal(err)
+	}
+	testkit.WaitFor(t, "the new domain seen by the other process", func() bool {
+		d, err := b.Pipeline.SenderDomain(ctx, owner.AccountID, "acme.test")
+		return err == nil && d != ""
+	})
+
+	off := false
+	if _, err := a.Engagement.UpdateTrackingDefaults(ctx, owner, engagement.TrackingDefaultsPatch{TrackingEnabled: &off}); err != nil {
+		t.Fatal(err)
+	}
+	testkit.WaitFor(t, "the tracking settings seen by the other process", func() bool {
+		st, err := b.Pipeline.TrackingSettings(ctx, owner.AccountID, "acme.test")
+		return err == nil && !st.Account.TrackingEnabled
+	})
+}
+
+// TestResubscribeForgetsEverything: a process whose subscription broke may
+// have missed changes, so it drops its caches when it is back.
+func TestResubscribeForgetsEverything(t *testing.T) {
+	r := testkit.StartRedis(t)
+	if !r.Real() {
+		t.Skip("CLIENT KILL needs redis-server; .ci/run installs it and sets PIGEONPOST_REQUIRE_REDIS")
+	}
+	a, b := twoProcesses(t, r)
+	ctx := context.Background()
+	owner, key, secret := keyCachedByB(t, a, b)
+	// A change whose message b never gets: made in the store directly.
+	if err := a.Store.DeleteKey(ctx, owner.AccountID, key.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Pipeline.Authenticate(ctx, secret); err != nil {
+		t.Fatalf("the cached key should still pass before the reconnection: %v", err)
+	}
+	rdb := r.Client(t)
+	if err := rdb.ClientKillByFilter(ctx, "TYPE", "pubsub").Err(); err != nil {
+		t.Fatal(err)
+	}
+	testkit.WaitFor(t, "the key refused after the subscription came back", func() bool {
+		_, err := b.Pipeline.Authenticate(ctx, secret)
+		return err != nil && errors.Is(err, pipeline.ErrAuthFailed)
+	})
+}

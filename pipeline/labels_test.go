@@ -1,0 +1,48 @@
+package pipeline
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestCheckLabels(t *testing.T) {
+	ok := map[string]string{"userId": "123"}
+	if err := CheckLabels([]string{"welcome"}, ok); err != nil {
+		t.Fatal(err)
+	}
+	many := map[string]string{}
+	for i := range MaxMetadataKeys + 1 {
+		many[strings.Repeat("k", 1+i%30)+string(rune('a'+i%26))+string(rune('a'+i/26))] = "v"
+	}
+	cases := map[string]struct {
+		tags []string
+		md   map[string]string
+		want string
+	}{
+		"tag with CRLF":     {[]string{"a\r\nb"}, nil, "tags[0]"},
+		"too many tags":     {make([]string, MaxTags+1), nil, "tags: at most"},
+		"empty tag":         {[]string{""}, nil, "tags[0]: must not be empty"},
+		"value with LF":     {nil, map[string]string{"k": "a\nb"}, "metadata.k"},
+		"key too long":      {nil, map[string]string{strings.Repeat("k", 41): "v"}, "metadata: key"},
+		"value too long":    {nil, map[string]string{"k": strings.Repeat("v", 501)}, "metadata.k: must be at most 500"},
+		"too many keys":     {nil, many, "metadata: at most 50 keys"},
+		"too large in all":  {nil, bigMetadata(), "metadata: keys and values must total at most"},
+		"NUL in a key name": {nil, map[string]string{"a\x00": "v"}, "metadata key"},
+	}
+	for name, c := range cases {
+		t.Run(name, func(t *testing.T) {
+			err := CheckLabels(c.tags, c.md)
+			if err == nil || AsError(err).HTTPStatus != 400 || !strings.Contains(AsError(err).Message, c.want) {
+				t.Fatalf("got %v, want a 400 containing %q", err, c.want)
+			}
+		})
+	}
+}
+
+func bigMetadata() map[string]string {
+	m := map[string]string{}
+	for i := range 10 {
+		m["key"+string(rune('a'+i))] = strings.Repeat("v", 450)
+	}
+	return m
+}
