@@ -14,10 +14,10 @@ import (
 )
 
 type batchItem struct {
-	Index  int        `json:"index"`
-	Status string     `json:"status"`
-	ID     string     `json:"id,omitempty"`
-	Error  *errorJSON `json:"error,omitempty"`
+	Index  int          `json:"index"`
+	Status store.Status `json:"status"`
+	ID     string       `json:"id,omitempty"`
+	Error  *errorJSON   `json:"error,omitempty"`
 }
 
 type errorJSON struct {
@@ -77,7 +77,7 @@ func (h *handler) sendBatch(w http.ResponseWriter, r *http.Request, k *store.Key
 				it.fail(res.Err)
 				continue
 			}
-			it.ID, it.Status = res.Receipt.IDs[0], "sent"
+			it.ID, it.Status = res.Receipt.IDs[0], store.StatusSent
 			if res.Receipt.Status == store.StatusScheduled {
 				it.Status = store.StatusScheduled
 			}

@@ -109,11 +109,11 @@ func (req *sendRequest) toPipeline() (compose.SendRequest, error) {
 }
 
 type sendResponse struct {
-	ID          string     `json:"id"`
-	Status      string     `json:"status"`
-	Suppressed  []string   `json:"suppressed"`
-	Warnings    []string   `json:"warnings,omitempty"`
-	ScheduledAt *time.Time `json:"scheduledAt,omitempty"`
+	ID          string       `json:"id"`
+	Status      store.Status `json:"status"`
+	Suppressed  []string     `json:"suppressed"`
+	Warnings    []string     `json:"warnings,omitempty"`
+	ScheduledAt *time.Time   `json:"scheduledAt,omitempty"`
 }
 
 func toSendResponse(r *pipeline.Receipt) sendResponse {
@@ -153,7 +153,7 @@ func nonNil(s []string) []string {
 // emailJSON is the documented shape of GET /v1/emails/:id.
 type emailJSON struct {
 	ID          string            `json:"id"`
-	Status      string            `json:"status"`
+	Status      store.Status      `json:"status"`
 	FromAddress string            `json:"fromAddress"`
 	ToAddress   string            `json:"toAddress"`
 	Subject     string            `json:"subject"`
@@ -199,7 +199,7 @@ func (h *handler) getEmail(w http.ResponseWriter, r *http.Request, k *store.Key)
 // (before= is the older spelling of until, exclusive).
 func (h *handler) listEmails(w http.ResponseWriter, r *http.Request, k *store.Key) {
 	q := r.URL.Query()
-	f := account.EmailFilter{Status: q.Get("status"), Tag: q.Get("tag"), To: q.Get("to"), Cursor: q.Get("cursor")}
+	f := account.EmailFilter{Status: store.Status(q.Get("status")), Tag: q.Get("tag"), To: q.Get("to"), Cursor: q.Get("cursor")}
 	for _, p := range []struct {
 		name string
 		dst  *time.Time

@@ -165,11 +165,11 @@ type Submission struct {
 // Receipt says what Submit stored. It is also the response stored under an
 // idempotency key, hence the JSON names.
 type Receipt struct {
-	IDs         []string   `json:"ids"` // one per recipient not suppressed, in order
-	Status      string     `json:"status"`
-	Suppressed  []string   `json:"suppressed,omitempty"`
-	Warnings    []string   `json:"warnings,omitempty"`
-	ScheduledAt *time.Time `json:"scheduledAt,omitempty"`
+	IDs         []string     `json:"ids"` // one per recipient not suppressed, in order
+	Status      store.Status `json:"status"`
+	Suppressed  []string     `json:"suppressed,omitempty"`
+	Warnings    []string     `json:"warnings,omitempty"`
+	ScheduledAt *time.Time   `json:"scheduledAt,omitempty"`
 	// Replayed: this is the stored receipt of an earlier submission with
 	// the same idempotency key; nothing was stored this time.
 	Replayed bool `json:"-"`

@@ -25,12 +25,12 @@ func (s *Service) AddDomain(ctx context.Context, k *store.Key, name string) (*st
 		return nil, err
 	}
 	d := &store.Domain{
-		ID: store.NewID("dom"), Name: name, Status: "pending", Selector: s.opt.DKIMSelector,
+		ID: store.NewID("dom"), Name: name, Status: store.VerifyPending, Selector: s.opt.DKIMSelector,
 		PrivateKeyPEM: priv, CreatedAt: s.opt.Now().UTC(),
 		DNSRecords: []store.DNSRecord{
-			{Type: "TXT", Name: name, Value: "v=spf1 include:" + s.opt.SPFInclude + " ~all", Status: "pending", Required: true},
-			{Type: "TXT", Name: s.opt.DKIMSelector + "._domainkey." + name, Value: txt, Status: "pending", Required: true},
-			{Type: "TXT", Name: "_dmarc." + name, Value: "v=DMARC1; p=none;", Status: "pending"},
+			{Type: "TXT", Name: name, Value: "v=spf1 include:" + s.opt.SPFInclude + " ~all", Status: store.VerifyPending, Required: true},
+			{Type: "TXT", Name: s.opt.DKIMSelector + "._domainkey." + name, Value: txt, Status: store.VerifyPending, Required: true},
+			{Type: "TXT", Name: "_dmarc." + name, Value: "v=DMARC1; p=none;", Status: store.VerifyPending},
 		},
 	}
 	defer s.changes.DomainChanged(ctx, k.AccountID, name)
@@ -93,17 +93,17 @@ func (s *Service) VerifyDomain(ctx context.Context, k *store.Key, id string) (*s
 	for i := range d.DNSRecords {
 		rec := &d.DNSRecords[i]
 		values, err := s.opt.Resolver.LookupTXT(ctx, rec.Name)
-		rec.Status = "failed"
+		rec.Status = store.VerifyFailed
 		if err == nil && recordPublished(rec.Value, values) {
-			rec.Status = "verified"
+			rec.Status = store.VerifyVerified
 		}
-		if rec.Required && rec.Status != "verified" {
+		if rec.Required && rec.Status != store.VerifyVerified {
 			verified = false
 		}
 	}
-	d.Status = "failed"
+	d.Status = store.VerifyFailed
 	if verified {
-		d.Status = "verified"
+		d.Status = store.VerifyVerified
 		now := s.opt.Now().UTC()
 		d.VerifiedAt = &now
 	}

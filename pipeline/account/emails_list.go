@@ -16,7 +16,7 @@ import (
 
 // EmailFilter selects emails for GET /v1/emails. Zero fields select all.
 type EmailFilter struct {
-	Status string
+	Status store.Status
 	Tag    string
 	To     string
 	Since  time.Time // created at or after
@@ -34,9 +34,6 @@ type EmailPage struct {
 // maxScanned bounds the index entries one page reads while filtering: a
 // rare match ends the page early with a cursor to go on from.
 const maxScanned = 1000
-
-var emailStatuses = []string{store.StatusScheduled, store.StatusCancelled, store.StatusPending, store.StatusSent,
-	store.StatusDelivered, store.StatusBounced, store.StatusComplained, store.StatusFailed}
 
 // listCursor is where a listing stopped: the creation time (ms) of the last
 // entry read and how many entries with that very time were read.
@@ -72,8 +69,8 @@ func (s *Service) ListEmails(ctx context.Context, k *store.Key, f EmailFilter) (
 	if f.Limit < 1 || f.Limit > 100 {
 		return nil, pipeline.ErrInvalid.With("limit: must be between 1 and 100")
 	}
-	if f.Status != "" && !slices.Contains(emailStatuses, f.Status) {
-		return nil, pipeline.ErrInvalid.With("status: must be one of " + strings.Join(emailStatuses, ", "))
+	if f.Status != "" && !slices.Contains(store.Statuses, f.Status) {
+		return nil, pipeline.ErrInvalid.With("status: must be one of " + oneOf(store.Statuses))
 	}
 	cur := listCursor{ms: math.MaxInt64}
 	if !f.Until.IsZero() {
@@ -131,4 +128,13 @@ func (f EmailFilter) matches(e *store.Email) bool {
 		return false
 	}
 	return true
+}
+
+// oneOf lists the values a field may take, for an error message.
+func oneOf[T ~string](values []T) string {
+	s := make([]string, len(values))
+	for i, v := range values {
+		s[i] = string(v)
+	}
+	return strings.Join(s, ", ")
 }

@@ -3,6 +3,7 @@ package account
 import (
 	"context"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -22,7 +23,7 @@ type EventFilter struct {
 // ListedEvent is one event as GET /v1/events shows it.
 type ListedEvent struct {
 	ID        string            `json:"id"` // stream id: unique, ordered
-	Type      string            `json:"type"`
+	Type      store.EventType   `json:"type"`
 	EmailID   string            `json:"emailId"`
 	Timestamp time.Time         `json:"timestamp"`
 	Data      map[string]string `json:"data,omitempty"`
@@ -38,9 +39,6 @@ type EventPage struct {
 	HasMore    bool    `json:"hasMore"`
 }
 
-// eventTypes are the types events are recorded with.
-var eventTypes = []string{"sent", "delivered", "deferred", "bounced", "failed", "opened", "clicked", "complained"}
-
 var streamIDPattern = regexp.MustCompile(`^[0-9]{1,20}-[0-9]{1,20}$`)
 
 // Bounds of one listing: entries read per round trip and in all.
@@ -53,10 +51,10 @@ const (
 // stream (the last 100,000 events are kept). Filters are applied while
 // scanning; a request reads at most eventScanBudget entries.
 func (s *Service) ListEvents(ctx context.Context, k *store.Key, f EventFilter) (*EventPage, error) {
+	wantType := store.EventType(strings.TrimPrefix(f.Type, "email."))
 	if f.Type != "" {
-		f.Type = strings.TrimPrefix(f.Type, "email.")
-		if !containsString(eventTypes, f.Type) {
-			return nil, pipeline.ErrInvalid.With("type: must be one of " + strings.Join(eventTypes, ", "))
+		if !slices.Contains(store.ListedEventTypes, wantType) {
+			return nil, pipeline.ErrInvalid.With("type: must be one of " + oneOf(store.ListedEventTypes))
 		}
 	}
 	if f.Cursor != "" && !streamIDPattern.MatchString(f.Cursor) {
@@ -83,7 +81,7 @@ func (s *Service) ListEvents(ctx context.Context, k *store.Key, f EventFilter) (
 				return page, nil
 			}
 			ev := se.Event
-			if (f.Type == "" || ev.Type == f.Type) && (f.EmailID == "" || ev.EmailID == f.EmailID) &&
+			if (f.Type == "" || ev.Type == wantType) && (f.EmailID == "" || ev.EmailID == f.EmailID) &&
 				(f.Since.IsZero() || !ev.Timestamp.Before(f.Since)) {
 				page.Data = append(page.Data, ListedEvent{ID: se.StreamID, Type: ev.Type, EmailID: ev.EmailID, Timestamp: ev.Timestamp, Data: ev.Data})
 			}

@@ -3,6 +3,7 @@ package account
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
 
 	"github.com/pigeonpost/pigeonpost/pipeline"
@@ -40,7 +41,7 @@ func (s *Service) CreateWebhook(ctx context.Context, k *store.Key, in WebhookInp
 		if !webhooks.ValidEvent(e) {
 			return nil, pipeline.ErrInvalid.With("events: " + pipeline.Quote(e) + " is not an event; use " + strings.Join(webhooks.Events, ", "))
 		}
-		if !containsString(events, e) {
+		if !slices.Contains(events, e) {
 			events = append(events, e)
 		}
 	}
@@ -56,15 +57,6 @@ func (s *Service) CreateWebhook(ctx context.Context, k *store.Key, in WebhookInp
 		return nil, pipeline.StorageError(err)
 	}
 	return w, nil
-}
-
-func containsString(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 // Webhooks lists the caller's account's endpoints (with their secrets, which

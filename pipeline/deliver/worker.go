@@ -181,7 +181,7 @@ func (w *Worker) attempt(ctx context.Context, entry store.Entry) error {
 			now := w.Now().UTC()
 			if err := w.Store.FinishEmail(ctx, e.ID,
 				map[string]any{store.FieldStatus: store.StatusSent, store.FieldSentAt: store.FormatTime(now)},
-				&store.Event{Type: "sent", Timestamp: now, AccountID: e.AccountID}); err != nil {
+				&store.Event{Type: store.EventSent, Timestamp: now, AccountID: e.AccountID}); err != nil {
 				return err
 			}
 		}
@@ -205,7 +205,7 @@ func (w *Worker) attempt(ctx context.Context, entry store.Entry) error {
 	var sentEvent *store.Event
 	if e.SentAt == nil {
 		sent[store.FieldSentAt] = store.FormatTime(now)
-		sentEvent = &store.Event{Type: "sent", Timestamp: now, AccountID: e.AccountID}
+		sentEvent = &store.Event{Type: store.EventSent, Timestamp: now, AccountID: e.AccountID}
 	}
 	if err := w.Store.UpdateEmail(ctx, e.ID, sent, sentEvent); err != nil {
 		return err
@@ -257,7 +257,7 @@ func (w *Worker) record(ctx context.Context, entry store.Entry, e *store.Email, 
 		w.Metrics.attempts.WithLabelValues("delivered").Inc()
 		if err := w.Store.UpdateEmail(ctx, e.ID,
 			map[string]any{store.FieldStatus: store.StatusDelivered, store.FieldDeliveredAt: stamp, store.FieldLastError: ""},
-			&store.Event{Type: "delivered", Timestamp: now, AccountID: e.AccountID}); err != nil {
+			&store.Event{Type: store.EventDelivered, Timestamp: now, AccountID: e.AccountID}); err != nil {
 			return err
 		}
 		return w.Store.Ack(ctx, entry.StreamID)
@@ -278,14 +278,14 @@ func (w *Worker) record(ctx context.Context, entry store.Entry, e *store.Email, 
 		w.Logger.Info("delivery deferred", "email", e.ID, "attempt", attempts, "retry_at", due, "err", de)
 		return w.Store.Retry(ctx, entry, due,
 			map[string]any{store.FieldLastError: de.Error()},
-			&store.Event{Type: "deferred", Timestamp: now, AccountID: e.AccountID, Data: detail})
+			&store.Event{Type: store.EventDeferred, Timestamp: now, AccountID: e.AccountID, Data: detail})
 	}
-	status, field, event := store.StatusBounced, store.FieldBouncedAt, "bounced"
+	status, field, event := store.StatusBounced, store.FieldBouncedAt, store.EventBounced
 	if de.Temporary || de.Local {
-		status, field, event = store.StatusFailed, store.FieldFailedAt, "failed"
+		status, field, event = store.StatusFailed, store.FieldFailedAt, store.EventFailed
 	}
-	w.Metrics.attempts.WithLabelValues(event).Inc()
-	w.Logger.Info("delivery "+event, "email", e.ID, "err", de)
+	w.Metrics.attempts.WithLabelValues(string(event)).Inc()
+	w.Logger.Info("delivery "+string(event), "email", e.ID, "err", de)
 	if err := w.Store.UpdateEmail(ctx, e.ID,
 		map[string]any{store.FieldStatus: status, field: stamp, store.FieldLastError: de.Error()},
 		&store.Event{Type: event, Timestamp: now, AccountID: e.AccountID, Data: detail}); err != nil {

@@ -84,8 +84,8 @@ type DomainTracking struct {
 	PrivacyMode    *bool   `json:"privacyMode"` // null: the account's setting applies
 	TrackingDomain *string `json:"trackingDomain"`
 	// TrackingDomainStatus is pending, verified or failed; null without a tracking domain.
-	TrackingDomainStatus *string          `json:"trackingDomainStatus"`
-	DNSRecord            *store.DNSRecord `json:"dnsRecord,omitempty"` // the CNAME to publish
+	TrackingDomainStatus *store.VerifyStatus `json:"trackingDomainStatus"`
+	DNSRecord            *store.DNSRecord    `json:"dnsRecord,omitempty"` // the CNAME to publish
 }
 
 // DomainTrackingInput is the body of PUT /v1/domains/:id/tracking; a
@@ -174,7 +174,7 @@ func (s *Service) SetTrackingDomain(ctx context.Context, k *store.Key, domainID,
 	if host == s.cnameTarget() {
 		return nil, pipeline.ErrInvalid.With("trackingDomain: must be a name of yours that points at " + s.cnameTarget())
 	}
-	td := &store.TrackingDomain{Host: host, Status: "pending"}
+	td := &store.TrackingDomain{Host: host, Status: store.VerifyPending}
 	defer s.settings.TrackingChanged(ctx, k.AccountID)
 	if err := s.store.PutTrackingDomain(ctx, k.AccountID, d, td); err != nil {
 		return nil, pipeline.StorageError(err)
@@ -203,9 +203,9 @@ func (s *Service) VerifyTrackingDomain(ctx context.Context, k *store.Key, domain
 	now := s.opt.Now().UTC()
 	target, err := s.opt.Lookup.LookupCNAME(ctx, td.Host)
 	td.CheckedAt = &now
-	td.Status = "failed"
+	td.Status = store.VerifyFailed
 	if err == nil && strings.EqualFold(strings.TrimSuffix(target, "."), s.cnameTarget()) {
-		td.Status = "verified"
+		td.Status = store.VerifyVerified
 		td.VerifiedAt = &now
 	} else if err != nil {
 		s.opt.Logger.Info("tracking domain CNAME lookup failed", "host", td.Host, "err", err)

@@ -79,14 +79,14 @@ func (s *Service) decideHit(ctx context.Context, h trackHit) func(e *store.Email
 	return func(e *store.Email) (map[string]any, *store.Event, error) {
 		v := h.visitor
 		data := map[string]string{}
-		evType, field, seen := "opened", store.FieldOpenedAt, e.OpenedAt != nil
+		evType, field, seen := store.EventOpened, store.FieldOpenedAt, e.OpenedAt != nil
 		if h.kind == tracking.HitClick {
 			if h.index < 0 || h.index >= len(e.Links) {
 				return nil, nil, errNoSuchLink
 			}
 			data[store.DataLinkURL] = e.Links[h.index]
 			data[store.DataLinkIndex] = strconv.Itoa(h.index)
-			evType, field, seen = "clicked", store.FieldClickedAt, e.ClickedAt != nil
+			evType, field, seen = store.EventClicked, store.FieldClickedAt, e.ClickedAt != nil
 		}
 		st, err := s.settings.TrackingSettings(ctx, e.AccountID, pipeline.DomainOf(e.FromAddress))
 		if err != nil {

@@ -18,16 +18,65 @@ const (
 	PermissionSending = "sending"
 )
 
-// Email statuses, as documented for GET /v1/emails/:id.
+// Status is an email's state, as documented for GET /v1/emails/:id.
+type Status string
+
+// The email statuses.
 const (
-	StatusScheduled  = "scheduled"
-	StatusCancelled  = "cancelled"
-	StatusPending    = "pending"
-	StatusSent       = "sent"
-	StatusDelivered  = "delivered"
-	StatusBounced    = "bounced"
-	StatusComplained = "complained"
-	StatusFailed     = "failed"
+	StatusScheduled  Status = "scheduled"
+	StatusCancelled  Status = "cancelled"
+	StatusPending    Status = "pending"
+	StatusSent       Status = "sent"
+	StatusDelivered  Status = "delivered"
+	StatusBounced    Status = "bounced"
+	StatusComplained Status = "complained"
+	StatusFailed     Status = "failed"
+)
+
+// Statuses are every email status, in the order of an email's life.
+var Statuses = []Status{StatusScheduled, StatusCancelled, StatusPending, StatusSent,
+	StatusDelivered, StatusBounced, StatusComplained, StatusFailed}
+
+// EventType names what happened to an email: the type GET /v1/events
+// filters on, and, prefixed with "email.", the webhook event.
+type EventType string
+
+// The event types.
+const (
+	EventSent       EventType = "sent"
+	EventDelivered  EventType = "delivered"
+	EventDeferred   EventType = "deferred"
+	EventBounced    EventType = "bounced"
+	EventFailed     EventType = "failed"
+	EventOpened     EventType = "opened"
+	EventClicked    EventType = "clicked"
+	EventComplained EventType = "complained"
+	// EventWarning records something the sender should know of an email
+	// that was accepted (e.g. tracking given up for its size); it is
+	// neither listed by type nor sent to webhooks.
+	EventWarning EventType = "warning"
+)
+
+// ListedEventTypes are the event types GET /v1/events accepts as a filter.
+var ListedEventTypes = []EventType{EventSent, EventDelivered, EventDeferred, EventBounced, EventFailed,
+	EventOpened, EventClicked, EventComplained}
+
+// MarshalBinary lets go-redis write a Status as it writes a string: it
+// refuses types it does not know.
+func (s Status) MarshalBinary() ([]byte, error) { return []byte(s), nil }
+
+// MarshalBinary lets go-redis write an EventType as a string.
+func (t EventType) MarshalBinary() ([]byte, error) { return []byte(t), nil }
+
+// VerifyStatus is the state of a domain, of one of its DNS records, or of
+// a tracking domain.
+type VerifyStatus string
+
+// The verification states.
+const (
+	VerifyPending  VerifyStatus = "pending"
+	VerifyVerified VerifyStatus = "verified"
+	VerifyFailed   VerifyStatus = "failed"
 )
 
 // Account owns keys, domains, suppressions and emails.
@@ -54,24 +103,24 @@ type Key struct {
 
 // DNSRecord is one record a domain owner must publish.
 type DNSRecord struct {
-	Type   string `json:"type"`
-	Name   string `json:"name"`
-	Value  string `json:"value"`
-	Status string `json:"status"` // pending, verified, failed
+	Type   string       `json:"type"`
+	Name   string       `json:"name"`
+	Value  string       `json:"value"`
+	Status VerifyStatus `json:"status"`
 	// Required records decide the domain's status; DMARC is advice.
 	Required bool `json:"required"`
 }
 
 // Domain is a sending domain with its DKIM key.
 type Domain struct {
-	ID            string      `json:"id"`
-	Name          string      `json:"name"`
-	Status        string      `json:"status"` // pending, verified, failed
-	Selector      string      `json:"-"`
-	PrivateKeyPEM string      `json:"-"`
-	DNSRecords    []DNSRecord `json:"dnsRecords"`
-	CreatedAt     time.Time   `json:"createdAt"`
-	VerifiedAt    *time.Time  `json:"verifiedAt"`
+	ID            string       `json:"id"`
+	Name          string       `json:"name"`
+	Status        VerifyStatus `json:"status"`
+	Selector      string       `json:"-"`
+	PrivateKeyPEM string       `json:"-"`
+	DNSRecords    []DNSRecord  `json:"dnsRecords"`
+	CreatedAt     time.Time    `json:"createdAt"`
+	VerifiedAt    *time.Time   `json:"verifiedAt"`
 }
 
 // domainJSON is Domain with its secret fields, as stored.
@@ -82,7 +131,7 @@ type domainJSON struct {
 }
 
 // Verified reports whether mail may be sent from the domain.
-func (d *Domain) Verified() bool { return d.Status == "verified" }
+func (d *Domain) Verified() bool { return d.Status == VerifyVerified }
 
 // Email is one message to one recipient.
 type Email struct {
@@ -90,7 +139,7 @@ type Email struct {
 	AccountID    string
 	KeyID        string
 	Mode         string
-	Status       string
+	Status       Status
 	Source       string // smtp or api
 	FromAddress  string // address of the From: header
 	EnvelopeFrom string
@@ -197,7 +246,7 @@ func emailFromHash(m map[string]string) *Email {
 		AccountID:    m["accountId"],
 		KeyID:        m["keyId"],
 		Mode:         m["mode"],
-		Status:       m[FieldStatus],
+		Status:       Status(m[FieldStatus]),
 		Source:       m["source"],
 		FromAddress:  m["fromAddress"],
 		EnvelopeFrom: m["envelopeFrom"],
@@ -245,7 +294,7 @@ func nonNilMap(m map[string]string) map[string]string {
 // account's (for listing) and the global one (for webhook dispatch), in the
 // same MULTI as the change it reports.
 type Event struct {
-	Type      string            `json:"type"`
+	Type      EventType         `json:"type"`
 	Timestamp time.Time         `json:"timestamp"`
 	EmailID   string            `json:"emailId"`
 	AccountID string            `json:"-"`

@@ -73,7 +73,7 @@ type CancelResult struct {
 	// When not cancelled: the email that prevented it and its status
 	// ("scheduled" when it has been released for sending already).
 	EmailID string
-	Status  string
+	Status  Status
 }
 
 // CancelScheduled cancels the emails ids (one submission's group) in one
@@ -92,7 +92,7 @@ func (s *Store) CancelScheduled(ctx context.Context, ids []string, at time.Time)
 	if err != nil {
 		return CancelResult{}, err
 	}
-	if len(res) == 0 || res[0] == "cancelled" {
+	if len(res) == 0 || res[0] == string(StatusCancelled) {
 		return CancelResult{Cancelled: true}, nil
 	}
 	r := CancelResult{}
@@ -100,7 +100,7 @@ func (s *Store) CancelScheduled(ctx context.Context, ids []string, at time.Time)
 		r.EmailID = res[1]
 	}
 	if len(res) > 2 {
-		r.Status = res[2]
+		r.Status = Status(res[2])
 	}
 	return r, nil
 }

@@ -45,9 +45,9 @@ const (
 // statCounters returns the counters ev moves.
 func statCounters(ev *Event) []string {
 	switch ev.Type {
-	case "sent", "delivered", "deferred", "bounced", "failed", "complained":
-		return []string{ev.Type}
-	case "opened":
+	case EventSent, EventDelivered, EventDeferred, EventBounced, EventFailed, EventComplained:
+		return []string{string(ev.Type)}
+	case EventOpened:
 		if ev.Data[DataBotFiltered] == "true" {
 			return []string{StatBotOpens}
 		}
@@ -62,7 +62,7 @@ func statCounters(ev *Event) []string {
 			}
 		}
 		return c
-	case "clicked":
+	case EventClicked:
 		if ev.Data[DataBotFiltered] == "true" {
 			return []string{StatBotClicks}
 		}

@@ -370,7 +370,7 @@ func (s *Store) writeEmail(ctx context.Context, p redis.Pipeliner, ne NewEmail) 
 	p.Set(ctx, BodyKey(e.ID), ne.Body, 0)
 	p.ZAdd(ctx, AccountEmailsKey(e.AccountID), redis.Z{Score: float64(e.CreatedAt.UnixMilli()), Member: e.ID})
 	for _, w := range ne.Warnings {
-		appendEvents(ctx, p, &Event{Type: "warning", Timestamp: e.CreatedAt, EmailID: e.ID, AccountID: e.AccountID,
+		appendEvents(ctx, p, &Event{Type: EventWarning, Timestamp: e.CreatedAt, EmailID: e.ID, AccountID: e.AccountID,
 			Data: map[string]string{"message": w}})
 	}
 	if e.Mode == ModeTest && e.ScheduledAt == nil {

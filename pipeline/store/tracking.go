@@ -86,15 +86,15 @@ type DomainTracking struct {
 
 // TrackingDomain is a domain's custom host for pixel and click URLs.
 type TrackingDomain struct {
-	DomainID   string     `json:"domainId"`
-	Host       string     `json:"trackingDomain"`
-	Status     string     `json:"status"` // pending, verified, failed
-	CheckedAt  *time.Time `json:"checkedAt"`
-	VerifiedAt *time.Time `json:"verifiedAt"`
+	DomainID   string       `json:"domainId"`
+	Host       string       `json:"trackingDomain"`
+	Status     VerifyStatus `json:"status"`
+	CheckedAt  *time.Time   `json:"checkedAt"`
+	VerifiedAt *time.Time   `json:"verifiedAt"`
 }
 
 // Verified reports whether the host may be used in tracking URLs.
-func (t *TrackingDomain) Verified() bool { return t != nil && t.Status == "verified" }
+func (t *TrackingDomain) Verified() bool { return t != nil && t.Status == VerifyVerified }
 
 // Fields of the per-domain tracking hash: the domain name holds its
 // DomainTracking, "host:" + name its TrackingDomain.

@@ -190,7 +190,7 @@ func (d *Dispatcher) queue(ctx context.Context, lk *accountLookups, se store.Str
 	if ev.Type == "" || ev.AccountID == "" || ev.EmailID == "" || ev.Data[store.DataBotFiltered] == "true" {
 		return 0, nil
 	}
-	if ev.Type == "opened" || ev.Type == "clicked" {
+	if ev.Type == store.EventOpened || ev.Type == store.EventClicked {
 		if ev.Data[store.DataFirst] != "true" {
 			settings, err := memoized(lk.settings, ev.AccountID, func() (store.TrackingSettings, error) {
 				return d.Store.TrackingSettings(ctx, ev.AccountID)
@@ -198,7 +198,7 @@ func (d *Dispatcher) queue(ctx context.Context, lk *accountLookups, se store.Str
 			if err != nil {
 				return 0, err
 			}
-			if (ev.Type == "opened" && !settings.WebhookOnEveryOpen) || (ev.Type == "clicked" && !settings.WebhookOnEveryClick) {
+			if (ev.Type == store.EventOpened && !settings.WebhookOnEveryOpen) || (ev.Type == store.EventClicked && !settings.WebhookOnEveryClick) {
 				return 0, nil
 			}
 		}

@@ -20,7 +20,7 @@ var Events = []string{
 func ValidEvent(name string) bool { return slices.Contains(Events, name) }
 
 // EventName returns the webhook event of a recorded event type.
-func EventName(eventType string) string { return "email." + eventType }
+func EventName(t store.EventType) string { return "email." + string(t) }
 
 // Body returns the JSON body of the webhook for ev, sent to toAddress:
 //
@@ -36,13 +36,13 @@ func Body(ev store.Event, toAddress string) []byte {
 	var data object
 	data.add("emailId", ev.EmailID)
 	data.add("toAddress", toAddress)
-	data.add(ev.Type+"At", at)
+	data.add(string(ev.Type)+"At", at)
 	switch ev.Type {
-	case "clicked":
+	case store.EventClicked:
 		data.add("linkUrl", ev.Data[store.DataLinkURL])
 		index, _ := strconv.Atoi(ev.Data[store.DataLinkIndex])
 		data.add("linkIndex", index)
-	case "deferred", "bounced", "failed":
+	case store.EventDeferred, store.EventBounced, store.EventFailed:
 		if r, ok := ev.Data["reason"]; ok {
 			data.add("reason", r)
 		}

@@ -54,7 +54,7 @@ func TestSignVerify(t *testing.T) {
 
 func TestBody(t *testing.T) {
 	at := time.Date(2025, 1, 15, 10, 30, 0, 0, time.UTC)
-	ev := func(typ string, data map[string]string) store.Event {
+	ev := func(typ store.EventType, data map[string]string) store.Event {
 		return store.Event{Type: typ, Timestamp: at, EmailID: "em_abc123", Data: data}
 	}
 	const ts = `"2025-01-15T10:30:00.000Z"`
