@@ -18,5 +18,5 @@ func (h *handler) getAnalytics(w http.ResponseWriter, r *http.Request, k *store.
 		writeError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, a)
+	writeJSON(w, http.StatusOK, toAnalyticsJSON(a))
 }

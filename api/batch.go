@@ -94,7 +94,7 @@ func (h *handler) sendBatch(w http.ResponseWriter, r *http.Request, k *store.Key
 			sum.Sent++
 		}
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"data": items, "summary": sum})
+	writeJSON(w, http.StatusOK, batchJSON{Data: items, Summary: sum})
 }
 
 func (it *batchItem) fail(err error) {

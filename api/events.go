@@ -35,5 +35,5 @@ func (h *handler) listEvents(w http.ResponseWriter, r *http.Request, k *store.Ke
 		writeError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, page)
+	writeJSON(w, http.StatusOK, toEventPage(page))
 }

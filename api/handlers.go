@@ -233,17 +233,7 @@ func (h *handler) listEmails(w http.ResponseWriter, r *http.Request, k *store.Ke
 	for _, e := range page.Emails {
 		out = append(out, toEmailJSON(e))
 	}
-	writeJSON(w, http.StatusOK, pageJSON(out, page.Next))
-}
-
-// pageJSON is the shape of every paginated list: data, nextCursor (null on
-// the last page) and hasMore.
-func pageJSON(data any, next string) map[string]any {
-	var cursor *string
-	if next != "" {
-		cursor = &next
-	}
-	return map[string]any{"data": data, "nextCursor": cursor, "hasMore": next != ""}
+	writeJSON(w, http.StatusOK, toPage(out, page.Next))
 }
 
 func (h *handler) getEmailContent(w http.ResponseWriter, r *http.Request, k *store.Key) {
@@ -262,7 +252,7 @@ func (h *handler) getEmailEvents(w http.ResponseWriter, r *http.Request, k *stor
 		writeError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"data": evs})
+	writeJSON(w, http.StatusOK, listJSON[eventJSON]{Data: listOf(evs, toEventJSON)})
 }
 
 // ---- domains ----
@@ -273,7 +263,7 @@ func (h *handler) listDomains(w http.ResponseWriter, r *http.Request, k *store.K
 		writeError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"data": ds})
+	writeJSON(w, http.StatusOK, listJSON[domainJSON]{Data: listOf(ds, toDomainJSON)})
 }
 
 func (h *handler) createDomain(w http.ResponseWriter, r *http.Request, k *store.Key) {
@@ -289,7 +279,7 @@ func (h *handler) createDomain(w http.ResponseWriter, r *http.Request, k *store.
 		writeError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusCreated, d)
+	writeJSON(w, http.StatusCreated, toDomainJSON(d))
 }
 
 func (h *handler) getDomain(w http.ResponseWriter, r *http.Request, k *store.Key) {
@@ -298,7 +288,7 @@ func (h *handler) getDomain(w http.ResponseWriter, r *http.Request, k *store.Key
 		writeError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, d)
+	writeJSON(w, http.StatusOK, toDomainJSON(d))
 }
 
 func (h *handler) verifyDomain(w http.ResponseWriter, r *http.Request, k *store.Key) {
@@ -307,7 +297,7 @@ func (h *handler) verifyDomain(w http.ResponseWriter, r *http.Request, k *store.
 		writeError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, d)
+	writeJSON(w, http.StatusOK, toDomainJSON(d))
 }
 
 func (h *handler) deleteDomain(w http.ResponseWriter, r *http.Request, k *store.Key) {
@@ -315,7 +305,7 @@ func (h *handler) deleteDomain(w http.ResponseWriter, r *http.Request, k *store.
 		writeError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"id": r.PathValue("id"), "deleted": true})
+	writeJSON(w, http.StatusOK, deletedJSON{ID: r.PathValue("id"), Deleted: true})
 }
 
 // ---- API keys ----
@@ -326,7 +316,7 @@ func (h *handler) listKeys(w http.ResponseWriter, r *http.Request, k *store.Key)
 		writeError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"data": ks})
+	writeJSON(w, http.StatusOK, listJSON[keyJSON]{Data: listOf(ks, toKeyJSON)})
 }
 
 func (h *handler) createKey(w http.ResponseWriter, r *http.Request, k *store.Key) {
@@ -347,7 +337,7 @@ func (h *handler) createKey(w http.ResponseWriter, r *http.Request, k *store.Key
 		return
 	}
 	// The key itself is in this response only: it is stored hashed.
-	writeJSON(w, http.StatusCreated, createdKey{ID: nk.ID, Name: nk.Name, Mode: nk.Mode,
+	writeJSON(w, http.StatusCreated, createdKeyJSON{ID: nk.ID, Name: nk.Name, Mode: nk.Mode,
 		Permission: nk.Permission, DomainID: nk.DomainID, CreatedAt: nk.CreatedAt, Key: secret})
 }
 
@@ -356,15 +346,5 @@ func (h *handler) deleteKey(w http.ResponseWriter, r *http.Request, k *store.Key
 		writeError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"id": r.PathValue("id"), "deleted": true})
-}
-
-type createdKey struct {
-	ID         string    `json:"id"`
-	Name       string    `json:"name"`
-	Mode       string    `json:"mode"`
-	Permission string    `json:"permission"`
-	DomainID   string    `json:"domainId,omitempty"`
-	CreatedAt  time.Time `json:"createdAt"`
-	Key        string    `json:"key"`
+	writeJSON(w, http.StatusOK, deletedJSON{ID: r.PathValue("id"), Deleted: true})
 }

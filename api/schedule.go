@@ -14,5 +14,5 @@ func (h *handler) cancelSchedule(w http.ResponseWriter, r *http.Request, k *stor
 		writeError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"id": e.ID, "status": e.Status, "cancelledAt": e.CancelledAt})
+	writeJSON(w, http.StatusOK, cancelledJSON{ID: e.ID, Status: e.Status, CancelledAt: e.CancelledAt})
 }

@@ -15,7 +15,7 @@ func (h *handler) getTrackingDefaults(w http.ResponseWriter, r *http.Request, k 
 		writeError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, ts)
+	writeJSON(w, http.StatusOK, toTrackingDefaultsJSON(ts))
 }
 
 func (h *handler) patchTrackingDefaults(w http.ResponseWriter, r *http.Request, k *store.Key) {
@@ -39,7 +39,7 @@ func (h *handler) patchTrackingDefaults(w http.ResponseWriter, r *http.Request, 
 		writeError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, ts)
+	writeJSON(w, http.StatusOK, toTrackingDefaultsJSON(ts))
 }
 
 func (h *handler) getDomainTracking(w http.ResponseWriter, r *http.Request, k *store.Key) {
@@ -48,7 +48,7 @@ func (h *handler) getDomainTracking(w http.ResponseWriter, r *http.Request, k *s
 		writeError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, dt)
+	writeJSON(w, http.StatusOK, toDomainTrackingJSON(dt))
 }
 
 func (h *handler) putDomainTracking(w http.ResponseWriter, r *http.Request, k *store.Key) {
@@ -68,7 +68,7 @@ func (h *handler) putDomainTracking(w http.ResponseWriter, r *http.Request, k *s
 		writeError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, dt)
+	writeJSON(w, http.StatusOK, toDomainTrackingJSON(dt))
 }
 
 func (h *handler) setTrackingDomain(w http.ResponseWriter, r *http.Request, k *store.Key) {
@@ -84,7 +84,7 @@ func (h *handler) setTrackingDomain(w http.ResponseWriter, r *http.Request, k *s
 		writeError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, dt)
+	writeJSON(w, http.StatusOK, toDomainTrackingJSON(dt))
 }
 
 func (h *handler) verifyTrackingDomain(w http.ResponseWriter, r *http.Request, k *store.Key) {
@@ -93,5 +93,5 @@ func (h *handler) verifyTrackingDomain(w http.ResponseWriter, r *http.Request, k
 		writeError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, dt)
+	writeJSON(w, http.StatusOK, toDomainTrackingJSON(dt))
 }

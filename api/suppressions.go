@@ -38,7 +38,7 @@ func (h *handler) listSuppressions(w http.ResponseWriter, r *http.Request, k *st
 	for _, s := range list {
 		out = append(out, toSuppressionJSON(s))
 	}
-	writeJSON(w, http.StatusOK, pageJSON(out, next))
+	writeJSON(w, http.StatusOK, toPage(out, next))
 }
 
 func (h *handler) createSuppression(w http.ResponseWriter, r *http.Request, k *store.Key) {
@@ -63,5 +63,5 @@ func (h *handler) deleteSuppression(w http.ResponseWriter, r *http.Request, k *s
 		writeError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"email": r.PathValue("email"), "deleted": true})
+	writeJSON(w, http.StatusOK, deletedAddressJSON{Email: r.PathValue("email"), Deleted: true})
 }

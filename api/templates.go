@@ -64,7 +64,7 @@ func (h *handler) listTemplates(w http.ResponseWriter, r *http.Request, k *store
 	for _, t := range ts {
 		out = append(out, toTemplateJSON(t, false))
 	}
-	writeJSON(w, http.StatusOK, pageJSON(out, next))
+	writeJSON(w, http.StatusOK, toPage(out, next))
 }
 
 func (h *handler) createTemplate(w http.ResponseWriter, r *http.Request, k *store.Key) {
@@ -109,5 +109,5 @@ func (h *handler) deleteTemplate(w http.ResponseWriter, r *http.Request, k *stor
 		writeError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"id": r.PathValue("id"), "deleted": true})
+	writeJSON(w, http.StatusOK, deletedJSON{ID: r.PathValue("id"), Deleted: true})
 }

@@ -75,18 +75,17 @@ func (h *handler) trackClick(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *handler) healthz(w http.ResponseWriter, r *http.Request) {
-	status := map[string]any{"redis": "ok"}
-	code := http.StatusOK
+	status := healthJSON{Redis: "ok"}
 	if err := h.Pipeline.Ping(r.Context()); err != nil {
-		status["redis"] = "unreachable"
-		code = http.StatusServiceUnavailable
+		status.Redis = "unreachable"
 	}
 	if h.opt.Ready != nil {
-		if problems := h.opt.Ready(r.Context()); len(problems) > 0 {
-			status["problems"] = problems
-			code = http.StatusServiceUnavailable
-		}
+		status.Problems = h.opt.Ready(r.Context())
 	}
-	status["ready"] = code == http.StatusOK
+	status.Ready = status.Redis == "ok" && len(status.Problems) == 0
+	code := http.StatusOK
+	if !status.Ready {
+		code = http.StatusServiceUnavailable
+	}
 	writeJSON(w, code, status)
 }

@@ -2,21 +2,10 @@ package api
 
 import (
 	"net/http"
-	"time"
 
 	"github.com/pigeonpost/pigeonpost/pipeline/account"
 	"github.com/pigeonpost/pigeonpost/pipeline/store"
 )
-
-// webhookJSON is an endpoint as the API shows it: the secret only in the
-// answer to its creation.
-type webhookJSON struct {
-	ID        string    `json:"id"`
-	URL       string    `json:"url"`
-	Events    []string  `json:"events"`
-	CreatedAt time.Time `json:"createdAt"`
-	Secret    string    `json:"secret,omitempty"`
-}
 
 func (h *handler) createWebhook(w http.ResponseWriter, r *http.Request, k *store.Key) {
 	var req struct {
@@ -32,7 +21,9 @@ func (h *handler) createWebhook(w http.ResponseWriter, r *http.Request, k *store
 		writeError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusCreated, webhookJSON{ID: wh.ID, URL: wh.URL, Events: wh.Events, CreatedAt: wh.CreatedAt, Secret: wh.Secret})
+	created := toWebhookJSON(wh)
+	created.Secret = wh.Secret
+	writeJSON(w, http.StatusCreated, created)
 }
 
 func (h *handler) listWebhooks(w http.ResponseWriter, r *http.Request, k *store.Key) {
@@ -41,11 +32,7 @@ func (h *handler) listWebhooks(w http.ResponseWriter, r *http.Request, k *store.
 		writeError(w, r, err)
 		return
 	}
-	out := make([]webhookJSON, 0, len(ws))
-	for _, wh := range ws {
-		out = append(out, webhookJSON{ID: wh.ID, URL: wh.URL, Events: wh.Events, CreatedAt: wh.CreatedAt})
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"data": out})
+	writeJSON(w, http.StatusOK, listJSON[webhookJSON]{Data: listOf(ws, toWebhookJSON)})
 }
 
 func (h *handler) deleteWebhook(w http.ResponseWriter, r *http.Request, k *store.Key) {
@@ -53,7 +40,7 @@ func (h *handler) deleteWebhook(w http.ResponseWriter, r *http.Request, k *store
 		writeError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"id": r.PathValue("id"), "deleted": true})
+	writeJSON(w, http.StatusOK, deletedJSON{ID: r.PathValue("id"), Deleted: true})
 }
 
 // listFailedWebhooks is GET /v1/webhooks/failed: deliveries given up after
@@ -64,5 +51,5 @@ func (h *handler) listFailedWebhooks(w http.ResponseWriter, r *http.Request, k *
 		writeError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"data": fs})
+	writeJSON(w, http.StatusOK, listJSON[failedWebhookJSON]{Data: listOf(fs, toFailedWebhookJSON)})
 }

@@ -22,21 +22,20 @@ type EventFilter struct {
 
 // ListedEvent is one event as GET /v1/events shows it.
 type ListedEvent struct {
-	ID        string            `json:"id"` // stream id: unique, ordered
-	Type      store.EventType   `json:"type"`
-	EmailID   string            `json:"emailId"`
-	Timestamp time.Time         `json:"timestamp"`
-	Data      map[string]string `json:"data,omitempty"`
+	ID        string // stream id: unique, ordered
+	Type      store.EventType
+	EmailID   string
+	Timestamp time.Time
+	Data      map[string]string
 }
 
 // EventPage is one page of events, newest first.
 type EventPage struct {
-	Data []ListedEvent `json:"data"`
-	// NextCursor continues the listing; null when there is nothing older.
-	// A page may hold fewer than the limit (even none) and still have a
-	// cursor: each request scans a bounded number of events.
-	NextCursor *string `json:"nextCursor"`
-	HasMore    bool    `json:"hasMore"`
+	Data []ListedEvent
+	// Next continues the listing; "" when there is nothing older. A page
+	// may hold fewer than the limit (even none) and still have one: each
+	// request scans a bounded number of events.
+	Next string
 }
 
 var streamIDPattern = regexp.MustCompile(`^[0-9]{1,20}-[0-9]{1,20}$`)
@@ -88,7 +87,7 @@ func (s *Service) ListEvents(ctx context.Context, k *store.Key, f EventFilter) (
 			if len(page.Data) == f.Limit {
 				if i < len(batch)-1 || len(batch) == eventScanBatch {
 					next := se.StreamID
-					page.NextCursor, page.HasMore = &next, true
+					page.Next = next
 				}
 				return page, nil
 			}
@@ -98,6 +97,6 @@ func (s *Service) ListEvents(ctx context.Context, k *store.Key, f EventFilter) (
 		}
 		cursor = batch[len(batch)-1].StreamID
 	}
-	page.NextCursor, page.HasMore = &cursor, true
+	page.Next = cursor
 	return page, nil
 }

@@ -29,40 +29,40 @@ const maxAnalyticsDays = 366
 // MachineUniqueOpens through Apple Mail Privacy Protection, which fetches
 // the pixel whether or not anyone reads the mail.
 type Counts struct {
-	Sent               int64 `json:"sent"`
-	Delivered          int64 `json:"delivered"`
-	Deferred           int64 `json:"deferred"`
-	Bounced            int64 `json:"bounced"`
-	Failed             int64 `json:"failed"`
-	Complained         int64 `json:"complained"`
-	Opens              int64 `json:"opens"`
-	UniqueOpens        int64 `json:"uniqueOpens"`
-	ProxiedUniqueOpens int64 `json:"proxiedUniqueOpens"`
-	MachineUniqueOpens int64 `json:"machineUniqueOpens"`
-	Clicks             int64 `json:"clicks"`
-	UniqueClicks       int64 `json:"uniqueClicks"`
-	BotFilteredOpens   int64 `json:"botFilteredOpens"`
-	BotFilteredClicks  int64 `json:"botFilteredClicks"`
+	Sent               int64
+	Delivered          int64
+	Deferred           int64
+	Bounced            int64
+	Failed             int64
+	Complained         int64
+	Opens              int64
+	UniqueOpens        int64
+	ProxiedUniqueOpens int64
+	MachineUniqueOpens int64
+	Clicks             int64
+	UniqueClicks       int64
+	BotFilteredOpens   int64
+	BotFilteredClicks  int64
 }
 
 // Analytics is the answer of GET /v1/analytics. Rates are fractions (0.25
 // is 25 %) rounded to four places: opens and clicks per delivered email,
 // bounces per sent email.
 type Analytics struct {
-	From   string  `json:"from"`
-	To     string  `json:"to"`
-	Domain *string `json:"domain"`
-	Tag    *string `json:"tag"`
+	From   string
+	To     string
+	Domain *string
+	Tag    *string
 	Counts
-	OpenRate   float64     `json:"openRate"`
-	ClickRate  float64     `json:"clickRate"`
-	BounceRate float64     `json:"bounceRate"`
-	Daily      []DayCounts `json:"daily"`
+	OpenRate   float64
+	ClickRate  float64
+	BounceRate float64
+	Daily      []DayCounts
 }
 
 // DayCounts are one day's counters.
 type DayCounts struct {
-	Date string `json:"date"`
+	Date string
 	Counts
 }
 

@@ -77,15 +77,15 @@ func (s *Service) UpdateTrackingDefaults(ctx context.Context, k *store.Key, p Tr
 // DomainTracking is a sending domain's tracking configuration as the API
 // shows it.
 type DomainTracking struct {
-	DomainID       string  `json:"domainId"`
-	Domain         string  `json:"domain"`
-	OpenTracking   bool    `json:"openTracking"`
-	ClickTracking  bool    `json:"clickTracking"`
-	PrivacyMode    *bool   `json:"privacyMode"` // null: the account's setting applies
-	TrackingDomain *string `json:"trackingDomain"`
+	DomainID       string
+	Domain         string
+	OpenTracking   bool
+	ClickTracking  bool
+	PrivacyMode    *bool // null: the account's setting applies
+	TrackingDomain *string
 	// TrackingDomainStatus is pending, verified or failed; null without a tracking domain.
-	TrackingDomainStatus *store.VerifyStatus `json:"trackingDomainStatus"`
-	DNSRecord            *store.DNSRecord    `json:"dnsRecord,omitempty"` // the CNAME to publish
+	TrackingDomainStatus *store.VerifyStatus
+	DNSRecord            *store.DNSRecord // the CNAME to publish
 }
 
 // DomainTrackingInput is the body of PUT /v1/domains/:id/tracking; a
