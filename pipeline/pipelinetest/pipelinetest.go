@@ -63,10 +63,11 @@ func New(t testing.TB, opt Options) *Parts {
 	if opt.Engagement.PublicURL == "" {
 		opt.Engagement.PublicURL = po.PublicURL
 	}
-	st := store.New(opt.Redis, time.Now)
-	if po.Now != nil {
-		st = store.New(opt.Redis, po.Now)
+	now := po.Now
+	if now == nil {
+		now = time.Now
 	}
+	st := store.New(opt.Redis, now)
 	p := &Parts{Redis: opt.Redis, Store: st, Signer: tracking.NewSigner(opt.Secret)}
 	p.Pipeline = pipeline.New(st, p.Signer, opt.Pipeline)
 	p.Account = account.New(st, p.Pipeline, opt.Account)
