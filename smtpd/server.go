@@ -17,7 +17,6 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"github.com/pigeonpost/pigeonpost/internal/membudget"
-	"github.com/pigeonpost/pigeonpost/pipeline"
 )
 
 // Options configure the server.
@@ -43,7 +42,7 @@ type Options struct {
 // Server accepts submissions on a STARTTLS listener and an implicit-TLS one.
 type Server struct {
 	opt      Options
-	svc      *pipeline.Service
+	pipe     Pipeline
 	smtp     *smtp.Server
 	failures *failureTracker
 	slots    chan struct{} // connection cap
@@ -55,8 +54,9 @@ type Server struct {
 
 var _ smtp.Backend = (*Server)(nil)
 
-// New returns a server submitting to svc.
-func New(svc *pipeline.Service, opt Options) *Server {
+// New returns a server that authenticates and submits through pipe
+// (in production a *pipeline.Service).
+func New(pipe Pipeline, opt Options) *Server {
 	if opt.Logger == nil {
 		opt.Logger = slog.Default()
 	}
@@ -65,7 +65,7 @@ func New(svc *pipeline.Service, opt Options) *Server {
 	}
 	s := &Server{
 		opt:      opt,
-		svc:      svc,
+		pipe:     pipe,
 		failures: newFailureTracker(),
 		sessions: map[*session]struct{}{},
 		slots:    make(chan struct{}, max(opt.MaxConnections, 1)),

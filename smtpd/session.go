@@ -67,7 +67,7 @@ func (s *session) login(username, password string) error {
 	}
 	ctx, cancel := s.context()
 	defer cancel()
-	k, err := s.srv.svc.Authenticate(ctx, password)
+	k, err := s.srv.pipe.Authenticate(ctx, password)
 	if err != nil {
 		if errors.Is(err, pipeline.ErrAuthFailed) {
 			return s.authFailed()
@@ -104,12 +104,12 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 	ctx, cancel := s.context()
 	defer cancel()
 	// Look the key up again (cached) so that a revoked key stops at the next MAIL.
-	k, err := s.srv.svc.Authenticate(ctx, s.secret)
+	k, err := s.srv.pipe.Authenticate(ctx, s.secret)
 	if err != nil {
 		return reply(err)
 	}
 	s.key = k
-	if err := s.srv.svc.CheckSender(ctx, k, from); err != nil {
+	if err := s.srv.pipe.CheckSender(ctx, k, from); err != nil {
 		return reply(err)
 	}
 	s.from = from
@@ -139,7 +139,7 @@ func (s *session) Data(r io.Reader) error {
 	}
 	ctx, cancel := s.context()
 	defer cancel()
-	receipt, err := s.srv.svc.Submit(ctx, pipeline.Submission{
+	receipt, err := s.srv.pipe.Submit(ctx, pipeline.Submission{
 		Key: s.key, Source: "smtp", EnvelopeFrom: s.from, Recipients: s.rcpts, Message: body,
 	})
 	s.srv.opt.Metrics.dataSeconds.Observe(time.Since(start).Seconds())
