@@ -137,7 +137,7 @@ func (s *Server) NewSession(c *smtp.Conn) (smtp.Session, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closing {
-		return nil, &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 3, 2}, Message: "Service shutting down, try again later"}
+		return nil, replyShuttingDown
 	}
 	s.sessions[sess] = struct{}{}
 	return sess, nil
@@ -163,7 +163,7 @@ func (l *limitListener) Accept() (net.Conn, error) {
 		default:
 			l.metrics.refusedConns.Inc()
 			_ = c.SetWriteDeadline(time.Now().Add(time.Second))
-			_, _ = io.WriteString(c, "421 4.7.0 Too many connections, try again later\r\n")
+			_, _ = io.WriteString(c, wire(replyTooManyConnections))
 			_ = c.Close()
 		}
 	}

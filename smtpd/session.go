@@ -58,7 +58,7 @@ func (s *session) Auth(mech string) (sasl.Server, error) {
 	case sasl.Login:
 		return &loginServer{authenticate: s.login}, nil
 	}
-	return nil, &smtp.SMTPError{Code: 504, EnhancedCode: smtp.EnhancedCode{5, 5, 4}, Message: "Unsupported authentication mechanism"}
+	return nil, replyUnsupportedMechanism
 }
 
 func (s *session) login(username, password string) error {
@@ -73,7 +73,8 @@ func (s *session) login(username, password string) error {
 			return s.authFailed()
 		}
 		// Storage trouble is not the client's fault: 454, never 535.
-		return &smtp.SMTPError{Code: 454, EnhancedCode: smtp.EnhancedCode{4, 7, 0}, Message: "Temporary authentication failure, try again later"}
+		s.srv.opt.Logger.Warn("AUTH could not check the key", "ip", s.ip, "err", err)
+		return replyAuthUnavailable
 	}
 	s.srv.failures.reset(s.ip)
 	s.secret, s.key = password, k
@@ -96,10 +97,10 @@ func (s *session) context() (context.Context, context.CancelFunc) {
 
 func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 	if !s.isTLS() {
-		return &smtp.SMTPError{Code: 530, EnhancedCode: smtp.EnhancedCode{5, 7, 0}, Message: "Must issue a STARTTLS command first"}
+		return replyMustStartTLS
 	}
 	if s.key == nil {
-		return &smtp.SMTPError{Code: 530, EnhancedCode: smtp.EnhancedCode{5, 7, 0}, Message: "Authentication required"}
+		return replyAuthRequired
 	}
 	ctx, cancel := s.context()
 	defer cancel()
@@ -148,7 +149,7 @@ func (s *session) Data(r io.Reader) error {
 		return reply(err)
 	}
 	s.srv.opt.Logger.Debug("message queued", "ids", receipt.IDs, "key", s.key.ID)
-	return &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: "Ok: queued as " + receipt.IDs[0]}
+	return replyQueued(receipt.IDs[0])
 }
 
 // Reading DATA. A message that fits in firstChunk is read as is: small
@@ -278,9 +279,9 @@ func dataError(err error) error {
 	}
 	var ne net.Error
 	if errors.As(err, &ne) && ne.Timeout() {
-		return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 4, 2}, Message: "Timeout while receiving the message"}
+		return replyDataTimeout
 	}
-	return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "Error while receiving the message"}
+	return replyDataError
 }
 
 // idleReader pushes the connection's read deadline forward on each read,
@@ -325,6 +326,6 @@ func (s *session) Logout() error {
 func (s *session) hangUp() {
 	nc := s.conn.Conn()
 	_ = nc.SetWriteDeadline(time.Now().Add(time.Second))
-	_, _ = io.WriteString(nc, "421 4.3.2 Service shutting down, try again later\r\n")
+	_, _ = io.WriteString(nc, wire(replyShuttingDown))
 	_ = nc.Close()
 }
