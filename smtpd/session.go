@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -61,7 +62,8 @@ func (s *session) Auth(mech string) (sasl.Server, error) {
 	return nil, replyUnsupportedMechanism
 }
 
-func (s *session) login(username, password string) error {
+func (s *session) login(username, password string) (err error) {
+	defer s.recoverCommand("AUTH", &err)
 	if !strings.EqualFold(username, authUser) {
 		return s.authFailed()
 	}
@@ -91,11 +93,24 @@ func (s *session) authFailed() error {
 	return reply(pipeline.ErrAuthFailed)
 }
 
+// recoverCommand, deferred first in each command that calls out of smtpd,
+// turns a panic into 451 4.3.0 and an error log with the stack: the client
+// keeps its message and its session, and the server keeps serving (STYLE
+// 14). Without it go-smtp would recover, answer 421 4.0.0, hang up and log
+// only to its ErrorLog, which slogWriter keeps at debug level.
+func (s *session) recoverCommand(cmd string, err *error) {
+	if v := recover(); v != nil {
+		s.srv.opt.Logger.Error("panic in SMTP command", "cmd", cmd, "ip", s.ip, "panic", v, "stack", string(debug.Stack()))
+		*err = replyInternal
+	}
+}
+
 func (s *session) context() (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.Background(), 30*time.Second)
 }
 
-func (s *session) Mail(from string, opts *smtp.MailOptions) error {
+func (s *session) Mail(from string, opts *smtp.MailOptions) (err error) {
+	defer s.recoverCommand("MAIL", &err)
 	if !s.isTLS() {
 		return replyMustStartTLS
 	}
@@ -121,7 +136,8 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 	return nil
 }
 
-func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
+func (s *session) Rcpt(to string, _ *smtp.RcptOptions) (err error) {
+	defer s.recoverCommand("RCPT", &err)
 	if _, err := pipeline.ParseAddress(to); err != nil {
 		return reply(err)
 	}
@@ -129,7 +145,8 @@ func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 	return nil
 }
 
-func (s *session) Data(r io.Reader) error {
+func (s *session) Data(r io.Reader) (err error) {
+	defer s.recoverCommand("DATA", &err)
 	start := time.Now()
 	body, res, err := s.readData(r)
 	if err != nil {
