@@ -2,6 +2,7 @@ package smtpd
 
 import (
 	"strconv"
+	"strings"
 
 	"github.com/emersion/go-smtp"
 
@@ -17,8 +18,22 @@ func reply(err error) *smtp.SMTPError {
 	return &smtp.SMTPError{
 		Code:         pe.SMTPCode,
 		EnhancedCode: smtp.EnhancedCode{pe.Enhanced[0], pe.Enhanced[1], pe.Enhanced[2]},
-		Message:      pe.Message,
+		Message:      replyText(pe.Message),
 	}
+}
+
+// replyText makes a pipeline message safe as reply text: pipeline messages
+// quote what the client sent ("address \"a<CR>b@x\" contains forbidden
+// characters"), and a CR or LF there would end the reply line early and
+// let the rest read as another reply (RFC 5321 §4.2: text is printable, no
+// CR or LF). Control characters become '?'. Found by FuzzDialogue.
+func replyText(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f {
+			return '?'
+		}
+		return r
+	}, s)
 }
 
 // The replies smtpd makes itself, at the protocol level; the pipeline's

@@ -3,6 +3,7 @@ package smtpd
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/emersion/go-smtp"
@@ -40,6 +41,7 @@ func TestReplies(t *testing.T) {
 		{"translated", "rate limited, wrapped", reply(fmt.Errorf("admit: %w", pipeline.ErrRateLimited)), want{451, smtp.EnhancedCode{4, 7, 1}}},
 		{"translated", "unverified domain", reply(pipeline.ErrUnverifiedDomain), want{550, smtp.EnhancedCode{5, 7, 1}}},
 		{"translated", "memory budget", errBusy, want{451, smtp.EnhancedCode{4, 3, 1}}},
+		{"translated", "client text quoted in a message", reply(pipeline.ErrBadAddress.With("address \"a\rb\n250 ok\" is bad")), want{553, smtp.EnhancedCode{5, 1, 3}}},
 		{"translated", "unknown error: temporary, never 554", reply(errors.New("redis: connection pool timeout")), want{451, smtp.EnhancedCode{4, 3, 0}}},
 	}
 	for _, tc := range cases {
@@ -50,8 +52,8 @@ func TestReplies(t *testing.T) {
 			if tc.got.Code/100 != tc.got.EnhancedCode[0] {
 				t.Errorf("classes disagree: %d with %v", tc.got.Code, tc.got.EnhancedCode)
 			}
-			if tc.got.Message == "" {
-				t.Error("no text")
+			if tc.got.Message == "" || strings.ContainsFunc(tc.got.Message, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
+				t.Errorf("text %q is empty or holds control characters", tc.got.Message)
 			}
 		})
 	}
