@@ -54,7 +54,7 @@ var errPanic = errors.New("fake pipeline: told to panic")
 type fakePipeline struct {
 	mu       sync.Mutex
 	fail     map[stage]error
-	auths    int
+	secrets  []string // what Authenticate was asked
 	senders  []string
 	subs     []pipeline.Submission
 	ids      map[string]int // queued id → index in subs
@@ -95,7 +95,7 @@ func (f *fakePipeline) failure(s stage) error {
 func (f *fakePipeline) Authenticate(_ context.Context, secret string) (*store.Key, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.auths++
+	f.secrets = append(f.secrets, secret)
 	if err := f.failure(atAuth); err != nil {
 		return nil, err
 	}
@@ -154,6 +154,13 @@ func (f *fakePipeline) Submit(_ context.Context, sub pipeline.Submission) (*pipe
 	return r, nil
 }
 
+// asked returns the secrets Authenticate was called with.
+func (f *fakePipeline) asked() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]string(nil), f.secrets...)
+}
+
 // submissions returns what Submit was called with, failed calls included.
 func (f *fakePipeline) submissions() []pipeline.Submission {
 	f.mu.Lock()
@@ -177,7 +184,7 @@ func (f *fakePipeline) reset() {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.fail = map[stage]error{}
-	f.auths, f.senders, f.subs, f.breaches = 0, nil, nil, nil
+	f.secrets, f.senders, f.subs, f.breaches = nil, nil, nil, nil
 	f.ids = map[string]int{}
 }
 

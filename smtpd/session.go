@@ -64,7 +64,9 @@ func (s *session) Auth(mech string) (sasl.Server, error) {
 
 func (s *session) login(username, password string) (err error) {
 	defer s.recoverCommand("AUTH", &err)
-	if !strings.EqualFold(username, authUser) {
+	// No key contains NUL, CR or LF: such a secret is refused here, never
+	// looked up, so it cannot reach the pipeline or a log line.
+	if !strings.EqualFold(username, authUser) || strings.ContainsAny(password, "\x00\r\n") {
 		return s.authFailed()
 	}
 	ctx, cancel := s.context()
