@@ -3,93 +3,19 @@ package smtpd
 import (
 	"bytes"
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
-	"io"
-	"log/slog"
-	"net"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
 
-	"github.com/pigeonpost/pigeonpost/internal/membudget"
 	"github.com/pigeonpost/pigeonpost/internal/testkit"
-	"github.com/pigeonpost/pigeonpost/pipeline"
-	"github.com/pigeonpost/pigeonpost/pipeline/pipelinetest"
-	"github.com/pigeonpost/pigeonpost/pipeline/store"
 )
 
-// The DATA tests run the server on loopback over a real pipeline (Redis from
-// testkit) with a test-mode key: everything is stored, nothing delivered.
-
-const (
-	testKey  = "sp_test_smtpddatatestkey0000000001"
-	testFrom = "sender@acme.test"
-	testRcpt = "rcpt@example.test"
-	maxBytes = 1 << 20
-)
-
-type testServer struct {
-	addr   string
-	store  *store.Store
-	budget *membudget.Budget
-}
-
-// startServer serves on 127.0.0.1 with a budget whose largest need is the
-// cost of a message of maxBytes, and which holds exactly one such message.
-func startServer(t *testing.T, dataTimeout time.Duration) *testServer {
-	t.Helper()
-	p := pipelinetest.New(t, pipelinetest.Options{})
-	p.Key(t, "default", testKey)
-	cert, err := testkit.SelfSignedCert("127.0.0.1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	budget := membudget.New(pipeline.MessageCost(maxBytes), pipeline.MessageCost(maxBytes))
-	srv := New(p.Pipeline, Options{
-		Hostname:        "gw.test",
-		MaxMessageBytes: maxBytes,
-		MaxRecipients:   10,
-		MaxConnections:  10,
-		ReadTimeout:     30 * time.Second,
-		WriteTimeout:    30 * time.Second,
-		DataTimeout:     dataTimeout,
-		TLSConfig:       &tls.Config{Certificates: []tls.Certificate{cert}},
-		Logger:          slog.New(slog.NewTextHandler(io.Discard, nil)),
-		Budget:          budget,
-	})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() { defer close(done); _ = srv.Serve(ln) }()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		_ = srv.Shutdown(ctx)
-		<-done
-	})
-	return &testServer{addr: ln.Addr().String(), store: p.Store, budget: budget}
-}
-
-// client returns a session that is ready for MAIL.
-func (s *testServer) client(t *testing.T) *smtp.Client {
-	t.Helper()
-	c, err := smtp.DialStartTLS(s.addr, &tls.Config{InsecureSkipVerify: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	if err := c.Auth(sasl.NewPlainClient("", "apikey", testKey)); err != nil {
-		t.Fatal(err)
-	}
-	return c
-}
+// The DATA tests: sizes around the read chunks and the memory budget, over
+// fakePipeline, which keeps each message it queues.
 
 // testMessage is a message of about size bytes whose header pigeonpost
 // keeps as is, so that it is stored byte for byte.
@@ -146,22 +72,11 @@ type sendResult struct {
 	err error
 }
 
-func (s *testServer) checkStored(t *testing.T, id string, msg []byte) {
-	t.Helper()
-	body, err := s.store.Body(context.Background(), id)
-	if err != nil {
-		t.Fatalf("body of %s: %v", id, err)
-	}
-	if !bytes.Equal(body, msg) {
-		t.Errorf("stored %d bytes, sent %d; they differ", len(body), len(msg))
-	}
-}
-
 // TestDataSizes: messages around the first chunk, with and without SIZE=
 // (right, too small, far too large), are stored exactly as sent, and no
 // budget is left held.
 func TestDataSizes(t *testing.T) {
-	s := startServer(t, time.Minute)
+	s := startServer(t)
 	c := s.client(t)
 	for _, tc := range []struct {
 		size     int
@@ -196,7 +111,7 @@ func TestDataSizes(t *testing.T) {
 // budget, a second one waits for it without failing and small messages go
 // through; once the first is done, the second gets the budget.
 func TestLargeDataWaitsForBudget(t *testing.T) {
-	s := startServer(t, time.Minute)
+	s := startServer(t)
 	first, second := testMessage(400_000), testMessage(300_000)
 
 	// The first client sends part of its message, then pauses mid-DATA
@@ -247,7 +162,7 @@ func TestLargeDataWaitsForBudget(t *testing.T) {
 // budget before the data deadline is answered 451 4.3.1, the rest of it is
 // read and dropped, and the session goes on.
 func TestBudgetWaitEndsAtDataDeadline(t *testing.T) {
-	s := startServer(t, 2*time.Second)
+	s := startServer(t, func(o *Options) { o.DataTimeout = 2 * time.Second })
 	hold, err := s.budget.Acquire(context.Background(), s.budget.Size())
 	if err != nil {
 		t.Fatal(err)

@@ -17,7 +17,6 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"github.com/pigeonpost/pigeonpost/internal/membudget"
-	"github.com/pigeonpost/pigeonpost/pipeline"
 )
 
 // Options configure the server.
@@ -43,7 +42,7 @@ type Options struct {
 // Server accepts submissions on a STARTTLS listener and an implicit-TLS one.
 type Server struct {
 	opt      Options
-	svc      *pipeline.Service
+	pipe     Pipeline
 	smtp     *smtp.Server
 	failures *failureTracker
 	slots    chan struct{} // connection cap
@@ -55,8 +54,9 @@ type Server struct {
 
 var _ smtp.Backend = (*Server)(nil)
 
-// New returns a server submitting to svc.
-func New(svc *pipeline.Service, opt Options) *Server {
+// New returns a server that authenticates and submits through pipe
+// (in production a *pipeline.Service).
+func New(pipe Pipeline, opt Options) *Server {
 	if opt.Logger == nil {
 		opt.Logger = slog.Default()
 	}
@@ -65,7 +65,7 @@ func New(svc *pipeline.Service, opt Options) *Server {
 	}
 	s := &Server{
 		opt:      opt,
-		svc:      svc,
+		pipe:     pipe,
 		failures: newFailureTracker(),
 		sessions: map[*session]struct{}{},
 		slots:    make(chan struct{}, max(opt.MaxConnections, 1)),
@@ -137,7 +137,7 @@ func (s *Server) NewSession(c *smtp.Conn) (smtp.Session, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closing {
-		return nil, &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 3, 2}, Message: "Service shutting down, try again later"}
+		return nil, replyShuttingDown
 	}
 	s.sessions[sess] = struct{}{}
 	return sess, nil
@@ -163,7 +163,7 @@ func (l *limitListener) Accept() (net.Conn, error) {
 		default:
 			l.metrics.refusedConns.Inc()
 			_ = c.SetWriteDeadline(time.Now().Add(time.Second))
-			_, _ = io.WriteString(c, "421 4.7.0 Too many connections, try again later\r\n")
+			_, _ = io.WriteString(c, wire(replyTooManyConnections))
 			_ = c.Close()
 		}
 	}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -58,22 +59,26 @@ func (s *session) Auth(mech string) (sasl.Server, error) {
 	case sasl.Login:
 		return &loginServer{authenticate: s.login}, nil
 	}
-	return nil, &smtp.SMTPError{Code: 504, EnhancedCode: smtp.EnhancedCode{5, 5, 4}, Message: "Unsupported authentication mechanism"}
+	return nil, replyUnsupportedMechanism
 }
 
-func (s *session) login(username, password string) error {
-	if !strings.EqualFold(username, authUser) {
+func (s *session) login(username, password string) (err error) {
+	defer s.recoverCommand("AUTH", &err)
+	// No key contains NUL, CR or LF: such a secret is refused here, never
+	// looked up, so it cannot reach the pipeline or a log line.
+	if !strings.EqualFold(username, authUser) || strings.ContainsAny(password, "\x00\r\n") {
 		return s.authFailed()
 	}
 	ctx, cancel := s.context()
 	defer cancel()
-	k, err := s.srv.svc.Authenticate(ctx, password)
+	k, err := s.srv.pipe.Authenticate(ctx, password)
 	if err != nil {
 		if errors.Is(err, pipeline.ErrAuthFailed) {
 			return s.authFailed()
 		}
 		// Storage trouble is not the client's fault: 454, never 535.
-		return &smtp.SMTPError{Code: 454, EnhancedCode: smtp.EnhancedCode{4, 7, 0}, Message: "Temporary authentication failure, try again later"}
+		s.srv.opt.Logger.Warn("AUTH could not check the key", "ip", s.ip, "err", err)
+		return replyAuthUnavailable
 	}
 	s.srv.failures.reset(s.ip)
 	s.secret, s.key = password, k
@@ -90,26 +95,39 @@ func (s *session) authFailed() error {
 	return reply(pipeline.ErrAuthFailed)
 }
 
+// recoverCommand, deferred first in each command that calls out of smtpd,
+// turns a panic into 451 4.3.0 and an error log with the stack: the client
+// keeps its message and its session, and the server keeps serving (STYLE
+// 14). Without it go-smtp would recover, answer 421 4.0.0, hang up and log
+// only to its ErrorLog, which slogWriter keeps at debug level.
+func (s *session) recoverCommand(cmd string, err *error) {
+	if v := recover(); v != nil {
+		s.srv.opt.Logger.Error("panic in SMTP command", "cmd", cmd, "ip", s.ip, "panic", v, "stack", string(debug.Stack()))
+		*err = replyInternal
+	}
+}
+
 func (s *session) context() (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.Background(), 30*time.Second)
 }
 
-func (s *session) Mail(from string, opts *smtp.MailOptions) error {
+func (s *session) Mail(from string, opts *smtp.MailOptions) (err error) {
+	defer s.recoverCommand("MAIL", &err)
 	if !s.isTLS() {
-		return &smtp.SMTPError{Code: 530, EnhancedCode: smtp.EnhancedCode{5, 7, 0}, Message: "Must issue a STARTTLS command first"}
+		return replyMustStartTLS
 	}
 	if s.key == nil {
-		return &smtp.SMTPError{Code: 530, EnhancedCode: smtp.EnhancedCode{5, 7, 0}, Message: "Authentication required"}
+		return replyAuthRequired
 	}
 	ctx, cancel := s.context()
 	defer cancel()
 	// Look the key up again (cached) so that a revoked key stops at the next MAIL.
-	k, err := s.srv.svc.Authenticate(ctx, s.secret)
+	k, err := s.srv.pipe.Authenticate(ctx, s.secret)
 	if err != nil {
 		return reply(err)
 	}
 	s.key = k
-	if err := s.srv.svc.CheckSender(ctx, k, from); err != nil {
+	if err := s.srv.pipe.CheckSender(ctx, k, from); err != nil {
 		return reply(err)
 	}
 	s.from = from
@@ -120,7 +138,8 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 	return nil
 }
 
-func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
+func (s *session) Rcpt(to string, _ *smtp.RcptOptions) (err error) {
+	defer s.recoverCommand("RCPT", &err)
 	if _, err := pipeline.ParseAddress(to); err != nil {
 		return reply(err)
 	}
@@ -128,7 +147,8 @@ func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 	return nil
 }
 
-func (s *session) Data(r io.Reader) error {
+func (s *session) Data(r io.Reader) (err error) {
+	defer s.recoverCommand("DATA", &err)
 	start := time.Now()
 	body, res, err := s.readData(r)
 	if err != nil {
@@ -139,7 +159,7 @@ func (s *session) Data(r io.Reader) error {
 	}
 	ctx, cancel := s.context()
 	defer cancel()
-	receipt, err := s.srv.svc.Submit(ctx, pipeline.Submission{
+	receipt, err := s.srv.pipe.Submit(ctx, pipeline.Submission{
 		Key: s.key, Source: "smtp", EnvelopeFrom: s.from, Recipients: s.rcpts, Message: body,
 	})
 	s.srv.opt.Metrics.dataSeconds.Observe(time.Since(start).Seconds())
@@ -148,7 +168,7 @@ func (s *session) Data(r io.Reader) error {
 		return reply(err)
 	}
 	s.srv.opt.Logger.Debug("message queued", "ids", receipt.IDs, "key", s.key.ID)
-	return &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: "Ok: queued as " + receipt.IDs[0]}
+	return replyQueued(receipt.IDs[0])
 }
 
 // Reading DATA. A message that fits in firstChunk is read as is: small
@@ -278,9 +298,9 @@ func dataError(err error) error {
 	}
 	var ne net.Error
 	if errors.As(err, &ne) && ne.Timeout() {
-		return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 4, 2}, Message: "Timeout while receiving the message"}
+		return replyDataTimeout
 	}
-	return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "Error while receiving the message"}
+	return replyDataError
 }
 
 // idleReader pushes the connection's read deadline forward on each read,
@@ -325,6 +345,6 @@ func (s *session) Logout() error {
 func (s *session) hangUp() {
 	nc := s.conn.Conn()
 	_ = nc.SetWriteDeadline(time.Now().Add(time.Second))
-	_, _ = io.WriteString(nc, "421 4.3.2 Service shutting down, try again later\r\n")
+	_, _ = io.WriteString(nc, wire(replyShuttingDown))
 	_ = nc.Close()
 }

@@ -1,7 +1,8 @@
-package main
+package smtpd
 
 import (
 	"bufio"
+	"bytes"
 	"crypto/tls"
 	"encoding/base64"
 	"net"
@@ -22,38 +23,56 @@ import (
 //	TLS          start TLS on the connection (after the server's 220 to STARTTLS)
 //
 // {{from}}, {{to}}, {{auth}} (PLAIN, good key), {{badauth}}, {{b64user}} and
-// {{b64key}} are replaced. At the end every message at the destination must
-// be one the dialogs had queued, to {{to}} only.
+// {{b64key}} are replaced. At the end the pipeline must have been given
+// exactly the messages the dialogs had queued, from {{from}} to {{to}} only,
+// each with CRLF line endings only.
 func TestSMTPDialogs(t *testing.T) {
-	s := startStack(t)
-	from, to := "hello@"+senderDomain, "user@"+rcptDomain
+	s := startServer(t)
 	vars := strings.NewReplacer(
-		"{{from}}", from, "{{to}}", to,
-		"{{auth}}", base64.StdEncoding.EncodeToString([]byte("\x00apikey\x00"+liveKey)),
+		"{{from}}", testFrom, "{{to}}", testRcpt,
+		"{{auth}}", base64.StdEncoding.EncodeToString([]byte("\x00apikey\x00"+testKey)),
 		"{{badauth}}", base64.StdEncoding.EncodeToString([]byte("\x00apikey\x00sp_live_wrongwrongwrongwrong")),
 		"{{b64user}}", base64.StdEncoding.EncodeToString([]byte("apikey")),
-		"{{b64key}}", base64.StdEncoding.EncodeToString([]byte(liveKey)),
+		"{{b64key}}", base64.StdEncoding.EncodeToString([]byte(testKey)),
 	)
-	files, err := filepath.Glob(filepath.Join("..", "..", "testdata", "smtp", "*.dialog"))
+	files, err := filepath.Glob(filepath.Join("testdata", "smtp", "*.dialog"))
 	if err != nil || len(files) == 0 {
 		t.Fatalf("no dialogs: %v", err)
 	}
 	queued := 0
 	for _, f := range files {
 		t.Run(filepath.Base(f), func(t *testing.T) {
-			queued += replayDialog(t, s.addrs.SMTP, f, vars)
+			queued += replayDialog(t, s.addr, f, vars)
 		})
 	}
-	got := s.sink.Wait(t, queued, 20*time.Second)
-	time.Sleep(200 * time.Millisecond)
-	if n := len(s.sink.Messages()); n != queued {
-		t.Errorf("destination got %d messages, the dialogs queued %d", n, queued)
+	subs := s.pipe.submissions()
+	if len(subs) != queued {
+		t.Errorf("the pipeline got %d messages, the dialogs queued %d", len(subs), queued)
 	}
-	for _, m := range got {
-		if len(m.To) != 1 || m.To[0] != to || m.From != from {
-			t.Errorf("unexpected delivery %s → %v", m.From, m.To)
+	for _, sub := range subs {
+		if len(sub.Recipients) != 1 || sub.Recipients[0] != testRcpt || sub.EnvelopeFrom != testFrom {
+			t.Errorf("unexpected submission %s → %v", sub.EnvelopeFrom, sub.Recipients)
+		}
+		if i := bareLineEnding(sub.Message); i >= 0 {
+			t.Errorf("bare CR or LF at %d in %q", i, sub.Message)
+		}
+		if bytes.Contains(sub.Message, []byte("Subject: smuggle")) &&
+			!bytes.Contains(sub.Message, []byte("x\r\n.\r\nMAIL FROM:<evil@evil.test>\r\n")) {
+			t.Errorf("the smuggled text should stay inside the one message body: %q", sub.Message)
 		}
 	}
+	s.pipe.checkBreaches(t)
+}
+
+// bareLineEnding returns the index of the first CR not followed by LF or LF
+// not preceded by CR in b, or -1.
+func bareLineEnding(b []byte) int {
+	for i, c := range b {
+		if (c == '\n' && (i == 0 || b[i-1] != '\r')) || (c == '\r' && (i+1 == len(b) || b[i+1] != '\n')) {
+			return i
+		}
+	}
+	return -1
 }
 
 // replayDialog runs one dialog and returns how many messages it queued.
@@ -96,7 +115,7 @@ func replayDialog(t *testing.T, addr, file string, vars *strings.Replacer) int {
 				queued++
 			}
 		case "TLS":
-			tc := tls.Client(conn, &tls.Config{InsecureSkipVerify: true})
+			tc := tls.Client(conn, tlsClientConfig)
 			if err := tc.Handshake(); err != nil {
 				t.Fatalf("line %d: %v", n+1, err)
 			}

@@ -1,0 +1,32 @@
+package smtpd
+
+import (
+	"context"
+
+	"github.com/pigeonpost/pigeonpost/pipeline"
+	"github.com/pigeonpost/pigeonpost/pipeline/store"
+)
+
+// Pipeline is all smtpd needs of the rest of pigeonpost: *pipeline.Service
+// satisfies it (checked in pipeline_test.go, since pipeline must not import
+// smtpd), and the tests use a fake that fails on demand. It is not go-smtp's
+// smtp.Backend, which Server implements.
+//
+// Every error is translated by reply: a *pipeline.Error keeps its codes, any
+// other error is a storage failure and becomes 451 4.3.0.
+type Pipeline interface {
+	// Authenticate returns the key whose secret this is (the AUTH
+	// password). pipeline.ErrAuthFailed means bad credentials (535);
+	// any other error means it could not tell, and AUTH answers 454.
+	// smtpd calls it again at each MAIL, so it should be cheap.
+	Authenticate(ctx context.Context, secret string) (*store.Key, error)
+	// CheckSender reports whether key may send as addr, the MAIL FROM
+	// address, so that an unverified domain is refused before DATA.
+	CheckSender(ctx context.Context, key *store.Key, addr string) error
+	// Submit validates and stores the message. Transaction contract: when
+	// it returns nil, every email of the submission is durably queued and
+	// the receipt has one id per recipient kept, so smtpd may answer 250
+	// with the first; on error nothing was stored and the client keeps the
+	// message. smtpd answers 250 only after Submit returns.
+	Submit(ctx context.Context, sub pipeline.Submission) (*pipeline.Receipt, error)
+}
