@@ -41,6 +41,7 @@ type Server struct {
 	udp     *dns.Server
 	tcp     *dns.Server
 	refresh func(*Server)
+	errc    chan error // what serving UDP and TCP ended with
 
 	mu          sync.Mutex
 	zone        Zone
@@ -78,15 +79,15 @@ func Start(opts Options) (*Server, error) {
 	up := make(chan struct{}, 2)
 	d.udp = &dns.Server{PacketConn: pc, Handler: handler, NotifyStartedFunc: func() { up <- struct{}{} }}
 	d.tcp = &dns.Server{Listener: ln, Handler: handler, NotifyStartedFunc: func() { up <- struct{}{} }}
-	errc := make(chan error, 2)
-	go func() { errc <- d.udp.ActivateAndServe() }()
-	go func() { errc <- d.tcp.ActivateAndServe() }()
+	d.errc = make(chan error, 2)
+	go func() { d.errc <- d.udp.ActivateAndServe() }()
+	go func() { d.errc <- d.tcp.ActivateAndServe() }()
 	timeout := time.NewTimer(10 * time.Second)
 	defer timeout.Stop()
 	for range 2 {
 		select {
 		case <-up:
-		case err := <-errc:
+		case err := <-d.errc:
 			d.Close()
 			return nil, fmt.Errorf("dnsserver: serve: %w", err)
 		case <-timeout.C:
@@ -99,6 +100,10 @@ func Start(opts Options) (*Server, error) {
 
 // Addr returns "127.0.0.1:port", the address to use as resolver (UDP or TCP).
 func (d *Server) Addr() string { return d.addr }
+
+// Errors receives what serving UDP or TCP ended with, if it ends before
+// Close (nil after Close).
+func (d *Server) Errors() <-chan error { return d.errc }
 
 // Close shuts the server down.
 func (d *Server) Close() {

@@ -57,7 +57,7 @@ type Options struct {
 	// Auth, when set, offers AUTH PLAIN (and LOGIN with AuthLogin) and
 	// accepts the credentials it reports good. Without TLS, AUTH is
 	// allowed in the clear. AuthRequired refuses MAIL before a successful
-	// AUTH (530).
+	// AUTH (go-smtp's ErrAuthRequired, 502 5.7.0).
 	Auth         func(username, password string) bool
 	AuthLogin    bool
 	AuthRequired bool
@@ -235,8 +235,8 @@ func (s *Server) TLSPort() int {
 	return s.tlsAddr.Port
 }
 
-// Errors receives what serving a listener ended with (smtp.ErrServerClosed
-// after Close or Shutdown).
+// Errors receives what serving a listener ended with (nil or
+// smtp.ErrServerClosed after Close or Shutdown).
 func (s *Server) Errors() <-chan error { return s.errc }
 
 // Close stops the sink and drops its connections. It is safe to call more
