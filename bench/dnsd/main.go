@@ -31,7 +31,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/miekg/dns"
+	"github.com/pigeonpost/pigeonpost/internal/testkit/dnsserver"
 )
 
 func main() {
@@ -56,73 +56,40 @@ func main() {
 
 // ---- serve ----
 
+// zone is the records file, re-read when it changes (checked before each
+// query, so a record written just before a query is served to it).
 type zone struct {
 	path    string
 	mu      sync.Mutex
 	modTime time.Time
 	size    int64
-	records map[string][]string // lower-case FQDN → TXT values
 }
 
-// lookup returns the TXT values of name and whether the name exists.
-func (z *zone) lookup(name string) ([]string, bool) {
+// refresh replaces the server's records with the file's TXT records when
+// the file changed since it was last read; a file that does not read or
+// parse leaves them as they are.
+func (z *zone) refresh(srv *dnsserver.Server) {
 	z.mu.Lock()
 	defer z.mu.Unlock()
-	if fi, err := os.Stat(z.path); err == nil && (!fi.ModTime().Equal(z.modTime) || fi.Size() != z.size) {
-		if b, err := os.ReadFile(z.path); err == nil {
-			var m map[string][]string
-			if json.Unmarshal(b, &m) == nil {
-				z.records = map[string][]string{}
-				for k, v := range m {
-					z.records[strings.ToLower(dns.Fqdn(k))] = v
-				}
-				z.modTime, z.size = fi.ModTime(), fi.Size()
-			}
+	fi, err := os.Stat(z.path)
+	if err != nil || (fi.ModTime().Equal(z.modTime) && fi.Size() == z.size) {
+		return
+	}
+	b, err := os.ReadFile(z.path)
+	if err != nil {
+		return
+	}
+	var m map[string][]string
+	if json.Unmarshal(b, &m) != nil {
+		return
+	}
+	srv.Update(func(dz *dnsserver.Zone) {
+		dz.Clear()
+		for name, values := range m {
+			dz.SetTXT(name, values...)
 		}
-	}
-	v, ok := z.records[strings.ToLower(dns.Fqdn(name))]
-	return v, ok
-}
-
-// escapeTXT escapes a raw character-string for miekg/dns, which interprets
-// backslash escapes when packing TXT data.
-func escapeTXT(s string) string {
-	return strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(s)
-}
-
-func (z *zone) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
-	m := new(dns.Msg)
-	m.SetReply(req)
-	m.Authoritative, m.RecursionAvailable = true, true
-	if len(req.Question) == 1 {
-		q := req.Question[0]
-		values, ok := z.lookup(q.Name)
-		if !ok {
-			m.Rcode = dns.RcodeNameError
-		} else if q.Qtype == dns.TypeTXT || q.Qtype == dns.TypeANY {
-			for _, v := range values {
-				var parts []string
-				for len(v) > 255 { // one record, several character-strings
-					parts = append(parts, escapeTXT(v[:255]))
-					v = v[255:]
-				}
-				parts = append(parts, escapeTXT(v))
-				m.Answer = append(m.Answer, &dns.TXT{
-					Hdr: dns.RR_Header{Name: q.Name, Rrtype: dns.TypeTXT, Class: dns.ClassINET, Ttl: 60},
-					Txt: parts,
-				})
-			}
-		}
-	}
-	size := dns.MinMsgSize
-	if _, isUDP := w.RemoteAddr().(*net.UDPAddr); !isUDP {
-		size = dns.MaxMsgSize
-	} else if opt := req.IsEdns0(); opt != nil {
-		size = int(opt.UDPSize())
-		m.SetEdns0(uint16(min(size, dns.MaxMsgSize)), false)
-	}
-	m.Truncate(size)
-	_ = w.WriteMsg(m)
+	})
+	z.modTime, z.size = fi.ModTime(), fi.Size()
 }
 
 func serve(args []string) error {
@@ -137,28 +104,13 @@ func serve(args []string) error {
 	if ip := net.ParseIP(host); err != nil || ip == nil || !ip.IsLoopback() {
 		return fmt.Errorf("refusing non-loopback listen address %q", *addr)
 	}
-	// The same port for UDP and TCP: take a UDP port, then try TCP on it.
-	var pc net.PacketConn
-	var ln net.Listener
-	for range 20 {
-		if pc, err = net.ListenPacket("udp", *addr); err != nil {
-			return err
-		}
-		if ln, err = net.Listen("tcp", pc.LocalAddr().String()); err == nil {
-			break
-		}
-		pc.Close()
-	}
-	if err != nil {
-		return fmt.Errorf("no port free for both UDP and TCP: %w", err)
-	}
 	z := &zone{path: *records}
-	udp := &dns.Server{PacketConn: pc, Handler: z}
-	tcp := &dns.Server{Listener: ln, Handler: z}
-	errc := make(chan error, 2)
-	go func() { errc <- udp.ActivateAndServe() }()
-	go func() { errc <- tcp.ActivateAndServe() }()
-	bound := pc.LocalAddr().String()
+	srv, err := dnsserver.Start(dnsserver.Options{Addr: *addr, Refresh: z.refresh})
+	if err != nil {
+		return err
+	}
+	defer srv.Close()
+	bound := srv.Addr()
 	if *addrFile != "" {
 		if err := os.WriteFile(*addrFile+".tmp", []byte(bound+"\n"), 0o644); err != nil {
 			return err
@@ -172,11 +124,9 @@ func serve(args []string) error {
 	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
 	select {
 	case <-sig:
-	case err := <-errc:
+	case err := <-srv.Errors():
 		return err
 	}
-	_ = udp.Shutdown()
-	_ = tcp.Shutdown()
 	return nil
 }
 

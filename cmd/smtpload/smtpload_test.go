@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -11,26 +10,21 @@ import (
 	"testing"
 	"time"
 
-	"github.com/emersion/go-smtp"
+	"github.com/pigeonpost/pigeonpost/internal/testkit/smtpsink"
 )
 
 // startSink runs an in-process sink (STARTTLS + AUTH) and keeps its stats
 // file current until the test ends.
-func startSink(t *testing.T) (addr, stats string, c *sinkCounters) {
+func startSink(t *testing.T) (addr, stats string, srv *smtpsink.Server) {
 	t.Helper()
-	srv, ln, c, err := newSink(sinkOptions{addr: "127.0.0.1:0", starttls: true, user: "bench", pass: "benchpass"})
+	srv, err := newSink(sinkOptions{addr: "127.0.0.1:0", starttls: true, user: "bench", pass: "benchpass"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	go func() {
-		if err := srv.Serve(ln); err != nil && !errors.Is(err, smtp.ErrServerClosed) {
-			t.Errorf("sink: %v", err)
-		}
-	}()
 	stats = filepath.Join(t.TempDir(), "sink.json")
 	start, done := time.Now(), make(chan struct{})
 	write := func() {
-		b, _ := json.Marshal(c.snapshot(start))
+		b, _ := json.Marshal(snapshot(srv.Stats(), start))
 		_ = writeFileAtomic(stats, b)
 	}
 	write()
@@ -45,7 +39,7 @@ func startSink(t *testing.T) (addr, stats string, c *sinkCounters) {
 		}
 	}()
 	t.Cleanup(func() { close(done); srv.Close() })
-	return ln.Addr().String(), stats, c
+	return srv.Addr(), stats, srv
 }
 
 func TestLoadAgainstSink(t *testing.T) {
@@ -70,7 +64,7 @@ func TestLoadAgainstSink(t *testing.T) {
 	if r.Accepted != 40 || r.Failed != 0 || r.ReplyCodes["250"] != 40 || r.ErrorCount != 0 {
 		t.Fatalf("accepted %d failed %d codes %v errors %v", r.Accepted, r.Failed, r.ReplyCodes, r.Errors)
 	}
-	if got := c.msgs.Load(); got != 40 {
+	if got := c.Stats().Messages; got != 40 {
 		t.Fatalf("sink counted %d messages, want 40", got)
 	}
 	// 40 messages, at most 7 per connection: at least 6 connections.

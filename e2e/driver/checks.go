@@ -69,9 +69,9 @@ func (e *env) positive(ctx context.Context, c client, mode string) {
 
 	// Rehearsal: the same client and settings against a stand-in server.
 	renv := e.clientEnv(mode, apiKey, sender, rcpt)
-	renv["SMTP_PORT"] = fmt.Sprint(e.rehearsal.port)
+	renv["SMTP_PORT"] = fmt.Sprint(e.rehearsal.Port())
 	if mode == "tls" {
-		renv["SMTP_PORT"] = fmt.Sprint(e.rehearsal.tlsPort)
+		renv["SMTP_PORT"] = fmt.Sprint(e.rehearsal.TLSPort())
 	}
 	var original []byte
 	rr := runClient(ctx, e.root, e.logDir, c.name+"-"+mode+"-rehearsal", c, renv, clientTimeout)
@@ -80,7 +80,7 @@ func (e *env) positive(ctx context.Context, c client, mode string) {
 	}
 	if rr.exitErr != nil {
 		e.rep.fail(label+": rehearsal without pigeonpost", clientFailure(rr))
-	} else if got := e.rehearsal.to(rcpt); len(got) != 1 {
+	} else if got := e.rehearsal.To(rcpt); len(got) != 1 {
 		e.rep.fail(label+": rehearsal without pigeonpost", fmt.Errorf("the stand-in server got %d messages", len(got)))
 	} else {
 		original = got[0].Data
@@ -114,7 +114,7 @@ func (e *env) positive(ctx context.Context, c client, mode string) {
 		return
 	}
 
-	got := e.sink.wait(ctx, rcpt, 30*time.Second)
+	got := waitTo(ctx, e.sink, rcpt, 30*time.Second)
 	if ctx.Err() != nil {
 		return
 	}
@@ -247,19 +247,19 @@ func (e *env) noStrays() {
 	time.Sleep(500 * time.Millisecond) // room for a late duplicate
 	var problems []string
 	for _, rcpt := range e.sent {
-		if n := len(e.sink.to(rcpt)); n != 1 {
+		if n := len(e.sink.To(rcpt)); n != 1 {
 			problems = append(problems, fmt.Sprintf("%s: %d messages at the sink", rcpt, n))
 		}
 	}
 	for _, rcpt := range e.refused {
-		if n := len(e.sink.to(rcpt)); n != 0 {
+		if n := len(e.sink.To(rcpt)); n != 0 {
 			problems = append(problems, fmt.Sprintf("%s (refused): %d messages at the sink", rcpt, n))
 		}
 		if listed, err := e.api.emailsTo(rcpt); err != nil || len(listed) != 0 {
 			problems = append(problems, fmt.Sprintf("%s (refused): GET /v1/emails lists %d (%v)", rcpt, len(listed), err))
 		}
 	}
-	if n := e.sink.count(); n != len(e.sent) {
+	if n := len(e.sink.Messages()); n != len(e.sent) {
 		problems = append(problems, fmt.Sprintf("the sink holds %d messages for %d accepted sends", n, len(e.sent)))
 	}
 	var err error
@@ -267,7 +267,7 @@ func (e *env) noStrays() {
 		err = errors.New(strings.Join(problems, "\n"))
 	}
 	e.rep.check("all clients: no duplicate or stray delivery, nothing queued for refused sends",
-		fmt.Sprintf("%d messages for %d accepted sends, %d refused", e.sink.count(), len(e.sent), len(e.refused)), err)
+		fmt.Sprintf("%d messages for %d accepted sends, %d refused", len(e.sink.Messages()), len(e.sent), len(e.refused)), err)
 }
 
 func clientFailure(r clientRun) error {

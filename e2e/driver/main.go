@@ -23,6 +23,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/pigeonpost/pigeonpost/internal/testkit/dnsserver"
 )
 
 const (
@@ -160,30 +162,32 @@ func run(ctx context.Context, out io.Writer, opt options) (code int) {
 	if err != nil {
 		return setupFailed("dns", err)
 	}
-	cleanup = append(cleanup, dns.close)
-	dns.addMX(rcptDomain, "mx."+rcptDomain, 10)
-	dns.addA("mx."+rcptDomain, "127.0.0.1")
+	cleanup = append(cleanup, dns.Close)
+	dns.Update(func(z *dnsserver.Zone) {
+		z.SetMX(rcptDomain, map[string]uint16{"mx." + rcptDomain: 10})
+		z.SetA("mx."+rcptDomain, "127.0.0.1")
+	})
 	snk, err := startSink(filepath.Join(work, "sink"), false)
 	if err != nil {
 		return setupFailed("sink", err)
 	}
-	cleanup = append(cleanup, snk.close)
+	cleanup = append(cleanup, snk.Close)
 	rehearsal, err := startSink(filepath.Join(work, "rehearsal"), true)
 	if err != nil {
 		return setupFailed("rehearsal server", err)
 	}
-	cleanup = append(cleanup, rehearsal.close)
+	cleanup = append(cleanup, rehearsal.Close)
 	redis, sock, err := startRedis(ctx, work)
 	if err != nil {
 		return setupFailed("redis-server", err)
 	}
 	cleanup = append(cleanup, func() { redis.stop(10 * time.Second) })
-	gw, addrs, err := startGateway(ctx, bin, work, gatewayConfig(sock, dns.addr, snk.port))
+	gw, addrs, err := startGateway(ctx, bin, work, gatewayConfig(sock, dns.Addr(), snk.Port()))
 	if err != nil {
 		return setupFailed("pigeonpost", err)
 	}
 	cleanup = append(cleanup, func() { gw.stop(20 * time.Second) })
-	rep.pass("setup: redis-server on a unix socket (appendonly, appendfsync always), loopback DNS, sink on 127.0.0.1:"+fmt.Sprint(snk.port), "")
+	rep.pass("setup: redis-server on a unix socket (appendonly, appendfsync always), loopback DNS, sink on 127.0.0.1:"+fmt.Sprint(snk.Port()), "")
 	rep.pass("setup: pigeonpost serve", fmt.Sprintf("smtp %s, smtp tls %s, http %s", addrs.SMTP, addrs.SMTPTLS, addrs.HTTP))
 
 	api := newAPI(addrs.HTTP, apiKey)

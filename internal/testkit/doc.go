@@ -3,4 +3,9 @@
 //
 // Every server listens on 127.0.0.1 (or a unix socket in t.TempDir()), uses
 // a port chosen by the kernel and is stopped by t.Cleanup.
+//
+// The sink and the DNS server themselves live in the leaves
+// internal/testkit/smtpsink and internal/testkit/dnsserver, which do not
+// import "testing": e2e/driver, cmd/smtpload and bench/dnsd run the same
+// servers. Certificates come from internal/certs.
 package testkit

@@ -5,10 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/pigeonpost/pigeonpost/internal/retry"
 
 	"github.com/pigeonpost/pigeonpost/internal/membudget"
 	"github.com/pigeonpost/pigeonpost/pipeline/dkim"
@@ -306,16 +307,10 @@ func hardBounce(e *Error) bool {
 	return !e.Temporary && e.Enhanced[1] == 1 && e.Enhanced[2] != 7 && e.Enhanced[2] != 8
 }
 
-// backoff returns the delay before attempt n+1: RetryInitial doubling up to
-// RetryMax, with ±10 % jitter so that retries after an outage spread out.
+// backoff returns the delay before attempt attempts+1: the retry schedule
+// (internal/retry) from RetryInitial up to RetryMax.
 func (w *Worker) backoff(attempts int) time.Duration {
-	d := w.RetryInitial
-	for i := 1; i < attempts && d < w.RetryMax; i++ {
-		d *= 2
-	}
-	d = min(d, w.RetryMax)
-	jitter := time.Duration(rand.Int64N(int64(d)/5+1)) - d/10
-	return d + jitter
+	return retry.Schedule{Initial: w.RetryInitial, Max: w.RetryMax}.Delay(attempts)
 }
 
 // sign returns the DKIM-Signature field of d, the account's record of the

@@ -9,11 +9,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math/rand/v2"
 	"net/http"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/pigeonpost/pigeonpost/internal/retry"
 
 	"github.com/pigeonpost/pigeonpost/internal/safehttp"
 	"github.com/pigeonpost/pigeonpost/pipeline/store"
@@ -408,14 +409,8 @@ func (d *Dispatcher) post(ctx context.Context, ep *store.Webhook, del *store.Web
 	return nil
 }
 
-// backoff returns the delay before attempt n+1: RetryInitial doubling up to
-// RetryMax, with ±10 % jitter so that retries after an outage spread out.
+// backoff returns the delay before attempt attempts+1: the retry schedule
+// (internal/retry) from RetryInitial up to RetryMax.
 func (d *Dispatcher) backoff(attempts int) time.Duration {
-	delay := d.RetryInitial
-	for i := 1; i < attempts && delay < d.RetryMax; i++ {
-		delay *= 2
-	}
-	delay = min(delay, d.RetryMax)
-	jitter := time.Duration(rand.Int64N(int64(delay)/5+1)) - delay/10
-	return delay + jitter
+	return retry.Schedule{Initial: d.RetryInitial, Max: d.RetryMax}.Delay(attempts)
 }
