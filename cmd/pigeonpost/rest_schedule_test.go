@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/pigeonpost/pigeonpost/config"
+	"github.com/pigeonpost/pigeonpost/internal/testkit"
 )
 
 type scheduledEmail struct {
@@ -48,29 +49,40 @@ func TestRESTScheduledAcrossRestart(t *testing.T) {
 
 // Cancels race the release of due emails: each email ends either cancelled
 // (409-free cancel, never at the sink) or delivered (cancel 409), never both.
+// The cancels go in three waves, each on an event rather than after a
+// guessed pause: long before the due time; as soon as the due time has
+// come (racing the worker's release, which runs within a second of it);
+// and once the release has happened.
 func TestRESTCancelRace(t *testing.T) {
 	s := startStack(t)
 	const n = 30
-	due := time.Now().Add(1500 * time.Millisecond)
+	due := time.Now().Add(2 * time.Second)
 	ids := make([]string, n)
 	for i := range ids {
 		ids[i] = s.sendOK(liveKey, map[string]any{"from": "hello@" + senderDomain, "to": fmt.Sprintf("u%d@%s", i, rcptDomain),
 			"subject": fmt.Sprint("race ", i), "text": "t", "scheduled_at": due.UTC().Format(time.RFC3339Nano)}, nil).ID
 	}
-	// Spread the cancels around the due time, so that some come before the
-	// release and some after.
 	codes := make([]int, n)
-	var wg sync.WaitGroup
-	for i, id := range ids {
-		fireAt := due.Add(-700*time.Millisecond + time.Duration(i)*70*time.Millisecond)
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			time.Sleep(time.Until(fireAt))
-			codes[i] = s.call("DELETE", "/v1/emails/"+id+"/schedule", liveKey, nil, nil).Code
-		}()
+	wave := func(from, to int) {
+		var wg sync.WaitGroup
+		for i := from; i < to; i++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				codes[i] = s.call("DELETE", "/v1/emails/"+ids[i]+"/schedule", liveKey, nil, nil).Code
+			}()
+		}
+		wg.Wait()
 	}
-	wg.Wait()
+	wave(0, n/3)
+	testkit.WaitFor(t, "the due time", func() bool { return !time.Now().Before(due) })
+	wave(n/3, 2*n/3)
+	testkit.WaitFor(t, "the release of the due emails", func() bool {
+		var e scheduledEmail
+		s.api("GET", "/v1/emails/"+ids[n-1], liveKey, nil, &e)
+		return e.Status != "scheduled"
+	})
+	wave(2*n/3, n)
 	cancelled, sent := 0, 0
 	for i, id := range ids {
 		switch codes[i] {
@@ -88,10 +100,12 @@ func TestRESTCancelRace(t *testing.T) {
 			t.Errorf("%s: cancel answered %d", id, codes[i])
 		}
 	}
-	msgs := s.sink.Wait(t, sent, 20e9)
-	// Every email not cancelled has been delivered; wait for a last
-	// release that would be a bug (cancelled but sent) by checking the
-	// stored statuses once more, then count at the sink.
+	s.sink.Wait(t, sent, 20e9)
+	// Every email not cancelled has been delivered; once the queue is idle
+	// a release that would be a bug (cancelled but sent) has happened too:
+	// check the stored statuses once more, then count at the sink.
+	s.deliveryIdle()
+	msgs := s.sink.Messages()
 	for i, id := range ids {
 		if codes[i] == http.StatusOK {
 			var e scheduledEmail

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/pigeonpost/pigeonpost/config"
+	"github.com/pigeonpost/pigeonpost/internal/testkit"
 	"github.com/pigeonpost/pigeonpost/pipeline/store"
 	"github.com/pigeonpost/pigeonpost/pipeline/webhooks"
 )
@@ -114,13 +115,7 @@ func (s *stack) webhooksIdle() {
 		n, err := rdb.ZCard(ctx, store.WebhookDueKey()).Result()
 		return err == nil && n == 0
 	}
-	deadline := time.Now().Add(20 * time.Second)
-	for !idle() {
-		if time.Now().After(deadline) {
-			s.t.Fatal("webhook dispatch did not become idle within 20s")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testkit.WaitFor(s.t, "webhook dispatch to be idle", idle)
 }
 
 // checkSigned verifies a request's signature with secret and its headers.
