@@ -173,20 +173,6 @@ func (s *stack) email(id string) trackedEmail {
 	return e
 }
 
-// domainID returns the id of the bootstrap account's domain called name.
-func (s *stack) domainID(name string) string {
-	s.t.Helper()
-	var list struct{ Data []struct{ ID, Name string } }
-	s.api("GET", "/v1/domains", liveKey, nil, &list)
-	for _, d := range list.Data {
-		if d.Name == name {
-			return d.ID
-		}
-	}
-	s.t.Fatalf("domain %s not found", name)
-	return ""
-}
-
 type analyticsJSON struct {
 	From, To           string
 	Sent, Delivered    int64
