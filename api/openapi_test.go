@@ -13,8 +13,8 @@ import (
 )
 
 // The contract between openapi.json and the route table. That the examples
-// and schemas match what the handlers encode is checked through the real
-// server by cmd/pigeonpost's openapi_test.go.
+// and schemas match what the handlers encode is checked over the pipeline's
+// parts by openapi_contract_test.go.
 
 var docMethods = []string{"get", "put", "post", "delete", "options", "head", "patch", "trace"}
 
@@ -206,7 +206,7 @@ func TestOpenAPISecurity(t *testing.T) {
 	srv := Handler(Parts{}, Options{MaxBodyBytes: 1 << 20, Metrics: http.NotFoundHandler()})
 	for route, op := range docOperations(t, doc) {
 		if sec, ok := op["security"]; ok && len(docList(sec)) == 0 {
-			continue // public: exercised without a key by cmd/pigeonpost's test
+			continue // public: exercised without a key by TestOpenAPIContract
 		}
 		method, path, _ := strings.Cut(route, " ")
 		rec := httptest.NewRecorder()

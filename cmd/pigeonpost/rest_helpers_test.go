@@ -24,13 +24,6 @@ func (r restResp) decode(t *testing.T, out any) {
 	}
 }
 
-// errCode is the JSON error code of an error answer ("" for a success).
-func (r restResp) errCode() string {
-	var e apiError
-	_ = json.Unmarshal(r.Body, &e)
-	return e.Error.Code
-}
-
 func (r restResp) errMessage() string {
 	var e apiError
 	_ = json.Unmarshal(r.Body, &e)

@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -33,19 +34,17 @@ func startProcess(t *testing.T, env map[string]string) (*exec.Cmd, boundAddrs) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	deadline := time.Now().Add(30 * time.Second)
-	for time.Now().Before(deadline) {
-		if b, err := os.ReadFile(ready); err == nil && len(b) > 0 {
-			var a boundAddrs
-			if err := json.Unmarshal(b, &a); err != nil {
-				t.Fatal(err)
-			}
-			return cmd, a
-		}
-		time.Sleep(20 * time.Millisecond)
+	var raw []byte
+	testkit.WaitFor(t, "the child gateway's ready file", func() bool {
+		b, err := os.ReadFile(ready)
+		raw = b
+		return err == nil && len(b) > 0
+	})
+	var a boundAddrs
+	if err := json.Unmarshal(raw, &a); err != nil {
+		t.Fatal(err)
 	}
-	t.Fatal("child gateway did not become ready")
-	return nil, boundAddrs{}
+	return cmd, a
 }
 
 // processStack starts Redis, DNS and a sink for gateways run as child
@@ -106,7 +105,7 @@ func TestKilledBeforeDeliveryDeliveredAfterRestart(t *testing.T) {
 	for _, id := range ids {
 		s.waitStatus(id, "delivered")
 	}
-	time.Sleep(300 * time.Millisecond)
+	s.deliveryIdle() // a second delivery of any of them would have happened by now
 	if n := len(s.sink.Messages()); n != len(ids) {
 		t.Errorf("sink holds %d messages, want %d (each exactly once)", n, len(ids))
 	}
@@ -140,7 +139,15 @@ func TestSIGTERMDuringDATA(t *testing.T) {
 	if err := first.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(100 * time.Millisecond) // let the shutdown begin while DATA is open
+	// The shutdown has begun, with DATA open, once the SMTP listener is
+	// closed: new connections are refused.
+	testkit.WaitFor(t, "the SMTP listener to close", func() bool {
+		c, err := net.DialTimeout("tcp", addrs.SMTP, time.Second)
+		if err == nil {
+			c.Close()
+		}
+		return err != nil
+	})
 	var reply string
 	if _, err = w.Write([]byte("second half\r\n")); err == nil {
 		var resp *smtp.DataResponse

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/pigeonpost/pigeonpost/config"
+	"github.com/pigeonpost/pigeonpost/internal/testkit"
 	"github.com/pigeonpost/pigeonpost/pipeline/store"
 )
 
@@ -123,7 +124,11 @@ func TestRedisRestartMidDelivery(t *testing.T) {
 	s.cfg.Delivery.Workers = 2
 	s.start()
 	s.redis.Kill()
-	time.Sleep(300 * time.Millisecond)
+	// Restart Redis once the gateway has seen it gone (its health check
+	// fails), not after a guessed pause.
+	testkit.WaitFor(t, "the gateway to see Redis down", func() bool {
+		return s.api("GET", "/healthz", "", nil, nil) == http.StatusServiceUnavailable
+	})
 	s.redis.Restart()
 
 	got := s.sink.Wait(t, n, 60*time.Second)
@@ -137,16 +142,9 @@ func TestRedisRestartMidDelivery(t *testing.T) {
 	if dups := len(got) - n; dups > 2 {
 		t.Errorf("%d duplicates, more than the 2 workers' in-flight messages", dups)
 	}
-	var list struct{ Data []struct{ Status string } }
-	deadline := time.Now().Add(20 * time.Second)
-	for {
+	testkit.WaitFor(t, fmt.Sprintf("%d emails delivered by status", n), func() bool {
+		var list struct{ Data []struct{ Status string } }
 		s.api("GET", "/v1/emails?status=delivered", liveKey, nil, &list)
-		if len(list.Data) == n || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	if len(list.Data) != n {
-		t.Errorf("%d emails delivered by status, want %d", len(list.Data), n)
-	}
+		return len(list.Data) == n
+	})
 }

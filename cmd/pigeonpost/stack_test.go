@@ -18,6 +18,7 @@ import (
 
 	"github.com/pigeonpost/pigeonpost/config"
 	"github.com/pigeonpost/pigeonpost/internal/testkit"
+	"github.com/pigeonpost/pigeonpost/pipeline/store"
 )
 
 // The integration tests start the real gateway on 127.0.0.1:0 against a real
@@ -187,20 +188,46 @@ type emailResp struct {
 	DeliveredAt *time.Time `json:"deliveredAt"`
 }
 
-// waitStatus polls GET /v1/emails/:id until the status is want.
+// waitStatus polls GET /v1/emails/:id until the status is want; each
+// status seen on the way is logged, so that a test that fails here says
+// where the email stopped.
 func (s *stack) waitStatus(id, want string) emailResp {
 	s.t.Helper()
 	var e emailResp
-	deadline := time.Now().Add(20 * time.Second)
-	for time.Now().Before(deadline) {
+	seen := ""
+	testkit.WaitFor(s.t, "email "+id+" to be "+want, func() bool {
+		e = emailResp{}
 		s.api("GET", "/v1/emails/"+id, liveKey, nil, &e)
-		if e.Status == want {
-			return e
+		if e.Status != seen {
+			seen = e.Status
+			s.t.Logf("email %s: status %q (last error %q)", id, e.Status, e.LastError)
 		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	s.t.Fatalf("email %s: status %q (last error %q), want %q", id, e.Status, e.LastError, want)
+		return e.Status == want
+	})
 	return e
+}
+
+// deliveryIdle waits until the delivery queue is empty: every entry of the
+// stream read and acknowledged, none pending, none waiting for a retry or
+// its scheduled time. After it nothing more reaches the sink for what was
+// submitted before.
+func (s *stack) deliveryIdle() {
+	s.t.Helper()
+	rdb := s.redis.Client(s.t)
+	ctx := context.Background()
+	testkit.WaitFor(s.t, "the delivery queue to be idle", func() bool {
+		groups, err := rdb.XInfoGroups(ctx, store.StreamKey()).Result()
+		if err != nil {
+			return false
+		}
+		for _, g := range groups {
+			if g.Name == store.GroupName && (g.Pending != 0 || g.Lag != 0) {
+				return false
+			}
+		}
+		n, err := rdb.ZCard(ctx, store.RetryKey()).Result()
+		return err == nil && n == 0
+	})
 }
 
 // smtpClient dials the STARTTLS listener; tls and auth say how far to go.

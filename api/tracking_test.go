@@ -1,0 +1,813 @@
+package api_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	message "github.com/emersion/go-message"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/pigeonpost/pigeonpost/internal/testkit"
+	"github.com/pigeonpost/pigeonpost/tracking"
+)
+
+// Tests of open and click tracking through the handler over the
+// engagement part on a test Redis: the endpoints, bot filtering, privacy mode, settings,
+// custom tracking domains, the events API and analytics.
+
+// trackedHTML is the HTML of the tracked test mails: a link with an entity,
+// a second link, and a password-reset link that stays untracked.
+const trackedHTML = `<html><body><p>Hi <a href="https://shop.example.test/a?x=1&amp;y=2">shop</a>` +
+	` <a href="https://example.test/second">second</a>` +
+	` <a href="https://example.test/reset?token=s3cret">reset</a></p></body></html>`
+
+// sendTracked sends trackedHTML over REST with opens and clicks tracked and
+// returns the email id and the warnings of the answer.
+func (s *server) sendTracked(extra map[string]any) (string, []string) {
+	s.t.Helper()
+	body := map[string]any{
+		"from": "hello@" + senderDomain, "to": "user@" + rcptDomain, "subject": "Tracked",
+		"html": trackedHTML, "text": "The plain version, without links.",
+		"tracking": map[string]bool{"opens": true, "clicks": true},
+	}
+	for k, v := range extra {
+		body[k] = v
+	}
+	var sent struct {
+		ID       string
+		Warnings []string
+	}
+	if code := s.api("POST", "/v1/emails", liveKey, body, &sent); code != http.StatusOK {
+		s.t.Fatalf("send: %d %+v", code, sent)
+	}
+	return sent.ID, sent.Warnings
+}
+
+// trackingURLs returns the paths of the pixel and the click links found in
+// the email's content as it goes out (decoded MIME), with the host found.
+func (s *server) trackingURLs(id string) (host, pixel string, clicks []string) {
+	s.t.Helper()
+	text := s.decodedContent(id)
+	re := regexp.MustCompile(`https?://([^/"\s]+)(/v1/track/(open|click)/[^"\s<>)]+)`)
+	for _, m := range re.FindAllStringSubmatch(text, -1) {
+		host = m[1]
+		if m[3] == "open" {
+			pixel = m[2]
+		} else {
+			clicks = append(clicks, m[2])
+		}
+	}
+	return host, pixel, clicks
+}
+
+// decodedContent returns the text and HTML parts of the email's content,
+// transfer encodings undone.
+func (s *server) decodedContent(id string) string {
+	s.t.Helper()
+	req, _ := http.NewRequest("GET", s.url+"/v1/emails/"+id+"/content", nil)
+	req.Header.Set("Authorization", "Bearer "+liveKey)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	e, err := message.Read(resp.Body)
+	if err != nil {
+		s.t.Fatalf("content: %v", err)
+	}
+	var b strings.Builder
+	var walk func(e *message.Entity)
+	walk = func(e *message.Entity) {
+		if mr := e.MultipartReader(); mr != nil {
+			for p, err := mr.NextPart(); err == nil; p, err = mr.NextPart() {
+				walk(p)
+			}
+			return
+		}
+		body, _ := io.ReadAll(e.Body)
+		b.Write(body)
+		b.WriteString("\n")
+	}
+	walk(e)
+	return b.String()
+}
+
+// hit is one request to a tracking endpoint.
+type hit struct {
+	method, path, userAgent, referer string
+	from                             string // source address; "" for the default
+}
+
+// track sends h to the gateway without following redirects.
+func (s *server) track(h hit) *http.Response {
+	s.t.Helper()
+	dialer := &net.Dialer{Timeout: 5 * time.Second}
+	if h.from != "" {
+		dialer.LocalAddr = &net.TCPAddr{IP: net.ParseIP(h.from)}
+	}
+	client := &http.Client{
+		Transport:     &http.Transport{DialContext: dialer.DialContext, DisableKeepAlives: true},
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+	method := h.method
+	if method == "" {
+		method = "GET"
+	}
+	req, _ := http.NewRequest(method, s.url+h.path, nil)
+	req.Header.Set("User-Agent", h.userAgent) // "" sends no User-Agent at all
+	if h.referer != "" {
+		req.Header.Set("Referer", h.referer)
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		s.t.Fatalf("%s %s: %v", method, h.path, err)
+	}
+	resp.Body.Close()
+	s.settleHits()
+	return resp
+}
+
+// settleHits waits until the gateway has recorded every tracking hit it
+// answered: they are recorded after the answer.
+func (s *server) settleHits() {
+	s.t.Helper()
+	testkit.WaitFor(s.t, "the answered tracking hits to be recorded", func() bool {
+		return strings.Contains(s.metrics(), "\npigeonpost_tracking_hits_queued 0\n")
+	})
+}
+
+type trackedEmail struct {
+	ID        string     `json:"id"`
+	Status    string     `json:"status"`
+	OpenedAt  *time.Time `json:"openedAt"`
+	ClickedAt *time.Time `json:"clickedAt"`
+}
+
+func (s *server) email(id string) trackedEmail {
+	s.t.Helper()
+	var e trackedEmail
+	if code := s.api("GET", "/v1/emails/"+id, liveKey, nil, &e); code != http.StatusOK {
+		s.t.Fatalf("GET email %s: %d", id, code)
+	}
+	return e
+}
+
+type eventJSON struct {
+	ID        string            `json:"id"`
+	Type      string            `json:"type"`
+	EmailID   string            `json:"emailId"`
+	Timestamp time.Time         `json:"timestamp"`
+	Data      map[string]string `json:"data"`
+}
+
+// emailEvents returns the email's events of type typ, oldest first.
+func (s *server) emailEvents(id, typ string) []eventJSON {
+	s.t.Helper()
+	var out struct{ Data []eventJSON }
+	if code := s.api("GET", "/v1/emails/"+id+"/events", liveKey, nil, &out); code != http.StatusOK {
+		s.t.Fatalf("events of %s: %d", id, code)
+	}
+	var evs []eventJSON
+	for _, e := range out.Data {
+		if e.Type == typ {
+			evs = append(evs, e)
+		}
+	}
+	return evs
+}
+
+// gif is the pixel every open answers.
+var gif = []byte{
+	0x47, 0x49, 0x46, 0x38, 0x39, 0x61, 0x01, 0x00, 0x01, 0x00, 0x80, 0x00, 0x00, 0x00, 0x00, 0x00,
+	0xff, 0xff, 0xff, 0x21, 0xf9, 0x04, 0x01, 0x00, 0x00, 0x00, 0x00, 0x2c, 0x00, 0x00, 0x00, 0x00,
+	0x01, 0x00, 0x01, 0x00, 0x00, 0x02, 0x02, 0x44, 0x01, 0x00, 0x3b,
+}
+
+func TestTrackingEndpoints(t *testing.T) {
+	s := newServer(t)
+	id, warnings := s.sendTracked(nil)
+	if len(warnings) > 0 {
+		t.Errorf("warnings: %q", warnings)
+	}
+	host, pixel, clicks := s.trackingURLs(id)
+	if host != "t.gateway.test" || pixel != "/v1/track/open/"+id || len(clicks) != 2 {
+		t.Fatalf("tracking URLs: host %q, pixel %q, clicks %q", host, pixel, clicks)
+	}
+	if !strings.Contains(s.decodedContent(id), `href="https://example.test/reset?token=s3cret"`) {
+		t.Error("the password-reset link was rewritten")
+	}
+	s.markDelivered(id)
+	signer := tracking.NewSigner([]byte(testTrackingSecret))
+
+	t.Run("every pixel answer is the same GIF with no-cache headers", func(t *testing.T) {
+		paths := []string{pixel, "/v1/track/open/em_doesnotexist", "/v1/track/open/" + strings.Repeat("x", 300), "/v1/track/open/%00%ff"}
+		for _, p := range paths {
+			req, _ := http.NewRequest("GET", s.url+p, nil)
+			req.Header.Set("User-Agent", browserUA)
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			h := resp.Header
+			if resp.StatusCode != 200 || !bytes.Equal(body, gif) || h.Get("Content-Type") != "image/gif" ||
+				h.Get("Cache-Control") != "no-store, no-cache, must-revalidate, private" ||
+				h.Get("Pragma") != "no-cache" || h.Get("Expires") != "0" {
+				t.Errorf("%s: %d, %d bytes, %v", p, resp.StatusCode, len(body), h)
+			}
+		}
+		s.settleHits()
+	})
+
+	t.Run("the first open sets openedAt; every open is an event", func(t *testing.T) {
+		// The real pixel was fetched once above.
+		first := s.email(id).OpenedAt
+		if first == nil {
+			t.Fatal("openedAt not set")
+		}
+		s.track(hit{path: pixel, userAgent: browserUA})
+		if again := s.email(id).OpenedAt; again == nil || !again.Equal(*first) {
+			t.Errorf("openedAt moved: %v → %v", first, again)
+		}
+		evs := s.emailEvents(id, "opened")
+		if len(evs) != 2 || evs[0].Data["first"] != "true" || evs[1].Data["first"] != "" {
+			t.Fatalf("opened events: %+v", evs)
+		}
+		if evs[0].Data["userAgent"] != browserUA || evs[0].Data["ip"] != "127.0.0.1" {
+			t.Errorf("visitor not recorded: %v", evs[0].Data)
+		}
+	})
+
+	t.Run("a click redirects to the stored destination, whatever the url parameter says", func(t *testing.T) {
+		resp := s.track(hit{path: clicks[0] + "?url=https%3A%2F%2Fevil.test%2F", userAgent: browserUA, referer: "https://mail.example.test/"})
+		if resp.StatusCode != http.StatusFound || resp.Header.Get("Location") != "https://shop.example.test/a?x=1&y=2" {
+			t.Errorf("click: %d → %q", resp.StatusCode, resp.Header.Get("Location"))
+		}
+		resp = s.track(hit{path: clicks[1], userAgent: browserUA})
+		if resp.Header.Get("Location") != "https://example.test/second" {
+			t.Errorf("second link → %q", resp.Header.Get("Location"))
+		}
+		if s.email(id).ClickedAt == nil {
+			t.Error("clickedAt not set")
+		}
+		evs := s.emailEvents(id, "clicked")
+		if len(evs) != 2 {
+			t.Fatalf("clicked events: %+v", evs)
+		}
+		d := evs[0].Data
+		if d["linkUrl"] != "https://shop.example.test/a?x=1&y=2" || d["linkIndex"] != "0" || d["first"] != "true" ||
+			d["referer"] != "https://mail.example.test/" || d["ip"] != "127.0.0.1" || d["userAgent"] != browserUA {
+			t.Errorf("first click: %v", d)
+		}
+		if d := evs[1].Data; d["linkIndex"] != "1" || d["first"] != "" {
+			t.Errorf("second click: %v", d)
+		}
+	})
+
+	t.Run("tampered, unknown and foreign ids get 404, no Location and no event", func(t *testing.T) {
+		before := len(s.emailEvents(id, "clicked"))
+		last := clicks[0][len(clicks[0])-1:]
+		flip := map[string]string{"A": "B"}[last]
+		if flip == "" {
+			flip = "A"
+		}
+		bad := []string{
+			clicks[0][:len(clicks[0])-1] + flip,                                 // one character of the MAC changed
+			strings.Replace(clicks[0], id, id[:len(id)-1]+"x", 1),               // another email id, same MAC
+			"/v1/track/click/" + signer.ClickID(id, 7),                          // valid MAC, no such link
+			"/v1/track/click/" + signer.ClickID("em_doesnotexist", 0),           // valid MAC, no such email
+			"/v1/track/click/" + tracking.NewSigner([]byte("x")).ClickID(id, 0), // another secret
+			"/v1/track/click/garbage",
+		}
+		for _, p := range bad {
+			resp := s.track(hit{path: p + "?url=https%3A%2F%2Fevil.test%2F", userAgent: browserUA})
+			if resp.StatusCode != http.StatusNotFound || resp.Header.Get("Location") != "" {
+				t.Errorf("%s: %d → %q", p, resp.StatusCode, resp.Header.Get("Location"))
+			}
+		}
+		if after := len(s.emailEvents(id, "clicked")); after != before {
+			t.Errorf("%d click events recorded for bad ids", after-before)
+		}
+	})
+}
+
+// TestTrackingBotFiltering goes through the table of tracking/bots.go over
+// HTTP: each rule's hit is recorded with the rule's name, sets neither
+// openedAt nor clickedAt, and is not counted; proxies are counted and flagged.
+func TestTrackingBotFiltering(t *testing.T) {
+	s := newServer(t)
+	cases := []struct {
+		rule    string
+		open    bool // the pixel, else the first link
+		h       hit
+		proxied string // machine-open kind for proxies; "" for bots
+	}{
+		{"head_request", false, hit{method: "HEAD", userAgent: browserUA}, ""},
+		{"head_request", true, hit{method: "HEAD", userAgent: browserUA}, ""},
+		{"no_user_agent", true, hit{}, ""},
+		{"known_bot_user_agent", false, hit{userAgent: "Mozilla/5.0 (compatible; Barracuda Sentinel)"}, ""},
+		{"known_bot_user_agent", false, hit{userAgent: "curl/8.5.0"}, ""},
+		{"known_bot_user_agent", true, hit{userAgent: "python-requests/2.31"}, ""},
+		{"google_image_proxy", true, hit{userAgent: "Mozilla/5.0 (Windows NT 5.1; rv:11.0) Gecko Firefox/11.0 (via ggpht.com GoogleImageProxy)"}, "google_image_proxy"},
+		{"apple_mpp", true, hit{userAgent: "Mozilla/5.0"}, "apple_mpp"},
+	}
+	for _, c := range cases {
+		kind := "click"
+		if c.open {
+			kind = "open"
+		}
+		t.Run(c.rule+"/"+kind+"/"+c.h.userAgent, func(t *testing.T) {
+			id, _ := s.sendTracked(nil)
+			_, pixel, clicks := s.trackingURLs(id)
+			s.markDelivered(id)
+			typ := "clicked"
+			c.h.path = clicks[0]
+			if c.open {
+				c.h.path, typ = pixel, "opened"
+			}
+			resp := s.track(c.h)
+			if c.open && resp.StatusCode != http.StatusOK || !c.open && resp.StatusCode != http.StatusFound {
+				t.Errorf("answer %d: bots get the same answer as people", resp.StatusCode)
+			}
+			evs := s.emailEvents(id, typ)
+			if len(evs) != 1 {
+				t.Fatalf("%s events: %+v", typ, evs)
+			}
+			e := s.email(id)
+			d := evs[0].Data
+			if c.proxied == "" {
+				if d["botFiltered"] != "true" || d["filterRule"] != c.rule || d["first"] != "" {
+					t.Errorf("event data %v, want botFiltered by %s", d, c.rule)
+				}
+				if e.OpenedAt != nil || e.ClickedAt != nil {
+					t.Errorf("a bot set openedAt %v / clickedAt %v", e.OpenedAt, e.ClickedAt)
+				}
+				return
+			}
+			if d["proxied"] != "true" || d["machineOpen"] != c.proxied || d["botFiltered"] != "" || d["first"] != "true" {
+				t.Errorf("event data %v, want proxied %s", d, c.proxied)
+			}
+			if e.OpenedAt == nil {
+				t.Error("a proxied open did not set openedAt")
+			}
+		})
+	}
+
+	// Bots are not counted; proxies are, and flagged.
+	a := s.analytics("")
+	if a.UniqueOpens != 2 || a.ProxiedUniqueOpens != 2 || a.MachineUniqueOpens != 1 || a.UniqueClicks != 0 ||
+		a.BotFilteredOpens != 3 || a.BotFilteredClicks != 3 {
+		t.Errorf("analytics: %+v", a)
+	}
+}
+
+// A click within the prefetch window of the delivery is a security
+// gateway's; the same click once the window has passed is a person's.
+func TestTrackingPrefetchWindow(t *testing.T) {
+	s := newServer(t, func(c *serverConfig) { c.parts.Engagement.BotWindow = time.Hour })
+	id, _ := s.sendTracked(nil)
+	_, _, clicks := s.trackingURLs(id)
+	s.markDelivered(id)
+	s.track(hit{path: clicks[0], userAgent: browserUA})
+	evs := s.emailEvents(id, "clicked")
+	if len(evs) != 1 || evs[0].Data["filterRule"] != "prefetch_after_delivery" || s.email(id).ClickedAt != nil {
+		t.Fatalf("click at delivery: %+v", evs)
+	}
+	if a := s.analytics(""); a.UniqueClicks != 0 || a.BotFilteredClicks != 1 {
+		t.Errorf("analytics: %+v", a)
+	}
+}
+
+// TestTrackingPrivacyMode checks that with privacy mode on (for the account,
+// or for the sending domain only) no Redis value holds the visitor's
+// address, user agent or referer after an open and a click; and, as a
+// control, that they are found when privacy mode is off.
+func TestTrackingPrivacyMode(t *testing.T) {
+	s := newServer(t)
+	rdb := s.p.Redis
+	domainID := s.domainID(senderDomain)
+	probe := func(n int) (ip, ua, referer string) {
+		return fmt.Sprintf("127.0.0.%d", 10+n), fmt.Sprintf("PrivacyProbeAgent/%d.0 (X11; Linux)", 7700+n), fmt.Sprintf("https://referer%d.example.test/", n)
+	}
+	visit := func(n int) string {
+		id, _ := s.sendTracked(nil)
+		_, pixel, clicks := s.trackingURLs(id)
+		s.markDelivered(id)
+		ip, ua, ref := probe(n)
+		s.track(hit{path: pixel, userAgent: ua, referer: ref, from: ip})
+		s.track(hit{path: clicks[0], userAgent: ua, referer: ref, from: ip})
+		if e := s.email(id); e.OpenedAt == nil || e.ClickedAt == nil {
+			t.Fatalf("visit %d: hits not counted in privacy mode: %+v", n, e)
+		}
+		return id
+	}
+	found := func(n int) []string {
+		ip, ua, ref := probe(n)
+		return redisValuesContaining(t, rdb, ip, ua, ref)
+	}
+
+	if code := s.api("PATCH", "/v1/tracking/defaults", liveKey, map[string]bool{"privacyMode": true}, nil); code != http.StatusOK {
+		t.Fatalf("PATCH: %d", code)
+	}
+	visit(1)
+	if f := found(1); len(f) > 0 {
+		t.Errorf("account privacy mode: visitor data stored in %v", f)
+	}
+
+	// The domain's setting overrides the account's, both ways.
+	s.api("PATCH", "/v1/tracking/defaults", liveKey, map[string]bool{"privacyMode": false}, nil)
+	if code := s.api("PUT", "/v1/domains/"+domainID+"/tracking", liveKey, map[string]bool{"privacyMode": true}, nil); code != http.StatusOK {
+		t.Fatalf("PUT domain tracking: %d", code)
+	}
+	visit(2)
+	if f := found(2); len(f) > 0 {
+		t.Errorf("domain privacy mode: visitor data stored in %v", f)
+	}
+
+	// Control: without privacy mode the same scan finds all three.
+	s.api("PUT", "/v1/domains/"+domainID+"/tracking", liveKey, map[string]any{"privacyMode": nil}, nil)
+	id := visit(3)
+	ip, ua, ref := probe(3)
+	for _, v := range []string{ip, ua, ref} {
+		if len(redisValuesContaining(t, rdb, v)) == 0 {
+			t.Errorf("control: %q not found in Redis: the scan cannot see visitor data", v)
+		}
+	}
+	if evs := s.emailEvents(id, "opened"); len(evs) != 1 || evs[0].Data["ip"] != ip {
+		t.Errorf("control events: %+v", evs)
+	}
+}
+
+// redisValuesContaining scans every key of Redis and returns those whose
+// name or value (of any type) contains one of needles.
+func redisValuesContaining(t *testing.T, rdb redis.UniversalClient, needles ...string) []string {
+	t.Helper()
+	ctx := context.Background()
+	var hits []string
+	iter := rdb.Scan(ctx, 0, "*", 1000).Iterator()
+	for iter.Next(ctx) {
+		key := iter.Val()
+		vals := []string{key}
+		switch typ := rdb.Type(ctx, key).Val(); typ {
+		case "string":
+			vals = append(vals, rdb.Get(ctx, key).Val())
+		case "hash":
+			for k, v := range rdb.HGetAll(ctx, key).Val() {
+				vals = append(vals, k, v)
+			}
+		case "list":
+			vals = append(vals, rdb.LRange(ctx, key, 0, -1).Val()...)
+		case "set":
+			vals = append(vals, rdb.SMembers(ctx, key).Val()...)
+		case "zset":
+			vals = append(vals, rdb.ZRange(ctx, key, 0, -1).Val()...)
+		case "stream":
+			for _, m := range rdb.XRange(ctx, key, "-", "+").Val() {
+				for k, v := range m.Values {
+					vals = append(vals, k, fmt.Sprint(v))
+				}
+			}
+		case "none": // expired meanwhile
+		default:
+			t.Errorf("key %s has type %s, which the scan does not read", key, typ)
+		}
+		if slices.ContainsFunc(vals, func(v string) bool {
+			return slices.ContainsFunc(needles, func(n string) bool { return strings.Contains(v, n) })
+		}) {
+			hits = append(hits, key)
+		}
+	}
+	if err := iter.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return hits
+}
+
+type analyticsJSON struct {
+	From, To           string
+	Sent, Delivered    int64
+	Bounced            int64
+	UniqueOpens        int64
+	ProxiedUniqueOpens int64
+	MachineUniqueOpens int64
+	UniqueClicks       int64
+	Opens, Clicks      int64
+	BotFilteredOpens   int64
+	BotFilteredClicks  int64
+	OpenRate           float64
+	ClickRate          float64
+	BounceRate         float64
+	Daily              []struct{ Date string }
+}
+
+// analytics calls GET /v1/analytics with query (e.g. "tag=x").
+func (s *server) analytics(query string) analyticsJSON {
+	s.t.Helper()
+	var a analyticsJSON
+	if code := s.api("GET", "/v1/analytics?"+query, liveKey, nil, &a); code != http.StatusOK {
+		s.t.Fatalf("analytics?%s: %d", query, code)
+	}
+	return a
+}
+
+// TestTrackingSettings covers GET/PATCH /v1/tracking/defaults and PUT
+// /v1/domains/:id/tracking: what they store, and what they do to a send.
+func TestTrackingSettings(t *testing.T) {
+	s := newServer(t)
+	domainID := s.domainID(senderDomain)
+
+	var d map[string]any
+	if code := s.api("GET", "/v1/tracking/defaults", liveKey, nil, &d); code != http.StatusOK {
+		t.Fatalf("GET defaults: %d", code)
+	}
+	want := map[string]any{"trackingEnabled": true, "privacyMode": false, "webhookOnEveryOpen": false, "webhookOnEveryClick": false, "pixelPlacement": "bottom"}
+	if fmt.Sprint(d) != fmt.Sprint(want) {
+		t.Errorf("defaults %v, want %v", d, want)
+	}
+
+	t.Run("PATCH changes only the fields given", func(t *testing.T) {
+		s.api("PATCH", "/v1/tracking/defaults", liveKey, map[string]bool{"webhookOnEveryClick": true}, &d)
+		if d["webhookOnEveryClick"] != true || d["trackingEnabled"] != true || d["webhookOnEveryOpen"] != false {
+			t.Errorf("after PATCH: %v", d)
+		}
+		s.api("PATCH", "/v1/tracking/defaults", liveKey, map[string]bool{"webhookOnEveryClick": false}, &d)
+		var e apiError
+		if code := s.api("PATCH", "/v1/tracking/defaults", liveKey, map[string]any{"privacyMode": "yes"}, &e); code != 400 || e.Error.Code != "validation_error" {
+			t.Errorf("bad type: %d %+v", code, e)
+		}
+		if code := s.api("PATCH", "/v1/tracking/defaults", liveKey, map[string]any{"pixelPlacement": "middle"}, &e); code != 400 {
+			t.Errorf("bad placement: %d %+v", code, e)
+		}
+	})
+
+	t.Run("disabled for the account: options ignored, with a warning", func(t *testing.T) {
+		s.api("PATCH", "/v1/tracking/defaults", liveKey, map[string]bool{"trackingEnabled": false}, nil)
+		defer s.api("PATCH", "/v1/tracking/defaults", liveKey, map[string]bool{"trackingEnabled": true}, nil)
+		id, warnings := s.sendTracked(nil)
+		if len(warnings) != 1 || !strings.Contains(warnings[0], "tracking is disabled") {
+			t.Errorf("warnings %q", warnings)
+		}
+		if _, pixel, clicks := s.trackingURLs(id); pixel != "" || len(clicks) != 0 {
+			t.Errorf("tracked anyway: %q %q", pixel, clicks)
+		}
+		// Mail that asks for nothing gets no warning.
+		var sent struct{ Warnings []string }
+		s.api("POST", "/v1/emails", liveKey, map[string]any{"from": "hello@" + senderDomain, "to": "user@" + rcptDomain, "subject": "x", "text": "x"}, &sent)
+		if len(sent.Warnings) != 0 {
+			t.Errorf("untracked mail got warnings %q", sent.Warnings)
+		}
+	})
+
+	t.Run("the domain turns opens off: clicks still tracked, one warning", func(t *testing.T) {
+		var dt map[string]any
+		if code := s.api("PUT", "/v1/domains/"+domainID+"/tracking", liveKey, map[string]bool{"openTracking": false}, &dt); code != http.StatusOK {
+			t.Fatalf("PUT: %d", code)
+		}
+		if dt["openTracking"] != false || dt["clickTracking"] != true || dt["privacyMode"] != nil || dt["domain"] != senderDomain {
+			t.Errorf("domain tracking %v", dt)
+		}
+		defer s.api("PUT", "/v1/domains/"+domainID+"/tracking", liveKey, map[string]bool{}, nil)
+		id, warnings := s.sendTracked(nil)
+		if len(warnings) != 1 || !strings.Contains(warnings[0], "open tracking is disabled") {
+			t.Errorf("warnings %q", warnings)
+		}
+		if _, pixel, clicks := s.trackingURLs(id); pixel != "" || len(clicks) != 2 {
+			t.Errorf("pixel %q, clicks %q", pixel, clicks)
+		}
+	})
+
+	t.Run("top placement", func(t *testing.T) {
+		s.api("PATCH", "/v1/tracking/defaults", liveKey, map[string]string{"pixelPlacement": "top"}, nil)
+		defer s.api("PATCH", "/v1/tracking/defaults", liveKey, map[string]string{"pixelPlacement": "bottom"}, nil)
+		id, _ := s.sendTracked(nil)
+		if html := s.decodedContent(id); !strings.Contains(html, "<body><img src=\"https://t.gateway.test/v1/track/open/"+id) {
+			t.Errorf("pixel not at the top:\n%s", html)
+		}
+	})
+
+	t.Run("settings need a full-permission key", func(t *testing.T) {
+		var created struct{ Key string }
+		s.api("POST", "/v1/api-keys", liveKey, map[string]string{"name": "sender", "permission": "sending"}, &created)
+		var e apiError
+		for _, c := range []struct{ method, path string }{
+			{"GET", "/v1/tracking/defaults"}, {"PATCH", "/v1/tracking/defaults"}, {"PUT", "/v1/domains/" + domainID + "/tracking"},
+		} {
+			if code := s.api(c.method, c.path, created.Key, map[string]bool{"privacyMode": true}, &e); code != http.StatusForbidden {
+				t.Errorf("%s %s with a sending key: %d", c.method, c.path, code)
+			}
+		}
+		if code := s.api("PUT", "/v1/domains/dom_unknown/tracking", liveKey, map[string]bool{}, &e); code != http.StatusNotFound {
+			t.Errorf("unknown domain: %d", code)
+		}
+	})
+}
+
+// TestTrackingDomain sets, verifies and uses a custom tracking domain.
+func TestTrackingDomain(t *testing.T) {
+	s := newServer(t)
+	domainID := s.domainID(senderDomain)
+	path := "/v1/domains/" + domainID + "/tracking"
+
+	var e apiError
+	if code := s.api("POST", path+"/verify", liveKey, nil, &e); code != http.StatusConflict {
+		t.Errorf("verify before set: %d %+v", code, e)
+	}
+	for _, bad := range []string{"t.other.test", "not a name", "", senderDomain + ".evil.test"} {
+		if code := s.api("POST", path+"/set-domain", liveKey, map[string]string{"trackingDomain": bad}, &e); code != 400 {
+			t.Errorf("set-domain %q: %d", bad, code)
+		}
+	}
+
+	var dt struct {
+		TrackingDomain       *string
+		TrackingDomainStatus *string
+		DNSRecord            *struct{ Type, Name, Value, Status string }
+	}
+	if code := s.api("POST", path+"/set-domain", liveKey, map[string]string{"trackingDomain": "T.Acme.test."}, &dt); code != http.StatusOK {
+		t.Fatalf("set-domain: %d", code)
+	}
+	if dt.TrackingDomain == nil || *dt.TrackingDomain != "t.acme.test" || *dt.TrackingDomainStatus != "pending" ||
+		dt.DNSRecord == nil || dt.DNSRecord.Type != "CNAME" || dt.DNSRecord.Name != "t.acme.test" || dt.DNSRecord.Value != "t.gateway.test" {
+		t.Fatalf("after set-domain: %+v %+v", dt, dt.DNSRecord)
+	}
+
+	// Not verified: URLs keep the public host.
+	id, _ := s.sendTracked(nil)
+	if host, _, _ := s.trackingURLs(id); host != "t.gateway.test" {
+		t.Errorf("pending domain used: %q", host)
+	}
+
+	// A CNAME elsewhere fails; the right one verifies.
+	s.dns.SetCNAME("t.acme.test", "tracking.elsewhere.test")
+	s.api("POST", path+"/verify", liveKey, nil, &dt)
+	if *dt.TrackingDomainStatus != "failed" {
+		t.Errorf("wrong CNAME: %s", *dt.TrackingDomainStatus)
+	}
+	s.dns.SetCNAME("t.acme.test", "t.gateway.test")
+	s.api("POST", path+"/verify", liveKey, nil, &dt)
+	if *dt.TrackingDomainStatus != "verified" {
+		t.Fatalf("right CNAME: %s", *dt.TrackingDomainStatus)
+	}
+
+	id, _ = s.sendTracked(nil)
+	host, pixel, clicks := s.trackingURLs(id)
+	if host != "t.acme.test" || pixel == "" || len(clicks) != 2 {
+		t.Fatalf("verified domain: host %q pixel %q clicks %q", host, pixel, clicks)
+	}
+	// The gateway answers whatever host the CNAME brought the request to.
+	if resp := s.track(hit{path: clicks[1], userAgent: browserUA}); resp.Header.Get("Location") != "https://example.test/second" {
+		t.Errorf("click through the tracking domain: %d %q", resp.StatusCode, resp.Header.Get("Location"))
+	}
+}
+
+// TestEventsAPI lists events with filters and cursor pagination.
+func TestEventsAPI(t *testing.T) {
+	s := newServer(t)
+	start := time.Now().Add(-time.Second)
+	var ids []string
+	for range 3 {
+		id, _ := s.sendTracked(nil)
+		s.markDelivered(id)
+		ids = append(ids, id)
+	}
+	_, pixel, _ := s.trackingURLs(ids[1])
+	s.track(hit{path: pixel, userAgent: browserUA})
+	s.track(hit{path: pixel, userAgent: browserUA})
+
+	type page struct {
+		Data       []eventJSON
+		NextCursor *string
+		HasMore    bool
+	}
+	get := func(query string) page {
+		t.Helper()
+		var p page
+		if code := s.api("GET", "/v1/events?"+query, liveKey, nil, &p); code != http.StatusOK {
+			t.Fatalf("events?%s: %d", query, code)
+		}
+		return p
+	}
+
+	all := get("")
+	// sent and delivered for each email, two opens.
+	if len(all.Data) != 8 || all.NextCursor != nil || all.HasMore {
+		t.Fatalf("all events: %d, cursor %v", len(all.Data), all.NextCursor)
+	}
+	for i := 1; i < len(all.Data); i++ {
+		if all.Data[i].ID >= all.Data[i-1].ID && len(all.Data[i].ID) >= len(all.Data[i-1].ID) {
+			t.Errorf("not newest first: %s after %s", all.Data[i].ID, all.Data[i-1].ID)
+		}
+	}
+	if p := get("type=opened"); len(p.Data) != 2 || p.Data[0].EmailID != ids[1] || p.Data[0].Data["userAgent"] != browserUA {
+		t.Errorf("type=opened: %+v", p.Data)
+	}
+	if p := get("type=email.delivered"); len(p.Data) != 3 {
+		t.Errorf("type=email.delivered: %d", len(p.Data))
+	}
+	if p := get("emailId=" + ids[0]); len(p.Data) != 2 || p.Data[0].Type != "delivered" || p.Data[1].Type != "sent" {
+		t.Errorf("emailId: %+v", p.Data)
+	}
+	if p := get("since=" + url.QueryEscape(time.Now().Add(time.Hour).Format(time.RFC3339))); len(p.Data) != 0 {
+		t.Errorf("since the future: %+v", p.Data)
+	}
+	if p := get("since=" + url.QueryEscape(start.Format(time.RFC3339Nano))); len(p.Data) != 8 {
+		t.Errorf("since the start: %d", len(p.Data))
+	}
+
+	// Pages of 3 walk through all 8 events, each once, in order.
+	var walked []string
+	cursor := ""
+	for range 10 {
+		p := get("limit=3&cursor=" + cursor)
+		for _, e := range p.Data {
+			walked = append(walked, e.ID)
+		}
+		if p.NextCursor == nil {
+			break
+		}
+		cursor = *p.NextCursor
+	}
+	var want []string
+	for _, e := range all.Data {
+		want = append(want, e.ID)
+	}
+	if !slices.Equal(walked, want) {
+		t.Errorf("paged %q, want %q", walked, want)
+	}
+
+	var e apiError
+	for _, q := range []string{"type=exploded", "cursor=abc", "limit=1000", "since=yesterday"} {
+		if code := s.api("GET", "/v1/events?"+q, liveKey, nil, &e); code != 400 || e.Error.Code != "validation_error" {
+			t.Errorf("%s: %d %+v", q, code, e)
+		}
+	}
+}
+
+// TestAnalytics checks the counters and rates over recorded deliveries: five
+// mails, one bounced (recorded as the delivery worker records it); two opened (one twice), one clicked, one bot open.
+func TestAnalytics(t *testing.T) {
+	s := newServer(t)
+	var ids []string
+	for i := range 5 {
+		tags := []string{"all"}
+		if i < 2 {
+			tags = append(tags, "welcome")
+		}
+		id, _ := s.sendTracked(map[string]any{"tags": tags})
+		if i == 4 {
+			s.markBounced(id, "550 5.7.1 refused")
+		} else {
+			s.markDelivered(id)
+		}
+		ids = append(ids, id)
+	}
+	for _, i := range []int{0, 0, 1} {
+		_, pixel, _ := s.trackingURLs(ids[i])
+		s.track(hit{path: pixel, userAgent: browserUA})
+	}
+	_, pixel, clicks := s.trackingURLs(ids[2])
+	s.track(hit{path: pixel, userAgent: "curl/8.5.0"})
+	s.track(hit{path: clicks[0], userAgent: browserUA})
+
+	a := s.analytics("range=7d")
+	today := time.Now().UTC().Format(time.DateOnly)
+	if a.To != today || len(a.Daily) != 7 || a.Daily[6].Date != today {
+		t.Errorf("range: %s..%s, %d days", a.From, a.To, len(a.Daily))
+	}
+	if a.Sent != 5 || a.Delivered != 4 || a.Bounced != 1 || a.UniqueOpens != 2 || a.Opens != 3 || a.UniqueClicks != 1 ||
+		a.BotFilteredOpens != 1 || a.OpenRate != 0.5 || a.ClickRate != 0.25 || a.BounceRate != 0.2 {
+		t.Errorf("analytics: %+v", a)
+	}
+	if w := s.analytics("tag=welcome"); w.Sent != 2 || w.Delivered != 2 || w.UniqueOpens != 2 || w.OpenRate != 1 || w.UniqueClicks != 0 {
+		t.Errorf("tag=welcome: %+v", w)
+	}
+	if d := s.analytics("domain=" + senderDomain); d.Sent != 5 || d.UniqueClicks != 1 {
+		t.Errorf("domain: %+v", d)
+	}
+	if d := s.analytics("domain=" + s.domainID(senderDomain)); d.Sent != 5 {
+		t.Errorf("domain by id: %+v", d)
+	}
+	if o := s.analytics("domain=other.test"); o.Sent != 0 || o.OpenRate != 0 {
+		t.Errorf("other domain: %+v", o)
+	}
+	if y := s.analytics("from=2020-01-01&to=2020-01-31"); y.Sent != 0 || len(y.Daily) != 31 {
+		t.Errorf("past month: %+v", y)
+	}
+	var e apiError
+	for _, q := range []string{"range=0d", "range=1y", "range=400d", "from=2024-02-01&to=2024-01-01", "from=yesterday"} {
+		if code := s.api("GET", "/v1/analytics?"+q, liveKey, nil, &e); code != 400 {
+			t.Errorf("%s: %d", q, code)
+		}
+	}
+}
