@@ -114,7 +114,8 @@ func checkHTMLRender(t *testing.T, nodes []tplNode, vars, neutral map[string]str
 			t.Fatalf("value inside a tag can end an attribute: %q", v)
 		}
 	}
-	for _, c := range []string{"<", ">", `"`, "'", "`"} {
+	// Outside tags a backtick, '=' or space is text; inside, the check above.
+	for _, c := range []string{"<", ">", `"`, "'"} {
 		if got, want := strings.Count(out, c), strings.Count(literal.String(), c); got != want {
 			t.Fatalf("rendered html has %d %q, the template's text %d: a value added markup\n%q", got, c, want, out)
 		}
