@@ -45,6 +45,8 @@ func FuzzFromHTML(f *testing.F) {
 		"(ab[cd]e){f}|g^h#i$j%k!l`m@n",
 		"((([[[{{{x}}}]]])))",
 		"</a></a></li></script></style>tail",
+		"<html><head><meta charset=utf-8><body><p>Hello</p></body></html>",
+		"*Hello(world)",
 	} {
 		f.Add(s)
 	}
@@ -110,6 +112,8 @@ func buildDocument(src string) (doc, text string) {
 		'!': "<!-- " + hidden + " -->",
 		'`': "<title>" + hidden + "</title>",
 		'@': "<noscript>" + hidden + "<p>x</p></noscript>",
+		// The head's end tag is optional (HTML 13.1.2.4): text after it is body text.
+		'*': "<head><meta charset=utf-8><title>" + hidden + "</title>",
 	}
 	var d, tx strings.Builder
 	for _, r := range src { // invalid UTF-8 becomes U+FFFD on both sides
