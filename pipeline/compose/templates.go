@@ -52,16 +52,38 @@ type tplNode struct {
 // the template field in errors ("html", "subject" ...).
 func parseTemplate(field, src string) ([]tplNode, error) {
 	var nodes []tplNode
-	inTag := false
+	// The tag state carries over placeholders: a '>' inside a quoted
+	// attribute value does not end the tag, and a '<' right before a
+	// placeholder puts the value where a tag name would be; a value escaped
+	// as text there could add attributes.
+	inTag, afterEq := false, false
+	var quote byte // the quote of the attribute value being read, 0 if none
 	trackTags := func(lit string) {
 		for i := 0; i < len(lit); i++ {
-			switch lit[i] {
+			c := lit[i]
+			if quote != 0 {
+				if c == quote {
+					quote = 0
+				}
+				continue
+			}
+			switch c {
 			case '<':
-				if i+1 < len(lit) && (isLetter(lit[i+1]) || lit[i+1] == '/' || lit[i+1] == '!') {
+				if i+1 == len(lit) || isLetter(lit[i+1]) || lit[i+1] == '/' || lit[i+1] == '!' {
 					inTag = true
 				}
 			case '>':
-				inTag = false
+				inTag, afterEq = false, false
+			case '=':
+				afterEq = inTag
+			case '"', '\'':
+				if afterEq {
+					quote = c
+				}
+				afterEq = false
+			case ' ', '\t', '\n', '\r', '\f':
+			default:
+				afterEq = false
 			}
 		}
 	}

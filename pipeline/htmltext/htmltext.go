@@ -17,7 +17,7 @@ func FromHTML(src string) string {
 	var out strings.Builder
 	var line bytes.Buffer // current line, whitespace collapsed
 	blank := 0            // newlines already emitted at the end of out
-	skip := 0             // depth inside script, style, head, title
+	skip := 0             // depth inside script, style, title, template, noscript
 	var hrefs []string    // open <a> elements' href
 
 	flush := func(newlines int) {
@@ -61,7 +61,9 @@ func FromHTML(src string) string {
 			tag := string(name)
 			end := tt == xhtml.EndTagToken
 			switch tag {
-			case "script", "style", "head", "title", "template", "noscript":
+			// Not "head": its end tag is optional, and what it may hold
+			// (meta, link, base and the elements above) shows no text.
+			case "script", "style", "title", "template", "noscript":
 				if tt == xhtml.StartTagToken {
 					skip++
 				} else if end && skip > 0 {

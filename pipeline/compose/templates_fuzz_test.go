@@ -1,0 +1,244 @@
+package compose
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"net/http"
+	nettextproto "net/textproto"
+	"strings"
+	"testing"
+	"unicode/utf8"
+
+	"github.com/emersion/go-message/textproto"
+	xhtml "golang.org/x/net/html"
+
+	"github.com/pigeonpost/pigeonpost/pipeline"
+	"github.com/pigeonpost/pigeonpost/pipeline/store"
+)
+
+// FuzzTemplate parses src as a template and renders it with every variable
+// set to value. What a value can do is the property (S9): in the html part
+// it adds no markup (no '<', '>' or quote of its own, and the document has
+// the same tags and attributes as with a harmless value of the same length);
+// in the subject it never brings a line break into the header; rendering
+// never panics; a template that does not parse is a typed 400.
+func FuzzTemplate(f *testing.F) {
+	seeds := []struct{ src, value string }{
+		{"<p>Hello {{ name }}</p>", "<script>alert(1)</script> & co"},
+		{"Hi {{name}}", "x\r\nBcc: v@victim.test"},
+		{`<a href="{{u}}">x</a> <a href={{v}}>y</a> {{u}}`, " JavaScript:alert(1)"},
+		{`<a href={{v}}>y</a>`, "x onmouseover=alert(1)"},
+		{`<a href='{{v}}'>y</a>`, "' onmouseover='alert(1)"},
+		{"{{a}} {{b}}", "{{b}}"},
+		{`Hi {{ name | default: "there" }}, {{x|default:'y'}}`, "Ann"},
+		{"<style>@media x{a{b:c}}</style>{{n}}", "1"},
+		{"<p>\n  Hi {{name</p>", "x"},
+		{"Hi {{first name}}", "x"},
+		{"{{a | upper}}", "x"},
+		{"{{a | default: there}}", "x"},
+		{"<!-- {{c}} -->", "--><img src=x onerror=alert(1)>"},
+		{"<script>var x = '{{v}}';</script>", "</script><img src=x>"},
+		{`<img alt="a > b" src={{u}}>`, "x onerror=alert(1)"},
+		{"<{{tag}}>", "img src=x onerror=alert(1)"},
+		{"<td {{attr}}>", "onclick"},
+		{"Subject {{s}}", "a\u2028Bcc: x@y.test"},
+		{"{{s}}", "caf\xe9"},
+		{"x }} y {{ z }}", "\x00"},
+	}
+	for _, s := range seeds {
+		f.Add(s.src, s.value)
+	}
+	f.Fuzz(func(t *testing.T, src, value string) {
+		if len(src) > 4096 || len(value) > 1024 {
+			return // the properties do not depend on size; keep each exec fast
+		}
+		nodes, err := parseTemplate("html", src)
+		if err != nil {
+			if !errors.Is(err, pipeline.ErrInvalid) {
+				t.Fatalf("parse error is not ErrInvalid: %v", err)
+			}
+			return
+		}
+		vars := map[string]string{}
+		neutral := map[string]string{}
+		for _, n := range nodes {
+			if n.name != "" {
+				vars[n.name] = value
+				// Same length, nothing HTML can read as markup.
+				neutral[n.name] = strings.Repeat("v", utf8.RuneCountInString(value))
+			}
+		}
+		checkHTMLRender(t, nodes, vars, neutral)
+
+		// Subject, then html and text, through the whole path, as a send renders them.
+		r, err := renderStoredTemplate(&store.Template{Name: "t", Subject: src, Text: "x"}, vars)
+		if err != nil {
+			if e := pipeline.AsError(err); e.HTTPStatus != http.StatusBadRequest {
+				t.Fatalf("subject render error is not a 400: %v", err)
+			}
+		} else if err := pipeline.CheckPrintable("subject", r.Subject); err != nil {
+			t.Fatalf("rendered subject is not a header value (%v): %q", err, r.Subject)
+		}
+		r, err = renderStoredTemplate(&store.Template{Name: "t", HTML: src, Text: src}, vars)
+		if err != nil {
+			if e := pipeline.AsError(err); e.HTTPStatus != http.StatusBadRequest {
+				t.Fatalf("body render error is not a 400: %v", err)
+			}
+			return
+		}
+		if want := literalText(t, nodes, vars); r.Text != want {
+			t.Fatalf("text part %q, want the values literal: %q", r.Text, want)
+		}
+	})
+}
+
+// checkHTMLRender renders nodes in the html context with vars and with
+// neutral (same names, harmless values) and compares.
+func checkHTMLRender(t *testing.T, nodes []tplNode, vars, neutral map[string]string) {
+	t.Helper()
+	missing := map[string]bool{}
+	out, err := renderTemplate(nodes, vars, renderHTML, missing)
+	if err != nil || len(missing) > 0 {
+		t.Fatalf("html render: %v, missing %v", err, missing)
+	}
+	var literal strings.Builder
+	for _, n := range nodes {
+		literal.WriteString(n.literal)
+		if n.name == "" {
+			continue
+		}
+		v := escapeHTMLValue(vars[n.name], n.inTag)
+		if n.inTag && strings.ContainsAny(v, " \t\n\r\f=\"'`<>") {
+			t.Fatalf("value inside a tag can end an attribute: %q", v)
+		}
+	}
+	// Outside tags a backtick, '=' or space is text; inside, the check above.
+	for _, c := range []string{"<", ">", `"`, "'"} {
+		if got, want := strings.Count(out, c), strings.Count(literal.String(), c); got != want {
+			t.Fatalf("rendered html has %d %q, the template's text %d: a value added markup\n%q", got, c, want, out)
+		}
+	}
+	// A value right after "<", "</" or "<!" is where the template puts a
+	// tag's name: it decides whether there is a tag, and which (the in-tag
+	// check above still keeps it from adding attributes).
+	for i := 1; i < len(nodes); i++ {
+		lit := nodes[i-1].literal
+		if nodes[i].name != "" && (strings.HasSuffix(lit, "<") || strings.HasSuffix(lit, "</") || strings.HasSuffix(lit, "<!")) {
+			return
+		}
+	}
+	base, err := renderTemplate(nodes, neutral, renderHTML, map[string]bool{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := htmlShape(out), htmlShape(base); got != want {
+		t.Fatalf("a value changed the document's tags or attributes\nvalue:   %s\nneutral: %s\nhtml: %q", got, want, out)
+	}
+}
+
+// htmlShape is the sequence of tags, with their number of attributes, of an HTML document,
+// as the HTML tokenizer reads it: what a value must not change.
+func htmlShape(doc string) string {
+	z := xhtml.NewTokenizer(strings.NewReader(doc))
+	var b strings.Builder
+	for {
+		tt := z.Next()
+		switch tt {
+		case xhtml.ErrorToken:
+			return b.String()
+		case xhtml.StartTagToken, xhtml.SelfClosingTagToken, xhtml.EndTagToken:
+			// Names are left out: a template may put a value where a tag or
+			// attribute name goes ("<{{tag}}>", "<td {{attr}}>"), but the
+			// value must not add a tag or an attribute.
+			_, more := z.TagName()
+			attrs := 0
+			for more {
+				_, _, more = z.TagAttr()
+				attrs++
+			}
+			fmt.Fprintf(&b, "%s(%d attributes)|", tt, attrs)
+		case xhtml.CommentToken, xhtml.DoctypeToken:
+			b.WriteString(tt.String() + "|")
+		}
+	}
+}
+
+func literalText(t *testing.T, nodes []tplNode, vars map[string]string) string {
+	t.Helper()
+	var b strings.Builder
+	for _, n := range nodes {
+		if n.name == "" {
+			b.WriteString(n.literal)
+		} else {
+			b.WriteString(vars[n.name])
+		}
+	}
+	return b.String()
+}
+
+// FuzzComposeHeaders composes a message whose subject, From display name, a
+// recipient and a custom header take fuzzed values. Either the composition
+// is refused with a 400, or the header block has exactly the fields the
+// composer sets: a value never adds a header line (S5).
+func FuzzComposeHeaders(f *testing.F) {
+	f.Add("Héllo", "Acme", "a@x.test", "X-Ref", "42")
+	f.Add("s\r\nBcc: evil@x.test", "Acme", "a@x.test", "X-A", "1")
+	f.Add("s", "Acme\r\nBcc: v@victim.test", "a@x.test", "X-A", "1")
+	f.Add("s", "=?utf-8?q?a=0D=0ABcc:_v@victim.test?=", "a@x.test", "X-A", "1")
+	f.Add("s", "Acme", "a@x.test\r\nBcc: evil@x.test", "X-A", "1")
+	f.Add("s", "Acme", "\"x\r\nBcc: y@z.test\" <a@x.test>", "X-A", "1")
+	f.Add("s", "Acme", "a@x.test", "X-A:\r\nBcc", "v")
+	f.Add("s", "Acme", "a@x.test", "List-Unsubscribe", "<mailto:u@acme.test>")
+	f.Add("s", "Acme", "a@x.test", "List-Id", "a\rb")
+	f.Add("a\u2028Bcc: x@y.test", "Acme", "a@x.test", "X-A", "a\u2028b")
+	f.Add(strings.Repeat("long subject words ", 80), "Acme", "a@x.test", "X-Long", strings.Repeat("v", 2000))
+	f.Add("=?utf-8?q?x=0D=0ABcc:_y@z.test?=", "Acme", "a@x.test", "X-A", "=?utf-8?b?DQpCY2M6IHlAei50ZXN0?=")
+	f.Fuzz(func(t *testing.T, subject, fromName, to, hname, hvalue string) {
+		if len(subject)+len(fromName)+len(to)+len(hname)+len(hvalue) > 8192 {
+			return
+		}
+		from := "hello@acme.test"
+		if fromName != "" {
+			from = fromName + " <hello@acme.test>"
+		}
+		c := Compose{From: from, To: []string{to}, Subject: subject, Text: "t",
+			Headers: map[string]string{hname: hvalue}}
+		out, err := ComposeMessage(c, testNow)
+		if err != nil {
+			e := pipeline.AsError(err)
+			if e.HTTPStatus != http.StatusBadRequest {
+				t.Fatalf("refused with %d, want a 400: %v", e.HTTPStatus, err)
+			}
+			return
+		}
+		head, _, ok := bytes.Cut(out.Message, []byte("\r\n\r\n"))
+		if !ok {
+			t.Fatalf("no header/body separator:\n%q", out.Message)
+		}
+		for i, line := range strings.Split(string(head), "\r\n") {
+			if strings.ContainsAny(line, "\r\n") {
+				t.Fatalf("bare CR or LF in header line %d: %q", i, line)
+			}
+		}
+		h, err := textproto.ReadHeader(bufio.NewReader(bytes.NewReader(append(head, "\r\n\r\n"...))))
+		if err != nil {
+			t.Fatalf("header does not parse: %v\n%q", err, head)
+		}
+		want := map[string]int{"From": 1, "To": 1, "Subject": 1, "Date": 1, "Mime-Version": 1,
+			"Content-Type": 1, "Content-Transfer-Encoding": 1, nettextproto.CanonicalMIMEHeaderKey(hname): 1}
+		got := map[string]int{}
+		for fields := h.Fields(); fields.Next(); {
+			got[nettextproto.CanonicalMIMEHeaderKey(fields.Key())]++
+		}
+		if len(got) != len(want) {
+			t.Fatalf("header fields %v, want %v\n%s", got, want, head)
+		}
+		for k, n := range want {
+			if got[k] != n {
+				t.Fatalf("header fields %v, want %v\n%s", got, want, head)
+			}
+		}
+	})
+}
