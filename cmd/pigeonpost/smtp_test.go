@@ -17,6 +17,7 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"github.com/pigeonpost/pigeonpost/config"
+	"github.com/pigeonpost/pigeonpost/internal/testkit"
 	"github.com/pigeonpost/pigeonpost/pipeline/deliver"
 )
 
@@ -57,7 +58,7 @@ func TestSMTPReplies(t *testing.T) {
 		if e.Status != "sent" {
 			t.Errorf("test-mode status %q, want sent", e.Status)
 		}
-		time.Sleep(300 * time.Millisecond) // give a wrong delivery the chance to show
+		s.deliveryIdle() // a wrong delivery would be done by now
 		for _, m := range s.sink.Messages()[before:] {
 			if bytes.Contains(m.Data, []byte("test mode")) {
 				t.Fatal("a test-mode message reached the sink")
@@ -239,7 +240,7 @@ func TestSMTPBareLineEndingsNormalised(t *testing.T) {
 	id := queuedID(t, strings.TrimSpace(reply))
 	got := s.sink.Wait(t, 1, 20*time.Second)
 	s.waitStatus(id, "delivered")
-	time.Sleep(200 * time.Millisecond)
+	s.deliveryIdle() // a smuggled second message would be delivered by now
 	if n := len(s.sink.Messages()); n != 1 {
 		t.Fatalf("sink received %d messages, want 1", n)
 	}
@@ -291,20 +292,16 @@ func TestRedisDown(t *testing.T) {
 	// The client retries as a real one would: each try gets 451 or 250,
 	// never anything else, and within seconds a 250.
 	var reply string
-	for try := 0; ; try++ {
+	testkit.WaitFor(t, "a 250 after Redis came back", func() bool {
 		if err := c.Reset(); err != nil {
 			t.Fatal(err)
 		}
 		reply, err = send(c, from, []string{to}, simpleMessage(from, to, "back"))
-		if err == nil {
-			break
+		if err != nil {
+			wantSMTPError(t, err, 451, smtp.EnhancedCode{4, 3, 0})
 		}
-		wantSMTPError(t, err, 451, smtp.EnhancedCode{4, 3, 0})
-		if try == 50 {
-			t.Fatalf("no 250 after Redis came back: %v", err)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+		return err == nil
+	})
 	s.waitStatus(queuedID(t, reply), "delivered")
 	if n := len(s.sink.Messages()); n != 1 {
 		t.Errorf("sink holds %d messages, want exactly 1", n)
@@ -372,5 +369,25 @@ func TestDeliveryFailsAfterMaxAge(t *testing.T) {
 	e := s.waitStatus(queuedID(t, reply), "failed")
 	if e.Attempts < 2 || !strings.Contains(e.LastError, "450") {
 		t.Errorf("attempts %d, last error %q", e.Attempts, e.LastError)
+	}
+}
+
+// TestSMTPConnectionLimitFromConfig: smtp.max_connections reaches the
+// listener; smtpd's own tests pin what the limit does.
+func TestSMTPConnectionLimitFromConfig(t *testing.T) {
+	s := startStack(t, func(c *config.Config) { c.SMTP.MaxConnections = 1 })
+	first, err := smtp.Dial(s.addrs.SMTP) // reads the 220
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer first.Close()
+	conn, err := net.Dial("tcp", s.addrs.SMTP)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	line, err := bufio.NewReader(conn).ReadString('\n')
+	if err != nil || !strings.HasPrefix(line, "421 4.7.0") {
+		t.Fatalf("second connection over smtp.max_connections 1: %q %v", line, err)
 	}
 }
