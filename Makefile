@@ -2,8 +2,12 @@ GO      ?= go
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
+GOVULNCHECK := golang.org/x/vuln/cmd/govulncheck@v1.10.0
+# GOVULNCHECK_FLAGS: e.g. -db file:///path/to/vulndb for an offline copy of vuln.go.dev
+GOVULNCHECK_FLAGS ?=
+FUZZTIME ?= 10s
 
-.PHONY: run build test lint fuzz
+.PHONY: run build test lint vuln fuzz
 
 ## run: build and start a dev server (SMTP 127.0.0.1:2587, HTTP :8080, embedded Redis)
 run: build
@@ -23,10 +27,13 @@ lint:
 	$(GO) vet ./...
 	$(GO) run $(STATICCHECK) ./...
 
-## fuzz: run each fuzz target for a short while
+## vuln: govulncheck against the Go vulnerability database (the module's deps and its Go toolchain)
+vuln:
+	$(GO) run $(GOVULNCHECK) $(GOVULNCHECK_FLAGS) ./...
+
+## fuzz: run every fuzz target of every package for FUZZTIME each (default 10s); see scripts/fuzz.sh
 fuzz:
-	$(GO) test ./pipeline -run '^$$' -fuzz FuzzNormalizeCRLF -fuzztime 30s
-	$(GO) test ./tracking -run '^$$' -fuzz FuzzRewrite -fuzztime 30s
+	GO="$(GO)" FUZZTIME="$(FUZZTIME)" ./scripts/fuzz.sh
 
 .PHONY: bench
 ## bench: load pigeonpost end to end on loopback (redis-server, sink, DNS; see bench/run.sh); BENCH_SHORT=1 for a short run

@@ -2,7 +2,9 @@
 // (attachment paths, webhook endpoints) without letting them reach the
 // inside: every address a connection is about to use, after DNS and after
 // each redirect, is checked at dial time (so DNS rebinding cannot slip
-// through), and bodies are read with a size cap and a deadline (S8).
+// through), and bodies are read with a size cap and a deadline. The rules
+// are those of the OWASP SSRF Prevention Cheat Sheet,
+// https://cheatsheetseries.owasp.org/cheatsheets/Server_Side_Request_Forgery_Prevention_Cheat_Sheet.html
 package safehttp
 
 import (
