@@ -2,8 +2,7 @@ GO      ?= go
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
-GOVULNCHECK := golang.org/x/vuln/cmd/govulncheck@v1.10.0
-# GOVULNCHECK_FLAGS: e.g. -db file:///path/to/vulndb for an offline copy of vuln.go.dev
+# GOVULNCHECK_FLAGS: e.g. -db file:///path/to/vulndb; scripts/vuln.sh pins govulncheck
 GOVULNCHECK_FLAGS ?=
 FUZZTIME ?= 10s
 
@@ -29,7 +28,7 @@ lint:
 
 ## vuln: govulncheck against the Go vulnerability database (the module's deps and its Go toolchain)
 vuln:
-	$(GO) run $(GOVULNCHECK) $(GOVULNCHECK_FLAGS) ./...
+	GO="$(GO)" GOVULNCHECK_FLAGS="$(GOVULNCHECK_FLAGS)" ./scripts/vuln.sh
 
 ## fuzz: run every fuzz target of every package for FUZZTIME each (default 10s); see scripts/fuzz.sh
 fuzz:

@@ -19,7 +19,7 @@ const fuzzKey = "sp_test_fuzzfuzzfuzzfuzzfuzzfuzzfuzz0123"
 // FuzzRequests sends fuzzed JSON bodies to every endpoint that decodes one.
 // Whatever the body, the answer is never a 5xx (no storage error is
 // injected, so a 5xx is a bug), and every error is
-// {"error":{"code","message"}} with both set, as application/json (S2).
+// {"error":{"code","message"}} with both set, as application/json.
 // The server and its Redis are built once per fuzzing process.
 func FuzzRequests(f *testing.F) {
 	p := pipelinetest.New(f, pipelinetest.Options{})

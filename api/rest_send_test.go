@@ -125,7 +125,7 @@ func TestRESTAttachmentsTotalLimit(t *testing.T) {
 }
 
 // CR or LF in any field of a send is refused with a 400 naming the field,
-// and nothing is stored, so nothing can reach a destination (S5).
+// and nothing is stored, so nothing can reach a destination (no header injection).
 func TestRESTHeaderInjection(t *testing.T) {
 	s := newServer(t)
 	from, to := "hello@"+senderDomain, "user@"+rcptDomain

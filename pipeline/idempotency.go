@@ -12,7 +12,8 @@ import (
 	"github.com/pigeonpost/pigeonpost/pipeline/store"
 )
 
-// Idempotency (IETF draft-ietf-httpapi-idempotency-key-header, S17).
+// Idempotency (IETF draft-ietf-httpapi-idempotency-key-header,
+// https://datatracker.ietf.org/doc/draft-ietf-httpapi-idempotency-key-header/).
 //
 // A request that carries an idempotency key first claims the key in Redis
 // (a pending marker, set only if the key is free). The one request that

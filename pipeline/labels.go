@@ -19,7 +19,7 @@ const (
 	MaxMetadataBytes    = 4096
 )
 
-// checkLabels validates tags and metadata (S5: no control characters, no
+// CheckLabels validates tags and metadata (no control characters, no
 // line breaks, in anything a caller gets back or a webhook carries).
 func CheckLabels(tags []string, metadata map[string]string) error {
 	if len(tags) > MaxTags {
@@ -68,7 +68,7 @@ func CheckLabels(tags []string, metadata map[string]string) error {
 	return nil
 }
 
-// checkPrintable refuses line breaks and other control characters,
+// CheckPrintable refuses line breaks and other control characters,
 // including U+2028/U+2029 and invalid UTF-8.
 func CheckPrintable(field, v string) error {
 	if !utf8.ValidString(v) {

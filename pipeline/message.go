@@ -18,7 +18,8 @@ const (
 	headerTrackClicks = "X-SP-Track-Clicks"
 )
 
-// maxHeaderBytes bounds the header section (header floods, S11).
+// maxHeaderBytes bounds the header section against header floods (as
+// Postfix's header_size_limit: https://www.postfix.org/postconf.5.html#header_size_limit).
 const maxHeaderBytes = 1 << 20
 
 // submittedMessage is a message split into a header we may edit and a body

@@ -85,7 +85,8 @@ func (s *session) login(username, password string) (err error) {
 	return nil
 }
 
-// authFailed slows down repeated failures from one IP (S4), then answers 535.
+// authFailed slows down repeated failures from one IP (auth.failure_delay,
+// against password guessing), then answers 535 5.7.8 (RFC 4954 §6).
 func (s *session) authFailed() error {
 	s.srv.opt.Metrics.authFailures.Inc()
 	n := s.srv.failures.add(s.ip, time.Now())

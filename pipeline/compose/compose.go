@@ -218,7 +218,8 @@ func (n *mimeNode) write(w *message.Writer) error {
 }
 
 // checkCustomHeader allows X-* and List-* headers with a token name and a
-// value without line breaks (S5, header injection).
+// value without line breaks (header injection: RFC 5322 §2.2 allows CR
+// and LF in a field body only as folding).
 func checkCustomHeader(name, value string) error {
 	lower := strings.ToLower(name)
 	if !strings.HasPrefix(lower, "x-") && !strings.HasPrefix(lower, "list-") {

@@ -15,7 +15,7 @@ import (
 	"github.com/pigeonpost/pigeonpost/pipeline/store"
 )
 
-// Templates (S9). Template authors are tenants, so they get no template
+// Templates. Template authors are tenants, so they get no template
 // language: only {{name}} placeholders, substituted in one pass (a value
 // that contains "{{b}}" stays literal), with an optional default:
 //

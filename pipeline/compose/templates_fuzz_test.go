@@ -19,7 +19,7 @@ import (
 )
 
 // FuzzTemplate parses src as a template and renders it with every variable
-// set to value. What a value can do is the property (S9): in the html part
+// set to value. What a value can do is the property: in the html part
 // it adds no markup (no '<', '>' or quote of its own, and the document has
 // the same tags and attributes as with a harmless value of the same length);
 // in the subject it never brings a line break into the header; rendering
@@ -181,7 +181,7 @@ func literalText(t *testing.T, nodes []tplNode, vars map[string]string) string {
 // FuzzComposeHeaders composes a message whose subject, From display name, a
 // recipient and a custom header take fuzzed values. Either the composition
 // is refused with a 400, or the header block has exactly the fields the
-// composer sets: a value never adds a header line (S5).
+// composer sets: a value never adds a header line.
 func FuzzComposeHeaders(f *testing.F) {
 	f.Add("Héllo", "Acme", "a@x.test", "X-Ref", "42")
 	f.Add("s\r\nBcc: evil@x.test", "Acme", "a@x.test", "X-A", "1")

@@ -1,10 +1,12 @@
-package pipeline
+package account
 
 import (
 	"encoding/base64"
 	"errors"
 	"regexp"
 	"testing"
+
+	"github.com/pigeonpost/pigeonpost/pipeline"
 )
 
 // canonicalCursor is the text listCursor.encode writes, before base64:
@@ -41,7 +43,7 @@ func FuzzDecodeCursor(f *testing.F) {
 	f.Fuzz(func(t *testing.T, in string) {
 		c, err := decodeCursor(in)
 		if err != nil {
-			if !errors.Is(err, ErrInvalid) {
+			if !errors.Is(err, pipeline.ErrInvalid) {
 				t.Fatalf("decodeCursor(%q): error %v (%T) is not an ErrInvalid", in, err, err)
 			}
 			if c != (listCursor{}) {
@@ -83,7 +85,7 @@ func FuzzEncodeCursor(f *testing.F) {
 		s := c.encode()
 		got, err := decodeCursor(s)
 		if skip < 0 {
-			if !errors.Is(err, ErrInvalid) {
+			if !errors.Is(err, pipeline.ErrInvalid) {
 				t.Fatalf("decodeCursor(%q) of %+v = %+v, %v; want ErrInvalid for a negative skip", s, c, got, err)
 			}
 			return
