@@ -151,7 +151,7 @@ func build(ctx context.Context, cfg config.Config, log *slog.Logger, opt serveOp
 		Logger:       log,
 	})
 	p.compose = compose.New(p.store, p.pipeline, compose.Options{Fetcher: fetcher})
-	p.engagement = engagement.New(p.store, p.pipeline, signer, engagement.Options{
+	p.engagement = engagement.New(p.store, p.pipeline, p.account, signer, engagement.Options{
 		PublicURL:   cfg.HTTP.PublicURL,
 		CNAMETarget: cfg.Tracking.CNAMETarget,
 		Lookup:      resolver,

@@ -7,12 +7,10 @@ package engagement
 
 import (
 	"context"
-	"errors"
 	"log/slog"
 	"time"
 
 	"github.com/pigeonpost/pigeonpost/internal/ttlcache"
-	"github.com/pigeonpost/pigeonpost/pipeline"
 	"github.com/pigeonpost/pigeonpost/pipeline/store"
 	"github.com/pigeonpost/pigeonpost/tracking"
 )
@@ -23,6 +21,13 @@ import (
 type Settings interface {
 	TrackingSettings(ctx context.Context, accountID, domain string) (store.SendingTracking, error)
 	TrackingChanged(ctx context.Context, accountID string)
+}
+
+// Domains finds one of the account's sending domains for a key of full
+// permission (account.Service implements it): the settings of a domain are
+// the domain owner's to see and change.
+type Domains interface {
+	Domain(ctx context.Context, k *store.Key, id string) (*store.Domain, error)
 }
 
 // HostResolver looks up the CNAME of a custom tracking domain.
@@ -48,6 +53,7 @@ type Service struct {
 	opt      Options
 	store    *store.Store
 	settings Settings
+	domains  Domains
 	signer   *tracking.Signer
 	metrics  *Metrics
 	links    *ttlcache.Cache[[]string] // the tracked links of recently clicked emails, by email id
@@ -56,7 +62,7 @@ type Service struct {
 
 // New returns the Service over st. signer checks click ids: it must be the
 // one the submission signs them with.
-func New(st *store.Store, settings Settings, signer *tracking.Signer, opt Options) *Service {
+func New(st *store.Store, settings Settings, domains Domains, signer *tracking.Signer, opt Options) *Service {
 	if opt.Now == nil {
 		opt.Now = time.Now
 	}
@@ -70,24 +76,10 @@ func New(st *store.Store, settings Settings, signer *tracking.Signer, opt Option
 		opt:      opt,
 		store:    st,
 		settings: settings,
+		domains:  domains,
 		signer:   signer,
 		metrics:  opt.Metrics,
 		links:    ttlcache.New[[]string](opt.CacheTTL),
 		hits:     newHitQueues(),
 	}
-}
-
-// domain returns one of the account's domains, to a key of full permission.
-func (s *Service) domain(ctx context.Context, k *store.Key, id string) (*store.Domain, error) {
-	if err := pipeline.RequirePermission(k, store.PermissionFull); err != nil {
-		return nil, err
-	}
-	d, err := s.store.DomainByID(ctx, k.AccountID, id)
-	if errors.Is(err, store.ErrNotFound) {
-		return nil, pipeline.NotFound("domain")
-	}
-	if err != nil {
-		return nil, pipeline.StorageError(err)
-	}
-	return d, nil
 }

@@ -98,7 +98,7 @@ type DomainTrackingInput struct {
 
 // DomainTracking returns the tracking configuration of one of the account's domains.
 func (s *Service) DomainTracking(ctx context.Context, k *store.Key, domainID string) (*DomainTracking, error) {
-	d, err := s.domain(ctx, k, domainID)
+	d, err := s.domains.Domain(ctx, k, domainID)
 	if err != nil {
 		return nil, err
 	}
@@ -124,7 +124,7 @@ func (s *Service) domainTrackingView(d *store.Domain, dt *store.DomainTracking, 
 
 // PutDomainTracking replaces the tracking overrides of one of the account's domains.
 func (s *Service) PutDomainTracking(ctx context.Context, k *store.Key, domainID string, in DomainTrackingInput) (*DomainTracking, error) {
-	d, err := s.domain(ctx, k, domainID)
+	d, err := s.domains.Domain(ctx, k, domainID)
 	if err != nil {
 		return nil, err
 	}
@@ -160,7 +160,7 @@ func (s *Service) cnameTarget() string {
 // must be the domain itself or a subdomain of it: links then point at the
 // sender's own domain, and no account can claim another's name.
 func (s *Service) SetTrackingDomain(ctx context.Context, k *store.Key, domainID, host string) (*DomainTracking, error) {
-	d, err := s.domain(ctx, k, domainID)
+	d, err := s.domains.Domain(ctx, k, domainID)
 	if err != nil {
 		return nil, err
 	}
@@ -186,7 +186,7 @@ func (s *Service) SetTrackingDomain(ctx context.Context, k *store.Key, domainID,
 // through the configured resolver and marks it verified when it points at
 // the tracking host. Only a verified tracking domain is used in URLs.
 func (s *Service) VerifyTrackingDomain(ctx context.Context, k *store.Key, domainID string) (*DomainTracking, error) {
-	d, err := s.domain(ctx, k, domainID)
+	d, err := s.domains.Domain(ctx, k, domainID)
 	if err != nil {
 		return nil, err
 	}

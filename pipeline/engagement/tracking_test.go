@@ -47,11 +47,8 @@ func newEnv(rdb redis.UniversalClient, opt Options) *testEnv {
 	signer := tracking.NewSigner([]byte("secret"))
 	sub := pipeline.New(st, signer, pipeline.Options{Hostname: "gw.test", PublicURL: "https://t.gw.test"})
 	opt.PublicURL = "https://t.gw.test"
-	return &testEnv{
-		Service: New(st, sub, signer, opt),
-		sub:     sub,
-		acct:    account.New(st, sub, account.Options{}),
-	}
+	acct := account.New(st, sub, account.Options{})
+	return &testEnv{Service: New(st, sub, acct, signer, opt), sub: sub, acct: acct}
 }
 
 // recordingService returns a Service over rdb whose hit recorders run

@@ -72,7 +72,7 @@ func New(t testing.TB, opt Options) *Parts {
 	p.Pipeline = pipeline.New(st, p.Signer, opt.Pipeline)
 	p.Account = account.New(st, p.Pipeline, opt.Account)
 	p.Compose = compose.New(st, p.Pipeline, opt.Compose)
-	p.Engagement = engagement.New(st, p.Pipeline, p.Signer, opt.Engagement)
+	p.Engagement = engagement.New(st, p.Pipeline, p.Account, p.Signer, opt.Engagement)
 	return p
 }
 
