@@ -123,7 +123,7 @@ func (s *Service) claimIdempotency(ctx context.Context, accountID string, scope 
 // being the request as the client made it (so that a repeat is recognised
 // whatever the order of its JSON keys). It returns either the claim, to be
 // put in Submission.Claim and released with Release if the send fails
-// before Submit, or the receipt an earlier request with the same key and
+// (Submit does not release a claim it was given), or the receipt an earlier request with the same key and
 // fingerprint stored (Replayed set): then nothing is to be sent.
 func (s *Service) ClaimSend(ctx context.Context, k *store.Key, scope Scope, key string, fingerprint []byte) (*Claim, *Receipt, error) {
 	if err := CheckIdempotencyKey(key); err != nil {
