@@ -14,12 +14,18 @@ import (
 func TestRESTListEmailsFilters(t *testing.T) {
 	s := newServer(t)
 	from := "hello@" + senderDomain
+	// send stores one email, then waits for the next millisecond: the list
+	// is ordered by creation time in ms, and emails of the same ms would
+	// come in the order of their ids.
 	send := func(to, tag string, extra map[string]any) string {
 		b := map[string]any{"from": from, "to": to, "subject": "s", "text": "t", "tags": []string{tag}}
 		for k, v := range extra {
 			b[k] = v
 		}
-		return s.sendOK(liveKey, b, nil).ID
+		id := s.sendOK(liveKey, b, nil).ID
+		stored := time.Now().Truncate(time.Millisecond)
+		testkit.WaitFor(t, "the next millisecond", func() bool { return time.Now().Truncate(time.Millisecond).After(stored) })
+		return id
 	}
 	var first []string
 	for i := range 3 {

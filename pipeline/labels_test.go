@@ -46,3 +46,19 @@ func bigMetadata() map[string]string {
 	}
 	return m
 }
+
+// Quote never lets a CR or LF of the client's through, and never cuts a
+// character in two.
+func TestQuote(t *testing.T) {
+	for in, want := range map[string]string{
+		"a@b.test":                  `"a@b.test"`,
+		"a\r\nRCPT TO:<x@y>":        `"a\r\nRCPT TO:<x@y>"`,
+		strings.Repeat("é", 50):     `"` + strings.Repeat("é", 40) + `…"`,
+		strings.Repeat("x", 81):     `"` + strings.Repeat("x", 80) + `…"`,
+		"tab\there, héllo, ünïcode": `"tab\there, héllo, ünïcode"`,
+	} {
+		if got := Quote(in); got != want {
+			t.Errorf("Quote(%q) = %s, want %s", in, got, want)
+		}
+	}
+}

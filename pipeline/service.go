@@ -24,9 +24,11 @@ import (
 	"fmt"
 	"log/slog"
 	"net/mail"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/redis/go-redis/v9"
 
@@ -241,12 +243,19 @@ func DomainOf(addr string) string {
 	return strings.ToLower(addr[strings.LastIndexByte(addr, '@')+1:])
 }
 
-// Quote quotes a client-given value for an error message, cut to 80 bytes.
+// Quote quotes a client-given value for an error message, cut to 80 bytes
+// at a character boundary. Control characters are escaped (Go syntax): the
+// message goes into SMTP replies, JSON and logs, where a raw CR or LF
+// would start a line of the client's making.
 func Quote(s string) string {
 	if len(s) > 80 {
-		s = s[:80] + "…"
+		cut := 80
+		for cut > 0 && !utf8.RuneStart(s[cut]) {
+			cut--
+		}
+		s = s[:cut] + "…"
 	}
-	return `"` + s + `"`
+	return strconv.Quote(s)
 }
 
 // Submit validates the submission and stores one email per recipient,
