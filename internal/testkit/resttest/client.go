@@ -121,6 +121,15 @@ func (c *Client) JSON(method, path, key string, body any, out any) int {
 	return r.Code
 }
 
+// getOK GETs path with Key into out and fails the test, saying what, unless
+// the answer is 200.
+func (c *Client) getOK(what, path string, out any) {
+	c.t.Helper()
+	if code := c.JSON("GET", path, c.Key, nil, out); code != http.StatusOK {
+		c.t.Fatalf("%s: %d", what, code)
+	}
+}
+
 // Sent is the answer to POST /v1/emails.
 type Sent struct {
 	ID          string     `json:"id"`

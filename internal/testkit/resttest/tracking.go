@@ -151,9 +151,7 @@ type TrackedEmail struct {
 func (c *Client) Email(id string) TrackedEmail {
 	c.t.Helper()
 	var e TrackedEmail
-	if code := c.JSON("GET", "/v1/emails/"+id, c.Key, nil, &e); code != http.StatusOK {
-		c.t.Fatalf("GET email %s: %d", id, code)
-	}
+	c.getOK("GET email "+id, "/v1/emails/"+id, &e)
 	return e
 }
 
@@ -179,8 +177,6 @@ type Analytics struct {
 func (c *Client) Analytics(query string) Analytics {
 	c.t.Helper()
 	var a Analytics
-	if code := c.JSON("GET", "/v1/analytics?"+query, c.Key, nil, &a); code != http.StatusOK {
-		c.t.Fatalf("analytics?%s: %d", query, code)
-	}
+	c.getOK("analytics?"+query, "/v1/analytics?"+query, &a)
 	return a
 }
