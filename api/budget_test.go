@@ -1,4 +1,4 @@
-package api
+package api_test
 
 import (
 	"bytes"
@@ -6,13 +6,12 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/pigeonpost/pigeonpost/internal/membudget"
-	"github.com/pigeonpost/pigeonpost/pipeline/pipelinetest"
+	"github.com/pigeonpost/pigeonpost/internal/testkit/resttest"
 )
 
 // TestLargeBodiesShareTheMemoryBudget: a send with a body over 64 KiB waits
@@ -20,30 +19,18 @@ import (
 // 503 server_busy (nothing stored, the client retries); small bodies never
 // wait.
 func TestLargeBodiesShareTheMemoryBudget(t *testing.T) {
-	p := pipelinetest.New(t, pipelinetest.Options{})
-	const secret = "sp_test_budgettestkey00000000000001"
-	p.Key(t, "acme", secret)
 	budget := membudget.New(1<<20, 1<<20)
-	srv := httptest.NewServer(Handler(Parts{Pipeline: p.Pipeline, Account: p.Account, Compose: p.Compose, Engagement: p.Engagement}, Options{MaxBodyBytes: 10 << 20, Budget: budget, BudgetWait: 50 * time.Millisecond}))
-	defer srv.Close()
+	s := newServer(t, withBudget(budget, 50*time.Millisecond))
 
-	send := func(htmlSize int, chunked bool) *http.Response {
+	send := func(htmlSize int, chunked bool) resttest.Response {
 		t.Helper()
-		body, _ := json.Marshal(map[string]any{"from": "a@acme.test", "to": "b@example.test", "subject": "s",
+		body, _ := json.Marshal(map[string]any{"from": "a@" + senderDomain, "to": "b@" + rcptDomain, "subject": "s",
 			"html": "<p>" + strings.Repeat("x", htmlSize) + "</p>"})
 		var rd io.Reader = bytes.NewReader(body)
 		if chunked {
 			rd = io.MultiReader(rd) // no length known: Transfer-Encoding chunked
 		}
-		req, _ := http.NewRequest("POST", srv.URL+"/v1/emails", rd)
-		req.Header.Set("Authorization", "Bearer "+secret)
-		req.Header.Set("Content-Type", "application/json")
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		return resp
+		return s.Call("POST", "/v1/emails", liveKey, nil, rd)
 	}
 
 	held, err := budget.Acquire(context.Background(), 1<<20) // everything
@@ -51,17 +38,17 @@ func TestLargeBodiesShareTheMemoryBudget(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, chunked := range []bool{false, true} {
-		if resp := send(100<<10, chunked); resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" {
-			t.Fatalf("large send (chunked %v) with the budget taken: %d, Retry-After %q", chunked, resp.StatusCode, resp.Header.Get("Retry-After"))
+		if resp := send(100<<10, chunked); resp.Code != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" {
+			t.Fatalf("large send (chunked %v) with the budget taken: %d, Retry-After %q", chunked, resp.Code, resp.Header.Get("Retry-After"))
 		}
-		if resp := send(1<<10, chunked); resp.StatusCode != http.StatusOK {
-			t.Fatalf("small send (chunked %v) with the budget taken: %d", chunked, resp.StatusCode)
+		if resp := send(1<<10, chunked); resp.Code != http.StatusOK {
+			t.Fatalf("small send (chunked %v) with the budget taken: %d", chunked, resp.Code)
 		}
 	}
 	held.Release()
 	for _, chunked := range []bool{false, true} {
-		if resp := send(100<<10, chunked); resp.StatusCode != http.StatusOK {
-			t.Fatalf("large send (chunked %v) with the budget free: %d", chunked, resp.StatusCode)
+		if resp := send(100<<10, chunked); resp.Code != http.StatusOK {
+			t.Fatalf("large send (chunked %v) with the budget free: %d", chunked, resp.Code)
 		}
 	}
 	if n := budget.InUse(); n != 0 {

@@ -20,6 +20,7 @@ import (
 
 	"github.com/pigeonpost/pigeonpost/api"
 	"github.com/pigeonpost/pigeonpost/config"
+	"github.com/pigeonpost/pigeonpost/internal/testkit/resttest"
 	"github.com/pigeonpost/pigeonpost/pipeline/store"
 )
 
@@ -77,7 +78,7 @@ func TestOpenAPIContract(t *testing.T) {
 	var d struct {
 		DNSRecords []struct{ Name, Value string }
 	}
-	created.decode(t, &d)
+	created.Decode(t, &d)
 	for _, r := range d.DNSRecords {
 		s.dns.SetTXT(r.Name, r.Value)
 	}
@@ -120,7 +121,7 @@ func TestOpenAPIContract(t *testing.T) {
 
 	// The tracking endpoints, with the links of the tracked email.
 	c.call("trackOpen", "", map[string]string{"emailId": ids["tracking"]})
-	_, _, clicks := s.trackingURLs(ids["tracking"])
+	_, _, clicks := s.TrackingURLs(ids["tracking"])
 	if len(clicks) == 0 {
 		t.Fatal("tracked email: no click link")
 	}
@@ -128,7 +129,7 @@ func TestOpenAPIContract(t *testing.T) {
 	if loc := r.Header.Get("Location"); loc != "https://"+rcptDomain+"/activate" {
 		t.Errorf("click redirects to %q", loc)
 	}
-	s.settleHits() // the hits are recorded after the answer
+	s.SettleHits() // the hits are recorded after the answer
 	c.call("listEvents", "", nil)
 	c.call("getAnalytics", "", nil)
 	// A delivery to hooks given up, as the webhook dispatcher records it
@@ -352,7 +353,7 @@ func (c *contract) requestBody(id, name string) ([]byte, string) {
 
 // call sends the operation id with its request example name (if it has a
 // body) and path parameters, and checks the answer against the document.
-func (c *contract) call(id, example string, params map[string]string) restResp {
+func (c *contract) call(id, example string, params map[string]string) resttest.Response {
 	c.t.Helper()
 	o, ok := c.ops[id]
 	if !ok {
@@ -383,7 +384,7 @@ func (c *contract) call(id, example string, params map[string]string) restResp {
 }
 
 // checkResponse checks r against the operation's success response.
-func (c *contract) checkResponse(id, example string, r restResp) {
+func (c *contract) checkResponse(id, example string, r resttest.Response) {
 	c.t.Helper()
 	status, resp := c.success(id)
 	what := id
@@ -429,13 +430,13 @@ func (c *contract) checkResponse(id, example string, r restResp) {
 }
 
 // do sends one request (without following redirects) as a browser would.
-func (c *contract) do(method, path, key string, headers map[string]string, body []byte) restResp {
+func (c *contract) do(method, path, key string, headers map[string]string, body []byte) resttest.Response {
 	c.t.Helper()
 	var rd io.Reader
 	if body != nil {
 		rd = bytes.NewReader(body)
 	}
-	req, _ := http.NewRequest(method, c.s.url+path, rd)
+	req, _ := http.NewRequest(method, c.s.URL+path, rd)
 	if key != "" {
 		req.Header.Set("Authorization", "Bearer "+key)
 	}
@@ -452,10 +453,10 @@ func (c *contract) do(method, path, key string, headers map[string]string, body 
 	}
 	defer resp.Body.Close()
 	raw, _ := io.ReadAll(resp.Body)
-	return restResp{Code: resp.StatusCode, Header: resp.Header, Body: raw}
+	return resttest.Response{Code: resp.StatusCode, Header: resp.Header, Body: raw}
 }
 
-func (c *contract) id(r restResp) string {
+func (c *contract) id(r resttest.Response) string {
 	c.t.Helper()
 	var v struct{ ID string }
 	_ = json.Unmarshal(r.Body, &v)
@@ -516,7 +517,7 @@ func (c *contract) checkBodies(t *testing.T, tpl, acme map[string]string) {
 				Error  struct{ Code, Message string }
 			}
 		}
-		r.decode(t, &out)
+		r.Decode(t, &out)
 		if r.Code != http.StatusOK || len(out.Data) != 2 || out.Data[0].Status != "failed" ||
 			!strings.HasPrefix(out.Data[0].Error.Message, "emails[0].subject: must be") || out.Data[1].Status != "sent" {
 			t.Errorf("%d %s", r.Code, r.Body)
@@ -546,7 +547,7 @@ func (c *contract) checkBody(t *testing.T, id string, bc bodyCase) {
 	}
 
 	r := c.do(o.method, path, liveKey, nil, []byte(bc.wrong))
-	if r.Code != http.StatusBadRequest || r.errCode() != "validation_error" || !strings.HasPrefix(r.errMessage(), bc.field+": must be") {
+	if r.Code != http.StatusBadRequest || r.ErrCode() != "validation_error" || !strings.HasPrefix(r.ErrMessage(), bc.field+": must be") {
 		t.Errorf("wrong type of %s: %d %s", bc.field, r.Code, r.Body)
 	}
 	c.wantErrorShape(t, "wrong type", r)
@@ -558,7 +559,7 @@ func (c *contract) checkBody(t *testing.T, id string, bc bodyCase) {
 	}
 	for _, h := range headers {
 		r := c.do(o.method, path, liveKey, h, big)
-		if r.Code != http.StatusRequestEntityTooLarge || r.errCode() != "payload_too_large" {
+		if r.Code != http.StatusRequestEntityTooLarge || r.ErrCode() != "payload_too_large" {
 			t.Errorf("body over the limit (headers %v): %d %s", h, r.Code, r.Body)
 		}
 		c.wantErrorShape(t, "body over the limit", r)
@@ -566,7 +567,7 @@ func (c *contract) checkBody(t *testing.T, id string, bc bodyCase) {
 }
 
 // wantErrorShape checks that r is {"error": {"code", "message"}} and nothing else.
-func (c *contract) wantErrorShape(t *testing.T, what string, r restResp) {
+func (c *contract) wantErrorShape(t *testing.T, what string, r resttest.Response) {
 	t.Helper()
 	var v any
 	if err := json.Unmarshal(r.Body, &v); err != nil || !strings.HasPrefix(r.Header.Get("Content-Type"), "application/json") {

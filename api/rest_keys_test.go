@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/pigeonpost/pigeonpost/internal/testkit/resttest"
 )
 
 // A key is listed by prefix and last four, a sending key cannot manage the
@@ -14,7 +16,7 @@ func TestAPIKeysPermissionsAndRevocation(t *testing.T) {
 	var created struct {
 		ID, Key, Mode, Permission string
 	}
-	if code := s.api("POST", "/v1/api-keys", liveKey, map[string]string{"name": "ci", "mode": "live", "permission": "sending"}, &created); code != http.StatusCreated {
+	if code := s.JSON("POST", "/v1/api-keys", liveKey, map[string]string{"name": "ci", "mode": "live", "permission": "sending"}, &created); code != http.StatusCreated {
 		t.Fatalf("create: %d", code)
 	}
 	if !strings.HasPrefix(created.Key, "sp_live_") || created.Permission != "sending" {
@@ -24,7 +26,7 @@ func TestAPIKeysPermissionsAndRevocation(t *testing.T) {
 	var list struct {
 		Data []struct{ ID, Prefix, LastFour string }
 	}
-	s.api("GET", "/v1/api-keys", liveKey, nil, &list)
+	s.JSON("GET", "/v1/api-keys", liveKey, nil, &list)
 	found := false
 	for _, k := range list.Data {
 		if k.ID == created.ID {
@@ -38,17 +40,17 @@ func TestAPIKeysPermissionsAndRevocation(t *testing.T) {
 		t.Fatalf("new key not listed: %+v", list)
 	}
 
-	var e apiError
-	if code := s.api("GET", "/v1/domains", created.Key, nil, &e); code != http.StatusForbidden || !strings.Contains(e.Error.Message, "full") {
+	var e resttest.APIError
+	if code := s.JSON("GET", "/v1/domains", created.Key, nil, &e); code != http.StatusForbidden || !strings.Contains(e.Error.Message, "full") {
 		t.Errorf("sending key on /v1/domains: %d %+v", code, e)
 	}
-	if code := s.api("GET", "/v1/emails", created.Key, nil, nil); code != http.StatusOK {
+	if code := s.JSON("GET", "/v1/emails", created.Key, nil, nil); code != http.StatusOK {
 		t.Errorf("sending key before revocation: %d", code)
 	}
-	if code := s.api("DELETE", "/v1/api-keys/"+created.ID, liveKey, nil, nil); code != http.StatusOK {
+	if code := s.JSON("DELETE", "/v1/api-keys/"+created.ID, liveKey, nil, nil); code != http.StatusOK {
 		t.Fatalf("delete: %d", code)
 	}
-	if code := s.api("GET", "/v1/emails", created.Key, nil, nil); code != http.StatusUnauthorized {
+	if code := s.JSON("GET", "/v1/emails", created.Key, nil, nil); code != http.StatusUnauthorized {
 		t.Errorf("revoked key on REST: %d", code)
 	}
 }
@@ -56,26 +58,26 @@ func TestAPIKeysPermissionsAndRevocation(t *testing.T) {
 // A key limited to one domain sends only from it.
 func TestRESTKeyDomainRestriction(t *testing.T) {
 	s := newServer(t)
-	s.verifyDomain("other.test")
+	s.VerifyDomain(s.dns, "other.test")
 	acmeID := s.domainID(senderDomain)
-	if r := s.call("POST", "/v1/api-keys", liveKey, nil, map[string]string{"name": "x", "domainId": "dom_nope"}); r.Code != 400 ||
-		!strings.Contains(r.errMessage(), "domainId") {
+	if r := s.Call("POST", "/v1/api-keys", liveKey, nil, map[string]string{"name": "x", "domainId": "dom_nope"}); r.Code != 400 ||
+		!strings.Contains(r.ErrMessage(), "domainId") {
 		t.Errorf("unknown domain: %d %s", r.Code, r.Body)
 	}
-	key, keyID := s.createKey(map[string]any{"name": "acme only", "permission": "sending", "domainId": acmeID})
+	key, keyID := s.CreateKey(map[string]any{"name": "acme only", "permission": "sending", "domainId": acmeID})
 	var keys struct {
 		Data []struct{ ID, DomainID string }
 	}
-	s.api("GET", "/v1/api-keys", liveKey, nil, &keys)
+	s.JSON("GET", "/v1/api-keys", liveKey, nil, &keys)
 	for _, k := range keys.Data {
 		if k.ID == keyID && k.DomainID != acmeID {
 			t.Errorf("listed key %+v", k)
 		}
 	}
 	to := "user@" + rcptDomain
-	s.sendOK(key, map[string]any{"from": "hello@" + senderDomain, "to": to, "subject": "s", "text": "t"}, nil)
-	r := s.call("POST", "/v1/emails", key, nil, map[string]any{"from": "hello@other.test", "to": to, "subject": "s", "text": "t"})
-	if r.Code != http.StatusForbidden || r.errCode() != "domain_not_allowed" {
+	s.SendOK(key, map[string]any{"from": "hello@" + senderDomain, "to": to, "subject": "s", "text": "t"}, nil)
+	r := s.Call("POST", "/v1/emails", key, nil, map[string]any{"from": "hello@other.test", "to": to, "subject": "s", "text": "t"})
+	if r.Code != http.StatusForbidden || r.ErrCode() != "domain_not_allowed" {
 		t.Errorf("other domain: %d %s", r.Code, r.Body)
 	}
 }
@@ -83,21 +85,21 @@ func TestRESTKeyDomainRestriction(t *testing.T) {
 // A sending key may send and read emails, nothing else: 403 naming "full".
 func TestRESTSendingKeyPermissions(t *testing.T) {
 	s := newServer(t)
-	key, _ := s.createKey(map[string]any{"name": "app", "permission": "sending"})
+	key, _ := s.CreateKey(map[string]any{"name": "app", "permission": "sending"})
 	from, to := "hello@"+senderDomain, "user@"+rcptDomain
-	sent := s.sendOK(key, map[string]any{"from": from, "to": to, "subject": "s", "text": "t"}, nil)
-	sched := s.sendOK(key, map[string]any{"from": from, "to": to, "subject": "s", "text": "t",
+	sent := s.SendOK(key, map[string]any{"from": from, "to": to, "subject": "s", "text": "t"}, nil)
+	sched := s.SendOK(key, map[string]any{"from": from, "to": to, "subject": "s", "text": "t",
 		"scheduled_at": time.Now().Add(time.Hour).UTC().Format(time.RFC3339)}, nil)
 	allowed := []struct{ method, path string }{
 		{"GET", "/v1/emails"}, {"GET", "/v1/emails/" + sent.ID}, {"GET", "/v1/emails/" + sent.ID + "/events"},
 		{"GET", "/v1/emails/" + sent.ID + "/content"}, {"DELETE", "/v1/emails/" + sched.ID + "/schedule"},
 	}
 	for _, a := range allowed {
-		if r := s.call(a.method, a.path, key, nil, nil); r.Code != 200 {
+		if r := s.Call(a.method, a.path, key, nil, nil); r.Code != 200 {
 			t.Errorf("%s %s: %d %s", a.method, a.path, r.Code, r.Body)
 		}
 	}
-	if r := s.call("POST", "/v1/emails/batch", key, nil, map[string]any{"emails": []map[string]any{{"from": from, "to": to, "subject": "s", "text": "t"}}}); r.Code != 200 {
+	if r := s.Call("POST", "/v1/emails/batch", key, nil, map[string]any{"emails": []map[string]any{{"from": from, "to": to, "subject": "s", "text": "t"}}}); r.Code != 200 {
 		t.Errorf("batch: %d %s", r.Code, r.Body)
 	}
 	forbidden := []struct {
@@ -113,13 +115,13 @@ func TestRESTSendingKeyPermissions(t *testing.T) {
 		{"GET", "/v1/api-keys", nil}, {"POST", "/v1/api-keys", map[string]string{"name": "x"}},
 	}
 	for _, f := range forbidden {
-		r := s.call(f.method, f.path, key, nil, f.body)
-		if r.Code != http.StatusForbidden || r.errCode() != "forbidden" || !strings.Contains(r.errMessage(), `"full"`) {
+		r := s.Call(f.method, f.path, key, nil, f.body)
+		if r.Code != http.StatusForbidden || r.ErrCode() != "forbidden" || !strings.Contains(r.ErrMessage(), `"full"`) {
 			t.Errorf("%s %s: %d %s", f.method, f.path, r.Code, r.Body)
 		}
 	}
 	// A template can be used by a sending key, though not managed.
 	var tpl struct{ ID string }
-	s.api("POST", "/v1/templates", liveKey, map[string]string{"name": "t", "subject": "Hi {{n}}", "text": "Hello {{n}}"}, &tpl)
-	s.sendOK(key, map[string]any{"from": from, "to": to, "templateId": tpl.ID, "variables": map[string]string{"n": "x"}}, nil)
+	s.JSON("POST", "/v1/templates", liveKey, map[string]string{"name": "t", "subject": "Hi {{n}}", "text": "Hello {{n}}"}, &tpl)
+	s.SendOK(key, map[string]any{"from": from, "to": to, "templateId": tpl.ID, "variables": map[string]string{"n": "x"}}, nil)
 }

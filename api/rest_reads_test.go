@@ -22,7 +22,7 @@ func TestRESTListEmailsFilters(t *testing.T) {
 		for k, v := range extra {
 			b[k] = v
 		}
-		id := s.sendOK(liveKey, b, nil).ID
+		id := s.SendOK(liveKey, b, nil).ID
 		stored := time.Now().Truncate(time.Millisecond)
 		testkit.WaitFor(t, "the next millisecond", func() bool { return time.Now().Truncate(time.Millisecond).After(stored) })
 		return id
@@ -32,7 +32,7 @@ func TestRESTListEmailsFilters(t *testing.T) {
 		first = append(first, send(fmt.Sprintf("a%d@%s", i, rcptDomain), "alpha", nil))
 	}
 	var last struct{ CreatedAt time.Time }
-	s.api("GET", "/v1/emails/"+first[2], liveKey, nil, &last)
+	s.JSON("GET", "/v1/emails/"+first[2], liveKey, nil, &last)
 	testkit.WaitFor(t, "the clock to pass the first group", func() bool { return time.Now().After(last.CreatedAt.Add(2 * time.Millisecond)) })
 	since := last.CreatedAt.Add(time.Millisecond)
 	var second []string
@@ -66,12 +66,12 @@ func TestRESTListEmailsFilters(t *testing.T) {
 		"until":             {"until=" + url.QueryEscape(last.CreatedAt.Format(time.RFC3339Nano)), rev(first...)},
 		"since and tag":     {"tag=beta&status=delivered&since=" + url.QueryEscape(since.Format(time.RFC3339Nano)), rev(second...)},
 	} {
-		if got := ids(s.listAll(liveKey, c.query)); got != c.want {
+		if got := ids(s.ListAll(liveKey, c.query)); got != c.want {
 			t.Errorf("%s: got %s\nwant %s", name, got, c.want)
 		}
 	}
 	for _, q := range []string{"status=nope", "since=yesterday", "limit=0", "limit=101", "cursor=notbase64!"} {
-		if r := s.call("GET", "/v1/emails?"+q, liveKey, nil, nil); r.Code != 400 {
+		if r := s.Call("GET", "/v1/emails?"+q, liveKey, nil, nil); r.Code != 400 {
 			t.Errorf("%s: %d %s", q, r.Code, r.Body)
 		}
 	}
@@ -80,7 +80,7 @@ func TestRESTListEmailsFilters(t *testing.T) {
 		NextCursor *string
 		HasMore    bool
 	}
-	s.call("GET", "/v1/emails?limit=100", liveKey, nil, nil).decode(t, &page)
+	s.Call("GET", "/v1/emails?limit=100", liveKey, nil, nil).Decode(t, &page)
 	if len(page.Data) != 6 || page.NextCursor != nil || page.HasMore {
 		t.Errorf("one full page: %d %v %v", len(page.Data), page.NextCursor, page.HasMore)
 	}
@@ -93,42 +93,42 @@ func TestRESTSuppressions(t *testing.T) {
 	s := newServer(t)
 	from := "hello@" + senderDomain
 	bounced, ok := "bounced@"+rcptDomain, "ok@"+rcptDomain
-	r := s.call("POST", "/v1/suppressions", liveKey, nil, map[string]string{"email": "Bounced@" + rcptDomain, "reason": "manual"})
+	r := s.Call("POST", "/v1/suppressions", liveKey, nil, map[string]string{"email": "Bounced@" + rcptDomain, "reason": "manual"})
 	if r.Code != http.StatusCreated {
 		t.Fatalf("add: %d %s", r.Code, r.Body)
 	}
 	var list struct {
 		Data []struct{ Email, Reason string }
 	}
-	s.api("GET", "/v1/suppressions", liveKey, nil, &list)
+	s.JSON("GET", "/v1/suppressions", liveKey, nil, &list)
 	if len(list.Data) != 1 || list.Data[0].Email != bounced || list.Data[0].Reason != "manual" {
 		t.Fatalf("list: %+v", list)
 	}
-	sent := s.sendOK(liveKey, map[string]any{"from": from, "to": []string{ok, bounced}, "subject": "s", "text": "t"}, nil)
+	sent := s.SendOK(liveKey, map[string]any{"from": from, "to": []string{ok, bounced}, "subject": "s", "text": "t"}, nil)
 	if strings.Join(sent.Suppressed, ",") != bounced {
 		t.Errorf("suppressed %v", sent.Suppressed)
 	}
-	if r := s.call("POST", "/v1/emails", liveKey, nil, map[string]any{"from": from, "to": bounced, "subject": "s", "text": "t"}); r.Code != 422 ||
-		r.errCode() != "recipients_suppressed" {
+	if r := s.Call("POST", "/v1/emails", liveKey, nil, map[string]any{"from": from, "to": bounced, "subject": "s", "text": "t"}); r.Code != 422 ||
+		r.ErrCode() != "recipients_suppressed" {
 		t.Errorf("all suppressed: %d %s", r.Code, r.Body)
 	}
 
-	if r := s.call("DELETE", "/v1/suppressions/"+bounced, liveKey, nil, nil); r.Code != 200 {
+	if r := s.Call("DELETE", "/v1/suppressions/"+bounced, liveKey, nil, nil); r.Code != 200 {
 		t.Errorf("delete: %d %s", r.Code, r.Body)
 	}
-	if r := s.call("DELETE", "/v1/suppressions/"+bounced, liveKey, nil, nil); r.Code != 404 {
+	if r := s.Call("DELETE", "/v1/suppressions/"+bounced, liveKey, nil, nil); r.Code != 404 {
 		t.Errorf("delete again: %d %s", r.Code, r.Body)
 	}
-	if r := s.call("POST", "/v1/suppressions", liveKey, nil, map[string]string{"email": "x@y.test\r\nBcc: z@y.test"}); r.Code != 400 {
+	if r := s.Call("POST", "/v1/suppressions", liveKey, nil, map[string]string{"email": "x@y.test\r\nBcc: z@y.test"}); r.Code != 400 {
 		t.Errorf("bad address: %d %s", r.Code, r.Body)
 	}
-	sent = s.sendOK(liveKey, map[string]any{"from": from, "to": bounced, "subject": "s", "text": "t"}, nil)
+	sent = s.SendOK(liveKey, map[string]any{"from": from, "to": bounced, "subject": "s", "text": "t"}, nil)
 	if len(sent.Suppressed) != 0 {
 		t.Errorf("still suppressed: %v", sent.Suppressed)
 	}
 	// Pagination walks the whole list.
 	for i := range 30 {
-		s.api("POST", "/v1/suppressions", liveKey, map[string]string{"email": fmt.Sprintf("s%d@%s", i, rcptDomain)}, nil)
+		s.JSON("POST", "/v1/suppressions", liveKey, map[string]string{"email": fmt.Sprintf("s%d@%s", i, rcptDomain)}, nil)
 	}
 	seen := map[string]bool{}
 	cursor := ""
@@ -137,7 +137,7 @@ func TestRESTSuppressions(t *testing.T) {
 			Data       []struct{ Email string }
 			NextCursor *string
 		}
-		s.api("GET", "/v1/suppressions?limit=10&cursor="+cursor, liveKey, nil, &page)
+		s.JSON("GET", "/v1/suppressions?limit=10&cursor="+cursor, liveKey, nil, &page)
 		for _, d := range page.Data {
 			seen[d.Email] = true
 		}

@@ -6,15 +6,9 @@ import (
 	"strings"
 	"testing"
 	"time"
-)
 
-type scheduledEmail struct {
-	ID          string     `json:"id"`
-	Status      string     `json:"status"`
-	ScheduledAt *time.Time `json:"scheduledAt"`
-	SentAt      *time.Time `json:"sentAt"`
-	CancelledAt *time.Time `json:"cancelledAt"`
-}
+	"github.com/pigeonpost/pigeonpost/internal/testkit/resttest"
+)
 
 func TestRESTScheduleValidation(t *testing.T) {
 	s := newServer(t)
@@ -37,8 +31,8 @@ func TestRESTScheduleValidation(t *testing.T) {
 		"both, differ": {map[string]any{"scheduled_at": now.Add(time.Hour).Format(time.RFC3339), "scheduledAt": now.Add(2 * time.Hour).Format(time.RFC3339)}, "scheduledAt"},
 		"wrong type":   {map[string]any{"scheduled_at": 1718445600}, "scheduled_at"},
 	} {
-		r := s.call("POST", "/v1/emails", liveKey, nil, base(c.extra))
-		if r.Code != 400 || !strings.Contains(r.errMessage(), c.want) {
+		r := s.Call("POST", "/v1/emails", liveKey, nil, base(c.extra))
+		if r.Code != 400 || !strings.Contains(r.ErrMessage(), c.want) {
 			t.Errorf("%s: %d %s", name, r.Code, r.Body)
 		}
 	}
@@ -46,25 +40,25 @@ func TestRESTScheduleValidation(t *testing.T) {
 	// scheduledAt (camelCase) is accepted too; the email is "scheduled"
 	// and GET shows when.
 	at := now.Add(time.Hour).Truncate(time.Second)
-	sent := s.sendOK(liveKey, base(map[string]any{"scheduledAt": at.Format(time.RFC3339)}), nil)
+	sent := s.SendOK(liveKey, base(map[string]any{"scheduledAt": at.Format(time.RFC3339)}), nil)
 	if sent.Status != "scheduled" || sent.ScheduledAt == nil || !sent.ScheduledAt.Equal(at) {
 		t.Fatalf("%+v", sent)
 	}
-	var e scheduledEmail
-	s.api("GET", "/v1/emails/"+sent.ID, liveKey, nil, &e)
+	var e resttest.ScheduledEmail
+	s.JSON("GET", "/v1/emails/"+sent.ID, liveKey, nil, &e)
 	if e.Status != "scheduled" || e.ScheduledAt == nil || !e.ScheduledAt.Equal(at) || e.SentAt != nil {
 		t.Fatalf("%+v", e)
 	}
 	// Cancel: cancelled, and cancelling again is still cancelled.
 	for range 2 {
-		r := s.call("DELETE", "/v1/emails/"+sent.ID+"/schedule", liveKey, nil, nil)
-		var c scheduledEmail
-		r.decode(t, &c)
+		r := s.Call("DELETE", "/v1/emails/"+sent.ID+"/schedule", liveKey, nil, nil)
+		var c resttest.ScheduledEmail
+		r.Decode(t, &c)
 		if r.Code != 200 || c.Status != "cancelled" || c.CancelledAt == nil {
 			t.Fatalf("cancel: %d %s", r.Code, r.Body)
 		}
 	}
-	s.api("GET", "/v1/emails/"+sent.ID, liveKey, nil, &e)
+	s.JSON("GET", "/v1/emails/"+sent.ID, liveKey, nil, &e)
 	if e.Status != "cancelled" {
 		t.Errorf("after cancel: %+v", e)
 	}
@@ -73,12 +67,12 @@ func TestRESTScheduleValidation(t *testing.T) {
 		t.Errorf("released %d emails after the cancel (%v), want 0", n, err)
 	}
 	// An email sent at once cannot be cancelled: 409.
-	now2 := s.sendOK(liveKey, base(nil), nil)
+	now2 := s.SendOK(liveKey, base(nil), nil)
 	s.markDelivered(now2.ID)
-	if r := s.call("DELETE", "/v1/emails/"+now2.ID+"/schedule", liveKey, nil, nil); r.Code != http.StatusConflict || r.errCode() != "conflict" {
+	if r := s.Call("DELETE", "/v1/emails/"+now2.ID+"/schedule", liveKey, nil, nil); r.Code != http.StatusConflict || r.ErrCode() != "conflict" {
 		t.Errorf("cancel a sent email: %d %s", r.Code, r.Body)
 	}
-	if r := s.call("DELETE", "/v1/emails/em_unknown/schedule", liveKey, nil, nil); r.Code != http.StatusNotFound {
+	if r := s.Call("DELETE", "/v1/emails/em_unknown/schedule", liveKey, nil, nil); r.Code != http.StatusNotFound {
 		t.Errorf("cancel unknown: %d %s", r.Code, r.Body)
 	}
 }

@@ -5,6 +5,8 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+
+	"github.com/pigeonpost/pigeonpost/internal/testkit/resttest"
 )
 
 func TestRESTErrors(t *testing.T) {
@@ -33,19 +35,19 @@ func TestRESTErrors(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			var e apiError
-			code := s.api(c.method, c.path, c.key, c.body, &e)
+			var e resttest.APIError
+			code := s.JSON(c.method, c.path, c.key, c.body, &e)
 			if code != c.wantCode || e.Error.Code != c.wantErr || e.Error.Message == "" {
 				t.Errorf("got %d %+v, want %d %s", code, e, c.wantCode, c.wantErr)
 			}
 		})
 	}
-	var e apiError
-	s.api("POST", "/v1/emails", liveKey, map[string]any{"from": from, "to": to, "subject": 5, "text": "x"}, &e)
+	var e resttest.APIError
+	s.JSON("POST", "/v1/emails", liveKey, map[string]any{"from": from, "to": to, "subject": 5, "text": "x"}, &e)
 	if !strings.Contains(e.Error.Message, "subject") {
 		t.Errorf("type error does not name the field: %q", e.Error.Message)
 	}
-	if n := len(s.listAll(liveKey, "")); n != 0 {
+	if n := len(s.ListAll(liveKey, "")); n != 0 {
 		t.Errorf("%d refused messages were stored", n)
 	}
 }
@@ -66,8 +68,8 @@ func TestRESTTagsAndMetadataLimits(t *testing.T) {
 		"tags":               {"tags": make([]string, 21)},
 	} {
 		body["from"], body["to"], body["subject"], body["text"] = from, "x@"+rcptDomain, "s", "t"
-		r := s.call("POST", "/v1/emails", liveKey, nil, body)
-		if r.Code != 400 || r.errCode() != "validation_error" || !strings.Contains(r.errMessage(), strings.Fields(name)[0]) {
+		r := s.Call("POST", "/v1/emails", liveKey, nil, body)
+		if r.Code != 400 || r.ErrCode() != "validation_error" || !strings.Contains(r.ErrMessage(), strings.Fields(name)[0]) {
 			t.Errorf("%s: %d %s", name, r.Code, r.Body)
 		}
 	}
@@ -89,12 +91,12 @@ func TestRESTAttachmentValidation(t *testing.T) {
 		"bad type":       {[]map[string]string{{"filename": "a", "content": "eA==", "contentType": "not a type"}}, "attachments[0].contentType"},
 		"path with dirs": {[]map[string]string{{"filename": "../../etc/passwd", "content": "eA=="}}, "attachments[0].filename"},
 	} {
-		r := s.call("POST", "/v1/emails", liveKey, nil, map[string]any{"from": from, "to": to, "subject": "s", "text": "t", "attachments": c.att})
-		if r.Code != 400 || !strings.Contains(r.errMessage(), c.want) {
+		r := s.Call("POST", "/v1/emails", liveKey, nil, map[string]any{"from": from, "to": to, "subject": "s", "text": "t", "attachments": c.att})
+		if r.Code != 400 || !strings.Contains(r.ErrMessage(), c.want) {
 			t.Errorf("%s: %d %s", name, r.Code, r.Body)
 		}
 	}
-	if n := len(s.listAll(liveKey, "")); n != 0 {
+	if n := len(s.ListAll(liveKey, "")); n != 0 {
 		t.Errorf("%d refused messages were stored", n)
 	}
 }
@@ -103,7 +105,7 @@ func TestRESTAttachmentValidation(t *testing.T) {
 // request (base64) stays under http.max_body_bytes (35 MiB, the default).
 func TestRESTAttachmentsTotalLimit(t *testing.T) {
 	s := newServer(t)
-	testKey, _ := s.createKey(map[string]any{"name": "t", "mode": "test"})
+	testKey, _ := s.CreateKey(map[string]any{"name": "t", "mode": "test"})
 	files := func(extra int) []map[string]string {
 		sizes := []int{7 << 20, 7 << 20, 7 << 20, 4<<20 + extra}
 		var out []map[string]string
@@ -114,12 +116,12 @@ func TestRESTAttachmentsTotalLimit(t *testing.T) {
 	}
 	body := map[string]any{"from": "hello@" + senderDomain, "to": "user@" + rcptDomain, "subject": "big", "text": "t"}
 	body["attachments"] = files(0)
-	if r := s.call("POST", "/v1/emails", testKey, nil, body); r.Code != http.StatusOK {
+	if r := s.Call("POST", "/v1/emails", testKey, nil, body); r.Code != http.StatusOK {
 		t.Fatalf("25 MB: %d %s", r.Code, r.Body)
 	}
 	body["attachments"] = files(1)
-	r := s.call("POST", "/v1/emails", testKey, nil, body)
-	if r.Code != 400 || !strings.Contains(r.errMessage(), "25 MB") {
+	r := s.Call("POST", "/v1/emails", testKey, nil, body)
+	if r.Code != 400 || !strings.Contains(r.ErrMessage(), "25 MB") {
 		t.Fatalf("25 MB + 1: %d %s", r.Code, r.Body)
 	}
 }
@@ -130,7 +132,7 @@ func TestRESTHeaderInjection(t *testing.T) {
 	s := newServer(t)
 	from, to := "hello@"+senderDomain, "user@"+rcptDomain
 	var tpl struct{ ID string }
-	if code := s.api("POST", "/v1/templates", liveKey, map[string]string{"name": "t", "subject": "Hi {{name}}", "text": "x"}, &tpl); code != 201 {
+	if code := s.JSON("POST", "/v1/templates", liveKey, map[string]string{"name": "t", "subject": "Hi {{name}}", "text": "x"}, &tpl); code != 201 {
 		t.Fatalf("template: %d", code)
 	}
 	inj := "x\r\nBcc: v@victim.test"
@@ -171,13 +173,13 @@ func TestRESTHeaderInjection(t *testing.T) {
 					body[k] = v
 				}
 			}
-			r := s.call("POST", "/v1/emails", liveKey, nil, body)
-			if r.Code != 400 || r.errMessage() == "" {
+			r := s.Call("POST", "/v1/emails", liveKey, nil, body)
+			if r.Code != 400 || r.ErrMessage() == "" {
 				t.Fatalf("%d %s", r.Code, r.Body)
 			}
 		})
 	}
-	if n := len(s.listAll(liveKey, "")); n != 0 {
+	if n := len(s.ListAll(liveKey, "")); n != 0 {
 		t.Errorf("%d messages were stored", n)
 	}
 }

@@ -21,7 +21,7 @@ type templateResp struct {
 // content returns the stored message of an email (GET /v1/emails/:id/content).
 func (s *server) content(id string) []byte {
 	s.t.Helper()
-	r := s.call("GET", "/v1/emails/"+id+"/content", liveKey, nil, nil)
+	r := s.Call("GET", "/v1/emails/"+id+"/content", liveKey, nil, nil)
 	if r.Code != http.StatusOK {
 		s.t.Fatalf("content of %s: %d %s", id, r.Code, r.Body)
 	}
@@ -32,7 +32,7 @@ func TestRESTTemplates(t *testing.T) {
 	s := newServer(t)
 	// The documented calls.
 	var tpl templateResp
-	if code := s.api("POST", "/v1/templates", liveKey, map[string]string{
+	if code := s.JSON("POST", "/v1/templates", liveKey, map[string]string{
 		"name": "welcome-email", "subject": "Welcome {{name}}!", "html": "<p>Hello {{name}} from {{company | default: \"us\"}}</p>",
 	}, &tpl); code != http.StatusCreated || !strings.HasPrefix(tpl.ID, "tpl_") {
 		t.Fatalf("create: %d %+v", code, tpl)
@@ -41,10 +41,10 @@ func TestRESTTemplates(t *testing.T) {
 		t.Errorf("variables %v", tpl.Variables)
 	}
 	var got templateResp
-	if code := s.api("GET", "/v1/templates/"+tpl.ID, liveKey, nil, &got); code != 200 || got.HTML == nil || got.Subject != "Welcome {{name}}!" {
+	if code := s.JSON("GET", "/v1/templates/"+tpl.ID, liveKey, nil, &got); code != 200 || got.HTML == nil || got.Subject != "Welcome {{name}}!" {
 		t.Fatalf("get: %d %+v", code, got)
 	}
-	if code := s.api("PATCH", "/v1/templates/"+tpl.ID, liveKey, map[string]string{"subject": "Welcome aboard, {{name}}"}, &got); code != 200 ||
+	if code := s.JSON("PATCH", "/v1/templates/"+tpl.ID, liveKey, map[string]string{"subject": "Welcome aboard, {{name}}"}, &got); code != 200 ||
 		got.Subject != "Welcome aboard, {{name}}" || got.Name != "welcome-email" || !strings.Contains(*got.HTML, "Hello {{name}}") {
 		t.Fatalf("patch: %d %+v", code, got)
 	}
@@ -52,7 +52,7 @@ func TestRESTTemplates(t *testing.T) {
 	// Send with templateId + variables: substituted, escaped in HTML, in
 	// the message as stored for delivery.
 	from, to := "hello@"+senderDomain, "user@"+rcptDomain
-	sent := s.sendOK(liveKey, map[string]any{"from": from, "to": to, "templateId": tpl.ID,
+	sent := s.SendOK(liveKey, map[string]any{"from": from, "to": to, "templateId": tpl.ID,
 		"variables": map[string]any{"name": "John <b>", "company": "Acme Inc"}}, nil)
 	h, leaves := testkit.MIMEParts(t, s.content(sent.ID))
 	if subj, _ := h.Text("Subject"); subj != "Welcome aboard, John <b>" {
@@ -72,7 +72,7 @@ func TestRESTTemplates(t *testing.T) {
 	}
 
 	// A default fills a missing variable; a missing one without default is named.
-	second := s.sendOK(liveKey, map[string]any{"from": from, "to": to, "templateId": tpl.ID, "variables": map[string]string{"name": "Ann"}}, nil)
+	second := s.SendOK(liveKey, map[string]any{"from": from, "to": to, "templateId": tpl.ID, "variables": map[string]string{"name": "Ann"}}, nil)
 	if m := s.content(second.ID); !strings.Contains(string(m), "from us") {
 		t.Errorf("default not used:\n%s", m)
 	}
@@ -87,28 +87,28 @@ func TestRESTTemplates(t *testing.T) {
 		"CRLF via subject":  {map[string]any{"templateId": tpl.ID, "variables": map[string]string{"name": "x\r\nBcc: v@victim.test"}}, "variables.name"},
 	} {
 		c.body["from"], c.body["to"] = from, to
-		r := s.call("POST", "/v1/emails", liveKey, nil, c.body)
-		if r.Code != 400 || !strings.Contains(r.errMessage(), c.want) {
+		r := s.Call("POST", "/v1/emails", liveKey, nil, c.body)
+		if r.Code != 400 || !strings.Contains(r.ErrMessage(), c.want) {
 			t.Errorf("%s: %d %s", name, r.Code, r.Body)
 		}
 	}
 
 	// Validation on create and update: position of an unclosed tag.
-	r := s.call("POST", "/v1/templates", liveKey, nil, map[string]string{"name": "bad", "html": "<p>\nHi {{name</p>"})
-	if r.Code != 400 || !strings.Contains(r.errMessage(), "line 2, column 4") {
+	r := s.Call("POST", "/v1/templates", liveKey, nil, map[string]string{"name": "bad", "html": "<p>\nHi {{name</p>"})
+	if r.Code != 400 || !strings.Contains(r.ErrMessage(), "line 2, column 4") {
 		t.Errorf("unclosed: %d %s", r.Code, r.Body)
 	}
-	r = s.call("PATCH", "/v1/templates/"+tpl.ID, liveKey, nil, map[string]string{"text": "{{ a b }}"})
-	if r.Code != 400 || !strings.Contains(r.errMessage(), "invalid placeholder") {
+	r = s.Call("PATCH", "/v1/templates/"+tpl.ID, liveKey, nil, map[string]string{"text": "{{ a b }}"})
+	if r.Code != 400 || !strings.Contains(r.ErrMessage(), "invalid placeholder") {
 		t.Errorf("patch invalid: %d %s", r.Code, r.Body)
 	}
-	if r := s.call("POST", "/v1/templates", liveKey, nil, map[string]any{"name": "x", "html": 5}); r.Code != 400 || !strings.Contains(r.errMessage(), "html") {
+	if r := s.Call("POST", "/v1/templates", liveKey, nil, map[string]any{"name": "x", "html": 5}); r.Code != 400 || !strings.Contains(r.ErrMessage(), "html") {
 		t.Errorf("wrong type: %d %s", r.Code, r.Body)
 	}
 
 	// Paginated list, newest first.
 	for i := range 4 {
-		s.api("POST", "/v1/templates", liveKey, map[string]string{"name": fmt.Sprint("t", i), "text": "x"}, nil)
+		s.JSON("POST", "/v1/templates", liveKey, map[string]string{"name": fmt.Sprint("t", i), "text": "x"}, nil)
 	}
 	var names []string
 	cursor := ""
@@ -122,7 +122,7 @@ func TestRESTTemplates(t *testing.T) {
 		if cursor != "" {
 			q += "&cursor=" + cursor
 		}
-		if code := s.api("GET", q, liveKey, nil, &page); code != 200 || len(page.Data) > 2 || pages > 5 {
+		if code := s.JSON("GET", q, liveKey, nil, &page); code != 200 || len(page.Data) > 2 || pages > 5 {
 			t.Fatalf("list: %d %+v", code, page)
 		}
 		for _, d := range page.Data {
@@ -139,10 +139,10 @@ func TestRESTTemplates(t *testing.T) {
 	if strings.Join(names, ",") != "t3,t2,t1,t0,welcome-email" {
 		t.Errorf("listed %v", names)
 	}
-	if code := s.api("DELETE", "/v1/templates/"+tpl.ID, liveKey, nil, nil); code != 200 {
+	if code := s.JSON("DELETE", "/v1/templates/"+tpl.ID, liveKey, nil, nil); code != 200 {
 		t.Errorf("delete: %d", code)
 	}
-	if code := s.api("GET", "/v1/templates/"+tpl.ID, liveKey, nil, nil); code != 404 {
+	if code := s.JSON("GET", "/v1/templates/"+tpl.ID, liveKey, nil, nil); code != 404 {
 		t.Errorf("get deleted: %d", code)
 	}
 }

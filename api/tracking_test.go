@@ -5,162 +5,22 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
-	"regexp"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
-	message "github.com/emersion/go-message"
 	"github.com/redis/go-redis/v9"
 
-	"github.com/pigeonpost/pigeonpost/internal/testkit"
+	"github.com/pigeonpost/pigeonpost/internal/testkit/resttest"
 	"github.com/pigeonpost/pigeonpost/tracking"
 )
 
 // Tests of open and click tracking through the handler over the
 // engagement part on a test Redis: the endpoints, bot filtering, privacy mode, settings,
 // custom tracking domains, the events API and analytics.
-
-// trackedHTML is the HTML of the tracked test mails: a link with an entity,
-// a second link, and a password-reset link that stays untracked.
-const trackedHTML = `<html><body><p>Hi <a href="https://shop.example.test/a?x=1&amp;y=2">shop</a>` +
-	` <a href="https://example.test/second">second</a>` +
-	` <a href="https://example.test/reset?token=s3cret">reset</a></p></body></html>`
-
-// sendTracked sends trackedHTML over REST with opens and clicks tracked and
-// returns the email id and the warnings of the answer.
-func (s *server) sendTracked(extra map[string]any) (string, []string) {
-	s.t.Helper()
-	body := map[string]any{
-		"from": "hello@" + senderDomain, "to": "user@" + rcptDomain, "subject": "Tracked",
-		"html": trackedHTML, "text": "The plain version, without links.",
-		"tracking": map[string]bool{"opens": true, "clicks": true},
-	}
-	for k, v := range extra {
-		body[k] = v
-	}
-	var sent struct {
-		ID       string
-		Warnings []string
-	}
-	if code := s.api("POST", "/v1/emails", liveKey, body, &sent); code != http.StatusOK {
-		s.t.Fatalf("send: %d %+v", code, sent)
-	}
-	return sent.ID, sent.Warnings
-}
-
-// trackingURLs returns the paths of the pixel and the click links found in
-// the email's content as it goes out (decoded MIME), with the host found.
-func (s *server) trackingURLs(id string) (host, pixel string, clicks []string) {
-	s.t.Helper()
-	text := s.decodedContent(id)
-	re := regexp.MustCompile(`https?://([^/"\s]+)(/v1/track/(open|click)/[^"\s<>)]+)`)
-	for _, m := range re.FindAllStringSubmatch(text, -1) {
-		host = m[1]
-		if m[3] == "open" {
-			pixel = m[2]
-		} else {
-			clicks = append(clicks, m[2])
-		}
-	}
-	return host, pixel, clicks
-}
-
-// decodedContent returns the text and HTML parts of the email's content,
-// transfer encodings undone.
-func (s *server) decodedContent(id string) string {
-	s.t.Helper()
-	req, _ := http.NewRequest("GET", s.url+"/v1/emails/"+id+"/content", nil)
-	req.Header.Set("Authorization", "Bearer "+liveKey)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	e, err := message.Read(resp.Body)
-	if err != nil {
-		s.t.Fatalf("content: %v", err)
-	}
-	var b strings.Builder
-	var walk func(e *message.Entity)
-	walk = func(e *message.Entity) {
-		if mr := e.MultipartReader(); mr != nil {
-			for p, err := mr.NextPart(); err == nil; p, err = mr.NextPart() {
-				walk(p)
-			}
-			return
-		}
-		body, _ := io.ReadAll(e.Body)
-		b.Write(body)
-		b.WriteString("\n")
-	}
-	walk(e)
-	return b.String()
-}
-
-// hit is one request to a tracking endpoint.
-type hit struct {
-	method, path, userAgent, referer string
-	from                             string // source address; "" for the default
-}
-
-// track sends h to the gateway without following redirects.
-func (s *server) track(h hit) *http.Response {
-	s.t.Helper()
-	dialer := &net.Dialer{Timeout: 5 * time.Second}
-	if h.from != "" {
-		dialer.LocalAddr = &net.TCPAddr{IP: net.ParseIP(h.from)}
-	}
-	client := &http.Client{
-		Transport:     &http.Transport{DialContext: dialer.DialContext, DisableKeepAlives: true},
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-	}
-	method := h.method
-	if method == "" {
-		method = "GET"
-	}
-	req, _ := http.NewRequest(method, s.url+h.path, nil)
-	req.Header.Set("User-Agent", h.userAgent) // "" sends no User-Agent at all
-	if h.referer != "" {
-		req.Header.Set("Referer", h.referer)
-	}
-	resp, err := client.Do(req)
-	if err != nil {
-		s.t.Fatalf("%s %s: %v", method, h.path, err)
-	}
-	resp.Body.Close()
-	s.settleHits()
-	return resp
-}
-
-// settleHits waits until the gateway has recorded every tracking hit it
-// answered: they are recorded after the answer.
-func (s *server) settleHits() {
-	s.t.Helper()
-	testkit.WaitFor(s.t, "the answered tracking hits to be recorded", func() bool {
-		return strings.Contains(s.metrics(), "\npigeonpost_tracking_hits_queued 0\n")
-	})
-}
-
-type trackedEmail struct {
-	ID        string     `json:"id"`
-	Status    string     `json:"status"`
-	OpenedAt  *time.Time `json:"openedAt"`
-	ClickedAt *time.Time `json:"clickedAt"`
-}
-
-func (s *server) email(id string) trackedEmail {
-	s.t.Helper()
-	var e trackedEmail
-	if code := s.api("GET", "/v1/emails/"+id, liveKey, nil, &e); code != http.StatusOK {
-		s.t.Fatalf("GET email %s: %d", id, code)
-	}
-	return e
-}
 
 type eventJSON struct {
 	ID        string            `json:"id"`
@@ -174,7 +34,7 @@ type eventJSON struct {
 func (s *server) emailEvents(id, typ string) []eventJSON {
 	s.t.Helper()
 	var out struct{ Data []eventJSON }
-	if code := s.api("GET", "/v1/emails/"+id+"/events", liveKey, nil, &out); code != http.StatusOK {
+	if code := s.JSON("GET", "/v1/emails/"+id+"/events", liveKey, nil, &out); code != http.StatusOK {
 		s.t.Fatalf("events of %s: %d", id, code)
 	}
 	var evs []eventJSON
@@ -195,15 +55,15 @@ var gif = []byte{
 
 func TestTrackingEndpoints(t *testing.T) {
 	s := newServer(t)
-	id, warnings := s.sendTracked(nil)
+	id, warnings := s.SendTracked(nil)
 	if len(warnings) > 0 {
 		t.Errorf("warnings: %q", warnings)
 	}
-	host, pixel, clicks := s.trackingURLs(id)
+	host, pixel, clicks := s.TrackingURLs(id)
 	if host != "t.gateway.test" || pixel != "/v1/track/open/"+id || len(clicks) != 2 {
 		t.Fatalf("tracking URLs: host %q, pixel %q, clicks %q", host, pixel, clicks)
 	}
-	if !strings.Contains(s.decodedContent(id), `href="https://example.test/reset?token=s3cret"`) {
+	if !strings.Contains(s.DecodedContent(id), `href="https://example.test/reset?token=s3cret"`) {
 		t.Error("the password-reset link was rewritten")
 	}
 	s.markDelivered(id)
@@ -212,7 +72,7 @@ func TestTrackingEndpoints(t *testing.T) {
 	t.Run("every pixel answer is the same GIF with no-cache headers", func(t *testing.T) {
 		paths := []string{pixel, "/v1/track/open/em_doesnotexist", "/v1/track/open/" + strings.Repeat("x", 300), "/v1/track/open/%00%ff"}
 		for _, p := range paths {
-			req, _ := http.NewRequest("GET", s.url+p, nil)
+			req, _ := http.NewRequest("GET", s.URL+p, nil)
 			req.Header.Set("User-Agent", browserUA)
 			resp, err := http.DefaultClient.Do(req)
 			if err != nil {
@@ -227,17 +87,17 @@ func TestTrackingEndpoints(t *testing.T) {
 				t.Errorf("%s: %d, %d bytes, %v", p, resp.StatusCode, len(body), h)
 			}
 		}
-		s.settleHits()
+		s.SettleHits()
 	})
 
 	t.Run("the first open sets openedAt; every open is an event", func(t *testing.T) {
 		// The real pixel was fetched once above.
-		first := s.email(id).OpenedAt
+		first := s.Email(id).OpenedAt
 		if first == nil {
 			t.Fatal("openedAt not set")
 		}
-		s.track(hit{path: pixel, userAgent: browserUA})
-		if again := s.email(id).OpenedAt; again == nil || !again.Equal(*first) {
+		s.Track(resttest.Hit{Path: pixel, UserAgent: browserUA})
+		if again := s.Email(id).OpenedAt; again == nil || !again.Equal(*first) {
 			t.Errorf("openedAt moved: %v → %v", first, again)
 		}
 		evs := s.emailEvents(id, "opened")
@@ -250,15 +110,15 @@ func TestTrackingEndpoints(t *testing.T) {
 	})
 
 	t.Run("a click redirects to the stored destination, whatever the url parameter says", func(t *testing.T) {
-		resp := s.track(hit{path: clicks[0] + "?url=https%3A%2F%2Fevil.test%2F", userAgent: browserUA, referer: "https://mail.example.test/"})
+		resp := s.Track(resttest.Hit{Path: clicks[0] + "?url=https%3A%2F%2Fevil.test%2F", UserAgent: browserUA, Referer: "https://mail.example.test/"})
 		if resp.StatusCode != http.StatusFound || resp.Header.Get("Location") != "https://shop.example.test/a?x=1&y=2" {
 			t.Errorf("click: %d → %q", resp.StatusCode, resp.Header.Get("Location"))
 		}
-		resp = s.track(hit{path: clicks[1], userAgent: browserUA})
+		resp = s.Track(resttest.Hit{Path: clicks[1], UserAgent: browserUA})
 		if resp.Header.Get("Location") != "https://example.test/second" {
 			t.Errorf("second link → %q", resp.Header.Get("Location"))
 		}
-		if s.email(id).ClickedAt == nil {
+		if s.Email(id).ClickedAt == nil {
 			t.Error("clickedAt not set")
 		}
 		evs := s.emailEvents(id, "clicked")
@@ -291,7 +151,7 @@ func TestTrackingEndpoints(t *testing.T) {
 			"/v1/track/click/garbage",
 		}
 		for _, p := range bad {
-			resp := s.track(hit{path: p + "?url=https%3A%2F%2Fevil.test%2F", userAgent: browserUA})
+			resp := s.Track(resttest.Hit{Path: p + "?url=https%3A%2F%2Fevil.test%2F", UserAgent: browserUA})
 			if resp.StatusCode != http.StatusNotFound || resp.Header.Get("Location") != "" {
 				t.Errorf("%s: %d → %q", p, resp.StatusCode, resp.Header.Get("Location"))
 			}
@@ -310,33 +170,33 @@ func TestTrackingBotFiltering(t *testing.T) {
 	cases := []struct {
 		rule    string
 		open    bool // the pixel, else the first link
-		h       hit
+		h       resttest.Hit
 		proxied string // machine-open kind for proxies; "" for bots
 	}{
-		{"head_request", false, hit{method: "HEAD", userAgent: browserUA}, ""},
-		{"head_request", true, hit{method: "HEAD", userAgent: browserUA}, ""},
-		{"no_user_agent", true, hit{}, ""},
-		{"known_bot_user_agent", false, hit{userAgent: "Mozilla/5.0 (compatible; Barracuda Sentinel)"}, ""},
-		{"known_bot_user_agent", false, hit{userAgent: "curl/8.5.0"}, ""},
-		{"known_bot_user_agent", true, hit{userAgent: "python-requests/2.31"}, ""},
-		{"google_image_proxy", true, hit{userAgent: "Mozilla/5.0 (Windows NT 5.1; rv:11.0) Gecko Firefox/11.0 (via ggpht.com GoogleImageProxy)"}, "google_image_proxy"},
-		{"apple_mpp", true, hit{userAgent: "Mozilla/5.0"}, "apple_mpp"},
+		{"head_request", false, resttest.Hit{Method: "HEAD", UserAgent: browserUA}, ""},
+		{"head_request", true, resttest.Hit{Method: "HEAD", UserAgent: browserUA}, ""},
+		{"no_user_agent", true, resttest.Hit{}, ""},
+		{"known_bot_user_agent", false, resttest.Hit{UserAgent: "Mozilla/5.0 (compatible; Barracuda Sentinel)"}, ""},
+		{"known_bot_user_agent", false, resttest.Hit{UserAgent: "curl/8.5.0"}, ""},
+		{"known_bot_user_agent", true, resttest.Hit{UserAgent: "python-requests/2.31"}, ""},
+		{"google_image_proxy", true, resttest.Hit{UserAgent: "Mozilla/5.0 (Windows NT 5.1; rv:11.0) Gecko Firefox/11.0 (via ggpht.com GoogleImageProxy)"}, "google_image_proxy"},
+		{"apple_mpp", true, resttest.Hit{UserAgent: "Mozilla/5.0"}, "apple_mpp"},
 	}
 	for _, c := range cases {
 		kind := "click"
 		if c.open {
 			kind = "open"
 		}
-		t.Run(c.rule+"/"+kind+"/"+c.h.userAgent, func(t *testing.T) {
-			id, _ := s.sendTracked(nil)
-			_, pixel, clicks := s.trackingURLs(id)
+		t.Run(c.rule+"/"+kind+"/"+c.h.UserAgent, func(t *testing.T) {
+			id, _ := s.SendTracked(nil)
+			_, pixel, clicks := s.TrackingURLs(id)
 			s.markDelivered(id)
 			typ := "clicked"
-			c.h.path = clicks[0]
+			c.h.Path = clicks[0]
 			if c.open {
-				c.h.path, typ = pixel, "opened"
+				c.h.Path, typ = pixel, "opened"
 			}
-			resp := s.track(c.h)
+			resp := s.Track(c.h)
 			if c.open && resp.StatusCode != http.StatusOK || !c.open && resp.StatusCode != http.StatusFound {
 				t.Errorf("answer %d: bots get the same answer as people", resp.StatusCode)
 			}
@@ -344,7 +204,7 @@ func TestTrackingBotFiltering(t *testing.T) {
 			if len(evs) != 1 {
 				t.Fatalf("%s events: %+v", typ, evs)
 			}
-			e := s.email(id)
+			e := s.Email(id)
 			d := evs[0].Data
 			if c.proxied == "" {
 				if d["botFiltered"] != "true" || d["filterRule"] != c.rule || d["first"] != "" {
@@ -365,7 +225,7 @@ func TestTrackingBotFiltering(t *testing.T) {
 	}
 
 	// Bots are not counted; proxies are, and flagged.
-	a := s.analytics("")
+	a := s.Analytics("")
 	if a.UniqueOpens != 2 || a.ProxiedUniqueOpens != 2 || a.MachineUniqueOpens != 1 || a.UniqueClicks != 0 ||
 		a.BotFilteredOpens != 3 || a.BotFilteredClicks != 3 {
 		t.Errorf("analytics: %+v", a)
@@ -376,15 +236,15 @@ func TestTrackingBotFiltering(t *testing.T) {
 // gateway's; the same click once the window has passed is a person's.
 func TestTrackingPrefetchWindow(t *testing.T) {
 	s := newServer(t, func(c *serverConfig) { c.parts.Engagement.BotWindow = time.Hour })
-	id, _ := s.sendTracked(nil)
-	_, _, clicks := s.trackingURLs(id)
+	id, _ := s.SendTracked(nil)
+	_, _, clicks := s.TrackingURLs(id)
 	s.markDelivered(id)
-	s.track(hit{path: clicks[0], userAgent: browserUA})
+	s.Track(resttest.Hit{Path: clicks[0], UserAgent: browserUA})
 	evs := s.emailEvents(id, "clicked")
-	if len(evs) != 1 || evs[0].Data["filterRule"] != "prefetch_after_delivery" || s.email(id).ClickedAt != nil {
+	if len(evs) != 1 || evs[0].Data["filterRule"] != "prefetch_after_delivery" || s.Email(id).ClickedAt != nil {
 		t.Fatalf("click at delivery: %+v", evs)
 	}
-	if a := s.analytics(""); a.UniqueClicks != 0 || a.BotFilteredClicks != 1 {
+	if a := s.Analytics(""); a.UniqueClicks != 0 || a.BotFilteredClicks != 1 {
 		t.Errorf("analytics: %+v", a)
 	}
 }
@@ -401,13 +261,13 @@ func TestTrackingPrivacyMode(t *testing.T) {
 		return fmt.Sprintf("127.0.0.%d", 10+n), fmt.Sprintf("PrivacyProbeAgent/%d.0 (X11; Linux)", 7700+n), fmt.Sprintf("https://referer%d.example.test/", n)
 	}
 	visit := func(n int) string {
-		id, _ := s.sendTracked(nil)
-		_, pixel, clicks := s.trackingURLs(id)
+		id, _ := s.SendTracked(nil)
+		_, pixel, clicks := s.TrackingURLs(id)
 		s.markDelivered(id)
 		ip, ua, ref := probe(n)
-		s.track(hit{path: pixel, userAgent: ua, referer: ref, from: ip})
-		s.track(hit{path: clicks[0], userAgent: ua, referer: ref, from: ip})
-		if e := s.email(id); e.OpenedAt == nil || e.ClickedAt == nil {
+		s.Track(resttest.Hit{Path: pixel, UserAgent: ua, Referer: ref, From: ip})
+		s.Track(resttest.Hit{Path: clicks[0], UserAgent: ua, Referer: ref, From: ip})
+		if e := s.Email(id); e.OpenedAt == nil || e.ClickedAt == nil {
 			t.Fatalf("visit %d: hits not counted in privacy mode: %+v", n, e)
 		}
 		return id
@@ -417,7 +277,7 @@ func TestTrackingPrivacyMode(t *testing.T) {
 		return redisValuesContaining(t, rdb, ip, ua, ref)
 	}
 
-	if code := s.api("PATCH", "/v1/tracking/defaults", liveKey, map[string]bool{"privacyMode": true}, nil); code != http.StatusOK {
+	if code := s.JSON("PATCH", "/v1/tracking/defaults", liveKey, map[string]bool{"privacyMode": true}, nil); code != http.StatusOK {
 		t.Fatalf("PATCH: %d", code)
 	}
 	visit(1)
@@ -426,8 +286,8 @@ func TestTrackingPrivacyMode(t *testing.T) {
 	}
 
 	// The domain's setting overrides the account's, both ways.
-	s.api("PATCH", "/v1/tracking/defaults", liveKey, map[string]bool{"privacyMode": false}, nil)
-	if code := s.api("PUT", "/v1/domains/"+domainID+"/tracking", liveKey, map[string]bool{"privacyMode": true}, nil); code != http.StatusOK {
+	s.JSON("PATCH", "/v1/tracking/defaults", liveKey, map[string]bool{"privacyMode": false}, nil)
+	if code := s.JSON("PUT", "/v1/domains/"+domainID+"/tracking", liveKey, map[string]bool{"privacyMode": true}, nil); code != http.StatusOK {
 		t.Fatalf("PUT domain tracking: %d", code)
 	}
 	visit(2)
@@ -436,7 +296,7 @@ func TestTrackingPrivacyMode(t *testing.T) {
 	}
 
 	// Control: without privacy mode the same scan finds all three.
-	s.api("PUT", "/v1/domains/"+domainID+"/tracking", liveKey, map[string]any{"privacyMode": nil}, nil)
+	s.JSON("PUT", "/v1/domains/"+domainID+"/tracking", liveKey, map[string]any{"privacyMode": nil}, nil)
 	id := visit(3)
 	ip, ua, ref := probe(3)
 	for _, v := range []string{ip, ua, ref} {
@@ -494,33 +354,6 @@ func redisValuesContaining(t *testing.T, rdb redis.UniversalClient, needles ...s
 	return hits
 }
 
-type analyticsJSON struct {
-	From, To           string
-	Sent, Delivered    int64
-	Bounced            int64
-	UniqueOpens        int64
-	ProxiedUniqueOpens int64
-	MachineUniqueOpens int64
-	UniqueClicks       int64
-	Opens, Clicks      int64
-	BotFilteredOpens   int64
-	BotFilteredClicks  int64
-	OpenRate           float64
-	ClickRate          float64
-	BounceRate         float64
-	Daily              []struct{ Date string }
-}
-
-// analytics calls GET /v1/analytics with query (e.g. "tag=x").
-func (s *server) analytics(query string) analyticsJSON {
-	s.t.Helper()
-	var a analyticsJSON
-	if code := s.api("GET", "/v1/analytics?"+query, liveKey, nil, &a); code != http.StatusOK {
-		s.t.Fatalf("analytics?%s: %d", query, code)
-	}
-	return a
-}
-
 // TestTrackingSettings covers GET/PATCH /v1/tracking/defaults and PUT
 // /v1/domains/:id/tracking: what they store, and what they do to a send.
 func TestTrackingSettings(t *testing.T) {
@@ -528,7 +361,7 @@ func TestTrackingSettings(t *testing.T) {
 	domainID := s.domainID(senderDomain)
 
 	var d map[string]any
-	if code := s.api("GET", "/v1/tracking/defaults", liveKey, nil, &d); code != http.StatusOK {
+	if code := s.JSON("GET", "/v1/tracking/defaults", liveKey, nil, &d); code != http.StatusOK {
 		t.Fatalf("GET defaults: %d", code)
 	}
 	want := map[string]any{"trackingEnabled": true, "privacyMode": false, "webhookOnEveryOpen": false, "webhookOnEveryClick": false, "pixelPlacement": "bottom"}
@@ -537,33 +370,33 @@ func TestTrackingSettings(t *testing.T) {
 	}
 
 	t.Run("PATCH changes only the fields given", func(t *testing.T) {
-		s.api("PATCH", "/v1/tracking/defaults", liveKey, map[string]bool{"webhookOnEveryClick": true}, &d)
+		s.JSON("PATCH", "/v1/tracking/defaults", liveKey, map[string]bool{"webhookOnEveryClick": true}, &d)
 		if d["webhookOnEveryClick"] != true || d["trackingEnabled"] != true || d["webhookOnEveryOpen"] != false {
 			t.Errorf("after PATCH: %v", d)
 		}
-		s.api("PATCH", "/v1/tracking/defaults", liveKey, map[string]bool{"webhookOnEveryClick": false}, &d)
-		var e apiError
-		if code := s.api("PATCH", "/v1/tracking/defaults", liveKey, map[string]any{"privacyMode": "yes"}, &e); code != 400 || e.Error.Code != "validation_error" {
+		s.JSON("PATCH", "/v1/tracking/defaults", liveKey, map[string]bool{"webhookOnEveryClick": false}, &d)
+		var e resttest.APIError
+		if code := s.JSON("PATCH", "/v1/tracking/defaults", liveKey, map[string]any{"privacyMode": "yes"}, &e); code != 400 || e.Error.Code != "validation_error" {
 			t.Errorf("bad type: %d %+v", code, e)
 		}
-		if code := s.api("PATCH", "/v1/tracking/defaults", liveKey, map[string]any{"pixelPlacement": "middle"}, &e); code != 400 {
+		if code := s.JSON("PATCH", "/v1/tracking/defaults", liveKey, map[string]any{"pixelPlacement": "middle"}, &e); code != 400 {
 			t.Errorf("bad placement: %d %+v", code, e)
 		}
 	})
 
 	t.Run("disabled for the account: options ignored, with a warning", func(t *testing.T) {
-		s.api("PATCH", "/v1/tracking/defaults", liveKey, map[string]bool{"trackingEnabled": false}, nil)
-		defer s.api("PATCH", "/v1/tracking/defaults", liveKey, map[string]bool{"trackingEnabled": true}, nil)
-		id, warnings := s.sendTracked(nil)
+		s.JSON("PATCH", "/v1/tracking/defaults", liveKey, map[string]bool{"trackingEnabled": false}, nil)
+		defer s.JSON("PATCH", "/v1/tracking/defaults", liveKey, map[string]bool{"trackingEnabled": true}, nil)
+		id, warnings := s.SendTracked(nil)
 		if len(warnings) != 1 || !strings.Contains(warnings[0], "tracking is disabled") {
 			t.Errorf("warnings %q", warnings)
 		}
-		if _, pixel, clicks := s.trackingURLs(id); pixel != "" || len(clicks) != 0 {
+		if _, pixel, clicks := s.TrackingURLs(id); pixel != "" || len(clicks) != 0 {
 			t.Errorf("tracked anyway: %q %q", pixel, clicks)
 		}
 		// Mail that asks for nothing gets no warning.
 		var sent struct{ Warnings []string }
-		s.api("POST", "/v1/emails", liveKey, map[string]any{"from": "hello@" + senderDomain, "to": "user@" + rcptDomain, "subject": "x", "text": "x"}, &sent)
+		s.JSON("POST", "/v1/emails", liveKey, map[string]any{"from": "hello@" + senderDomain, "to": "user@" + rcptDomain, "subject": "x", "text": "x"}, &sent)
 		if len(sent.Warnings) != 0 {
 			t.Errorf("untracked mail got warnings %q", sent.Warnings)
 		}
@@ -571,43 +404,43 @@ func TestTrackingSettings(t *testing.T) {
 
 	t.Run("the domain turns opens off: clicks still tracked, one warning", func(t *testing.T) {
 		var dt map[string]any
-		if code := s.api("PUT", "/v1/domains/"+domainID+"/tracking", liveKey, map[string]bool{"openTracking": false}, &dt); code != http.StatusOK {
+		if code := s.JSON("PUT", "/v1/domains/"+domainID+"/tracking", liveKey, map[string]bool{"openTracking": false}, &dt); code != http.StatusOK {
 			t.Fatalf("PUT: %d", code)
 		}
 		if dt["openTracking"] != false || dt["clickTracking"] != true || dt["privacyMode"] != nil || dt["domain"] != senderDomain {
 			t.Errorf("domain tracking %v", dt)
 		}
-		defer s.api("PUT", "/v1/domains/"+domainID+"/tracking", liveKey, map[string]bool{}, nil)
-		id, warnings := s.sendTracked(nil)
+		defer s.JSON("PUT", "/v1/domains/"+domainID+"/tracking", liveKey, map[string]bool{}, nil)
+		id, warnings := s.SendTracked(nil)
 		if len(warnings) != 1 || !strings.Contains(warnings[0], "open tracking is disabled") {
 			t.Errorf("warnings %q", warnings)
 		}
-		if _, pixel, clicks := s.trackingURLs(id); pixel != "" || len(clicks) != 2 {
+		if _, pixel, clicks := s.TrackingURLs(id); pixel != "" || len(clicks) != 2 {
 			t.Errorf("pixel %q, clicks %q", pixel, clicks)
 		}
 	})
 
 	t.Run("top placement", func(t *testing.T) {
-		s.api("PATCH", "/v1/tracking/defaults", liveKey, map[string]string{"pixelPlacement": "top"}, nil)
-		defer s.api("PATCH", "/v1/tracking/defaults", liveKey, map[string]string{"pixelPlacement": "bottom"}, nil)
-		id, _ := s.sendTracked(nil)
-		if html := s.decodedContent(id); !strings.Contains(html, "<body><img src=\"https://t.gateway.test/v1/track/open/"+id) {
+		s.JSON("PATCH", "/v1/tracking/defaults", liveKey, map[string]string{"pixelPlacement": "top"}, nil)
+		defer s.JSON("PATCH", "/v1/tracking/defaults", liveKey, map[string]string{"pixelPlacement": "bottom"}, nil)
+		id, _ := s.SendTracked(nil)
+		if html := s.DecodedContent(id); !strings.Contains(html, "<body><img src=\"https://t.gateway.test/v1/track/open/"+id) {
 			t.Errorf("pixel not at the top:\n%s", html)
 		}
 	})
 
 	t.Run("settings need a full-permission key", func(t *testing.T) {
 		var created struct{ Key string }
-		s.api("POST", "/v1/api-keys", liveKey, map[string]string{"name": "sender", "permission": "sending"}, &created)
-		var e apiError
+		s.JSON("POST", "/v1/api-keys", liveKey, map[string]string{"name": "sender", "permission": "sending"}, &created)
+		var e resttest.APIError
 		for _, c := range []struct{ method, path string }{
 			{"GET", "/v1/tracking/defaults"}, {"PATCH", "/v1/tracking/defaults"}, {"PUT", "/v1/domains/" + domainID + "/tracking"},
 		} {
-			if code := s.api(c.method, c.path, created.Key, map[string]bool{"privacyMode": true}, &e); code != http.StatusForbidden {
+			if code := s.JSON(c.method, c.path, created.Key, map[string]bool{"privacyMode": true}, &e); code != http.StatusForbidden {
 				t.Errorf("%s %s with a sending key: %d", c.method, c.path, code)
 			}
 		}
-		if code := s.api("PUT", "/v1/domains/dom_unknown/tracking", liveKey, map[string]bool{}, &e); code != http.StatusNotFound {
+		if code := s.JSON("PUT", "/v1/domains/dom_unknown/tracking", liveKey, map[string]bool{}, &e); code != http.StatusNotFound {
 			t.Errorf("unknown domain: %d", code)
 		}
 	})
@@ -619,12 +452,12 @@ func TestTrackingDomain(t *testing.T) {
 	domainID := s.domainID(senderDomain)
 	path := "/v1/domains/" + domainID + "/tracking"
 
-	var e apiError
-	if code := s.api("POST", path+"/verify", liveKey, nil, &e); code != http.StatusConflict {
+	var e resttest.APIError
+	if code := s.JSON("POST", path+"/verify", liveKey, nil, &e); code != http.StatusConflict {
 		t.Errorf("verify before set: %d %+v", code, e)
 	}
 	for _, bad := range []string{"t.other.test", "not a name", "", senderDomain + ".evil.test"} {
-		if code := s.api("POST", path+"/set-domain", liveKey, map[string]string{"trackingDomain": bad}, &e); code != 400 {
+		if code := s.JSON("POST", path+"/set-domain", liveKey, map[string]string{"trackingDomain": bad}, &e); code != 400 {
 			t.Errorf("set-domain %q: %d", bad, code)
 		}
 	}
@@ -634,7 +467,7 @@ func TestTrackingDomain(t *testing.T) {
 		TrackingDomainStatus *string
 		DNSRecord            *struct{ Type, Name, Value, Status string }
 	}
-	if code := s.api("POST", path+"/set-domain", liveKey, map[string]string{"trackingDomain": "T.Acme.test."}, &dt); code != http.StatusOK {
+	if code := s.JSON("POST", path+"/set-domain", liveKey, map[string]string{"trackingDomain": "T.Acme.test."}, &dt); code != http.StatusOK {
 		t.Fatalf("set-domain: %d", code)
 	}
 	if dt.TrackingDomain == nil || *dt.TrackingDomain != "t.acme.test" || *dt.TrackingDomainStatus != "pending" ||
@@ -643,30 +476,30 @@ func TestTrackingDomain(t *testing.T) {
 	}
 
 	// Not verified: URLs keep the public host.
-	id, _ := s.sendTracked(nil)
-	if host, _, _ := s.trackingURLs(id); host != "t.gateway.test" {
+	id, _ := s.SendTracked(nil)
+	if host, _, _ := s.TrackingURLs(id); host != "t.gateway.test" {
 		t.Errorf("pending domain used: %q", host)
 	}
 
 	// A CNAME elsewhere fails; the right one verifies.
 	s.dns.SetCNAME("t.acme.test", "tracking.elsewhere.test")
-	s.api("POST", path+"/verify", liveKey, nil, &dt)
+	s.JSON("POST", path+"/verify", liveKey, nil, &dt)
 	if *dt.TrackingDomainStatus != "failed" {
 		t.Errorf("wrong CNAME: %s", *dt.TrackingDomainStatus)
 	}
 	s.dns.SetCNAME("t.acme.test", "t.gateway.test")
-	s.api("POST", path+"/verify", liveKey, nil, &dt)
+	s.JSON("POST", path+"/verify", liveKey, nil, &dt)
 	if *dt.TrackingDomainStatus != "verified" {
 		t.Fatalf("right CNAME: %s", *dt.TrackingDomainStatus)
 	}
 
-	id, _ = s.sendTracked(nil)
-	host, pixel, clicks := s.trackingURLs(id)
+	id, _ = s.SendTracked(nil)
+	host, pixel, clicks := s.TrackingURLs(id)
 	if host != "t.acme.test" || pixel == "" || len(clicks) != 2 {
 		t.Fatalf("verified domain: host %q pixel %q clicks %q", host, pixel, clicks)
 	}
 	// The gateway answers whatever host the CNAME brought the request to.
-	if resp := s.track(hit{path: clicks[1], userAgent: browserUA}); resp.Header.Get("Location") != "https://example.test/second" {
+	if resp := s.Track(resttest.Hit{Path: clicks[1], UserAgent: browserUA}); resp.Header.Get("Location") != "https://example.test/second" {
 		t.Errorf("click through the tracking domain: %d %q", resp.StatusCode, resp.Header.Get("Location"))
 	}
 }
@@ -677,13 +510,13 @@ func TestEventsAPI(t *testing.T) {
 	start := time.Now().Add(-time.Second)
 	var ids []string
 	for range 3 {
-		id, _ := s.sendTracked(nil)
+		id, _ := s.SendTracked(nil)
 		s.markDelivered(id)
 		ids = append(ids, id)
 	}
-	_, pixel, _ := s.trackingURLs(ids[1])
-	s.track(hit{path: pixel, userAgent: browserUA})
-	s.track(hit{path: pixel, userAgent: browserUA})
+	_, pixel, _ := s.TrackingURLs(ids[1])
+	s.Track(resttest.Hit{Path: pixel, UserAgent: browserUA})
+	s.Track(resttest.Hit{Path: pixel, UserAgent: browserUA})
 
 	type page struct {
 		Data       []eventJSON
@@ -693,7 +526,7 @@ func TestEventsAPI(t *testing.T) {
 	get := func(query string) page {
 		t.Helper()
 		var p page
-		if code := s.api("GET", "/v1/events?"+query, liveKey, nil, &p); code != http.StatusOK {
+		if code := s.JSON("GET", "/v1/events?"+query, liveKey, nil, &p); code != http.StatusOK {
 			t.Fatalf("events?%s: %d", query, code)
 		}
 		return p
@@ -746,9 +579,9 @@ func TestEventsAPI(t *testing.T) {
 		t.Errorf("paged %q, want %q", walked, want)
 	}
 
-	var e apiError
+	var e resttest.APIError
 	for _, q := range []string{"type=exploded", "cursor=abc", "limit=1000", "since=yesterday"} {
-		if code := s.api("GET", "/v1/events?"+q, liveKey, nil, &e); code != 400 || e.Error.Code != "validation_error" {
+		if code := s.JSON("GET", "/v1/events?"+q, liveKey, nil, &e); code != 400 || e.Error.Code != "validation_error" {
 			t.Errorf("%s: %d %+v", q, code, e)
 		}
 	}
@@ -764,7 +597,7 @@ func TestAnalytics(t *testing.T) {
 		if i < 2 {
 			tags = append(tags, "welcome")
 		}
-		id, _ := s.sendTracked(map[string]any{"tags": tags})
+		id, _ := s.SendTracked(map[string]any{"tags": tags})
 		if i == 4 {
 			s.markBounced(id, "550 5.7.1 refused")
 		} else {
@@ -773,14 +606,14 @@ func TestAnalytics(t *testing.T) {
 		ids = append(ids, id)
 	}
 	for _, i := range []int{0, 0, 1} {
-		_, pixel, _ := s.trackingURLs(ids[i])
-		s.track(hit{path: pixel, userAgent: browserUA})
+		_, pixel, _ := s.TrackingURLs(ids[i])
+		s.Track(resttest.Hit{Path: pixel, UserAgent: browserUA})
 	}
-	_, pixel, clicks := s.trackingURLs(ids[2])
-	s.track(hit{path: pixel, userAgent: "curl/8.5.0"})
-	s.track(hit{path: clicks[0], userAgent: browserUA})
+	_, pixel, clicks := s.TrackingURLs(ids[2])
+	s.Track(resttest.Hit{Path: pixel, UserAgent: "curl/8.5.0"})
+	s.Track(resttest.Hit{Path: clicks[0], UserAgent: browserUA})
 
-	a := s.analytics("range=7d")
+	a := s.Analytics("range=7d")
 	today := time.Now().UTC().Format(time.DateOnly)
 	if a.To != today || len(a.Daily) != 7 || a.Daily[6].Date != today {
 		t.Errorf("range: %s..%s, %d days", a.From, a.To, len(a.Daily))
@@ -789,24 +622,24 @@ func TestAnalytics(t *testing.T) {
 		a.BotFilteredOpens != 1 || a.OpenRate != 0.5 || a.ClickRate != 0.25 || a.BounceRate != 0.2 {
 		t.Errorf("analytics: %+v", a)
 	}
-	if w := s.analytics("tag=welcome"); w.Sent != 2 || w.Delivered != 2 || w.UniqueOpens != 2 || w.OpenRate != 1 || w.UniqueClicks != 0 {
+	if w := s.Analytics("tag=welcome"); w.Sent != 2 || w.Delivered != 2 || w.UniqueOpens != 2 || w.OpenRate != 1 || w.UniqueClicks != 0 {
 		t.Errorf("tag=welcome: %+v", w)
 	}
-	if d := s.analytics("domain=" + senderDomain); d.Sent != 5 || d.UniqueClicks != 1 {
+	if d := s.Analytics("domain=" + senderDomain); d.Sent != 5 || d.UniqueClicks != 1 {
 		t.Errorf("domain: %+v", d)
 	}
-	if d := s.analytics("domain=" + s.domainID(senderDomain)); d.Sent != 5 {
+	if d := s.Analytics("domain=" + s.domainID(senderDomain)); d.Sent != 5 {
 		t.Errorf("domain by id: %+v", d)
 	}
-	if o := s.analytics("domain=other.test"); o.Sent != 0 || o.OpenRate != 0 {
+	if o := s.Analytics("domain=other.test"); o.Sent != 0 || o.OpenRate != 0 {
 		t.Errorf("other domain: %+v", o)
 	}
-	if y := s.analytics("from=2020-01-01&to=2020-01-31"); y.Sent != 0 || len(y.Daily) != 31 {
+	if y := s.Analytics("from=2020-01-01&to=2020-01-31"); y.Sent != 0 || len(y.Daily) != 31 {
 		t.Errorf("past month: %+v", y)
 	}
-	var e apiError
+	var e resttest.APIError
 	for _, q := range []string{"range=0d", "range=1y", "range=400d", "from=2024-02-01&to=2024-01-01", "from=yesterday"} {
-		if code := s.api("GET", "/v1/analytics?"+q, liveKey, nil, &e); code != 400 {
+		if code := s.JSON("GET", "/v1/analytics?"+q, liveKey, nil, &e); code != 400 {
 			t.Errorf("%s: %d", q, code)
 		}
 	}

@@ -7,20 +7,9 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
-)
 
-// createWebhook registers url for events and returns the endpoint's id and secret.
-func (s *server) createWebhook(url string, events ...string) (id, secret string) {
-	s.t.Helper()
-	var w struct{ ID, Secret string }
-	if code := s.api("POST", "/v1/webhooks", liveKey, map[string]any{"url": url, "events": events}, &w); code != http.StatusCreated {
-		s.t.Fatalf("create webhook: %d", code)
-	}
-	if !strings.HasPrefix(w.ID, "wh_") || !strings.HasPrefix(w.Secret, "whsec_") {
-		s.t.Fatalf("created %+v", w)
-	}
-	return w.ID, w.Secret
-}
+	"github.com/pigeonpost/pigeonpost/internal/testkit/resttest"
+)
 
 // Endpoint URLs on private, loopback or link-local addresses are refused
 // when the switch is off (the default), before any connection is made.
@@ -59,8 +48,8 @@ func TestWebhookURLRules(t *testing.T) {
 		"https://user:pw@hooks.partner.test/", "file:///etc/passwd", "gopher://hooks.partner.test/", "https://nx.test/",
 	}
 	for _, u := range refused {
-		var e apiError
-		code := s.api("POST", "/v1/webhooks", liveKey, map[string]any{"url": u, "events": []string{"email.opened"}}, &e)
+		var e resttest.APIError
+		code := s.JSON("POST", "/v1/webhooks", liveKey, map[string]any{"url": u, "events": []string{"email.opened"}}, &e)
 		if code != http.StatusBadRequest || e.Error.Code != "validation_error" || !strings.HasPrefix(e.Error.Message, "url:") {
 			t.Errorf("%s: %d %+v", u, code, e)
 		}
@@ -69,16 +58,16 @@ func TestWebhookURLRules(t *testing.T) {
 		t.Errorf("the loopback listener accepted %d connections", n)
 	}
 
-	var e apiError
+	var e resttest.APIError
 	for _, events := range [][]string{nil, {}, {"email.exploded"}, {"opened"}} {
-		if code := s.api("POST", "/v1/webhooks", liveKey, map[string]any{"url": "https://hooks.partner.test/", "events": events}, &e); code != 400 || !strings.HasPrefix(e.Error.Message, "events:") {
+		if code := s.JSON("POST", "/v1/webhooks", liveKey, map[string]any{"url": "https://hooks.partner.test/", "events": events}, &e); code != 400 || !strings.HasPrefix(e.Error.Message, "events:") {
 			t.Errorf("events %q: %d %+v", events, code, e)
 		}
 	}
 	// A public endpoint is accepted (nothing is sent at registration).
-	s.createWebhook("https://hooks.partner.test/pigeonpost", "email.opened", "email.opened", "email.bounced")
+	s.CreateWebhook("https://hooks.partner.test/pigeonpost", "email.opened", "email.opened", "email.bounced")
 	var list struct{ Data []struct{ Events []string } }
-	s.api("GET", "/v1/webhooks", liveKey, nil, &list)
+	s.JSON("GET", "/v1/webhooks", liveKey, nil, &list)
 	if len(list.Data) != 1 || fmt.Sprint(list.Data[0].Events) != "[email.opened email.bounced]" {
 		t.Errorf("list %+v", list.Data)
 	}

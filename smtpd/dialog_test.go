@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/pigeonpost/pigeonpost/internal/testkit"
 )
 
 // TestSMTPDialogs replays the conversations in testdata/smtp/*.dialog
@@ -115,7 +117,7 @@ func replayDialog(t *testing.T, addr, file string, vars *strings.Replacer) int {
 				queued++
 			}
 		case "TLS":
-			tc := tls.Client(conn, tlsClientConfig)
+			tc := tls.Client(conn, testkit.InsecureTLS())
 			if err := tc.Handshake(); err != nil {
 				t.Fatalf("line %d: %v", n+1, err)
 			}

@@ -14,7 +14,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
 
 	"github.com/pigeonpost/pigeonpost/internal/membudget"
@@ -258,43 +257,23 @@ func startServer(t testing.TB, mutate ...func(*Options)) *testServer {
 	return s
 }
 
-// tlsClientConfig trusts the test server's self-signed certificate.
-var tlsClientConfig = &tls.Config{InsecureSkipVerify: true}
-
 // Clients, layered by protocol state (go-smtp's server_test.go): greeted
 // (after EHLO, no TLS), tls (after STARTTLS and EHLO again) and client
 // (authenticated with testKey, ready for MAIL).
 
 func (s *testServer) greeted(t testing.TB) *smtp.Client {
 	t.Helper()
-	c, err := smtp.Dial(s.addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	if err := c.Hello("client.test"); err != nil {
-		t.Fatal(err)
-	}
-	return c
+	return testkit.DialSMTP(t, s.addr, testkit.SMTPGreeted, "")
 }
 
 func (s *testServer) tlsClient(t testing.TB) *smtp.Client {
 	t.Helper()
-	c, err := smtp.DialStartTLS(s.addr, tlsClientConfig)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	return c
+	return testkit.DialSMTP(t, s.addr, testkit.SMTPStartTLS, "")
 }
 
 func (s *testServer) client(t testing.TB) *smtp.Client {
 	t.Helper()
-	c := s.tlsClient(t)
-	if err := c.Auth(sasl.NewPlainClient("", "apikey", testKey)); err != nil {
-		t.Fatal(err)
-	}
-	return c
+	return testkit.DialSMTP(t, s.addr, testkit.SMTPStartTLS, testKey)
 }
 
 // checkStored checks that the message queued under id is msg, byte for byte.
@@ -307,19 +286,6 @@ func (s *testServer) checkStored(t *testing.T, id string, msg []byte) {
 	if !bytes.Equal(body, msg) {
 		t.Errorf("stored %d bytes, sent %d; they differ", len(body), len(msg))
 	}
-}
-
-// wantSMTPError checks an error's SMTP code and enhanced code.
-func wantSMTPError(t testing.TB, err error, code int, enh smtp.EnhancedCode) *smtp.SMTPError {
-	t.Helper()
-	var se *smtp.SMTPError
-	if !errors.As(err, &se) {
-		t.Fatalf("got %v (%T), want SMTP %d %v", err, err, code, enh)
-	}
-	if se.Code != code || se.EnhancedCode != enh {
-		t.Fatalf("got %d %v %q, want %d %v", se.Code, se.EnhancedCode, se.Message, code, enh)
-	}
-	return se
 }
 
 // syncBuffer collects the server's log lines.

@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"strings"
 	"testing"
@@ -17,35 +16,6 @@ import (
 	"github.com/pigeonpost/pigeonpost/internal/testkit"
 	"github.com/pigeonpost/pigeonpost/pipeline"
 )
-
-// sendMessage runs one transaction and returns the final reply text or the
-// error of the first step that failed.
-func sendMessage(c *smtp.Client, from string, to []string, msg string) (string, error) {
-	if err := c.Mail(from, nil); err != nil {
-		return "", err
-	}
-	for _, r := range to {
-		if err := c.Rcpt(r, nil); err != nil {
-			return "", err
-		}
-	}
-	w, err := c.Data()
-	if err != nil {
-		return "", err
-	}
-	if _, err := io.WriteString(w, msg); err != nil {
-		return "", err
-	}
-	resp, err := w.CloseWithResponse()
-	if err != nil {
-		return "", err
-	}
-	return resp.StatusText, nil
-}
-
-func simpleMessage(from, to, subject string) string {
-	return "From: " + from + "\r\nTo: " + to + "\r\nSubject: " + subject + "\r\n\r\nHello.\r\n"
-}
 
 // TestSMTPReplies: the protocol contract of the submission port, whatever
 // the pipeline decides.
@@ -61,11 +31,11 @@ func TestSMTPReplies(t *testing.T) {
 			t.Error("STARTTLS not advertised")
 		}
 		err := c.Auth(sasl.NewPlainClient("", "apikey", testKey))
-		wantSMTPError(t, err, 523, smtp.EnhancedCode{5, 7, 10})
+		testkit.WantSMTPError(t, err, 523, smtp.EnhancedCode{5, 7, 10})
 	})
 	t.Run("MAIL before STARTTLS is 530 5.7.0", func(t *testing.T) {
 		c := s.greeted(t)
-		wantSMTPError(t, c.Mail(testFrom, nil), 530, smtp.EnhancedCode{5, 7, 0})
+		testkit.WantSMTPError(t, c.Mail(testFrom, nil), 530, smtp.EnhancedCode{5, 7, 0})
 	})
 	t.Run("after STARTTLS the server advertises its extensions", func(t *testing.T) {
 		c := s.tlsClient(t)
@@ -80,17 +50,17 @@ func TestSMTPReplies(t *testing.T) {
 	})
 	t.Run("MAIL before AUTH is 530 5.7.0", func(t *testing.T) {
 		c := s.tlsClient(t)
-		wantSMTPError(t, c.Mail(testFrom, nil), 530, smtp.EnhancedCode{5, 7, 0})
+		testkit.WantSMTPError(t, c.Mail(testFrom, nil), 530, smtp.EnhancedCode{5, 7, 0})
 	})
 	t.Run("bad credentials are 535 5.7.8", func(t *testing.T) {
 		c := s.tlsClient(t)
-		wantSMTPError(t, c.Auth(sasl.NewPlainClient("", "apikey", "sp_live_wrong")), 535, smtp.EnhancedCode{5, 7, 8})
-		wantSMTPError(t, c.Auth(sasl.NewPlainClient("", "someone", testKey)), 535, smtp.EnhancedCode{5, 7, 8})
-		wantSMTPError(t, c.Auth(sasl.NewPlainClient("other", "apikey", testKey)), 535, smtp.EnhancedCode{5, 7, 8})
+		testkit.WantSMTPError(t, c.Auth(sasl.NewPlainClient("", "apikey", "sp_live_wrong")), 535, smtp.EnhancedCode{5, 7, 8})
+		testkit.WantSMTPError(t, c.Auth(sasl.NewPlainClient("", "someone", testKey)), 535, smtp.EnhancedCode{5, 7, 8})
+		testkit.WantSMTPError(t, c.Auth(sasl.NewPlainClient("other", "apikey", testKey)), 535, smtp.EnhancedCode{5, 7, 8})
 	})
 	t.Run("an unknown mechanism is 504 5.5.4", func(t *testing.T) {
 		c := s.tlsClient(t)
-		wantSMTPError(t, c.Auth(sasl.NewAnonymousClient("x")), 504, smtp.EnhancedCode{5, 5, 4})
+		testkit.WantSMTPError(t, c.Auth(sasl.NewAnonymousClient("x")), 504, smtp.EnhancedCode{5, 5, 4})
 	})
 	t.Run("AUTH LOGIN works", func(t *testing.T) {
 		c := s.tlsClient(t)
@@ -100,13 +70,13 @@ func TestSMTPReplies(t *testing.T) {
 	})
 	t.Run("over the size limit is 552 5.3.4", func(t *testing.T) {
 		c := s.client(t)
-		big := simpleMessage(testFrom, testRcpt, "big") + strings.Repeat(strings.Repeat("x", 998)+"\r\n", 1100)
-		_, err := sendMessage(c, testFrom, []string{testRcpt}, big)
-		wantSMTPError(t, err, 552, smtp.EnhancedCode{5, 3, 4})
+		big := testkit.SimpleMessage(testFrom, testRcpt, "big") + strings.Repeat(strings.Repeat("x", 998)+"\r\n", 1100)
+		_, err := testkit.SendMail(c, testFrom, []string{testRcpt}, big)
+		testkit.WantSMTPError(t, err, 552, smtp.EnhancedCode{5, 3, 4})
 	})
 	t.Run("accepted is 250 2.0.0 Ok: queued as em_…", func(t *testing.T) {
 		c := s.client(t)
-		reply, err := sendMessage(c, testFrom, []string{testRcpt}, simpleMessage(testFrom, testRcpt, "ok"))
+		reply, err := testkit.SendMail(c, testFrom, []string{testRcpt}, testkit.SimpleMessage(testFrom, testRcpt, "ok"))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -115,15 +85,8 @@ func TestSMTPReplies(t *testing.T) {
 		}
 	})
 	t.Run("implicit TLS on the second listener", func(t *testing.T) {
-		c, err := smtp.DialTLS(s.tlsAddr, tlsClientConfig)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		if err := c.Auth(sasl.NewPlainClient("", "apikey", testKey)); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := sendMessage(c, testFrom, []string{testRcpt}, simpleMessage(testFrom, testRcpt, "465")); err != nil {
+		c := testkit.DialSMTP(t, s.tlsAddr, testkit.SMTPImplicitTLS, testKey)
+		if _, err := testkit.SendMail(c, testFrom, []string{testRcpt}, testkit.SimpleMessage(testFrom, testRcpt, "465")); err != nil {
 			t.Fatal(err)
 		}
 	})
@@ -172,9 +135,9 @@ func TestPipelineFailures(t *testing.T) {
 				if err != nil {
 					t.Fatalf("AUTH: %v", err)
 				}
-				_, err = sendMessage(c, testFrom, []string{testRcpt}, simpleMessage(testFrom, testRcpt, tc.name))
+				_, err = testkit.SendMail(c, testFrom, []string{testRcpt}, testkit.SimpleMessage(testFrom, testRcpt, tc.name))
 			}
-			se := wantSMTPError(t, err, tc.code, tc.enh)
+			se := testkit.WantSMTPError(t, err, tc.code, tc.enh)
 			if strings.Contains(se.Message, "redis") || strings.Contains(se.Message, "10.0.0.7") || strings.Contains(se.Message, "panic") {
 				t.Errorf("internal detail in the reply: %q", se.Message)
 			}
@@ -192,7 +155,7 @@ func TestPipelineFailures(t *testing.T) {
 			} else if err := c.Reset(); err != nil {
 				t.Fatalf("RSET after the failure: %v", err)
 			}
-			reply, err := sendMessage(c, testFrom, []string{testRcpt}, simpleMessage(testFrom, testRcpt, "after"))
+			reply, err := testkit.SendMail(c, testFrom, []string{testRcpt}, testkit.SimpleMessage(testFrom, testRcpt, "after"))
 			if err != nil || !strings.HasPrefix(reply, "2.0.0 Ok: queued as em_") {
 				t.Fatalf("after the failure: %q, %v", reply, err)
 			}
@@ -206,8 +169,8 @@ func TestPipelineFailures(t *testing.T) {
 func TestSubmission(t *testing.T) {
 	s := startServer(t)
 	to := []string{"a@example.test", "b@example.test"}
-	msg := simpleMessage(testFrom, to[0], "two")
-	reply, err := sendMessage(s.client(t), testFrom, to, msg)
+	msg := testkit.SimpleMessage(testFrom, to[0], "two")
+	reply, err := testkit.SendMail(s.client(t), testFrom, to, msg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,11 +10,8 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"github.com/pigeonpost/pigeonpost/config"
+	"github.com/pigeonpost/pigeonpost/internal/testkit"
 )
-
-type apiError struct {
-	Error struct{ Code, Message string }
-}
 
 func TestRESTSendAndRead(t *testing.T) {
 	s := startStack(t)
@@ -25,7 +22,7 @@ func TestRESTSendAndRead(t *testing.T) {
 		Status     string
 		Suppressed []string
 	}
-	code := s.api("POST", "/v1/emails", liveKey, map[string]any{
+	code := s.JSON("POST", "/v1/emails", liveKey, map[string]any{
 		"from": "Acme <" + from + ">", "to": to, "subject": "Your order shipped!",
 		"html": "<h1>Order #1234</h1>", "replyTo": "support@" + senderDomain,
 		"tags": []string{"welcome"}, "metadata": map[string]string{"userId": "123"},
@@ -41,7 +38,7 @@ func TestRESTSendAndRead(t *testing.T) {
 	s.waitStatus(sent.ID, "delivered")
 
 	var e map[string]any
-	s.api("GET", "/v1/emails/"+sent.ID, liveKey, nil, &e)
+	s.JSON("GET", "/v1/emails/"+sent.ID, liveKey, nil, &e)
 	for _, field := range []string{"id", "status", "fromAddress", "toAddress", "subject", "tags", "metadata", "createdAt", "sentAt", "deliveredAt"} {
 		if e[field] == nil {
 			t.Errorf("GET /v1/emails/:id lacks %q: %v", field, e)
@@ -52,7 +49,7 @@ func TestRESTSendAndRead(t *testing.T) {
 	}
 
 	var events struct{ Data []struct{ Type string } }
-	s.api("GET", "/v1/emails/"+sent.ID+"/events", liveKey, nil, &events)
+	s.JSON("GET", "/v1/emails/"+sent.ID+"/events", liveKey, nil, &events)
 	if len(events.Data) == 0 || events.Data[len(events.Data)-1].Type != "delivered" {
 		t.Errorf("events: %+v", events)
 	}
@@ -60,11 +57,11 @@ func TestRESTSendAndRead(t *testing.T) {
 
 func TestHealthMetricsAndPixel(t *testing.T) {
 	s := startStack(t)
-	if code := s.api("GET", "/healthz", "", nil, nil); code != http.StatusOK {
+	if code := s.JSON("GET", "/healthz", "", nil, nil); code != http.StatusOK {
 		t.Errorf("/healthz: %d", code)
 	}
 	from, to := "hello@"+senderDomain, "user@"+rcptDomain
-	if _, err := send(s.smtpClient(true, liveKey), from, []string{to}, simpleMessage(from, to, "m")); err != nil {
+	if _, err := testkit.SendMail(s.smtpClient(true, liveKey), from, []string{to}, testkit.SimpleMessage(from, to, "m")); err != nil {
 		t.Fatal(err)
 	}
 	s.sink.Wait(t, 1, 20e9)
@@ -118,13 +115,13 @@ func TestAdminListenerServesPprofOnlyThere(t *testing.T) {
 // REST side of keys and permissions is api's TestAPIKeysPermissionsAndRevocation.)
 func TestKeyRevokedOverRESTRefusedOverSMTP(t *testing.T) {
 	s := startStack(t)
-	key, keyID := s.createKey(map[string]any{"name": "ci", "mode": "live", "permission": "sending"})
+	key, keyID := s.CreateKey(map[string]any{"name": "ci", "mode": "live", "permission": "sending"})
 	c := s.smtpClient(true, key)
-	if code := s.api("DELETE", "/v1/api-keys/"+keyID, liveKey, nil, nil); code != http.StatusOK {
+	if code := s.JSON("DELETE", "/v1/api-keys/"+keyID, liveKey, nil, nil); code != http.StatusOK {
 		t.Fatalf("delete: %d", code)
 	}
 	from := "hello@" + senderDomain
-	wantSMTPError(t, c.Mail(from, nil), 535, smtp.EnhancedCode{5, 7, 8})
+	testkit.WantSMTPError(t, c.Mail(from, nil), 535, smtp.EnhancedCode{5, 7, 8})
 	c2 := s.smtpClient(true, "")
-	wantSMTPError(t, c2.Auth(sasl.NewPlainClient("", "apikey", key)), 535, smtp.EnhancedCode{5, 7, 8})
+	testkit.WantSMTPError(t, c2.Auth(sasl.NewPlainClient("", "apikey", key)), 535, smtp.EnhancedCode{5, 7, 8})
 }

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/emersion/go-smtp"
+	"github.com/pigeonpost/pigeonpost/internal/testkit"
 )
 
 // A client whose connection dropped after the final dot sends the message
@@ -15,11 +16,11 @@ func TestRESTSMTPDuplicateResend(t *testing.T) {
 	from, to := "hello@"+senderDomain, "user@"+rcptDomain
 	msg := "From: " + from + "\r\nTo: " + to + "\r\nSubject: once\r\nMessage-ID: <order-1234@acme.test>\r\n" +
 		"Date: Mon, 15 Jun 2026 10:00:00 +0000\r\n\r\nHello.\r\n"
-	reply1, err := send(s.smtpClient(true, liveKey), from, []string{to}, msg)
+	reply1, err := testkit.SendMail(s.smtpClient(true, liveKey), from, []string{to}, msg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	reply2, err := send(s.smtpClient(true, liveKey), from, []string{to}, msg)
+	reply2, err := testkit.SendMail(s.smtpClient(true, liveKey), from, []string{to}, msg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -29,25 +30,25 @@ func TestRESTSMTPDuplicateResend(t *testing.T) {
 	}
 	// The same Message-ID to another recipient is another message.
 	other := strings.Replace(msg, "To: "+to, "To: other@"+rcptDomain, 1)
-	reply3, err := send(s.smtpClient(true, liveKey), from, []string{"other@" + rcptDomain}, other)
+	reply3, err := testkit.SendMail(s.smtpClient(true, liveKey), from, []string{"other@" + rcptDomain}, other)
 	if err != nil || queuedID(t, reply3) == id {
 		t.Fatalf("another recipient: %q %v", reply3, err)
 	}
 
 	// An Idempotency-Key header is honoured and removed.
 	keyed := "From: " + from + "\r\nTo: " + to + "\r\nSubject: keyed\r\nIdempotency-Key: smtp-42\r\n\r\nHello.\r\n"
-	r4, err := send(s.smtpClient(true, liveKey), from, []string{to}, keyed)
+	r4, err := testkit.SendMail(s.smtpClient(true, liveKey), from, []string{to}, keyed)
 	if err != nil {
 		t.Fatal(err)
 	}
 	// Rebuilt for the retry with a new Date and Message-ID: the same request still.
 	rebuilt := strings.Replace(keyed, "Subject: keyed\r\n", "Subject: keyed\r\nDate: Tue, 16 Jun 2026 10:00:00 +0000\r\nMessage-ID: <retry@acme.test>\r\n", 1)
-	r5, err := send(s.smtpClient(true, liveKey), from, []string{to}, rebuilt)
+	r5, err := testkit.SendMail(s.smtpClient(true, liveKey), from, []string{to}, rebuilt)
 	if err != nil || queuedID(t, r5) != queuedID(t, r4) {
 		t.Fatalf("keyed resend: %q %q %v", r4, r5, err)
 	}
-	_, err = send(s.smtpClient(true, liveKey), from, []string{to}, strings.Replace(keyed, "Hello.", "Changed.", 1))
-	wantSMTPError(t, err, 550, smtp.EnhancedCode{5, 5, 0})
+	_, err = testkit.SendMail(s.smtpClient(true, liveKey), from, []string{to}, strings.Replace(keyed, "Hello.", "Changed.", 1))
+	testkit.WantSMTPError(t, err, 550, smtp.EnhancedCode{5, 5, 0})
 
 	for _, id := range []string{id, queuedID(t, reply3), queuedID(t, r4)} {
 		s.waitStatus(id, "delivered")
@@ -61,7 +62,7 @@ func TestRESTSMTPDuplicateResend(t *testing.T) {
 			t.Errorf("Idempotency-Key header reached the destination:\n%s", m.Data)
 		}
 	}
-	if n := len(s.listAll(liveKey, "")); n != 3 {
+	if n := len(s.ListAll(liveKey, "")); n != 3 {
 		t.Errorf("%d emails stored, want 3", n)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"testing"
 
 	"github.com/emersion/go-smtp"
+	"github.com/pigeonpost/pigeonpost/internal/testkit"
 )
 
 // A key limited to one domain sends only from it over SMTP too, and the
@@ -11,22 +12,22 @@ import (
 // TestRESTKeyDomainRestriction.)
 func TestKeyDomainRestrictionOverSMTP(t *testing.T) {
 	s := startStack(t)
-	s.verifyDomain("other.test")
+	s.VerifyDomain(s.dns, "other.test")
 	var domains struct{ Data []struct{ ID, Name string } }
-	s.api("GET", "/v1/domains", liveKey, nil, &domains)
+	s.JSON("GET", "/v1/domains", liveKey, nil, &domains)
 	acmeID := ""
 	for _, d := range domains.Data {
 		if d.Name == senderDomain {
 			acmeID = d.ID
 		}
 	}
-	key, _ := s.createKey(map[string]any{"name": "acme only", "permission": "sending", "domainId": acmeID})
+	key, _ := s.CreateKey(map[string]any{"name": "acme only", "permission": "sending", "domainId": acmeID})
 	to := "user@" + rcptDomain
 	c := s.smtpClient(true, key)
-	wantSMTPError(t, c.Mail("hello@other.test", nil), 550, smtp.EnhancedCode{5, 7, 1})
-	_, err := send(s.smtpClient(true, key), "hello@"+senderDomain, []string{to}, simpleMessage("hello@other.test", to, "x"))
-	wantSMTPError(t, err, 550, smtp.EnhancedCode{5, 7, 1})
-	if _, err := send(s.smtpClient(true, key), "hello@"+senderDomain, []string{to}, simpleMessage("hello@"+senderDomain, to, "x")); err != nil {
+	testkit.WantSMTPError(t, c.Mail("hello@other.test", nil), 550, smtp.EnhancedCode{5, 7, 1})
+	_, err := testkit.SendMail(s.smtpClient(true, key), "hello@"+senderDomain, []string{to}, testkit.SimpleMessage("hello@other.test", to, "x"))
+	testkit.WantSMTPError(t, err, 550, smtp.EnhancedCode{5, 7, 1})
+	if _, err := testkit.SendMail(s.smtpClient(true, key), "hello@"+senderDomain, []string{to}, testkit.SimpleMessage("hello@"+senderDomain, to, "x")); err != nil {
 		t.Errorf("own domain over SMTP: %v", err)
 	}
 }

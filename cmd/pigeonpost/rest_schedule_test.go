@@ -9,15 +9,8 @@ import (
 
 	"github.com/pigeonpost/pigeonpost/config"
 	"github.com/pigeonpost/pigeonpost/internal/testkit"
+	"github.com/pigeonpost/pigeonpost/internal/testkit/resttest"
 )
-
-type scheduledEmail struct {
-	ID          string     `json:"id"`
-	Status      string     `json:"status"`
-	ScheduledAt *time.Time `json:"scheduledAt"`
-	SentAt      *time.Time `json:"sentAt"`
-	CancelledAt *time.Time `json:"cancelledAt"`
-}
 
 // A scheduled email survives a restart: the gateway that accepted it never
 // releases it (no workers), a new gateway on the same Redis sends it, once,
@@ -27,7 +20,7 @@ func TestRESTScheduledAcrossRestart(t *testing.T) {
 	at := time.Now().Add(2 * time.Second).UTC()
 	body := map[string]any{"from": "hello@" + senderDomain, "to": []string{"a@" + rcptDomain, "b@" + rcptDomain},
 		"subject": "Later", "text": "t", "scheduled_at": at.Format(time.RFC3339Nano)}
-	sent := s.sendOK(liveKey, body, nil)
+	sent := s.SendOK(liveKey, body, nil)
 	if sent.Status != "scheduled" {
 		t.Fatalf("%+v", sent)
 	}
@@ -36,8 +29,8 @@ func TestRESTScheduledAcrossRestart(t *testing.T) {
 	s.cfg.Delivery.Workers = 2
 	s.start()
 	s.waitStatus(sent.ID, "delivered")
-	var got scheduledEmail
-	s.api("GET", "/v1/emails/"+sent.ID, liveKey, nil, &got)
+	var got resttest.ScheduledEmail
+	s.JSON("GET", "/v1/emails/"+sent.ID, liveKey, nil, &got)
 	if got.SentAt == nil || got.SentAt.Before(at) {
 		t.Errorf("sent at %v, scheduled for %v", got.SentAt, at)
 	}
@@ -59,7 +52,7 @@ func TestRESTCancelRace(t *testing.T) {
 	due := time.Now().Add(2 * time.Second)
 	ids := make([]string, n)
 	for i := range ids {
-		ids[i] = s.sendOK(liveKey, map[string]any{"from": "hello@" + senderDomain, "to": fmt.Sprintf("u%d@%s", i, rcptDomain),
+		ids[i] = s.SendOK(liveKey, map[string]any{"from": "hello@" + senderDomain, "to": fmt.Sprintf("u%d@%s", i, rcptDomain),
 			"subject": fmt.Sprint("race ", i), "text": "t", "scheduled_at": due.UTC().Format(time.RFC3339Nano)}, nil).ID
 	}
 	codes := make([]int, n)
@@ -69,7 +62,7 @@ func TestRESTCancelRace(t *testing.T) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				codes[i] = s.call("DELETE", "/v1/emails/"+ids[i]+"/schedule", liveKey, nil, nil).Code
+				codes[i] = s.Call("DELETE", "/v1/emails/"+ids[i]+"/schedule", liveKey, nil, nil).Code
 			}()
 		}
 		wg.Wait()
@@ -78,8 +71,8 @@ func TestRESTCancelRace(t *testing.T) {
 	testkit.WaitFor(t, "the due time", func() bool { return !time.Now().Before(due) })
 	wave(n/3, 2*n/3)
 	testkit.WaitFor(t, "the release of the due emails", func() bool {
-		var e scheduledEmail
-		s.api("GET", "/v1/emails/"+ids[n-1], liveKey, nil, &e)
+		var e resttest.ScheduledEmail
+		s.JSON("GET", "/v1/emails/"+ids[n-1], liveKey, nil, &e)
 		return e.Status != "scheduled"
 	})
 	wave(2*n/3, n)
@@ -88,8 +81,8 @@ func TestRESTCancelRace(t *testing.T) {
 		switch codes[i] {
 		case http.StatusOK:
 			cancelled++
-			var e scheduledEmail
-			s.api("GET", "/v1/emails/"+id, liveKey, nil, &e)
+			var e resttest.ScheduledEmail
+			s.JSON("GET", "/v1/emails/"+id, liveKey, nil, &e)
 			if e.Status != "cancelled" {
 				t.Errorf("%s: cancel answered 200 but the status is %s", id, e.Status)
 			}
@@ -108,8 +101,8 @@ func TestRESTCancelRace(t *testing.T) {
 	msgs := s.sink.Messages()
 	for i, id := range ids {
 		if codes[i] == http.StatusOK {
-			var e scheduledEmail
-			s.api("GET", "/v1/emails/"+id, liveKey, nil, &e)
+			var e resttest.ScheduledEmail
+			s.JSON("GET", "/v1/emails/"+id, liveKey, nil, &e)
 			if e.Status != "cancelled" || e.SentAt != nil {
 				t.Errorf("%s: cancelled, then %+v", id, e)
 			}

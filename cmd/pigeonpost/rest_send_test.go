@@ -16,12 +16,13 @@ import (
 
 	"github.com/pigeonpost/pigeonpost/config"
 	"github.com/pigeonpost/pigeonpost/internal/testkit"
+	"github.com/pigeonpost/pigeonpost/internal/testkit/resttest"
 )
 
 func TestRESTSendFields(t *testing.T) {
 	s := startStack(t)
 	from := "hello@" + senderDomain
-	sent := s.sendOK(liveKey, map[string]any{
+	sent := s.SendOK(liveKey, map[string]any{
 		"from": "Acme Ltd <" + from + ">", "to": []string{"a@" + rcptDomain, "b@" + rcptDomain},
 		"cc": "c@" + rcptDomain, "bcc": []string{"d@" + rcptDomain}, "replyTo": "support@" + senderDomain,
 		"subject": "Your order shipped!", "html": "<h1>Order #1234</h1><p>On its way.</p>",
@@ -52,7 +53,7 @@ func TestRESTSendFields(t *testing.T) {
 		Tags     []string
 		Metadata map[string]string
 	}
-	s.api("GET", "/v1/emails/"+sent.ID, liveKey, nil, &e)
+	s.JSON("GET", "/v1/emails/"+sent.ID, liveKey, nil, &e)
 	if strings.Join(e.Tags, ",") != "order,shipping" || e.Metadata["userId"] != "123" {
 		t.Errorf("tags and metadata: %+v", e)
 	}
@@ -64,7 +65,7 @@ func TestRESTAttachmentsContent(t *testing.T) {
 	from, to := "hello@"+senderDomain, "user@"+rcptDomain
 	pdf := bytes.Repeat([]byte("%PDF-1.4 \x00\xff\r\n"), 1000)
 	logo := []byte("\x89PNG\r\n\x1a\nlogo")
-	s.sendOK(liveKey, map[string]any{
+	s.SendOK(liveKey, map[string]any{
 		"from": from, "to": to, "subject": "Your invoice", "html": `<p>See attached. <img src="cid:logo"></p>`,
 		"attachments": []map[string]string{
 			{"filename": "invoice.pdf", "content": base64.StdEncoding.EncodeToString(pdf)},
@@ -124,8 +125,8 @@ func TestRESTAttachmentPath(t *testing.T) {
 		t.Fatal(err)
 	}
 	from, to := "hello@"+senderDomain, "user@"+rcptDomain
-	send := func(s *stack, path string) restResp {
-		return s.call("POST", "/v1/emails", liveKey, nil, map[string]any{"from": from, "to": to, "subject": "s", "text": "t",
+	send := func(s *stack, path string) resttest.Response {
+		return s.Call("POST", "/v1/emails", liveKey, nil, map[string]any{"from": from, "to": to, "subject": "s", "text": "t",
 			"attachments": []map[string]string{{"filename": "invoice.pdf", "path": path}}})
 	}
 
@@ -134,13 +135,13 @@ func TestRESTAttachmentPath(t *testing.T) {
 		for _, path := range []string{files.URL + "/invoice.pdf", strings.Replace(files.URL, "127.0.0.1", "localhost", 1) + "/invoice.pdf",
 			strings.Replace(files.URL, "127.0.0.1", "[::ffff:127.0.0.1]", 1) + "/invoice.pdf"} {
 			r := send(s, path)
-			if r.Code != 400 || !strings.Contains(r.errMessage(), "attachments[0].path") || !strings.Contains(r.errMessage(), "loopback") {
+			if r.Code != 400 || !strings.Contains(r.ErrMessage(), "attachments[0].path") || !strings.Contains(r.ErrMessage(), "loopback") {
 				t.Errorf("%s: %d %s", path, r.Code, r.Body)
 			}
 		}
 		for _, path := range []string{"http://127.0.0.1/x", "file:///etc/passwd", "gopher://x.test/", "https://user:pw@files.test/x", "not a url"} {
 			r := send(s, path)
-			if r.Code != 400 || !strings.Contains(r.errMessage(), "attachments[0].path") {
+			if r.Code != 400 || !strings.Contains(r.ErrMessage(), "attachments[0].path") {
 				t.Errorf("%s: %d %s", path, r.Code, r.Body)
 			}
 		}
@@ -168,7 +169,7 @@ func TestRESTAttachmentPath(t *testing.T) {
 			"/redirect": "attachments[0].path",
 		} {
 			r := send(s, files.URL+path)
-			if r.Code != 400 || !strings.Contains(r.errMessage(), want) {
+			if r.Code != 400 || !strings.Contains(r.ErrMessage(), want) {
 				t.Errorf("%s: %d %s", path, r.Code, r.Body)
 			}
 		}

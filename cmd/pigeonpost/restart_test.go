@@ -78,14 +78,14 @@ func processStack(t *testing.T) (*stack, map[string]string) {
 func TestKilledBeforeDeliveryDeliveredAfterRestart(t *testing.T) {
 	s, env := processStack(t)
 	first, addrs := startProcess(t, env)
-	s.addrs = addrs
-	s.verifyDomain(senderDomain)
+	s.bind(addrs)
+	s.VerifyDomain(s.dns, senderDomain)
 
 	var ids []string
 	from := "hello@" + senderDomain
 	for i := range 3 {
 		to := fmt.Sprintf("user%d@%s", i, rcptDomain)
-		reply, err := send(s.smtpClient(true, liveKey), from, []string{to}, simpleMessage(from, to, fmt.Sprint("before kill ", i)))
+		reply, err := testkit.SendMail(s.smtpClient(true, liveKey), from, []string{to}, testkit.SimpleMessage(from, to, fmt.Sprint("before kill ", i)))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -100,7 +100,8 @@ func TestKilledBeforeDeliveryDeliveredAfterRestart(t *testing.T) {
 	}
 
 	env["PIGEONPOST_DELIVERY_WORKERS"] = "2"
-	_, s.addrs = startProcess(t, env)
+	_, addrs = startProcess(t, env)
+	s.bind(addrs)
 	s.sink.Wait(t, len(ids), 30*time.Second)
 	for _, id := range ids {
 		s.waitStatus(id, "delivered")
@@ -118,8 +119,8 @@ func TestKilledBeforeDeliveryDeliveredAfterRestart(t *testing.T) {
 func TestSIGTERMDuringDATA(t *testing.T) {
 	s, env := processStack(t)
 	first, addrs := startProcess(t, env)
-	s.addrs = addrs
-	s.verifyDomain(senderDomain)
+	s.bind(addrs)
+	s.VerifyDomain(s.dns, senderDomain)
 
 	from, to := "hello@"+senderDomain, "user@"+rcptDomain
 	c := s.smtpClient(true, liveKey)
@@ -169,7 +170,8 @@ func TestSIGTERMDuringDATA(t *testing.T) {
 	}
 	id := queuedID(t, reply)
 	env["PIGEONPOST_DELIVERY_WORKERS"] = "2"
-	_, s.addrs = startProcess(t, env)
+	_, addrs = startProcess(t, env)
+	s.bind(addrs)
 	got := s.sink.Wait(t, 1, 20*time.Second)
 	s.waitStatus(id, "delivered")
 	if !strings.Contains(string(got[0].Data), "second half") {
@@ -190,8 +192,8 @@ func TestAcknowledgedSurvivesRedisAndGatewayKill(t *testing.T) {
 				t.Skip("persistence across a kill needs redis-server; .ci/run installs it and sets PIGEONPOST_REQUIRE_REDIS")
 			}
 			gateway, addrs := startProcess(t, env)
-			s.addrs = addrs
-			s.verifyDomain(senderDomain)
+			s.bind(addrs)
+			s.VerifyDomain(s.dns, senderDomain)
 			if !durable {
 				if err := s.redis.Client(t).ConfigSet(t.Context(), "appendonly", "no").Err(); err != nil {
 					t.Fatal(err)
@@ -204,7 +206,7 @@ func TestAcknowledgedSurvivesRedisAndGatewayKill(t *testing.T) {
 			var ids []string
 			for i := range n {
 				to := fmt.Sprintf("user%d@%s", i, rcptDomain)
-				reply, err := send(c, from, []string{to}, simpleMessage(from, to, fmt.Sprint("acknowledged ", i)))
+				reply, err := testkit.SendMail(c, from, []string{to}, testkit.SimpleMessage(from, to, fmt.Sprint("acknowledged ", i)))
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -233,7 +235,8 @@ func TestAcknowledgedSurvivesRedisAndGatewayKill(t *testing.T) {
 				t.Fatalf("%d of %d acknowledged messages survived the kill", stored, n)
 			}
 			env["PIGEONPOST_DELIVERY_WORKERS"] = "2"
-			_, s.addrs = startProcess(t, env)
+			_, addrs = startProcess(t, env)
+			s.bind(addrs)
 			for _, id := range ids {
 				s.waitStatus(id, "delivered")
 			}

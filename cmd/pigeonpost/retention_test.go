@@ -31,7 +31,7 @@ func TestRetention(t *testing.T) {
 	}
 	from, to := "hello@"+senderDomain, "user@"+rcptDomain
 
-	reply, err := send(s.smtpClient(true, liveKey), from, []string{to}, simpleMessage(from, to, "kept a while"))
+	reply, err := testkit.SendMail(s.smtpClient(true, liveKey), from, []string{to}, testkit.SimpleMessage(from, to, "kept a while"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -48,7 +48,7 @@ func TestRetention(t *testing.T) {
 
 	// Scheduled mail is not finished: it must not expire.
 	var sent struct{ ID string }
-	if code := s.api("POST", "/v1/emails", liveKey, map[string]any{"from": from, "to": to, "subject": "later", "text": "x",
+	if code := s.JSON("POST", "/v1/emails", liveKey, map[string]any{"from": from, "to": to, "subject": "later", "text": "x",
 		"scheduled_at": time.Now().Add(time.Hour).UTC().Format(time.RFC3339)}, &sent); code != http.StatusOK {
 		t.Fatalf("scheduled send: %d", code)
 	}
@@ -66,14 +66,14 @@ func TestRetention(t *testing.T) {
 	}
 
 	// Cancelled, it is finished.
-	if r := s.call("DELETE", "/v1/emails/"+sent.ID+"/schedule", liveKey, nil, nil); r.Code != http.StatusOK {
+	if r := s.Call("DELETE", "/v1/emails/"+sent.ID+"/schedule", liveKey, nil, nil); r.Code != http.StatusOK {
 		t.Fatalf("cancel: %d %s", r.Code, r.Body)
 	}
 	finished("cancelled", sent.ID)
 
 	// So is a scheduled test-mode email once its time has come ("sent").
-	testKey, _ := s.createKey(map[string]any{"name": "t", "mode": "test"})
-	if code := s.api("POST", "/v1/emails", testKey, map[string]any{"from": from, "to": to, "subject": "test later", "text": "x",
+	testKey, _ := s.CreateKey(map[string]any{"name": "t", "mode": "test"})
+	if code := s.JSON("POST", "/v1/emails", testKey, map[string]any{"from": from, "to": to, "subject": "test later", "text": "x",
 		"scheduled_at": time.Now().Add(2 * time.Second).UTC().Format(time.RFC3339)}, &sent); code != http.StatusOK {
 		t.Fatalf("scheduled test send: %d", code)
 	}
@@ -87,7 +87,7 @@ func TestLostContentFailsInsteadOfLooping(t *testing.T) {
 	s := startStack(t, func(c *config.Config) { c.Delivery.Workers = 0 })
 	from, to := "hello@"+senderDomain, "user@"+rcptDomain
 	c := s.smtpClient(true, liveKey)
-	reply, err := send(c, from, []string{to}, simpleMessage(from, to, "lost"))
+	reply, err := testkit.SendMail(c, from, []string{to}, testkit.SimpleMessage(from, to, "lost"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -115,7 +115,7 @@ func TestRedisRestartMidDelivery(t *testing.T) {
 	const n = 30
 	for i := range n {
 		to := fmt.Sprintf("user%d@%s", i, rcptDomain)
-		if _, err := send(c, from, []string{to}, simpleMessage(from, to, fmt.Sprint("backlog ", i))); err != nil {
+		if _, err := testkit.SendMail(c, from, []string{to}, testkit.SimpleMessage(from, to, fmt.Sprint("backlog ", i))); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -127,7 +127,7 @@ func TestRedisRestartMidDelivery(t *testing.T) {
 	// Restart Redis once the gateway has seen it gone (its health check
 	// fails), not after a guessed pause.
 	testkit.WaitFor(t, "the gateway to see Redis down", func() bool {
-		return s.api("GET", "/healthz", "", nil, nil) == http.StatusServiceUnavailable
+		return s.JSON("GET", "/healthz", "", nil, nil) == http.StatusServiceUnavailable
 	})
 	s.redis.Restart()
 
@@ -144,7 +144,7 @@ func TestRedisRestartMidDelivery(t *testing.T) {
 	}
 	testkit.WaitFor(t, fmt.Sprintf("%d emails delivered by status", n), func() bool {
 		var list struct{ Data []struct{ Status string } }
-		s.api("GET", "/v1/emails?status=delivered", liveKey, nil, &list)
+		s.JSON("GET", "/v1/emails?status=delivered", liveKey, nil, &list)
 		return len(list.Data) == n
 	})
 }

@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/emersion/go-msgauth/dkim"
-	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
 
 	"github.com/pigeonpost/pigeonpost/config"
@@ -31,30 +30,30 @@ func TestSMTPReplies(t *testing.T) {
 	t.Run("envelope sender on an unverified domain is 550 5.7.1", func(t *testing.T) {
 		c := s.smtpClient(true, liveKey)
 		err := c.Mail("hello@unverified.test", nil)
-		wantSMTPError(t, err, 550, smtp.EnhancedCode{5, 7, 1})
+		testkit.WantSMTPError(t, err, 550, smtp.EnhancedCode{5, 7, 1})
 		if !strings.Contains(err.(*smtp.SMTPError).Message, "not verified") {
 			t.Errorf("message %q does not say the domain is not verified", err.(*smtp.SMTPError).Message)
 		}
 	})
 	t.Run("From header on an unverified domain is 550 5.7.1", func(t *testing.T) {
 		c := s.smtpClient(true, liveKey)
-		_, err := send(c, from, []string{to}, simpleMessage("spoof@unverified.test", to, "x"))
-		wantSMTPError(t, err, 550, smtp.EnhancedCode{5, 7, 1})
+		_, err := testkit.SendMail(c, from, []string{to}, testkit.SimpleMessage("spoof@unverified.test", to, "x"))
+		testkit.WantSMTPError(t, err, 550, smtp.EnhancedCode{5, 7, 1})
 	})
 	t.Run("test-mode keys may use any domain and are never delivered", func(t *testing.T) {
 		var created struct{ Key string }
-		if code := s.api("POST", "/v1/api-keys", liveKey, map[string]string{"name": "t", "mode": "test"}, &created); code != http.StatusCreated {
+		if code := s.JSON("POST", "/v1/api-keys", liveKey, map[string]string{"name": "t", "mode": "test"}, &created); code != http.StatusCreated {
 			t.Fatalf("create key: %d", code)
 		}
 		before := len(s.sink.Messages())
 		c := s.smtpClient(true, created.Key)
-		reply, err := send(c, "x@anything.test", []string{to}, simpleMessage("x@anything.test", to, "test mode"))
+		reply, err := testkit.SendMail(c, "x@anything.test", []string{to}, testkit.SimpleMessage("x@anything.test", to, "test mode"))
 		if err != nil {
 			t.Fatal(err)
 		}
 		id := queuedID(t, reply)
 		var e emailResp
-		s.api("GET", "/v1/emails/"+id, created.Key, nil, &e)
+		s.JSON("GET", "/v1/emails/"+id, created.Key, nil, &e)
 		if e.Status != "sent" {
 			t.Errorf("test-mode status %q, want sent", e.Status)
 		}
@@ -79,7 +78,7 @@ func TestSMTPDeliversSignedAndTracked(t *testing.T) {
 		"MIME-Version: 1.0\r\nContent-Type: text/html; charset=utf-8\r\n\r\n" +
 		"<html><body><p>Hi <a href=\"https://shop.example.test/a?x=1&amp;y=2\">shop</a></p></body></html>\r\n"
 	c := s.smtpClient(true, liveKey)
-	reply, err := send(c, from, []string{to}, msg)
+	reply, err := testkit.SendMail(c, from, []string{to}, msg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -144,7 +143,7 @@ func TestSMTPRetryAfter4xxThenDelivered(t *testing.T) {
 	s := startStack(t)
 	s.sink.Reply("rcpt", &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "try later"}, 1)
 	from, to := "hello@"+senderDomain, "user@"+rcptDomain
-	reply, err := send(s.smtpClient(true, liveKey), from, []string{to}, simpleMessage(from, to, "retry"))
+	reply, err := testkit.SendMail(s.smtpClient(true, liveKey), from, []string{to}, testkit.SimpleMessage(from, to, "retry"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -161,7 +160,7 @@ func TestSMTPBounceAfter5xxSuppresses(t *testing.T) {
 	s := startStack(t)
 	s.sink.Reply("rcpt", &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "no such user"}, 1)
 	from, to := "hello@"+senderDomain, "gone@"+rcptDomain
-	reply, err := send(s.smtpClient(true, liveKey), from, []string{to}, simpleMessage(from, to, "bounce"))
+	reply, err := testkit.SendMail(s.smtpClient(true, liveKey), from, []string{to}, testkit.SimpleMessage(from, to, "bounce"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -170,22 +169,15 @@ func TestSMTPBounceAfter5xxSuppresses(t *testing.T) {
 		t.Errorf("attempts %d, last error %q", e.Attempts, e.LastError)
 	}
 	// The hard bounce put the address on the suppression list.
-	_, err = send(s.smtpClient(true, liveKey), from, []string{to}, simpleMessage(from, to, "again"))
-	wantSMTPError(t, err, 550, smtp.EnhancedCode{5, 1, 1})
+	_, err = testkit.SendMail(s.smtpClient(true, liveKey), from, []string{to}, testkit.SimpleMessage(from, to, "again"))
+	testkit.WantSMTPError(t, err, 550, smtp.EnhancedCode{5, 1, 1})
 }
 
 func TestSMTPImplicitTLS(t *testing.T) {
 	s := startStack(t)
-	c, err := smtp.DialTLS(s.addrs.SMTPTLS, &tls.Config{InsecureSkipVerify: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	if err := c.Auth(sasl.NewPlainClient("", "apikey", liveKey)); err != nil {
-		t.Fatal(err)
-	}
+	c := testkit.DialSMTP(t, s.addrs.SMTPTLS, testkit.SMTPImplicitTLS, liveKey)
 	from, to := "hello@"+senderDomain, "user@"+rcptDomain
-	reply, err := send(c, from, []string{to}, simpleMessage(from, to, "465"))
+	reply, err := testkit.SendMail(c, from, []string{to}, testkit.SimpleMessage(from, to, "465"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -272,19 +264,19 @@ func TestRedisDown(t *testing.T) {
 	c := s.smtpClient(true, liveKey) // authenticated while Redis is up
 	s.redis.Kill()
 
-	_, err := send(c, from, []string{to}, simpleMessage(from, to, "down"))
-	wantSMTPError(t, err, 451, smtp.EnhancedCode{4, 3, 0})
+	_, err := testkit.SendMail(c, from, []string{to}, testkit.SimpleMessage(from, to, "down"))
+	testkit.WantSMTPError(t, err, 451, smtp.EnhancedCode{4, 3, 0})
 	if se := err.(*smtp.SMTPError); strings.Contains(se.Message, "redis") || strings.Contains(se.Message, "dial") {
 		t.Errorf("internal detail in the reply: %q", se.Message)
 	}
 	var apiErr struct {
 		Error struct{ Code, Message string }
 	}
-	code := s.api("POST", "/v1/emails", liveKey, map[string]any{"from": from, "to": to, "subject": "x", "text": "y"}, &apiErr)
+	code := s.JSON("POST", "/v1/emails", liveKey, map[string]any{"from": from, "to": to, "subject": "x", "text": "y"}, &apiErr)
 	if code != http.StatusServiceUnavailable || apiErr.Error.Code != "service_unavailable" {
 		t.Errorf("REST with Redis down: %d %+v", code, apiErr)
 	}
-	if code := s.api("GET", "/healthz", "", nil, nil); code != http.StatusServiceUnavailable {
+	if code := s.JSON("GET", "/healthz", "", nil, nil); code != http.StatusServiceUnavailable {
 		t.Errorf("/healthz with Redis down: %d", code)
 	}
 
@@ -296,9 +288,9 @@ func TestRedisDown(t *testing.T) {
 		if err := c.Reset(); err != nil {
 			t.Fatal(err)
 		}
-		reply, err = send(c, from, []string{to}, simpleMessage(from, to, "back"))
+		reply, err = testkit.SendMail(c, from, []string{to}, testkit.SimpleMessage(from, to, "back"))
 		if err != nil {
-			wantSMTPError(t, err, 451, smtp.EnhancedCode{4, 3, 0})
+			testkit.WantSMTPError(t, err, 451, smtp.EnhancedCode{4, 3, 0})
 		}
 		return err == nil
 	})
@@ -312,7 +304,7 @@ func TestSMTPOneEmailPerRecipient(t *testing.T) {
 	s := startStack(t)
 	from := "hello@" + senderDomain
 	to := []string{"a@" + rcptDomain, "b@" + rcptDomain}
-	reply, err := send(s.smtpClient(true, liveKey), from, to, simpleMessage(from, to[0]+", "+to[1], "two"))
+	reply, err := testkit.SendMail(s.smtpClient(true, liveKey), from, to, testkit.SimpleMessage(from, to[0]+", "+to[1], "two"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -329,7 +321,7 @@ func TestSMTPOneEmailPerRecipient(t *testing.T) {
 		t.Errorf("deliveries went to %v", seen)
 	}
 	var list struct{ Data []struct{ ToAddress string } }
-	s.api("GET", "/v1/emails", liveKey, nil, &list)
+	s.JSON("GET", "/v1/emails", liveKey, nil, &list)
 	if len(list.Data) != 2 {
 		t.Errorf("GET /v1/emails lists %d emails, want one per recipient", len(list.Data))
 	}
@@ -339,11 +331,11 @@ func TestRateLimitSMTPAndREST(t *testing.T) {
 	s := startStack(t, func(c *config.Config) { c.Limits.RatePerSecond = 0.01; c.Limits.Burst = 1 })
 	from, to := "hello@"+senderDomain, "user@"+rcptDomain
 	c := s.smtpClient(true, liveKey)
-	if _, err := send(c, from, []string{to}, simpleMessage(from, to, "first")); err != nil {
+	if _, err := testkit.SendMail(c, from, []string{to}, testkit.SimpleMessage(from, to, "first")); err != nil {
 		t.Fatal(err)
 	}
-	_, err := send(c, from, []string{to}, simpleMessage(from, to, "second"))
-	wantSMTPError(t, err, 451, smtp.EnhancedCode{4, 7, 1})
+	_, err := testkit.SendMail(c, from, []string{to}, testkit.SimpleMessage(from, to, "second"))
+	testkit.WantSMTPError(t, err, 451, smtp.EnhancedCode{4, 7, 1})
 
 	req, _ := http.NewRequest("POST", "http://"+s.addrs.HTTP+"/v1/emails",
 		strings.NewReader(`{"from":"`+from+`","to":"`+to+`","subject":"x","text":"y"}`))
@@ -362,7 +354,7 @@ func TestDeliveryFailsAfterMaxAge(t *testing.T) {
 	s := startStack(t, func(c *config.Config) { c.Delivery.MaxAge = 500 * time.Millisecond })
 	s.sink.Reply("rcpt", &smtp.SMTPError{Code: 450, EnhancedCode: smtp.EnhancedCode{4, 2, 1}, Message: "busy"}, -1)
 	from, to := "hello@"+senderDomain, "user@"+rcptDomain
-	reply, err := send(s.smtpClient(true, liveKey), from, []string{to}, simpleMessage(from, to, "never"))
+	reply, err := testkit.SendMail(s.smtpClient(true, liveKey), from, []string{to}, testkit.SimpleMessage(from, to, "never"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,23 +1,19 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"crypto/tls"
-	"encoding/json"
 	"io"
 	"log/slog"
-	"net/http"
 	"os"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
 
 	"github.com/pigeonpost/pigeonpost/config"
 	"github.com/pigeonpost/pigeonpost/internal/testkit"
+	"github.com/pigeonpost/pigeonpost/internal/testkit/resttest"
 	"github.com/pigeonpost/pigeonpost/pipeline/store"
 )
 
@@ -33,13 +29,14 @@ const (
 )
 
 type stack struct {
-	t     *testing.T
-	redis *testkit.Redis
-	dns   *testkit.DNS
-	sink  *testkit.Sink
-	cfg   config.Config
-	addrs boundAddrs
-	stop  func()
+	*resttest.Client // of the running gateway's HTTP listener
+	t                *testing.T
+	redis            *testkit.Redis
+	dns              *testkit.DNS
+	sink             *testkit.Sink
+	cfg              config.Config
+	addrs            boundAddrs
+	stop             func()
 }
 
 // stackConfig is the configuration every integration test starts from.
@@ -83,7 +80,7 @@ func startStack(t *testing.T, mutate ...func(*config.Config)) *stack {
 		m(&s.cfg)
 	}
 	s.start()
-	s.verifyDomain(senderDomain)
+	s.VerifyDomain(s.dns, senderDomain)
 	return s
 }
 
@@ -101,7 +98,8 @@ func (s *stack) start() {
 			redisHook: testkit.NewSlotChecker(t.Errorf)})
 	}()
 	select {
-	case s.addrs = <-ready:
+	case a := <-ready:
+		s.bind(a)
 	case err := <-done:
 		cancel()
 		t.Fatalf("gateway did not start: %v", err)
@@ -123,61 +121,18 @@ func (s *stack) start() {
 	t.Cleanup(s.stop)
 }
 
+// bind points the stack's clients at a gateway listening on a.
+func (s *stack) bind(a boundAddrs) {
+	s.addrs = a
+	s.Client = resttest.New(s.t, "http://"+a.HTTP, liveKey)
+	s.From, s.To = "hello@"+senderDomain, "user@"+rcptDomain
+}
+
 type testWriter struct{ t *testing.T }
 
 func (w testWriter) Write(p []byte) (int, error) {
 	w.t.Log(strings.TrimRight(string(p), "\n"))
 	return len(p), nil
-}
-
-// api calls the REST API with key and decodes the JSON answer into out.
-func (s *stack) api(method, path, key string, body any, out any) int {
-	s.t.Helper()
-	var rd io.Reader
-	if body != nil {
-		b, _ := json.Marshal(body)
-		rd = bytes.NewReader(b)
-	}
-	req, _ := http.NewRequest(method, "http://"+s.addrs.HTTP+path, rd)
-	if key != "" {
-		req.Header.Set("Authorization", "Bearer "+key)
-	}
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		s.t.Fatalf("%s %s: %v", method, path, err)
-	}
-	defer resp.Body.Close()
-	raw, _ := io.ReadAll(resp.Body)
-	if out != nil {
-		if err := json.Unmarshal(raw, out); err != nil {
-			s.t.Fatalf("%s %s: %d %s: %v", method, path, resp.StatusCode, raw, err)
-		}
-	}
-	return resp.StatusCode
-}
-
-type domainResp struct {
-	ID         string `json:"id"`
-	Status     string `json:"status"`
-	DNSRecords []struct {
-		Type, Name, Value, Status string
-	} `json:"dnsRecords"`
-}
-
-// verifyDomain adds the domain, publishes its records in the DNS server and verifies it.
-func (s *stack) verifyDomain(name string) {
-	s.t.Helper()
-	var d domainResp
-	if code := s.api("POST", "/v1/domains", liveKey, map[string]string{"name": name}, &d); code != http.StatusCreated {
-		s.t.Fatalf("create domain: %d", code)
-	}
-	for _, r := range d.DNSRecords {
-		s.dns.SetTXT(r.Name, r.Value)
-	}
-	if code := s.api("POST", "/v1/domains/"+d.ID+"/verify", liveKey, nil, &d); code != http.StatusOK || d.Status != "verified" {
-		s.t.Fatalf("verify domain: %d %+v", code, d)
-	}
 }
 
 type emailResp struct {
@@ -197,7 +152,7 @@ func (s *stack) waitStatus(id, want string) emailResp {
 	seen := ""
 	testkit.WaitFor(s.t, "email "+id+" to be "+want, func() bool {
 		e = emailResp{}
-		s.api("GET", "/v1/emails/"+id, liveKey, nil, &e)
+		s.JSON("GET", "/v1/emails/"+id, liveKey, nil, &e)
 		if e.Status != seen {
 			seen = e.Status
 			s.t.Logf("email %s: status %q (last error %q)", id, e.Status, e.LastError)
@@ -230,53 +185,15 @@ func (s *stack) deliveryIdle() {
 	})
 }
 
-// smtpClient dials the STARTTLS listener; tls and auth say how far to go.
+// smtpClient dials the STARTTLS listener (or, with startTLS false, greets
+// it without TLS) and authenticates with key unless it is "".
 func (s *stack) smtpClient(startTLS bool, key string) *smtp.Client {
 	s.t.Helper()
-	var c *smtp.Client
-	var err error
+	mode := testkit.SMTPGreeted
 	if startTLS {
-		c, err = smtp.DialStartTLS(s.addrs.SMTP, &tls.Config{InsecureSkipVerify: true})
-	} else {
-		c, err = smtp.Dial(s.addrs.SMTP)
+		mode = testkit.SMTPStartTLS
 	}
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	s.t.Cleanup(func() { c.Close() })
-	if err := c.Hello("client.test"); err != nil && !startTLS {
-		s.t.Fatal(err)
-	}
-	if key != "" {
-		if err := c.Auth(sasl.NewPlainClient("", "apikey", key)); err != nil {
-			s.t.Fatalf("auth: %v", err)
-		}
-	}
-	return c
-}
-
-// send runs one transaction and returns the final reply text or the error.
-func send(c *smtp.Client, from string, to []string, msg string) (string, error) {
-	if err := c.Mail(from, nil); err != nil {
-		return "", err
-	}
-	for _, r := range to {
-		if err := c.Rcpt(r, nil); err != nil {
-			return "", err
-		}
-	}
-	w, err := c.Data()
-	if err != nil {
-		return "", err
-	}
-	if _, err := io.WriteString(w, msg); err != nil {
-		return "", err
-	}
-	resp, err := w.CloseWithResponse()
-	if err != nil {
-		return "", err
-	}
-	return resp.StatusText, nil
+	return testkit.DialSMTP(s.t, s.addrs.SMTP, mode, key)
 }
 
 // queuedID extracts em_… from "Ok: queued as em_…".
@@ -287,22 +204,6 @@ func queuedID(t *testing.T, reply string) string {
 		t.Fatalf("reply %q has no queued id", reply)
 	}
 	return id
-}
-
-// wantSMTPError checks an error's SMTP code and enhanced code.
-func wantSMTPError(t *testing.T, err error, code int, enh smtp.EnhancedCode) {
-	t.Helper()
-	se, ok := err.(*smtp.SMTPError)
-	if !ok {
-		t.Fatalf("got %v (%T), want SMTP %d %v", err, err, code, enh)
-	}
-	if se.Code != code || se.EnhancedCode != enh {
-		t.Fatalf("got %d %v %q, want %d %v", se.Code, se.EnhancedCode, se.Message, code, enh)
-	}
-}
-
-func simpleMessage(from, to, subject string) string {
-	return "From: " + from + "\r\nTo: " + to + "\r\nSubject: " + subject + "\r\n\r\nHello.\r\n"
 }
 
 func TestMain(m *testing.M) {

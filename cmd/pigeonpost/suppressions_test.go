@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/emersion/go-smtp"
+	"github.com/pigeonpost/pigeonpost/internal/testkit"
 )
 
 // A recipient suppressed over REST is refused over SMTP too. (The REST
@@ -12,10 +13,10 @@ import (
 func TestSuppressionAppliesToSMTP(t *testing.T) {
 	s := startStack(t)
 	from, bounced := "hello@"+senderDomain, "bounced@"+rcptDomain
-	if r := s.call("POST", "/v1/suppressions", liveKey, nil, map[string]string{"email": "Bounced@" + rcptDomain, "reason": "manual"}); r.Code != http.StatusCreated {
+	if r := s.Call("POST", "/v1/suppressions", liveKey, nil, map[string]string{"email": "Bounced@" + rcptDomain, "reason": "manual"}); r.Code != http.StatusCreated {
 		t.Fatalf("add: %d %s", r.Code, r.Body)
 	}
 	c := s.smtpClient(true, liveKey)
-	_, err := send(c, from, []string{bounced}, simpleMessage(from, bounced, "x"))
-	wantSMTPError(t, err, 550, smtp.EnhancedCode{5, 1, 1})
+	_, err := testkit.SendMail(c, from, []string{bounced}, testkit.SimpleMessage(from, bounced, "x"))
+	testkit.WantSMTPError(t, err, 550, smtp.EnhancedCode{5, 1, 1})
 }

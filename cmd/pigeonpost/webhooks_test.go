@@ -15,6 +15,7 @@ import (
 
 	"github.com/pigeonpost/pigeonpost/config"
 	"github.com/pigeonpost/pigeonpost/internal/testkit"
+	"github.com/pigeonpost/pigeonpost/internal/testkit/resttest"
 	"github.com/pigeonpost/pigeonpost/pipeline/store"
 	"github.com/pigeonpost/pigeonpost/pipeline/webhooks"
 )
@@ -81,19 +82,6 @@ func (r *receiver) requests(event string) []received {
 	return out
 }
 
-// createWebhook registers url for events and returns the endpoint's id and secret.
-func (s *stack) createWebhook(url string, events ...string) (id, secret string) {
-	s.t.Helper()
-	var w struct{ ID, Secret string }
-	if code := s.api("POST", "/v1/webhooks", liveKey, map[string]any{"url": url, "events": events}, &w); code != http.StatusCreated {
-		s.t.Fatalf("create webhook: %d", code)
-	}
-	if !strings.HasPrefix(w.ID, "wh_") || !strings.HasPrefix(w.Secret, "whsec_") {
-		s.t.Fatalf("created %+v", w)
-	}
-	return w.ID, w.Secret
-}
-
 // webhooksIdle waits until every event recorded so far has been read and
 // acknowledged by the dispatchers and no delivery is waiting: after it,
 // nothing more will reach a receiver for what happened before.
@@ -140,18 +128,18 @@ func checkSigned(t *testing.T, r received, secret string) {
 func TestWebhookSignedDeliveries(t *testing.T) {
 	s := webhookStack(t)
 	recv := startReceiver(t)
-	hookID, secret := s.createWebhook(recv.srv.URL+"/hooks", "email.delivered", "email.opened", "email.clicked")
+	hookID, secret := s.CreateWebhook(recv.srv.URL+"/hooks", "email.delivered", "email.opened", "email.clicked")
 
 	var list struct{ Data []map[string]any }
-	s.api("GET", "/v1/webhooks", liveKey, nil, &list)
+	s.JSON("GET", "/v1/webhooks", liveKey, nil, &list)
 	if len(list.Data) != 1 || list.Data[0]["id"] != hookID || list.Data[0]["secret"] != nil {
 		t.Errorf("list: %+v (the secret is shown only once)", list.Data)
 	}
 
 	from, to := "hello@"+senderDomain, "user@"+rcptDomain
 	msg := "From: " + from + "\r\nTo: " + to + "\r\nSubject: Welcome\r\nX-SP-Track-Opens: true\r\nX-SP-Track-Clicks: true\r\n" +
-		"MIME-Version: 1.0\r\nContent-Type: text/html; charset=utf-8\r\n\r\n" + trackedHTML + "\r\n"
-	reply, err := send(s.smtpClient(true, liveKey), from, []string{to}, msg)
+		"MIME-Version: 1.0\r\nContent-Type: text/html; charset=utf-8\r\n\r\n" + resttest.TrackedHTML + "\r\n"
+	reply, err := testkit.SendMail(s.smtpClient(true, liveKey), from, []string{to}, msg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -161,16 +149,16 @@ func TestWebhookSignedDeliveries(t *testing.T) {
 		t.Fatalf("downstream copy lacks the pixel or the links:\n%s", data)
 	}
 	s.waitStatus(id, "delivered")
-	_, pixel, clicks := s.trackingURLs(id)
+	_, pixel, clicks := s.TrackingURLs(id)
 
 	// A scanner: no webhook, not counted.
-	s.track(hit{path: pixel, userAgent: "curl/8.5.0"})
-	s.track(hit{method: "HEAD", path: clicks[0], userAgent: browserUA})
+	s.Track(resttest.Hit{Path: pixel, UserAgent: "curl/8.5.0"})
+	s.Track(resttest.Hit{Method: "HEAD", Path: clicks[0], UserAgent: browserUA})
 	// A person opens twice and clicks both links.
-	s.track(hit{path: pixel, userAgent: browserUA})
-	s.track(hit{path: pixel, userAgent: browserUA})
-	s.track(hit{path: clicks[0], userAgent: browserUA})
-	s.track(hit{path: clicks[1], userAgent: browserUA})
+	s.Track(resttest.Hit{Path: pixel, UserAgent: browserUA})
+	s.Track(resttest.Hit{Path: pixel, UserAgent: browserUA})
+	s.Track(resttest.Hit{Path: clicks[0], UserAgent: browserUA})
+	s.Track(resttest.Hit{Path: clicks[1], UserAgent: browserUA})
 	s.webhooksIdle()
 
 	delivered, opened, clicked := recv.requests("email.delivered"), recv.requests("email.opened"), recv.requests("email.clicked")
@@ -178,7 +166,7 @@ func TestWebhookSignedDeliveries(t *testing.T) {
 		t.Fatalf("got %d delivered, %d opened, %d clicked, %d in all; want one of each (first open and click only)",
 			len(delivered), len(opened), len(clicked), len(recv.requests("")))
 	}
-	e := s.email(id)
+	e := s.Email(id)
 	stamp := func(t *time.Time) string { return t.UTC().Format("2006-01-02T15:04:05.000Z07:00") }
 	for _, c := range []struct {
 		r    received
@@ -216,15 +204,15 @@ func TestWebhookSignedDeliveries(t *testing.T) {
 	}
 
 	// The rates: one delivered, opened and clicked; the scanner not counted.
-	if a := s.analytics("range=1d"); a.Delivered != 1 || a.UniqueOpens != 1 || a.UniqueClicks != 1 || a.OpenRate != 1 || a.ClickRate != 1 ||
+	if a := s.Analytics("range=1d"); a.Delivered != 1 || a.UniqueOpens != 1 || a.UniqueClicks != 1 || a.OpenRate != 1 || a.ClickRate != 1 ||
 		a.BotFilteredOpens != 1 || a.BotFilteredClicks != 1 {
 		t.Errorf("analytics: %+v", a)
 	}
 
 	// webhookOnEveryOpen: every further open fires; clicks stay first-only.
-	s.api("PATCH", "/v1/tracking/defaults", liveKey, map[string]bool{"webhookOnEveryOpen": true}, nil)
-	s.track(hit{path: pixel, userAgent: browserUA})
-	s.track(hit{path: clicks[1], userAgent: browserUA})
+	s.JSON("PATCH", "/v1/tracking/defaults", liveKey, map[string]bool{"webhookOnEveryOpen": true}, nil)
+	s.Track(resttest.Hit{Path: pixel, UserAgent: browserUA})
+	s.Track(resttest.Hit{Path: clicks[1], UserAgent: browserUA})
 	s.webhooksIdle()
 	if n, m := len(recv.requests("email.opened")), len(recv.requests("email.clicked")); n != 2 || m != 1 {
 		t.Errorf("with webhookOnEveryOpen: %d opened (want 2), %d clicked (want 1)", n, m)
@@ -236,14 +224,14 @@ func TestWebhookSignedDeliveries(t *testing.T) {
 	}
 
 	// Deleting the endpoint stops deliveries.
-	if code := s.api("DELETE", "/v1/webhooks/"+hookID, liveKey, nil, nil); code != http.StatusOK {
+	if code := s.JSON("DELETE", "/v1/webhooks/"+hookID, liveKey, nil, nil); code != http.StatusOK {
 		t.Errorf("delete: %d", code)
 	}
-	var e404 apiError
-	if code := s.api("DELETE", "/v1/webhooks/"+hookID, liveKey, nil, &e404); code != http.StatusNotFound {
+	var e404 resttest.APIError
+	if code := s.JSON("DELETE", "/v1/webhooks/"+hookID, liveKey, nil, &e404); code != http.StatusNotFound {
 		t.Errorf("delete again: %d", code)
 	}
-	s.track(hit{path: pixel, userAgent: browserUA})
+	s.Track(resttest.Hit{Path: pixel, UserAgent: browserUA})
 	s.webhooksIdle()
 	if n := len(recv.requests("")); n != 4 {
 		t.Errorf("%d requests after the endpoint was deleted, want the 4 from before", n)
@@ -255,8 +243,8 @@ func TestWebhookSignedDeliveries(t *testing.T) {
 func TestWebhookRetryAfter500(t *testing.T) {
 	s := webhookStack(t)
 	recv := startReceiver(t, 500, 500)
-	_, secret := s.createWebhook(recv.srv.URL, "email.delivered")
-	id, _ := s.sendTracked(nil)
+	_, secret := s.CreateWebhook(recv.srv.URL, "email.delivered")
+	id, _ := s.SendTracked(nil)
 	s.waitStatus(id, "delivered")
 	s.webhooksIdle()
 
@@ -273,7 +261,7 @@ func TestWebhookRetryAfter500(t *testing.T) {
 	if got[2].at.Sub(got[1].at) <= 0 || got[1].at.Sub(got[0].at) <= 0 {
 		t.Error("attempts out of order")
 	}
-	metrics := s.metrics()
+	metrics := s.Metrics()
 	for _, want := range []string{`pigeonpost_webhooks_attempts_total{result="retried"} 2`, `pigeonpost_webhooks_attempts_total{result="delivered"} 1`} {
 		if !strings.Contains(metrics, want) {
 			t.Errorf("/metrics lacks %q", want)
@@ -286,8 +274,8 @@ func TestWebhookRetryAfter500(t *testing.T) {
 func TestWebhookGivenUp(t *testing.T) {
 	s := webhookStack(t, func(c *config.Config) { c.Webhooks.MaxAge = 300 * time.Millisecond })
 	recv := startReceiver(t, 503, 503, 503, 503, 503, 503, 503, 503, 503, 503, 503, 503)
-	hookID, _ := s.createWebhook(recv.srv.URL, "email.delivered")
-	id, _ := s.sendTracked(nil)
+	hookID, _ := s.CreateWebhook(recv.srv.URL, "email.delivered")
+	id, _ := s.SendTracked(nil)
 	s.waitStatus(id, "delivered")
 	s.webhooksIdle()
 
@@ -297,23 +285,11 @@ func TestWebhookGivenUp(t *testing.T) {
 			Attempts                         int
 		}
 	}
-	s.api("GET", "/v1/webhooks/failed", liveKey, nil, &failed)
+	s.JSON("GET", "/v1/webhooks/failed", liveKey, nil, &failed)
 	if len(failed.Data) != 1 || failed.Data[0].EndpointID != hookID || failed.Data[0].Event != "email.delivered" ||
 		failed.Data[0].Attempts < 2 || failed.Data[0].Attempts != len(recv.requests("")) || !strings.Contains(failed.Data[0].LastError, "503") {
 		t.Errorf("failed: %+v, %d requests", failed.Data, len(recv.requests("")))
 	}
-}
-
-// metrics returns the /metrics page.
-func (s *stack) metrics() string {
-	s.t.Helper()
-	resp, err := http.Get("http://" + s.addrs.HTTP + "/metrics")
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return string(b)
 }
 
 // TestWebhookHostThroughConfiguredResolver: an endpoint's host name is
@@ -327,10 +303,10 @@ func TestWebhookHostThroughConfiguredResolver(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.dns.SetA("hooks.acme.test", "127.0.0.1")
-	s.createWebhook("http://hooks.acme.test:"+port+"/hooks", "email.delivered")
+	s.CreateWebhook("http://hooks.acme.test:"+port+"/hooks", "email.delivered")
 
 	from, to := "hello@"+senderDomain, "user@"+rcptDomain
-	reply, err := send(s.smtpClient(true, liveKey), from, []string{to}, simpleMessage(from, to, "resolved"))
+	reply, err := testkit.SendMail(s.smtpClient(true, liveKey), from, []string{to}, testkit.SimpleMessage(from, to, "resolved"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,4 +8,9 @@
 // internal/testkit/smtpsink and internal/testkit/dnsserver, which do not
 // import "testing": e2e/driver, cmd/smtpload and bench/dnsd run the same
 // servers. Certificates come from internal/certs.
+//
+// It also holds the clients tests drive the gateway with, so that smtpd's,
+// api's and cmd/pigeonpost's tests share one copy: the SMTP helpers in
+// smtp.go (DialSMTP, SendMail, WantSMTPError) and the REST client in
+// internal/testkit/resttest.
 package testkit
