@@ -8,10 +8,11 @@ import (
 	"github.com/pigeonpost/pigeonpost/pipeline/store"
 )
 
-// The JSON bodies the API answers with. Each is built from the pipeline's
-// values by a to… function here, so that what a client sees is decided in
-// this file and nowhere else: a field added to a record in Redis never
-// reaches a client by accident (the domain's private key, an account id).
+// The JSON bodies the API answers with, each built from the pipeline's
+// values by a to… function, so that what a client sees is decided in api:
+// a field added to a record in Redis never reaches a client by accident
+// (the domain's private key, an account id). The answers of sends, emails,
+// suppressions and templates sit beside their handlers; the rest are here.
 
 // listJSON is every list answered whole: {"data": [...]}.
 type listJSON[T any] struct {

@@ -55,7 +55,7 @@ func admin(ctx context.Context, args []string, stdout io.Writer, getenv func(str
 	changes := pipeline.New(st, nil, pipeline.Options{Hostname: cfg.SMTP.Hostname, Logger: quiet})
 	svc := account.New(st, changes, account.Options{
 		DKIMSelector: cfg.Domains.DKIMSelector, SPFInclude: cfg.Domains.SPFInclude,
-		Resolver: &deliver.Resolver{Addr: cfg.DNS.Resolver, Timeout: 5 * time.Second}, Logger: quiet,
+		Resolver: &deliver.Resolver{Addr: cfg.DNS.Resolver, Timeout: 5 * time.Second},
 	})
 	// An operator acts as a full-permission key of the named account.
 	operator := func() (*store.Key, error) {

@@ -148,7 +148,6 @@ func build(ctx context.Context, cfg config.Config, log *slog.Logger, opt serveOp
 		Resolver:     resolver,
 		Lookup:       resolver,
 		WebhookURLs:  webhooks.URLPolicy{AllowPrivate: cfg.Webhooks.AllowPrivateURLs, AllowHTTP: cfg.Webhooks.AllowHTTP},
-		Logger:       log,
 	})
 	p.compose = compose.New(p.store, p.pipeline, compose.Options{Fetcher: fetcher})
 	p.engagement = engagement.New(p.store, p.pipeline, p.account, signer, engagement.Options{

@@ -7,7 +7,6 @@ package account
 
 import (
 	"context"
-	"log/slog"
 	"time"
 
 	"github.com/pigeonpost/pigeonpost/pipeline/store"
@@ -41,7 +40,6 @@ type Options struct {
 	Lookup       HostResolver       // nil: webhook hosts are not resolved when registered
 	WebhookURLs  webhooks.URLPolicy // which webhook endpoint URLs are accepted
 	Now          func() time.Time
-	Logger       *slog.Logger
 }
 
 // Service administers accounts. It is safe for concurrent use.
@@ -55,9 +53,6 @@ type Service struct {
 func New(st *store.Store, changes Changes, opt Options) *Service {
 	if opt.Now == nil {
 		opt.Now = time.Now
-	}
-	if opt.Logger == nil {
-		opt.Logger = slog.Default()
 	}
 	return &Service{opt: opt, store: st, changes: changes}
 }
