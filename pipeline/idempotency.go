@@ -137,6 +137,16 @@ func (s *Service) ClaimSend(ctx context.Context, k *store.Key, scope Scope, key 
 	return nil, r, err
 }
 
+// ClaimResponse is ClaimSend for a request whose stored response is not a
+// Receipt (a batch of sends, SubmitAll): it returns the claim, or the
+// response an earlier request with the same key and fingerprint stored.
+func (s *Service) ClaimResponse(ctx context.Context, k *store.Key, scope Scope, key string, fingerprint []byte) (*Claim, []byte, error) {
+	if err := CheckIdempotencyKey(key); err != nil {
+		return nil, nil, err
+	}
+	return s.claimIdempotency(ctx, k.AccountID, scope, key, sha256Hex(fingerprint))
+}
+
 // Release frees the key of a send that failed: errors are not replayed,
 // and the client may retry with the same key.
 func (s *Service) Release(c *Claim) { s.releaseIdempotency(c) }
@@ -248,21 +258,14 @@ func (s *Service) releaseOnError(c *Claim, err *error) {
 	}
 }
 
-// persist stores the submission's emails with its schedule and, when the
-// submission holds an idempotency claim, its receipt, in one MULTI.
-func (s *Service) persist(ctx context.Context, k *store.Key, emails []store.NewEmail, receipt *Receipt, at time.Time, claim *Claim) error {
-	if !at.IsZero() {
-		at = at.UTC()
-		receipt.Status, receipt.ScheduledAt = store.StatusScheduled, &at
-	}
-	opt := store.PersistOptions{Enqueue: k.Mode == store.ModeLive, ScheduleAt: at}
-	if claim != nil {
-		resp, err := json.Marshal(receipt)
-		if err != nil {
-			return err
-		}
-		opt.Idempotency = &store.IdemDone{Key: claim.key, Token: claim.token, Response: resp, TTL: idemTTL}
-	}
+// done is the response to store under c when the emails are persisted.
+func (c *Claim) done(response []byte) *store.IdemDone {
+	return &store.IdemDone{Key: c.key, Token: c.token, Response: response, TTL: idemTTL}
+}
+
+// persist stores emails in one MULTI with what opt adds (the idempotent
+// response, a batch record).
+func (s *Service) persist(ctx context.Context, emails []store.NewEmail, opt store.PersistOptions) error {
 	err := s.store.PersistWith(ctx, emails, opt)
 	if errors.Is(err, store.ErrClaimLost) {
 		return ErrIdempotencyInProgress.WithCause(err)

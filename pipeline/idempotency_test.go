@@ -58,7 +58,7 @@ func TestPersistWithLostClaim(t *testing.T) {
 		t.Fatal(err)
 	}
 	e := &store.Email{ID: store.NewID("em"), AccountID: k.AccountID, Status: store.StatusPending, CreatedAt: time.Now()}
-	err = svc.persist(ctx, k, []store.NewEmail{{Email: e, Body: []byte("x")}}, &Receipt{IDs: []string{e.ID}}, time.Time{}, c)
+	err = svc.persist(ctx, []store.NewEmail{{Email: e, Body: []byte("x")}}, store.PersistOptions{Idempotency: c.done([]byte(`{"ids":["x"]}`))})
 	if !errors.Is(err, ErrIdempotencyInProgress) {
 		t.Fatalf("got %v", err)
 	}

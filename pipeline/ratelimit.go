@@ -54,8 +54,8 @@ type RateLimit struct {
 }
 
 // admit returns which of rcpts the account has suppressed and charges the
-// sends to the others to its rate: ErrAllSuppressed when there are none,
-// ErrRateLimited (nothing charged) when they are over the rate.
+// sends to the others to its rate: ErrRateLimited (nothing charged) when
+// they are over the rate.
 func (l RateLimit) admit(ctx context.Context, rdb redis.UniversalClient, accountID string, rcpts []string, now time.Time) ([]bool, error) {
 	interval := 1000 / l.PerSecond
 	args := make([]any, 0, 4+len(rcpts))
@@ -74,16 +74,11 @@ func (l RateLimit) admit(ctx context.Context, rdb redis.UniversalClient, account
 		return nil, StorageError(fmt.Errorf("admit script: %d results for %d recipients", len(res), len(rcpts)))
 	}
 	suppressed := make([]bool, len(rcpts))
-	all := true
 	for i := range rcpts {
 		suppressed[i] = res[i+1] == 1
-		all = all && suppressed[i]
 	}
-	switch {
-	case all:
-		return suppressed, ErrAllSuppressed
-	case res[0] > 0:
-		return suppressed, ErrRateLimited.After(time.Duration(res[0]) * time.Millisecond)
+	if res[0] > 0 {
+		return nil, ErrRateLimited.After(time.Duration(res[0]) * time.Millisecond)
 	}
 	return suppressed, nil
 }

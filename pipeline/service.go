@@ -19,11 +19,14 @@
 package pipeline
 
 import (
+	"cmp"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/mail"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -162,12 +165,21 @@ type Submission struct {
 	// caller releases it if Submit fails. When nil, Submit derives a key
 	// for SMTP messages itself (idempotency.go).
 	Claim *Claim
+
+	// Send, set by the sends API, is recorded on each email; a suppressed
+	// recipient of a send is then recorded too (status suppressed) rather
+	// than left out, so that the send's status shows it.
+	Send *store.SendRef
+	// Withhold, when set, records every recipient as suppressed for this
+	// reason without charging or delivering anything (e.g. the contact
+	// unsubscribed). Only with Send.
+	Withhold string
 }
 
 // Receipt says what Submit stored. It is also the response stored under an
 // idempotency key, hence the JSON names.
 type Receipt struct {
-	IDs         []string     `json:"ids"` // one per recipient not suppressed, in order
+	IDs         []string     `json:"ids"` // one per recipient not suppressed (for a Send: per recipient), in order
 	Status      store.Status `json:"status"`
 	Suppressed  []string     `json:"suppressed,omitempty"`
 	Warnings    []string     `json:"warnings,omitempty"`
@@ -267,53 +279,143 @@ func (s *Service) Submit(ctx context.Context, sub Submission) (*Receipt, error) 
 }
 
 func (s *Service) submit(ctx context.Context, sub Submission) (_ *Receipt, err error) {
-	k := sub.Key
 	now := s.opt.Now().UTC()
+	p, replay, err := s.prepare(ctx, sub, sub.Claim == nil, now)
+	if err != nil || replay != nil {
+		return replay, err
+	}
+	claim := sub.Claim
+	if claim == nil && p.claim != nil {
+		claim = p.claim
+		defer s.releaseOnError(claim, &err)
+	}
+	suppressed, err := s.admit(ctx, sub.Key, []*prepared{p}, now)
+	if err != nil {
+		return nil, err
+	}
+	if sub.Send == nil && !slices.Contains(suppressed[0], false) {
+		return nil, ErrAllSuppressed
+	}
+	emails, receipt, err := s.emailsOf(p, suppressed[0], now)
+	if err != nil {
+		return nil, err
+	}
+	if sub.Key.Mode == store.ModeLive {
+		s.inFlowDelay(ctx) // delivery falling behind slows acceptance (flow.go)
+	}
+	opt := store.PersistOptions{Enqueue: sub.Key.Mode == store.ModeLive}
+	if claim != nil {
+		resp, err := json.Marshal(receipt)
+		if err != nil {
+			return nil, err
+		}
+		opt.Idempotency = claim.done(resp)
+	}
+	if err := s.persist(ctx, emails, opt); err != nil {
+		return nil, err
+	}
+	return receipt, nil
+}
+
+// prepared is a submission checked and ready to be admitted.
+type prepared struct {
+	sub      Submission
+	msg      *submittedMessage
+	track    trackPlan
+	warnings []string
+	claim    *Claim // the key derived from an SMTP message (smtpIdempotency)
+}
+
+// prepare checks sub and plans its tracking. With derive, it claims the
+// idempotency key of an SMTP message, or returns the receipt stored under
+// it by an earlier copy.
+func (s *Service) prepare(ctx context.Context, sub Submission, derive bool, now time.Time) (_ *prepared, _ *Receipt, err error) {
+	k := sub.Key
 	if len(sub.Recipients) == 0 {
-		return nil, ErrBadAddress.With("at least one recipient is required")
+		return nil, nil, ErrBadAddress.With("at least one recipient is required")
 	}
 	if err := s.CheckSender(ctx, k, sub.EnvelopeFrom); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	for _, rcpt := range sub.Recipients {
 		if _, err := ParseAddress(rcpt); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	}
 	generatedID := false
 	msg, err := parseMessage(sub.Message, s.opt.Hostname, func() string { generatedID = true; return store.NewID("msg") }, now)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if !strings.EqualFold(msg.from, sub.EnvelopeFrom) {
 		if err := s.CheckSender(ctx, k, msg.from); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	}
 	if err := checkSchedule("scheduled_at", sub.ScheduledAt, now); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if err := CheckLabels(sub.Tags, sub.Metadata); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	claim := sub.Claim
-	if claim == nil {
+	p := &prepared{sub: sub, msg: msg}
+	if derive {
 		var replay *Receipt
-		if claim, replay, err = s.smtpIdempotency(ctx, sub, msg, generatedID); err != nil || replay != nil {
-			return replay, err
+		if p.claim, replay, err = s.smtpIdempotency(ctx, sub, msg, generatedID); err != nil || replay != nil {
+			return nil, replay, err
 		}
-		if claim != nil {
-			defer s.releaseOnError(claim, &err)
+		if p.claim != nil {
+			defer s.releaseOnError(p.claim, &err)
 		}
 	}
+	if p.track, p.warnings, err = s.trackingFor(ctx, k, sub.Tracking, msg); err != nil {
+		return nil, nil, err
+	}
+	return p, nil, nil
+}
 
+// admit checks the recipients of ps against the account's suppression
+// list and charges the sends to the others to its rate, all at once:
+// suppressed[i][j] reports recipient j of ps[i] suppressed (or withheld by
+// the sender: Submission.Withhold). On ErrRateLimited nothing is charged.
+func (s *Service) admit(ctx context.Context, k *store.Key, ps []*prepared, now time.Time) ([][]bool, error) {
+	var rcpts []string
+	for _, p := range ps {
+		if p.sub.Withhold == "" {
+			rcpts = append(rcpts, p.sub.Recipients...)
+		}
+	}
+	var listed []bool
+	if len(rcpts) > 0 {
+		var err error
+		if listed, err = s.opt.RateLimit.admit(ctx, s.rdb, k.AccountID, rcpts, now); err != nil {
+			return nil, err
+		}
+	}
+	out := make([][]bool, len(ps))
+	for i, p := range ps {
+		out[i] = make([]bool, len(p.sub.Recipients))
+		for j := range out[i] {
+			if p.sub.Withhold != "" {
+				out[i][j] = true
+			} else {
+				out[i][j], listed = listed[0], listed[1:]
+			}
+		}
+	}
+	return out, nil
+}
+
+// emailsOf makes the email records of p, one per recipient that is not
+// suppressed, each with its tracked copy of the message, and the receipt.
+// A send (Submission.Send) also records its suppressed recipients, as
+// suppressed emails that go nowhere.
+func (s *Service) emailsOf(p *prepared, suppressed []bool, now time.Time) ([]store.NewEmail, *Receipt, error) {
+	sub, msg, track := p.sub, p.msg, p.track
+	k := sub.Key
 	// As documented, an accepted send answers "sent": pigeonpost has it
 	// (the email record itself is pending until a worker hands it over).
-	receipt := &Receipt{Status: store.StatusSent}
-	suppressed, err := s.opt.RateLimit.admit(ctx, s.rdb, k.AccountID, sub.Recipients, now)
-	if err != nil {
-		return nil, err
-	}
+	receipt := &Receipt{Status: store.StatusSent, Warnings: p.warnings}
 	var recipients []string
 	for i, rcpt := range sub.Recipients {
 		if suppressed[i] {
@@ -322,13 +424,6 @@ func (s *Service) submit(ctx context.Context, sub Submission) (_ *Receipt, err e
 			recipients = append(recipients, rcpt)
 		}
 	}
-
-	track, trackWarnings, err := s.trackingFor(ctx, k, sub.Tracking, msg)
-	if err != nil {
-		return nil, err
-	}
-	receipt.Warnings = append(receipt.Warnings, trackWarnings...)
-
 	base := msg.bytes()
 	var skipped []string // per email: tracking given up for its size
 	if (track.Opens || track.Clicks) && !s.trackedCopiesFit(len(base), len(recipients)) {
@@ -337,18 +432,28 @@ func (s *Service) submit(ctx context.Context, sub Submission) (_ *Receipt, err e
 			len(recipients), float64(len(base))/(1<<20), float64(s.maxTrackedBytes())/(1<<20))}
 		receipt.Warnings = append(receipt.Warnings, skipped...)
 	}
-	emails := make([]store.NewEmail, 0, len(recipients))
-	for _, rcpt := range recipients {
+	emails := make([]store.NewEmail, 0, len(sub.Recipients))
+	for i, rcpt := range sub.Recipients {
+		if suppressed[i] && sub.Send == nil {
+			continue
+		}
 		e := &store.Email{
 			ID: store.NewID("em"), AccountID: k.AccountID, KeyID: k.ID, Mode: k.Mode,
 			Status: store.StatusPending, Source: sub.Source,
 			FromAddress: msg.from, EnvelopeFrom: sub.EnvelopeFrom, ToAddress: rcpt,
 			Subject: msg.subject, MessageID: msg.messageID, Tags: sub.Tags, Metadata: sub.Metadata,
-			TrackOpens: track.Opens, TrackClicks: track.Clicks, CreatedAt: now,
+			CreatedAt: now, Send: sub.Send,
 		}
+		receipt.IDs = append(receipt.IDs, e.ID)
+		if suppressed[i] {
+			e.Status, e.LastError = store.StatusSuppressed, cmp.Or(sub.Withhold, "the address is on the suppression list")
+			emails = append(emails, store.NewEmail{Email: e, Body: base})
+			continue
+		}
+		e.TrackOpens, e.TrackClicks = track.Opens, track.Clicks
 		body, warnings, err := s.rewrite(e, base, track)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		receipt.Warnings = append(receipt.Warnings, warnings...)
 		warnings = append(warnings, skipped...)
@@ -360,15 +465,20 @@ func (s *Service) submit(ctx context.Context, sub Submission) (_ *Receipt, err e
 		}
 		applySchedule(e, sub.ScheduledAt)
 		emails = append(emails, store.NewEmail{Email: e, Body: body, Warnings: warnings})
-		receipt.IDs = append(receipt.IDs, e.ID)
 	}
-	if k.Mode == store.ModeLive {
-		s.inFlowDelay(ctx) // delivery falling behind slows acceptance (flow.go)
+	if len(recipients) == 0 {
+		receipt.Status = store.StatusSuppressed
+	} else if at := sub.ScheduledAt; !at.IsZero() {
+		at = at.UTC()
+		receipt.Status, receipt.ScheduledAt = store.StatusScheduled, &at
+		if len(emails) > 1 {
+			group := store.EmailGroup(receipt.IDs)
+			for i := range emails {
+				emails[i].Group = group
+			}
+		}
 	}
-	if err := s.persist(ctx, k, emails, receipt, sub.ScheduledAt, claim); err != nil {
-		return nil, err
-	}
-	return receipt, nil
+	return emails, receipt, nil
 }
 
 // DefaultMaxTrackedBytes is the default of Options.MaxTrackedBytes.

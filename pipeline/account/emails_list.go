@@ -90,7 +90,7 @@ func (s *Service) ListEmails(ctx context.Context, k *store.Key, f EmailFilter) (
 	page := &EmailPage{Emails: []*store.Email{}}
 	scanned := 0
 	for scanned < maxScanned {
-		batch, err := s.store.ScanEmails(ctx, k.AccountID, cur.ms, minMs, cur.skip, min(200, maxScanned-scanned))
+		batch, err := s.store.ScanEmails(ctx, store.AccountEmailsKey(k.AccountID), cur.ms, minMs, cur.skip, min(200, maxScanned-scanned))
 		if err != nil {
 			return nil, pipeline.StorageError(err)
 		}

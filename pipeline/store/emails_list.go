@@ -16,21 +16,22 @@ type ScannedEmail struct {
 	Email   *Email
 }
 
-// ScanEmails returns up to count entries of the account's email index with
-// a score between minMs and maxMs (inclusive), newest first, skipping the
-// first skip entries, with their records. Cursor pagination is built on it
-// by the pipeline: (maxMs, skip) is where the previous page stopped.
-func (s *Store) ScanEmails(ctx context.Context, accountID string, maxMs, minMs int64, skip, count int) ([]ScannedEmail, error) {
+// ScanEmails returns up to count entries of an email index with a score
+// between minMs and maxMs (inclusive), newest first, skipping the first
+// skip entries, with their records. index is AccountEmailsKey,
+// AccountSendsKey or BatchEmailsKey. Cursor pagination is built on it by
+// the pipeline: (maxMs, skip) is where the previous page stopped.
+func (s *Store) ScanEmails(ctx context.Context, index string, maxMs, minMs int64, skip, count int) ([]ScannedEmail, error) {
 	if s.retention.Records > 0 {
 		// The index outlives the records it points to: trim, here where it
 		// is read, what can no longer have a record (scheduled mail can be
 		// finished up to 30 days after it was created).
 		cutoff := s.now().Add(-s.retention.Records - 31*24*time.Hour).UnixMilli()
-		if err := s.rdb.ZRemRangeByScore(ctx, AccountEmailsKey(accountID), "-inf", "("+strconv.FormatInt(cutoff, 10)).Err(); err != nil {
+		if err := s.rdb.ZRemRangeByScore(ctx, index, "-inf", "("+strconv.FormatInt(cutoff, 10)).Err(); err != nil {
 			return nil, err
 		}
 	}
-	zs, err := s.rdb.ZRevRangeByScoreWithScores(ctx, AccountEmailsKey(accountID), &redis.ZRangeBy{
+	zs, err := s.rdb.ZRevRangeByScoreWithScores(ctx, index, &redis.ZRangeBy{
 		Max: strconv.FormatInt(maxMs, 10), Min: strconv.FormatInt(minMs, 10), Offset: int64(skip), Count: int64(count),
 	}).Result()
 	if err != nil || len(zs) == 0 {

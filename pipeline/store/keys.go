@@ -45,6 +45,17 @@ func AccountEventsKey(accountID string) string { return queueTag + "acct:" + acc
 // AccountEmailsKey indexes an account's emails by creation time.
 func AccountEmailsKey(accountID string) string { return queueTag + "acct:" + accountID + ":emails" }
 
+// AccountSendsKey indexes by creation time the account's emails that the
+// sends API made (GET /v1/sends).
+func AccountSendsKey(accountID string) string { return queueTag + "acct:" + accountID + ":sends" }
+
+// BatchKey is the hash of one batch of sends: its account, template,
+// segment and size.
+func BatchKey(batchID string) string { return queueTag + "batch:" + batchID }
+
+// BatchEmailsKey indexes the emails of one batch by creation time.
+func BatchEmailsKey(batchID string) string { return queueTag + "batch:" + batchID + ":emails" }
+
 // KeyByHashKey is the hash holding the API key whose SHA-256 is hashHex.
 func KeyByHashKey(hashHex string) string { return keysTag + "hash:" + hashHex }
 

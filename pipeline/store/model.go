@@ -31,11 +31,14 @@ const (
 	StatusBounced    Status = "bounced"
 	StatusComplained Status = "complained"
 	StatusFailed     Status = "failed"
+	// StatusSuppressed is a send recorded and never delivered: its
+	// contact is not subscribed, or the address is on the suppression list.
+	StatusSuppressed Status = "suppressed"
 )
 
 // Statuses are every email status, in the order of an email's life.
 var Statuses = []Status{StatusScheduled, StatusCancelled, StatusPending, StatusSent,
-	StatusDelivered, StatusBounced, StatusComplained, StatusFailed}
+	StatusDelivered, StatusBounced, StatusComplained, StatusFailed, StatusSuppressed}
 
 // EventType names what happened to an email: the type GET /v1/events
 // filters on, and, prefixed with "email.", the webhook event.
@@ -51,6 +54,9 @@ const (
 	EventOpened     EventType = "opened"
 	EventClicked    EventType = "clicked"
 	EventComplained EventType = "complained"
+	// EventUnsubscribed: the recipient unsubscribed through the email's
+	// List-Unsubscribe link (one-click or the landing page).
+	EventUnsubscribed EventType = "unsubscribed"
 	// EventWarning records something the sender should know of an email
 	// that was accepted (e.g. tracking given up for its size); it is
 	// neither listed by type nor sent to webhooks.
@@ -59,7 +65,7 @@ const (
 
 // ListedEventTypes are the event types GET /v1/events accepts as a filter.
 var ListedEventTypes = []EventType{EventSent, EventDelivered, EventDeferred, EventBounced, EventFailed,
-	EventOpened, EventClicked, EventComplained}
+	EventOpened, EventClicked, EventComplained, EventUnsubscribed}
 
 // MarshalBinary lets go-redis write a Status as it writes a string: it
 // refuses types it does not know.
@@ -162,6 +168,15 @@ type Email struct {
 	ClickedAt    *time.Time
 	ScheduledAt  *time.Time // when a scheduled email is due
 	CancelledAt  *time.Time
+	Send         *SendRef // set when the sends API made the email
+}
+
+// SendRef is what the sends API records of an email it made: the email
+// is then listed by GET /v1/sends (and in its batch).
+type SendRef struct {
+	TemplateID string
+	ContactID  string
+	BatchID    string // "" for a single send
 }
 
 // Fields of the email hash that callers update by name.
@@ -237,6 +252,12 @@ func (e *Email) hash() map[string]any {
 	if e.ScheduledAt != nil {
 		h[FieldScheduledAt] = FormatTime(*e.ScheduledAt)
 	}
+	if e.LastError != "" {
+		h[FieldLastError] = e.LastError
+	}
+	if r := e.Send; r != nil {
+		h["send"], h["templateId"], h["contactId"], h["batchId"] = "1", r.TemplateID, r.ContactID, r.BatchID
+	}
 	return h
 }
 
@@ -264,6 +285,9 @@ func emailFromHash(m map[string]string) *Email {
 		ClickedAt:    parseTime(m[FieldClickedAt]),
 		ScheduledAt:  parseTime(m[FieldScheduledAt]),
 		CancelledAt:  parseTime(m[FieldCancelledAt]),
+	}
+	if m["send"] == "1" {
+		e.Send = &SendRef{TemplateID: m["templateId"], ContactID: m["contactId"], BatchID: m["batchId"]}
 	}
 	e.Attempts, _ = strconv.Atoi(m[FieldAttempts])
 	if t := parseTime(m["createdAt"]); t != nil {

@@ -41,7 +41,7 @@ func (s *Store) SetRetention(r Retention) { s.retention = r }
 // any more but for tracking hits, so that it can start to expire.
 func finalStatus(status any) bool {
 	switch status {
-	case StatusDelivered, StatusBounced, StatusFailed, StatusCancelled:
+	case StatusDelivered, StatusBounced, StatusFailed, StatusCancelled, StatusSuppressed:
 		return true
 	}
 	return false
@@ -350,6 +350,9 @@ type NewEmail struct {
 	// Warnings are recorded as "warning" events with the email (e.g. a
 	// MIME part the tracking rewrite left unchanged).
 	Warnings []string
+	// Group lists the ids of every email of a scheduled submission with
+	// several recipients (JSON), so that cancelling one cancels all.
+	Group string
 }
 
 // Persist stores every email, its body and its index entry, and, when
@@ -368,12 +371,19 @@ func (s *Store) writeEmail(ctx context.Context, p redis.Pipeliner, ne NewEmail) 
 	e := ne.Email
 	p.HSet(ctx, EmailKey(e.ID), e.hash())
 	p.Set(ctx, BodyKey(e.ID), ne.Body, 0)
-	p.ZAdd(ctx, AccountEmailsKey(e.AccountID), redis.Z{Score: float64(e.CreatedAt.UnixMilli()), Member: e.ID})
+	created := redis.Z{Score: float64(e.CreatedAt.UnixMilli()), Member: e.ID}
+	p.ZAdd(ctx, AccountEmailsKey(e.AccountID), created)
+	if e.Send != nil {
+		p.ZAdd(ctx, AccountSendsKey(e.AccountID), created)
+		if e.Send.BatchID != "" {
+			p.ZAdd(ctx, BatchEmailsKey(e.Send.BatchID), created)
+		}
+	}
 	for _, w := range ne.Warnings {
 		appendEvents(ctx, p, &Event{Type: EventWarning, Timestamp: e.CreatedAt, EmailID: e.ID, AccountID: e.AccountID,
 			Data: map[string]string{"message": w}})
 	}
-	if e.Mode == ModeTest && e.ScheduledAt == nil {
+	if (e.Mode == ModeTest && e.ScheduledAt == nil) || e.Status == StatusSuppressed {
 		s.expire(ctx, p, e.ID) // finished at once: nothing is delivered
 	}
 }

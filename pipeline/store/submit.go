@@ -16,13 +16,14 @@ var ErrClaimLost = errors.New("idempotency claim lost")
 // PersistOptions say where PersistWith queues the emails and what it records
 // with them.
 type PersistOptions struct {
-	// Enqueue adds live mail to the delivery stream.
+	// Enqueue adds live mail to the delivery stream: each email that is
+	// pending. An email with ScheduledAt set goes to the retry schedule,
+	// due then, instead (test-mode mail too, so that it becomes "sent" on
+	// time); a suppressed one goes nowhere.
 	Enqueue bool
-	// ScheduleAt, when not zero, puts every email in the retry schedule due
-	// then instead of the stream (test-mode mail too, so that it becomes
-	// "sent" on time). The emails of one submission are recorded as a group
-	// so that cancelling one cancels all.
-	ScheduleAt time.Time
+	// Batch, when set, is written with the emails (the first MULTI of a
+	// batch of sends, or a segment's fan-out moving on).
+	Batch *Batch
 	// Idempotency, when set, stores the response under its key in the same
 	// MULTI, provided the claim (Token) still holds.
 	Idempotency *IdemDone
@@ -43,26 +44,22 @@ type IdemDone struct {
 // writes nothing and ErrClaimLost is returned, so a key never yields two sends.
 func (s *Store) PersistWith(ctx context.Context, emails []NewEmail, opt PersistOptions) error {
 	write := func(p redis.Pipeliner) error {
-		group := ""
-		if !opt.ScheduleAt.IsZero() && len(emails) > 1 {
-			ids := make([]string, len(emails))
-			for i, ne := range emails {
-				ids[i] = ne.Email.ID
-			}
-			group = mustJSON(ids)
-		}
 		for _, ne := range emails {
 			s.writeEmail(ctx, p, ne)
-			id := ne.Email.ID
-			if group != "" {
-				p.HSet(ctx, EmailKey(id), fieldGroup, group)
+			e := ne.Email
+			if ne.Group != "" {
+				p.HSet(ctx, EmailKey(e.ID), fieldGroup, ne.Group)
 			}
 			switch {
-			case !opt.ScheduleAt.IsZero():
-				p.ZAdd(ctx, RetryKey(), redis.Z{Score: float64(opt.ScheduleAt.UnixMilli()), Member: id})
-			case opt.Enqueue:
-				p.XAdd(ctx, &redis.XAddArgs{Stream: StreamKey(), Values: []any{"id", id}})
+			case e.Status == StatusSuppressed:
+			case e.ScheduledAt != nil:
+				p.ZAdd(ctx, RetryKey(), redis.Z{Score: float64(e.ScheduledAt.UnixMilli()), Member: e.ID})
+			case opt.Enqueue && e.Status == StatusPending:
+				p.XAdd(ctx, &redis.XAddArgs{Stream: StreamKey(), Values: []any{"id", e.ID}})
 			}
+		}
+		if b := opt.Batch; b != nil {
+			p.HSet(ctx, BatchKey(b.ID), b.hash())
 		}
 		if d := opt.Idempotency; d != nil {
 			p.HSet(ctx, d.Key, idemFieldState, IdemStateDone, idemFieldResponse, d.Response)
@@ -94,5 +91,8 @@ func (s *Store) PersistWith(ctx context.Context, emails []NewEmail, opt PersistO
 }
 
 // fieldGroup lists, on each email of a scheduled submission with several
-// recipients, the ids of all of them (JSON).
+// recipients, the ids of all of them (JSON): NewEmail.Group.
 const fieldGroup = "group"
+
+// EmailGroup is the NewEmail.Group of emails with these ids.
+func EmailGroup(ids []string) string { return mustJSON(ids) }

@@ -1,0 +1,87 @@
+package store
+
+import (
+	"context"
+	"strconv"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Batch groups the sends of one batch request, or of one send to a
+// segment, whose emails are made in the background.
+type Batch struct {
+	ID         string
+	AccountID  string
+	TemplateID string
+	SegmentID  string // set for a send to a segment
+	// Total is the number of recipients: given for a batch request,
+	// counted while a segment's sends are made.
+	Total      int
+	FanningOut bool // a segment's sends are still being made
+	CreatedAt  time.Time
+}
+
+func (b *Batch) hash() map[string]any {
+	return map[string]any{
+		"id": b.ID, "accountId": b.AccountID, "templateId": b.TemplateID, "segmentId": b.SegmentID,
+		"total": b.Total, "fanningOut": boolField(b.FanningOut), "createdAt": FormatTime(b.CreatedAt),
+	}
+}
+
+// PutBatch writes a batch record on its own: PersistWith writes it with
+// the emails where there are any.
+func (s *Store) PutBatch(ctx context.Context, b *Batch) error {
+	return s.rdb.HSet(ctx, BatchKey(b.ID), b.hash()).Err()
+}
+
+// Batch returns a batch record; ErrNotFound if unknown.
+func (s *Store) Batch(ctx context.Context, id string) (*Batch, error) {
+	m, err := s.rdb.HGetAll(ctx, BatchKey(id)).Result()
+	if err != nil {
+		return nil, err
+	}
+	if len(m) == 0 {
+		return nil, ErrNotFound
+	}
+	b := &Batch{ID: m["id"], AccountID: m["accountId"], TemplateID: m["templateId"], SegmentID: m["segmentId"],
+		FanningOut: m["fanningOut"] == "1"}
+	b.Total, _ = strconv.Atoi(m["total"])
+	if t := parseTime(m["createdAt"]); t != nil {
+		b.CreatedAt = *t
+	}
+	return b, nil
+}
+
+// BatchStatusCounts counts the emails of a batch by status, reading their
+// statuses 500 at a time. Emails whose records expired are not counted.
+func (s *Store) BatchStatusCounts(ctx context.Context, batchID string) (map[Status]int, error) {
+	counts := map[Status]int{}
+	const chunk = 500
+	for start := int64(0); ; start += chunk {
+		ids, err := s.rdb.ZRange(ctx, BatchEmailsKey(batchID), start, start+chunk-1).Result()
+		if err != nil {
+			return nil, err
+		}
+		if len(ids) == 0 {
+			return counts, nil
+		}
+		cmds, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for _, id := range ids {
+				p.HGet(ctx, EmailKey(id), FieldStatus)
+			}
+			return nil
+		})
+		if err != nil && err != redis.Nil {
+			return nil, err
+		}
+		for _, c := range cmds {
+			if st, err := c.(*redis.StringCmd).Result(); err == nil {
+				counts[Status(st)]++
+			}
+		}
+		if len(ids) < chunk {
+			return counts, nil
+		}
+	}
+}

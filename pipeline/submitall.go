@@ -1,0 +1,92 @@
+package pipeline
+
+import (
+	"context"
+
+	"github.com/pigeonpost/pigeonpost/pipeline/store"
+)
+
+// Result is the outcome of one submission of SubmitAll: a receipt or the
+// error that refused it.
+type Result struct {
+	Receipt *Receipt
+	Err     error
+}
+
+// AllOptions say what SubmitAll stores with the emails.
+type AllOptions struct {
+	// Batch is written in the same MULTI as the emails.
+	Batch *store.Batch
+	// Claim, from ClaimSend, has Respond's answer stored under it in the
+	// same MULTI; the caller releases it if SubmitAll fails.
+	Claim   *Claim
+	Respond func([]Result) ([]byte, error)
+}
+
+// SubmitAll submits many messages of one key together, as a batch of
+// sends needs: each is checked on its own, and one that is refused gets
+// its error in its Result while the others go on; then the rate limit is
+// charged once for every recipient, and every email is persisted in one
+// MULTI. It fails as a whole, storing nothing, when the rate limit refuses
+// or storage fails. SMTP idempotency keys are not derived: the caller's
+// Claim covers the whole.
+func (s *Service) SubmitAll(ctx context.Context, k *store.Key, subs []Submission, opt AllOptions) ([]Result, error) {
+	now := s.opt.Now().UTC()
+	results := make([]Result, len(subs))
+	var ps []*prepared
+	var at []int // index in subs of each of ps
+	for i, sub := range subs {
+		sub.Key = k
+		p, _, err := s.prepare(ctx, sub, false, now)
+		if err != nil {
+			results[i].Err = err
+			s.opt.Metrics.observeSubmit(sub.Source, err)
+			continue
+		}
+		ps, at = append(ps, p), append(at, i)
+	}
+	if len(ps) == 0 && opt.Claim == nil && opt.Batch == nil {
+		return results, nil
+	}
+	suppressed, err := s.admit(ctx, k, ps, now)
+	if err != nil {
+		s.observeAll(ps, err)
+		return nil, err
+	}
+	var emails []store.NewEmail
+	for j, p := range ps {
+		es, receipt, err := s.emailsOf(p, suppressed[j], now)
+		if err == nil && p.sub.Send == nil && len(es) == 0 {
+			err = ErrAllSuppressed
+		}
+		results[at[j]] = Result{Receipt: receipt, Err: err}
+		if err == nil {
+			emails = append(emails, es...)
+		}
+	}
+	if k.Mode == store.ModeLive && len(emails) > 0 {
+		s.inFlowDelay(ctx)
+	}
+	popt := store.PersistOptions{Enqueue: k.Mode == store.ModeLive, Batch: opt.Batch}
+	if opt.Claim != nil {
+		resp, err := opt.Respond(results)
+		if err != nil {
+			return nil, err
+		}
+		popt.Idempotency = opt.Claim.done(resp)
+	}
+	if err := s.persist(ctx, emails, popt); err != nil {
+		s.observeAll(ps, err)
+		return nil, err
+	}
+	for j, p := range ps {
+		s.opt.Metrics.observeSubmit(p.sub.Source, results[at[j]].Err)
+	}
+	return results, nil
+}
+
+func (s *Service) observeAll(ps []*prepared, err error) {
+	for _, p := range ps {
+		s.opt.Metrics.observeSubmit(p.sub.Source, err)
+	}
+}
