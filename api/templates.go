@@ -18,13 +18,15 @@ type templateJSON struct {
 	Subject   string    `json:"subject"`
 	HTML      *string   `json:"html,omitempty"`
 	Text      *string   `json:"text,omitempty"`
+	From      string    `json:"from,omitempty"`
+	ReplyTo   string    `json:"replyTo,omitempty"`
 	Variables []string  `json:"variables"`
 	CreatedAt time.Time `json:"createdAt"`
 	UpdatedAt time.Time `json:"updatedAt"`
 }
 
 func toTemplateJSON(t *store.Template, full bool) templateJSON {
-	out := templateJSON{ID: t.ID, Name: t.Name, Subject: t.Subject, Variables: compose.TemplateVariables(t),
+	out := templateJSON{ID: t.ID, Name: t.Name, Subject: t.Subject, From: t.From, ReplyTo: t.ReplyTo, Variables: compose.TemplateVariables(t),
 		CreatedAt: t.CreatedAt, UpdatedAt: t.UpdatedAt}
 	if full {
 		out.HTML, out.Text = &t.HTML, &t.Text
@@ -39,10 +41,12 @@ type templateRequest struct {
 	Subject *string `json:"subject"`
 	HTML    *string `json:"html"`
 	Text    *string `json:"text"`
+	From    *string `json:"from"`
+	ReplyTo *string `json:"replyTo"`
 }
 
 func (req templateRequest) fields() compose.TemplateFields {
-	return compose.TemplateFields{Name: req.Name, Subject: req.Subject, HTML: req.HTML, Text: req.Text}
+	return compose.TemplateFields{Name: req.Name, Subject: req.Subject, HTML: req.HTML, Text: req.Text, From: req.From, ReplyTo: req.ReplyTo}
 }
 
 func (h *handler) listTemplates(w http.ResponseWriter, r *http.Request, k *store.Key) {

@@ -3,7 +3,6 @@ package compose
 import (
 	"context"
 	"encoding/json"
-	"errors"
 
 	"github.com/pigeonpost/pigeonpost/pipeline"
 	"github.com/pigeonpost/pigeonpost/pipeline/store"
@@ -82,20 +81,14 @@ func (s *Service) buildSubmission(ctx context.Context, k *store.Key, req SendReq
 	}
 	subject, htmlBody, text := req.Subject, req.HTML, req.Text
 	if req.TemplateID != "" {
-		if err := pipeline.CheckPrintable("templateId", req.TemplateID); err != nil {
-			return pipeline.Submission{}, err
-		}
 		if req.HTML != "" || req.Text != "" {
 			return pipeline.Submission{}, pipeline.ErrInvalid.With("html, text: cannot be combined with templateId (the template gives the body)")
 		}
-		t, err := s.template(ctx, k, req.TemplateID)
+		t, err := s.LoadTemplate(ctx, k, req.TemplateID, "")
 		if err != nil {
-			if errors.Is(err, pipeline.ErrNotFound) {
-				return pipeline.Submission{}, pipeline.ErrInvalid.With("templateId: no template " + pipeline.Quote(req.TemplateID) + " in this account")
-			}
 			return pipeline.Submission{}, err
 		}
-		r, err := renderStoredTemplate(t, req.Variables)
+		r, err := t.Render(req.Variables, "variables")
 		if err != nil {
 			return pipeline.Submission{}, err
 		}

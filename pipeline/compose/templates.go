@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"html"
+	"net/mail"
 	"regexp"
 	"sort"
 	"strconv"
@@ -174,7 +175,7 @@ const (
 
 // renderTemplate substitutes vars into nodes. Missing variables are
 // collected into missing rather than failing at the first.
-func renderTemplate(nodes []tplNode, vars map[string]string, mode int, missing map[string]bool) (string, error) {
+func renderTemplate(nodes []tplNode, vars map[string]string, mode int, field string, missing map[string]bool) (string, error) {
 	var b strings.Builder
 	for _, n := range nodes {
 		if n.name == "" {
@@ -193,7 +194,7 @@ func renderTemplate(nodes []tplNode, vars map[string]string, mode int, missing m
 		case renderHTML:
 			b.WriteString(escapeHTMLValue(v, n.inTag))
 		case renderSubject:
-			if err := pipeline.CheckPrintable("variables."+n.name+" (used in the subject)", v); err != nil {
+			if err := pipeline.CheckPrintable(field+"."+n.name+" (used in the subject)", v); err != nil {
 				return "", err
 			}
 			b.WriteString(v)
@@ -237,6 +238,8 @@ type TemplateFields struct {
 	Subject *string
 	HTML    *string
 	Text    *string
+	From    *string
+	ReplyTo *string
 }
 
 func checkTemplate(t *store.Template) (*parsedTemplate, error) {
@@ -260,6 +263,14 @@ func checkTemplate(t *store.Template) (*parsedTemplate, error) {
 	}
 	if t.HTML == "" && t.Text == "" {
 		return nil, pipeline.ErrInvalid.With("html or text: a template body is required")
+	}
+	for _, f := range []struct{ name, value string }{{"from", t.From}, {"replyTo", t.ReplyTo}} {
+		if f.value == "" {
+			continue
+		}
+		if _, err := mail.ParseAddress(f.value); err != nil || pipeline.CheckPrintable(f.name, f.value) != nil {
+			return nil, pipeline.ErrBadAddress.With(f.name + ": " + pipeline.Quote(f.value) + " is not a valid address")
+		}
 	}
 	var p parsedTemplate
 	var err error
@@ -303,27 +314,38 @@ type renderedTemplate struct {
 }
 
 func renderStoredTemplate(t *store.Template, vars map[string]string) (*renderedTemplate, error) {
-	if len(vars) > maxVariables {
-		return nil, pipeline.ErrInvalid.With(fmt.Sprintf("variables: at most %d variables are allowed (got %d)", maxVariables, len(vars)))
-	}
-	for name, v := range vars {
-		if len(v) > maxVariableValue {
-			return nil, pipeline.ErrInvalid.With(fmt.Sprintf("variables.%s: must be at most %d bytes", shorten(name, 40), maxVariableValue))
-		}
-	}
 	p, err := checkTemplate(t)
 	if err != nil {
 		return nil, pipeline.ErrInvalid.With("templateId: the template is not valid: " + pipeline.AsError(err).Message)
 	}
+	return p.render(nil, vars, "variables")
+}
+
+// render substitutes vars into p, with subject (when not nil) in place of
+// the template's subject. field names the values in errors ("variables",
+// "personalizations").
+func (p *parsedTemplate) render(subject []tplNode, vars map[string]string, field string) (*renderedTemplate, error) {
+	if len(vars) > maxVariables {
+		return nil, pipeline.ErrInvalid.With(fmt.Sprintf("%s: at most %d values are allowed (got %d)", field, maxVariables, len(vars)))
+	}
+	for name, v := range vars {
+		if len(v) > maxVariableValue {
+			return nil, pipeline.ErrInvalid.With(fmt.Sprintf("%s.%s: must be at most %d bytes", field, shorten(name, 40), maxVariableValue))
+		}
+	}
+	if subject == nil {
+		subject = p.subject
+	}
 	missing := map[string]bool{}
 	var r renderedTemplate
-	if r.Subject, err = renderTemplate(p.subject, vars, renderSubject, missing); err != nil {
+	var err error
+	if r.Subject, err = renderTemplate(subject, vars, renderSubject, field, missing); err != nil {
 		return nil, err
 	}
-	if r.HTML, err = renderTemplate(p.html, vars, renderHTML, missing); err != nil {
+	if r.HTML, err = renderTemplate(p.html, vars, renderHTML, field, missing); err != nil {
 		return nil, err
 	}
-	if r.Text, err = renderTemplate(p.text, vars, renderText, missing); err != nil {
+	if r.Text, err = renderTemplate(p.text, vars, renderText, field, missing); err != nil {
 		return nil, err
 	}
 	if len(missing) > 0 {
@@ -332,11 +354,68 @@ func renderStoredTemplate(t *store.Template, vars map[string]string) (*renderedT
 			names = append(names, fmt.Sprintf("%q", n))
 		}
 		sort.Strings(names)
-		return nil, pipeline.ErrInvalid.With("variables: missing " + strings.Join(names, ", ") +
-			` used by the template; pass it in variables or give a default: {{name | default: "text"}}`)
-
+		return nil, pipeline.ErrInvalid.With(field + ": missing " + strings.Join(names, ", ") +
+			" used by the template; pass it in " + field + ` or give a default: {{name | default: "text"}}`)
 	}
 	return &r, nil
+}
+
+// Template is a stored template parsed once, for sends that render it
+// for many recipients.
+type Template struct {
+	*store.Template
+	parsed  *parsedTemplate
+	subject []tplNode // the send's own subject, when it gives one
+}
+
+// Rendered is a template with a recipient's values substituted.
+type Rendered struct {
+	Subject, HTML, Text string
+}
+
+// LoadTemplate returns the account's template id parsed for rendering.
+// subject, when not "", replaces the template's subject and is a template
+// too. An unknown id is a 400 naming it.
+func (s *Service) LoadTemplate(ctx context.Context, k *store.Key, id, subject string) (*Template, error) {
+	if err := pipeline.CheckPrintable("templateId", id); err != nil {
+		return nil, err
+	}
+	t, err := s.template(ctx, k, id)
+	if errors.Is(err, pipeline.ErrNotFound) {
+		return nil, pipeline.ErrInvalid.With("templateId: no template " + pipeline.Quote(id) + " in this account")
+	}
+	if err != nil {
+		return nil, err
+	}
+	p, err := checkTemplate(t)
+	if err != nil {
+		return nil, pipeline.ErrInvalid.With("templateId: the template is not valid: " + pipeline.AsError(err).Message)
+	}
+	out := &Template{Template: t, parsed: p}
+	if subject != "" {
+		if len(subject) > MaxTemplateSubject {
+			return nil, pipeline.ErrInvalid.With(fmt.Sprintf("subject: must be at most %d bytes", MaxTemplateSubject))
+		}
+		if err := pipeline.CheckPrintable("subject", subject); err != nil {
+			return nil, err
+		}
+		if out.subject, err = parseTemplate("subject", subject); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// Render substitutes vars (named field in errors) into the template: HTML
+// escaped in the html part, and refused in the subject if it holds a line
+// break or a control character. A placeholder without a value or a
+// default is a 400 naming it.
+func (t *Template) Render(vars map[string]string, field string) (*Rendered, error) {
+	r, err := t.parsed.render(t.subject, vars, field)
+	if err != nil {
+		return nil, err
+	}
+	return (*Rendered)(r), nil
 }
 
 // ---- template records ----
@@ -362,7 +441,7 @@ func applyTemplateFields(t *store.Template, f TemplateFields) {
 	for _, p := range []struct {
 		dst *string
 		src *string
-	}{{&t.Name, f.Name}, {&t.Subject, f.Subject}, {&t.HTML, f.HTML}, {&t.Text, f.Text}} {
+	}{{&t.Name, f.Name}, {&t.Subject, f.Subject}, {&t.HTML, f.HTML}, {&t.Text, f.Text}, {&t.From, f.From}, {&t.ReplyTo, f.ReplyTo}} {
 		if p.src != nil {
 			*p.dst = *p.src
 		}

@@ -99,7 +99,7 @@ func FuzzTemplate(f *testing.F) {
 func checkHTMLRender(t *testing.T, nodes []tplNode, vars, neutral map[string]string) {
 	t.Helper()
 	missing := map[string]bool{}
-	out, err := renderTemplate(nodes, vars, renderHTML, missing)
+	out, err := renderTemplate(nodes, vars, renderHTML, "variables", missing)
 	if err != nil || len(missing) > 0 {
 		t.Fatalf("html render: %v, missing %v", err, missing)
 	}
@@ -129,7 +129,7 @@ func checkHTMLRender(t *testing.T, nodes []tplNode, vars, neutral map[string]str
 			return
 		}
 	}
-	base, err := renderTemplate(nodes, neutral, renderHTML, map[string]bool{})
+	base, err := renderTemplate(nodes, neutral, renderHTML, "variables", map[string]bool{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,11 +12,14 @@ import (
 // Template is a stored email template. Subject, HTML and Text hold
 // {{variable}} placeholders; pipeline parses and renders them.
 type Template struct {
-	ID        string    `json:"id"`
-	Name      string    `json:"name"`
-	Subject   string    `json:"subject"`
-	HTML      string    `json:"html"`
-	Text      string    `json:"text"`
+	ID      string `json:"id"`
+	Name    string `json:"name"`
+	Subject string `json:"subject"`
+	HTML    string `json:"html"`
+	Text    string `json:"text"`
+	// From and ReplyTo are the sender a send uses when it gives none.
+	From      string    `json:"from,omitempty"`
+	ReplyTo   string    `json:"replyTo,omitempty"`
 	CreatedAt time.Time `json:"createdAt"`
 	UpdatedAt time.Time `json:"updatedAt"`
 }
