@@ -15,6 +15,7 @@ import (
 	"github.com/pigeonpost/pigeonpost/pipeline"
 	"github.com/pigeonpost/pigeonpost/pipeline/account"
 	"github.com/pigeonpost/pigeonpost/pipeline/compose"
+	"github.com/pigeonpost/pigeonpost/pipeline/contacts"
 	"github.com/pigeonpost/pigeonpost/pipeline/engagement"
 	"github.com/pigeonpost/pigeonpost/pipeline/store"
 	"github.com/pigeonpost/pigeonpost/tracking"
@@ -28,6 +29,7 @@ type Options struct {
 	Account    account.Options
 	Compose    compose.Options
 	Engagement engagement.Options // PublicURL: the pipeline's
+	Contacts   contacts.Options
 }
 
 // Parts are the services over one store.
@@ -39,6 +41,7 @@ type Parts struct {
 	Account    *account.Service
 	Compose    *compose.Service
 	Engagement *engagement.Service
+	Contacts   *contacts.Service
 }
 
 // New builds the parts.
@@ -73,6 +76,7 @@ func New(t testing.TB, opt Options) *Parts {
 	p.Account = account.New(st, p.Pipeline, opt.Account)
 	p.Compose = compose.New(st, p.Pipeline, opt.Compose)
 	p.Engagement = engagement.New(st, p.Pipeline, p.Account, p.Signer, opt.Engagement)
+	p.Contacts = contacts.New(st, opt.Contacts)
 	return p
 }
 

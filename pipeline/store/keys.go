@@ -10,7 +10,8 @@ package store
 //	            the retry schedule and each account's email index. Submit
 //	            persists and enqueues in one MULTI over these keys.
 //	{keys}      API key records, looked up by the SHA-256 of the key.
-//	{acct:ID}   one account: its record, domains, suppressions, rate limit.
+//	{acct:ID}   one account: its record, domains, suppressions, rate limit,
+//	            templates, contacts and segments.
 //	{settings}  process-wide settings such as the tracking secret.
 const prefix = "pp:"
 
@@ -100,6 +101,30 @@ func TemplatesKey(accountID string) string { return accountTag(accountID) + "tem
 // TemplateIndexKey orders an account's templates by creation: a sorted set
 // of template ids scored by a creation sequence number (1, 2, 3 ...).
 func TemplateIndexKey(accountID string) string { return accountTag(accountID) + "templates:index" }
+
+// ---- contacts and segments (pipeline/contacts) ----
+
+// ContactKey is the hash of one contact: its standard fields, its tags
+// (JSON), its custom fields ("f:" + name) and its creation sequence number.
+func ContactKey(accountID, id string) string { return accountTag(accountID) + "contact:" + id }
+
+// ContactEmailsKey maps the lower-cased address of each of an account's
+// contacts to the contact's id: an address is one contact.
+func ContactEmailsKey(accountID string) string { return accountTag(accountID) + "contacts:email" }
+
+// ContactIndexKey orders an account's contacts by creation: a sorted set of
+// contact ids scored by a creation sequence number from ContactSeqKey.
+func ContactIndexKey(accountID string) string { return accountTag(accountID) + "contacts:index" }
+
+// ContactSeqKey is the counter that numbers an account's contacts.
+func ContactSeqKey(accountID string) string { return accountTag(accountID) + "contacts:seq" }
+
+// SegmentsKey maps an account's segment ids to segment records (JSON).
+func SegmentsKey(accountID string) string { return accountTag(accountID) + "segments" }
+
+// SegmentIndexKey orders an account's segments by creation, as
+// TemplateIndexKey does templates.
+func SegmentIndexKey(accountID string) string { return accountTag(accountID) + "segments:index" }
 
 // ---- tracking, events, webhooks, analytics ----
 
