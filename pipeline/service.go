@@ -174,6 +174,10 @@ type Submission struct {
 	// reason without charging or delivering anything (e.g. the contact
 	// unsubscribed). Only with Send.
 	Withhold string
+	// EmailIDs, when set, are the ids of the emails, one per recipient
+	// (store.NewID("em")), made by a caller that must know them before
+	// (a List-Unsubscribe link names its email).
+	EmailIDs []string
 }
 
 // Receipt says what Submit stored. It is also the response stored under an
@@ -437,8 +441,12 @@ func (s *Service) emailsOf(p *prepared, suppressed []bool, now time.Time) ([]sto
 		if suppressed[i] && sub.Send == nil {
 			continue
 		}
+		id := store.NewID("em")
+		if len(sub.EmailIDs) == len(sub.Recipients) {
+			id = sub.EmailIDs[i]
+		}
 		e := &store.Email{
-			ID: store.NewID("em"), AccountID: k.AccountID, KeyID: k.ID, Mode: k.Mode,
+			ID: id, AccountID: k.AccountID, KeyID: k.ID, Mode: k.Mode,
 			Status: store.StatusPending, Source: sub.Source,
 			FromAddress: msg.from, EnvelopeFrom: sub.EnvelopeFrom, ToAddress: rcpt,
 			Subject: msg.subject, MessageID: msg.messageID, Tags: sub.Tags, Metadata: sub.Metadata,

@@ -17,8 +17,9 @@ type Result struct {
 type AllOptions struct {
 	// Batch is written in the same MULTI as the emails.
 	Batch *store.Batch
-	// Claim, from ClaimSend, has Respond's answer stored under it in the
-	// same MULTI; the caller releases it if SubmitAll fails.
+	// Claim, from ClaimResponse, has Respond's answer stored under it in
+	// the same MULTI; the caller releases it if SubmitAll fails, or if
+	// Respond answers nil (nothing to replay).
 	Claim   *Claim
 	Respond func([]Result) ([]byte, error)
 }
@@ -45,9 +46,6 @@ func (s *Service) SubmitAll(ctx context.Context, k *store.Key, subs []Submission
 		}
 		ps, at = append(ps, p), append(at, i)
 	}
-	if len(ps) == 0 && opt.Claim == nil && opt.Batch == nil {
-		return results, nil
-	}
 	suppressed, err := s.admit(ctx, k, ps, now)
 	if err != nil {
 		s.observeAll(ps, err)
@@ -73,7 +71,12 @@ func (s *Service) SubmitAll(ctx context.Context, k *store.Key, subs []Submission
 		if err != nil {
 			return nil, err
 		}
-		popt.Idempotency = opt.Claim.done(resp)
+		if resp != nil {
+			popt.Idempotency = opt.Claim.done(resp)
+		}
+	}
+	if len(emails) == 0 && popt.Batch == nil && popt.Idempotency == nil {
+		return results, nil
 	}
 	if err := s.persist(ctx, emails, popt); err != nil {
 		s.observeAll(ps, err)

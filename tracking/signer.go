@@ -72,16 +72,22 @@ func (s *Signer) ParseClickID(id string) (emailID string, index int, ok bool) {
 	return emailID, index, true
 }
 
-// mac returns the truncated MAC of one click id. The message is prefixed
-// with a purpose label so that MACs made with the same secret for other
-// uses cannot be replayed as click ids; the index is last and all digits,
-// so the encoding is unambiguous.
-func (s *Signer) mac(emailID, idx string) []byte {
+// mac returns the truncated MAC of one click id; the index is last and all
+// digits, so the encoding is unambiguous.
+func (s *Signer) mac(emailID, idx string) []byte { return s.sum("click v1", emailID, idx) }
+
+// sum returns the truncated MAC of parts (which hold no NUL) for purpose.
+// The message is prefixed with a purpose label so that MACs made with the
+// same secret for one use cannot be replayed for another.
+func (s *Signer) sum(purpose string, parts ...string) []byte {
 	h := hmac.New(sha256.New, s.secret)
-	h.Write([]byte("pigeonpost click v1\x00"))
-	h.Write([]byte(emailID))
-	h.Write([]byte{0})
-	h.Write([]byte(idx))
+	h.Write([]byte("pigeonpost " + purpose + "\x00"))
+	for i, p := range parts {
+		if i > 0 {
+			h.Write([]byte{0})
+		}
+		h.Write([]byte(p))
+	}
 	return h.Sum(nil)[:macLen]
 }
 

@@ -118,3 +118,23 @@ func TestSignerConcurrent(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+func TestUnsubscribeID(t *testing.T) {
+	s := NewSigner([]byte("secret"))
+	id := s.UnsubscribeID("acct_a", "ct_b", "em_c")
+	a, c, e, ok := s.ParseUnsubscribeID(id)
+	if !ok || a != "acct_a" || c != "ct_b" || e != "em_c" {
+		t.Fatalf("%q: %q %q %q %v", id, a, c, e, ok)
+	}
+	click := s.ClickID("em_c", 0)
+	for _, bad := range []string{
+		"", id + "x", strings.Replace(id, "ct_b", "ct_x", 1), strings.Replace(id, "acct_a", "acct_x", 1),
+		NewSigner([]byte("other")).UnsubscribeID("acct_a", "ct_b", "em_c"),
+		"acct_a.ct_b." + click, // a click MAC is not an unsubscribe MAC
+		"acct_a.ct_b.em_c.d.e",
+	} {
+		if _, _, _, ok := s.ParseUnsubscribeID(bad); ok {
+			t.Errorf("%q verified", bad)
+		}
+	}
+}

@@ -14,11 +14,17 @@ import (
 	"github.com/pigeonpost/pigeonpost/pipeline/store"
 )
 
-// EmailFilter selects emails for GET /v1/emails. Zero fields select all.
+// EmailFilter selects emails for GET /v1/emails, and sends for GET
+// /v1/sends. Zero fields select all.
 type EmailFilter struct {
 	Status store.Status
 	Tag    string
 	To     string
+	// Sends selects the emails the sends API made; BatchID and TemplateID
+	// select among them.
+	Sends      bool
+	BatchID    string
+	TemplateID string
 	Since  time.Time // created at or after
 	Until  time.Time // created at or before
 	Cursor string    // from the previous page's EmailPage.Next
@@ -87,10 +93,17 @@ func (s *Service) ListEmails(ctx context.Context, k *store.Key, f EmailFilter) (
 	if !f.Since.IsZero() {
 		minMs = f.Since.UnixMilli()
 	}
+	index := store.AccountEmailsKey(k.AccountID)
+	switch {
+	case f.BatchID != "":
+		index = store.BatchEmailsKey(f.BatchID) // its emails are the account's: matches checks
+	case f.Sends || f.TemplateID != "":
+		index = store.AccountSendsKey(k.AccountID)
+	}
 	page := &EmailPage{Emails: []*store.Email{}}
 	scanned := 0
 	for scanned < maxScanned {
-		batch, err := s.store.ScanEmails(ctx, store.AccountEmailsKey(k.AccountID), cur.ms, minMs, cur.skip, min(200, maxScanned-scanned))
+		batch, err := s.store.ScanEmails(ctx, index, cur.ms, minMs, cur.skip, min(200, maxScanned-scanned))
 		if err != nil {
 			return nil, pipeline.StorageError(err)
 		}
@@ -104,7 +117,7 @@ func (s *Service) ListEmails(ctx context.Context, k *store.Key, f EmailFilter) (
 			} else {
 				cur = listCursor{ms: se.Created, skip: 1}
 			}
-			if se.Email != nil && f.matches(se.Email) {
+			if se.Email != nil && se.Email.AccountID == k.AccountID && f.matches(se.Email) {
 				page.Emails = append(page.Emails, se.Email)
 				if len(page.Emails) == f.Limit {
 					page.Next = cur.encode()
@@ -125,6 +138,9 @@ func (f EmailFilter) matches(e *store.Email) bool {
 		return false
 	}
 	if f.Tag != "" && !slices.Contains(e.Tags, f.Tag) {
+		return false
+	}
+	if f.TemplateID != "" && (e.Send == nil || e.Send.TemplateID != f.TemplateID) {
 		return false
 	}
 	return true

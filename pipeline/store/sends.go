@@ -32,7 +32,22 @@ func (b *Batch) hash() map[string]any {
 // PutBatch writes a batch record on its own: PersistWith writes it with
 // the emails where there are any.
 func (s *Store) PutBatch(ctx context.Context, b *Batch) error {
-	return s.rdb.HSet(ctx, BatchKey(b.ID), b.hash()).Err()
+	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		s.writeBatch(ctx, p, b)
+		return nil
+	})
+	return err
+}
+
+// writeBatch queues the writes of a batch record. With a retention of
+// records, the batch and its index expire after its emails can have.
+func (s *Store) writeBatch(ctx context.Context, p redis.Pipeliner, b *Batch) {
+	p.HSet(ctx, BatchKey(b.ID), b.hash())
+	if s.retention.Records > 0 {
+		ttl := s.retention.Records + 31*24*time.Hour // as ScanEmails trims the index
+		p.Expire(ctx, BatchKey(b.ID), ttl)
+		p.Expire(ctx, BatchEmailsKey(b.ID), ttl)
+	}
 }
 
 // Batch returns a batch record; ErrNotFound if unknown.
@@ -84,4 +99,24 @@ func (s *Store) BatchStatusCounts(ctx context.Context, batchID string) (map[Stat
 			return counts, nil
 		}
 	}
+}
+
+// RecordEvent records ev in the event streams (listing, webhooks), and in
+// its email's history while the email's record exists: an event may come
+// long after the record expired (an unsubscribe link is valid for years),
+// and must not leave a history nothing expires.
+func (s *Store) RecordEvent(ctx context.Context, ev *Event) error {
+	n, err := s.rdb.Exists(ctx, EmailKey(ev.EmailID)).Result()
+	if err != nil {
+		return err
+	}
+	_, err = s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		if n == 0 {
+			appendToStreams(ctx, p, ev, mustJSON(ev))
+		} else {
+			appendEvents(ctx, p, ev)
+		}
+		return nil
+	})
+	return err
 }

@@ -449,11 +449,17 @@ func appendEvents(ctx context.Context, p redis.Pipeliner, evs ...*Event) {
 	for _, ev := range evs {
 		raw := mustJSON(ev)
 		p.RPush(ctx, EventsKey(ev.EmailID), raw)
-		values := []any{"account", ev.AccountID, "email", ev.EmailID, "type", ev.Type, "event", raw}
-		p.XAdd(ctx, &redis.XAddArgs{Stream: EventStreamKey(), MaxLen: eventStreamMaxLen, Approx: true, Values: values})
-		p.XAdd(ctx, &redis.XAddArgs{Stream: AccountEventsKey(ev.AccountID), MaxLen: accountEventStreamMaxLen, Approx: true, Values: values})
+		appendToStreams(ctx, p, ev, raw)
 	}
 	countEvents(ctx, p, evs)
+}
+
+// appendToStreams queues the writes that add ev, encoded as raw, to both
+// event streams.
+func appendToStreams(ctx context.Context, p redis.Pipeliner, ev *Event, raw string) {
+	values := []any{"account", ev.AccountID, "email", ev.EmailID, "type", ev.Type, "event", raw}
+	p.XAdd(ctx, &redis.XAddArgs{Stream: EventStreamKey(), MaxLen: eventStreamMaxLen, Approx: true, Values: values})
+	p.XAdd(ctx, &redis.XAddArgs{Stream: AccountEventsKey(ev.AccountID), MaxLen: accountEventStreamMaxLen, Approx: true, Values: values})
 }
 
 // UpdateEmail sets fields of the email record and records ev (may be nil),

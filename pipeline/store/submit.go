@@ -58,8 +58,8 @@ func (s *Store) PersistWith(ctx context.Context, emails []NewEmail, opt PersistO
 				p.XAdd(ctx, &redis.XAddArgs{Stream: StreamKey(), Values: []any{"id", e.ID}})
 			}
 		}
-		if b := opt.Batch; b != nil {
-			p.HSet(ctx, BatchKey(b.ID), b.hash())
+		if opt.Batch != nil {
+			s.writeBatch(ctx, p, opt.Batch)
 		}
 		if d := opt.Idempotency; d != nil {
 			p.HSet(ctx, d.Key, idemFieldState, IdemStateDone, idemFieldResponse, d.Response)

@@ -13,7 +13,7 @@ import (
 // and the type of the recorded event.
 var Events = []string{
 	"email.sent", "email.delivered", "email.deferred", "email.bounced", "email.failed",
-	"email.opened", "email.clicked", "email.complained",
+	"email.opened", "email.clicked", "email.complained", "email.unsubscribed",
 }
 
 // ValidEvent reports whether name is one of Events.
@@ -28,7 +28,8 @@ func EventName(t store.EventType) string { return "email." + string(t) }
 //	 "data": {"emailId": "em_…", "toAddress": "…", "openedAt": "…"}}
 //
 // email.clicked adds linkUrl and linkIndex (a number); email.deferred,
-// email.bounced and email.failed add the reason. Every type has its
+// email.bounced and email.failed add the reason; email.unsubscribed the
+// contactId. Every type has its
 // <type>At field (deliveredAt, bouncedAt …). Nothing about the visitor (IP
 // address, user agent) is ever sent.
 func Body(ev store.Event, toAddress string) []byte {
@@ -46,6 +47,8 @@ func Body(ev store.Event, toAddress string) []byte {
 		if r, ok := ev.Data["reason"]; ok {
 			data.add("reason", r)
 		}
+	case store.EventUnsubscribed:
+		data.add("contactId", ev.Data["contactId"])
 	}
 	var body object
 	body.add("event", EventName(ev.Type))

@@ -1,0 +1,208 @@
+package sends
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/pigeonpost/pigeonpost/pipeline"
+	"github.com/pigeonpost/pigeonpost/pipeline/store"
+)
+
+// MaxBatch is the number of recipients one batch request may hold.
+const MaxBatch = 1000
+
+// Batch is POST /v1/sends/batch: one message to many recipients, each
+// with its own personalizations.
+type Batch struct {
+	Message
+	Recipients []Recipient
+}
+
+// BatchSent is the outcome of a batch: one Sent per recipient, in order.
+// It is also the response stored under the batch's idempotency key.
+type BatchSent struct {
+	BatchID  string `json:"batchId"`
+	Sends    []Sent `json:"sends"`
+	Replayed bool   `json:"-"`
+}
+
+// CheckBatchSize refuses a batch of more than MaxBatch recipients; the API
+// calls it before decoding them.
+func CheckBatchSize(n int) error {
+	switch {
+	case n == 0:
+		return pipeline.ErrInvalid.With("recipients: at least one recipient is required")
+	case n > MaxBatch:
+		return pipeline.ErrInvalid.With(fmt.Sprintf("recipients: at most %d recipients per batch (got %d)", MaxBatch, n))
+	}
+	return nil
+}
+
+// SendBatch sends the message to each recipient on its own: one that is
+// refused (a bad address, a missing personalization) gets its error in its
+// Sent while the others are sent. Every send is stored, with the batch and
+// the idempotent response, in one MULTI; the request as a whole fails only
+// when the template or the shared fields are wrong, the rate limit
+// refuses, or storage fails, and then nothing is sent.
+func (s *Service) SendBatch(ctx context.Context, k *store.Key, b Batch, idempotencyKey string) (_ *BatchSent, err error) {
+	if err := CheckBatchSize(len(b.Recipients)); err != nil {
+		return nil, err
+	}
+	var claim *pipeline.Claim
+	if idempotencyKey != "" {
+		fp, err := json.Marshal(b)
+		if err != nil {
+			return nil, err
+		}
+		var stored []byte
+		if claim, stored, err = s.sub.ClaimResponse(ctx, k, scopeBatch, idempotencyKey, fp); err != nil {
+			return nil, err
+		}
+		if stored != nil {
+			return replayBatch(stored)
+		}
+		defer func() {
+			if err != nil {
+				s.sub.Release(claim)
+			}
+		}()
+	}
+	p, err := s.prepare(ctx, k, b.Message)
+	if err != nil {
+		return nil, err
+	}
+	batch := &store.Batch{ID: store.NewID("bat"), AccountID: k.AccountID, TemplateID: p.tmpl.ID,
+		Total: len(b.Recipients), CreatedAt: s.opt.Now().UTC()}
+	out := &BatchSent{BatchID: batch.ID, Sends: make([]Sent, len(b.Recipients))}
+	if err := s.sendEach(ctx, k, p, b.Recipients, out.Sends, batch, claim, func() ([]byte, error) { return json.Marshal(out) }); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// sendEach resolves the contacts of rcpts and sends to each, writing the
+// outcomes into sent (len(rcpts)). batch, when set, is stored with the
+// sends; with claim, respond's answer is stored under it.
+func (s *Service) sendEach(ctx context.Context, k *store.Key, p *prepared, rcpts []Recipient, sent []Sent,
+	batch *store.Batch, claim *pipeline.Claim, respond func() ([]byte, error)) error {
+	to := make([]string, len(rcpts))
+	for i, r := range rcpts {
+		to[i] = r.To
+		sent[i].To = r.To
+	}
+	cs, errs, err := s.contacts.Resolve(ctx, k.AccountID, to)
+	if err != nil {
+		return err
+	}
+	batchID := ""
+	if batch != nil {
+		batchID = batch.ID
+	}
+	var subs []pipeline.Submission
+	var at []int // index in rcpts of each of subs
+	for i, r := range rcpts {
+		if errs[i] != nil {
+			sent[i].Error = refusal(errs[i])
+			continue
+		}
+		sent[i].ContactID = cs[i].ID
+		sub, err := s.submission(k, p, cs[i], r.Personalizations, batchID)
+		if err != nil {
+			sent[i].Error = refusal(err)
+			continue
+		}
+		subs, at = append(subs, sub), append(at, i)
+	}
+	results, err := s.sub.SubmitAll(ctx, k, subs, pipeline.AllOptions{
+		Batch: batch, Claim: claim,
+		Respond: func(results []pipeline.Result) ([]byte, error) {
+			fill(sent, at, results)
+			return respond()
+		},
+	})
+	if err != nil {
+		return err
+	}
+	fill(sent, at, results)
+	return nil
+}
+
+// fill writes the results of the submissions made for sent[at[j]].
+func fill(sent []Sent, at []int, results []pipeline.Result) {
+	for j, r := range results {
+		s := &sent[at[j]]
+		if r.Err != nil {
+			s.Error = refusal(r.Err)
+			continue
+		}
+		s.ID, s.Status, s.ScheduledAt, s.Warnings = r.Receipt.IDs[0], r.Receipt.Status, r.Receipt.ScheduledAt, r.Receipt.Warnings
+	}
+}
+
+func replayBatch(stored []byte) (*BatchSent, error) {
+	var b BatchSent
+	if err := json.Unmarshal(stored, &b); err != nil || b.BatchID == "" {
+		return nil, pipeline.ErrUnavailable.WithCause(errors.New("undecodable idempotent response"))
+	}
+	b.Replayed = true
+	return &b, nil
+}
+
+// Send sends the message to one recipient, or, with SegmentID, to every
+// subscribed contact of the segment (SendToSegment).
+func (s *Service) Send(ctx context.Context, k *store.Key, req Request, idempotencyKey string) (_ *Sent, err error) {
+	if req.SegmentID != "" {
+		return nil, pipeline.ErrInvalid.With("segmentId: use SendToSegment") // the API routes it
+	}
+	if strings.TrimSpace(req.To) == "" {
+		return nil, pipeline.ErrInvalid.With("to: an address or a contact id is required (or segmentId)")
+	}
+	var claim *pipeline.Claim
+	if idempotencyKey != "" {
+		fp, err := json.Marshal(req)
+		if err != nil {
+			return nil, err
+		}
+		var stored []byte
+		if claim, stored, err = s.sub.ClaimResponse(ctx, k, scopeSend, idempotencyKey, fp); err != nil {
+			return nil, err
+		}
+		if stored != nil {
+			return replaySent(stored)
+		}
+		defer func() {
+			if err != nil {
+				s.sub.Release(claim)
+			}
+		}()
+	}
+	p, err := s.prepare(ctx, k, req.Message)
+	if err != nil {
+		return nil, err
+	}
+	sent := make([]Sent, 1)
+	if err := s.sendEach(ctx, k, p, []Recipient{req.Recipient}, sent, nil, claim, func() ([]byte, error) {
+		if sent[0].Error != nil {
+			return nil, nil // a refusal is not stored, and the claim is released
+		}
+		return json.Marshal(sent[0])
+	}); err != nil {
+		return nil, err
+	}
+	if r := sent[0].Error; r != nil {
+		return nil, r.cause
+	}
+	return &sent[0], nil
+}
+
+func replaySent(stored []byte) (*Sent, error) {
+	var s Sent
+	if err := json.Unmarshal(stored, &s); err != nil || s.ID == "" {
+		return nil, pipeline.ErrUnavailable.WithCause(errors.New("undecodable idempotent response"))
+	}
+	return &s, nil
+}
+

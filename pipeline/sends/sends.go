@@ -1,0 +1,216 @@
+// Package sends owns the transactional sends of the Pigeon Perch API: a
+// stored template rendered for each recipient with its personalizations
+// over its contact's fields, sent to one address or contact, to a batch of
+// up to 1,000, or to a segment in the background; reading sends and
+// batches back; and the List-Unsubscribe link every send carries, with
+// its one-click endpoint. Each send is an email of the submission pipeline
+// (pipeline.SubmitAll), so validation, rate limit, tracking, delivery,
+// events and webhooks are the ones of every other email.
+package sends
+
+import (
+	"context"
+	"log/slog"
+	"maps"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/pigeonpost/pigeonpost/pipeline"
+	"github.com/pigeonpost/pigeonpost/pipeline/compose"
+	"github.com/pigeonpost/pigeonpost/pipeline/contacts"
+	"github.com/pigeonpost/pigeonpost/pipeline/store"
+	"github.com/pigeonpost/pigeonpost/tracking"
+)
+
+// Options configure a Service.
+type Options struct {
+	// PublicURL is the base of the unsubscribe links (http.public_url).
+	PublicURL string
+	// Hostname is the domain of the unsubscribe mailto address.
+	Hostname string
+	Now      func() time.Time
+	Logger   *slog.Logger
+}
+
+// Service sends templates to contacts. It is safe for concurrent use.
+type Service struct {
+	opt      Options
+	store    *store.Store
+	sub      *pipeline.Service
+	compose  *compose.Service
+	contacts *contacts.Service
+	signer   *tracking.Signer
+
+	// The sends to segments being made in the background (segment.go).
+	bg       context.Context
+	stop     context.CancelFunc
+	fanOutWG sync.WaitGroup
+}
+
+// New returns the Service that submits into sub. signer signs the
+// unsubscribe links, as it signs the click links.
+func New(st *store.Store, sub *pipeline.Service, c *compose.Service, cs *contacts.Service, signer *tracking.Signer, opt Options) *Service {
+	if opt.Now == nil {
+		opt.Now = time.Now
+	}
+	if opt.Logger == nil {
+		opt.Logger = slog.Default()
+	}
+	bg, stop := context.WithCancel(context.Background())
+	return &Service{opt: opt, store: st, sub: sub, compose: c, contacts: cs, signer: signer, bg: bg, stop: stop}
+}
+
+// Close stops the sends to segments still being made and waits for them:
+// each stops between two chunks, every chunk stored in full or not at all.
+func (s *Service) Close() {
+	s.stop()
+	s.fanOutWG.Wait()
+}
+
+// Message is what every recipient of a send shares.
+type Message struct {
+	TemplateID  string
+	Subject     string // replaces the template's subject; a template too
+	From        string // default: the template's
+	ReplyTo     string // default: the template's
+	Tags        []string
+	Metadata    map[string]string
+	Tracking    *pipeline.Tracking
+	ScheduledAt string // ISO 8601; "" sends now
+}
+
+// Recipient is one recipient of a send: an address or a contact id, and
+// the values that override its contact's fields in the template.
+type Recipient struct {
+	To               string            `json:"to"`
+	Personalizations map[string]string `json:"personalizations,omitempty"`
+}
+
+// Request is POST /v1/sends: one recipient, or every subscribed contact of
+// a segment.
+type Request struct {
+	Message
+	Recipient
+	SegmentID string
+}
+
+// Sent is the outcome of one recipient: its send (an email id) or why it
+// was refused. It is also stored under an idempotency key, hence the JSON.
+type Sent struct {
+	ID          string       `json:"id,omitempty"`
+	To          string       `json:"to"`
+	ContactID   string       `json:"contactId,omitempty"`
+	Status      store.Status `json:"status,omitempty"`
+	ScheduledAt *time.Time   `json:"scheduledAt,omitempty"`
+	Warnings    []string     `json:"warnings,omitempty"`
+	Error       *Refusal     `json:"error,omitempty"`
+}
+
+// Refusal is a recipient's error as the client sees it.
+type Refusal struct {
+	Code    pipeline.Code `json:"code"`
+	Message string        `json:"message"`
+	cause   error
+}
+
+func refusal(err error) *Refusal {
+	pe := pipeline.AsError(err)
+	return &Refusal{Code: pe.Code, Message: pe.Message, cause: err}
+}
+
+// The idempotency scopes of the sends.
+const (
+	scopeSend  pipeline.Scope = "sends"
+	scopeBatch pipeline.Scope = "sends-batch"
+)
+
+// prepared is a send's shared part checked once: the template parsed, the
+// sender chosen, the schedule read.
+type prepared struct {
+	Message
+	tmpl *compose.Template
+	from string
+	at   time.Time
+}
+
+func (s *Service) prepare(ctx context.Context, k *store.Key, m Message) (*prepared, error) {
+	if strings.TrimSpace(m.TemplateID) == "" {
+		return nil, pipeline.ErrInvalid.With("templateId: a template id is required")
+	}
+	at, err := pipeline.ParseSchedule("scheduledAt", m.ScheduledAt, s.opt.Now().UTC())
+	if err != nil {
+		return nil, err
+	}
+	if err := pipeline.CheckLabels(m.Tags, m.Metadata); err != nil {
+		return nil, err
+	}
+	t, err := s.compose.LoadTemplate(ctx, k, m.TemplateID, m.Subject)
+	if err != nil {
+		return nil, err
+	}
+	p := &prepared{Message: m, tmpl: t, from: m.From, at: at}
+	if p.from == "" {
+		p.from = t.From
+	}
+	if p.ReplyTo == "" {
+		p.ReplyTo = t.ReplyTo
+	}
+	if p.from == "" {
+		return nil, pipeline.ErrInvalid.With("from: required; give from, or set a from address on the template " + pipeline.Quote(t.ID))
+	}
+	return p, nil
+}
+
+// submission renders the template for contact c and builds its message,
+// with the List-Unsubscribe headers of RFC 8058.
+func (s *Service) submission(k *store.Key, p *prepared, c *contacts.Contact, personal map[string]string, batchID string) (pipeline.Submission, error) {
+	values := c.Tokens()
+	maps.Copy(values, personal) // personalizations win over the contact's fields
+	r, err := p.tmpl.Render(values, "personalizations")
+	if err != nil {
+		return pipeline.Submission{}, err
+	}
+	emailID := store.NewID("em")
+	unsubscribe := s.signer.UnsubscribeID(k.AccountID, c.ID, emailID)
+	var replyTo []string
+	if p.ReplyTo != "" {
+		replyTo = []string{p.ReplyTo}
+	}
+	composed, err := compose.ComposeMessage(compose.Compose{
+		From: p.from, To: []string{c.Email}, ReplyTo: replyTo,
+		Subject: r.Subject, HTML: r.HTML, Text: r.Text,
+		Headers: map[string]string{
+			"List-Unsubscribe":      "<" + s.unsubscribeURL(unsubscribe) + ">, <" + s.unsubscribeMailto(unsubscribe) + ">",
+			"List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+		},
+	}, s.opt.Now().UTC())
+	if err != nil {
+		return pipeline.Submission{}, err
+	}
+	sub := pipeline.Submission{
+		Key: k, Source: "api", EnvelopeFrom: composed.EnvelopeFrom, Recipients: composed.Recipients,
+		Message: composed.Message, Tags: p.Tags, Metadata: p.Metadata, Tracking: &pipeline.Tracking{},
+		ScheduledAt: p.at, EmailIDs: []string{emailID},
+		Send: &store.SendRef{TemplateID: p.tmpl.ID, ContactID: c.ID, BatchID: batchID},
+	}
+	if p.Tracking != nil {
+		sub.Tracking = &pipeline.Tracking{Opens: p.Tracking.Opens, Clicks: p.Tracking.Clicks}
+	}
+	if c.Status != contacts.Subscribed {
+		sub.Withhold = "the contact is " + string(c.Status)
+	}
+	return sub, nil
+}
+
+// unsubscribeURL is the one-click (POST) and landing page (GET) address.
+func (s *Service) unsubscribeURL(id string) string {
+	return s.opt.PublicURL + "/v1/unsubscribe/" + url.PathEscape(id)
+}
+
+// unsubscribeMailto is the mailto form of the link, for clients that do
+// not speak RFC 8058.
+func (s *Service) unsubscribeMailto(id string) string {
+	return "mailto:unsubscribe@" + s.opt.Hostname + "?subject=unsubscribe%20" + url.QueryEscape(id)
+}
