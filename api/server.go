@@ -64,10 +64,42 @@ func Handler(p Parts, opt Options) http.Handler {
 	for _, rt := range h.routes() {
 		mux.Handle(rt.pattern, rt.handler)
 	}
-	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, r, pipeline.NotFound("route "+r.Method+" "+r.URL.Path))
+	mux.HandleFunc(fallbackPattern, routeNotFound)
+	return withAPIAlias(mux)
+}
+
+// fallbackPattern matches what no route does: routeNotFound answers it.
+const fallbackPattern = "/"
+
+func routeNotFound(w http.ResponseWriter, r *http.Request) {
+	writeError(w, r, pipeline.NotFound("route "+r.Method+" "+r.URL.Path))
+}
+
+// apiAliasPrefix is where Pigeon Perch's documentation puts the API:
+// /api/v1/x is /v1/x.
+const apiAliasPrefix = "/api"
+
+// withAPIAlias serves every /v1/… route under /api/v1/… too. The request is
+// rewritten before routing (http.StripPrefix), so the handlers see the
+// /v1 path and pattern: an Idempotency-Key used on both spellings is one
+// key of one route, and a route added to the table has its alias at once.
+// An unknown /api/v1 path is the usual JSON 404, naming the path as asked.
+func withAPIAlias(mux *http.ServeMux) http.Handler {
+	alias := http.StripPrefix(apiAliasPrefix, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, pattern := mux.Handler(r); pattern == fallbackPattern {
+			r.URL.Path = apiAliasPrefix + r.URL.Path // r is StripPrefix's copy
+			routeNotFound(w, r)
+			return
+		}
+		mux.ServeHTTP(w, r)
+	}))
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.URL.Path, apiAliasPrefix+"/v1/") {
+			alias.ServeHTTP(w, r)
+			return
+		}
+		mux.ServeHTTP(w, r)
 	})
-	return mux
 }
 
 // route is one entry of the route table: a ServeMux pattern
