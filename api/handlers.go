@@ -151,8 +151,12 @@ func scalarValues(field string, m map[string]any) (map[string]string, error) {
 	return out, nil
 }
 
+// sendResponse is the answer to POST /v1/emails: one email per recipient
+// not suppressed. ID is the first (SendPigeon's answer has only it); IDs
+// are all of them, in the order of to, cc, then bcc.
 type sendResponse struct {
 	ID          string       `json:"id"`
+	IDs         []string     `json:"ids"`
 	Status      store.Status `json:"status"`
 	Suppressed  []string     `json:"suppressed"`
 	Warnings    []string     `json:"warnings,omitempty"`
@@ -160,7 +164,7 @@ type sendResponse struct {
 }
 
 func toSendResponse(r *pipeline.Receipt) sendResponse {
-	return sendResponse{ID: r.IDs[0], Status: r.Status, Suppressed: nonNil(r.Suppressed), Warnings: r.Warnings,
+	return sendResponse{ID: r.IDs[0], IDs: r.IDs, Status: r.Status, Suppressed: nonNil(r.Suppressed), Warnings: r.Warnings,
 		ScheduledAt: r.ScheduledAt}
 }
 
