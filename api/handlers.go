@@ -2,6 +2,7 @@ package api
 
 import (
 	"encoding/json"
+	"maps"
 	"net/http"
 	"strconv"
 	"time"
@@ -50,6 +51,10 @@ type sendRequest struct {
 	ScheduledAt string             `json:"scheduled_at"`
 	Scheduled2  string             `json:"scheduledAt"`
 	Tracking    *requestedTracking `json:"tracking"`
+
+	// Personalizations is Pigeon Perch's name for template values; with
+	// variables, a key in both takes the personalizations value.
+	Personalizations map[string]any `json:"personalizations"`
 }
 
 // requestedTracking is the tracking option of a send, with JSON names so
@@ -67,8 +72,10 @@ type attachmentJSON struct {
 	ContentID   string `json:"contentId"`
 }
 
-// toPipeline converts the request; variables may be strings, numbers or
-// booleans (numbers as JSON writes them).
+// toPipeline converts the request. Template values come from variables
+// (SendPigeon) and personalizations (Pigeon Perch), each an object of JSON
+// scalars (scalarValues); for a key in both, personalizations wins, as
+// Pigeon Perch's personalizations override other values.
 func (req *sendRequest) toPipeline() (compose.SendRequest, error) {
 	out := compose.SendRequest{
 		From: req.From, To: req.To, Cc: req.Cc, Bcc: req.Bcc, ReplyTo: req.ReplyTo,
@@ -88,28 +95,68 @@ func (req *sendRequest) toPipeline() (compose.SendRequest, error) {
 	for _, a := range req.Attachments {
 		out.Attachments = append(out.Attachments, compose.Attachment(a))
 	}
-	if len(req.Variables) > 0 {
-		out.Variables = make(map[string]string, len(req.Variables))
-		for name, v := range req.Variables {
-			switch v := v.(type) {
-			case string:
-				out.Variables[name] = v
-			case float64:
-				out.Variables[name] = strconv.FormatFloat(v, 'f', -1, 64)
-			case bool:
-				out.Variables[name] = strconv.FormatBool(v)
-			case nil:
-				out.Variables[name] = ""
-			default:
-				return out, pipeline.ErrInvalid.With("variables." + name + ": must be a string, a number or a boolean")
+	vars, err := scalarValues("variables", req.Variables)
+	if err != nil {
+		return out, err
+	}
+	pers, err := scalarValues("personalizations", req.Personalizations)
+	if err != nil {
+		return out, err
+	}
+	if len(pers) > 0 && req.TemplateID == "" {
+		// compose checks variables; once merged, it could not name this field.
+		return out, pipeline.ErrInvalid.With("personalizations: only used with templateId")
+	}
+	if vars == nil {
+		vars = pers
+	} else {
+		maps.Copy(vars, pers) // personalizations win
+	}
+	out.Variables = vars
+	return out, nil
+}
+
+// scalarValues converts a JSON object of template values to strings: a
+// string as is, a number as JSON writes it (float64, or json.Number from a
+// decoder with UseNumber), a boolean as true or false, null as "". Any other
+// value (object, array) is a 400 naming field.key (the first such key in
+// sorted order, so that the answer does not vary). An empty m is nil.
+func scalarValues(field string, m map[string]any) (map[string]string, error) {
+	if len(m) == 0 {
+		return nil, nil
+	}
+	out := make(map[string]string, len(m))
+	bad := ""
+	for name, v := range m {
+		switch v := v.(type) {
+		case string:
+			out[name] = v
+		case float64:
+			out[name] = strconv.FormatFloat(v, 'f', -1, 64)
+		case json.Number:
+			out[name] = v.String()
+		case bool:
+			out[name] = strconv.FormatBool(v)
+		case nil:
+			out[name] = ""
+		default:
+			if bad == "" || name < bad {
+				bad = name
 			}
 		}
+	}
+	if bad != "" {
+		return nil, pipeline.ErrInvalid.With(field + "." + bad + ": must be a string, a number, a boolean or null")
 	}
 	return out, nil
 }
 
+// sendResponse is the answer to POST /v1/emails: one email per recipient
+// not suppressed. ID is the first (SendPigeon's answer has only it); IDs
+// are all of them, in the order of to, cc, then bcc.
 type sendResponse struct {
 	ID          string       `json:"id"`
+	IDs         []string     `json:"ids"`
 	Status      store.Status `json:"status"`
 	Suppressed  []string     `json:"suppressed"`
 	Warnings    []string     `json:"warnings,omitempty"`
@@ -117,7 +164,7 @@ type sendResponse struct {
 }
 
 func toSendResponse(r *pipeline.Receipt) sendResponse {
-	return sendResponse{ID: r.IDs[0], Status: r.Status, Suppressed: nonNil(r.Suppressed), Warnings: r.Warnings,
+	return sendResponse{ID: r.IDs[0], IDs: r.IDs, Status: r.Status, Suppressed: nonNil(r.Suppressed), Warnings: r.Warnings,
 		ScheduledAt: r.ScheduledAt}
 }
 

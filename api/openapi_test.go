@@ -71,8 +71,12 @@ func TestOpenAPIDocument(t *testing.T) {
 	if scheme["type"] != "http" || scheme["scheme"] != "bearer" {
 		t.Errorf("bearerAuth is %v, want http bearer", scheme)
 	}
-	if sec := docJSON(doc["security"]); sec != `[{"bearerAuth":[]}]` {
-		t.Errorf("security is %s, want bearerAuth for every operation by default", sec)
+	key := docDig(doc, "components", "securitySchemes", "apiKeyAuth")
+	if key["type"] != "apiKey" || key["in"] != "header" || key["name"] != "X-API-Key" {
+		t.Errorf("apiKeyAuth is %v, want the X-API-Key header", key)
+	}
+	if sec := docJSON(doc["security"]); sec != `[{"bearerAuth":[]},{"apiKeyAuth":[]}]` {
+		t.Errorf("security is %s, want bearerAuth or apiKeyAuth for every operation by default", sec)
 	}
 	errSchema := docJSON(docDig(doc, "components", "schemas", "Error"))
 	if !strings.Contains(errSchema, `"required":["error"]`) {

@@ -64,10 +64,42 @@ func Handler(p Parts, opt Options) http.Handler {
 	for _, rt := range h.routes() {
 		mux.Handle(rt.pattern, rt.handler)
 	}
-	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, r, pipeline.NotFound("route "+r.Method+" "+r.URL.Path))
+	mux.HandleFunc(fallbackPattern, routeNotFound)
+	return withAPIAlias(mux)
+}
+
+// fallbackPattern matches what no route does: routeNotFound answers it.
+const fallbackPattern = "/"
+
+func routeNotFound(w http.ResponseWriter, r *http.Request) {
+	writeError(w, r, pipeline.NotFound("route "+r.Method+" "+r.URL.Path))
+}
+
+// apiAliasPrefix is where Pigeon Perch's documentation puts the API:
+// /api/v1/x is /v1/x.
+const apiAliasPrefix = "/api"
+
+// withAPIAlias serves every /v1/… route under /api/v1/… too. The request is
+// rewritten before routing (http.StripPrefix), so the handlers see the
+// /v1 path and pattern: an Idempotency-Key used on both spellings is one
+// key of one route, and a route added to the table has its alias at once.
+// An unknown /api/v1 path is the usual JSON 404, naming the path as asked.
+func withAPIAlias(mux *http.ServeMux) http.Handler {
+	alias := http.StripPrefix(apiAliasPrefix, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, pattern := mux.Handler(r); pattern == fallbackPattern {
+			r.URL.Path = apiAliasPrefix + r.URL.Path // r is StripPrefix's copy
+			routeNotFound(w, r)
+			return
+		}
+		mux.ServeHTTP(w, r)
+	}))
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.URL.Path, apiAliasPrefix+"/v1/") {
+			alias.ServeHTTP(w, r)
+			return
+		}
+		mux.ServeHTTP(w, r)
 	})
-	return mux
 }
 
 // route is one entry of the route table: a ServeMux pattern
@@ -146,15 +178,15 @@ type handler struct {
 	opt Options
 }
 
-// auth resolves the Bearer key and passes it to next in the context.
+// auth resolves the request's key (requestKey) and passes it to next.
 func (h *handler) auth(next func(http.ResponseWriter, *http.Request, *store.Key)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		secret, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-		if !ok || strings.TrimSpace(secret) == "" {
-			writeError(w, r, pipeline.ErrMissingKey)
+		secret, err := requestKey(r)
+		if err != nil {
+			writeError(w, r, err)
 			return
 		}
-		k, err := h.Pipeline.Authenticate(r.Context(), strings.TrimSpace(secret))
+		k, err := h.Pipeline.Authenticate(r.Context(), secret)
 		if err != nil {
 			writeError(w, r, err)
 			return
@@ -168,6 +200,29 @@ func (h *handler) auth(next func(http.ResponseWriter, *http.Request, *store.Key)
 		defer res.Release()
 		h.idempotentPOST(next)(w, r, k)
 	}
+}
+
+// requestKey returns the API key of r: Authorization: Bearer <key>
+// (SendPigeon) or X-API-Key: <key> (Pigeon Perch). An Authorization header
+// of another scheme carries no key. Both headers with keys that differ are
+// refused with 401, as bad credentials are: which key the caller meant
+// cannot be told, and picking one could act on the wrong account. Two
+// spellings of one key (pp_live_X, sp_live_X) agree.
+func requestKey(r *http.Request) (string, error) {
+	bearer := ""
+	if v, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); ok {
+		bearer = strings.TrimSpace(v)
+	}
+	header := strings.TrimSpace(r.Header.Get("X-API-Key"))
+	switch {
+	case bearer == "" && header == "":
+		return "", pipeline.ErrMissingKey
+	case bearer == "":
+		return header, nil
+	case header != "" && pipeline.CanonicalSecret(header) != pipeline.CanonicalSecret(bearer):
+		return "", pipeline.ErrAuthFailed.With("the Authorization and X-API-Key headers carry different API keys: send one")
+	}
+	return bearer, nil
 }
 
 // decode reads a JSON body into v. Unknown fields are accepted (forward

@@ -143,7 +143,10 @@ type Email struct {
 
 // SendResult is the answer to a send.
 type SendResult struct {
+	// ID is the email of the first recipient; IDs are the emails of every
+	// recipient not suppressed (to, cc, then bcc), ID first.
 	ID         string   `json:"id"`
+	IDs        []string `json:"ids"`
 	Status     string   `json:"status"`
 	Suppressed []string `json:"suppressed"`
 	Warnings   []string `json:"warnings,omitempty"`

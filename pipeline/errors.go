@@ -160,7 +160,7 @@ var (
 	ErrAuthFailed = sentinel(false, 35, 7, 8, http.StatusUnauthorized, CodeUnauthorized, "invalid API key")
 	// ErrMissingKey reports a request without credentials.
 	ErrMissingKey = sentinel(false, 30, 7, 0, http.StatusUnauthorized, CodeUnauthorized,
-		"missing API key: send Authorization: Bearer <key>")
+		"missing API key: send Authorization: Bearer <key> or X-API-Key: <key>")
 	// ErrPayloadTooLarge reports a request body over the limit.
 	ErrPayloadTooLarge = sentinel(false, 52, 3, 4, http.StatusRequestEntityTooLarge, CodePayloadTooLarge, "the request body exceeds the size limit")
 	// ErrForbidden reports a key that lacks the permission an operation needs.

@@ -111,8 +111,10 @@ func StorageError(err error) *Error {
 
 // Authenticate returns the key whose secret this is. Unknown and revoked keys
 // get the same ErrAuthFailed; a storage failure is ErrUnavailable, never a
-// credentials error.
+// credentials error. A secret spelled with the Pigeon Perch prefix
+// (pp_live_…, pp_test_…) is the stored key sp_live_…, sp_test_… (CanonicalSecret).
 func (s *Service) Authenticate(ctx context.Context, secret string) (*store.Key, error) {
+	secret = CanonicalSecret(secret)
 	now := s.opt.Now()
 	return s.keys.Lookup(store.HashKey(secret), now, func() (*store.Key, error) {
 		k, err := s.store.KeyBySecret(ctx, secret)
@@ -129,6 +131,28 @@ func (s *Service) Authenticate(ctx context.Context, secret string) (*store.Key, 
 		}
 		return k, nil
 	})
+}
+
+// keyPrefixAliases maps each other spelling of a key's prefix to the one the
+// key store hashes: Pigeon Perch's documentation writes keys pp_live_… and
+// pp_test_…, and clients written against it send them so.
+var keyPrefixAliases = [...]struct{ alias, canonical string }{
+	{"pp_live_", "sp_live_"},
+	{"pp_test_", "sp_test_"},
+}
+
+// CanonicalSecret returns secret as the key store knows it: pp_live_X is
+// sp_live_X and pp_test_X is sp_test_X (same key, same mode); any other
+// secret is returned unchanged. Authenticate, which REST and SMTP AUTH both
+// call, is the one place that looks a key up with it, before the secret is
+// hashed (api also uses it to tell whether two headers name one key).
+func CanonicalSecret(secret string) string {
+	for _, p := range keyPrefixAliases {
+		if rest, ok := strings.CutPrefix(secret, p.alias); ok {
+			return p.canonical + rest
+		}
+	}
+	return secret
 }
 
 // RequirePermission refuses a key that lacks permission.

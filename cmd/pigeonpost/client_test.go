@@ -20,6 +20,14 @@ func TestGoClient(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if len(res.IDs) != 1 || res.IDs[0] != res.ID {
+		t.Errorf("one recipient: id %q, ids %q", res.ID, res.IDs)
+	}
+	many, err := c.Send(ctx, client.Email{From: "hello@" + senderDomain, To: []string{"a@" + rcptDomain, "b@" + rcptDomain},
+		Bcc: []string{"c@" + rcptDomain}, Subject: "Hi all", Text: "x"})
+	if err != nil || len(many.IDs) != 3 || many.IDs[0] != many.ID {
+		t.Errorf("three recipients: %v, id %q, ids %q", err, many.ID, many.IDs)
+	}
 	s.waitStatus(res.ID, "delivered")
 	got, err := c.Get(ctx, res.ID)
 	if err != nil || got.Status != "delivered" || got.Subject != "Welcome!" || got.DeliveredAt == nil {
