@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"maps"
 	"net/http"
+	"net/url"
 	"strconv"
 	"time"
 
@@ -245,7 +246,23 @@ func (h *handler) getEmail(w http.ResponseWriter, r *http.Request, k *store.Key)
 // listEmails: GET /v1/emails?status=&tag=&to=&since=&until=&limit=&cursor=
 // (before= is the older spelling of until, exclusive).
 func (h *handler) listEmails(w http.ResponseWriter, r *http.Request, k *store.Key) {
-	q := r.URL.Query()
+	f, err := emailFilterOf(r.URL.Query())
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	page, err := h.Account.ListEmails(r.Context(), k, f)
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, toPage(listOf(page.Emails, toEmailJSON), page.Next))
+}
+
+// emailFilterOf reads the filter of a list of emails or sends:
+// status, tag, to, since, until (before: the older, exclusive spelling of
+// until), limit and cursor.
+func emailFilterOf(q url.Values) (account.EmailFilter, error) {
 	f := account.EmailFilter{Status: store.Status(q.Get("status")), Tag: q.Get("tag"), To: q.Get("to"), Cursor: q.Get("cursor")}
 	for _, p := range []struct {
 		name string
@@ -254,8 +271,7 @@ func (h *handler) listEmails(w http.ResponseWriter, r *http.Request, k *store.Ke
 		if v := q.Get(p.name); v != "" {
 			t, err := time.Parse(time.RFC3339Nano, v)
 			if err != nil {
-				writeError(w, r, pipeline.ErrInvalid.With(p.name+": must be an ISO 8601 (RFC 3339) time, e.g. 2025-01-15T10:00:00Z"))
-				return
+				return f, pipeline.ErrInvalid.With(p.name + ": must be an ISO 8601 (RFC 3339) time, e.g. 2025-01-15T10:00:00Z")
 			}
 			if p.name == "before" {
 				t = t.Add(-time.Millisecond)
@@ -266,21 +282,11 @@ func (h *handler) listEmails(w http.ResponseWriter, r *http.Request, k *store.Ke
 	if v := q.Get("limit"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 1 {
-			writeError(w, r, pipeline.ErrInvalid.With("limit: must be between 1 and 100"))
-			return
+			return f, pipeline.ErrInvalid.With("limit: must be between 1 and 100")
 		}
 		f.Limit = n
 	}
-	page, err := h.Account.ListEmails(r.Context(), k, f)
-	if err != nil {
-		writeError(w, r, err)
-		return
-	}
-	out := make([]emailJSON, 0, len(page.Emails))
-	for _, e := range page.Emails {
-		out = append(out, toEmailJSON(e))
-	}
-	writeJSON(w, http.StatusOK, toPage(out, page.Next))
+	return f, nil
 }
 
 func (h *handler) getEmailContent(w http.ResponseWriter, r *http.Request, k *store.Key) {

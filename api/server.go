@@ -19,7 +19,9 @@ import (
 	"github.com/pigeonpost/pigeonpost/pipeline"
 	"github.com/pigeonpost/pigeonpost/pipeline/account"
 	"github.com/pigeonpost/pigeonpost/pipeline/compose"
+	"github.com/pigeonpost/pigeonpost/pipeline/contacts"
 	"github.com/pigeonpost/pigeonpost/pipeline/engagement"
+	"github.com/pigeonpost/pigeonpost/pipeline/sends"
 	"github.com/pigeonpost/pigeonpost/pipeline/store"
 )
 
@@ -48,6 +50,8 @@ type Parts struct {
 	Account    *account.Service    // keys, domains, suppressions, webhooks, email reads
 	Compose    *compose.Service    // sends and templates
 	Engagement *engagement.Service // tracking hits, tracking settings, analytics
+	Contacts   *contacts.Service   // contacts and segments
+	Sends      *sends.Service      // sends of templates to contacts, batches, unsubscribe
 }
 
 // Handler returns the HTTP handler of the REST API, tracking endpoints,
@@ -149,6 +153,13 @@ func (h *handler) routes() []route {
 		{"GET /v1/webhooks/failed", h.auth(h.listFailedWebhooks)},
 		{"DELETE /v1/webhooks/{id}", h.auth(h.deleteWebhook)},
 		{"GET /v1/analytics", h.auth(h.getAnalytics)},
+		{"POST /v1/sends", h.auth(h.createSend)},
+		{"POST /v1/sends/batch", h.auth(h.createSendBatch)},
+		{"GET /v1/sends", h.auth(h.listSends)},
+		{"GET /v1/sends/{id}", h.auth(h.getSend)},
+		{"GET /v1/batches/{id}", h.auth(h.getBatch)},
+		{"GET /v1/unsubscribe/{id}", http.HandlerFunc(h.unsubscribePage)},
+		{"POST /v1/unsubscribe/{id}", http.HandlerFunc(h.unsubscribe)},
 		{"GET /v1/track/open/{emailId}", http.HandlerFunc(h.trackOpen)},
 		{"GET /v1/track/click/{trackingId}", http.HandlerFunc(h.trackClick)},
 		{"GET /healthz", http.HandlerFunc(h.healthz)},

@@ -31,7 +31,9 @@ import (
 	"github.com/pigeonpost/pigeonpost/pipeline/account"
 	"github.com/pigeonpost/pigeonpost/pipeline/compose"
 	"github.com/pigeonpost/pigeonpost/pipeline/deliver"
+	"github.com/pigeonpost/pigeonpost/pipeline/contacts"
 	"github.com/pigeonpost/pigeonpost/pipeline/engagement"
+	"github.com/pigeonpost/pigeonpost/pipeline/sends"
 	"github.com/pigeonpost/pigeonpost/pipeline/store"
 	"github.com/pigeonpost/pigeonpost/pipeline/webhooks"
 	"github.com/pigeonpost/pigeonpost/smtpd"
@@ -88,6 +90,8 @@ type parts struct {
 	account    *account.Service
 	compose    *compose.Service
 	engagement *engagement.Service
+	contacts   *contacts.Service
+	sends      *sends.Service
 
 	smtp       *smtpd.Server
 	http       *http.Server
@@ -160,6 +164,13 @@ func build(ctx context.Context, cfg config.Config, log *slog.Logger, opt serveOp
 		Metrics:     engagement.NewMetrics(reg),
 	})
 
+	p.contacts = contacts.New(p.store, contacts.Options{})
+	p.sends = sends.New(p.store, p.pipeline, p.compose, p.contacts, signer, sends.Options{
+		PublicURL: cfg.HTTP.PublicURL,
+		Hostname:  cfg.SMTP.Hostname,
+		Logger:    log,
+	})
+
 	if cfg.Auth.BootstrapKey != "" {
 		if _, err := p.account.EnsureKey(ctx, "default", cfg.Auth.BootstrapKey); err != nil {
 			return nil, fmt.Errorf("auth.bootstrap_key: %w", err)
@@ -202,7 +213,8 @@ func build(ctx context.Context, cfg config.Config, log *slog.Logger, opt serveOp
 		Budget:          budget,
 	})
 	p.http = &http.Server{
-		Handler: api.Handler(api.Parts{Pipeline: p.pipeline, Account: p.account, Compose: p.compose, Engagement: p.engagement}, api.Options{
+		Handler: api.Handler(api.Parts{Pipeline: p.pipeline, Account: p.account, Compose: p.compose, Engagement: p.engagement,
+			Contacts: p.contacts, Sends: p.sends}, api.Options{
 			MaxBodyBytes: cfg.HTTP.MaxBodyBytes,
 			Budget:       budget,
 			Metrics:      promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
@@ -382,6 +394,7 @@ func (p *parts) run(ctx context.Context, ln *listeners, opt serveOptions) error 
 	_ = p.http.Shutdown(shutdownCtx)
 	_ = p.admin.Shutdown(shutdownCtx)
 	_ = p.smtp.Shutdown(shutdownCtx)
+	p.sends.Close() // the sends to segments still being made stop between two chunks
 	stopWorkers()
 	wg.Wait()
 	return runErr

@@ -25,10 +25,10 @@ type EmailFilter struct {
 	Sends      bool
 	BatchID    string
 	TemplateID string
-	Since  time.Time // created at or after
-	Until  time.Time // created at or before
-	Cursor string    // from the previous page's EmailPage.Next
-	Limit  int       // 1–100, default 50
+	Since      time.Time // created at or after
+	Until      time.Time // created at or before
+	Cursor     string    // from the previous page's EmailPage.Next
+	Limit      int       // 1–100, default 50
 }
 
 // EmailPage is one page of a listing; Next is "" after the last page.

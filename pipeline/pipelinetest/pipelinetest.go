@@ -5,6 +5,7 @@
 package pipelinetest
 
 import (
+	"cmp"
 	"context"
 	"testing"
 	"time"
@@ -17,6 +18,7 @@ import (
 	"github.com/pigeonpost/pigeonpost/pipeline/compose"
 	"github.com/pigeonpost/pigeonpost/pipeline/contacts"
 	"github.com/pigeonpost/pigeonpost/pipeline/engagement"
+	"github.com/pigeonpost/pigeonpost/pipeline/sends"
 	"github.com/pigeonpost/pigeonpost/pipeline/store"
 	"github.com/pigeonpost/pigeonpost/tracking"
 )
@@ -30,6 +32,7 @@ type Options struct {
 	Compose    compose.Options
 	Engagement engagement.Options // PublicURL: the pipeline's
 	Contacts   contacts.Options
+	Sends      sends.Options // PublicURL and Hostname: the pipeline's
 }
 
 // Parts are the services over one store.
@@ -42,6 +45,7 @@ type Parts struct {
 	Compose    *compose.Service
 	Engagement *engagement.Service
 	Contacts   *contacts.Service
+	Sends      *sends.Service
 }
 
 // New builds the parts.
@@ -77,6 +81,10 @@ func New(t testing.TB, opt Options) *Parts {
 	p.Compose = compose.New(st, p.Pipeline, opt.Compose)
 	p.Engagement = engagement.New(st, p.Pipeline, p.Account, p.Signer, opt.Engagement)
 	p.Contacts = contacts.New(st, opt.Contacts)
+	so := opt.Sends
+	so.PublicURL, so.Hostname = cmp.Or(so.PublicURL, po.PublicURL), cmp.Or(so.Hostname, po.Hostname)
+	p.Sends = sends.New(st, p.Pipeline, p.Compose, p.Contacts, p.Signer, so)
+	t.Cleanup(p.Sends.Close)
 	return p
 }
 

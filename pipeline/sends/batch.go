@@ -205,4 +205,3 @@ func replaySent(stored []byte) (*Sent, error) {
 	}
 	return &s, nil
 }
-

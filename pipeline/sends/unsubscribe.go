@@ -8,6 +8,13 @@ import (
 	"github.com/pigeonpost/pigeonpost/pipeline/store"
 )
 
+// ValidUnsubscribeID reports whether id is the id of an unsubscribe link
+// this server made.
+func (s *Service) ValidUnsubscribeID(id string) bool {
+	_, _, _, ok := s.signer.ParseUnsubscribeID(id)
+	return ok
+}
+
 // Unsubscribe acts on the link of a send's List-Unsubscribe header (the
 // one-click POST of RFC 8058, or the form of the landing page): the
 // contact becomes unsubscribed, and the "unsubscribed" event is recorded on

@@ -1,0 +1,412 @@
+package api_test
+
+import (
+	"context"
+	"fmt"
+	"mime"
+	"net/http"
+	"net/mail"
+	"net/url"
+	"strings"
+	"testing"
+
+	"github.com/pigeonpost/pigeonpost/internal/testkit"
+	"github.com/pigeonpost/pigeonpost/pipeline/contacts"
+	"github.com/pigeonpost/pigeonpost/pipeline/store"
+)
+
+// The sends API (Pigeon Perch): templates rendered per recipient with
+// personalizations over the contact's fields, contacts made on first use,
+// batches, segments and the one-click unsubscribe link.
+
+type sendAnswer struct {
+	ID, To, ContactID string
+	Status            store.Status
+	Error             *struct{ Code, Message string }
+}
+
+// template creates a template and returns its id.
+func (s *server) template(fields map[string]any) string {
+	s.t.Helper()
+	var t struct{ ID string }
+	if code := s.JSON("POST", "/v1/templates", liveKey, fields, &t); code != http.StatusCreated && code != http.StatusOK {
+		s.t.Fatalf("create template: %d", code)
+	}
+	return t.ID
+}
+
+// contact creates a contact of the bootstrap account.
+func (s *server) contact(email, first, last, company string, custom map[string]string, tags ...string) *contacts.Contact {
+	s.t.Helper()
+	k, err := s.p.Pipeline.Authenticate(context.Background(), liveKey)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	f := contacts.Fields{Email: &email, FirstName: &first, LastName: &last, Company: &company, Tags: &tags,
+		Fields: map[string]*string{}}
+	for name, v := range custom {
+		f.Fields[name] = &v
+	}
+	c, err := s.p.Contacts.Create(context.Background(), k, f)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	return c
+}
+
+// message is the stored MIME of an email, parsed, and as text.
+func (s *server) message(id string) (*mail.Message, string) {
+	s.t.Helper()
+	raw := s.content(id)
+	m, err := mail.ReadMessage(strings.NewReader(string(raw)))
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	return m, string(raw)
+}
+
+func TestSendsPersonalizationPrecedence(t *testing.T) {
+	s := newServer(t)
+	tpl := s.template(map[string]any{
+		"name": "order", "from": "Acme <" + s.From + ">",
+		"subject": "Hi {{first_name}}",
+		"text":    "[{{first_name}}|{{last_name}}|{{company}}|{{plan}}|{{email}}|{{order_id}}|{{greeting | default: \"Hello\"}}]",
+		"html":    "<p>{{first_name}}</p>",
+	})
+	s.contact("jane@"+rcptDomain, "Jane", "Roe", "Acme Inc", map[string]string{"plan": "pro"})
+	for _, tc := range []struct {
+		name     string
+		personal map[string]any
+		subject  string
+		want     string // the text part
+		wantSubj string
+		wantCode string // an error
+	}{
+		{name: "contact fields fill the tokens", want: "[Jane|Roe|Acme Inc|pro|jane@example.test||Hello]",
+			personal: map[string]any{"order_id": ""}, wantSubj: "Hi Jane"},
+		{name: "personalizations win over contact fields", personal: map[string]any{"first_name": "Dr. Jane", "order_id": 42, "plan": true, "greeting": "Hey"},
+			want: "[Dr. Jane|Roe|Acme Inc|true|jane@example.test|42|Hey]", wantSubj: "Hi Dr. Jane"},
+		{name: "the request's subject is a template too", personal: map[string]any{"order_id": "ORD-1"}, subject: "Order {{order_id}} for {{company}}",
+			want: "[Jane|Roe|Acme Inc|pro|jane@example.test|ORD-1|Hello]", wantSubj: "Order ORD-1 for Acme Inc"},
+		{name: "a token nothing fills is named", wantCode: "validation_error"},
+		{name: "a line break in the subject is refused", personal: map[string]any{"order_id": "1", "first_name": "x\r\nBcc: a@b.test"}, wantCode: "validation_error"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			body := map[string]any{"templateId": tpl, "to": "jane@" + rcptDomain, "personalizations": tc.personal}
+			if tc.subject != "" {
+				body["subject"] = tc.subject
+			}
+			r := s.Call("POST", "/v1/sends", liveKey, nil, body)
+			if tc.wantCode != "" {
+				if r.Code != http.StatusBadRequest || r.ErrCode() != tc.wantCode {
+					t.Fatalf("got %d %s", r.Code, r.Body)
+				}
+				if tc.personal == nil && !strings.Contains(r.ErrMessage(), `"order_id"`) {
+					t.Errorf("the error does not name the token: %s", r.ErrMessage())
+				}
+				return
+			}
+			if r.Code != http.StatusOK {
+				t.Fatalf("got %d %s", r.Code, r.Body)
+			}
+			var a sendAnswer
+			r.Decode(t, &a)
+			m, raw := s.message(a.ID)
+			if !strings.Contains(raw, tc.want) {
+				t.Errorf("text part: want %s in\n%s", tc.want, raw)
+			}
+			if got, _ := new(mime.WordDecoder).DecodeHeader(m.Header.Get("Subject")); got != tc.wantSubj {
+				t.Errorf("subject %q, want %q", got, tc.wantSubj)
+			}
+		})
+	}
+}
+
+func TestSendsEscapeHTML(t *testing.T) {
+	s := newServer(t)
+	tpl := s.template(map[string]any{"name": "x", "from": s.From, "subject": "s", "html": "<p>{{note}}</p>"})
+	var a sendAnswer
+	if code := s.JSON("POST", "/v1/sends", liveKey, map[string]any{"templateId": tpl, "to": s.To,
+		"personalizations": map[string]any{"note": "<script>alert(1)</script>"}}, &a); code != http.StatusOK {
+		t.Fatalf("got %d", code)
+	}
+	_, raw := s.message(a.ID)
+	// Escaped in the HTML part; the text part, made from it, is literal.
+	if strings.Contains(raw, "<p><script>") || !strings.Contains(raw, "<p>&lt;script&gt;alert(1)&lt;/script&gt;</p>") {
+		t.Errorf("not escaped:\n%s", raw)
+	}
+}
+
+func TestSendsCreateContactsAndTakeContactIDs(t *testing.T) {
+	s := newServer(t)
+	tpl := s.template(map[string]any{"name": "x", "from": s.From, "subject": "Hi {{first_name | default: \"you\"}}", "text": "t"})
+	var first sendAnswer
+	if code := s.JSON("POST", "/v1/sends", liveKey, map[string]any{"templateId": tpl, "to": "New@" + rcptDomain}, &first); code != http.StatusOK {
+		t.Fatalf("got %d", code)
+	}
+	if !strings.HasPrefix(first.ContactID, "ct_") || first.Status != store.StatusSent {
+		t.Fatalf("answer %+v", first)
+	}
+	// The contact exists, subscribed; a send to its id goes to its address.
+	var again sendAnswer
+	if code := s.JSON("POST", "/v1/sends", liveKey, map[string]any{"templateId": tpl, "to": first.ContactID}, &again); code != http.StatusOK {
+		t.Fatalf("got %d", code)
+	}
+	if again.ContactID != first.ContactID {
+		t.Errorf("contact %s, then %s", first.ContactID, again.ContactID)
+	}
+	var rec struct {
+		ToAddress, ContactID, TemplateID string
+		Status                           store.Status
+		Events                           []struct{ Type string }
+	}
+	s.JSON("GET", "/v1/sends/"+again.ID, liveKey, nil, &rec)
+	if rec.ToAddress != "New@"+rcptDomain || rec.ContactID != first.ContactID || rec.TemplateID != tpl {
+		t.Errorf("send %+v", rec)
+	}
+	// An unknown contact id is named.
+	r := s.Call("POST", "/v1/sends", liveKey, nil, map[string]any{"templateId": tpl, "to": "ct_nosuchcontact"})
+	if r.Code != http.StatusBadRequest || !strings.Contains(r.ErrMessage(), "ct_nosuchcontact") {
+		t.Errorf("unknown contact: %d %s", r.Code, r.Body)
+	}
+	// An email is not a send.
+	sent := s.SendOK(liveKey, map[string]any{"from": s.From, "to": s.To, "subject": "s", "text": "t"}, nil)
+	if r := s.Call("GET", "/v1/sends/"+sent.ID, liveKey, nil, nil); r.Code != http.StatusNotFound {
+		t.Errorf("an email read as a send: %d", r.Code)
+	}
+}
+
+func TestSendToUnsubscribedContactIsRecordedNotDelivered(t *testing.T) {
+	s := newServer(t)
+	tpl := s.template(map[string]any{"name": "x", "from": s.From, "subject": "s", "text": "t"})
+	c := s.contact("gone@"+rcptDomain, "", "", "", nil)
+	if _, err := s.p.Contacts.SetStatus(context.Background(), s.accountID, c.ID, contacts.Unsubscribed); err != nil {
+		t.Fatal(err)
+	}
+	before := s.p.Redis.XLen(context.Background(), store.StreamKey()).Val()
+	var a sendAnswer
+	if code := s.JSON("POST", "/v1/sends", liveKey, map[string]any{"templateId": tpl, "to": "gone@" + rcptDomain}, &a); code != http.StatusOK {
+		t.Fatalf("got %d", code)
+	}
+	if a.Status != store.StatusSuppressed || a.ID == "" {
+		t.Fatalf("answer %+v", a)
+	}
+	var rec struct {
+		Status    store.Status
+		LastError string
+	}
+	s.JSON("GET", "/v1/sends/"+a.ID, liveKey, nil, &rec)
+	if rec.Status != store.StatusSuppressed || !strings.Contains(rec.LastError, "unsubscribed") {
+		t.Errorf("send %+v", rec)
+	}
+	if after := s.p.Redis.XLen(context.Background(), store.StreamKey()).Val(); after != before {
+		t.Errorf("the delivery queue grew from %d to %d", before, after)
+	}
+	var list struct{ Data []struct{ ID string } }
+	s.JSON("GET", "/v1/sends?status=suppressed", liveKey, nil, &list)
+	if len(list.Data) != 1 || list.Data[0].ID != a.ID {
+		t.Errorf("list of suppressed sends: %+v", list.Data)
+	}
+}
+
+func TestSendBatchOfAThousand(t *testing.T) {
+	s := newServer(t)
+	tpl := s.template(map[string]any{"name": "weekly", "from": s.From, "subject": "Your summary", "html": "<p>Total: {{total}}</p>"})
+	batch := func(n int) map[string]any {
+		rcpts := make([]map[string]any, n)
+		for i := range rcpts {
+			rcpts[i] = map[string]any{"to": fmt.Sprintf("user%d@%s", i, rcptDomain), "personalizations": map[string]any{"total": fmt.Sprintf("$%d", i)}}
+		}
+		rcpts[7] = map[string]any{"to": "not an address"}
+		rcpts[9] = map[string]any{"to": "nototal@" + rcptDomain}
+		return map[string]any{"templateId": tpl, "recipients": rcpts}
+	}
+	r := s.Call("POST", "/v1/sends/batch", liveKey, map[string]string{"Idempotency-Key": "weekly-1"}, batch(1000))
+	if r.Code != http.StatusOK {
+		t.Fatalf("got %d %s", r.Code, r.Body)
+	}
+	var out struct {
+		BatchID string
+		Data    []sendAnswer
+	}
+	r.Decode(t, &out)
+	if !strings.HasPrefix(out.BatchID, "bat_") || len(out.Data) != 1000 {
+		t.Fatalf("batch %s with %d answers", out.BatchID, len(out.Data))
+	}
+	for i, a := range out.Data {
+		failed := i == 7 || i == 9
+		if failed != (a.Error != nil) || failed == (a.ID != "") {
+			t.Fatalf("recipient %d: %+v", i, a)
+		}
+	}
+	if !strings.Contains(out.Data[9].Error.Message, `"total"`) {
+		t.Errorf("missing personalization: %s", out.Data[9].Error.Message)
+	}
+	_, raw := s.message(out.Data[500].ID)
+	if !strings.Contains(raw, "Total: $500") {
+		t.Errorf("recipient 500's email:\n%s", raw)
+	}
+
+	// The same request again is answered from the first, sending nothing.
+	again := s.Call("POST", "/v1/sends/batch", liveKey, map[string]string{"Idempotency-Key": "weekly-1"}, batch(1000))
+	var replay struct {
+		BatchID string
+		Data    []sendAnswer
+	}
+	again.Decode(t, &replay)
+	if again.Header.Get("Idempotent-Replayed") != "true" || replay.BatchID != out.BatchID || replay.Data[500].ID != out.Data[500].ID {
+		t.Errorf("replay: %d %s %s", again.Code, again.Header, replay.BatchID)
+	}
+	if n := s.p.Redis.ZCard(context.Background(), store.AccountSendsKey(s.accountID)).Val(); n != 998 {
+		t.Errorf("%d sends stored, want 998", n)
+	}
+
+	var status struct {
+		ID     string
+		Total  int
+		Counts map[string]int
+	}
+	s.JSON("GET", "/v1/batches/"+out.BatchID, liveKey, nil, &status)
+	if status.Total != 1000 || status.Counts["pending"] != 998 {
+		t.Errorf("batch status %+v", status)
+	}
+	var page struct{ Data []struct{ BatchID string } }
+	s.JSON("GET", "/v1/sends?batchId="+out.BatchID+"&limit=5", liveKey, nil, &page)
+	if len(page.Data) != 5 || page.Data[0].BatchID != out.BatchID {
+		t.Errorf("sends of the batch: %+v", page.Data)
+	}
+
+	r = s.Call("POST", "/v1/sends/batch", liveKey, nil, batch(1001))
+	if r.Code != http.StatusBadRequest || !strings.Contains(r.ErrMessage(), "1000") {
+		t.Errorf("1,001 recipients: %d %s", r.Code, r.Body)
+	}
+}
+
+func TestSendToSegment(t *testing.T) {
+	s := newServer(t)
+	tpl := s.template(map[string]any{"name": "x", "from": s.From, "subject": "Hi {{first_name}}", "text": "t"})
+	s.contact("a@"+rcptDomain, "A", "", "", nil, "vip")
+	s.contact("b@"+rcptDomain, "B", "", "", nil, "vip", "beta")
+	gone := s.contact("c@"+rcptDomain, "C", "", "", nil, "vip")
+	s.contact("d@"+rcptDomain, "D", "", "", nil)
+	if _, err := s.p.Contacts.SetStatus(context.Background(), s.accountID, gone.ID, contacts.Unsubscribed); err != nil {
+		t.Fatal(err)
+	}
+	k, _ := s.p.Pipeline.Authenticate(context.Background(), liveKey)
+	name := "vips"
+	seg, err := s.p.Contacts.CreateSegment(context.Background(), k, contacts.SegmentFields{Name: &name, Filter: &contacts.Filter{Tags: []string{"vip"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var a struct {
+		ID, BatchID string
+		Count       int
+	}
+	if code := s.JSON("POST", "/api/v1/sends", "", map[string]any{"templateId": tpl, "segmentId": seg.ID}, &a); code != http.StatusUnauthorized {
+		t.Fatalf("without a key: %d", code)
+	}
+	r := s.Call("POST", "/api/v1/sends", "", map[string]string{"X-API-Key": liveKey}, map[string]any{"templateId": tpl, "segmentId": seg.ID})
+	if r.Code != http.StatusAccepted {
+		t.Fatalf("got %d %s", r.Code, r.Body)
+	}
+	r.Decode(t, &a)
+	if a.Count != 2 || a.ID != a.BatchID {
+		t.Fatalf("answer %+v", a)
+	}
+	var status struct {
+		InProgress bool
+		Counts     map[string]int
+	}
+	testkit.WaitFor(t, "the segment's sends", func() bool {
+		s.JSON("GET", "/v1/batches/"+a.BatchID, liveKey, nil, &status)
+		return !status.InProgress && status.Counts["pending"] == 2
+	})
+	r = s.Call("POST", "/v1/sends", liveKey, nil, map[string]any{"templateId": tpl, "segmentId": "seg_nosuch"})
+	if r.Code != http.StatusBadRequest || !strings.Contains(r.ErrMessage(), "seg_nosuch") {
+		t.Errorf("unknown segment: %d %s", r.Code, r.Body)
+	}
+}
+
+func TestOneClickUnsubscribe(t *testing.T) {
+	s := newServer(t)
+	tpl := s.template(map[string]any{"name": "x", "from": s.From, "subject": "s", "text": "t"})
+	var a sendAnswer
+	s.JSON("POST", "/v1/sends", liveKey, map[string]any{"templateId": tpl, "to": s.To}, &a)
+	m, _ := s.message(a.ID)
+	if got := m.Header.Get("List-Unsubscribe-Post"); got != "List-Unsubscribe=One-Click" {
+		t.Errorf("List-Unsubscribe-Post: %q", got)
+	}
+	var link, mailto string
+	for _, part := range strings.Split(m.Header.Get("List-Unsubscribe"), ",") {
+		part = strings.Trim(strings.TrimSpace(part), "<>")
+		if strings.HasPrefix(part, "https://") {
+			link = part
+		} else if strings.HasPrefix(part, "mailto:") {
+			mailto = part
+		}
+	}
+	if link == "" || mailto == "" {
+		t.Fatalf("List-Unsubscribe: %q", m.Header.Get("List-Unsubscribe"))
+	}
+	u, err := url.Parse(link)
+	if err != nil || u.Host != publicHost {
+		t.Fatalf("link %q: %v", link, err)
+	}
+	post := func(path, accept string) int {
+		req, _ := http.NewRequest("POST", s.URL+path, strings.NewReader("List-Unsubscribe=One-Click"))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		if accept != "" {
+			req.Header.Set("Accept", accept)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	// The landing page changes nothing; a tampered link is unknown.
+	if r := s.Call("GET", u.Path, "", nil, nil); r.Code != http.StatusOK || !strings.Contains(string(r.Body), `method="post"`) {
+		t.Errorf("landing page: %d %s", r.Code, r.Body)
+	}
+	if code := post(u.Path[:len(u.Path)-2]+"xx", ""); code != http.StatusNotFound {
+		t.Errorf("tampered link: %d", code)
+	}
+	status := func() contacts.Status {
+		k, _ := s.p.Pipeline.Authenticate(context.Background(), liveKey)
+		c, err := s.p.Contacts.Get(context.Background(), k, a.ContactID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c.Status
+	}
+	if st := status(); st != contacts.Subscribed {
+		t.Fatalf("contact %q before the POST", st)
+	}
+	// The mail client's one-click POST (RFC 8058).
+	if code := post(u.Path, ""); code != http.StatusOK {
+		t.Fatalf("one-click POST: %d", code)
+	}
+	if st := status(); st != contacts.Unsubscribed {
+		t.Errorf("contact %q after the POST", st)
+	}
+	var rec struct{ Events []struct{ Type string } }
+	s.JSON("GET", "/v1/sends/"+a.ID, liveKey, nil, &rec)
+	if n := len(rec.Events); n == 0 || rec.Events[n-1].Type != "unsubscribed" {
+		t.Errorf("events %+v", rec.Events)
+	}
+	// Again, from the browser form: the page, and no second event.
+	if code := post(u.Path, "text/html"); code != http.StatusOK {
+		t.Errorf("form POST: %d", code)
+	}
+	s.JSON("GET", "/v1/sends/"+a.ID, liveKey, nil, &rec)
+	if n := len(rec.Events); rec.Events[n-1].Type != "unsubscribed" || n > 1 && rec.Events[n-2].Type == "unsubscribed" {
+		t.Errorf("events after a second POST %+v", rec.Events)
+	}
+	// The next send to the contact is recorded, not delivered.
+	var next sendAnswer
+	s.JSON("POST", "/v1/sends", liveKey, map[string]any{"templateId": tpl, "to": s.To}, &next)
+	if next.Status != store.StatusSuppressed {
+		t.Errorf("send after unsubscribing: %+v", next)
+	}
+}
