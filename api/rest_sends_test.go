@@ -410,3 +410,22 @@ func TestOneClickUnsubscribe(t *testing.T) {
 		t.Errorf("send after unsubscribing: %+v", next)
 	}
 }
+
+func TestSendsDefaultSender(t *testing.T) {
+	s := newServer(t)
+	tpl := s.template(map[string]any{"name": "x", "subject": "s", "text": "t"})
+	var a sendAnswer
+	if code := s.JSON("POST", "/v1/sends", liveKey, map[string]any{"templateId": tpl, "to": s.To}, &a); code != http.StatusOK {
+		t.Fatalf("got %d", code)
+	}
+	m, _ := s.message(a.ID)
+	if got := m.Header.Get("From"); got != "<noreply@"+senderDomain+">" {
+		t.Errorf("From: %q", got)
+	}
+	// With two verified domains, the sender is not guessed.
+	s.VerifyDomain(s.dns, "other.test")
+	r := s.Call("POST", "/v1/sends", liveKey, nil, map[string]any{"templateId": tpl, "to": s.To})
+	if r.Code != http.StatusBadRequest || !strings.Contains(r.ErrMessage(), "from: required") {
+		t.Errorf("two domains: %d %s", r.Code, r.Body)
+	}
+}

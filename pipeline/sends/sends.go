@@ -73,7 +73,7 @@ func (s *Service) Close() {
 type Message struct {
 	TemplateID  string
 	Subject     string // replaces the template's subject; a template too
-	From        string // default: the template's
+	From        string // default: the template's, else noreply@ the only verified domain
 	ReplyTo     string // default: the template's
 	Tags        []string
 	Metadata    map[string]string
@@ -158,9 +158,31 @@ func (s *Service) prepare(ctx context.Context, k *store.Key, m Message) (*prepar
 		p.ReplyTo = t.ReplyTo
 	}
 	if p.from == "" {
-		return nil, pipeline.ErrInvalid.With("from: required; give from, or set a from address on the template " + pipeline.Quote(t.ID))
+		if p.from, err = s.defaultSender(ctx, k); err != nil {
+			return nil, err
+		}
 	}
 	return p, nil
+}
+
+// defaultSender is the sender of a send that names none, nor does its
+// template: noreply@ the key's domain, or the account's only verified
+// domain. With several, which one is not guessed.
+func (s *Service) defaultSender(ctx context.Context, k *store.Key) (string, error) {
+	ds, err := s.store.ListDomains(ctx, k.AccountID)
+	if err != nil {
+		return "", pipeline.StorageError(err)
+	}
+	var verified []string
+	for _, d := range ds {
+		if d.Verified() && (k.DomainID == "" || d.ID == k.DomainID) {
+			verified = append(verified, d.Name)
+		}
+	}
+	if len(verified) != 1 {
+		return "", pipeline.ErrInvalid.Withf("from: required: neither the request nor the template gives a sender, and the account has %d verified domains to default to (noreply@ the only one)", len(verified))
+	}
+	return "noreply@" + verified[0], nil
 }
 
 // submission renders the template for contact c and builds its message,
