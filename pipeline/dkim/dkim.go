@@ -21,9 +21,11 @@ import (
 )
 
 // dkimHeaderKeys are the header fields signed when present, in this order.
+// RFC 8058 §4: a one-click unsubscribe is honoured only when the signature
+// covers both List-Unsubscribe and List-Unsubscribe-Post.
 var dkimHeaderKeys = []string{
 	"From", "To", "Cc", "Subject", "Date", "Message-ID", "Reply-To",
-	"MIME-Version", "Content-Type", "Content-Transfer-Encoding", "List-Unsubscribe",
+	"MIME-Version", "Content-Type", "Content-Transfer-Encoding", "List-Unsubscribe", "List-Unsubscribe-Post",
 }
 
 // GenerateKey creates an RSA-2048 DKIM key: PEM (PKCS#8) of the private key
