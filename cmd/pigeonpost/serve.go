@@ -30,6 +30,7 @@ import (
 	"github.com/pigeonpost/pigeonpost/pipeline"
 	"github.com/pigeonpost/pigeonpost/pipeline/account"
 	"github.com/pigeonpost/pigeonpost/pipeline/compose"
+	"github.com/pigeonpost/pigeonpost/pipeline/contacts"
 	"github.com/pigeonpost/pigeonpost/pipeline/deliver"
 	"github.com/pigeonpost/pigeonpost/pipeline/engagement"
 	"github.com/pigeonpost/pigeonpost/pipeline/store"
@@ -87,6 +88,7 @@ type parts struct {
 	pipeline   *pipeline.Service
 	account    *account.Service
 	compose    *compose.Service
+	contacts   *contacts.Service
 	engagement *engagement.Service
 
 	smtp       *smtpd.Server
@@ -150,6 +152,7 @@ func build(ctx context.Context, cfg config.Config, log *slog.Logger, opt serveOp
 		WebhookURLs:  webhooks.URLPolicy{AllowPrivate: cfg.Webhooks.AllowPrivateURLs, AllowHTTP: cfg.Webhooks.AllowHTTP},
 	})
 	p.compose = compose.New(p.store, p.pipeline, compose.Options{Fetcher: fetcher})
+	p.contacts = contacts.New(p.store, contacts.Options{})
 	p.engagement = engagement.New(p.store, p.pipeline, p.account, signer, engagement.Options{
 		PublicURL:   cfg.HTTP.PublicURL,
 		CNAMETarget: cfg.Tracking.CNAMETarget,
@@ -202,7 +205,8 @@ func build(ctx context.Context, cfg config.Config, log *slog.Logger, opt serveOp
 		Budget:          budget,
 	})
 	p.http = &http.Server{
-		Handler: api.Handler(api.Parts{Pipeline: p.pipeline, Account: p.account, Compose: p.compose, Engagement: p.engagement}, api.Options{
+		Handler: api.Handler(api.Parts{Pipeline: p.pipeline, Account: p.account, Compose: p.compose, Engagement: p.engagement,
+			Contacts: p.contacts}, api.Options{
 			MaxBodyBytes: cfg.HTTP.MaxBodyBytes,
 			Budget:       budget,
 			Metrics:      promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
