@@ -24,12 +24,24 @@ const (
 	defaultBudgetWait = 30 * time.Second
 )
 
+// streamedRoutes read their body as a stream, a bounded piece at a time,
+// under a limit of their own (POST /v1/contacts/import: Options.MaxImportBytes):
+// their memory does not grow with the body, so they take no share of the
+// budget, their chunked body is not peeked at, and Idempotency-Key, which
+// needs the whole body, does not apply to them (idempotency.go).
+var streamedRoutes = map[string]bool{
+	"POST /v1/contacts/import": true,
+}
+
 // reserveBody takes the request's share of the budget: pipeline.MessageCost
 // of its declared size or, when it declares none (chunked) and goes on past
 // smallBody, of the largest body allowed. A request that cannot get it
 // within Options.BudgetWait, or whose client leaves, gets pipeline.ErrBusy.
 // The caller releases the reservation when the request is done.
 func (h *handler) reserveBody(r *http.Request) (*membudget.Reservation, error) {
+	if streamedRoutes[r.Pattern] {
+		return h.opt.Budget.Reserve(), nil // holds nothing
+	}
 	n := r.ContentLength
 	if n < 0 {
 		// Read the start to learn whether the body is small; the handler

@@ -27,11 +27,14 @@ type keyedHandler func(http.ResponseWriter, *http.Request, *store.Key)
 // idempotentPOST gives every authenticated POST route Idempotency-Key
 // support (auth calls it): POST /v1/emails is handled by pipeline.Send
 // itself (its response is stored with the emails); a new API key's secret is
-// shown once, so its response is not stored and a repeat is a 409.
+// shown once, so its response is not stored and a repeat is a 409. A
+// streamed route (streamedRoutes) ignores the header: its body is never
+// held whole, and the contact import it serves is an upsert, safe to repeat.
 func (h *handler) idempotentPOST(next keyedHandler) keyedHandler {
 	return func(w http.ResponseWriter, r *http.Request, k *store.Key) {
 		switch {
-		case r.Method != http.MethodPost || r.Header.Get(headerIdempotencyKey) == "" || r.Pattern == "POST /v1/emails":
+		case r.Method != http.MethodPost || r.Header.Get(headerIdempotencyKey) == "" || r.Pattern == "POST /v1/emails" ||
+			streamedRoutes[r.Pattern]:
 			next(w, r, k)
 		case r.Pattern == "POST /v1/api-keys":
 			h.idempotent(next, false)(w, r, k)

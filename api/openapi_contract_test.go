@@ -57,7 +57,7 @@ func TestOpenAPIContract(t *testing.T) {
 	if got := config.Default().HTTP.MaxBodyBytes; got != 35<<20 {
 		t.Errorf("default http.max_body_bytes is %d, want 35 MiB", got)
 	}
-	s := newServer(t, webhookURLs, func(c *serverConfig) { c.api.MaxBodyBytes = contractMaxBody })
+	s := newServer(t, webhookURLs, func(c *serverConfig) { c.api.MaxBodyBytes, c.api.MaxImportBytes = contractMaxBody, contractMaxBody })
 	hooks := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.Copy(io.Discard, r.Body)
 		w.WriteHeader(http.StatusServiceUnavailable)
@@ -90,6 +90,15 @@ func TestOpenAPIContract(t *testing.T) {
 	c.call("listTemplates", "", nil)
 	c.call("getTemplate", "", map[string]string{"id": c.tplID})
 	c.call("updateTemplate", "", map[string]string{"id": c.tplID})
+	ct := map[string]string{"id": c.id(c.call("createContact", "", nil))}
+	c.call("importContacts", "", nil)
+	c.call("listContacts", "", nil)
+	c.call("getContact", "", ct)
+	c.call("updateContact", "", ct)
+	seg := map[string]string{"id": c.id(c.call("createSegment", "", nil))}
+	c.call("listSegments", "", nil)
+	c.call("getSegment", "", seg)
+	c.call("updateSegment", "", seg)
 	c.call("createSuppression", "", nil)
 	c.call("listSuppressions", "", nil)
 	keyID := c.id(c.call("createApiKey", "", nil))
@@ -146,8 +155,10 @@ func TestOpenAPIContract(t *testing.T) {
 	c.call("getOpenAPI", "", nil)
 
 	t.Run("request bodies", func(t *testing.T) {
-		c.checkBodies(t, map[string]string{"id": c.tplID}, acme)
+		c.checkBodies(t, map[string]string{"id": c.tplID}, acme, ct, seg)
 	})
+	c.call("deleteSegment", "", seg)
+	c.call("deleteContact", "", ct)
 
 	c.call("deleteTemplate", "", map[string]string{"id": c.tplID})
 	c.call("deleteSuppression", "", map[string]string{"email": "bounced@" + rcptDomain})
@@ -478,13 +489,18 @@ type bodyCase struct {
 // checkBodies: for every operation with a JSON body, unknown fields are
 // accepted; a wrong type is a 400 naming the field; a body over the limit
 // is a 413 with the error shape (with and without Idempotency-Key).
-func (c *contract) checkBodies(t *testing.T, tpl, acme map[string]string) {
+func (c *contract) checkBodies(t *testing.T, tpl, acme, ct, seg map[string]string) {
 	fromTo := `"from":"hello@` + senderDomain + `","to":"user@` + rcptDomain + `"`
 	cases := map[string]bodyCase{
 		"sendEmail":              {example: "basic", wrong: `{` + fromTo + `,"subject":"s","text":"t","tracking":{"opens":"yes"}}`, field: "tracking.opens"},
 		"sendBatch":              {wrong: `{"emails":{` + fromTo + `}}`, field: "emails"},
 		"createTemplate":         {wrong: `{"name":5,"html":"x"}`, field: "name"},
 		"updateTemplate":         {params: tpl, wrong: `{"subject":false}`, field: "subject"},
+		"createContact":          {tweak: func(v map[string]any) { v["email"] = "another@" + rcptDomain }, wrong: `{"email":5}`, field: "email"},
+		"updateContact":          {params: ct, wrong: `{"tags":"vip"}`, field: "tags"},
+		"importContacts":         {wrong: `{"contacts":{"email":"x@` + rcptDomain + `"}}`, field: "contacts"},
+		"createSegment":          {wrong: `{"name":1}`, field: "name"},
+		"updateSegment":          {params: seg, wrong: `{"filter":{"tags":"vip"}}`, field: "filter.tags"},
 		"createSuppression":      {wrong: `{"email":["bounced@` + rcptDomain + `"]}`, field: "email"},
 		"createDomain":           {tweak: func(v map[string]any) { v["name"] = "future." + rcptDomain }, wrong: `{"name":1}`, field: "name"},
 		"createApiKey":           {wrong: `{"name":"ci","permission":true}`, field: "permission"},

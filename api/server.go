@@ -28,6 +28,9 @@ import (
 // Options configure the handler.
 type Options struct {
 	MaxBodyBytes int64
+	// MaxImportBytes caps the body of POST /v1/contacts/import, which is
+	// streamed (budget.go: streamedRoutes); 0 means DefaultMaxImportBytes.
+	MaxImportBytes int64
 	// Budget is the process's message memory (smtp.data_memory_bytes),
 	// shared with smtpd: a request with a large body holds its share while
 	// it runs (budget.go). Nil: unbounded.
@@ -50,7 +53,7 @@ type Parts struct {
 	Account    *account.Service    // keys, domains, suppressions, webhooks, email reads
 	Compose    *compose.Service    // sends and templates
 	Engagement *engagement.Service // tracking hits, tracking settings, analytics
-	Contacts   *contacts.Service   // contacts and segments
+	Contacts   *contacts.Service   // contacts, their import, segments
 	Sends      *sends.Service      // sends of templates to contacts, batches, unsubscribe
 }
 
@@ -130,6 +133,17 @@ func (h *handler) routes() []route {
 		{"GET /v1/templates/{id}", h.auth(h.getTemplate)},
 		{"PATCH /v1/templates/{id}", h.auth(h.updateTemplate)},
 		{"DELETE /v1/templates/{id}", h.auth(h.deleteTemplate)},
+		{"GET /v1/contacts", h.auth(h.listContacts)},
+		{"POST /v1/contacts", h.auth(h.createContact)},
+		{"POST /v1/contacts/import", h.auth(h.importContacts)},
+		{"GET /v1/contacts/{id}", h.auth(h.getContact)},
+		{"PATCH /v1/contacts/{id}", h.auth(h.updateContact)},
+		{"DELETE /v1/contacts/{id}", h.auth(h.deleteContact)},
+		{"GET /v1/segments", h.auth(h.listSegments)},
+		{"POST /v1/segments", h.auth(h.createSegment)},
+		{"GET /v1/segments/{id}", h.auth(h.getSegment)},
+		{"PATCH /v1/segments/{id}", h.auth(h.updateSegment)},
+		{"DELETE /v1/segments/{id}", h.auth(h.deleteSegment)},
 		{"GET /v1/suppressions", h.auth(h.listSuppressions)},
 		{"POST /v1/suppressions", h.auth(h.createSuppression)},
 		{"DELETE /v1/suppressions/{email}", h.auth(h.deleteSuppression)},

@@ -1,5 +1,6 @@
 // Package client is a Go client for pigeonpost's REST API (the SendPigeon
-// API): sending, batches, scheduling, templates, domains and API keys.
+// API): sending, batches, scheduling, templates, domains, API keys,
+// contacts (and their import) and segments.
 // Errors from the server are *Error values carrying the API's error code.
 //
 //	c := client.New("https://mail.example.com", os.Getenv("PIGEONPOST_API_KEY"))
@@ -58,9 +59,18 @@ func IdempotencyKey(key string) RequestOption {
 	return func(r *http.Request) { r.Header.Set("Idempotency-Key", key) }
 }
 
+// rawBody is a request body sent as it is, with its Content-Type.
+type rawBody struct {
+	contentType string
+	r           io.Reader
+}
+
 func (c *Client) do(ctx context.Context, method, path string, in, out any, opts ...RequestOption) error {
 	var body io.Reader
-	if in != nil {
+	contentType := "application/json"
+	if raw, ok := in.(rawBody); ok {
+		body, contentType = raw.r, raw.contentType
+	} else if in != nil {
 		b, err := json.Marshal(in)
 		if err != nil {
 			return err
@@ -73,7 +83,7 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any, opts 
 	}
 	req.Header.Set("Authorization", "Bearer "+c.key)
 	if in != nil {
-		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Content-Type", contentType)
 	}
 	for _, o := range opts {
 		o(req)
@@ -313,4 +323,201 @@ func (c *Client) ListKeys(ctx context.Context) ([]APIKey, error) {
 // DeleteKey revokes a key at once.
 func (c *Client) DeleteKey(ctx context.Context, id string) error {
 	return c.do(ctx, http.MethodDelete, "/v1/api-keys/"+url.PathEscape(id), nil, nil)
+}
+
+// Contact is a contact of the account.
+type Contact struct {
+	ID        string            `json:"id,omitempty"`
+	Email     string            `json:"email"`
+	FirstName string            `json:"firstName,omitempty"`
+	LastName  string            `json:"lastName,omitempty"`
+	Company   string            `json:"company,omitempty"`
+	Status    string            `json:"status,omitempty"` // subscribed, unsubscribed, bounced, complained
+	Tags      []string          `json:"tags,omitempty"`
+	Fields    map[string]string `json:"fields,omitempty"` // custom fields
+	CreatedAt *time.Time        `json:"createdAt,omitempty"`
+	UpdatedAt *time.Time        `json:"updatedAt,omitempty"`
+}
+
+// ContactQuery filters ListContacts; zero fields do not filter.
+type ContactQuery struct {
+	Status string
+	Email  string // exact, case-insensitive
+	Tag    string
+	Limit  int    // 1–100; 0: 20
+	Cursor string // NextCursor of the previous page
+}
+
+// ContactPage is a page of contacts; NextCursor is "" after the last. A
+// filtered page may be short, even empty, and still have a NextCursor.
+type ContactPage struct {
+	Data       []Contact
+	NextCursor string
+}
+
+// CreateContact adds a contact (a 409 conflict if its address exists).
+func (c *Client) CreateContact(ctx context.Context, ct Contact) (*Contact, error) {
+	var out Contact
+	return &out, c.do(ctx, http.MethodPost, "/v1/contacts", ct, &out)
+}
+
+// GetContact returns a contact.
+func (c *Client) GetContact(ctx context.Context, id string) (*Contact, error) {
+	var out Contact
+	return &out, c.do(ctx, http.MethodGet, "/v1/contacts/"+url.PathEscape(id), nil, &out)
+}
+
+// UpdateContact changes the given fields of a contact (PATCH): a body such
+// as {"lastName": "King", "fields": {"plan": null}} (null removes a custom
+// field; tags replace the contact's).
+func (c *Client) UpdateContact(ctx context.Context, id string, fields map[string]any) (*Contact, error) {
+	var out Contact
+	return &out, c.do(ctx, http.MethodPatch, "/v1/contacts/"+url.PathEscape(id), fields, &out)
+}
+
+// DeleteContact removes a contact.
+func (c *Client) DeleteContact(ctx context.Context, id string) error {
+	return c.do(ctx, http.MethodDelete, "/v1/contacts/"+url.PathEscape(id), nil, nil)
+}
+
+// ListContacts returns a page of contacts, newest first.
+func (c *Client) ListContacts(ctx context.Context, q ContactQuery) (*ContactPage, error) {
+	v := url.Values{}
+	for name, val := range map[string]string{"status": q.Status, "email": q.Email, "tag": q.Tag, "cursor": q.Cursor} {
+		if val != "" {
+			v.Set(name, val)
+		}
+	}
+	if q.Limit > 0 {
+		v.Set("limit", fmt.Sprint(q.Limit))
+	}
+	path := "/v1/contacts"
+	if len(v) > 0 {
+		path += "?" + v.Encode()
+	}
+	var out struct {
+		Data       []Contact `json:"data"`
+		NextCursor *string   `json:"nextCursor"`
+	}
+	if err := c.do(ctx, http.MethodGet, path, nil, &out); err != nil {
+		return nil, err
+	}
+	p := &ContactPage{Data: out.Data}
+	if out.NextCursor != nil {
+		p.NextCursor = *out.NextCursor
+	}
+	return p, nil
+}
+
+// ImportResult is the answer to an import.
+type ImportResult struct {
+	Created int `json:"created"`
+	Updated int `json:"updated"`
+	Failed  int `json:"failed"`
+	Errors  []struct {
+		Row     int    `json:"row"`
+		Message string `json:"message"`
+	} `json:"errors"` // the first 100
+}
+
+// ImportContacts creates or updates contacts from body, streamed as it is
+// read: contentType "text/csv" (a header row: email, first_name, last_name,
+// company, status, tags, then custom fields) or "application/json" (an
+// array of contacts or {"contacts": [...]}). Up to 64 MiB by default.
+func (c *Client) ImportContacts(ctx context.Context, contentType string, body io.Reader) (*ImportResult, error) {
+	var out ImportResult
+	return &out, c.do(ctx, http.MethodPost, "/v1/contacts/import", rawBody{contentType, body}, &out)
+}
+
+// Segment selects contacts: every tag of Filter.Tags, Filter.Status (if
+// set), and every condition of Filter.Fields.
+type Segment struct {
+	ID        string        `json:"id,omitempty"`
+	Name      string        `json:"name"`
+	Filter    SegmentFilter `json:"filter"`
+	Count     *int          `json:"count,omitempty"` // GetSegment only: the contacts that match now
+	CreatedAt *time.Time    `json:"createdAt,omitempty"`
+	UpdatedAt *time.Time    `json:"updatedAt,omitempty"`
+}
+
+// SegmentFilter is what a contact of a segment satisfies.
+type SegmentFilter struct {
+	Tags   []string           `json:"tags,omitempty"`
+	Status string             `json:"status,omitempty"`
+	Fields []SegmentCondition `json:"fields,omitempty"`
+}
+
+// SegmentCondition compares a field (email, first_name, last_name,
+// company or a custom field) with Value: Op "equals" or "contains",
+// ignoring case.
+type SegmentCondition struct {
+	Field string `json:"field"`
+	Op    string `json:"op"`
+	Value string `json:"value"`
+}
+
+// UnmarshalJSON reads a filter whose status may be null.
+func (f *SegmentFilter) UnmarshalJSON(b []byte) error {
+	var raw struct {
+		Tags   []string           `json:"tags"`
+		Status *string            `json:"status"`
+		Fields []SegmentCondition `json:"fields"`
+	}
+	if err := json.Unmarshal(b, &raw); err != nil {
+		return err
+	}
+	f.Tags, f.Fields, f.Status = raw.Tags, raw.Fields, ""
+	if raw.Status != nil {
+		f.Status = *raw.Status
+	}
+	return nil
+}
+
+// CreateSegment stores a segment.
+func (c *Client) CreateSegment(ctx context.Context, s Segment) (*Segment, error) {
+	var out Segment
+	return &out, c.do(ctx, http.MethodPost, "/v1/segments", s, &out)
+}
+
+// GetSegment returns a segment with the number of contacts it holds now.
+func (c *Client) GetSegment(ctx context.Context, id string) (*Segment, error) {
+	var out Segment
+	return &out, c.do(ctx, http.MethodGet, "/v1/segments/"+url.PathEscape(id), nil, &out)
+}
+
+// ListSegments returns the account's segments, newest first, following
+// every page.
+func (c *Client) ListSegments(ctx context.Context) ([]Segment, error) {
+	var all []Segment
+	cursor := ""
+	for {
+		path := "/v1/segments?limit=100"
+		if cursor != "" {
+			path += "&cursor=" + url.QueryEscape(cursor)
+		}
+		var out struct {
+			Data       []Segment `json:"data"`
+			NextCursor *string   `json:"nextCursor"`
+		}
+		if err := c.do(ctx, http.MethodGet, path, nil, &out); err != nil {
+			return nil, err
+		}
+		all = append(all, out.Data...)
+		if out.NextCursor == nil {
+			return all, nil
+		}
+		cursor = *out.NextCursor
+	}
+}
+
+// UpdateSegment changes the given fields of a segment (PATCH): name, and
+// filter (which replaces the segment's).
+func (c *Client) UpdateSegment(ctx context.Context, id string, fields map[string]any) (*Segment, error) {
+	var out Segment
+	return &out, c.do(ctx, http.MethodPatch, "/v1/segments/"+url.PathEscape(id), fields, &out)
+}
+
+// DeleteSegment removes a segment (not its contacts).
+func (c *Client) DeleteSegment(ctx context.Context, id string) error {
+	return c.do(ctx, http.MethodDelete, "/v1/segments/"+url.PathEscape(id), nil, nil)
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -99,5 +100,62 @@ func TestGoClient(t *testing.T) {
 	}
 	if _, err := client.New("http://"+s.addrs.HTTP, k.Key).Get(ctx, res.ID); !errors.As(err, &apiErr) || apiErr.Status != 401 {
 		t.Fatalf("revoked key: %v", err)
+	}
+}
+
+// TestGoClientContacts drives contacts, their import and segments through
+// the client package, on the stack serve builds.
+func TestGoClientContacts(t *testing.T) {
+	s := startStack(t)
+	ctx := context.Background()
+	c := client.New("http://"+s.addrs.HTTP, liveKey)
+
+	ada, err := c.CreateContact(ctx, client.Contact{Email: "ada@" + rcptDomain, FirstName: "Ada", Tags: []string{"vip"},
+		Fields: map[string]string{"plan": "pro"}})
+	if err != nil || ada.ID == "" || ada.Status != "subscribed" {
+		t.Fatalf("CreateContact: %v %+v", err, ada)
+	}
+	var apiErr *client.Error
+	if _, err := c.CreateContact(ctx, client.Contact{Email: "ADA@" + rcptDomain}); !errors.As(err, &apiErr) || apiErr.Status != 409 {
+		t.Errorf("duplicate: %v", err)
+	}
+	up, err := c.UpdateContact(ctx, ada.ID, map[string]any{"lastName": "Lovelace", "fields": map[string]any{"plan": nil}})
+	if err != nil || up.LastName != "Lovelace" || len(up.Fields) != 0 {
+		t.Errorf("UpdateContact: %v %+v", err, up)
+	}
+	res, err := c.ImportContacts(ctx, "text/csv", strings.NewReader("email,tags\nb@"+rcptDomain+",vip\nc@"+rcptDomain+",\nbad,\n"))
+	if err != nil || res.Created != 2 || res.Failed != 1 || len(res.Errors) != 1 || res.Errors[0].Row != 3 {
+		t.Errorf("ImportContacts: %v %+v", err, res)
+	}
+	page, err := c.ListContacts(ctx, client.ContactQuery{Tag: "vip", Limit: 1})
+	if err != nil || len(page.Data) != 1 || page.Data[0].Email != "b@"+rcptDomain || page.NextCursor == "" {
+		t.Fatalf("ListContacts: %v %+v", err, page)
+	}
+	if page, err = c.ListContacts(ctx, client.ContactQuery{Tag: "vip", Cursor: page.NextCursor}); err != nil || len(page.Data) != 1 || page.Data[0].ID != ada.ID {
+		t.Errorf("second page: %v %+v", err, page)
+	}
+
+	sg, err := c.CreateSegment(ctx, client.Segment{Name: "vip", Filter: client.SegmentFilter{Tags: []string{"vip"},
+		Fields: []client.SegmentCondition{{Field: "email", Op: "contains", Value: "@" + rcptDomain}}}})
+	if err != nil || sg.ID == "" || sg.Filter.Status != "" {
+		t.Fatalf("CreateSegment: %v %+v", err, sg)
+	}
+	if got, err := c.GetSegment(ctx, sg.ID); err != nil || got.Count == nil || *got.Count != 2 {
+		t.Errorf("GetSegment: %v %+v", err, got)
+	}
+	if got, err := c.UpdateSegment(ctx, sg.ID, map[string]any{"filter": map[string]any{"status": "subscribed"}}); err != nil || got.Filter.Status != "subscribed" {
+		t.Errorf("UpdateSegment: %v %+v", err, got)
+	}
+	if all, err := c.ListSegments(ctx); err != nil || len(all) != 1 {
+		t.Errorf("ListSegments: %v %+v", err, all)
+	}
+	if err := c.DeleteSegment(ctx, sg.ID); err != nil {
+		t.Error(err)
+	}
+	if err := c.DeleteContact(ctx, ada.ID); err != nil {
+		t.Error(err)
+	}
+	if _, err := c.GetContact(ctx, ada.ID); !errors.As(err, &apiErr) || apiErr.Status != 404 {
+		t.Errorf("after delete: %v", err)
 	}
 }

@@ -89,8 +89,8 @@ type parts struct {
 	pipeline   *pipeline.Service
 	account    *account.Service
 	compose    *compose.Service
-	engagement *engagement.Service
 	contacts   *contacts.Service
+	engagement *engagement.Service
 	sends      *sends.Service
 
 	smtp       *smtpd.Server
@@ -154,6 +154,7 @@ func build(ctx context.Context, cfg config.Config, log *slog.Logger, opt serveOp
 		WebhookURLs:  webhooks.URLPolicy{AllowPrivate: cfg.Webhooks.AllowPrivateURLs, AllowHTTP: cfg.Webhooks.AllowHTTP},
 	})
 	p.compose = compose.New(p.store, p.pipeline, compose.Options{Fetcher: fetcher})
+	p.contacts = contacts.New(p.store, contacts.Options{})
 	p.engagement = engagement.New(p.store, p.pipeline, p.account, signer, engagement.Options{
 		PublicURL:   cfg.HTTP.PublicURL,
 		CNAMETarget: cfg.Tracking.CNAMETarget,
@@ -163,8 +164,6 @@ func build(ctx context.Context, cfg config.Config, log *slog.Logger, opt serveOp
 		Logger:      log,
 		Metrics:     engagement.NewMetrics(reg),
 	})
-
-	p.contacts = contacts.New(p.store, contacts.Options{})
 	p.sends = sends.New(p.store, p.pipeline, p.compose, p.contacts, signer, sends.Options{
 		PublicURL: cfg.HTTP.PublicURL,
 		Hostname:  cfg.SMTP.Hostname,

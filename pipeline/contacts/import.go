@@ -385,8 +385,7 @@ func (im *importer) readJSONArray(dec *json.Decoder) error {
 		if err != nil {
 			return im.jsonError(err, fmt.Sprintf("contacts[%d]", row-1))
 		}
-		if err := im.add(row, Fields{Email: c.Email, FirstName: c.FirstName, LastName: c.LastName, Company: c.Company,
-			Status: c.Status, Tags: c.Tags, Fields: c.Fields}); err != nil {
+		if err := im.add(row, Fields(c)); err != nil {
 			return err
 		}
 	}
