@@ -7,6 +7,10 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/emersion/go-smtp"
+
+	"github.com/pigeonpost/pigeonpost/internal/testkit"
 )
 
 // A send through the whole gateway: rendered from a template for a contact
@@ -77,5 +81,28 @@ func TestSendDeliveredAndUnsubscribedInOneClick(t *testing.T) {
 	s.deliveryIdle()
 	if n := len(s.sink.Messages()); n != 1 {
 		t.Errorf("%d messages delivered, want 1", n)
+	}
+}
+
+// A send that hard-bounces marks its contact bounced; the next send to it
+// is recorded as suppressed.
+func TestSendHardBounceMarksContactBounced(t *testing.T) {
+	s := startStack(t)
+	s.sink.Reply("rcpt", &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "no such user"}, 1)
+	var tpl struct{ ID string }
+	s.JSON("POST", "/v1/templates", liveKey, map[string]any{"name": "t", "from": "hello@" + senderDomain, "subject": "s", "text": "t"}, &tpl)
+	var sent struct{ ID, ContactID string }
+	s.JSON("POST", "/v1/sends", liveKey, map[string]any{"templateId": tpl.ID, "to": "gone@" + rcptDomain}, &sent)
+	s.waitStatus(sent.ID, "bounced")
+	// The worker marks the contact right after the email.
+	testkit.WaitFor(t, "the contact bounced", func() bool {
+		var c struct{ Status string }
+		s.JSON("GET", "/v1/contacts/"+sent.ContactID, liveKey, nil, &c)
+		return c.Status == "bounced"
+	})
+	var next struct{ Status string }
+	s.JSON("POST", "/v1/sends", liveKey, map[string]any{"templateId": tpl.ID, "to": sent.ContactID}, &next)
+	if next.Status != "suppressed" {
+		t.Errorf("send after the bounce: %+v", next)
 	}
 }

@@ -140,7 +140,7 @@ const (
 	hFirstName = "firstName"
 	hLastName  = "lastName"
 	hCompany   = "company"
-	hStatus    = "status"
+	hStatus    = store.ContactFieldStatus
 	hTags      = "tags" // JSON array
 	hField     = "f:"   // + the name of a custom field
 	emptyTags  = "[]"

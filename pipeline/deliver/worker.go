@@ -296,6 +296,12 @@ func (w *Worker) record(ctx context.Context, entry store.Entry, e *store.Email, 
 		if err := w.Store.Suppress(ctx, e.AccountID, e.ToAddress, "hard_bounce"); err != nil {
 			return err
 		}
+		if e.Send != nil && e.Send.ContactID != "" {
+			// contacts.Bounced: the contact's status says why its sends stop.
+			if err := w.Store.SetContactStatus(ctx, e.AccountID, e.Send.ContactID, "bounced", now); err != nil {
+				return err
+			}
+		}
 	}
 	return w.Store.Ack(ctx, entry.StreamID)
 }

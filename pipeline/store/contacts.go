@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -366,4 +367,18 @@ func (s *Store) ListSegments(ctx context.Context, accountID string, after int64,
 		}
 	}
 	return records, next, nil
+}
+
+// ContactFieldStatus is the field of a contact's hash that holds its
+// status (subscribed, unsubscribed, bounced, complained).
+const ContactFieldStatus = "status"
+
+// SetContactStatus sets the status of a contact, if it still exists: the
+// delivery worker marks a contact "bounced" when its send hard-bounces.
+func (s *Store) SetContactStatus(ctx context.Context, accountID, id, status string, at time.Time) error {
+	_, err := s.UpdateContact(ctx, accountID, id, FormatTime(at), "", nil, []string{ContactFieldStatus, status})
+	if errors.Is(err, ErrNotFound) {
+		return nil
+	}
+	return err
 }
