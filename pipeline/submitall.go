@@ -15,8 +15,10 @@ type Result struct {
 
 // AllOptions say what SubmitAll stores with the emails.
 type AllOptions struct {
-	// Batch is written in the same MULTI as the emails.
-	Batch *store.Batch
+	// Batch is written in the same MULTI as the emails, and FanOut's
+	// progress.
+	Batch  *store.Batch
+	FanOut *store.FanOutStep
 	// Claim, from ClaimResponse, has Respond's answer stored under it in
 	// the same MULTI; the caller releases it if SubmitAll fails, or if
 	// Respond answers nil (nothing to replay).
@@ -65,7 +67,7 @@ func (s *Service) SubmitAll(ctx context.Context, k *store.Key, subs []Submission
 	if k.Mode == store.ModeLive && len(emails) > 0 {
 		s.inFlowDelay(ctx)
 	}
-	popt := store.PersistOptions{Enqueue: k.Mode == store.ModeLive, Batch: opt.Batch}
+	popt := store.PersistOptions{Enqueue: k.Mode == store.ModeLive, Batch: opt.Batch, FanOut: opt.FanOut}
 	if opt.Claim != nil {
 		resp, err := opt.Respond(results)
 		if err != nil {
@@ -75,7 +77,7 @@ func (s *Service) SubmitAll(ctx context.Context, k *store.Key, subs []Submission
 			popt.Idempotency = opt.Claim.done(resp)
 		}
 	}
-	if len(emails) == 0 && popt.Batch == nil && popt.Idempotency == nil {
+	if len(emails) == 0 && popt.Batch == nil && popt.FanOut == nil && popt.Idempotency == nil {
 		return results, nil
 	}
 	if err := s.persist(ctx, emails, popt); err != nil {

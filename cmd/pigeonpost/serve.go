@@ -350,6 +350,7 @@ func (p *parts) run(ctx context.Context, ln *listeners, opt serveOptions) error 
 	// the last requests queued before it returns.
 	start("tracking hits", func() error { return p.engagement.RecordHits(workerCtx) })
 	start("cache invalidations", func() error { return p.pipeline.RunInvalidations(workerCtx) })
+	start("segment sends", func() error { return p.sends.Run(workerCtx) })
 	if cfg.Delivery.Workers > 0 {
 		start("delivery", func() error { return p.worker.Run(workerCtx) })
 	} else {
@@ -393,7 +394,6 @@ func (p *parts) run(ctx context.Context, ln *listeners, opt serveOptions) error 
 	_ = p.http.Shutdown(shutdownCtx)
 	_ = p.admin.Shutdown(shutdownCtx)
 	_ = p.smtp.Shutdown(shutdownCtx)
-	p.sends.Close() // the sends to segments still being made stop between two chunks
 	stopWorkers()
 	wg.Wait()
 	return runErr

@@ -84,7 +84,13 @@ func New(t testing.TB, opt Options) *Parts {
 	so := opt.Sends
 	so.PublicURL, so.Hostname = cmp.Or(so.PublicURL, po.PublicURL), cmp.Or(so.Hostname, po.Hostname)
 	p.Sends = sends.New(st, p.Pipeline, p.Compose, p.Contacts, p.Signer, so)
-	t.Cleanup(p.Sends.Close)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = p.Sends.Run(ctx)
+	}()
+	t.Cleanup(func() { cancel(); <-done })
 	return p
 }
 

@@ -77,17 +77,19 @@ func (s *Service) SendBatch(ctx context.Context, k *store.Key, b Batch, idempote
 	batch := &store.Batch{ID: store.NewID("bat"), AccountID: k.AccountID, TemplateID: p.tmpl.ID,
 		Total: len(b.Recipients), CreatedAt: s.opt.Now().UTC()}
 	out := &BatchSent{BatchID: batch.ID, Sends: make([]Sent, len(b.Recipients))}
-	if err := s.sendEach(ctx, k, p, b.Recipients, out.Sends, batch, claim, func() ([]byte, error) { return json.Marshal(out) }); err != nil {
+	err = s.sendEach(ctx, k, p, b.Recipients, out.Sends, batch, pipeline.AllOptions{Batch: batch, Claim: claim,
+		Respond: func([]pipeline.Result) ([]byte, error) { return json.Marshal(out) }})
+	if err != nil {
 		return nil, err
 	}
 	return out, nil
 }
 
 // sendEach resolves the contacts of rcpts and sends to each, writing the
-// outcomes into sent (len(rcpts)). batch, when set, is stored with the
-// sends; with claim, respond's answer is stored under it.
+// outcomes into sent (len(rcpts)) before opt.Respond is called. The sends
+// belong to batch when it is not nil; opt says what is stored with them.
 func (s *Service) sendEach(ctx context.Context, k *store.Key, p *prepared, rcpts []Recipient, sent []Sent,
-	batch *store.Batch, claim *pipeline.Claim, respond func() ([]byte, error)) error {
+	batch *store.Batch, opt pipeline.AllOptions) error {
 	to := make([]string, len(rcpts))
 	for i, r := range rcpts {
 		to[i] = r.To
@@ -116,13 +118,13 @@ func (s *Service) sendEach(ctx context.Context, k *store.Key, p *prepared, rcpts
 		}
 		subs, at = append(subs, sub), append(at, i)
 	}
-	results, err := s.sub.SubmitAll(ctx, k, subs, pipeline.AllOptions{
-		Batch: batch, Claim: claim,
-		Respond: func(results []pipeline.Result) ([]byte, error) {
+	if respond := opt.Respond; respond != nil {
+		opt.Respond = func(results []pipeline.Result) ([]byte, error) {
 			fill(sent, at, results)
-			return respond()
-		},
-	})
+			return respond(results)
+		}
+	}
+	results, err := s.sub.SubmitAll(ctx, k, subs, opt)
 	if err != nil {
 		return err
 	}
@@ -184,12 +186,14 @@ func (s *Service) Send(ctx context.Context, k *store.Key, req Request, idempoten
 		return nil, err
 	}
 	sent := make([]Sent, 1)
-	if err := s.sendEach(ctx, k, p, []Recipient{req.Recipient}, sent, nil, claim, func() ([]byte, error) {
-		if sent[0].Error != nil {
-			return nil, nil // a refusal is not stored, and the claim is released
-		}
-		return json.Marshal(sent[0])
-	}); err != nil {
+	err = s.sendEach(ctx, k, p, []Recipient{req.Recipient}, sent, nil, pipeline.AllOptions{Claim: claim,
+		Respond: func([]pipeline.Result) ([]byte, error) {
+			if sent[0].Error != nil {
+				return nil, nil // a refusal is not stored, and the claim is released
+			}
+			return json.Marshal(sent[0])
+		}})
+	if err != nil {
 		return nil, err
 	}
 	if r := sent[0].Error; r != nil {

@@ -2,6 +2,7 @@ package sends
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"time"
 
@@ -20,18 +21,30 @@ type SegmentSent struct {
 	Count     int
 }
 
-// fanOutChunk is the number of sends stored per MULTI while a segment's
-// sends are made.
-const fanOutChunk = 500
+// Fan-out pacing.
+const (
+	fanOutChunk = 500              // sends stored per MULTI
+	fanOutLease = 30 * time.Second // a dead process's fan-outs are taken over after this
+	fanOutPoll  = time.Second      // how often Run looks for fan-outs of other processes
+)
 
 // fanOutRetry paces the retries of a chunk that storage or the rate limit
 // refused.
 var fanOutRetry = retry.Schedule{Initial: time.Second, Max: time.Minute}
 
+// job is what a segment's fan-out needs, stored with its batch.
+type job struct {
+	KeyID            string            `json:"keyId"`
+	Message          Message           `json:"message"`
+	At               time.Time         `json:"at"` // the schedule, read when the send was accepted
+	Personalizations map[string]string `json:"personalizations,omitempty"`
+}
+
 // SendToSegment sends the message to every subscribed contact of the
-// segment, each its own send in one batch. The contacts are chosen now;
-// their sends are made in the background, fanOutChunk per MULTI, within the
-// account's rate limit (GET /v1/batches/:id shows the progress).
+// segment, each its own send in one batch. The contacts are chosen now and
+// stored with the batch before the answer; their sends are made in the
+// background by Run, fanOutChunk per MULTI, within the account's rate
+// limit (GET /v1/batches/:id shows the progress), and survive a restart.
 func (s *Service) SendToSegment(ctx context.Context, k *store.Key, m Message, segmentID string, personal map[string]string) (*SegmentSent, error) {
 	if err := pipeline.RequirePermission(k, store.PermissionFull); err != nil {
 		return nil, err
@@ -40,6 +53,8 @@ func (s *Service) SendToSegment(ctx context.Context, k *store.Key, m Message, se
 	if err != nil {
 		return nil, err
 	}
+	// The renderer refuses personalizations it would refuse for each
+	// contact (sizes, counts) now, not in the background.
 	var ids []string
 	err = s.contacts.EachInSegment(ctx, k.AccountID, segmentID, func(cs []*contacts.Contact) error {
 		for _, c := range cs {
@@ -53,48 +68,137 @@ func (s *Service) SendToSegment(ctx context.Context, k *store.Key, m Message, se
 	if err != nil {
 		return nil, err
 	}
+	raw, err := json.Marshal(job{KeyID: k.ID, Message: m, At: p.at, Personalizations: personal})
+	if err != nil {
+		return nil, err
+	}
 	batch := &store.Batch{ID: store.NewID("bat"), AccountID: k.AccountID, TemplateID: p.tmpl.ID, SegmentID: segmentID,
-		Total: len(ids), FanningOut: len(ids) > 0, CreatedAt: s.opt.Now().UTC()}
-	if err := s.store.PutBatch(ctx, batch); err != nil {
+		Total: len(ids), FanningOut: len(ids) > 0, Job: raw, CreatedAt: s.opt.Now().UTC()}
+	if len(ids) == 0 {
+		batch.Job = nil
+		err = s.store.PutBatch(ctx, batch)
+	} else {
+		err = s.store.StartFanOut(ctx, batch, ids)
+	}
+	if err != nil {
 		return nil, pipeline.StorageError(err)
 	}
-	if len(ids) > 0 {
-		s.fanOutWG.Add(1)
-		go func() {
-			defer s.fanOutWG.Done()
-			s.fanOut(s.bg, k, p, batch, ids, personal)
-		}()
+	select {
+	case s.wake <- struct{}{}:
+	default: // Run is busy; it looks again before it sleeps
 	}
 	return &SegmentSent{BatchID: batch.ID, SegmentID: segmentID, Count: len(ids)}, nil
 }
 
-// fanOut makes the sends of a segment, chunk by chunk; the last chunk
-// marks the batch done. A chunk that the rate limit or storage refuses is
-// tried again, paced; nothing of a refused chunk was stored.
-func (s *Service) fanOut(ctx context.Context, k *store.Key, p *prepared, batch *store.Batch, ids []string, personal map[string]string) {
-	log := s.opt.Logger.With("batch", batch.ID, "segment", batch.SegmentID)
-	for start := 0; start < len(ids); start += fanOutChunk {
-		chunk := ids[start:min(start+fanOutChunk, len(ids))]
-		rcpts := make([]Recipient, len(chunk))
-		for i, id := range chunk {
-			rcpts[i] = Recipient{To: id, Personalizations: personal}
+// Run makes the sends of segments, this process's and those another
+// process left (its lease expired), until ctx is done. Each chunk of sends
+// is stored with its ids taken off the batch's queue, so a stop at any
+// point loses and repeats nothing.
+func (s *Service) Run(ctx context.Context) error {
+	token := store.NewID("fan")
+	for {
+		batches, err := s.store.FanOuts(ctx)
+		if err != nil && ctx.Err() == nil {
+			s.opt.Logger.Warn("reading the segments' sends to make failed", "err", err)
 		}
-		b := *batch
-		b.FanningOut = start+fanOutChunk < len(ids)
-		for attempt := 1; ; attempt++ {
-			err := s.sendEach(ctx, k, p, rcpts, make([]Sent, len(rcpts)), &b, nil, nil)
+		for _, id := range batches {
+			s.fanOut(ctx, id, token)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-s.wake:
+		case <-time.After(fanOutPoll):
+		}
+	}
+}
+
+// fanOut makes the rest of a batch's sends if this process gets its lease.
+func (s *Service) fanOut(ctx context.Context, batchID, token string) {
+	log := s.opt.Logger.With("batch", batchID)
+	if held, err := s.store.LeaseFanOut(ctx, batchID, token, fanOutLease); err != nil || !held {
+		return
+	}
+	k, p, err := s.loadJob(ctx, batchID)
+	if err != nil {
+		if pipeline.AsError(err).HTTPStatus >= 500 {
+			return // storage: tried again on the next round
+		}
+		log.Warn("the rest of a segment's sends is given up", "err", err)
+		if err := s.store.StopFanOut(ctx, batchID); err != nil {
+			log.Warn("giving up a segment's sends failed", "err", err)
+		}
+		return
+	}
+	batch := &store.Batch{ID: batchID}
+	for attempt := 0; ctx.Err() == nil; {
+		if held, err := s.store.LeaseFanOut(ctx, batchID, token, fanOutLease); err != nil || !held {
+			return
+		}
+		ids, err := s.store.NextFanOut(ctx, batchID, fanOutChunk)
+		if err == nil && len(ids) == 0 {
+			err = s.store.StopFanOut(ctx, batchID) // done
 			if err == nil {
-				break
-			}
-			wait := fanOutRetry.Delay(attempt)
-			if pe := pipeline.AsError(err); pe.RetryAfter > 0 {
-				wait = pe.RetryAfter
-			}
-			log.Warn("a chunk of a segment's sends was refused; trying again", "attempt", attempt, "wait", wait, "err", err)
-			if !clock.Sleep(ctx, wait) {
-				log.Warn("stopped before every send of the segment was made", "made", start, "of", len(ids))
 				return
 			}
 		}
+		if err == nil {
+			rcpts := make([]Recipient, len(ids))
+			for i, id := range ids {
+				rcpts[i] = Recipient{To: id, Personalizations: p.personal}
+			}
+			step := &store.FanOutStep{BatchID: batchID, Taken: len(ids), Last: len(ids) < fanOutChunk}
+			err = s.sendEach(ctx, k, p.prepared, rcpts, make([]Sent, len(rcpts)), batch, pipeline.AllOptions{FanOut: step})
+			if err == nil {
+				attempt = 0
+				if step.Last {
+					return
+				}
+				continue
+			}
+		}
+		attempt++
+		wait := fanOutRetry.Delay(attempt)
+		if pe := pipeline.AsError(err); pe.RetryAfter > 0 {
+			wait = pe.RetryAfter
+		}
+		log.Warn("a chunk of a segment's sends was refused; trying again", "attempt", attempt, "wait", wait, "err", err)
+		clock.Sleep(ctx, min(wait, fanOutLease/2))
 	}
+}
+
+// jobPrepared is a stored job made ready to send.
+type jobPrepared struct {
+	*prepared
+	personal map[string]string
+}
+
+// loadJob reads a batch's job and prepares its message with the key that
+// sent it. An error that is not a storage failure means the job cannot be
+// made (its key was revoked, its template deleted).
+func (s *Service) loadJob(ctx context.Context, batchID string) (*store.Key, *jobPrepared, error) {
+	b, err := s.store.Batch(ctx, batchID)
+	if err != nil {
+		return nil, nil, pipeline.StorageError(err)
+	}
+	var j job
+	if err := json.Unmarshal(b.Job, &j); err != nil {
+		return nil, nil, pipeline.ErrInvalid.With("the stored job does not decode: " + err.Error())
+	}
+	k, err := s.store.KeyByID(ctx, j.KeyID)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, nil, pipeline.ErrAuthFailed.With("the API key that sent to the segment was revoked")
+	}
+	if err != nil {
+		return nil, nil, pipeline.StorageError(err)
+	}
+	at := j.At
+	if at.Before(s.opt.Now()) {
+		at = time.Time{} // its time came while it waited: now
+	}
+	p, err := s.load(ctx, k, j.Message, at)
+	if err != nil {
+		return nil, nil, err
+	}
+	return k, &jobPrepared{prepared: p, personal: j.Personalizations}, nil
 }

@@ -14,7 +14,6 @@ import (
 	"maps"
 	"net/url"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/pigeonpost/pigeonpost/pipeline"
@@ -43,10 +42,8 @@ type Service struct {
 	contacts *contacts.Service
 	signer   *tracking.Signer
 
-	// The sends to segments being made in the background (segment.go).
-	bg       context.Context
-	stop     context.CancelFunc
-	fanOutWG sync.WaitGroup
+	// wake tells Run that a send to a segment was accepted (segment.go).
+	wake chan struct{}
 }
 
 // New returns the Service that submits into sub. signer signs the
@@ -58,15 +55,7 @@ func New(st *store.Store, sub *pipeline.Service, c *compose.Service, cs *contact
 	if opt.Logger == nil {
 		opt.Logger = slog.Default()
 	}
-	bg, stop := context.WithCancel(context.Background())
-	return &Service{opt: opt, store: st, sub: sub, compose: c, contacts: cs, signer: signer, bg: bg, stop: stop}
-}
-
-// Close stops the sends to segments still being made and waits for them:
-// each stops between two chunks, every chunk stored in full or not at all.
-func (s *Service) Close() {
-	s.stop()
-	s.fanOutWG.Wait()
+	return &Service{opt: opt, store: st, sub: sub, compose: c, contacts: cs, signer: signer, wake: make(chan struct{}, 1)}
 }
 
 // Message is what every recipient of a send shares.
@@ -143,6 +132,11 @@ func (s *Service) prepare(ctx context.Context, k *store.Key, m Message) (*prepar
 	if err != nil {
 		return nil, err
 	}
+	return s.load(ctx, k, m, at)
+}
+
+// load is prepare with the schedule read.
+func (s *Service) load(ctx context.Context, k *store.Key, m Message, at time.Time) (*prepared, error) {
 	if err := pipeline.CheckLabels(m.Tags, m.Metadata); err != nil {
 		return nil, err
 	}

@@ -57,6 +57,17 @@ func BatchKey(batchID string) string { return queueTag + "batch:" + batchID }
 // BatchEmailsKey indexes the emails of one batch by creation time.
 func BatchEmailsKey(batchID string) string { return queueTag + "batch:" + batchID + ":emails" }
 
+// FanOutsKey is the set of batches whose sends to a segment are still
+// being made.
+func FanOutsKey() string { return queueTag + "fanouts" }
+
+// FanOutQueueKey lists the contact ids a segment's batch has still to send
+// to; each chunk of sends takes its ids off in the MULTI that stores them.
+func FanOutQueueKey(batchID string) string { return queueTag + "batch:" + batchID + ":queue" }
+
+// FanOutLeaseKey holds the token of the process making a batch's sends.
+func FanOutLeaseKey(batchID string) string { return queueTag + "batch:" + batchID + ":lease" }
+
 // KeyByHashKey is the hash holding the API key whose SHA-256 is hashHex.
 func KeyByHashKey(hashHex string) string { return keysTag + "hash:" + hashHex }
 

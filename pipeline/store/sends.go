@@ -15,18 +15,28 @@ type Batch struct {
 	AccountID  string
 	TemplateID string
 	SegmentID  string // set for a send to a segment
-	// Total is the number of recipients: given for a batch request,
-	// counted while a segment's sends are made.
+	// Total is the number of recipients: of the request, or the
+	// subscribed contacts of the segment when it was sent to.
 	Total      int
 	FanningOut bool // a segment's sends are still being made
-	CreatedAt  time.Time
+	// Job is what the fan-out of a segment's sends needs to make them
+	// (the sends package's JSON), kept while FanningOut.
+	Job       []byte
+	CreatedAt time.Time
 }
 
+// fieldBatchJob is the field of a batch's hash that holds its Job.
+const fieldBatchJob = "job"
+
 func (b *Batch) hash() map[string]any {
-	return map[string]any{
+	h := map[string]any{
 		"id": b.ID, "accountId": b.AccountID, "templateId": b.TemplateID, "segmentId": b.SegmentID,
 		"total": b.Total, "fanningOut": boolField(b.FanningOut), "createdAt": FormatTime(b.CreatedAt),
 	}
+	if b.Job != nil {
+		h[fieldBatchJob] = b.Job
+	}
+	return h
 }
 
 // PutBatch writes a batch record on its own: PersistWith writes it with
@@ -60,7 +70,7 @@ func (s *Store) Batch(ctx context.Context, id string) (*Batch, error) {
 		return nil, ErrNotFound
 	}
 	b := &Batch{ID: m["id"], AccountID: m["accountId"], TemplateID: m["templateId"], SegmentID: m["segmentId"],
-		FanningOut: m["fanningOut"] == "1"}
+		FanningOut: m["fanningOut"] == "1", Job: []byte(m[fieldBatchJob])}
 	b.Total, _ = strconv.Atoi(m["total"])
 	if t := parseTime(m["createdAt"]); t != nil {
 		b.CreatedAt = *t

@@ -21,9 +21,11 @@ type PersistOptions struct {
 	// due then, instead (test-mode mail too, so that it becomes "sent" on
 	// time); a suppressed one goes nowhere.
 	Enqueue bool
-	// Batch, when set, is written with the emails (the first MULTI of a
-	// batch of sends, or a segment's fan-out moving on).
+	// Batch, when set, is written with the emails (a batch of sends).
 	Batch *Batch
+	// FanOut, when set, is the progress of a segment's sends these emails
+	// make (fanout.go).
+	FanOut *FanOutStep
 	// Idempotency, when set, stores the response under its key in the same
 	// MULTI, provided the claim (Token) still holds.
 	Idempotency *IdemDone
@@ -60,6 +62,9 @@ func (s *Store) PersistWith(ctx context.Context, emails []NewEmail, opt PersistO
 		}
 		if opt.Batch != nil {
 			s.writeBatch(ctx, p, opt.Batch)
+		}
+		if opt.FanOut != nil {
+			s.writeFanOutStep(ctx, p, opt.FanOut)
 		}
 		if d := opt.Idempotency; d != nil {
 			p.HSet(ctx, d.Key, idemFieldState, IdemStateDone, idemFieldResponse, d.Response)
