@@ -429,3 +429,20 @@ func TestSendsDefaultSender(t *testing.T) {
 		t.Errorf("two domains: %d %s", r.Code, r.Body)
 	}
 }
+
+func TestSendBatchRenderedSizeBounded(t *testing.T) {
+	s := newServer(t)
+	big := strings.Repeat("<p>A long newsletter paragraph.</p>\n", 24_000) // about 0.85 MiB
+	tpl := s.template(map[string]any{"name": "big", "from": s.From, "subject": "s", "html": big, "text": "t"})
+	rcpts := make([]map[string]any, 100)
+	for i := range rcpts {
+		rcpts[i] = map[string]any{"to": fmt.Sprintf("u%d@%s", i, rcptDomain)}
+	}
+	r := s.Call("POST", "/v1/sends/batch", liveKey, nil, map[string]any{"templateId": tpl, "recipients": rcpts})
+	if r.Code != http.StatusRequestEntityTooLarge || !strings.Contains(r.ErrMessage(), "smaller batches") {
+		t.Fatalf("got %d %s", r.Code, r.Body)
+	}
+	if n := s.p.Redis.ZCard(context.Background(), store.AccountSendsKey(s.accountID)).Val(); n != 0 {
+		t.Errorf("%d sends stored", n)
+	}
+}

@@ -14,6 +14,11 @@ import (
 // MaxBatch is the number of recipients one batch request may hold.
 const MaxBatch = 1000
 
+// MaxBatchBytes bounds the messages one batch renders, all held until
+// they are stored together (1,000 recipients of a 1 MiB template would be
+// 1 GiB; each tracked copy doubles its message).
+const MaxBatchBytes = 64 << 20
+
 // Batch is POST /v1/sends/batch: one message to many recipients, each
 // with its own personalizations.
 type Batch struct {
@@ -105,6 +110,7 @@ func (s *Service) sendEach(ctx context.Context, k *store.Key, p *prepared, rcpts
 	}
 	var subs []pipeline.Submission
 	var at []int // index in rcpts of each of subs
+	size := 0    // of the messages built so far
 	for i, r := range rcpts {
 		if errs[i] != nil {
 			sent[i].Error = refusal(errs[i])
@@ -115,6 +121,9 @@ func (s *Service) sendEach(ctx context.Context, k *store.Key, p *prepared, rcpts
 		if err != nil {
 			sent[i].Error = refusal(err)
 			continue
+		}
+		if size += len(sub.Message); size > MaxBatchBytes {
+			return pipeline.ErrTooBig.Withf("the batch's messages come to over %d MiB once rendered; send them in smaller batches, or with a smaller template", MaxBatchBytes>>20)
 		}
 		subs, at = append(subs, sub), append(at, i)
 	}

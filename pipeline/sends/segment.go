@@ -131,11 +131,12 @@ func (s *Service) fanOut(ctx context.Context, batchID, token string) {
 		return
 	}
 	batch := &store.Batch{ID: batchID}
+	chunk := fanOutChunk // halved while a chunk's messages are over MaxBatchBytes
 	for attempt := 0; ctx.Err() == nil; {
 		if held, err := s.store.LeaseFanOut(ctx, batchID, token, fanOutLease); err != nil || !held {
 			return
 		}
-		ids, err := s.store.NextFanOut(ctx, batchID, fanOutChunk)
+		ids, err := s.store.NextFanOut(ctx, batchID, chunk)
 		if err == nil && len(ids) == 0 {
 			err = s.store.StopFanOut(ctx, batchID) // done
 			if err == nil {
@@ -147,13 +148,17 @@ func (s *Service) fanOut(ctx context.Context, batchID, token string) {
 			for i, id := range ids {
 				rcpts[i] = Recipient{To: id, Personalizations: p.personal}
 			}
-			step := &store.FanOutStep{BatchID: batchID, Taken: len(ids), Last: len(ids) < fanOutChunk}
+			step := &store.FanOutStep{BatchID: batchID, Taken: len(ids), Last: len(ids) < chunk}
 			err = s.sendEach(ctx, k, p.prepared, rcpts, make([]Sent, len(rcpts)), batch, pipeline.AllOptions{FanOut: step})
 			if err == nil {
 				attempt = 0
 				if step.Last {
 					return
 				}
+				continue
+			}
+			if errors.Is(err, pipeline.ErrTooBig) && chunk > 1 {
+				chunk /= 2
 				continue
 			}
 		}
