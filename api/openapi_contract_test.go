@@ -43,14 +43,15 @@ import (
 const contractMaxBody = 64 << 10
 
 // docReplacer turns the names of the document's examples into those of the
-// test server (hooksURL and tplID are added per test).
-func docReplacer(hooksURL, tplID string) *strings.Replacer {
-	return strings.NewReplacer(
+// test server (hooksURL and tplID are added per test; ids, pairs of a
+// document id and the test's, e.g. the contact and segment sends go to).
+func docReplacer(hooksURL, tplID string, ids ...string) *strings.Replacer {
+	return strings.NewReplacer(append([]string{
 		"https://hooks.acme.com/pigeonpost", hooksURL, // before acme.com
 		"acme.com", senderDomain, // hello@acme.com, t.acme.com ...
 		"example.com", rcptDomain, // user@example.com, mail.example.com ...
 		"tpl_abc123", tplID,
-	)
+	}, ids...)...)
 }
 
 func TestOpenAPIContract(t *testing.T) {
@@ -128,6 +129,32 @@ func TestOpenAPIContract(t *testing.T) {
 	c.call("listEmails", "", nil)
 	c.call("cancelSchedule", "", map[string]string{"id": ids["scheduled"]})
 
+	// Sends (Pigeon Perch): every example, from a template with a sender
+	// whose tokens have defaults, so that every example's personalizations
+	// fit it; to the contact and the segment made above.
+	tplID := c.tplID
+	c.tplID = c.sendsTemplate()
+	c.docIDs = []string{"ct_abc123", ct["id"], "seg_abc123", seg["id"]}
+	sends := map[string]string{}
+	for _, name := range c.requestExampleNames("createSend") {
+		if r := c.call("createSend", name, nil); name != "segment" {
+			sends[name] = c.id(r)
+		}
+	}
+	var batch struct{ BatchID string }
+	c.call("createSendBatch", "", nil).Decode(t, &batch)
+	c.call("getBatch", "", map[string]string{"id": batch.BatchID})
+	c.call("listSends", "", nil)
+	s.markDelivered(sends["address"])
+	c.call("getSend", "", map[string]string{"id": sends["address"]})
+	// The send's unsubscribe link: its page, then the one-click POST.
+	unsub := map[string]string{"id": c.unsubscribeID(sends["address"])}
+	c.call("unsubscribePage", "", unsub)
+	c.call("unsubscribe", "", unsub)
+	// The next send to that contact is recorded, not delivered.
+	body, _, _ := c.requestBody("createSend", "address")
+	c.checkResponse("createSend", "suppressed", c.do("POST", "/v1/sends", liveKey, nil, body))
+
 	// The tracking endpoints, with the links of the tracked email.
 	c.call("trackOpen", "", map[string]string{"emailId": ids["tracking"]})
 	_, _, clicks := s.TrackingURLs(ids["tracking"])
@@ -160,7 +187,7 @@ func TestOpenAPIContract(t *testing.T) {
 	c.call("deleteSegment", "", seg)
 	c.call("deleteContact", "", ct)
 
-	c.call("deleteTemplate", "", map[string]string{"id": c.tplID})
+	c.call("deleteTemplate", "", map[string]string{"id": tplID})
 	c.call("deleteSuppression", "", map[string]string{"email": "bounced@" + rcptDomain})
 	c.call("deleteDomain", "", map[string]string{"id": domID})
 	c.call("deleteApiKey", "", map[string]string{"id": keyID})
@@ -176,10 +203,11 @@ func TestOpenAPIContract(t *testing.T) {
 				t.Errorf("request example %s of %s was not sent", name, id)
 			}
 		}
-		_, resp := c.success(id)
-		for name := range examplesOf(jsonObject(jsonObject(resp["content"])["application/json"])) {
-			if !c.called[id+"/response/"+name] {
-				t.Errorf("response example %s of %s was not compared with an answer", name, id)
+		for _, resp := range c.successes(id) {
+			for name := range examplesOf(jsonObject(jsonObject(resp["content"])["application/json"])) {
+				if !c.called[id+"/response/"+name] {
+					t.Errorf("response example %s of %s was not compared with an answer", name, id)
+				}
 			}
 		}
 	}
@@ -202,7 +230,7 @@ func TestOpenAPIExamplesMatchSchemas(t *testing.T) {
 	for _, id := range doc.opIDs() {
 		o := doc.ops[id]
 		if body := jsonObject(o.op["requestBody"]); body != nil {
-			c := jsonObject(jsonObject(body["content"])["application/json"])
+			c := requestMedia(body)
 			for name, ex := range examplesOf(c) {
 				n++
 				for _, p := range doc.validate("", jsonObject(c["schema"]), ex) {
@@ -244,6 +272,7 @@ type contract struct {
 	raw    []byte // the document as served
 	client *http.Client
 	tplID  string
+	docIDs []string // more pairs for docReplacer
 	hooks  string
 	called map[string]bool // operationIds, and operationId/example
 }
@@ -300,9 +329,21 @@ func (d *oasDoc) opIDs() []string {
 	return ids
 }
 
+// formType is the request body of the one-click unsubscribe (RFC 8058).
+const formType = "application/x-www-form-urlencoded"
+
+// requestMedia returns a request body's JSON media type, or its form one.
+func requestMedia(body map[string]any) map[string]any {
+	content := jsonObject(body["content"])
+	if c := jsonObject(content["application/json"]); c != nil {
+		return c
+	}
+	return jsonObject(content[formType])
+}
+
 // requestExampleNames are the names of an operation's request examples.
 func (d *oasDoc) requestExampleNames(id string) []string {
-	c := jsonObject(jsonObject(jsonObject(d.ops[id].op["requestBody"])["content"])["application/json"])
+	c := requestMedia(jsonObject(d.ops[id].op["requestBody"]))
 	var names []string
 	for name := range examplesOf(c) {
 		names = append(names, name)
@@ -311,15 +352,40 @@ func (d *oasDoc) requestExampleNames(id string) []string {
 	return names
 }
 
-// success returns the operation's success status and its response.
-func (d *oasDoc) success(id string) (int, map[string]any) {
+// successes returns the operation's success responses by status.
+func (d *oasDoc) successes(id string) map[int]map[string]any {
+	out := map[int]map[string]any{}
 	for code, r := range jsonObject(d.ops[id].op["responses"]) {
 		var n int
 		if _, err := fmt.Sscan(code, &n); err == nil && n >= 200 && n < 400 {
-			return n, d.deref(r)
+			out[n] = d.deref(r)
 		}
 	}
-	return 0, nil
+	return out
+}
+
+// success returns the success status and response that the request
+// example named example gets: the only one, or, for an operation with
+// several (POST /v1/sends: 200, and 202 for a segment), the one with a
+// response example of that name, else the one with a default example.
+func (d *oasDoc) success(id, example string) (int, map[string]any) {
+	all := d.successes(id)
+	codes := make([]int, 0, len(all))
+	for n := range all {
+		codes = append(codes, n)
+	}
+	sort.Ints(codes)
+	for _, name := range []string{example, "default"} {
+		for _, n := range codes {
+			if _, ok := examplesOf(jsonObject(jsonObject(all[n]["content"])["application/json"]))[name]; ok || len(codes) == 1 {
+				return n, all[n]
+			}
+		}
+	}
+	if len(codes) == 0 {
+		return 0, nil
+	}
+	return codes[0], all[codes[0]]
 }
 
 // public reports whether the operation is documented without security.
@@ -330,14 +396,19 @@ func (d *oasDoc) public(id string) bool {
 
 // requestBody returns the request example name of id (the only one when
 // name is ""), with the document's names replaced by the test server's, and
-// scheduled_at moved to an hour from now (examples cannot know the date).
-func (c *contract) requestBody(id, name string) ([]byte, string) {
+// scheduled_at (scheduledAt) moved to an hour from now (examples cannot
+// know the date); and its content type: JSON, or a form.
+func (c *contract) requestBody(id, name string) ([]byte, string, string) {
 	c.t.Helper()
 	body := jsonObject(c.ops[id].op["requestBody"])
 	if body == nil {
-		return nil, ""
+		return nil, "", ""
 	}
-	exs := examplesOf(jsonObject(jsonObject(body["content"])["application/json"]))
+	ctype := "application/json"
+	if jsonObject(jsonObject(body["content"])[ctype]) == nil {
+		ctype = formType
+	}
+	exs := examplesOf(requestMedia(body))
 	if name == "" {
 		if len(exs) != 1 {
 			c.t.Fatalf("%s has %d request examples; name one", id, len(exs))
@@ -352,14 +423,23 @@ func (c *contract) requestBody(id, name string) ([]byte, string) {
 	}
 	raw, _ := json.Marshal(ex)
 	var v map[string]any
-	if err := json.Unmarshal([]byte(docReplacer(c.hooks, c.tplID).Replace(string(raw))), &v); err != nil {
+	if err := json.Unmarshal([]byte(docReplacer(c.hooks, c.tplID, c.docIDs...).Replace(string(raw))), &v); err != nil {
 		c.t.Fatal(err)
 	}
-	if _, ok := v["scheduled_at"]; ok {
-		v["scheduled_at"] = time.Now().Add(time.Hour).UTC().Format(time.RFC3339)
+	for _, field := range []string{"scheduled_at", "scheduledAt"} {
+		if _, ok := v[field]; ok {
+			v[field] = time.Now().Add(time.Hour).UTC().Format(time.RFC3339)
+		}
+	}
+	if ctype == formType {
+		form := url.Values{}
+		for k, x := range v {
+			form.Set(k, fmt.Sprint(x))
+		}
+		return []byte(form.Encode()), name, ctype
 	}
 	out, _ := json.Marshal(v)
-	return out, name
+	return out, name, ctype
 }
 
 // call sends the operation id with its request example name (if it has a
@@ -380,12 +460,16 @@ func (c *contract) call(id, example string, params map[string]string) resttest.R
 	if strings.Contains(path, "{") {
 		c.t.Fatalf("%s: path parameters missing in %s", id, path)
 	}
-	body, example := c.requestBody(id, example)
+	body, example, ctype := c.requestBody(id, example)
 	key := liveKey
 	if c.public(id) {
 		key = ""
 	}
-	r := c.do(o.method, path, key, nil, body)
+	var headers map[string]string
+	if ctype == formType {
+		headers = map[string]string{"Content-Type": ctype}
+	}
+	r := c.do(o.method, path, key, headers, body)
 	c.called[id] = true
 	if example != "" {
 		c.called[id+"/"+example] = true
@@ -397,7 +481,7 @@ func (c *contract) call(id, example string, params map[string]string) resttest.R
 // checkResponse checks r against the operation's success response.
 func (c *contract) checkResponse(id, example string, r resttest.Response) {
 	c.t.Helper()
-	status, resp := c.success(id)
+	status, resp := c.success(id, example)
 	what := id
 	if example != "" {
 		what += " (" + example + ")"
@@ -467,6 +551,40 @@ func (c *contract) do(method, path, key string, headers map[string]string, body 
 	return resttest.Response{Code: resp.StatusCode, Header: resp.Header, Body: raw}
 }
 
+// sendsTemplate creates the template of the sends examples and returns its
+// id: with a sender, and a default for each token of the examples.
+func (c *contract) sendsTemplate() string {
+	c.t.Helper()
+	tokens := ""
+	for _, name := range []string{"order_id", "tracking_url", "total", "discount"} {
+		tokens += " {{" + name + ` | default: ""}}`
+	}
+	body, _ := json.Marshal(map[string]any{"name": "sends", "from": "Acme <hello@" + senderDomain + ">",
+		"subject": "Hello {{first_name | default: \"there\"}}", "html": "<p>Hi {{first_name | default: \"there\"}}," + tokens + "</p>"})
+	r := c.do("POST", "/v1/templates", liveKey, nil, body)
+	if r.Code != http.StatusCreated {
+		c.t.Fatalf("create the sends template: %d %s", r.Code, r.Body)
+	}
+	return c.id(r)
+}
+
+// unsubscribeID returns the id of the unsubscribe link of the send id:
+// the https link of the List-Unsubscribe header of its stored content.
+func (c *contract) unsubscribeID(id string) string {
+	c.t.Helper()
+	m, _ := c.s.message(id)
+	for _, part := range strings.Split(m.Header.Get("List-Unsubscribe"), ",") {
+		u, err := url.Parse(strings.Trim(strings.TrimSpace(part), "<>"))
+		if err == nil && u.Scheme == "https" {
+			if id, ok := strings.CutPrefix(u.Path, "/v1/unsubscribe/"); ok {
+				return id
+			}
+		}
+	}
+	c.t.Fatalf("no unsubscribe link in List-Unsubscribe: %q", m.Header.Get("List-Unsubscribe"))
+	return ""
+}
+
 func (c *contract) id(r resttest.Response) string {
 	c.t.Helper()
 	var v struct{ ID string }
@@ -507,11 +625,13 @@ func (c *contract) checkBodies(t *testing.T, tpl, acme, ct, seg map[string]strin
 		"updateTrackingDefaults": {wrong: `{"privacyMode":"yes"}`, field: "privacyMode"},
 		"putDomainTracking":      {params: acme, wrong: `{"openTracking":1}`, field: "openTracking"},
 		"setTrackingDomain":      {params: acme, wrong: `{"trackingDomain":7}`, field: "trackingDomain"},
+		"createSend":             {example: "address", wrong: `{"templateId":"` + tpl["id"] + `","segmentId":5}`, field: "segmentId"},
+		"createSendBatch":        {wrong: `{"templateId":"` + tpl["id"] + `","recipients":{"to":"user@` + rcptDomain + `"}}`, field: "recipients"},
 		"createWebhook":          {wrong: `{"url":"` + c.hooks + `","events":"email.opened"}`, field: "events"},
 	}
 	for _, id := range c.opIDs() {
-		if c.ops[id].op["requestBody"] == nil {
-			continue
+		if body := jsonObject(c.ops[id].op["requestBody"]); jsonObject(jsonObject(body["content"])["application/json"]) == nil {
+			continue // none, or the one-click form (not JSON)
 		}
 		bc, ok := cases[id]
 		if !ok {
@@ -547,9 +667,9 @@ func (c *contract) checkBody(t *testing.T, id string, bc bodyCase) {
 	for name, v := range bc.params {
 		path = strings.ReplaceAll(path, "{"+name+"}", url.PathEscape(v))
 	}
-	status, _ := c.success(id)
+	status, _ := c.success(id, bc.example)
 
-	body, _ := c.requestBody(id, bc.example)
+	body, _, _ := c.requestBody(id, bc.example)
 	var v map[string]any
 	_ = json.Unmarshal(body, &v)
 	if bc.tweak != nil {

@@ -1,6 +1,7 @@
 // Package client is a Go client for pigeonpost's REST API (the SendPigeon
 // API): sending, batches, scheduling, templates, domains, API keys,
-// contacts (and their import) and segments.
+// contacts (and their import), segments, and the sends of templates to
+// contacts (the Pigeon Perch API).
 // Errors from the server are *Error values carrying the API's error code.
 //
 //	c := client.New("https://mail.example.com", os.Getenv("PIGEONPOST_API_KEY"))
@@ -223,13 +224,17 @@ func (c *Client) Cancel(ctx context.Context, id string) error {
 	return c.do(ctx, http.MethodDelete, "/v1/emails/"+url.PathEscape(id)+"/schedule", nil, nil)
 }
 
-// Template is a stored email template with {{variables}}.
+// Template is a stored email template with {{variables}}. From and
+// ReplyTo are the sender and Reply-To of a send from it (CreateSend) that
+// names none.
 type Template struct {
 	ID      string `json:"id,omitempty"`
 	Name    string `json:"name"`
 	Subject string `json:"subject,omitempty"`
 	HTML    string `json:"html,omitempty"`
 	Text    string `json:"text,omitempty"`
+	From    string `json:"from,omitempty"`
+	ReplyTo string `json:"replyTo,omitempty"`
 }
 
 // CreateTemplate stores a template.
@@ -520,4 +525,187 @@ func (c *Client) UpdateSegment(ctx context.Context, id string, fields map[string
 // DeleteSegment removes a segment (not its contacts).
 func (c *Client) DeleteSegment(ctx context.Context, id string) error {
 	return c.do(ctx, http.MethodDelete, "/v1/segments/"+url.PathEscape(id), nil, nil)
+}
+
+// SendRequest is a send of a template (POST /v1/sends) to one recipient,
+// To (an address or a contact id), or to every subscribed contact of a
+// segment, SegmentID. Personalizations override the contact's fields
+// (first_name, last_name, email, company and custom fields) in the
+// template.
+type SendRequest struct {
+	TemplateID       string            `json:"templateId"`
+	To               string            `json:"to,omitempty"`
+	SegmentID        string            `json:"segmentId,omitempty"`
+	Personalizations map[string]string `json:"personalizations,omitempty"`
+	Subject          string            `json:"subject,omitempty"` // default: the template's
+	From             string            `json:"from,omitempty"`    // default: the template's, else noreply@ the only verified domain
+	ReplyTo          string            `json:"replyTo,omitempty"` // default: the template's
+	Tags             []string          `json:"tags,omitempty"`
+	Metadata         map[string]string `json:"metadata,omitempty"`
+	Tracking         *Tracking         `json:"tracking,omitempty"`
+	ScheduledAt      *time.Time        `json:"scheduledAt,omitempty"`
+}
+
+// SendRecipient is one recipient of a batch: an address or a contact id,
+// and its personalizations.
+type SendRecipient struct {
+	To               string            `json:"to"`
+	Personalizations map[string]string `json:"personalizations,omitempty"`
+}
+
+// SendBatchRequest is a template sent to up to 1,000 recipients
+// (POST /v1/sends/batch), each processed on its own.
+type SendBatchRequest struct {
+	TemplateID  string            `json:"templateId"`
+	Recipients  []SendRecipient   `json:"recipients"`
+	Subject     string            `json:"subject,omitempty"`
+	From        string            `json:"from,omitempty"`
+	ReplyTo     string            `json:"replyTo,omitempty"`
+	Tags        []string          `json:"tags,omitempty"`
+	Metadata    map[string]string `json:"metadata,omitempty"`
+	Tracking    *Tracking         `json:"tracking,omitempty"`
+	ScheduledAt *time.Time        `json:"scheduledAt,omitempty"`
+}
+
+// SendResponse is the answer to CreateSend. For one recipient: the send
+// (ID, an email id), its contact and its Status: "sent", "scheduled", or
+// "suppressed" (recorded, not delivered: the contact is not subscribed).
+// For a segment: BatchID (ID too), SegmentID and Count, the contacts whose
+// sends are made in the background (GetBatch shows the progress).
+type SendResponse struct {
+	ID          string     `json:"id"`
+	To          string     `json:"to,omitempty"`
+	ContactID   string     `json:"contactId,omitempty"`
+	Status      string     `json:"status,omitempty"`
+	ScheduledAt *time.Time `json:"scheduledAt,omitempty"`
+	Warnings    []string   `json:"warnings,omitempty"`
+	BatchID     string     `json:"batchId,omitempty"`
+	SegmentID   string     `json:"segmentId,omitempty"`
+	Count       int        `json:"count,omitempty"`
+}
+
+// CreateSend sends a template to one recipient or to a segment.
+func (c *Client) CreateSend(ctx context.Context, req SendRequest, opts ...RequestOption) (*SendResponse, error) {
+	var out SendResponse
+	return &out, c.do(ctx, http.MethodPost, "/v1/sends", req, &out, opts...)
+}
+
+// SendBatchItem is the outcome of one recipient of a batch: its send, or
+// Error (and Status "failed").
+type SendBatchItem struct {
+	ID          string     `json:"id,omitempty"`
+	To          string     `json:"to"`
+	ContactID   string     `json:"contactId,omitempty"`
+	Status      string     `json:"status"`
+	ScheduledAt *time.Time `json:"scheduledAt,omitempty"`
+	Warnings    []string   `json:"warnings,omitempty"`
+	Error       *struct {
+		Code    string `json:"code"`
+		Message string `json:"message"`
+	} `json:"error,omitempty"`
+}
+
+// SendBatchResult is the answer to CreateSendBatch: one item per
+// recipient, in order.
+type SendBatchResult struct {
+	BatchID string          `json:"batchId"`
+	Data    []SendBatchItem `json:"data"`
+}
+
+// CreateSendBatch sends a template to up to 1,000 recipients, each on its
+// own: a refused recipient gets its error while the others are sent.
+func (c *Client) CreateSendBatch(ctx context.Context, b SendBatchRequest, opts ...RequestOption) (*SendBatchResult, error) {
+	var out SendBatchResult
+	return &out, c.do(ctx, http.MethodPost, "/v1/sends/batch", b, &out, opts...)
+}
+
+// SendEvent is one event of a send: sent, delivered, opened, clicked,
+// bounced, complained, unsubscribed ...
+type SendEvent struct {
+	Type      string            `json:"type"`
+	Timestamp time.Time         `json:"timestamp"`
+	Data      map[string]string `json:"data,omitempty"`
+}
+
+// Send is a send as GetSend and ListSends show it: the email it is, with
+// its template, contact and batch ("" for a single send: the API's null
+// reads as ""). Events are set by GetSend only.
+type Send struct {
+	EmailStatus
+	TemplateID string      `json:"templateId"`
+	ContactID  string      `json:"contactId"`
+	BatchID    string      `json:"batchId"`
+	Events     []SendEvent `json:"events,omitempty"`
+}
+
+// GetSend returns a send with its events.
+func (c *Client) GetSend(ctx context.Context, id string) (*Send, error) {
+	var out Send
+	return &out, c.do(ctx, http.MethodGet, "/v1/sends/"+url.PathEscape(id), nil, &out)
+}
+
+// SendQuery filters ListSends; zero fields do not filter.
+type SendQuery struct {
+	Status     string // e.g. "delivered", "suppressed"
+	BatchID    string
+	TemplateID string
+	To         string
+	Tag        string
+	Limit      int    // 1–100
+	Cursor     string // NextCursor of the previous page
+}
+
+// SendPage is a page of sends; NextCursor is "" after the last.
+type SendPage struct {
+	Data       []Send
+	NextCursor string
+}
+
+// ListSends returns a page of sends, newest first.
+func (c *Client) ListSends(ctx context.Context, q SendQuery) (*SendPage, error) {
+	v := url.Values{}
+	for name, val := range map[string]string{"status": q.Status, "batchId": q.BatchID, "templateId": q.TemplateID,
+		"to": q.To, "tag": q.Tag, "cursor": q.Cursor} {
+		if val != "" {
+			v.Set(name, val)
+		}
+	}
+	if q.Limit > 0 {
+		v.Set("limit", fmt.Sprint(q.Limit))
+	}
+	path := "/v1/sends"
+	if len(v) > 0 {
+		path += "?" + v.Encode()
+	}
+	var out struct {
+		Data       []Send  `json:"data"`
+		NextCursor *string `json:"nextCursor"`
+	}
+	if err := c.do(ctx, http.MethodGet, path, nil, &out); err != nil {
+		return nil, err
+	}
+	p := &SendPage{Data: out.Data}
+	if out.NextCursor != nil {
+		p.NextCursor = *out.NextCursor
+	}
+	return p, nil
+}
+
+// BatchStatus is a batch (CreateSendBatch, or a send to a segment) with
+// its sends counted by status. InProgress is true while a segment's sends
+// are still being made; SegmentID is "" for a batch request.
+type BatchStatus struct {
+	ID         string         `json:"id"`
+	TemplateID string         `json:"templateId"`
+	SegmentID  string         `json:"segmentId"` // null reads as ""
+	Total      int            `json:"total"`
+	InProgress bool           `json:"inProgress"`
+	Counts     map[string]int `json:"counts"`
+	CreatedAt  time.Time      `json:"createdAt"`
+}
+
+// GetBatch returns a batch with its sends counted by status.
+func (c *Client) GetBatch(ctx context.Context, id string) (*BatchStatus, error) {
+	var out BatchStatus
+	return &out, c.do(ctx, http.MethodGet, "/v1/batches/"+url.PathEscape(id), nil, &out)
 }

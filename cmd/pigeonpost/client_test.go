@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/pigeonpost/pigeonpost/client"
+	"github.com/pigeonpost/pigeonpost/internal/testkit"
 )
 
 // TestGoClient drives the REST API through the client package users import.
@@ -74,6 +75,67 @@ func TestGoClient(t *testing.T) {
 	}
 	if _, err := c.GetTemplate(ctx, tpl.ID); !errors.As(err, &apiErr) || apiErr.Status != 404 {
 		t.Fatalf("deleted template: %v", err)
+	}
+
+	// Sends (Pigeon Perch): a template with a sender, to an address, a
+	// batch and a segment.
+	shipped, err := c.CreateTemplate(ctx, client.Template{Name: "shipped", From: "Acme <hello@" + senderDomain + ">",
+		ReplyTo: "support@" + senderDomain, Subject: "Order {{order_id}} shipped", HTML: "<p>Hi {{first_name | default: \"there\"}}</p>"})
+	if err != nil || shipped.From != "Acme <hello@"+senderDomain+">" || shipped.ReplyTo != "support@"+senderDomain {
+		t.Fatalf("CreateTemplate with a sender: %v %+v", err, shipped)
+	}
+	if got, err := c.GetTemplate(ctx, shipped.ID); err != nil || got.From != shipped.From || got.ReplyTo != shipped.ReplyTo {
+		t.Fatalf("GetTemplate: %v %+v", err, got)
+	}
+	sent, err := c.CreateSend(ctx, client.SendRequest{TemplateID: shipped.ID, To: "customer@" + rcptDomain,
+		Personalizations: map[string]string{"order_id": "ORD-1", "first_name": "Jane"}}, client.IdempotencyKey("ord-1"))
+	if err != nil || sent.ID == "" || sent.ContactID == "" || sent.Status != "sent" {
+		t.Fatalf("CreateSend: %v %+v", err, sent)
+	}
+	s.waitStatus(sent.ID, "delivered")
+	if got, err := c.GetSend(ctx, sent.ID); err != nil || got.Status != "delivered" || got.Subject != "Order ORD-1 shipped" ||
+		got.TemplateID != shipped.ID || got.ContactID != sent.ContactID || got.BatchID != "" || len(got.Events) == 0 {
+		t.Fatalf("GetSend: %v %+v", err, got)
+	}
+	if _, err := c.CreateSend(ctx, client.SendRequest{TemplateID: shipped.ID, To: "customer@" + rcptDomain}); !errors.As(err, &apiErr) ||
+		apiErr.Status != 400 || !strings.Contains(apiErr.Message, "order_id") {
+		t.Fatalf("a token nothing fills: %v", err)
+	}
+	sb, err := c.CreateSendBatch(ctx, client.SendBatchRequest{TemplateID: shipped.ID, Recipients: []client.SendRecipient{
+		{To: sent.ContactID, Personalizations: map[string]string{"order_id": "ORD-2"}},
+		{To: "not an address", Personalizations: map[string]string{"order_id": "ORD-3"}},
+	}})
+	if err != nil || sb.BatchID == "" || len(sb.Data) != 2 || sb.Data[0].ID == "" || sb.Data[1].Error == nil || sb.Data[1].Status != "failed" {
+		t.Fatalf("CreateSendBatch: %v %+v", err, sb)
+	}
+	if b, err := c.GetBatch(ctx, sb.BatchID); err != nil || b.Total != 2 || b.SegmentID != "" || b.TemplateID != shipped.ID {
+		t.Fatalf("GetBatch: %v %+v", err, b)
+	}
+	if page, err := c.ListSends(ctx, client.SendQuery{BatchID: sb.BatchID}); err != nil || len(page.Data) != 1 ||
+		page.Data[0].ID != sb.Data[0].ID || page.Data[0].BatchID != sb.BatchID || page.NextCursor != "" {
+		t.Fatalf("ListSends: %v %+v", err, page)
+	}
+	if _, err := c.CreateContact(ctx, client.Contact{Email: "vip@" + rcptDomain, Tags: []string{"vip"}}); err != nil {
+		t.Fatal(err)
+	}
+	vips, err := c.CreateSegment(ctx, client.Segment{Name: "vips", Filter: client.SegmentFilter{Tags: []string{"vip"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	toSeg, err := c.CreateSend(ctx, client.SendRequest{TemplateID: shipped.ID, SegmentID: vips.ID,
+		Personalizations: map[string]string{"order_id": "ORD-4"}})
+	if err != nil || toSeg.BatchID == "" || toSeg.ID != toSeg.BatchID || toSeg.SegmentID != vips.ID || toSeg.Count != 1 {
+		t.Fatalf("CreateSend to a segment: %v %+v", err, toSeg)
+	}
+	testkit.WaitFor(t, "the segment's sends", func() bool {
+		b, err := c.GetBatch(ctx, toSeg.BatchID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return !b.InProgress && b.SegmentID == vips.ID && b.Total == 1
+	})
+	if page, err := c.ListSends(ctx, client.SendQuery{BatchID: toSeg.BatchID}); err != nil || len(page.Data) != 1 || page.Data[0].ToAddress != "vip@"+rcptDomain {
+		t.Fatalf("ListSends of the segment: %v %+v", err, page)
 	}
 
 	d, err := c.CreateDomain(ctx, "second.test")
