@@ -109,7 +109,7 @@ func decodeBytes(b []byte, v any, prefix string) error {
 		var typeErr *json.UnmarshalTypeError
 		// prefix ends with a dot: it is dropped when the element itself is wrong.
 		if errors.As(err, &typeErr) {
-			return pipeline.ErrInvalid.With(strings.TrimSuffix(prefix+typeErr.Field, ".") + ": must be " + jsonType(typeErr.Type.Kind().String()))
+			return pipeline.ErrInvalid.With(strings.TrimSuffix(prefix+fieldPath(typeErr), ".") + ": must be " + jsonType(typeErr.Type.Kind().String()))
 		}
 		return pipeline.ErrInvalid.With(strings.TrimSuffix(prefix, ".") + ": not a valid JSON object")
 	}

@@ -25,15 +25,15 @@ const headerReplayed = "Idempotent-Replayed"
 type keyedHandler func(http.ResponseWriter, *http.Request, *store.Key)
 
 // idempotentPOST gives every authenticated POST route Idempotency-Key
-// support (auth calls it): POST /v1/emails is handled by pipeline.Send
-// itself (its response is stored with the emails); a new API key's secret is
+// support (auth calls it): the sends (selfIdempotent) handle it themselves,
+// storing their response in the MULTI of their emails; a new API key's secret is
 // shown once, so its response is not stored and a repeat is a 409. A
 // streamed route (streamedRoutes) ignores the header: its body is never
 // held whole, and the contact import it serves is an upsert, safe to repeat.
 func (h *handler) idempotentPOST(next keyedHandler) keyedHandler {
 	return func(w http.ResponseWriter, r *http.Request, k *store.Key) {
 		switch {
-		case r.Method != http.MethodPost || r.Header.Get(headerIdempotencyKey) == "" || r.Pattern == "POST /v1/emails" ||
+		case r.Method != http.MethodPost || r.Header.Get(headerIdempotencyKey) == "" || selfIdempotent[r.Pattern] ||
 			streamedRoutes[r.Pattern]:
 			next(w, r, k)
 		case r.Pattern == "POST /v1/api-keys":
@@ -43,6 +43,10 @@ func (h *handler) idempotentPOST(next keyedHandler) keyedHandler {
 		}
 	}
 }
+
+// selfIdempotent are the routes whose service takes the Idempotency-Key
+// itself (pipeline.ClaimSend, ClaimResponse).
+var selfIdempotent = map[string]bool{"POST /v1/emails": true, "POST /v1/sends": true, "POST /v1/sends/batch": true}
 
 // storedResponse is what is kept under an idempotency key.
 type storedResponse struct {

@@ -152,8 +152,18 @@ func TestSendsCreateContactsAndTakeContactIDs(t *testing.T) {
 	if code := s.JSON("POST", "/v1/sends", liveKey, map[string]any{"templateId": tpl, "to": first.ContactID}, &again); code != http.StatusOK {
 		t.Fatalf("got %d", code)
 	}
-	if again.ContactID != first.ContactID {
-		t.Errorf("contact %s, then %s", first.ContactID, again.ContactID)
+	if again.ContactID != first.ContactID || again.To != "New@"+rcptDomain {
+		t.Errorf("contact %s, then %s (%s)", first.ContactID, again.ContactID, again.To)
+	}
+	// A retry with the same Idempotency-Key is answered from the first.
+	keyed := map[string]any{"templateId": tpl, "to": first.ContactID}
+	r1 := s.Call("POST", "/v1/sends", liveKey, map[string]string{"Idempotency-Key": "k1"}, keyed)
+	r2 := s.Call("POST", "/v1/sends", liveKey, map[string]string{"Idempotency-Key": "k1"}, keyed)
+	var a1, a2 sendAnswer
+	r1.Decode(t, &a1)
+	r2.Decode(t, &a2)
+	if a1.ID == "" || a2.ID != a1.ID || r2.Header.Get("Idempotent-Replayed") != "true" {
+		t.Errorf("retry: %s then %s", r1.Body, r2.Body)
 	}
 	var rec struct {
 		ToAddress, ContactID, TemplateID string
@@ -218,6 +228,7 @@ func TestSendBatchOfAThousand(t *testing.T) {
 			rcpts[i] = map[string]any{"to": fmt.Sprintf("user%d@%s", i, rcptDomain), "personalizations": map[string]any{"total": fmt.Sprintf("$%d", i)}}
 		}
 		rcpts[7] = map[string]any{"to": "not an address"}
+		rcpts[8] = map[string]any{"to": fmt.Sprintf("user8@%s", rcptDomain), "personalizations": map[string]any{"total": []int{8}}}
 		rcpts[9] = map[string]any{"to": "nototal@" + rcptDomain}
 		return map[string]any{"templateId": tpl, "recipients": rcpts}
 	}
@@ -234,10 +245,13 @@ func TestSendBatchOfAThousand(t *testing.T) {
 		t.Fatalf("batch %s with %d answers", out.BatchID, len(out.Data))
 	}
 	for i, a := range out.Data {
-		failed := i == 7 || i == 9
+		failed := i == 7 || i == 8 || i == 9
 		if failed != (a.Error != nil) || failed == (a.ID != "") {
 			t.Fatalf("recipient %d: %+v", i, a)
 		}
+	}
+	if msg := out.Data[8].Error.Message; msg != "recipients[8].personalizations.total: must be a string, a number, a boolean or null" {
+		t.Errorf("wrong type: %s", msg)
 	}
 	if !strings.Contains(out.Data[9].Error.Message, `"total"`) {
 		t.Errorf("missing personalization: %s", out.Data[9].Error.Message)
@@ -257,8 +271,8 @@ func TestSendBatchOfAThousand(t *testing.T) {
 	if again.Header.Get("Idempotent-Replayed") != "true" || replay.BatchID != out.BatchID || replay.Data[500].ID != out.Data[500].ID {
 		t.Errorf("replay: %d %s %s", again.Code, again.Header, replay.BatchID)
 	}
-	if n := s.p.Redis.ZCard(context.Background(), store.AccountSendsKey(s.accountID)).Val(); n != 998 {
-		t.Errorf("%d sends stored, want 998", n)
+	if n := s.p.Redis.ZCard(context.Background(), store.AccountSendsKey(s.accountID)).Val(); n != 997 {
+		t.Errorf("%d sends stored, want 997", n)
 	}
 
 	var status struct {
@@ -267,7 +281,7 @@ func TestSendBatchOfAThousand(t *testing.T) {
 		Counts map[string]int
 	}
 	s.JSON("GET", "/v1/batches/"+out.BatchID, liveKey, nil, &status)
-	if status.Total != 1000 || status.Counts["pending"] != 998 {
+	if status.Total != 999 || status.Counts["pending"] != 997 {
 		t.Errorf("batch status %+v", status)
 	}
 	var page struct{ Data []struct{ BatchID string } }
@@ -321,6 +335,23 @@ func TestSendToSegment(t *testing.T) {
 		s.JSON("GET", "/v1/batches/"+a.BatchID, liveKey, nil, &status)
 		return !status.InProgress && status.Counts["pending"] == 2
 	})
+	// A retry with the same Idempotency-Key sends nothing again.
+	body := map[string]any{"templateId": tpl, "segmentId": seg.ID}
+	first := s.Call("POST", "/v1/sends", liveKey, map[string]string{"Idempotency-Key": "vips-1"}, body)
+	again := s.Call("POST", "/v1/sends", liveKey, map[string]string{"Idempotency-Key": "vips-1"}, body)
+	var b1, b2 struct{ BatchID string }
+	first.Decode(t, &b1)
+	again.Decode(t, &b2)
+	if b1.BatchID == "" || b2.BatchID != b1.BatchID || again.Header.Get("Idempotent-Replayed") != "true" {
+		t.Errorf("retry: %s then %s (%s)", first.Body, again.Body, again.Header)
+	}
+	testkit.WaitFor(t, "the keyed segment's sends", func() bool {
+		s.JSON("GET", "/v1/batches/"+b1.BatchID, liveKey, nil, &status)
+		return !status.InProgress
+	})
+	if n := s.p.Redis.ZCard(context.Background(), store.AccountSendsKey(s.accountID)).Val(); n != 4 {
+		t.Errorf("%d sends in all, want 4", n)
+	}
 	r = s.Call("POST", "/v1/sends", liveKey, nil, map[string]any{"templateId": tpl, "segmentId": "seg_nosuch"})
 	if r.Code != http.StatusBadRequest || !strings.Contains(r.ErrMessage(), "seg_nosuch") {
 		t.Errorf("unknown segment: %d %s", r.Code, r.Body)
@@ -336,17 +367,12 @@ func TestOneClickUnsubscribe(t *testing.T) {
 	if got := m.Header.Get("List-Unsubscribe-Post"); got != "List-Unsubscribe=One-Click" {
 		t.Errorf("List-Unsubscribe-Post: %q", got)
 	}
-	var link, mailto string
-	for _, part := range strings.Split(m.Header.Get("List-Unsubscribe"), ",") {
-		part = strings.Trim(strings.TrimSpace(part), "<>")
-		if strings.HasPrefix(part, "https://") {
-			link = part
-		} else if strings.HasPrefix(part, "mailto:") {
-			mailto = part
-		}
-	}
-	if link == "" || mailto == "" {
-		t.Fatalf("List-Unsubscribe: %q", m.Header.Get("List-Unsubscribe"))
+	// One https URI: RFC 8058's one-click needs it, and a mailto would
+	// name a mailbox nothing here reads.
+	header := m.Header.Get("List-Unsubscribe")
+	link := strings.Trim(header, "<>")
+	if !strings.HasPrefix(header, "<https://") || strings.Contains(link, ",") {
+		t.Fatalf("List-Unsubscribe: %q", header)
 	}
 	u, err := url.Parse(link)
 	if err != nil || u.Host != publicHost {
@@ -444,5 +470,23 @@ func TestSendBatchRenderedSizeBounded(t *testing.T) {
 	}
 	if n := s.p.Redis.ZCard(context.Background(), store.AccountSendsKey(s.accountID)).Val(); n != 0 {
 		t.Errorf("%d sends stored", n)
+	}
+}
+
+func TestSendsWrongTypesNamed(t *testing.T) {
+	s := newServer(t)
+	for _, c := range []struct {
+		path string
+		body string
+		want string
+	}{
+		{"/v1/sends", `{"templateId": 5, "to": "a@b.test"}`, "templateId: must be a string"},
+		{"/v1/sends", `{"templateId": "t", "to": "a@b.test", "personalizations": []}`, "personalizations: must be an object"},
+		{"/v1/sends/batch", `{"templateId": "t", "tracking": {"opens": "yes"}, "recipients": [{"to": "a@b.test"}]}`, "tracking.opens: must be a boolean"},
+	} {
+		r := s.Call("POST", c.path, liveKey, nil, []byte(c.body))
+		if r.Code != http.StatusBadRequest || r.ErrMessage() != c.want {
+			t.Errorf("%s %s: %d %s, want %q", c.path, c.body, r.Code, r.Body, c.want)
+		}
 	}
 }

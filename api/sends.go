@@ -1,6 +1,7 @@
 package api
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -97,10 +98,14 @@ func (h *handler) createSend(w http.ResponseWriter, r *http.Request, k *store.Ke
 			writeError(w, r, pipeline.ErrInvalid.With("to, segmentId: give one of them"))
 			return
 		}
-		sent, err := h.Sends.SendToSegment(r.Context(), k, req.sendMessageJSON.toSends(), req.SegmentID, rcpt.Personalizations)
+		sent, err := h.Sends.SendToSegment(r.Context(), k, req.sendMessageJSON.toSends(), req.SegmentID, rcpt.Personalizations,
+			r.Header.Get(headerIdempotencyKey))
 		if err != nil {
 			writeError(w, r, err)
 			return
+		}
+		if sent.Replayed {
+			w.Header().Set(headerReplayed, "true")
 		}
 		writeJSON(w, http.StatusAccepted, segmentSendJSON{ID: sent.BatchID, BatchID: sent.BatchID, SegmentID: sent.SegmentID, Count: sent.Count})
 		return
@@ -110,6 +115,9 @@ func (h *handler) createSend(w http.ResponseWriter, r *http.Request, k *store.Ke
 	if err != nil {
 		writeError(w, r, err)
 		return
+	}
+	if sent.Replayed {
+		w.Header().Set(headerReplayed, "true")
 	}
 	writeJSON(w, http.StatusOK, toSendJSON(*sent))
 }
@@ -136,20 +144,31 @@ func (h *handler) createSendBatch(w http.ResponseWriter, r *http.Request, k *sto
 		writeError(w, r, err)
 		return
 	}
-	b := sends.Batch{Message: req.sendMessageJSON.toSends(), Recipients: make([]sends.Recipient, len(req.Recipients))}
+	// Each recipient is decoded on its own: a wrong type fails it alone,
+	// named as recipients[i].field, as a bad address does.
+	out := make([]sendJSON, len(req.Recipients))
+	b := sends.Batch{Message: req.sendMessageJSON.toSends()}
+	var index []int // position in out of each of b.Recipients
+	var firstErr error
 	for i, raw := range req.Recipients {
 		field := fmt.Sprintf("recipients[%d]", i)
 		var rj sendRecipientJSON
-		if err := decodeBytes(raw, &rj, field+"."); err != nil {
-			writeError(w, r, err)
-			return
+		err := decodeBytes(raw, &rj, field+".")
+		var rcpt sends.Recipient
+		if err == nil {
+			rcpt, err = rj.toSends(field + ".personalizations")
 		}
-		rcpt, err := rj.toSends(field + ".personalizations")
 		if err != nil {
-			writeError(w, r, err)
-			return
+			pe := pipeline.AsError(err)
+			out[i] = sendJSON{To: rj.To, Status: "failed", Error: &errorJSON{Code: string(pe.Code), Message: pe.Message}}
+			firstErr = cmp.Or(firstErr, err)
+			continue
 		}
-		b.Recipients[i] = rcpt
+		b.Recipients, index = append(b.Recipients, rcpt), append(index, i)
+	}
+	if len(b.Recipients) == 0 {
+		writeError(w, r, firstErr) // nothing to send
+		return
 	}
 	sent, err := h.Sends.SendBatch(r.Context(), k, b, r.Header.Get(headerIdempotencyKey))
 	if err != nil {
@@ -159,7 +178,10 @@ func (h *handler) createSendBatch(w http.ResponseWriter, r *http.Request, k *sto
 	if sent.Replayed {
 		w.Header().Set(headerReplayed, "true")
 	}
-	writeJSON(w, http.StatusOK, sendBatchJSON{BatchID: sent.BatchID, Data: listOf(sent.Sends, toSendJSON)})
+	for j, s := range sent.Sends {
+		out[index[j]] = toSendJSON(s)
+	}
+	writeJSON(w, http.StatusOK, sendBatchJSON{BatchID: sent.BatchID, Data: out})
 }
 
 // sendRecordJSON is a send as GET /v1/sends and /v1/sends/:id show it: the

@@ -260,7 +260,7 @@ func (h *handler) decode(w http.ResponseWriter, r *http.Request, v any) error {
 	if err := json.NewDecoder(bytes.NewReader(body)).Decode(v); err != nil {
 		var typeErr *json.UnmarshalTypeError
 		if errors.As(err, &typeErr) {
-			field := typeErr.Field
+			field := fieldPath(typeErr)
 			if field == "" {
 				field = "body" // e.g. an array where an object is expected
 			}
@@ -269,6 +269,21 @@ func (h *handler) decode(w http.ResponseWriter, r *http.Request, v any) error {
 		return pipeline.ErrInvalid.With("the request body is not valid JSON")
 	}
 	return nil
+}
+
+// fieldPath is the JSON path of a value of the wrong type. encoding/json
+// also names the embedded structs it went through ("sendMessageJSON.from"),
+// which are no part of the client's JSON: api's request types that are
+// embedded are named …JSON, and no JSON field is.
+func fieldPath(e *json.UnmarshalTypeError) string {
+	parts := strings.Split(e.Field, ".")
+	out := parts[:0]
+	for _, p := range parts {
+		if !strings.HasSuffix(p, "JSON") {
+			out = append(out, p)
+		}
+	}
+	return strings.Join(out, ".")
 }
 
 func jsonType(kind string) string {

@@ -166,7 +166,6 @@ func build(ctx context.Context, cfg config.Config, log *slog.Logger, opt serveOp
 	})
 	p.sends = sends.New(p.store, p.pipeline, p.compose, p.contacts, signer, sends.Options{
 		PublicURL: cfg.HTTP.PublicURL,
-		Hostname:  cfg.SMTP.Hostname,
 		Logger:    log,
 	})
 

@@ -32,7 +32,7 @@ type Options struct {
 	Compose    compose.Options
 	Engagement engagement.Options // PublicURL: the pipeline's
 	Contacts   contacts.Options
-	Sends      sends.Options // PublicURL and Hostname: the pipeline's
+	Sends      sends.Options // PublicURL: the pipeline's
 }
 
 // Parts are the services over one store.
@@ -82,7 +82,7 @@ func New(t testing.TB, opt Options) *Parts {
 	p.Engagement = engagement.New(st, p.Pipeline, p.Account, p.Signer, opt.Engagement)
 	p.Contacts = contacts.New(st, opt.Contacts)
 	so := opt.Sends
-	so.PublicURL, so.Hostname = cmp.Or(so.PublicURL, po.PublicURL), cmp.Or(so.Hostname, po.Hostname)
+	so.PublicURL = cmp.Or(so.PublicURL, po.PublicURL)
 	p.Sends = sends.New(st, p.Pipeline, p.Compose, p.Contacts, p.Signer, so)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})

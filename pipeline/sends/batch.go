@@ -116,7 +116,7 @@ func (s *Service) sendEach(ctx context.Context, k *store.Key, p *prepared, rcpts
 			sent[i].Error = refusal(errs[i])
 			continue
 		}
-		sent[i].ContactID = cs[i].ID
+		sent[i].To, sent[i].ContactID = cs[i].Email, cs[i].ID // a contact id given as to answers with its address
 		sub, err := s.submission(k, p, cs[i], r.Personalizations, batchID)
 		if err != nil {
 			sent[i].Error = refusal(err)
@@ -162,12 +162,9 @@ func replayBatch(stored []byte) (*BatchSent, error) {
 	return &b, nil
 }
 
-// Send sends the message to one recipient, or, with SegmentID, to every
-// subscribed contact of the segment (SendToSegment).
+// Send sends the message to one recipient (SendToSegment sends it to a
+// segment).
 func (s *Service) Send(ctx context.Context, k *store.Key, req Request, idempotencyKey string) (_ *Sent, err error) {
-	if req.SegmentID != "" {
-		return nil, pipeline.ErrInvalid.With("segmentId: use SendToSegment") // the API routes it
-	}
 	if strings.TrimSpace(req.To) == "" {
 		return nil, pipeline.ErrInvalid.With("to: an address or a contact id is required (or segmentId)")
 	}
@@ -216,5 +213,6 @@ func replaySent(stored []byte) (*Sent, error) {
 	if err := json.Unmarshal(stored, &s); err != nil || s.ID == "" {
 		return nil, pipeline.ErrUnavailable.WithCause(errors.New("undecodable idempotent response"))
 	}
+	s.Replayed = true
 	return &s, nil
 }

@@ -14,12 +14,17 @@ import (
 )
 
 // SegmentSent is the answer to a send to a segment: the batch its sends
-// are grouped in, and how many subscribed contacts it goes to.
+// are grouped in, and how many subscribed contacts it goes to. It is also
+// the response stored under an idempotency key.
 type SegmentSent struct {
-	BatchID   string
-	SegmentID string
-	Count     int
+	BatchID   string `json:"batchId"`
+	SegmentID string `json:"segmentId"`
+	Count     int    `json:"count"`
+	Replayed  bool   `json:"-"`
 }
+
+// scopeSegment keeps the idempotency keys of sends to segments apart.
+const scopeSegment pipeline.Scope = "sends-segment"
 
 // Fan-out pacing.
 const (
@@ -45,9 +50,37 @@ type job struct {
 // stored with the batch before the answer; their sends are made in the
 // background by Run, fanOutChunk per MULTI, within the account's rate
 // limit (GET /v1/batches/:id shows the progress), and survive a restart.
-func (s *Service) SendToSegment(ctx context.Context, k *store.Key, m Message, segmentID string, personal map[string]string) (*SegmentSent, error) {
+func (s *Service) SendToSegment(ctx context.Context, k *store.Key, m Message, segmentID string, personal map[string]string, idempotencyKey string) (_ *SegmentSent, err error) {
 	if err := pipeline.RequirePermission(k, store.PermissionFull); err != nil {
 		return nil, err
+	}
+	var claim *pipeline.Claim
+	if idempotencyKey != "" {
+		fp, err := json.Marshal(struct {
+			Message
+			SegmentID        string
+			Personalizations map[string]string
+		}{m, segmentID, personal})
+		if err != nil {
+			return nil, err
+		}
+		var stored []byte
+		if claim, stored, err = s.sub.ClaimResponse(ctx, k, scopeSegment, idempotencyKey, fp); err != nil {
+			return nil, err
+		}
+		if stored != nil {
+			var out SegmentSent
+			if err := json.Unmarshal(stored, &out); err != nil || out.BatchID == "" {
+				return nil, pipeline.ErrUnavailable.WithCause(errors.New("undecodable idempotent response"))
+			}
+			out.Replayed = true
+			return &out, nil
+		}
+		defer func() {
+			if err != nil {
+				s.sub.Release(claim)
+			}
+		}()
 	}
 	p, err := s.prepare(ctx, k, m)
 	if err != nil {
@@ -73,21 +106,24 @@ func (s *Service) SendToSegment(ctx context.Context, k *store.Key, m Message, se
 		return nil, err
 	}
 	batch := &store.Batch{ID: store.NewID("bat"), AccountID: k.AccountID, TemplateID: p.tmpl.ID, SegmentID: segmentID,
-		Total: len(ids), FanningOut: len(ids) > 0, Job: raw, CreatedAt: s.opt.Now().UTC()}
-	if len(ids) == 0 {
-		batch.Job = nil
-		err = s.store.PutBatch(ctx, batch)
-	} else {
-		err = s.store.StartFanOut(ctx, batch, ids)
+		Total: len(ids), CreatedAt: s.opt.Now().UTC()}
+	opt := pipeline.AllOptions{Batch: batch, Claim: claim}
+	if len(ids) > 0 {
+		batch.FanningOut, batch.Job = true, raw
+		opt.FanOut = &store.FanOutStep{BatchID: batch.ID, Queue: ids}
 	}
-	if err != nil {
-		return nil, pipeline.StorageError(err)
+	out := &SegmentSent{BatchID: batch.ID, SegmentID: segmentID, Count: len(ids)}
+	opt.Respond = func([]pipeline.Result) ([]byte, error) { return json.Marshal(out) }
+	// No message yet: the batch, its queue and the idempotent answer, in
+	// one MULTI.
+	if _, err := s.sub.SubmitAll(ctx, k, nil, opt); err != nil {
+		return nil, err
 	}
 	select {
 	case s.wake <- struct{}{}:
 	default: // Run is busy; it looks again before it sleeps
 	}
-	return &SegmentSent{BatchID: batch.ID, SegmentID: segmentID, Count: len(ids)}, nil
+	return out, nil
 }
 
 // Run makes the sends of segments, this process's and those another

@@ -68,13 +68,13 @@ func batchDone(t *testing.T, p *pipelinetest.Parts, batchID string) []string {
 func TestSegmentSendsExactlyOnceAcrossProcesses(t *testing.T) {
 	const n = 1234 // three chunks
 	p, k, segID, m := segmentSetup(t, n)
-	other := sends.New(p.Store, p.Pipeline, p.Compose, p.Contacts, p.Signer, sends.Options{PublicURL: "https://t.test", Hostname: "gw.test"})
+	other := sends.New(p.Store, p.Pipeline, p.Compose, p.Contacts, p.Signer, sends.Options{PublicURL: "https://t.test"})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); _ = other.Run(ctx) }()
 	t.Cleanup(func() { cancel(); <-done })
 
-	sent, err := other.SendToSegment(context.Background(), k, m, segID, nil)
+	sent, err := other.SendToSegment(context.Background(), k, m, segID, nil, "")
 	if err != nil || sent.Count != n {
 		t.Fatalf("%+v %v", sent, err)
 	}
@@ -98,8 +98,8 @@ func TestSegmentSendsExactlyOnceAcrossProcesses(t *testing.T) {
 // by another; one whose key was revoked meanwhile is given up.
 func TestSegmentSendsLeftByAStoppedProcess(t *testing.T) {
 	p, k, segID, m := segmentSetup(t, 3)
-	stopped := sends.New(p.Store, p.Pipeline, p.Compose, p.Contacts, p.Signer, sends.Options{PublicURL: "https://t.test", Hostname: "gw.test"})
-	sent, err := stopped.SendToSegment(context.Background(), k, m, segID, map[string]string{"first_name": "all of you"})
+	stopped := sends.New(p.Store, p.Pipeline, p.Compose, p.Contacts, p.Signer, sends.Options{PublicURL: "https://t.test"})
+	sent, err := stopped.SendToSegment(context.Background(), k, m, segID, map[string]string{"first_name": "all of you"}, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -112,7 +112,7 @@ func TestSegmentSendsLeftByAStoppedProcess(t *testing.T) {
 	if err := p.Account.DeleteKey(context.Background(), k, other.ID); err != nil {
 		t.Fatal(err)
 	}
-	sent, err = stopped.SendToSegment(context.Background(), other, m, segID, nil)
+	sent, err = stopped.SendToSegment(context.Background(), other, m, segID, nil, "")
 	if err != nil {
 		t.Fatal(err)
 	}

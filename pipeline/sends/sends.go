@@ -27,10 +27,8 @@ import (
 type Options struct {
 	// PublicURL is the base of the unsubscribe links (http.public_url).
 	PublicURL string
-	// Hostname is the domain of the unsubscribe mailto address.
-	Hostname string
-	Now      func() time.Time
-	Logger   *slog.Logger
+	Now       func() time.Time
+	Logger    *slog.Logger
 }
 
 // Service sends templates to contacts. It is safe for concurrent use.
@@ -77,16 +75,14 @@ type Recipient struct {
 	Personalizations map[string]string `json:"personalizations,omitempty"`
 }
 
-// Request is POST /v1/sends: one recipient, or every subscribed contact of
-// a segment.
+// Request is POST /v1/sends to one recipient.
 type Request struct {
 	Message
 	Recipient
-	SegmentID string
 }
 
 // Sent is the outcome of one recipient: its send (an email id) or why it
-// was refused. It is also stored under an idempotency key, hence the JSON.
+// was refused. To is the contact's address (as given if it was refused). It is also stored under an idempotency key, hence the JSON.
 type Sent struct {
 	ID          string       `json:"id,omitempty"`
 	To          string       `json:"to"`
@@ -95,6 +91,7 @@ type Sent struct {
 	ScheduledAt *time.Time   `json:"scheduledAt,omitempty"`
 	Warnings    []string     `json:"warnings,omitempty"`
 	Error       *Refusal     `json:"error,omitempty"`
+	Replayed    bool         `json:"-"` // the stored answer of an earlier request with the same key
 }
 
 // Refusal is a recipient's error as the client sees it.
@@ -198,7 +195,9 @@ func (s *Service) submission(k *store.Key, p *prepared, c *contacts.Contact, per
 		From: p.from, To: []string{c.Email}, ReplyTo: replyTo,
 		Subject: r.Subject, HTML: r.HTML, Text: r.Text,
 		Headers: map[string]string{
-			"List-Unsubscribe":      "<" + s.unsubscribeURL(unsubscribe) + ">, <" + s.unsubscribeMailto(unsubscribe) + ">",
+			// No mailto: nothing here receives mail, and RFC 8058 needs
+			// only the https URI.
+			"List-Unsubscribe":      "<" + s.unsubscribeURL(unsubscribe) + ">",
 			"List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
 		},
 	}, s.opt.Now().UTC())
@@ -223,10 +222,4 @@ func (s *Service) submission(k *store.Key, p *prepared, c *contacts.Contact, per
 // unsubscribeURL is the one-click (POST) and landing page (GET) address.
 func (s *Service) unsubscribeURL(id string) string {
 	return s.opt.PublicURL + "/v1/unsubscribe/" + url.PathEscape(id)
-}
-
-// unsubscribeMailto is the mailto form of the link, for clients that do
-// not speak RFC 8058.
-func (s *Service) unsubscribeMailto(id string) string {
-	return "mailto:unsubscribe@" + s.opt.Hostname + "?subject=unsubscribe%20" + url.QueryEscape(id)
 }

@@ -15,25 +15,6 @@ import (
 // dies mid-way leaves the rest queued, and another (or the same, restarted)
 // takes the lease over when it expires: no contact is sent twice or lost.
 
-// StartFanOut stores a segment's batch with Job set and FanningOut, the
-// contact ids to send to, and the batch in FanOutsKey, in one MULTI.
-func (s *Store) StartFanOut(ctx context.Context, b *Batch, contactIDs []string) error {
-	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		s.writeBatch(ctx, p, b)
-		for start := 0; start < len(contactIDs); start += 1000 {
-			chunk := contactIDs[start:min(start+1000, len(contactIDs))]
-			args := make([]any, len(chunk))
-			for i, id := range chunk {
-				args[i] = id
-			}
-			p.RPush(ctx, FanOutQueueKey(b.ID), args...)
-		}
-		p.SAdd(ctx, FanOutsKey(), b.ID)
-		return nil
-	})
-	return err
-}
-
 // FanOuts lists the batches whose sends are still being made.
 func (s *Store) FanOuts(ctx context.Context) ([]string, error) {
 	return s.rdb.SMembers(ctx, FanOutsKey()).Result()
@@ -59,17 +40,32 @@ func (s *Store) NextFanOut(ctx context.Context, batchID string, n int) ([]string
 	return s.rdb.LRange(ctx, FanOutQueueKey(batchID), 0, int64(n)-1).Result()
 }
 
-// FanOutStep is the progress a chunk of a segment's sends makes:
-// PersistWith takes its Taken ids off the queue with the emails, and
-// after the Last chunk forgets the fan-out.
+// FanOutStep is the progress of a segment's sends that PersistWith
+// stores: at the start, the Queue of contact ids to send to (with the
+// batch, which holds the job); then, with each chunk's emails, its Taken
+// ids off the queue; after the Last chunk, the fan-out forgotten.
 type FanOutStep struct {
 	BatchID string
+	Queue   []string
 	Taken   int
 	Last    bool
 }
 
 func (s *Store) writeFanOutStep(ctx context.Context, p redis.Pipeliner, f *FanOutStep) {
-	p.LTrim(ctx, FanOutQueueKey(f.BatchID), int64(f.Taken), -1)
+	for start := 0; start < len(f.Queue); start += 1000 {
+		chunk := f.Queue[start:min(start+1000, len(f.Queue))]
+		args := make([]any, len(chunk))
+		for i, id := range chunk {
+			args[i] = id
+		}
+		p.RPush(ctx, FanOutQueueKey(f.BatchID), args...)
+	}
+	if len(f.Queue) > 0 {
+		p.SAdd(ctx, FanOutsKey(), f.BatchID)
+	}
+	if f.Taken > 0 {
+		p.LTrim(ctx, FanOutQueueKey(f.BatchID), int64(f.Taken), -1)
+	}
 	if f.Last {
 		p.HSet(ctx, BatchKey(f.BatchID), "fanningOut", boolField(false))
 		p.HDel(ctx, BatchKey(f.BatchID), fieldBatchJob)
