@@ -24,8 +24,8 @@ const fuzzKey = "sp_test_fuzzfuzzfuzzfuzzfuzzfuzzfuzz0123"
 func FuzzRequests(f *testing.F) {
 	p := pipelinetest.New(f, pipelinetest.Options{})
 	p.Key(f, "acme", fuzzKey)
-	h := api.Handler(api.Parts{Pipeline: p.Pipeline, Account: p.Account, Compose: p.Compose, Engagement: p.Engagement},
-		api.Options{MaxBodyBytes: 1 << 20})
+	h := api.Handler(api.Parts{Pipeline: p.Pipeline, Account: p.Account, Compose: p.Compose, Engagement: p.Engagement,
+		Contacts: p.Contacts, Sends: p.Sends}, api.Options{MaxBodyBytes: 1 << 20})
 
 	// A template and a domain for the routes that name one.
 	var tpl, dom struct {
@@ -46,6 +46,8 @@ func FuzzRequests(f *testing.F) {
 		{"PUT", "/v1/domains/" + dom.ID + "/tracking"},
 		{"POST", "/v1/domains/" + dom.ID + "/tracking/set-domain"},
 		{"PATCH", "/v1/templates/tpl_nosuchtemplate"},
+		{"POST", "/v1/sends"},
+		{"POST", "/v1/sends/batch"},
 	}
 
 	seeds := map[int][]string{
@@ -81,6 +83,17 @@ func FuzzRequests(f *testing.F) {
 		8:  {`{"openTracking":true,"clickTracking":false}`, `{"pixelPlacement":"top"}`, `{"webhookOnEveryClick":"yes"}`},
 		9:  {`{"openTracking":true,"clickTracking":true,"privacyMode":false}`, `{"clickTracking":null}`},
 		10: {`{"trackingDomain":"t.acme.test"}`, `{"trackingDomain":"evil.test"}`},
+		12: {
+			`{"templateId":"` + tpl.ID + `","to":"a@x.test","from":"hello@acme.test","personalizations":{"name":"N"}}`,
+			`{"templateId":"` + tpl.ID + `","to":"ct_nosuchcontact","subject":"{{name}}\r\n"}`,
+			`{"templateId":"` + tpl.ID + `","segmentId":"seg_nosuch","to":"a@x.test"}`,
+			`{"templateId":"` + tpl.ID + `","to":"a@x.test","personalizations":{"name":{"x":1}},"scheduledAt":"soon"}`,
+			`{"templateId":5}`,
+		},
+		13: {
+			`{"templateId":"` + tpl.ID + `","from":"hello@acme.test","recipients":[{"to":"a@x.test","personalizations":{"name":1}},{"to":2},7,null]}`,
+			`{"templateId":"` + tpl.ID + `","recipients":[]}`, `{"recipients":{}}`, `{"templateId":"` + tpl.ID + `","recipients":[{"to":"a@x.test"}]}`,
+		},
 	}
 	for i, bodies := range seeds {
 		for _, b := range bodies {
