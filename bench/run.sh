@@ -20,6 +20,15 @@
 #      and one click URL, as fast as wrk can (-c50), and paced (-c128, each connection pausing
 #      5 ms: about 20,000 req/s offered), with a browser's User-Agent; prints req/s, latency
 #      p50/p90/p99 and the hits recorded (pigeonpost_tracking_hits_total)
+#   s  the sends API: a template on bench.test with
+#      {{tokens}}; BENCH_S_BATCHES (10) POST /v1/sends/batch of BENCH_S_BATCH (1,000) recipients
+#      with personalizations, one after the other: curl's time_total per request (p50/max) and
+#      peak RSS; then the wait until the sink has every email (msgs/s from the first POST to
+#      the last delivery, beside workload a's); then POST /v1/contacts/import of BENCH_S_IMPORT
+#      (100,000) CSV rows generated into the work directory and streamed by curl: its time,
+#      the count the server reports and pigeonpost's peak RSS (VmHWM reset before).
+#      Issue 12's targets: a 1,000-recipient batch under 500 ms, 100,000 rows under 30 s with
+#      a peak RSS under 300 MB. Short: 2 batches of 100, 5,000 rows
 # and prints per workload: msgs/s accepted, dot->250 p50/p99, connection setup
 # p50/p99, server CPU ms per message (pigeonpost and redis-server, from
 # /proc/PID/stat), peak RSS (VmHWM, reset before each workload), delivered at the
@@ -27,8 +36,10 @@
 #
 # Environment:
 #   BENCH_SHORT=1        a run of seconds (CI): few messages per workload
-#   BENCH_WORKLOADS      which workloads, default "a b c"
+#   BENCH_WORKLOADS      which workloads, default "a b c s"
 #   BENCH_N_A/_B/_C/_D   messages per workload (default full: 10000 / 3000 / 400 / 100; short: 400 / 200 / 40 / 20)
+#   BENCH_S_BATCHES/_BATCH/_IMPORT  workload s: batches, recipients per batch, CSV rows to import
+#                        (default full: 10 / 1000 / 100000; short: 2 / 100 / 5000)
 #   BENCH_SIZE_D         body size of workload d in bytes (default full: 25165824, 24 MiB, which with its
 #                        header fits smtp.max_message_bytes' 25 MiB; short: 2097152)
 #   BENCH_DURATION       time limit per workload (default 60s; short: 10s)
@@ -58,15 +69,17 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 GO=${GO:-go}
 SHORT=${BENCH_SHORT:-0}
-WORKLOADS=${BENCH_WORKLOADS:-a b c}
+WORKLOADS=${BENCH_WORKLOADS:-a b c s}
 if [[ $SHORT == 1 ]]; then
   N_A=${BENCH_N_A:-400} N_B=${BENCH_N_B:-200} N_C=${BENCH_N_C:-40}
   N_D=${BENCH_N_D:-20} SIZE_D=${BENCH_SIZE_D:-2097152}
   DURATION=${BENCH_DURATION:-10s} DRAIN=${BENCH_DRAIN_TIMEOUT:-30}
+  S_BATCHES=${BENCH_S_BATCHES:-2} S_BATCH=${BENCH_S_BATCH:-100} S_IMPORT=${BENCH_S_IMPORT:-5000}
 else
   N_A=${BENCH_N_A:-10000} N_B=${BENCH_N_B:-3000} N_C=${BENCH_N_C:-400}
   N_D=${BENCH_N_D:-100} SIZE_D=${BENCH_SIZE_D:-25165824}
   DURATION=${BENCH_DURATION:-60s} DRAIN=${BENCH_DRAIN_TIMEOUT:-180}
+  S_BATCHES=${BENCH_S_BATCHES:-10} S_BATCH=${BENCH_S_BATCH:-1000} S_IMPORT=${BENCH_S_IMPORT:-100000}
 fi
 WORKERS=${BENCH_WORKERS:-8}
 PP_BIN=${PIGEONPOST_BIN:-$ROOT/bin/pigeonpost}
@@ -345,6 +358,89 @@ LUA
   echo "hits: $(curl -s "http://$HTTP_ADDR/metrics" | grep '^pigeonpost_tracking_hits' | tr '\n' ' ')" | tee -a "$OUT/t.md"
 }
 
+# vmhwm_reset PID / vmhwm_mb PID: the peak RSS of PID, as smtpload -pid does it.
+vmhwm_reset() { echo 5 >"/proc/$1/clear_refs" 2>/dev/null || log "WARNING: cannot reset VmHWM of pid $1"; }
+vmhwm_mb() { awk '/^VmHWM:/ { printf "%.0f", $2 / 1024 }' "/proc/$1/status"; }
+sink_messages() { sed -n 's/.*"messages": *\([0-9]*\).*/\1/p' "$SINK_STATS" 2>/dev/null || true; }
+
+# sends_workload runs workload s (see the top of this file).
+sends_workload() {
+  command -v curl >/dev/null || die "workload s needs curl"
+  local api="http://$HTTP_ADDR/api/v1" tpl b i t0 t1 before n out rows csv status
+  local auth=(-H "X-API-Key: ${KEY/sp_live_/pp_live_}")
+  log "workload s: template, $S_BATCHES batches of $S_BATCH recipients, import of $S_IMPORT CSV rows"
+  tpl=$(curl -sf "${auth[@]}" -H 'Content-Type: application/json' "$api/templates" -d '{"name":"bench-order",
+    "from":"Bench <bench@'"$DOMAIN"'>","subject":"Order {{order_id}} for {{first_name}}",
+    "html":"<p>Hello {{first_name}},</p><p>your order {{order_id}} of {{total}} has shipped: <a href=\"https://example.net/track/{{order_id}}\">track it</a>.</p>",
+    "text":"Hello {{first_name}}, your order {{order_id}} of {{total}} has shipped."}' |
+    sed -n 's/.*"id":"\([^"]*\)".*/\1/p' | head -1)
+  [[ -n $tpl ]] || die "workload s: POST /api/v1/templates failed"
+
+  # The request bodies, written before the clock starts.
+  for ((b = 0; b < S_BATCHES; b++)); do
+    awk -v b="$b" -v n="$S_BATCH" -v tpl="$tpl" 'BEGIN {
+      printf "{\"templateId\":\"%s\",\"recipients\":[", tpl
+      for (i = 0; i < n; i++)
+        printf "%s{\"to\":\"s%d-%d@example.net\",\"personalizations\":{\"first_name\":\"Customer %d\",\"order_id\":\"ORD-%d-%d\",\"total\":%d.%02d}}",
+          (i ? "," : ""), b, i, i, b, i, i % 500, i % 100
+      printf "]}\n" }' >"$WORK/batch-$b.json"
+  done
+  before=$(sink_messages)
+  vmhwm_reset "$PP_PID"
+  : >"$OUT/s-batch-seconds.txt"
+  t0=$(date +%s.%N)
+  for ((b = 0; b < S_BATCHES; b++)); do
+    status=$(curl -s -o "$WORK/batch-$b.out" -w '%{http_code} %{time_total}' "${auth[@]}" \
+      -H 'Content-Type: application/json' --data-binary "@$WORK/batch-$b.json" "$api/sends/batch")
+    [[ ${status%% *} == 200 ]] || die "workload s: batch $b answered $status: $(head -c 300 "$WORK/batch-$b.out")"
+    n=$({ grep -o '"id":"em_' "$WORK/batch-$b.out" || true; } | wc -l)
+    ((n == S_BATCH)) || die "workload s: batch $b: $n of $S_BATCH recipients sent: $(grep -o '"error":{[^}]*}' "$WORK/batch-$b.out" | head -3)"
+    echo "${status#* }" >>"$OUT/s-batch-seconds.txt"
+  done
+  local sent=$((S_BATCHES * S_BATCH)) rss_batches delivered=-1 drain_s=""
+  rss_batches=$(vmhwm_mb "$PP_PID")
+  if [[ -n $SINK_STATS && -n $before ]]; then
+    for ((i = 0; i < DRAIN * 10; i++)); do
+      delivered=$(($(sink_messages) - before))
+      ((delivered >= sent)) && break
+      sleep 0.1
+    done
+    t1=$(date +%s.%N)
+    drain_s=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", b - a }')
+  fi
+
+  # The import: a CSV file generated into the work directory, streamed by curl.
+  csv=$WORK/contacts.csv
+  awk -v n="$S_IMPORT" 'BEGIN {
+    print "email,first_name,last_name,company,tags,plan"
+    for (i = 0; i < n; i++) printf "import%d@example.org,First%d,Last%d,Company %d,bench;import,plan%d\n", i, i, i, i % 1000, i % 3
+  }' >"$csv"
+  vmhwm_reset "$PP_PID"
+  status=$(curl -s -o "$WORK/import.out" -w '%{http_code} %{time_total}' "${auth[@]}" -H 'Content-Type: text/csv' \
+    -T "$csv" -X POST "$api/contacts/import")
+  local rss_import
+  rss_import=$(vmhwm_mb "$PP_PID")
+  [[ ${status%% *} == 200 ]] || die "workload s: import answered $status: $(head -c 300 "$WORK/import.out")"
+  rows=$(sed -n 's/.*"created":\([0-9]*\),"updated":\([0-9]*\),"failed":\([0-9]*\).*/created \1, updated \2, failed \3/p' "$WORK/import.out")
+
+  {
+    echo "| workload s | figure |"
+    echo "|---|---|"
+    sort -n "$OUT/s-batch-seconds.txt" | awk -v n="$S_BATCH" -v first="$(head -1 "$OUT/s-batch-seconds.txt")" '{ t[NR] = $1 * 1000 }
+      END { printf "| POST /v1/sends/batch, %d requests of %d recipients | p50 %.0f ms, max %.0f ms (the first, before any delivery: %.0f ms) |\n",
+        NR, n, t[int((NR + 1) / 2)], t[NR], first * 1000 }'
+    if ((delivered >= 0)); then
+      awk -v n="$delivered" -v sent="$sent" -v s="$drain_s" 'BEGIN {
+        printf "| delivered at the sink, first POST to last delivery | %d/%d in %.1f s: %.0f msgs/s |\n", n, sent, s, n / s }'
+    fi
+    [[ -s $OUT/a.json ]] && sed -n 's/.*"msgs_per_s": *\([0-9.]*\).*/| workload a (SMTP), for comparison | \1 msgs\/s accepted |/p' "$OUT/a.json" | head -1
+    echo "| pigeonpost peak RSS during the batches and their delivery | $rss_batches MB |"
+    awk -v n="$S_IMPORT" -v t="${status#* }" -v r="$rows" -v b="$(stat -c %s "$csv")" 'BEGIN {
+      printf "| POST /v1/contacts/import, %d CSV rows (%.1f MB) | %.1f s (%.0f rows/s): %s |\n", n, b / 1048576, t, n / t, r }'
+    echo "| pigeonpost peak RSS during the import | $rss_import MB |"
+  } | tee "$OUT/s.md"
+}
+
 CEILING=${BENCH_CEILING:-1}
 if [[ $CEILING == 1 ]]; then
   CEILF=()
@@ -373,6 +469,10 @@ FILES=()
 for w in $WORKLOADS; do
   if [[ $w == t ]]; then
     tracking_workload
+    continue
+  fi
+  if [[ $w == s ]]; then
+    sends_workload
     continue
   fi
   workload_flags "$w"

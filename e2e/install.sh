@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Install what `make e2e` needs on Debian/Ubuntu: redis-server and every
-# client it runs (swaks, Python, Ruby with the mail gem, PHP with Symfony
+# client it runs (curl, swaks, Python, Ruby with the mail gem, PHP with Symfony
 # Mailer and PHPMailer, Nodemailer from e2e/package-lock.json). Go and make
 # are assumed. Idempotent; run as root or with sudo.
 set -euo pipefail
@@ -11,6 +11,7 @@ export DEBIAN_FRONTEND=noninteractive
 
 packages=(
   redis-server
+  curl                            # the sends API's client
   swaks libnet-ssleay-perl        # swaks and its TLS
   python3 python3-dkim            # smtplib; dkimpy, a second DKIM verifier
   ruby ruby-mail                  # the mail gem (what Action Mailer uses)

@@ -5,7 +5,8 @@
 # driver, which starts redis-server (unix socket, appendonly), a loopback DNS
 # server, a downstream SMTP sink and `pigeonpost serve` on 127.0.0.1, verifies
 # a sending domain through the REST API and sends with every client in
-# e2e/clients. One line per client and check, then "N passed, M failed".
+# e2e/clients (curl drives the sends API). One line per client and check,
+# then "N passed, M failed".
 # Exit status non-zero on any failure. Install the clients with e2e/install.sh.
 #
 #   e2e/run.sh [--only NAME]     e.g. --only nodemailer

@@ -22,6 +22,8 @@ type client struct {
 	missing func(root string) string
 	// version is a command printing the client's version, for the record.
 	version []string
+	// sends: an HTTP client of the sends API (env.sendsAPI), not an SMTP one.
+	sends bool
 }
 
 const installAll = "e2e/install.sh"
@@ -117,6 +119,14 @@ func clients(netsmtpBin string) []client {
 			install: "go build -o BIN ./e2e/clients (e2e/run.sh does this)",
 			missing: func(string) string { return needFile(netsmtpBin) },
 			version: []string{"go", "version"},
+		},
+		{
+			name:    "sends-curl",
+			cmd:     func(root string) []string { return []string{"bash", filepath.Join(root, "e2e/clients/sends_curl.sh")} },
+			install: "apt-get install -y curl",
+			missing: func(string) string { return needCommand("curl") },
+			version: []string{"sh", "-c", "curl --version | awk 'NR == 1 { print $1, $2 }'"},
+			sends:   true,
 		},
 	}
 }

@@ -3,7 +3,9 @@
 // SMTP sink in this process, bin/pigeonpost serve), verifies a sending domain
 // through the REST API, then sends with each client users run (swaks,
 // smtplib, Nodemailer, the mail gem, Symfony Mailer, PHPMailer, net/smtp)
-// and checks what reached the sink and what the API reports.
+// and checks what reached the sink and what the API reports; then drives
+// the sends API with curl (templates, a send, a batch, the one-click
+// unsubscribe).
 //
 // It prints one line per client and check and ends with "N passed, M
 // failed"; it exits 1 when anything failed. Run it through e2e/run.sh
@@ -204,6 +206,10 @@ func run(ctx context.Context, out io.Writer, opt options) (code int) {
 		return setupFailed("logs", err)
 	}
 	for _, c := range runnable {
+		if c.sends {
+			e.sendsAPI(ctx, c)
+			continue
+		}
 		for _, mode := range c.modes {
 			e.positive(ctx, c, mode)
 		}
