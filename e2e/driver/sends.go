@@ -291,19 +291,11 @@ func checkSendMessage(raw []byte) (link string, err error) {
 	if !strings.Contains(html, wantSendHTML) {
 		problems = append(problems, fmt.Sprintf("HTML part %q, want %q in it", truncate(html, 300), wantSendHTML))
 	}
+	// One https URI (RFC 8058); no mailto, which nothing would read.
 	lu := mr.Header.Get("List-Unsubscribe")
-	var mailto string
-	for _, part := range strings.Split(lu, ",") {
-		part = strings.Trim(strings.TrimSpace(part), "<>")
-		switch {
-		case strings.HasPrefix(part, "https://"):
-			link = part
-		case strings.HasPrefix(part, "mailto:"):
-			mailto = part
-		}
-	}
-	if link == "" || mailto == "" || !strings.HasPrefix(link, publicURL+"/") {
-		problems = append(problems, fmt.Sprintf("List-Unsubscribe %q, want an https link on %s and a mailto", lu, publicURL))
+	link = strings.Trim(lu, "<>")
+	if !strings.HasPrefix(lu, "<"+publicURL+"/") || strings.Contains(link, ",") {
+		problems = append(problems, fmt.Sprintf("List-Unsubscribe %q, want one https link on %s", lu, publicURL))
 	}
 	if got := mr.Header.Get("List-Unsubscribe-Post"); got != "List-Unsubscribe=One-Click" {
 		problems = append(problems, fmt.Sprintf("List-Unsubscribe-Post %q", got))
