@@ -7,8 +7,9 @@ package store
 // Redis Cluster slot:
 //
 //	{q}         the mail: email records, bodies, events, the delivery stream,
-//	            the retry schedule and each account's email index. Submit
-//	            persists and enqueues in one MULTI over these keys.
+//	            the retry schedule, each account's email and sends indexes,
+//	            batches and the queues of segments' sends. Submit persists
+//	            and enqueues in one MULTI over these keys.
 //	{keys}      API key records, looked up by the SHA-256 of the key.
 //	{acct:ID}   one account: its record, domains, suppressions, rate limit,
 //	            templates, contacts and segments.
