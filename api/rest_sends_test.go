@@ -395,8 +395,12 @@ func TestOneClickUnsubscribe(t *testing.T) {
 	if r := s.Call("GET", u.Path, "", nil, nil); r.Code != http.StatusOK || !strings.Contains(string(r.Body), `method="post"`) {
 		t.Errorf("landing page: %d %s", r.Code, r.Body)
 	}
-	if code := post(u.Path[:len(u.Path)-2]+"xx", ""); code != http.StatusNotFound {
+	tampered := u.Path[:len(u.Path)-2] + "xx"
+	if code := post(tampered, ""); code != http.StatusNotFound {
 		t.Errorf("tampered link: %d", code)
+	}
+	if r := s.Call("GET", tampered, "", nil, nil); r.Code != http.StatusNotFound || !strings.Contains(string(r.Body), "not valid") {
+		t.Errorf("tampered link's page: %d %s", r.Code, r.Body)
 	}
 	status := func() contacts.Status {
 		k, _ := s.p.Pipeline.Authenticate(context.Background(), liveKey)

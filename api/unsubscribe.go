@@ -22,7 +22,8 @@ var unsubscribePageHTML = template.Must(template.New("unsubscribe").Parse(`<!doc
 <meta name="robots" content="noindex"><title>Unsubscribe</title>
 <style>body{font-family:system-ui,sans-serif;max-width:32rem;margin:4rem auto;padding:0 1rem;color:#222}
 button{font-size:1rem;padding:.6rem 1.2rem;cursor:pointer}</style></head><body>
-{{if .Done}}<h1>You are unsubscribed</h1><p>You will not receive these emails any more.</p>
+{{if .Invalid}}<h1>This link is not valid</h1><p>Use the unsubscribe link of the email itself, whole.</p>
+{{else if .Done}}<h1>You are unsubscribed</h1><p>You will not receive these emails any more.</p>
 {{else}}<h1>Unsubscribe</h1><p>Stop receiving these emails?</p>
 <form method="post"><input type="hidden" name="List-Unsubscribe" value="One-Click"><button type="submit">Unsubscribe</button></form>
 {{end}}</body></html>
@@ -31,14 +32,14 @@ button{font-size:1rem;padding:.6rem 1.2rem;cursor:pointer}</style></head><body>
 // maxUnsubscribeBody bounds the form of a one-click POST.
 const maxUnsubscribeBody = 4 << 10
 
-// unsubscribePage: GET /v1/unsubscribe/:id, the landing page. An id that
-// does not verify gets the error page of any unknown resource.
+// unsubscribePage: GET /v1/unsubscribe/:id, the landing page; a 404 page
+// for an id that does not verify (a person reads it, not a program).
 func (h *handler) unsubscribePage(w http.ResponseWriter, r *http.Request) {
 	if !h.Sends.ValidUnsubscribeID(r.PathValue("id")) {
-		writeError(w, r, pipeline.NotFound("unsubscribe link"))
+		writeUnsubscribePage(w, http.StatusNotFound, unsubscribeState{Invalid: true})
 		return
 	}
-	writeUnsubscribePage(w, false)
+	writeUnsubscribePage(w, http.StatusOK, unsubscribeState{})
 }
 
 // unsubscribe: POST /v1/unsubscribe/:id, the one-click POST of RFC 8058
@@ -64,7 +65,7 @@ func (h *handler) unsubscribe(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if acceptsHTML(r) {
-		writeUnsubscribePage(w, true)
+		writeUnsubscribePage(w, http.StatusOK, unsubscribeState{Done: true})
 		return
 	}
 	w.WriteHeader(http.StatusOK)
@@ -76,10 +77,14 @@ func acceptsHTML(r *http.Request) bool {
 	return strings.Contains(r.Header.Get("Accept"), "text/html")
 }
 
-func writeUnsubscribePage(w http.ResponseWriter, done bool) {
+// unsubscribeState is what the page says.
+type unsubscribeState struct{ Done, Invalid bool }
+
+func writeUnsubscribePage(w http.ResponseWriter, status int, st unsubscribeState) {
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'")
 	w.Header().Set("X-Frame-Options", "DENY")
-	_ = unsubscribePageHTML.Execute(w, struct{ Done bool }{done})
+	w.WriteHeader(status)
+	_ = unsubscribePageHTML.Execute(w, st)
 }
