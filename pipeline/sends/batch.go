@@ -3,7 +3,6 @@ package sends
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"strings"
 
@@ -56,25 +55,12 @@ func (s *Service) SendBatch(ctx context.Context, k *store.Key, b Batch, idempote
 	if err := CheckBatchSize(len(b.Recipients)); err != nil {
 		return nil, err
 	}
-	var claim *pipeline.Claim
-	if idempotencyKey != "" {
-		fp, err := json.Marshal(b)
-		if err != nil {
-			return nil, err
-		}
-		var stored []byte
-		if claim, stored, err = s.sub.ClaimResponse(ctx, k, scopeBatch, idempotencyKey, fp); err != nil {
-			return nil, err
-		}
-		if stored != nil {
-			return replayBatch(stored)
-		}
-		defer func() {
-			if err != nil {
-				s.sub.Release(claim)
-			}
-		}()
+	var replay BatchSent
+	claim, err := claimKey(ctx, s, k, scopeBatch, idempotencyKey, b, &replay)
+	if err != nil || replay.Replayed {
+		return &replay, err
 	}
+	defer s.releaseOnError(claim, &err)
 	p, err := s.prepare(ctx, k, b.Message)
 	if err != nil {
 		return nil, err
@@ -153,40 +139,18 @@ func fill(sent []Sent, at []int, results []pipeline.Result) {
 	}
 }
 
-func replayBatch(stored []byte) (*BatchSent, error) {
-	var b BatchSent
-	if err := json.Unmarshal(stored, &b); err != nil || b.BatchID == "" {
-		return nil, pipeline.ErrUnavailable.WithCause(errors.New("undecodable idempotent response"))
-	}
-	b.Replayed = true
-	return &b, nil
-}
-
 // Send sends the message to one recipient (SendToSegment sends it to a
 // segment).
 func (s *Service) Send(ctx context.Context, k *store.Key, req Request, idempotencyKey string) (_ *Sent, err error) {
 	if strings.TrimSpace(req.To) == "" {
 		return nil, pipeline.ErrInvalid.With("to: an address or a contact id is required (or segmentId)")
 	}
-	var claim *pipeline.Claim
-	if idempotencyKey != "" {
-		fp, err := json.Marshal(req)
-		if err != nil {
-			return nil, err
-		}
-		var stored []byte
-		if claim, stored, err = s.sub.ClaimResponse(ctx, k, scopeSend, idempotencyKey, fp); err != nil {
-			return nil, err
-		}
-		if stored != nil {
-			return replaySent(stored)
-		}
-		defer func() {
-			if err != nil {
-				s.sub.Release(claim)
-			}
-		}()
+	var replay Sent
+	claim, err := claimKey(ctx, s, k, scopeSend, idempotencyKey, req, &replay)
+	if err != nil || replay.Replayed {
+		return &replay, err
 	}
+	defer s.releaseOnError(claim, &err)
 	p, err := s.prepare(ctx, k, req.Message)
 	if err != nil {
 		return nil, err
@@ -206,13 +170,4 @@ func (s *Service) Send(ctx context.Context, k *store.Key, req Request, idempoten
 		return nil, r.cause
 	}
 	return &sent[0], nil
-}
-
-func replaySent(stored []byte) (*Sent, error) {
-	var s Sent
-	if err := json.Unmarshal(stored, &s); err != nil || s.ID == "" {
-		return nil, pipeline.ErrUnavailable.WithCause(errors.New("undecodable idempotent response"))
-	}
-	s.Replayed = true
-	return &s, nil
 }

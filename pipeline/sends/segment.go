@@ -23,9 +23,6 @@ type SegmentSent struct {
 	Replayed  bool   `json:"-"`
 }
 
-// scopeSegment keeps the idempotency keys of sends to segments apart.
-const scopeSegment pipeline.Scope = "sends-segment"
-
 // Fan-out pacing.
 const (
 	fanOutChunk = 500              // sends stored per MULTI
@@ -54,34 +51,16 @@ func (s *Service) SendToSegment(ctx context.Context, k *store.Key, m Message, se
 	if err := pipeline.RequirePermission(k, store.PermissionFull); err != nil {
 		return nil, err
 	}
-	var claim *pipeline.Claim
-	if idempotencyKey != "" {
-		fp, err := json.Marshal(struct {
-			Message
-			SegmentID        string
-			Personalizations map[string]string
-		}{m, segmentID, personal})
-		if err != nil {
-			return nil, err
-		}
-		var stored []byte
-		if claim, stored, err = s.sub.ClaimResponse(ctx, k, scopeSegment, idempotencyKey, fp); err != nil {
-			return nil, err
-		}
-		if stored != nil {
-			var out SegmentSent
-			if err := json.Unmarshal(stored, &out); err != nil || out.BatchID == "" {
-				return nil, pipeline.ErrUnavailable.WithCause(errors.New("undecodable idempotent response"))
-			}
-			out.Replayed = true
-			return &out, nil
-		}
-		defer func() {
-			if err != nil {
-				s.sub.Release(claim)
-			}
-		}()
+	var replay SegmentSent
+	claim, err := claimKey(ctx, s, k, scopeSegment, idempotencyKey, struct {
+		Message
+		SegmentID        string
+		Personalizations map[string]string
+	}{m, segmentID, personal}, &replay)
+	if err != nil || replay.Replayed {
+		return &replay, err
 	}
+	defer s.releaseOnError(claim, &err)
 	p, err := s.prepare(ctx, k, m)
 	if err != nil {
 		return nil, err

@@ -10,6 +10,8 @@ package sends
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
 	"log/slog"
 	"maps"
 	"net/url"
@@ -82,7 +84,8 @@ type Request struct {
 }
 
 // Sent is the outcome of one recipient: its send (an email id) or why it
-// was refused. To is the contact's address (as given if it was refused). It is also stored under an idempotency key, hence the JSON.
+// was refused. To is the contact's address (as given if it was refused).
+// It is also stored under an idempotency key, hence the JSON.
 type Sent struct {
 	ID          string       `json:"id,omitempty"`
 	To          string       `json:"to"`
@@ -108,9 +111,51 @@ func refusal(err error) *Refusal {
 
 // The idempotency scopes of the sends.
 const (
-	scopeSend  pipeline.Scope = "sends"
-	scopeBatch pipeline.Scope = "sends-batch"
+	scopeSend    pipeline.Scope = "sends"
+	scopeBatch   pipeline.Scope = "sends-batch"
+	scopeSegment pipeline.Scope = "sends-segment"
 )
+
+// replayable is the answer of a send, stored under its idempotency key.
+type replayable interface {
+	*Sent | *BatchSent | *SegmentSent
+	setReplayed()
+}
+
+func (s *Sent) setReplayed()        { s.Replayed = true }
+func (b *BatchSent) setReplayed()   { b.Replayed = true }
+func (g *SegmentSent) setReplayed() { g.Replayed = true }
+
+// claimKey takes key (if not "") for request in scope, the request's JSON
+// being its fingerprint. When an earlier request with the same key and
+// fingerprint stored its answer, it is decoded into replay, marked
+// Replayed, and nothing is to be sent.
+func claimKey[R replayable](ctx context.Context, s *Service, k *store.Key, scope pipeline.Scope, key string, request any, replay R) (*pipeline.Claim, error) {
+	if key == "" {
+		return nil, nil
+	}
+	fp, err := json.Marshal(request)
+	if err != nil {
+		return nil, err
+	}
+	c, stored, err := s.sub.ClaimResponse(ctx, k, scope, key, fp)
+	if err != nil || stored == nil {
+		return c, err
+	}
+	if err := json.Unmarshal(stored, replay); err != nil {
+		return nil, pipeline.ErrUnavailable.WithCause(fmt.Errorf("undecodable idempotent response: %w", err))
+	}
+	replay.setReplayed()
+	return nil, nil
+}
+
+// releaseOnError frees c when the send that took it fails: errors are not
+// replayed, and the client may retry with the same key.
+func (s *Service) releaseOnError(c *pipeline.Claim, err *error) {
+	if c != nil && *err != nil {
+		s.sub.Release(c)
+	}
+}
 
 // prepared is a send's shared part checked once: the template parsed, the
 // sender chosen, the schedule read.
