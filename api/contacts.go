@@ -4,7 +4,6 @@ import (
 	"errors"
 	"mime"
 	"net/http"
-	"strconv"
 	"time"
 
 	"github.com/pigeonpost/pigeonpost/pipeline"
@@ -75,14 +74,10 @@ type rowErrorJSON struct {
 
 func (h *handler) listContacts(w http.ResponseWriter, r *http.Request, k *store.Key) {
 	q := r.URL.Query()
-	limit := 0
-	if v := q.Get("limit"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 {
-			writeError(w, r, pipeline.ErrInvalid.With("limit: must be between 1 and 100"))
-			return
-		}
-		limit = n
+	limit, err := queryLimit(q)
+	if err != nil {
+		writeError(w, r, err)
+		return
 	}
 	cs, next, err := h.Contacts.List(r.Context(), k, contacts.ListQuery{Status: contacts.Status(q.Get("status")),
 		Email: q.Get("email"), Tag: q.Get("tag"), Limit: limit, Cursor: q.Get("cursor")})

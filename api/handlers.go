@@ -279,14 +279,23 @@ func emailFilterOf(q url.Values) (account.EmailFilter, error) {
 			*p.dst = t
 		}
 	}
-	if v := q.Get("limit"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 {
-			return f, pipeline.ErrInvalid.With("limit: must be between 1 and 100")
-		}
-		f.Limit = n
+	var err error
+	f.Limit, err = queryLimit(q)
+	return f, err
+}
+
+// queryLimit reads the limit of a page (0 when not given: the list's
+// default); each list refuses one over its own maximum.
+func queryLimit(q url.Values) (int, error) {
+	v := q.Get("limit")
+	if v == "" {
+		return 0, nil
 	}
-	return f, nil
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 {
+		return 0, pipeline.ErrInvalid.With("limit: must be between 1 and 100")
+	}
+	return n, nil
 }
 
 func (h *handler) getEmailContent(w http.ResponseWriter, r *http.Request, k *store.Key) {

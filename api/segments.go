@@ -2,10 +2,8 @@ package api
 
 import (
 	"net/http"
-	"strconv"
 	"time"
 
-	"github.com/pigeonpost/pigeonpost/pipeline"
 	"github.com/pigeonpost/pigeonpost/pipeline/contacts"
 	"github.com/pigeonpost/pigeonpost/pipeline/store"
 )
@@ -74,14 +72,10 @@ func (req segmentRequest) fields() contacts.SegmentFields {
 }
 
 func (h *handler) listSegments(w http.ResponseWriter, r *http.Request, k *store.Key) {
-	limit := 0
-	if v := r.URL.Query().Get("limit"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 {
-			writeError(w, r, pipeline.ErrInvalid.With("limit: must be between 1 and 100"))
-			return
-		}
-		limit = n
+	limit, err := queryLimit(r.URL.Query())
+	if err != nil {
+		writeError(w, r, err)
+		return
 	}
 	sgs, next, err := h.Contacts.Segments(r.Context(), k, r.URL.Query().Get("cursor"), limit)
 	if err != nil {

@@ -2,10 +2,8 @@ package api
 
 import (
 	"net/http"
-	"strconv"
 	"time"
 
-	"github.com/pigeonpost/pigeonpost/pipeline"
 	"github.com/pigeonpost/pigeonpost/pipeline/compose"
 	"github.com/pigeonpost/pigeonpost/pipeline/store"
 )
@@ -50,14 +48,10 @@ func (req templateRequest) fields() compose.TemplateFields {
 }
 
 func (h *handler) listTemplates(w http.ResponseWriter, r *http.Request, k *store.Key) {
-	limit := 0
-	if v := r.URL.Query().Get("limit"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 {
-			writeError(w, r, pipeline.ErrInvalid.With("limit: must be between 1 and 100"))
-			return
-		}
-		limit = n
+	limit, err := queryLimit(r.URL.Query())
+	if err != nil {
+		writeError(w, r, err)
+		return
 	}
 	ts, next, err := h.Compose.Templates(r.Context(), k, r.URL.Query().Get("cursor"), limit)
 	if err != nil {
