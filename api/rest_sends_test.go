@@ -367,8 +367,8 @@ func TestOneClickUnsubscribe(t *testing.T) {
 	if got := m.Header.Get("List-Unsubscribe-Post"); got != "List-Unsubscribe=One-Click" {
 		t.Errorf("List-Unsubscribe-Post: %q", got)
 	}
-	// One https URI: RFC 8058's one-click needs it, and a mailto would
-	// name a mailbox nothing here reads.
+	// One https URI, RFC 8058's: the mailto form comes only with
+	// smtp.unsubscribe_listen (cmd/pigeonpost's TestSendUnsubscribedByMail).
 	header := m.Header.Get("List-Unsubscribe")
 	link := strings.Trim(header, "<>")
 	if !strings.HasPrefix(header, "<https://") || strings.Contains(link, ",") {

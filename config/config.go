@@ -42,16 +42,20 @@ type Config struct {
 
 // SMTP configures the submission server.
 type SMTP struct {
-	Listen          string        `yaml:"listen"`            // ":587", STARTTLS mandatory
-	TLSListen       string        `yaml:"tls_listen"`        // ":465", implicit TLS; "" disables
-	Hostname        string        `yaml:"hostname"`          // default os.Hostname(), else "localhost"
-	MaxMessageBytes int64         `yaml:"max_message_bytes"` // 25 MiB
-	MaxRecipients   int           `yaml:"max_recipients"`    // 100
-	MaxConnections  int           `yaml:"max_connections"`   // 1000
-	ReadTimeout     time.Duration `yaml:"read_timeout"`      // 60s
-	WriteTimeout    time.Duration `yaml:"write_timeout"`     // 60s
-	DataTimeout     time.Duration `yaml:"data_timeout"`      // 10m
-	DataMemoryBytes int64         `yaml:"data_memory_bytes"` // 256 MiB of message contents in flight: SMTP messages and REST bodies over 64 KiB (~5x their size each) and bodies being delivered wait for their share
+	Listen    string `yaml:"listen"`     // ":587", STARTTLS mandatory
+	TLSListen string `yaml:"tls_listen"` // ":465", implicit TLS; "" disables
+	// UnsubscribeListen serves the mailbox unsubscribe@hostname, the mailto
+	// of the sends' List-Unsubscribe header (port 25, where hostname's MX
+	// points); "" disables it, and the header carries the https link only.
+	UnsubscribeListen string        `yaml:"unsubscribe_listen"`
+	Hostname          string        `yaml:"hostname"`          // default os.Hostname(), else "localhost"
+	MaxMessageBytes   int64         `yaml:"max_message_bytes"` // 25 MiB
+	MaxRecipients     int           `yaml:"max_recipients"`    // 100
+	MaxConnections    int           `yaml:"max_connections"`   // 1000
+	ReadTimeout       time.Duration `yaml:"read_timeout"`      // 60s
+	WriteTimeout      time.Duration `yaml:"write_timeout"`     // 60s
+	DataTimeout       time.Duration `yaml:"data_timeout"`      // 10m
+	DataMemoryBytes   int64         `yaml:"data_memory_bytes"` // 256 MiB of message contents in flight: SMTP messages and REST bodies over 64 KiB (~5x their size each) and bodies being delivered wait for their share
 }
 
 // TLS names the certificate served by the SMTP listeners. Both empty means a

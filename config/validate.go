@@ -25,6 +25,7 @@ func (c Config) Validate() error {
 	// smtp
 	v.listen("smtp.listen", c.SMTP.Listen, true)
 	v.listen("smtp.tls_listen", c.SMTP.TLSListen, false)
+	v.listen("smtp.unsubscribe_listen", c.SMTP.UnsubscribeListen, false)
 	v.hostname("smtp.hostname", c.SMTP.Hostname)
 	v.positive("smtp.max_message_bytes", c.SMTP.MaxMessageBytes)
 	v.positive("smtp.max_recipients", int64(c.SMTP.MaxRecipients))

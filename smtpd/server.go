@@ -2,6 +2,8 @@
 // go-smtp: the TLS policy, AUTH with API keys, the envelope and the size
 // limit. It holds no business rules: it builds a pipeline.Submission and
 // translates pipeline errors into SMTP replies in one place (reply.go).
+// Beside it, the unsubscribe mailbox (unsubscribe.go) takes the mail of the
+// sends' List-Unsubscribe mailto.
 package smtpd
 
 import (

@@ -10,6 +10,7 @@ import (
 
 	"github.com/emersion/go-smtp"
 
+	"github.com/pigeonpost/pigeonpost/config"
 	"github.com/pigeonpost/pigeonpost/internal/testkit"
 )
 
@@ -104,5 +105,40 @@ func TestSendHardBounceMarksContactBounced(t *testing.T) {
 	s.JSON("POST", "/v1/sends", liveKey, map[string]any{"templateId": tpl.ID, "to": sent.ContactID}, &next)
 	if next.Status != "suppressed" {
 		t.Errorf("send after the bounce: %+v", next)
+	}
+}
+
+// With smtp.unsubscribe_listen, List-Unsubscribe carries a mailto too, and
+// the mail a client sends to it unsubscribes the contact.
+func TestSendUnsubscribedByMail(t *testing.T) {
+	s := startStack(t, func(c *config.Config) { c.SMTP.UnsubscribeListen = "127.0.0.1:0" })
+	var tpl struct{ ID string }
+	s.JSON("POST", "/v1/templates", liveKey, map[string]any{"name": "t", "from": "hello@" + senderDomain, "subject": "s", "text": "t"}, &tpl)
+	var sent struct{ ID, ContactID string }
+	s.JSON("POST", "/v1/sends", liveKey, map[string]any{"templateId": tpl.ID, "to": "reader@" + rcptDomain}, &sent)
+	m, err := mail.ReadMessage(strings.NewReader(string(s.sink.Wait(t, 1, 20*time.Second)[0].Data)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mailto *url.URL
+	for _, part := range strings.Split(m.Header.Get("List-Unsubscribe"), ",") {
+		if p := strings.Trim(strings.TrimSpace(part), "<>"); strings.HasPrefix(p, "mailto:") {
+			mailto, _ = url.Parse(p)
+		}
+	}
+	if mailto == nil || mailto.Opaque != "unsubscribe@"+s.cfg.SMTP.Hostname {
+		t.Fatalf("List-Unsubscribe: %q", m.Header.Get("List-Unsubscribe"))
+	}
+	// What a mail client sends for the mailto, relayed by its provider.
+	subject := mailto.Query().Get("subject")
+	c := testkit.DialSMTP(t, s.addrs.Unsubscribe, testkit.SMTPStartTLS, "")
+	if _, err := testkit.SendMail(c, "reader@"+rcptDomain, []string{mailto.Opaque},
+		"From: reader@"+rcptDomain+"\r\nTo: "+mailto.Opaque+"\r\nSubject: "+subject+"\r\n\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	var contact struct{ Status string }
+	s.JSON("GET", "/v1/contacts/"+sent.ContactID, liveKey, nil, &contact)
+	if contact.Status != "unsubscribed" {
+		t.Errorf("contact %q after the mail", contact.Status)
 	}
 }

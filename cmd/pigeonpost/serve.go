@@ -52,10 +52,11 @@ type serveOptions struct {
 
 // boundAddrs are the addresses the listeners got (useful with port 0).
 type boundAddrs struct {
-	SMTP    string `json:"smtp"`
-	SMTPTLS string `json:"smtp_tls,omitempty"`
-	HTTP    string `json:"http"`
-	Admin   string `json:"admin,omitempty"`
+	SMTP        string `json:"smtp"`
+	SMTPTLS     string `json:"smtp_tls,omitempty"`
+	Unsubscribe string `json:"unsubscribe,omitempty"`
+	HTTP        string `json:"http"`
+	Admin       string `json:"admin,omitempty"`
 }
 
 // shutdownGrace bounds how long sessions and deliveries may finish after SIGTERM.
@@ -93,11 +94,12 @@ type parts struct {
 	engagement *engagement.Service
 	sends      *sends.Service
 
-	smtp       *smtpd.Server
-	http       *http.Server
-	admin      *http.Server
-	worker     *deliver.Worker
-	dispatcher *webhooks.Dispatcher
+	smtp        *smtpd.Server
+	unsubscribe *smtpd.UnsubscribeServer
+	http        *http.Server
+	admin       *http.Server
+	worker      *deliver.Worker
+	dispatcher  *webhooks.Dispatcher
 }
 
 // build connects to Redis and builds every component; nothing listens yet.
@@ -164,10 +166,11 @@ func build(ctx context.Context, cfg config.Config, log *slog.Logger, opt serveOp
 		Logger:      log,
 		Metrics:     engagement.NewMetrics(reg),
 	})
-	p.sends = sends.New(p.store, p.pipeline, p.compose, p.contacts, signer, sends.Options{
-		PublicURL: cfg.HTTP.PublicURL,
-		Logger:    log,
-	})
+	so := sends.Options{PublicURL: cfg.HTTP.PublicURL, Logger: log}
+	if cfg.SMTP.UnsubscribeListen != "" {
+		so.UnsubscribeMailbox = "unsubscribe@" + cfg.SMTP.Hostname
+	}
+	p.sends = sends.New(p.store, p.pipeline, p.compose, p.contacts, signer, so)
 
 	if cfg.Auth.BootstrapKey != "" {
 		if _, err := p.account.EnsureKey(ctx, "default", cfg.Auth.BootstrapKey); err != nil {
@@ -209,6 +212,9 @@ func build(ctx context.Context, cfg config.Config, log *slog.Logger, opt serveOp
 		Logger:          log,
 		Metrics:         smtpd.NewMetrics(reg),
 		Budget:          budget,
+	})
+	p.unsubscribe = smtpd.NewUnsubscribeServer(p.sends, smtpd.UnsubscribeOptions{
+		Hostname: cfg.SMTP.Hostname, TLSConfig: tlsConfig, Logger: log,
 	})
 	p.http = &http.Server{
 		Handler: api.Handler(api.Parts{Pipeline: p.pipeline, Account: p.account, Compose: p.compose, Engagement: p.engagement,
@@ -285,29 +291,39 @@ func (p *parts) ready(ctx context.Context) []string {
 
 // listeners are the sockets a serving process accepts on.
 type listeners struct {
-	smtp, smtpTLS, http net.Listener // smtpTLS is nil without smtp.tls_listen
+	smtp, http  net.Listener
+	smtpTLS     net.Listener // nil without smtp.tls_listen
+	unsubscribe net.Listener // nil without smtp.unsubscribe_listen
 }
 
 // listen opens every listener first, so that a busy port fails the start
 // cleanly, before anything runs.
-func listen(cfg config.Config) (*listeners, error) {
+func listen(cfg config.Config) (_ *listeners, err error) {
 	var ln listeners
-	var err error
-	if ln.smtp, err = net.Listen("tcp", cfg.SMTP.Listen); err != nil {
-		return nil, fmt.Errorf("smtp.listen: %w", err)
-	}
-	if cfg.SMTP.TLSListen != "" {
-		if ln.smtpTLS, err = net.Listen("tcp", cfg.SMTP.TLSListen); err != nil {
-			ln.smtp.Close()
-			return nil, fmt.Errorf("smtp.tls_listen: %w", err)
+	var opened []net.Listener
+	defer func() {
+		if err != nil {
+			for _, l := range opened {
+				l.Close()
+			}
 		}
-	}
-	if ln.http, err = net.Listen("tcp", cfg.HTTP.Listen); err != nil {
-		ln.smtp.Close()
-		if ln.smtpTLS != nil {
-			ln.smtpTLS.Close()
+	}()
+	for _, l := range []struct {
+		key, addr string
+		dst       *net.Listener
+	}{
+		{"smtp.listen", cfg.SMTP.Listen, &ln.smtp},
+		{"smtp.tls_listen", cfg.SMTP.TLSListen, &ln.smtpTLS},
+		{"smtp.unsubscribe_listen", cfg.SMTP.UnsubscribeListen, &ln.unsubscribe},
+		{"http.listen", cfg.HTTP.Listen, &ln.http},
+	} {
+		if l.addr == "" {
+			continue // optional, off (the required ones are validated)
 		}
-		return nil, fmt.Errorf("http.listen: %w", err)
+		if *l.dst, err = net.Listen("tcp", l.addr); err != nil {
+			return nil, fmt.Errorf("%s: %w", l.key, err)
+		}
+		opened = append(opened, *l.dst)
 	}
 	return &ln, nil
 }
@@ -332,6 +348,9 @@ func (p *parts) run(ctx context.Context, ln *listeners, opt serveOptions) error 
 	start("smtp", func() error { return p.smtp.Serve(ln.smtp) })
 	if ln.smtpTLS != nil {
 		start("smtp tls", func() error { return p.smtp.ServeTLS(ln.smtpTLS) })
+	}
+	if ln.unsubscribe != nil {
+		start("unsubscribe mailbox", func() error { return p.unsubscribe.Serve(ln.unsubscribe) })
 	}
 	start("http", func() error { return p.http.Serve(ln.http) })
 	adminAddr := ""
@@ -365,7 +384,10 @@ func (p *parts) run(ctx context.Context, ln *listeners, opt serveOptions) error 
 	if ln.smtpTLS != nil {
 		addrs.SMTPTLS = ln.smtpTLS.Addr().String()
 	}
-	log.Info("listening", "smtp", addrs.SMTP, "smtp_tls", addrs.SMTPTLS, "http", addrs.HTTP, "admin", addrs.Admin)
+	if ln.unsubscribe != nil {
+		addrs.Unsubscribe = ln.unsubscribe.Addr().String()
+	}
+	log.Info("listening", "smtp", addrs.SMTP, "smtp_tls", addrs.SMTPTLS, "unsubscribe", addrs.Unsubscribe, "http", addrs.HTTP, "admin", addrs.Admin)
 	if opt.readyFile != "" {
 		b, _ := json.Marshal(addrs)
 		if err := os.WriteFile(opt.readyFile, b, 0o644); err != nil {
@@ -393,6 +415,7 @@ func (p *parts) run(ctx context.Context, ln *listeners, opt serveOptions) error 
 	_ = p.http.Shutdown(shutdownCtx)
 	_ = p.admin.Shutdown(shutdownCtx)
 	_ = p.smtp.Shutdown(shutdownCtx)
+	_ = p.unsubscribe.Shutdown(shutdownCtx)
 	stopWorkers()
 	wg.Wait()
 	return runErr

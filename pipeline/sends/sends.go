@@ -29,8 +29,11 @@ import (
 type Options struct {
 	// PublicURL is the base of the unsubscribe links (http.public_url).
 	PublicURL string
-	Now       func() time.Time
-	Logger    *slog.Logger
+	// UnsubscribeMailbox, when set, is the address of the mailto form of
+	// the links (smtpd.UnsubscribeServer reads its mail).
+	UnsubscribeMailbox string
+	Now                func() time.Time
+	Logger             *slog.Logger
 }
 
 // Service sends templates to contacts. It is safe for concurrent use.
@@ -240,9 +243,7 @@ func (s *Service) submission(k *store.Key, p *prepared, c *contacts.Contact, per
 		From: p.from, To: []string{c.Email}, ReplyTo: replyTo,
 		Subject: r.Subject, HTML: r.HTML, Text: r.Text,
 		Headers: map[string]string{
-			// No mailto: nothing here receives mail, and RFC 8058 needs
-			// only the https URI.
-			"List-Unsubscribe":      "<" + s.unsubscribeURL(unsubscribe) + ">",
+			"List-Unsubscribe":      s.listUnsubscribe(unsubscribe),
 			"List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
 		},
 	}, s.opt.Now().UTC())
@@ -267,4 +268,15 @@ func (s *Service) submission(k *store.Key, p *prepared, c *contacts.Contact, per
 // unsubscribeURL is the one-click (POST) and landing page (GET) address.
 func (s *Service) unsubscribeURL(id string) string {
 	return s.opt.PublicURL + "/v1/unsubscribe/" + url.PathEscape(id)
+}
+
+// listUnsubscribe is the List-Unsubscribe header of the link id: the https
+// URI RFC 8058's one-click needs and, when there is a mailbox that reads
+// it, the mailto form for clients that only send mail.
+func (s *Service) listUnsubscribe(id string) string {
+	h := "<" + s.unsubscribeURL(id) + ">"
+	if s.opt.UnsubscribeMailbox != "" {
+		h += ", <mailto:" + s.opt.UnsubscribeMailbox + "?subject=unsubscribe%20" + url.QueryEscape(id) + ">"
+	}
+	return h
 }

@@ -1,0 +1,72 @@
+package smtpd_test
+
+import (
+	"context"
+	"net"
+	"sync"
+	"testing"
+
+	"github.com/emersion/go-smtp"
+
+	"github.com/pigeonpost/pigeonpost/internal/testkit"
+	"github.com/pigeonpost/pigeonpost/pipeline"
+	"github.com/pigeonpost/pigeonpost/smtpd"
+)
+
+// fakeUnsubscriber records the ids it is given; "good" is the only valid
+// one, "down" fails as storage does.
+type fakeUnsubscriber struct {
+	mu  sync.Mutex
+	ids []string
+}
+
+func (f *fakeUnsubscriber) Unsubscribe(_ context.Context, id string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.ids = append(f.ids, id)
+	switch id {
+	case "good":
+		return nil
+	case "down":
+		return pipeline.ErrUnavailable
+	}
+	return pipeline.NotFound("unsubscribe link")
+}
+
+// The unsubscribe mailbox takes mail for unsubscribe@hostname only, with
+// no AUTH, and hands the id of the subject to the Unsubscriber.
+func TestUnsubscribeMailbox(t *testing.T) {
+	u := &fakeUnsubscriber{}
+	srv := smtpd.NewUnsubscribeServer(u, smtpd.UnsubscribeOptions{Hostname: "GW.test"})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(func() { _ = srv.Shutdown(context.Background()) })
+	if srv.Mailbox() != "unsubscribe@gw.test" {
+		t.Errorf("mailbox %q", srv.Mailbox())
+	}
+	send := func(to, subject string) error {
+		c := testkit.DialSMTP(t, ln.Addr().String(), testkit.SMTPGreeted, "")
+		_, err := testkit.SendMail(c, "someone@mail.test", []string{to},
+			"From: someone@mail.test\r\nTo: "+to+"\r\nSubject: "+subject+"\r\n\r\nunsubscribe me\r\n")
+		return err
+	}
+	if err := send("Unsubscribe@gw.test", "unsubscribe good"); err != nil {
+		t.Errorf("a valid request: %v", err)
+	}
+	if err := send("unsubscribe@gw.test", "Re: unsubscribe =?utf-8?q?good?="); err != nil {
+		t.Errorf("a reply with an encoded subject: %v", err)
+	}
+	testkit.WantSMTPError(t, send("postmaster@gw.test", "unsubscribe good"), 550, smtp.EnhancedCode{5, 1, 1})
+	testkit.WantSMTPError(t, send("unsubscribe@other.test", "unsubscribe good"), 550, smtp.EnhancedCode{5, 1, 1})
+	testkit.WantSMTPError(t, send("unsubscribe@gw.test", "hello"), 550, smtp.EnhancedCode{5, 6, 0})
+	testkit.WantSMTPError(t, send("unsubscribe@gw.test", "unsubscribe forged"), 550, smtp.EnhancedCode{5, 6, 0})
+	testkit.WantSMTPError(t, send("unsubscribe@gw.test", "unsubscribe down"), 451, smtp.EnhancedCode{4, 3, 0})
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if want := []string{"good", "good", "forged", "down"}; len(u.ids) != len(want) || u.ids[0] != "good" || u.ids[2] != "forged" {
+		t.Errorf("ids %q, want %q", u.ids, want)
+	}
+}
