@@ -4,9 +4,13 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"runtime"
 	"strings"
+	"sync"
+	"sync/atomic"
 
 	"github.com/pigeonpost/pigeonpost/pipeline"
+	"github.com/pigeonpost/pigeonpost/pipeline/contacts"
 	"github.com/pigeonpost/pigeonpost/pipeline/store"
 )
 
@@ -94,24 +98,16 @@ func (s *Service) sendEach(ctx context.Context, k *store.Key, p *prepared, rcpts
 	if batch != nil {
 		batchID = batch.ID
 	}
+	built, err := s.build(k, p, rcpts, cs, errs, sent, batchID)
+	if err != nil {
+		return err
+	}
 	var subs []pipeline.Submission
 	var at []int // index in rcpts of each of subs
-	size := 0    // of the messages built so far
-	for i, r := range rcpts {
-		if errs[i] != nil {
-			sent[i].Error = refusal(errs[i])
-			continue
+	for i, sub := range built {
+		if sub != nil {
+			subs, at = append(subs, *sub), append(at, i)
 		}
-		sent[i].To, sent[i].ContactID = cs[i].Email, cs[i].ID // a contact id given as to answers with its address
-		sub, err := s.submission(k, p, cs[i], r.Personalizations, batchID)
-		if err != nil {
-			sent[i].Error = refusal(err)
-			continue
-		}
-		if size += len(sub.Message); size > MaxBatchBytes {
-			return pipeline.ErrTooBig.Withf("the batch's messages come to over %d MiB once rendered; send them in smaller batches, or with a smaller template", MaxBatchBytes>>20)
-		}
-		subs, at = append(subs, sub), append(at, i)
 	}
 	if respond := opt.Respond; respond != nil {
 		opt.Respond = func(results []pipeline.Result) ([]byte, error) {
@@ -125,6 +121,45 @@ func (s *Service) sendEach(ctx context.Context, k *store.Key, p *prepared, rcpts
 	}
 	fill(sent, at, results)
 	return nil
+}
+
+// build renders and composes the message of each recipient that resolved
+// to a contact (errs[i] nil), on every core: it is most of a batch's CPU.
+// A recipient refused here gets its error in sent[i] and no submission.
+// The messages are held until they are stored together, so their size is
+// bounded by MaxBatchBytes.
+func (s *Service) build(k *store.Key, p *prepared, rcpts []Recipient, cs []*contacts.Contact, errs []error,
+	sent []Sent, batchID string) ([]*pipeline.Submission, error) {
+	built := make([]*pipeline.Submission, len(rcpts))
+	var next, size atomic.Int64
+	var wg sync.WaitGroup
+	for range min(runtime.GOMAXPROCS(0), (len(rcpts)+63)/64) {
+		wg.Go(func() {
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= len(rcpts) || size.Load() > MaxBatchBytes {
+					return
+				}
+				if errs[i] != nil {
+					sent[i].Error = refusal(errs[i])
+					continue
+				}
+				sent[i].To, sent[i].ContactID = cs[i].Email, cs[i].ID // a contact id given as to answers with its address
+				sub, err := s.submission(k, p, cs[i], rcpts[i].Personalizations, batchID)
+				if err != nil {
+					sent[i].Error = refusal(err)
+					continue
+				}
+				size.Add(int64(len(sub.Message)))
+				built[i] = &sub
+			}
+		})
+	}
+	wg.Wait()
+	if size.Load() > MaxBatchBytes {
+		return nil, pipeline.ErrTooBig.Withf("the batch's messages come to over %d MiB once rendered; send them in smaller batches, or with a smaller template", MaxBatchBytes>>20)
+	}
+	return built, nil
 }
 
 // fill writes the results of the submissions made for sent[at[j]].
