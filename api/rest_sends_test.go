@@ -494,3 +494,21 @@ func TestSendsWrongTypesNamed(t *testing.T) {
 		}
 	}
 }
+
+// A send to a segment whose template its contacts cannot fill is refused
+// at once, not contact by contact in the background.
+func TestSendToSegmentChecksTheTemplate(t *testing.T) {
+	s := newServer(t)
+	tpl := s.template(map[string]any{"name": "x", "from": s.From, "subject": "s", "text": "Order {{order_id}}"})
+	s.contact("a@"+rcptDomain, "A", "", "", nil, "vip")
+	k, _ := s.p.Pipeline.Authenticate(context.Background(), liveKey)
+	name := "vips"
+	seg, err := s.p.Contacts.CreateSegment(context.Background(), k, contacts.SegmentFields{Name: &name, Filter: &contacts.Filter{Tags: []string{"vip"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := s.Call("POST", "/v1/sends", liveKey, nil, map[string]any{"templateId": tpl, "segmentId": seg.ID})
+	if r.Code != http.StatusBadRequest || !strings.Contains(r.ErrMessage(), `"order_id"`) {
+		t.Errorf("got %d %s", r.Code, r.Body)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"log/slog"
 	"time"
 
 	"github.com/pigeonpost/pigeonpost/internal/clock"
@@ -65,10 +66,12 @@ func (s *Service) SendToSegment(ctx context.Context, k *store.Key, m Message, se
 	if err != nil {
 		return nil, err
 	}
-	// The renderer refuses personalizations it would refuse for each
-	// contact (sizes, counts) now, not in the background.
 	var ids []string
+	var first *contacts.Contact
 	err = s.contacts.EachInSegment(ctx, k.AccountID, segmentID, func(cs []*contacts.Contact) error {
+		if first == nil && len(cs) > 0 {
+			first = cs[0]
+		}
 		for _, c := range cs {
 			ids = append(ids, c.ID)
 		}
@@ -79,6 +82,13 @@ func (s *Service) SendToSegment(ctx context.Context, k *store.Key, m Message, se
 	}
 	if err != nil {
 		return nil, err
+	}
+	// A template the first contact cannot fill (a token with no value) is
+	// refused now, not found out contact by contact in the background.
+	if first != nil {
+		if _, err := s.submission(k, p, first, personal, ""); err != nil {
+			return nil, pipeline.AsError(err).Withf("%s (for the segment's contact %s)", pipeline.AsError(err).Message, first.ID)
+		}
 	}
 	raw, err := json.Marshal(job{KeyID: k.ID, Message: m, At: p.at, Personalizations: personal})
 	if err != nil {
@@ -164,8 +174,10 @@ func (s *Service) fanOut(ctx context.Context, batchID, token string) {
 				rcpts[i] = Recipient{To: id, Personalizations: p.personal}
 			}
 			step := &store.FanOutStep{BatchID: batchID, Taken: len(ids), Last: len(ids) < chunk}
-			err = s.sendEach(ctx, k, p.prepared, rcpts, make([]Sent, len(rcpts)), batch, pipeline.AllOptions{FanOut: step})
+			sent := make([]Sent, len(rcpts))
+			err = s.sendEach(ctx, k, p.prepared, rcpts, sent, batch, pipeline.AllOptions{FanOut: step})
 			if err == nil {
+				logRefused(log, sent)
 				attempt = 0
 				if step.Last {
 					return
@@ -184,6 +196,23 @@ func (s *Service) fanOut(ctx context.Context, batchID, token string) {
 		}
 		log.Warn("a chunk of a segment's sends was refused; trying again", "attempt", attempt, "wait", wait, "err", err)
 		clock.Sleep(ctx, min(wait, fanOutLease/2))
+	}
+}
+
+// logRefused says how many contacts of a chunk got no send (deleted
+// meanwhile, or a token their fields leave empty), with the first reason:
+// nobody waits for the answer to tell them.
+func logRefused(log *slog.Logger, sent []Sent) {
+	n, first := 0, ""
+	for _, s := range sent {
+		if s.Error != nil {
+			if n++; first == "" {
+				first = s.To + ": " + s.Error.Message
+			}
+		}
+	}
+	if n > 0 {
+		log.Warn("contacts of a segment got no send", "refused", n, "first", first)
 	}
 }
 
