@@ -38,9 +38,12 @@ type UnsubscribeOptions struct {
 	Logger    *slog.Logger
 }
 
-// maxUnsubscribeMessage bounds the mail the mailbox reads: a subject and a
-// short body are all a mail client sends.
-const maxUnsubscribeMessage = 64 << 10
+// Bounds of the mailbox, open to anyone: the mail it reads (a subject and
+// a short body are all a mail client sends) and the connections at once.
+const (
+	maxUnsubscribeMessage     = 64 << 10
+	maxUnsubscribeConnections = 100
+)
 
 // UnsubscribeServer is the unsubscribe mailbox's SMTP server.
 type UnsubscribeServer struct {
@@ -48,6 +51,7 @@ type UnsubscribeServer struct {
 	mailbox string
 	u       Unsubscriber
 	log     *slog.Logger
+	slots   chan struct{}
 }
 
 // NewUnsubscribeServer returns the server of unsubscribe@opt.Hostname.
@@ -55,7 +59,8 @@ func NewUnsubscribeServer(u Unsubscriber, opt UnsubscribeOptions) *UnsubscribeSe
 	if opt.Logger == nil {
 		opt.Logger = slog.Default()
 	}
-	s := &UnsubscribeServer{mailbox: "unsubscribe@" + strings.ToLower(opt.Hostname), u: u, log: opt.Logger}
+	s := &UnsubscribeServer{mailbox: "unsubscribe@" + strings.ToLower(opt.Hostname), u: u, log: opt.Logger,
+		slots: make(chan struct{}, maxUnsubscribeConnections)}
 	srv := smtp.NewServer(s)
 	srv.Domain = opt.Hostname
 	srv.MaxMessageBytes = maxUnsubscribeMessage
@@ -70,8 +75,10 @@ func NewUnsubscribeServer(u Unsubscriber, opt UnsubscribeOptions) *UnsubscribeSe
 // Mailbox is the address the server takes mail for.
 func (s *UnsubscribeServer) Mailbox() string { return s.mailbox }
 
-// Serve accepts connections on l.
-func (s *UnsubscribeServer) Serve(l net.Listener) error { return s.smtp.Serve(l) }
+// Serve accepts connections on l, maxUnsubscribeConnections at once.
+func (s *UnsubscribeServer) Serve(l net.Listener) error {
+	return s.smtp.Serve(&limitListener{Listener: l, slots: s.slots, metrics: NewMetrics(nil)})
+}
 
 // Shutdown stops accepting and waits for the sessions, until ctx is done.
 func (s *UnsubscribeServer) Shutdown(ctx context.Context) error { return s.smtp.Shutdown(ctx) }
