@@ -410,3 +410,25 @@ func (h *handler) deleteKey(w http.ResponseWriter, r *http.Request, k *store.Key
 	}
 	writeJSON(w, http.StatusOK, deletedJSON{ID: r.PathValue("id"), Deleted: true})
 }
+
+// usageJSON is GET /v1/usage: this month's emails against the limit.
+type usageJSON struct {
+	Month     string `json:"month"`
+	Used      int64  `json:"used"`
+	Limit     *int64 `json:"limit"`     // null: no limit
+	Remaining *int64 `json:"remaining"` // null: no limit
+}
+
+func (h *handler) getUsage(w http.ResponseWriter, r *http.Request, k *store.Key) {
+	u, err := h.Account.Usage(r.Context(), k)
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	out := usageJSON{Month: u.Month, Used: u.Used}
+	if u.Limit > 0 {
+		remaining := max(u.Limit-u.Used, 0)
+		out.Limit, out.Remaining = &u.Limit, &remaining
+	}
+	writeJSON(w, http.StatusOK, out)
+}

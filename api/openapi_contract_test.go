@@ -168,6 +168,7 @@ func TestOpenAPIContract(t *testing.T) {
 	s.SettleHits() // the hits are recorded after the answer
 	c.call("listEvents", "", nil)
 	c.call("getAnalytics", "", nil)
+	c.call("getUsage", "", nil)
 	// A delivery to hooks given up, as the webhook dispatcher records it
 	// (cmd/pigeonpost's TestWebhookGivenUp has the dispatcher do it).
 	if err := s.p.Store.FailWebhookDelivery(context.Background(), &store.WebhookDelivery{

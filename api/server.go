@@ -167,6 +167,7 @@ func (h *handler) routes() []route {
 		{"GET /v1/webhooks/failed", h.auth(h.listFailedWebhooks)},
 		{"DELETE /v1/webhooks/{id}", h.auth(h.deleteWebhook)},
 		{"GET /v1/analytics", h.auth(h.getAnalytics)},
+		{"GET /v1/usage", h.auth(h.getUsage)},
 		{"POST /v1/sends", h.auth(h.createSend)},
 		{"POST /v1/sends/batch", h.auth(h.createSendBatch)},
 		{"GET /v1/sends", h.auth(h.listSends)},

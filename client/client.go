@@ -709,3 +709,18 @@ func (c *Client) GetBatch(ctx context.Context, id string) (*BatchStatus, error) 
 	var out BatchStatus
 	return &out, c.do(ctx, http.MethodGet, "/v1/batches/"+url.PathEscape(id), nil, &out)
 }
+
+// Usage is this month's emails against the account's monthly limit.
+type Usage struct {
+	Month     string `json:"month"`     // YYYY-MM, UTC
+	Used      int64  `json:"used"`      // one per recipient not suppressed
+	Limit     *int64 `json:"limit"`     // nil: no limit
+	Remaining *int64 `json:"remaining"` // nil: no limit
+}
+
+// Usage returns this month's emails against the monthly limit; over it, a
+// send fails with the code monthly_limit_reached.
+func (c *Client) Usage(ctx context.Context) (*Usage, error) {
+	var out Usage
+	return &out, c.do(ctx, http.MethodGet, "/v1/usage", nil, &out)
+}

@@ -118,6 +118,10 @@ type Retention struct {
 type Limits struct {
 	RatePerSecond float64 `yaml:"rate_per_second"` // 100 messages/s per account
 	Burst         int     `yaml:"burst"`           // 200
+	// MonthlyEmails is each account's monthly email limit (a calendar
+	// month, UTC), unless the account has its own (pigeonpost accounts
+	// limit); 0: none.
+	MonthlyEmails int64 `yaml:"monthly_emails"`
 }
 
 // Tracking configures open/click tracking.

@@ -110,6 +110,9 @@ func (c Config) Validate() error {
 	if r := c.Limits.RatePerSecond; !(r > 0) || math.IsInf(r, 0) {
 		v.add("limits.rate_per_second", fmt.Sprintf("must be greater than 0 (got %v)", r))
 	}
+	if c.Limits.MonthlyEmails < 0 {
+		v.add("limits.monthly_emails", fmt.Sprintf("must be 0 (no limit) or more (got %d)", c.Limits.MonthlyEmails))
+	}
 	if c.Limits.Burst < 1 {
 		v.add("limits.burst", fmt.Sprintf("must be at least 1 (got %d)", c.Limits.Burst))
 	}

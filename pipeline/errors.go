@@ -42,6 +42,7 @@ const (
 	CodeRecipientsSuppressed Code = "recipients_suppressed"
 	CodeMessageTooLarge      Code = "message_too_large"
 	CodeRateLimited          Code = "rate_limited"
+	CodeMonthlyLimit         Code = "monthly_limit_reached"
 	CodeUnavailable          Code = "service_unavailable"
 	CodeServerBusy           Code = "server_busy"
 	CodeStorageFull          Code = "insufficient_storage"
@@ -145,6 +146,11 @@ var (
 	// ErrRateLimited reports that the account is over its sending rate.
 	ErrRateLimited = sentinel(true, 51, 7, 1, http.StatusTooManyRequests, CodeRateLimited,
 		"sending rate limit exceeded; retry later")
+	// ErrMonthlyLimit reports an account over its monthly email limit;
+	// temporary (452): the limit resets with the month, and a client that
+	// retries then loses nothing. Enhanced code 4.5.3 as issue 13 asks.
+	ErrMonthlyLimit = sentinel(true, 52, 5, 3, http.StatusTooManyRequests, CodeMonthlyLimit,
+		"the account's monthly email limit is reached")
 	// ErrUnavailable reports that storage is unreachable: nothing was accepted.
 	ErrUnavailable = retrying(sentinel(true, 51, 3, 0, http.StatusServiceUnavailable, CodeUnavailable,
 		"temporarily unable to accept mail; try again later"), 5*time.Second)

@@ -14,70 +14,99 @@ import (
 
 // admitScript checks a submission's recipients against the account's
 // suppression list (KEYS[2]) and charges the sends to the others to its
-// rate, in one round trip. The rate is the generic cell rate algorithm:
-// KEYS[1] holds the theoretical arrival time (TAT) of the next send in ms,
-// and a request of cost sends is allowed when it would not move the TAT
-// more than the burst tolerance past now. ARGV: now, the interval and the
-// tolerance in ms, the burst (the most one request is charged), then the
-// recipients in lower case. It returns {wait, s1, s2, ...}: si is 1 when
-// recipient i is suppressed; wait is 0 when the others' sends are charged
-// (or there are none: nothing is charged), else the ms to wait, and then
-// nothing is charged.
+// rate and to its monthly count, in one round trip. The rate is the
+// generic cell rate algorithm: KEYS[1] holds the theoretical arrival time
+// (TAT) of the next send in ms, and a request of cost sends is allowed when
+// it would not move the TAT more than the burst tolerance past now. KEYS[3]
+// counts the month's sends; the limit is the account's own (field
+// monthlyLimit of KEYS[4]) or the default. ARGV: now, the interval and the
+// tolerance in ms, the burst (the most one request is charged), the
+// default monthly limit (0: none), the count's TTL in s, then the
+// recipients in lower case. It returns {wait, limit, s1, s2, ...}: si is 1
+// when recipient i is suppressed; wait is 0 when the others' sends are
+// charged (or there are none: nothing is charged), else the ms to wait;
+// limit is the monthly limit when it refused them. A refusal charges
+// nothing.
 var admitScript = redis.NewScript(`
-local suppressed = redis.call('HMGET', KEYS[2], unpack(ARGV, 5))
-local out = {0}
+local suppressed = redis.call('HMGET', KEYS[2], unpack(ARGV, 7))
+local out = {0, 0}
 local cost = 0
 for i = 1, #suppressed do
-  if suppressed[i] then out[i + 1] = 1 else out[i + 1] = 0; cost = cost + 1 end
+  if suppressed[i] then out[i + 2] = 1 else out[i + 2] = 0; cost = cost + 1 end
 end
 if cost == 0 then return out end
+local limit = tonumber(redis.call('HGET', KEYS[4], 'monthlyLimit') or ARGV[5]) -- store.fieldMonthlyLimit
+local used = tonumber(redis.call('GET', KEYS[3]) or 0)
+if limit > 0 and used + cost > limit then
+  out[2] = limit
+  return out
+end
 local now = tonumber(ARGV[1])
 local interval = tonumber(ARGV[2])
 local tolerance = tonumber(ARGV[3])
-cost = math.min(cost, tonumber(ARGV[4]))
+local charged = math.min(cost, tonumber(ARGV[4]))
 local tat = tonumber(redis.call('GET', KEYS[1]) or now)
 if tat < now then tat = now end
-local newtat = tat + interval * cost
+local newtat = tat + interval * charged
 local wait = newtat - tolerance - now
 if wait > 0 then
   out[1] = math.ceil(wait)
   return out
 end
 redis.call('SET', KEYS[1], tostring(newtat), 'PX', math.ceil(newtat - now) + 1000)
+redis.call('INCRBY', KEYS[3], cost)
+redis.call('EXPIRE', KEYS[3], ARGV[6])
 return out
 `)
 
-// RateLimit is an account's sustained rate and burst.
+// RateLimit is an account's sustained rate and burst, and the monthly
+// email limit of an account that has none of its own.
 type RateLimit struct {
 	PerSecond float64
 	Burst     int
+	Monthly   int64 // 0: none
 }
 
+// Month is the calendar month (UTC) whose count a send at t charges.
+func Month(t time.Time) string { return t.UTC().Format("2006-01") }
+
+// usageTTL keeps a month's count for the month after it (GET /v1/usage
+// of the month before), then lets it go.
+const usageTTL = 62 * 24 * time.Hour
+
 // admit returns which of rcpts the account has suppressed and charges the
-// sends to the others to its rate: ErrRateLimited (nothing charged) when
-// they are over the rate.
+// sends to the others to its rate and its month: ErrRateLimited or
+// ErrMonthlyLimit (nothing charged) when they are over either.
 func (l RateLimit) admit(ctx context.Context, rdb redis.UniversalClient, accountID string, rcpts []string, now time.Time) ([]bool, error) {
 	interval := 1000 / l.PerSecond
-	args := make([]any, 0, 4+len(rcpts))
+	args := make([]any, 0, 6+len(rcpts))
 	args = append(args, now.UnixMilli(),
 		strconv.FormatFloat(interval, 'f', 3, 64),
 		strconv.FormatFloat(interval*float64(l.Burst), 'f', 3, 64),
-		l.Burst) // a request larger than the burst could never pass: it is charged as the burst
+		l.Burst, // a request larger than the burst could never pass: it is charged as the burst
+		l.Monthly, int64(usageTTL/time.Second))
 	for _, r := range rcpts {
 		args = append(args, strings.ToLower(r))
 	}
-	res, err := admitScript.Run(ctx, rdb, []string{store.RateKey(accountID), store.SuppressionsKey(accountID)}, args...).Int64Slice()
+	keys := []string{store.RateKey(accountID), store.SuppressionsKey(accountID),
+		store.UsageKey(accountID, Month(now)), store.AccountKey(accountID)}
+	res, err := admitScript.Run(ctx, rdb, keys, args...).Int64Slice()
 	if err != nil {
 		return nil, StorageError(err)
 	}
-	if len(res) != len(rcpts)+1 {
+	if len(res) != len(rcpts)+2 {
 		return nil, StorageError(fmt.Errorf("admit script: %d results for %d recipients", len(res), len(rcpts)))
 	}
 	suppressed := make([]bool, len(rcpts))
 	for i := range rcpts {
-		suppressed[i] = res[i+1] == 1
+		suppressed[i] = res[i+2] == 1
 	}
-	if res[0] > 0 {
+	switch {
+	case res[1] > 0:
+		next := time.Date(now.UTC().Year(), now.UTC().Month()+1, 1, 0, 0, 0, 0, time.UTC)
+		return nil, ErrMonthlyLimit.Withf("the account's monthly limit of %d emails is reached; it resets on %s",
+			res[1], next.Format("2006-01-02")).After(next.Sub(now))
+	case res[0] > 0:
 		return nil, ErrRateLimited.After(time.Duration(res[0]) * time.Millisecond)
 	}
 	return suppressed, nil

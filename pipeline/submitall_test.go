@@ -3,7 +3,10 @@ package pipeline
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -75,5 +78,57 @@ func TestSubmitAll(t *testing.T) {
 	}
 	if _, err := svc.SubmitAll(ctx, k, []Submission{sendSubmission(k, "c@example.test")}, AllOptions{}); err != nil {
 		t.Errorf("the last send of the burst: %v", err)
+	}
+}
+
+// Two processes sending at once stop at the monthly limit exactly: the
+// count and the limit are one script's.
+func TestMonthlyLimitAcrossProcesses(t *testing.T) {
+	ctx := context.Background()
+	rdb := testkit.StartRedis(t).Client(t)
+	st := store.New(rdb, time.Now)
+	limits := RateLimit{PerSecond: 1_000_000, Burst: 1_000_000, Monthly: 50}
+	var procs [2]*Service
+	for i := range procs {
+		procs[i] = New(store.New(rdb, time.Now), tracking.NewSigner([]byte("secret")), Options{Hostname: "gw.test",
+			PublicURL: "https://t.test", RateLimit: limits})
+	}
+	k := testKey(t, st, "acme", "sp_test_pipelineunittestkey0000001")
+	var wg sync.WaitGroup
+	var accepted, refused atomic.Int64
+	for i := range 80 {
+		wg.Go(func() {
+			sub := sendSubmission(k, fmt.Sprintf("u%d@example.test", i))
+			sub.Send = nil
+			_, err := procs[i%2].Submit(ctx, sub)
+			switch {
+			case err == nil:
+				accepted.Add(1)
+			case errors.Is(err, ErrMonthlyLimit):
+				refused.Add(1)
+			default:
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	if accepted.Load() != 50 || refused.Load() != 30 {
+		t.Errorf("%d accepted, %d refused; want 50 and 30", accepted.Load(), refused.Load())
+	}
+	if used, _, err := st.Usage(ctx, k.AccountID, Month(time.Now())); err != nil || used != 50 {
+		t.Errorf("used %d, %v", used, err)
+	}
+	// A submission to several recipients is refused whole if it would pass
+	// the limit: nothing is charged.
+	if err := st.SetMonthlyLimit(ctx, k.AccountID, 52); err != nil {
+		t.Fatal(err)
+	}
+	three := sendSubmission(k, "a@example.test")
+	three.Send, three.Recipients = nil, []string{"a@example.test", "b@example.test", "c@example.test"}
+	if _, err := procs[0].Submit(ctx, three); !errors.Is(err, ErrMonthlyLimit) {
+		t.Errorf("three over a limit two away: %v", err)
+	}
+	if used, own, _ := st.Usage(ctx, k.AccountID, Month(time.Now())); used != 50 || own != 52 {
+		t.Errorf("after the refusal: used %d, own limit %d", used, own)
 	}
 }

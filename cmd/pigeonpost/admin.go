@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strconv"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -80,6 +81,26 @@ func admin(ctx context.Context, args []string, stdout io.Writer, getenv func(str
 			return err
 		}
 		fmt.Fprintf(stdout, "account %s created; its first API key (shown once):\n%s\n", fs.Arg(0), secret)
+		return nil
+	case "accounts limit":
+		if fs.NArg() != 2 {
+			return errors.New("usage: pigeonpost accounts limit NAME EMAILS_PER_MONTH (0: limits.monthly_emails)")
+		}
+		id, err := st.AccountByName(ctx, fs.Arg(0))
+		if errors.Is(err, store.ErrNotFound) {
+			return fmt.Errorf("no account named %q", fs.Arg(0))
+		}
+		if err != nil {
+			return err
+		}
+		n, err := strconv.ParseInt(fs.Arg(1), 10, 64)
+		if err != nil {
+			return fmt.Errorf("EMAILS_PER_MONTH: %q is not a number", fs.Arg(1))
+		}
+		if err := svc.SetMonthlyLimit(ctx, id, n); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "account %s: monthly limit %d\n", fs.Arg(0), n)
 		return nil
 	case "keys create":
 		op, err := operator()

@@ -111,6 +111,9 @@ func TestGoClient(t *testing.T) {
 	if b, err := c.GetBatch(ctx, sb.BatchID); err != nil || b.Total != 2 || b.SegmentID != "" || b.TemplateID != shipped.ID {
 		t.Fatalf("GetBatch: %v %+v", err, b)
 	}
+	if u, err := c.Usage(ctx); err != nil || u.Used == 0 || u.Limit != nil || u.Month == "" {
+		t.Fatalf("Usage: %v %+v", err, u)
+	}
 	if page, err := c.ListSends(ctx, client.SendQuery{BatchID: sb.BatchID}); err != nil || len(page.Data) != 1 ||
 		page.Data[0].ID != sb.Data[0].ID || page.Data[0].BatchID != sb.BatchID || page.NextCursor != "" {
 		t.Fatalf("ListSends: %v %+v", err, page)

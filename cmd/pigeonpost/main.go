@@ -36,6 +36,7 @@ const usage = `usage: pigeonpost <command> [flags]
 commands:
   serve     [--config FILE] [--dev] [--ready-file FILE]  run the gateway
   accounts  create NAME [--test]                          create an account, print its first key
+  accounts  limit NAME EMAILS_PER_MONTH                   set its monthly limit (0: limits.monthly_emails)
   keys      create --account NAME --name NAME [--mode live|test] [--permission full|sending]
   domains   add|list|verify --account NAME [DOMAIN]
   version

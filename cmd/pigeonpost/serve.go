@@ -142,18 +142,19 @@ func build(ctx context.Context, cfg config.Config, log *slog.Logger, opt serveOp
 	p.pipeline = pipeline.New(p.store, signer, pipeline.Options{
 		Hostname:  cfg.SMTP.Hostname,
 		PublicURL: cfg.HTTP.PublicURL,
-		RateLimit: pipeline.RateLimit{PerSecond: cfg.Limits.RatePerSecond, Burst: cfg.Limits.Burst},
+		RateLimit: pipeline.RateLimit{PerSecond: cfg.Limits.RatePerSecond, Burst: cfg.Limits.Burst, Monthly: cfg.Limits.MonthlyEmails},
 		CacheTTL:  cacheTTL,
 		InFlow:    pipeline.InFlow{BacklogLimit: int64(cfg.Delivery.BacklogLimit), Delay: cfg.Delivery.InFlowDelay},
 		Logger:    log,
 		Metrics:   pipeline.NewMetrics(reg),
 	})
 	p.account = account.New(p.store, p.pipeline, account.Options{
-		DKIMSelector: cfg.Domains.DKIMSelector,
-		SPFInclude:   cfg.Domains.SPFInclude,
-		Resolver:     resolver,
-		Lookup:       resolver,
-		WebhookURLs:  webhooks.URLPolicy{AllowPrivate: cfg.Webhooks.AllowPrivateURLs, AllowHTTP: cfg.Webhooks.AllowHTTP},
+		MonthlyEmails: cfg.Limits.MonthlyEmails,
+		DKIMSelector:  cfg.Domains.DKIMSelector,
+		SPFInclude:    cfg.Domains.SPFInclude,
+		Resolver:      resolver,
+		Lookup:        resolver,
+		WebhookURLs:   webhooks.URLPolicy{AllowPrivate: cfg.Webhooks.AllowPrivateURLs, AllowHTTP: cfg.Webhooks.AllowHTTP},
 	})
 	p.compose = compose.New(p.store, p.pipeline, compose.Options{Fetcher: fetcher})
 	p.contacts = contacts.New(p.store, contacts.Options{})

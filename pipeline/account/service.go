@@ -34,12 +34,15 @@ type HostResolver interface {
 
 // Options configure a Service.
 type Options struct {
-	DKIMSelector string
-	SPFInclude   string
-	Resolver     TXTResolver
-	Lookup       HostResolver       // nil: webhook hosts are not resolved when registered
-	WebhookURLs  webhooks.URLPolicy // which webhook endpoint URLs are accepted
-	Now          func() time.Time
+	// MonthlyEmails is the monthly email limit of an account without its
+	// own (limits.monthly_emails); 0: none.
+	MonthlyEmails int64
+	DKIMSelector  string
+	SPFInclude    string
+	Resolver      TXTResolver
+	Lookup        HostResolver       // nil: webhook hosts are not resolved when registered
+	WebhookURLs   webhooks.URLPolicy // which webhook endpoint URLs are accepted
+	Now           func() time.Time
 }
 
 // Service administers accounts. It is safe for concurrent use.

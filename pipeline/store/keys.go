@@ -95,6 +95,10 @@ func SuppressionsKey(accountID string) string { return accountTag(accountID) + "
 // RateKey holds the GCRA theoretical arrival time of an account's sends.
 func RateKey(accountID string) string { return accountTag(accountID) + "rate" }
 
+// UsageKey counts the emails an account sent in one calendar month
+// (2006-01, UTC): the admit script charges it with the rate (RateKey).
+func UsageKey(accountID, month string) string { return accountTag(accountID) + "usage:" + month }
+
 // TrackingSecretKey holds the HMAC secret for tracking ids, generated once.
 func TrackingSecretKey() string { return settingsTag + "tracking_secret" }
 

@@ -1,0 +1,73 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/emersion/go-smtp"
+
+	"github.com/pigeonpost/pigeonpost/config"
+	"github.com/pigeonpost/pigeonpost/internal/testkit"
+)
+
+// The monthly limit (limits.monthly_emails, or the account's own from the
+// CLI) counts REST and SMTP alike; over it REST answers 429
+// monthly_limit_reached and SMTP 452 4.5.3, and nothing is stored.
+func TestMonthlyLimitRESTAndSMTP(t *testing.T) {
+	s := startStack(t, func(c *config.Config) { c.Limits.MonthlyEmails = 2 })
+	from, to := "hello@"+senderDomain, "user@"+rcptDomain
+	send := func() *http.Response {
+		req, _ := http.NewRequest("POST", "http://"+s.addrs.HTTP+"/v1/emails",
+			strings.NewReader(`{"from":"`+from+`","to":"`+to+`","subject":"x","text":"y"}`))
+		req.Header.Set("Authorization", "Bearer "+liveKey)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp
+	}
+	if r := send(); r.StatusCode != http.StatusOK {
+		t.Fatalf("first send: %d", r.StatusCode)
+	}
+	c := s.smtpClient(true, liveKey)
+	if _, err := testkit.SendMail(c, from, []string{to}, testkit.SimpleMessage(from, to, "second")); err != nil {
+		t.Fatal(err)
+	}
+	_, err := testkit.SendMail(c, from, []string{to}, testkit.SimpleMessage(from, to, "third"))
+	testkit.WantSMTPError(t, err, 452, smtp.EnhancedCode{4, 5, 3})
+	r := s.Call("POST", "/v1/emails", liveKey, nil, map[string]any{"from": from, "to": to, "subject": "x", "text": "y"})
+	if r.Code != http.StatusTooManyRequests || r.ErrCode() != "monthly_limit_reached" || r.Header.Get("Retry-After") == "" {
+		t.Errorf("REST over the limit: %d %s, Retry-After %q", r.Code, r.Body, r.Header.Get("Retry-After"))
+	}
+	var u struct {
+		Month            string
+		Used             int64
+		Limit, Remaining *int64
+	}
+	s.JSON("GET", "/api/v1/usage", liveKey, nil, &u)
+	if u.Used != 2 || u.Limit == nil || *u.Limit != 2 || *u.Remaining != 0 {
+		t.Errorf("usage %+v", u)
+	}
+
+	// The operator gives the account a limit of its own.
+	var out bytes.Buffer
+	env := func(k string) string {
+		if k == "PIGEONPOST_REDIS_URL" {
+			return s.redis.URL()
+		}
+		return ""
+	}
+	if err := run(context.Background(), []string{"accounts", "limit", "default", "3"}, &out, env); err != nil {
+		t.Fatal(err)
+	}
+	if r := send(); r.StatusCode != http.StatusOK {
+		t.Errorf("a send under the account's own limit: %d", r.StatusCode)
+	}
+	if r := send(); r.StatusCode != http.StatusTooManyRequests {
+		t.Errorf("over the account's own limit: %d", r.StatusCode)
+	}
+}
