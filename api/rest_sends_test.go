@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/pigeonpost/pigeonpost/internal/testkit"
+	"github.com/pigeonpost/pigeonpost/pipeline"
 	"github.com/pigeonpost/pigeonpost/pipeline/contacts"
 	"github.com/pigeonpost/pigeonpost/pipeline/store"
 )
@@ -510,5 +511,34 @@ func TestSendToSegmentChecksTheTemplate(t *testing.T) {
 	r := s.Call("POST", "/v1/sends", liveKey, nil, map[string]any{"templateId": tpl, "segmentId": seg.ID})
 	if r.Code != http.StatusBadRequest || !strings.Contains(r.ErrMessage(), `"order_id"`) {
 		t.Errorf("got %d %s", r.Code, r.Body)
+	}
+}
+
+// The sends count against the monthly limit like every email: a batch
+// that would pass it is refused whole (429), storing nothing.
+func TestSendsObeyTheMonthlyLimit(t *testing.T) {
+	s := newServer(t, func(c *serverConfig) {
+		c.parts.Pipeline.RateLimit = pipeline.RateLimit{PerSecond: 1_000_000, Burst: 1_000_000, Monthly: 3}
+	})
+	tpl := s.template(map[string]any{"name": "x", "from": s.From, "subject": "s", "text": "t"})
+	rcpts := func(n int) []map[string]any {
+		out := make([]map[string]any, n)
+		for i := range out {
+			out[i] = map[string]any{"to": fmt.Sprintf("u%d@%s", i, rcptDomain)}
+		}
+		return out
+	}
+	if r := s.Call("POST", "/v1/sends/batch", liveKey, nil, map[string]any{"templateId": tpl, "recipients": rcpts(2)}); r.Code != http.StatusOK {
+		t.Fatalf("two sends: %d %s", r.Code, r.Body)
+	}
+	r := s.Call("POST", "/v1/sends/batch", liveKey, nil, map[string]any{"templateId": tpl, "recipients": rcpts(2)})
+	if r.Code != http.StatusTooManyRequests || r.ErrCode() != "monthly_limit_reached" {
+		t.Errorf("two more over a limit of 3: %d %s", r.Code, r.Body)
+	}
+	if n := s.p.Redis.ZCard(context.Background(), store.AccountSendsKey(s.accountID)).Val(); n != 2 {
+		t.Errorf("%d sends stored, want 2", n)
+	}
+	if r := s.Call("POST", "/v1/sends", liveKey, nil, map[string]any{"templateId": tpl, "to": s.To}); r.Code != http.StatusOK {
+		t.Errorf("the third: %d %s", r.Code, r.Body)
 	}
 }
