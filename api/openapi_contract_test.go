@@ -169,6 +169,7 @@ func TestOpenAPIContract(t *testing.T) {
 	c.call("listEvents", "", nil)
 	c.call("getAnalytics", "", nil)
 	c.call("getUsage", "", nil)
+	c.call("getReputation", "", nil)
 	// A delivery to hooks given up, as the webhook dispatcher records it
 	// (cmd/pigeonpost's TestWebhookGivenUp has the dispatcher do it).
 	if err := s.p.Store.FailWebhookDelivery(context.Background(), &store.WebhookDelivery{

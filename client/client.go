@@ -724,3 +724,34 @@ func (c *Client) Usage(ctx context.Context) (*Usage, error) {
 	var out Usage
 	return &out, c.do(ctx, http.MethodGet, "/v1/usage", nil, &out)
 }
+
+// Reputation is whether the account may send, and the bounce and
+// complaint rates the reputation guard reads.
+type Reputation struct {
+	Status string `json:"status"` // active or paused
+	Pause  *struct {
+		Reason   string            `json:"reason"` // bounce_rate, complaint_rate or manual
+		PausedAt time.Time         `json:"pausedAt"`
+		Window   *ReputationWindow `json:"window"` // the figures that caused it; nil for a manual pause
+	} `json:"pause"` // nil while sending
+	Window ReputationWindow `json:"window"`
+	Held   int64            `json:"held"` // emails held back by the pause
+}
+
+// ReputationWindow is an account's figures over the guard's window.
+type ReputationWindow struct {
+	Hours         int     `json:"hours"`
+	Sends         int64   `json:"sends"`
+	Delivered     int64   `json:"delivered"`
+	Bounced       int64   `json:"bounced"`
+	Complained    int64   `json:"complained"`
+	BounceRate    float64 `json:"bounceRate"`
+	ComplaintRate float64 `json:"complaintRate"`
+}
+
+// Reputation returns the account's reputation; while it is paused, a send
+// fails with the code account_paused.
+func (c *Client) Reputation(ctx context.Context) (*Reputation, error) {
+	var out Reputation
+	return &out, c.do(ctx, http.MethodGet, "/v1/reputation", nil, &out)
+}

@@ -23,19 +23,20 @@ import (
 // Config is pigeonpost's whole configuration. The zero value is not useful:
 // start from Default or Load.
 type Config struct {
-	SMTP      SMTP      `yaml:"smtp"`
-	TLS       TLS       `yaml:"tls"`
-	HTTP      HTTP      `yaml:"http"`
-	Redis     Redis     `yaml:"redis"`
-	DNS       DNS       `yaml:"dns"`
-	Delivery  Delivery  `yaml:"delivery"`
-	Auth      Auth      `yaml:"auth"`
-	Limits    Limits    `yaml:"limits"`
-	Retention Retention `yaml:"retention"`
-	Tracking  Tracking  `yaml:"tracking"`
-	Webhooks  Webhooks  `yaml:"webhooks"`
-	Domains   Domains   `yaml:"domains"`
-	Log       Log       `yaml:"log"`
+	SMTP       SMTP       `yaml:"smtp"`
+	TLS        TLS        `yaml:"tls"`
+	HTTP       HTTP       `yaml:"http"`
+	Redis      Redis      `yaml:"redis"`
+	DNS        DNS        `yaml:"dns"`
+	Delivery   Delivery   `yaml:"delivery"`
+	Auth       Auth       `yaml:"auth"`
+	Limits     Limits     `yaml:"limits"`
+	Reputation Reputation `yaml:"reputation"`
+	Retention  Retention  `yaml:"retention"`
+	Tracking   Tracking   `yaml:"tracking"`
+	Webhooks   Webhooks   `yaml:"webhooks"`
+	Domains    Domains    `yaml:"domains"`
+	Log        Log        `yaml:"log"`
 
 	Attachments Attachments `yaml:"attachments"`
 }
@@ -124,6 +125,21 @@ type Limits struct {
 	MonthlyEmails int64 `yaml:"monthly_emails"`
 }
 
+// Reputation configures the guard that pauses an account's sending when
+// its mail bounces or draws complaints too often (pipeline/reputation).
+// The rates are measured over the sends of the last Window: bounces over
+// delivered and bounced mail, complaints over delivered mail, once at least
+// MinVolume sends were made in it. The defaults follow the large mailbox
+// providers' guidance: they start refusing a sender near a 0.3 %
+// complaint rate, and a list that bounces 5 % is a bad list.
+type Reputation struct {
+	AutoPause        bool          `yaml:"auto_pause"`         // true
+	Window           time.Duration `yaml:"window"`             // 24h, whole hours, at most 168h
+	MinVolume        int64         `yaml:"min_volume"`         // 500 sends in the window before a rate counts
+	MaxBounceRate    float64       `yaml:"max_bounce_rate"`    // 0.05
+	MaxComplaintRate float64       `yaml:"max_complaint_rate"` // 0.003
+}
+
 // Tracking configures open/click tracking.
 type Tracking struct {
 	Secret      string        `yaml:"secret"`       // "" → generated and stored in Redis once
@@ -203,6 +219,13 @@ func Default() Config {
 		Limits: Limits{
 			RatePerSecond: 100,
 			Burst:         200,
+		},
+		Reputation: Reputation{
+			AutoPause:        true,
+			Window:           24 * time.Hour,
+			MinVolume:        500,
+			MaxBounceRate:    0.05,
+			MaxComplaintRate: 0.003,
 		},
 		Retention: Retention{
 			Content: 7 * 24 * time.Hour,

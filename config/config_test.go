@@ -84,6 +84,11 @@ func TestDefaultsValid(t *testing.T) {
 		{"auth.failure_delay", d.Auth.FailureDelay, time.Second},
 		{"limits.rate_per_second", d.Limits.RatePerSecond, 100.0},
 		{"limits.burst", d.Limits.Burst, 200},
+		{"reputation.auto_pause", d.Reputation.AutoPause, true},
+		{"reputation.window", d.Reputation.Window, 24 * time.Hour},
+		{"reputation.min_volume", d.Reputation.MinVolume, int64(500)},
+		{"reputation.max_bounce_rate", d.Reputation.MaxBounceRate, 0.05},
+		{"reputation.max_complaint_rate", d.Reputation.MaxComplaintRate, 0.003},
 		{"tracking.secret", d.Tracking.Secret, ""},
 		{"tracking.bot_window", d.Tracking.BotWindow, 3 * time.Second},
 		{"tracking.cname_target", d.Tracking.CNAMETarget, ""},
@@ -261,10 +266,11 @@ func TestEnvOverrides(t *testing.T) {
 		Delivery: Delivery{RelayHost: "relay:587", MXPort: 2525, Workers: 0, Timeout: 30 * time.Second,
 			RetryInitial: 45 * time.Second, RetryMax: 2 * time.Hour, MaxAge: 24 * time.Hour,
 			ClaimIdle: 10 * time.Minute, RequireTLS: true, BacklogLimit: 50000, InFlowDelay: time.Second},
-		Auth:      Auth{BootstrapKey: "sp_test_0123456789abcdefghij", FailureDelay: 0},
-		Limits:    Limits{RatePerSecond: 12.5, Burst: 9},
-		Retention: Default().Retention,
-		Tracking:  Tracking{Secret: "s3cret", BotWindow: 0, CNAMETarget: "t.example.com"},
+		Auth:       Auth{BootstrapKey: "sp_test_0123456789abcdefghij", FailureDelay: 0},
+		Limits:     Limits{RatePerSecond: 12.5, Burst: 9},
+		Reputation: Default().Reputation,
+		Retention:  Default().Retention,
+		Tracking:   Tracking{Secret: "s3cret", BotWindow: 0, CNAMETarget: "t.example.com"},
 		Webhooks: Webhooks{Workers: 2, Timeout: 10 * time.Second, RetryInitial: time.Second, RetryMax: time.Hour,
 			MaxAge: 72 * time.Hour, ClaimIdle: time.Minute, AllowPrivateURLs: true, AllowHTTP: true},
 		Domains: Domains{DKIMSelector: "pp2024", SPFInclude: "_spf.example.com"},
@@ -289,8 +295,8 @@ func TestEnvCoversEveryKey(t *testing.T) {
 			t.Errorf("%s: cannot be set from the environment: %v", name, err)
 		}
 	})
-	if n != 55 {
-		t.Errorf("walked %d keys, want 55", n)
+	if n != 60 {
+		t.Errorf("walked %d keys, want 60", n)
 	}
 	for _, name := range []string{"PIGEONPOST_REDIS_URL", "PIGEONPOST_SMTP_MAX_MESSAGE_BYTES", "PIGEONPOST_DELIVERY_RETRY_INITIAL"} {
 		found := false
@@ -397,24 +403,27 @@ func TestBadConfigFiles(t *testing.T) {
 		"bad-bootstrap-key.yaml":       {"auth.bootstrap_key: must start with sp_live_ or sp_test_"},
 		"bad-bootstrap-key-short.yaml": {"auth.bootstrap_key: must be at least 24 characters (got 13)"},
 		"bad-limits.yaml":              {"limits.rate_per_second: must be greater than 0", "limits.burst: must be at least 1 (got 0)"},
-		"bad-log-level.yaml":           {`log.level: must be one of debug, info, warn, error (got "verbose")`},
-		"bad-log-format.yaml":          {`log.format: must be text or json (got "xml")`},
-		"bad-duration.yaml":            {"smtp.read_timeout: line 2: cannot unmarshal", "durations need a unit"},
-		"bad-type.yaml":                {"smtp.max_recipients: line 2: cannot unmarshal !!str `lots` into int"},
-		"bad-size.yaml":                {"smtp.max_message_bytes: must be greater than 0 (got 0)"},
-		"bad-data-memory.yaml":         {"smtp.data_memory_bytes: must be greater than 0 (got -1)"},
-		"bad-timeout.yaml":             {"smtp.data_timeout: must be greater than 0 (got 0s)"},
-		"bad-duplicate-key.yaml":       {"smtp.listen: duplicate key (line 3, first at line 2)"},
-		"bad-null-value.yaml":          {`smtp.tls_listen: line 2: no value (write "" for an empty string)`},
-		"bad-section-scalar.yaml":      {"smtp: line 1: must be a mapping of keys"},
-		"bad-top-level.yaml":           {"line 1: the top level must be a mapping of sections"},
-		"bad-two-documents.yaml":       {"a second YAML document (---) is not allowed"},
-		"bad-syntax.yaml":              {"bad-syntax.yaml: line"},
-		"bad-dkim-selector.yaml":       {`domains.dkim_selector: not a valid DNS name (got "bad selector")`},
-		"bad-admin-listen.yaml":        {`http.admin_listen: port must be a number from 0 to 65535 (got "pprof")`},
-		"bad-multiple.yaml":            {"smtp.listen:", "http.public_url:", "log.level:"},
-		"bad-webhooks.yaml":            {"webhooks.workers: must be 0 or more (got -2)", "webhooks.retry_initial: must not exceed webhooks.retry_max (2h0m0s > 1h0m0s)"},
-		"bad-bot-window.yaml":          {"tracking.bot_window: must be 0 (disabled) or more (got -1s)"},
+		"bad-reputation.yaml": {"reputation.window: must be whole hours from 1h to 168h (got 1h30m0s)",
+			"reputation.min_volume: must be at least 1 (got 0)", "reputation.max_bounce_rate: must be a fraction greater than 0 and at most 1 (got 5)",
+			"reputation.max_complaint_rate: must be a fraction greater than 0 and at most 1 (got 0)"},
+		"bad-log-level.yaml":      {`log.level: must be one of debug, info, warn, error (got "verbose")`},
+		"bad-log-format.yaml":     {`log.format: must be text or json (got "xml")`},
+		"bad-duration.yaml":       {"smtp.read_timeout: line 2: cannot unmarshal", "durations need a unit"},
+		"bad-type.yaml":           {"smtp.max_recipients: line 2: cannot unmarshal !!str `lots` into int"},
+		"bad-size.yaml":           {"smtp.max_message_bytes: must be greater than 0 (got 0)"},
+		"bad-data-memory.yaml":    {"smtp.data_memory_bytes: must be greater than 0 (got -1)"},
+		"bad-timeout.yaml":        {"smtp.data_timeout: must be greater than 0 (got 0s)"},
+		"bad-duplicate-key.yaml":  {"smtp.listen: duplicate key (line 3, first at line 2)"},
+		"bad-null-value.yaml":     {`smtp.tls_listen: line 2: no value (write "" for an empty string)`},
+		"bad-section-scalar.yaml": {"smtp: line 1: must be a mapping of keys"},
+		"bad-top-level.yaml":      {"line 1: the top level must be a mapping of sections"},
+		"bad-two-documents.yaml":  {"a second YAML document (---) is not allowed"},
+		"bad-syntax.yaml":         {"bad-syntax.yaml: line"},
+		"bad-dkim-selector.yaml":  {`domains.dkim_selector: not a valid DNS name (got "bad selector")`},
+		"bad-admin-listen.yaml":   {`http.admin_listen: port must be a number from 0 to 65535 (got "pprof")`},
+		"bad-multiple.yaml":       {"smtp.listen:", "http.public_url:", "log.level:"},
+		"bad-webhooks.yaml":       {"webhooks.workers: must be 0 or more (got -2)", "webhooks.retry_initial: must not exceed webhooks.retry_max (2h0m0s > 1h0m0s)"},
+		"bad-bot-window.yaml":     {"tracking.bot_window: must be 0 (disabled) or more (got -1s)"},
 	}
 	files, err := filepath.Glob("testdata/bad-*.yaml")
 	if err != nil {

@@ -117,6 +117,16 @@ func (c Config) Validate() error {
 		v.add("limits.burst", fmt.Sprintf("must be at least 1 (got %d)", c.Limits.Burst))
 	}
 
+	// reputation
+	if w := c.Reputation.Window; w < time.Hour || w > 168*time.Hour || w%time.Hour != 0 {
+		v.add("reputation.window", fmt.Sprintf("must be whole hours from 1h to 168h (got %s)", w))
+	}
+	if c.Reputation.MinVolume < 1 {
+		v.add("reputation.min_volume", fmt.Sprintf("must be at least 1 (got %d)", c.Reputation.MinVolume))
+	}
+	v.fraction("reputation.max_bounce_rate", c.Reputation.MaxBounceRate)
+	v.fraction("reputation.max_complaint_rate", c.Reputation.MaxComplaintRate)
+
 	// retention
 	if c.Retention.Content < 0 {
 		v.add("retention.content", fmt.Sprintf("must be 0 (keep forever) or more (got %s)", c.Retention.Content))
@@ -180,6 +190,13 @@ func (c Config) Validate() error {
 
 type validator struct {
 	problems []string
+}
+
+// fraction checks a rate: above 0, at most 1.
+func (v *validator) fraction(key string, r float64) {
+	if !(r > 0 && r <= 1) {
+		v.add(key, fmt.Sprintf("must be a fraction greater than 0 and at most 1 (got %v)", r))
+	}
 }
 
 func (v *validator) add(key, msg string) {

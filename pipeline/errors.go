@@ -43,6 +43,7 @@ const (
 	CodeMessageTooLarge      Code = "message_too_large"
 	CodeRateLimited          Code = "rate_limited"
 	CodeMonthlyLimit         Code = "monthly_limit_reached"
+	CodeAccountPaused        Code = "account_paused"
 	CodeUnavailable          Code = "service_unavailable"
 	CodeServerBusy           Code = "server_busy"
 	CodeStorageFull          Code = "insufficient_storage"
@@ -151,6 +152,16 @@ var (
 	// retries then loses nothing. Enhanced code 4.5.3 as issue 13 asks.
 	ErrMonthlyLimit = sentinel(true, 52, 5, 3, http.StatusTooManyRequests, CodeMonthlyLimit,
 		"the account's monthly email limit is reached")
+	// ErrAccountPaused reports an account whose sending is paused
+	// (pipeline/reputation): its bounce or complaint rate passed the
+	// limits, or an operator paused it. REST 403: retrying does not help
+	// until the pause is lifted, which takes an operator. SMTP 451 4.7.1,
+	// temporary: the message itself is fine, and an MTA that relays
+	// through pigeonpost keeps it queued and delivers it once the pause is
+	// lifted (within its queue lifetime, days), where a 5xx would bounce
+	// every message sent meanwhile back to its sender.
+	ErrAccountPaused = sentinel(true, 51, 7, 1, http.StatusForbidden, CodeAccountPaused,
+		"sending is paused for this account: its bounce or complaint rate passed the limit, or an operator paused it; see GET /v1/reputation")
 	// ErrUnavailable reports that storage is unreachable: nothing was accepted.
 	ErrUnavailable = retrying(sentinel(true, 51, 3, 0, http.StatusServiceUnavailable, CodeUnavailable,
 		"temporarily unable to accept mail; try again later"), 5*time.Second)

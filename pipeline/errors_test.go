@@ -25,6 +25,8 @@ func TestErrorCodesAgree(t *testing.T) {
 		"all suppressed":    {ErrAllSuppressed, 550, [3]int{5, 1, 1}, 422},
 		"too big":           {TooBig(10), 552, [3]int{5, 3, 4}, 413},
 		"rate limited":      {ErrRateLimited.After(time.Second), 451, [3]int{4, 7, 1}, 429},
+		"monthly limit":     {ErrMonthlyLimit, 452, [3]int{4, 5, 3}, 429},
+		"account paused":    {ErrAccountPaused, 451, [3]int{4, 7, 1}, 403},
 		"unavailable":       {ErrUnavailable.WithCause(errors.New("down")), 451, [3]int{4, 3, 0}, 503},
 		"storage full":      {ErrStorageFull.WithCause(errors.New("oom")), 452, [3]int{4, 3, 1}, 503},
 		"busy":              {ErrBusy, 451, [3]int{4, 3, 1}, 503},
@@ -91,7 +93,7 @@ func TestErrorIsItsSentinel(t *testing.T) {
 // itself and for any copy of it.
 func TestSentinelsAreThemselves(t *testing.T) {
 	for _, e := range []*Error{ErrInvalid, ErrBadAddress, ErrBadMessage, ErrUnverifiedDomain, ErrAllSuppressed, ErrTooBig,
-		ErrRateLimited, ErrUnavailable, ErrBusy, ErrStorageFull, ErrAuthFailed, ErrMissingKey, ErrPayloadTooLarge,
+		ErrRateLimited, ErrMonthlyLimit, ErrAccountPaused, ErrUnavailable, ErrBusy, ErrStorageFull, ErrAuthFailed, ErrMissingKey, ErrPayloadTooLarge,
 		ErrForbidden, ErrNotFound, ErrConflict, ErrIdempotencyMismatch, ErrIdempotencyInProgress, ErrKeyDomain} {
 		if e.kind != e || !errors.Is(e.WithCause(errors.New("x")), e) {
 			t.Errorf("%s: a copy is not recognised as its sentinel", e.Code)

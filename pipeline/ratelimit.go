@@ -19,26 +19,29 @@ import (
 // (TAT) of the next send in ms, and a request of cost sends is allowed when
 // it would not move the TAT more than the burst tolerance past now. KEYS[3]
 // counts the month's sends; the limit is the account's own (field
-// monthlyLimit of KEYS[4]) or the default. ARGV: now, the interval and the
-// tolerance in ms, the burst (the most one request is charged), the
-// default monthly limit (0: none), the count's TTL in s, then the
-// recipients in lower case. It returns {wait, limit, s1, s2, ...}: si is 1
-// when recipient i is suppressed; wait is 0 when the others' sends are
+// monthlyLimit of its record, KEYS[4]) or the default. An account whose
+// record has a pause (field paused, pipeline/reputation) sends nothing.
+// ARGV: now, the interval and the tolerance in ms, the burst (the most one
+// request is charged), the default monthly limit (0: none), the count's
+// TTL in s, then the recipients in lower case. It returns {paused, wait,
+// limit, s1, s2, ...}: si is 1 when recipient i is suppressed; paused is 1
+// when the account is paused; wait is 0 when the others' sends are
 // charged (or there are none: nothing is charged), else the ms to wait;
 // limit is the monthly limit when it refused them. A refusal charges
 // nothing.
 var admitScript = redis.NewScript(`
+if redis.call('HEXISTS', KEYS[4], 'paused') == 1 then return {1, 0, 0} end -- store.fieldPaused
 local suppressed = redis.call('HMGET', KEYS[2], unpack(ARGV, 7))
-local out = {0, 0}
+local out = {0, 0, 0}
 local cost = 0
 for i = 1, #suppressed do
-  if suppressed[i] then out[i + 2] = 1 else out[i + 2] = 0; cost = cost + 1 end
+  if suppressed[i] then out[i + 3] = 1 else out[i + 3] = 0; cost = cost + 1 end
 end
 if cost == 0 then return out end
 local limit = tonumber(redis.call('HGET', KEYS[4], 'monthlyLimit') or ARGV[5]) -- store.fieldMonthlyLimit
 local used = tonumber(redis.call('GET', KEYS[3]) or 0)
 if limit > 0 and used + cost > limit then
-  out[2] = limit
+  out[3] = limit
   return out
 end
 local now = tonumber(ARGV[1])
@@ -50,7 +53,7 @@ if tat < now then tat = now end
 local newtat = tat + interval * charged
 local wait = newtat - tolerance - now
 if wait > 0 then
-  out[1] = math.ceil(wait)
+  out[2] = math.ceil(wait)
   return out
 end
 redis.call('SET', KEYS[1], tostring(newtat), 'PX', math.ceil(newtat - now) + 1000)
@@ -75,8 +78,9 @@ func Month(t time.Time) string { return t.UTC().Format("2006-01") }
 const usageTTL = 62 * 24 * time.Hour
 
 // admit returns which of rcpts the account has suppressed and charges the
-// sends to the others to its rate and its month: ErrRateLimited or
-// ErrMonthlyLimit (nothing charged) when they are over either.
+// sends to the others to its rate and its month: ErrAccountPaused,
+// ErrRateLimited or ErrMonthlyLimit (nothing charged) when it is paused or
+// they are over either.
 func (l RateLimit) admit(ctx context.Context, rdb redis.UniversalClient, accountID string, rcpts []string, now time.Time) ([]bool, error) {
 	interval := 1000 / l.PerSecond
 	args := make([]any, 0, 6+len(rcpts))
@@ -94,20 +98,23 @@ func (l RateLimit) admit(ctx context.Context, rdb redis.UniversalClient, account
 	if err != nil {
 		return nil, StorageError(err)
 	}
-	if len(res) != len(rcpts)+2 {
+	if res[0] == 1 {
+		return nil, ErrAccountPaused
+	}
+	if len(res) != len(rcpts)+3 {
 		return nil, StorageError(fmt.Errorf("admit script: %d results for %d recipients", len(res), len(rcpts)))
 	}
 	suppressed := make([]bool, len(rcpts))
 	for i := range rcpts {
-		suppressed[i] = res[i+2] == 1
+		suppressed[i] = res[i+3] == 1
 	}
 	switch {
-	case res[1] > 0:
+	case res[2] > 0:
 		next := time.Date(now.UTC().Year(), now.UTC().Month()+1, 1, 0, 0, 0, 0, time.UTC)
 		return nil, ErrMonthlyLimit.Withf("the account's monthly limit of %d emails is reached; it resets on %s",
-			res[1], next.Format("2006-01-02")).After(next.Sub(now))
-	case res[0] > 0:
-		return nil, ErrRateLimited.After(time.Duration(res[0]) * time.Millisecond)
+			res[2], next.Format("2006-01-02")).After(next.Sub(now))
+	case res[1] > 0:
+		return nil, ErrRateLimited.After(time.Duration(res[1]) * time.Millisecond)
 	}
 	return suppressed, nil
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/pigeonpost/pigeonpost/pipeline"
 	"github.com/pigeonpost/pigeonpost/pipeline/account"
 	"github.com/pigeonpost/pigeonpost/pipeline/deliver"
+	"github.com/pigeonpost/pigeonpost/pipeline/reputation"
 	"github.com/pigeonpost/pigeonpost/pipeline/store"
 )
 
@@ -86,10 +87,7 @@ func admin(ctx context.Context, args []string, stdout io.Writer, getenv func(str
 		if fs.NArg() != 2 {
 			return errors.New("usage: pigeonpost accounts limit NAME EMAILS_PER_MONTH (0: limits.monthly_emails)")
 		}
-		id, err := st.AccountByName(ctx, fs.Arg(0))
-		if errors.Is(err, store.ErrNotFound) {
-			return fmt.Errorf("no account named %q", fs.Arg(0))
-		}
+		id, err := svc.AccountID(ctx, fs.Arg(0))
 		if err != nil {
 			return err
 		}
@@ -101,6 +99,35 @@ func admin(ctx context.Context, args []string, stdout io.Writer, getenv func(str
 			return err
 		}
 		fmt.Fprintf(stdout, "account %s: monthly limit %d\n", fs.Arg(0), n)
+		return nil
+	case "accounts pause", "accounts resume", "accounts reputation":
+		if fs.NArg() != 1 {
+			return fmt.Errorf("usage: pigeonpost accounts %s NAME", verb)
+		}
+		id, err := svc.AccountID(ctx, fs.Arg(0))
+		if err != nil {
+			return err
+		}
+		guard := reputation.New(st, reputationOptions(cfg, quiet))
+		changed := false
+		switch verb {
+		case "pause":
+			if changed, err = guard.Pause(ctx, id); err == nil && !changed {
+				fmt.Fprintf(stdout, "account %s was paused already\n", fs.Arg(0))
+			}
+		case "resume":
+			if changed, err = guard.Resume(ctx, id); err == nil && !changed {
+				fmt.Fprintf(stdout, "account %s was not paused\n", fs.Arg(0))
+			}
+		}
+		if err != nil {
+			return err
+		}
+		state, err := guard.State(ctx, id)
+		if err != nil {
+			return err
+		}
+		printReputation(stdout, fs.Arg(0), state)
 		return nil
 	case "keys create":
 		op, err := operator()
@@ -161,4 +188,18 @@ func printDomain(w io.Writer, d *store.Domain) {
 	for _, r := range d.DNSRecords {
 		fmt.Fprintf(w, "  %-4s %-45s %-9s %s\n", r.Type, r.Name, r.Status, r.Value)
 	}
+}
+
+// printReputation writes an account's reputation as the CLI shows it.
+func printReputation(w io.Writer, name string, s *reputation.State) {
+	if p := s.Pause; p != nil {
+		fmt.Fprintf(w, "account %s: paused since %s (%s)", name, p.At.Format(time.RFC3339), p.Reason)
+		if p.Reason != reputation.ReasonManual {
+			fmt.Fprintf(w, ": %s", reputation.NewWindow(p.Figures, p.Hours))
+		}
+		fmt.Fprintf(w, "; %d emails held back\n", s.Held)
+	} else {
+		fmt.Fprintf(w, "account %s: sending\n", name)
+	}
+	fmt.Fprintf(w, "last %s\n", s.Window)
 }

@@ -114,6 +114,9 @@ func TestGoClient(t *testing.T) {
 	if u, err := c.Usage(ctx); err != nil || u.Used == 0 || u.Limit != nil || u.Month == "" {
 		t.Fatalf("Usage: %v %+v", err, u)
 	}
+	if r, err := c.Reputation(ctx); err != nil || r.Status != "active" || r.Pause != nil || r.Window.Hours != 24 {
+		t.Fatalf("Reputation: %v %+v", err, r)
+	}
 	if page, err := c.ListSends(ctx, client.SendQuery{BatchID: sb.BatchID}); err != nil || len(page.Data) != 1 ||
 		page.Data[0].ID != sb.Data[0].ID || page.Data[0].BatchID != sb.BatchID || page.NextCursor != "" {
 		t.Fatalf("ListSends: %v %+v", err, page)

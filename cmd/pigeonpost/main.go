@@ -37,6 +37,8 @@ commands:
   serve     [--config FILE] [--dev] [--ready-file FILE]  run the gateway
   accounts  create NAME [--test]                          create an account, print its first key
   accounts  limit NAME EMAILS_PER_MONTH                   set its monthly limit (0: limits.monthly_emails)
+  accounts  reputation NAME                               show its bounce and complaint rates, and any pause
+  accounts  pause NAME | resume NAME                      pause its sending, or lift a pause (queued mail resumes)
   keys      create --account NAME --name NAME [--mode live|test] [--permission full|sending]
   domains   add|list|verify --account NAME [DOMAIN]
   version

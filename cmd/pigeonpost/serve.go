@@ -33,6 +33,7 @@ import (
 	"github.com/pigeonpost/pigeonpost/pipeline/contacts"
 	"github.com/pigeonpost/pigeonpost/pipeline/deliver"
 	"github.com/pigeonpost/pigeonpost/pipeline/engagement"
+	"github.com/pigeonpost/pigeonpost/pipeline/reputation"
 	"github.com/pigeonpost/pigeonpost/pipeline/sends"
 	"github.com/pigeonpost/pigeonpost/pipeline/store"
 	"github.com/pigeonpost/pigeonpost/pipeline/webhooks"
@@ -93,6 +94,7 @@ type parts struct {
 	contacts   *contacts.Service
 	engagement *engagement.Service
 	sends      *sends.Service
+	reputation *reputation.Guard
 
 	smtp        *smtpd.Server
 	unsubscribe *smtpd.UnsubscribeServer
@@ -172,6 +174,7 @@ func build(ctx context.Context, cfg config.Config, log *slog.Logger, opt serveOp
 		so.UnsubscribeMailbox = "unsubscribe@" + cfg.SMTP.Hostname
 	}
 	p.sends = sends.New(p.store, p.pipeline, p.compose, p.contacts, signer, so)
+	p.reputation = reputation.New(p.store, reputationOptions(cfg, log))
 
 	if cfg.Auth.BootstrapKey != "" {
 		if _, err := p.account.EnsureKey(ctx, "default", cfg.Auth.BootstrapKey); err != nil {
@@ -217,9 +220,10 @@ func build(ctx context.Context, cfg config.Config, log *slog.Logger, opt serveOp
 	p.unsubscribe = smtpd.NewUnsubscribeServer(p.sends, smtpd.UnsubscribeOptions{
 		Hostname: cfg.SMTP.Hostname, TLSConfig: tlsConfig, Logger: log,
 	})
+	apiParts := api.Parts{Pipeline: p.pipeline, Account: p.account, Compose: p.compose, Engagement: p.engagement,
+		Contacts: p.contacts, Sends: p.sends, Reputation: p.reputation}
 	p.http = &http.Server{
-		Handler: api.Handler(api.Parts{Pipeline: p.pipeline, Account: p.account, Compose: p.compose, Engagement: p.engagement,
-			Contacts: p.contacts, Sends: p.sends}, api.Options{
+		Handler: api.Handler(apiParts, api.Options{
 			MaxBodyBytes: cfg.HTTP.MaxBodyBytes,
 			Budget:       budget,
 			Metrics:      promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
@@ -230,7 +234,8 @@ func build(ctx context.Context, cfg config.Config, log *slog.Logger, opt serveOp
 		ReadTimeout:       5 * time.Minute,
 		IdleTimeout:       2 * time.Minute,
 	}
-	p.admin = &http.Server{Handler: adminHandler(), ReadHeaderTimeout: 10 * time.Second}
+	p.admin = &http.Server{Handler: adminHandler(api.AdminHandler(apiParts, api.Options{Logger: log})),
+		ReadHeaderTimeout: 10 * time.Second}
 
 	p.worker = &deliver.Worker{
 		Store: p.store,
@@ -246,6 +251,7 @@ func build(ctx context.Context, cfg config.Config, log *slog.Logger, opt serveOp
 		Logger:       log,
 		Metrics:      deliver.NewMetrics(reg),
 		Budget:       budget,
+		Reputation:   p.reputation,
 	}
 
 	// The webhook dispatchers' consumer group starts at the end of the event
@@ -270,6 +276,13 @@ func build(ctx context.Context, cfg config.Config, log *slog.Logger, opt serveOp
 		Metrics:      webhooks.NewMetrics(reg),
 	}
 	return p, nil
+}
+
+// reputationOptions are the reputation guard's limits (reputation.*).
+func reputationOptions(cfg config.Config, log *slog.Logger) reputation.Options {
+	r := cfg.Reputation
+	return reputation.Options{AutoPause: r.AutoPause, Window: r.Window, MinVolume: r.MinVolume,
+		MaxBounceRate: r.MaxBounceRate, MaxComplaintRate: r.MaxComplaintRate, Logger: log}
 }
 
 func (p *parts) close() { p.closeRedis() }
@@ -524,9 +537,11 @@ Or send with the REST API:
 	return nil
 }
 
-// adminHandler serves net/http/pprof under /debug/pprof/.
-func adminHandler() http.Handler {
+// adminHandler serves the operator's API (api.AdminHandler) under
+// /admin/ and net/http/pprof under /debug/pprof/.
+func adminHandler(operator http.Handler) http.Handler {
 	mux := http.NewServeMux()
+	mux.Handle("/admin/", operator)
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
 	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)

@@ -10,13 +10,17 @@ import (
 
 	"github.com/pigeonpost/pigeonpost/config"
 	"github.com/pigeonpost/pigeonpost/internal/testkit"
+	"github.com/pigeonpost/pigeonpost/internal/testkit/resttest"
 )
 
 // The monthly limit (limits.monthly_emails, or the account's own from the
 // CLI) counts REST and SMTP alike; over it REST answers 429
 // monthly_limit_reached and SMTP 452 4.5.3, and nothing is stored.
 func TestMonthlyLimitRESTAndSMTP(t *testing.T) {
-	s := startStack(t, func(c *config.Config) { c.Limits.MonthlyEmails = 2 })
+	s := startStack(t, func(c *config.Config) {
+		c.Limits.MonthlyEmails = 2
+		c.HTTP.AdminListen = "127.0.0.1:0"
+	})
 	from, to := "hello@"+senderDomain, "user@"+rcptDomain
 	send := func() int {
 		return s.Call("POST", "/v1/emails", liveKey, nil, map[string]any{"from": from, "to": to, "subject": "x", "text": "y"}).Code
@@ -60,5 +64,21 @@ func TestMonthlyLimitRESTAndSMTP(t *testing.T) {
 	}
 	if code := send(); code != http.StatusTooManyRequests {
 		t.Errorf("over the account's own limit: %d", code)
+	}
+
+	// And through the operator's API.
+	admin := resttest.New(t, "http://"+s.addrs.Admin, "")
+	if code := admin.JSON("PUT", "/admin/v1/accounts/default/monthly-limit", "", map[string]any{"monthlyLimit": 4}, &u); code != http.StatusOK ||
+		u.Used != 3 || u.Limit == nil || *u.Limit != 4 {
+		t.Fatalf("PUT monthly-limit: %d %+v", code, u)
+	}
+	if r := admin.Call("PUT", "/admin/v1/accounts/default/monthly-limit", "", nil, map[string]any{"monthlyLimit": -1}); r.Code != http.StatusBadRequest {
+		t.Errorf("a negative limit: %d %s", r.Code, r.Body)
+	}
+	if code := send(); code != http.StatusOK {
+		t.Errorf("a send under the limit set by the admin API: %d", code)
+	}
+	if code := send(); code != http.StatusTooManyRequests {
+		t.Errorf("over the limit set by the admin API: %d", code)
 	}
 }

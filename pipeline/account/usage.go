@@ -2,6 +2,7 @@ package account
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/pigeonpost/pigeonpost/pipeline"
@@ -43,4 +44,17 @@ func (s *Service) SetMonthlyLimit(ctx context.Context, accountID string, limit i
 		return pipeline.StorageError(err)
 	}
 	return nil
+}
+
+// AccountID returns the id of the account called name, as the operator
+// names it (pigeonpost accounts create NAME); an unknown name is a 404.
+func (s *Service) AccountID(ctx context.Context, name string) (string, error) {
+	id, err := s.store.AccountByName(ctx, name)
+	if errors.Is(err, store.ErrNotFound) {
+		return "", pipeline.NotFound("account " + pipeline.Quote(name))
+	}
+	if err != nil {
+		return "", pipeline.StorageError(err)
+	}
+	return id, nil
 }

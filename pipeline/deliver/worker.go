@@ -37,8 +37,21 @@ type Worker struct {
 	// body over 64 KiB is read back from Redis only once its size is
 	// reserved (the SMTP server shares the budget). Nil: unbounded.
 	Budget *membudget.Budget
+	// Reputation, when set, holds back the mail of paused accounts and
+	// hears of every bounce (pipeline/reputation).
+	Reputation Reputation
 
 	signers sync.Map // domain + selector → *dkim.Signer
+}
+
+// Reputation is the reputation guard as delivery uses it.
+type Reputation interface {
+	// Paused reports whether the account's sending is paused.
+	Paused(ctx context.Context, accountID string) (bool, error)
+	// Observe re-computes the account's rates after a bounce.
+	Observe(ctx context.Context, accountID string) error
+	// ReleaseResumed re-queues the held mail of accounts no longer paused.
+	ReleaseResumed(ctx context.Context) error
 }
 
 // Run delivers until ctx is cancelled, then waits for attempts in flight.
@@ -109,8 +122,9 @@ func (w *Worker) read(ctx context.Context, jobs chan<- store.Entry) {
 	}
 }
 
-// maintain releases due retries to the stream and takes over entries that a
-// dead worker left pending, once a second.
+// maintain releases due retries to the stream, and the held mail of
+// accounts no longer paused, and takes over entries that a dead worker
+// left pending, once a second.
 func (w *Worker) maintain(ctx context.Context, jobs chan<- store.Entry) {
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
@@ -132,6 +146,11 @@ func (w *Worker) maintain(ctx context.Context, jobs chan<- store.Entry) {
 			case jobs <- e:
 			case <-ctx.Done():
 				return // still pending: claimed again later
+			}
+		}
+		if w.Reputation != nil {
+			if err := w.Reputation.ReleaseResumed(ctx); err != nil && ctx.Err() == nil {
+				w.Logger.Warn("releasing held mail failed", "err", err)
 			}
 		}
 		if queued, retrying, err := w.Store.QueueDepth(ctx); err == nil {
@@ -187,6 +206,17 @@ func (w *Worker) attempt(ctx context.Context, entry store.Entry) error {
 			}
 		}
 		return w.Store.Ack(ctx, entry.StreamID)
+	}
+	if w.Reputation != nil {
+		paused, err := w.Reputation.Paused(ctx, e.AccountID)
+		if err != nil {
+			return err
+		}
+		if paused {
+			// Not an attempt: the email waits, whatever its age, until an
+			// operator lifts the pause.
+			return w.Store.Hold(ctx, entry, e.AccountID, w.Now())
+		}
 	}
 	res, err := w.reserveBody(ctx, bodyLen)
 	if err != nil {
@@ -291,6 +321,11 @@ func (w *Worker) record(ctx context.Context, entry store.Entry, e *store.Email, 
 		map[string]any{store.FieldStatus: status, field: stamp, store.FieldLastError: de.Error()},
 		&store.Event{Type: event, Timestamp: now, AccountID: e.AccountID, Data: detail}); err != nil {
 		return err
+	}
+	if status == store.StatusBounced && w.Reputation != nil {
+		if err := w.Reputation.Observe(ctx, e.AccountID); err != nil {
+			w.Logger.Warn("checking the account's bounce rate failed", "account", e.AccountID, "err", err)
+		}
 	}
 	if status == store.StatusBounced && hardBounce(de) {
 		if err := w.Store.Suppress(ctx, e.AccountID, e.ToAddress, "hard_bounce"); err != nil {

@@ -18,6 +18,7 @@ import (
 	"github.com/pigeonpost/pigeonpost/pipeline/compose"
 	"github.com/pigeonpost/pigeonpost/pipeline/contacts"
 	"github.com/pigeonpost/pigeonpost/pipeline/engagement"
+	"github.com/pigeonpost/pigeonpost/pipeline/reputation"
 	"github.com/pigeonpost/pigeonpost/pipeline/sends"
 	"github.com/pigeonpost/pigeonpost/pipeline/store"
 	"github.com/pigeonpost/pigeonpost/tracking"
@@ -32,7 +33,8 @@ type Options struct {
 	Compose    compose.Options
 	Engagement engagement.Options // PublicURL: the pipeline's
 	Contacts   contacts.Options
-	Sends      sends.Options // PublicURL: the pipeline's
+	Sends      sends.Options      // PublicURL: the pipeline's
+	Reputation reputation.Options // zero: the configured defaults (auto-pause at 5 % bounces, 0.3 % complaints, 500 sends in 24 h)
 }
 
 // Parts are the services over one store.
@@ -46,6 +48,7 @@ type Parts struct {
 	Engagement *engagement.Service
 	Contacts   *contacts.Service
 	Sends      *sends.Service
+	Reputation *reputation.Guard
 }
 
 // New builds the parts.
@@ -84,6 +87,14 @@ func New(t testing.TB, opt Options) *Parts {
 	so := opt.Sends
 	so.PublicURL = cmp.Or(so.PublicURL, po.PublicURL)
 	p.Sends = sends.New(st, p.Pipeline, p.Compose, p.Contacts, p.Signer, so)
+	ro := opt.Reputation
+	if ro.Window == 0 {
+		ro = reputation.Options{AutoPause: true, Window: 24 * time.Hour, MinVolume: 500, MaxBounceRate: 0.05, MaxComplaintRate: 0.003}
+	}
+	if ro.Now == nil {
+		ro.Now = now
+	}
+	p.Reputation = reputation.New(st, ro)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {

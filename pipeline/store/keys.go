@@ -1,5 +1,7 @@
 package store
 
+import "strconv"
+
 // Every Redis key pigeonpost uses is built here, nowhere else.
 //
 // Keys that one atomic operation (MULTI/EXEC or a Lua script) touches
@@ -159,6 +161,22 @@ func WebhooksKey(accountID string) string { return accountTag(accountID) + "webh
 // (2006-01-02). It is in {q}: the counters move in the MULTI that records
 // the event.
 func StatsKey(accountID, day string) string { return queueTag + "stats:" + accountID + ":" + day }
+
+// ReputationKey is the hash of one account's delivered, bounced and
+// complained counts in one hour (ReputationHour), which the reputation
+// guard sums over its window. It is in {q}: the counts move in the MULTI
+// that records the event, as the analytics counters do.
+func ReputationKey(accountID string, hour int64) string {
+	return queueTag + "rep:" + accountID + ":" + strconv.FormatInt(hour, 10)
+}
+
+// HeldKey is the sorted set of an account's emails held back from delivery
+// while its sending is paused (score: when held, in ms).
+func HeldKey(accountID string) string { return queueTag + "acct:" + accountID + ":held" }
+
+// HeldAccountsKey is the set of accounts that have mail held back
+// (HeldKey): delivery workers release it once their pause is lifted.
+func HeldAccountsKey() string { return queueTag + "held" }
 
 // {wh} holds the webhook delivery queue: pending deliveries, their schedule
 // and the markers that make fan-out of one event idempotent. A delivery and

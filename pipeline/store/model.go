@@ -61,11 +61,17 @@ const (
 	// that was accepted (e.g. tracking given up for its size); it is
 	// neither listed by type nor sent to webhooks.
 	EventWarning EventType = "warning"
+
+	// Account events are about an account, not one email: their EmailID
+	// is empty, and their type is the webhook event as it is. The
+	// reputation guard paused the account's sending, or it was resumed.
+	EventAccountPaused  EventType = "account.paused"
+	EventAccountResumed EventType = "account.resumed"
 )
 
 // ListedEventTypes are the event types GET /v1/events accepts as a filter.
 var ListedEventTypes = []EventType{EventSent, EventDelivered, EventDeferred, EventBounced, EventFailed,
-	EventOpened, EventClicked, EventComplained, EventUnsubscribed}
+	EventOpened, EventClicked, EventComplained, EventUnsubscribed, EventAccountPaused, EventAccountResumed}
 
 // MarshalBinary lets go-redis write a Status as it writes a string: it
 // refuses types it does not know.

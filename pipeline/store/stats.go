@@ -75,19 +75,22 @@ func statCounters(ev *Event) []string {
 	return nil
 }
 
-// countScript moves the counters of a batch of events. KEYS are pairs: an
-// email's record and its day's counter hash; ARGV[1] is the hashes' TTL in
-// seconds, ARGV[2] how many tags count, then for each pair the number of its
-// counter names and the names. Each name moves the total and the email's
-// domain's and first ARGV[2] tags' fields, summed over the batch so that a
-// field gets one HINCRBY. It must never fail (a failed command in the MULTI
-// would fail the events' recording for their caller), so it reads
-// defensively. All keys are in {q}.
+// countScript moves the counters of a batch of events. KEYS are triples:
+// an email's record, its day's counter hash and its hour's reputation hash
+// (ReputationKey); ARGV[1] is the day hashes' TTL in seconds, ARGV[2] how
+// many tags count, ARGV[3] the reputation hashes' TTL, then for each triple
+// the number of its counter names and the names. Each name moves the total
+// and the email's domain's and first ARGV[2] tags' fields, summed over the
+// batch so that a field gets one HINCRBY; the names the reputation guard
+// reads (reputationCounters) move the hour's hash too. It must never fail
+// (a failed command in the MULTI would fail the events' recording for
+// their caller), so it reads defensively. All keys are in {q}.
 const countScript = `
 local maxTags = tonumber(ARGV[2])
 local emails, sums, hashes = {}, {}, {}
-local a = 3
-for i = 1, #KEYS, 2 do
+local reputation = {delivered = true, bounced = true, complained = true}
+local a = 4
+for i = 1, #KEYS, 3 do
   local e = emails[KEYS[i]]
   if not e then
     local m = redis.call('HMGET', KEYS[i], 'mode', 'fromAddress', 'tags')
@@ -113,6 +116,10 @@ for i = 1, #KEYS, 2 do
     for j = a + 1, a + n do
       local c = ARGV[j]
       add(c)
+      if reputation[c] then
+        redis.call('HINCRBY', KEYS[i + 2], c, 1)
+        redis.call('EXPIRE', KEYS[i + 2], ARGV[3])
+      end
       if e.domain ~= '' then add('d:' .. e.domain .. ':' .. c) end
       for k, tag in ipairs(e.tags) do
         if k > maxTags then break end
@@ -133,7 +140,7 @@ return 1
 // appendEvents' MULTI), in one script call.
 func countEvents(ctx context.Context, p redis.Pipeliner, evs []*Event) {
 	var keys []string
-	args := []any{int64(statsTTL / time.Second), maxStatTags}
+	args := []any{int64(statsTTL / time.Second), maxStatTags, int64(reputationTTL / time.Second)}
 	for _, ev := range evs {
 		if ev.AccountID == "" || ev.EmailID == "" {
 			continue
@@ -142,7 +149,8 @@ func countEvents(ctx context.Context, p redis.Pipeliner, evs []*Event) {
 		if len(names) == 0 {
 			continue
 		}
-		keys = append(keys, EmailKey(ev.EmailID), StatsKey(ev.AccountID, StatsDay(ev.Timestamp)))
+		keys = append(keys, EmailKey(ev.EmailID), StatsKey(ev.AccountID, StatsDay(ev.Timestamp)),
+			ReputationKey(ev.AccountID, ReputationHour(ev.Timestamp)))
 		args = append(args, len(names))
 		for _, n := range names {
 			args = append(args, n)

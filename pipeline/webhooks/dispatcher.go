@@ -188,7 +188,7 @@ func (d *Dispatcher) fanOutOne(ctx context.Context, lk *accountLookups, se store
 // queue builds and queues the deliveries of one event; it returns how many.
 func (d *Dispatcher) queue(ctx context.Context, lk *accountLookups, se store.StreamEvent) (int, error) {
 	ev := se.Event
-	if ev.Type == "" || ev.AccountID == "" || ev.EmailID == "" || ev.Data[store.DataBotFiltered] == "true" {
+	if ev.Type == "" || ev.AccountID == "" || (ev.EmailID == "" && !accountEvent(ev.Type)) || ev.Data[store.DataBotFiltered] == "true" {
 		return 0, nil
 	}
 	if ev.Type == store.EventOpened || ev.Type == store.EventClicked {
@@ -221,10 +221,12 @@ func (d *Dispatcher) queue(ctx context.Context, lk *accountLookups, se store.Str
 		return 0, nil
 	}
 	to := ""
-	if e, err := d.Store.Email(ctx, ev.EmailID); err == nil {
-		to = e.ToAddress
-	} else if !errors.Is(err, store.ErrNotFound) {
-		return 0, err
+	if ev.EmailID != "" {
+		if e, err := d.Store.Email(ctx, ev.EmailID); err == nil {
+			to = e.ToAddress
+		} else if !errors.Is(err, store.ErrNotFound) {
+			return 0, err
+		}
 	}
 	body := Body(ev, to)
 	now := d.Now().UTC()

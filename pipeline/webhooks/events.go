@@ -10,17 +10,28 @@ import (
 )
 
 // Events are the webhook event names an endpoint can subscribe to: "email."
-// and the type of the recorded event.
+// and the type of the recorded event, or an account event's type.
 var Events = []string{
 	"email.sent", "email.delivered", "email.deferred", "email.bounced", "email.failed",
 	"email.opened", "email.clicked", "email.complained", "email.unsubscribed",
+	string(store.EventAccountPaused), string(store.EventAccountResumed),
 }
 
 // ValidEvent reports whether name is one of Events.
 func ValidEvent(name string) bool { return slices.Contains(Events, name) }
 
 // EventName returns the webhook event of a recorded event type.
-func EventName(t store.EventType) string { return "email." + string(t) }
+func EventName(t store.EventType) string {
+	if accountEvent(t) {
+		return string(t)
+	}
+	return "email." + string(t)
+}
+
+// accountEvent reports an event about an account rather than one email.
+func accountEvent(t store.EventType) bool {
+	return t == store.EventAccountPaused || t == store.EventAccountResumed
+}
 
 // Body returns the JSON body of the webhook for ev, sent to toAddress:
 //
@@ -34,6 +45,9 @@ func EventName(t store.EventType) string { return "email." + string(t) }
 // address, user agent) is ever sent.
 func Body(ev store.Event, toAddress string) []byte {
 	at := store.FormatTime(ev.Timestamp)
+	if accountEvent(ev.Type) {
+		return accountBody(ev, at)
+	}
 	var data object
 	data.add("emailId", ev.EmailID)
 	data.add("toAddress", toAddress)
@@ -49,6 +63,28 @@ func Body(ev store.Event, toAddress string) []byte {
 		}
 	case store.EventUnsubscribed:
 		data.add("contactId", ev.Data["contactId"])
+	}
+	var body object
+	body.add("event", EventName(ev.Type))
+	body.add("timestamp", at)
+	body.addRaw("data", data.bytes())
+	return body.bytes()
+}
+
+// accountBody is the body of an account event: its data are the event's,
+// in key order (the reason and the figures of a pause):
+//
+//	{"event": "account.paused", "timestamp": "…",
+//	 "data": {"bounceRate": "0.0712", "bounced": "57", …, "reason": "bounce_rate"}}
+func accountBody(ev store.Event, at string) []byte {
+	var data object
+	keys := make([]string, 0, len(ev.Data))
+	for k := range ev.Data {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		data.add(k, ev.Data[k])
 	}
 	var body object
 	body.add("event", EventName(ev.Type))

@@ -1,0 +1,181 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"strconv"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// An account's reputation (pipeline/reputation): its hourly counts of
+// delivered, bounced and complained mail (ReputationKey, moved by the
+// events that record them), its pause (field "paused" of its record, which
+// the admit script reads) and the mail held back from delivery while it is
+// paused (HeldKey, and the account in HeldAccountsKey).
+
+// reputationTTL keeps an hour's counts for the longest window (168 h) and
+// the hour being counted.
+const reputationTTL = 169 * time.Hour
+
+// fieldPaused is the field of an account's record that holds its pause
+// (JSON); the admit script (pipeline/ratelimit.go) refuses mail while it
+// exists.
+const fieldPaused = "paused"
+
+// ReputationHour is the hour bucket of t: hours since the Unix epoch.
+func ReputationHour(t time.Time) int64 { return t.Unix() / 3600 }
+
+// Figures are an account's counts over a reputation window.
+type Figures struct {
+	Delivered  int64 `json:"delivered"`
+	Bounced    int64 `json:"bounced"`
+	Complained int64 `json:"complained"`
+}
+
+// reputationKeys are the hour hashes of the window of hours hours ending
+// with the hour of now.
+func reputationKeys(accountID string, now time.Time, hours int) []string {
+	last := ReputationHour(now)
+	keys := make([]string, hours)
+	for i := range keys {
+		keys[i] = ReputationKey(accountID, last-int64(i))
+	}
+	return keys
+}
+
+// ReputationWindow sums the account's counts over the window of hours
+// hours ending with the hour of now, in one round trip.
+func (s *Store) ReputationWindow(ctx context.Context, accountID string, now time.Time, hours int) (Figures, error) {
+	var f Figures
+	keys := reputationKeys(accountID, now, hours)
+	cmds, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for _, k := range keys {
+			p.HMGet(ctx, k, StatDelivered, StatBounced, StatComplained)
+		}
+		return nil
+	})
+	if err != nil {
+		return f, err
+	}
+	for _, c := range cmds {
+		vals := c.(*redis.SliceCmd).Val()
+		for i, dst := range []*int64{&f.Delivered, &f.Bounced, &f.Complained} {
+			if v, ok := vals[i].(string); ok {
+				n, _ := strconv.ParseInt(v, 10, 64)
+				*dst += n
+			}
+		}
+	}
+	return f, nil
+}
+
+// Pause is why an account's sending is paused.
+type Pause struct {
+	At     time.Time `json:"pausedAt"`
+	Reason string    `json:"reason"` // bounce_rate, complaint_rate or manual
+	// Figures and Hours are the window that caused an automatic pause.
+	Figures Figures `json:"figures"`
+	Hours   int     `json:"windowHours,omitempty"`
+}
+
+// PauseAccount pauses the account's sending unless it is paused already;
+// it reports whether this call paused it.
+func (s *Store) PauseAccount(ctx context.Context, accountID string, p Pause) (bool, error) {
+	return s.rdb.HSetNX(ctx, AccountKey(accountID), fieldPaused, mustJSON(p)).Result()
+}
+
+// AccountPause returns the account's pause, nil when its sending is not
+// paused.
+func (s *Store) AccountPause(ctx context.Context, accountID string) (*Pause, error) {
+	raw, err := s.rdb.HGet(ctx, AccountKey(accountID), fieldPaused).Result()
+	if errors.Is(err, redis.Nil) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var p Pause
+	if err := json.Unmarshal([]byte(raw), &p); err != nil {
+		return nil, err
+	}
+	return &p, nil
+}
+
+// ResumeAccount lifts the account's pause and forgets the counts of the
+// window of hours hours ending with the hour of now, which would pause it
+// again at once; it reports whether the account was paused. The counts go
+// first: a failure between the two leaves the account paused, to resume
+// again.
+func (s *Store) ResumeAccount(ctx context.Context, accountID string, now time.Time, hours int) (bool, error) {
+	if err := s.rdb.Del(ctx, reputationKeys(accountID, now, hours)...).Err(); err != nil {
+		return false, err
+	}
+	n, err := s.rdb.HDel(ctx, AccountKey(accountID), fieldPaused).Result()
+	return n > 0, err
+}
+
+// Hold takes a queued email of a paused account off the delivery queue and
+// keeps it back (HeldKey) until ReleaseHeld, in one MULTI: the email is
+// never both queued and held, nor neither.
+func (s *Store) Hold(ctx context.Context, e Entry, accountID string, now time.Time) error {
+	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.HSet(ctx, EmailKey(e.EmailID), FieldLastError, "held back: the account's sending is paused")
+		p.ZAdd(ctx, HeldKey(accountID), redis.Z{Score: float64(now.UnixMilli()), Member: e.EmailID})
+		p.SAdd(ctx, HeldAccountsKey(), accountID)
+		p.XAck(ctx, StreamKey(), GroupName, e.StreamID)
+		p.XDel(ctx, StreamKey(), e.StreamID)
+		return nil
+	})
+	return err
+}
+
+// releaseHeld moves up to ARGV[2] of the emails held for account ARGV[1]
+// (KEYS[1]) back to the delivery stream (KEYS[2]), oldest first, and
+// takes the account out of the set of accounts with held mail (KEYS[3])
+// once none is left. It returns how many it moved.
+var releaseHeld = redis.NewScript(`
+local ids = redis.call('ZRANGE', KEYS[1], 0, tonumber(ARGV[2]) - 1)
+for _, id in ipairs(ids) do
+  redis.call('XADD', KEYS[2], '*', 'id', id)
+  redis.call('ZREM', KEYS[1], id)
+end
+if redis.call('ZCARD', KEYS[1]) == 0 then redis.call('SREM', KEYS[3], ARGV[1]) end
+return #ids
+`)
+
+// ReleaseHeld puts every email held for the account back on the delivery
+// queue, count at a time, and returns how many it moved.
+func (s *Store) ReleaseHeld(ctx context.Context, accountID string, count int) (int, error) {
+	total := 0
+	for {
+		n, err := releaseHeld.Run(ctx, s.rdb, []string{HeldKey(accountID), StreamKey(), HeldAccountsKey()},
+			accountID, count).Int()
+		total += n
+		if err != nil || n < count {
+			return total, err
+		}
+	}
+}
+
+// HeldAccounts returns the accounts that have mail held back.
+func (s *Store) HeldAccounts(ctx context.Context) ([]string, error) {
+	return s.rdb.SMembers(ctx, HeldAccountsKey()).Result()
+}
+
+// HeldCount returns how many of the account's emails are held back.
+func (s *Store) HeldCount(ctx context.Context, accountID string) (int64, error) {
+	return s.rdb.ZCard(ctx, HeldKey(accountID)).Result()
+}
+
+// RecordAccountEvent adds an account event (EmailID empty) to the event
+// streams: GET /v1/events lists it and the webhook dispatcher sends it.
+func (s *Store) RecordAccountEvent(ctx context.Context, ev *Event) error {
+	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		appendToStreams(ctx, p, ev, mustJSON(ev))
+		return nil
+	})
+	return err
+}
