@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"os"
 	"reflect"
+	"regexp"
 	"slices"
 	"sort"
 	"strings"
@@ -186,6 +187,10 @@ func TestOpenAPIContract(t *testing.T) {
 	t.Run("request bodies", func(t *testing.T) {
 		c.checkBodies(t, map[string]string{"id": c.tplID}, acme, ct, seg)
 	})
+	// Reports about the delivered emails, a complaint then a bounce, once
+	// no more mail goes to their recipient: they suppress it.
+	c.callReport("receiveFeedbackReport", ids["basic"])
+	c.callReport("receiveBounceReport", ids["tracking"])
 	c.call("deleteSegment", "", seg)
 	c.call("deleteContact", "", ct)
 
@@ -478,6 +483,23 @@ func (c *contract) call(id, example string, params map[string]string) resttest.R
 	}
 	c.checkResponse(id, example, r)
 	return r
+}
+
+// callReport posts the raw report of the operation's message/rfc822
+// example, its X-Pigeonpost-Id made to name emailID (the document's id
+// cannot verify here), and checks the answer.
+func (c *contract) callReport(id, emailID string) {
+	c.t.Helper()
+	o := c.ops[id]
+	media := jsonObject(jsonObject(jsonObject(o.op["requestBody"])["content"])["message/rfc822"])
+	ex, _ := media["example"].(string)
+	if !strings.Contains(ex, "\nX-Pigeonpost-Id: ") {
+		c.t.Fatalf("%s: no message/rfc822 example naming an email", id)
+	}
+	body := regexp.MustCompile(`X-Pigeonpost-Id: \S+`).ReplaceAllString(ex, "X-Pigeonpost-Id: "+c.s.p.Signer.FeedbackID(emailID))
+	r := c.do(o.method, o.path, liveKey, map[string]string{"Content-Type": "message/rfc822"}, []byte(body))
+	c.called[id] = true
+	c.checkResponse(id, "", r)
 }
 
 // checkResponse checks r against the operation's success response.

@@ -177,14 +177,17 @@ func checkOperation(t *testing.T, doc map[string]any, route string, op map[strin
 		t.Errorf("%s: %d success responses, want 1 (or several with named JSON examples)", route, success)
 	}
 	if body := docMap(op["requestBody"]); body != nil {
-		// JSON, or the form of RFC 8058's one-click unsubscribe.
+		// JSON, the form of RFC 8058's one-click unsubscribe, or a report
+		// as mail.
 		content := docMap(body["content"])
 		c := docMap(content["application/json"])
-		if c == nil {
-			c = docMap(content["application/x-www-form-urlencoded"])
+		for _, other := range []string{"application/x-www-form-urlencoded", "message/rfc822"} {
+			if c == nil {
+				c = docMap(content[other])
+			}
 		}
 		if c == nil {
-			t.Errorf("%s: request body is neither application/json nor a form", route)
+			t.Errorf("%s: request body is neither application/json, a form nor message/rfc822", route)
 		} else if len(docExamples(c)) == 0 {
 			t.Errorf("%s: request body has no example", route)
 		}

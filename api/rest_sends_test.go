@@ -369,7 +369,7 @@ func TestOneClickUnsubscribe(t *testing.T) {
 		t.Errorf("List-Unsubscribe-Post: %q", got)
 	}
 	// One https URI, RFC 8058's: the mailto form comes only with
-	// smtp.unsubscribe_listen (cmd/pigeonpost's TestSendUnsubscribedByMail).
+	// smtp.mailbox_listen (cmd/pigeonpost's TestSendUnsubscribedByMail).
 	header := m.Header.Get("List-Unsubscribe")
 	link := strings.Trim(header, "<>")
 	if !strings.HasPrefix(header, "<https://") || strings.Contains(link, ",") {

@@ -21,6 +21,7 @@ import (
 	"github.com/pigeonpost/pigeonpost/pipeline/compose"
 	"github.com/pigeonpost/pigeonpost/pipeline/contacts"
 	"github.com/pigeonpost/pigeonpost/pipeline/engagement"
+	"github.com/pigeonpost/pigeonpost/pipeline/feedback"
 	"github.com/pigeonpost/pigeonpost/pipeline/reputation"
 	"github.com/pigeonpost/pigeonpost/pipeline/sends"
 	"github.com/pigeonpost/pigeonpost/pipeline/store"
@@ -57,6 +58,7 @@ type Parts struct {
 	Contacts   *contacts.Service   // contacts, their import, segments
 	Sends      *sends.Service      // sends of templates to contacts, batches, unsubscribe
 	Reputation *reputation.Guard   // the account's pause and its figures
+	Feedback   *feedback.Service   // complaints and late bounces
 }
 
 // Handler returns the HTTP handler of the REST API, tracking endpoints,
@@ -171,6 +173,8 @@ func (h *handler) routes() []route {
 		{"GET /v1/analytics", h.auth(h.getAnalytics)},
 		{"GET /v1/usage", h.auth(h.getUsage)},
 		{"GET /v1/reputation", h.auth(h.getReputation)},
+		{"POST /v1/inbound/fbl", h.auth(h.receiveReport)},
+		{"POST /v1/inbound/bounces", h.auth(h.receiveReport)},
 		{"POST /v1/sends", h.auth(h.createSend)},
 		{"POST /v1/sends/batch", h.auth(h.createSendBatch)},
 		{"GET /v1/sends", h.auth(h.listSends)},

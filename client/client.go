@@ -755,3 +755,21 @@ func (c *Client) Reputation(ctx context.Context) (*Reputation, error) {
 	var out Reputation
 	return &out, c.do(ctx, http.MethodGet, "/v1/reputation", nil, &out)
 }
+
+// ReportOutcome is what a report did to the email it names.
+type ReportOutcome struct {
+	EmailID    string `json:"emailId"`
+	Kind       string `json:"kind"`   // complaint or delivery-status
+	Result     string `json:"result"` // complained, bounced, failed or ignored
+	Reason     string `json:"reason"` // why it was ignored
+	Suppressed bool   `json:"suppressed"`
+}
+
+// PostReport hands the gateway a report received as mail (raw MIME): a
+// feedback loop's complaint (ARF) or a late bounce (DSN). A program that
+// reads the mailbox reports go to calls it for each; the key needs full
+// permission.
+func (c *Client) PostReport(ctx context.Context, report io.Reader) (*ReportOutcome, error) {
+	var out ReportOutcome
+	return &out, c.do(ctx, http.MethodPost, "/v1/inbound/fbl", rawBody{r: report, contentType: "message/rfc822"}, &out)
+}

@@ -45,18 +45,24 @@ type Config struct {
 type SMTP struct {
 	Listen    string `yaml:"listen"`     // ":587", STARTTLS mandatory
 	TLSListen string `yaml:"tls_listen"` // ":465", implicit TLS; "" disables
-	// UnsubscribeListen serves the mailbox unsubscribe@hostname, the mailto
-	// of the sends' List-Unsubscribe header (port 25, where hostname's MX
-	// points); "" disables it, and the header carries the https link only.
-	UnsubscribeListen string        `yaml:"unsubscribe_listen"`
-	Hostname          string        `yaml:"hostname"`          // default os.Hostname(), else "localhost"
-	MaxMessageBytes   int64         `yaml:"max_message_bytes"` // 25 MiB
-	MaxRecipients     int           `yaml:"max_recipients"`    // 100
-	MaxConnections    int           `yaml:"max_connections"`   // 1000
-	ReadTimeout       time.Duration `yaml:"read_timeout"`      // 60s
-	WriteTimeout      time.Duration `yaml:"write_timeout"`     // 60s
-	DataTimeout       time.Duration `yaml:"data_timeout"`      // 10m
-	DataMemoryBytes   int64         `yaml:"data_memory_bytes"` // 256 MiB of message contents in flight: SMTP messages and REST bodies over 64 KiB (~5x their size each) and bodies being delivered wait for their share
+	// MailboxListen serves the gateway's own mailboxes (port 25, where
+	// hostname's MX points): unsubscribe@hostname, the mailto of the
+	// sends' List-Unsubscribe header, and ReportsMailbox, where feedback
+	// loops and remote servers send complaints (ARF) and late bounces
+	// (DSN). "" disables them: the header carries the https link only, and
+	// reports come only through POST /v1/inbound/fbl.
+	MailboxListen string `yaml:"mailbox_listen"`
+	// ReportsMailbox is the address of the reports mailbox; "" is
+	// reports@hostname.
+	ReportsMailbox  string        `yaml:"reports_mailbox"`
+	Hostname        string        `yaml:"hostname"`          // default os.Hostname(), else "localhost"
+	MaxMessageBytes int64         `yaml:"max_message_bytes"` // 25 MiB
+	MaxRecipients   int           `yaml:"max_recipients"`    // 100
+	MaxConnections  int           `yaml:"max_connections"`   // 1000
+	ReadTimeout     time.Duration `yaml:"read_timeout"`      // 60s
+	WriteTimeout    time.Duration `yaml:"write_timeout"`     // 60s
+	DataTimeout     time.Duration `yaml:"data_timeout"`      // 10m
+	DataMemoryBytes int64         `yaml:"data_memory_bytes"` // 256 MiB of message contents in flight: SMTP messages and REST bodies over 64 KiB (~5x their size each) and bodies being delivered wait for their share
 }
 
 // TLS names the certificate served by the SMTP listeners. Both empty means a
@@ -71,7 +77,7 @@ type HTTP struct {
 	Listen       string `yaml:"listen"`         // ":8080"
 	PublicURL    string `yaml:"public_url"`     // "http://localhost:8080"; absolute http(s), no query; Load trims a trailing slash
 	MaxBodyBytes int64  `yaml:"max_body_bytes"` // 35 MiB
-	AdminListen  string `yaml:"admin_listen"`   // "" (pprof listener, off by default)
+	AdminListen  string `yaml:"admin_listen"`   // "" (off): the operator's API (/admin/v1/) and pprof, no key: loopback only
 }
 
 // Redis configures the queue and state store.
@@ -298,6 +304,9 @@ func Load(path string, getenv func(string) string) (Config, error) {
 func (c *Config) fillDerived() {
 	if strings.TrimSpace(c.SMTP.Hostname) == "" {
 		c.SMTP.Hostname = defaultHostname()
+	}
+	if c.SMTP.ReportsMailbox == "" {
+		c.SMTP.ReportsMailbox = "reports@" + c.SMTP.Hostname
 	}
 	if c.Domains.SPFInclude == "" {
 		c.Domains.SPFInclude = "_spf." + c.SMTP.Hostname

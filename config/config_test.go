@@ -123,7 +123,10 @@ func TestLoadNoFileNoEnv(t *testing.T) {
 	if want := "_spf." + c.SMTP.Hostname; c.Domains.SPFInclude != want {
 		t.Errorf("derived spf_include = %q, want %q", c.Domains.SPFInclude, want)
 	}
-	d.Domains.SPFInclude = c.Domains.SPFInclude
+	if want := "reports@" + c.SMTP.Hostname; c.SMTP.ReportsMailbox != want {
+		t.Errorf("derived reports_mailbox = %q, want %q", c.SMTP.ReportsMailbox, want)
+	}
+	d.Domains.SPFInclude, d.SMTP.ReportsMailbox = c.Domains.SPFInclude, c.SMTP.ReportsMailbox
 	if c != d {
 		t.Errorf("Load with nothing differs from Default beyond derived keys:\n got %+v\nwant %+v", c, d)
 	}
@@ -257,7 +260,7 @@ func TestEnvOverrides(t *testing.T) {
 		"PIGEONPOST_SMTP_MAX_RECIPIENTS_XXX":     "not a key",
 	}))
 	want := Config{
-		SMTP: SMTP{Listen: ":1587", TLSListen: ":465", Hostname: "mx.example.com", MaxMessageBytes: 10485760,
+		SMTP: SMTP{Listen: ":1587", TLSListen: ":465", ReportsMailbox: "reports@mx.example.com", Hostname: "mx.example.com", MaxMessageBytes: 10485760,
 			MaxRecipients: 42, MaxConnections: 5, ReadTimeout: 5 * time.Second, WriteTimeout: 6 * time.Second,
 			DataTimeout: 15 * time.Minute, DataMemoryBytes: 512 << 20},
 		HTTP:  HTTP{Listen: ":18080", PublicURL: "https://example.com", MaxBodyBytes: 1000, AdminListen: "127.0.0.1:6060"},
@@ -295,8 +298,8 @@ func TestEnvCoversEveryKey(t *testing.T) {
 			t.Errorf("%s: cannot be set from the environment: %v", name, err)
 		}
 	})
-	if n != 60 {
-		t.Errorf("walked %d keys, want 60", n)
+	if n != 61 {
+		t.Errorf("walked %d keys, want 61", n)
 	}
 	for _, name := range []string{"PIGEONPOST_REDIS_URL", "PIGEONPOST_SMTP_MAX_MESSAGE_BYTES", "PIGEONPOST_DELIVERY_RETRY_INITIAL"} {
 		found := false
@@ -421,6 +424,7 @@ func TestBadConfigFiles(t *testing.T) {
 		"bad-syntax.yaml":         {"bad-syntax.yaml: line"},
 		"bad-dkim-selector.yaml":  {`domains.dkim_selector: not a valid DNS name (got "bad selector")`},
 		"bad-admin-listen.yaml":   {`http.admin_listen: port must be a number from 0 to 65535 (got "pprof")`},
+		"bad-admin-public.yaml":   {`http.admin_listen: must listen on loopback (127.0.0.1, ::1 or localhost)`},
 		"bad-multiple.yaml":       {"smtp.listen:", "http.public_url:", "log.level:"},
 		"bad-webhooks.yaml":       {"webhooks.workers: must be 0 or more (got -2)", "webhooks.retry_initial: must not exceed webhooks.retry_max (2h0m0s > 1h0m0s)"},
 		"bad-bot-window.yaml":     {"tracking.bot_window: must be 0 (disabled) or more (got -1s)"},
@@ -581,6 +585,7 @@ func TestValidateRules(t *testing.T) {
 		{"dkim empty", func(c *Config) { c.Domains.DKIMSelector = "" }, "domains.dkim_selector: required"},
 		{"dkim dotted", func(c *Config) { c.Domains.DKIMSelector = "pp.2024" }, ""},
 		{"spf ok", func(c *Config) { c.Domains.SPFInclude = "_spf.example.com" }, ""},
+		{"reports mailbox", func(c *Config) { c.SMTP.ReportsMailbox = "fbl" }, `smtp.reports_mailbox: must be an address, local@domain (got "fbl")`},
 		{"spf bad", func(c *Config) { c.Domains.SPFInclude = "_spf..example.com" }, "domains.spf_include: not a valid DNS name"},
 		{"log level case", func(c *Config) { c.Log.Level = "INFO" }, "log.level: must be one of"},
 		{"log warn", func(c *Config) { c.Log.Level = "warn" }, ""},

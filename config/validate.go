@@ -25,7 +25,11 @@ func (c Config) Validate() error {
 	// smtp
 	v.listen("smtp.listen", c.SMTP.Listen, true)
 	v.listen("smtp.tls_listen", c.SMTP.TLSListen, false)
-	v.listen("smtp.unsubscribe_listen", c.SMTP.UnsubscribeListen, false)
+	v.listen("smtp.mailbox_listen", c.SMTP.MailboxListen, false)
+	if local, domain, ok := strings.Cut(c.SMTP.ReportsMailbox, "@"); c.SMTP.ReportsMailbox != "" &&
+		(!ok || local == "" || domain == "" || strings.ContainsAny(c.SMTP.ReportsMailbox, " \t\r\n<>")) {
+		v.add("smtp.reports_mailbox", fmt.Sprintf("must be an address, local@domain (got %q)", c.SMTP.ReportsMailbox))
+	}
 	v.hostname("smtp.hostname", c.SMTP.Hostname)
 	v.positive("smtp.max_message_bytes", c.SMTP.MaxMessageBytes)
 	v.positive("smtp.max_recipients", int64(c.SMTP.MaxRecipients))
@@ -51,6 +55,10 @@ func (c Config) Validate() error {
 	v.publicURL("http.public_url", c.HTTP.PublicURL)
 	v.positive("http.max_body_bytes", c.HTTP.MaxBodyBytes)
 	v.listen("http.admin_listen", c.HTTP.AdminListen, false)
+	// The operator's API takes no key: whoever reaches it may lift a pause.
+	if host, _, err := net.SplitHostPort(c.HTTP.AdminListen); err == nil && !loopbackHost(host) {
+		v.add("http.admin_listen", fmt.Sprintf("must listen on loopback (127.0.0.1, ::1 or localhost): it serves the operator's API without a key; reach it through SSH or a sidecar (got %q)", c.HTTP.AdminListen))
+	}
 
 	// redis
 	v.redisURL("redis.url", c.Redis.URL)
@@ -234,6 +242,15 @@ func (v *validator) listen(key, addr string, required bool) {
 	if msg := checkPort(port, 0); msg != "" {
 		v.add(key, fmt.Sprintf("%s in address %q", msg, addr))
 	}
+}
+
+// loopbackHost reports whether a listen host is loopback only.
+func loopbackHost(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // hostPort checks an address to dial: a non-empty host and a numeric port

@@ -117,6 +117,10 @@ func TestGoClient(t *testing.T) {
 	if r, err := c.Reputation(ctx); err != nil || r.Status != "active" || r.Pause != nil || r.Window.Hours != 24 {
 		t.Fatalf("Reputation: %v %+v", err, r)
 	}
+	var notReport *client.Error
+	if _, err := c.PostReport(ctx, strings.NewReader("Subject: hi\r\n\r\nno report\r\n")); !errors.As(err, &notReport) || notReport.Code != "invalid_message" {
+		t.Fatalf("PostReport of a plain message: %v", err)
+	}
 	if page, err := c.ListSends(ctx, client.SendQuery{BatchID: sb.BatchID}); err != nil || len(page.Data) != 1 ||
 		page.Data[0].ID != sb.Data[0].ID || page.Data[0].BatchID != sb.BatchID || page.NextCursor != "" {
 		t.Fatalf("ListSends: %v %+v", err, page)

@@ -108,10 +108,10 @@ func TestSendHardBounceMarksContactBounced(t *testing.T) {
 	}
 }
 
-// With smtp.unsubscribe_listen, List-Unsubscribe carries a mailto too, and
+// With smtp.mailbox_listen, List-Unsubscribe carries a mailto too, and
 // the mail a client sends to it unsubscribes the contact.
 func TestSendUnsubscribedByMail(t *testing.T) {
-	s := startStack(t, func(c *config.Config) { c.SMTP.UnsubscribeListen = "127.0.0.1:0" })
+	s := startStack(t, func(c *config.Config) { c.SMTP.MailboxListen = "127.0.0.1:0" })
 	var tpl struct{ ID string }
 	s.JSON("POST", "/v1/templates", liveKey, map[string]any{"name": "t", "from": "hello@" + senderDomain, "subject": "s", "text": "t"}, &tpl)
 	var sent struct{ ID, ContactID string }
@@ -131,7 +131,7 @@ func TestSendUnsubscribedByMail(t *testing.T) {
 	}
 	// What a mail client sends for the mailto, relayed by its provider.
 	subject := mailto.Query().Get("subject")
-	c := testkit.DialSMTP(t, s.addrs.Unsubscribe, testkit.SMTPStartTLS, "")
+	c := testkit.DialSMTP(t, s.addrs.Mailbox, testkit.SMTPStartTLS, "")
 	if _, err := testkit.SendMail(c, "reader@"+rcptDomain, []string{mailto.Opaque},
 		"From: reader@"+rcptDomain+"\r\nTo: "+mailto.Opaque+"\r\nSubject: "+subject+"\r\n\r\n\r\n"); err != nil {
 		t.Fatal(err)

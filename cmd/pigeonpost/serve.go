@@ -33,6 +33,7 @@ import (
 	"github.com/pigeonpost/pigeonpost/pipeline/contacts"
 	"github.com/pigeonpost/pigeonpost/pipeline/deliver"
 	"github.com/pigeonpost/pigeonpost/pipeline/engagement"
+	"github.com/pigeonpost/pigeonpost/pipeline/feedback"
 	"github.com/pigeonpost/pigeonpost/pipeline/reputation"
 	"github.com/pigeonpost/pigeonpost/pipeline/sends"
 	"github.com/pigeonpost/pigeonpost/pipeline/store"
@@ -53,11 +54,11 @@ type serveOptions struct {
 
 // boundAddrs are the addresses the listeners got (useful with port 0).
 type boundAddrs struct {
-	SMTP        string `json:"smtp"`
-	SMTPTLS     string `json:"smtp_tls,omitempty"`
-	Unsubscribe string `json:"unsubscribe,omitempty"`
-	HTTP        string `json:"http"`
-	Admin       string `json:"admin,omitempty"`
+	SMTP    string `json:"smtp"`
+	SMTPTLS string `json:"smtp_tls,omitempty"`
+	Mailbox string `json:"mailbox,omitempty"`
+	HTTP    string `json:"http"`
+	Admin   string `json:"admin,omitempty"`
 }
 
 // shutdownGrace bounds how long sessions and deliveries may finish after SIGTERM.
@@ -95,13 +96,14 @@ type parts struct {
 	engagement *engagement.Service
 	sends      *sends.Service
 	reputation *reputation.Guard
+	feedback   *feedback.Service
 
-	smtp        *smtpd.Server
-	unsubscribe *smtpd.UnsubscribeServer
-	http        *http.Server
-	admin       *http.Server
-	worker      *deliver.Worker
-	dispatcher  *webhooks.Dispatcher
+	smtp       *smtpd.Server
+	mailbox    *smtpd.MailboxServer
+	http       *http.Server
+	admin      *http.Server
+	worker     *deliver.Worker
+	dispatcher *webhooks.Dispatcher
 }
 
 // build connects to Redis and builds every component; nothing listens yet.
@@ -170,11 +172,12 @@ func build(ctx context.Context, cfg config.Config, log *slog.Logger, opt serveOp
 		Metrics:     engagement.NewMetrics(reg),
 	})
 	so := sends.Options{PublicURL: cfg.HTTP.PublicURL, Logger: log}
-	if cfg.SMTP.UnsubscribeListen != "" {
+	if cfg.SMTP.MailboxListen != "" {
 		so.UnsubscribeMailbox = "unsubscribe@" + cfg.SMTP.Hostname
 	}
 	p.sends = sends.New(p.store, p.pipeline, p.compose, p.contacts, signer, so)
 	p.reputation = reputation.New(p.store, reputationOptions(cfg, log))
+	p.feedback = feedback.New(p.store, signer, p.reputation, feedback.Options{Logger: log})
 
 	if cfg.Auth.BootstrapKey != "" {
 		if _, err := p.account.EnsureKey(ctx, "default", cfg.Auth.BootstrapKey); err != nil {
@@ -217,11 +220,11 @@ func build(ctx context.Context, cfg config.Config, log *slog.Logger, opt serveOp
 		Metrics:         smtpd.NewMetrics(reg),
 		Budget:          budget,
 	})
-	p.unsubscribe = smtpd.NewUnsubscribeServer(p.sends, smtpd.UnsubscribeOptions{
-		Hostname: cfg.SMTP.Hostname, TLSConfig: tlsConfig, Logger: log,
+	p.mailbox = smtpd.NewMailboxServer(p.sends, p.feedback, smtpd.MailboxOptions{
+		Hostname: cfg.SMTP.Hostname, ReportsMailbox: cfg.SMTP.ReportsMailbox, TLSConfig: tlsConfig, Logger: log,
 	})
 	apiParts := api.Parts{Pipeline: p.pipeline, Account: p.account, Compose: p.compose, Engagement: p.engagement,
-		Contacts: p.contacts, Sends: p.sends, Reputation: p.reputation}
+		Contacts: p.contacts, Sends: p.sends, Reputation: p.reputation, Feedback: p.feedback}
 	p.http = &http.Server{
 		Handler: api.Handler(apiParts, api.Options{
 			MaxBodyBytes: cfg.HTTP.MaxBodyBytes,
@@ -252,6 +255,7 @@ func build(ctx context.Context, cfg config.Config, log *slog.Logger, opt serveOp
 		Metrics:      deliver.NewMetrics(reg),
 		Budget:       budget,
 		Reputation:   p.reputation,
+		Signer:       signer,
 	}
 
 	// The webhook dispatchers' consumer group starts at the end of the event
@@ -305,9 +309,9 @@ func (p *parts) ready(ctx context.Context) []string {
 
 // listeners are the sockets a serving process accepts on.
 type listeners struct {
-	smtp, http  net.Listener
-	smtpTLS     net.Listener // nil without smtp.tls_listen
-	unsubscribe net.Listener // nil without smtp.unsubscribe_listen
+	smtp, http net.Listener
+	smtpTLS    net.Listener // nil without smtp.tls_listen
+	mailbox    net.Listener // nil without smtp.mailbox_listen
 }
 
 // listen opens every listener first, so that a busy port fails the start
@@ -328,7 +332,7 @@ func listen(cfg config.Config) (_ *listeners, err error) {
 	}{
 		{"smtp.listen", cfg.SMTP.Listen, &ln.smtp},
 		{"smtp.tls_listen", cfg.SMTP.TLSListen, &ln.smtpTLS},
-		{"smtp.unsubscribe_listen", cfg.SMTP.UnsubscribeListen, &ln.unsubscribe},
+		{"smtp.mailbox_listen", cfg.SMTP.MailboxListen, &ln.mailbox},
 		{"http.listen", cfg.HTTP.Listen, &ln.http},
 	} {
 		if l.addr == "" {
@@ -363,8 +367,8 @@ func (p *parts) run(ctx context.Context, ln *listeners, opt serveOptions) error 
 	if ln.smtpTLS != nil {
 		start("smtp tls", func() error { return p.smtp.ServeTLS(ln.smtpTLS) })
 	}
-	if ln.unsubscribe != nil {
-		start("unsubscribe mailbox", func() error { return p.unsubscribe.Serve(ln.unsubscribe) })
+	if ln.mailbox != nil {
+		start("mailbox", func() error { return p.mailbox.Serve(ln.mailbox) })
 	}
 	start("http", func() error { return p.http.Serve(ln.http) })
 	adminAddr := ""
@@ -398,10 +402,10 @@ func (p *parts) run(ctx context.Context, ln *listeners, opt serveOptions) error 
 	if ln.smtpTLS != nil {
 		addrs.SMTPTLS = ln.smtpTLS.Addr().String()
 	}
-	if ln.unsubscribe != nil {
-		addrs.Unsubscribe = ln.unsubscribe.Addr().String()
+	if ln.mailbox != nil {
+		addrs.Mailbox = ln.mailbox.Addr().String()
 	}
-	log.Info("listening", "smtp", addrs.SMTP, "smtp_tls", addrs.SMTPTLS, "unsubscribe", addrs.Unsubscribe, "http", addrs.HTTP, "admin", addrs.Admin)
+	log.Info("listening", "smtp", addrs.SMTP, "smtp_tls", addrs.SMTPTLS, "mailbox", addrs.Mailbox, "http", addrs.HTTP, "admin", addrs.Admin)
 	if opt.readyFile != "" {
 		b, _ := json.Marshal(addrs)
 		if err := os.WriteFile(opt.readyFile, b, 0o644); err != nil {
@@ -429,7 +433,7 @@ func (p *parts) run(ctx context.Context, ln *listeners, opt serveOptions) error 
 	_ = p.http.Shutdown(shutdownCtx)
 	_ = p.admin.Shutdown(shutdownCtx)
 	_ = p.smtp.Shutdown(shutdownCtx)
-	_ = p.unsubscribe.Shutdown(shutdownCtx)
+	_ = p.mailbox.Shutdown(shutdownCtx)
 	stopWorkers()
 	wg.Wait()
 	return runErr

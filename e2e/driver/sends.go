@@ -291,7 +291,7 @@ func checkSendMessage(raw []byte) (link string, err error) {
 	if !strings.Contains(html, wantSendHTML) {
 		problems = append(problems, fmt.Sprintf("HTML part %q, want %q in it", truncate(html, 300), wantSendHTML))
 	}
-	// One https URI (RFC 8058); the mailto comes with smtp.unsubscribe_listen, off here.
+	// One https URI (RFC 8058); the mailto comes with smtp.mailbox_listen, off here.
 	lu := mr.Header.Get("List-Unsubscribe")
 	link = strings.Trim(lu, "<>")
 	if !strings.HasPrefix(lu, "<"+publicURL+"/") || strings.Contains(link, ",") {

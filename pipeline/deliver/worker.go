@@ -14,6 +14,7 @@ import (
 	"github.com/pigeonpost/pigeonpost/internal/membudget"
 	"github.com/pigeonpost/pigeonpost/pipeline/dkim"
 	"github.com/pigeonpost/pigeonpost/pipeline/store"
+	"github.com/pigeonpost/pigeonpost/tracking"
 )
 
 // Worker delivers queued emails: it reads the stream through the consumer
@@ -40,6 +41,10 @@ type Worker struct {
 	// Reputation, when set, holds back the mail of paused accounts and
 	// hears of every bounce (pipeline/reputation).
 	Reputation Reputation
+	// Signer signs the id each email carries in tracking.FeedbackHeader,
+	// by which a complaint or a late bounce finds it (pipeline/feedback);
+	// nil: no header.
+	Signer *tracking.Signer
 
 	signers sync.Map // domain + selector → *dkim.Signer
 }
@@ -255,9 +260,24 @@ func (w *Worker) attempt(ctx context.Context, entry store.Entry) error {
 		return w.record(ctx, entry, e, e.Attempts+1, &Error{Temporary: true, Local: true, Message: "DKIM signing failed", Err: err})
 	}
 	start := time.Now()
-	derr := w.Transport.Deliver(ctx, Envelope{From: e.EnvelopeFrom, To: e.ToAddress, Prefix: signature, Data: body})
+	derr := w.Transport.Deliver(ctx, Envelope{From: e.EnvelopeFrom, To: e.ToAddress, Prefix: w.prefix(e.ID, signature), Data: body})
 	w.Metrics.attemptSeconds.Observe(time.Since(start).Seconds())
 	return w.record(ctx, entry, e, e.Attempts+1, derr)
+}
+
+// prefix is what goes before an email's stored body: its feedback id
+// header, then its DKIM signature. The id is added here, not stored: it
+// is not signed (no DKIM h= names it), and it is what is known of the
+// email when it goes out.
+func (w *Worker) prefix(emailID string, signature []byte) []byte {
+	if w.Signer == nil {
+		return signature
+	}
+	p := make([]byte, 0, 80+len(signature))
+	p = append(p, tracking.FeedbackHeader+": "...)
+	p = append(p, w.Signer.FeedbackID(emailID)...)
+	p = append(p, "\r\n"...)
+	return append(p, signature...)
 }
 
 // smallBody is the size up to which a body is read back without reserving
@@ -342,10 +362,15 @@ func (w *Worker) record(ctx context.Context, entry store.Entry, e *store.Email, 
 }
 
 // hardBounce reports whether a permanent failure says the recipient's
-// address is bad (RFC 3463 5.1.x, but not 5.1.7 and 5.1.8, which are about
-// the sender), so that further mail to it is suppressed.
-func hardBounce(e *Error) bool {
-	return !e.Temporary && e.Enhanced[1] == 1 && e.Enhanced[2] != 7 && e.Enhanced[2] != 8
+// address is bad, so that further mail to it is suppressed.
+func hardBounce(e *Error) bool { return !e.Temporary && AddressRejected(e.Enhanced) }
+
+// AddressRejected reports whether an enhanced status code (RFC 3463) is a
+// permanent failure that says the recipient's address is bad: 5.1.x, but
+// not 5.1.7 and 5.1.8, which are about the sender. A late bounce
+// (pipeline/feedback) suppresses by the same rule.
+func AddressRejected(code [3]int) bool {
+	return code[0] == 5 && code[1] == 1 && code[2] != 7 && code[2] != 8
 }
 
 // backoff returns the delay before attempt attempts+1: the retry schedule

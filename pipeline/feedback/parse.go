@@ -1,4 +1,6 @@
-// Package feedback reads the reports mail systems send back about delivered mail — ARF complaints (RFC 5965) and delivery status notifications (RFC 3464) — and applies them to the emails they name.
+// Package feedback reads the reports mail systems send back about
+// delivered mail — ARF complaints (RFC 5965) and delivery status
+// notifications (RFC 3464) — and applies them to the emails they name.
 package feedback
 
 import (

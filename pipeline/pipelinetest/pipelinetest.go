@@ -18,6 +18,7 @@ import (
 	"github.com/pigeonpost/pigeonpost/pipeline/compose"
 	"github.com/pigeonpost/pigeonpost/pipeline/contacts"
 	"github.com/pigeonpost/pigeonpost/pipeline/engagement"
+	"github.com/pigeonpost/pigeonpost/pipeline/feedback"
 	"github.com/pigeonpost/pigeonpost/pipeline/reputation"
 	"github.com/pigeonpost/pigeonpost/pipeline/sends"
 	"github.com/pigeonpost/pigeonpost/pipeline/store"
@@ -49,6 +50,7 @@ type Parts struct {
 	Contacts   *contacts.Service
 	Sends      *sends.Service
 	Reputation *reputation.Guard
+	Feedback   *feedback.Service
 }
 
 // New builds the parts.
@@ -95,6 +97,7 @@ func New(t testing.TB, opt Options) *Parts {
 		ro.Now = now
 	}
 	p.Reputation = reputation.New(st, ro)
+	p.Feedback = feedback.New(st, p.Signer, p.Reputation, feedback.Options{Now: now})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {

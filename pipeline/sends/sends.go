@@ -30,7 +30,7 @@ type Options struct {
 	// PublicURL is the base of the unsubscribe links (http.public_url).
 	PublicURL string
 	// UnsubscribeMailbox, when set, is the address of the mailto form of
-	// the links (smtpd.UnsubscribeServer reads its mail).
+	// the links (smtpd.MailboxServer reads its mail).
 	UnsubscribeMailbox string
 	Now                func() time.Time
 	Logger             *slog.Logger
