@@ -88,8 +88,14 @@ func TestReputationPausesOnBounces(t *testing.T) {
 	}
 
 	resp := s.Call("POST", "/v1/emails", liveKey, nil, map[string]any{"from": s.From, "to": "x@" + rcptDomain, "subject": "s", "text": "t"})
-	if resp.Code != 403 || !strings.Contains(string(resp.Body), `"account_paused"`) {
+	if resp.Code != 403 || resp.ErrCode() != "account_paused" {
 		t.Errorf("REST send while paused: %d %s", resp.Code, resp.Body)
+	}
+	var tpl struct{ ID string }
+	s.JSON("POST", "/v1/templates", liveKey, map[string]any{"name": "t", "from": s.From, "subject": "s", "text": "t"}, &tpl)
+	resp = s.Call("POST", "/api/v1/sends", liveKey, nil, map[string]any{"templateId": tpl.ID, "to": "x@" + rcptDomain})
+	if resp.Code != 403 || resp.ErrCode() != "account_paused" {
+		t.Errorf("a send of the sends API while paused: %d %s", resp.Code, resp.Body)
 	}
 	c := s.smtpClient(true, liveKey)
 	_, err := testkit.SendMail(c, s.From, []string{"x@" + rcptDomain}, testkit.SimpleMessage(s.From, "x@"+rcptDomain, "paused"))
