@@ -28,7 +28,7 @@ func AdminHandler(p Parts, opt Options) http.Handler {
 
 func (h *handler) adminRoutes() []route {
 	return []route{
-		{"GET /admin/v1/accounts/{name}/reputation", h.operator(h.adminReputation)},
+		{"GET /admin/v1/accounts/{name}/reputation", h.operator(h.getReputation)},
 		{"POST /admin/v1/accounts/{name}/pause", h.operator(h.adminPause)},
 		{"POST /admin/v1/accounts/{name}/resume", h.operator(h.adminResume)},
 		{"GET /admin/v1/accounts/{name}/usage", h.operator(h.getUsage)},
@@ -58,10 +58,6 @@ func (h *handler) operator(next func(http.ResponseWriter, *http.Request, *store.
 		}
 		next(w, r, &store.Key{AccountID: id, Permission: store.PermissionFull, Mode: store.ModeLive})
 	}
-}
-
-func (h *handler) adminReputation(w http.ResponseWriter, r *http.Request, k *store.Key) {
-	h.getReputation(w, r, k)
 }
 
 // pauseChangeJSON answers a pause or a resume: the state after it, and
