@@ -1,12 +1,13 @@
 package api
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
 	"strings"
+
+	"github.com/pigeonpost/pigeonpost/internal/strictjson"
 
 	"github.com/pigeonpost/pigeonpost/pipeline"
 	"github.com/pigeonpost/pigeonpost/pipeline/compose"
@@ -105,7 +106,10 @@ func (it *batchItem) fail(err error) {
 // decodeBytes is decode for one element of a request: a wrong type is a
 // 400 naming the field with prefix (e.g. "emails[3].subject").
 func decodeBytes(b []byte, v any, prefix string) error {
-	if err := json.NewDecoder(bytes.NewReader(b)).Decode(v); err != nil {
+	if err := strictDecoder(b).Decode(v); err != nil {
+		if strictjson.IsUnknownField(err) {
+			return unknownFieldError(b, v, prefix)
+		}
 		var typeErr *json.UnmarshalTypeError
 		// prefix ends with a dot: it is dropped when the element itself is wrong.
 		if errors.As(err, &typeErr) {

@@ -59,10 +59,45 @@ type sendRequest struct {
 }
 
 // requestedTracking is the tracking option of a send, with JSON names so
-// that a wrong type names "tracking.opens", not the Go field.
+// that a wrong type names "tracking.opens", not the Go field. The tracking
+// page spells them opens and clicks, the tracking endpoints page open and
+// click: both are read. Tracking is opt-in per email, as the tracking
+// page has it: an option left out is off, where the endpoints page's
+// table says "default true" (docs/tracking.md).
 type requestedTracking struct {
-	Opens  bool `json:"opens"`
-	Clicks bool `json:"clicks"`
+	Opens  *bool `json:"opens"`
+	Clicks *bool `json:"clicks"`
+	Open   *bool `json:"open"`
+	Click  *bool `json:"click"`
+}
+
+// toPipeline reads both spellings; one given twice must agree.
+func (t *requestedTracking) toPipeline() (*pipeline.Tracking, error) {
+	if t == nil {
+		return nil, nil
+	}
+	opens, err := either("tracking.opens", t.Opens, "tracking.open", t.Open)
+	if err != nil {
+		return nil, err
+	}
+	clicks, err := either("tracking.clicks", t.Clicks, "tracking.click", t.Click)
+	if err != nil {
+		return nil, err
+	}
+	return &pipeline.Tracking{Opens: opens, Clicks: clicks}, nil
+}
+
+// either is the value of a field that has two names; unset is false.
+func either(name string, a *bool, alias string, b *bool) (bool, error) {
+	switch {
+	case a != nil && b != nil && *a != *b:
+		return false, pipeline.ErrInvalid.Withf("%s, %s: the same option given twice, with different values", name, alias)
+	case a != nil:
+		return *a, nil
+	case b != nil:
+		return *b, nil
+	}
+	return false, nil
 }
 
 type attachmentJSON struct {
@@ -84,8 +119,9 @@ func (req *sendRequest) toPipeline() (compose.SendRequest, error) {
 		Tags: req.Tags, Metadata: req.Metadata, TemplateID: req.TemplateID,
 		ScheduledAt: req.ScheduledAt,
 	}
-	if req.Tracking != nil {
-		out.Tracking = &pipeline.Tracking{Opens: req.Tracking.Opens, Clicks: req.Tracking.Clicks}
+	var err error
+	if out.Tracking, err = req.Tracking.toPipeline(); err != nil {
+		return out, err
 	}
 	if req.Scheduled2 != "" {
 		if req.ScheduledAt != "" && req.ScheduledAt != req.Scheduled2 {

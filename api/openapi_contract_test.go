@@ -699,11 +699,17 @@ func (c *contract) checkBody(t *testing.T, id string, bc bodyCase) {
 	if bc.tweak != nil {
 		bc.tweak(v)
 	}
-	v["someFutureField"] = map[string]any{"nested": []any{1, "two", nil}}
-	v["anotherOne"] = 42
+	ok, _ := json.Marshal(v)
+	if r := c.do(o.method, path, liveKey, nil, ok); r.Code != status {
+		t.Errorf("the example: %d, want %d: %s", r.Code, status, r.Body)
+	}
+	// A field the route does not know is refused, named: a typo must not
+	// be a silent no-op.
+	v["trackng"] = map[string]any{"nested": []any{1, "two", nil}}
 	body, _ = json.Marshal(v)
-	if r := c.do(o.method, path, liveKey, nil, body); r.Code != status {
-		t.Errorf("unknown fields: %d, want %d: %s", r.Code, status, r.Body)
+	if r := c.do(o.method, path, liveKey, nil, body); r.Code != http.StatusBadRequest || r.ErrCode() != "invalid_request" ||
+		!strings.HasPrefix(r.ErrMessage(), `unknown field "trackng"`) {
+		t.Errorf("an unknown field: %d %s", r.Code, r.Body)
 	}
 
 	r := c.do(o.method, path, liveKey, nil, []byte(bc.wrong))

@@ -26,13 +26,10 @@ type sendMessageJSON struct {
 	ScheduledAt string             `json:"scheduledAt"`
 }
 
-func (m sendMessageJSON) toSends() sends.Message {
-	out := sends.Message{TemplateID: m.TemplateID, Subject: m.Subject, From: m.From, ReplyTo: m.ReplyTo,
-		Tags: m.Tags, Metadata: m.Metadata, ScheduledAt: m.ScheduledAt}
-	if m.Tracking != nil {
-		out.Tracking = &pipeline.Tracking{Opens: m.Tracking.Opens, Clicks: m.Tracking.Clicks}
-	}
-	return out
+func (m sendMessageJSON) toSends() (sends.Message, error) {
+	tracking, err := m.Tracking.toPipeline()
+	return sends.Message{TemplateID: m.TemplateID, Subject: m.Subject, From: m.From, ReplyTo: m.ReplyTo,
+		Tags: m.Tags, Metadata: m.Metadata, ScheduledAt: m.ScheduledAt, Tracking: tracking}, err
 }
 
 // sendRecipientJSON is one recipient: an address or a contact id, and its
@@ -88,6 +85,11 @@ func (h *handler) createSend(w http.ResponseWriter, r *http.Request, k *store.Ke
 		writeError(w, r, err)
 		return
 	}
+	msg, err := req.sendMessageJSON.toSends()
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
 	rcpt, err := req.sendRecipientJSON.toSends("personalizations")
 	if err != nil {
 		writeError(w, r, err)
@@ -98,7 +100,7 @@ func (h *handler) createSend(w http.ResponseWriter, r *http.Request, k *store.Ke
 			writeError(w, r, pipeline.ErrInvalid.With("to, segmentId: give one of them"))
 			return
 		}
-		sent, err := h.Sends.SendToSegment(r.Context(), k, req.sendMessageJSON.toSends(), req.SegmentID, rcpt.Personalizations,
+		sent, err := h.Sends.SendToSegment(r.Context(), k, msg, req.SegmentID, rcpt.Personalizations,
 			r.Header.Get(headerIdempotencyKey))
 		if err != nil {
 			writeError(w, r, err)
@@ -110,7 +112,7 @@ func (h *handler) createSend(w http.ResponseWriter, r *http.Request, k *store.Ke
 		writeJSON(w, http.StatusAccepted, segmentSendJSON{ID: sent.BatchID, BatchID: sent.BatchID, SegmentID: sent.SegmentID, Count: sent.Count})
 		return
 	}
-	sent, err := h.Sends.Send(r.Context(), k, sends.Request{Message: req.sendMessageJSON.toSends(), Recipient: rcpt},
+	sent, err := h.Sends.Send(r.Context(), k, sends.Request{Message: msg, Recipient: rcpt},
 		r.Header.Get(headerIdempotencyKey))
 	if err != nil {
 		writeError(w, r, err)
@@ -146,8 +148,13 @@ func (h *handler) createSendBatch(w http.ResponseWriter, r *http.Request, k *sto
 	}
 	// Each recipient is decoded on its own: a wrong type fails it alone,
 	// named as recipients[i].field, as a bad address does.
+	msg, err := req.sendMessageJSON.toSends()
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
 	out := make([]sendJSON, len(req.Recipients))
-	b := sends.Batch{Message: req.sendMessageJSON.toSends()}
+	b := sends.Batch{Message: msg}
 	var index []int // position in out of each of b.Recipients
 	var firstErr error
 	for i, raw := range req.Recipients {

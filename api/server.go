@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/pigeonpost/pigeonpost/internal/membudget"
+	"github.com/pigeonpost/pigeonpost/internal/strictjson"
 	"github.com/pigeonpost/pigeonpost/pipeline"
 	"github.com/pigeonpost/pigeonpost/pipeline/account"
 	"github.com/pigeonpost/pigeonpost/pipeline/compose"
@@ -258,14 +259,17 @@ func requestKey(r *http.Request) (string, error) {
 	return bearer, nil
 }
 
-// decode reads a JSON body into v. Unknown fields are accepted (forward
-// compatible); a wrong type is a 400 naming the field.
+// decode reads a JSON body into v strictly: a field v does not know is a
+// 400 naming it (strict.go), a wrong type a 400 naming the field.
 func (h *handler) decode(w http.ResponseWriter, r *http.Request, v any) error {
 	body, err := h.readBody(w, r)
 	if err != nil {
 		return err
 	}
-	if err := json.NewDecoder(bytes.NewReader(body)).Decode(v); err != nil {
+	if err := strictDecoder(body).Decode(v); err != nil {
+		if strictjson.IsUnknownField(err) {
+			return unknownFieldError(body, v, "")
+		}
 		var typeErr *json.UnmarshalTypeError
 		if errors.As(err, &typeErr) {
 			field := fieldPath(typeErr)
@@ -277,6 +281,13 @@ func (h *handler) decode(w http.ResponseWriter, r *http.Request, v any) error {
 		return pipeline.ErrInvalid.With("the request body is not valid JSON")
 	}
 	return nil
+}
+
+// strictDecoder decodes b refusing fields the target does not know.
+func strictDecoder(b []byte) *json.Decoder {
+	d := json.NewDecoder(bytes.NewReader(b))
+	d.DisallowUnknownFields()
+	return d
 }
 
 // fieldPath is the JSON path of a value of the wrong type. encoding/json

@@ -36,6 +36,7 @@ type Code string
 // The codes a client can be given.
 const (
 	CodeValidation           Code = "validation_error"
+	CodeInvalidRequest       Code = "invalid_request"
 	CodeInvalidAddress       Code = "invalid_address"
 	CodeInvalidMessage       Code = "invalid_message"
 	CodeDomainNotVerified    Code = "domain_not_verified"
@@ -132,6 +133,9 @@ func (e *Error) WithCause(cause error) *Error {
 var (
 	// ErrInvalid reports a request that names something malformed.
 	ErrInvalid = sentinel(false, 50, 5, 2, http.StatusBadRequest, CodeValidation, "the request is not valid")
+	// ErrUnknownField reports a request body with a field its route does
+	// not know (api/strict.go): a typo is refused, not ignored.
+	ErrUnknownField = sentinel(false, 50, 5, 2, http.StatusBadRequest, CodeInvalidRequest, "the request has a field this route does not know")
 	// ErrBadAddress reports a malformed mailbox.
 	ErrBadAddress = sentinel(false, 53, 1, 3, http.StatusBadRequest, CodeInvalidAddress, "the address is not a valid mailbox")
 	// ErrBadMessage reports a message whose header cannot be used (no From, unparsable).

@@ -1,14 +1,17 @@
 package contacts
 
 import (
+	"bytes"
 	"context"
 	"encoding/csv"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 
+	"github.com/pigeonpost/pigeonpost/internal/strictjson"
 	"github.com/pigeonpost/pigeonpost/pipeline"
 	"github.com/pigeonpost/pigeonpost/pipeline/store"
 )
@@ -309,6 +312,12 @@ func csvError(err error, where string) error {
 // ---- JSON ----
 
 // jsonContact is a contact of a JSON import.
+// jsonImport is the object form of a JSON import, for naming what is not
+// in it.
+type jsonImport struct {
+	Contacts []jsonContact `json:"contacts"`
+}
+
 type jsonContact struct {
 	Email     *string            `json:"email"`
 	FirstName *string            `json:"firstName"`
@@ -338,11 +347,11 @@ func (im *importer) readJSON(r io.Reader) error {
 		if err != nil {
 			return im.jsonError(err, "body")
 		}
-		if key, _ := tok.(string); key != "contacts" || found {
-			if err := skipValue(dec); err != nil {
-				return im.jsonError(err, "body")
-			}
-			continue
+		switch key, _ := tok.(string); {
+		case key != "contacts":
+			return pipeline.ErrUnknownField.With(strictjson.Message([]byte(`{`+strconv.Quote(key)+`:0}`), &jsonImport{}, ""))
+		case found:
+			return pipeline.ErrInvalid.With("contacts: given twice")
 		}
 		found = true
 		tok, err = dec.Token()
@@ -369,8 +378,19 @@ func (im *importer) readJSON(r io.Reader) error {
 // one at a time, and its ']'.
 func (im *importer) readJSONArray(dec *json.Decoder) error {
 	for row := 1; dec.More(); row++ {
+		var raw json.RawMessage
+		if err := dec.Decode(&raw); err != nil {
+			return im.jsonError(err, fmt.Sprintf("contacts[%d]", row-1))
+		}
 		var c jsonContact
-		err := dec.Decode(&c)
+		strict := json.NewDecoder(bytes.NewReader(raw))
+		strict.DisallowUnknownFields()
+		err := strict.Decode(&c)
+		if strictjson.IsUnknownField(err) {
+			im.fail(row, pipeline.ErrUnknownField.With(strictjson.Message(raw, &c, fmt.Sprintf("contacts[%d].", row-1))))
+			im.rowsRead = row
+			continue
+		}
 		var typeErr *json.UnmarshalTypeError
 		if errors.As(err, &typeErr) {
 			// The decoder has read the whole value: go on with the next.
@@ -394,26 +414,6 @@ func (im *importer) readJSONArray(dec *json.Decoder) error {
 		return im.jsonError(err, "contacts")
 	}
 	return nil
-}
-
-// skipValue reads past one value token by token, without holding it.
-func skipValue(dec *json.Decoder) error {
-	depth := 0
-	for {
-		tok, err := dec.Token()
-		if err != nil {
-			return err
-		}
-		switch tok {
-		case json.Delim('['), json.Delim('{'):
-			depth++
-		case json.Delim(']'), json.Delim('}'):
-			depth--
-		}
-		if depth == 0 {
-			return nil
-		}
-	}
 }
 
 // jsonError is a decoding failure at where: the body stops being JSON, or
