@@ -14,10 +14,11 @@ import (
 )
 
 // compareWithOriginal checks that pigeonpost changed only what it may
-// change: it adds DKIM-Signature (and Date and Message-ID when the client
-// sent none), removes X-SP-Track-* and Bcc, and rewrites the body of the
-// HTML part. Every other header field, of the message and of each MIME
-// part, and the body of every other part must be as the client sent them.
+// change: it adds DKIM-Signature and X-Pigeonpost-Id (and Date and
+// Message-ID when the client sent none), removes X-SP-Track-* and Bcc,
+// and rewrites the body of the HTML part. Every other header field, of the
+// message and of each MIME part, and the body of every other part must be
+// as the client sent them.
 // Values that differ between two runs of a client (Date, Message-ID, MIME
 // boundaries, Content-ID) are not compared.
 func compareWithOriginal(original, delivered []byte) (string, error) {
@@ -111,8 +112,9 @@ func (f *flatMessage) walk(h textproto.MIMEHeader, body io.Reader, top bool) err
 // Fields that pigeonpost adds or removes, or whose values are new in each
 // run of a client.
 var (
-	notCompared = map[string]bool{"Date": true, "Message-Id": true, "Content-Id": true, "Dkim-Signature": true}
-	removed     = map[string]bool{"X-Sp-Track-Opens": true, "X-Sp-Track-Clicks": true, "Bcc": true}
+	notCompared = map[string]bool{"Date": true, "Message-Id": true, "Content-Id": true, "Dkim-Signature": true,
+		"X-Pigeonpost-Id": true}
+	removed = map[string]bool{"X-Sp-Track-Opens": true, "X-Sp-Track-Clicks": true, "Bcc": true}
 )
 
 func normalizeFields(h textproto.MIMEHeader) []string {
