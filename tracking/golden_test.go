@@ -36,7 +36,8 @@ var goldenLinks = map[string][]string{
 	"09-7bit-long-line":                   {"https://example.com/long"},
 	"10-text-links-secrets-unsubscribe": {
 		"https://example.com/news?issue=7", "https://example.com/archive", "https://example.com/angle", "HTTPS://EXAMPLE.COM/UPPER",
-		"https://example.com/verify?code=9", "https://example.com/news?issue=7",
+		"https://example.com/verify?code=SplxlOBeZQQYbYS6WxSbIA", "https://example.com/news?issue=7",
+		"https://example.com/sale?code=SUMMER20&utm_source=mail",
 	},
 }
 

@@ -16,19 +16,32 @@ import (
 //   - links carrying a one-time secret, unless marked data-sp-track: a
 //     password reset or sign-in link must not pass through a third host,
 //     leave its secret in tracking logs, or be "used up" by a scanner that
-//     follows tracked links. A link carries a secret when a key of its
-//     query (or of a key=value fragment), compared case-insensitively, is
-//     one of secretParams or ends with one of secretSuffixes.
+//     follows tracked links.
+//
+// A link carries a secret when a key=value pair of its query (or of a
+// fragment holding '=') has a key that, unescaped, lower-cased and without
+// '-' and '_' (X-Amz-Signature → xamzsignature, session_id → sessionid):
+//
+//   - is one of secretNames or ends with one of secretSuffixes, whatever
+//     the value (reset and access tokens, signed URLs, OTPs);
+//   - or ends with one of maybeSecretSuffixes and its value looksSecret.
+//     These names also carry promo codes and flags (code=SUMMER20,
+//     auth=1) that senders want tracked, so only a long random-looking
+//     value (an OAuth code, a WordPress reset key, a session id) counts.
 
-// secretParams are query keys that mark a one-time secret.
-var secretParams = []string{
-	"token", "signature", "sig", "expires", "code", "otp", "reset",
-	"secret", "password", "nonce", "auth",
-}
+// secretNames are keys that mark a one-time secret ("sig": Azure SAS and
+// other signed URLs).
+var secretNames = []string{"sig", "otp", "nonce"}
 
-// secretSuffixes are endings of query keys that mark one (access_token,
-// resetToken, X-Amz-Signature, X-Amz-Expires …).
-var secretSuffixes = []string{"token", "signature", "secret", "expires"}
+// secretSuffixes are endings of keys that mark one (token, access_token,
+// resetToken, X-Amz-Signature, X-Goog-Signature, client_secret,
+// X-Amz-Expires, the expiry of a signed URL).
+var secretSuffixes = []string{"token", "signature", "secret", "password", "expires"}
+
+// maybeSecretSuffixes are endings of keys that mark a secret only with a
+// value that looksSecret (code, auth_code, key, auth, reset, session_id,
+// PHPSESSID).
+var maybeSecretSuffixes = []string{"code", "key", "auth", "reset", "session", "sessionid", "sid"}
 
 // secretLink reports whether the decoded URL dest carries a one-time secret.
 func secretLink(dest string) bool {
@@ -37,26 +50,65 @@ func secretLink(dest string) bool {
 	return secretKeys(query) || (strings.Contains(fragment, "=") && secretKeys(fragment))
 }
 
+var keySeparators = strings.NewReplacer("-", "", "_", "")
+
 func secretKeys(query string) bool {
 	for _, pair := range strings.FieldsFunc(query, func(r rune) bool { return r == '&' || r == ';' }) {
-		key, _, _ := strings.Cut(pair, "=")
+		key, value, _ := strings.Cut(pair, "=")
 		if k, err := url.QueryUnescape(key); err == nil {
 			key = k
 		}
-		key = strings.ToLower(strings.TrimSpace(key))
+		key = keySeparators.Replace(strings.ToLower(strings.TrimSpace(key)))
 		if key == "" {
 			continue
 		}
-		if slices.Contains(secretParams, key) {
+		if slices.Contains(secretNames, key) || hasAnySuffix(key, secretSuffixes) ||
+			hasAnySuffix(key, maybeSecretSuffixes) && looksSecret(value) {
 			return true
-		}
-		for _, s := range secretSuffixes {
-			if strings.HasSuffix(key, s) {
-				return true
-			}
 		}
 	}
 	return false
+}
+
+func hasAnySuffix(s string, suffixes []string) bool {
+	return slices.ContainsFunc(suffixes, func(suffix string) bool { return strings.HasSuffix(s, suffix) })
+}
+
+// looksSecret reports whether the query value v (escaped or not) looks like
+// a random secret rather than a code or word meant for people.
+func looksSecret(v string) bool {
+	if u, err := url.PathUnescape(v); err == nil { // keeps the '+' of base64
+		v = u
+	}
+	// Codes that people read or type (SUMMER20, FREESHIP, a 6-digit code,
+	// an order number) are shorter. 16 hex or base64 characters hold 64
+	// to 96 bits, the least a bearer secret is made of: a 128-bit one is
+	// 22 base64 or 32 hex characters.
+	if len(v) < 16 {
+		return false
+	}
+	var upper, lower, digit bool
+	for _, c := range []byte(v) {
+		switch {
+		case 'A' <= c && c <= 'Z':
+			upper = true
+		case 'a' <= c && c <= 'z':
+			lower = true
+		case '0' <= c && c <= '9':
+			digit = true
+		case strings.IndexByte("-._~+/=", c) < 0:
+			// Secrets are hex, base32, base64(url), UUIDs or JWTs; a
+			// value with a space, '@' or ':' is text, an address or a URL.
+			return false
+		}
+	}
+	// A random string that long mixes at least two of upper case, lower
+	// case and digits (a 16-character base62 one fails with odds of 2 in a
+	// million, a 32-character hex one 1 in 3 million); a phrase in one
+	// case (WELCOMEBACKFRIENDS) or a number (an order number, a
+	// timestamp) does not. Shannon entropy would not separate them
+	// better: readable codes score like random ones.
+	return upper && lower || digit && (upper || lower)
 }
 
 // listUnsubscribeURLs returns the http(s) URLs of a List-Unsubscribe field

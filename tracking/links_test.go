@@ -17,9 +17,15 @@ func TestSecretLink(t *testing.T) {
 		{"https://e.test/r?u=1;sig=abc", true},
 		{"https://e.test/r?signature=abc", true},
 		{"https://e.test/r?expires=1700000000", true},
-		{"https://e.test/r?code=123456", true},
 		{"https://e.test/r?otp=1", true},
-		{"https://e.test/r?reset=1", true},
+		// code, reset (and key, auth, session_id …) name a secret only
+		// with a value that looks random: code=123456 and reset=1 were
+		// secrets when any value counted, but the same names carry promo
+		// codes and flags, and a 6-digit code is read and typed by people.
+		{"https://e.test/r?code=123456", false},
+		{"https://e.test/r?reset=1", false},
+		{"https://e.test/r?code=4f9d2c1e8b7a6f5e4d3c2b1a", true},
+		{"https://e.test/r?reset=4f9d2c1e8b7a6f5e4d3c2b1a", true},
 		{"https://e.test/r?%74oken=abc", true},
 		// Suffixes.
 		{"https://e.test/r?access_token=abc", true},
@@ -37,6 +43,73 @@ func TestSecretLink(t *testing.T) {
 	for _, tt := range tests {
 		if got := secretLink(tt.url); got != tt.secret {
 			t.Errorf("secretLink(%q) = %v, want %v", tt.url, got, tt.secret)
+		}
+	}
+}
+
+// TestSecretLinkRealWorld checks the rule on links as mail carries them:
+// one-time secrets stay untracked, promo codes and campaign links do not.
+func TestSecretLinkRealWorld(t *testing.T) {
+	const s3 = "https://bucket.s3.eu-west-1.amazonaws.com/invoices/2024-03.pdf?X-Amz-Algorithm=AWS4-HMAC-SHA256" +
+		"&X-Amz-Credential=AKIAIOSFODNN7EXAMPLE%2F20240301%2Feu-west-1%2Fs3%2Faws4_request&X-Amz-Date=20240301T120000Z" +
+		"&X-Amz-Expires=3600&X-Amz-SignedHeaders=host" +
+		"&X-Amz-Signature=fe5f80f77d5fa3beca038a248ff027d0445342fe2855ddc963176630326f1024"
+	const azure = "https://acct.blob.core.windows.net/reports/q1.pdf?sv=2022-11-02&ss=b&srt=o&sp=r" +
+		"&se=2024-04-01T00%3A00%3A00Z&st=2024-03-01T00%3A00%3A00Z&spr=https" +
+		"&sig=Xq9P0cF2%2BhT4kL7mZ1vB3nD6wR8yE5uA0sJ2gK4iO6c%3D"
+	const gcs = "https://storage.googleapis.com/bucket/report.pdf?X-Goog-Algorithm=GOOG4-RSA-SHA256" +
+		"&X-Goog-Credential=sa%40project.iam.gserviceaccount.com%2F20240301%2Fauto%2Fstorage%2Fgoog4_request" +
+		"&X-Goog-Date=20240301T120000Z&X-Goog-Expires=900&X-Goog-SignedHeaders=host" +
+		"&X-Goog-Signature=8a3f0c9e6b2d4f1a7c5e9b3d1f0a2c4e6b8d0f1a3c5e7b9d1f2a4c6e8b0d2f4a"
+	tests := []struct {
+		name, url string
+		secret    bool
+	}{
+		// One-time secrets: untracked.
+		{"password reset", "https://app.example/reset?token=q8Zr2LxV9wNc4TbK7mPs1YdH", true},
+		{"magic link token", "https://app.example/login/magic?token=Hn3kP9qWz2Xv7LmB4cTy", true},
+		{"magic link key", "https://app.example/magic?key=7f3e9a1c5b2d8f4e6a0c9b3d", true},
+		{"WordPress reset key", "https://blog.example/wp-login.php?action=rp&key=Xk3pQ9zL2mN7vB4cR8tY&login=jane", true},
+		{"OAuth code (RFC 6749 example)", "https://app.example/auth/callback?code=SplxlOBeZQQYbYS6WxSbIA&state=xyz", true},
+		{"GitHub OAuth code", "https://app.example/oauth/github?code=5f8a9c2b1d3e4f6a7b8c", true},
+		{"verification UUID", "https://app.example/verify?code=550e8400-e29b-41d4-a716-446655440000", true},
+		{"escaped base64 code", "https://app.example/cb?code=ab3De%2BfGh7%2FiJk9LmN%3D", true},
+		{"OTP", "https://app.example/verify?otp=482913", true},
+		{"JWT under auth", "https://app.example/sso?auth=eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiI0MiJ9.dBjftJeZ4CVP", true},
+		{"signed URL (Laravel)", "https://app.example/unlock?expires=1709294400&signature=0f1e2d3c4b5a69788796a5b4c3d2e1f0", true},
+		{"signed URL (CloudFront)", "https://d111.cloudfront.net/v.mp4?Expires=1709294400&Signature=Nql641NHE~Xr5Q&Key-Pair-Id=K2JCJMDEHXQW5F", true},
+		{"S3 presigned", s3, true},
+		{"GCS signed", gcs, true},
+		{"Azure SAS", azure, true},
+		{"Stripe checkout session", "https://shop.example/thanks?session_id=cs_live_a1B2c3D4e5F6g7H8i9J0kLmNoPqRsTuVwXyZ", true},
+		{"PHP session id", "https://shop.example/cart?PHPSESSID=9d4e1e23bd5b727046a9e3b4b7db57bd", true},
+		{"OAuth implicit fragment", "https://app.example/cb#access_token=ya29.a0AfH6SMBx3kQ&token_type=Bearer&expires_in=3599", true},
+		// A long value mixing letters and digits under a generic name
+		// counts as a secret even if people chose it: the rule errs on
+		// the side of not tracking.
+		{"long promo code", "https://shop.example/sale?code=SPRING-SALE-2024", true},
+
+		// Everything else: tracked.
+		{"promo code", "https://shop.example/sale?code=SUMMER20&utm_source=mail", false},
+		{"promo code, word", "https://shop.example/sale?code=WELCOME", false},
+		{"promo code, digits first", "https://shop.example/sale?code=10OFF", false},
+		{"promo code, one-case phrase", "https://shop.example/sale?code=WELCOMEBACKFRIENDS", false},
+		{"promo parameter", "https://shop.example/?promo=WELCOME10", false},
+		{"coupon code", "https://shop.example/cart?coupon_code=FREESHIP", false},
+		{"numeric code", "https://app.example/verify?email=jane%40example.com&code=482913", false},
+		{"UTM tags", "https://shop.example/spring?utm_source=newsletter&utm_medium=email&utm_campaign=spring", false},
+		{"unsubscribe in the body", "https://news.example/unsubscribe?email=jane%40example.com&id=123", false},
+		{"video", "https://www.youtube.com/watch?v=dQw4w9WgXcQ", false},
+		{"11-character code", "https://app.example/r?code=dQw4w9WgXcQ", false},
+		{"product", "https://shop.example/p?sku=AB-1234", false},
+		{"short session id", "https://shop.example/p?session_id=42", false},
+		{"auth flag", "https://app.example/login?auth=1&next=%2Fdashboard", false},
+		{"key holding a URL", "https://app.example/go?key=https%3A%2F%2Fshop.example%2Fspring-2024-sale", false},
+		{"order number", "https://shop.example/orders?code=202403011234567890", false},
+	}
+	for _, tt := range tests {
+		if got := secretLink(tt.url); got != tt.secret {
+			t.Errorf("%s: secretLink(%q) = %v, want %v", tt.name, tt.url, got, tt.secret)
 		}
 	}
 }
