@@ -248,6 +248,7 @@ type countsJSON struct {
 	UniqueClicks       int64 `json:"uniqueClicks"`
 	BotFilteredOpens   int64 `json:"botFilteredOpens"`
 	BotFilteredClicks  int64 `json:"botFilteredClicks"`
+	ClicksAfterExpiry  int64 `json:"clicksAfterExpiry"`
 }
 
 func toCountsJSON(c engagement.Counts) countsJSON { return countsJSON(c) }

@@ -148,9 +148,21 @@ type Reputation struct {
 
 // Tracking configures open/click tracking.
 type Tracking struct {
-	Secret      string        `yaml:"secret"`       // "" → generated and stored in Redis once
+	Secret      string        `yaml:"secret"`       // "" → generated and stored in Redis once; "new,old,…": signs with the first, accepts all (rotation)
 	BotWindow   time.Duration `yaml:"bot_window"`   // 3s: hits this soon after delivery are a gateway's prefetch; 0 disables the rule
 	CNAMETarget string        `yaml:"cname_target"` // "" → the host of http.public_url; custom tracking domains must be a CNAME of it
+}
+
+// Secrets are the tracking secrets, the current first; none when
+// tracking.secret is empty.
+func (t Tracking) Secrets() [][]byte {
+	var out [][]byte
+	for _, s := range strings.Split(t.Secret, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			out = append(out, []byte(s))
+		}
+	}
+	return out
 }
 
 // Webhooks configures the delivery of events to accounts' webhook endpoints.

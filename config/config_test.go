@@ -586,6 +586,8 @@ func TestValidateRules(t *testing.T) {
 		{"dkim dotted", func(c *Config) { c.Domains.DKIMSelector = "pp.2024" }, ""},
 		{"spf ok", func(c *Config) { c.Domains.SPFInclude = "_spf.example.com" }, ""},
 		{"reports mailbox", func(c *Config) { c.SMTP.ReportsMailbox = "fbl" }, `smtp.reports_mailbox: must be an address, local@domain (got "fbl")`},
+		{"secrets", func(c *Config) { c.Tracking.Secret = "new-secret, old-secret" }, ""},
+		{"an empty secret", func(c *Config) { c.Tracking.Secret = "new-secret,,old" }, "tracking.secret: an empty secret in the list"},
 		{"spf bad", func(c *Config) { c.Domains.SPFInclude = "_spf..example.com" }, "domains.spf_include: not a valid DNS name"},
 		{"log level case", func(c *Config) { c.Log.Level = "INFO" }, "log.level: must be one of"},
 		{"log warn", func(c *Config) { c.Log.Level = "warn" }, ""},

@@ -147,6 +147,9 @@ func (c Config) Validate() error {
 	}
 
 	// tracking
+	if strings.TrimSpace(c.Tracking.Secret) != "" && len(c.Tracking.Secrets()) != len(strings.Split(c.Tracking.Secret, ",")) {
+		v.add("tracking.secret", "an empty secret in the list: write \"current,older,...\"")
+	}
 	if c.Tracking.BotWindow < 0 {
 		v.add("tracking.bot_window", fmt.Sprintf("must be 0 (disabled) or more (got %s)", c.Tracking.BotWindow))
 	}

@@ -103,8 +103,10 @@ func (s *Service) rewrite(e *store.Email, base []byte, plan trackPlan) ([]byte, 
 		TextLinks: e.TrackClicks,
 		PixelTop:  plan.pixelTop,
 		PixelURL:  urlBase + "/v1/track/open/" + e.ID,
-		ClickURL: func(index int, _ string) string {
-			return urlBase + "/v1/track/click/" + s.signer.ClickID(e.ID, index)
+		// The destination is sealed in the id: the link redirects for as
+		// long as the secret is accepted, after the record has expired.
+		ClickURL: func(index int, dest string) string {
+			return urlBase + "/v1/track/click/" + s.signer.SealedClickID(e.AccountID, e.ID, index, dest)
 		},
 	})
 	if err != nil {

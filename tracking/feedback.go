@@ -1,9 +1,6 @@
 package tracking
 
-import (
-	"crypto/hmac"
-	"strings"
-)
+import "strings"
 
 // FeedbackHeader is the header delivery adds to every email, carrying its
 // FeedbackID. The reports that mail systems send back about it — a
@@ -34,7 +31,7 @@ func (s *Signer) ParseFeedbackID(id string) (emailID string, ok bool) {
 		return "", false
 	}
 	mac, err := macEncoding.DecodeString(macStr)
-	if err != nil || !hmac.Equal(mac, s.sum("feedback v1", emailID)) {
+	if err != nil || !s.valid(mac, "feedback v1", emailID) {
 		return "", false
 	}
 	return emailID, true

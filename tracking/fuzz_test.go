@@ -117,3 +117,29 @@ func FuzzParseClickID(f *testing.F) {
 		}
 	})
 }
+
+// FuzzParseClick checks that ParseClick never panics and accepts only the
+// exact ids SealedClickID and ClickID make.
+func FuzzParseClick(f *testing.F) {
+	s := NewSigner([]byte("fuzz secret"))
+	f.Add(s.SealedClickID("acct_a", testEmailID, 0, "https://example.test/a?b=c#d"))
+	f.Add(s.SealedClickID("acct_a", testEmailID, 7, ""))
+	f.Add(s.ClickID(testEmailID, 3))
+	f.Add("em_x.1.acct_a.aHR0cHM6Ly9ldmlsLnRlc3Qv.AAAAAAAAAAAAAAAAAAAAAA")
+	f.Fuzz(func(t *testing.T, id string) {
+		c, ok := s.ParseClick(id)
+		if !ok {
+			if c != (Click{}) {
+				t.Fatalf("rejected id returned %+v", c)
+			}
+			return
+		}
+		again := s.ClickID(c.EmailID, c.Index)
+		if c.AccountID != "" {
+			again = s.SealedClickID(c.AccountID, c.EmailID, c.Index, c.Dest)
+		}
+		if again != id {
+			t.Fatalf("accepted %q, but it is made as %q", id, again)
+		}
+	})
+}

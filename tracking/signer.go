@@ -19,15 +19,23 @@ const maxClickIDLen = 256
 // each MAC has exactly one spelling and no altered id verifies.
 var macEncoding = base64.RawURLEncoding.Strict()
 
-// Signer makes and checks click-tracking ids with an HMAC-SHA256 server secret.
-// It is safe for concurrent use.
+// Signer makes and checks the ids of tracking links, unsubscribe links and
+// feedback headers with an HMAC-SHA256 server secret. It signs with the
+// current secret and accepts the MACs of older ones too, so that rotating
+// the secret (tracking.secret: "new,old") breaks no link already sent. It
+// is safe for concurrent use.
 type Signer struct {
-	secret []byte
+	secrets [][]byte // the current first
 }
 
-// NewSigner returns a Signer for secret. The secret is copied.
-func NewSigner(secret []byte) *Signer {
-	return &Signer{secret: append([]byte(nil), secret...)}
+// NewSigner returns a Signer that signs with secret and also accepts the
+// MACs of older. The secrets are copied.
+func NewSigner(secret []byte, older ...[]byte) *Signer {
+	s := &Signer{}
+	for _, k := range append([][]byte{secret}, older...) {
+		s.secrets = append(s.secrets, append([]byte(nil), k...))
+	}
+	return s
 }
 
 // ClickID returns the id of link index (≥ 0) of email emailID, in the form
@@ -37,7 +45,7 @@ func NewSigner(secret []byte) *Signer {
 // URL path.
 func (s *Signer) ClickID(emailID string, index int) string {
 	idx := strconv.Itoa(index)
-	return emailID + "." + idx + "." + macEncoding.EncodeToString(s.mac(emailID, idx))
+	return emailID + "." + idx + "." + macEncoding.EncodeToString(s.sum("click v1", emailID, idx))
 }
 
 // ParseClickID checks id and returns the email id and link index it was
@@ -62,7 +70,7 @@ func (s *Signer) ParseClickID(id string) (emailID string, index int, ok bool) {
 	if err != nil || len(mac) != macLen {
 		return "", 0, false
 	}
-	if !hmac.Equal(mac, s.mac(emailID, idx)) {
+	if !s.valid(mac, "click v1", emailID, idx) {
 		return "", 0, false
 	}
 	index, err = strconv.Atoi(idx)
@@ -72,15 +80,27 @@ func (s *Signer) ParseClickID(id string) (emailID string, index int, ok bool) {
 	return emailID, index, true
 }
 
-// mac returns the truncated MAC of one click id; the index is last and all
-// digits, so the encoding is unambiguous.
-func (s *Signer) mac(emailID, idx string) []byte { return s.sum("click v1", emailID, idx) }
-
-// sum returns the truncated MAC of parts (which hold no NUL) for purpose.
-// The message is prefixed with a purpose label so that MACs made with the
-// same secret for one use cannot be replayed for another.
+// sum returns the truncated MAC of parts (which hold no NUL) for purpose,
+// with the current secret. The message is prefixed with a purpose label so
+// that MACs made with the same secret for one use cannot be replayed for
+// another.
 func (s *Signer) sum(purpose string, parts ...string) []byte {
-	h := hmac.New(sha256.New, s.secret)
+	return macWith(s.secrets[0], purpose, parts)
+}
+
+// valid reports whether mac is the MAC of parts for purpose with one of
+// the secrets.
+func (s *Signer) valid(mac []byte, purpose string, parts ...string) bool {
+	for _, k := range s.secrets {
+		if hmac.Equal(mac, macWith(k, purpose, parts)) {
+			return true
+		}
+	}
+	return false
+}
+
+func macWith(secret []byte, purpose string, parts []string) []byte {
+	h := hmac.New(sha256.New, secret)
 	h.Write([]byte("pigeonpost " + purpose + "\x00"))
 	for i, p := range parts {
 		if i > 0 {

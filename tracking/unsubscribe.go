@@ -1,9 +1,6 @@
 package tracking
 
-import (
-	"crypto/hmac"
-	"strings"
-)
+import "strings"
 
 // maxUnsubscribeIDLen bounds the ids ParseUnsubscribeID looks at; real ids
 // are about 110 bytes long.
@@ -32,7 +29,7 @@ func (s *Signer) ParseUnsubscribeID(id string) (accountID, contactID, emailID st
 		return "", "", "", false
 	}
 	mac, err := macEncoding.DecodeString(parts[3])
-	if err != nil || !hmac.Equal(mac, s.sum("unsubscribe v1", parts[0], parts[1], parts[2])) {
+	if err != nil || !s.valid(mac, "unsubscribe v1", parts[0], parts[1], parts[2]) {
 		return "", "", "", false
 	}
 	return parts[0], parts[1], parts[2], true

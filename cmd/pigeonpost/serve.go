@@ -127,13 +127,17 @@ func build(ctx context.Context, cfg config.Config, log *slog.Logger, opt serveOp
 
 	p.store = store.New(p.rdb, time.Now)
 	p.store.SetRetention(store.Retention{Content: cfg.Retention.Content, Records: cfg.Retention.Records})
-	secret := []byte(cfg.Tracking.Secret)
-	if len(secret) == 0 {
-		if secret, err = p.store.TrackingSecret(ctx); err != nil {
+	// tracking.secret is "current,older,...": links signed with an older
+	// secret keep working after a rotation.
+	secrets := cfg.Tracking.Secrets()
+	if len(secrets) == 0 {
+		secret, err := p.store.TrackingSecret(ctx)
+		if err != nil {
 			return nil, fmt.Errorf("tracking secret: %w", err)
 		}
+		secrets = [][]byte{secret}
 	}
-	signer := tracking.NewSigner(secret)
+	signer := tracking.NewSigner(secrets[0], secrets[1:]...)
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))

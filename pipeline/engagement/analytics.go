@@ -43,6 +43,7 @@ type Counts struct {
 	UniqueClicks       int64
 	BotFilteredOpens   int64
 	BotFilteredClicks  int64
+	ClicksAfterExpiry  int64 // on links of mail whose record had expired
 }
 
 // Analytics is the answer of GET /v1/analytics. Rates are fractions (0.25
@@ -160,6 +161,7 @@ func countsFrom(h map[string]string, prefix string) Counts {
 		ProxiedUniqueOpens: get(store.StatProxiedUniqueOpens), MachineUniqueOpens: get(store.StatMachineUniqueOpens),
 		Clicks: get(store.StatClicks), UniqueClicks: get(store.StatUniqueClicks),
 		BotFilteredOpens: get(store.StatBotOpens), BotFilteredClicks: get(store.StatBotClicks),
+		ClicksAfterExpiry: get(store.StatExpiredClicks),
 	}
 }
 
@@ -178,6 +180,7 @@ func (c *Counts) add(o Counts) {
 	c.UniqueClicks += o.UniqueClicks
 	c.BotFilteredOpens += o.BotFilteredOpens
 	c.BotFilteredClicks += o.BotFilteredClicks
+	c.ClicksAfterExpiry += o.ClicksAfterExpiry
 }
 
 // rate is n/of rounded to four places; 0 when of is 0.

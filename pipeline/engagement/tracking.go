@@ -40,24 +40,32 @@ func (s *Service) RecordOpen(ctx context.Context, emailID string, v Visitor) {
 // ResolveClick checks a click id and returns the destination the original
 // mail held for it, queueing the click for recording. A tampered or
 // unknown id is ErrNotFound: no redirect to anything the mail did not
-// contain, and nothing recorded.
+// contain, and nothing recorded. A sealed id (tracking.SealedClickID) of
+// mail whose record has expired still redirects, and is counted on its
+// account's day (store.StatExpiredClicks): recipients click links in old
+// receipts and invoices for years.
 func (s *Service) ResolveClick(ctx context.Context, clickID string, v Visitor) (string, error) {
-	emailID, index, ok := s.signer.ParseClickID(clickID)
+	c, ok := s.signer.ParseClick(clickID)
 	if !ok {
 		return "", pipeline.NotFound("link")
 	}
-	links, err := s.emailLinks(ctx, emailID)
-	if errors.Is(err, store.ErrNotFound) {
+	links, err := s.emailLinks(ctx, c.EmailID)
+	switch {
+	case errors.Is(err, store.ErrNotFound) && c.Dest != "":
+		if err := s.store.CountExpiredClick(ctx, c.AccountID, s.opt.Now()); err != nil {
+			s.opt.Logger.Warn("counting a click on expired mail failed", "err", err)
+		}
+		return c.Dest, nil
+	case errors.Is(err, store.ErrNotFound):
 		return "", pipeline.NotFound("link")
-	}
-	if err != nil {
+	case err != nil:
 		return "", pipeline.StorageError(err)
 	}
-	if index < 0 || index >= len(links) {
+	if c.Index >= len(links) {
 		return "", pipeline.NotFound("link")
 	}
-	s.queueHit(ctx, trackHit{emailID: emailID, kind: tracking.HitClick, index: index, visitor: v, at: s.opt.Now()})
-	return links[index], nil
+	s.queueHit(ctx, trackHit{emailID: c.EmailID, kind: tracking.HitClick, index: c.Index, visitor: v, at: s.opt.Now()})
+	return links[c.Index], nil
 }
 
 // emailLinks returns the email's link destinations, through the cache:

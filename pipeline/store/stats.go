@@ -35,6 +35,10 @@ const (
 	StatUniqueClicks       = "uniqueClicks"       // first click of an email
 	StatBotOpens           = "botFilteredOpens"
 	StatBotClicks          = "botFilteredClicks"
+	// StatExpiredClicks counts clicks on links of mail whose record has
+	// expired (retention.records): they redirect, but there is no email to
+	// record them on.
+	StatExpiredClicks = "clicksAfterExpiry"
 )
 
 const (
@@ -159,6 +163,19 @@ func countEvents(ctx context.Context, p redis.Pipeliner, evs []*Event) {
 	if len(keys) > 0 {
 		p.Eval(ctx, countScript, keys, args...)
 	}
+}
+
+// CountExpiredClick counts a click on a link of the account's mail whose
+// record has expired, on the account's day (the total only: the email's
+// domain and tags went with its record).
+func (s *Store) CountExpiredClick(ctx context.Context, accountID string, at time.Time) error {
+	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		key := StatsKey(accountID, StatsDay(at))
+		p.HIncrBy(ctx, key, StatExpiredClicks, 1)
+		p.Expire(ctx, key, statsTTL)
+		return nil
+	})
+	return err
 }
 
 // StatsDay is the day bucket of t: its UTC date.
