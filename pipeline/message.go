@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"bytes"
 	"fmt"
+	netmail "net/mail"
+	"slices"
 	"strings"
 	"time"
 
@@ -16,6 +18,7 @@ import (
 const (
 	headerTrackOpens  = "X-SP-Track-Opens"
 	headerTrackClicks = "X-SP-Track-Clicks"
+	headerSendAt      = "X-SP-Send-At"
 )
 
 // maxHeaderBytes bounds the header section against header floods (as
@@ -33,10 +36,13 @@ type submittedMessage struct {
 	messageID   string
 	trackOpens  *bool // from X-SP-Track-Opens, nil when absent
 	trackClicks *bool
+	// sendAt is when X-SP-Send-At schedules the message: zero when the
+	// header is absent, empty or not in the future (send now).
+	sendAt time.Time
 }
 
 // parseMessage reads the CRLF-normalised message raw, strips the headers that
-// must not travel (Bcc, X-SP-Track-*), adds Message-ID and Date when missing
+// must not travel (Bcc, X-SP-Track-*, X-SP-Send-At), adds Message-ID and Date when missing
 // (RFC 5322 §3.6), and checks that there is exactly one From address.
 func parseMessage(raw []byte, hostname string, newID func() string, now time.Time) (*submittedMessage, error) {
 	end := headerEnd(raw)
@@ -56,6 +62,9 @@ func parseMessage(raw []byte, hostname string, newID func() string, now time.Tim
 		return nil, err
 	}
 	if m.trackClicks, err = boolHeader(&m.header, headerTrackClicks); err != nil {
+		return nil, err
+	}
+	if m.sendAt, err = sendAtHeader(&m.header, now); err != nil {
 		return nil, err
 	}
 	m.header.Del("Bcc")
@@ -114,6 +123,73 @@ func boolHeader(h *textproto.Header, name string) (*bool, error) {
 		return &b, nil
 	}
 	return nil, ErrBadMessage.With(fmt.Sprintf("%s must be true or false, got %q", name, v))
+}
+
+// sendAtHeader reads and removes X-SP-Send-At, the SMTP spelling of REST's
+// scheduledAt: an RFC 3339 time ("2026-12-24T09:00:00Z", with an offset or
+// fractional seconds) or an RFC 5322 date ("Thu, 24 Dec 2026 09:00:00
+// +0100", or its obsolete forms). It returns the zero time (send now) when
+// the header is absent or empty, and for a time that is not after now: unlike
+// REST's scheduledAt, which refuses a time in the past, a past date sends
+// now, because the client is a legacy system whose clock may be skewed, or
+// an MTA retrying a message it queued before the time, and bouncing its
+// mail for that helps no one. A time more than MaxScheduleAhead ahead, an
+// unparsable value and two X-SP-Send-At headers are refused (ErrInvalid).
+func sendAtHeader(h *textproto.Header, now time.Time) (time.Time, error) {
+	values := h.Values(headerSendAt)
+	if len(values) == 0 {
+		return time.Time{}, nil
+	}
+	h.Del(headerSendAt)
+	if len(values) > 1 {
+		return time.Time{}, ErrInvalid.With(fmt.Sprintf("%s: the header appears %d times; give it once", headerSendAt, len(values)))
+	}
+	v := strings.TrimSpace(values[0])
+	if v == "" {
+		return time.Time{}, nil
+	}
+	t, err := time.Parse(time.RFC3339Nano, v)
+	if err != nil {
+		if t, err = netmail.ParseDate(v); err != nil {
+			return time.Time{}, ErrInvalid.With(headerSendAt + ": " + Quote(v) +
+				" is not a date; use RFC 3339 (2026-12-24T09:00:00Z) or RFC 5322 (Thu, 24 Dec 2026 09:00:00 +0100)")
+		}
+		t = withObsoleteZone(t, v)
+	}
+	if !t.After(now) {
+		return time.Time{}, nil // past or now: send now (see above)
+	}
+	if err := checkSchedule(headerSendAt, t, now); err != nil {
+		return time.Time{}, err
+	}
+	return t.UTC(), nil
+}
+
+// obsoleteZones are the zone names of RFC 5322 §4.3 that have an offset.
+var obsoleteZones = map[string]int{
+	"UT": 0, "GMT": 0,
+	"EST": -5 * 3600, "EDT": -4 * 3600,
+	"CST": -6 * 3600, "CDT": -5 * 3600,
+	"MST": -7 * 3600, "MDT": -6 * 3600,
+	"PST": -8 * 3600, "PDT": -7 * 3600,
+}
+
+// withObsoleteZone gives a time that net/mail.ParseDate read from value,
+// written with an obsolete zone name, the offset RFC 5322 defines for it:
+// ParseDate leaves such a name to time.Parse, which knows it only when the
+// server's own time zone uses it, and otherwise takes it for UTC ("09:00
+// EST" would be sent five hours early). Only a name written in value
+// counts: a numeric offset may come back named after the server's zone
+// (+0800 is "CST" in China), and it is right as it is.
+func withObsoleteZone(t time.Time, value string) time.Time {
+	name, offset := t.Zone()
+	want, ok := obsoleteZones[name]
+	if !ok || offset == want || !slices.Contains(strings.Fields(value), name) {
+		return t
+	}
+	y, mo, d := t.Date()
+	h, mi, s := t.Clock()
+	return time.Date(y, mo, d, h, mi, s, t.Nanosecond(), time.FixedZone(name, want))
 }
 
 // bytes returns the message as it goes out. When the header comes out as

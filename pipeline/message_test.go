@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -71,12 +72,13 @@ func TestParseMessageRejects(t *testing.T) {
 }
 
 // FuzzParseMessage checks the header handling on arbitrary input: it never
-// panics, and whatever it accepts comes out with no Bcc or X-SP-Track-*
-// header and exactly one Message-Id.
+// panics, and whatever it accepts comes out with no Bcc, X-SP-Track-* or
+// X-SP-Send-At header and exactly one Message-Id.
 func FuzzParseMessage(f *testing.F) {
 	f.Add("From: a@acme.test\r\nBcc: x@y.test\r\nX-SP-Track-Opens: true\r\n\r\nbody")
 	f.Add("From: \"A\" <a@acme.test>\r\nSubject: =?utf-8?b?w6k=?=\r\n\r\n")
 	f.Add("\r\n")
+	f.Add("From: a@acme.test\r\nX-SP-Send-At: Thu, 24 Dec 2026 09:00:00 +0100\r\n\r\nbody")
 	f.Fuzz(func(t *testing.T, raw string) {
 		m, err := parseForTest(raw)
 		if err != nil {
@@ -87,7 +89,7 @@ func FuzzParseMessage(f *testing.F) {
 		}
 		out := strings.ToLower(string(m.bytes()))
 		head := out[:headerEnd([]byte(out))]
-		for _, h := range []string{"\r\nbcc:", "\r\nx-sp-track-opens:", "\r\nx-sp-track-clicks:"} {
+		for _, h := range []string{"\r\nbcc:", "\r\nx-sp-track-opens:", "\r\nx-sp-track-clicks:", "\r\nx-sp-send-at:"} {
 			if strings.Contains("\r\n"+head, h) {
 				t.Fatalf("%q survived in %q", h, head)
 			}
@@ -126,5 +128,114 @@ func TestMessageBytesUnchangedHeaderIsNotCopied(t *testing.T) {
 	}
 	if string(edited) != before {
 		t.Errorf("the received message was modified: %q", edited)
+	}
+}
+
+// X-SP-Send-At: the times it takes, a past one sending now, and what it
+// refuses (ErrInvalid: 550 5.5.2, naming the header); always stripped.
+func TestParseSendAt(t *testing.T) {
+	utc := func(s string) time.Time {
+		t, err := time.Parse(time.RFC3339Nano, s)
+		if err != nil {
+			panic(err)
+		}
+		return t
+	}
+	// testNow is 2026-11-29T10:00:00Z.
+	ok := []struct {
+		name, header string
+		want         time.Time // zero: send now
+	}{
+		{"RFC 3339", "X-SP-Send-At: 2026-12-24T09:00:00Z", utc("2026-12-24T09:00:00Z")},
+		{"RFC 3339 offset and fraction", "X-SP-Send-At: 2026-12-24T10:00:00.25+01:00", utc("2026-12-24T09:00:00.25Z")},
+		{"RFC 5322", "X-SP-Send-At: Thu, 24 Dec 2026 09:00:00 +0100", utc("2026-12-24T08:00:00Z")},
+		{"RFC 5322 with a comment", "X-SP-Send-At: Thu, 24 Dec 2026 09:00:00 +0000 (UTC)", utc("2026-12-24T09:00:00Z")},
+		{"RFC 5322 obsolete form", "X-SP-Send-At: 24 Dec 26 09:00 EST", utc("2026-12-24T14:00:00Z")},
+		{"surrounding whitespace", "X-SP-Send-At: \t 2026-12-24T09:00:00Z \t", utc("2026-12-24T09:00:00Z")},
+		{"folded", "X-SP-Send-At:\r\n 2026-12-24T09:00:00Z", utc("2026-12-24T09:00:00Z")},
+		{"lower-case name", "x-sp-send-at: 2026-12-24T09:00:00Z", utc("2026-12-24T09:00:00Z")},
+		{"exactly 30 days ahead", "X-SP-Send-At: 2026-12-29T10:00:00Z", utc("2026-12-29T10:00:00Z")},
+		{"in the past: now", "X-SP-Send-At: 2026-11-29T09:59:59Z", time.Time{}},
+		{"long past, RFC 5322: now", "X-SP-Send-At: Mon, 02 Jan 2006 15:04:05 -0700", time.Time{}},
+		{"exactly now: now", "X-SP-Send-At: Sun, 29 Nov 2026 11:00:00 +0100", time.Time{}},
+		{"empty: now", "X-SP-Send-At:", time.Time{}},
+	}
+	for _, tc := range ok {
+		t.Run(tc.name, func(t *testing.T) {
+			m, err := parseForTest("From: a@acme.test\r\n" + tc.header + "\r\nSubject: s\r\n\r\nbody\r\n")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !m.sendAt.Equal(tc.want) || (!m.sendAt.IsZero() && m.sendAt.Location() != time.UTC) {
+				t.Errorf("sendAt %v, want %v", m.sendAt, tc.want)
+			}
+			out := string(m.bytes())
+			if strings.Contains(strings.ToLower(out), "x-sp-send-at") {
+				t.Errorf("X-SP-Send-At still in %q", out)
+			}
+			if !strings.Contains(out, "Subject: s\r\n") || !strings.HasSuffix(out, "\r\n\r\nbody\r\n") {
+				t.Errorf("message damaged: %q", out)
+			}
+		})
+	}
+
+	refused := []struct {
+		name, header string
+		says         []string // in the error message
+	}{
+		{"more than 30 days ahead", "X-SP-Send-At: 2026-12-29T10:00:01Z",
+			[]string{"X-SP-Send-At: 2026-12-29T10:00:01Z is more than 30 days ahead"}},
+		{"RFC 5322 more than 30 days ahead", "X-SP-Send-At: Mon, 01 Mar 2027 01:00:00 +0100",
+			[]string{"X-SP-Send-At: 2027-03-01T00:00:00Z is more than 30 days ahead"}},
+		{"garbage", "X-SP-Send-At: tomorrow",
+			[]string{`X-SP-Send-At: "tomorrow" is not a date`, "RFC 3339 (2026-12-24T09:00:00Z)", "RFC 5322 (Thu, 24 Dec 2026 09:00:00 +0100)"}},
+		{"no time zone", "X-SP-Send-At: 2026-12-24T09:00:00",
+			[]string{`X-SP-Send-At: "2026-12-24T09:00:00" is not a date`}},
+		{"two headers", "X-SP-Send-At: 2026-12-24T09:00:00Z\r\nX-SP-Send-At: 2026-12-25T09:00:00Z",
+			[]string{"X-SP-Send-At: the header appears 2 times"}},
+		{"two headers, one empty", "X-SP-Send-At: 2026-12-24T09:00:00Z\r\nx-sp-send-at:",
+			[]string{"X-SP-Send-At: the header appears 2 times"}},
+	}
+	for _, tc := range refused {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := parseForTest("From: a@acme.test\r\n" + tc.header + "\r\n\r\nbody\r\n")
+			if !errors.Is(err, ErrInvalid) {
+				t.Fatalf("got %v, want ErrInvalid", err)
+			}
+			if e := AsError(err); e.SMTPCode != 550 || e.Enhanced != [3]int{5, 5, 2} {
+				t.Errorf("got %d %v", e.SMTPCode, e.Enhanced)
+			}
+			for _, s := range tc.says {
+				if !strings.Contains(AsError(err).Message, s) {
+					t.Errorf("message %q does not say %q", AsError(err).Message, s)
+				}
+			}
+		})
+	}
+}
+
+// An obsolete zone name has the offset RFC 5322 gives it whatever the
+// server's own time zone, and a numeric offset is kept even when the
+// server's zone calls it by one of those names (+0800 is CST in China).
+func TestSendAtZoneIndependentOfServer(t *testing.T) {
+	saved := time.Local
+	t.Cleanup(func() { time.Local = saved })
+	for _, local := range []*time.Location{time.UTC, time.FixedZone("EST", -5*3600), time.FixedZone("CST", 8*3600)} {
+		time.Local = local
+		for value, want := range map[string]string{
+			"Thu, 24 Dec 2026 09:00:00 EST":   "2026-12-24T14:00:00Z",
+			"Thu, 24 Dec 2026 09:00:00 PDT":   "2026-12-24T16:00:00Z",
+			"Thu, 24 Dec 2026 09:00:00 GMT":   "2026-12-24T09:00:00Z",
+			"Thu, 24 Dec 2026 09:00:00 +0800": "2026-12-24T01:00:00Z",
+			"Thu, 24 Dec 2026 09:00:00 -0500": "2026-12-24T14:00:00Z",
+		} {
+			m, err := parseForTest("From: a@acme.test\r\nX-SP-Send-At: " + value + "\r\n\r\nx")
+			if err != nil {
+				t.Fatalf("local %s, %q: %v", local, value, err)
+			}
+			if got := m.sendAt.Format(time.RFC3339); got != want {
+				t.Errorf("local %s, %q: %s, want %s", local, value, got, want)
+			}
+		}
 	}
 }

@@ -40,7 +40,7 @@ func checkSchedule(field string, t, now time.Time) error {
 		return ErrInvalid.With(fmt.Sprintf("%s: %s is in the past", field, t.UTC().Format(time.RFC3339)))
 	}
 	if t.After(now.Add(MaxScheduleAhead)) {
-		return ErrInvalid.With(fmt.Sprintf("%s: %s is more than 30 days ahead", field, t.UTC().Format(time.RFC3339)))
+		return ErrInvalid.With(fmt.Sprintf("%s: %s is more than %d days ahead", field, t.UTC().Format(time.RFC3339), MaxScheduleAhead/(24*time.Hour)))
 	}
 	return nil
 }

@@ -184,6 +184,7 @@ type Submission struct {
 	Metadata map[string]string
 
 	// ScheduledAt, when not zero, holds the emails until then (scheduled_at).
+	// When zero, the message's X-SP-Send-At header may set it (prepare).
 	ScheduledAt time.Time
 	// Claim is the idempotency key a REST send took (ClaimSend); the
 	// caller releases it if Submit fails. When nil, Submit derives a key
@@ -382,6 +383,12 @@ func (s *Service) prepare(ctx context.Context, sub Submission, derive bool, now 
 	}
 	if err := checkSchedule("scheduled_at", sub.ScheduledAt, now); err != nil {
 		return nil, nil, err
+	}
+	if sub.ScheduledAt.IsZero() {
+		// X-SP-Send-At schedules a message as REST's scheduledAt does; an
+		// explicit Submission.ScheduledAt wins over the header. Only SMTP
+		// messages carry it: compose refuses X-SP-* headers in a REST send.
+		sub.ScheduledAt = msg.sendAt
 	}
 	if err := CheckLabels(sub.Tags, sub.Metadata); err != nil {
 		return nil, nil, err

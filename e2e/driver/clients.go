@@ -24,6 +24,8 @@ type client struct {
 	version []string
 	// sends: an HTTP client of the sends API (env.sendsAPI), not an SMTP one.
 	sends bool
+	// sendAt: the snippet sets X-SP-Send-At from SEND_AT (env.sendAt).
+	sendAt bool
 }
 
 const installAll = "e2e/install.sh"
@@ -39,6 +41,7 @@ func clients(netsmtpBin string) []client {
 			install: "apt-get install -y swaks",
 			missing: func(string) string { return needCommand("swaks") },
 			version: []string{"swaks", "--version"},
+			sendAt:  true,
 		},
 		{
 			name: "smtplib",

@@ -214,6 +214,9 @@ func run(ctx context.Context, out io.Writer, opt options) (code int) {
 			e.positive(ctx, c, mode)
 		}
 		e.negative(ctx, c)
+		if c.sendAt {
+			e.sendAt(ctx, c)
+		}
 	}
 	e.readAll(ctx)
 	if ctx.Err() != nil {

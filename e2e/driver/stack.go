@@ -245,6 +245,8 @@ type apiEmail struct {
 	Attempts    int        `json:"attempts"`
 	LastError   string     `json:"lastError"`
 	DeliveredAt *time.Time `json:"deliveredAt"`
+	ScheduledAt *time.Time `json:"scheduledAt"`
+	SentAt      *time.Time `json:"sentAt"`
 	OpenedAt    *time.Time `json:"openedAt"`
 	ClickedAt   *time.Time `json:"clickedAt"`
 }

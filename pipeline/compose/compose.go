@@ -237,7 +237,13 @@ func checkCustomHeader(name, value string) error {
 		return err
 	}
 	if strings.HasPrefix(lower, "x-sp-") {
-		return pipeline.ErrInvalid.With(fmt.Sprintf("headers: %q is reserved; use the tracking field", name))
+		// X-SP-* headers are SMTP's way to ask for what a REST send has
+		// fields for; the pipeline reads and strips them.
+		field := "tracking"
+		if lower == "x-sp-send-at" {
+			field = "scheduledAt"
+		}
+		return pipeline.ErrInvalid.With(fmt.Sprintf("headers: %q is reserved; use the %s field", name, field))
 	}
 	return nil
 }

@@ -49,6 +49,7 @@ func TestComposeRefusesInjection(t *testing.T) {
 		"header name colon":      func(c *Compose) { c.Headers = map[string]string{"X-A: b": "1"} },
 		"standard header":        func(c *Compose) { c.Headers = map[string]string{"Bcc": "evil@x.test"} },
 		"reserved header":        func(c *Compose) { c.Headers = map[string]string{"X-SP-Track-Opens": "true"} },
+		"reserved X-SP-Send-At":  func(c *Compose) { c.Headers = map[string]string{"x-sp-send-at": "2026-12-24T09:00:00Z"} },
 		"no recipient":           func(c *Compose) { c.To = nil },
 		"no body":                func(c *Compose) { c.Text = "" },
 		"NUL in subject":         func(c *Compose) { c.Subject = "a\x00b" },
@@ -73,5 +74,15 @@ func TestComposeRefusesInjection(t *testing.T) {
 				t.Fatalf("got %v, want a 400", err)
 			}
 		})
+	}
+}
+
+// A REST send that sets X-SP-Send-At is told of the field that schedules.
+func TestComposeReservedSendAtNamesScheduledAt(t *testing.T) {
+	c := Compose{From: "hello@acme.test", To: []string{"a@x.test"}, Subject: "s", Text: "t",
+		Headers: map[string]string{"X-SP-Send-At": "2026-12-24T09:00:00Z"}}
+	_, err := ComposeMessage(c, testNow)
+	if msg := pipeline.AsError(err).Message; !strings.Contains(msg, `"X-SP-Send-At" is reserved; use the scheduledAt field`) {
+		t.Errorf("got %q", msg)
 	}
 }
