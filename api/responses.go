@@ -168,15 +168,16 @@ type createdKeyJSON struct {
 
 // webhookJSON is an endpoint: the secret only in the answer to its creation.
 type webhookJSON struct {
-	ID        string    `json:"id"`
-	URL       string    `json:"url"`
-	Events    []string  `json:"events"`
-	CreatedAt time.Time `json:"createdAt"`
-	Secret    string    `json:"secret,omitempty"`
+	ID            string    `json:"id"`
+	URL           string    `json:"url"`
+	Events        []string  `json:"events"`
+	MachineEvents bool      `json:"machineEvents"`
+	CreatedAt     time.Time `json:"createdAt"`
+	Secret        string    `json:"secret,omitempty"`
 }
 
 func toWebhookJSON(wh *store.Webhook) webhookJSON {
-	return webhookJSON{ID: wh.ID, URL: wh.URL, Events: wh.Events, CreatedAt: wh.CreatedAt}
+	return webhookJSON{ID: wh.ID, URL: wh.URL, Events: wh.Events, MachineEvents: wh.MachineEvents, CreatedAt: wh.CreatedAt}
 }
 
 // failedWebhookJSON is a webhook delivery given up.
@@ -249,9 +250,18 @@ type countsJSON struct {
 	BotFilteredOpens   int64 `json:"botFilteredOpens"`
 	BotFilteredClicks  int64 `json:"botFilteredClicks"`
 	ClicksAfterExpiry  int64 `json:"clicksAfterExpiry"`
+	RawOpens           int64 `json:"rawOpens"`
+	RawClicks          int64 `json:"rawClicks"`
+	HumanUniqueOpens   int64 `json:"humanUniqueOpens"`
 }
 
-func toCountsJSON(c engagement.Counts) countsJSON { return countsJSON(c) }
+func toCountsJSON(c engagement.Counts) countsJSON {
+	return countsJSON{Sent: c.Sent, Delivered: c.Delivered, Deferred: c.Deferred, Bounced: c.Bounced, Failed: c.Failed,
+		Complained: c.Complained, Opens: c.Opens, UniqueOpens: c.UniqueOpens, ProxiedUniqueOpens: c.ProxiedUniqueOpens,
+		MachineUniqueOpens: c.MachineUniqueOpens, Clicks: c.Clicks, UniqueClicks: c.UniqueClicks,
+		BotFilteredOpens: c.BotFilteredOpens, BotFilteredClicks: c.BotFilteredClicks, ClicksAfterExpiry: c.ClicksAfterExpiry,
+		RawOpens: c.RawOpens(), RawClicks: c.RawClicks(), HumanUniqueOpens: c.HumanUniqueOpens()}
+}
 
 // analyticsJSON is the answer of GET /v1/analytics: the counters flat,
 // then the rates and the daily counters.
@@ -261,10 +271,11 @@ type analyticsJSON struct {
 	Domain *string `json:"domain"`
 	Tag    *string `json:"tag"`
 	countsJSON
-	OpenRate   float64        `json:"openRate"`
-	ClickRate  float64        `json:"clickRate"`
-	BounceRate float64        `json:"bounceRate"`
-	Daily      []dayCountJSON `json:"daily"`
+	OpenRate      float64        `json:"openRate"`
+	HumanOpenRate float64        `json:"humanOpenRate"`
+	ClickRate     float64        `json:"clickRate"`
+	BounceRate    float64        `json:"bounceRate"`
+	Daily         []dayCountJSON `json:"daily"`
 }
 
 type dayCountJSON struct {
@@ -274,7 +285,7 @@ type dayCountJSON struct {
 
 func toAnalyticsJSON(a *engagement.Analytics) analyticsJSON {
 	return analyticsJSON{From: a.From, To: a.To, Domain: a.Domain, Tag: a.Tag, countsJSON: toCountsJSON(a.Counts),
-		OpenRate: a.OpenRate, ClickRate: a.ClickRate, BounceRate: a.BounceRate,
+		OpenRate: a.OpenRate, HumanOpenRate: a.HumanOpenRate, ClickRate: a.ClickRate, BounceRate: a.BounceRate,
 		Daily: listOf(a.Daily, func(d engagement.DayCounts) dayCountJSON {
 			return dayCountJSON{Date: d.Date, countsJSON: toCountsJSON(d.Counts)}
 		})}

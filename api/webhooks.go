@@ -9,14 +9,15 @@ import (
 
 func (h *handler) createWebhook(w http.ResponseWriter, r *http.Request, k *store.Key) {
 	var req struct {
-		URL    string   `json:"url"`
-		Events []string `json:"events"`
+		URL           string   `json:"url"`
+		Events        []string `json:"events"`
+		MachineEvents bool     `json:"machineEvents"`
 	}
 	if err := h.decode(w, r, &req); err != nil {
 		writeError(w, r, err)
 		return
 	}
-	wh, err := h.Account.CreateWebhook(r.Context(), k, account.WebhookInput{URL: req.URL, Events: req.Events})
+	wh, err := h.Account.CreateWebhook(r.Context(), k, account.WebhookInput{URL: req.URL, Events: req.Events, MachineEvents: req.MachineEvents})
 	if err != nil {
 		writeError(w, r, err)
 		return

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -172,9 +173,9 @@ func TestWebhookSignedDeliveries(t *testing.T) {
 		r    received
 		want string
 	}{
-		{opened[0], fmt.Sprintf(`{"event":"email.opened","timestamp":%q,"data":{"emailId":%q,"toAddress":%q,"openedAt":%q}}`,
+		{opened[0], fmt.Sprintf(`{"event":"email.opened","timestamp":%q,"data":{"emailId":%q,"toAddress":%q,"openedAt":%q,"bot":false,"proxied":false,"machineOpen":null,"rule":null}}`,
 			stamp(e.OpenedAt), id, to, stamp(e.OpenedAt))},
-		{clicked[0], fmt.Sprintf(`{"event":"email.clicked","timestamp":%q,"data":{"emailId":%q,"toAddress":%q,"clickedAt":%q,"linkUrl":"https://shop.example.test/a?x=1&y=2","linkIndex":0}}`,
+		{clicked[0], fmt.Sprintf(`{"event":"email.clicked","timestamp":%q,"data":{"emailId":%q,"toAddress":%q,"clickedAt":%q,"linkUrl":"https://shop.example.test/a?x=1&y=2","linkIndex":0,"bot":false,"proxied":false,"machineOpen":null,"rule":null}}`,
 			stamp(e.ClickedAt), id, to, stamp(e.ClickedAt))},
 	} {
 		checkSigned(t, c.r, secret)
@@ -314,5 +315,67 @@ func TestWebhookHostThroughConfiguredResolver(t *testing.T) {
 	s.webhooksIdle()
 	if got := recv.requests("email.delivered"); len(got) != 1 {
 		t.Fatalf("%d email.delivered deliveries, want 1", len(got))
+	}
+}
+
+// An endpoint with machineEvents gets the machines' hits too, each
+// flagged with what tracking/bots.go made of it; a default endpoint gets
+// people's only, so an Apple Mail Privacy Protection open is not an open
+// there. Analytics keep raw and human counts side by side.
+func TestWebhookMachineEvents(t *testing.T) {
+	s := webhookStack(t)
+	people, machines := startReceiver(t), startReceiver(t)
+	s.CreateWebhook(people.srv.URL, "email.opened", "email.clicked")
+	var hook struct{ MachineEvents bool }
+	if code := s.JSON("POST", "/v1/webhooks", liveKey, map[string]any{"url": machines.srv.URL,
+		"events": []string{"email.opened", "email.clicked"}, "machineEvents": true}, &hook); code != http.StatusCreated || !hook.MachineEvents {
+		t.Fatalf("create an endpoint with machineEvents: %d %+v", code, hook)
+	}
+	id, _ := s.SendTracked(nil)
+	s.waitStatus(id, "delivered")
+	_, pixel, clicks := s.TrackingURLs(id)
+	s.Track(resttest.Hit{Path: pixel, UserAgent: "Mozilla/5.0"})    // Apple Mail Privacy Protection
+	s.Track(resttest.Hit{Path: clicks[0], UserAgent: "curl/8.5.0"}) // a scanner
+	s.Track(resttest.Hit{Path: pixel, UserAgent: browserUA})        // a person
+	s.webhooksIdle()
+
+	type data struct {
+		Bot         bool
+		Proxied     bool
+		MachineOpen *string
+		Rule        *string
+	}
+	payloads := func(r *receiver) (out []string) {
+		for _, g := range r.requests("") {
+			var b struct {
+				Event string
+				Data  data
+			}
+			if err := json.Unmarshal(g.body, &b); err != nil {
+				t.Fatal(err)
+			}
+			rule := "-"
+			if b.Data.Rule != nil {
+				rule = *b.Data.Rule
+			}
+			out = append(out, fmt.Sprintf("%s bot=%v proxied=%v rule=%s", b.Event, b.Data.Bot, b.Data.Proxied, rule))
+		}
+		slices.Sort(out)
+		return out
+	}
+	if got, want := payloads(people), []string{"email.opened bot=false proxied=false rule=-"}; !slices.Equal(got, want) {
+		t.Errorf("the default endpoint got %q, want %q", got, want)
+	}
+	if got, want := payloads(machines), []string{
+		"email.clicked bot=true proxied=false rule=known_bot_user_agent",
+		"email.opened bot=false proxied=false rule=-",
+		"email.opened bot=false proxied=true rule=apple_mpp",
+	}; !slices.Equal(got, want) {
+		t.Errorf("the machineEvents endpoint got %q, want %q", got, want)
+	}
+	var a struct{ Opens, RawOpens, RawClicks, UniqueOpens, HumanUniqueOpens, MachineUniqueOpens int64 }
+	s.JSON("GET", "/v1/analytics", liveKey, nil, &a)
+	if a.RawClicks != 1 || a.MachineUniqueOpens != 1 || a.HumanUniqueOpens != a.UniqueOpens-1 || a.RawOpens < a.Opens {
+		t.Errorf("analytics %+v", a)
 	}
 }

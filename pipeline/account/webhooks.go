@@ -18,6 +18,9 @@ const maxWebhooks = 20
 type WebhookInput struct {
 	URL    string
 	Events []string
+	// MachineEvents subscribes the endpoint to machines' opens and clicks
+	// too (store.MachineEvent).
+	MachineEvents bool
 }
 
 // CreateWebhook registers an endpoint for the caller's account and returns
@@ -47,7 +50,7 @@ func (s *Service) CreateWebhook(ctx context.Context, k *store.Key, in WebhookInp
 	}
 	w := &store.Webhook{
 		ID: store.NewID("wh"), URL: strings.TrimSpace(in.URL), Events: events,
-		Secret: webhooks.NewSecret(), CreatedAt: s.opt.Now().UTC(),
+		Secret: webhooks.NewSecret(), CreatedAt: s.opt.Now().UTC(), MachineEvents: in.MachineEvents,
 	}
 	err := s.store.AddWebhook(ctx, k.AccountID, w, maxWebhooks)
 	if errors.Is(err, store.ErrLimit) {

@@ -55,10 +55,13 @@ type Analytics struct {
 	Domain *string
 	Tag    *string
 	Counts
-	OpenRate   float64
-	ClickRate  float64
-	BounceRate float64
-	Daily      []DayCounts
+	OpenRate float64
+	// HumanOpenRate is OpenRate without Apple Mail Privacy Protection's
+	// opens: HumanUniqueOpens per delivered email.
+	HumanOpenRate float64
+	ClickRate     float64
+	BounceRate    float64
+	Daily         []DayCounts
 }
 
 // DayCounts are one day's counters.
@@ -106,6 +109,7 @@ func (s *Service) Analytics(ctx context.Context, k *store.Key, q AnalyticsQuery)
 		a.Counts.add(c)
 	}
 	a.OpenRate = rate(a.UniqueOpens, a.Delivered)
+	a.HumanOpenRate = rate(a.HumanUniqueOpens(), a.Delivered)
 	a.ClickRate = rate(a.UniqueClicks, a.Delivered)
 	a.BounceRate = rate(a.Bounced, a.Sent)
 	return a, nil
@@ -164,6 +168,21 @@ func countsFrom(h map[string]string, prefix string) Counts {
 		ClicksAfterExpiry: get(store.StatExpiredClicks),
 	}
 }
+
+// Raw and human counts side by side: the counters count people's and
+// image proxies' hits (Opens, Clicks) and bots' apart (BotFiltered*);
+// MachineUniqueOpens are Apple Mail Privacy Protection's, which fetches
+// every image whether or not anyone reads the mail.
+
+// RawOpens is every open hit, bots' included.
+func (c Counts) RawOpens() int64 { return c.Opens + c.BotFilteredOpens }
+
+// RawClicks is every click hit, bots' included.
+func (c Counts) RawClicks() int64 { return c.Clicks + c.BotFilteredClicks }
+
+// HumanUniqueOpens are the first opens neither a bot's nor Apple's
+// privacy protection's: the opens a person is known to have made.
+func (c Counts) HumanUniqueOpens() int64 { return c.UniqueOpens - c.MachineUniqueOpens }
 
 func (c *Counts) add(o Counts) {
 	c.Sent += o.Sent

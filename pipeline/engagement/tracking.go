@@ -125,10 +125,18 @@ func (s *Service) decideHit(ctx context.Context, h trackHit) func(e *store.Email
 			if verdict.Proxied {
 				data[store.DataProxied] = "true"
 				data[store.DataMachineOpen] = verdict.MachineOpen
+				data[store.DataFilterRule] = verdict.Rule
 			}
+			fields = map[string]any{}
 			if !seen {
-				fields = map[string]any{field: store.FormatTime(at)}
+				fields[field] = store.FormatTime(at)
 				data[store.DataFirst] = "true"
+			}
+			// The first open a person made, which Apple's opens at
+			// delivery must not hide from the webhooks.
+			if h.kind == tracking.HitOpen && verdict.MachineOpen != "apple_mpp" && e.PersonOpenedAt == nil {
+				fields[store.FieldPersonOpenedAt] = store.FormatTime(at)
+				data[store.DataFirstPerson] = "true"
 			}
 		}
 		return fields, &store.Event{Type: evType, Timestamp: at, AccountID: e.AccountID, Data: data}, nil

@@ -171,10 +171,14 @@ type Email struct {
 	BouncedAt    *time.Time
 	FailedAt     *time.Time
 	OpenedAt     *time.Time
-	ClickedAt    *time.Time
-	ScheduledAt  *time.Time // when a scheduled email is due
-	CancelledAt  *time.Time
-	Send         *SendRef // set when the sends API made the email
+	// PersonOpenedAt is the first open that was not a machine's
+	// (MachineEvent): Apple Mail Privacy Protection opens every mail
+	// it is delivered, before any person may.
+	PersonOpenedAt *time.Time
+	ClickedAt      *time.Time
+	ScheduledAt    *time.Time // when a scheduled email is due
+	CancelledAt    *time.Time
+	Send           *SendRef // set when the sends API made the email
 }
 
 // SendRef is what the sends API records of an email it made: the email
@@ -195,10 +199,12 @@ const (
 	FieldBouncedAt   = "bouncedAt"
 	FieldFailedAt    = "failedAt"
 	FieldOpenedAt    = "openedAt"
-	FieldClickedAt   = "clickedAt"
-	FieldScheduledAt = "scheduledAt"
-	FieldCancelledAt = "cancelledAt"
-	FieldLinks       = "links" // JSON array of the tracked links' destinations, by index
+	// FieldPersonOpenedAt is Email.PersonOpenedAt.
+	FieldPersonOpenedAt = "personOpenedAt"
+	FieldClickedAt      = "clickedAt"
+	FieldScheduledAt    = "scheduledAt"
+	FieldCancelledAt    = "cancelledAt"
+	FieldLinks          = "links" // JSON array of the tracked links' destinations, by index
 )
 
 // FormatTime is the one timestamp format in records: RFC 3339, UTC, milliseconds.
@@ -269,28 +275,29 @@ func (e *Email) hash() map[string]any {
 
 func emailFromHash(m map[string]string) *Email {
 	e := &Email{
-		ID:           m["id"],
-		AccountID:    m["accountId"],
-		KeyID:        m["keyId"],
-		Mode:         m["mode"],
-		Status:       Status(m[FieldStatus]),
-		Source:       m["source"],
-		FromAddress:  m["fromAddress"],
-		EnvelopeFrom: m["envelopeFrom"],
-		ToAddress:    m["toAddress"],
-		Subject:      m["subject"],
-		MessageID:    m["messageId"],
-		TrackOpens:   m["trackOpens"] == "1",
-		TrackClicks:  m["trackClicks"] == "1",
-		LastError:    m[FieldLastError],
-		SentAt:       parseTime(m[FieldSentAt]),
-		DeliveredAt:  parseTime(m[FieldDeliveredAt]),
-		BouncedAt:    parseTime(m[FieldBouncedAt]),
-		FailedAt:     parseTime(m[FieldFailedAt]),
-		OpenedAt:     parseTime(m[FieldOpenedAt]),
-		ClickedAt:    parseTime(m[FieldClickedAt]),
-		ScheduledAt:  parseTime(m[FieldScheduledAt]),
-		CancelledAt:  parseTime(m[FieldCancelledAt]),
+		ID:             m["id"],
+		AccountID:      m["accountId"],
+		KeyID:          m["keyId"],
+		Mode:           m["mode"],
+		Status:         Status(m[FieldStatus]),
+		Source:         m["source"],
+		FromAddress:    m["fromAddress"],
+		EnvelopeFrom:   m["envelopeFrom"],
+		ToAddress:      m["toAddress"],
+		Subject:        m["subject"],
+		MessageID:      m["messageId"],
+		TrackOpens:     m["trackOpens"] == "1",
+		TrackClicks:    m["trackClicks"] == "1",
+		LastError:      m[FieldLastError],
+		SentAt:         parseTime(m[FieldSentAt]),
+		DeliveredAt:    parseTime(m[FieldDeliveredAt]),
+		BouncedAt:      parseTime(m[FieldBouncedAt]),
+		FailedAt:       parseTime(m[FieldFailedAt]),
+		OpenedAt:       parseTime(m[FieldOpenedAt]),
+		PersonOpenedAt: parseTime(m[FieldPersonOpenedAt]),
+		ClickedAt:      parseTime(m[FieldClickedAt]),
+		ScheduledAt:    parseTime(m[FieldScheduledAt]),
+		CancelledAt:    parseTime(m[FieldCancelledAt]),
 	}
 	if m["send"] == "1" {
 		e.Send = &SendRef{TemplateID: m["templateId"], ContactID: m["contactId"], BatchID: m["batchId"]}

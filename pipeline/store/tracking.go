@@ -202,13 +202,23 @@ func (s *Store) TrackingFor(ctx context.Context, accountID, domainName string) (
 // the analytics counters and the webhook dispatcher read.
 const (
 	DataFirst       = "first"       // "true" on the hit that set openedAt / clickedAt
+	DataFirstPerson = "firstPerson" // "true" on the open that set personOpenedAt
 	DataBotFiltered = "botFiltered" // "true": a bot's hit; not counted, no webhook
-	DataFilterRule  = "filterRule"  // the bot rule that matched (tracking/bots.go)
+	DataFilterRule  = "filterRule"  // the rule that matched (tracking/bots.go): a bot's, or a proxy's
 	DataProxied     = "proxied"     // "true": fetched through an image proxy
 	DataMachineOpen = "machineOpen" // the proxy's kind: apple_mpp, google_image_proxy, yahoo_mail_proxy
 	DataLinkURL     = "linkUrl"     // a click's destination
 	DataLinkIndex   = "linkIndex"   // a click's link index, in decimal
 )
+
+// MachineEvent reports an open or click made by a machine rather than a
+// person: a bot's hit (a scanner, a prefetch), or an open by Apple Mail
+// Privacy Protection, which fetches every image whether or not anyone
+// reads the mail. Image proxies that fetch when the mail is opened
+// (Gmail's, Yahoo's) stand for a person.
+func MachineEvent(ev *Event) bool {
+	return ev.Data[DataBotFiltered] == "true" || ev.Data[DataMachineOpen] == "apple_mpp"
+}
 
 // ErrContention is returned when records kept changing under TrackHits.
 var ErrContention = errors.New("records changed concurrently too many times")
@@ -224,7 +234,8 @@ type Hit struct {
 // hitFields are the fields of an email record that a hit's Decide sees:
 // what classifies the hit and makes its event. Every hit reads them, so not
 // the whole record (subject, tags, metadata…).
-var hitFields = []string{"id", "accountId", "mode", "fromAddress", FieldLinks, FieldSentAt, FieldDeliveredAt, FieldOpenedAt, FieldClickedAt}
+var hitFields = []string{"id", "accountId", "mode", "fromAddress", FieldLinks, FieldSentAt, FieldDeliveredAt, FieldOpenedAt,
+	FieldPersonOpenedAt, FieldClickedAt}
 
 // maxHitAttempts bounds how often TrackHits reruns a batch whose records
 // changed under it.

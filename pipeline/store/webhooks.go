@@ -23,6 +23,9 @@ type Webhook struct {
 	Events    []string  `json:"events"`
 	Secret    string    `json:"secret"`
 	CreatedAt time.Time `json:"createdAt"`
+	// MachineEvents: the endpoint also gets the opens and clicks of
+	// machines (MachineEvent), flagged; by default it gets people's only.
+	MachineEvents bool `json:"machineEvents,omitempty"`
 }
 
 // Subscribed reports whether the endpoint wants event (e.g. "email.opened").

@@ -188,11 +188,15 @@ func (d *Dispatcher) fanOutOne(ctx context.Context, lk *accountLookups, se store
 // queue builds and queues the deliveries of one event; it returns how many.
 func (d *Dispatcher) queue(ctx context.Context, lk *accountLookups, se store.StreamEvent) (int, error) {
 	ev := se.Event
-	if ev.Type == "" || ev.AccountID == "" || (ev.EmailID == "" && !accountEvent(ev.Type)) || ev.Data[store.DataBotFiltered] == "true" {
+	if ev.Type == "" || ev.AccountID == "" || (ev.EmailID == "" && !accountEvent(ev.Type)) {
 		return 0, nil
 	}
-	if ev.Type == store.EventOpened || ev.Type == store.EventClicked {
-		if ev.Data[store.DataFirst] != "true" {
+	// A machine's hits go, each of them, to the endpoints that ask for
+	// them; a person's first open and click go to every endpoint, the
+	// later ones as the account's settings say.
+	machine := store.MachineEvent(&ev)
+	if (ev.Type == store.EventOpened || ev.Type == store.EventClicked) && !machine {
+		if ev.Data[store.DataFirst] != "true" && ev.Data[store.DataFirstPerson] != "true" {
 			settings, err := memoized(lk.settings, ev.AccountID, func() (store.TrackingSettings, error) {
 				return d.Store.TrackingSettings(ctx, ev.AccountID)
 			})
@@ -213,7 +217,7 @@ func (d *Dispatcher) queue(ctx context.Context, lk *accountLookups, se store.Str
 	}
 	var targets []*store.Webhook
 	for _, ep := range endpoints {
-		if ep.Subscribed(name) {
+		if ep.Subscribed(name) && (!machine || ep.MachineEvents) {
 			targets = append(targets, ep)
 		}
 	}

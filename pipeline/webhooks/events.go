@@ -38,7 +38,9 @@ func accountEvent(t store.EventType) bool {
 //	{"event": "email.opened", "timestamp": "…",
 //	 "data": {"emailId": "em_…", "toAddress": "…", "openedAt": "…"}}
 //
-// email.clicked adds linkUrl and linkIndex (a number); email.deferred,
+// email.opened and email.clicked add the hit's classification (bot,
+// proxied, machineOpen, rule: addClassification), email.clicked its linkUrl
+// and linkIndex (a number); email.deferred,
 // email.bounced and email.failed add the reason; email.unsubscribed the
 // contactId. Every type has its
 // <type>At field (deliveredAt, bouncedAt …). Nothing about the visitor (IP
@@ -57,6 +59,9 @@ func Body(ev store.Event, toAddress string) []byte {
 		data.add("linkUrl", ev.Data[store.DataLinkURL])
 		index, _ := strconv.Atoi(ev.Data[store.DataLinkIndex])
 		data.add("linkIndex", index)
+		addClassification(&data, ev)
+	case store.EventOpened:
+		addClassification(&data, ev)
 	case store.EventDeferred, store.EventBounced, store.EventFailed:
 		if r, ok := ev.Data["reason"]; ok {
 			data.add("reason", r)
@@ -69,6 +74,25 @@ func Body(ev store.Event, toAddress string) []byte {
 	body.add("timestamp", at)
 	body.addRaw("data", data.bytes())
 	return body.bytes()
+}
+
+// addClassification adds what tracking/bots.go made of a hit: bot (a
+// scanner's or prefetch's, sent only to endpoints with machineEvents),
+// proxied (fetched by an image proxy), machineOpen (the proxy's kind,
+// null when none) and rule (the rule that matched, null for a person).
+func addClassification(data *object, ev store.Event) {
+	data.add("bot", ev.Data[store.DataBotFiltered] == "true")
+	data.add("proxied", ev.Data[store.DataProxied] == "true")
+	data.add("machineOpen", nullable(ev.Data[store.DataMachineOpen]))
+	data.add("rule", nullable(ev.Data[store.DataFilterRule]))
+}
+
+// nullable is s, or JSON null for "".
+func nullable(s string) any {
+	if s == "" {
+		return nil
+	}
+	return s
 }
 
 // accountBody is the body of an account event: its data are the event's,

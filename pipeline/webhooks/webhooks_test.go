@@ -64,10 +64,15 @@ func TestBody(t *testing.T) {
 		want string
 	}{
 		{"opened, visitor data left out", ev("opened", map[string]string{"ip": "192.0.2.1", "userAgent": "UA", "first": "true"}),
-			`{"event":"email.opened","timestamp":` + ts + `,"data":{"emailId":"em_abc123","toAddress":"user@example.com","openedAt":` + ts + `}}`},
+			`{"event":"email.opened","timestamp":` + ts + `,"data":{"emailId":"em_abc123","toAddress":"user@example.com","openedAt":` + ts + `,"bot":false,"proxied":false,"machineOpen":null,"rule":null}}`},
+		{"an Apple Mail Privacy Protection open", ev("opened", map[string]string{"proxied": "true", "machineOpen": "apple_mpp", "filterRule": "apple_mpp"}),
+			`{"event":"email.opened","timestamp":` + ts + `,"data":{"emailId":"em_abc123","toAddress":"user@example.com","openedAt":` + ts + `,"bot":false,"proxied":true,"machineOpen":"apple_mpp","rule":"apple_mpp"}}`},
+		{"a scanner's click", ev("clicked", map[string]string{"linkUrl": "https://e.test/", "linkIndex": "0", "botFiltered": "true", "filterRule": "known_bot_user_agent"}),
+			`{"event":"email.clicked","timestamp":` + ts + `,"data":{"emailId":"em_abc123","toAddress":"user@example.com","clickedAt":` + ts +
+				`,"linkUrl":"https://e.test/","linkIndex":0,"bot":true,"proxied":false,"machineOpen":null,"rule":"known_bot_user_agent"}}`},
 		{"clicked", ev("clicked", map[string]string{"linkUrl": "https://example.com/activate?a=1&b=<2>", "linkIndex": "3", "referer": "https://r.test/"}),
 			`{"event":"email.clicked","timestamp":` + ts + `,"data":{"emailId":"em_abc123","toAddress":"user@example.com","clickedAt":` + ts +
-				`,"linkUrl":"https://example.com/activate?a=1&b=<2>","linkIndex":3}}`},
+				`,"linkUrl":"https://example.com/activate?a=1&b=<2>","linkIndex":3,"bot":false,"proxied":false,"machineOpen":null,"rule":null}}`},
 		{"delivered", ev("delivered", nil),
 			`{"event":"email.delivered","timestamp":` + ts + `,"data":{"emailId":"em_abc123","toAddress":"user@example.com","deliveredAt":` + ts + `}}`},
 		{"bounced with reason", ev("bounced", map[string]string{"reason": `550 5.1.1 "no such user"`}),
