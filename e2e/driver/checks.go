@@ -221,24 +221,27 @@ func (e *env) negative(ctx context.Context, c client) {
 		if ctx.Err() != nil {
 			return
 		}
-		var err error
-		switch {
-		case r.timedOut:
-			err = fmt.Errorf("the client hung: killed after %s (transcript in %s)", clientTimeout, r.logFile)
-		case r.exitErr == nil:
-			err = fmt.Errorf("the client reported success (transcript in %s):\n%s", r.logFile, truncate(r.output, 400))
-		case r.elapsed > negativeMaxTime:
-			err = fmt.Errorf("the error took %s (transcript in %s)", r.elapsed.Round(time.Millisecond), r.logFile)
-		default:
-			for _, code := range tc.codes {
-				if !strings.Contains(r.output, code) {
-					err = fmt.Errorf("the client's error does not show %q (transcript in %s):\n%s", code, r.logFile, truncate(r.output, 600))
-					break
-				}
-			}
-		}
-		e.rep.check(label, fmt.Sprintf("in %s: %s", r.elapsed.Round(time.Millisecond), errorLine(r.output, tc.codes[0])), err)
+		e.rep.check(label, fmt.Sprintf("in %s: %s", r.elapsed.Round(time.Millisecond), errorLine(r.output, tc.codes[0])), refusal(r, tc.codes))
 	}
+}
+
+// refusal checks the run of a client that must be refused: it failed,
+// quickly, and its error shows every one of wants.
+func refusal(r clientRun, wants []string) error {
+	switch {
+	case r.timedOut:
+		return fmt.Errorf("the client hung: killed after %s (transcript in %s)", clientTimeout, r.logFile)
+	case r.exitErr == nil:
+		return fmt.Errorf("the client reported success (transcript in %s):\n%s", r.logFile, truncate(r.output, 400))
+	case r.elapsed > negativeMaxTime:
+		return fmt.Errorf("the error took %s (transcript in %s)", r.elapsed.Round(time.Millisecond), r.logFile)
+	}
+	for _, want := range wants {
+		if !strings.Contains(r.output, want) {
+			return fmt.Errorf("the client's error does not show %q (transcript in %s):\n%s", want, r.logFile, truncate(r.output, 600))
+		}
+	}
+	return nil
 }
 
 // noStrays checks, after every client ran, that nothing arrived twice and
