@@ -644,3 +644,21 @@ func TestAnalytics(t *testing.T) {
 		}
 	}
 }
+
+// The pixel of an email that did not ask for open tracking records
+// nothing: its id is known to whoever saw the email, and an open must not
+// be recorded (with an IP address and a User-Agent) on mail that never
+// asked for it.
+func TestOpenOfUntrackedEmailRecordsNothing(t *testing.T) {
+	s := newServer(t)
+	var sent struct{ ID string }
+	s.JSON("POST", "/v1/emails", liveKey, map[string]any{"from": "hello@" + senderDomain, "to": "user@" + rcptDomain,
+		"subject": "s", "html": "<p>hi</p>"}, &sent)
+	if r := s.Track(resttest.Hit{Path: "/v1/track/open/" + sent.ID, UserAgent: browserUA}); r.StatusCode != http.StatusOK {
+		t.Fatalf("pixel: %d", r.StatusCode)
+	}
+	s.SettleHits()
+	if evs := s.emailEvents(sent.ID, "opened"); len(evs) != 0 {
+		t.Errorf("an open recorded on an untracked email: %+v", evs)
+	}
+}

@@ -240,6 +240,10 @@ func build(ctx context.Context, cfg config.Config, log *slog.Logger, opt serveOp
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       5 * time.Minute,
 		IdleTimeout:       2 * time.Minute,
+		// Anyone may call the tracking endpoints: 64 KiB of header is
+		// plenty for a key and a browser, where net/http's 1 MiB would let
+		// each request hold a megabyte of User-Agent.
+		MaxHeaderBytes: 64 << 10,
 	}
 	p.admin = &http.Server{Handler: adminHandler(api.AdminHandler(apiParts, api.Options{Logger: log})),
 		ReadHeaderTimeout: 10 * time.Second}

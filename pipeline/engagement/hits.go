@@ -156,6 +156,8 @@ func (s *Service) recordBatch(stop context.Context, batch []trackHit) {
 			m.hits.WithLabelValues("recorded").Inc()
 		case errors.Is(err, store.ErrNotFound), errors.Is(err, errNoSuchLink):
 			m.hits.WithLabelValues("unknown").Inc()
+		case errors.Is(err, errHitsCapped):
+			m.hits.WithLabelValues("capped").Inc()
 		default:
 			m.hits.WithLabelValues("failed").Inc()
 			s.opt.Logger.Warn("recording a tracking hit failed", "email", batch[i].emailID, "err", err)

@@ -22,8 +22,39 @@ type Visitor struct {
 	Referer   string
 }
 
-// errNoSuchLink is a click id whose index the email does not have.
+// errNoSuchLink is a click id whose index the email does not have, or an
+// open of an email that did not ask for open tracking.
 var errNoSuchLink = errors.New("no such link")
+
+// errHitsCapped is a hit on an email that has all the tracking events it
+// may keep (maxHitEvents).
+var errHitsCapped = errors.New("the email has all the tracking events it may keep")
+
+// Anyone may hit a pixel or a click link, as often as they like and with
+// any User-Agent: what a hit stores is bounded. An email keeps at most
+// maxHitEvents tracking events (people open a mail a few times; a loop
+// hitting it gets no further), and a visitor's User-Agent and Referer are
+// kept to their first maxAgentBytes and maxRefererBytes.
+const (
+	maxHitEvents    = 100
+	maxAgentBytes   = 256
+	maxRefererBytes = 512
+)
+
+// bounded is v with its User-Agent and Referer cut to what is kept.
+func (v Visitor) bounded() Visitor {
+	v.UserAgent = cut(v.UserAgent, maxAgentBytes)
+	v.Referer = cut(v.Referer, maxRefererBytes)
+	return v
+}
+
+// cut is s cut to at most n bytes, on a character boundary.
+func cut(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return strings.ToValidUTF8(s[:n], "")
+}
 
 // maxEmailIDLen bounds the ids the pixel endpoint looks up.
 const maxEmailIDLen = 64
@@ -34,7 +65,7 @@ func (s *Service) RecordOpen(ctx context.Context, emailID string, v Visitor) {
 	if !strings.HasPrefix(emailID, "em_") || len(emailID) > maxEmailIDLen {
 		return
 	}
-	s.queueHit(ctx, trackHit{emailID: emailID, kind: tracking.HitOpen, visitor: v, at: s.opt.Now()})
+	s.queueHit(ctx, trackHit{emailID: emailID, kind: tracking.HitOpen, visitor: v.bounded(), at: s.opt.Now()})
 }
 
 // ResolveClick checks a click id and returns the destination the original
@@ -64,7 +95,7 @@ func (s *Service) ResolveClick(ctx context.Context, clickID string, v Visitor) (
 	if c.Index >= len(links) {
 		return "", pipeline.NotFound("link")
 	}
-	s.queueHit(ctx, trackHit{emailID: c.EmailID, kind: tracking.HitClick, index: c.Index, visitor: v, at: s.opt.Now()})
+	s.queueHit(ctx, trackHit{emailID: c.EmailID, kind: tracking.HitClick, index: c.Index, visitor: v.bounded(), at: s.opt.Now()})
 	return links[c.Index], nil
 }
 
@@ -86,8 +117,14 @@ func (s *Service) emailLinks(ctx context.Context, emailID string) ([]string, err
 func (s *Service) decideHit(ctx context.Context, h trackHit) func(e *store.Email) (map[string]any, *store.Event, error) {
 	return func(e *store.Email) (map[string]any, *store.Event, error) {
 		v := h.visitor
+		if e.Hits >= maxHitEvents {
+			return nil, nil, errHitsCapped
+		}
 		data := map[string]string{}
 		evType, field, seen := store.EventOpened, store.FieldOpenedAt, e.OpenedAt != nil
+		if h.kind == tracking.HitOpen && !e.TrackOpens {
+			return nil, nil, errNoSuchLink // a pixel id is the email's: only a tracked one has a pixel
+		}
 		if h.kind == tracking.HitClick {
 			if h.index < 0 || h.index >= len(e.Links) {
 				return nil, nil, errNoSuchLink
@@ -116,7 +153,7 @@ func (s *Service) decideHit(ctx context.Context, h trackHit) func(e *store.Email
 				data["referer"] = v.Referer
 			}
 		}
-		var fields map[string]any
+		fields := map[string]any{store.FieldHits: e.Hits + 1}
 		switch {
 		case verdict.BotFiltered:
 			data[store.DataBotFiltered] = "true"
@@ -127,7 +164,6 @@ func (s *Service) decideHit(ctx context.Context, h trackHit) func(e *store.Email
 				data[store.DataMachineOpen] = verdict.MachineOpen
 				data[store.DataFilterRule] = verdict.Rule
 			}
-			fields = map[string]any{}
 			if !seen {
 				fields[field] = store.FormatTime(at)
 				data[store.DataFirst] = "true"

@@ -7,6 +7,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/redis/go-redis/v9"
@@ -201,8 +202,14 @@ func TestHitQueueAtShutdownAndWhenFull(t *testing.T) {
 	if err := svc.RecordHits(expired); err != nil { // stopped already: drains and returns
 		t.Fatal(err)
 	}
-	if n, _ := rdb.LLen(ctx, store.EventsKey(e.ID)).Result(); n != hitQueueSize+1 {
-		t.Errorf("%d events, want %d opens and the delivery", n, hitQueueSize+1)
+	// Every hit was taken off the queue; the email kept its first
+	// maxHitEvents, and the others were counted capped.
+	if n, _ := rdb.LLen(ctx, store.EventsKey(e.ID)).Result(); n != maxHitEvents+1 {
+		t.Errorf("%d events, want %d opens and the delivery", n, maxHitEvents+1)
+	}
+	recorded, capped := testutil.ToFloat64(svc.metrics.hits.WithLabelValues("recorded")), testutil.ToFloat64(svc.metrics.hits.WithLabelValues("capped"))
+	if recorded != maxHitEvents || capped != hitQueueSize-maxHitEvents {
+		t.Errorf("%v hits recorded, %v capped; want %d and %d", recorded, capped, maxHitEvents, hitQueueSize-maxHitEvents)
 	}
 	if q := testutil.ToFloat64(svc.metrics.hitsQueued); q != 0 {
 		t.Errorf("%v hits still counted as queued", q)
@@ -323,5 +330,27 @@ func TestHitsSurviveARedisRestart(t *testing.T) {
 	got, err := svc.acct.Email(ctx, k, e.ID)
 	if err != nil || got.OpenedAt == nil {
 		t.Fatalf("after the restart: %+v %v", got, err)
+	}
+}
+
+// What anyone may send a tracking endpoint is bounded in what it stores:
+// a 200 KB User-Agent or Referer keeps its first 256 / 512 bytes.
+func TestHitVisitorIsBounded(t *testing.T) {
+	svc, k := trackingService(t, Options{})
+	e := deliveredEmail(t, svc, k)
+	ctx := context.Background()
+	huge := strings.Repeat("Mozilla/5.0 é", 200<<10/14)
+	if _, err := svc.ResolveClick(ctx, svc.signer.ClickID(e.ID, 0), Visitor{Method: "GET", IP: "192.0.2.1", UserAgent: huge, Referer: huge}); err != nil {
+		t.Fatal(err)
+	}
+	settleHits(t, svc)
+	evs, err := svc.store.Events(ctx, e.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	last := evs[len(evs)-1]
+	if ua, ref := last.Data["userAgent"], last.Data["referer"]; len(ua) == 0 || len(ua) > maxAgentBytes || len(ref) == 0 || len(ref) > maxRefererBytes ||
+		!utf8.ValidString(ua) || !utf8.ValidString(ref) {
+		t.Errorf("stored a %d-byte User-Agent and a %d-byte Referer", len(ua), len(ref))
 	}
 }

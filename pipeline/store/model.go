@@ -175,10 +175,13 @@ type Email struct {
 	// (MachineEvent): Apple Mail Privacy Protection opens every mail
 	// it is delivered, before any person may.
 	PersonOpenedAt *time.Time
-	ClickedAt      *time.Time
-	ScheduledAt    *time.Time // when a scheduled email is due
-	CancelledAt    *time.Time
-	Send           *SendRef // set when the sends API made the email
+	// Hits counts the tracking events recorded on the email, which
+	// engagement bounds (anyone may hit a pixel).
+	Hits        int
+	ClickedAt   *time.Time
+	ScheduledAt *time.Time // when a scheduled email is due
+	CancelledAt *time.Time
+	Send        *SendRef // set when the sends API made the email
 }
 
 // SendRef is what the sends API records of an email it made: the email
@@ -201,6 +204,7 @@ const (
 	FieldOpenedAt    = "openedAt"
 	// FieldPersonOpenedAt is Email.PersonOpenedAt.
 	FieldPersonOpenedAt = "personOpenedAt"
+	FieldHits           = "hits"
 	FieldClickedAt      = "clickedAt"
 	FieldScheduledAt    = "scheduledAt"
 	FieldCancelledAt    = "cancelledAt"
@@ -303,6 +307,7 @@ func emailFromHash(m map[string]string) *Email {
 		e.Send = &SendRef{TemplateID: m["templateId"], ContactID: m["contactId"], BatchID: m["batchId"]}
 	}
 	e.Attempts, _ = strconv.Atoi(m[FieldAttempts])
+	e.Hits, _ = strconv.Atoi(m[FieldHits])
 	if t := parseTime(m["createdAt"]); t != nil {
 		e.CreatedAt = *t
 	}

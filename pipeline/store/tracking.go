@@ -234,8 +234,8 @@ type Hit struct {
 // hitFields are the fields of an email record that a hit's Decide sees:
 // what classifies the hit and makes its event. Every hit reads them, so not
 // the whole record (subject, tags, metadata…).
-var hitFields = []string{"id", "accountId", "mode", "fromAddress", FieldLinks, FieldSentAt, FieldDeliveredAt, FieldOpenedAt,
-	FieldPersonOpenedAt, FieldClickedAt}
+var hitFields = []string{"id", "accountId", "mode", "fromAddress", "trackOpens", FieldLinks, FieldSentAt, FieldDeliveredAt,
+	FieldOpenedAt, FieldPersonOpenedAt, FieldClickedAt, FieldHits}
 
 // maxHitAttempts bounds how often TrackHits reruns a batch whose records
 // changed under it.
