@@ -28,10 +28,15 @@ const maxHeaderBytes = 1 << 20
 // submittedMessage is a message split into a header we may edit and a body
 // we never copy until it is written out.
 type submittedMessage struct {
-	raw         []byte // the message as received; header and body are views of it
-	header      textproto.Header
-	body        []byte
-	from        string // address of the From: header, lower-cased domain
+	raw    []byte // the message as received; header and body are views of it
+	header textproto.Header
+	body   []byte
+	from   string // address of the From: header, lower-cased domain
+	// senders are the addresses of the fields that, like From, say who
+	// sent the message (Sender, Resent-From, Resent-Sender): each must be
+	// the account's too, or the message would go out signed in another's
+	// name.
+	senders     []string
 	subject     string
 	messageID   string
 	trackOpens  *bool // from X-SP-Track-Opens, nil when absent
@@ -68,6 +73,9 @@ func parseMessage(raw []byte, hostname string, newID func() string, now time.Tim
 		return nil, err
 	}
 	m.header.Del("Bcc")
+	if err := checkFieldNames(m.header); err != nil {
+		return nil, err
+	}
 
 	mh := mail.Header{Header: message.Header{Header: m.header}}
 	from, err := mh.AddressList("From")
@@ -78,6 +86,15 @@ func parseMessage(raw []byte, hostname string, newID func() string, now time.Tim
 		return nil, ErrBadMessage.With("the From header must hold exactly one valid address")
 	}
 	m.from = from[0].Address
+	for _, field := range senderFields {
+		list, err := mh.AddressList(field)
+		if err != nil {
+			return nil, ErrBadMessage.Withf("the %s header must hold valid addresses", field)
+		}
+		for _, a := range list {
+			m.senders = append(m.senders, a.Address)
+		}
+	}
 	m.subject, _ = mh.Subject()
 	if id, err := mh.MessageID(); err == nil && id != "" {
 		m.messageID = id
@@ -90,6 +107,31 @@ func parseMessage(raw []byte, hostname string, newID func() string, now time.Tim
 	}
 	m.header = mh.Header.Header
 	return m, nil
+}
+
+// senderFields say, besides From, who sent a message (RFC 5322 §3.6.2,
+// §3.6.6).
+var senderFields = []string{"Sender", "Resent-From", "Resent-Sender"}
+
+// checkFieldNames refuses a second From (RFC 5322 §3.6 allows one), and a
+// field name with white space before its colon ("FROM :", obsolete syntax
+// that some readers take for From): either would let a message go out
+// signed over a From the sender check never saw.
+func checkFieldNames(h textproto.Header) error {
+	froms := 0
+	for f := h.Fields(); f.Next(); {
+		name := f.Key()
+		if strings.TrimRight(name, " \t") != name {
+			return ErrBadMessage.Withf("header field name %s has white space before its colon", Quote(name))
+		}
+		if strings.EqualFold(name, "From") {
+			froms++
+		}
+	}
+	if froms > 1 {
+		return ErrBadMessage.With("the message has more than one From header; RFC 5322 allows exactly one")
+	}
+	return nil
 }
 
 // headerEnd returns the offset of the body: just past the blank line that

@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -54,6 +55,10 @@ func TestParseMessageRejects(t *testing.T) {
 		"no header end":     "From: a@acme.test",
 		"no From":           "To: b@x.test\r\n\r\nx",
 		"two From":          "From: a@acme.test, b@acme.test\r\n\r\nx",
+		"two From headers":  "From: a@acme.test\r\nFrom: ceo@bank.test\r\n\r\nx",
+		"a second from":     "From: a@acme.test\r\nfrom: ceo@bank.test\r\n\r\nx",
+		"FROM :":            "From: a@acme.test\r\nFROM : ceo@bank.test\r\n\r\nx",
+		"bad Sender":        "From: a@acme.test\r\nSender: <<<\r\n\r\nx",
 		"bad track value":   "From: a@acme.test\r\nX-SP-Track-Opens: maybe\r\n\r\nx",
 		"unparsable From":   "From: <<<\r\n\r\nx",
 		"header over 1 MiB": "From: a@acme.test\r\nX-Big: " + strings.Repeat("a", maxHeaderBytes) + "\r\n\r\nx",
@@ -68,6 +73,17 @@ func TestParseMessageRejects(t *testing.T) {
 				t.Errorf("got %d %v: %v", e.SMTPCode, e.Enhanced, err)
 			}
 		})
+	}
+}
+
+// Sender and Resent-From/-Sender addresses are kept for the sender check.
+func TestParseMessageSenders(t *testing.T) {
+	m, err := parseForTest("From: a@acme.test\r\nSender: ops@acme.test\r\nResent-From: Boss <ceo@bank.test>\r\n\r\nx")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"ops@acme.test", "ceo@bank.test"}; !slices.Equal(m.senders, want) {
+		t.Errorf("senders %q, want %q", m.senders, want)
 	}
 }
 

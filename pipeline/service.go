@@ -376,9 +376,11 @@ func (s *Service) prepare(ctx context.Context, sub Submission, derive bool, now 
 	if err != nil {
 		return nil, nil, err
 	}
-	if !strings.EqualFold(msg.from, sub.EnvelopeFrom) {
-		if err := s.CheckSender(ctx, k, msg.from); err != nil {
-			return nil, nil, err
+	for _, addr := range append([]string{msg.from}, msg.senders...) {
+		if !strings.EqualFold(addr, sub.EnvelopeFrom) {
+			if err := s.CheckSender(ctx, k, addr); err != nil {
+				return nil, nil, err
+			}
 		}
 	}
 	if err := checkSchedule("scheduled_at", sub.ScheduledAt, now); err != nil {
