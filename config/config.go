@@ -102,6 +102,12 @@ type Delivery struct {
 	MaxAge       time.Duration `yaml:"max_age"`       // 72h, then failed
 	ClaimIdle    time.Duration `yaml:"claim_idle"`    // 5m: entries a dead worker left are reclaimed after this idle time
 	RequireTLS   bool          `yaml:"require_tls"`   // false
+	// AllowPrivateDestinations lets mail go to recipient hosts at
+	// loopback, private and link-local addresses: an intranet relay may,
+	// a multi-tenant gateway must not (anyone could reach the internal
+	// network's port 25 through it). relay_host is the operator's and is
+	// never checked.
+	AllowPrivateDestinations bool `yaml:"allow_private_destinations"` // false
 	// In-flow control: with more than BacklogLimit messages queued for
 	// delivery, each submission waits InFlowDelay before it is stored.
 	BacklogLimit int           `yaml:"backlog_limit"` // 50000; 0 disables

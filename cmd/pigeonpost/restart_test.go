@@ -56,18 +56,19 @@ func processStack(t *testing.T) (*stack, map[string]string) {
 	s.dns.SetMX(rcptDomain, map[string]uint16{"mx." + rcptDomain: 10})
 	s.dns.SetA("mx."+rcptDomain, "127.0.0.1")
 	env := map[string]string{
-		"PIGEONPOST_SMTP_LISTEN":            "127.0.0.1:0",
-		"PIGEONPOST_SMTP_TLS_LISTEN":        "127.0.0.1:0",
-		"PIGEONPOST_SMTP_HOSTNAME":          "gateway.test",
-		"PIGEONPOST_HTTP_LISTEN":            "127.0.0.1:0",
-		"PIGEONPOST_REDIS_URL":              s.redis.URL(),
-		"PIGEONPOST_DNS_RESOLVER":           s.dns.Addr(),
-		"PIGEONPOST_DELIVERY_MX_PORT":       strconv.Itoa(s.sink.Port()),
-		"PIGEONPOST_DELIVERY_WORKERS":       "0",
-		"PIGEONPOST_DELIVERY_RETRY_INITIAL": "200ms",
-		"PIGEONPOST_AUTH_BOOTSTRAP_KEY":     liveKey,
-		"PIGEONPOST_DOMAINS_SPF_INCLUDE":    "_spf.gateway.test",
-		"PIGEONPOST_LOG_LEVEL":              "warn",
+		"PIGEONPOST_SMTP_LISTEN":                         "127.0.0.1:0",
+		"PIGEONPOST_SMTP_TLS_LISTEN":                     "127.0.0.1:0",
+		"PIGEONPOST_SMTP_HOSTNAME":                       "gateway.test",
+		"PIGEONPOST_HTTP_LISTEN":                         "127.0.0.1:0",
+		"PIGEONPOST_REDIS_URL":                           s.redis.URL(),
+		"PIGEONPOST_DNS_RESOLVER":                        s.dns.Addr(),
+		"PIGEONPOST_DELIVERY_MX_PORT":                    strconv.Itoa(s.sink.Port()),
+		"PIGEONPOST_DELIVERY_ALLOW_PRIVATE_DESTINATIONS": "true",
+		"PIGEONPOST_DELIVERY_WORKERS":                    "0",
+		"PIGEONPOST_DELIVERY_RETRY_INITIAL":              "200ms",
+		"PIGEONPOST_AUTH_BOOTSTRAP_KEY":                  liveKey,
+		"PIGEONPOST_DOMAINS_SPF_INCLUDE":                 "_spf.gateway.test",
+		"PIGEONPOST_LOG_LEVEL":                           "warn",
 	}
 	return s, env
 }

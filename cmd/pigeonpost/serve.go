@@ -253,6 +253,7 @@ func build(ctx context.Context, cfg config.Config, log *slog.Logger, opt serveOp
 		Transport: &deliver.Transport{
 			Hostname: cfg.SMTP.Hostname, Port: cfg.Delivery.MXPort, RelayHost: cfg.Delivery.RelayHost,
 			Resolver: resolver, Timeout: cfg.Delivery.Timeout, RequireTLS: cfg.Delivery.RequireTLS,
+			AllowPrivate: cfg.Delivery.AllowPrivateDestinations,
 		},
 		Concurrency:  cfg.Delivery.Workers,
 		RetryInitial: cfg.Delivery.RetryInitial,

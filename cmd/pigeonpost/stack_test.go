@@ -51,6 +51,7 @@ func stackConfig(t *testing.T, r *testkit.Redis, d *testkit.DNS, sink *testkit.S
 	cfg.Redis.URL = r.URL()
 	cfg.DNS.Resolver = d.Addr()
 	cfg.Delivery.MXPort = sink.Port()
+	cfg.Delivery.AllowPrivateDestinations = true // the sink is on loopback
 	cfg.Delivery.Workers = 2
 	cfg.Delivery.Timeout = 5 * time.Second
 	cfg.Delivery.ClaimIdle = 6 * time.Second

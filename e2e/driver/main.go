@@ -255,6 +255,7 @@ dns:
   resolver: %q
 delivery:
   mx_port: %d
+  allow_private_destinations: true
   workers: 2
   timeout: 15s
   retry_initial: 250ms

@@ -20,6 +20,7 @@ func TestPublic(t *testing.T) {
 		"169.254.169.254": false, "100.64.0.1": false, "0.0.0.0": false, "::1": false,
 		"fe80::1": false, "fc00::1": false, "::ffff:127.0.0.1": false, "::ffff:10.0.0.1": false,
 		"224.0.0.1": false, "255.255.255.255": false, "64:ff9b::a00:1": false, "192.0.2.1": false,
+		"::7f00:1": false, "64:ff9b:1::a00:1": false, "2002:7f00:1::1": false, "2001:0:4136:e378::1": false,
 	}
 	for ip, want := range cases {
 		if got := Public(netip.MustParseAddr(ip)); got != want {

@@ -6,13 +6,16 @@ import (
 	"crypto/tls"
 	"errors"
 	"net"
+	"net/netip"
 	"net/textproto"
 	"os"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/emersion/go-smtp"
+	"github.com/pigeonpost/pigeonpost/internal/safehttp"
 )
 
 // Envelope is one message for one recipient.
@@ -35,6 +38,10 @@ type Transport struct {
 	Timeout    time.Duration // per attempt: dial, each command and DATA; 0 means 5 minutes
 	RequireTLS bool          // when true, never send in plaintext (temporary error if STARTTLS is not offered or fails)
 	TLSConfig  *tls.Config   // for STARTTLS; nil → opportunistic with InsecureSkipVerify (MX certs are rarely valid for the name; RFC 7435 opportunistic security) and ServerName set
+	// AllowPrivate lets recipient hosts be at loopback, private and
+	// link-local addresses; when false, such an address is never dialed
+	// (the relay host, the operator's, always is).
+	AllowPrivate bool
 
 	pool sessionPool // sessions kept for the next message (pool.go)
 }
@@ -174,6 +181,23 @@ func (t *Transport) deliverHost(ctx context.Context, host, port string, env Enve
 	return e, true
 }
 
+// errPrivateDestination refuses a dial to an address that is not public.
+var errPrivateDestination = errors.New("not a public address")
+
+// publicOnly is a dialer's Control: it sees the address actually dialed,
+// whatever name or literal led to it, so no DNS answer can slip an
+// internal host past it.
+func publicOnly(_, address string, _ syscall.RawConn) error {
+	host, _, err := net.SplitHostPort(address)
+	if err != nil {
+		return err
+	}
+	if ip, err := netip.ParseAddr(host); err != nil || !safehttp.Public(ip) {
+		return errPrivateDestination
+	}
+	return nil
+}
+
 // errTLSHandshake marks a failed STARTTLS handshake.
 var errTLSHandshake = errors.New("STARTTLS handshake failed")
 
@@ -185,7 +209,16 @@ func (t *Transport) attempt(ctx context.Context, host, target string, env Envelo
 		return e, next
 	}
 	d := net.Dialer{Timeout: timeout}
+	if !t.AllowPrivate && t.RelayHost == "" {
+		d.Control = publicOnly
+	}
 	conn, err := d.DialContext(ctx, "tcp", target)
+	if errors.Is(err, errPrivateDestination) {
+		// Not worth retrying: the destination is the recipient domain's
+		// own choice. The next address or host may be public.
+		return &Error{Enhanced: enhPrivateDest, Host: host,
+			Message: "refused to deliver to " + host + " (" + target + "): a loopback, private or link-local address (delivery.allow_private_destinations)"}, true
+	}
 	if err != nil {
 		msg := "cannot connect to " + host + " (" + target + "): " + netErrorMessage(err)
 		return t.ctxError(ctx, "", localError("", enhConnection, msg, err)), true

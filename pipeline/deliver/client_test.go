@@ -85,10 +85,11 @@ func TestDeliverMX(t *testing.T) {
 	dnsSrv.SetMX("dest.test", map[string]uint16{"mx1.example.test": 10})
 	dnsSrv.SetA("mx1.example.test", "127.0.0.1")
 	tr := &Transport{
-		Hostname: "pigeon.test",
-		Port:     sink.Port(),
-		Resolver: &Resolver{Addr: dnsSrv.Addr(), Timeout: 5 * time.Second},
-		Timeout:  30 * time.Second,
+		Hostname:     "pigeon.test",
+		Port:         sink.Port(),
+		Resolver:     &Resolver{Addr: dnsSrv.Addr(), Timeout: 5 * time.Second},
+		Timeout:      30 * time.Second,
+		AllowPrivate: true, // the sink is on loopback
 	}
 	if err := tr.Deliver(context.Background(), testEnvelope()); err != nil {
 		t.Fatalf("Deliver: %v", err)
@@ -110,10 +111,11 @@ func TestDeliverNextMXOnConnectionRefused(t *testing.T) {
 	// an MX host that does not resolve, then a good one
 	dnsSrv.SetMX("broken.test", map[string]uint16{"nowhere.broken.test": 10, "mx2.dest.test": 20})
 	tr := &Transport{
-		Hostname: "pigeon.test",
-		Port:     sink.Port(),
-		Resolver: &Resolver{Addr: dnsSrv.Addr(), Timeout: 5 * time.Second},
-		Timeout:  30 * time.Second,
+		Hostname:     "pigeon.test",
+		Port:         sink.Port(),
+		Resolver:     &Resolver{Addr: dnsSrv.Addr(), Timeout: 5 * time.Second},
+		Timeout:      30 * time.Second,
+		AllowPrivate: true, // the sink is on loopback
 	}
 	ctx := context.Background()
 
@@ -340,10 +342,11 @@ func TestDeliverEnvelopeErrors(t *testing.T) {
 	dnsSrv := testkit.StartDNS(t)
 	dnsSrv.SetMX("null.test", map[string]uint16{".": 0})
 	tr := &Transport{
-		Hostname: "pigeon.test",
-		Port:     1, // never dialled
-		Resolver: &Resolver{Addr: dnsSrv.Addr(), Timeout: 5 * time.Second},
-		Timeout:  30 * time.Second,
+		Hostname:     "pigeon.test",
+		Port:         1, // never dialled
+		Resolver:     &Resolver{Addr: dnsSrv.Addr(), Timeout: 5 * time.Second},
+		Timeout:      30 * time.Second,
+		AllowPrivate: true, // the sink is on loopback
 	}
 	tests := []struct {
 		to, from string
@@ -427,10 +430,11 @@ func TestDeliverNextHostRules(t *testing.T) {
 			dnsSrv.SetA("mx1.dest.test", "127.0.0.1")
 			dnsSrv.SetA("mx2.dest.test", "127.0.0.1")
 			tr := &Transport{
-				Hostname: "pigeon.test",
-				Port:     sink.Port(),
-				Resolver: &Resolver{Addr: dnsSrv.Addr(), Timeout: 5 * time.Second},
-				Timeout:  30 * time.Second,
+				Hostname:     "pigeon.test",
+				Port:         sink.Port(),
+				Resolver:     &Resolver{Addr: dnsSrv.Addr(), Timeout: 5 * time.Second},
+				Timeout:      30 * time.Second,
+				AllowPrivate: true,
 			}
 			err := tr.Deliver(context.Background(), testEnvelope())
 			if n := sink.Sessions(); n != tt.sessions {
@@ -468,5 +472,33 @@ func TestDeliverCancelMidSession(t *testing.T) {
 	e := asError(t, err)
 	if !e.Temporary || e.Code != 0 || !errors.Is(err, context.Canceled) {
 		t.Fatalf("error %+v, want temporary cancellation", e)
+	}
+}
+
+// Without AllowPrivate, a recipient domain whose MX (or an address literal)
+// is at a loopback, private or link-local address is refused before any
+// connection, permanently: anyone could otherwise reach the internal
+// network's port 25 through the gateway. The relay host is the operator's.
+func TestDeliverRefusesPrivateDestinations(t *testing.T) {
+	sink := testkit.StartSink(t, testkit.SinkOptions{})
+	dnsSrv := testkit.StartDNS(t)
+	dnsSrv.SetMX("example.test", map[string]uint16{"mx.example.test": 10})
+	dnsSrv.SetA("mx.example.test", "127.0.0.1")
+	tr := &Transport{Hostname: "pigeon.test", Port: sink.Port(), Resolver: &Resolver{Addr: dnsSrv.Addr(), Timeout: 5 * time.Second}, Timeout: 30 * time.Second}
+	for _, to := range []string{"user@example.test", "root@[127.0.0.1]", "root@[IPv6:::ffff:10.0.0.1]", "root@[IPv6:::1]"} {
+		env := testEnvelope()
+		env.To = to
+		err := tr.Deliver(context.Background(), env)
+		var de *Error
+		if !errors.As(err, &de) || de.Temporary || de.Enhanced != enhPrivateDest || !strings.Contains(de.Message, "allow_private_destinations") {
+			t.Errorf("%s: %v", to, err)
+		}
+	}
+	if n := sink.Stats().Connections; n != 0 {
+		t.Errorf("%d connections reached the sink", n)
+	}
+	relay := &Transport{Hostname: "pigeon.test", RelayHost: sink.Addr(), Timeout: 30 * time.Second}
+	if err := relay.Deliver(context.Background(), testEnvelope()); err != nil {
+		t.Errorf("through a relay host on loopback: %v", err)
 	}
 }

@@ -63,6 +63,7 @@ var (
 	enhBadDomain    = [3]int{5, 1, 2}  // bad destination system address
 	enhBadSyntax    = [3]int{5, 1, 3}  // bad destination mailbox address syntax
 	enhNullMX       = [3]int{5, 1, 10} // recipient address has null MX
+	enhPrivateDest  = [3]int{5, 4, 4}  // unable to route: the destination is not a public address
 	enhNeedTLS      = [3]int{4, 7, 10} // encryption needed
 	enhTempGeneric  = [3]int{4, 0, 0}
 	enhPermGeneric  = [3]int{5, 0, 0}
