@@ -87,10 +87,18 @@ func sha256Hex(parts ...[]byte) string {
 }
 
 // claimIdempotency takes key for this request, or returns the response that
-// an earlier request with the same key and fingerprint stored.
-func (s *Service) claimIdempotency(ctx context.Context, accountID string, scope Scope, key, fingerprint string) (*Claim, []byte, error) {
+// an earlier request with the same key and fingerprint stored. Keys are
+// the account's, per mode: a live send that reuses a test send's key and
+// body is a new send, not the test's receipt (which was never delivered).
+// Test mode has the namespace of its own, so that live keys stored before
+// it existed keep their digests across an upgrade.
+func (s *Service) claimIdempotency(ctx context.Context, k *store.Key, scope Scope, key, fingerprint string) (*Claim, []byte, error) {
+	digest := sha256Hex([]byte(scope), []byte(key))
+	if k.Mode == store.ModeTest {
+		digest = sha256Hex([]byte(scope), []byte(store.ModeTest), []byte(key))
+	}
 	c := &Claim{
-		key:   store.IdempotencyKey(accountID, sha256Hex([]byte(scope), []byte(key))),
+		key:   store.IdempotencyKey(k.AccountID, digest),
 		token: store.NewID("idem"),
 	}
 	deadline := time.Now().Add(idemWait)
@@ -129,7 +137,7 @@ func (s *Service) ClaimSend(ctx context.Context, k *store.Key, scope Scope, key 
 	if err := CheckIdempotencyKey(key); err != nil {
 		return nil, nil, err
 	}
-	claim, cached, err := s.claimIdempotency(ctx, k.AccountID, scope, key, sha256Hex(fingerprint))
+	claim, cached, err := s.claimIdempotency(ctx, k, scope, key, sha256Hex(fingerprint))
 	if err != nil || cached == nil {
 		return claim, nil, err
 	}
@@ -144,7 +152,7 @@ func (s *Service) ClaimResponse(ctx context.Context, k *store.Key, scope Scope, 
 	if err := CheckIdempotencyKey(key); err != nil {
 		return nil, nil, err
 	}
-	return s.claimIdempotency(ctx, k.AccountID, scope, key, sha256Hex(fingerprint))
+	return s.claimIdempotency(ctx, k, scope, key, sha256Hex(fingerprint))
 }
 
 // Release frees the key of a send that failed: errors are not replayed,
@@ -203,7 +211,7 @@ func (s *Service) smtpIdempotency(ctx context.Context, sub Submission, msg *subm
 	default:
 		return nil, nil, nil
 	}
-	claim, cached, err := s.claimIdempotency(ctx, sub.Key.AccountID, scopeSMTP, key, fp)
+	claim, cached, err := s.claimIdempotency(ctx, sub.Key, scopeSMTP, key, fp)
 	if err != nil || cached == nil {
 		return claim, nil, err
 	}
@@ -226,7 +234,7 @@ func (s *Service) Idempotent(ctx context.Context, k *store.Key, scope, key strin
 		return nil, false, err
 	}
 	fp := sha256Hex(fingerprint)
-	claim, cached, err := s.claimIdempotency(ctx, k.AccountID, Scope("op:"+scope), key, fp)
+	claim, cached, err := s.claimIdempotency(ctx, k, Scope("op:"+scope), key, fp)
 	if err != nil {
 		return nil, false, err
 	}

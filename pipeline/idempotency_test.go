@@ -46,7 +46,7 @@ func testService(t *testing.T) (*Service, *store.Key) {
 func TestPersistWithLostClaim(t *testing.T) {
 	svc, k := testService(t)
 	ctx := context.Background()
-	c, cached, err := svc.claimIdempotency(ctx, k.AccountID, ScopeSend, "k", "fp")
+	c, cached, err := svc.claimIdempotency(ctx, k, ScopeSend, "k", "fp")
 	if err != nil || cached != nil {
 		t.Fatal(err)
 	}
@@ -54,7 +54,7 @@ func TestPersistWithLostClaim(t *testing.T) {
 	if err := svc.store.Redis().Del(ctx, c.key).Err(); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := svc.claimIdempotency(ctx, k.AccountID, ScopeSend, "k", "fp"); err != nil {
+	if _, _, err := svc.claimIdempotency(ctx, k, ScopeSend, "k", "fp"); err != nil {
 		t.Fatal(err)
 	}
 	e := &store.Email{ID: store.NewID("em"), AccountID: k.AccountID, Status: store.StatusPending, CreatedAt: time.Now()}

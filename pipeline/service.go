@@ -156,6 +156,23 @@ func CanonicalSecret(secret string) string {
 }
 
 // RequirePermission refuses a key that lacks permission.
+// RequireAdmin refuses a key the account's administration (its sending
+// domains, live keys) must not be left to: one that is not full, one of
+// test mode (it cannot send live mail: it must not shape what live mail
+// does), one limited to a domain (it must not widen its own reach).
+func RequireAdmin(k *store.Key) error {
+	switch {
+	case k.Permission != store.PermissionFull:
+		return Forbidden(store.PermissionFull)
+	case k.Mode != store.ModeLive:
+		return ErrForbidden.With("a test-mode key may not administer the account's domains or live keys; use a live key")
+	case k.DomainID != "":
+		return ErrForbidden.With("a key limited to one domain may not administer the account's domains; use an unlimited key")
+	}
+	return nil
+}
+
+// RequirePermission refuses a key without permission.
 func RequirePermission(k *store.Key, permission string) error {
 	if permission == store.PermissionFull && k.Permission != store.PermissionFull {
 		return Forbidden(permission)

@@ -13,7 +13,7 @@ import (
 // AddDomain creates a sending domain with a new DKIM key and the DNS records
 // its owner must publish.
 func (s *Service) AddDomain(ctx context.Context, k *store.Key, name string) (*store.Domain, error) {
-	if err := pipeline.RequirePermission(k, store.PermissionFull); err != nil {
+	if err := pipeline.RequireAdmin(k); err != nil {
 		return nil, err
 	}
 	name = strings.TrimSuffix(strings.ToLower(strings.TrimSpace(name)), ".")
@@ -71,6 +71,9 @@ func (s *Service) Domains(ctx context.Context, k *store.Key) ([]*store.Domain, e
 
 // DeleteDomain removes one of the account's domains.
 func (s *Service) DeleteDomain(ctx context.Context, k *store.Key, id string) error {
+	if err := pipeline.RequireAdmin(k); err != nil {
+		return err
+	}
 	d, err := s.Domain(ctx, k, id)
 	if err != nil {
 		return err
@@ -85,6 +88,9 @@ func (s *Service) DeleteDomain(ctx context.Context, k *store.Key, id string) err
 // VerifyDomain looks up each DNS record through the configured resolver and
 // marks the domain verified when every required record is published.
 func (s *Service) VerifyDomain(ctx context.Context, k *store.Key, id string) (*store.Domain, error) {
+	if err := pipeline.RequireAdmin(k); err != nil {
+		return nil, err
+	}
 	d, err := s.Domain(ctx, k, id)
 	if err != nil {
 		return nil, err

@@ -9,10 +9,13 @@ import (
 	"github.com/pigeonpost/pigeonpost/pipeline/store"
 )
 
-// Email returns one of the account's emails.
+// Email returns one of the account's emails. A sending key reads (and
+// cancels) only what it sent itself: its permission is to send, not to
+// read the account's mail.
 func (s *Service) Email(ctx context.Context, k *store.Key, id string) (*store.Email, error) {
 	e, err := s.store.Email(ctx, id)
-	if errors.Is(err, store.ErrNotFound) || (err == nil && e.AccountID != k.AccountID) {
+	if errors.Is(err, store.ErrNotFound) || (err == nil && (e.AccountID != k.AccountID ||
+		k.Permission != store.PermissionFull && e.KeyID != k.ID)) {
 		return nil, pipeline.NotFound("email")
 	}
 	if err != nil {

@@ -49,11 +49,34 @@ func (s *Service) EnsureKey(ctx context.Context, accountName, secret string) (*s
 }
 
 // CreateKey makes a new key in the caller's account and returns its secret.
+// A key creates or revokes only keys that do no more than it may: a
+// test-mode key test-mode keys, a key limited to a domain keys limited to
+// it (mayManage).
 func (s *Service) CreateKey(ctx context.Context, caller *store.Key, req KeyRequest) (*store.Key, string, error) {
 	if err := pipeline.RequirePermission(caller, store.PermissionFull); err != nil {
 		return nil, "", err
 	}
+	if req.Mode == "" {
+		req.Mode = store.ModeLive
+	}
+	if caller.DomainID != "" && req.DomainID == "" {
+		req.DomainID = caller.DomainID // what the caller may make, not an error
+	}
+	if err := mayManage(caller, &store.Key{Mode: req.Mode, DomainID: req.DomainID}); err != nil {
+		return nil, "", err
+	}
 	return s.createKey(ctx, caller.AccountID, req, "")
+}
+
+// mayManage refuses a caller a key that could do what the caller cannot.
+func mayManage(caller, k *store.Key) error {
+	if caller.Mode == store.ModeTest && k.Mode != store.ModeTest {
+		return pipeline.ErrForbidden.With("a test-mode key may create and revoke test-mode keys only")
+	}
+	if caller.DomainID != "" && k.DomainID != caller.DomainID {
+		return pipeline.ErrForbidden.With("a key limited to a domain may create and revoke keys limited to that domain only")
+	}
+	return nil
 }
 
 func (s *Service) createKey(ctx context.Context, accountID string, req KeyRequest, secret string) (*store.Key, string, error) {
@@ -102,7 +125,17 @@ func (s *Service) DeleteKey(ctx context.Context, caller *store.Key, keyID string
 	if err := pipeline.RequirePermission(caller, store.PermissionFull); err != nil {
 		return err
 	}
-	err := s.store.DeleteKey(ctx, caller.AccountID, keyID)
+	target, err := s.store.KeyByID(ctx, keyID)
+	if errors.Is(err, store.ErrNotFound) || err == nil && target.AccountID != caller.AccountID {
+		return pipeline.NotFound("API key")
+	}
+	if err != nil {
+		return pipeline.StorageError(err)
+	}
+	if err := mayManage(caller, target); err != nil {
+		return err
+	}
+	err = s.store.DeleteKey(ctx, caller.AccountID, keyID)
 	if errors.Is(err, store.ErrNotFound) {
 		return pipeline.NotFound("API key")
 	}
