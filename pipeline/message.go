@@ -45,16 +45,9 @@ type submittedMessage struct {
 // must not travel (Bcc, X-SP-Track-*, X-SP-Send-At), adds Message-ID and Date when missing
 // (RFC 5322 §3.6), and checks that there is exactly one From address.
 func parseMessage(raw []byte, hostname string, newID func() string, now time.Time) (*submittedMessage, error) {
-	end := headerEnd(raw)
-	if end < 0 {
-		return nil, ErrBadMessage.With("message has no header section (expected a blank line after the header)")
-	}
-	if end > maxHeaderBytes {
-		return nil, ErrBadMessage.With(fmt.Sprintf("header section exceeds %d bytes", maxHeaderBytes))
-	}
-	h, err := textproto.ReadHeader(bufio.NewReader(bytes.NewReader(raw[:end])))
+	h, end, err := readHeader(raw)
 	if err != nil {
-		return nil, ErrBadMessage.With("malformed header: " + err.Error())
+		return nil, err
 	}
 	m := &submittedMessage{raw: raw, header: h, body: raw[end:]}
 
@@ -70,14 +63,9 @@ func parseMessage(raw []byte, hostname string, newID func() string, now time.Tim
 	m.header.Del("Bcc")
 
 	mh := mail.Header{Header: message.Header{Header: m.header}}
-	from, err := mh.AddressList("From")
-	if err != nil || len(from) != 1 {
-		if err == nil && len(from) == 0 {
-			return nil, ErrBadMessage.With("message has no From header")
-		}
-		return nil, ErrBadMessage.With("the From header must hold exactly one valid address")
+	if m.from, err = fromAddress(mh); err != nil {
+		return nil, err
 	}
-	m.from = from[0].Address
 	m.subject, _ = mh.Subject()
 	if id, err := mh.MessageID(); err == nil && id != "" {
 		m.messageID = id
@@ -90,6 +78,35 @@ func parseMessage(raw []byte, hostname string, newID func() string, now time.Tim
 	}
 	m.header = mh.Header.Header
 	return m, nil
+}
+
+// readHeader reads the header section of the CRLF-normalised message raw
+// and returns it with the offset of the body.
+func readHeader(raw []byte) (textproto.Header, int, error) {
+	end := headerEnd(raw)
+	if end < 0 {
+		return textproto.Header{}, 0, ErrBadMessage.With("message has no header section (expected a blank line after the header)")
+	}
+	if end > maxHeaderBytes {
+		return textproto.Header{}, 0, ErrBadMessage.With(fmt.Sprintf("header section exceeds %d bytes", maxHeaderBytes))
+	}
+	h, err := textproto.ReadHeader(bufio.NewReader(bytes.NewReader(raw[:end])))
+	if err != nil {
+		return textproto.Header{}, 0, ErrBadMessage.With("malformed header: " + err.Error())
+	}
+	return h, end, nil
+}
+
+// fromAddress returns the address of the one From field of a header.
+func fromAddress(h mail.Header) (string, error) {
+	from, err := h.AddressList("From")
+	if err != nil || len(from) != 1 {
+		if err == nil && len(from) == 0 {
+			return "", ErrBadMessage.With("message has no From header")
+		}
+		return "", ErrBadMessage.With("the From header must hold exactly one valid address")
+	}
+	return from[0].Address, nil
 }
 
 // headerEnd returns the offset of the body: just past the blank line that
