@@ -30,11 +30,12 @@ type keyedHandler func(http.ResponseWriter, *http.Request, *store.Key)
 // shown once, so its response is not stored and a repeat is a 409. A
 // streamed route (streamedRoutes) ignores the header: its body is never
 // held whole, and the contact import it serves is an upsert, safe to repeat.
+// So does a preview, which stores nothing.
 func (h *handler) idempotentPOST(next keyedHandler) keyedHandler {
 	return func(w http.ResponseWriter, r *http.Request, k *store.Key) {
 		switch {
 		case r.Method != http.MethodPost || r.Header.Get(headerIdempotencyKey) == "" || selfIdempotent[r.Pattern] ||
-			streamedRoutes[r.Pattern]:
+			streamedRoutes[r.Pattern] || r.Pattern == previewPattern:
 			next(w, r, k)
 		case r.Pattern == "POST /v1/api-keys":
 			h.idempotent(next, false)(w, r, k)

@@ -122,6 +122,10 @@ func TestOpenAPIContract(t *testing.T) {
 		ids[name] = c.id(c.call("sendEmail", name, nil))
 	}
 	c.call("sendBatch", "", nil)
+	for _, name := range c.requestExampleNames("previewEmail") {
+		c.call("previewEmail", name, nil)
+	}
+	c.postMIME("previewEmail", nil)
 	s.markDelivered(ids["basic"], ids["tracking"])
 	email := map[string]string{"id": ids["basic"]}
 	c.call("getEmail", "", email)
@@ -209,6 +213,9 @@ func TestOpenAPIContract(t *testing.T) {
 			if !c.called[id+"/"+name] {
 				t.Errorf("request example %s of %s was not sent", name, id)
 			}
+		}
+		if c.mimeExample(id) != "" && !c.called[id+"/"+mimeType] {
+			t.Errorf("the message/rfc822 example of %s was not sent", id)
 		}
 		for _, resp := range c.successes(id) {
 			for name := range examplesOf(jsonObject(jsonObject(resp["content"])["application/json"])) {
@@ -490,16 +497,43 @@ func (c *contract) call(id, example string, params map[string]string) resttest.R
 // cannot verify here), and checks the answer.
 func (c *contract) callReport(id, emailID string) {
 	c.t.Helper()
-	o := c.ops[id]
-	media := jsonObject(jsonObject(jsonObject(o.op["requestBody"])["content"])["message/rfc822"])
-	ex, _ := media["example"].(string)
-	if !strings.Contains(ex, "\nX-Pigeonpost-Id: ") {
+	if !strings.Contains(c.mimeExample(id), "\nX-Pigeonpost-Id: ") {
 		c.t.Fatalf("%s: no message/rfc822 example naming an email", id)
 	}
-	body := regexp.MustCompile(`X-Pigeonpost-Id: \S+`).ReplaceAllString(ex, "X-Pigeonpost-Id: "+c.s.p.Signer.FeedbackID(emailID))
-	r := c.do(o.method, o.path, liveKey, map[string]string{"Content-Type": "message/rfc822"}, []byte(body))
+	c.postMIME(id, func(ex string) string {
+		return regexp.MustCompile(`X-Pigeonpost-Id: \S+`).ReplaceAllString(ex, "X-Pigeonpost-Id: "+c.s.p.Signer.FeedbackID(emailID))
+	})
+}
+
+// mimeType is the media type of a request body that is a message.
+const mimeType = "message/rfc822"
+
+// mimeExample is the operation's message/rfc822 request example ("" for none).
+func (c *contract) mimeExample(id string) string {
+	media := jsonObject(jsonObject(jsonObject(c.ops[id].op["requestBody"])["content"])[mimeType])
+	ex, _ := media["example"].(string)
+	return ex
+}
+
+// postMIME posts the operation's message/rfc822 example, with the
+// document's names replaced by the test server's and then edited by edit
+// (unless nil), and checks the answer.
+func (c *contract) postMIME(id string, edit func(string) string) resttest.Response {
+	c.t.Helper()
+	o := c.ops[id]
+	ex := c.mimeExample(id)
+	if ex == "" {
+		c.t.Fatalf("%s: no message/rfc822 example", id)
+	}
+	body := docReplacer(c.hooks, c.tplID, c.docIDs...).Replace(ex)
+	if edit != nil {
+		body = edit(body)
+	}
+	r := c.do(o.method, o.path, liveKey, map[string]string{"Content-Type": mimeType}, []byte(body))
 	c.called[id] = true
+	c.called[id+"/"+mimeType] = true
 	c.checkResponse(id, "", r)
+	return r
 }
 
 // checkResponse checks r against the operation's success response.
@@ -636,6 +670,7 @@ func (c *contract) checkBodies(t *testing.T, tpl, acme, ct, seg map[string]strin
 	cases := map[string]bodyCase{
 		"sendEmail":              {example: "basic", wrong: `{` + fromTo + `,"subject":"s","text":"t","tracking":{"opens":"yes"}}`, field: "tracking.opens"},
 		"sendBatch":              {wrong: `{"emails":{` + fromTo + `}}`, field: "emails"},
+		"previewEmail":           {example: "basic", wrong: `{` + fromTo + `,"subject":"s","text":"t","tracking":{"clicks":1}}`, field: "tracking.clicks"},
 		"createTemplate":         {wrong: `{"name":5,"html":"x"}`, field: "name"},
 		"updateTemplate":         {params: tpl, wrong: `{"subject":false}`, field: "subject"},
 		"createContact":          {tweak: func(v map[string]any) { v["email"] = "another@" + rcptDomain }, wrong: `{"email":5}`, field: "email"},

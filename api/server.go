@@ -132,6 +132,7 @@ func (h *handler) routes() []route {
 		{"GET /v1/emails/{id}/content", h.auth(h.getEmailContent)},
 		{"GET /v1/emails/{id}/events", h.auth(h.getEmailEvents)},
 		{"POST /v1/emails/batch", h.auth(h.sendBatch)},
+		{"POST /v1/emails/preview", h.auth(h.previewEmail)},
 		{"DELETE /v1/emails/{id}/schedule", h.auth(h.cancelSchedule)},
 		{"GET /v1/templates", h.auth(h.listTemplates)},
 		{"POST /v1/templates", h.auth(h.createTemplate)},

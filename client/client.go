@@ -196,6 +196,53 @@ func (c *Client) SendBatch(ctx context.Context, emails []Email, opts ...RequestO
 	return &out, c.do(ctx, http.MethodPost, "/v1/emails/batch", map[string]any{"emails": emails}, &out, opts...)
 }
 
+// Preview is an email as it would go out (POST /v1/emails/preview).
+type Preview struct {
+	MIME     string        `json:"mime"` // as delivery sends it, without the DKIM-Signature it adds
+	From     string        `json:"from"`
+	To       string        `json:"to"` // the recipient previewed
+	Subject  string        `json:"subject"`
+	Size     int           `json:"size"` // of MIME, in bytes
+	Tracking Tracking      `json:"tracking"`
+	Links    []PreviewLink `json:"links"` // with click tracking
+	Warnings []string      `json:"warnings"`
+}
+
+// PreviewLink is a link of a preview: tracked, with the index its clicks
+// are recorded with (linkIndex), or not, with the reason.
+type PreviewLink struct {
+	Index   *int   `json:"index"`
+	URL     string `json:"url"`
+	Tracked bool   `json:"tracked"`
+	Reason  string `json:"reason"`
+}
+
+// Preview returns the email e would send to its first recipient (or to
+// the one PreviewFor names) as it would go out, tracking included, after
+// the checks of a send, whose errors it returns. Nothing is stored, sent
+// or counted, and its tracking links record nothing.
+func (c *Client) Preview(ctx context.Context, e Email, opts ...RequestOption) (*Preview, error) {
+	var out Preview
+	return &out, c.do(ctx, http.MethodPost, "/v1/emails/preview", e, &out, opts...)
+}
+
+// PreviewMIME is Preview of a message as an SMTP client sends it (raw
+// MIME): its From, To, Cc and Bcc headers are the envelope, and
+// X-SP-Track-Opens and X-SP-Track-Clicks ask for tracking.
+func (c *Client) PreviewMIME(ctx context.Context, msg io.Reader, opts ...RequestOption) (*Preview, error) {
+	var out Preview
+	return &out, c.do(ctx, http.MethodPost, "/v1/emails/preview", rawBody{r: msg, contentType: "message/rfc822"}, &out, opts...)
+}
+
+// PreviewFor makes a preview show the email of recipient addr.
+func PreviewFor(addr string) RequestOption {
+	return func(r *http.Request) {
+		q := r.URL.Query()
+		q.Set("to", addr)
+		r.URL.RawQuery = q.Encode()
+	}
+}
+
 // EmailStatus is an email as GET /v1/emails/:id shows it.
 type EmailStatus struct {
 	ID          string            `json:"id"`

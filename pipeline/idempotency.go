@@ -188,15 +188,14 @@ func replayReceipt(raw []byte) (*Receipt, error) {
 // Message-ID was generated) has no key. It returns the stored receipt of
 // the first copy, if there is one.
 func (s *Service) smtpIdempotency(ctx context.Context, sub Submission, msg *submittedMessage, generatedID bool) (*Claim, *Receipt, error) {
-	headerKey := strings.TrimSpace(msg.header.Get("Idempotency-Key"))
-	msg.header.Del("Idempotency-Key")
+	headerKey, err := idempotencyKeyHeader(msg)
+	if err != nil {
+		return nil, nil, err
+	}
 	envelope := []byte(sub.EnvelopeFrom + "\x00" + strings.ToLower(strings.Join(sub.Recipients, "\x00")))
 	var key, fp string
 	switch {
 	case headerKey != "":
-		if err := CheckIdempotencyKey(headerKey); err != nil {
-			return nil, nil, ErrBadMessage.With(AsError(err).Message)
-		}
 		// The same request is the same envelope, sender, subject and body: a
 		// client that rebuilds the message for its retry (new Date, new
 		// Message-ID) is still recognised.
@@ -217,6 +216,19 @@ func (s *Service) smtpIdempotency(ctx context.Context, sub Submission, msg *subm
 	}
 	r, err := replayReceipt(cached)
 	return nil, r, err
+}
+
+// idempotencyKeyHeader reads and removes the Idempotency-Key header of a
+// message; a malformed one is ErrBadMessage.
+func idempotencyKeyHeader(msg *submittedMessage) (string, error) {
+	key := strings.TrimSpace(msg.header.Get("Idempotency-Key"))
+	msg.header.Del("Idempotency-Key")
+	if key != "" {
+		if err := CheckIdempotencyKey(key); err != nil {
+			return "", ErrBadMessage.With(AsError(err).Message)
+		}
+	}
+	return key, nil
 }
 
 // Idempotent runs fn once per idempotency key of the account and operation

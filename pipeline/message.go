@@ -50,16 +50,9 @@ type submittedMessage struct {
 // must not travel (Bcc, X-SP-Track-*, X-SP-Send-At), adds Message-ID and Date when missing
 // (RFC 5322 §3.6), and checks that there is exactly one From address.
 func parseMessage(raw []byte, hostname string, newID func() string, now time.Time) (*submittedMessage, error) {
-	end := headerEnd(raw)
-	if end < 0 {
-		return nil, ErrBadMessage.With("message has no header section (expected a blank line after the header)")
-	}
-	if end > maxHeaderBytes {
-		return nil, ErrBadMessage.With(fmt.Sprintf("header section exceeds %d bytes", maxHeaderBytes))
-	}
-	h, err := textproto.ReadHeader(bufio.NewReader(bytes.NewReader(raw[:end])))
+	h, end, err := readHeader(raw)
 	if err != nil {
-		return nil, ErrBadMessage.With("malformed header: " + err.Error())
+		return nil, err
 	}
 	m := &submittedMessage{raw: raw, header: h, body: raw[end:]}
 
@@ -78,14 +71,9 @@ func parseMessage(raw []byte, hostname string, newID func() string, now time.Tim
 	}
 
 	mh := mail.Header{Header: message.Header{Header: m.header}}
-	from, err := mh.AddressList("From")
-	if err != nil || len(from) != 1 {
-		if err == nil && len(from) == 0 {
-			return nil, ErrBadMessage.With("message has no From header")
-		}
-		return nil, ErrBadMessage.With("the From header must hold exactly one valid address")
+	if m.from, err = fromAddress(mh); err != nil {
+		return nil, err
 	}
-	m.from = from[0].Address
 	for _, field := range senderFields {
 		list, err := mh.AddressList(field)
 		if err != nil {
@@ -132,6 +120,35 @@ func checkFieldNames(h textproto.Header) error {
 		return ErrBadMessage.With("the message has more than one From header; RFC 5322 allows exactly one")
 	}
 	return nil
+}
+
+// readHeader reads the header section of the CRLF-normalised message raw
+// and returns it with the offset of the body.
+func readHeader(raw []byte) (textproto.Header, int, error) {
+	end := headerEnd(raw)
+	if end < 0 {
+		return textproto.Header{}, 0, ErrBadMessage.With("message has no header section (expected a blank line after the header)")
+	}
+	if end > maxHeaderBytes {
+		return textproto.Header{}, 0, ErrBadMessage.With(fmt.Sprintf("header section exceeds %d bytes", maxHeaderBytes))
+	}
+	h, err := textproto.ReadHeader(bufio.NewReader(bytes.NewReader(raw[:end])))
+	if err != nil {
+		return textproto.Header{}, 0, ErrBadMessage.With("malformed header: " + err.Error())
+	}
+	return h, end, nil
+}
+
+// fromAddress returns the address of the one From field of a header.
+func fromAddress(h mail.Header) (string, error) {
+	from, err := h.AddressList("From")
+	if err != nil || len(from) != 1 {
+		if err == nil && len(from) == 0 {
+			return "", ErrBadMessage.With("message has no From header")
+		}
+		return "", ErrBadMessage.With("the From header must hold exactly one valid address")
+	}
+	return from[0].Address, nil
 }
 
 // headerEnd returns the offset of the body: just past the blank line that

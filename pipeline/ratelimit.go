@@ -23,21 +23,22 @@ import (
 // record has a pause (field paused, pipeline/reputation) sends nothing.
 // ARGV: now, the interval and the tolerance in ms, the burst (the most one
 // request is charged), the default monthly limit (0: none), the count's
-// TTL in s, then the recipients in lower case. It returns {paused, wait,
-// limit, s1, s2, ...}: si is 1 when recipient i is suppressed; paused is 1
-// when the account is paused; wait is 0 when the others' sends are
-// charged (or there are none: nothing is charged), else the ms to wait;
-// limit is the monthly limit when it refused them. A refusal charges
-// nothing.
+// TTL in s, 1 to charge or 0 to look only (a preview: nothing is checked
+// against the limits, nothing written), then the recipients in lower case.
+// It returns {paused, wait, limit, s1, s2, ...}: si is 1 when recipient i
+// is suppressed; paused is 1 when the account is paused; wait is 0 when
+// the others' sends are charged (or there are none: nothing is charged),
+// else the ms to wait; limit is the monthly limit when it refused them. A
+// refusal charges nothing.
 var admitScript = redis.NewScript(`
 if redis.call('HEXISTS', KEYS[4], 'paused') == 1 then return {1, 0, 0} end -- store.fieldPaused
-local suppressed = redis.call('HMGET', KEYS[2], unpack(ARGV, 7))
+local suppressed = redis.call('HMGET', KEYS[2], unpack(ARGV, 8))
 local out = {0, 0, 0}
 local cost = 0
 for i = 1, #suppressed do
   if suppressed[i] then out[i + 3] = 1 else out[i + 3] = 0; cost = cost + 1 end
 end
-if cost == 0 then return out end
+if cost == 0 or ARGV[7] == '0' then return out end
 local limit = tonumber(redis.call('HGET', KEYS[4], 'monthlyLimit') or ARGV[5]) -- store.fieldMonthlyLimit
 local used = tonumber(redis.call('GET', KEYS[3]) or 0)
 if limit > 0 and used + cost > limit then
@@ -80,15 +81,16 @@ const usageTTL = 62 * 24 * time.Hour
 // admit returns which of rcpts the account has suppressed and charges the
 // sends to the others to its rate and its month: ErrAccountPaused,
 // ErrRateLimited or ErrMonthlyLimit (nothing charged) when it is paused or
-// they are over either.
-func (l RateLimit) admit(ctx context.Context, rdb redis.UniversalClient, accountID string, rcpts []string, now time.Time) ([]bool, error) {
+// they are over either. Without charge it only looks: which are
+// suppressed, and ErrAccountPaused (a preview).
+func (l RateLimit) admit(ctx context.Context, rdb redis.UniversalClient, accountID string, rcpts []string, now time.Time, charge bool) ([]bool, error) {
 	interval := 1000 / l.PerSecond
-	args := make([]any, 0, 6+len(rcpts))
+	args := make([]any, 0, 7+len(rcpts))
 	args = append(args, now.UnixMilli(),
 		strconv.FormatFloat(interval, 'f', 3, 64),
 		strconv.FormatFloat(interval*float64(l.Burst), 'f', 3, 64),
 		l.Burst, // a request larger than the burst could never pass: it is charged as the burst
-		l.Monthly, int64(usageTTL/time.Second))
+		l.Monthly, int64(usageTTL/time.Second), boolArg(charge))
 	for _, r := range rcpts {
 		args = append(args, strings.ToLower(r))
 	}
@@ -117,4 +119,11 @@ func (l RateLimit) admit(ctx context.Context, rdb redis.UniversalClient, account
 		return nil, ErrRateLimited.After(time.Duration(res[1]) * time.Millisecond)
 	}
 	return suppressed, nil
+}
+
+func boolArg(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }

@@ -23,20 +23,20 @@ func TestAdmitRateLimitsAndSuppresses(t *testing.T) {
 	one := []string{"a@example.test"}
 	// A burst of 5 passes at once, the 6th waits ~100 ms.
 	for i := range 5 {
-		if _, err := l.admit(ctx, rdb, "acct_a", one, now); err != nil {
+		if _, err := l.admit(ctx, rdb, "acct_a", one, now, true); err != nil {
 			t.Fatalf("send %d: %v", i, err)
 		}
 	}
-	_, err := l.admit(ctx, rdb, "acct_a", one, now)
+	_, err := l.admit(ctx, rdb, "acct_a", one, now, true)
 	e := AsError(err)
 	if err == nil || !errors.Is(err, ErrRateLimited) || e.SMTPCode != 451 || e.RetryAfter <= 0 || e.RetryAfter > 100*time.Millisecond {
 		t.Fatalf("6th send: %v (retry after %v)", err, e.RetryAfter)
 	}
 	// Another account is not affected; the first recovers with time.
-	if _, err := l.admit(ctx, rdb, "acct_b", one, now); err != nil {
+	if _, err := l.admit(ctx, rdb, "acct_b", one, now, true); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := l.admit(ctx, rdb, "acct_a", one, now.Add(100*time.Millisecond)); err != nil {
+	if _, err := l.admit(ctx, rdb, "acct_a", one, now.Add(100*time.Millisecond), true); err != nil {
 		t.Fatalf("after 100 ms: %v", err)
 	}
 	// A request larger than the burst is charged as the burst, not refused forever.
@@ -44,7 +44,7 @@ func TestAdmitRateLimitsAndSuppresses(t *testing.T) {
 	for i := range many {
 		many[i] = fmt.Sprintf("r%d@example.test", i)
 	}
-	if _, err := l.admit(ctx, rdb, "acct_c", many, now); err != nil {
+	if _, err := l.admit(ctx, rdb, "acct_c", many, now, true); err != nil {
 		t.Fatalf("cost over burst: %v", err)
 	}
 
@@ -56,19 +56,33 @@ func TestAdmitRateLimitsAndSuppresses(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	got, err := l.admit(ctx, rdb, "acct_d", []string{"GONE@example.test", "ok@example.test", "bounced@example.test"}, now)
+	got, err := l.admit(ctx, rdb, "acct_d", []string{"GONE@example.test", "ok@example.test", "bounced@example.test"}, now, true)
 	if err != nil || !slices.Equal(got, []bool{true, false, true}) {
 		t.Fatalf("suppressed %v, %v", got, err)
 	}
 	for range 20 {
-		if got, err := l.admit(ctx, rdb, "acct_d", []string{"gone@example.test", "bounced@example.test"}, now); err != nil || !slices.Equal(got, []bool{true, true}) {
+		if got, err := l.admit(ctx, rdb, "acct_d", []string{"gone@example.test", "bounced@example.test"}, now, true); err != nil || !slices.Equal(got, []bool{true, true}) {
 			t.Fatalf("all suppressed: %v, %v", got, err)
 		}
 	}
 	for i := range 4 { // the burst less the one send charged above
-		if _, err := l.admit(ctx, rdb, "acct_d", one, now); err != nil {
+		if _, err := l.admit(ctx, rdb, "acct_d", one, now, true); err != nil {
 			t.Fatalf("send %d after the suppressed ones: %v", i, err)
 		}
+	}
+
+	// Only looking (a preview), past the burst: the suppressed recipients
+	// are told and nothing is charged, to the rate or to the month.
+	for range 20 {
+		if got, err := l.admit(ctx, rdb, "acct_d", []string{"gone@example.test", "ok@example.test"}, now, false); err != nil || !slices.Equal(got, []bool{true, false}) {
+			t.Fatalf("looking: %v, %v", got, err)
+		}
+	}
+	if _, err := l.admit(ctx, rdb, "acct_d", one, now, true); !errors.Is(err, ErrRateLimited) {
+		t.Errorf("a send past the burst after looking: %v", err)
+	}
+	if n, err := rdb.Get(ctx, store.UsageKey("acct_d", Month(now))).Int(); err != nil || n != 5 {
+		t.Errorf("the month's count is %d (%v), want the 5 sends", n, err)
 	}
 }
 

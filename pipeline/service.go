@@ -335,7 +335,7 @@ func (s *Service) submit(ctx context.Context, sub Submission) (_ *Receipt, err e
 		claim = p.claim
 		defer s.releaseOnError(claim, &err)
 	}
-	suppressed, err := s.admit(ctx, sub.Key, []*prepared{p}, now)
+	suppressed, err := s.admit(ctx, sub.Key, []*prepared{p}, now, true)
 	if err != nil {
 		return nil, err
 	}
@@ -432,7 +432,8 @@ func (s *Service) prepare(ctx context.Context, sub Submission, derive bool, now 
 // list and charges the sends to the others to its rate, all at once:
 // suppressed[i][j] reports recipient j of ps[i] suppressed (or withheld by
 // the sender: Submission.Withhold). On ErrRateLimited nothing is charged.
-func (s *Service) admit(ctx context.Context, k *store.Key, ps []*prepared, now time.Time) ([][]bool, error) {
+// Without charge it only looks (Preview): the suppressions and the pause.
+func (s *Service) admit(ctx context.Context, k *store.Key, ps []*prepared, now time.Time, charge bool) ([][]bool, error) {
 	var rcpts []string
 	for _, p := range ps {
 		if p.sub.Withhold == "" {
@@ -442,7 +443,7 @@ func (s *Service) admit(ctx context.Context, k *store.Key, ps []*prepared, now t
 	var listed []bool
 	if len(rcpts) > 0 {
 		var err error
-		if listed, err = s.opt.RateLimit.admit(ctx, s.rdb, k.AccountID, rcpts, now); err != nil {
+		if listed, err = s.opt.RateLimit.admit(ctx, s.rdb, k.AccountID, rcpts, now, charge); err != nil {
 			return nil, err
 		}
 	}
@@ -465,7 +466,7 @@ func (s *Service) admit(ctx context.Context, k *store.Key, ps []*prepared, now t
 // A send (Submission.Send) also records its suppressed recipients, as
 // suppressed emails that go nowhere.
 func (s *Service) emailsOf(p *prepared, suppressed []bool, now time.Time) ([]store.NewEmail, *Receipt, error) {
-	sub, msg, track := p.sub, p.msg, p.track
+	sub, msg := p.sub, p.msg
 	k := sub.Key
 	// As documented, an accepted send answers "sent": pigeonpost has it
 	// (the email record itself is pending until a worker hands it over).
@@ -479,13 +480,8 @@ func (s *Service) emailsOf(p *prepared, suppressed []bool, now time.Time) ([]sto
 		}
 	}
 	base := msg.bytes()
-	var skipped []string // per email: tracking given up for its size
-	if (track.Opens || track.Clicks) && !s.trackedCopiesFit(len(base), len(recipients)) {
-		track.Opens, track.Clicks = false, false
-		skipped = []string{fmt.Sprintf("tracking was skipped: a tracked copy for each of %d recipients of a %.1f MiB message is over the %.1f MiB a message may take; send it to fewer recipients at a time to track it",
-			len(recipients), float64(len(base))/(1<<20), float64(s.maxTrackedBytes())/(1<<20))}
-		receipt.Warnings = append(receipt.Warnings, skipped...)
-	}
+	track, skipped := s.copiesTracking(p.track, len(base), len(recipients)) // skipped: per email
+	receipt.Warnings = append(receipt.Warnings, skipped...)
 	emails := make([]store.NewEmail, 0, len(sub.Recipients))
 	for i, rcpt := range sub.Recipients {
 		if suppressed[i] && sub.Send == nil {
@@ -495,13 +491,7 @@ func (s *Service) emailsOf(p *prepared, suppressed []bool, now time.Time) ([]sto
 		if len(sub.EmailIDs) == len(sub.Recipients) {
 			id = sub.EmailIDs[i]
 		}
-		e := &store.Email{
-			ID: id, AccountID: k.AccountID, KeyID: k.ID, Mode: k.Mode,
-			Status: store.StatusPending, Source: sub.Source,
-			FromAddress: msg.from, EnvelopeFrom: sub.EnvelopeFrom, ToAddress: rcpt,
-			Subject: msg.subject, MessageID: msg.messageID, Tags: sub.Tags, Metadata: sub.Metadata,
-			CreatedAt: now, Send: sub.Send,
-		}
+		e := p.email(id, rcpt, now)
 		receipt.IDs = append(receipt.IDs, e.ID)
 		if suppressed[i] {
 			e.Status, e.LastError = store.StatusSuppressed, cmp.Or(sub.Withhold, "the address is on the suppression list")
@@ -509,12 +499,12 @@ func (s *Service) emailsOf(p *prepared, suppressed []bool, now time.Time) ([]sto
 			continue
 		}
 		e.TrackOpens, e.TrackClicks = track.Opens, track.Clicks
-		body, warnings, err := s.rewrite(e, base, track)
+		body, res, err := s.rewrite(e, base, track)
 		if err != nil {
 			return nil, nil, err
 		}
-		receipt.Warnings = append(receipt.Warnings, warnings...)
-		warnings = append(warnings, skipped...)
+		receipt.Warnings = append(receipt.Warnings, res.Warnings...)
+		warnings := append(res.Warnings, skipped...)
 		if k.Mode == store.ModeTest {
 			// Test keys run the whole pipeline but nothing is delivered;
 			// the MIME is kept for GET /v1/emails/:id/content.
@@ -537,6 +527,30 @@ func (s *Service) emailsOf(p *prepared, suppressed []bool, now time.Time) ([]sto
 		}
 	}
 	return emails, receipt, nil
+}
+
+// email returns the record of p's email to rcpt, pending.
+func (p *prepared) email(id, rcpt string, now time.Time) *store.Email {
+	sub, msg, k := p.sub, p.msg, p.sub.Key
+	return &store.Email{
+		ID: id, AccountID: k.AccountID, KeyID: k.ID, Mode: k.Mode,
+		Status: store.StatusPending, Source: sub.Source,
+		FromAddress: msg.from, EnvelopeFrom: sub.EnvelopeFrom, ToAddress: rcpt,
+		Subject: msg.subject, MessageID: msg.messageID, Tags: sub.Tags, Metadata: sub.Metadata,
+		CreatedAt: now, Send: sub.Send,
+	}
+}
+
+// copiesTracking returns the tracking of the copies of a message of size
+// bytes for recipients recipients: plan, or none and the warning that says
+// why when the copies would not fit (trackedCopiesFit).
+func (s *Service) copiesTracking(plan trackPlan, size, recipients int) (trackPlan, []string) {
+	if (!plan.Opens && !plan.Clicks) || s.trackedCopiesFit(size, recipients) {
+		return plan, nil
+	}
+	plan.Opens, plan.Clicks = false, false
+	return plan, []string{fmt.Sprintf("tracking was skipped: a tracked copy for each of %d recipients of a %.1f MiB message is over the %.1f MiB a message may take; send it to fewer recipients at a time to track it",
+		recipients, float64(size)/(1<<20), float64(s.maxTrackedBytes())/(1<<20))}
 }
 
 // DefaultMaxTrackedBytes is the default of Options.MaxTrackedBytes.

@@ -48,7 +48,7 @@ func (s *Service) SubmitAll(ctx context.Context, k *store.Key, subs []Submission
 		}
 		ps, at = append(ps, p), append(at, i)
 	}
-	suppressed, err := s.admit(ctx, k, ps, now)
+	suppressed, err := s.admit(ctx, k, ps, now, true)
 	if err != nil {
 		s.observeAll(ps, err)
 		return nil, err

@@ -15,6 +15,8 @@ type trackPlan struct {
 	Tracking
 	baseURL  string // scheme://host[:port][/path] of pixel and click URLs
 	pixelTop bool   // pixel at the top of the HTML rather than before </body>
+	// preview: click ids the click endpoint refuses (tracking.Signer.PreviewClickID).
+	preview bool
 }
 
 // Warnings given when settings turn requested tracking off.
@@ -86,14 +88,19 @@ func withHost(base, host string) string {
 }
 
 // rewrite returns the body to store for e: base with the open pixel and
-// click links of e's own ids when e asks for tracking, else base itself.
-func (s *Service) rewrite(e *store.Email, base []byte, plan trackPlan) ([]byte, []string, error) {
+// click links of e's own ids when e asks for tracking, else base itself;
+// and what the rewrite reports (its warnings, the links found).
+func (s *Service) rewrite(e *store.Email, base []byte, plan trackPlan) ([]byte, tracking.Result, error) {
 	if !e.TrackOpens && !e.TrackClicks {
-		return base, nil, nil
+		return base, tracking.Result{}, nil
 	}
 	urlBase := plan.baseURL
 	if urlBase == "" {
 		urlBase = s.opt.PublicURL
+	}
+	clickID := s.signer.SealedClickID
+	if plan.preview {
+		clickID = s.signer.PreviewClickID
 	}
 	var out bytes.Buffer
 	out.Grow(len(base) + len(base)/8)
@@ -106,12 +113,12 @@ func (s *Service) rewrite(e *store.Email, base []byte, plan trackPlan) ([]byte, 
 		// The destination is sealed in the id: the link redirects for as
 		// long as the secret is accepted, after the record has expired.
 		ClickURL: func(index int, dest string) string {
-			return urlBase + "/v1/track/click/" + s.signer.SealedClickID(e.AccountID, e.ID, index, dest)
+			return urlBase + "/v1/track/click/" + clickID(e.AccountID, e.ID, index, dest)
 		},
 	})
 	if err != nil {
-		return nil, nil, ErrBadMessage.With("the message could not be prepared for tracking").WithCause(err)
+		return nil, res, ErrBadMessage.With("the message could not be prepared for tracking").WithCause(err)
 	}
 	e.Links = res.Links
-	return out.Bytes(), res.Warnings, nil
+	return out.Bytes(), res, nil
 }

@@ -35,10 +35,29 @@ type Click struct {
 // account and its destination sealed in:
 // "<emailID>.<index>.<accountID>.<base64url(dest)>.<mac>". Ids hold no '.'.
 func (s *Signer) SealedClickID(accountID, emailID string, index int, dest string) string {
+	return s.sealedClickID(purposeClick, accountID, emailID, index, dest)
+}
+
+// PreviewClickID is SealedClickID for the copy a preview shows (POST
+// /v1/emails/preview): an id of the same form, made for another purpose,
+// which ParseClick refuses. A preview stores nothing, so its links must
+// not work: they would redirect as links of expired mail do, minted
+// without a send, and be counted as clicks of the account.
+func (s *Signer) PreviewClickID(accountID, emailID string, index int, dest string) string {
+	return s.sealedClickID(purposePreviewClick, accountID, emailID, index, dest)
+}
+
+// The purposes of sealed click ids: ParseClick accepts only the first.
+const (
+	purposeClick        = "click v2"
+	purposePreviewClick = "click preview"
+)
+
+func (s *Signer) sealedClickID(purpose, accountID, emailID string, index int, dest string) string {
 	idx := strconv.Itoa(index)
 	d := destEncoding.EncodeToString([]byte(dest))
 	return emailID + "." + idx + "." + accountID + "." + d + "." +
-		macEncoding.EncodeToString(s.sum("click v2", emailID, idx, accountID, dest))
+		macEncoding.EncodeToString(s.sum(purpose, emailID, idx, accountID, dest))
 }
 
 // ParseClick checks a click id of either form, sealed or not; ok is false
@@ -61,7 +80,7 @@ func (s *Signer) ParseClick(id string) (c Click, ok bool) {
 		return Click{}, false
 	}
 	mac, err := macEncoding.DecodeString(macStr)
-	if err != nil || !s.valid(mac, "click v2", emailID, idx, accountID, string(dest)) {
+	if err != nil || !s.valid(mac, purposeClick, emailID, idx, accountID, string(dest)) {
 		return Click{}, false
 	}
 	index, _ := strconv.Atoi(idx)

@@ -38,3 +38,22 @@ func TestSealedClickID(t *testing.T) {
 		}
 	}
 }
+
+// TestPreviewClickID: a preview's click id has the form of a sealed one
+// but another purpose, so that the click endpoint (ParseClick) refuses it,
+// while the same link sealed for a send verifies.
+func TestPreviewClickID(t *testing.T) {
+	s := NewSigner([]byte("secret"))
+	dest := "https://shop.example/p?id=7"
+	id := s.PreviewClickID("acct_a", "em_preview", 0, dest)
+	sealed := s.SealedClickID("acct_a", "em_preview", 0, dest)
+	if strings.Count(id, ".") != 4 || id == sealed || id[:strings.LastIndexByte(id, '.')] != sealed[:strings.LastIndexByte(sealed, '.')] {
+		t.Fatalf("preview id %q, sealed %q: want the same form, another MAC", id, sealed)
+	}
+	if c, ok := s.ParseClick(id); ok {
+		t.Errorf("ParseClick(preview id) = %+v, ok", c)
+	}
+	if _, ok := s.ParseClick(sealed); !ok {
+		t.Error("the sealed id does not verify")
+	}
+}

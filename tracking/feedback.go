@@ -19,6 +19,14 @@ func (s *Signer) FeedbackID(emailID string) string {
 	return emailID + "." + macEncoding.EncodeToString(s.sum("feedback v1", emailID))
 }
 
+// AppendFeedbackField appends to dst the header field that delivery puts
+// before the email emailID: "X-Pigeonpost-Id: <FeedbackID>" and CRLF.
+func (s *Signer) AppendFeedbackField(dst []byte, emailID string) []byte {
+	dst = append(dst, FeedbackHeader+": "...)
+	dst = append(dst, s.FeedbackID(emailID)...)
+	return append(dst, "\r\n"...)
+}
+
 // ParseFeedbackID checks id and returns the email id it was made for; ok
 // is false if it was not made by FeedbackID with this secret.
 func (s *Signer) ParseFeedbackID(id string) (emailID string, ok bool) {

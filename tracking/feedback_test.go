@@ -18,3 +18,10 @@ func TestFeedbackID(t *testing.T) {
 		}
 	}
 }
+
+func TestAppendFeedbackField(t *testing.T) {
+	s := NewSigner([]byte("secret"))
+	if got, want := string(s.AppendFeedbackField([]byte("x"), "em_abc")), "xX-Pigeonpost-Id: "+s.FeedbackID("em_abc")+"\r\n"; got != want {
+		t.Errorf("got %q, want %q", got, want)
+	}
+}

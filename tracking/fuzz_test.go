@@ -71,6 +71,7 @@ func checkRewriteMessage(t *testing.T, data []byte, opts Options) {
 	if res.Changed == bytes.Equal(got, data) {
 		t.Fatalf("Changed = %v, output equal to input = %v", res.Changed, bytes.Equal(got, data))
 	}
+	checkFound(t, res)
 	if !res.Changed {
 		return
 	}

@@ -9,6 +9,7 @@ import (
 	"mime"
 	"mime/multipart"
 	"net/textproto"
+	"slices"
 	"strings"
 	"testing"
 
@@ -173,6 +174,7 @@ func checkInvariantsText(t *testing.T, in, out []byte, res Result, text bool) {
 	if res.Changed == bytes.Equal(in, out) {
 		t.Errorf("Changed = %v but output equal to input is %v", res.Changed, bytes.Equal(in, out))
 	}
+	checkFound(t, res)
 	li, lo := leaves(t, in), leaves(t, out)
 	if len(li) != len(lo) {
 		t.Fatalf("input has %d leaf parts, output %d", len(li), len(lo))
@@ -194,5 +196,27 @@ func checkInvariantsText(t *testing.T, in, out []byte, res Result, text bool) {
 		if fmt.Sprint(ha) != fmt.Sprint(hb) {
 			t.Errorf("leaf %s: HTML header changed beyond Content-Transfer-Encoding:\n%v\n%v", a.path, a.header, b.header)
 		}
+	}
+}
+
+// checkFound checks that Result.Found agrees with Result.Links: its
+// tracked links, in order, are Links with their indexes; every other has
+// index -1 and a reason.
+func checkFound(t testing.TB, res Result) {
+	t.Helper()
+	var tracked []string
+	for _, l := range res.Found {
+		switch {
+		case l.Reason == "" && l.Index != len(tracked):
+			t.Errorf("tracked link %q has index %d, want %d", l.URL, l.Index, len(tracked))
+		case l.Reason != "" && l.Index != -1:
+			t.Errorf("untracked link %q (%s) has index %d", l.URL, l.Reason, l.Index)
+		}
+		if l.Reason == "" {
+			tracked = append(tracked, l.URL)
+		}
+	}
+	if !slices.Equal(tracked, res.Links) {
+		t.Errorf("the tracked links of Found are %q, Links %q", tracked, res.Links)
 	}
 }

@@ -28,13 +28,6 @@ func pixelTag(pixelURL string) string {
 	return `<img src="` + html.EscapeString(pixelURL) + `" width="1" height="1" alt="" style="display:none;border:0;width:1px;height:1px" />`
 }
 
-// htmlResult is what rewriteHTML did to one HTML document.
-type htmlResult struct {
-	out      []byte
-	links    []string // decoded destinations of the rewritten links, in order
-	warnings []string
-}
-
 // rawTextTags are the elements after whose start tag the tokenizer reads raw
 // text up to the matching end tag (see x/net/html's readStartTag).
 var rawTextTags = []string{"iframe", "noembed", "noframes", "noscript", "plaintext", "script", "style", "textarea", "title", "xmp"}
@@ -42,8 +35,8 @@ var rawTextTags = []string{"iframe", "noembed", "noframes", "noscript", "plainte
 // rewriteHTML rewrites the links of src and adds the open pixel as opts ask.
 // Links get tracking indexes from first on. Every token it does not change is
 // copied as its raw bytes, so the rest of the markup is preserved exactly.
-func rewriteHTML(src []byte, opts *Options, first int) htmlResult {
-	r := htmlResult{out: make([]byte, 0, len(src)+len(src)/4+256)}
+func rewriteHTML(src []byte, opts *Options, first int) partResult {
+	r := partResult{out: make([]byte, 0, len(src)+len(src)/4+256)}
 	z := xhtml.NewTokenizer(bytes.NewReader(src))
 
 	bodyEnd := -1    // offset in r.out of the last </body> tag
@@ -148,7 +141,7 @@ func rewriteHTML(src []byte, opts *Options, first int) htmlResult {
 }
 
 // anchor rewrites the <a> start tag at r.out[start:], the current token of z.
-func (r *htmlResult) anchor(z *xhtml.Tokenizer, start int, opts *Options, first int) {
+func (r *partResult) anchor(z *xhtml.Tokenizer, start int, opts *Options, first int) {
 	tag := r.out[start:]
 	attrs := scanAttrs(tag)
 
@@ -184,10 +177,15 @@ func (r *htmlResult) anchor(z *xhtml.Tokenizer, start int, opts *Options, first 
 	}
 
 	// Rewrite the href unless the link stays untracked.
-	rewrite := opts.Clicks && !notrack && href >= 0 && attrs[href].valueStart >= 0
 	dest := strings.Trim(hrefVal, " \t\n\f\r")
-	if rewrite && !trackable(dest, opts, force) {
-		rewrite = false
+	rewrite := false
+	if opts.Clicks && href >= 0 && attrs[href].valueStart >= 0 {
+		reason := ReasonNoTrack
+		if !notrack {
+			reason = untracked(dest, opts, force)
+		}
+		r.note(dest, first, reason)
+		rewrite = reason == ""
 	}
 	if !rewrite && len(remove) == 0 {
 		return
@@ -214,15 +212,50 @@ func (r *htmlResult) anchor(z *xhtml.Tokenizer, start int, opts *Options, first 
 	r.out = append(r.out[:start], newTag...)
 }
 
-// trackable reports whether a link to dest (decoded and trimmed) gets a
-// tracking URL: an absolute http(s) URL that is not the message's
-// List-Unsubscribe target and, unless force (data-sp-track), carries no
-// one-time secret.
-func trackable(dest string, opts *Options, force bool) bool {
-	if !isHTTP(dest) || slices.Contains(opts.untracked, dest) {
-		return false
+// untracked returns why a link to dest (decoded and trimmed) keeps its
+// URL, or "" when it gets a tracking URL: an absolute http(s) URL that is
+// not the message's List-Unsubscribe target and, unless force
+// (data-sp-track), carries no one-time secret.
+func untracked(dest string, opts *Options, force bool) string {
+	switch {
+	case !isHTTP(dest):
+		if scheme := schemeOf(dest); scheme != "" {
+			return "a " + scheme + ": link"
+		}
+		return ReasonRelative
+	case slices.Contains(opts.untracked, dest):
+		return ReasonUnsubscribe
+	case !force && secretLink(dest):
+		return ReasonSecret
 	}
-	return force || !secretLink(dest)
+	return ""
+}
+
+// note records a link of the part in r.found: tracked (reason "") with
+// the index it is about to get, or untracked for reason.
+func (r *partResult) note(dest string, first int, reason string) {
+	l := Link{URL: dest, Index: -1, Reason: reason}
+	if reason == "" {
+		l.Index = first + len(r.links)
+	}
+	r.found = append(r.found, l)
+}
+
+// schemeOf returns the scheme of an absolute URL, lower-cased (RFC 3986
+// section 3.1: a letter, then letters, digits, '+', '-' and '.', then
+// ':'), or "" for a relative reference.
+func schemeOf(u string) string {
+	i := strings.IndexByte(u, ':')
+	if i < 1 {
+		return ""
+	}
+	for j := range i {
+		c := u[j]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || j > 0 && ('0' <= c && c <= '9' || c == '+' || c == '-' || c == '.')) {
+			return ""
+		}
+	}
+	return strings.ToLower(u[:i])
 }
 
 // isDuplicate reports whether one of the earlier attributes has name key.

@@ -237,7 +237,7 @@ func tokenize(b []byte) []tokenInfo {
 // data-sp-track and (without data-sp-notrack) have their href replaced by
 // the click URL of the next link, and that the output has one extra pixel
 // token if opts.Opens.
-func checkHTMLTokens(t testing.TB, in []byte, r htmlResult, opts *Options, first int) {
+func checkHTMLTokens(t testing.TB, in []byte, r partResult, opts *Options, first int) {
 	t.Helper()
 	ti, to := tokenize(in), tokenize(r.out)
 	if opts.Opens {

@@ -138,21 +138,15 @@ func listUnsubscribeURLs(value string) []string {
 	}
 }
 
-// textResult is what rewriteText did to one text/plain body.
-type textResult struct {
-	out   []byte
-	links []string
-}
-
 // rewriteText replaces every bare http(s) URL of a plain-text body by its
 // click URL, numbering links from first. A URL starts with http:// or
 // https:// (any case) not preceded by a letter or digit, and runs to white
 // space, a control character or one of <>"`; trailing punctuation that
 // usually ends a sentence (.,;:!?') is left out, and so is a closing
-// bracket that opens nowhere in the URL. Untracked links (see trackable)
+// bracket that opens nowhere in the URL. Untracked links (see untracked)
 // are left as they are.
-func rewriteText(src []byte, opts *Options, first int) textResult {
-	r := textResult{out: make([]byte, 0, len(src)+len(src)/4)}
+func rewriteText(src []byte, opts *Options, first int) partResult {
+	r := partResult{out: make([]byte, 0, len(src)+len(src)/4)}
 	pos := 0
 	for pos < len(src) {
 		start := nextURL(src, pos)
@@ -162,7 +156,11 @@ func rewriteText(src []byte, opts *Options, first int) textResult {
 		end := urlEnd(src, start)
 		dest := string(src[start:end])
 		r.out = append(r.out, src[pos:start]...)
-		if isHTTP(dest) && trackable(dest, opts, false) {
+		reason := untracked(dest, opts, false)
+		if isHTTP(dest) {
+			r.note(dest, first, reason)
+		}
+		if reason == "" {
 			r.out = append(r.out, opts.ClickURL(first+len(r.links), dest)...)
 			r.links = append(r.links, dest)
 		} else {

@@ -39,7 +39,30 @@ type Result struct {
 	Links    []string // decoded destination URLs, by link index
 	Changed  bool     // false when the output is byte-identical to the input
 	Warnings []string // e.g. a part that could not be parsed and was left unchanged
+	// Found, with Clicks, is every link of the parts rewritten, tracked or
+	// not, in document order: what a preview shows of them.
+	Found []Link
 }
+
+// Link is a link Rewrite found: tracked (Reason empty, Index its link
+// index, in Result.Links) or left as it was (Index -1) for Reason.
+type Link struct {
+	URL    string // the decoded, trimmed href or text URL
+	Index  int
+	Reason string
+}
+
+// Why a link stays untracked (Link.Reason); the links.go comment and
+// docs/tracking.md say why each rule exists.
+const (
+	ReasonNoTrack     = "marked data-sp-notrack"
+	ReasonUnsubscribe = "a target of the List-Unsubscribe header"
+	ReasonSecret      = "carries a one-time secret (mark it data-sp-track to track it)"
+	ReasonRelative    = "not an absolute URL (relative link or fragment)"
+	ReasonPartKept    = "its part was left unchanged (see the warnings)"
+	// A link of another scheme has the reason "a <scheme>: link": only
+	// http and https links are tracked.
+)
 
 // Rewrite copies the RFC 5322 message from src to dst, adding the pixel and
 // rewriting links in every text/html part.
@@ -198,14 +221,12 @@ func (rw *rewriter) entity(raw []byte, path string, depth int, bounds []string) 
 	case strings.HasPrefix(mt, "multipart/"):
 		rw.multipart(raw, head, body, params["boundary"], path, depth, bounds)
 	case mt == "text/html" && !isAttachment(fields):
-		rw.textPart(raw, head, body, fields, params, path, bounds, func(decoded []byte) ([]byte, []string, []string) {
-			h := rewriteHTML(decoded, &rw.opts, len(rw.res.Links))
-			return h.out, h.links, h.warnings
+		rw.textPart(raw, head, body, fields, params, path, bounds, func(decoded []byte) partResult {
+			return rewriteHTML(decoded, &rw.opts, len(rw.res.Links))
 		})
 	case mt == "text/plain" && rw.opts.Clicks && rw.opts.TextLinks && !isAttachment(fields):
-		rw.textPart(raw, head, body, fields, params, path, bounds, func(decoded []byte) ([]byte, []string, []string) {
-			t := rewriteText(decoded, &rw.opts, len(rw.res.Links))
-			return t.out, t.links, nil
+		rw.textPart(raw, head, body, fields, params, path, bounds, func(decoded []byte) partResult {
+			return rewriteText(decoded, &rw.opts, len(rw.res.Links))
 		})
 	default:
 		rw.emit(raw)
@@ -262,11 +283,19 @@ func (rw *rewriter) multipart(raw, head, body []byte, boundary, path string, dep
 	rw.emit(body[pos:])
 }
 
+// partResult is what rewriting the content of one text part did.
+type partResult struct {
+	out      []byte
+	links    []string // decoded destinations of the rewritten links, in order
+	found    []Link   // with Clicks, every link, tracked or not, in order
+	warnings []string
+}
+
 // textPart rewrites a text/html or text/plain body: it decodes the transfer
-// encoding, rewrites the content with transform (which returns the new
-// content, its links and warnings) and re-encodes it the same way.
+// encoding, rewrites the content with transform and re-encodes it the same
+// way.
 func (rw *rewriter) textPart(raw, head, body []byte, fields []field, params map[string]string, path string, bounds []string,
-	transform func(decoded []byte) (out []byte, links, warnings []string)) {
+	transform func(decoded []byte) partResult) {
 	// Nothing to track in an empty part. Leaving it alone also matters for
 	// structure: in a multipart the next delimiter may follow its header
 	// block directly, with no line break that new content could end with.
@@ -292,18 +321,20 @@ func (rw *rewriter) textPart(raw, head, body []byte, fields []field, params map[
 		return
 	}
 
-	out, links, warnings := transform(decoded)
-	for _, w := range warnings {
+	p := transform(decoded)
+	for _, w := range p.warnings {
 		rw.warnf(path, "%s", w)
 	}
-	if bytes.Equal(out, decoded) {
+	if bytes.Equal(p.out, decoded) {
+		rw.found(p.found, false)
 		rw.emit(raw)
 		return
 	}
 
-	newBody, newCTE := encodeBody(cte, out, bytes.HasSuffix(body, crlf))
+	newBody, newCTE := encodeBody(cte, p.out, bytes.HasSuffix(body, crlf))
 	if collides(newBody, bounds) {
 		rw.warnf(path, "rewritten body would contain a multipart boundary; left unchanged")
+		rw.found(p.found, false)
 		rw.emit(raw)
 		return
 	}
@@ -312,8 +343,20 @@ func (rw *rewriter) textPart(raw, head, body []byte, fields []field, params map[
 	}
 	rw.emit(head)
 	rw.emit(newBody)
-	rw.res.Links = append(rw.res.Links, links...)
+	rw.res.Links = append(rw.res.Links, p.links...)
+	rw.found(p.found, true)
 	rw.changed = true
+}
+
+// found adds the links of a part to Result.Found: as they are when the
+// part's rewrite was kept, else untracked, their part being left as it was.
+func (rw *rewriter) found(links []Link, kept bool) {
+	for _, l := range links {
+		if !kept && l.Reason == "" {
+			l.Index, l.Reason = -1, ReasonPartKept
+		}
+		rw.res.Found = append(rw.res.Found, l)
+	}
 }
 
 func (rw *rewriter) emit(b []byte) { rw.out = append(rw.out, b...) }

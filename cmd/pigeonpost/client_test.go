@@ -51,6 +51,24 @@ func TestGoClient(t *testing.T) {
 		t.Fatalf("SendBatch: %v %+v", err, batch)
 	}
 
+	// A preview, of fields and of raw MIME: nothing is sent.
+	preview, err := c.Preview(ctx, client.Email{From: "hello@" + senderDomain, To: []string{"p1@" + rcptDomain, "p2@" + rcptDomain},
+		Subject: "Preview", HTML: `<a href="https://example.test/a">a</a>`, Tracking: &client.Tracking{Clicks: true}},
+		client.PreviewFor("p2@"+rcptDomain))
+	// The link is in the HTML and in the text part made from it.
+	if err != nil || preview.To != "p2@"+rcptDomain || !preview.Tracking.Clicks || len(preview.Links) != 2 ||
+		preview.Links[1].Index == nil || *preview.Links[1].Index != 1 || preview.Size != len(preview.MIME) {
+		t.Fatalf("Preview: %v %+v", err, preview)
+	}
+	preview, err = c.PreviewMIME(ctx, strings.NewReader("From: hello@"+senderDomain+"\nTo: p@"+rcptDomain+"\nSubject: Raw\n\nhi\n"))
+	if err != nil || preview.Subject != "Raw" || !strings.Contains(preview.MIME, "\r\n\r\nhi\r\n") {
+		t.Fatalf("PreviewMIME: %v %+v", err, preview)
+	}
+	if _, err := c.Preview(ctx, client.Email{From: "hello@unverified.test", To: []string{"p@" + rcptDomain}, Text: "x"}); !errors.As(err, &apiErr) ||
+		apiErr.Code != "domain_not_verified" {
+		t.Fatalf("Preview from an unverified domain: %v", err)
+	}
+
 	tpl, err := c.CreateTemplate(ctx, client.Template{Name: "welcome", Subject: "Welcome {{name}}!", HTML: "<p>Hello {{name}}</p>"})
 	if err != nil || tpl.ID == "" {
 		t.Fatalf("CreateTemplate: %v %+v", err, tpl)

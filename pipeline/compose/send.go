@@ -68,6 +68,17 @@ func (s *Service) send(ctx context.Context, k *store.Key, req SendRequest, scope
 	return s.sub.Submit(ctx, sub)
 }
 
+// Preview builds the message that req describes, as Send does, and
+// returns its email to the recipient to (the first when "") as it would
+// go out (pipeline.Service.Preview), sending and storing nothing.
+func (s *Service) Preview(ctx context.Context, k *store.Key, req SendRequest, to string) (*pipeline.Preview, error) {
+	sub, err := s.buildSubmission(ctx, k, req)
+	if err != nil {
+		return nil, err
+	}
+	return s.sub.Preview(ctx, sub, to)
+}
+
 // buildSubmission renders the template, resolves the attachments and
 // composes the MIME message of req.
 func (s *Service) buildSubmission(ctx context.Context, k *store.Key, req SendRequest) (pipeline.Submission, error) {

@@ -273,10 +273,7 @@ func (w *Worker) prefix(emailID string, signature []byte) []byte {
 	if w.Signer == nil {
 		return signature
 	}
-	p := make([]byte, 0, 80+len(signature))
-	p = append(p, tracking.FeedbackHeader+": "...)
-	p = append(p, w.Signer.FeedbackID(emailID)...)
-	p = append(p, "\r\n"...)
+	p := w.Signer.AppendFeedbackField(make([]byte, 0, 80+len(signature)), emailID)
 	return append(p, signature...)
 }
 
