@@ -26,6 +26,11 @@ func ParseSchedule(field, value string, now time.Time) (time.Time, error) {
 			" is not an ISO 8601 time with a time zone, e.g. 2025-06-15T10:00:00Z")
 
 	}
+	if t.IsZero() {
+		// checkSchedule takes the zero time for "now"; written out, year 1
+		// is in the past like any other.
+		return time.Time{}, ErrInvalid.With(fmt.Sprintf("%s: %s is in the past", field, t.Format(time.RFC3339)))
+	}
 	if err := checkSchedule(field, t, now); err != nil {
 		return time.Time{}, err
 	}

@@ -89,3 +89,17 @@ func TestSubmitSendAtHeader(t *testing.T) {
 		t.Errorf("X-SP-Send-At beyond %v: %v, want ErrInvalid", MaxScheduleAhead, err)
 	}
 }
+
+// Year 1 is the zero time, which checkSchedule takes for "now": written
+// out, it is refused as in the past (issue 18).
+func TestParseScheduleYearOne(t *testing.T) {
+	now := time.Now()
+	for _, v := range []string{"0001-01-01T00:00:00Z", "0001-01-01T00:00:00+00:00"} {
+		if _, err := ParseSchedule("scheduled_at", v, now); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "in the past") {
+			t.Errorf("%s: %v", v, err)
+		}
+	}
+	if at, err := ParseSchedule("scheduled_at", "", now); err != nil || !at.IsZero() {
+		t.Errorf(`"": %v %v`, at, err)
+	}
+}
