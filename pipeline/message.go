@@ -132,6 +132,11 @@ func readHeader(raw []byte) (textproto.Header, int, error) {
 	if end > maxHeaderBytes {
 		return textproto.Header{}, 0, ErrBadMessage.With(fmt.Sprintf("header section exceeds %d bytes", maxHeaderBytes))
 	}
+	if bytes.IndexByte(raw[:end], 0) >= 0 {
+		// RFC 5322 §2.2: a field is printable US-ASCII and white space; a
+		// NUL is read differently by each program it passes through.
+		return textproto.Header{}, 0, ErrBadMessage.With("the header section holds a NUL byte")
+	}
 	h, err := textproto.ReadHeader(bufio.NewReader(bytes.NewReader(raw[:end])))
 	if err != nil {
 		return textproto.Header{}, 0, ErrBadMessage.With("malformed header: " + err.Error())

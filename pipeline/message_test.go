@@ -59,6 +59,7 @@ func TestParseMessageRejects(t *testing.T) {
 		"a second from":     "From: a@acme.test\r\nfrom: ceo@bank.test\r\n\r\nx",
 		"FROM :":            "From: a@acme.test\r\nFROM : ceo@bank.test\r\n\r\nx",
 		"bad Sender":        "From: a@acme.test\r\nSender: <<<\r\n\r\nx",
+		"a NUL in a field":  "From: a@acme.test\r\nSubject: a\x00b\r\n\r\nx",
 		"bad track value":   "From: a@acme.test\r\nX-SP-Track-Opens: maybe\r\n\r\nx",
 		"unparsable From":   "From: <<<\r\n\r\nx",
 		"header over 1 MiB": "From: a@acme.test\r\nX-Big: " + strings.Repeat("a", maxHeaderBytes) + "\r\n\r\nx",
