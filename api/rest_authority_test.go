@@ -1,6 +1,7 @@
 package api_test
 
 import (
+	"fmt"
 	"net/http"
 	"testing"
 	"time"
@@ -88,5 +89,33 @@ func TestIdempotencyKeyPerMode(t *testing.T) {
 	if first.Code != http.StatusOK || second.Code != http.StatusOK || string(first.Body) == string(second.Body) ||
 		second.Header.Get("Idempotent-Replayed") != "" {
 		t.Fatalf("test then live with one key: %d %s / %d %s", first.Code, first.Body, second.Code, second.Body)
+	}
+}
+
+// An account's domains and templates are capped: each domain costs an RSA
+// key, each template up to a body's size.
+func TestAccountCaps(t *testing.T) {
+	s := newServer(t)
+	var last int
+	for i := range 60 {
+		last = s.Call("POST", "/v1/domains", liveKey, nil, map[string]any{"name": fmt.Sprintf("d%d.test", i)}).Code
+		if last != http.StatusCreated {
+			break
+		}
+	}
+	var domains struct{ Data []any }
+	s.JSON("GET", "/v1/domains", liveKey, nil, &domains)
+	if last != http.StatusConflict || len(domains.Data) != 50 {
+		t.Errorf("domains: last answer %d, %d domains; want 409 at 50", last, len(domains.Data))
+	}
+	created := 0
+	for range 1001 {
+		if last = s.Call("POST", "/v1/templates", liveKey, nil, map[string]any{"name": "t", "subject": "s", "text": "t"}).Code; last != http.StatusCreated {
+			break
+		}
+		created++
+	}
+	if last != http.StatusConflict || created != 1000 {
+		t.Errorf("templates: %d created, then %d; want 409 after 1000", created, last)
 	}
 }

@@ -10,6 +10,9 @@ import (
 	"github.com/pigeonpost/pigeonpost/pipeline/store"
 )
 
+// maxDomains bounds the sending domains of one account.
+const maxDomains = 50
+
 // AddDomain creates a sending domain with a new DKIM key and the DNS records
 // its owner must publish.
 func (s *Service) AddDomain(ctx context.Context, k *store.Key, name string) (*store.Domain, error) {
@@ -19,6 +22,13 @@ func (s *Service) AddDomain(ctx context.Context, k *store.Key, name string) (*st
 	name = strings.TrimSuffix(strings.ToLower(strings.TrimSpace(name)), ".")
 	if !pipeline.ValidDomainName(name) {
 		return nil, pipeline.ErrInvalid.With("name: " + pipeline.Quote(name) + " is not a valid domain name")
+	}
+	// Before the key is generated: each domain costs an RSA key. Read,
+	// then written: racing requests overshoot by their number only.
+	if ds, err := s.store.ListDomains(ctx, k.AccountID); err != nil {
+		return nil, pipeline.StorageError(err)
+	} else if len(ds) >= maxDomains {
+		return nil, pipeline.ErrConflict.Withf("an account may have at most %d sending domains; delete one first", maxDomains)
 	}
 	priv, txt, err := dkim.GenerateKey()
 	if err != nil {

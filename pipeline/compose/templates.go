@@ -420,6 +420,10 @@ func (t *Template) Render(vars map[string]string, field string) (*Rendered, erro
 
 // ---- template records ----
 
+// maxTemplates bounds the templates of one account (each up to the body
+// size limit).
+const maxTemplates = 1000
+
 // CreateTemplate validates and stores a new template.
 func (s *Service) CreateTemplate(ctx context.Context, k *store.Key, f TemplateFields) (*store.Template, error) {
 	if err := pipeline.RequirePermission(k, store.PermissionFull); err != nil {
@@ -430,6 +434,13 @@ func (s *Service) CreateTemplate(ctx context.Context, k *store.Key, f TemplateFi
 	applyTemplateFields(t, f)
 	if _, err := checkTemplate(t); err != nil {
 		return nil, err
+	}
+	// A cap, read then written: requests racing past it overshoot by
+	// their number, not without bound.
+	if n, err := s.store.TemplateCount(ctx, k.AccountID); err != nil {
+		return nil, pipeline.StorageError(err)
+	} else if n >= maxTemplates {
+		return nil, pipeline.ErrConflict.Withf("an account may have at most %d templates; delete one first", maxTemplates)
 	}
 	if err := s.store.PutTemplate(ctx, k.AccountID, t); err != nil {
 		return nil, pipeline.StorageError(err)

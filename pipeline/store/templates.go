@@ -51,6 +51,11 @@ func (s *Store) PutTemplate(ctx context.Context, accountID string, t *Template) 
 	return putTemplate.Run(ctx, s.rdb, []string{TemplatesKey(accountID), TemplateIndexKey(accountID)}, t.ID, b).Err()
 }
 
+// TemplateCount returns how many templates the account has.
+func (s *Store) TemplateCount(ctx context.Context, accountID string) (int64, error) {
+	return s.rdb.HLen(ctx, TemplatesKey(accountID)).Result()
+}
+
 // Template returns the account's template id; ErrNotFound if none.
 func (s *Store) Template(ctx context.Context, accountID, id string) (*Template, error) {
 	return hgetJSON[Template](ctx, s.rdb, TemplatesKey(accountID), id, "template")
