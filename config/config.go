@@ -54,15 +54,18 @@ type SMTP struct {
 	MailboxListen string `yaml:"mailbox_listen"`
 	// ReportsMailbox is the address of the reports mailbox; "" is
 	// reports@hostname.
-	ReportsMailbox  string        `yaml:"reports_mailbox"`
-	Hostname        string        `yaml:"hostname"`          // default os.Hostname(), else "localhost"
-	MaxMessageBytes int64         `yaml:"max_message_bytes"` // 25 MiB
-	MaxRecipients   int           `yaml:"max_recipients"`    // 100
-	MaxConnections  int           `yaml:"max_connections"`   // 1000
-	ReadTimeout     time.Duration `yaml:"read_timeout"`      // 60s
-	WriteTimeout    time.Duration `yaml:"write_timeout"`     // 60s
-	DataTimeout     time.Duration `yaml:"data_timeout"`      // 10m
-	DataMemoryBytes int64         `yaml:"data_memory_bytes"` // 256 MiB of message contents in flight: SMTP messages and REST bodies over 64 KiB (~5x their size each) and bodies being delivered wait for their share
+	ReportsMailbox  string `yaml:"reports_mailbox"`
+	Hostname        string `yaml:"hostname"`          // default os.Hostname(), else "localhost"
+	MaxMessageBytes int64  `yaml:"max_message_bytes"` // 25 MiB
+	MaxRecipients   int    `yaml:"max_recipients"`    // 100
+	MaxConnections  int    `yaml:"max_connections"`   // 1000
+	// MaxConnectionsPerIP caps one client address's connections, so that
+	// one host cannot hold every slot; 0: no cap.
+	MaxConnectionsPerIP int           `yaml:"max_connections_per_ip"` // 100
+	ReadTimeout         time.Duration `yaml:"read_timeout"`           // 60s
+	WriteTimeout        time.Duration `yaml:"write_timeout"`          // 60s
+	DataTimeout         time.Duration `yaml:"data_timeout"`           // 10m
+	DataMemoryBytes     int64         `yaml:"data_memory_bytes"`      // 256 MiB of message contents in flight: SMTP messages and REST bodies over 64 KiB (~5x their size each) and bodies being delivered wait for their share
 }
 
 // TLS names the certificate served by the SMTP listeners. Both empty means a
@@ -210,16 +213,17 @@ const mib = 1 << 20
 func Default() Config {
 	return Config{
 		SMTP: SMTP{
-			Listen:          ":587",
-			TLSListen:       ":465",
-			Hostname:        defaultHostname(),
-			MaxMessageBytes: 25 * mib,
-			MaxRecipients:   100,
-			MaxConnections:  1000,
-			ReadTimeout:     60 * time.Second,
-			WriteTimeout:    60 * time.Second,
-			DataTimeout:     10 * time.Minute,
-			DataMemoryBytes: 256 * mib,
+			Listen:              ":587",
+			TLSListen:           ":465",
+			Hostname:            defaultHostname(),
+			MaxMessageBytes:     25 * mib,
+			MaxRecipients:       100,
+			MaxConnections:      1000,
+			MaxConnectionsPerIP: 100,
+			ReadTimeout:         60 * time.Second,
+			WriteTimeout:        60 * time.Second,
+			DataTimeout:         10 * time.Minute,
+			DataMemoryBytes:     256 * mib,
 		},
 		HTTP: HTTP{
 			Listen:       ":8080",

@@ -56,6 +56,7 @@ func TestDefaultsValid(t *testing.T) {
 		{"smtp.max_message_bytes", d.SMTP.MaxMessageBytes, int64(26214400)},
 		{"smtp.max_recipients", d.SMTP.MaxRecipients, 100},
 		{"smtp.max_connections", d.SMTP.MaxConnections, 1000},
+		{"smtp.max_connections_per_ip", d.SMTP.MaxConnectionsPerIP, 100},
 		{"smtp.read_timeout", d.SMTP.ReadTimeout, 60 * time.Second},
 		{"smtp.write_timeout", d.SMTP.WriteTimeout, 60 * time.Second},
 		{"smtp.data_timeout", d.SMTP.DataTimeout, 10 * time.Minute},
@@ -261,7 +262,7 @@ func TestEnvOverrides(t *testing.T) {
 	}))
 	want := Config{
 		SMTP: SMTP{Listen: ":1587", TLSListen: ":465", ReportsMailbox: "reports@mx.example.com", Hostname: "mx.example.com", MaxMessageBytes: 10485760,
-			MaxRecipients: 42, MaxConnections: 5, ReadTimeout: 5 * time.Second, WriteTimeout: 6 * time.Second,
+			MaxRecipients: 42, MaxConnections: 5, MaxConnectionsPerIP: 100, ReadTimeout: 5 * time.Second, WriteTimeout: 6 * time.Second,
 			DataTimeout: 15 * time.Minute, DataMemoryBytes: 512 << 20},
 		HTTP:  HTTP{Listen: ":18080", PublicURL: "https://example.com", MaxBodyBytes: 1000, AdminListen: "127.0.0.1:6060"},
 		Redis: Redis{URL: "redis://from-env:6379/1", RequireDurable: true},
@@ -298,8 +299,8 @@ func TestEnvCoversEveryKey(t *testing.T) {
 			t.Errorf("%s: cannot be set from the environment: %v", name, err)
 		}
 	})
-	if n != 62 {
-		t.Errorf("walked %d keys, want 62", n)
+	if n != 63 {
+		t.Errorf("walked %d keys, want 63", n)
 	}
 	for _, name := range []string{"PIGEONPOST_REDIS_URL", "PIGEONPOST_SMTP_MAX_MESSAGE_BYTES", "PIGEONPOST_DELIVERY_RETRY_INITIAL"} {
 		found := false

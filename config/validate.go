@@ -34,6 +34,9 @@ func (c Config) Validate() error {
 	v.positive("smtp.max_message_bytes", c.SMTP.MaxMessageBytes)
 	v.positive("smtp.max_recipients", int64(c.SMTP.MaxRecipients))
 	v.positive("smtp.max_connections", int64(c.SMTP.MaxConnections))
+	if c.SMTP.MaxConnectionsPerIP < 0 {
+		v.add("smtp.max_connections_per_ip", fmt.Sprintf("must be 0 (no cap) or more (got %d)", c.SMTP.MaxConnectionsPerIP))
+	}
 	v.timeout("smtp.read_timeout", c.SMTP.ReadTimeout)
 	v.timeout("smtp.write_timeout", c.SMTP.WriteTimeout)
 	v.timeout("smtp.data_timeout", c.SMTP.DataTimeout)

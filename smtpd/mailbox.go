@@ -51,15 +51,16 @@ type MailboxOptions struct {
 	Logger         *slog.Logger
 }
 
-// Bounds of the mailboxes, open to anyone: the connections at once, the
-// mail they read (a report returns the original message, attachments and
+// Bounds of the mailboxes, open to anyone: the connections at once (and
+// from one address), the mail they read (a report returns the original message, attachments and
 // all: it is read as it streams and only its headers are kept), and the
 // part of an unsubscribe mail that is read (a subject is all it needs).
 const (
-	maxMailboxMessage     = 40 << 20
-	maxUnsubscribeHeader  = 64 << 10
-	maxMailboxConnections = 100
-	mailboxActionTimeout  = 30 * time.Second
+	maxMailboxMessage          = 40 << 20
+	maxUnsubscribeHeader       = 64 << 10
+	maxMailboxConnections      = 100
+	maxMailboxConnectionsPerIP = 10
+	mailboxActionTimeout       = 30 * time.Second
 )
 
 // MailboxServer is the mailboxes' SMTP server.
@@ -70,7 +71,7 @@ type MailboxServer struct {
 	u           Unsubscriber
 	rr          ReportReceiver
 	log         *slog.Logger
-	slots       chan struct{}
+	conns       *connLimit
 }
 
 // NewMailboxServer returns the server of unsubscribe@opt.Hostname and of
@@ -80,7 +81,7 @@ func NewMailboxServer(u Unsubscriber, rr ReportReceiver, opt MailboxOptions) *Ma
 		opt.Logger = slog.Default()
 	}
 	s := &MailboxServer{unsubscribe: "unsubscribe@" + strings.ToLower(opt.Hostname), u: u, rr: rr, log: opt.Logger,
-		slots: make(chan struct{}, maxMailboxConnections)}
+		conns: newConnLimit(maxMailboxConnections, maxMailboxConnectionsPerIP)}
 	if rr != nil {
 		s.reports = strings.ToLower(opt.ReportsMailbox)
 	}
@@ -100,7 +101,7 @@ func (s *MailboxServer) Mailbox() string { return s.unsubscribe }
 
 // Serve accepts connections on l, maxMailboxConnections at once.
 func (s *MailboxServer) Serve(l net.Listener) error {
-	return s.smtp.Serve(&limitListener{Listener: l, slots: s.slots, metrics: NewMetrics(nil)})
+	return s.smtp.Serve(&limitListener{Listener: l, limit: s.conns, metrics: NewMetrics(nil)})
 }
 
 // Shutdown stops accepting and waits for the sessions, until ctx is done.

@@ -26,14 +26,17 @@ type Options struct {
 	Hostname        string
 	MaxMessageBytes int64
 	MaxRecipients   int
-	MaxConnections  int           // across both listeners; beyond it new connections get 421
-	ReadTimeout     time.Duration // per command, and per read while receiving DATA
-	WriteTimeout    time.Duration
-	DataTimeout     time.Duration // bound on a whole DATA transfer, a wait for Budget included
-	FailureDelay    time.Duration // added per recent AUTH failure from an IP
-	TLSConfig       *tls.Config
-	Logger          *slog.Logger
-	Metrics         *Metrics
+	MaxConnections  int // across both listeners; beyond it new connections get 421
+	// MaxConnectionsPerIP caps one client address's connections (0: none),
+	// so that one host cannot hold every slot (with NOOPs, say).
+	MaxConnectionsPerIP int
+	ReadTimeout         time.Duration // per command, and per read while receiving DATA
+	WriteTimeout        time.Duration
+	DataTimeout         time.Duration // bound on a whole DATA transfer, a wait for Budget included
+	FailureDelay        time.Duration // added per recent AUTH failure from an IP
+	TLSConfig           *tls.Config
+	Logger              *slog.Logger
+	Metrics             *Metrics
 	// Budget bounds the memory of the messages being read and submitted:
 	// a message over 64 KiB reserves pipeline.MessageCost of its size from it before
 	// it is read whole (session.go). Nil: unbounded. Make it with
@@ -47,7 +50,7 @@ type Server struct {
 	pipe     Pipeline
 	smtp     *smtp.Server
 	failures *failureTracker
-	slots    chan struct{} // connection cap
+	conns    *connLimit
 
 	mu       sync.Mutex
 	sessions map[*session]struct{} // open sessions, to hang up idle ones at shutdown
@@ -70,7 +73,7 @@ func New(pipe Pipeline, opt Options) *Server {
 		pipe:     pipe,
 		failures: newFailureTracker(),
 		sessions: map[*session]struct{}{},
-		slots:    make(chan struct{}, max(opt.MaxConnections, 1)),
+		conns:    newConnLimit(opt.MaxConnections, opt.MaxConnectionsPerIP),
 	}
 	srv := smtp.NewServer(s)
 	srv.Domain = opt.Hostname
@@ -99,7 +102,7 @@ func (s *Server) ServeTLS(l net.Listener) error {
 }
 
 func (s *Server) limit(l net.Listener) net.Listener {
-	return &limitListener{Listener: l, slots: s.slots, metrics: s.opt.Metrics}
+	return &limitListener{Listener: l, limit: s.conns, metrics: s.opt.Metrics}
 }
 
 // Shutdown stops accepting, hangs up sessions that are between
@@ -145,11 +148,54 @@ func (s *Server) NewSession(c *smtp.Conn) (smtp.Session, error) {
 	return sess, nil
 }
 
-// limitListener caps concurrent connections: beyond the cap a client gets
+// connLimit caps concurrent connections, in all and per client address.
+type connLimit struct {
+	slots chan struct{}
+	perIP int // 0: no cap per address
+
+	mu   sync.Mutex
+	byIP map[string]int
+}
+
+func newConnLimit(total, perIP int) *connLimit {
+	return &connLimit{slots: make(chan struct{}, max(total, 1)), perIP: perIP, byIP: map[string]int{}}
+}
+
+// take reserves a slot for c, and returns what frees it, or the reply of
+// a refusal.
+func (l *connLimit) take(c net.Conn) (release func(), refusal *smtp.SMTPError) {
+	ip := ""
+	if addr, ok := c.RemoteAddr().(*net.TCPAddr); ok {
+		ip = addr.IP.String()
+	}
+	l.mu.Lock()
+	if l.perIP > 0 && l.byIP[ip] >= l.perIP {
+		l.mu.Unlock()
+		return nil, replyTooManyFromIP
+	}
+	l.byIP[ip]++
+	l.mu.Unlock()
+	free := func() {
+		l.mu.Lock()
+		if l.byIP[ip]--; l.byIP[ip] <= 0 {
+			delete(l.byIP, ip)
+		}
+		l.mu.Unlock()
+	}
+	select {
+	case l.slots <- struct{}{}:
+		return func() { <-l.slots; free() }, nil
+	default:
+		free()
+		return nil, replyTooManyConnections
+	}
+}
+
+// limitListener caps concurrent connections: beyond a cap a client gets
 // 421 at once instead of a hanging connect.
 type limitListener struct {
 	net.Listener
-	slots   chan struct{}
+	limit   *connLimit
 	metrics *Metrics
 }
 
@@ -159,15 +205,14 @@ func (l *limitListener) Accept() (net.Conn, error) {
 		if err != nil {
 			return nil, err
 		}
-		select {
-		case l.slots <- struct{}{}:
-			return &slotConn{Conn: c, release: func() { <-l.slots }}, nil
-		default:
-			l.metrics.refusedConns.Inc()
-			_ = c.SetWriteDeadline(time.Now().Add(time.Second))
-			_, _ = io.WriteString(c, wire(replyTooManyConnections))
-			_ = c.Close()
+		release, refusal := l.limit.take(c)
+		if refusal == nil {
+			return &slotConn{Conn: c, release: release}, nil
 		}
+		l.metrics.refusedConns.Inc()
+		_ = c.SetWriteDeadline(time.Now().Add(time.Second))
+		_, _ = io.WriteString(c, wire(refusal))
+		_ = c.Close()
 	}
 }
 
