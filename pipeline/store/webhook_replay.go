@@ -23,11 +23,19 @@ func deliveryFields(d *WebhookDelivery) []any {
 // in; each expires after as many.
 const webhookIndexDays = 8
 
-// indexWebhookDelivery queues on p the entry of d in the account's index of
-// delivery ids (WebhookIndexKey) of now's day.
-func indexWebhookDelivery(ctx context.Context, p redis.Pipeliner, d *WebhookDelivery, now time.Time) {
-	key := WebhookIndexKey(d.AccountID, StatsDay(now))
-	p.HSet(ctx, key, strings.TrimPrefix(d.ID, "whmsg_"), d.StreamID)
+// indexWebhookDeliveries queues on p the entries of ds, deliveries of one
+// account's event, in the account's index of delivery ids
+// (WebhookIndexKey) of now's day.
+func indexWebhookDeliveries(ctx context.Context, p redis.Pipeliner, ds []*WebhookDelivery, streamID string, now time.Time) {
+	if len(ds) == 0 {
+		return
+	}
+	key := WebhookIndexKey(ds[0].AccountID, StatsDay(now))
+	fields := make([]any, 0, 2*len(ds))
+	for _, d := range ds {
+		fields = append(fields, strings.TrimPrefix(d.ID, "whmsg_"), streamID)
+	}
+	p.HSet(ctx, key, fields...)
 	p.Expire(ctx, key, webhookIndexDays*24*time.Hour)
 }
 

@@ -174,7 +174,7 @@ const seenTTL = 7 * 24 * time.Hour
 // QueueWebhookDeliveries schedules ds for an attempt at now and marks the
 // event stream entry streamID as fanned out, in one MULTI; each delivery id
 // joins the index that a redelivery finds the event by
-// (indexWebhookDelivery). If the entry was fanned out already (a dispatcher
+// (indexWebhookDeliveries). If the entry was fanned out already (a dispatcher
 // died before acknowledging it), nothing is queued again and it returns
 // false.
 func (s *Store) QueueWebhookDeliveries(ctx context.Context, streamID string, ds []*WebhookDelivery, now time.Time) (bool, error) {
@@ -191,8 +191,8 @@ func (s *Store) QueueWebhookDeliveries(ctx context.Context, streamID string, ds 
 			d.StreamID = streamID
 			p.HSet(ctx, WebhookDeliveryKey(d.ID), deliveryFields(&d)...)
 			p.ZAdd(ctx, WebhookDueKey(), redis.Z{Score: float64(now.UnixMilli()), Member: d.ID})
-			indexWebhookDelivery(ctx, p, &d, now)
 		}
+		indexWebhookDeliveries(ctx, p, ds, streamID, now)
 		p.Set(ctx, WebhookSeenKey(streamID), "1", seenTTL)
 		return nil
 	})
