@@ -237,7 +237,7 @@ func (r *Replayer) window(in ReplayInput, now time.Time) (since, until time.Time
 	}
 	since, until = since.UTC().Truncate(time.Millisecond), until.UTC().Truncate(time.Millisecond)
 	switch {
-	case !since.Before(until) && in.Until == "":
+	case !since.Before(now.Truncate(time.Millisecond)):
 		return since, until, pipeline.ErrInvalid.With("since: must be in the past")
 	case !since.Before(until):
 		return since, until, pipeline.ErrInvalid.With("until: must be after since")

@@ -273,6 +273,7 @@ func TestReplayRefusals(t *testing.T) {
 		{"bad until", e.key, "wh_1", ReplayInput{Since: hour, Until: "now"}, 400, "until: must be an RFC 3339 time"},
 		{"until before since", e.key, "wh_1", ReplayInput{Since: hour, Until: stamp(e.ago(2 * time.Hour))}, 400, "until: must be after since"},
 		{"since in the future", e.key, "wh_1", ReplayInput{Since: stamp(e.now.Add(time.Hour))}, 400, "since: must be in the past"},
+		{"both in the future", e.key, "wh_1", ReplayInput{Since: stamp(e.now.Add(time.Hour)), Until: stamp(e.now.Add(2 * time.Hour))}, 400, "since: must be in the past"},
 		{"over 7 days", e.key, "wh_1", ReplayInput{Since: stamp(e.ago(8 * 24 * time.Hour)), Until: stamp(e.ago(time.Hour))}, 400, "since: a replay covers at most 7 days"},
 		{"past the retention", e.key, "wh_1", ReplayInput{Since: stamp(e.ago(31 * 24 * time.Hour)), Until: stamp(e.ago(30 * 24 * time.Hour))}, 400, "since: events older than retention.records (30 days)"},
 		{"not an event", e.key, "wh_1", ReplayInput{Since: hour, Events: []string{"email.read"}}, 400, `events: "email.read" is not an event`},
