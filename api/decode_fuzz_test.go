@@ -26,7 +26,7 @@ func FuzzRequests(f *testing.F) {
 	p := pipelinetest.New(f, pipelinetest.Options{})
 	p.Key(f, "acme", fuzzKey)
 	h := api.Handler(api.Parts{Pipeline: p.Pipeline, Account: p.Account, Compose: p.Compose, Engagement: p.Engagement,
-		Contacts: p.Contacts, Sends: p.Sends, Reputation: p.Reputation, Feedback: p.Feedback}, api.Options{MaxBodyBytes: 1 << 20})
+		Contacts: p.Contacts, Sends: p.Sends, Reputation: p.Reputation, Feedback: p.Feedback, Webhooks: p.Webhooks}, api.Options{MaxBodyBytes: 1 << 20})
 
 	// A template and a domain for the routes that name one.
 	var tpl, dom struct {

@@ -83,7 +83,7 @@ func newServer(t *testing.T, options ...func(*serverConfig)) *server {
 	k := p.Key(t, "default", liveKey)
 	p.RecordHits(t)
 	srv := httptest.NewServer(api.Handler(api.Parts{Pipeline: p.Pipeline, Account: p.Account, Compose: p.Compose, Engagement: p.Engagement,
-		Contacts: p.Contacts, Sends: p.Sends, Reputation: p.Reputation, Feedback: p.Feedback}, c.api))
+		Contacts: p.Contacts, Sends: p.Sends, Reputation: p.Reputation, Feedback: p.Feedback, Webhooks: p.Webhooks}, c.api))
 	t.Cleanup(srv.Close)
 	s := &server{Client: resttest.New(t, srv.URL, liveKey), t: t, p: p, dns: d, accountID: k.AccountID}
 	s.From, s.To = "hello@"+senderDomain, "user@"+rcptDomain

@@ -23,6 +23,7 @@ import (
 	"github.com/pigeonpost/pigeonpost/config"
 	"github.com/pigeonpost/pigeonpost/internal/testkit/resttest"
 	"github.com/pigeonpost/pigeonpost/pipeline/store"
+	"github.com/pigeonpost/pigeonpost/pipeline/webhooks"
 )
 
 // The contract of openapi.json, through the handler over the pipeline's
@@ -184,12 +185,29 @@ func TestOpenAPIContract(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.call("listFailedWebhooks", "", nil)
+	// A delivery of a recorded event to hooks, given up, then redelivered;
+	// a replay of the last hour to hooks.
+	var delivered struct{ Data []struct{ ID string } }
+	if code := s.JSON("GET", "/v1/events?type=delivered&limit=1", liveKey, nil, &delivered); code != http.StatusOK || len(delivered.Data) == 0 {
+		t.Fatalf("no delivered event: %d", code)
+	}
+	given := &store.WebhookDelivery{ID: webhooks.DeliveryID(delivered.Data[0].ID, whID), AccountID: s.accountID, EndpointID: whID,
+		Event: "email.delivered", Body: []byte(`{}`), Attempts: 9, LastError: "endpoint answered HTTP 503",
+		CreatedAt: time.Now().Add(-time.Hour), StreamID: delivered.Data[0].ID}
+	if err := s.p.Store.FailWebhookDelivery(context.Background(), given, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	c.call("redeliverWebhook", "", map[string]string{"id": given.ID})
+	c.call("replayWebhook", "", map[string]string{"id": whID})
 	c.call("healthz", "", nil)
 	c.call("metrics", "", nil)
 	c.call("getOpenAPI", "", nil)
 
+	// An endpoint of its own for the replays of the body checks: one
+	// replay of an endpoint at a time.
+	hook, _ := s.CreateWebhook(c.hooks, "email.delivered", "email.opened")
 	t.Run("request bodies", func(t *testing.T) {
-		c.checkBodies(t, map[string]string{"id": c.tplID}, acme, ct, seg)
+		c.checkBodies(t, map[string]string{"id": c.tplID}, acme, ct, seg, map[string]string{"id": hook})
 	})
 	// Reports about the delivered emails, a complaint then a bounce, once
 	// no more mail goes to their recipient: they suppress it.
@@ -410,8 +428,9 @@ func (d *oasDoc) public(id string) bool {
 
 // requestBody returns the request example name of id (the only one when
 // name is ""), with the document's names replaced by the test server's, and
-// scheduled_at (scheduledAt) moved to an hour from now (examples cannot
-// know the date); and its content type: JSON, or a form.
+// scheduled_at (scheduledAt) moved to an hour from now and a replay's
+// window to the last hour (examples cannot know the date); and its content
+// type: JSON, or a form.
 func (c *contract) requestBody(id, name string) ([]byte, string, string) {
 	c.t.Helper()
 	body := jsonObject(c.ops[id].op["requestBody"])
@@ -443,6 +462,12 @@ func (c *contract) requestBody(id, name string) ([]byte, string, string) {
 	for _, field := range []string{"scheduled_at", "scheduledAt"} {
 		if _, ok := v[field]; ok {
 			v[field] = time.Now().Add(time.Hour).UTC().Format(time.RFC3339)
+		}
+	}
+	// A replay's window ends now (and may span a week at most).
+	for field, ago := range map[string]time.Duration{"since": time.Hour, "until": 0} {
+		if _, ok := v[field]; ok {
+			v[field] = time.Now().Add(-ago).UTC().Format(time.RFC3339)
 		}
 	}
 	if ctype == formType {
@@ -665,7 +690,7 @@ type bodyCase struct {
 // checkBodies: for every operation with a JSON body, unknown fields are
 // accepted; a wrong type is a 400 naming the field; a body over the limit
 // is a 413 with the error shape (with and without Idempotency-Key).
-func (c *contract) checkBodies(t *testing.T, tpl, acme, ct, seg map[string]string) {
+func (c *contract) checkBodies(t *testing.T, tpl, acme, ct, seg, hook map[string]string) {
 	fromTo := `"from":"hello@` + senderDomain + `","to":"user@` + rcptDomain + `"`
 	cases := map[string]bodyCase{
 		"sendEmail":              {example: "basic", wrong: `{` + fromTo + `,"subject":"s","text":"t","tracking":{"opens":"yes"}}`, field: "tracking.opens"},
@@ -687,6 +712,7 @@ func (c *contract) checkBodies(t *testing.T, tpl, acme, ct, seg map[string]strin
 		"createSend":             {example: "address", wrong: `{"templateId":"` + tpl["id"] + `","segmentId":5}`, field: "segmentId"},
 		"createSendBatch":        {wrong: `{"templateId":"` + tpl["id"] + `","recipients":{"to":"user@` + rcptDomain + `"}}`, field: "recipients"},
 		"createWebhook":          {wrong: `{"url":"` + c.hooks + `","events":"email.opened"}`, field: "events"},
+		"replayWebhook":          {params: hook, wrong: `{"since":5}`, field: "since"},
 	}
 	for _, id := range c.opIDs() {
 		if body := jsonObject(c.ops[id].op["requestBody"]); jsonObject(jsonObject(body["content"])["application/json"]) == nil {

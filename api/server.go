@@ -26,6 +26,7 @@ import (
 	"github.com/pigeonpost/pigeonpost/pipeline/reputation"
 	"github.com/pigeonpost/pigeonpost/pipeline/sends"
 	"github.com/pigeonpost/pigeonpost/pipeline/store"
+	"github.com/pigeonpost/pigeonpost/pipeline/webhooks"
 )
 
 // Options configure the handler.
@@ -60,6 +61,7 @@ type Parts struct {
 	Sends      *sends.Service      // sends of templates to contacts, batches, unsubscribe
 	Reputation *reputation.Guard   // the account's pause and its figures
 	Feedback   *feedback.Service   // complaints and late bounces
+	Webhooks   *webhooks.Replayer  // webhook replays and redeliveries
 }
 
 // Handler returns the HTTP handler of the REST API, tracking endpoints,
@@ -172,6 +174,8 @@ func (h *handler) routes() []route {
 		{"GET /v1/webhooks", h.auth(h.listWebhooks)},
 		{"GET /v1/webhooks/failed", h.auth(h.listFailedWebhooks)},
 		{"DELETE /v1/webhooks/{id}", h.auth(h.deleteWebhook)},
+		{"POST /v1/webhooks/{id}/replay", h.auth(h.replayWebhook)},
+		{"POST /v1/webhooks/deliveries/{id}/redeliver", h.auth(h.redeliverWebhook)},
 		{"GET /v1/analytics", h.auth(h.getAnalytics)},
 		{"GET /v1/usage", h.auth(h.getUsage)},
 		{"GET /v1/reputation", h.auth(h.getReputation)},

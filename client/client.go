@@ -1,7 +1,7 @@
 // Package client is a Go client for pigeonpost's REST API (the SendPigeon
 // API): sending, batches, scheduling, templates, domains, API keys,
 // contacts (and their import), segments, and the sends of templates to
-// contacts (the Pigeon Perch API).
+// contacts (the Pigeon Perch API); webhook replays and redeliveries.
 // Errors from the server are *Error values carrying the API's error code.
 //
 //	c := client.New("https://mail.example.com", os.Getenv("PIGEONPOST_API_KEY"))
@@ -819,4 +819,54 @@ type ReportOutcome struct {
 func (c *Client) PostReport(ctx context.Context, report io.Reader) (*ReportOutcome, error) {
 	var out ReportOutcome
 	return &out, c.do(ctx, http.MethodPost, "/v1/inbound/fbl", rawBody{r: report, contentType: "message/rfc822"}, &out)
+}
+
+// ReplayRequest is the window (and the events) of a webhook replay.
+type ReplayRequest struct {
+	Since  time.Time `json:"since"`            // required; at most 7 days before Until
+	Until  time.Time `json:"until,omitzero"`   // zero: now
+	Events []string  `json:"events,omitempty"` // none: every event the endpoint subscribes to
+}
+
+// Replay is what a webhook replay queued.
+type Replay struct {
+	ID         string    `json:"replayId"`
+	EndpointID string    `json:"endpointId"`
+	Since      time.Time `json:"since"`
+	Until      time.Time `json:"until"` // when Truncated, the Since of the next replay
+	Queued     int       `json:"queued"`
+	// Pending events have their first delivery still queued: it goes out
+	// on its own schedule, under the same id.
+	Pending int `json:"pending"`
+	// Unavailable events were recorded before the gateway kept the id
+	// their delivery was derived from: they are not sent.
+	Unavailable int  `json:"unavailable"`
+	Truncated   bool `json:"truncated"` // 10,000 events reached: replay again from Until
+}
+
+// ReplayWebhook sends the account's events of a window to the webhook
+// endpoint id again, oldest first, each under its original
+// X-Pigeonpost-Webhook-Id, through the delivery queue. One replay per
+// endpoint at a time: a 409 conflict until the last one's deliveries are
+// delivered or given up.
+func (c *Client) ReplayWebhook(ctx context.Context, id string, r ReplayRequest) (*Replay, error) {
+	var out Replay
+	return &out, c.do(ctx, http.MethodPost, "/v1/webhooks/"+url.PathEscape(id)+"/replay", r, &out)
+}
+
+// Redelivery is what a webhook redelivery queued.
+type Redelivery struct {
+	ID         string `json:"id"`
+	EndpointID string `json:"endpointId"`
+	Event      string `json:"event"`
+	Status     string `json:"status"` // queued
+}
+
+// RedeliverWebhook sends one webhook delivery again under its id (whmsg_…):
+// one given up (listed by GET /v1/webhooks/failed) or delivered in the last
+// 7 days. A 409 conflict while it is still queued; 404 for an id the
+// account never had.
+func (c *Client) RedeliverWebhook(ctx context.Context, deliveryID string) (*Redelivery, error) {
+	var out Redelivery
+	return &out, c.do(ctx, http.MethodPost, "/v1/webhooks/deliveries/"+url.PathEscape(deliveryID)+"/redeliver", nil, &out)
 }

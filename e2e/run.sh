@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # make e2e: prove pigeonpost with the clients users run.
 #
-# Builds bin/pigeonpost, the e2e driver and the net/smtp client, then runs the
-# driver, which starts redis-server (unix socket, appendonly), a loopback DNS
-# server, a downstream SMTP sink and `pigeonpost serve` on 127.0.0.1, verifies
-# a sending domain through the REST API and sends with every client in
-# e2e/clients (curl drives the sends API). One line per client and check,
-# then "N passed, M failed".
+# Builds bin/pigeonpost, the e2e driver, the net/smtp client and the Go
+# webhook signature check, then runs the driver, which starts redis-server
+# (unix socket, appendonly), a loopback DNS server, a downstream SMTP sink and
+# `pigeonpost serve` on 127.0.0.1, verifies a sending domain through the REST
+# API and sends with every client in e2e/clients (curl drives the sends API),
+# then runs the signature checks of docs/webhooks on a webhook the gateway
+# sent. One line per client and check, then "N passed, M failed".
 # Exit status non-zero on any failure. Install the clients with e2e/install.sh.
 #
 #   e2e/run.sh [--only NAME]     e.g. --only nodemailer
@@ -51,9 +52,10 @@ pigeonpost=${E2E_PIGEONPOST:-bin/pigeonpost}
 [ -n "${E2E_PIGEONPOST:-}" ] || build make --no-print-directory build
 build go build -o "$tmp/bin/e2e-driver" ./e2e/driver
 build go build -o "$tmp/bin/netsmtp" ./e2e/clients
+build go build -o "$tmp/bin/verify-go" ./docs/webhooks
 
 set -m # the driver gets a process group of its own (its pid), for cleanup
-"$tmp/bin/e2e-driver" --root . --pigeonpost "$pigeonpost" --netsmtp "$tmp/bin/netsmtp" --work "$tmp/run" "$@" &
+"$tmp/bin/e2e-driver" --root . --pigeonpost "$pigeonpost" --netsmtp "$tmp/bin/netsmtp" --verifygo "$tmp/bin/verify-go" --work "$tmp/run" "$@" &
 driver_pid=$!
 set +m
 set +e

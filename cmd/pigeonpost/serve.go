@@ -228,8 +228,9 @@ func build(ctx context.Context, cfg config.Config, log *slog.Logger, opt serveOp
 	p.mailbox = smtpd.NewMailboxServer(p.sends, p.feedback, smtpd.MailboxOptions{
 		Hostname: cfg.SMTP.Hostname, ReportsMailbox: cfg.SMTP.ReportsMailbox, TLSConfig: tlsConfig, Logger: log,
 	})
+	replays := &webhooks.Replayer{Store: p.store, MaxAge: cfg.Webhooks.MaxAge, Retention: cfg.Retention.Records, Logger: log}
 	apiParts := api.Parts{Pipeline: p.pipeline, Account: p.account, Compose: p.compose, Engagement: p.engagement,
-		Contacts: p.contacts, Sends: p.sends, Reputation: p.reputation, Feedback: p.feedback}
+		Contacts: p.contacts, Sends: p.sends, Reputation: p.reputation, Feedback: p.feedback, Webhooks: replays}
 	p.http = &http.Server{
 		Handler: api.Handler(apiParts, api.Options{
 			MaxBodyBytes: cfg.HTTP.MaxBodyBytes,

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -26,11 +27,14 @@ type client struct {
 	sends bool
 	// sendAt: the snippet sets X-SP-Send-At from SEND_AT (env.sendAt).
 	sendAt bool
+	// verify: a webhook signature check of docs/webhooks (env.webhooks),
+	// not a mail client.
+	verify bool
 }
 
 const installAll = "e2e/install.sh"
 
-func clients(netsmtpBin string) []client {
+func clients(netsmtpBin, verifyGoBin string) []client {
 	symfonyAutoload := envOr("SYMFONY_MAILER_AUTOLOAD", "/usr/share/php/Symfony/Component/Mailer/autoload.php")
 	phpmailerAutoload := envOr("PHPMAILER_AUTOLOAD", "/usr/share/php/libphp-phpmailer/autoload.php")
 	return []client{
@@ -131,6 +135,39 @@ func clients(netsmtpBin string) []client {
 			version: []string{"sh", "-c", "curl --version | awk 'NR == 1 { print $1, $2 }'"},
 			sends:   true,
 		},
+		// The receivers' signature checks that docs/tracking.md quotes.
+		{
+			name:    "verify-node",
+			cmd:     func(root string) []string { return []string{"node", filepath.Join(root, "docs/webhooks/verify.js")} },
+			install: "apt-get install -y nodejs",
+			missing: func(string) string { return needCommand("node") },
+			version: []string{"node", "--version"},
+			verify:  true,
+		},
+		{
+			name:    "verify-python",
+			cmd:     func(root string) []string { return []string{"python3", filepath.Join(root, "docs/webhooks/verify.py")} },
+			install: "apt-get install -y python3",
+			missing: func(string) string { return needCommand("python3") },
+			version: []string{"python3", "--version"},
+			verify:  true,
+		},
+		{
+			name:    "verify-php",
+			cmd:     func(root string) []string { return []string{"php", filepath.Join(root, "docs/webhooks/verify.php")} },
+			install: "apt-get install -y php-cli",
+			missing: func(string) string { return needCommand("php") },
+			version: []string{"php", "-r", `echo "PHP ", PHP_VERSION, "\n";`},
+			verify:  true,
+		},
+		{
+			name:    "verify-go",
+			cmd:     func(string) []string { return []string{verifyGoBin} },
+			install: "go build -o BIN ./docs/webhooks (e2e/run.sh does this)",
+			missing: func(string) string { return needFile(verifyGoBin) },
+			version: []string{"go", "version"},
+			verify:  true,
+		},
 	}
 }
 
@@ -167,6 +204,11 @@ type clientRun struct {
 // runClient runs c with env added to the driver's environment, keeping its
 // output in logDir/label.log.
 func runClient(ctx context.Context, root, logDir, label string, c client, env map[string]string, timeout time.Duration) clientRun {
+	return runClientInput(ctx, root, logDir, label, c, env, nil, timeout)
+}
+
+// runClientInput is runClient with stdin on the client's standard input.
+func runClientInput(ctx context.Context, root, logDir, label string, c client, env map[string]string, stdin []byte, timeout time.Duration) clientRun {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	args := c.cmd(root)
@@ -177,6 +219,9 @@ func runClient(ctx context.Context, root, logDir, label string, c client, env ma
 		cmd.Env = append(cmd.Env, k+"="+v)
 	}
 	cmd.WaitDelay = 2 * time.Second
+	if stdin != nil {
+		cmd.Stdin = bytes.NewReader(stdin)
+	}
 	start := time.Now()
 	out, err := cmd.CombinedOutput()
 	r := clientRun{exitErr: err, output: string(out), elapsed: time.Since(start), timedOut: errors.Is(ctx.Err(), context.DeadlineExceeded)}

@@ -5,7 +5,8 @@
 // smtplib, Nodemailer, the mail gem, Symfony Mailer, PHPMailer, net/smtp)
 // and checks what reached the sink and what the API reports; then drives
 // the sends API with curl (templates, a send, a batch, the one-click
-// unsubscribe).
+// unsubscribe); then runs the webhook signature checks of docs/webhooks
+// against a webhook the gateway sent, and replays and redelivers it.
 //
 // It prints one line per client and check and ends with "N passed, M
 // failed"; it exits 1 when anything failed. Run it through e2e/run.sh
@@ -53,17 +54,18 @@ func main() {
 	root := flag.String("root", ".", "repository root")
 	bin := flag.String("pigeonpost", "bin/pigeonpost", "the pigeonpost binary")
 	netsmtp := flag.String("netsmtp", "", "the built e2e/clients net/smtp program")
+	verifyGo := flag.String("verifygo", "", "the built docs/webhooks signature check")
 	work := flag.String("work", "", "directory for sockets, logs and received mail (default: a new temporary directory)")
 	only := flag.String("only", "", "run only the clients whose name contains this")
 	flag.Parse()
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	os.Exit(run(ctx, os.Stdout, options{root: *root, bin: *bin, netsmtp: *netsmtp, work: *work, only: *only}))
+	os.Exit(run(ctx, os.Stdout, options{root: *root, bin: *bin, netsmtp: *netsmtp, verifyGo: *verifyGo, work: *work, only: *only}))
 }
 
 type options struct {
-	root, bin, netsmtp, work, only string
+	root, bin, netsmtp, verifyGo, work, only string
 }
 
 // report prints check lines and counts them.
@@ -134,7 +136,7 @@ func run(ctx context.Context, out io.Writer, opt options) (code int) {
 	}
 
 	// Which clients can run here. A missing one is a failure, never a skip.
-	all := clients(opt.netsmtp)
+	all := clients(opt.netsmtp, opt.verifyGo)
 	var runnable []client
 	matched := 0
 	for _, c := range all {
@@ -205,7 +207,12 @@ func run(ctx context.Context, out io.Writer, opt options) (code int) {
 	if err := os.MkdirAll(e.logDir, 0o755); err != nil {
 		return setupFailed("logs", err)
 	}
+	var verifiers []client
 	for _, c := range runnable {
+		if c.verify {
+			verifiers = append(verifiers, c)
+			continue
+		}
 		if c.sends {
 			e.sendsAPI(ctx, c)
 			continue
@@ -219,6 +226,9 @@ func run(ctx context.Context, out io.Writer, opt options) (code int) {
 		}
 	}
 	e.readAll(ctx)
+	if len(verifiers) > 0 && ctx.Err() == nil {
+		e.webhooks(ctx, verifiers)
+	}
 	if ctx.Err() != nil {
 		rep.fail("interrupted", errors.New("stopped by a signal before every client ran"))
 		return 1
@@ -261,6 +271,11 @@ delivery:
   retry_initial: 250ms
   retry_max: 2s
   claim_idle: 30s
+webhooks:
+  allow_private_urls: true # the driver's receiver is on 127.0.0.1, over http
+  allow_http: true
+  retry_initial: 250ms
+  retry_max: 2s
 auth:
   bootstrap_key: %q
   failure_delay: 1s

@@ -22,6 +22,7 @@ import (
 	"github.com/pigeonpost/pigeonpost/pipeline/reputation"
 	"github.com/pigeonpost/pigeonpost/pipeline/sends"
 	"github.com/pigeonpost/pigeonpost/pipeline/store"
+	"github.com/pigeonpost/pigeonpost/pipeline/webhooks"
 	"github.com/pigeonpost/pigeonpost/tracking"
 )
 
@@ -51,6 +52,7 @@ type Parts struct {
 	Sends      *sends.Service
 	Reputation *reputation.Guard
 	Feedback   *feedback.Service
+	Webhooks   *webhooks.Replayer
 }
 
 // New builds the parts.
@@ -98,6 +100,7 @@ func New(t testing.TB, opt Options) *Parts {
 	}
 	p.Reputation = reputation.New(st, ro)
 	p.Feedback = feedback.New(st, p.Signer, p.Reputation, feedback.Options{Now: now})
+	p.Webhooks = &webhooks.Replayer{Store: st, Now: now, Logger: po.Logger}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {

@@ -197,6 +197,25 @@ func WebhookSeenKey(streamID string) string { return webhookTag + "seen:" + stre
 // given up, newest first (JSON), for operators and GET /v1/webhooks.
 func WebhookFailedKey(accountID string) string { return webhookTag + "failed:" + accountID }
 
+// WebhookIndexKey maps the ids (without "whmsg_") of the deliveries an
+// account's events got on one UTC day (2006-01-02) to the stream id of
+// their event: the delivery id is a hash, and a redelivery finds the event
+// again by it. It expires after a week and a day.
+func WebhookIndexKey(accountID, day string) string {
+	return webhookTag + "ids:" + accountID + ":" + day
+}
+
+// WebhookReplayKey is held by the replay of one endpoint while it queues
+// (its value: the replay id).
+func WebhookReplayKey(endpointID string) string { return webhookTag + "replay:" + endpointID }
+
+// WebhookReplayIDsKey is the set of the delivery ids the last replay of an
+// endpoint queued, those not yet delivered or given up: no other replay of
+// the endpoint starts while one is left.
+func WebhookReplayIDsKey(endpointID string) string {
+	return webhookTag + "replay:" + endpointID + ":ids"
+}
+
 // InvalidationChannel is the Pub/Sub channel on which a process announces a
 // change to records that every process caches (pipeline/invalidate.go). A
 // channel is not a key: in Redis Cluster, PUBLISH reaches every node.

@@ -455,12 +455,31 @@ func appendEvents(ctx context.Context, p redis.Pipeliner, evs ...*Event) {
 }
 
 // appendToStreams queues the writes that add ev, encoded as raw, to both
-// event streams.
+// event streams, in one script call (streamsScript).
 func appendToStreams(ctx context.Context, p redis.Pipeliner, ev *Event, raw string) {
-	values := []any{"account", ev.AccountID, "email", ev.EmailID, "type", ev.Type, "event", raw}
-	p.XAdd(ctx, &redis.XAddArgs{Stream: EventStreamKey(), MaxLen: eventStreamMaxLen, Approx: true, Values: values})
-	p.XAdd(ctx, &redis.XAddArgs{Stream: AccountEventsKey(ev.AccountID), MaxLen: accountEventStreamMaxLen, Approx: true, Values: values})
+	p.Eval(ctx, streamsScript, []string{EventStreamKey(), AccountEventsKey(ev.AccountID)},
+		eventStreamMaxLen, accountEventStreamMaxLen, ev.AccountID, ev.EmailID, ev.Type, raw)
 }
+
+// streamsScript adds an event to the global stream (KEYS[1]) and to its
+// account's stream (KEYS[2]) under one id, the one the global stream
+// assigns: the webhook dispatcher derives its deliveries' ids from it, and
+// a replay, which reads the account's stream, must find the same. The
+// account's entry also carries it as gid: an entry from before this did
+// not, and its id is not the global one. Should the account's stream have
+// an entry at or past that id already (one of those, with a clock that went
+// back), the entry gets an id of its own, still with gid.
+var streamsScript = `
+local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*',
+  'account', ARGV[3], 'email', ARGV[4], 'type', ARGV[5], 'event', ARGV[6])
+local r = redis.pcall('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], id,
+  'account', ARGV[3], 'email', ARGV[4], 'type', ARGV[5], 'event', ARGV[6], 'gid', id)
+if type(r) == 'table' and r.err then
+  redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*',
+    'account', ARGV[3], 'email', ARGV[4], 'type', ARGV[5], 'event', ARGV[6], 'gid', id)
+end
+return id
+`
 
 // UpdateEmail sets fields of the email record and records ev (may be nil),
 // in one MULTI. An email whose new status is final starts to expire.

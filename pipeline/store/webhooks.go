@@ -165,6 +165,9 @@ type WebhookDelivery struct {
 	Attempts   int
 	CreatedAt  time.Time
 	LastError  string
+	// StreamID is the id of the event in the global stream, which the
+	// delivery id is derived from: a redelivery finds the event by it.
+	StreamID string
 }
 
 // seenTTL is how long fan-out of one stream entry is remembered; longer than
@@ -172,9 +175,11 @@ type WebhookDelivery struct {
 const seenTTL = 7 * 24 * time.Hour
 
 // QueueWebhookDeliveries schedules ds for an attempt at now and marks the
-// event stream entry streamID as fanned out, in one MULTI. If the entry was
-// fanned out already (a dispatcher died before acknowledging it), nothing is
-// queued again and it returns false.
+// event stream entry streamID as fanned out, in one MULTI; each delivery id
+// joins the index that a redelivery finds the event by
+// (indexWebhookDeliveries). If the entry was fanned out already (a dispatcher
+// died before acknowledging it), nothing is queued again and it returns
+// false.
 func (s *Store) QueueWebhookDeliveries(ctx context.Context, streamID string, ds []*WebhookDelivery, now time.Time) (bool, error) {
 	seen, err := s.rdb.Exists(ctx, WebhookSeenKey(streamID)).Result()
 	if err != nil {
@@ -185,11 +190,12 @@ func (s *Store) QueueWebhookDeliveries(ctx context.Context, streamID string, ds 
 	}
 	_, err = s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		for _, d := range ds {
-			p.HSet(ctx, WebhookDeliveryKey(d.ID),
-				"id", d.ID, "accountId", d.AccountID, "endpointId", d.EndpointID, "event", d.Event,
-				"body", d.Body, "attempts", d.Attempts, "createdAt", FormatTime(d.CreatedAt), "lastError", d.LastError)
+			d := *d
+			d.StreamID = streamID
+			p.HSet(ctx, WebhookDeliveryKey(d.ID), deliveryFields(&d)...)
 			p.ZAdd(ctx, WebhookDueKey(), redis.Z{Score: float64(now.UnixMilli()), Member: d.ID})
 		}
+		indexWebhookDeliveries(ctx, p, ds, streamID, now)
 		p.Set(ctx, WebhookSeenKey(streamID), "1", seenTTL)
 		return nil
 	})
@@ -226,7 +232,7 @@ func (s *Store) WebhookDelivery(ctx context.Context, id string) (*WebhookDeliver
 	}
 	d := &WebhookDelivery{
 		ID: m["id"], AccountID: m["accountId"], EndpointID: m["endpointId"], Event: m["event"],
-		Body: []byte(m["body"]), LastError: m["lastError"],
+		Body: []byte(m["body"]), LastError: m["lastError"], StreamID: m["streamId"],
 	}
 	d.Attempts, _ = strconv.Atoi(m["attempts"])
 	if t := parseTime(m["createdAt"]); t != nil {
@@ -265,6 +271,9 @@ type FailedWebhook struct {
 	LastError  string    `json:"lastError"`
 	CreatedAt  time.Time `json:"createdAt"`
 	FailedAt   time.Time `json:"failedAt"`
+	// StreamID is the delivery's (WebhookDelivery.StreamID), kept for a
+	// redelivery; "" in a record from before it was kept.
+	StreamID string `json:"streamId,omitempty"`
 }
 
 // maxFailedWebhooks bounds each account's list of failed deliveries.
@@ -274,7 +283,7 @@ const maxFailedWebhooks = 100
 // account's list of failed deliveries, in one MULTI.
 func (s *Store) FailWebhookDelivery(ctx context.Context, d *WebhookDelivery, at time.Time) error {
 	f := FailedWebhook{ID: d.ID, EndpointID: d.EndpointID, Event: d.Event, Attempts: d.Attempts,
-		LastError: d.LastError, CreatedAt: d.CreatedAt, FailedAt: at}
+		LastError: d.LastError, CreatedAt: d.CreatedAt, FailedAt: at, StreamID: d.StreamID}
 	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		p.Del(ctx, WebhookDeliveryKey(d.ID))
 		p.ZRem(ctx, WebhookDueKey(), d.ID)
