@@ -81,6 +81,8 @@ func TestReputationPausesOnBounces(t *testing.T) {
 	for i := range 4 {
 		s.waitStatus(send(fmt.Sprintf("gone%d@%s", i, rcptDomain), nil), "bounced")
 	}
+	// The worker checks the rate right after it records the bounce.
+	testkit.WaitFor(t, "the account to be paused", func() bool { return s.reputation().Status == "paused" })
 	r := s.reputation()
 	if r.Status != "paused" || r.Pause == nil || r.Pause.Reason != "bounce_rate" || r.Pause.Window == nil ||
 		r.Pause.Window.Sends != 12 || r.Pause.Window.Bounced != 4 {
