@@ -185,28 +185,56 @@ func (d *Dispatcher) fanOutOne(ctx context.Context, lk *accountLookups, se store
 	return true
 }
 
+// audience is who the fan-out sends an event to, among the endpoints
+// that subscribe to it.
+type audience int
+
+const (
+	nobody   audience = iota
+	everyone          // every subscribed endpoint
+	machines          // those that asked for machines' hits (machineEvents)
+)
+
+func (a audience) reaches(ep *store.Webhook) bool {
+	return a == everyone || a == machines && ep.MachineEvents
+}
+
+// audienceOf decides the audience of ev: a machine's hits go, each of
+// them, to the endpoints that ask for them; a person's first open and
+// click go to every endpoint, the later ones as the account's settings
+// say (read through settings only then). The fan-out (queue) and a
+// replay decide alike with it.
+func audienceOf(ev store.Event, settings func() (store.TrackingSettings, error)) (audience, error) {
+	if ev.Type == "" || ev.AccountID == "" || (ev.EmailID == "" && !accountEvent(ev.Type)) {
+		return nobody, nil
+	}
+	if store.MachineEvent(&ev) {
+		return machines, nil
+	}
+	hit := ev.Type == store.EventOpened || ev.Type == store.EventClicked
+	if !hit || ev.Data[store.DataFirst] == "true" || ev.Data[store.DataFirstPerson] == "true" {
+		return everyone, nil
+	}
+	st, err := settings()
+	if err != nil {
+		return nobody, err
+	}
+	if (ev.Type == store.EventOpened && st.WebhookOnEveryOpen) || (ev.Type == store.EventClicked && st.WebhookOnEveryClick) {
+		return everyone, nil
+	}
+	return nobody, nil
+}
+
 // queue builds and queues the deliveries of one event; it returns how many.
 func (d *Dispatcher) queue(ctx context.Context, lk *accountLookups, se store.StreamEvent) (int, error) {
 	ev := se.Event
-	if ev.Type == "" || ev.AccountID == "" || (ev.EmailID == "" && !accountEvent(ev.Type)) {
-		return 0, nil
-	}
-	// A machine's hits go, each of them, to the endpoints that ask for
-	// them; a person's first open and click go to every endpoint, the
-	// later ones as the account's settings say.
-	machine := store.MachineEvent(&ev)
-	if (ev.Type == store.EventOpened || ev.Type == store.EventClicked) && !machine {
-		if ev.Data[store.DataFirst] != "true" && ev.Data[store.DataFirstPerson] != "true" {
-			settings, err := memoized(lk.settings, ev.AccountID, func() (store.TrackingSettings, error) {
-				return d.Store.TrackingSettings(ctx, ev.AccountID)
-			})
-			if err != nil {
-				return 0, err
-			}
-			if (ev.Type == store.EventOpened && !settings.WebhookOnEveryOpen) || (ev.Type == store.EventClicked && !settings.WebhookOnEveryClick) {
-				return 0, nil
-			}
-		}
+	aud, err := audienceOf(ev, func() (store.TrackingSettings, error) {
+		return memoized(lk.settings, ev.AccountID, func() (store.TrackingSettings, error) {
+			return d.Store.TrackingSettings(ctx, ev.AccountID)
+		})
+	})
+	if err != nil || aud == nobody {
+		return 0, err
 	}
 	name := EventName(ev.Type)
 	endpoints, err := memoized(lk.endpoints, ev.AccountID, func() ([]*store.Webhook, error) {
@@ -217,7 +245,7 @@ func (d *Dispatcher) queue(ctx context.Context, lk *accountLookups, se store.Str
 	}
 	var targets []*store.Webhook
 	for _, ep := range endpoints {
-		if ep.Subscribed(name) && (!machine || ep.MachineEvents) {
+		if ep.Subscribed(name) && aud.reaches(ep) {
 			targets = append(targets, ep)
 		}
 	}

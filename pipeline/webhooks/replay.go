@@ -127,18 +127,12 @@ func (r *Replayer) setTTL() time.Duration {
 	return maxAge + 2*time.Hour
 }
 
-// fires reports whether the fan-out (Dispatcher.queue) sends ev to an
+// fires reports whether the fan-out (Dispatcher.queue) sends ev to ep, an
 // endpoint that subscribes to its event, given the account's tracking
-// settings. It must decide as queue does: TestReplayFiresAsFanOut runs
-// both over the same events.
-func fires(ev store.Event, settings store.TrackingSettings) bool {
-	if ev.Type == "" || ev.AccountID == "" || (ev.EmailID == "" && !accountEvent(ev.Type)) || ev.Data[store.DataBotFiltered] == "true" {
-		return false
-	}
-	if (ev.Type == store.EventOpened || ev.Type == store.EventClicked) && ev.Data[store.DataFirst] != "true" {
-		return (ev.Type == store.EventOpened && settings.WebhookOnEveryOpen) || (ev.Type == store.EventClicked && settings.WebhookOnEveryClick)
-	}
-	return true
+// settings: both decide with audienceOf.
+func fires(ev store.Event, settings store.TrackingSettings, ep *store.Webhook) bool {
+	aud, _ := audienceOf(ev, func() (store.TrackingSettings, error) { return settings, nil })
+	return aud.reaches(ep)
 }
 
 // Replay queues again, for the endpoint endpointID of k's account, the
@@ -197,7 +191,7 @@ func (r *Replayer) Replay(ctx context.Context, k *store.Key, endpointID string, 
 	}
 	defer func() { _ = r.Store.EndWebhookReplay(ctx, ep.ID, res.ID) }()
 
-	sel, unavailable, err := r.selectEvents(ctx, k.AccountID, res, want, settings)
+	sel, unavailable, err := r.selectEvents(ctx, k.AccountID, res, want, settings, ep)
 	if err != nil {
 		return nil, pipeline.StorageError(err)
 	}
@@ -271,7 +265,7 @@ type picked struct {
 // res.Truncated): a replay from there sends each later event once, and
 // the millisecond of the last event is sent whole, however many it holds.
 func (r *Replayer) selectEvents(ctx context.Context, accountID string, res *ReplayResult, want map[string]bool,
-	settings store.TrackingSettings) ([]picked, int, error) {
+	settings store.TrackingSettings, ep *store.Webhook) ([]picked, int, error) {
 	maxEvents := cmp.Or(r.maxEvents, MaxReplayEvents)
 	var sel []picked
 	unavailable := 0
@@ -284,7 +278,7 @@ func (r *Replayer) selectEvents(ctx context.Context, accountID string, res *Repl
 		}
 		for _, e := range batch {
 			name := EventName(e.Event.Type)
-			if !want[name] || !fires(e.Event, settings) {
+			if !want[name] || !fires(e.Event, settings, ep) {
 				continue
 			}
 			if len(sel) >= maxEvents {
