@@ -106,3 +106,22 @@ func TestRESTAPIKeyHeader(t *testing.T) {
 		t.Errorf("send with X-API-Key: %d %s", r.Code, r.Body)
 	}
 }
+
+// Guessing keys over REST: after 20 failures an address is locked out,
+// its attempts refused unchecked (even with a good key) with 429 and a
+// Retry-After (issue 18: REST key guessing ran at 5,000/s).
+// The test client is on loopback, which is locked out only with
+// auth.lockout_private_addresses (a proxy's address would lock every
+// tenant out).
+func TestRESTAuthLockout(t *testing.T) {
+	s := newServer(t, func(c *serverConfig) { c.parts.Pipeline.LockOutPrivate = true })
+	for i := range 20 {
+		if r := s.Call("GET", "/v1/domains", "sp_live_guessguessguessguessguess", nil, nil); r.Code != 401 {
+			t.Fatalf("guess %d: %d %s", i+1, r.Code, r.Body)
+		}
+	}
+	r := s.Call("GET", "/v1/domains", liveKey, nil, nil)
+	if r.Code != 429 || r.ErrCode() != "too_many_auth_failures" || r.Header.Get("Retry-After") == "" {
+		t.Errorf("a good key from a locked-out address: %d %s (Retry-After %q)", r.Code, r.Body, r.Header.Get("Retry-After"))
+	}
+}

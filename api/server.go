@@ -225,7 +225,7 @@ func (h *handler) auth(next func(http.ResponseWriter, *http.Request, *store.Key)
 			writeError(w, r, err)
 			return
 		}
-		k, err := h.Pipeline.Authenticate(r.Context(), secret)
+		k, err := h.Pipeline.AuthenticateFrom(r.Context(), secret, clientIP(r))
 		if err != nil {
 			writeError(w, r, err)
 			return

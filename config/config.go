@@ -121,6 +121,10 @@ type Delivery struct {
 type Auth struct {
 	BootstrapKey string        `yaml:"bootstrap_key"` // "" none; else sp_live_/sp_test_ prefix and ≥ 24 chars
 	FailureDelay time.Duration `yaml:"failure_delay"` // 1s per recent failure from one IP, capped at 5x; 0 disables
+	// LockOutPrivateAddresses locks out, after 20 failures in 10 minutes,
+	// loopback and private client addresses too, not only public ones: set
+	// it when no proxy or load balancer stands in front of the clients.
+	LockOutPrivateAddresses bool `yaml:"lockout_private_addresses"` // false
 }
 
 // Retention says how long finished mail stays in Redis. A finished email is

@@ -49,6 +49,7 @@ const (
 	CodeServerBusy           Code = "server_busy"
 	CodeStorageFull          Code = "insufficient_storage"
 	CodeUnauthorized         Code = "unauthorized"
+	CodeAuthLocked           Code = "too_many_auth_failures"
 	CodePayloadTooLarge      Code = "payload_too_large"
 	CodeForbidden            Code = "forbidden"
 	CodeNotFound             Code = "not_found"
@@ -179,6 +180,11 @@ var (
 		"insufficient system storage; try again later"), 30*time.Second)
 	// ErrAuthFailed reports bad credentials.
 	ErrAuthFailed = sentinel(false, 35, 7, 8, http.StatusUnauthorized, CodeUnauthorized, "invalid API key")
+	// ErrAuthLocked refuses, unchecked, the authentication of an address
+	// that failed too often lately (authguard.go): SMTP 454 4.7.0, the
+	// temporary authentication failure of RFC 4954; REST 429.
+	ErrAuthLocked = sentinel(true, 54, 7, 0, http.StatusTooManyRequests, CodeAuthLocked,
+		"too many failed authentications from this address; try again later")
 	// ErrMissingKey reports a request without credentials.
 	ErrMissingKey = sentinel(false, 30, 7, 0, http.StatusUnauthorized, CodeUnauthorized,
 		"missing API key: send Authorization: Bearer <key> or X-API-Key: <key>")

@@ -50,9 +50,15 @@ type Options struct {
 	// MaxTrackedBytes bounds the tracked copies one submission makes (see
 	// trackedCopiesFit); 0 means DefaultMaxTrackedBytes.
 	MaxTrackedBytes int64
-	Now             func() time.Time
-	Logger          *slog.Logger
-	Metrics         *Metrics
+	// AuthFailureDelay is added per recent authentication failure from
+	// one address (auth.failure_delay; authguard.go).
+	AuthFailureDelay time.Duration
+	// LockOutPrivate locks out loopback and private addresses too
+	// (auth.lockout_private_addresses; authguard.go).
+	LockOutPrivate bool
+	Now            func() time.Time
+	Logger         *slog.Logger
+	Metrics        *Metrics
 }
 
 // Service is the submission transaction. It is safe for concurrent use.
@@ -64,6 +70,8 @@ type Service struct {
 	keys    *ttlcache.Cache[*store.Key]     // by key hash
 	domains *ttlcache.Cache[senderDomain]   // by account and domain name
 	tracks  *ttlcache.Cache[cachedTracking] // tracking settings, by account and domain name
+
+	authFails authFailures // per client address (authguard.go)
 
 	// The delivery backlog as last read, for the in-flow control (flow.go).
 	backlog        atomic.Int64

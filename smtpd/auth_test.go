@@ -3,7 +3,6 @@ package smtpd
 import (
 	"errors"
 	"testing"
-	"time"
 )
 
 func TestLoginServer(t *testing.T) {
@@ -38,25 +37,5 @@ func TestLoginServer(t *testing.T) {
 	l.Next([]byte("apikey"))
 	if _, _, err := l.Next([]byte("bad")); !errors.Is(err, refused) {
 		t.Errorf("got %v", err)
-	}
-}
-
-func TestFailureTrackerCountsPerIPAndForgets(t *testing.T) {
-	ft := newFailureTracker()
-	now := time.Unix(1_000_000, 0)
-	for want := 1; want <= 3; want++ {
-		if got := ft.add("192.0.2.1", now); got != want {
-			t.Fatalf("failure %d counted as %d", want, got)
-		}
-	}
-	if got := ft.add("192.0.2.2", now); got != 1 {
-		t.Errorf("other IP counted %d", got)
-	}
-	if got := ft.add("192.0.2.1", now.Add(failureWindow+time.Second)); got != 1 {
-		t.Errorf("after the window: %d, want 1", got)
-	}
-	ft.reset("192.0.2.2")
-	if got := ft.add("192.0.2.2", now); got != 1 {
-		t.Errorf("after reset: %d", got)
 	}
 }

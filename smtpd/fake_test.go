@@ -91,6 +91,10 @@ func (f *fakePipeline) failure(s stage) error {
 	return err
 }
 
+func (f *fakePipeline) AuthenticateFrom(ctx context.Context, secret, _ string) (*store.Key, error) {
+	return f.Authenticate(ctx, secret)
+}
+
 func (f *fakePipeline) Authenticate(_ context.Context, secret string) (*store.Key, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()

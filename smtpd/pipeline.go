@@ -20,6 +20,10 @@ type Pipeline interface {
 	// any other error means it could not tell, and AUTH answers 454.
 	// smtpd calls it again at each MAIL, so it should be cheap.
 	Authenticate(ctx context.Context, secret string) (*store.Key, error)
+	// AuthenticateFrom is Authenticate at AUTH, for a client at address
+	// ip: it slows and then locks out an address that keeps failing
+	// (pipeline.ErrAuthLocked, 454).
+	AuthenticateFrom(ctx context.Context, secret, ip string) (*store.Key, error)
 	// CheckSender reports whether key may send as addr, the MAIL FROM
 	// address, so that an unverified domain is refused before DATA.
 	CheckSender(ctx context.Context, key *store.Key, addr string) error

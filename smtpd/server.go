@@ -33,7 +33,6 @@ type Options struct {
 	ReadTimeout         time.Duration // per command, and per read while receiving DATA
 	WriteTimeout        time.Duration
 	DataTimeout         time.Duration // bound on a whole DATA transfer, a wait for Budget included
-	FailureDelay        time.Duration // added per recent AUTH failure from an IP
 	TLSConfig           *tls.Config
 	Logger              *slog.Logger
 	Metrics             *Metrics
@@ -46,11 +45,10 @@ type Options struct {
 
 // Server accepts submissions on a STARTTLS listener and an implicit-TLS one.
 type Server struct {
-	opt      Options
-	pipe     Pipeline
-	smtp     *smtp.Server
-	failures *failureTracker
-	conns    *connLimit
+	opt   Options
+	pipe  Pipeline
+	smtp  *smtp.Server
+	conns *connLimit
 
 	mu       sync.Mutex
 	sessions map[*session]struct{} // open sessions, to hang up idle ones at shutdown
@@ -71,7 +69,6 @@ func New(pipe Pipeline, opt Options) *Server {
 	s := &Server{
 		opt:      opt,
 		pipe:     pipe,
-		failures: newFailureTracker(),
 		sessions: map[*session]struct{}{},
 		conns:    newConnLimit(opt.MaxConnections, opt.MaxConnectionsPerIP),
 	}

@@ -33,6 +33,8 @@ type session struct {
 	size   int64 // SIZE= of MAIL FROM (RFC 1870), 0 when not declared
 	rcpts  []string
 	busy   atomic.Bool // a transaction is in progress (MAIL accepted, not yet reset)
+
+	authFailures int // failed AUTHs of this session (maxSessionAuthFailures)
 }
 
 var _ smtp.AuthSession = (*session)(nil)
@@ -71,27 +73,37 @@ func (s *session) login(username, password string) (err error) {
 	}
 	ctx, cancel := s.context()
 	defer cancel()
-	k, err := s.srv.pipe.Authenticate(ctx, password)
+	k, err := s.srv.pipe.AuthenticateFrom(ctx, password, s.ip)
 	if err != nil {
 		if errors.Is(err, pipeline.ErrAuthFailed) {
 			return s.authFailed()
+		}
+		if errors.Is(err, pipeline.ErrAuthLocked) {
+			return reply(err)
 		}
 		// Storage trouble is not the client's fault: 454, never 535.
 		s.srv.opt.Logger.Warn("AUTH could not check the key", "ip", s.ip, "err", err)
 		return replyAuthUnavailable
 	}
-	s.srv.failures.reset(s.ip)
 	s.secret, s.key = password, k
 	return nil
 }
 
-// authFailed slows down repeated failures from one IP (auth.failure_delay,
-// against password guessing), then answers 535 5.7.8 (RFC 4954 §6).
+// maxSessionAuthFailures is how many failed AUTHs a session may make:
+// then it is cut, so that guessing takes a new connection each time (the
+// pipeline slows and locks out the address across connections).
+const maxSessionAuthFailures = 3
+
+// authFailed answers 535 5.7.8 (RFC 4954 §6), or, at the session's
+// maxSessionAuthFailures-th failure, 421 and hangs up.
 func (s *session) authFailed() error {
 	s.srv.opt.Metrics.authFailures.Inc()
-	n := s.srv.failures.add(s.ip, time.Now())
-	if d := s.srv.opt.FailureDelay * time.Duration(min(n-1, 5)); d > 0 {
-		time.Sleep(d)
+	if s.authFailures++; s.authFailures >= maxSessionAuthFailures {
+		nc := s.conn.Conn()
+		_ = nc.SetWriteDeadline(time.Now().Add(time.Second))
+		_, _ = io.WriteString(nc, wire(replyTooManyAuthFailures))
+		_ = nc.Close()
+		return replyTooManyAuthFailures
 	}
 	return reply(pipeline.ErrAuthFailed)
 }
