@@ -314,10 +314,17 @@ func (p *parts) ready(ctx context.Context) []string {
 	// Read again: an operator may fix (or break) Redis at runtime.
 	problems, err := pipeline.DurabilityProblems(ctx, p.rdb)
 	if err != nil {
-		return []string{"durability unknown: " + err.Error()}
+		p.log.Warn("could not read Redis persistence settings; durability unknown", "err", err)
+		return []string{errDurabilityUnknown}
 	}
 	return problems
 }
+
+// errDurabilityUnknown is what /healthz, which anyone may read, says when
+// Redis's settings cannot be read: the error itself (Redis's address, its
+// reply) goes to the log only.
+const errDurabilityUnknown = "durability unknown: Redis's persistence settings could not be read (see the log)"
+
 
 // listeners are the sockets a serving process accepts on.
 type listeners struct {
@@ -497,7 +504,7 @@ func durabilityProblems(ctx context.Context, rdb redis.UniversalClient, embedded
 	problems, err := pipeline.DurabilityProblems(ctx, rdb)
 	if err != nil {
 		log.Warn("could not read Redis persistence settings (CONFIG GET refused?); durability unknown", "err", err)
-		return []string{"durability unknown: " + err.Error()}
+		return []string{errDurabilityUnknown}
 	}
 	for _, p := range problems {
 		log.Warn("REDIS IS NOT DURABLE: "+p, "redis", "durability")
