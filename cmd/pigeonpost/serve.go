@@ -325,7 +325,6 @@ func (p *parts) ready(ctx context.Context) []string {
 // reply) goes to the log only.
 const errDurabilityUnknown = "durability unknown: Redis's persistence settings could not be read (see the log)"
 
-
 // listeners are the sockets a serving process accepts on.
 type listeners struct {
 	smtp, http net.Listener
