@@ -3,6 +3,8 @@ package compose
 import (
 	"context"
 	"encoding/json"
+	"net/mail"
+	"slices"
 
 	"github.com/pigeonpost/pigeonpost/pipeline"
 	"github.com/pigeonpost/pigeonpost/pipeline/store"
@@ -110,6 +112,9 @@ func (s *Service) buildSubmission(ctx context.Context, k *store.Key, req SendReq
 	} else if len(req.Variables) > 0 {
 		return pipeline.Submission{}, pipeline.ErrInvalid.With("variables: only used with templateId")
 	}
+	if err := s.checkSenderBeforeFetching(ctx, k, req); err != nil {
+		return pipeline.Submission{}, err
+	}
 	attachments, err := s.resolveAttachments(ctx, req.Attachments)
 	if err != nil {
 		return pipeline.Submission{}, err
@@ -130,4 +135,20 @@ func (s *Service) buildSubmission(ctx context.Context, k *store.Key, req SendReq
 		sub.Tracking = &pipeline.Tracking{Opens: req.Tracking.Opens, Clicks: req.Tracking.Clicks}
 	}
 	return sub, nil
+}
+
+// checkSenderBeforeFetching checks the sender of a send that has
+// attachments to fetch before any is: a send that is to be refused must
+// not make the server fetch URLs for it (issue 18: a refused batch made
+// 10,000 outbound GETs). Submit checks the sender again, as it does for
+// every send.
+func (s *Service) checkSenderBeforeFetching(ctx context.Context, k *store.Key, req SendRequest) error {
+	if !slices.ContainsFunc(req.Attachments, func(a Attachment) bool { return a.Path != "" }) {
+		return nil
+	}
+	from, err := mail.ParseAddress(req.From)
+	if err != nil {
+		return pipeline.ErrBadAddress.With("from: " + pipeline.Quote(req.From) + " is not a valid address")
+	}
+	return s.sub.CheckSender(ctx, k, from.Address)
 }

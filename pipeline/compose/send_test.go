@@ -2,6 +2,7 @@ package compose_test
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"testing"
 	"time"
@@ -127,5 +128,34 @@ func TestCancelAgainstRelease(t *testing.T) {
 		}
 		// Drain the stream so that the next round's release counts only its own.
 		_ = p.Store.Redis().Del(ctx, store.StreamKey()).Err()
+	}
+}
+
+// countingFetcher counts the attachments it is asked to fetch.
+type countingFetcher struct {
+	mu    sync.Mutex
+	calls int
+}
+
+func (f *countingFetcher) Fetch(context.Context, string) ([]byte, string, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls++
+	return []byte("%PDF"), "application/pdf", nil
+}
+
+// A send whose sender is refused fetches none of its attachments.
+func TestRefusedSenderFetchesNothing(t *testing.T) {
+	p, _ := parts(t)
+	k := p.Key(t, "acme", "sp_live_composefetchtestkey00000001") // test keys may send from any domain
+	f := &countingFetcher{}
+	svc := compose.New(p.Store, p.Pipeline, compose.Options{Fetcher: f})
+	req := compose.SendRequest{From: "hello@unverified.test", To: []string{"a@example.test"}, Subject: "s", Text: "t",
+		Attachments: []compose.Attachment{{Filename: "a.pdf", Path: "https://files.example.test/a.pdf"}}}
+	if _, err := svc.Send(context.Background(), k, req, ""); !errors.Is(err, pipeline.ErrUnverifiedDomain) {
+		t.Fatalf("send: %v", err)
+	}
+	if f.calls != 0 {
+		t.Errorf("%d attachments fetched for a refused sender", f.calls)
 	}
 }
