@@ -52,12 +52,12 @@ func (s *session) AuthMechanisms() []string {
 func (s *session) Auth(mech string) (sasl.Server, error) {
 	switch mech {
 	case sasl.Plain:
-		return sasl.NewPlainServer(func(identity, username, password string) error {
+		return plainServer{sasl.NewPlainServer(func(identity, username, password string) error {
 			if identity != "" && identity != username {
 				return s.authFailed()
 			}
 			return s.login(username, password)
-		}), nil
+		})}, nil
 	case sasl.Login:
 		return &loginServer{authenticate: s.login}, nil
 	}
