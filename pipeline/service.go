@@ -315,13 +315,21 @@ func DomainOf(addr string) string {
 // would start a line of the client's making.
 func Quote(s string) string {
 	if len(s) > 80 {
-		cut := 80
-		for cut > 0 && !utf8.RuneStart(s[cut]) {
-			cut--
-		}
-		s = s[:cut] + "…"
+		s = Cut(s, 80) + "…"
 	}
 	return strconv.Quote(s)
+}
+
+// Cut returns s cut to at most n bytes, at a character boundary: what a
+// client sent, kept bounded.
+func Cut(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
 }
 
 // Submit validates the submission and stores one email per recipient,

@@ -43,17 +43,9 @@ const (
 
 // bounded is v with its User-Agent and Referer cut to what is kept.
 func (v Visitor) bounded() Visitor {
-	v.UserAgent = cut(v.UserAgent, maxAgentBytes)
-	v.Referer = cut(v.Referer, maxRefererBytes)
+	v.UserAgent = pipeline.Cut(v.UserAgent, maxAgentBytes)
+	v.Referer = pipeline.Cut(v.Referer, maxRefererBytes)
 	return v
-}
-
-// cut is s cut to at most n bytes, on a character boundary.
-func cut(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return strings.ToValidUTF8(s[:n], "")
 }
 
 // maxEmailIDLen bounds the ids the pixel endpoint looks up.

@@ -162,7 +162,7 @@ func (s *Service) complaint(ctx context.Context, rep *Report, e *store.Email, ou
 	}
 	now := s.opt.Now().UTC()
 	ev := &store.Event{Type: store.EventComplained, Timestamp: now, AccountID: e.AccountID,
-		Data: map[string]string{"feedbackType": rep.FeedbackType, "reporter": clip(rep.UserAgent)}}
+		Data: map[string]string{"feedbackType": rep.FeedbackType, "reporter": pipeline.Cut(rep.UserAgent, maxReporter)}}
 	if err := s.store.UpdateEmail(ctx, e.ID, map[string]any{store.FieldStatus: store.StatusComplained}, ev); err != nil {
 		return err
 	}
@@ -196,7 +196,7 @@ func (s *Service) failure(ctx context.Context, rep *Report, e *store.Email, out 
 		out.Result = ResultFailed
 	}
 	ev := &store.Event{Type: event, Timestamp: now, AccountID: e.AccountID,
-		Data: map[string]string{"reason": reason, "reporter": clip(rep.UserAgent)}}
+		Data: map[string]string{"reason": reason, "reporter": pipeline.Cut(rep.UserAgent, maxReporter)}}
 	if err := s.store.UpdateEmail(ctx, e.ID, map[string]any{store.FieldStatus: status, field: store.FormatTime(now),
 		store.FieldLastError: "reported later: " + reason}, ev); err != nil {
 		return err
@@ -235,12 +235,5 @@ func (r Recipient) code() [3]int {
 // maxReporter bounds what a report's sender wrote of itself (its
 // User-Agent) that is kept with the event.
 const maxReporter = 200
-
-func clip(s string) string {
-	if len(s) <= maxReporter {
-		return s
-	}
-	return strings.ToValidUTF8(s[:maxReporter], "")
-}
 
 func statusString(c [3]int) string { return fmt.Sprintf("%d.%d.%d", c[0], c[1], c[2]) }

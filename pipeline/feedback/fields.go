@@ -8,7 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"unicode"
-	"unicode/utf8"
+
+	"github.com/pigeonpost/pigeonpost/pipeline"
 )
 
 const maxDiagnosticBytes = 512
@@ -188,15 +189,7 @@ func replyStatus(diagnostic string) [3]int {
 // diagnostic cleans a Diagnostic-Code for storing and showing: its type
 // stripped, cut to maxDiagnosticBytes on a character boundary.
 func diagnostic(value string) string {
-	s := clean(stripType(value))
-	if len(s) <= maxDiagnosticBytes {
-		return s
-	}
-	end := maxDiagnosticBytes
-	for end > 0 && !utf8.RuneStart(s[end]) {
-		end--
-	}
-	return strings.TrimSpace(s[:end])
+	return strings.TrimSpace(pipeline.Cut(clean(stripType(value)), maxDiagnosticBytes))
 }
 
 // clean makes a field value fit to store and show: valid UTF-8, with runs
