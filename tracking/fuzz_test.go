@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -140,6 +141,28 @@ func FuzzParseClick(f *testing.F) {
 			again = s.SealedClickID(c.AccountID, c.EmailID, c.Index, c.Dest)
 		}
 		if again != id {
+			t.Fatalf("accepted %q, but it is made as %q", id, again)
+		}
+	})
+}
+
+// FuzzParseFeedbackID checks that ParseFeedbackID, which reads a header
+// of reports anyone can send, never panics and accepts only the ids
+// FeedbackID makes (around white space, as a header value may come).
+func FuzzParseFeedbackID(f *testing.F) {
+	s := NewSigner([]byte("fuzz secret"))
+	f.Add(s.FeedbackID(testEmailID))
+	f.Add(" " + s.FeedbackID("em_x") + "\r\n")
+	f.Add("em_x.AAAAAAAAAAAAAAAAAAAAAA")
+	f.Fuzz(func(t *testing.T, id string) {
+		emailID, ok := s.ParseFeedbackID(id)
+		if !ok {
+			if emailID != "" {
+				t.Fatalf("rejected id returned %q", emailID)
+			}
+			return
+		}
+		if again := s.FeedbackID(emailID); again != strings.TrimSpace(id) {
 			t.Fatalf("accepted %q, but it is made as %q", id, again)
 		}
 	})
