@@ -117,6 +117,10 @@ func (h *handler) readBody(w http.ResponseWriter, r *http.Request) ([]byte, erro
 	if errors.As(err, &tooBig) {
 		return nil, pipeline.PayloadTooLarge(h.opt.MaxBodyBytes)
 	}
+	var refused *pipeline.Error
+	if errors.As(err, &refused) {
+		return nil, refused // no share of the memory budget (budget.go)
+	}
 	if err != nil {
 		return nil, pipeline.ErrInvalid.With("could not read the request body")
 	}

@@ -172,7 +172,7 @@ func csvBody(n int) io.Reader {
 func TestContactImportREST(t *testing.T) {
 	// The whole message memory budget is taken: a streamed import does not
 	// wait for a share of it.
-	budget := membudget.New(1<<20, 1<<20)
+	budget := membudget.New(1<<20, 1<<20, 0)
 	held, err := budget.Acquire(context.Background(), 1<<20)
 	if err != nil {
 		t.Fatal(err)

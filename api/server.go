@@ -230,13 +230,7 @@ func (h *handler) auth(next func(http.ResponseWriter, *http.Request, *store.Key)
 			writeError(w, r, err)
 			return
 		}
-		res, err := h.reserveBody(r)
-		if err != nil {
-			h.opt.Logger.Info("request refused: no memory budget in time", "key", k.ID, "declared_size", r.ContentLength)
-			writeError(w, r, err)
-			return
-		}
-		defer res.Release()
+		defer h.budgetBody(r, k).Release()
 		h.idempotentPOST(next)(w, r, k)
 	}
 }

@@ -66,6 +66,14 @@ type SMTP struct {
 	WriteTimeout        time.Duration `yaml:"write_timeout"`          // 60s
 	DataTimeout         time.Duration `yaml:"data_timeout"`           // 10m
 	DataMemoryBytes     int64         `yaml:"data_memory_bytes"`      // 256 MiB of message contents in flight: SMTP messages and REST bodies over 64 KiB (~5x their size each) and bodies being delivered wait for their share
+	// DataMemoryPerAccount caps what one account's messages being received
+	// hold of DataMemoryBytes at once (at least one message of the largest
+	// size); past it a message is refused at once with a temporary error
+	// instead of waiting, so one account cannot starve the others. 0: no cap.
+	DataMemoryPerAccount int64 `yaml:"data_memory_per_account"` // 128 MiB
+	// MaxSessionTime is the longest an SMTP connection stays open: then it is
+	// answered 421 and closed, and its client reconnects. 0: no limit.
+	MaxSessionTime time.Duration `yaml:"max_session_time"` // 30m
 }
 
 // TLS names the certificate served by the SMTP listeners. Both empty means a
@@ -80,7 +88,12 @@ type HTTP struct {
 	Listen       string `yaml:"listen"`         // ":8080"
 	PublicURL    string `yaml:"public_url"`     // "http://localhost:8080"; absolute http(s), no query; Load trims a trailing slash
 	MaxBodyBytes int64  `yaml:"max_body_bytes"` // 35 MiB
-	AdminListen  string `yaml:"admin_listen"`   // "" (off): the operator's API (/admin/v1/) and pprof, no key: loopback only
+	// ReadHeaderTimeout bounds reading a request's headers, ReadTimeout
+	// reading a whole request, its body included: a client that sends
+	// slowly is cut off, and what it held is freed.
+	ReadHeaderTimeout time.Duration `yaml:"read_header_timeout"` // 10s
+	ReadTimeout       time.Duration `yaml:"read_timeout"`        // 5m
+	AdminListen       string        `yaml:"admin_listen"`        // "" (off): the operator's API (/admin/v1/) and pprof, no key: loopback only
 }
 
 // Redis configures the queue and state store.
@@ -217,22 +230,26 @@ const mib = 1 << 20
 func Default() Config {
 	return Config{
 		SMTP: SMTP{
-			Listen:              ":587",
-			TLSListen:           ":465",
-			Hostname:            defaultHostname(),
-			MaxMessageBytes:     25 * mib,
-			MaxRecipients:       100,
-			MaxConnections:      1000,
-			MaxConnectionsPerIP: 100,
-			ReadTimeout:         60 * time.Second,
-			WriteTimeout:        60 * time.Second,
-			DataTimeout:         10 * time.Minute,
-			DataMemoryBytes:     256 * mib,
+			Listen:               ":587",
+			TLSListen:            ":465",
+			Hostname:             defaultHostname(),
+			MaxMessageBytes:      25 * mib,
+			MaxRecipients:        100,
+			MaxConnections:       1000,
+			MaxConnectionsPerIP:  100,
+			ReadTimeout:          60 * time.Second,
+			WriteTimeout:         60 * time.Second,
+			DataTimeout:          10 * time.Minute,
+			DataMemoryBytes:      256 * mib,
+			DataMemoryPerAccount: 128 * mib,
+			MaxSessionTime:       30 * time.Minute,
 		},
 		HTTP: HTTP{
-			Listen:       ":8080",
-			PublicURL:    "http://localhost:8080",
-			MaxBodyBytes: 35 * mib,
+			Listen:            ":8080",
+			PublicURL:         "http://localhost:8080",
+			MaxBodyBytes:      35 * mib,
+			ReadHeaderTimeout: 10 * time.Second,
+			ReadTimeout:       5 * time.Minute,
 		},
 		Delivery: Delivery{
 			MXPort:       25,

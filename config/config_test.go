@@ -263,8 +263,9 @@ func TestEnvOverrides(t *testing.T) {
 	want := Config{
 		SMTP: SMTP{Listen: ":1587", TLSListen: ":465", ReportsMailbox: "reports@mx.example.com", Hostname: "mx.example.com", MaxMessageBytes: 10485760,
 			MaxRecipients: 42, MaxConnections: 5, MaxConnectionsPerIP: 100, ReadTimeout: 5 * time.Second, WriteTimeout: 6 * time.Second,
-			DataTimeout: 15 * time.Minute, DataMemoryBytes: 512 << 20},
-		HTTP:  HTTP{Listen: ":18080", PublicURL: "https://example.com", MaxBodyBytes: 1000, AdminListen: "127.0.0.1:6060"},
+			DataTimeout: 15 * time.Minute, DataMemoryBytes: 512 << 20, DataMemoryPerAccount: 128 << 20, MaxSessionTime: 30 * time.Minute},
+		HTTP: HTTP{Listen: ":18080", PublicURL: "https://example.com", MaxBodyBytes: 1000, AdminListen: "127.0.0.1:6060",
+			ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 5 * time.Minute},
 		Redis: Redis{URL: "redis://from-env:6379/1", RequireDurable: true},
 		DNS:   DNS{Resolver: "127.0.0.1:53"},
 		Delivery: Delivery{RelayHost: "relay:587", MXPort: 2525, Workers: 0, Timeout: 30 * time.Second,
@@ -299,8 +300,8 @@ func TestEnvCoversEveryKey(t *testing.T) {
 			t.Errorf("%s: cannot be set from the environment: %v", name, err)
 		}
 	})
-	if n != 64 {
-		t.Errorf("walked %d keys, want 64", n)
+	if n != 68 {
+		t.Errorf("walked %d keys, want 68", n)
 	}
 	for _, name := range []string{"PIGEONPOST_REDIS_URL", "PIGEONPOST_SMTP_MAX_MESSAGE_BYTES", "PIGEONPOST_DELIVERY_RETRY_INITIAL"} {
 		found := false
@@ -410,12 +411,14 @@ func TestBadConfigFiles(t *testing.T) {
 		"bad-reputation.yaml": {"reputation.window: must be whole hours from 1h to 168h (got 1h30m0s)",
 			"reputation.min_volume: must be at least 1 (got 0)", "reputation.max_bounce_rate: must be a fraction greater than 0 and at most 1 (got 5)",
 			"reputation.max_complaint_rate: must be a fraction greater than 0 and at most 1 (got 0)"},
-		"bad-log-level.yaml":      {`log.level: must be one of debug, info, warn, error (got "verbose")`},
-		"bad-log-format.yaml":     {`log.format: must be text or json (got "xml")`},
-		"bad-duration.yaml":       {"smtp.read_timeout: line 2: cannot unmarshal", "durations need a unit"},
-		"bad-type.yaml":           {"smtp.max_recipients: line 2: cannot unmarshal !!str `lots` into int"},
-		"bad-size.yaml":           {"smtp.max_message_bytes: must be greater than 0 (got 0)"},
-		"bad-data-memory.yaml":    {"smtp.data_memory_bytes: must be greater than 0 (got -1)"},
+		"bad-log-level.yaml":   {`log.level: must be one of debug, info, warn, error (got "verbose")`},
+		"bad-log-format.yaml":  {`log.format: must be text or json (got "xml")`},
+		"bad-duration.yaml":    {"smtp.read_timeout: line 2: cannot unmarshal", "durations need a unit"},
+		"bad-type.yaml":        {"smtp.max_recipients: line 2: cannot unmarshal !!str `lots` into int"},
+		"bad-size.yaml":        {"smtp.max_message_bytes: must be greater than 0 (got 0)"},
+		"bad-data-memory.yaml": {"smtp.data_memory_bytes: must be greater than 0 (got -1)"},
+		"bad-memory-share.yaml": {"smtp.data_memory_per_account: must be at most smtp.data_memory_bytes, 1048576 (got 2097152)",
+			"smtp.max_session_time: must be 0 (no limit) or more (got -1s)", "http.read_header_timeout: must be greater than 0 (got 0s)"},
 		"bad-timeout.yaml":        {"smtp.data_timeout: must be greater than 0 (got 0s)"},
 		"bad-duplicate-key.yaml":  {"smtp.listen: duplicate key (line 3, first at line 2)"},
 		"bad-null-value.yaml":     {`smtp.tls_listen: line 2: no value (write "" for an empty string)`},

@@ -41,6 +41,15 @@ func (c Config) Validate() error {
 	v.timeout("smtp.write_timeout", c.SMTP.WriteTimeout)
 	v.timeout("smtp.data_timeout", c.SMTP.DataTimeout)
 	v.positive("smtp.data_memory_bytes", c.SMTP.DataMemoryBytes)
+	switch {
+	case c.SMTP.DataMemoryPerAccount < 0:
+		v.add("smtp.data_memory_per_account", fmt.Sprintf("must be 0 (no cap) or more (got %d)", c.SMTP.DataMemoryPerAccount))
+	case c.SMTP.DataMemoryPerAccount > c.SMTP.DataMemoryBytes && c.SMTP.DataMemoryBytes > 0:
+		v.add("smtp.data_memory_per_account", fmt.Sprintf("must be at most smtp.data_memory_bytes, %d (got %d)", c.SMTP.DataMemoryBytes, c.SMTP.DataMemoryPerAccount))
+	}
+	if c.SMTP.MaxSessionTime < 0 {
+		v.add("smtp.max_session_time", fmt.Sprintf("must be 0 (no limit) or more (got %s)", c.SMTP.MaxSessionTime))
+	}
 
 	// tls
 	switch {
@@ -57,6 +66,8 @@ func (c Config) Validate() error {
 	v.listen("http.listen", c.HTTP.Listen, true)
 	v.publicURL("http.public_url", c.HTTP.PublicURL)
 	v.positive("http.max_body_bytes", c.HTTP.MaxBodyBytes)
+	v.timeout("http.read_header_timeout", c.HTTP.ReadHeaderTimeout)
+	v.timeout("http.read_timeout", c.HTTP.ReadTimeout)
 	v.listen("http.admin_listen", c.HTTP.AdminListen, false)
 	// The operator's API takes no key: whoever reaches it may lift a pause.
 	if host, _, err := net.SplitHostPort(c.HTTP.AdminListen); err == nil && !loopbackHost(host) {

@@ -175,6 +175,11 @@ var (
 	// are in progress; the client retries later.
 	ErrBusy = retrying(sentinel(true, 51, 3, 1, http.StatusServiceUnavailable, CodeServerBusy,
 		"too many large messages in progress; try again later"), 5*time.Second)
+	// ErrAccountBusy reports that the account's messages in progress hold
+	// its whole share of the message memory (smtp.data_memory_per_account):
+	// refused at once, so that one account cannot make the others wait.
+	ErrAccountBusy = retrying(sentinel(true, 51, 3, 1, http.StatusServiceUnavailable, CodeServerBusy,
+		"this account has too many large messages in progress at once; try again shortly"), 5*time.Second)
 	// ErrStorageFull reports that storage refused the write for lack of space.
 	ErrStorageFull = retrying(sentinel(true, 52, 3, 1, http.StatusServiceUnavailable, CodeStorageFull,
 		"insufficient system storage; try again later"), 30*time.Second)

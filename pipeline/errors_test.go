@@ -31,6 +31,7 @@ func TestErrorCodesAgree(t *testing.T) {
 		"unavailable":       {ErrUnavailable.WithCause(errors.New("down")), 451, [3]int{4, 3, 0}, 503},
 		"storage full":      {ErrStorageFull.WithCause(errors.New("oom")), 452, [3]int{4, 3, 1}, 503},
 		"busy":              {ErrBusy, 451, [3]int{4, 3, 1}, 503},
+		"account busy":      {ErrAccountBusy, 451, [3]int{4, 3, 1}, 503},
 		"auth failed":       {ErrAuthFailed, 535, [3]int{5, 7, 8}, 401},
 		"missing key":       {ErrMissingKey, 530, [3]int{5, 7, 0}, 401},
 		"payload too large": {PayloadTooLarge(10), 552, [3]int{5, 3, 4}, 413},
@@ -94,7 +95,7 @@ func TestErrorIsItsSentinel(t *testing.T) {
 // itself and for any copy of it.
 func TestSentinelsAreThemselves(t *testing.T) {
 	for _, e := range []*Error{ErrInvalid, ErrUnknownField, ErrBadAddress, ErrBadMessage, ErrUnverifiedDomain, ErrAllSuppressed, ErrTooBig,
-		ErrRateLimited, ErrMonthlyLimit, ErrAccountPaused, ErrUnavailable, ErrBusy, ErrStorageFull, ErrAuthFailed, ErrMissingKey, ErrPayloadTooLarge,
+		ErrRateLimited, ErrMonthlyLimit, ErrAccountPaused, ErrUnavailable, ErrBusy, ErrAccountBusy, ErrStorageFull, ErrAuthFailed, ErrMissingKey, ErrPayloadTooLarge,
 		ErrForbidden, ErrNotFound, ErrConflict, ErrIdempotencyMismatch, ErrIdempotencyInProgress, ErrKeyDomain} {
 		if e.kind != e || !errors.Is(e.WithCause(errors.New("x")), e) {
 			t.Errorf("%s: a copy is not recognised as its sentinel", e.Code)

@@ -2,6 +2,8 @@ package smtpd
 
 import (
 	"bufio"
+	"crypto/tls"
+	"io"
 	"net"
 	"strings"
 	"testing"
@@ -53,5 +55,41 @@ func TestConnectionsPerIP(t *testing.T) {
 			t.Fatalf("a closed connection did not free its slot: %q", line)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// A connection lives at most MaxSessionTime: NOOPs do not keep it open (a
+// host could otherwise hold its slots for ever), and its end holds through
+// TLS, whose deadlines are set on the connection below it. The client is
+// answered 421 and the connection closed.
+func TestSessionLifetime(t *testing.T) {
+	s := startServer(t, func(o *Options) { o.MaxSessionTime = 300 * time.Millisecond })
+	c, err := tls.Dial("tcp", s.tlsAddr, &tls.Config{InsecureSkipVerify: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(10 * time.Second)) // a hang detector
+	r := bufio.NewReader(c)
+	if line, _ := r.ReadString('\n'); !strings.HasPrefix(line, "220 ") {
+		t.Fatalf("greeting %q", line)
+	}
+	for {
+		if _, err := io.WriteString(c, "NOOP\r\n"); err != nil {
+			t.Fatalf("write after %v", err)
+		}
+		line, err := r.ReadString('\n')
+		if err != nil {
+			t.Fatalf("connection ended without 421: %v", err)
+		}
+		if strings.HasPrefix(line, "421 4.4.2 ") {
+			break
+		}
+		if !strings.HasPrefix(line, "250 ") {
+			t.Fatalf("NOOP: %q", line)
+		}
+	}
+	if line, err := r.ReadString('\n'); err == nil {
+		t.Fatalf("after 421 the connection is still open: %q", line)
 	}
 }

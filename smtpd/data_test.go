@@ -11,7 +11,9 @@ import (
 
 	"github.com/emersion/go-smtp"
 
+	"github.com/pigeonpost/pigeonpost/internal/membudget"
 	"github.com/pigeonpost/pigeonpost/internal/testkit"
+	"github.com/pigeonpost/pigeonpost/pipeline"
 )
 
 // The DATA tests: sizes around the read chunks and the memory budget, over
@@ -188,4 +190,34 @@ func TestBudgetWaitEndsAtDataDeadline(t *testing.T) {
 		t.Fatalf("after the 451: %v", err)
 	}
 	s.checkStored(t, id, small)
+}
+
+// TestAccountShareRefusedAtOnce: a large message of an account whose
+// messages in progress hold its share of the budget is answered 451 4.3.1
+// at once, saying so, rather than made to wait (the data deadline here is
+// long enough that a wait would hang the test); the session goes on.
+func TestAccountShareRefusedAtOnce(t *testing.T) {
+	budget := membudget.New(2*pipeline.MessageCost(maxBytes), pipeline.MessageCost(maxBytes), pipeline.MessageCost(maxBytes))
+	s := startServer(t, func(o *Options) { o.Budget = budget })
+	hold := budget.ReserveFor(fakeKey.AccountID)
+	if err := hold.Grow(context.Background(), budget.Share()); err != nil {
+		t.Fatal(err)
+	}
+	c := s.client(t)
+	_, err := send(t, c, testMessage(300_000), 0)
+	var se *smtp.SMTPError
+	if !errors.As(err, &se) || se.Code != 451 || se.EnhancedCode != (smtp.EnhancedCode{4, 3, 1}) ||
+		!strings.Contains(se.Message, "this account") {
+		t.Fatalf("got %v, want 451 4.3.1 naming the account", err)
+	}
+	if err := c.Reset(); err != nil {
+		t.Fatal(err)
+	}
+	hold.Release()
+	msg := testMessage(300_000)
+	id, err := send(t, c, msg, 0)
+	if err != nil {
+		t.Fatalf("once the share is free: %v", err)
+	}
+	s.checkStored(t, id, msg)
 }

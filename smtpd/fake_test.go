@@ -221,7 +221,7 @@ func startServer(t testing.TB, mutate ...func(*Options)) *testServer {
 	}
 	s := &testServer{
 		pipe:   newFakePipeline(),
-		budget: membudget.New(pipeline.MessageCost(maxBytes), pipeline.MessageCost(maxBytes)),
+		budget: membudget.New(pipeline.MessageCost(maxBytes), pipeline.MessageCost(maxBytes), 0),
 		logs:   &syncBuffer{},
 	}
 	opt := Options{

@@ -60,7 +60,10 @@ const (
 	maxUnsubscribeHeader       = 64 << 10
 	maxMailboxConnections      = 100
 	maxMailboxConnectionsPerIP = 10
-	mailboxActionTimeout       = 30 * time.Second
+	// mailboxMaxLife bounds a mailbox connection, as smtp.max_session_time
+	// does a submission one.
+	mailboxMaxLife       = 30 * time.Minute
+	mailboxActionTimeout = 30 * time.Second
 )
 
 // MailboxServer is the mailboxes' SMTP server.
@@ -101,7 +104,7 @@ func (s *MailboxServer) Mailbox() string { return s.unsubscribe }
 
 // Serve accepts connections on l, maxMailboxConnections at once.
 func (s *MailboxServer) Serve(l net.Listener) error {
-	return s.smtp.Serve(&limitListener{Listener: l, limit: s.conns, metrics: NewMetrics(nil)})
+	return s.smtp.Serve(&limitListener{Listener: l, limit: s.conns, metrics: NewMetrics(nil), maxLife: mailboxMaxLife})
 }
 
 // Shutdown stops accepting and waits for the sessions, until ctx is done.

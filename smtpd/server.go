@@ -33,9 +33,14 @@ type Options struct {
 	ReadTimeout         time.Duration // per command, and per read while receiving DATA
 	WriteTimeout        time.Duration
 	DataTimeout         time.Duration // bound on a whole DATA transfer, a wait for Budget included
-	TLSConfig           *tls.Config
-	Logger              *slog.Logger
-	Metrics             *Metrics
+	// MaxSessionTime bounds a connection's life (0: none): past it, the
+	// next read fails as a timeout, so the client is answered 421 and
+	// reconnects. A slot cannot be held for ever, with NOOPs or a message
+	// trickled in.
+	MaxSessionTime time.Duration
+	TLSConfig      *tls.Config
+	Logger         *slog.Logger
+	Metrics        *Metrics
 	// Budget bounds the memory of the messages being read and submitted:
 	// a message over 64 KiB reserves pipeline.MessageCost of its size from it before
 	// it is read whole (session.go). Nil: unbounded. Make it with
@@ -99,7 +104,7 @@ func (s *Server) ServeTLS(l net.Listener) error {
 }
 
 func (s *Server) limit(l net.Listener) net.Listener {
-	return &limitListener{Listener: l, limit: s.conns, metrics: s.opt.Metrics}
+	return &limitListener{Listener: l, limit: s.conns, metrics: s.opt.Metrics, maxLife: s.opt.MaxSessionTime}
 }
 
 // Shutdown stops accepting, hangs up sessions that are between
@@ -189,11 +194,13 @@ func (l *connLimit) take(c net.Conn) (release func(), refusal *smtp.SMTPError) {
 }
 
 // limitListener caps concurrent connections: beyond a cap a client gets
-// 421 at once instead of a hanging connect.
+// 421 at once instead of a hanging connect. It also ends each connection's
+// reads at maxLife (0: never).
 type limitListener struct {
 	net.Listener
 	limit   *connLimit
 	metrics *Metrics
+	maxLife time.Duration
 }
 
 func (l *limitListener) Accept() (net.Conn, error) {
@@ -204,7 +211,12 @@ func (l *limitListener) Accept() (net.Conn, error) {
 		}
 		release, refusal := l.limit.take(c)
 		if refusal == nil {
-			return &slotConn{Conn: c, release: release}, nil
+			sc := &slotConn{Conn: c, release: release}
+			if l.maxLife > 0 {
+				sc.end = time.Now().Add(l.maxLife)
+				_ = c.SetReadDeadline(sc.end)
+			}
+			return sc, nil
 		}
 		l.metrics.refusedConns.Inc()
 		_ = c.SetWriteDeadline(time.Now().Add(time.Second))
@@ -213,10 +225,34 @@ func (l *limitListener) Accept() (net.Conn, error) {
 	}
 }
 
+// slotConn is an accepted connection: it frees its slot when closed, and
+// no read deadline set on it (by go-smtp per command, by readData per read,
+// by a tls.Conn above it) goes past its end, so that a read at the end of
+// its life fails as a timeout: go-smtp answers 421 4.4.2 and closes it.
 type slotConn struct {
 	net.Conn
 	once    sync.Once
 	release func()
+	end     time.Time // zero: none
+}
+
+func (c *slotConn) SetReadDeadline(t time.Time) error {
+	return c.Conn.SetReadDeadline(c.clamp(t))
+}
+
+func (c *slotConn) SetDeadline(t time.Time) error {
+	if err := c.Conn.SetWriteDeadline(t); err != nil {
+		return err
+	}
+	return c.SetReadDeadline(t)
+}
+
+// clamp is t, or the connection's end if t is later or none.
+func (c *slotConn) clamp(t time.Time) time.Time {
+	if !c.end.IsZero() && (t.IsZero() || t.After(c.end)) {
+		return c.end
+	}
+	return t
 }
 
 func (c *slotConn) Close() error {

@@ -204,6 +204,11 @@ var firstChunks = sync.Pool{New: func() any { b := make([]byte, firstChunk); ret
 // before the data deadline: the client keeps the message and retries.
 var errBusy = reply(pipeline.ErrBusy)
 
+// errOverShare answers a DATA whose account holds its whole share of the
+// budget (smtp.data_memory_per_account) with other messages: it is refused
+// at once rather than made to wait, and the client retries.
+var errOverShare = reply(pipeline.ErrAccountBusy)
+
 // readData reads the message, normalising bare CR and LF, with an idle
 // deadline per read and an overall bound. go-smtp would otherwise keep the
 // deadline it set at the DATA command for the whole transfer, and answer a
@@ -233,13 +238,17 @@ func (s *session) readData(r io.Reader) ([]byte, *membudget.Reservation, error) 
 
 	ctx, cancel := context.WithDeadline(context.Background(), deadline)
 	defer cancel()
-	res := s.srv.opt.Budget.Reserve()
+	res := s.srv.opt.Budget.ReserveFor(s.key.AccountID)
 	body, err := s.readLarge(ctx, src, (*scratch)[:n], res)
 	if err != nil {
 		res.Release()
-		if err == errBusy {
+		switch err {
+		case errBusy:
 			s.srv.opt.Metrics.budgetTimeouts.Inc()
 			s.srv.opt.Logger.Info("message refused: no memory budget before the data deadline",
+				"ip", s.ip, "key", s.key.ID, "declared_size", s.size)
+		case errOverShare:
+			s.srv.opt.Logger.Info("message refused: the account holds its share of the memory budget",
 				"ip", s.ip, "key", s.key.ID, "declared_size", s.size)
 		}
 		return nil, nil, err
@@ -255,6 +264,9 @@ func (s *session) readLarge(ctx context.Context, src io.Reader, first []byte, re
 	allocated := 0
 	alloc := func(size int) ([]byte, error) {
 		if err := res.Grow(ctx, pipeline.MessageCost(int64(allocated+size))); err != nil {
+			if errors.Is(err, membudget.ErrOverShare) {
+				return nil, errOverShare
+			}
 			return nil, errBusy
 		}
 		allocated += size

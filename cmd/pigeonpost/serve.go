@@ -200,8 +200,9 @@ func build(ctx context.Context, cfg config.Config, log *slog.Logger, opt serveOp
 	// One bound on the memory of message contents in flight, shared by
 	// the SMTP sessions reading large messages, the REST requests with
 	// large bodies and the delivery workers reading bodies back
-	// (smtp.data_memory_bytes).
-	budget := membudget.New(cfg.SMTP.DataMemoryBytes, pipeline.MessageCost(cfg.SMTP.MaxMessageBytes))
+	// (smtp.data_memory_bytes), of which one account holds at most
+	// smtp.data_memory_per_account.
+	budget := membudget.New(cfg.SMTP.DataMemoryBytes, pipeline.MessageCost(cfg.SMTP.MaxMessageBytes), cfg.SMTP.DataMemoryPerAccount)
 	reg.MustRegister(
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "pigeonpost_message_memory_bytes",
@@ -221,6 +222,7 @@ func build(ctx context.Context, cfg config.Config, log *slog.Logger, opt serveOp
 		ReadTimeout:         cfg.SMTP.ReadTimeout,
 		WriteTimeout:        cfg.SMTP.WriteTimeout,
 		DataTimeout:         cfg.SMTP.DataTimeout,
+		MaxSessionTime:      cfg.SMTP.MaxSessionTime,
 		TLSConfig:           tlsConfig,
 		Logger:              log,
 		Metrics:             smtpd.NewMetrics(reg),
@@ -240,8 +242,8 @@ func build(ctx context.Context, cfg config.Config, log *slog.Logger, opt serveOp
 			Ready:        p.ready,
 			Logger:       log,
 		}),
-		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       5 * time.Minute,
+		ReadHeaderTimeout: cfg.HTTP.ReadHeaderTimeout,
+		ReadTimeout:       cfg.HTTP.ReadTimeout,
 		IdleTimeout:       2 * time.Minute,
 		// Anyone may call the tracking endpoints: 64 KiB of header is
 		// plenty for a key and a browser, where net/http's 1 MiB would let

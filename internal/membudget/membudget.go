@@ -24,6 +24,13 @@
 // it needs) are released. Every request is at most Largest, and waiters are
 // served in order, so nobody waits forever behind a stream of small ones.
 //
+// A budget may also cap each owner's part (Share): a reservation made for
+// an owner (ReserveFor, e.g. one account's messages) that would take the
+// owner past its share fails at once with ErrOverShare instead of waiting,
+// so that one owner can neither hold the whole budget nor make the others
+// wait behind it, and two reservations of one owner never wait for each
+// other.
+//
 // A nil *Budget is unlimited: reservations from it count nothing and never
 // wait.
 package membudget
@@ -31,20 +38,27 @@ package membudget
 import (
 	"container/list"
 	"context"
+	"errors"
 	"sync"
 )
+
+// ErrOverShare is Grow's error when the reservation's owner holds its whole
+// share already.
+var ErrOverShare = errors.New("membudget: the owner holds its whole share")
 
 // Budget is a number of bytes shared by the reservations taken from it. It
 // is safe for concurrent use.
 type Budget struct {
 	size    int64
 	largest int64
+	share   int64 // per owner; 0: none
 
 	mu      sync.Mutex
 	used    int64
 	queue   list.List // *waiter: reservations waiting for bytes, in order
 	growing bool      // a reservation has the right to wait while holding a part
 	growers list.List // *waiter: reservations waiting for that right, in order
+	owners  map[string]int64
 }
 
 type waiter struct {
@@ -54,10 +68,23 @@ type waiter struct {
 
 // New returns a budget of size bytes in which no single need is above
 // largest (a larger request is cut to it). largest is at most size; both
-// are at least 1.
-func New(size, largest int64) *Budget {
+// are at least 1. share caps what one owner's reservations hold together;
+// it is at least largest, so that any one need fits, and 0 means no cap.
+func New(size, largest, share int64) *Budget {
 	size = max(size, 1)
-	return &Budget{size: size, largest: min(max(largest, 1), size)}
+	largest = min(max(largest, 1), size)
+	if share > 0 {
+		share = min(max(share, largest), size)
+	}
+	return &Budget{size: size, largest: largest, share: share, owners: map[string]int64{}}
+}
+
+// Share is what one owner's reservations may hold together; 0: no cap.
+func (b *Budget) Share() int64 {
+	if b == nil {
+		return 0
+	}
+	return b.share
 }
 
 // Size is the whole budget in bytes.
@@ -116,6 +143,35 @@ func (b *Budget) Acquire(ctx context.Context, n int64) (*Reservation, error) {
 // Reserve returns an empty reservation, to Grow as a message arrives.
 func (b *Budget) Reserve() *Reservation {
 	return &Reservation{b: b}
+}
+
+// ReserveFor is Reserve for a reservation that counts against owner's
+// share.
+func (b *Budget) ReserveFor(owner string) *Reservation {
+	return &Reservation{b: b, owner: owner}
+}
+
+// takeShare counts n more bytes against owner's share, or reports that
+// they would take it past. Called with mu held.
+func (b *Budget) takeShare(owner string, n int64) bool {
+	if owner == "" || b.share == 0 {
+		return true
+	}
+	if b.owners[owner]+n > b.share {
+		return false
+	}
+	b.owners[owner] += n
+	return true
+}
+
+// giveShare is takeShare undone. Called with mu held.
+func (b *Budget) giveShare(owner string, n int64) {
+	if owner == "" || b.share == 0 {
+		return
+	}
+	if b.owners[owner] -= n; b.owners[owner] <= 0 {
+		delete(b.owners, owner)
+	}
 }
 
 // acquire takes n more bytes, in turn.
@@ -189,8 +245,9 @@ func (b *Budget) release(n int64) {
 // Reservation is a number of bytes held in a budget. It is not safe for
 // concurrent use.
 type Reservation struct {
-	b    *Budget
-	held int64
+	b     *Budget
+	owner string // "": counts against no share
+	held  int64
 	// fixed: what is held was not taken by Grow's rule (Acquire, or a
 	// Shrink that kept a part), so waiting for more while holding it could
 	// deadlock; Grow refuses.
@@ -210,7 +267,9 @@ func (r *Reservation) Held() int64 {
 // takes them at once while that leaves Largest free; otherwise it waits,
 // keeping what it holds, until it can hold Largest (so it never needs to
 // grow again), or until ctx is done: then it holds what it held before.
-// Only a reservation from Reserve grows, and not after a Shrink that left it
+// A reservation from ReserveFor fails at once with ErrOverShare if what it
+// would hold takes its owner past the budget's share. Only a reservation
+// from Reserve or ReserveFor grows, and not after a Shrink that left it
 // holding something.
 func (r *Reservation) Grow(ctx context.Context, n int64) error {
 	b := r.b
@@ -227,11 +286,31 @@ func (r *Reservation) Grow(ctx context.Context, n int64) error {
 	}
 	b.mu.Lock()
 	if inc := n - r.held; b.queue.Len() == 0 && b.used+inc <= b.size-b.largest {
+		if !b.takeShare(r.owner, inc) {
+			b.mu.Unlock()
+			return ErrOverShare
+		}
 		b.used += inc
 		r.held = n
 		b.mu.Unlock()
 		return nil
 	}
+	// The owner's share is counted before waiting, for all that the
+	// reservation will hold, so that the owner's other reservations cannot
+	// take it meanwhile; it is given back if the wait fails.
+	share := b.largest - r.held
+	if !b.takeShare(r.owner, share) {
+		b.mu.Unlock()
+		return ErrOverShare
+	}
+	granted := false
+	defer func() {
+		if !granted {
+			b.mu.Lock()
+			b.giveShare(r.owner, share)
+			b.mu.Unlock()
+		}
+	}()
 	// Wait for the right to wait while holding a part.
 	if b.growing {
 		w := &waiter{ready: make(chan struct{})}
@@ -262,7 +341,7 @@ func (r *Reservation) Grow(ctx context.Context, n int64) error {
 	if err := b.acquire(ctx, b.largest-r.held); err != nil {
 		return err
 	}
-	r.held = b.largest
+	r.held, granted = b.largest, true
 	return nil
 }
 
@@ -276,6 +355,7 @@ func (r *Reservation) Shrink(n int64) {
 	r.fixed = true
 	if b := r.b; b != nil {
 		b.mu.Lock()
+		b.giveShare(r.owner, r.held-n)
 		b.release(r.held - n)
 		b.mu.Unlock()
 	}

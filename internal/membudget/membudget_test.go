@@ -30,7 +30,7 @@ func recv(t *testing.T, c <-chan error) error {
 }
 
 func TestAcquireWaitsInOrder(t *testing.T) {
-	b := New(100, 60)
+	b := New(100, 60, 0)
 	ctx := context.Background()
 	first, err := b.Acquire(ctx, 60)
 	if err != nil || b.InUse() != 60 {
@@ -60,18 +60,18 @@ func TestAcquireWaitsInOrder(t *testing.T) {
 }
 
 func TestAcquireCutToLargest(t *testing.T) {
-	b := New(100, 30)
+	b := New(100, 30, 0)
 	r, err := b.Acquire(context.Background(), 1000)
 	if err != nil || r.Held() != 30 || b.InUse() != 30 {
 		t.Fatalf("%v: held %d, in use %d", err, r.Held(), b.InUse())
 	}
-	if New(10, 50).Largest() != 10 {
+	if New(10, 50, 0).Largest() != 10 {
 		t.Error("largest above size")
 	}
 }
 
 func TestAcquireTimeoutHoldsNothing(t *testing.T) {
-	b := New(100, 100)
+	b := New(100, 100, 0)
 	hold, _ := b.Acquire(context.Background(), 80)
 	ctx, cancel := context.WithCancel(context.Background())
 	c := result(func() error { _, err := b.Acquire(ctx, 50); return err })
@@ -92,7 +92,7 @@ func TestAcquireTimeoutHoldsNothing(t *testing.T) {
 // TestCancelledFrontLetsOthersIn: when the waiter at the front gives up,
 // those behind it that fit are served.
 func TestCancelledFrontLetsOthersIn(t *testing.T) {
-	b := New(100, 100)
+	b := New(100, 100, 0)
 	hold, _ := b.Acquire(context.Background(), 60)
 	ctx, cancel := context.WithCancel(context.Background())
 	big := result(func() error { _, err := b.Acquire(ctx, 90); return err })
@@ -113,7 +113,7 @@ func TestCancelledFrontLetsOthersIn(t *testing.T) {
 }
 
 func TestGrowAtOnceWhileLargestStaysFree(t *testing.T) {
-	b := New(100, 40)
+	b := New(100, 40, 0)
 	ctx := context.Background()
 	r := b.Reserve()
 	if err := r.Grow(ctx, 10); err != nil || r.Held() != 10 {
@@ -141,7 +141,7 @@ func TestGrowAtOnceWhileLargestStaysFree(t *testing.T) {
 // Largest free waits for Largest in all, one reservation at a time, keeping
 // what it holds; a cancelled wait passes its turn on.
 func TestGrowWaitsForLargestOneAtATime(t *testing.T) {
-	b := New(100, 50)
+	b := New(100, 50, 0)
 	ctx := context.Background()
 	a, c, d := b.Reserve(), b.Reserve(), b.Reserve()
 	for _, r := range []*Reservation{a, c, d} {
@@ -179,7 +179,7 @@ func TestGrowWaitsForLargestOneAtATime(t *testing.T) {
 }
 
 func TestGrowOfFixedReservationPanics(t *testing.T) {
-	b := New(100, 50)
+	b := New(100, 50, 0)
 	r, _ := b.Acquire(context.Background(), 10)
 	defer func() {
 		if recover() == nil {
@@ -208,7 +208,7 @@ func TestNilBudgetIsUnlimited(t *testing.T) {
 // few of them at once. Every one finishes and the budget never goes over.
 func TestNoDeadlock(t *testing.T) {
 	const size, largest = 1000, 400
-	b := New(size, largest)
+	b := New(size, largest, 0)
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	over := false
@@ -259,5 +259,73 @@ func TestNoDeadlock(t *testing.T) {
 	}
 	if over || b.InUse() != 0 || b.Waiting() != 0 {
 		t.Errorf("over %v, in use %d, waiting %d", over, b.InUse(), b.Waiting())
+	}
+}
+
+// TestShareCapsOneOwner: an owner's reservations together hold at most the
+// share; the one that would go past fails at once, without waiting and
+// without holding anything more, while another owner still gets its part.
+// Giving back makes room for the owner again.
+func TestShareCapsOneOwner(t *testing.T) {
+	b := New(100, 30, 40)
+	ctx := context.Background()
+	first := b.ReserveFor("acct_a")
+	if err := first.Grow(ctx, 30); err != nil {
+		t.Fatal(err)
+	}
+	second := b.ReserveFor("acct_a")
+	if err := second.Grow(ctx, 5); err != nil {
+		t.Fatalf("within the share: %v", err)
+	}
+	if err := second.Grow(ctx, 20); !errors.Is(err, ErrOverShare) {
+		t.Fatalf("past the share: %v, want ErrOverShare", err)
+	}
+	if second.Held() != 5 || b.InUse() != 35 {
+		t.Fatalf("after the refusal: held %d, in use %d; want 5, 35", second.Held(), b.InUse())
+	}
+	other := b.ReserveFor("acct_b")
+	if err := other.Grow(ctx, 30); err != nil {
+		t.Fatalf("another owner: %v", err)
+	}
+	anyone := b.Reserve()
+	if err := anyone.Grow(ctx, 30); err != nil {
+		t.Fatalf("no owner: %v", err)
+	}
+	first.Release()
+	if err := second.Grow(ctx, 20); err != nil {
+		t.Fatalf("after the owner gave back: %v", err)
+	}
+	for _, r := range []*Reservation{second, other, anyone} {
+		r.Release()
+	}
+	if b.InUse() != 0 || len(b.owners) != 0 {
+		t.Fatalf("all released: in use %d, owners %v", b.InUse(), b.owners)
+	}
+}
+
+// TestShareCountedBeforeWaiting: a reservation waiting for the budget has
+// its owner's share counted already, so a second one of the same owner is
+// refused instead of waiting behind it; a failed wait gives the share back.
+func TestShareCountedBeforeWaiting(t *testing.T) {
+	b := New(100, 60, 60)
+	ctx := context.Background()
+	held, err := b.Acquire(ctx, 60)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waiting := b.ReserveFor("acct_a")
+	waitCtx, cancel := context.WithCancel(ctx)
+	done := result(func() error { return waiting.Grow(waitCtx, 50) })
+	testkit.WaitFor(t, "the grow to wait", func() bool { return b.Waiting() == 1 })
+	if err := b.ReserveFor("acct_a").Grow(ctx, 10); !errors.Is(err, ErrOverShare) {
+		t.Fatalf("beside a waiting reservation of its owner: %v, want ErrOverShare", err)
+	}
+	cancel()
+	if err := recv(t, done); !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled wait: %v", err)
+	}
+	held.Release()
+	if err := b.ReserveFor("acct_a").Grow(ctx, 10); err != nil {
+		t.Fatalf("after the failed wait gave the share back: %v", err)
 	}
 }

@@ -20,7 +20,7 @@ func TestWorkerReadsLargeBodyWithinBudget(t *testing.T) {
 	rdb := testkit.StartRedis(t).Client(t)
 	st := store.New(rdb, time.Now)
 	sink := testkit.StartSink(t, testkit.SinkOptions{})
-	budget := membudget.New(1<<20, 1<<20)
+	budget := membudget.New(1<<20, 1<<20, 0)
 	hold, err := budget.Acquire(context.Background(), budget.Size())
 	if err != nil {
 		t.Fatal(err)
