@@ -95,3 +95,26 @@ func TestRESTIdempotencyConcurrent(t *testing.T) {
 		t.Errorf("%d emails stored, want 1 (%s)", len(list), sent.ID)
 	}
 }
+
+// An Idempotency-Key is the account's own (catalogue S17): another account
+// sending the same key and body gets its own resource, never the first
+// account's cached answer.
+func TestIdempotencyKeyPerAccount(t *testing.T) {
+	s := newServer(t)
+	const otherKey = "sp_live_integrationtestkey000000000002"
+	s.p.Key(t, "other", otherKey)
+	h := map[string]string{"Idempotency-Key": "shared-1"}
+	tpl := map[string]string{"name": "welcome", "html": "<p>Hi {{name}}</p>"}
+	mine := s.Call("POST", "/v1/templates", liveKey, h, tpl)
+	theirs := s.Call("POST", "/v1/templates", otherKey, h, tpl)
+	if mine.Code != 201 || theirs.Code != 201 || bytes.Equal(mine.Body, theirs.Body) || theirs.Header.Get("Idempotent-Replayed") != "" {
+		t.Fatalf("same key in two accounts: %d %s / %d %s (replayed %q)", mine.Code, mine.Body, theirs.Code, theirs.Body, theirs.Header.Get("Idempotent-Replayed"))
+	}
+	for _, key := range []string{liveKey, otherKey} {
+		var list struct{ Data []struct{ ID string } }
+		s.JSON("GET", "/v1/templates", key, nil, &list)
+		if len(list.Data) != 1 {
+			t.Errorf("%d templates in the account of %s…, want 1", len(list.Data), key[:12])
+		}
+	}
+}
