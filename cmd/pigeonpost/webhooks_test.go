@@ -379,3 +379,47 @@ func TestWebhookMachineEvents(t *testing.T) {
 		t.Errorf("analytics %+v", a)
 	}
 }
+
+// TestWebhookHangingReceiver (catalogue S15): a receiver that never
+// answers is cut at webhooks.timeout and the event retried, with the same
+// webhook id, signed afresh; while the attempt hangs, mail is delivered as
+// usual (webhooks have their own stream and workers).
+func TestWebhookHangingReceiver(t *testing.T) {
+	s := webhookStack(t, func(c *config.Config) { c.Webhooks.Timeout = 3 * time.Second })
+	hanging := make(chan struct{})
+	var mu sync.Mutex
+	var got []received
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		body, _ := io.ReadAll(req.Body)
+		mu.Lock()
+		got = append(got, received{header: req.Header.Clone(), body: body, at: time.Now()})
+		first := len(got) == 1
+		mu.Unlock()
+		if first {
+			close(hanging)
+			<-req.Context().Done() // the gateway gives up on it
+			return
+		}
+		w.WriteHeader(http.StatusOK)
+	}))
+	t.Cleanup(srv.Close)
+	_, secret := s.CreateWebhook(srv.URL, "email.delivered")
+
+	first, _ := s.SendTracked(nil)
+	s.waitStatus(first, "delivered")
+	<-hanging
+	second, _ := s.SendTracked(nil)
+	s.waitStatus(second, "delivered")
+	s.webhooksIdle()
+
+	mu.Lock()
+	defer mu.Unlock()
+	byID := map[string]int{}
+	for _, g := range got {
+		checkSigned(t, g, secret)
+		byID[g.header.Get(webhooks.IDHeader)]++
+	}
+	if len(got) != 3 || len(byID) != 2 || byID[got[0].header.Get(webhooks.IDHeader)] != 2 {
+		t.Fatalf("%d requests for %d webhook ids (%v), want the hung one retried once and the other sent once", len(got), len(byID), byID)
+	}
+}
