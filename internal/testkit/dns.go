@@ -37,6 +37,12 @@ func (d *DNS) SetA(host string, ips ...string) {
 	d.Update(func(z *dnsserver.Zone) { z.SetA(host, ips...) })
 }
 
+// SetAInTurn makes host answer ips[n] to its n-th A (and AAAA) query, the
+// last from then on: DNS rebinding; see dnsserver.Zone.SetAInTurn.
+func (d *DNS) SetAInTurn(host string, ips ...string) {
+	d.Update(func(z *dnsserver.Zone) { z.SetAInTurn(host, ips...) })
+}
+
 // SetTXT replaces name's TXT records; see dnsserver.Zone.SetTXT.
 func (d *DNS) SetTXT(name string, values ...string) {
 	d.Update(func(z *dnsserver.Zone) { z.SetTXT(name, values...) })

@@ -170,7 +170,12 @@ func (s *Service) fetchAttachment(ctx context.Context, field, raw string) ([]byt
 		return nil, "", pipeline.ErrInvalid.With(fmt.Sprintf("%s.path: the file exceeds the limit of %d bytes (7 MB) a file", field, MaxAttachmentBytes))
 	case errors.Is(err, safehttp.ErrForbiddenAddress):
 		return nil, "", pipeline.ErrInvalid.With(field + ".path: the URL's host is on a private, loopback or link-local address, which is not allowed").WithCause(err)
-	case ctx.Err() != nil:
+	case errors.Is(err, safehttp.ErrRefusedURL):
+		return nil, "", pipeline.ErrInvalid.With(field + ".path: the URL, or one it redirects to, is not allowed: it must be https://, without a user name or password, " +
+			"with a host name or an IP address written in full").WithCause(err)
+	case errors.Is(err, safehttp.ErrTooManyRedirects):
+		return nil, "", pipeline.ErrInvalid.With(fmt.Sprintf("%s.path: the URL redirects more than %d times", field, safehttp.DefaultMaxRedirects)).WithCause(err)
+	case errors.Is(err, safehttp.ErrTimeout) || ctx.Err() != nil:
 		return nil, "", pipeline.ErrInvalid.With(field + ".path: fetching the URL timed out").WithCause(err)
 	}
 	return nil, "", pipeline.ErrInvalid.With(field + ".path: the URL could not be fetched").WithCause(err)

@@ -432,10 +432,21 @@ func (d *Dispatcher) post(ctx context.Context, ep *store.Webhook, del *store.Web
 	req.Header.Set(EventHeader, del.Event)
 	req.Header.Set(SignatureHeader, Sign(ep.Secret, d.Now(), del.Body))
 	resp, err := d.Client.Do(req)
-	if err != nil {
+	switch {
+	case errors.Is(err, safehttp.ErrForbiddenAddress):
+		// The host is looked up again at every attempt and the address
+		// checked as it is dialled: a name that moved to the inside
+		// since registration is refused here, not connected to.
+		return fmt.Errorf("refused, not connected: the endpoint's host is now on a private, loopback or link-local address (%w)", err)
+	case errors.Is(err, safehttp.ErrRefusedURL), errors.Is(err, safehttp.ErrTooManyRedirects):
+		return fmt.Errorf("refused: the endpoint URL, or one it redirected to, is not allowed (%w)", err)
+	case err != nil:
 		return err
 	}
 	defer resp.Body.Close()
+	// Never more than maxErrorBody of the answer is read, and none of it
+	// is kept: what the customer sees (lastError) is the status alone,
+	// so the endpoint URL cannot be used to read what it serves.
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxErrorBody))
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		return fmt.Errorf("endpoint answered HTTP %d", resp.StatusCode)

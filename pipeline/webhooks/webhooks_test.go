@@ -118,6 +118,14 @@ func TestCheckURL(t *testing.T) {
 		{"https://[fd00::1]/", strict, false},
 		{"https://[fe80::1]/", strict, false},
 		{"https://0.0.0.0/", strict, false},
+		{"https://127.1/", strict, false},
+		{"https://2130706433/", strict, false},
+		{"https://0x7f.0.0.1/", strict, false},
+		{"https://017700000001/", strict, false},
+		{"https://127.1/", URLPolicy{AllowPrivate: true}, false}, // ambiguous whatever the policy
+		{"https://[64:ff9b::7f00:1]/", strict, false},
+		{"https://[::7f00:1]/", strict, false},
+		{"gopher://hooks.example.com/", strict, false},
 		{"https://localhost/", strict, false},
 		{"https://app.localhost/", strict, false},
 		{"https://rebind.example.com/", strict, false}, // one private address is enough

@@ -142,6 +142,10 @@ type Zone struct {
 type name struct {
 	rrs   []dns.RR // served in this order
 	rcode int      // != RcodeSuccess: answer this rcode for every type
+	// turns, when set, are the address records of successive lookups
+	// (SetAInTurn); answered counts the queries of each type served.
+	turns    [][]dns.RR
+	answered map[uint16]int
 }
 
 // set replaces the records of the given types with rrs.
@@ -205,19 +209,43 @@ func (z *Zone) SetMX(domain string, prefs map[string]uint16) {
 // IPv6 addresses as AAAA records. No ips leaves host known without
 // addresses. It panics on a string that is not an IP address.
 func (z *Zone) SetA(host string, ips ...string) {
+	e := z.entry(host)
+	e.set(addressRecords("SetA", host, ips), dns.TypeA, dns.TypeAAAA)
+	e.turns, e.answered = nil, nil
+}
+
+// addressRecords returns host's A records for the IPv4 addresses of ips,
+// then its AAAA records for the IPv6 ones; it panics on a string that is
+// not an IP address.
+func addressRecords(setter, host string, ips []string) []dns.RR {
 	var a, aaaa []dns.RR
 	for _, s := range ips {
 		ip := net.ParseIP(s)
 		switch {
 		case ip == nil:
-			panic(fmt.Sprintf("dnsserver: Zone.SetA(%q): %q is not an IP address", host, s))
+			panic(fmt.Sprintf("dnsserver: Zone.%s(%q): %q is not an IP address", setter, host, s))
 		case ip.To4() != nil:
 			a = append(a, &dns.A{Hdr: hdr(host, dns.TypeA), A: ip.To4()})
 		default:
 			aaaa = append(aaaa, &dns.AAAA{Hdr: hdr(host, dns.TypeAAAA), AAAA: ip})
 		}
 	}
-	z.entry(host).set(append(a, aaaa...), dns.TypeA, dns.TypeAAAA)
+	return append(a, aaaa...)
+}
+
+// SetAInTurn makes host's address change from one lookup to the next, as a
+// name does under DNS rebinding: the n-th A query (and, separately, the
+// n-th AAAA query) is answered from ips[n], the last one from then on.
+// Each ips[n] is one IPv4 or IPv6 address; a query of the other family
+// gets an empty answer. It panics on a string that is not an IP address.
+func (z *Zone) SetAInTurn(host string, ips ...string) {
+	turns := make([][]dns.RR, len(ips))
+	for i, ip := range ips {
+		turns[i] = addressRecords("SetAInTurn", host, []string{ip})
+	}
+	e := z.entry(host)
+	e.set(nil, dns.TypeA, dns.TypeAAAA)
+	e.turns, e.answered = turns, map[uint16]int{}
 }
 
 // SetTXT replaces owner's TXT records, one record per value. A value longer
@@ -369,6 +397,15 @@ func (z *Zone) answer(m *dns.Msg, qname string, qtype uint16) {
 		case e.rcode != dns.RcodeSuccess:
 			m.Rcode = e.rcode
 			return
+		}
+		if len(e.turns) > 0 && (qtype == dns.TypeA || qtype == dns.TypeAAAA) {
+			turn := e.turns[min(e.answered[qtype], len(e.turns)-1)]
+			e.answered[qtype]++
+			for _, rr := range turn {
+				if rr.Header().Rrtype == qtype {
+					m.Answer = append(m.Answer, withOwner(rr, owner))
+				}
+			}
 		}
 		var cname *dns.CNAME
 		for _, rr := range e.rrs {

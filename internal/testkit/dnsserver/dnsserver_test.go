@@ -60,3 +60,49 @@ func TestUpdateRefreshAddTXTClear(t *testing.T) {
 		t.Fatalf("cleared name: rcode %d, want NXDOMAIN", rcode)
 	}
 }
+
+// TestSetAInTurn: each A query gets the next address, the last one from
+// then on; AAAA queries count on their own; SetA ends the turns.
+func TestSetAInTurn(t *testing.T) {
+	srv, err := Start(Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	query := func(qtype uint16) []string {
+		t.Helper()
+		m := new(dns.Msg)
+		m.SetQuestion("files.attacker.test.", qtype)
+		resp, _, err := (&dns.Client{Net: "tcp", Timeout: 5 * time.Second}).Exchange(m, srv.Addr())
+		if err != nil || resp.Rcode != dns.RcodeSuccess {
+			t.Fatalf("query: %v %v", resp, err)
+		}
+		var got []string
+		for _, rr := range resp.Answer {
+			switch rr := rr.(type) {
+			case *dns.A:
+				got = append(got, rr.A.String())
+			case *dns.AAAA:
+				got = append(got, rr.AAAA.String())
+			}
+		}
+		return got
+	}
+	srv.Update(func(z *Zone) { z.SetAInTurn("files.attacker.test", "127.0.0.2", "::2", "127.0.0.1") })
+	for i, want := range []string{"127.0.0.2", "", "127.0.0.1", "127.0.0.1"} {
+		if got := strings.Join(query(dns.TypeA), ","); got != want {
+			t.Errorf("A query %d: %q, want %q", i+1, got, want)
+		}
+	}
+	for i, want := range []string{"", "::2", ""} {
+		if got := strings.Join(query(dns.TypeAAAA), ","); got != want {
+			t.Errorf("AAAA query %d: %q, want %q", i+1, got, want)
+		}
+	}
+	srv.Update(func(z *Zone) { z.SetA("files.attacker.test", "127.0.0.3") })
+	for range 2 {
+		if got := strings.Join(query(dns.TypeA), ","); got != "127.0.0.3" {
+			t.Errorf("after SetA: %q", got)
+		}
+	}
+}
