@@ -662,3 +662,37 @@ func TestOpenOfUntrackedEmailRecordsNothing(t *testing.T) {
 		t.Errorf("an open recorded on an untracked email: %+v", evs)
 	}
 }
+
+// Over tracking.max_hits_per_ip_per_minute a client still gets the pixel
+// and its redirect, and nothing more is recorded (issue 18: one address
+// walking many ids wrote without end).
+func TestTrackingRatePerIPAnswersAnyway(t *testing.T) {
+	s := newServer(t, func(c *serverConfig) {
+		c.parts.Engagement.MaxHitsPerIPPerMinute = 2
+		c.parts.Engagement.LimitPrivateHits = true // the test's client is on loopback
+	})
+	id, _ := s.SendTracked(nil)
+	_, pixel, clicks := s.TrackingURLs(id)
+	s.markDelivered(id)
+	for i := range 3 {
+		if resp := s.Track(resttest.Hit{Path: clicks[0], UserAgent: browserUA}); resp.StatusCode != http.StatusFound || resp.Header.Get("Location") != "https://shop.example.test/a?x=1&y=2" {
+			t.Errorf("click %d: %d → %q", i, resp.StatusCode, resp.Header.Get("Location"))
+		}
+	}
+	if resp := s.Track(resttest.Hit{Path: pixel, UserAgent: browserUA}); resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Type") != "image/gif" {
+		t.Errorf("pixel over the rate: %d %v", resp.StatusCode, resp.Header)
+	}
+	if n, o := len(s.emailEvents(id, "clicked")), len(s.emailEvents(id, "opened")); n != 2 || o != 0 {
+		t.Errorf("%d clicks and %d opens recorded, want the first 2 clicks only", n, o)
+	}
+	if m := s.Metrics(); !strings.Contains(m, `pigeonpost_tracking_hits_total{result="rate_limited"} 2`) {
+		t.Errorf("rate-limited hits not counted:\n%s", m)
+	}
+	// Another address keeps its own rate.
+	if resp := s.Track(resttest.Hit{Path: pixel, UserAgent: browserUA, From: "127.0.0.2"}); resp.StatusCode != http.StatusOK {
+		t.Fatalf("pixel: %d", resp.StatusCode)
+	}
+	if o := len(s.emailEvents(id, "opened")); o != 1 {
+		t.Errorf("another address's open: %d recorded", o)
+	}
+}
