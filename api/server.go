@@ -6,6 +6,7 @@ package api
 import (
 	"bytes"
 	"context"
+	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"log/slog"
@@ -258,7 +259,7 @@ func requestKey(r *http.Request) (string, error) {
 		return "", pipeline.ErrMissingKey
 	case bearer == "":
 		return header, nil
-	case header != "" && pipeline.CanonicalSecret(header) != pipeline.CanonicalSecret(bearer):
+	case header != "" && subtle.ConstantTimeCompare([]byte(pipeline.CanonicalSecret(header)), []byte(pipeline.CanonicalSecret(bearer))) != 1:
 		return "", pipeline.ErrAuthFailed.With("the Authorization and X-API-Key headers carry different API keys: send one")
 	}
 	return bearer, nil
