@@ -80,7 +80,26 @@ func Handler(p Parts, opt Options) http.Handler {
 		mux.Handle(rt.pattern, rt.handler)
 	}
 	mux.HandleFunc(fallbackPattern, routeNotFound)
-	return withAPIAlias(mux)
+	return withLogger(opt.Logger, withAPIAlias(mux))
+}
+
+type loggerKey struct{}
+
+// withLogger gives next's requests the handler's logger, which writeError
+// (a function, called from every handler) logs failures with: the
+// configured one, in its format and level, not slog's default.
+func withLogger(log *slog.Logger, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), loggerKey{}, log)))
+	})
+}
+
+// requestLogger is the logger of r's handler (withLogger).
+func requestLogger(r *http.Request) *slog.Logger {
+	if l, ok := r.Context().Value(loggerKey{}).(*slog.Logger); ok {
+		return l
+	}
+	return slog.Default()
 }
 
 // fallbackPattern matches what no route does: routeNotFound answers it.
@@ -343,7 +362,7 @@ type errorBody struct {
 func writeError(w http.ResponseWriter, r *http.Request, err error) {
 	pe := pipeline.AsError(err)
 	if pe.HTTPStatus >= 500 {
-		slog.Warn("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+		requestLogger(r).Warn("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
 	}
 	if pe.RetryAfter > 0 {
 		w.Header().Set("Retry-After", strconv.Itoa(int((pe.RetryAfter+time.Second-1)/time.Second)))

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/pigeonpost/pigeonpost/internal/testkit"
 	"github.com/pigeonpost/pigeonpost/internal/testkit/resttest"
 )
 
@@ -74,5 +75,22 @@ func wantNotFound(t *testing.T, what string, r resttest.Response) {
 	if r.Code != http.StatusNotFound || r.ErrCode() != "not_found" || r.Header.Get("Location") != "" ||
 		!strings.HasPrefix(r.Header.Get("Content-Type"), "application/json") {
 		t.Errorf("%s: %d %q %s, want 404 not_found and no Location", what, r.Code, r.Header.Get("Location"), r.Body)
+	}
+}
+
+// A request that fails on storage is logged, with its cause, by the
+// logger the handler was given, not by slog's default (whose format and
+// level the configuration does not set); the client reads none of it.
+func TestStorageFailureLoggedByTheHandlersLogger(t *testing.T) {
+	var logs logBuffer
+	r := testkit.StartRedis(t)
+	s := newServer(t, capturingLogs(&logs), func(c *serverConfig) { c.parts.Redis = r.Client(t) })
+	r.Kill()
+	resp := s.Call("GET", "/v1/emails", liveKey, nil, nil)
+	if resp.Code != http.StatusServiceUnavailable || resp.ErrCode() != "service_unavailable" || strings.Contains(string(resp.Body), "refused") {
+		t.Errorf("with Redis stopped: %d %s", resp.Code, resp.Body)
+	}
+	if got := logs.String(); !strings.Contains(got, "request failed") || !strings.Contains(got, "connection refused") {
+		t.Errorf("the handler's logger lacks the failure and its cause:\n%s", got)
 	}
 }
