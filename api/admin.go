@@ -1,6 +1,7 @@
 package api
 
 import (
+	"log/slog"
 	"net/http"
 
 	"github.com/pigeonpost/pigeonpost/pipeline"
@@ -23,7 +24,10 @@ func AdminHandler(p Parts, opt Options) http.Handler {
 		mux.Handle(rt.pattern, rt.handler)
 	}
 	mux.HandleFunc("/admin/", routeNotFound)
-	return mux
+	if opt.Logger == nil {
+		opt.Logger = slog.Default()
+	}
+	return withLogger(opt.Logger, mux)
 }
 
 func (h *handler) adminRoutes() []route {

@@ -6,6 +6,7 @@ package api
 import (
 	"bytes"
 	"context"
+	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"log/slog"
@@ -79,7 +80,26 @@ func Handler(p Parts, opt Options) http.Handler {
 		mux.Handle(rt.pattern, rt.handler)
 	}
 	mux.HandleFunc(fallbackPattern, routeNotFound)
-	return withAPIAlias(mux)
+	return withLogger(opt.Logger, withAPIAlias(mux))
+}
+
+type loggerKey struct{}
+
+// withLogger gives next's requests the handler's logger, which writeError
+// (a function, called from every handler) logs failures with: the
+// configured one, in its format and level, not slog's default.
+func withLogger(log *slog.Logger, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), loggerKey{}, log)))
+	})
+}
+
+// requestLogger is the logger of r's handler (withLogger).
+func requestLogger(r *http.Request) *slog.Logger {
+	if l, ok := r.Context().Value(loggerKey{}).(*slog.Logger); ok {
+		return l
+	}
+	return slog.Default()
 }
 
 // fallbackPattern matches what no route does: routeNotFound answers it.
@@ -252,7 +272,7 @@ func requestKey(r *http.Request) (string, error) {
 		return "", pipeline.ErrMissingKey
 	case bearer == "":
 		return header, nil
-	case header != "" && pipeline.CanonicalSecret(header) != pipeline.CanonicalSecret(bearer):
+	case header != "" && subtle.ConstantTimeCompare([]byte(pipeline.CanonicalSecret(header)), []byte(pipeline.CanonicalSecret(bearer))) != 1:
 		return "", pipeline.ErrAuthFailed.With("the Authorization and X-API-Key headers carry different API keys: send one")
 	}
 	return bearer, nil
@@ -336,7 +356,7 @@ type errorBody struct {
 func writeError(w http.ResponseWriter, r *http.Request, err error) {
 	pe := pipeline.AsError(err)
 	if pe.HTTPStatus >= 500 {
-		slog.Warn("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+		requestLogger(r).Warn("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
 	}
 	if pe.RetryAfter > 0 {
 		w.Header().Set("Retry-After", strconv.Itoa(int((pe.RetryAfter+time.Second-1)/time.Second)))

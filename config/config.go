@@ -136,7 +136,8 @@ type Auth struct {
 	FailureDelay time.Duration `yaml:"failure_delay"` // 1s per recent failure from one IP, capped at 5x; 0 disables
 	// LockOutPrivateAddresses locks out, after 20 failures in 10 minutes,
 	// loopback and private client addresses too, not only public ones: set
-	// it when no proxy or load balancer stands in front of the clients.
+	// it when no proxy or load balancer stands in front of the clients. It
+	// applies tracking.max_hits_per_ip_per_minute to them too.
 	LockOutPrivateAddresses bool `yaml:"lockout_private_addresses"` // false
 }
 
@@ -177,6 +178,12 @@ type Tracking struct {
 	Secret      string        `yaml:"secret"`       // "" → generated and stored in Redis once; "new,old,…": signs with the first, accepts all (rotation)
 	BotWindow   time.Duration `yaml:"bot_window"`   // 3s: hits this soon after delivery are a gateway's prefetch; 0 disables the rule
 	CNAMETarget string        `yaml:"cname_target"` // "" → the host of http.public_url; custom tracking domains must be a CNAME of it
+	// MaxHitsPerIPPerMinute is how many opens and clicks one client
+	// address (an IPv6 /64) may have recorded a minute, in this process;
+	// over it the pixel and the redirect answer as always and nothing is
+	// recorded. Only public addresses are limited unless
+	// auth.lockout_private_addresses (no proxy in front). 0: no limit.
+	MaxHitsPerIPPerMinute int `yaml:"max_hits_per_ip_per_minute"` // 600
 }
 
 // Secrets are the tracking secrets, the current first; none when
@@ -281,7 +288,8 @@ func Default() Config {
 			Records: 30 * 24 * time.Hour,
 		},
 		Tracking: Tracking{
-			BotWindow: 3 * time.Second,
+			BotWindow:             3 * time.Second,
+			MaxHitsPerIPPerMinute: 600,
 		},
 		Webhooks: Webhooks{
 			Workers:      4,

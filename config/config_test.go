@@ -93,6 +93,7 @@ func TestDefaultsValid(t *testing.T) {
 		{"tracking.secret", d.Tracking.Secret, ""},
 		{"tracking.bot_window", d.Tracking.BotWindow, 3 * time.Second},
 		{"tracking.cname_target", d.Tracking.CNAMETarget, ""},
+		{"tracking.max_hits_per_ip_per_minute", d.Tracking.MaxHitsPerIPPerMinute, 600},
 		{"webhooks.workers", d.Webhooks.Workers, 4},
 		{"webhooks.timeout", d.Webhooks.Timeout, 10 * time.Second},
 		{"webhooks.retry_initial", d.Webhooks.RetryInitial, 30 * time.Second},
@@ -214,51 +215,52 @@ func TestDerivedSPFFollowsHostname(t *testing.T) {
 func TestEnvOverrides(t *testing.T) {
 	p := writeFile(t, "c.yaml", "redis:\n  url: redis://from-file:6379\nlimits:\n  burst: 7\n")
 	c := mustLoad(t, p, env(map[string]string{
-		"PIGEONPOST_REDIS_URL":                   "redis://from-env:6379/1", // string, beats the file
-		"PIGEONPOST_SMTP_MAX_RECIPIENTS":         "42",                      // int
-		"PIGEONPOST_SMTP_MAX_MESSAGE_BYTES":      "10485760",                // int64
-		"PIGEONPOST_LIMITS_RATE_PER_SECOND":      "12.5",                    // float64
-		"PIGEONPOST_REDIS_REQUIRE_DURABLE":       "true",                    // bool
-		"PIGEONPOST_DELIVERY_REQUIRE_TLS":        "1",                       // bool
-		"PIGEONPOST_DELIVERY_RETRY_INITIAL":      "45s",                     // duration
-		"PIGEONPOST_SMTP_DATA_TIMEOUT":           " 15m ",                   // duration, spaces trimmed
-		"PIGEONPOST_SMTP_DATA_MEMORY_BYTES":      "536870912",
-		"PIGEONPOST_AUTH_BOOTSTRAP_KEY":          "sp_test_0123456789abcdefghij",
-		"PIGEONPOST_DELIVERY_WORKERS":            "0",
-		"PIGEONPOST_UNRELATED_THING":             "ignored",
-		"PIGEONPOST_HTTP_PUBLIC_URL":             "https://example.com/",
-		"PIGEONPOST_TRACKING_SECRET":             "s3cret",
-		"PIGEONPOST_TRACKING_BOT_WINDOW":         "0s",
-		"PIGEONPOST_TRACKING_CNAME_TARGET":       "t.example.com",
-		"PIGEONPOST_WEBHOOKS_WORKERS":            "2",
-		"PIGEONPOST_WEBHOOKS_RETRY_INITIAL":      "1s",
-		"PIGEONPOST_WEBHOOKS_ALLOW_PRIVATE_URLS": "true",
-		"PIGEONPOST_WEBHOOKS_ALLOW_HTTP":         "true",
-		"PIGEONPOST_DOMAINS_DKIM_SELECTOR":       "pp2024",
-		"PIGEONPOST_LOG_LEVEL":                   "debug",
-		"PIGEONPOST_SMTP_TLS_LISTEN":             "",          // empty means unset: default kept
-		"PIGEONPOST_DELIVERY_RELAY_HOST":         "relay:587", // host:port string
-		"PIGEONPOST_AUTH_FAILURE_DELAY":          "0s",        // zero allowed
-		"PIGEONPOST_LIMITS_BURST":                "9",         // beats the file's 7
-		"PIGEONPOST_HTTP_MAX_BODY_BYTES":         "1000",
-		"PIGEONPOST_DELIVERY_MAX_AGE":            "24h",
-		"PIGEONPOST_DELIVERY_CLAIM_IDLE":         "10m",
-		"PIGEONPOST_DNS_RESOLVER":                "127.0.0.1:53",
-		"PIGEONPOST_DELIVERY_MX_PORT":            "2525",
-		"PIGEONPOST_HTTP_ADMIN_LISTEN":           "127.0.0.1:6060",
-		"PIGEONPOST_SMTP_MAX_CONNECTIONS":        "5",
-		"PIGEONPOST_SMTP_READ_TIMEOUT":           "5s",
-		"PIGEONPOST_SMTP_WRITE_TIMEOUT":          "6s",
-		"PIGEONPOST_DELIVERY_TIMEOUT":            "30s",
-		"PIGEONPOST_DELIVERY_RETRY_MAX":          "2h",
-		"PIGEONPOST_LOG_FORMAT":                  "json",
-		"PIGEONPOST_DOMAINS_SPF_INCLUDE":         "_spf.example.com",
-		"PIGEONPOST_SMTP_HOSTNAME":               "mx.example.com",
-		"PIGEONPOST_SMTP_LISTEN":                 ":1587",
-		"PIGEONPOST_HTTP_LISTEN":                 ":18080",
-		"PIGEONPOST_TLS_CERT_FILE":               "",
-		"PIGEONPOST_TLS_KEY_FILE":                "",
-		"PIGEONPOST_SMTP_MAX_RECIPIENTS_XXX":     "not a key",
+		"PIGEONPOST_REDIS_URL":                           "redis://from-env:6379/1", // string, beats the file
+		"PIGEONPOST_SMTP_MAX_RECIPIENTS":                 "42",                      // int
+		"PIGEONPOST_SMTP_MAX_MESSAGE_BYTES":              "10485760",                // int64
+		"PIGEONPOST_LIMITS_RATE_PER_SECOND":              "12.5",                    // float64
+		"PIGEONPOST_REDIS_REQUIRE_DURABLE":               "true",                    // bool
+		"PIGEONPOST_DELIVERY_REQUIRE_TLS":                "1",                       // bool
+		"PIGEONPOST_DELIVERY_RETRY_INITIAL":              "45s",                     // duration
+		"PIGEONPOST_SMTP_DATA_TIMEOUT":                   " 15m ",                   // duration, spaces trimmed
+		"PIGEONPOST_SMTP_DATA_MEMORY_BYTES":              "536870912",
+		"PIGEONPOST_AUTH_BOOTSTRAP_KEY":                  "sp_test_0123456789abcdefghij",
+		"PIGEONPOST_DELIVERY_WORKERS":                    "0",
+		"PIGEONPOST_UNRELATED_THING":                     "ignored",
+		"PIGEONPOST_HTTP_PUBLIC_URL":                     "https://example.com/",
+		"PIGEONPOST_TRACKING_SECRET":                     "s3cret",
+		"PIGEONPOST_TRACKING_BOT_WINDOW":                 "0s",
+		"PIGEONPOST_TRACKING_CNAME_TARGET":               "t.example.com",
+		"PIGEONPOST_TRACKING_MAX_HITS_PER_IP_PER_MINUTE": "30",
+		"PIGEONPOST_WEBHOOKS_WORKERS":                    "2",
+		"PIGEONPOST_WEBHOOKS_RETRY_INITIAL":              "1s",
+		"PIGEONPOST_WEBHOOKS_ALLOW_PRIVATE_URLS":         "true",
+		"PIGEONPOST_WEBHOOKS_ALLOW_HTTP":                 "true",
+		"PIGEONPOST_DOMAINS_DKIM_SELECTOR":               "pp2024",
+		"PIGEONPOST_LOG_LEVEL":                           "debug",
+		"PIGEONPOST_SMTP_TLS_LISTEN":                     "",          // empty means unset: default kept
+		"PIGEONPOST_DELIVERY_RELAY_HOST":                 "relay:587", // host:port string
+		"PIGEONPOST_AUTH_FAILURE_DELAY":                  "0s",        // zero allowed
+		"PIGEONPOST_LIMITS_BURST":                        "9",         // beats the file's 7
+		"PIGEONPOST_HTTP_MAX_BODY_BYTES":                 "1000",
+		"PIGEONPOST_DELIVERY_MAX_AGE":                    "24h",
+		"PIGEONPOST_DELIVERY_CLAIM_IDLE":                 "10m",
+		"PIGEONPOST_DNS_RESOLVER":                        "127.0.0.1:53",
+		"PIGEONPOST_DELIVERY_MX_PORT":                    "2525",
+		"PIGEONPOST_HTTP_ADMIN_LISTEN":                   "127.0.0.1:6060",
+		"PIGEONPOST_SMTP_MAX_CONNECTIONS":                "5",
+		"PIGEONPOST_SMTP_READ_TIMEOUT":                   "5s",
+		"PIGEONPOST_SMTP_WRITE_TIMEOUT":                  "6s",
+		"PIGEONPOST_DELIVERY_TIMEOUT":                    "30s",
+		"PIGEONPOST_DELIVERY_RETRY_MAX":                  "2h",
+		"PIGEONPOST_LOG_FORMAT":                          "json",
+		"PIGEONPOST_DOMAINS_SPF_INCLUDE":                 "_spf.example.com",
+		"PIGEONPOST_SMTP_HOSTNAME":                       "mx.example.com",
+		"PIGEONPOST_SMTP_LISTEN":                         ":1587",
+		"PIGEONPOST_HTTP_LISTEN":                         ":18080",
+		"PIGEONPOST_TLS_CERT_FILE":                       "",
+		"PIGEONPOST_TLS_KEY_FILE":                        "",
+		"PIGEONPOST_SMTP_MAX_RECIPIENTS_XXX":             "not a key",
 	}))
 	want := Config{
 		SMTP: SMTP{Listen: ":1587", TLSListen: ":465", ReportsMailbox: "reports@mx.example.com", Hostname: "mx.example.com", MaxMessageBytes: 10485760,
@@ -275,7 +277,7 @@ func TestEnvOverrides(t *testing.T) {
 		Limits:     Limits{RatePerSecond: 12.5, Burst: 9},
 		Reputation: Default().Reputation,
 		Retention:  Default().Retention,
-		Tracking:   Tracking{Secret: "s3cret", BotWindow: 0, CNAMETarget: "t.example.com"},
+		Tracking:   Tracking{Secret: "s3cret", BotWindow: 0, CNAMETarget: "t.example.com", MaxHitsPerIPPerMinute: 30},
 		Webhooks: Webhooks{Workers: 2, Timeout: 10 * time.Second, RetryInitial: time.Second, RetryMax: time.Hour,
 			MaxAge: 72 * time.Hour, ClaimIdle: time.Minute, AllowPrivateURLs: true, AllowHTTP: true},
 		Domains: Domains{DKIMSelector: "pp2024", SPFInclude: "_spf.example.com"},
@@ -300,8 +302,8 @@ func TestEnvCoversEveryKey(t *testing.T) {
 			t.Errorf("%s: cannot be set from the environment: %v", name, err)
 		}
 	})
-	if n != 68 {
-		t.Errorf("walked %d keys, want 68", n)
+	if n != 69 {
+		t.Errorf("walked %d keys, want 69", n)
 	}
 	for _, name := range []string{"PIGEONPOST_REDIS_URL", "PIGEONPOST_SMTP_MAX_MESSAGE_BYTES", "PIGEONPOST_DELIVERY_RETRY_INITIAL"} {
 		found := false
@@ -598,6 +600,8 @@ func TestValidateRules(t *testing.T) {
 		{"bot_window 0", func(c *Config) { c.Tracking.BotWindow = 0 }, ""},
 		{"bot_window neg", func(c *Config) { c.Tracking.BotWindow = -time.Second }, "tracking.bot_window: must be 0 (disabled) or more"},
 		{"cname_target bad", func(c *Config) { c.Tracking.CNAMETarget = "t..example.com" }, "tracking.cname_target: not a valid DNS name"},
+		{"hits per ip off", func(c *Config) { c.Tracking.MaxHitsPerIPPerMinute = 0 }, ""},
+		{"hits per ip neg", func(c *Config) { c.Tracking.MaxHitsPerIPPerMinute = -1 }, "tracking.max_hits_per_ip_per_minute: must be 0 (no limit) or more (got -1)"},
 		{"webhook workers 0", func(c *Config) { c.Webhooks.Workers = 0 }, ""},
 		{"webhook workers neg", func(c *Config) { c.Webhooks.Workers = -1 }, "webhooks.workers: must be 0 or more"},
 		{"webhook timeout 0", func(c *Config) { c.Webhooks.Timeout = 0 }, "webhooks.timeout: must be greater than 0"},

@@ -168,6 +168,9 @@ func (c Config) Validate() error {
 		v.add("tracking.bot_window", fmt.Sprintf("must be 0 (disabled) or more (got %s)", c.Tracking.BotWindow))
 	}
 	v.dnsName("tracking.cname_target", c.Tracking.CNAMETarget, false)
+	if c.Tracking.MaxHitsPerIPPerMinute < 0 {
+		v.add("tracking.max_hits_per_ip_per_minute", fmt.Sprintf("must be 0 (no limit) or more (got %d)", c.Tracking.MaxHitsPerIPPerMinute))
+	}
 
 	// webhooks
 	if c.Webhooks.Workers < 0 {

@@ -176,6 +176,9 @@ func build(ctx context.Context, cfg config.Config, log *slog.Logger, opt serveOp
 		CacheTTL:    cacheTTL,
 		Logger:      log,
 		Metrics:     engagement.NewMetrics(reg),
+
+		MaxHitsPerIPPerMinute: cfg.Tracking.MaxHitsPerIPPerMinute,
+		LimitPrivateHits:      cfg.Auth.LockOutPrivateAddresses, // no proxy in front: its address is no one else's
 	})
 	so := sends.Options{PublicURL: cfg.HTTP.PublicURL, Logger: log}
 	if cfg.SMTP.MailboxListen != "" {

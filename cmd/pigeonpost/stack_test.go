@@ -1,11 +1,13 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"io"
 	"log/slog"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -37,6 +39,25 @@ type stack struct {
 	cfg              config.Config
 	addrs            boundAddrs
 	stop             func()
+	logs             lockedBuffer // what the gateway logged, at cfg.Log.Level ("debug", or info)
+}
+
+// lockedBuffer is a buffer safe for concurrent writes.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
 
 // stackConfig is the configuration every integration test starts from.
@@ -91,7 +112,11 @@ func (s *stack) start() {
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan boundAddrs, 1)
 	done := make(chan error, 1)
-	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	level := slog.LevelInfo
+	if s.cfg.Log.Level == "debug" {
+		level = slog.LevelDebug
+	}
+	log := slog.New(slog.NewTextHandler(io.MultiWriter(testWriter{t}, &s.logs), &slog.HandlerOptions{Level: level}))
 	go func() {
 		done <- serve(ctx, s.cfg, log, serveOptions{stdout: io.Discard, onReady: func(a boundAddrs) { ready <- a },
 			// Every integration test also proves that what it made the gateway

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/subtle"
 	"crypto/tls"
 	"encoding/json"
 	"errors"
@@ -63,7 +64,9 @@ func newSink(opt sinkOptions) (*smtpsink.Server, error) {
 		o.Cert = &cert
 	}
 	if opt.user != "" {
-		o.Auth = func(username, password string) bool { return username == opt.user && password == opt.pass }
+		o.Auth = func(username, password string) bool {
+			return username == opt.user && subtle.ConstantTimeCompare([]byte(password), []byte(opt.pass)) == 1
+		}
 		o.AuthRequired = true
 	}
 	return smtpsink.Start(o)

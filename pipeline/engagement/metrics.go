@@ -23,7 +23,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}),
 		hits: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "pigeonpost_tracking_hits_total",
-			Help: "Tracking hits by outcome: recorded, unknown (no such email or link), failed (Redis), dropped (queue full).",
+			Help: "Tracking hits by outcome: recorded, unknown (no such email or link), failed (Redis), dropped (queue full), capped (the email has all its events), rate_limited (the client address is over tracking.max_hits_per_ip_per_minute).",
 		}, []string{"result"}),
 	}
 	if reg != nil {

@@ -42,9 +42,15 @@ type Options struct {
 	Lookup      HostResolver  // nil: tracking domains cannot be verified
 	BotWindow   time.Duration // hits this soon after delivery are a gateway's prefetch; 0: rule off
 	CacheTTL    time.Duration // how long an email's links are reused; 0 disables the cache
-	Now         func() time.Time
-	Logger      *slog.Logger
-	Metrics     *Metrics
+	// MaxHitsPerIPPerMinute is how many tracking hits one client address
+	// may have recorded a minute (iprate.go); 0: no limit.
+	MaxHitsPerIPPerMinute int
+	// LimitPrivateHits applies that limit to loopback and private
+	// addresses too, not only to public ones.
+	LimitPrivateHits bool
+	Now              func() time.Time
+	Logger           *slog.Logger
+	Metrics          *Metrics
 }
 
 // Service records tracking hits and serves tracking settings and
@@ -58,6 +64,7 @@ type Service struct {
 	metrics  *Metrics
 	links    *ttlcache.Cache[[]string] // the tracked links of recently clicked emails, by email id
 	hits     []chan trackHit           // tracking hits waiting to be recorded, by recorder (hits.go)
+	ipRate   *ipLimiter                // nil: no limit
 }
 
 // New returns the Service over st. signer checks click ids: it must be the
@@ -81,5 +88,6 @@ func New(st *store.Store, settings Settings, domains Domains, signer *tracking.S
 		metrics:  opt.Metrics,
 		links:    ttlcache.New[[]string](opt.CacheTTL),
 		hits:     newHitQueues(),
+		ipRate:   newIPLimiter(opt.MaxHitsPerIPPerMinute, opt.LimitPrivateHits),
 	}
 }

@@ -57,7 +57,22 @@ func (s *Service) RecordOpen(ctx context.Context, emailID string, v Visitor) {
 	if !strings.HasPrefix(emailID, "em_") || len(emailID) > maxEmailIDLen {
 		return
 	}
-	s.queueHit(ctx, trackHit{emailID: emailID, kind: tracking.HitOpen, visitor: v.bounded(), at: s.opt.Now()})
+	now := s.opt.Now()
+	if !s.mayRecord(v, now) {
+		return
+	}
+	s.queueHit(ctx, trackHit{emailID: emailID, kind: tracking.HitOpen, visitor: v.bounded(), at: now})
+}
+
+// mayRecord reports whether a hit of v at now may be recorded: whether its
+// address is within its rate (iprate.go). A hit over it is counted, and
+// answered as any other.
+func (s *Service) mayRecord(v Visitor, now time.Time) bool {
+	if s.ipRate.allow(v.IP, now) {
+		return true
+	}
+	s.metrics.hits.WithLabelValues("rate_limited").Inc()
+	return false
 }
 
 // ResolveClick checks a click id and returns the destination the original
@@ -73,9 +88,13 @@ func (s *Service) ResolveClick(ctx context.Context, clickID string, v Visitor) (
 		return "", pipeline.NotFound("link")
 	}
 	links, err := s.emailLinks(ctx, c.EmailID)
+	now := s.opt.Now()
 	switch {
 	case errors.Is(err, store.ErrNotFound) && c.Dest != "":
-		if err := s.store.CountExpiredClick(ctx, c.AccountID, s.opt.Now()); err != nil {
+		if !s.mayRecord(v, now) {
+			return c.Dest, nil
+		}
+		if err := s.store.CountExpiredClick(ctx, c.AccountID, now); err != nil {
 			s.opt.Logger.Warn("counting a click on expired mail failed", "err", err)
 		}
 		return c.Dest, nil
@@ -87,7 +106,9 @@ func (s *Service) ResolveClick(ctx context.Context, clickID string, v Visitor) (
 	if c.Index >= len(links) {
 		return "", pipeline.NotFound("link")
 	}
-	s.queueHit(ctx, trackHit{emailID: c.EmailID, kind: tracking.HitClick, index: c.Index, visitor: v.bounded(), at: s.opt.Now()})
+	if s.mayRecord(v, now) {
+		s.queueHit(ctx, trackHit{emailID: c.EmailID, kind: tracking.HitClick, index: c.Index, visitor: v.bounded(), at: now})
+	}
 	return links[c.Index], nil
 }
 
