@@ -334,16 +334,8 @@ func (w *Worker) record(ctx context.Context, entry store.Entry, e *store.Email, 
 	}
 	w.Metrics.attempts.WithLabelValues(string(event)).Inc()
 	w.Logger.Info("delivery "+string(event), "email", e.ID, "err", de)
-	if err := w.Store.UpdateEmail(ctx, e.ID,
-		map[string]any{store.FieldStatus: status, field: stamp, store.FieldLastError: de.Error()},
-		&store.Event{Type: event, Timestamp: now, AccountID: e.AccountID, Data: detail}); err != nil {
-		return err
-	}
-	if status == store.StatusBounced && w.Reputation != nil {
-		if err := w.Reputation.Observe(ctx, e.AccountID); err != nil {
-			w.Logger.Warn("checking the account's bounce rate failed", "account", e.AccountID, "err", err)
-		}
-	}
+	// The address is suppressed before the email reads "bounced", so that
+	// whoever sees the bounce and sends again is refused.
 	if status == store.StatusBounced && hardBounce(de) {
 		if err := w.Store.Suppress(ctx, e.AccountID, e.ToAddress, "hard_bounce"); err != nil {
 			return err
@@ -353,6 +345,16 @@ func (w *Worker) record(ctx context.Context, entry store.Entry, e *store.Email, 
 			if err := w.Store.SetContactStatus(ctx, e.AccountID, e.Send.ContactID, "bounced", now); err != nil {
 				return err
 			}
+		}
+	}
+	if err := w.Store.UpdateEmail(ctx, e.ID,
+		map[string]any{store.FieldStatus: status, field: stamp, store.FieldLastError: de.Error()},
+		&store.Event{Type: event, Timestamp: now, AccountID: e.AccountID, Data: detail}); err != nil {
+		return err
+	}
+	if status == store.StatusBounced && w.Reputation != nil {
+		if err := w.Reputation.Observe(ctx, e.AccountID); err != nil {
+			w.Logger.Warn("checking the account's bounce rate failed", "account", e.AccountID, "err", err)
 		}
 	}
 	return w.Store.Ack(ctx, entry.StreamID)
