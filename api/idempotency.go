@@ -110,9 +110,19 @@ func (h *handler) idempotent(next keyedHandler, replayable bool) keyedHandler {
 	}
 }
 
-// readBody reads the request body under the size cap.
+// readBody reads the request body under the size cap: one declared over
+// it is refused unread, one declared under it is read into a buffer of its
+// size (io.ReadAll would grow one to twice that).
 func (h *handler) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, h.opt.MaxBodyBytes))
+	if r.ContentLength > h.opt.MaxBodyBytes {
+		return nil, pipeline.PayloadTooLarge(h.opt.MaxBodyBytes)
+	}
+	var buf bytes.Buffer
+	if r.ContentLength > 0 {
+		buf.Grow(int(r.ContentLength) + bytes.MinRead) // room for the read that meets the end
+	}
+	_, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, h.opt.MaxBodyBytes))
+	body := buf.Bytes()
 	var tooBig *http.MaxBytesError
 	if errors.As(err, &tooBig) {
 		return nil, pipeline.PayloadTooLarge(h.opt.MaxBodyBytes)
@@ -124,8 +134,12 @@ func (h *handler) readBody(w http.ResponseWriter, r *http.Request) ([]byte, erro
 }
 
 // canonicalJSON re-encodes a JSON body with sorted keys and no
-// insignificant whitespace; a body that is not JSON is used as it is.
+// insignificant whitespace; a body that is not JSON, or is past
+// jsonBounds (which the route's decoding refuses), is used as it is.
 func canonicalJSON(b []byte) []byte {
+	if checkShape(b) != nil {
+		return b
+	}
 	d := json.NewDecoder(bytes.NewReader(b))
 	d.UseNumber()
 	var v any

@@ -230,6 +230,12 @@ func (h *handler) auth(next func(http.ResponseWriter, *http.Request, *store.Key)
 			writeError(w, r, err)
 			return
 		}
+		if r.ContentLength > h.opt.MaxBodyBytes && !streamedRoutes[r.Pattern] {
+			// Refused before it is read, and before it waits for a
+			// share of the budget it would not use.
+			writeError(w, r, pipeline.PayloadTooLarge(h.opt.MaxBodyBytes))
+			return
+		}
 		res, err := h.reserveBody(r)
 		if err != nil {
 			h.opt.Logger.Info("request refused: no memory budget in time", "key", k.ID, "declared_size", r.ContentLength)
@@ -269,6 +275,9 @@ func requestKey(r *http.Request) (string, error) {
 func (h *handler) decode(w http.ResponseWriter, r *http.Request, v any) error {
 	body, err := h.readBody(w, r)
 	if err != nil {
+		return err
+	}
+	if err := checkShape(body); err != nil {
 		return err
 	}
 	if err := strictDecoder(body).Decode(v); err != nil {
