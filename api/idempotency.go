@@ -110,8 +110,14 @@ func (h *handler) idempotent(next keyedHandler, replayable bool) keyedHandler {
 	}
 }
 
-// readBody reads the request body under the size cap.
+// readBody reads the request body under the size cap: one declared over
+// it is refused unread. The buffer grows as the body arrives, not to the
+// size it declares: a client that declares a large body and sends little
+// must not make the server allocate it (budget.go).
 func (h *handler) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
+	if r.ContentLength > h.opt.MaxBodyBytes {
+		return nil, pipeline.PayloadTooLarge(h.opt.MaxBodyBytes)
+	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, h.opt.MaxBodyBytes))
 	var tooBig *http.MaxBytesError
 	if errors.As(err, &tooBig) {
@@ -128,8 +134,12 @@ func (h *handler) readBody(w http.ResponseWriter, r *http.Request) ([]byte, erro
 }
 
 // canonicalJSON re-encodes a JSON body with sorted keys and no
-// insignificant whitespace; a body that is not JSON is used as it is.
+// insignificant whitespace; a body that is not JSON, or is past
+// jsonBounds (which the route's decoding refuses), is used as it is.
 func canonicalJSON(b []byte) []byte {
+	if checkShape(b) != nil {
+		return b
+	}
 	d := json.NewDecoder(bytes.NewReader(b))
 	d.UseNumber()
 	var v any

@@ -285,6 +285,9 @@ func (h *handler) decode(w http.ResponseWriter, r *http.Request, v any) error {
 	if err != nil {
 		return err
 	}
+	if err := checkShape(body); err != nil {
+		return err
+	}
 	if err := strictDecoder(body).Decode(v); err != nil {
 		if strictjson.IsUnknownField(err) {
 			return unknownFieldError(body, v, "")

@@ -25,6 +25,13 @@ const (
 // Postfix's header_size_limit: https://www.postfix.org/postconf.5.html#header_size_limit).
 const maxHeaderBytes = 1 << 20
 
+// maxHeaderLines bounds the lines of the header section: a mebibyte of
+// "a:b" lines is 200,000 fields, each read into the header's map and
+// slices and then signed and rewritten. Go's mime/multipart allows 10,000
+// fields per part; the tracking rewriter leaves a part with a longer
+// header as it is.
+const maxHeaderLines = 10_000
+
 // submittedMessage is a message split into a header we may edit and a body
 // we never copy until it is written out.
 type submittedMessage struct {
@@ -131,6 +138,9 @@ func readHeader(raw []byte) (textproto.Header, int, error) {
 	}
 	if end > maxHeaderBytes {
 		return textproto.Header{}, 0, ErrBadMessage.With(fmt.Sprintf("header section exceeds %d bytes", maxHeaderBytes))
+	}
+	if bytes.Count(raw[:end], []byte("\r\n")) > maxHeaderLines+1 { // +1: the blank line
+		return textproto.Header{}, 0, ErrBadMessage.With(fmt.Sprintf("header section exceeds %d lines", maxHeaderLines))
 	}
 	if bytes.IndexByte(raw[:end], 0) >= 0 {
 		// RFC 5322 §2.2: a field is printable US-ASCII and white space; a

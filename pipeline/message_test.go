@@ -96,6 +96,9 @@ func FuzzParseMessage(f *testing.F) {
 	f.Add("From: \"A\" <a@acme.test>\r\nSubject: =?utf-8?b?w6k=?=\r\n\r\n")
 	f.Add("\r\n")
 	f.Add("From: a@acme.test\r\nX-SP-Send-At: Thu, 24 Dec 2026 09:00:00 +0100\r\n\r\nbody")
+	// Header floods (S11): one line past the limit, as fields and folded.
+	f.Add("From: a@acme.test\r\n" + strings.Repeat("X-H: v\r\n", maxHeaderLines) + "\r\nbody")
+	f.Add("From: a@acme.test\r\nX-H: v" + strings.Repeat("\r\n v", maxHeaderLines) + "\r\n\r\nbody")
 	f.Fuzz(func(t *testing.T, raw string) {
 		m, err := parseForTest(raw)
 		if err != nil {

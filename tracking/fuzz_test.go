@@ -14,13 +14,17 @@ import (
 // panic, no error (the I/O cannot fail here), output equal to input when
 // nothing is enabled or nothing changed, output that parses whenever the
 // input did, non-HTML parts untouched, and HTML changed only by link
-// rewriting and the pixel.
+// rewriting and the pixel. The seeds are the golden messages and the MIME
+// bombs of bombs_test.go.
 func FuzzRewrite(f *testing.F) {
 	inputs, _ := filepath.Glob(filepath.Join(goldenDir, "*.eml"))
 	for _, in := range inputs {
 		if b, err := os.ReadFile(in); err == nil {
 			f.Add(b)
 		}
+	}
+	for _, b := range bombSeeds() {
+		f.Add(b)
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		// Disabled: a plain copy.

@@ -46,8 +46,29 @@ func headerLen(b []byte) int {
 // These are the headers on which go-message and this package necessarily
 // agree about where fields, and hence the body, start and end.
 func parseHeader(h []byte) ([]field, bool) {
+	return readHeader(h, true)
+}
+
+// validHeader reports whether parseHeader would accept h, without
+// building its fields: scanMultipart checks every part's header, and the
+// fields of a header flood (millions of "a:b" lines) would take a hundred
+// times the bytes they are read from.
+func validHeader(h []byte) bool {
+	_, ok := readHeader(h, false)
+	return ok
+}
+
+// tooManyLines reports whether header block h has more than maxHeaderLines
+// lines besides the empty one that ends it.
+func tooManyLines(h []byte) bool {
+	return bytes.Count(h, crlf) > maxHeaderLines+1
+}
+
+// readHeader is parseHeader, which builds the fields only with keep.
+func readHeader(h []byte, keep bool) ([]field, bool) {
 	var fields []field
 	var value []string // value segments of the current field
+	seen := false      // whether a field has started
 	flush := func() {
 		if len(fields) > 0 {
 			fields[len(fields)-1].value = strings.Join(value, " ")
@@ -66,8 +87,12 @@ func parseHeader(h []byte) ([]field, bool) {
 			return nil, false
 		}
 		if line[0] == ' ' || line[0] == '\t' {
-			if len(fields) == 0 {
+			if !seen {
 				return nil, false
+			}
+			if !keep {
+				pos = next
+				continue
 			}
 			if v := trimSpaceTab(line); len(v) > 0 {
 				value = append(value, string(v))
@@ -88,6 +113,11 @@ func parseHeader(h []byte) ([]field, bool) {
 			if c < 33 || c > 126 {
 				return nil, false
 			}
+		}
+		seen = true
+		if !keep {
+			pos = next
+			continue
 		}
 		flush()
 		fields = append(fields, field{name: string(name), start: pos, end: next, colon: pos + colon})
@@ -147,8 +177,10 @@ type span struct{ start, end int }
 // Each span covers one part's header block and body; the bytes between spans
 // (preamble, delimiter lines with the CRLF before them, close delimiter and
 // epilogue) belong to the multipart itself. ok is false when the body is not
-// a well-formed CRLF multipart.
-func scanMultipart(b []byte, boundary string) (parts []span, ok bool) {
+// a well-formed CRLF multipart. At most limit spans are returned: the parts
+// after them are checked but not kept, and belong to the epilogue as far as
+// the caller is concerned (so 100,000 empty parts do not make 100,000 spans).
+func scanMultipart(b []byte, boundary string, limit int) (parts []span, ok bool) {
 	dash := []byte("--" + boundary)
 	nlDash := []byte("\r\n--" + boundary)
 
@@ -180,7 +212,7 @@ func scanMultipart(b []byte, boundary string) (parts []span, ok bool) {
 		if n < 0 {
 			return nil, false
 		}
-		if _, ok := parseHeader(b[pos : pos+n]); !ok {
+		if !validHeader(b[pos : pos+n]) {
 			return nil, false
 		}
 		bodyStart := pos + n
@@ -204,7 +236,9 @@ func scanMultipart(b []byte, boundary string) (parts []span, ok bool) {
 				from = i + 1
 			}
 		}
-		parts = append(parts, span{start, end})
+		if len(parts) < limit {
+			parts = append(parts, span{start, end})
+		}
 
 		line, next := lineAt(b, delim)
 		switch {

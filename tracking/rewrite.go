@@ -10,11 +10,15 @@ import (
 	"strings"
 )
 
-// Limits on the MIME tree Rewrite walks. Anything deeper or beyond the part
-// count is copied unchanged and reported in Result.Warnings.
+// Limits on the MIME tree Rewrite walks. Anything deeper, beyond the part
+// count or under a longer header is copied unchanged and reported in
+// Result.Warnings. Copying is cheap; what the limits bound is the parsing:
+// without them a 25 MB message of 100,000 empty parts, or of one part with
+// millions of header lines, takes seconds and gigabytes per recipient.
 const (
-	maxDepth = 50   // nested multipart levels below the top-level entity
-	maxParts = 1000 // parts visited in the whole message
+	maxDepth       = 50     // nested multipart levels below the top-level entity
+	maxParts       = 1000   // parts visited in the whole message
+	maxHeaderLines = 10_000 // lines of one entity's header (as Go's mime/multipart allows per part)
 )
 
 // Options say what to add to one recipient's copy.
@@ -42,6 +46,8 @@ type Result struct {
 	// Found, with Clicks, is every link of the parts rewritten, tracked or
 	// not, in document order: what a preview shows of them.
 	Found []Link
+
+	entities int // entities whose header was parsed: the work the limits bound
 }
 
 // Link is a link Rewrite found: tracked (Reason empty, Index its link
@@ -124,7 +130,7 @@ func RewriteBytes(dst io.Writer, in []byte, opts Options) (Result, error) {
 		rw.opts.Opens = false
 		rw.warnf("", "open tracking requested without a PixelURL; no pixel added")
 	}
-	if n := headerLen(in); n > 0 {
+	if n := headerLen(in); n > 0 && !tooManyLines(in[:n]) {
 		if fields, ok := parseHeader(in[:n]); ok {
 			for _, f := range fields {
 				if strings.EqualFold(f.name, "List-Unsubscribe") {
@@ -156,6 +162,7 @@ func RewriteBytes(dst io.Writer, in []byte, opts Options) (Result, error) {
 		err = io.ErrShortWrite
 	}
 	rw.res.Changed = rw.changed
+	rw.res.entities = rw.entities
 	return rw.res, err
 }
 
@@ -168,6 +175,7 @@ type rewriter struct {
 	changed     bool
 	parts       int  // parts visited so far, for maxParts
 	warnedParts bool // whether the maxParts warning was given
+	entities    int  // headers parsed, for Result.entities
 }
 
 func (rw *rewriter) warnf(path, format string, args ...any) {
@@ -195,6 +203,12 @@ func (rw *rewriter) entity(raw []byte, path string, depth int, bounds []string) 
 		return
 	}
 	head, body := raw[:n], raw[n:]
+	if tooManyLines(head) {
+		rw.warnf(path, "header of more than %d lines; left unchanged", maxHeaderLines)
+		rw.emit(raw)
+		return
+	}
+	rw.entities++
 	fields, ok := parseHeader(head)
 	if !ok {
 		rw.warnf(path, "malformed header; left unchanged")
@@ -250,7 +264,9 @@ func (rw *rewriter) multipart(raw, head, body []byte, boundary, path string, dep
 		rw.emit(raw)
 		return
 	}
-	parts, ok := scanMultipart(body, boundary)
+	// One span past the limit, for the part that gets the warning; the
+	// parts after it go out with the epilogue.
+	parts, ok := scanMultipart(body, boundary, maxParts-rw.parts+1)
 	if !ok {
 		rw.warnf(path, "malformed multipart structure; left unchanged")
 		rw.emit(raw)
