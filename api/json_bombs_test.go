@@ -70,6 +70,9 @@ func TestRESTJSONBombs(t *testing.T) {
 			400, "validation_error", "emails[0].attachments: more than 10000 elements"},
 		{"1,000,000 personalizations of a send", `{"templateId":"tpl_x","recipients":[{"to":"a@x.test","personalizations":` + list(1_000_000, "1", true) + "}]}", "/v1/sends/batch",
 			400, "validation_error", "recipients[0].personalizations: more than 10000 elements"},
+		{"1,600,000 personalizations over 200 recipients", `{"templateId":"tpl_x","recipients":` +
+			list(200, `{"to":"a@x.test","personalizations":`+list(8000, "1", true)+"}", false) + "}", "/v1/sends/batch",
+			400, "validation_error", "the request body: more than 1500000 values in all"},
 		{"50 MB of whitespace", strings.Repeat(" ", 50<<20), "/v1/emails",
 			413, "payload_too_large", "request body exceeds the limit of 36700160 bytes"},
 		{"nesting 32 deep is only a wrong type", deep, "/v1/emails",

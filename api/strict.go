@@ -24,8 +24,11 @@ func unknownFieldError(raw []byte, v any, prefix string) error {
 // them is a 400 naming where ("to: more than 10000 elements"), refused
 // for the cost of reading it, where decoding it first would have made
 // hundreds of bytes of Go values of each element: a 2 MB array of a
-// million {} as attachments took 800 MB.
-var jsonBounds = strictjson.Bounds{Depth: 32, Elements: 10_000}
+// million {} as attachments took 800 MB. The total bounds many containers
+// each under the width: the most the routes' limits allow (a sends batch's
+// 1,000 recipients of 1,000 personalizations, with their other fields)
+// fits; 35 MB of them (six million) does not.
+var jsonBounds = strictjson.Bounds{Depth: 32, Elements: 10_000, Total: 1_500_000}
 
 // checkShape refuses a JSON body past jsonBounds.
 func checkShape(body []byte) error {

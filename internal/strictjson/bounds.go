@@ -18,6 +18,10 @@ import (
 type Bounds struct {
 	Depth    int // arrays and objects inside one another
 	Elements int // elements of one array, members of one object
+	// Total is the elements and members of all arrays and objects
+	// together (0: no bound): many containers each under Elements still
+	// decode to as many values.
+	Total int
 }
 
 // frame is an array or object being scanned.
@@ -36,17 +40,23 @@ type frame struct {
 func Check(raw []byte, b Bounds) string {
 	stack := make([]frame, 0, 16)
 	wantKey := false // the next string is a member name
+	total := 0       // elements and members of every container so far
 	// value counts the first element of an array, the first member of
 	// an object; the commas count the others.
 	value := func() {
 		if len(stack) > 0 && stack[len(stack)-1].n == 0 {
 			stack[len(stack)-1].n = 1
+			total++
 		}
 	}
+	overTotal := func() bool { return b.Total > 0 && total > b.Total }
 	for i := 0; i < len(raw); i++ {
 		switch c := raw[i]; c {
 		case '"':
 			value()
+			if overTotal() {
+				return "the request body: more than " + strconv.Itoa(b.Total) + " values in all"
+			}
 			end := stringEnd(raw, i+1)
 			if wantKey && len(stack) > 0 {
 				stack[len(stack)-1].key = raw[i+1 : max(i+1, end-1)]
@@ -71,8 +81,12 @@ func Check(raw []byte, b Bounds) string {
 			}
 			top := &stack[len(stack)-1]
 			top.n++
+			total++
 			if top.n > b.Elements {
 				return pathOf(stack[:len(stack)-1]) + "more than " + strconv.Itoa(b.Elements) + " elements"
+			}
+			if overTotal() {
+				return "the request body: more than " + strconv.Itoa(b.Total) + " values in all"
 			}
 			wantKey = top.object
 		case ' ', '\t', '\r', '\n', ':':

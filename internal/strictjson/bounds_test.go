@@ -50,6 +50,26 @@ func TestCheckBombs(t *testing.T) {
 	}
 }
 
+// TestCheckTotal: many containers each within the width are refused
+// together past the total, counted across the whole document.
+func TestCheckTotal(t *testing.T) {
+	b := Bounds{Depth: 4, Elements: 100, Total: 1000}
+	inner := "[" + strings.Repeat("1,", 99) + "1]"
+	for n, want := range map[int]string{
+		9:  "",
+		10: "the request body: more than 1000 values in all", // 10 × 100 + 10 arrays
+		11: "the request body: more than 1000 values in all",
+	} {
+		doc := "[" + strings.Repeat(inner+",", n-1) + inner + "]"
+		if got := Check([]byte(doc), b); got != want {
+			t.Errorf("%d arrays of 100: %q, want %q", n, got, want)
+		}
+	}
+	if got := Check([]byte("["+strings.Repeat(inner+",", 20)+inner+"]"), Bounds{Depth: 4, Elements: 100}); got != "" {
+		t.Errorf("no total: %q", got)
+	}
+}
+
 // FuzzCheck: Check never panics, and passes whatever encoding/json reads
 // within the bounds: a document it refuses is one that is deeper or wider
 // than them (members counted as written, a repeated name too).
