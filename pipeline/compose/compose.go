@@ -59,51 +59,9 @@ const MaxComposeRecipients = 100
 //	    inline parts
 //	  attachments
 func ComposeMessage(c Compose, now time.Time) (*Composed, error) {
-	from, err := mail.ParseAddress(c.From)
-	if err != nil || pipeline.CheckPrintable("from", c.From) != nil {
-		return nil, pipeline.ErrBadAddress.With("from: " + pipeline.Quote(c.From) + " is not a valid address")
-	}
-	var h gomail.Header
-	h.SetAddressList("From", []*gomail.Address{{Name: from.Name, Address: from.Address}})
-	out := &Composed{EnvelopeFrom: from.Address}
-	for _, f := range []struct {
-		field, header string
-		list          []string
-	}{{"to", "To", c.To}, {"cc", "Cc", c.Cc}, {"bcc", "", c.Bcc}, {"replyTo", "Reply-To", c.ReplyTo}} {
-		var addrs []*gomail.Address
-		for _, raw := range f.list {
-			a, err := mail.ParseAddress(raw)
-			if err != nil || pipeline.CheckPrintable(f.field, raw) != nil {
-				return nil, pipeline.ErrBadAddress.With(f.field + ": " + pipeline.Quote(raw) + " is not a valid address")
-			}
-			addrs = append(addrs, &gomail.Address{Name: a.Name, Address: a.Address})
-			if f.field != "replyTo" {
-				out.Recipients = append(out.Recipients, a.Address)
-			}
-		}
-		if f.header != "" && len(addrs) > 0 {
-			h.SetAddressList(f.header, addrs)
-		}
-	}
-	if len(c.To) == 0 {
-		return nil, pipeline.ErrInvalid.With("to: at least one recipient is required")
-	}
-	if len(out.Recipients) > MaxComposeRecipients {
-		return nil, pipeline.ErrInvalid.With(fmt.Sprintf("to, cc, bcc: at most %d recipients in all (got %d)", MaxComposeRecipients, len(out.Recipients)))
-	}
-	if err := pipeline.CheckPrintable("subject", c.Subject); err != nil {
+	h, out, err := composeHeader(c, now)
+	if err != nil {
 		return nil, err
-	}
-	if c.HTML == "" && c.Text == "" {
-		return nil, pipeline.ErrInvalid.With("html or text: a message body is required")
-	}
-	h.SetSubject(c.Subject)
-	h.SetDate(now)
-	for name, value := range c.Headers {
-		if err := checkCustomHeader(name, value); err != nil {
-			return nil, err
-		}
-		h.Set(name, value)
 	}
 
 	text := c.Text
@@ -145,6 +103,59 @@ func ComposeMessage(c Compose, now time.Time) (*Composed, error) {
 	}
 	out.Message = buf.Bytes()
 	return out, nil
+}
+
+// composeHeader checks every field of c but the attachments and returns
+// the message header and the envelope (Message not set): all that
+// ComposeMessage refuses, it refuses, without building a body.
+func composeHeader(c Compose, now time.Time) (gomail.Header, *Composed, error) {
+	from, err := mail.ParseAddress(c.From)
+	if err != nil || pipeline.CheckPrintable("from", c.From) != nil {
+		return gomail.Header{}, nil, pipeline.ErrBadAddress.With("from: " + pipeline.Quote(c.From) + " is not a valid address")
+	}
+	var h gomail.Header
+	h.SetAddressList("From", []*gomail.Address{{Name: from.Name, Address: from.Address}})
+	out := &Composed{EnvelopeFrom: from.Address}
+	for _, f := range []struct {
+		field, header string
+		list          []string
+	}{{"to", "To", c.To}, {"cc", "Cc", c.Cc}, {"bcc", "", c.Bcc}, {"replyTo", "Reply-To", c.ReplyTo}} {
+		var addrs []*gomail.Address
+		for _, raw := range f.list {
+			a, err := mail.ParseAddress(raw)
+			if err != nil || pipeline.CheckPrintable(f.field, raw) != nil {
+				return gomail.Header{}, nil, pipeline.ErrBadAddress.With(f.field + ": " + pipeline.Quote(raw) + " is not a valid address")
+			}
+			addrs = append(addrs, &gomail.Address{Name: a.Name, Address: a.Address})
+			if f.field != "replyTo" {
+				out.Recipients = append(out.Recipients, a.Address)
+			}
+		}
+		if f.header != "" && len(addrs) > 0 {
+			h.SetAddressList(f.header, addrs)
+		}
+	}
+	if len(c.To) == 0 {
+		return gomail.Header{}, nil, pipeline.ErrInvalid.With("to: at least one recipient is required")
+	}
+	if len(out.Recipients) > MaxComposeRecipients {
+		return gomail.Header{}, nil, pipeline.ErrInvalid.With(fmt.Sprintf("to, cc, bcc: at most %d recipients in all (got %d)", MaxComposeRecipients, len(out.Recipients)))
+	}
+	if err := pipeline.CheckPrintable("subject", c.Subject); err != nil {
+		return gomail.Header{}, nil, err
+	}
+	if c.HTML == "" && c.Text == "" {
+		return gomail.Header{}, nil, pipeline.ErrInvalid.With("html or text: a message body is required")
+	}
+	h.SetSubject(c.Subject)
+	h.SetDate(now)
+	for name, value := range c.Headers {
+		if err := checkCustomHeader(name, value); err != nil {
+			return gomail.Header{}, nil, err
+		}
+		h.Set(name, value)
+	}
+	return h, out, nil
 }
 
 // mimeNode is one entity of the message being composed.
