@@ -237,8 +237,15 @@ func TestPreviewErrorsAreASendsErrors(t *testing.T) {
 	if code := s.JSON("POST", "/v1/suppressions", liveKey, map[string]string{"email": "gone@" + rcptDomain}, nil); code != http.StatusCreated {
 		t.Fatalf("suppress: %d", code)
 	}
+	var tpl templateResp
+	if code := s.JSON("POST", "/v1/templates", liveKey, map[string]string{"name": "t", "subject": "Hi {{name}}", "html": "<p>{{name}} {{other}}</p>"}, &tpl); code != http.StatusCreated {
+		t.Fatalf("template: %d", code)
+	}
 	from, to := s.From, s.To
 	for name, body := range map[string]any{
+		"missing variables": map[string]any{"from": from, "to": to, "templateId": tpl.ID, "variables": map[string]string{"x": "y"}},
+		"CRLF variable in the subject": map[string]any{"from": from, "to": to, "templateId": tpl.ID,
+			"variables": map[string]string{"name": "x\r\nBcc: v@victim.test", "other": "o"}},
 		"unverified from":      map[string]any{"from": "a@unverified.test", "to": to, "subject": "hi", "text": "x"},
 		"bad recipient":        map[string]any{"from": from, "to": "not an address", "subject": "hi", "text": "x"},
 		"wrong type":           map[string]any{"from": from, "to": to, "subject": 5, "text": "x"},

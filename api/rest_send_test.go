@@ -3,6 +3,7 @@ package api_test
 import (
 	"encoding/base64"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 
@@ -83,13 +84,15 @@ func TestRESTAttachmentValidation(t *testing.T) {
 		att  []map[string]string
 		want string
 	}{
-		"7 MB + 1":       {[]map[string]string{{"filename": "a.bin", "content": base64.StdEncoding.EncodeToString(make([]byte, 7<<20+1))}}, "attachments[0]"},
-		"bad base64":     {[]map[string]string{{"filename": "a.txt", "content": "eA=="}, {"filename": "b.txt", "content": "@@@"}}, "attachments[1].content"},
-		"no filename":    {[]map[string]string{{"content": "eA=="}}, "attachments[0].filename"},
-		"both":           {[]map[string]string{{"filename": "a", "content": "eA==", "path": "https://files.test/a"}}, "not both"},
-		"neither":        {[]map[string]string{{"filename": "a"}}, "attachments[0]"},
-		"bad type":       {[]map[string]string{{"filename": "a", "content": "eA==", "contentType": "not a type"}}, "attachments[0].contentType"},
-		"path with dirs": {[]map[string]string{{"filename": "../../etc/passwd", "content": "eA=="}}, "attachments[0].filename"},
+		"7 MB + 1":                     {[]map[string]string{{"filename": "a.bin", "content": base64.StdEncoding.EncodeToString(make([]byte, 7<<20+1))}}, "attachments[0]"},
+		"bad base64":                   {[]map[string]string{{"filename": "a.txt", "content": "eA=="}, {"filename": "b.txt", "content": "@@@"}}, "attachments[1].content"},
+		"no filename":                  {[]map[string]string{{"content": "eA=="}}, "attachments[0].filename"},
+		"both":                         {[]map[string]string{{"filename": "a", "content": "eA==", "path": "https://files.test/a"}}, "not both"},
+		"neither":                      {[]map[string]string{{"filename": "a"}}, "attachments[0]"},
+		"bad type":                     {[]map[string]string{{"filename": "a", "content": "eA==", "contentType": "not a type"}}, "attachments[0].contentType"},
+		"path with dirs":               {[]map[string]string{{"filename": "../../etc/passwd", "content": "eA=="}}, "attachments[0].filename"},
+		"10,000 files":                 {slices.Repeat([]map[string]string{{"filename": "a.txt", "content": "eA=="}}, 10_000), "at most 100 attachments"},
+		"bad base64 in a wrapped line": {[]map[string]string{{"filename": "a.txt", "content": "eHh4\r\neH@4\r\n"}}, "attachments[0].content"},
 	} {
 		r := s.Call("POST", "/v1/emails", liveKey, nil, map[string]any{"from": from, "to": to, "subject": "s", "text": "t", "attachments": c.att})
 		if r.Code != 400 || !strings.Contains(r.ErrMessage(), c.want) {
@@ -136,37 +139,48 @@ func TestRESTHeaderInjection(t *testing.T) {
 		t.Fatalf("template: %d", code)
 	}
 	inj := "x\r\nBcc: v@victim.test"
-	cases := map[string]map[string]any{
-		"from display name": {"from": "Acme\r\nBcc: v@victim.test <" + from + ">"},
-		"from address":      {"from": from + "\r\nBcc: v@victim.test"},
-		"to":                {"to": to + "\r\nBcc: v@victim.test"},
-		"to list":           {"to": []string{to, "a@" + rcptDomain + "\nBcc: v@victim.test"}},
-		"cc":                {"cc": "c@" + rcptDomain + "\r\nBcc: v@victim.test"},
-		"bcc":               {"bcc": "d@" + rcptDomain + "\r\nX-Evil: 1"},
-		"replyTo":           {"replyTo": "r@" + senderDomain + "\nBcc: v@victim.test"},
-		"subject":           {"subject": "Hi" + "\r\nBcc: v@victim.test"},
-		"subject LF":        {"subject": "Hi\nBcc: v@victim.test"},
-		"subject NUL":       {"subject": "Hi\x00there"},
-		"subject U+2028":    {"subject": "Hi\u2028Bcc: v@victim.test"},
-		"header value":      {"headers": map[string]string{"X-A": inj}},
-		"header name":       {"headers": map[string]string{"X-A:\r\nBcc": "v@victim.test"}},
-		"header Bcc":        {"headers": map[string]string{"Bcc": "v@victim.test"}},
-		"header DKIM":       {"headers": map[string]string{"DKIM-Signature": "v=1"}},
-		"tag":               {"tags": []string{inj}},
-		"metadata value":    {"metadata": map[string]string{"k": inj}},
-		"metadata key":      {"metadata": map[string]string{inj: "v"}},
-		"filename":          {"attachments": []map[string]string{{"filename": "a.txt\r\nBcc: v@victim.test", "content": "eA=="}}},
-		"contentType":       {"attachments": []map[string]string{{"filename": "a.txt", "content": "eA==", "contentType": "text/plain\r\nBcc: v@victim.test"}}},
-		"contentId":         {"attachments": []map[string]string{{"filename": "a.txt", "content": "eA==", "contentId": "x\r\nBcc: v@victim.test"}}},
-		"path":              {"attachments": []map[string]string{{"filename": "a.txt", "path": "https://files.test/\r\nBcc: v@victim.test"}}},
-		"templateId":        {"templateId": tpl.ID + "\r\nBcc: v@victim.test", "text": nil},
-		"template variable": {"templateId": tpl.ID, "variables": map[string]string{"name": inj}, "text": nil, "subject": nil},
-		"scheduled_at":      {"scheduled_at": "2030-01-01T00:00:00Z\r\nBcc: v@victim.test"},
+	// Each case: the fields to set (nil removes one) and what the error
+	// message names.
+	cases := map[string]struct {
+		fields map[string]any
+		want   string
+	}{
+		"from display name": {map[string]any{"from": "Acme\r\nBcc: v@victim.test <" + from + ">"}, "from"},
+		"from encoded name": {map[string]any{"from": "=?utf-8?q?Acme=0D=0ABcc:_v@victim.test?= <" + from + ">"}, "from"},
+		"from address":      {map[string]any{"from": from + "\r\nBcc: v@victim.test"}, "from"},
+		"to":                {map[string]any{"to": to + "\r\nBcc: v@victim.test"}, "to"},
+		"to list":           {map[string]any{"to": []string{to, "a@" + rcptDomain + "\nBcc: v@victim.test"}}, "to"},
+		"cc":                {map[string]any{"cc": "c@" + rcptDomain + "\r\nBcc: v@victim.test"}, "cc"},
+		"bcc":               {map[string]any{"bcc": "d@" + rcptDomain + "\r\nX-Evil: 1"}, "bcc"},
+		"replyTo":           {map[string]any{"replyTo": "r@" + senderDomain + "\nBcc: v@victim.test"}, "replyTo"},
+		"subject":           {map[string]any{"subject": "Hi" + "\r\nBcc: v@victim.test"}, "subject"},
+		"subject LF":        {map[string]any{"subject": "Hi\nBcc: v@victim.test"}, "subject"},
+		"subject NUL":       {map[string]any{"subject": "Hi\x00there"}, "subject"},
+		"subject U+2028":    {map[string]any{"subject": "Hi\u2028Bcc: v@victim.test"}, "subject"},
+		"header value":      {map[string]any{"headers": map[string]string{"X-A": inj}}, `headers: the value of "X-A"`},
+		"header value NUL":  {map[string]any{"headers": map[string]string{"X-A": "a\x00b"}}, `headers: the value of "X-A"`},
+		"header U+2028":     {map[string]any{"headers": map[string]string{"X-A": "a\u2028b"}}, `headers: the value of "X-A"`},
+		"header name":       {map[string]any{"headers": map[string]string{"X-A:\r\nBcc": "v@victim.test"}}, `headers: "X-A:\r\nBcc"`},
+		"header Bcc":        {map[string]any{"headers": map[string]string{"Bcc": "v@victim.test"}}, `headers: "Bcc"`},
+		"header Received":   {map[string]any{"headers": map[string]string{"Received": "from evil"}}, `headers: "Received"`},
+		"header DKIM":       {map[string]any{"headers": map[string]string{"DKIM-Signature": "v=1"}}, `headers: "DKIM-Signature"`},
+		"header type":       {map[string]any{"headers": map[string]string{"Content-Type": "text/html"}}, `headers: "Content-Type"`},
+		"header tracking":   {map[string]any{"headers": map[string]string{"X-SP-Track-Opens": "true"}}, `headers: "X-SP-Track-Opens"`},
+		"tag":               {map[string]any{"tags": []string{inj}}, "tags"},
+		"metadata value":    {map[string]any{"metadata": map[string]string{"k": inj}}, "metadata"},
+		"metadata key":      {map[string]any{"metadata": map[string]string{inj: "v"}}, "metadata"},
+		"filename":          {map[string]any{"attachments": []map[string]string{{"filename": "a.txt\r\nBcc: v@victim.test", "content": "eA=="}}}, "attachments[0].filename"},
+		"contentType":       {map[string]any{"attachments": []map[string]string{{"filename": "a.txt", "content": "eA==", "contentType": "text/plain\r\nBcc: v@victim.test"}}}, "attachments[0].contentType"},
+		"contentId":         {map[string]any{"attachments": []map[string]string{{"filename": "a.txt", "content": "eA==", "contentId": "x\r\nBcc: v@victim.test"}}}, "attachments[0].contentId"},
+		"path":              {map[string]any{"attachments": []map[string]string{{"filename": "a.txt", "path": "https://files.test/\r\nBcc: v@victim.test"}}}, "attachments[0].path"},
+		"templateId":        {map[string]any{"templateId": tpl.ID + "\r\nBcc: v@victim.test", "text": nil}, "templateId"},
+		"template variable": {map[string]any{"templateId": tpl.ID, "variables": map[string]string{"name": inj}, "text": nil, "subject": nil}, "variables.name"},
+		"scheduled_at":      {map[string]any{"scheduled_at": "2030-01-01T00:00:00Z\r\nBcc: v@victim.test"}, "scheduled"},
 	}
-	for name, fields := range cases {
+	for name, c := range cases {
 		t.Run(name, func(t *testing.T) {
 			body := map[string]any{"from": from, "to": to, "subject": "s", "text": "t"}
-			for k, v := range fields {
+			for k, v := range c.fields {
 				if v == nil {
 					delete(body, k)
 				} else {
@@ -174,8 +188,8 @@ func TestRESTHeaderInjection(t *testing.T) {
 				}
 			}
 			r := s.Call("POST", "/v1/emails", liveKey, nil, body)
-			if r.Code != 400 || r.ErrMessage() == "" {
-				t.Fatalf("%d %s", r.Code, r.Body)
+			if r.Code != 400 || !strings.Contains(r.ErrMessage(), c.want) {
+				t.Fatalf("%d %s, want a 400 naming %s", r.Code, r.Body, c.want)
 			}
 		})
 	}

@@ -23,8 +23,8 @@ import (
 // record has a pause (field paused, pipeline/reputation) sends nothing.
 // ARGV: now, the interval and the tolerance in ms, the burst (the most one
 // request is charged), the default monthly limit (0: none), the count's
-// TTL in s, 1 to charge or 0 to look only (a preview: nothing is checked
-// against the limits, nothing written), then the recipients in lower case.
+// TTL in s, the mode (admitLook, admitCharge, admitCheck), then the
+// recipients in lower case.
 // It returns {paused, wait, limit, s1, s2, ...}: si is 1 when recipient i
 // is suppressed; paused is 1 when the account is paused; wait is 0 when
 // the others' sends are charged (or there are none: nothing is charged),
@@ -57,6 +57,7 @@ if wait > 0 then
   out[2] = math.ceil(wait)
   return out
 end
+if ARGV[7] == '2' then return out end -- admitCheck: within the limits, nothing charged
 redis.call('SET', KEYS[1], tostring(newtat), 'PX', math.ceil(newtat - now) + 1000)
 redis.call('INCRBY', KEYS[3], cost)
 redis.call('EXPIRE', KEYS[3], ARGV[6])
@@ -78,19 +79,40 @@ func Month(t time.Time) string { return t.UTC().Format("2006-01") }
 // of the month before), then lets it go.
 const usageTTL = 62 * 24 * time.Hour
 
+// The modes of admitScript (its ARGV[7]).
+const (
+	// admitLook looks only: the suppressions and the pause; the limits are
+	// not checked and nothing is written (a preview).
+	admitLook = 0
+	// admitCharge checks everything and charges the rate and the month.
+	admitCharge = 1
+	// admitCheck checks everything as admitCharge does but charges and
+	// writes nothing: what a send would be answered now (CheckAdmission).
+	admitCheck = 2
+)
+
 // admit returns which of rcpts the account has suppressed and charges the
 // sends to the others to its rate and its month: ErrAccountPaused,
 // ErrRateLimited or ErrMonthlyLimit (nothing charged) when it is paused or
 // they are over either. Without charge it only looks: which are
 // suppressed, and ErrAccountPaused (a preview).
 func (l RateLimit) admit(ctx context.Context, rdb redis.UniversalClient, accountID string, rcpts []string, now time.Time, charge bool) ([]bool, error) {
+	mode := admitLook
+	if charge {
+		mode = admitCharge
+	}
+	return l.run(ctx, rdb, accountID, rcpts, now, mode)
+}
+
+// run runs admitScript in mode.
+func (l RateLimit) run(ctx context.Context, rdb redis.UniversalClient, accountID string, rcpts []string, now time.Time, mode int) ([]bool, error) {
 	interval := 1000 / l.PerSecond
 	args := make([]any, 0, 7+len(rcpts))
 	args = append(args, now.UnixMilli(),
 		strconv.FormatFloat(interval, 'f', 3, 64),
 		strconv.FormatFloat(interval*float64(l.Burst), 'f', 3, 64),
 		l.Burst, // a request larger than the burst could never pass: it is charged as the burst
-		l.Monthly, int64(usageTTL/time.Second), boolArg(charge))
+		l.Monthly, int64(usageTTL/time.Second), mode)
 	for _, r := range rcpts {
 		args = append(args, strings.ToLower(r))
 	}
@@ -119,11 +141,4 @@ func (l RateLimit) admit(ctx context.Context, rdb redis.UniversalClient, account
 		return nil, ErrRateLimited.After(time.Duration(res[1]) * time.Millisecond)
 	}
 	return suppressed, nil
-}
-
-func boolArg(b bool) int {
-	if b {
-		return 1
-	}
-	return 0
 }

@@ -2,17 +2,21 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/base64"
 	"encoding/pem"
+	"mime"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/mail"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/pigeonpost/pigeonpost/config"
 	"github.com/pigeonpost/pigeonpost/internal/testkit"
@@ -174,4 +178,73 @@ func TestRESTAttachmentPath(t *testing.T) {
 			}
 		}
 	})
+}
+
+// Header text a client sends reaches the destination encoded, never as a
+// header of its own (S5): a subject, display names and a custom header
+// that are not ASCII arrive as RFC 2047 encoded-words that decode to what
+// was sent, in lines of at most 998 octets, with no Bcc field and the
+// envelope recipients exactly those requested; an injection attempt is
+// refused and nothing reaches the sink.
+func TestRESTHeaderTextAtTheSink(t *testing.T) {
+	s := startStack(t)
+	from := "hello@" + senderDomain
+	subject := "Bestätigung — Grüße aus Köln " + strings.Repeat("✓", 40)
+	name := "Zoë =?utf-8?q?x=0D=0ABcc:_v@victim.test?= Müller"
+	for _, body := range []map[string]any{
+		{"subject": "Hi\r\nBcc: v@victim.test"},
+		{"from": "Acme\r\nBcc: v@victim.test <" + from + ">"},
+		{"headers": map[string]string{"X-A": "a\r\nBcc: v@victim.test"}},
+		{"headers": map[string]string{"X-A": "a\u2028b"}},
+	} {
+		body["text"], body["to"] = "t", "a@"+rcptDomain
+		body["from"] = cmp.Or(body["from"], any(from))
+		body["subject"] = cmp.Or(body["subject"], any("s"))
+		if r := s.Call("POST", "/v1/emails", liveKey, nil, body); r.Code != 400 {
+			t.Errorf("%v: %d %s", body, r.Code, r.Body)
+		}
+	}
+	s.SendOK(liveKey, map[string]any{
+		"from": "Jürgen Groß <" + from + ">", "to": []string{"Ana Núñez <a@" + rcptDomain + ">", "b@" + rcptDomain},
+		"bcc": "hidden@" + rcptDomain, "replyTo": "Süpport <support@" + senderDomain + ">",
+		"subject": subject, "text": "t", "headers": map[string]string{"X-Customer": name},
+	}, nil)
+	msgs := s.sink.Wait(t, 3, 20e9)
+	var rcpts []string
+	for _, m := range msgs {
+		rcpts = append(rcpts, m.To...)
+		head, _, _ := bytes.Cut(m.Data, []byte("\r\n\r\n"))
+		for _, line := range strings.Split(string(m.Data), "\r\n") {
+			if len(line) > 998 {
+				t.Errorf("a line of %d octets at the sink", len(line))
+			}
+		}
+		if bytes.ContainsFunc(head, func(r rune) bool { return r >= utf8.RuneSelf }) {
+			t.Errorf("8-bit header at the sink:\n%s", head)
+		}
+		msg, err := mail.ReadMessage(bytes.NewReader(m.Data))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, ok := msg.Header["Bcc"]; ok || bytes.Contains(m.Data, []byte("hidden@")) {
+			t.Errorf("the Bcc recipient shows:\n%s", head)
+		}
+		dec := new(mime.WordDecoder)
+		if got, err := dec.DecodeHeader(msg.Header.Get("Subject")); err != nil || got != subject {
+			t.Errorf("subject %q %v", got, err)
+		}
+		if got, err := dec.DecodeHeader(msg.Header.Get("X-Customer")); err != nil || got != name {
+			t.Errorf("X-Customer %q %v", got, err)
+		}
+		if f, err := msg.Header.AddressList("From"); err != nil || f[0].Name != "Jürgen Groß" {
+			t.Errorf("From %v %v", f, err)
+		}
+		if f, err := msg.Header.AddressList("Reply-To"); err != nil || f[0].Name != "Süpport" {
+			t.Errorf("Reply-To %v %v", f, err)
+		}
+	}
+	slices.Sort(rcpts)
+	if want := []string{"a@" + rcptDomain, "b@" + rcptDomain, "hidden@" + rcptDomain}; !slices.Equal(rcpts, want) {
+		t.Errorf("envelope recipients %v, want %v", rcpts, want)
+	}
 }

@@ -46,51 +46,77 @@ type Fetcher interface {
 const FetchTimeout = 30 * time.Second
 
 // resolveAttachments decodes or fetches every attachment and checks the
-// limits. Errors name the attachment by its index.
-func (s *Service) resolveAttachments(ctx context.Context, in []Attachment) ([]ComposeAttachment, error) {
+// limits. Errors name the attachment by its index. Everything that needs
+// no network is done first, for every attachment: fields, count, base64
+// and sizes; then, when there are paths, beforeFetch (which refuses a send
+// that is to be refused, so that it fetches nothing), and only then are
+// the paths fetched.
+func (s *Service) resolveAttachments(ctx context.Context, in []Attachment, beforeFetch func() error) ([]ComposeAttachment, error) {
 	if len(in) > MaxAttachments {
 		return nil, pipeline.ErrInvalid.With(fmt.Sprintf("attachments: at most %d attachments are allowed (got %d)", MaxAttachments, len(in)))
 	}
-	out := make([]ComposeAttachment, 0, len(in))
+	out := make([]ComposeAttachment, len(in))
 	total := 0
+	add := func(i int, a Attachment, data []byte, contentType string) error {
+		field := fmt.Sprintf("attachments[%d]", i)
+		if len(data) > MaxAttachmentBytes {
+			return pipeline.ErrInvalid.With(fmt.Sprintf("%s: %s is %d bytes; the limit is %d bytes (7 MB) a file", field, pipeline.Quote(a.Filename), len(data), MaxAttachmentBytes))
+		}
+		total += len(data)
+		if total > MaxAttachmentTotalBytes {
+			return pipeline.ErrInvalid.With(fmt.Sprintf("attachments: %d bytes in all exceeds the limit of %d bytes (25 MB)", total, MaxAttachmentTotalBytes))
+		}
+		ct, err := attachmentType(field, contentType, a.Filename)
+		if err != nil {
+			return err
+		}
+		out[i] = ComposeAttachment{Filename: a.Filename, ContentType: ct, ContentID: a.ContentID, Data: data}
+		return nil
+	}
+	var paths []int
 	for i, a := range in {
 		field := fmt.Sprintf("attachments[%d]", i)
 		if err := checkAttachmentFields(field, a); err != nil {
 			return nil, err
 		}
-		var data []byte
-		contentType := a.ContentType
 		switch {
 		case a.Content != "" && a.Path != "":
 			return nil, pipeline.ErrInvalid.With(field + ": give content or path, not both")
 		case a.Path != "":
-			body, fetchedType, err := s.fetchAttachment(ctx, field, a.Path)
-			if err != nil {
-				return nil, err
+			if a.ContentType != "" {
+				if _, err := attachmentType(field, a.ContentType, a.Filename); err != nil {
+					return nil, err
+				}
 			}
-			data = body
-			if _, _, err := mime.ParseMediaType(fetchedType); contentType == "" && err == nil {
-				contentType = fetchedType // the server's, when the request gives none
-			}
-		default:
-			b, err := decodeBase64(field, a.Content)
-			if err != nil {
-				return nil, err
-			}
-			data = b
+			paths = append(paths, i)
+			continue
 		}
-		if len(data) > MaxAttachmentBytes {
-			return nil, pipeline.ErrInvalid.With(fmt.Sprintf("%s: %s is %d bytes; the limit is %d bytes (7 MB) a file", field, pipeline.Quote(a.Filename), len(data), MaxAttachmentBytes))
-		}
-		total += len(data)
-		if total > MaxAttachmentTotalBytes {
-			return nil, pipeline.ErrInvalid.With(fmt.Sprintf("attachments: %d bytes in all exceeds the limit of %d bytes (25 MB)", total, MaxAttachmentTotalBytes))
-		}
-		ct, err := attachmentType(field, contentType, a.Filename)
+		data, err := decodeBase64(field, a.Content)
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, ComposeAttachment{Filename: a.Filename, ContentType: ct, ContentID: a.ContentID, Data: data})
+		if err := add(i, a, data, a.ContentType); err != nil {
+			return nil, err
+		}
+	}
+	if len(paths) > 0 && beforeFetch != nil {
+		if err := beforeFetch(); err != nil {
+			return nil, err
+		}
+	}
+	for _, i := range paths {
+		a := in[i]
+		body, fetchedType, err := s.fetchAttachment(ctx, fmt.Sprintf("attachments[%d]", i), a.Path)
+		if err != nil {
+			return nil, err
+		}
+		contentType := a.ContentType
+		if _, _, err := mime.ParseMediaType(fetchedType); contentType == "" && err == nil {
+			contentType = fetchedType // the server's, when the request gives none
+		}
+		if err := add(i, a, body, contentType); err != nil {
+			return nil, err
+		}
 	}
 	return out, nil
 }

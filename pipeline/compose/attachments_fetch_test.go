@@ -133,7 +133,7 @@ func TestAttachmentPathRefused(t *testing.T) {
 		"https://user:pw@127.0.0.1:" + p + "/":   "credentials",
 		"https://user:pw@files.example.test/x":   "credentials",
 	} {
-		_, err := s.resolveAttachments(context.Background(), two(url))
+		_, err := s.resolveAttachments(context.Background(), two(url), nil)
 		wantPathError(t, url, err, want)
 	}
 	if n := cl.accepted.Load(); n != 0 {
@@ -143,7 +143,7 @@ func TestAttachmentPathRefused(t *testing.T) {
 		t.Errorf("destinations past the guard: %v", e.leaked)
 	}
 	// Positive control: allowed, the same URL is fetched.
-	got, err := e.service(t, srv, 30*time.Second, func(netip.Addr) bool { return true }).resolveAttachments(context.Background(), two(srv.URL+"/"))
+	got, err := e.service(t, srv, 30*time.Second, func(netip.Addr) bool { return true }).resolveAttachments(context.Background(), two(srv.URL+"/"), nil)
 	if err != nil || len(got) != 2 || string(got[1].Data) != "secret" || cl.accepted.Load() != 1 {
 		t.Errorf("allowed fetch: %v, %d accepted", err, cl.accepted.Load())
 	}
@@ -188,10 +188,10 @@ func TestAttachmentPathLimits(t *testing.T) {
 		"/loop":        "redirects more than 3 times",
 		"/to-loopback": "private, loopback or link-local",
 	} {
-		_, err := e.service(t, srv, 30*time.Second, allow).resolveAttachments(ctx, two(srv.URL+path))
+		_, err := e.service(t, srv, 30*time.Second, allow).resolveAttachments(ctx, two(srv.URL+path), nil)
 		wantPathError(t, path, err, want)
 	}
-	_, err := e.service(t, srv, 200*time.Millisecond, allow).resolveAttachments(ctx, two(srv.URL+"/slow"))
+	_, err := e.service(t, srv, 200*time.Millisecond, allow).resolveAttachments(ctx, two(srv.URL+"/slow"), nil)
 	wantPathError(t, "/slow", err, "timed out")
 	if len(e.leaked) > 0 {
 		t.Errorf("destinations past the guard: %v", e.leaked)

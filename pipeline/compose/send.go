@@ -3,8 +3,7 @@ package compose
 import (
 	"context"
 	"encoding/json"
-	"net/mail"
-	"slices"
+	"time"
 
 	"github.com/pigeonpost/pigeonpost/pipeline"
 	"github.com/pigeonpost/pigeonpost/pipeline/store"
@@ -62,7 +61,7 @@ func (s *Service) send(ctx context.Context, k *store.Key, req SendRequest, scope
 			}
 		}()
 	}
-	sub, err := s.buildSubmission(ctx, k, req)
+	sub, err := s.buildSubmission(ctx, k, req, true)
 	if err != nil {
 		return nil, err
 	}
@@ -74,7 +73,7 @@ func (s *Service) send(ctx context.Context, k *store.Key, req SendRequest, scope
 // returns its email to the recipient to (the first when "") as it would
 // go out (pipeline.Service.Preview), sending and storing nothing.
 func (s *Service) Preview(ctx context.Context, k *store.Key, req SendRequest, to string) (*pipeline.Preview, error) {
-	sub, err := s.buildSubmission(ctx, k, req)
+	sub, err := s.buildSubmission(ctx, k, req, false)
 	if err != nil {
 		return nil, err
 	}
@@ -82,8 +81,10 @@ func (s *Service) Preview(ctx context.Context, k *store.Key, req SendRequest, to
 }
 
 // buildSubmission renders the template, resolves the attachments and
-// composes the MIME message of req.
-func (s *Service) buildSubmission(ctx context.Context, k *store.Key, req SendRequest) (pipeline.Submission, error) {
+// composes the MIME message of req. Attachment URLs are fetched only once
+// the send is known to be admitted now (admitBeforeFetching); limits says
+// whether the rate and monthly limits count (a send) or not (a preview).
+func (s *Service) buildSubmission(ctx context.Context, k *store.Key, req SendRequest, limits bool) (pipeline.Submission, error) {
 	now := s.opt.Now().UTC()
 	at, err := pipeline.ParseSchedule("scheduled_at", req.ScheduledAt, now)
 	if err != nil {
@@ -112,17 +113,17 @@ func (s *Service) buildSubmission(ctx context.Context, k *store.Key, req SendReq
 	} else if len(req.Variables) > 0 {
 		return pipeline.Submission{}, pipeline.ErrInvalid.With("variables: only used with templateId")
 	}
-	if err := s.checkSenderBeforeFetching(ctx, k, req); err != nil {
-		return pipeline.Submission{}, err
+	fields := Compose{
+		From: req.From, To: req.To, Cc: req.Cc, Bcc: req.Bcc, ReplyTo: req.ReplyTo,
+		Subject: subject, HTML: htmlBody, Text: text, Headers: req.Headers,
 	}
-	attachments, err := s.resolveAttachments(ctx, req.Attachments)
+	fields.Attachments, err = s.resolveAttachments(ctx, req.Attachments, func() error {
+		return s.admitBeforeFetching(ctx, k, fields, now, limits)
+	})
 	if err != nil {
 		return pipeline.Submission{}, err
 	}
-	composed, err := ComposeMessage(Compose{
-		From: req.From, To: req.To, Cc: req.Cc, Bcc: req.Bcc, ReplyTo: req.ReplyTo,
-		Subject: subject, HTML: htmlBody, Text: text, Headers: req.Headers, Attachments: attachments,
-	}, now)
+	composed, err := ComposeMessage(fields, now)
 	if err != nil {
 		return pipeline.Submission{}, err
 	}
@@ -137,18 +138,18 @@ func (s *Service) buildSubmission(ctx context.Context, k *store.Key, req SendReq
 	return sub, nil
 }
 
-// checkSenderBeforeFetching checks the sender of a send that has
-// attachments to fetch before any is: a send that is to be refused must
-// not make the server fetch URLs for it (issue 18: a refused batch made
-// 10,000 outbound GETs). Submit checks the sender again, as it does for
-// every send.
-func (s *Service) checkSenderBeforeFetching(ctx context.Context, k *store.Key, req SendRequest) error {
-	if !slices.ContainsFunc(req.Attachments, func(a Attachment) bool { return a.Path != "" }) {
-		return nil
-	}
-	from, err := mail.ParseAddress(req.From)
+// admitBeforeFetching refuses, before any attachment URL is fetched, a
+// send that Submit would refuse: its fields (the header ComposeMessage
+// makes), its sender, the account's pause, its recipients all suppressed
+// and, with limits (a send, not a preview), the rate and monthly limits,
+// charging nothing (pipeline.Service.CheckAdmission). A send that is to be
+// refused must not make the server fetch URLs for it (issue 18: a refused
+// batch made 10,000 outbound GETs). Submit checks and charges again, as it
+// does for every send.
+func (s *Service) admitBeforeFetching(ctx context.Context, k *store.Key, fields Compose, now time.Time, limits bool) error {
+	_, env, err := composeHeader(fields, now)
 	if err != nil {
-		return pipeline.ErrBadAddress.With("from: " + pipeline.Quote(req.From) + " is not a valid address")
+		return err
 	}
-	return s.sub.CheckSender(ctx, k, from.Address)
+	return s.sub.CheckAdmission(ctx, k, env.EnvelopeFrom, env.Recipients, limits)
 }

@@ -3,7 +3,11 @@ package compose_test
 import (
 	"context"
 	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -158,4 +162,118 @@ func TestRefusedSenderFetchesNothing(t *testing.T) {
 	if f.calls != 0 {
 		t.Errorf("%d attachments fetched for a refused sender", f.calls)
 	}
+}
+
+// httpsFetcher fetches attachment paths from a loopback HTTPS test server
+// with its client (the SSRF guard of safehttp is not what is tested here:
+// when fetching happens is).
+type httpsFetcher struct{ client *http.Client }
+
+func (f httpsFetcher) Fetch(ctx context.Context, rawURL string) ([]byte, string, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, rawURL, nil)
+	if err != nil {
+		return nil, "", err
+	}
+	resp, err := f.client.Do(req)
+	if err != nil {
+		return nil, "", err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, compose.MaxAttachmentBytes+1))
+	return body, resp.Header.Get("Content-Type"), err
+}
+
+// A send refused by the rate limit, the monthly limit or the account's
+// pause, and the emails of a batch so refused, fetch none of their
+// attachment paths: the loopback HTTPS server that serves them counts no
+// request for them. An admitted send fetches each of its paths once.
+func TestRefusedSendFetchesNothing(t *testing.T) {
+	var requests atomic.Int64
+	files := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		requests.Add(1)
+		w.Header().Set("Content-Type", "application/pdf")
+		_, _ = w.Write([]byte("%PDF-1.4"))
+	}))
+	t.Cleanup(files.Close)
+	p := pipelinetest.New(t, pipelinetest.Options{
+		Pipeline: pipeline.Options{RateLimit: pipeline.RateLimit{PerSecond: 0.001, Burst: 2}},
+		Compose:  compose.Options{Fetcher: httpsFetcher{files.Client()}},
+	})
+	ctx := context.Background()
+	req := func(to ...string) compose.SendRequest {
+		return compose.SendRequest{From: "hello@acme.test", To: to, Subject: "s", Text: "t", Attachments: []compose.Attachment{
+			{Filename: "a.pdf", Path: files.URL + "/a.pdf"}, {Filename: "b.pdf", Path: files.URL + "/b.pdf"}}}
+	}
+	wantRequests := func(what string, want int64) {
+		t.Helper()
+		if n := requests.Swap(0); n != want {
+			t.Errorf("%s: %d requests to the attachment server, want %d", what, n, want)
+		}
+	}
+
+	k := p.Key(t, "acme", "sp_test_composefetchtestkey00000001")
+	if _, err := p.Compose.Send(ctx, k, req("a@example.test"), ""); err != nil {
+		t.Fatalf("admitted send: %v", err)
+	}
+	wantRequests("an admitted send", 2)
+	// The burst has one send left: the batch's first email takes it, the
+	// others are refused by the rate and fetch nothing.
+	results, err := p.Compose.SendBatch(ctx, k, []compose.SendRequest{req("b@example.test"), req("c@example.test"), req("d@example.test")}, "")
+	if err != nil || results[0].Err != nil || !errors.Is(results[1].Err, pipeline.ErrRateLimited) || !errors.Is(results[2].Err, pipeline.ErrRateLimited) {
+		t.Fatalf("batch: %v %+v", err, results)
+	}
+	wantRequests("a batch of which one email is admitted", 2)
+	if _, err := p.Compose.Send(ctx, k, req("e@example.test"), ""); !errors.Is(err, pipeline.ErrRateLimited) {
+		t.Fatalf("over the rate: %v", err)
+	}
+	wantRequests("a rate-limited send", 0)
+	results, err = p.Compose.SendBatch(ctx, k, []compose.SendRequest{req("f@example.test"), req("g@example.test")}, "")
+	if err != nil || !errors.Is(results[0].Err, pipeline.ErrRateLimited) || !errors.Is(results[1].Err, pipeline.ErrRateLimited) {
+		t.Fatalf("refused batch: %v %+v", err, results)
+	}
+	wantRequests("a refused batch", 0)
+
+	m := p.Key(t, "monthly", "sp_test_composefetchtestkey00000002")
+	if err := p.Store.SetMonthlyLimit(ctx, m.AccountID, 1); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.Compose.Send(ctx, m, req("a@example.test", "b@example.test"), ""); !errors.Is(err, pipeline.ErrMonthlyLimit) {
+		t.Fatalf("over the monthly limit: %v", err)
+	}
+	wantRequests("a send over the monthly limit", 0)
+
+	paused := p.Key(t, "paused", "sp_test_composefetchtestkey00000003")
+	if _, err := p.Store.PauseAccount(ctx, paused.AccountID, store.Pause{At: time.Now(), Reason: "manual"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.Compose.Send(ctx, paused, req("a@example.test"), ""); !errors.Is(err, pipeline.ErrAccountPaused) {
+		t.Fatalf("paused: %v", err)
+	}
+	if _, err := p.Compose.Preview(ctx, paused, req("a@example.test"), ""); !errors.Is(err, pipeline.ErrAccountPaused) {
+		t.Fatalf("preview while paused: %v", err)
+	}
+	wantRequests("a paused account's send and preview", 0)
+
+	if err := p.Store.Suppress(ctx, k.AccountID, "gone@example.test", "bounce"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.Compose.Preview(ctx, k, req("gone@example.test"), ""); !errors.Is(err, pipeline.ErrAllSuppressed) {
+		t.Fatalf("every recipient suppressed: %v", err)
+	}
+	bad := req("a@example.test")
+	bad.Headers = map[string]string{"X-A": "1\r\nBcc: v@victim.test"}
+	if _, err := p.Compose.Preview(ctx, k, bad, ""); pipeline.AsError(err).HTTPStatus != http.StatusBadRequest {
+		t.Fatalf("bad header: %v", err)
+	}
+	bad = req("a@example.test")
+	bad.Attachments = append(bad.Attachments, compose.Attachment{Filename: "c.txt", Content: "not base64!"})
+	if _, err := p.Compose.Preview(ctx, k, bad, ""); pipeline.AsError(err).HTTPStatus != http.StatusBadRequest {
+		t.Fatalf("bad base64 after the paths: %v", err)
+	}
+	wantRequests("previews refused for their recipients, a header or an attachment", 0)
+	// A preview is not held to the rate: it fetches.
+	if _, err := p.Compose.Preview(ctx, k, req("a@example.test"), ""); err != nil {
+		t.Fatalf("preview over the rate: %v", err)
+	}
+	wantRequests("a preview over the rate", 2)
 }

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"mime"
 	"net/http"
 	nettextproto "net/textproto"
 	"strings"
@@ -181,7 +182,11 @@ func literalText(t *testing.T, nodes []tplNode, vars map[string]string) string {
 // FuzzComposeHeaders composes a message whose subject, From display name, a
 // recipient and a custom header take fuzzed values. Either the composition
 // is refused with a 400, or the header block has exactly the fields the
-// composer sets: a value never adds a header line.
+// composer sets: a value never adds a header line. Every header line is at
+// most 998 octets; the subject and the custom header are 7-bit, in lines
+// of at most 76 octets but for one that holds a single word (ASCII as
+// sent, or the first encoded-word after a long field name), and decode
+// (RFC 2047) to exactly the values sent.
 func FuzzComposeHeaders(f *testing.F) {
 	f.Add("Héllo", "Acme", "a@x.test", "X-Ref", "42")
 	f.Add("s\r\nBcc: evil@x.test", "Acme", "a@x.test", "X-A", "1")
@@ -195,6 +200,14 @@ func FuzzComposeHeaders(f *testing.F) {
 	f.Add("a\u2028Bcc: x@y.test", "Acme", "a@x.test", "X-A", "a\u2028b")
 	f.Add(strings.Repeat("long subject words ", 80), "Acme", "a@x.test", "X-Long", strings.Repeat("v", 2000))
 	f.Add("=?utf-8?q?x=0D=0ABcc:_y@z.test?=", "Acme", "a@x.test", "X-A", "=?utf-8?b?DQpCY2M6IHlAei50ZXN0?=")
+	f.Add("Grüße "+strings.Repeat("ä", 200), "Zoë", "Jürgen <a@x.test>", "X-Name", "Müller  ?=_ "+strings.Repeat("東京", 300))
+	f.Add(strings.Repeat("s", 1500), "Acme", "a@x.test", "X-Word", strings.Repeat("w", 950)+" é")
+	f.Add("s", "Acme", "a@x.test", "X-"+strings.Repeat("n", 62), "ñ")
+	f.Add("s", "Acme", "a@x.test", "List-Id", "Liste für Kunden <kunden.acme.test>")
+	f.Add("s", "Acme", "a@x.test", "X-A", "a\x00b")
+	f.Add("s", "Acme", "a@x.test", "X-A", "a\u0085b")
+	f.Add(strings.Repeat(" ", 3000), "Acme", "a@x.test", "X-A", strings.Repeat(" ", 3000)) // refold panicked on these
+	f.Add("s", strings.Repeat(" ", 1500), "a@x.test", "X-A", strings.Repeat("\t", 3000))
 	f.Fuzz(func(t *testing.T, subject, fromName, to, hname, hvalue string) {
 		if len(subject)+len(fromName)+len(to)+len(hname)+len(hvalue) > 8192 {
 			return
@@ -238,6 +251,48 @@ func FuzzComposeHeaders(f *testing.F) {
 		for k, n := range want {
 			if got[k] != n {
 				t.Fatalf("header fields %v, want %v\n%s", got, want, head)
+			}
+		}
+		for i, line := range strings.Split(string(head), "\r\n") {
+			if len(line) > 998 {
+				t.Fatalf("header line %d has %d octets", i, len(line))
+			}
+		}
+		dec := new(mime.WordDecoder)
+		for name, sent := range map[string]string{"Subject": subject, nettextproto.CanonicalMIMEHeaderKey(hname): hvalue} {
+			var lines []string
+		scan:
+			for line := range strings.SplitSeq(string(head), "\r\n") {
+				switch {
+				case strings.HasPrefix(line, name+":"):
+					lines = []string{line}
+				case len(lines) > 0 && strings.HasPrefix(line, " "):
+					lines = append(lines, line)
+				case len(lines) > 0:
+					break scan
+				}
+			}
+			for i, line := range lines {
+				// A longer line holds one word, which cannot be folded: an
+				// ASCII word as sent, or the first encoded-word after a long
+				// field name.
+				word := strings.TrimPrefix(line, " ")
+				if i == 0 {
+					word = strings.TrimPrefix(line, name+": ")
+				}
+				if len(line) > 76 && (strings.Contains(word, " ") || strings.HasPrefix(word, "=?utf-8?q?") && (i > 0 || len(line) > len(name)+2+21)) {
+					t.Fatalf("%s: line %d of %d octets: %q", name, i, len(line), line)
+				}
+				if strings.ContainsFunc(line, func(r rune) bool { return r >= utf8.RuneSelf }) {
+					t.Fatalf("%s: 8-bit text %q", name, line)
+				}
+			}
+			value := strings.TrimPrefix(strings.Join(lines, ""), name+": ")
+			if strings.Contains(sent, "=?") {
+				continue // ASCII written as it is, which a decoder would decode
+			}
+			if decoded, err := dec.DecodeHeader(value); err != nil || decoded != sent {
+				t.Fatalf("%s: %q decodes to %q (%v), want %q", name, value, decoded, err, sent)
 			}
 		}
 	})

@@ -1,6 +1,7 @@
 package compose
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 
@@ -82,14 +83,27 @@ func TestTemplateSubstitution(t *testing.T) {
 		}
 	})
 	t.Run("large template, many placeholders and variables", func(t *testing.T) {
+		// A template of 1 MB (the limit) with 100,000 placeholders, and
+		// 1,000 variables (the limit), each a value that holds a placeholder.
 		vars := map[string]string{}
 		for i := range 1000 {
-			vars["v"+strings.Repeat("x", i%50)] = "val"
+			vars[fmt.Sprintf("v%03d", i)] = "{{v000}}"
 		}
-		html := strings.Repeat("{{vx}} ", 100_000)
+		var b strings.Builder
+		for i := range 100_000 {
+			fmt.Fprintf(&b, "{{v%03d}} ", i%1000)
+		}
+		html := b.String() + strings.Repeat(".", MaxTemplateBody-b.Len())
 		r, err := renderForTest(t, store.Template{HTML: html}, vars)
-		if err != nil || strings.Count(r.HTML, "val") != 100_000 {
-			t.Fatalf("%v", err)
+		if err != nil || strings.Count(r.HTML, "{{v000}}") != 100_000 || len(r.HTML) != len(html) {
+			t.Fatalf("%d bytes, %v", len(r.HTML), err)
+		}
+		vars["one_more"] = "x"
+		if _, err := renderForTest(t, store.Template{HTML: html}, vars); pipeline.AsError(err).HTTPStatus != 400 {
+			t.Fatalf("1,001 variables: %v", err)
+		}
+		if _, err := checkTemplate(&store.Template{Name: "n", HTML: html + "."}); pipeline.AsError(err).HTTPStatus != 400 {
+			t.Fatalf("1 MB + 1: %v", err)
 		}
 	})
 }
