@@ -55,6 +55,7 @@ func TestDefaultsValid(t *testing.T) {
 		{"smtp.tls_listen", d.SMTP.TLSListen, ":465"},
 		{"smtp.max_message_bytes", d.SMTP.MaxMessageBytes, int64(26214400)},
 		{"smtp.max_recipients", d.SMTP.MaxRecipients, 100},
+		{"smtp.max_line_bytes", d.SMTP.MaxLineBytes, 262144},
 		{"smtp.max_connections", d.SMTP.MaxConnections, 1000},
 		{"smtp.max_connections_per_ip", d.SMTP.MaxConnectionsPerIP, 100},
 		{"smtp.read_timeout", d.SMTP.ReadTimeout, 60 * time.Second},
@@ -259,10 +260,11 @@ func TestEnvOverrides(t *testing.T) {
 		"PIGEONPOST_TLS_CERT_FILE":               "",
 		"PIGEONPOST_TLS_KEY_FILE":                "",
 		"PIGEONPOST_SMTP_MAX_RECIPIENTS_XXX":     "not a key",
+		"PIGEONPOST_SMTP_MAX_LINE_BYTES":         "65536",
 	}))
 	want := Config{
 		SMTP: SMTP{Listen: ":1587", TLSListen: ":465", ReportsMailbox: "reports@mx.example.com", Hostname: "mx.example.com", MaxMessageBytes: 10485760,
-			MaxRecipients: 42, MaxConnections: 5, MaxConnectionsPerIP: 100, ReadTimeout: 5 * time.Second, WriteTimeout: 6 * time.Second,
+			MaxRecipients: 42, MaxLineBytes: 65536, MaxConnections: 5, MaxConnectionsPerIP: 100, ReadTimeout: 5 * time.Second, WriteTimeout: 6 * time.Second,
 			DataTimeout: 15 * time.Minute, DataMemoryBytes: 512 << 20},
 		HTTP:  HTTP{Listen: ":18080", PublicURL: "https://example.com", MaxBodyBytes: 1000, AdminListen: "127.0.0.1:6060"},
 		Redis: Redis{URL: "redis://from-env:6379/1", RequireDurable: true},
@@ -299,8 +301,8 @@ func TestEnvCoversEveryKey(t *testing.T) {
 			t.Errorf("%s: cannot be set from the environment: %v", name, err)
 		}
 	})
-	if n != 64 {
-		t.Errorf("walked %d keys, want 64", n)
+	if n != 65 {
+		t.Errorf("walked %d keys, want 65", n)
 	}
 	for _, name := range []string{"PIGEONPOST_REDIS_URL", "PIGEONPOST_SMTP_MAX_MESSAGE_BYTES", "PIGEONPOST_DELIVERY_RETRY_INITIAL"} {
 		found := false
@@ -544,6 +546,7 @@ func TestValidateRules(t *testing.T) {
 		{"hostname empty", func(c *Config) { c.SMTP.Hostname = "" }, "smtp.hostname: required"},
 		{"hostname space", func(c *Config) { c.SMTP.Hostname = "mail example" }, "smtp.hostname: must not contain spaces"},
 		{"max_connections 0", func(c *Config) { c.SMTP.MaxConnections = 0 }, "smtp.max_connections: must be greater than 0"},
+		{"max_line_bytes under 1000", func(c *Config) { c.SMTP.MaxLineBytes = 999 }, "smtp.max_line_bytes: must be at least 1000"},
 		{"max_body 0", func(c *Config) { c.HTTP.MaxBodyBytes = -1 }, "http.max_body_bytes: must be greater than 0"},
 		{"write_timeout 0", func(c *Config) { c.SMTP.WriteTimeout = 0 }, "smtp.write_timeout: must be greater than 0"},
 		{"read_timeout neg", func(c *Config) { c.SMTP.ReadTimeout = -time.Second }, "smtp.read_timeout: must be greater than 0"},

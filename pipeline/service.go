@@ -203,6 +203,11 @@ type Submission struct {
 	EnvelopeFrom string   // MAIL FROM; for the API, the From address
 	Recipients   []string // envelope recipients; one email record each
 	Message      []byte   // the RFC 5322 message, CRLF-normalised
+	// LongestLine is the length of Message's longest line, CRLF excluded,
+	// when the caller measured it on the way in (NormalizeCRLF's
+	// LongestLine, as smtpd does): Submit then looks for a line too long
+	// to relay only when there is one. 0: not measured, Submit measures.
+	LongestLine int
 	// Tracking from the API; nil for SMTP, where X-SP-Track-* headers decide.
 	Tracking *Tracking
 	Tags     []string
@@ -407,6 +412,9 @@ func (s *Service) prepare(ctx context.Context, sub Submission, derive bool, now 
 	generatedID := false
 	msg, err := parseMessage(sub.Message, s.opt.Hostname, func() string { generatedID = true; return store.NewID("msg") }, now)
 	if err != nil {
+		return nil, nil, err
+	}
+	if err := msg.shortenLines(sub.LongestLine); err != nil {
 		return nil, nil, err
 	}
 	for _, addr := range append([]string{msg.from}, msg.senders...) {

@@ -66,6 +66,14 @@ var (
 	replyTooManyFromIP       = &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 7, 0}, Message: "Too many connections from your address, try again later"}
 )
 
+// replyLineTooLong answers a DATA line longer than Options.MaxLineBytes,
+// after which the session is closed (session.lineTooLong). Lines up to
+// that limit are accepted and re-encoded by the pipeline when over 998.
+func replyLineTooLong(limit int) *smtp.SMTPError {
+	return &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 6, 0},
+		Message: "Message has a line longer than " + strconv.Itoa(limit) + " octets; closing connection"}
+}
+
 // replyQueued is the answer to DATA once Submit has stored the message: a
 // code-250 *smtp.SMTPError is how go-smtp lets Data choose its success text.
 func replyQueued(id string) *smtp.SMTPError {

@@ -26,7 +26,14 @@ type Options struct {
 	Hostname        string
 	MaxMessageBytes int64
 	MaxRecipients   int
-	MaxConnections  int // across both listeners; beyond it new connections get 421
+	// MaxLineBytes bounds a line, CRLF included, of a command or of DATA
+	// (go-smtp's MaxLineLength; 0: DefaultMaxLineBytes). A DATA line over
+	// 998 octets is accepted and re-encoded by the pipeline; one over
+	// MaxLineBytes is refused with 554 5.6.0 and the connection closed. A
+	// command line that long gets go-smtp's 500 5.4.0 and the same end.
+	// Each connection may hold up to this much for a command line.
+	MaxLineBytes   int
+	MaxConnections int // across both listeners; beyond it new connections get 421
 	// MaxConnectionsPerIP caps one client address's connections (0: none),
 	// so that one host cannot hold every slot (with NOOPs, say).
 	MaxConnectionsPerIP int
@@ -42,6 +49,10 @@ type Options struct {
 	// pipeline.MessageCost(MaxMessageBytes) as its largest need.
 	Budget *membudget.Budget
 }
+
+// DefaultMaxLineBytes is Options.MaxLineBytes when not set: room for the
+// long single-line HTML some tools write, at a bounded cost per connection.
+const DefaultMaxLineBytes = 256 << 10
 
 // Server accepts submissions on a STARTTLS listener and an implicit-TLS one.
 type Server struct {
@@ -66,6 +77,9 @@ func New(pipe Pipeline, opt Options) *Server {
 	if opt.Metrics == nil {
 		opt.Metrics = NewMetrics(nil)
 	}
+	if opt.MaxLineBytes <= 0 {
+		opt.MaxLineBytes = DefaultMaxLineBytes
+	}
 	s := &Server{
 		opt:      opt,
 		pipe:     pipe,
@@ -76,6 +90,7 @@ func New(pipe Pipeline, opt Options) *Server {
 	srv.Domain = opt.Hostname
 	srv.MaxMessageBytes = opt.MaxMessageBytes
 	srv.MaxRecipients = opt.MaxRecipients
+	srv.MaxLineLength = opt.MaxLineBytes
 	srv.ReadTimeout = opt.ReadTimeout
 	srv.WriteTimeout = opt.WriteTimeout
 	srv.TLSConfig = opt.TLSConfig

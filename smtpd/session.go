@@ -163,7 +163,7 @@ func (s *session) Rcpt(to string, _ *smtp.RcptOptions) (err error) {
 func (s *session) Data(r io.Reader) (err error) {
 	defer s.recoverCommand("DATA", &err)
 	start := time.Now()
-	body, res, err := s.readData(r)
+	body, longest, res, err := s.readData(r)
 	if err != nil {
 		return err
 	}
@@ -173,7 +173,7 @@ func (s *session) Data(r io.Reader) (err error) {
 	ctx, cancel := s.context()
 	defer cancel()
 	receipt, err := s.srv.pipe.Submit(ctx, pipeline.Submission{
-		Key: s.key, Source: "smtp", EnvelopeFrom: s.from, Recipients: s.rcpts, Message: body,
+		Key: s.key, Source: "smtp", EnvelopeFrom: s.from, Recipients: s.rcpts, Message: body, LongestLine: longest,
 	})
 	s.srv.opt.Metrics.dataSeconds.Observe(time.Since(start).Seconds())
 	if err != nil {
@@ -209,8 +209,9 @@ var errBusy = reply(pipeline.ErrBusy)
 // deadline it set at the DATA command for the whole transfer, and answer a
 // timeout with a permanent 554. A message larger than firstChunk comes with
 // its reservation of the budget, which the caller releases once it is done
-// with the message.
-func (s *session) readData(r io.Reader) ([]byte, *membudget.Reservation, error) {
+// with the message. longest is its longest line, measured on the way
+// (pipeline.Submission.LongestLine).
+func (s *session) readData(r io.Reader) (_ []byte, longest int, _ *membudget.Reservation, _ error) {
 	nc := s.conn.Conn()
 	deadline := time.Now().Add(s.srv.opt.DataTimeout)
 	defer func() {
@@ -225,10 +226,10 @@ func (s *session) readData(r io.Reader) ([]byte, *membudget.Reservation, error) 
 	defer firstChunks.Put(scratch)
 	n, err := io.ReadFull(src, *scratch)
 	if err == io.EOF || err == io.ErrUnexpectedEOF {
-		return bytes.Clone((*scratch)[:n]), nil, nil
+		return bytes.Clone((*scratch)[:n]), src.LongestLine(), nil, nil
 	}
 	if err != nil {
-		return nil, nil, dataError(err)
+		return nil, 0, nil, s.dataError(err)
 	}
 
 	ctx, cancel := context.WithDeadline(context.Background(), deadline)
@@ -242,10 +243,10 @@ func (s *session) readData(r io.Reader) ([]byte, *membudget.Reservation, error) 
 			s.srv.opt.Logger.Info("message refused: no memory budget before the data deadline",
 				"ip", s.ip, "key", s.key.ID, "declared_size", s.size)
 		}
-		return nil, nil, err
+		return nil, 0, nil, err
 	}
 	res.Shrink(pipeline.MessageCost(int64(len(body))))
-	return body, res, nil
+	return body, src.LongestLine(), res, nil
 }
 
 // readLarge reads the rest of a message whose first bytes are first, growing
@@ -287,7 +288,7 @@ func (s *session) readLarge(ctx context.Context, src io.Reader, first []byte, re
 			break
 		}
 		if err != nil {
-			return nil, dataError(err)
+			return nil, s.dataError(err)
 		}
 	}
 	if len(full) == 0 {
@@ -304,16 +305,43 @@ func (s *session) readLarge(ctx context.Context, src io.Reader, first []byte, re
 }
 
 // dataError is the reply to a failed read of DATA.
-func dataError(err error) error {
+func (s *session) dataError(err error) error {
 	var se *smtp.SMTPError
 	if errors.As(err, &se) {
 		return se // e.g. 552 5.3.4 from go-smtp's size limit
+	}
+	if errors.Is(err, smtp.ErrTooLongLine) {
+		return s.lineTooLong()
 	}
 	var ne net.Error
 	if errors.As(err, &ne) && ne.Timeout() {
 		return replyDataTimeout
 	}
 	return replyDataError
+}
+
+// lineTooLong answers a DATA line longer than Options.MaxLineBytes once,
+// permanently, and ends the connection. go-smtp's line reader fails for
+// good once a line is past its limit: left to go-smtp, the client would get
+// the reply to DATA and then "500 5.4.0 Too long line" as the reply to its
+// next command, and lose step. The reply is written first, the writing side
+// closed, and what the client still sends read and dropped (bounded by the
+// data deadline and the size limit), so that the client, which reads the
+// reply after its final dot, gets it rather than a reset.
+func (s *session) lineTooLong() error {
+	s.srv.opt.Logger.Info("message refused: a line over the limit", "ip", s.ip, "limit", s.srv.opt.MaxLineBytes)
+	nc := s.conn.Conn()
+	r := replyLineTooLong(s.srv.opt.MaxLineBytes)
+	_ = nc.SetWriteDeadline(time.Now().Add(time.Second))
+	if _, err := io.WriteString(nc, wire(r)); err == nil {
+		if cw, ok := nc.(interface{ CloseWrite() error }); ok {
+			_ = cw.CloseWrite()
+		}
+		idle := &idleReader{r: nc, conn: nc, idle: s.srv.opt.ReadTimeout, deadline: time.Now().Add(s.srv.opt.DataTimeout)}
+		_, _ = io.Copy(io.Discard, io.LimitReader(idle, max(s.srv.opt.MaxMessageBytes, 1<<20)))
+	}
+	_ = nc.Close()
+	return r
 }
 
 // idleReader pushes the connection's read deadline forward on each read,

@@ -216,6 +216,7 @@ func build(ctx context.Context, cfg config.Config, log *slog.Logger, opt serveOp
 		Hostname:            cfg.SMTP.Hostname,
 		MaxMessageBytes:     cfg.SMTP.MaxMessageBytes,
 		MaxRecipients:       cfg.SMTP.MaxRecipients,
+		MaxLineBytes:        cfg.SMTP.MaxLineBytes,
 		MaxConnections:      cfg.SMTP.MaxConnections,
 		MaxConnectionsPerIP: cfg.SMTP.MaxConnectionsPerIP,
 		ReadTimeout:         cfg.SMTP.ReadTimeout,
