@@ -31,6 +31,7 @@ type session struct {
 	key    *store.Key
 	from   string
 	size   int64 // SIZE= of MAIL FROM (RFC 1870), 0 when not declared
+	utf8   bool  // MAIL FROM had SMTPUTF8 (RFC 6531): addresses may be non-ASCII
 	rcpts  []string
 	busy   atomic.Bool // a transaction is in progress (MAIL accepted, not yet reset)
 
@@ -132,6 +133,10 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) (err error) {
 	if s.key == nil {
 		return replyAuthRequired
 	}
+	utf8 := opts != nil && opts.UTF8
+	if !utf8 && !isASCII(from) {
+		return replyNonASCIISender
+	}
 	ctx, cancel := s.context()
 	defer cancel()
 	// Look the key up again (cached) so that a revoked key stops at the next MAIL.
@@ -143,7 +148,7 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) (err error) {
 	if err := s.srv.pipe.CheckSender(ctx, k, from); err != nil {
 		return reply(err)
 	}
-	s.from = from
+	s.from, s.utf8 = from, utf8
 	if opts != nil {
 		s.size = opts.Size
 	}
@@ -153,7 +158,10 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) (err error) {
 
 func (s *session) Rcpt(to string, _ *smtp.RcptOptions) (err error) {
 	defer s.recoverCommand("RCPT", &err)
-	if _, err := pipeline.ParseAddress(to); err != nil {
+	if !s.utf8 && !isASCII(to) {
+		return replyNonASCIIRecipient
+	}
+	if err := s.srv.pipe.CheckRecipient(to); err != nil {
 		return reply(err)
 	}
 	s.rcpts = append(s.rcpts, to)
@@ -364,10 +372,21 @@ func (ir *idleReader) Read(p []byte) (int, error) {
 	return ir.r.Read(p)
 }
 
+// isASCII reports whether an address has no byte over 0x7f: without
+// SMTPUTF8 (RFC 6531 §3.4) a non-ASCII one is refused.
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			return false
+		}
+	}
+	return true
+}
+
 // Reset ends a transaction; go-smtp calls it after the reply to DATA too,
 // so during a shutdown the session is hung up once its reply is out.
 func (s *session) Reset() {
-	s.from, s.size, s.rcpts = "", 0, nil
+	s.from, s.size, s.utf8, s.rcpts = "", 0, false, nil
 	s.busy.Store(false)
 	if s.srv.isClosing() {
 		s.hangUp()

@@ -15,6 +15,7 @@ import (
 	"github.com/emersion/go-message"
 	"github.com/emersion/go-msgauth/dkim"
 
+	"github.com/pigeonpost/pigeonpost/config"
 	"github.com/pigeonpost/pigeonpost/internal/testkit"
 	"github.com/pigeonpost/pigeonpost/pipeline/deliver"
 )
@@ -178,4 +179,56 @@ func TestSMTPLongHeaderLineRefused(t *testing.T) {
 	c.expect("250 ")
 	queuedID(t, c.send("DATA", from, to, testkit.SimpleMessage(from, to, "next")))
 	c.quiet()
+}
+
+// TestSMTPUTF8Recipient (S14): the gateway advertises SMTPUTF8; a
+// non-ASCII recipient sent with it is accepted, and bounced 5.6.7 when the
+// destination does not offer SMTPUTF8 (the sink does not): nothing is sent
+// there with an address the next hop cannot take.
+func TestSMTPUTF8Recipient(t *testing.T) {
+	s := startStack(t)
+	from, to := "hello@"+senderDomain, "müller@"+rcptDomain
+	if ok, _ := s.smtpClient(true, liveKey).Extension("SMTPUTF8"); !ok {
+		t.Fatal("SMTPUTF8 not advertised")
+	}
+	c := s.rawSMTP(t)
+	c.write("MAIL FROM:<" + from + ">\r\nRCPT TO:<" + to + ">\r\n")
+	c.expect("250 ")
+	c.expect("553 5.6.7 ")
+	c.write("RSET\r\nMAIL FROM:<" + from + "> SMTPUTF8\r\nRCPT TO:<" + to + ">\r\nDATA\r\n")
+	c.expect("250 ")
+	c.expect("250 ")
+	c.expect("250 ")
+	c.expect("354 ")
+	c.write(testkit.SimpleMessage(from, to, "utf8") + ".\r\n")
+	id := queuedID(t, c.expect("250 "))
+	c.quiet()
+	e := s.waitStatus(id, "bounced")
+	if !strings.Contains(e.LastError, "5.6.7") {
+		t.Errorf("last error %q, want 5.6.7", e.LastError)
+	}
+	if n := len(s.sink.Messages()); n != 0 {
+		t.Errorf("the sink got %d messages", n)
+	}
+}
+
+// TestRecipientAddressLiteralRefused (S14): without
+// delivery.allow_private_destinations, a recipient at an address literal
+// or localhost is refused when it is given (RCPT 550 5.1.2, REST 400), not
+// queued to fail at delivery.
+func TestRecipientAddressLiteralRefused(t *testing.T) {
+	s := startStack(t, func(c *config.Config) { c.Delivery.AllowPrivateDestinations = false })
+	from := "hello@" + senderDomain
+	c := s.rawSMTP(t)
+	c.write("MAIL FROM:<" + from + ">\r\n")
+	c.expect("250 ")
+	for _, to := range []string{"a@[127.0.0.1]", "a@localhost"} {
+		c.write("RCPT TO:<" + to + ">\r\n")
+		c.expect("550 5.1.2 ")
+	}
+	c.quiet()
+	resp := s.Call("POST", "/v1/emails", liveKey, nil, map[string]any{"from": from, "to": "a@[127.0.0.1]", "subject": "s", "text": "t"})
+	if resp.Code != 400 || resp.ErrCode() != "invalid_address" {
+		t.Errorf("REST: %d %s", resp.Code, resp.Body)
+	}
 }
