@@ -45,12 +45,26 @@ func (s *session) isTLS() bool {
 	return ok
 }
 
-// AuthMechanisms: go-smtp advertises and accepts them only after TLS.
+// AuthMechanisms are advertised after TLS only (Options: go-smtp's own
+// gate is off, so that AUTH before TLS is answered as MAIL is).
 func (s *session) AuthMechanisms() []string {
+	if !s.isTLS() {
+		return nil
+	}
 	return []string{sasl.Plain, sasl.Login}
 }
 
+// Auth before TLS is 530 5.7.0 and looks nothing up: the credentials would
+// have crossed the network in clear.
 func (s *session) Auth(mech string) (sasl.Server, error) {
+	if !s.isTLS() {
+		return nil, replyMustStartTLS
+	}
+	return s.mechanism(mech)
+}
+
+// mechanism is the server side of mech, once TLS is up.
+func (s *session) mechanism(mech string) (sasl.Server, error) {
 	switch mech {
 	case sasl.Plain:
 		return plainServer{sasl.NewPlainServer(func(identity, username, password string) error {
