@@ -135,3 +135,40 @@ func equalStrings(a, b []string) bool {
 	}
 	return true
 }
+
+// FuzzShortenLines: whatever the MIME, ShortenLines either leaves no line
+// over MaxLineOctets or says why (a *LongLineError), never panics, returns
+// a message without a long line as it is, and a second pass changes
+// nothing.
+func FuzzShortenLines(f *testing.F) {
+	long := strings.Repeat("q", 1000)
+	for _, s := range []string{
+		"Subject: s\n\nshort\n",
+		"Subject: s\n\n" + long + "\n",
+		"Content-Type: multipart/mixed; boundary=b\n\n--b\n\n" + long + "\n--b\nContent-Transfer-Encoding: base64\n\n" + long + "\n--b--\n",
+		"Content-Type: message/rfc822\n\nContent-Type: multipart/alternative; boundary=c\n\n--c\n\n" + long + "--c\n--c--\n",
+		"Content-Transfer-Encoding: quoted-printable\n\n" + long + "=\n",
+	} {
+		f.Add(crlfText(s))
+	}
+	f.Fuzz(func(t *testing.T, in []byte) {
+		out, err := ShortenLines(in)
+		if err != nil {
+			var le *LongLineError
+			if !errors.As(err, &le) {
+				t.Fatalf("error %v (%T) is not a *LongLineError", err, err)
+			}
+			return
+		}
+		if !hasLongLine(in) && !bytes.Equal(out, in) {
+			t.Fatalf("a message without a long line changed: %q → %q", in, out)
+		}
+		if hasLongLine(out) {
+			t.Fatalf("a long line is left in %q", out)
+		}
+		again, err := ShortenLines(out)
+		if err != nil || !bytes.Equal(again, out) {
+			t.Fatalf("a second pass changed %q: %v", out, err)
+		}
+	})
+}
