@@ -58,7 +58,12 @@ type SMTP struct {
 	Hostname        string `yaml:"hostname"`          // default os.Hostname(), else "localhost"
 	MaxMessageBytes int64  `yaml:"max_message_bytes"` // 25 MiB
 	MaxRecipients   int    `yaml:"max_recipients"`    // 100
-	MaxConnections  int    `yaml:"max_connections"`   // 1000
+	// MaxLineBytes bounds one line, CRLF included, of a command or of
+	// DATA. DATA lines over 998 octets are re-encoded before relaying;
+	// longer than this, the message is refused (554 5.6.0) and the
+	// connection closed. Each connection may hold this much for a command.
+	MaxLineBytes   int `yaml:"max_line_bytes"`  // 256 KiB
+	MaxConnections int `yaml:"max_connections"` // 1000
 	// MaxConnectionsPerIP caps one client address's connections, so that
 	// one host cannot hold every slot; 0: no cap.
 	MaxConnectionsPerIP int           `yaml:"max_connections_per_ip"` // 100
@@ -242,6 +247,7 @@ func Default() Config {
 			Hostname:             defaultHostname(),
 			MaxMessageBytes:      25 * mib,
 			MaxRecipients:        100,
+			MaxLineBytes:         256 << 10,
 			MaxConnections:       1000,
 			MaxConnectionsPerIP:  100,
 			ReadTimeout:          60 * time.Second,

@@ -261,10 +261,11 @@ func TestEnvOverrides(t *testing.T) {
 		"PIGEONPOST_TLS_CERT_FILE":                       "",
 		"PIGEONPOST_TLS_KEY_FILE":                        "",
 		"PIGEONPOST_SMTP_MAX_RECIPIENTS_XXX":             "not a key",
+		"PIGEONPOST_SMTP_MAX_LINE_BYTES":                 "65536",
 	}))
 	want := Config{
 		SMTP: SMTP{Listen: ":1587", TLSListen: ":465", ReportsMailbox: "reports@mx.example.com", Hostname: "mx.example.com", MaxMessageBytes: 10485760,
-			MaxRecipients: 42, MaxConnections: 5, MaxConnectionsPerIP: 100, ReadTimeout: 5 * time.Second, WriteTimeout: 6 * time.Second,
+			MaxRecipients: 42, MaxLineBytes: 65536, MaxConnections: 5, MaxConnectionsPerIP: 100, ReadTimeout: 5 * time.Second, WriteTimeout: 6 * time.Second,
 			DataTimeout: 15 * time.Minute, DataMemoryBytes: 512 << 20, DataMemoryPerAccount: 128 << 20, MaxSessionTime: 30 * time.Minute},
 		HTTP: HTTP{Listen: ":18080", PublicURL: "https://example.com", MaxBodyBytes: 1000, AdminListen: "127.0.0.1:6060",
 			ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 5 * time.Minute},
@@ -302,8 +303,8 @@ func TestEnvCoversEveryKey(t *testing.T) {
 			t.Errorf("%s: cannot be set from the environment: %v", name, err)
 		}
 	})
-	if n != 69 {
-		t.Errorf("walked %d keys, want 69", n)
+	if n != 70 {
+		t.Errorf("walked %d keys, want 70", n)
 	}
 	for _, name := range []string{"PIGEONPOST_REDIS_URL", "PIGEONPOST_SMTP_MAX_MESSAGE_BYTES", "PIGEONPOST_DELIVERY_RETRY_INITIAL"} {
 		found := false

@@ -33,6 +33,9 @@ func (c Config) Validate() error {
 	v.hostname("smtp.hostname", c.SMTP.Hostname)
 	v.positive("smtp.max_message_bytes", c.SMTP.MaxMessageBytes)
 	v.positive("smtp.max_recipients", int64(c.SMTP.MaxRecipients))
+	if c.SMTP.MaxLineBytes < 1000 {
+		v.add("smtp.max_line_bytes", fmt.Sprintf("must be at least 1000, the line RFC 5321 §4.5.3.1.6 requires (got %d)", c.SMTP.MaxLineBytes))
+	}
 	v.positive("smtp.max_connections", int64(c.SMTP.MaxConnections))
 	if c.SMTP.MaxConnectionsPerIP < 0 {
 		v.add("smtp.max_connections_per_ip", fmt.Sprintf("must be 0 (no cap) or more (got %d)", c.SMTP.MaxConnectionsPerIP))

@@ -36,6 +36,8 @@ func FuzzParseAddress(f *testing.F) {
 		"=?utf-8?q?x?=@example.com",
 		"a@b,c@d",
 		"user@example.com\x00",
+		strings.Repeat("l", 65) + "@example.com",
+		strings.Repeat("l", 64) + "@" + strings.Repeat("d", 190) + ".com",
 	} {
 		f.Add(s)
 	}
@@ -59,9 +61,52 @@ func FuzzParseAddress(f *testing.F) {
 		if !strings.Contains(got, "@") {
 			t.Fatalf("ParseAddress accepted %q, which has no @", got)
 		}
+		if len(got) > MaxAddressOctets || strings.LastIndexByte(got, '@') > MaxLocalPartOctets {
+			t.Fatalf("ParseAddress accepted %q, over the limits of RFC 5321 §4.5.3.1", got)
+		}
 		again, err := ParseAddress(got)
 		if err != nil || again != got {
 			t.Fatalf("ParseAddress(%q) accepted once, then = %q, %v", got, again, err)
 		}
 	})
+}
+
+// TestAddressTable (S14): the rules every path shares (SMTP MAIL and RCPT,
+// REST recipients): RFC 5321's limits, malformed and quoted-with-space
+// local parts, and, for recipients, address literals and localhost unless
+// delivery.allow_private_destinations.
+func TestAddressTable(t *testing.T) {
+	local64 := strings.Repeat("l", 64)
+	addr254 := local64 + "@" + strings.Repeat("d", 184) + ".test" // 254 octets
+	for addr, want := range map[string]*Error{
+		local64 + "@example.test":                 nil,
+		local64 + "l@example.test":                ErrBadAddress,
+		addr254:                                   nil,
+		addr254[:64] + "x" + addr254[64:]:         ErrBadAddress, // 255 octets, its local part 65
+		"l@" + strings.Repeat("d", 248) + ".test": ErrBadAddress, // 255 octets
+		"a@b@c":                    ErrBadAddress,
+		"a..b@x.test":              ErrBadAddress,
+		"a b@example.test":         ErrBadAddress, // "a b"@example.test as go-smtp hands it over
+		`"a b"@example.test`:       ErrBadAddress,
+		"a\x00b@x.test":            ErrBadAddress,
+		"a\x1bb@x.test":            ErrBadAddress,
+		"ü@例え.jp":                  nil, // SMTPUTF8 is smtpd's to check
+		"a@[127.0.0.1]":            ErrBadDestination,
+		"a@[IPv6:::1]":             ErrBadAddress, // net/mail reads no IPv6 literal
+		"a@localhost":              ErrBadDestination,
+		"a@mail.localhost":         ErrBadDestination,
+		"a@localhost.example.test": nil,
+	} {
+		err := (&Service{}).CheckRecipient(addr)
+		if want == nil && err != nil || want != nil && !errors.Is(err, want) {
+			t.Errorf("CheckRecipient(%.40q…): %v, want %v", addr, err, want)
+		}
+		allowed := (&Service{opt: Options{AllowPrivateDestinations: true}}).CheckRecipient(addr)
+		if want == ErrBadDestination && allowed != nil {
+			t.Errorf("CheckRecipient(%q) with private destinations allowed: %v", addr, allowed)
+		}
+	}
+	if err := (&Service{}).CheckRecipient(strings.Repeat("l", 65) + "@x.test"); !strings.Contains(AsError(err).Message, "limit is 64") {
+		t.Errorf("the refusal does not name the limit: %v", err)
+	}
 }

@@ -3,6 +3,7 @@ package pipeline
 import (
 	"bytes"
 	"io"
+	"strings"
 	"testing"
 	"testing/iotest"
 )
@@ -36,14 +37,54 @@ func TestNormalizeCRLF(t *testing.T) {
 	}
 }
 
+// TestNormalizeCRLFLongestLine: the reader measures the lines as it
+// normalises them, CRLF excluded, whatever the line endings and however
+// the reads are split.
+func TestNormalizeCRLFLongestLine(t *testing.T) {
+	long := strings.Repeat("x", 1500)
+	cases := map[string]int{
+		"":                           0,
+		"abc":                        3,
+		"ab\r\nabcd\r\n":             4,
+		"abcd\nab":                   4,
+		"ab\rabcde\r":                5,
+		"ab\r\r\nabc":                3,
+		"a\r\n" + long + "\r\nb":     1500,
+		"a\n" + long:                 1500,
+		long + "\r" + long + "x\r\n": 1501,
+	}
+	for in, want := range cases {
+		for name, r := range map[string]io.Reader{
+			"whole":   bytes.NewReader([]byte(in)),
+			"onebyte": iotest.OneByteReader(bytes.NewReader([]byte(in))),
+		} {
+			n := NormalizeCRLF(r)
+			if _, err := io.Copy(io.Discard, n); err != nil {
+				t.Fatal(err)
+			}
+			if got := n.LongestLine(); got != want {
+				t.Errorf("%s %.20q…: LongestLine() = %d, want %d", name, in, got, want)
+			}
+		}
+	}
+}
+
 // FuzzNormalizeCRLF checks the invariant that matters: no bare CR or LF
 // survives, and nothing but line endings changes.
 func FuzzNormalizeCRLF(f *testing.F) {
 	f.Add([]byte("a\nb\rc\r\nd"))
 	f.Fuzz(func(t *testing.T, in []byte) {
-		got, err := io.ReadAll(NormalizeCRLF(iotest.HalfReader(bytes.NewReader(in))))
+		r := NormalizeCRLF(iotest.HalfReader(bytes.NewReader(in)))
+		got, err := io.ReadAll(r)
 		if err != nil {
 			t.Fatal(err)
+		}
+		longest := 0
+		for line := range bytes.SplitSeq(got, []byte("\r\n")) {
+			longest = max(longest, len(line))
+		}
+		if r.LongestLine() != longest {
+			t.Fatalf("LongestLine() = %d, the longest line of %q has %d octets", r.LongestLine(), got, longest)
 		}
 		for i, b := range got {
 			if b == '\r' && (i+1 >= len(got) || got[i+1] != '\n') {

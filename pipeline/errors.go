@@ -139,7 +139,11 @@ var (
 	ErrUnknownField = sentinel(false, 50, 5, 2, http.StatusBadRequest, CodeInvalidRequest, "the request has a field this route does not know")
 	// ErrBadAddress reports a malformed mailbox.
 	ErrBadAddress = sentinel(false, 53, 1, 3, http.StatusBadRequest, CodeInvalidAddress, "the address is not a valid mailbox")
-	// ErrBadMessage reports a message whose header cannot be used (no From, unparsable).
+	// ErrBadDestination reports a recipient at an address literal or
+	// localhost (CheckRecipient).
+	ErrBadDestination = sentinel(false, 50, 1, 2, http.StatusBadRequest, CodeInvalidAddress, "the recipient's domain is not a destination this gateway relays to")
+	// ErrBadMessage reports a message whose header cannot be used (no From,
+	// unparsable, a line over 998 octets).
 	ErrBadMessage = sentinel(false, 50, 6, 0, http.StatusBadRequest, CodeInvalidMessage, "the message cannot be used")
 	// ErrUnverifiedDomain reports a sender on a domain the account has not
 	// verified; see unverifiedDomain.

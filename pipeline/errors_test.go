@@ -21,6 +21,7 @@ func TestErrorCodesAgree(t *testing.T) {
 		"invalid":           {ErrInvalid.With("x"), 550, [3]int{5, 5, 2}, 400},
 		"unknown field":     {ErrUnknownField, 550, [3]int{5, 5, 2}, 400},
 		"bad address":       {ErrBadAddress.With("x"), 553, [3]int{5, 1, 3}, 400},
+		"bad destination":   {ErrBadDestination.With("x"), 550, [3]int{5, 1, 2}, 400},
 		"bad message":       {ErrBadMessage.With("x"), 550, [3]int{5, 6, 0}, 400},
 		"unverified domain": {unverifiedDomain("a.test"), 550, [3]int{5, 7, 1}, 403},
 		"all suppressed":    {ErrAllSuppressed, 550, [3]int{5, 1, 1}, 422},
@@ -94,7 +95,7 @@ func TestErrorIsItsSentinel(t *testing.T) {
 // Every sentinel is its own kind, so errors.Is holds for the variable
 // itself and for any copy of it.
 func TestSentinelsAreThemselves(t *testing.T) {
-	for _, e := range []*Error{ErrInvalid, ErrUnknownField, ErrBadAddress, ErrBadMessage, ErrUnverifiedDomain, ErrAllSuppressed, ErrTooBig,
+	for _, e := range []*Error{ErrInvalid, ErrUnknownField, ErrBadAddress, ErrBadDestination, ErrBadMessage, ErrUnverifiedDomain, ErrAllSuppressed, ErrTooBig,
 		ErrRateLimited, ErrMonthlyLimit, ErrAccountPaused, ErrUnavailable, ErrBusy, ErrAccountBusy, ErrStorageFull, ErrAuthFailed, ErrMissingKey, ErrPayloadTooLarge,
 		ErrForbidden, ErrNotFound, ErrConflict, ErrIdempotencyMismatch, ErrIdempotencyInProgress, ErrKeyDomain} {
 		if e.kind != e || !errors.Is(e.WithCause(errors.New("x")), e) {

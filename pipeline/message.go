@@ -3,6 +3,7 @@ package pipeline
 import (
 	"bufio"
 	"bytes"
+	"errors"
 	"fmt"
 	netmail "net/mail"
 	"slices"
@@ -12,6 +13,8 @@ import (
 	"github.com/emersion/go-message"
 	"github.com/emersion/go-message/mail"
 	"github.com/emersion/go-message/textproto"
+
+	"github.com/pigeonpost/pigeonpost/tracking"
 )
 
 // Headers that pigeonpost reads and strips before delivery.
@@ -280,6 +283,34 @@ func (m *submittedMessage) bytes() []byte {
 	}
 	out := make([]byte, 0, h.Len()+len(m.body))
 	return append(append(out, h.Bytes()...), m.body...)
+}
+
+// shortenLines makes the message relayable when it has a line longer than
+// 998 octets (RFC 5322 §2.1.1, RFC 5321 §4.5.3.1.6), which a relay must
+// neither send as is nor cut: the parts carrying such body lines are
+// re-encoded (tracking.ShortenLines: quoted-printable or base64, the
+// decoded content unchanged), before anything signs or stores the message.
+// A header line that long is refused (ErrBadMessage, 550 5.6.0) naming its
+// field. longest is the longest line as the caller measured it (0: not
+// measured); when it is short, as nearly always, nothing is read again.
+func (m *submittedMessage) shortenLines(longest int) error {
+	if longest > 0 && longest <= tracking.MaxLineOctets || longest == 0 && !tracking.HasLongLine(m.raw) {
+		return nil
+	}
+	out, err := tracking.ShortenLines(m.bytes())
+	if err != nil {
+		var le *tracking.LongLineError
+		if errors.As(err, &le) {
+			return ErrBadMessage.With(le.Reason + " (RFC 5322 §2.1.1)")
+		}
+		return err
+	}
+	h, end, err := readHeader(out)
+	if err != nil {
+		return err
+	}
+	m.raw, m.header, m.body = out, h, out[end:]
+	return nil
 }
 
 // messageCopies bounds how many times a submission may hold its message at

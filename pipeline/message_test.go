@@ -259,3 +259,52 @@ func TestSendAtZoneIndependentOfServer(t *testing.T) {
 		}
 	}
 }
+
+// TestShortenLines: a body line over 998 octets makes the message carry its
+// part re-encoded (quoted-printable), whether the caller measured the line
+// or not; a measured message without one is left as it is; a header line
+// that long is refused 550 5.6.0 naming its field.
+func TestShortenLines(t *testing.T) {
+	long := strings.Repeat("z", 1500)
+	raw := "From: a@acme.test\r\nSubject: s\r\nMessage-ID: <l@acme.test>\r\nDate: Mon, 02 Jan 2006 15:04:05 +0000\r\n\r\nhi\r\n" + long + "\r\n"
+	for _, measured := range []int{0, 1500} {
+		m, err := parseForTest(raw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := m.shortenLines(measured); err != nil {
+			t.Fatal(err)
+		}
+		out := string(m.bytes())
+		if !strings.Contains(out, "Content-Transfer-Encoding: quoted-printable\r\n\r\nhi\r\nzzz") {
+			t.Errorf("measured %d: not re-encoded:\n%.300s", measured, out)
+		}
+		for line := range strings.SplitSeq(out, "\r\n") {
+			if len(line) > 998 {
+				t.Fatalf("measured %d: a line of %d octets is left", measured, len(line))
+			}
+		}
+		if m.header.Get("Message-Id") != "<l@acme.test>" || m.from != "a@acme.test" {
+			t.Errorf("the header was lost: %v", m.header)
+		}
+	}
+
+	short := "From: a@acme.test\r\nMessage-ID: <s@acme.test>\r\nDate: Mon, 02 Jan 2006 15:04:05 +0000\r\n\r\nhi\r\n"
+	m, err := parseForTest(short)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.shortenLines(2); err != nil || string(m.bytes()) != short {
+		t.Errorf("a short message changed: %v %q", err, m.bytes())
+	}
+
+	m, err = parseForTest("From: a@acme.test\r\nX-Huge: " + long + "\r\n\r\nhi\r\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = m.shortenLines(0)
+	pe := AsError(err)
+	if !errors.Is(err, ErrBadMessage) || pe.SMTPCode != 550 || pe.Enhanced != [3]int{5, 6, 0} || !strings.Contains(pe.Message, "X-Huge header") {
+		t.Errorf("a long header line: %v", err)
+	}
+}

@@ -56,9 +56,12 @@ type Options struct {
 	// LockOutPrivate locks out loopback and private addresses too
 	// (auth.lockout_private_addresses; authguard.go).
 	LockOutPrivate bool
-	Now            func() time.Time
-	Logger         *slog.Logger
-	Metrics        *Metrics
+	// AllowPrivateDestinations accepts recipients at address literals and
+	// localhost (delivery.allow_private_destinations; CheckRecipient).
+	AllowPrivateDestinations bool
+	Now                      func() time.Time
+	Logger                   *slog.Logger
+	Metrics                  *Metrics
 }
 
 // Service is the submission transaction. It is safe for concurrent use.
@@ -203,6 +206,11 @@ type Submission struct {
 	EnvelopeFrom string   // MAIL FROM; for the API, the From address
 	Recipients   []string // envelope recipients; one email record each
 	Message      []byte   // the RFC 5322 message, CRLF-normalised
+	// LongestLine is the length of Message's longest line, CRLF excluded,
+	// when the caller measured it on the way in (NormalizeCRLF's
+	// LongestLine, as smtpd does): Submit then looks for a line too long
+	// to relay only when there is one. 0: not measured, Submit measures.
+	LongestLine int
 	// Tracking from the API; nil for SMTP, where X-SP-Track-* headers decide.
 	Tracking *Tracking
 	Tags     []string
@@ -289,7 +297,17 @@ func (s *Service) senderDomain(ctx context.Context, accountID, domain string) (s
 	})
 }
 
+// Limits of RFC 5321 §4.5.3.1: a local part of 64 octets, a path of 256
+// (the address and its angle brackets).
+const (
+	MaxLocalPartOctets = 64
+	MaxAddressOctets   = 254
+)
+
 // ParseAddress checks a bare mailbox address (no display name) and returns it.
+// A quoted local part is refused unless it reads the same unquoted
+// ("a b"@x is: go-smtp hands it over unquoted, and it could not go out as
+// it came), and so are the limits of RFC 5321 §4.5.3.1.
 func ParseAddress(addr string) (string, error) {
 	if addr == "" {
 		return "", ErrBadAddress.With("an empty sender or recipient address is not accepted")
@@ -297,11 +315,37 @@ func ParseAddress(addr string) (string, error) {
 	if strings.ContainsAny(addr, "\r\n<>") {
 		return "", ErrBadAddress.With("address " + Quote(addr) + " contains forbidden characters")
 	}
+	if len(addr) > MaxAddressOctets {
+		return "", ErrBadAddress.Withf("address %s is %d octets long; the limit is %d (RFC 5321 §4.5.3.1.3)", Quote(addr), len(addr), MaxAddressOctets)
+	}
+	if at := strings.LastIndexByte(addr, '@'); at > MaxLocalPartOctets {
+		return "", ErrBadAddress.Withf("the local part of %s is %d octets long; the limit is %d (RFC 5321 §4.5.3.1.1)", Quote(addr), at, MaxLocalPartOctets)
+	}
 	a, err := mail.ParseAddress(addr)
 	if err != nil || a.Address != addr || !strings.Contains(addr, "@") {
 		return "", ErrBadAddress.With("address " + Quote(addr) + " is not a valid mailbox")
 	}
 	return addr, nil
+}
+
+// CheckRecipient checks a recipient address: a mailbox (ParseAddress) at
+// a domain reached through its MX. An address literal (user@[192.0.2.1])
+// or a localhost domain would pick the destination host itself, past the
+// MX and the delivery's address checks' intent, so a multi-tenant gateway
+// refuses it here (550 5.1.2), unless delivery.allow_private_destinations
+// (Options.AllowPrivateDestinations) says otherwise.
+func (s *Service) CheckRecipient(addr string) error {
+	if _, err := ParseAddress(addr); err != nil {
+		return err
+	}
+	if s.opt.AllowPrivateDestinations {
+		return nil
+	}
+	domain := strings.TrimSuffix(DomainOf(addr), ".")
+	if strings.HasPrefix(domain, "[") || domain == "localhost" || strings.HasSuffix(domain, ".localhost") {
+		return ErrBadDestination.Withf("recipient %s: address literals and localhost are not accepted; give a domain", Quote(addr))
+	}
+	return nil
 }
 
 // DomainOf is the domain of a checked address, lower-cased.
@@ -400,13 +444,16 @@ func (s *Service) prepare(ctx context.Context, sub Submission, derive bool, now 
 		return nil, nil, err
 	}
 	for _, rcpt := range sub.Recipients {
-		if _, err := ParseAddress(rcpt); err != nil {
+		if err := s.CheckRecipient(rcpt); err != nil {
 			return nil, nil, err
 		}
 	}
 	generatedID := false
 	msg, err := parseMessage(sub.Message, s.opt.Hostname, func() string { generatedID = true; return store.NewID("msg") }, now)
 	if err != nil {
+		return nil, nil, err
+	}
+	if err := msg.shortenLines(sub.LongestLine); err != nil {
 		return nil, nil, err
 	}
 	for _, addr := range append([]string{msg.from}, msg.senders...) {

@@ -128,6 +128,18 @@ func (f *fakePipeline) CheckSender(_ context.Context, k *store.Key, addr string)
 	return nil
 }
 
+// CheckRecipient is the pipeline's rule as smtpd relies on it: a mailbox,
+// not at an address literal.
+func (f *fakePipeline) CheckRecipient(addr string) error {
+	if _, err := pipeline.ParseAddress(addr); err != nil {
+		return err
+	}
+	if strings.HasPrefix(pipeline.DomainOf(addr), "[") {
+		return pipeline.ErrBadDestination
+	}
+	return nil
+}
+
 func (f *fakePipeline) Submit(_ context.Context, sub pipeline.Submission) (*pipeline.Receipt, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()

@@ -27,6 +27,10 @@ type Pipeline interface {
 	// CheckSender reports whether key may send as addr, the MAIL FROM
 	// address, so that an unverified domain is refused before DATA.
 	CheckSender(ctx context.Context, key *store.Key, addr string) error
+	// CheckRecipient checks a RCPT TO address: a mailbox
+	// (pipeline.ErrBadAddress, 553 5.1.3) at a domain pigeonpost relays to
+	// (pipeline.ErrBadDestination, 550 5.1.2).
+	CheckRecipient(addr string) error
 	// Submit validates and stores the message. Transaction contract: when
 	// it returns nil, every email of the submission is durably queued and
 	// the receipt has one id per recipient kept, so smtpd may answer 250

@@ -63,8 +63,20 @@ var (
 	replyTooManyConnections  = &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 7, 0}, Message: "Too many connections, try again later"}
 	replyMalformedPlain      = &smtp.SMTPError{Code: 501, EnhancedCode: smtp.EnhancedCode{5, 5, 2}, Message: "Malformed AUTH PLAIN response: base64 of authzid NUL authcid NUL password"}
 	replyTooManyAuthFailures = &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 7, 0}, Message: "Too many failed authentications, closing connection"}
-	replyTooManyFromIP       = &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 7, 0}, Message: "Too many connections from your address, try again later"}
+	// A non-ASCII address in a transaction whose MAIL FROM did not have
+	// the SMTPUTF8 parameter (RFC 6531 §3.5: 550 at MAIL, 553 at RCPT).
+	replyNonASCIISender    = &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 6, 7}, Message: "Non-ASCII sender address requires the SMTPUTF8 parameter"}
+	replyNonASCIIRecipient = &smtp.SMTPError{Code: 553, EnhancedCode: smtp.EnhancedCode{5, 6, 7}, Message: "Non-ASCII recipient address requires SMTPUTF8 in MAIL FROM"}
+	replyTooManyFromIP     = &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 7, 0}, Message: "Too many connections from your address, try again later"}
 )
+
+// replyLineTooLong answers a DATA line longer than Options.MaxLineBytes,
+// after which the session is closed (session.lineTooLong). Lines up to
+// that limit are accepted and re-encoded by the pipeline when over 998.
+func replyLineTooLong(limit int) *smtp.SMTPError {
+	return &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 6, 0},
+		Message: "Message has a line longer than " + strconv.Itoa(limit) + " octets; closing connection"}
+}
 
 // replyQueued is the answer to DATA once Submit has stored the message: a
 // code-250 *smtp.SMTPError is how go-smtp lets Data choose its success text.

@@ -35,6 +35,7 @@ func TestReplies(t *testing.T) {
 		{"protocol", "shutting down", replyShuttingDown, want{421, smtp.EnhancedCode{4, 3, 2}}},
 		{"protocol", "too many connections", replyTooManyConnections, want{421, smtp.EnhancedCode{4, 7, 0}}},
 		{"protocol", "queued", replyQueued("em_x"), want{250, smtp.EnhancedCode{2, 0, 0}}},
+		{"protocol", "a DATA line over the limit", replyLineTooLong(2000), want{554, smtp.EnhancedCode{5, 6, 0}}},
 
 		{"translated", "bad credentials", reply(pipeline.ErrAuthFailed), want{535, smtp.EnhancedCode{5, 7, 8}}},
 		{"translated", "storage down", reply(pipeline.ErrUnavailable.WithCause(errors.New("dial tcp: refused"))), want{451, smtp.EnhancedCode{4, 3, 0}}},

@@ -26,7 +26,14 @@ type Options struct {
 	Hostname        string
 	MaxMessageBytes int64
 	MaxRecipients   int
-	MaxConnections  int // across both listeners; beyond it new connections get 421
+	// MaxLineBytes bounds a line, CRLF included, of a command or of DATA
+	// (go-smtp's MaxLineLength; 0: DefaultMaxLineBytes). A DATA line over
+	// 998 octets is accepted and re-encoded by the pipeline; one over
+	// MaxLineBytes is refused with 554 5.6.0 and the connection closed. A
+	// command line that long gets go-smtp's 500 5.4.0 and the same end.
+	// Each connection may hold up to this much for a command line.
+	MaxLineBytes   int
+	MaxConnections int // across both listeners; beyond it new connections get 421
 	// MaxConnectionsPerIP caps one client address's connections (0: none),
 	// so that one host cannot hold every slot (with NOOPs, say).
 	MaxConnectionsPerIP int
@@ -47,6 +54,10 @@ type Options struct {
 	// pipeline.MessageCost(MaxMessageBytes) as its largest need.
 	Budget *membudget.Budget
 }
+
+// DefaultMaxLineBytes is Options.MaxLineBytes when not set: room for the
+// long single-line HTML some tools write, at a bounded cost per connection.
+const DefaultMaxLineBytes = 256 << 10
 
 // Server accepts submissions on a STARTTLS listener and an implicit-TLS one.
 type Server struct {
@@ -71,6 +82,9 @@ func New(pipe Pipeline, opt Options) *Server {
 	if opt.Metrics == nil {
 		opt.Metrics = NewMetrics(nil)
 	}
+	if opt.MaxLineBytes <= 0 {
+		opt.MaxLineBytes = DefaultMaxLineBytes
+	}
 	s := &Server{
 		opt:      opt,
 		pipe:     pipe,
@@ -81,10 +95,14 @@ func New(pipe Pipeline, opt Options) *Server {
 	srv.Domain = opt.Hostname
 	srv.MaxMessageBytes = opt.MaxMessageBytes
 	srv.MaxRecipients = opt.MaxRecipients
+	srv.MaxLineLength = opt.MaxLineBytes
 	srv.ReadTimeout = opt.ReadTimeout
 	srv.WriteTimeout = opt.WriteTimeout
 	srv.TLSConfig = opt.TLSConfig
-	srv.AllowInsecureAuth = false // AUTH is neither advertised nor accepted before TLS (523 5.7.10)
+	// AUTH is neither advertised nor accepted before TLS, but the session
+	// says so (AuthMechanisms, Auth: 530 5.7.0, as for MAIL; RFC 3207 §4)
+	// rather than go-smtp's gate, which answers 523 5.7.10.
+	srv.AllowInsecureAuth = true
 	srv.EnableSMTPUTF8 = true
 	srv.ErrorLog = log.New(slogWriter{opt.Logger}, "", 0)
 	s.smtp = srv

@@ -31,6 +31,7 @@ type session struct {
 	key    *store.Key
 	from   string
 	size   int64 // SIZE= of MAIL FROM (RFC 1870), 0 when not declared
+	utf8   bool  // MAIL FROM had SMTPUTF8 (RFC 6531): addresses may be non-ASCII
 	rcpts  []string
 	busy   atomic.Bool // a transaction is in progress (MAIL accepted, not yet reset)
 
@@ -44,12 +45,26 @@ func (s *session) isTLS() bool {
 	return ok
 }
 
-// AuthMechanisms: go-smtp advertises and accepts them only after TLS.
+// AuthMechanisms are advertised after TLS only (Options: go-smtp's own
+// gate is off, so that AUTH before TLS is answered as MAIL is).
 func (s *session) AuthMechanisms() []string {
+	if !s.isTLS() {
+		return nil
+	}
 	return []string{sasl.Plain, sasl.Login}
 }
 
+// Auth before TLS is 530 5.7.0 and looks nothing up: the credentials would
+// have crossed the network in clear.
 func (s *session) Auth(mech string) (sasl.Server, error) {
+	if !s.isTLS() {
+		return nil, replyMustStartTLS
+	}
+	return s.mechanism(mech)
+}
+
+// mechanism is the server side of mech, once TLS is up.
+func (s *session) mechanism(mech string) (sasl.Server, error) {
 	switch mech {
 	case sasl.Plain:
 		return plainServer{sasl.NewPlainServer(func(identity, username, password string) error {
@@ -132,6 +147,10 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) (err error) {
 	if s.key == nil {
 		return replyAuthRequired
 	}
+	utf8 := opts != nil && opts.UTF8
+	if !utf8 && !isASCII(from) {
+		return replyNonASCIISender
+	}
 	ctx, cancel := s.context()
 	defer cancel()
 	// Look the key up again (cached) so that a revoked key stops at the next MAIL.
@@ -143,7 +162,7 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) (err error) {
 	if err := s.srv.pipe.CheckSender(ctx, k, from); err != nil {
 		return reply(err)
 	}
-	s.from = from
+	s.from, s.utf8 = from, utf8
 	if opts != nil {
 		s.size = opts.Size
 	}
@@ -153,7 +172,10 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) (err error) {
 
 func (s *session) Rcpt(to string, _ *smtp.RcptOptions) (err error) {
 	defer s.recoverCommand("RCPT", &err)
-	if _, err := pipeline.ParseAddress(to); err != nil {
+	if !s.utf8 && !isASCII(to) {
+		return replyNonASCIIRecipient
+	}
+	if err := s.srv.pipe.CheckRecipient(to); err != nil {
 		return reply(err)
 	}
 	s.rcpts = append(s.rcpts, to)
@@ -163,7 +185,7 @@ func (s *session) Rcpt(to string, _ *smtp.RcptOptions) (err error) {
 func (s *session) Data(r io.Reader) (err error) {
 	defer s.recoverCommand("DATA", &err)
 	start := time.Now()
-	body, res, err := s.readData(r)
+	body, longest, res, err := s.readData(r)
 	if err != nil {
 		return err
 	}
@@ -173,7 +195,7 @@ func (s *session) Data(r io.Reader) (err error) {
 	ctx, cancel := s.context()
 	defer cancel()
 	receipt, err := s.srv.pipe.Submit(ctx, pipeline.Submission{
-		Key: s.key, Source: "smtp", EnvelopeFrom: s.from, Recipients: s.rcpts, Message: body,
+		Key: s.key, Source: "smtp", EnvelopeFrom: s.from, Recipients: s.rcpts, Message: body, LongestLine: longest,
 	})
 	s.srv.opt.Metrics.dataSeconds.Observe(time.Since(start).Seconds())
 	if err != nil {
@@ -214,8 +236,9 @@ var errOverShare = reply(pipeline.ErrAccountBusy)
 // deadline it set at the DATA command for the whole transfer, and answer a
 // timeout with a permanent 554. A message larger than firstChunk comes with
 // its reservation of the budget, which the caller releases once it is done
-// with the message.
-func (s *session) readData(r io.Reader) ([]byte, *membudget.Reservation, error) {
+// with the message. longest is its longest line, measured on the way
+// (pipeline.Submission.LongestLine).
+func (s *session) readData(r io.Reader) (_ []byte, longest int, _ *membudget.Reservation, _ error) {
 	nc := s.conn.Conn()
 	deadline := time.Now().Add(s.srv.opt.DataTimeout)
 	defer func() {
@@ -230,10 +253,10 @@ func (s *session) readData(r io.Reader) ([]byte, *membudget.Reservation, error) 
 	defer firstChunks.Put(scratch)
 	n, err := io.ReadFull(src, *scratch)
 	if err == io.EOF || err == io.ErrUnexpectedEOF {
-		return bytes.Clone((*scratch)[:n]), nil, nil
+		return bytes.Clone((*scratch)[:n]), src.LongestLine(), nil, nil
 	}
 	if err != nil {
-		return nil, nil, dataError(err)
+		return nil, 0, nil, s.dataError(err)
 	}
 
 	ctx, cancel := context.WithDeadline(context.Background(), deadline)
@@ -251,10 +274,10 @@ func (s *session) readData(r io.Reader) ([]byte, *membudget.Reservation, error) 
 			s.srv.opt.Logger.Info("message refused: the account holds its share of the memory budget",
 				"ip", s.ip, "key", s.key.ID, "declared_size", s.size)
 		}
-		return nil, nil, err
+		return nil, 0, nil, err
 	}
 	res.Shrink(pipeline.MessageCost(int64(len(body))))
-	return body, res, nil
+	return body, src.LongestLine(), res, nil
 }
 
 // readLarge reads the rest of a message whose first bytes are first, growing
@@ -299,7 +322,7 @@ func (s *session) readLarge(ctx context.Context, src io.Reader, first []byte, re
 			break
 		}
 		if err != nil {
-			return nil, dataError(err)
+			return nil, s.dataError(err)
 		}
 	}
 	if len(full) == 0 {
@@ -316,16 +339,43 @@ func (s *session) readLarge(ctx context.Context, src io.Reader, first []byte, re
 }
 
 // dataError is the reply to a failed read of DATA.
-func dataError(err error) error {
+func (s *session) dataError(err error) error {
 	var se *smtp.SMTPError
 	if errors.As(err, &se) {
 		return se // e.g. 552 5.3.4 from go-smtp's size limit
+	}
+	if errors.Is(err, smtp.ErrTooLongLine) {
+		return s.lineTooLong()
 	}
 	var ne net.Error
 	if errors.As(err, &ne) && ne.Timeout() {
 		return replyDataTimeout
 	}
 	return replyDataError
+}
+
+// lineTooLong answers a DATA line longer than Options.MaxLineBytes once,
+// permanently, and ends the connection. go-smtp's line reader fails for
+// good once a line is past its limit: left to go-smtp, the client would get
+// the reply to DATA and then "500 5.4.0 Too long line" as the reply to its
+// next command, and lose step. The reply is written first, the writing side
+// closed, and what the client still sends read and dropped (bounded by the
+// data deadline and the size limit), so that the client, which reads the
+// reply after its final dot, gets it rather than a reset.
+func (s *session) lineTooLong() error {
+	s.srv.opt.Logger.Info("message refused: a line over the limit", "ip", s.ip, "limit", s.srv.opt.MaxLineBytes)
+	nc := s.conn.Conn()
+	r := replyLineTooLong(s.srv.opt.MaxLineBytes)
+	_ = nc.SetWriteDeadline(time.Now().Add(time.Second))
+	if _, err := io.WriteString(nc, wire(r)); err == nil {
+		if cw, ok := nc.(interface{ CloseWrite() error }); ok {
+			_ = cw.CloseWrite()
+		}
+		idle := &idleReader{r: nc, conn: nc, idle: s.srv.opt.ReadTimeout, deadline: time.Now().Add(s.srv.opt.DataTimeout)}
+		_, _ = io.Copy(io.Discard, io.LimitReader(idle, max(s.srv.opt.MaxMessageBytes, 1<<20)))
+	}
+	_ = nc.Close()
+	return r
 }
 
 // idleReader pushes the connection's read deadline forward on each read,
@@ -348,10 +398,21 @@ func (ir *idleReader) Read(p []byte) (int, error) {
 	return ir.r.Read(p)
 }
 
+// isASCII reports whether an address has no byte over 0x7f: without
+// SMTPUTF8 (RFC 6531 §3.4) a non-ASCII one is refused.
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			return false
+		}
+	}
+	return true
+}
+
 // Reset ends a transaction; go-smtp calls it after the reply to DATA too,
 // so during a shutdown the session is hung up once its reply is out.
 func (s *session) Reset() {
-	s.from, s.size, s.rcpts = "", 0, nil
+	s.from, s.size, s.utf8, s.rcpts = "", 0, false, nil
 	s.busy.Store(false)
 	if s.srv.isClosing() {
 		s.hangUp()

@@ -31,7 +31,23 @@ func TestSMTPReplies(t *testing.T) {
 			t.Error("STARTTLS not advertised")
 		}
 		err := c.Auth(sasl.NewPlainClient("", "apikey", testKey))
-		testkit.WantSMTPError(t, err, 523, smtp.EnhancedCode{5, 7, 10})
+		testkit.WantSMTPError(t, err, 530, smtp.EnhancedCode{5, 7, 0})
+		if asked := s.pipe.asked(); len(asked) != 0 {
+			t.Errorf("AUTH before TLS looked %d keys up", len(asked))
+		}
+	})
+	t.Run("AUTH PLAIN for another identity is 535 5.7.8 and looks nothing up", func(t *testing.T) {
+		c := s.tlsClient(t)
+		before := len(s.pipe.asked())
+		testkit.WantSMTPError(t, c.Auth(sasl.NewPlainClient("victim", "apikey", testKey)), 535, smtp.EnhancedCode{5, 7, 8})
+		if asked := s.pipe.asked(); len(asked) != before {
+			t.Errorf("AUTH with authzid ≠ authcid looked %d keys up", len(asked)-before)
+		}
+	})
+	t.Run("a second AUTH after success is 503", func(t *testing.T) {
+		c := s.client(t)
+		err := c.Auth(sasl.NewPlainClient("", "apikey", testKey))
+		testkit.WantSMTPError(t, err, 503, smtp.EnhancedCode{5, 5, 1})
 	})
 	t.Run("MAIL before STARTTLS is 530 5.7.0", func(t *testing.T) {
 		c := s.greeted(t)

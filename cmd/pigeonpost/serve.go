@@ -148,15 +148,16 @@ func build(ctx context.Context, cfg config.Config, log *slog.Logger, opt serveOp
 	}
 	const cacheTTL = 5 * time.Second
 	p.pipeline = pipeline.New(p.store, signer, pipeline.Options{
-		Hostname:         cfg.SMTP.Hostname,
-		PublicURL:        cfg.HTTP.PublicURL,
-		RateLimit:        pipeline.RateLimit{PerSecond: cfg.Limits.RatePerSecond, Burst: cfg.Limits.Burst, Monthly: cfg.Limits.MonthlyEmails},
-		CacheTTL:         cacheTTL,
-		InFlow:           pipeline.InFlow{BacklogLimit: int64(cfg.Delivery.BacklogLimit), Delay: cfg.Delivery.InFlowDelay},
-		AuthFailureDelay: cfg.Auth.FailureDelay,
-		LockOutPrivate:   cfg.Auth.LockOutPrivateAddresses,
-		Logger:           log,
-		Metrics:          pipeline.NewMetrics(reg),
+		Hostname:                 cfg.SMTP.Hostname,
+		PublicURL:                cfg.HTTP.PublicURL,
+		RateLimit:                pipeline.RateLimit{PerSecond: cfg.Limits.RatePerSecond, Burst: cfg.Limits.Burst, Monthly: cfg.Limits.MonthlyEmails},
+		CacheTTL:                 cacheTTL,
+		InFlow:                   pipeline.InFlow{BacklogLimit: int64(cfg.Delivery.BacklogLimit), Delay: cfg.Delivery.InFlowDelay},
+		AuthFailureDelay:         cfg.Auth.FailureDelay,
+		LockOutPrivate:           cfg.Auth.LockOutPrivateAddresses,
+		AllowPrivateDestinations: cfg.Delivery.AllowPrivateDestinations,
+		Logger:                   log,
+		Metrics:                  pipeline.NewMetrics(reg),
 	})
 	p.account = account.New(p.store, p.pipeline, account.Options{
 		MonthlyEmails: cfg.Limits.MonthlyEmails,
@@ -220,6 +221,7 @@ func build(ctx context.Context, cfg config.Config, log *slog.Logger, opt serveOp
 		Hostname:            cfg.SMTP.Hostname,
 		MaxMessageBytes:     cfg.SMTP.MaxMessageBytes,
 		MaxRecipients:       cfg.SMTP.MaxRecipients,
+		MaxLineBytes:        cfg.SMTP.MaxLineBytes,
 		MaxConnections:      cfg.SMTP.MaxConnections,
 		MaxConnectionsPerIP: cfg.SMTP.MaxConnectionsPerIP,
 		ReadTimeout:         cfg.SMTP.ReadTimeout,

@@ -4,10 +4,9 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/tls"
-	"encoding/base64"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -184,74 +183,51 @@ func TestSMTPImplicitTLS(t *testing.T) {
 	s.waitStatus(queuedID(t, reply), "delivered")
 }
 
-// TestSMTPBareLineEndingsNormalised sends DATA with bare LF and bare CR,
-// including the smuggling sequence <LF>.<CR><LF>: one message arrives, with
-// CRLF only, and its DKIM signature verifies.
+// TestSMTPBareLineEndingsNormalised (S1, SMTP smuggling, CVE-2023-51764
+// class): each of the six end-of-data lookalikes with a bare CR or LF,
+// followed by a whole smuggled transaction and then the real <CRLF>.<CRLF>,
+// sent over DATA and as one BDAT LAST chunk (whose bytes go to the backend
+// raw). Each gets exactly one reply, and the next reply is QUIT's; exactly
+// one message is queued and reaches the destination, with the original
+// envelope, CRLF line endings only, the smuggled commands inside its body,
+// and a DKIM signature that verifies.
 func TestSMTPBareLineEndingsNormalised(t *testing.T) {
 	s := startStack(t)
 	from, to := "hello@"+senderDomain, "user@"+rcptDomain
-	conn, err := net.Dial("tcp", s.addrs.SMTPTLS)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tc := tls.Client(conn, &tls.Config{InsecureSkipVerify: true})
-	defer tc.Close()
-	r := bufio.NewReader(tc)
-	expect := func(code string) string {
-		t.Helper()
-		for {
-			line, err := r.ReadString('\n')
-			if err != nil {
-				t.Fatalf("waiting for %s: %v", code, err)
+	smuggled := "MAIL FROM:<ceo@victim.test>\r\nRCPT TO:<x@sink.test>\r\nDATA\r\nSpoof\r\n"
+	n := 0
+	for _, seq := range []string{"\n.\n", "\n.\r\n", "\r\n.\n", "\r.\r", "\r.\r\n", "\r\n.\r"} {
+		for _, via := range []string{"DATA", "BDAT"} {
+			name := via + " " + strconv.Quote(seq)
+			msg := "From: " + from + "\nTo: " + to + "\r\nSubject: smuggle " + strconv.Itoa(n) + "\n\nline one\rline two" + seq + smuggled
+			c := s.rawSMTP(t)
+			if via == "BDAT" {
+				msg += ".\r\n" // no end marker in BDAT: body text like the rest
 			}
-			if !strings.HasPrefix(line, code) {
-				t.Fatalf("got %q, want %s", line, code)
+			id := queuedID(t, c.send(via, from, to, msg))
+			c.quiet() // the smuggled MAIL, RCPT and DATA got no reply
+			n++
+			got := s.sink.Wait(t, n, 20*time.Second)[n-1]
+			s.waitStatus(id, "delivered")
+			if got.From != from || len(got.To) != 1 || got.To[0] != to {
+				t.Errorf("%s: envelope %s → %v", name, got.From, got.To)
 			}
-			if len(line) > 3 && line[3] == ' ' {
-				return line
+			data := got.Data
+			for i, b := range data {
+				if (b == '\n' && (i == 0 || data[i-1] != '\r')) || (b == '\r' && (i+1 == len(data) || data[i+1] != '\n')) {
+					t.Fatalf("%s: bare CR or LF at %d in %q", name, i, data)
+				}
 			}
+			if !bytes.Contains(data, []byte("line one\r\nline two\r\n")) ||
+				!bytes.Contains(data, []byte("\r\nMAIL FROM:<ceo@victim.test>\r\nRCPT TO:<x@sink.test>\r\nDATA\r\nSpoof\r\n")) {
+				t.Errorf("%s: the smuggled text should stay inside the one message body: %q", name, data)
+			}
+			s.verifyDKIM(t, data)
 		}
 	}
-	write := func(s string) {
-		if _, err := tc.Write([]byte(s)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	expect("220")
-	write("EHLO client.test\r\n")
-	expect("250")
-	write("AUTH PLAIN " + base64.StdEncoding.EncodeToString([]byte("\x00apikey\x00"+liveKey)) + "\r\n")
-	expect("235")
-	write("MAIL FROM:<" + from + ">\r\nRCPT TO:<" + to + ">\r\nDATA\r\n")
-	expect("250")
-	expect("250")
-	expect("354")
-	write("From: " + from + "\nTo: " + to + "\r\nSubject: bare\n\nline one\rline two\n.\r\nMAIL FROM:<evil@" + senderDomain + ">\r\n.\r\n")
-	reply := expect("250")
-	write("QUIT\r\n")
-	id := queuedID(t, strings.TrimSpace(reply))
-	got := s.sink.Wait(t, 1, 20*time.Second)
-	s.waitStatus(id, "delivered")
 	s.deliveryIdle() // a smuggled second message would be delivered by now
-	if n := len(s.sink.Messages()); n != 1 {
-		t.Fatalf("sink received %d messages, want 1", n)
-	}
-	data := got[0].Data
-	for i, b := range data {
-		if (b == '\n' && (i == 0 || data[i-1] != '\r')) || (b == '\r' && (i+1 == len(data) || data[i+1] != '\n')) {
-			t.Fatalf("bare CR or LF at %d in %q", i, data)
-		}
-	}
-	if !bytes.Contains(data, []byte("line one\r\nline two\r\n.\r\nMAIL FROM:<evil@")) {
-		t.Errorf("the smuggled text should stay inside the one message body: %q", data)
-	}
-	v, err := dkim.VerifyWithOptions(bytes.NewReader(data), &dkim.VerifyOptions{
-		LookupTXT: func(name string) ([]string, error) {
-			return (&deliver.Resolver{Addr: s.dns.Addr(), Timeout: 2 * time.Second}).LookupTXT(context.Background(), name)
-		},
-	})
-	if err != nil || len(v) != 1 || v[0].Err != nil {
-		t.Fatalf("DKIM after normalisation: %v %+v", err, v)
+	if got := len(s.sink.Messages()); got != n {
+		t.Fatalf("sink received %d messages, want %d", got, n)
 	}
 }
 

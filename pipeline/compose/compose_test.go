@@ -63,6 +63,7 @@ func TestComposeRefusesInjection(t *testing.T) {
 		"NUL in subject":         func(c *Compose) { c.Subject = "a\x00b" },
 		"U+2028 in subject":      func(c *Compose) { c.Subject = "a\u2028Bcc: x@y.test" },
 		"display name CRLF":      func(c *Compose) { c.From = "Acme\r\nBcc: v@victim.test <hello@acme.test>" },
+		"to display name CRLF":   func(c *Compose) { c.To = []string{"Bob\r\nBcc: v@victim.test <a@x.test>"} },
 		"replyTo LF":             func(c *Compose) { c.ReplyTo = []string{"a@x.test\nBcc: v@victim.test"} },
 		"cc CRLF":                func(c *Compose) { c.Cc = []string{"a@x.test\r\nBcc: v@victim.test"} },
 		"bcc CRLF":               func(c *Compose) { c.Bcc = []string{"a@x.test\r\nBcc: v@victim.test"} },

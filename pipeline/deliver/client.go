@@ -280,14 +280,21 @@ func (t *Transport) attempt(ctx context.Context, host, target string, env Envelo
 	return nil, false
 }
 
+// errNoSMTPUTF8 bounces a message with a non-ASCII envelope address when
+// the next hop does not offer SMTPUTF8: RFC 6531 §3.2 forbids sending it,
+// and such an address has no ASCII form to fall back to.
+var errNoSMTPUTF8 = &Error{Enhanced: enhNeedUTF8,
+	Message: "a non-ASCII address needs SMTPUTF8, which the destination does not offer (RFC 6531)"}
+
 // transaction sends MAIL, RCPT and DATA over s.
 func (t *Transport) transaction(s *pooledSession, env Envelope, timeout time.Duration) error {
 	c := s.c
 	opts := &smtp.MailOptions{Size: int64(len(env.Prefix) + len(env.Data))}
 	if !isASCII(env.From) || !isASCII(env.To) {
-		if ok, _ := c.Extension("SMTPUTF8"); ok {
-			opts.UTF8 = true
+		if ok, _ := c.Extension("SMTPUTF8"); !ok {
+			return errNoSMTPUTF8
 		}
+		opts.UTF8 = true
 	}
 	if err := c.Mail(env.From, opts); err != nil {
 		return err

@@ -65,6 +65,7 @@ var (
 	enhNullMX       = [3]int{5, 1, 10} // recipient address has null MX
 	enhPrivateDest  = [3]int{5, 4, 4}  // unable to route: the destination is not a public address
 	enhNeedTLS      = [3]int{4, 7, 10} // encryption needed
+	enhNeedUTF8     = [3]int{5, 6, 7}  // non-ASCII address not permitted (RFC 6531)
 	enhTempGeneric  = [3]int{4, 0, 0}
 	enhPermGeneric  = [3]int{5, 0, 0}
 	maxReplyMessage = 512
@@ -74,6 +75,12 @@ var (
 // *Error. Replies keep the remote code, enhanced code and text; anything else
 // (I/O, timeout, TLS) is temporary with Code 0.
 func smtpReplyError(host string, err error) *Error {
+	var de *Error
+	if errors.As(err, &de) { // decided here, before the remote was asked (errNoSMTPUTF8)
+		c := *de
+		c.Host = host
+		return &c
+	}
 	var se *smtp.SMTPError
 	if errors.As(err, &se) {
 		e := &Error{
