@@ -40,14 +40,16 @@ var streamedRoutes = map[string]bool{
 }
 
 // budgetBody makes r's body reserve its share of the budget as it is read,
-// for k's account. The caller releases the reservation when the request is
-// done.
-func (h *handler) budgetBody(r *http.Request, k *store.Key) *membudget.Reservation {
+// for k's account, and returns r with that reservation in its context
+// (membudget.NewContext), where attachments fetched by URL grow it too.
+// The caller releases the reservation when the request is done.
+func (h *handler) budgetBody(r *http.Request, k *store.Key) (*http.Request, *membudget.Reservation) {
 	res := h.opt.Budget.ReserveFor(k.AccountID)
+	r = r.WithContext(membudget.NewContext(r.Context(), res))
 	if r.Body != nil && r.Body != http.NoBody && !streamedRoutes[r.Pattern] {
 		r.Body = &budgetedBody{ReadCloser: r.Body, h: h, ctx: r.Context(), res: res, key: k}
 	}
-	return res
+	return r, res
 }
 
 // budgetedBody grows its reservation to pipeline.MessageCost of what it is

@@ -250,7 +250,8 @@ func (h *handler) auth(next func(http.ResponseWriter, *http.Request, *store.Key)
 			writeError(w, r, err)
 			return
 		}
-		defer h.budgetBody(r, k).Release()
+		r, res := h.budgetBody(r, k)
+		defer res.Release()
 		h.idempotentPOST(next)(w, r, k)
 	}
 }

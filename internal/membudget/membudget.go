@@ -365,3 +365,19 @@ func (r *Reservation) Shrink(n int64) {
 // Release gives back everything the reservation holds. A nil reservation
 // holds nothing.
 func (r *Reservation) Release() { r.Shrink(0) }
+
+type reservationKey struct{}
+
+// NewContext returns ctx carrying res, the reservation of the request it
+// belongs to, for code further down that takes memory on the request's
+// behalf (an attachment fetched by URL): it grows the same reservation,
+// within the same owner's share.
+func NewContext(ctx context.Context, res *Reservation) context.Context {
+	return context.WithValue(ctx, reservationKey{}, res)
+}
+
+// FromContext returns the reservation NewContext put in ctx, or nil.
+func FromContext(ctx context.Context) *Reservation {
+	res, _ := ctx.Value(reservationKey{}).(*Reservation)
+	return res
+}

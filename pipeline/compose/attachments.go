@@ -12,6 +12,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/pigeonpost/pigeonpost/internal/membudget"
 	"github.com/pigeonpost/pigeonpost/internal/safehttp"
 	"github.com/pigeonpost/pigeonpost/pipeline"
 )
@@ -106,6 +107,9 @@ func (s *Service) resolveAttachments(ctx context.Context, in []Attachment, befor
 	}
 	for _, i := range paths {
 		a := in[i]
+		if err := reserveFetch(ctx); err != nil {
+			return nil, err
+		}
 		body, fetchedType, err := s.fetchAttachment(ctx, fmt.Sprintf("attachments[%d]", i), a.Path)
 		if err != nil {
 			return nil, err
@@ -119,6 +123,29 @@ func (s *Service) resolveAttachments(ctx context.Context, in []Attachment, befor
 		}
 	}
 	return out, nil
+}
+
+// reserveFetch grows the request's reservation of the message memory
+// (membudget.FromContext; none outside a request) by what a file fetched
+// by URL may take, before it is fetched: fetched files are the request's
+// memory as its body is, within its account's share. It waits for the
+// budget at most FetchTimeout.
+func reserveFetch(ctx context.Context) error {
+	res := membudget.FromContext(ctx)
+	if res == nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, FetchTimeout)
+	defer cancel()
+	err := res.Grow(ctx, res.Held()+pipeline.MessageCost(MaxAttachmentBytes))
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, membudget.ErrOverShare):
+		return pipeline.ErrAccountBusy
+	default:
+		return pipeline.ErrBusy
+	}
 }
 
 func checkAttachmentFields(field string, a Attachment) error {

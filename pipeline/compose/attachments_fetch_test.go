@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pigeonpost/pigeonpost/internal/membudget"
 	"github.com/pigeonpost/pigeonpost/internal/safehttp"
 	"github.com/pigeonpost/pigeonpost/internal/testkit"
 	"github.com/pigeonpost/pigeonpost/pipeline"
@@ -195,5 +196,42 @@ func TestAttachmentPathLimits(t *testing.T) {
 	wantPathError(t, "/slow", err, "timed out")
 	if len(e.leaked) > 0 {
 		t.Errorf("destinations past the guard: %v", e.leaked)
+	}
+}
+
+// TestFetchedFilesTakeTheRequestsMemory: a file fetched by URL is the
+// request's memory as its body is: the request's reservation grows by what
+// the file may take before it is fetched, and an account holding its whole
+// share gets ErrAccountBusy, with nothing fetched.
+func TestFetchedFilesTakeTheRequestsMemory(t *testing.T) {
+	var requests atomic.Int64
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		requests.Add(1)
+		_, _ = w.Write([]byte("file"))
+	}))
+	defer srv.Close()
+	e := &fetchEnv{dns: testkit.StartDNS(t)}
+	s := e.service(t, srv, 30*time.Second, func(netip.Addr) bool { return true })
+	perFile := pipeline.MessageCost(MaxAttachmentBytes)
+	budget := membudget.New(8*perFile, 2*perFile, 2*perFile)
+
+	res := budget.ReserveFor("acct_a")
+	defer res.Release()
+	if _, err := s.resolveAttachments(membudget.NewContext(context.Background(), res), two(srv.URL+"/"), nil); err != nil {
+		t.Fatal(err)
+	}
+	if res.Held() != perFile || requests.Load() != 1 {
+		t.Fatalf("after one fetched file the request holds %d (want %d), %d requests", res.Held(), perFile, requests.Load())
+	}
+
+	other := budget.ReserveFor("acct_a")
+	defer other.Release()
+	if err := other.Grow(context.Background(), perFile); err != nil {
+		t.Fatal(err)
+	}
+	full := budget.ReserveFor("acct_a") // the account now holds its share
+	_, err := s.resolveAttachments(membudget.NewContext(context.Background(), full), two(srv.URL+"/"), nil)
+	if !errors.Is(err, pipeline.ErrAccountBusy) || requests.Load() != 1 {
+		t.Fatalf("over the account's share: %v, %d requests (want ErrAccountBusy, nothing fetched)", err, requests.Load())
 	}
 }
