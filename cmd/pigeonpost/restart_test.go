@@ -113,6 +113,48 @@ func TestKilledBeforeDeliveryDeliveredAfterRestart(t *testing.T) {
 	}
 }
 
+// TestKilledMidDeliveryResumedInSeconds (issue 17): a gateway killed with
+// deliveries in flight (read from the queue, the destination holding its
+// reply) leaves them pending under its consumer name; the next gateway
+// takes them over as soon as the killed one's liveness key expires, not
+// after delivery.claim_idle (set to an hour here, so that only the
+// liveness key can explain a delivery within the sink's wait).
+func TestKilledMidDeliveryResumedInSeconds(t *testing.T) {
+	s, env := processStack(t)
+	env["PIGEONPOST_DELIVERY_WORKERS"] = "2"
+	env["PIGEONPOST_DELIVERY_CLAIM_IDLE"] = "1h"
+	held, release := s.sink.Hold("data")
+	first, addrs := startProcess(t, env)
+	s.bind(addrs)
+	s.VerifyDomain(s.dns, senderDomain)
+
+	var ids []string
+	from := "hello@" + senderDomain
+	for i := range 2 {
+		to := fmt.Sprintf("user%d@%s", i, rcptDomain)
+		reply, err := testkit.SendMail(s.smtpClient(true, liveKey), from, []string{to}, testkit.SimpleMessage(from, to, fmt.Sprint("in flight ", i)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, queuedID(t, reply))
+	}
+	for range ids {
+		<-held // both attempts wait for the sink's reply to their data
+	}
+	if err := first.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = first.Wait()
+	release()
+
+	_, addrs = startProcess(t, env)
+	s.bind(addrs)
+	s.sink.Wait(t, len(ids), 30*time.Second)
+	for _, id := range ids {
+		s.waitStatus(id, "delivered")
+	}
+}
+
 // TestSIGTERMDuringDATA: a gateway told to stop while a client is in the
 // middle of DATA lets the transaction finish. The client gets 250 (and the
 // message is delivered later, by the next process) or a temporary failure;

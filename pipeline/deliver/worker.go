@@ -29,11 +29,17 @@ type Worker struct {
 	RetryInitial time.Duration
 	RetryMax     time.Duration
 	MaxAge       time.Duration // after this age a temporary failure becomes final
-	ClaimIdle    time.Duration // entries pending longer than this (a dead worker's) are taken over
-	Consumer     string        // name in the consumer group; empty: host-pid-random
-	Now          func() time.Time
-	Logger       *slog.Logger
-	Metrics      *Metrics
+	// ClaimIdle is the last resort: entries pending longer than this are
+	// taken over even from a worker that says it is alive (a stuck one).
+	ClaimIdle time.Duration
+	// AliveTTL is how long the worker's liveness key outlives its last
+	// renewal (every second); the entries of a worker whose key is gone
+	// (killed) are taken over at once. Default: 10 s.
+	AliveTTL time.Duration
+	Consumer string // name in the consumer group; empty: host-pid-random
+	Now      func() time.Time
+	Logger   *slog.Logger
+	Metrics  *Metrics
 	// Budget, when set, bounds the memory of the bodies being delivered: a
 	// body over 64 KiB is read back from Redis only once its size is
 	// reserved (the SMTP server shares the budget). Nil: unbounded.
@@ -62,7 +68,12 @@ type Reputation interface {
 // Run delivers until ctx is cancelled, then waits for attempts in flight.
 func (w *Worker) Run(ctx context.Context) error {
 	w.defaults()
-	if err := store.RetryUntilDone(ctx, w.Logger, "delivery queue", w.Store.EnsureGroup); err != nil {
+	if err := store.RetryUntilDone(ctx, w.Logger, "delivery queue", func(ctx context.Context) error {
+		if err := w.Store.EnsureGroup(ctx); err != nil {
+			return err
+		}
+		return w.Store.Heartbeat(ctx, w.Consumer, w.AliveTTL) // alive before it reads
+	}); err != nil {
 		return err
 	}
 	jobs := make(chan store.Entry)
@@ -84,6 +95,13 @@ func (w *Worker) Run(ctx context.Context) error {
 	w.read(ctx, jobs)
 	wg.Wait()
 	w.Transport.CloseIdle()
+	// What was read and not attempted is pending under this name: say
+	// that it stopped, so that another worker takes it over now.
+	retireCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
+	defer cancel()
+	if err := w.Store.Retire(retireCtx, w.Consumer); err != nil {
+		w.Logger.Warn("could not retire the worker's liveness key", "err", err)
+	}
 	return nil
 }
 
@@ -102,6 +120,9 @@ func (w *Worker) defaults() {
 	}
 	if w.Consumer == "" {
 		w.Consumer = store.ConsumerName()
+	}
+	if w.AliveTTL <= 0 {
+		w.AliveTTL = 10 * time.Second
 	}
 }
 
@@ -127,9 +148,9 @@ func (w *Worker) read(ctx context.Context, jobs chan<- store.Entry) {
 	}
 }
 
-// maintain releases due retries to the stream, and the held mail of
-// accounts no longer paused, and takes over entries that a dead worker
-// left pending, once a second.
+// maintain renews the worker's liveness key, releases due retries to the
+// stream, and the held mail of accounts no longer paused, and takes over
+// entries that a stopped or stuck worker left pending, once a second.
 func (w *Worker) maintain(ctx context.Context, jobs chan<- store.Entry) {
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
@@ -139,14 +160,24 @@ func (w *Worker) maintain(ctx context.Context, jobs chan<- store.Entry) {
 			return
 		case <-tick.C:
 		}
+		if err := w.Store.Heartbeat(ctx, w.Consumer, w.AliveTTL); err != nil && ctx.Err() == nil {
+			w.Logger.Warn("renewing the worker's liveness key failed", "err", err)
+		}
 		if _, err := w.Store.ReleaseDue(ctx, w.Now(), 1000); err != nil && ctx.Err() == nil {
 			w.Logger.Warn("releasing retries failed", "err", err)
 		}
-		claimed, err := w.Store.Claim(ctx, w.Consumer, w.ClaimIdle, w.Concurrency)
+		orphaned, err := w.Store.ClaimOrphaned(ctx, w.Consumer, w.Concurrency)
+		if err != nil && ctx.Err() == nil {
+			w.Logger.Warn("claiming a stopped worker's entries failed", "err", err)
+		}
+		if len(orphaned) > 0 {
+			w.Logger.Info("took over the entries of a stopped worker", "entries", len(orphaned))
+		}
+		stuck, err := w.Store.Claim(ctx, w.Consumer, w.ClaimIdle, w.Concurrency)
 		if err != nil && ctx.Err() == nil {
 			w.Logger.Warn("claiming abandoned entries failed", "err", err)
 		}
-		for _, e := range claimed {
+		for _, e := range append(orphaned, stuck...) {
 			select {
 			case jobs <- e:
 			case <-ctx.Done():

@@ -27,6 +27,11 @@ const (
 // StreamKey is the delivery queue (a Redis Stream, consumer group "deliver").
 func StreamKey() string { return queueTag + "stream" }
 
+// AliveKey says that the queue consumer (delivery worker or webhook
+// dispatcher) of that name is running: it expires unless renewed, and the
+// entries of a consumer without one are taken over at once.
+func AliveKey(consumer string) string { return queueTag + "alive:" + consumer }
+
 // RetryKey is the sorted set of emails waiting for their next attempt (score: due time in ms).
 func RetryKey() string { return queueTag + "retry" }
 

@@ -73,6 +73,87 @@ func (s *Store) claimGroup(ctx context.Context, stream, group, consumer string, 
 	return msgs, err
 }
 
+// Liveness. A consumer that dies (kill -9, a crash, a lost machine) leaves
+// the entries it had read pending under its name; XAUTOCLAIM hands them to
+// another only after the idle time, minutes, so that a slow attempt is not
+// taken over. Each consumer therefore keeps AliveKey(name) with a short
+// TTL and renews it every second: the pending entries of a consumer whose
+// key is gone are claimed at once by any live one (claimOrphaned), and the
+// idle time is left as the last resort for a consumer that is alive but
+// stuck.
+
+// orphanMinIdle keeps two live consumers from both claiming one dead
+// consumer's entry: the first claim resets the entry's idle time, so the
+// second's XCLAIM, which asks for at least this much, passes it by. A dead
+// consumer's entries are idle at least its TTL when found.
+const orphanMinIdle = time.Second
+
+// Heartbeat says that consumer is running, for ttl.
+func (s *Store) Heartbeat(ctx context.Context, consumer string, ttl time.Duration) error {
+	return s.rdb.Set(ctx, AliveKey(consumer), "1", ttl).Err()
+}
+
+// Retire says that consumer has stopped, so that what it left pending is
+// taken over at once.
+func (s *Store) Retire(ctx context.Context, consumer string) error {
+	return s.rdb.Del(ctx, AliveKey(consumer)).Err()
+}
+
+// claimOrphaned takes over for consumer up to count entries of stream left
+// pending in group by consumers that are not alive, and removes from the
+// group the dead consumers that hold nothing (their names would pile up, a
+// new one each start).
+func (s *Store) claimOrphaned(ctx context.Context, stream, group, consumer string, count int) ([]redis.XMessage, error) {
+	others, err := s.rdb.XInfoConsumers(ctx, stream, group).Result()
+	if err != nil {
+		return nil, err
+	}
+	var out []redis.XMessage
+	for _, c := range others {
+		if c.Name == consumer || len(out) >= count {
+			continue
+		}
+		alive, err := s.rdb.Exists(ctx, AliveKey(c.Name)).Result()
+		if err != nil {
+			return out, err
+		}
+		if alive == 1 {
+			continue
+		}
+		if c.Pending == 0 {
+			if c.Idle >= orphanMinIdle { // not one that is starting up: it sets its key first
+				_ = s.rdb.XGroupDelConsumer(ctx, stream, group, c.Name).Err()
+			}
+			continue
+		}
+		pending, err := s.rdb.XPendingExt(ctx, &redis.XPendingExtArgs{
+			Stream: stream, Group: group, Consumer: c.Name, Start: "-", End: "+", Count: int64(count - len(out)),
+		}).Result()
+		if err != nil || len(pending) == 0 {
+			continue
+		}
+		ids := make([]string, len(pending))
+		for i, p := range pending {
+			ids[i] = p.ID
+		}
+		msgs, err := s.rdb.XClaim(ctx, &redis.XClaimArgs{
+			Stream: stream, Group: group, Consumer: consumer, MinIdle: orphanMinIdle, Messages: ids,
+		}).Result()
+		if err != nil {
+			return out, err
+		}
+		out = append(out, msgs...)
+	}
+	return out, nil
+}
+
+// ClaimOrphaned takes over up to count delivery entries left pending by
+// consumers that are not alive (see Heartbeat).
+func (s *Store) ClaimOrphaned(ctx context.Context, consumer string, count int) ([]Entry, error) {
+	msgs, err := s.claimOrphaned(ctx, StreamKey(), GroupName, consumer, count)
+	return entries(msgs), err
+}
+
 // ReadNew returns up to count new entries for consumer, waiting up to block.
 func (s *Store) ReadNew(ctx context.Context, consumer string, count int, block time.Duration) ([]Entry, error) {
 	msgs, err := s.readGroup(ctx, StreamKey(), GroupName, consumer, count, block)
