@@ -191,6 +191,13 @@ func RequirePermission(k *store.Key, permission string) error {
 	return nil
 }
 
+// MayRead reports whether k, a key of e's account, may read e (and cancel
+// it): a full key reads the account's mail, a sending key only what it sent
+// itself (its permission is to send, not to read the account's mail).
+func MayRead(k *store.Key, e *store.Email) bool {
+	return k.Permission == store.PermissionFull || e.KeyID == k.ID
+}
+
 // ---- submission ----
 
 // Tracking says which tracking a message asks for.

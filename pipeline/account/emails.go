@@ -14,8 +14,7 @@ import (
 // read the account's mail.
 func (s *Service) Email(ctx context.Context, k *store.Key, id string) (*store.Email, error) {
 	e, err := s.store.Email(ctx, id)
-	if errors.Is(err, store.ErrNotFound) || (err == nil && (e.AccountID != k.AccountID ||
-		k.Permission != store.PermissionFull && e.KeyID != k.ID)) {
+	if errors.Is(err, store.ErrNotFound) || (err == nil && (e.AccountID != k.AccountID || !pipeline.MayRead(k, e))) {
 		return nil, pipeline.NotFound("email")
 	}
 	if err != nil {

@@ -67,7 +67,8 @@ func decodeCursor(s string) (listCursor, error) {
 	return listCursor{ms: ms, skip: skip}, nil
 }
 
-// ListEmails returns the account's emails that match f, newest first.
+// ListEmails returns the account's emails that match f, newest first; to a
+// sending key, only those it sent (as Email).
 func (s *Service) ListEmails(ctx context.Context, k *store.Key, f EmailFilter) (*EmailPage, error) {
 	if f.Limit == 0 {
 		f.Limit = 50
@@ -117,7 +118,7 @@ func (s *Service) ListEmails(ctx context.Context, k *store.Key, f EmailFilter) (
 			} else {
 				cur = listCursor{ms: se.Created, skip: 1}
 			}
-			if se.Email != nil && se.Email.AccountID == k.AccountID && f.matches(se.Email) {
+			if se.Email != nil && se.Email.AccountID == k.AccountID && pipeline.MayRead(k, se.Email) && f.matches(se.Email) {
 				page.Emails = append(page.Emails, se.Email)
 				if len(page.Emails) == f.Limit {
 					page.Next = cur.encode()

@@ -9,10 +9,11 @@ import (
 )
 
 // Get returns one of the account's sends with its events (sent,
-// delivered, opened, clicked, bounced, complained, unsubscribed ...).
+// delivered, opened, clicked, bounced, complained, unsubscribed ...); to a
+// sending key, only one it made (as account.Service.Email).
 func (s *Service) Get(ctx context.Context, k *store.Key, id string) (*store.Email, []store.Event, error) {
 	e, err := s.store.Email(ctx, id)
-	if errors.Is(err, store.ErrNotFound) || (err == nil && (e.AccountID != k.AccountID || e.Send == nil)) {
+	if errors.Is(err, store.ErrNotFound) || (err == nil && (e.AccountID != k.AccountID || e.Send == nil || !pipeline.MayRead(k, e))) {
 		return nil, nil, pipeline.NotFound("send")
 	}
 	if err != nil {
