@@ -152,11 +152,11 @@ var keyPolicy = map[string]rule{
 	"deleteApiKey": revokesKey,
 	// Tracking settings.
 	"getTrackingDefaults":    fullKey,
-	"updateTrackingDefaults": fullKey,
+	"updateTrackingDefaults": adminKey,
 	"getDomainTracking":      fullKey,
-	"putDomainTracking":      fullKey,
-	"setTrackingDomain":      fullKey,
-	"verifyTrackingDomain":   fullKey,
+	"putDomainTracking":      adminKey,
+	"setTrackingDomain":      adminKey,
+	"verifyTrackingDomain":   adminKey,
 	// Webhooks.
 	"createWebhook":      fullKey,
 	"listWebhooks":       fullKey,

@@ -166,9 +166,8 @@ func CanonicalSecret(secret string) string {
 	return secret
 }
 
-// RequirePermission refuses a key that lacks permission.
 // RequireAdmin refuses a key the account's administration (its sending
-// domains, live keys) must not be left to: one that is not full, one of
+// domains and their tracking, live keys) must not be left to: one that is not full, one of
 // test mode (it cannot send live mail: it must not shape what live mail
 // does), one limited to a domain (it must not widen its own reach).
 func RequireAdmin(k *store.Key) error {

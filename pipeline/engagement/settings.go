@@ -48,7 +48,7 @@ func (s *Service) TrackingDefaults(ctx context.Context, k *store.Key) (TrackingD
 
 // UpdateTrackingDefaults applies p and returns the settings that result.
 func (s *Service) UpdateTrackingDefaults(ctx context.Context, k *store.Key, p TrackingDefaultsPatch) (TrackingDefaults, error) {
-	if err := pipeline.RequirePermission(k, store.PermissionFull); err != nil {
+	if err := pipeline.RequireAdmin(k); err != nil {
 		return TrackingDefaults{}, err
 	}
 	fields := map[string]any{}
@@ -124,6 +124,9 @@ func (s *Service) domainTrackingView(d *store.Domain, dt *store.DomainTracking, 
 
 // PutDomainTracking replaces the tracking overrides of one of the account's domains.
 func (s *Service) PutDomainTracking(ctx context.Context, k *store.Key, domainID string, in DomainTrackingInput) (*DomainTracking, error) {
+	if err := pipeline.RequireAdmin(k); err != nil { // tracking shapes live mail
+		return nil, err
+	}
 	d, err := s.domains.Domain(ctx, k, domainID)
 	if err != nil {
 		return nil, err
@@ -160,6 +163,9 @@ func (s *Service) cnameTarget() string {
 // must be the domain itself or a subdomain of it: links then point at the
 // sender's own domain, and no account can claim another's name.
 func (s *Service) SetTrackingDomain(ctx context.Context, k *store.Key, domainID, host string) (*DomainTracking, error) {
+	if err := pipeline.RequireAdmin(k); err != nil { // tracking shapes live mail
+		return nil, err
+	}
 	d, err := s.domains.Domain(ctx, k, domainID)
 	if err != nil {
 		return nil, err
@@ -186,6 +192,9 @@ func (s *Service) SetTrackingDomain(ctx context.Context, k *store.Key, domainID,
 // through the configured resolver and marks it verified when it points at
 // the tracking host. Only a verified tracking domain is used in URLs.
 func (s *Service) VerifyTrackingDomain(ctx context.Context, k *store.Key, domainID string) (*DomainTracking, error) {
+	if err := pipeline.RequireAdmin(k); err != nil { // tracking shapes live mail
+		return nil, err
+	}
 	d, err := s.domains.Domain(ctx, k, domainID)
 	if err != nil {
 		return nil, err
