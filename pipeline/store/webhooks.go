@@ -145,6 +145,13 @@ func (s *Store) ClaimEvents(ctx context.Context, consumer string, idle time.Dura
 	return streamEvents(msgs), err
 }
 
+// ClaimOrphanedEvents takes over up to count events left pending by
+// dispatchers that are not alive (see Heartbeat).
+func (s *Store) ClaimOrphanedEvents(ctx context.Context, consumer string, count int) ([]StreamEvent, error) {
+	msgs, err := s.claimOrphaned(ctx, EventStreamKey(), WebhookGroup, consumer, count)
+	return streamEvents(msgs), err
+}
+
 // AckEvents marks events as handled by the dispatchers. The entries stay in
 // the stream (trimmed by length) for other readers.
 func (s *Store) AckEvents(ctx context.Context, streamIDs ...string) error {

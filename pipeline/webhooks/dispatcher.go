@@ -26,10 +26,11 @@ import (
 //   - fan-out reads the global event stream through the consumer group
 //     "webhooks" and, for each event the account's endpoints subscribe to,
 //     queues one delivery per endpoint (pp:{wh}:delivery:<id>, scheduled in
-//     pp:{wh}:due) before acknowledging the entry. Entries a dead
-//     dispatcher read but did not acknowledge are claimed after ClaimIdle
-//     (XAUTOCLAIM); a marker per entry keeps a claimed entry from being
-//     queued twice.
+//     pp:{wh}:due) before acknowledging the entry. Entries a stopped
+//     dispatcher read but did not acknowledge are claimed as soon as its
+//     liveness key is gone (store.Heartbeat), those of a stuck one after
+//     ClaimIdle (XAUTOCLAIM); a marker per entry keeps a claimed entry
+//     from being queued twice.
 //   - delivery leases due deliveries (a Lua script moves their schedule
 //     entry past the attempt, so no two dispatchers take one, and a dead
 //     dispatcher's lease runs out), POSTs them, and either removes them
@@ -47,12 +48,16 @@ type Dispatcher struct {
 	RetryInitial time.Duration
 	RetryMax     time.Duration
 	MaxAge       time.Duration // after this long a delivery is given up
-	ClaimIdle    time.Duration // events a dead dispatcher left are taken over after this
-	Consumer     string        // name in the consumer group; empty: host-pid-random
-	UserAgent    string
-	Now          func() time.Time
-	Logger       *slog.Logger
-	Metrics      *Metrics
+	ClaimIdle    time.Duration // events a stuck dispatcher left are taken over after this
+	// AliveTTL is how long the dispatcher's liveness key outlives its last
+	// renewal; the events of a dispatcher whose key is gone (killed) are
+	// taken over at once. Default: 10 s.
+	AliveTTL  time.Duration
+	Consumer  string // name in the consumer group; empty: host-pid-random
+	UserAgent string
+	Now       func() time.Time
+	Logger    *slog.Logger
+	Metrics   *Metrics
 
 	wake chan struct{}
 }
@@ -61,7 +66,12 @@ type Dispatcher struct {
 // (each bounded by Timeout).
 func (d *Dispatcher) Run(ctx context.Context) error {
 	d.defaults()
-	if err := store.RetryUntilDone(ctx, d.Logger, "webhook queue", d.Store.EnsureWebhookGroup); err != nil {
+	if err := store.RetryUntilDone(ctx, d.Logger, "webhook queue", func(ctx context.Context) error {
+		if err := d.Store.EnsureWebhookGroup(ctx); err != nil {
+			return err
+		}
+		return d.Store.Heartbeat(ctx, d.Consumer, d.AliveTTL) // alive before it reads
+	}); err != nil {
 		return nil // cancelled
 	}
 	var wg sync.WaitGroup
@@ -72,6 +82,13 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	}()
 	d.deliverLoop(ctx)
 	wg.Wait()
+	// Events read and not fanned out are pending under this name: say that
+	// it stopped, so that another dispatcher takes them over now.
+	retireCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
+	defer cancel()
+	if err := d.Store.Retire(retireCtx, d.Consumer); err != nil {
+		d.Logger.Warn("could not retire the dispatcher's liveness key", "err", err)
+	}
 	return nil
 }
 
@@ -103,6 +120,9 @@ func (d *Dispatcher) defaults() {
 	if d.ClaimIdle <= 0 {
 		d.ClaimIdle = time.Minute
 	}
+	if d.AliveTTL <= 0 {
+		d.AliveTTL = 10 * time.Second
+	}
 	if d.UserAgent == "" {
 		d.UserAgent = "pigeonpost-webhooks/1"
 	}
@@ -115,7 +135,7 @@ func (d *Dispatcher) defaults() {
 // ---- fan-out ----
 
 func (d *Dispatcher) fanOutLoop(ctx context.Context) {
-	lastClaim := time.Now()
+	lastClaim, lastBeat := time.Now(), time.Now()
 	for ctx.Err() == nil {
 		var events []store.StreamEvent
 		err := store.RetryUntilDone(ctx, d.Logger, "webhook queue", func(ctx context.Context) error {
@@ -128,6 +148,17 @@ func (d *Dispatcher) fanOutLoop(ctx context.Context) {
 		})
 		if err != nil {
 			return
+		}
+		if time.Since(lastBeat) >= time.Second {
+			lastBeat = time.Now()
+			if err := d.Store.Heartbeat(ctx, d.Consumer, d.AliveTTL); err != nil && ctx.Err() == nil {
+				d.Logger.Warn("renewing the dispatcher's liveness key failed", "err", err)
+			}
+			orphaned, err := d.Store.ClaimOrphanedEvents(ctx, d.Consumer, 100)
+			if err != nil && ctx.Err() == nil {
+				d.Logger.Warn("claiming a stopped dispatcher's webhook events failed", "err", err)
+			}
+			events = append(events, orphaned...)
 		}
 		if time.Since(lastClaim) >= d.ClaimIdle/2 {
 			lastClaim = time.Now()
