@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -152,6 +153,83 @@ func TestKilledMidDeliveryResumedInSeconds(t *testing.T) {
 	s.sink.Wait(t, len(ids), 30*time.Second)
 	for _, id := range ids {
 		s.waitStatus(id, "delivered")
+	}
+}
+
+// TestKillUnderLoadLedger (issue 17): four clients send unique messages
+// while the gateway delivers; the gateway is SIGKILLed after 40 of them are
+// acknowledged, whatever is in flight, and started again. Every message
+// acknowledged with 250 reaches the destination (lost=0) within the wait,
+// with delivery.claim_idle at an hour so that only the liveness keys can
+// explain it, and a message is delivered twice only if its delivery was
+// in flight at the kill (at most one per delivery worker).
+func TestKillUnderLoadLedger(t *testing.T) {
+	s, env := processStack(t)
+	const workers = 2
+	env["PIGEONPOST_DELIVERY_WORKERS"] = strconv.Itoa(workers)
+	env["PIGEONPOST_DELIVERY_CLAIM_IDLE"] = "1h"
+	first, addrs := startProcess(t, env)
+	s.bind(addrs)
+	s.VerifyDomain(s.dns, senderDomain)
+
+	from, to := "hello@"+senderDomain, "user@"+rcptDomain
+	var mu sync.Mutex
+	acked := map[string]bool{}
+	var wg sync.WaitGroup
+	for g := range 4 {
+		c := s.smtpClient(true, liveKey)
+		wg.Go(func() {
+			for i := 0; ; i++ {
+				subject := fmt.Sprintf("ledger-%d-%d", g, i)
+				if _, err := testkit.SendMail(c, from, []string{to}, testkit.SimpleMessage(from, to, subject)); err != nil {
+					return // the gateway is gone
+				}
+				mu.Lock()
+				acked[subject] = true
+				mu.Unlock()
+			}
+		})
+	}
+	testkit.WaitFor(t, "40 acknowledged messages", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(acked) >= 40
+	})
+	if err := first.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = first.Wait()
+	wg.Wait()
+
+	_, addrs = startProcess(t, env)
+	s.bind(addrs)
+	delivered := func() map[string]int {
+		n := map[string]int{}
+		for _, m := range s.sink.Messages() {
+			if _, rest, ok := strings.Cut(string(m.Data), "Subject: ledger-"); ok {
+				subject, _, _ := strings.Cut(rest, "\r\n")
+				n["ledger-"+subject]++
+			}
+		}
+		return n
+	}
+	testkit.WaitFor(t, "every acknowledged message at the destination", func() bool {
+		got := delivered()
+		for subject := range acked {
+			if got[subject] == 0 {
+				return false
+			}
+		}
+		return true
+	})
+	s.deliveryIdle()
+	dup := 0
+	for _, n := range delivered() {
+		dup += n - 1
+	}
+	t.Logf("ledger: acked=%d lost=0 dup=%d", len(acked), dup)
+	if dup > workers {
+		t.Errorf("%d messages delivered twice; at most %d deliveries were in flight at the kill", dup, workers)
 	}
 }
 
