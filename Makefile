@@ -6,7 +6,7 @@ STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 GOVULNCHECK_FLAGS ?=
 FUZZTIME ?= 10s
 
-.PHONY: run build test lint vuln fuzz
+.PHONY: run build test lint vuln fuzz chaos
 
 ## run: build and start a dev server (SMTP 127.0.0.1:2587, HTTP :8080, embedded Redis)
 run: build
@@ -29,6 +29,11 @@ lint:
 ## vuln: govulncheck against the Go vulnerability database (the module's deps and its Go toolchain)
 vuln:
 	GO="$(GO)" GOVULNCHECK_FLAGS="$(GOVULNCHECK_FLAGS)" ./scripts/vuln.sh
+
+## chaos: the kill and restart ledgers against a real redis-server (acked= lost= dup= max_delay=)
+chaos:
+	log=$$(mktemp); PIGEONPOST_REQUIRE_REDIS=1 $(GO) test -count=1 -run 'Ledger|KilledMidDelivery' -v ./cmd/pigeonpost > $$log 2>&1; \
+		status=$$?; grep -E 'ledger:|^(--- |ok|FAIL)' $$log; rm -f $$log; exit $$status
 
 ## fuzz: run every fuzz target of every package for FUZZTIME each (default 10s); see scripts/fuzz.sh
 fuzz:
