@@ -206,8 +206,11 @@ func renderTemplate(nodes []tplNode, vars map[string]string, mode int, field str
 }
 
 // escapeHTMLValue escapes a value for HTML text or a quoted attribute; inside
-// a tag it also escapes what could end an unquoted attribute, and replaces a
-// URL with a script scheme by a harmless one (as html/template does).
+// a tag it also escapes what could end an unquoted attribute or, as '/',
+// make the tag self-closing where a name is read (`<a{{v}}>` with "/"; the
+// tag state tracked here is a guess, so wherever the value lands in the
+// tag), and replaces a URL with a script scheme by a harmless one (as
+// html/template does). In an attribute value the parser decodes it all back.
 func escapeHTMLValue(v string, inTag bool) string {
 	if !inTag {
 		return html.EscapeString(v)
@@ -224,7 +227,7 @@ func escapeHTMLValue(v string, inTag bool) string {
 		}
 	}
 	return strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;", `"`, "&#34;", "'", "&#39;",
-		" ", "&#32;", "\t", "&#9;", "\n", "&#10;", "\r", "&#13;", "\f", "&#12;", "=", "&#61;", "`", "&#96;").Replace(v)
+		" ", "&#32;", "\t", "&#9;", "\n", "&#10;", "\r", "&#13;", "\f", "&#12;", "=", "&#61;", "`", "&#96;", "/", "&#47;").Replace(v)
 }
 
 // parsedTemplate is a template checked and split into nodes.
