@@ -75,6 +75,10 @@ func (s *Signer) ParseClick(id string) (c Click, ok bool) {
 	if emailID == "" || accountID == "" || !canonicalIndex(idx) || len(macStr) != macEncoding.EncodedLen(macLen) {
 		return Click{}, false
 	}
+	// The decoder skips CR and LF: an id carrying them is not one we made.
+	if strings.ContainsAny(d, "\r\n") {
+		return Click{}, false
+	}
 	dest, err := destEncoding.DecodeString(d)
 	if err != nil {
 		return Click{}, false

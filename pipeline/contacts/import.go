@@ -330,6 +330,7 @@ type jsonContact struct {
 
 func (im *importer) readJSON(r io.Reader) error {
 	dec := json.NewDecoder(r)
+	dec.UseNumber() // a token such as 1E700 is a number, not a float64 that overflows
 	tok, err := dec.Token()
 	if err != nil {
 		return im.jsonError(err, "body")
