@@ -205,31 +205,7 @@ func TestKillUnderLoadLedger(t *testing.T) {
 	_, addrs = startProcess(t, env)
 	back := time.Now()
 	s.bind(addrs)
-	delivered := func() map[string]int {
-		n := map[string]int{}
-		for _, m := range s.sink.Messages() {
-			if _, rest, ok := strings.Cut(string(m.Data), "Subject: ledger-"); ok {
-				subject, _, _ := strings.Cut(rest, "\r\n")
-				n["ledger-"+subject]++
-			}
-		}
-		return n
-	}
-	testkit.WaitFor(t, "every acknowledged message at the destination", func() bool {
-		got := delivered()
-		for subject := range acked {
-			if got[subject] == 0 {
-				return false
-			}
-		}
-		return true
-	})
-	maxDelay := time.Since(back) // a figure for the log, not an assertion
-	s.deliveryIdle()
-	dup := 0
-	for _, n := range delivered() {
-		dup += n - 1
-	}
+	dup, maxDelay := s.checkLedger("ledger-", acked, back)
 	t.Logf("ledger: acked=%d lost=0 dup=%d max_delay=%s (from the restarted gateway's start to the last acknowledged message delivered)",
 		len(acked), dup, maxDelay.Round(100*time.Millisecond))
 	if dup > workers {
@@ -327,17 +303,31 @@ func TestRollingRestartLedger(t *testing.T) {
 	close(stop)
 	wg.Wait()
 
+	dup, _ := s.checkLedger("rolling-", acked, time.Now())
+	t.Logf("ledger: acked=%d lost=0 dup=%d", len(acked), dup)
+	if dup != 0 {
+		t.Errorf("%d messages delivered twice across graceful restarts", dup)
+	}
+}
+
+// checkLedger waits until every acknowledged message (its subject, which
+// starts with prefix, in acked) is at the sink, failing the test if one
+// never comes (lost), then, once delivery is idle, counts the messages the
+// sink got more than once. delay is from since to the last acknowledged
+// message seen delivered: a figure for the log, not an assertion.
+func (s *stack) checkLedger(prefix string, acked map[string]bool, since time.Time) (dup int, delay time.Duration) {
+	s.t.Helper()
 	delivered := func() map[string]int {
 		n := map[string]int{}
 		for _, m := range s.sink.Messages() {
-			if _, rest, ok := strings.Cut(string(m.Data), "Subject: rolling-"); ok {
+			if _, rest, ok := strings.Cut(string(m.Data), "Subject: "+prefix); ok {
 				subject, _, _ := strings.Cut(rest, "\r\n")
-				n["rolling-"+subject]++
+				n[prefix+subject]++
 			}
 		}
 		return n
 	}
-	testkit.WaitFor(t, "every acknowledged message at the destination", func() bool {
+	testkit.WaitFor(s.t, "every acknowledged message at the destination", func() bool {
 		got := delivered()
 		for subject := range acked {
 			if got[subject] == 0 {
@@ -346,15 +336,12 @@ func TestRollingRestartLedger(t *testing.T) {
 		}
 		return true
 	})
+	delay = time.Since(since)
 	s.deliveryIdle()
-	dup := 0
 	for _, n := range delivered() {
 		dup += n - 1
 	}
-	t.Logf("ledger: acked=%d lost=0 dup=%d", len(acked), dup)
-	if dup != 0 {
-		t.Errorf("%d messages delivered twice across graceful restarts", dup)
-	}
+	return dup, delay
 }
 
 // dialAuthed is a STARTTLS session authenticated with the bootstrap key,
