@@ -16,8 +16,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -32,35 +30,10 @@ import (
 // destination, so that a guard that lets one through fails the test
 // without a packet leaving the machine.
 
-// countingListener counts the connections it accepted.
-type countingListener struct {
-	net.Listener
-	accepted atomic.Int64
-}
-
-func (l *countingListener) Accept() (net.Conn, error) {
-	c, err := l.Listener.Accept()
-	if err == nil {
-		l.accepted.Add(1)
-	}
-	return c, err
-}
-
 // startTLS serves h over HTTPS on addr (host:port) through a counting
 // listener.
-func startTLS(t *testing.T, addr string, h http.Handler) (*httptest.Server, *countingListener) {
-	t.Helper()
-	l, err := net.Listen("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cl := &countingListener{Listener: l}
-	srv := httptest.NewUnstartedServer(h)
-	srv.Listener.Close()
-	srv.Listener = cl
-	srv.StartTLS()
-	t.Cleanup(srv.Close)
-	return srv, cl
+func startTLS(t *testing.T, addr string, h http.Handler) (*httptest.Server, *testkit.CountingListener) {
+	return testkit.StartCountingTLS(t, addr, h)
 }
 
 // blockedTarget is a server that must never be reached: HTTPS on
@@ -68,7 +41,7 @@ func startTLS(t *testing.T, addr string, h http.Handler) (*httptest.Server, *cou
 // accepted is what both listeners accepted.
 type blockedTarget struct {
 	port      string
-	listeners []*countingListener
+	listeners []*testkit.CountingListener
 }
 
 func startBlocked(t *testing.T) *blockedTarget {
@@ -76,7 +49,7 @@ func startBlocked(t *testing.T) *blockedTarget {
 	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write([]byte("secret")) })
 	_, l4 := startTLS(t, "127.0.0.1:0", h)
 	_, port, _ := net.SplitHostPort(l4.Addr().String())
-	b := &blockedTarget{port: port, listeners: []*countingListener{l4}}
+	b := &blockedTarget{port: port, listeners: []*testkit.CountingListener{l4}}
 	if l, err := net.Listen("tcp", "[::1]:"+port); err == nil {
 		l.Close()
 		_, l6 := startTLS(t, "[::1]:"+port, h)
@@ -88,37 +61,9 @@ func startBlocked(t *testing.T) *blockedTarget {
 func (b *blockedTarget) accepted() int64 {
 	var n int64
 	for _, l := range b.listeners {
-		n += l.accepted.Load()
+		n += l.Accepted()
 	}
 	return n
-}
-
-// fence is the test-only dialer behind the guard: it lets loopback
-// through and refuses, recording it, anything else.
-type fence struct {
-	mu     sync.Mutex
-	leaked []string
-}
-
-func (f *fence) dialer() *net.Dialer {
-	return &net.Dialer{Control: func(_, address string, _ syscall.RawConn) error {
-		if ap, err := netip.ParseAddrPort(address); err == nil && ap.Addr().Unmap().IsLoopback() {
-			return nil
-		}
-		f.mu.Lock()
-		defer f.mu.Unlock()
-		f.leaked = append(f.leaked, address)
-		return errors.New("test fence: a non-loopback destination got past the guard")
-	}}
-}
-
-func (f *fence) check(t *testing.T) {
-	t.Helper()
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if len(f.leaked) > 0 {
-		t.Errorf("the guard let these destinations through to the dialer: %v", f.leaked)
-	}
 }
 
 // env is what a test's clients share: the test DNS server as resolver, the
@@ -126,7 +71,7 @@ func (f *fence) check(t *testing.T) {
 // ::1 and example.com: example.com is asked for whatever the host).
 type env struct {
 	dns   *testkit.DNS
-	fence *fence
+	fence *testkit.Fence
 	tls   *tls.Config
 }
 
@@ -135,7 +80,7 @@ func newEnv(t *testing.T) *env {
 	srv := httptest.NewTLSServer(http.NotFoundHandler())
 	pool.AddCert(srv.Certificate())
 	srv.Close()
-	return &env{dns: testkit.StartDNS(t), fence: &fence{}, tls: &tls.Config{RootCAs: pool, ServerName: "example.com", MinVersion: tls.VersionTLS12}}
+	return &env{dns: testkit.StartDNS(t), fence: &testkit.Fence{}, tls: &tls.Config{RootCAs: pool, ServerName: "example.com", MinVersion: tls.VersionTLS12}}
 }
 
 // client returns a Client with opt, completed with e's resolver, fence and
@@ -144,7 +89,7 @@ func (e *env) client(opt Options) *Client {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.TLSClientConfig = e.tls.Clone()
 	opt.Transport = tr
-	opt.Dialer = e.fence.dialer()
+	opt.Dialer = e.fence.Dialer()
 	opt.Resolver = &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, network, _ string) (net.Conn, error) {
 		var d net.Dialer
 		return d.DialContext(ctx, network, e.dns.Addr())
@@ -211,7 +156,7 @@ func TestGuardRefusesLoopback(t *testing.T) {
 	if n := b.accepted(); n != 0 {
 		t.Errorf("the loopback listener accepted %d connections", n)
 	}
-	e.fence.check(t)
+	e.fence.Check(t)
 
 	// Positive control: the same listener, allowed, is reached.
 	open := e.client(Options{AllowPrivate: true, HTTPSOnly: true})
@@ -221,7 +166,7 @@ func TestGuardRefusesLoopback(t *testing.T) {
 	if n := b.accepted(); n != 1 {
 		t.Errorf("the allowed fetch made %d connections, want 1", n)
 	}
-	e.fence.check(t)
+	e.fence.Check(t)
 }
 
 // TestGuardRefusesPrivateBeforeConnect is S8 T2: private, shared,
@@ -250,7 +195,7 @@ func TestGuardRefusesPrivateBeforeConnect(t *testing.T) {
 			t.Errorf("%s (%s): %v", name, a, err)
 		}
 	}
-	e.fence.check(t)
+	e.fence.Check(t)
 }
 
 // TestGuardCheckedAddressIsDialedAddress is S8 T3 (DNS rebinding): the
@@ -284,10 +229,10 @@ func TestGuardCheckedAddressIsDialedAddress(t *testing.T) {
 	if n := b.accepted(); n != 0 {
 		t.Errorf("the 127.0.0.1 listener accepted %d connections", n)
 	}
-	if n := al.accepted.Load(); n != 1 {
+	if n := al.Accepted(); n != 1 {
 		t.Errorf("the 127.0.0.2 listener accepted %d connections, want 1", n)
 	}
-	e.fence.check(t)
+	e.fence.Check(t)
 }
 
 // TestGuardRedirects is S8 T4: a redirect is checked like the URL it
@@ -355,7 +300,7 @@ func TestGuardRedirects(t *testing.T) {
 	if n := b.accepted(); n != 0 {
 		t.Errorf("the loopback listener accepted %d connections", n)
 	}
-	e.fence.check(t)
+	e.fence.Check(t)
 }
 
 // rawResponse answers with exactly head then body, bypassing net/http's
@@ -478,7 +423,7 @@ func TestFetchBounded(t *testing.T) {
 	if _, _, err := e.client(opt).Fetch(short, srv.URL+"/trickle"); !errors.Is(err, ErrTimeout) {
 		t.Errorf("trickle past the context's deadline: %v", err)
 	}
-	e.fence.check(t)
+	e.fence.Check(t)
 }
 
 // TestCheckHost: hosts ending in a number must be dotted quads.

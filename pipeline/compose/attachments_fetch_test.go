@@ -8,9 +8,7 @@ import (
 	"net/http/httptest"
 	"net/netip"
 	"strings"
-	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -20,28 +18,13 @@ import (
 	"github.com/pigeonpost/pigeonpost/pipeline"
 )
 
-// countingListener counts the connections it accepted.
-type countingListener struct {
-	net.Listener
-	accepted atomic.Int64
-}
-
-func (l *countingListener) Accept() (net.Conn, error) {
-	c, err := l.Listener.Accept()
-	if err == nil {
-		l.accepted.Add(1)
-	}
-	return c, err
-}
-
 // fetchEnv is a Service whose Fetcher is the attachment client as
 // cmd/pigeonpost builds it (HTTPS only, 7 MB, default guard unless allow
 // is given), with names looked up on a test DNS server and a fence behind
 // the guard that refuses and records any destination off loopback.
 type fetchEnv struct {
-	dns    *testkit.DNS
-	mu     sync.Mutex
-	leaked []string
+	dns   *testkit.DNS
+	fence testkit.Fence
 }
 
 func (e *fetchEnv) service(t *testing.T, srv *httptest.Server, timeout time.Duration, allow func(netip.Addr) bool) *Service {
@@ -56,15 +39,7 @@ func (e *fetchEnv) service(t *testing.T, srv *httptest.Server, timeout time.Dura
 			var d net.Dialer
 			return d.DialContext(ctx, network, e.dns.Addr())
 		}},
-		Dialer: &net.Dialer{Control: func(_, address string, _ syscall.RawConn) error {
-			if ap, err := netip.ParseAddrPort(address); err == nil && ap.Addr().IsLoopback() {
-				return nil
-			}
-			e.mu.Lock()
-			defer e.mu.Unlock()
-			e.leaked = append(e.leaked, address)
-			return errors.New("test fence: not loopback")
-		}},
+		Dialer: e.fence.Dialer(),
 	})
 	return &Service{opt: Options{Fetcher: c, Now: time.Now}}
 }
@@ -89,17 +64,8 @@ func two(path string) []Attachment {
 // refused path is a 400 naming the attachment, and the loopback listener
 // on the port the URLs name accepts no connection.
 func TestAttachmentPathRefused(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cl := &countingListener{Listener: l}
-	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write([]byte("secret")) }))
-	srv.Listener.Close()
-	srv.Listener = cl
-	srv.StartTLS()
-	defer srv.Close()
-	_, p, _ := net.SplitHostPort(l.Addr().String())
+	srv, cl := testkit.StartCountingTLS(t, "127.0.0.1:0", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write([]byte("secret")) }))
+	_, p, _ := net.SplitHostPort(cl.Addr().String())
 
 	e := &fetchEnv{dns: testkit.StartDNS(t)}
 	e.dns.SetA("loop.attacker.test", "127.0.0.1")
@@ -137,16 +103,14 @@ func TestAttachmentPathRefused(t *testing.T) {
 		_, err := s.resolveAttachments(context.Background(), two(url), nil)
 		wantPathError(t, url, err, want)
 	}
-	if n := cl.accepted.Load(); n != 0 {
+	if n := cl.Accepted(); n != 0 {
 		t.Errorf("the loopback listener accepted %d connections", n)
 	}
-	if len(e.leaked) > 0 {
-		t.Errorf("destinations past the guard: %v", e.leaked)
-	}
+	e.fence.Check(t)
 	// Positive control: allowed, the same URL is fetched.
 	got, err := e.service(t, srv, 30*time.Second, func(netip.Addr) bool { return true }).resolveAttachments(context.Background(), two(srv.URL+"/"), nil)
-	if err != nil || len(got) != 2 || string(got[1].Data) != "secret" || cl.accepted.Load() != 1 {
-		t.Errorf("allowed fetch: %v, %d accepted", err, cl.accepted.Load())
+	if err != nil || len(got) != 2 || string(got[1].Data) != "secret" || cl.Accepted() != 1 {
+		t.Errorf("allowed fetch: %v, %d accepted", err, cl.Accepted())
 	}
 }
 
@@ -194,9 +158,7 @@ func TestAttachmentPathLimits(t *testing.T) {
 	}
 	_, err := e.service(t, srv, 200*time.Millisecond, allow).resolveAttachments(ctx, two(srv.URL+"/slow"), nil)
 	wantPathError(t, "/slow", err, "timed out")
-	if len(e.leaked) > 0 {
-		t.Errorf("destinations past the guard: %v", e.leaked)
-	}
+	e.fence.Check(t)
 }
 
 // TestFetchedFilesTakeTheRequestsMemory: a file fetched by URL is the

@@ -10,9 +10,7 @@ import (
 	"net/http/httptest"
 	"net/netip"
 	"strings"
-	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -27,34 +25,11 @@ import (
 // loopback: the test policy allows 127.0.0.2 and refuses 127.0.0.1, and a
 // fence behind the guard refuses and records anything off loopback.
 
-// countingListener counts the connections it accepted.
-type countingListener struct {
-	net.Listener
-	accepted atomic.Int64
-}
-
-func (l *countingListener) Accept() (net.Conn, error) {
-	c, err := l.Listener.Accept()
-	if err == nil {
-		l.accepted.Add(1)
-	}
-	return c, err
-}
-
-// endpointServer serves h over HTTPS on addr through a counting listener.
-func endpointServer(t *testing.T, addr string, h http.Handler) (*httptest.Server, *countingListener) {
-	t.Helper()
-	l, err := net.Listen("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cl := &countingListener{Listener: l}
-	srv := httptest.NewUnstartedServer(h)
-	srv.Listener.Close()
-	srv.Listener = cl
-	srv.StartTLS()
-	srv.Config.SetKeepAlivesEnabled(false) // every attempt dials, and looks up, afresh
-	t.Cleanup(srv.Close)
+// endpointServer serves h over HTTPS on addr through a counting listener,
+// without keep-alives: every attempt dials, and looks up, afresh.
+func endpointServer(t *testing.T, addr string, h http.Handler) (*httptest.Server, *testkit.CountingListener) {
+	srv, cl := testkit.StartCountingTLS(t, addr, h)
+	srv.Config.SetKeepAlivesEnabled(false)
 	return srv, cl
 }
 
@@ -70,8 +45,7 @@ type ssrfEnv struct {
 	resolver *net.Resolver
 	policy   URLPolicy
 	d        *Dispatcher
-	mu       sync.Mutex
-	leaked   []string
+	fence    testkit.Fence
 }
 
 func newSSRFEnv(t *testing.T, trust *httptest.Server) *ssrfEnv {
@@ -88,15 +62,7 @@ func newSSRFEnv(t *testing.T, trust *httptest.Server) *ssrfEnv {
 	e.d = &Dispatcher{
 		Store: e.st, Timeout: time.Minute, RetryInitial: time.Hour, Logger: slog.New(slog.DiscardHandler),
 		Client: safehttp.New(safehttp.Options{Timeout: time.Minute, HTTPSOnly: true, Allow: allow, Transport: tr, Resolver: e.resolver,
-			Dialer: &net.Dialer{Control: func(_, address string, _ syscall.RawConn) error {
-				if ap, err := netip.ParseAddrPort(address); err == nil && ap.Addr().IsLoopback() {
-					return nil
-				}
-				e.mu.Lock()
-				defer e.mu.Unlock()
-				e.leaked = append(e.leaked, address)
-				return errors.New("test fence: not loopback")
-			}}}),
+			Dialer: e.fence.Dialer()}),
 	}
 	return e
 }
@@ -201,15 +167,13 @@ func TestWebhookRebindingRefusedAtDelivery(t *testing.T) {
 	if steady := e.attempted(ids[1]); steady != nil {
 		t.Errorf("the steady endpoint was not delivered: %+v", steady)
 	}
-	if n := bl.accepted.Load(); n != 0 {
+	if n := bl.Accepted(); n != 0 {
 		t.Errorf("the 127.0.0.1 listener accepted %d connections", n)
 	}
-	if n := al.accepted.Load(); n != 1 || got.Load() != 1 {
+	if n := al.Accepted(); n != 1 || got.Load() != 1 {
 		t.Errorf("the 127.0.0.2 listener accepted %d connections and %d requests, want 1", n, got.Load())
 	}
-	if len(e.leaked) > 0 {
-		t.Errorf("destinations past the guard: %v", e.leaked)
-	}
+	e.fence.Check(t)
 }
 
 // TestWebhookResponseNotRead: an endpoint that answers with an endless
