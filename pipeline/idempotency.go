@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/pigeonpost/pigeonpost/internal/failpoint"
 	"github.com/pigeonpost/pigeonpost/pipeline/store"
 )
 
@@ -286,7 +287,15 @@ func (c *Claim) done(response []byte) *store.IdemDone {
 // persist stores emails in one MULTI with what opt adds (the idempotent
 // response, a batch record).
 func (s *Service) persist(ctx context.Context, emails []store.NewEmail, opt store.PersistOptions) error {
+	first := ""
+	if len(emails) > 0 {
+		first = emails[0].Email.ID
+	}
+	failpoint.Hit(failpoint.BeforeCommit, first)
 	err := s.store.PersistWith(ctx, emails, opt)
+	if err == nil {
+		failpoint.Hit(failpoint.AfterCommit, first)
+	}
 	if errors.Is(err, store.ErrClaimLost) {
 		return ErrIdempotencyInProgress.WithCause(err)
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
 
+	"github.com/pigeonpost/pigeonpost/internal/failpoint"
 	"github.com/pigeonpost/pigeonpost/internal/testkit"
 	"github.com/pigeonpost/pigeonpost/pipeline/store"
 )
@@ -488,6 +489,82 @@ func TestAcknowledgedSurvivesRedisAndGatewayKill(t *testing.T) {
 			}
 			if got := len(s.sink.Messages()); got != n {
 				t.Errorf("sink holds %d messages, want %d (each exactly once)", got, n)
+			}
+		})
+	}
+}
+
+// TestKilledAtTheCommit (issue 17, F3 and F4): a gateway killed at each
+// failpoint of the commit and of delivery, then started again on the same
+// Redis. Killed before the MULTI, nothing was stored and no 250 was sent;
+// killed after it but before the reply, the client saw no 250, yet the
+// message is stored and delivered once (a client that sends it again makes
+// the duplicate at-least-once allows); killed after the destination's 250
+// but before the result was recorded, the message is delivered once more
+// and then recorded delivered. Killed after the 250 to the client is
+// TestKilledBeforeDeliveryDeliveredAfterRestart.
+func TestKilledAtTheCommit(t *testing.T) {
+	cases := []struct {
+		point      string
+		workers    string // of the gateway that is killed
+		acked      bool   // whether the client gets its 250
+		deliveries int    // how many times the sink gets the message in the end
+	}{
+		{failpoint.BeforeCommit, "0", false, 0},
+		{failpoint.AfterCommit, "0", false, 1},
+		{failpoint.AfterRemoteAccepted, "1", true, 2},
+	}
+	for _, c := range cases {
+		t.Run(c.point, func(t *testing.T) {
+			s, env := processStack(t)
+			env["PIGEONPOST_DELIVERY_WORKERS"] = c.workers
+			env["PIGEONPOST_DELIVERY_CLAIM_IDLE"] = "1h"
+			env["PIGEONPOST_TEST_KILL_AT"] = c.point
+			first, addrs := startProcess(t, env)
+			s.bind(addrs)
+			s.VerifyDomain(s.dns, senderDomain)
+
+			from, to := "hello@"+senderDomain, "user@"+rcptDomain
+			_, err := testkit.SendMail(s.smtpClient(true, liveKey), from, []string{to}, testkit.SimpleMessage(from, to, "killed-"+c.point))
+			if acked := err == nil; acked != c.acked {
+				t.Fatalf("client acknowledged: %v (err %v), want %v", acked, err, c.acked)
+			}
+			if err := first.Wait(); err == nil || !strings.Contains(err.Error(), "killed") {
+				t.Fatalf("the gateway ended with %v, want killed at %s", err, c.point)
+			}
+
+			delete(env, "PIGEONPOST_TEST_KILL_AT")
+			env["PIGEONPOST_DELIVERY_WORKERS"] = "1"
+			_, addrs = startProcess(t, env)
+			s.bind(addrs)
+			// A message sent after the restart, delivered after whatever
+			// the killed gateway left: once it is through, so is the rest.
+			reply, err := testkit.SendMail(s.smtpClient(true, liveKey), from, []string{to}, testkit.SimpleMessage(from, to, "after-restart"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			s.waitStatus(queuedID(t, reply), "delivered")
+			s.deliveryIdle()
+			got := 0
+			for _, m := range s.sink.Messages() {
+				if strings.Contains(string(m.Data), "Subject: killed-"+c.point+"\r\n") {
+					got++
+				}
+			}
+			if got != c.deliveries {
+				t.Errorf("the sink got the message %d times, want %d", got, c.deliveries)
+			}
+			var list struct {
+				Data []emailResp `json:"data"`
+			}
+			s.JSON("GET", "/v1/emails", liveKey, nil, &list)
+			if want := 1 + min(c.deliveries, 1); len(list.Data) != want {
+				t.Errorf("%d emails stored, want %d", len(list.Data), want)
+			}
+			for _, e := range list.Data {
+				if e.Status != "delivered" {
+					t.Errorf("email %s is %q, want delivered", e.ID, e.Status)
+				}
 			}
 		})
 	}

@@ -4,10 +4,12 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"fmt"
 	"net"
 	"net/http"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -15,6 +17,7 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"github.com/pigeonpost/pigeonpost/config"
+	"github.com/pigeonpost/pigeonpost/internal/failpoint"
 	"github.com/pigeonpost/pigeonpost/internal/testkit"
 	"github.com/pigeonpost/pigeonpost/pipeline/deliver"
 )
@@ -337,6 +340,45 @@ func TestDeliveryFailsAfterMaxAge(t *testing.T) {
 	e := s.waitStatus(queuedID(t, reply), "failed")
 	if e.Attempts < 2 || !strings.Contains(e.LastError, "450") {
 		t.Errorf("attempts %d, last error %q", e.Attempts, e.LastError)
+	}
+}
+
+// TestPoisonMessageFailsAlone (issue 17, F13): a delivery attempt that
+// panics (here the first of 21, by a failpoint) fails that email alone:
+// it is recorded failed, not retried by every worker that claims it, and
+// the 20 others, attempted beside it, are delivered.
+func TestPoisonMessageFailsAlone(t *testing.T) {
+	s := startStack(t)
+	var poisoned atomic.Bool
+	t.Cleanup(failpoint.Arm(failpoint.Attempt, func(string) {
+		if poisoned.CompareAndSwap(false, true) {
+			panic("poison")
+		}
+	}))
+	from := "hello@" + senderDomain
+	var to []string
+	for i := range 21 {
+		to = append(to, fmt.Sprintf("user%d@%s", i, rcptDomain))
+	}
+	if _, err := testkit.SendMail(s.smtpClient(true, liveKey), from, to, testkit.SimpleMessage(from, to[0], "poison")); err != nil {
+		t.Fatal(err)
+	}
+	s.sink.Wait(t, 20, 20*time.Second)
+	s.deliveryIdle()
+	var list struct{ Data []emailResp }
+	s.JSON("GET", "/v1/emails?limit=100", liveKey, nil, &list)
+	status := map[string]int{}
+	for _, e := range list.Data {
+		status[e.Status]++
+		if e.Status == "failed" && !strings.Contains(e.LastError, "internal error") {
+			t.Errorf("the poisoned email's last error is %q", e.LastError)
+		}
+	}
+	if status["delivered"] != 20 || status["failed"] != 1 || len(list.Data) != 21 {
+		t.Errorf("statuses %v of %d emails, want 20 delivered and 1 failed", status, len(list.Data))
+	}
+	if n := len(s.sink.Messages()); n != 20 {
+		t.Errorf("the sink got %d messages, want 20", n)
 	}
 }
 

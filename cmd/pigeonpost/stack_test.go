@@ -8,12 +8,14 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/emersion/go-smtp"
 
 	"github.com/pigeonpost/pigeonpost/config"
+	"github.com/pigeonpost/pigeonpost/internal/failpoint"
 	"github.com/pigeonpost/pigeonpost/internal/testkit"
 	"github.com/pigeonpost/pigeonpost/internal/testkit/resttest"
 	"github.com/pigeonpost/pigeonpost/pipeline/store"
@@ -237,6 +239,11 @@ func TestMain(m *testing.M) {
 	// process: the test binary re-executes itself with this variable set.
 	if args := os.Getenv("PIGEONPOST_TEST_MAIN_ARGS"); args != "" {
 		os.Args = append([]string{"pigeonpost"}, strings.Fields(args)...)
+		if point := os.Getenv("PIGEONPOST_TEST_KILL_AT"); point != "" {
+			// The crash tests: die as kill -9 does the first time the
+			// process reaches point.
+			failpoint.Arm(point, func(string) { _ = syscall.Kill(os.Getpid(), syscall.SIGKILL) })
+		}
 		main()
 		return
 	}

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/pigeonpost/pigeonpost/internal/failpoint"
 	"github.com/pigeonpost/pigeonpost/internal/retry"
 
 	"github.com/pigeonpost/pigeonpost/internal/membudget"
@@ -219,6 +220,7 @@ func (w *Worker) process(entry store.Entry) {
 }
 
 func (w *Worker) attempt(ctx context.Context, entry store.Entry) error {
+	failpoint.Hit(failpoint.Attempt, entry.EmailID)
 	e, bodyLen, err := w.Store.EmailWithBodyLen(ctx, entry.EmailID)
 	if errors.Is(err, store.ErrNotFound) {
 		return w.Store.Ack(ctx, entry.StreamID)
@@ -293,6 +295,9 @@ func (w *Worker) attempt(ctx context.Context, entry store.Entry) error {
 	start := time.Now()
 	derr := w.Transport.Deliver(ctx, Envelope{From: e.EnvelopeFrom, To: e.ToAddress, Prefix: w.prefix(e.ID, signature), Data: body})
 	w.Metrics.attemptSeconds.Observe(time.Since(start).Seconds())
+	if derr == nil {
+		failpoint.Hit(failpoint.AfterRemoteAccepted, e.ID)
+	}
 	return w.record(ctx, entry, e, e.Attempts+1, derr)
 }
 
