@@ -75,7 +75,7 @@ type batchJSON struct {
 type healthJSON struct {
 	Problems []string `json:"problems,omitempty"`
 	Ready    bool     `json:"ready"`
-	Redis    string   `json:"redis"` // ok or unreachable
+	Redis    string   `json:"redis"` // ok, unreachable, or refusing writes (memory or disk full)
 }
 
 // eventJSON is one event of an email (GET /v1/emails/:id/events).

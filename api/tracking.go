@@ -2,9 +2,11 @@ package api
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"time"
 
+	"github.com/pigeonpost/pigeonpost/pipeline"
 	"github.com/pigeonpost/pigeonpost/pipeline/engagement"
 )
 
@@ -76,7 +78,9 @@ func (h *handler) trackClick(w http.ResponseWriter, r *http.Request) {
 
 func (h *handler) healthz(w http.ResponseWriter, r *http.Request) {
 	status := healthJSON{Redis: "ok"}
-	if err := h.Pipeline.Ping(r.Context()); err != nil {
+	if err := h.Pipeline.Ready(r.Context()); errors.Is(err, pipeline.ErrStorageFull) {
+		status.Redis = "refusing writes"
+	} else if err != nil {
 		status.Redis = "unreachable"
 	}
 	if h.opt.Ready != nil {

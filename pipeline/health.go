@@ -47,7 +47,12 @@ func DurabilityProblems(ctx context.Context, rdb redis.UniversalClient) ([]strin
 	return problems, nil
 }
 
-// Ping reports whether Redis answers.
-func (s *Service) Ping(ctx context.Context) error {
-	return s.rdb.Ping(ctx).Err()
+// Ready reports whether Redis takes writes now, as a submission needs: nil,
+// ErrStorageFull when it refuses them (memory or disk full), or
+// ErrUnavailable when it does not answer.
+func (s *Service) Ready(ctx context.Context) error {
+	if err := s.store.ProbeWrite(ctx); err != nil {
+		return StorageError(err)
+	}
+	return nil
 }

@@ -135,6 +135,29 @@ func (r *Redis) Restart() {
 	}
 }
 
+// DiskFull makes every later write of redis-server to its files fail as on
+// a full disk (EFBIG: its file size limit is set to one byte), until
+// DiskFreed. Under appendfsync always Redis then exits at its next write;
+// under everysec it refuses writes with MISCONF. The limit dies with the
+// process: Restart starts one without it.
+func (r *Redis) DiskFull() { r.setFileSizeLimit(1) }
+
+// DiskFreed lifts what DiskFull set; Redis retries its AOF write within a
+// second and takes writes again.
+func (r *Redis) DiskFreed() { r.setFileSizeLimit(0) }
+
+func (r *Redis) setFileSizeLimit(max uint64) {
+	r.t.Helper()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.cmd == nil {
+		r.t.Fatal("testkit: DiskFull and DiskFreed need a running redis-server (not miniredis)")
+	}
+	if err := limitFileSize(r.cmd.Process.Pid, max); err != nil {
+		r.t.Fatalf("testkit: file size limit of redis-server: %v", err)
+	}
+}
+
 // Client returns a go-redis client for URL(), closed on t.Cleanup.
 func (r *Redis) Client(t testing.TB) *redis.Client {
 	t.Helper()

@@ -228,9 +228,8 @@ func (w *Worker) attempt(ctx context.Context, entry store.Entry) error {
 	if err != nil {
 		return err
 	}
-	switch e.Status {
-	case store.StatusDelivered, store.StatusBounced, store.StatusFailed, store.StatusCancelled, store.StatusComplained:
-		// Already final: a re-read after a crash between recording and ack.
+	if final(e.Status) {
+		// A re-read after a crash between recording and ack.
 		return w.Store.Ack(ctx, entry.StreamID)
 	}
 	if e.Mode != store.ModeLive {
@@ -298,7 +297,54 @@ func (w *Worker) attempt(ctx context.Context, entry store.Entry) error {
 	if derr == nil {
 		failpoint.Hit(failpoint.AfterRemoteAccepted, e.ID)
 	}
-	return w.record(ctx, entry, e, e.Attempts+1, derr)
+	return w.recordPatiently(ctx, entry, e, e.Attempts+1, derr)
+}
+
+// final reports whether an email's status is one no attempt changes.
+func final(status store.Status) bool {
+	switch status {
+	case store.StatusDelivered, store.StatusBounced, store.StatusFailed, store.StatusCancelled, store.StatusComplained:
+		return true
+	}
+	return false
+}
+
+// recordPatience bounds how long an accepted delivery's outcome waits in
+// memory for Redis to take it.
+const recordPatience = 30 * time.Second
+
+// recordPatiently records the outcome of an attempt. Until a delivery the
+// destination accepted is recorded, a crash or a claim sends the message
+// again; so while Redis refuses that write (OOM, MISCONF) or does not
+// answer, it is tried again for up to recordPatience, not left pending to
+// be sent twice once Redis is back. Each try reads the email first: a
+// write that applied although its reply was lost is not made twice. Other
+// outcomes are not worth the wait: sending again what was refused or
+// deferred repeats no delivery.
+func (w *Worker) recordPatiently(ctx context.Context, entry store.Entry, e *store.Email, attempts int, derr error) error {
+	err := w.record(ctx, entry, e, attempts, derr)
+	if err == nil || derr != nil {
+		return err
+	}
+	w.Logger.Warn("recording a delivery failed; trying again", "email", e.ID, "err", err)
+	deadline := time.Now().Add(recordPatience)
+	for wait := 100 * time.Millisecond; err != nil && time.Now().Before(deadline); wait = min(2*wait, 2*time.Second) {
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(wait):
+		}
+		var now *store.Email
+		if now, err = w.Store.Email(ctx, e.ID); err != nil {
+			continue
+		}
+		if final(now.Status) {
+			err = w.Store.Ack(ctx, entry.StreamID)
+		} else {
+			err = w.record(ctx, entry, e, attempts, derr)
+		}
+	}
+	return err
 }
 
 // prefix is what goes before an email's stored body: its feedback id

@@ -32,6 +32,10 @@ func StreamKey() string { return queueTag + "stream" }
 // entries of a consumer without one are taken over at once.
 func AliveKey(consumer string) string { return queueTag + "alive:" + consumer }
 
+// HealthKey is written by every readiness check (it expires): a submission
+// needs Redis to take writes to the mail keys, not only to answer.
+func HealthKey() string { return queueTag + "health" }
+
 // RetryKey is the sorted set of emails waiting for their next attempt (score: due time in ms).
 func RetryKey() string { return queueTag + "retry" }
 

@@ -93,6 +93,12 @@ func (s *Store) Heartbeat(ctx context.Context, consumer string, ttl time.Duratio
 	return s.rdb.Set(ctx, AliveKey(consumer), "1", ttl).Err()
 }
 
+// ProbeWrite writes the readiness key, which expires: it fails when a
+// submission's writes would (Redis down, out of memory, its disk full).
+func (s *Store) ProbeWrite(ctx context.Context) error {
+	return s.rdb.Set(ctx, HealthKey(), "1", time.Minute).Err()
+}
+
 // Retire says that consumer has stopped, so that what it left pending is
 // taken over at once.
 func (s *Store) Retire(ctx context.Context, consumer string) error {
