@@ -30,9 +30,12 @@ lint:
 vuln:
 	GO="$(GO)" GOVULNCHECK_FLAGS="$(GOVULNCHECK_FLAGS)" ./scripts/vuln.sh
 
-## chaos: the kill and restart ledgers against a real redis-server (acked= lost= dup= max_delay=)
+## chaos: the kill, restart and Redis fault tests against a real redis-server, printing the ledgers
+## (acked= lost= dup= max_delay=); CHAOS_ACKS sets the length of the chaos run (default 400)
+CHAOS_ACKS ?= 400
 chaos:
-	log=$$(mktemp); PIGEONPOST_REQUIRE_REDIS=1 $(GO) test -count=1 -run 'Ledger|KilledMidDelivery' -v ./cmd/pigeonpost > $$log 2>&1; \
+	log=$$(mktemp); PIGEONPOST_REQUIRE_REDIS=1 PIGEONPOST_CHAOS_ACKS=$(CHAOS_ACKS) $(GO) test -count=1 \
+		-run 'Ledger|Killed|RedisRefusesWrites|RedisDown|RedisRestart|PoisonMessage' -v ./cmd/pigeonpost > $$log 2>&1; \
 		status=$$?; grep -E 'ledger:|^(--- |ok|FAIL)' $$log; rm -f $$log; exit $$status
 
 ## fuzz: run every fuzz target of every package for FUZZTIME each (default 10s); see scripts/fuzz.sh

@@ -3,6 +3,8 @@ package pipeline
 import (
 	"context"
 	"fmt"
+	"sync"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -47,12 +49,52 @@ func DurabilityProblems(ctx context.Context, rdb redis.UniversalClient) ([]strin
 	return problems, nil
 }
 
+// readyWait is how long Ready waits for Redis: a Redis slower than this
+// is not ready, and a readiness check does not stall with it.
+const readyWait = time.Second
+
+// readiness is the probe in flight, which concurrent checks share: checks
+// come from anyone (GET /healthz), and while Redis stalls each would
+// otherwise hold a connection and a goroutine until it answers.
+type readiness struct {
+	mu  sync.Mutex
+	run *probeRun
+}
+
+type probeRun struct {
+	done chan struct{}
+	err  error // set before done is closed
+}
+
 // Ready reports whether Redis takes writes now, as a submission needs: nil,
 // ErrStorageFull when it refuses them (memory or disk full), or
-// ErrUnavailable when it does not answer.
+// ErrUnavailable when it does not answer within readyWait.
 func (s *Service) Ready(ctx context.Context) error {
-	if err := s.store.ProbeWrite(ctx); err != nil {
-		return StorageError(err)
+	s.readiness.mu.Lock()
+	run := s.readiness.run
+	if run == nil {
+		run = &probeRun{done: make(chan struct{})}
+		s.readiness.run = run
+		go func() {
+			run.err = s.store.ProbeWrite(context.Background())
+			s.readiness.mu.Lock()
+			s.readiness.run = nil
+			s.readiness.mu.Unlock()
+			close(run.done)
+		}()
 	}
-	return nil
+	s.readiness.mu.Unlock()
+	timer := time.NewTimer(readyWait)
+	defer timer.Stop()
+	select {
+	case <-run.done:
+		if run.err != nil {
+			return StorageError(run.err)
+		}
+		return nil
+	case <-timer.C:
+		return ErrUnavailable.WithCause(fmt.Errorf("redis did not answer within %v", readyWait))
+	case <-ctx.Done():
+		return ErrUnavailable.WithCause(ctx.Err())
+	}
 }

@@ -75,6 +75,7 @@ type Service struct {
 	tracks  *ttlcache.Cache[cachedTracking] // tracking settings, by account and domain name
 
 	authFails authFailures // per client address (authguard.go)
+	readiness readiness    // the readiness probe in flight (health.go)
 
 	// The delivery backlog as last read, for the in-flow control (flow.go).
 	backlog        atomic.Int64

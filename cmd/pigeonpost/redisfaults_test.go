@@ -1,10 +1,13 @@
 package main
 
 import (
+	"cmp"
 	"context"
+	"errors"
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/emersion/go-smtp"
 	"github.com/redis/go-redis/v9"
@@ -136,5 +139,59 @@ func TestRedisRefusesWrites(t *testing.T) {
 				t.Errorf("the sink got %q, want before and after the fault, once each", subjects)
 			}
 		})
+	}
+}
+
+// TestRedisSlow (issue 17, point 3): Redis stalls (DEBUG SLEEP 5, longer
+// than the client's read timeout). /healthz is not ready within a second
+// while it lasts; a message submitted meanwhile gets a 250 only if it was
+// stored, else a 4xx; afterwards mail flows without an operator and every
+// acknowledged message is delivered once. A submission answered 451 may
+// still have been stored when Redis woke: it is delivered, and a client
+// that sends it again makes the duplicate at-least-once allows (over REST
+// an Idempotency-Key prevents it).
+func TestRedisSlow(t *testing.T) {
+	s := startStack(t)
+	from, to := "hello@"+senderDomain, "user@"+rcptDomain
+	client := s.smtpClient(true, liveKey)
+	opts, err := redis.ParseURL(s.redis.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts.ReadTimeout = 100 * time.Millisecond
+	impatient := redis.NewClient(opts)
+	defer impatient.Close()
+	slept := make(chan error, 1)
+	go func() { slept <- s.redis.Client(t).Do(context.Background(), "DEBUG", "SLEEP", "5").Err() }()
+	testkit.WaitFor(t, "Redis to be asleep", func() bool { return impatient.Ping(context.Background()).Err() != nil })
+
+	var health struct{ Redis string }
+	if code := s.JSON("GET", "/healthz", "", nil, &health); code != http.StatusServiceUnavailable || health.Redis != "unreachable" {
+		t.Errorf("/healthz while Redis sleeps: %d, redis %q", code, health.Redis)
+	}
+	acked := []string{}
+	reply, err := testkit.SendMail(client, from, []string{to}, testkit.SimpleMessage(from, to, "while asleep"))
+	if err == nil {
+		acked = append(acked, queuedID(t, reply))
+	} else {
+		testkit.WantSMTPError(t, err, 451, smtp.EnhancedCode{4, 3, 0})
+	}
+	t.Logf("the submission while Redis slept got: %v", cmp.Or(err, error(errors.New("250"))))
+	<-slept
+
+	reply, err = testkit.SendMail(client, from, []string{to}, testkit.SimpleMessage(from, to, "awake"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	acked = append(acked, queuedID(t, reply))
+	for _, id := range acked {
+		s.waitStatus(id, "delivered")
+	}
+	if code := s.JSON("GET", "/healthz", "", nil, nil); code != http.StatusOK {
+		t.Errorf("/healthz after the stall: %d", code)
+	}
+	s.deliveryIdle()
+	if n := len(s.sink.Messages()); n > 2 {
+		t.Errorf("the sink got %d messages, want each of the two at most once", n)
 	}
 }

@@ -179,6 +179,7 @@ func (r *Redis) args() []string {
 		"--appendonly", "yes",
 		"--appendfsync", "always",
 		"--save", "",
+		"--enable-debug-command", "local", // DEBUG SLEEP: a slow Redis
 	}
 }
 
