@@ -120,15 +120,22 @@ func (d *Dashboard) logout(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusNoContent)
 }
 
-// getSession answers the request's session with its CSRF token, or 401:
-// the app asks it on load to know whether to show the login form. Another
-// origin cannot read the answer (no CORS), and the cookie is SameSite=Strict.
+// getSession answers the request's session with its CSRF token, or 204
+// without one: the app asks it on load to know whether to show the login
+// form (a 401 there would be an error in the browser's console on every
+// visit). Another origin cannot read the answer (no CORS), and the cookie
+// is SameSite=Strict.
 func (d *Dashboard) getSession(w http.ResponseWriter, r *http.Request) {
 	if err := checkSameOrigin(r); err != nil {
 		writeError(w, r, d.opt.Logger, err)
 		return
 	}
 	_, sess, k, err := d.session(r)
+	if errors.Is(err, errNoSession) {
+		w.Header().Set("Cache-Control", "no-store")
+		w.WriteHeader(http.StatusNoContent)
+		return
+	}
 	if err != nil {
 		writeError(w, r, d.opt.Logger, err)
 		return

@@ -48,11 +48,7 @@ func TestSessionLoginAndLogout(t *testing.T) {
 	if n, _ := e.p.Redis.Exists(t.Context(), redisKey(cookie)).Result(); n != 0 {
 		t.Error("the session's Redis record is still there after logout")
 	}
-	for _, path := range []string{"/dashboard/session", "/v1/api-keys"} {
-		if res, _ := e.do(req{method: "GET", path: path, cookie: cookie, csrf: s.CSRFToken, headers: e.browser()}); res.StatusCode != http.StatusUnauthorized {
-			t.Errorf("GET %s after logout: %d, want 401", path, res.StatusCode)
-		}
-	}
+	e.wantNoSession(t, "after logout", cookie, s.CSRFToken)
 }
 
 // A session past its lifetime is refused, even before Redis expires it.
@@ -64,11 +60,7 @@ func TestSessionExpires(t *testing.T) {
 		t.Fatalf("a second before expiry: %d, want 200", res.StatusCode)
 	}
 	e.clock.Add(time.Second)
-	for _, path := range []string{"/dashboard/session", "/v1/api-keys"} {
-		if res, _ := e.do(req{method: "GET", path: path, cookie: cookie, csrf: s.CSRFToken, headers: e.browser()}); res.StatusCode != http.StatusUnauthorized {
-			t.Errorf("GET %s at expiry: %d, want 401", path, res.StatusCode)
-		}
-	}
+	e.wantNoSession(t, "at expiry", cookie, s.CSRFToken)
 }
 
 // Revoking the key a session was opened with ends the session on its next
@@ -93,11 +85,7 @@ func TestSessionEndsWithItsKey(t *testing.T) {
 	if res, b := e.do(req{method: "DELETE", path: "/v1/api-keys/" + created.ID, cookie: admin, csrf: as.CSRFToken, headers: e.browser()}); res.StatusCode != http.StatusOK {
 		t.Fatalf("revoke: %d %s", res.StatusCode, b)
 	}
-	for _, path := range []string{"/v1/emails", "/dashboard/session"} {
-		if res, _ := e.do(req{method: "GET", path: path, cookie: cookie, csrf: s.CSRFToken, headers: e.browser()}); res.StatusCode != http.StatusUnauthorized {
-			t.Errorf("GET %s with the revoked key's session: %d, want 401", path, res.StatusCode)
-		}
-	}
+	e.wantNoSession(t, "with the revoked key's session", cookie, s.CSRFToken)
 	if n, _ := e.p.Redis.Exists(t.Context(), redisKey(cookie)).Result(); n != 0 {
 		t.Error("the revoked key's session record is still there")
 	}
@@ -213,5 +201,18 @@ func TestCSRF(t *testing.T) {
 	}
 	if res, b := e.do(with(domain("ok.test"), s.CSRFToken, e.browser())); res.StatusCode != http.StatusCreated {
 		t.Errorf("the same request with the token from the dashboard's origin: %d %s, want 201", res.StatusCode, b)
+	}
+}
+
+// wantNoSession checks that cookie (with its CSRF token) opens no session:
+// the REST API answers 401, GET /dashboard/session 204 (the app then shows
+// the login form).
+func (e *env) wantNoSession(t *testing.T, when string, cookie *http.Cookie, csrf string) {
+	t.Helper()
+	if res, b := e.do(req{method: "GET", path: "/v1/emails", cookie: cookie, csrf: csrf, headers: e.browser()}); res.StatusCode != http.StatusUnauthorized {
+		t.Errorf("GET /v1/emails %s: %d %s, want 401", when, res.StatusCode, b)
+	}
+	if res, b := e.do(req{method: "GET", path: "/dashboard/session", cookie: cookie, headers: e.browser()}); res.StatusCode != http.StatusNoContent {
+		t.Errorf("GET /dashboard/session %s: %d %s, want 204 (no session)", when, res.StatusCode, b)
 	}
 }

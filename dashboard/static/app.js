@@ -93,7 +93,7 @@ async function api(path, opts = {}) {
 
 async function loadSession() {
   const res = await fetch("/dashboard/session", { credentials: "same-origin", cache: "no-store" });
-  if (res.status === 401) return null;
+  if (res.status === 204) return null;
   if (!res.ok) throw new Error("the dashboard cannot reach the server (" + res.status + ")");
   return res.json();
 }
@@ -354,11 +354,11 @@ async function loadContent(id, section) {
   const tabs = h("div", { class: "tabs", role: "tablist", "aria-label": "Content" });
   const select = (name) => {
     for (const b of tabs.children) b.setAttribute("aria-selected", String(b.dataset.tab === name));
-    panel.setAttribute("aria-label", names[name]);
+    panel.setAttribute("aria-labelledby", "tab-" + name);
     panel.replaceChildren(panels[name]());
   };
   for (const name of Object.keys(panels)) {
-    tabs.append(h("button", { type: "button", role: "tab", "data-tab": name, "aria-controls": "content-panel", onclick: () => select(name) }, names[name]));
+    tabs.append(h("button", { type: "button", role: "tab", id: "tab-" + name, "data-tab": name, "aria-controls": "content-panel", onclick: () => select(name) }, names[name]));
   }
   section.replaceChildren(h("h2", { id: "content-h" }, "Content"), tabs, panel);
   select(parts.html !== null ? "html" : "text");
