@@ -12,6 +12,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/pigeonpost/pigeonpost/pipeline"
@@ -76,7 +77,7 @@ func New(p *pipeline.Service, st *store.Store, opt Options) *Dashboard {
 // every other request to next (the REST API).
 func (d *Dashboard) Handler(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path != "/" && !hasPrefix(r.URL.Path, "/dashboard/") {
+		if r.URL.Path != "/" && !strings.HasPrefix(r.URL.Path, "/dashboard/") {
 			next.ServeHTTP(w, r)
 			return
 		}
@@ -84,8 +85,6 @@ func (d *Dashboard) Handler(next http.Handler) http.Handler {
 		d.mux.ServeHTTP(w, r)
 	})
 }
-
-func hasPrefix(s, p string) bool { return len(s) >= len(p) && s[:len(p)] == p }
 
 // contentSecurityPolicy is the dashboard's CSP. Scripts only from the
 // dashboard's own files: no inline script, no eval. Styles may be inline

@@ -124,8 +124,15 @@ function renderLogin(message) {
       input.focus();
       return;
     }
-    session = await res.json();
     input.value = "";
+    // The cookie is Secure when http.public_url is https://: a browser on
+    // a plain-HTTP address drops it, and the login would not stick.
+    session = await loadSession();
+    if (!session) {
+      msg.textContent = "The key is right, but the browser did not keep the session cookie. It is Secure because " +
+        "the server's public URL is https://: open the dashboard at that address.";
+      return;
+    }
     started();
   });
   show(h("section", { class: "login" }, h("h1", {}, "Log in to pigeonpost"), form));
@@ -232,7 +239,7 @@ function emailsView(params) {
   const live = h("p", { class: "muted", id: "emails-live" }, "Loading…");
   const more = h("button", { type: "button", hidden: true }, "Load more");
   const table = h("div", { class: "table-wrap" }, h("table", { "aria-describedby": "emails-live" },
-    h("caption", { class: "muted", hidden: true }, "Emails, newest first"),
+    h("caption", { class: "sr-only" }, "Emails, newest first"),
     h("thead", {}, h("tr", {}, h("th", { scope: "col" }, "Created"), h("th", { scope: "col" }, "To"),
       h("th", { scope: "col" }, "Subject"), h("th", { scope: "col" }, "Status"), h("th", { scope: "col", class: "opt" }, "Attempts"))),
     tbody));
