@@ -147,6 +147,20 @@ try {
   if (shots) await page.screenshot({ path: join(shots, "dashboard-analytics.png"), fullPage: true });
   step("analytics: " + sent + " sent, the chart paints " + painted + " pixels");
 
+  // A phone's width: nothing wider than the screen but the tables' own
+  // scrolling boxes.
+  await page.setViewportSize({ width: 360, height: 780 });
+  for (const [view, heading] of [["#/emails", "Emails"], ["#/domains", "Domains"], ["#/keys", "API keys"], ["#/analytics", "Analytics"]]) {
+    await page.evaluate((h) => { location.hash = h; }, view);
+    await page.getByRole("heading", { name: heading, exact: true }).waitFor();
+    await page.locator("main p.muted", { hasText: "Loading" }).waitFor({ state: "detached" });
+    const [scroll, client] = await page.evaluate(() => [document.documentElement.scrollWidth, document.documentElement.clientWidth]);
+    if (scroll > client) throw new Error(view + " at 360 px is " + scroll + " px wide");
+  }
+  if (shots) await page.screenshot({ path: join(shots, "dashboard-phone.png"), fullPage: true });
+  await page.setViewportSize({ width: 1280, height: 900 });
+  step("a phone's width (360 px): no view is wider than the screen");
+
   // Log out.
   await page.getByRole("button", { name: "Log out" }).click();
   await page.getByRole("heading", { name: "Log in to pigeonpost" }).waitFor();
