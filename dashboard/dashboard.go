@@ -7,11 +7,14 @@
 package dashboard
 
 import (
+	"crypto/sha256"
 	"embed"
+	"encoding/hex"
 	"encoding/json"
 	"io/fs"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -63,7 +66,7 @@ func New(p *pipeline.Service, st *store.Store, opt Options) *Dashboard {
 	}
 	d := &Dashboard{pipeline: p, store: st, opt: opt, mux: http.NewServeMux()}
 	d.mux.HandleFunc("GET /{$}", d.index)
-	d.mux.Handle("GET /dashboard/assets/", http.StripPrefix("/dashboard/assets/", noListing(http.FileServerFS(assets))))
+	d.mux.Handle("GET /dashboard/assets/", http.StripPrefix("/dashboard/assets/", noListing(withETag(http.FileServerFS(assets)))))
 	d.mux.HandleFunc("GET /dashboard/session", d.getSession)
 	d.mux.HandleFunc("POST /dashboard/login", d.login)
 	d.mux.HandleFunc("POST /dashboard/logout", d.logout)
@@ -109,7 +112,40 @@ func setSecurityHeaders(h http.Header) {
 
 // index serves the single page; the app routes with the URL's fragment.
 func (d *Dashboard) index(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("ETag", etags["index.html"])
 	http.ServeFileFS(w, r, assets, "index.html")
+}
+
+// etags are the strong validators of the assets, by path under static/: a
+// hash of their bytes. Embedded files have no modification time, so
+// without them every visit would download every file again; with them a
+// revalidation (Cache-Control: no-cache) is a 304.
+var etags = func() map[string]string {
+	m := map[string]string{}
+	_ = fs.WalkDir(assets, ".", func(path string, e fs.DirEntry, err error) error {
+		if err != nil || e.IsDir() {
+			return err
+		}
+		b, err := fs.ReadFile(assets, path)
+		if err != nil {
+			return err
+		}
+		sum := sha256.Sum256(b)
+		m[path] = `"` + hex.EncodeToString(sum[:16]) + `"`
+		return nil
+	})
+	return m
+}()
+
+// withETag sets the asset's ETag, which http.FileServerFS then honours
+// (If-None-Match answers 304).
+func withETag(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if tag, ok := etags[r.URL.Path]; ok {
+			w.Header().Set("ETag", tag)
+		}
+		next.ServeHTTP(w, r)
+	})
 }
 
 // noListing answers 404 for a directory, which http.FileServerFS would list.
@@ -137,6 +173,9 @@ func writeError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err er
 	pe := pipeline.AsError(err)
 	if pe.HTTPStatus >= 500 {
 		log.Warn("dashboard request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+	}
+	if pe.RetryAfter > 0 {
+		w.Header().Set("Retry-After", strconv.Itoa(int((pe.RetryAfter+time.Second-1)/time.Second)))
 	}
 	var b struct {
 		Error struct {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/pigeonpost/pigeonpost/api"
 	"github.com/pigeonpost/pigeonpost/dashboard"
+	"github.com/pigeonpost/pigeonpost/pipeline"
 	"github.com/pigeonpost/pigeonpost/pipeline/pipelinetest"
 	"github.com/pigeonpost/pigeonpost/pipeline/store"
 )
@@ -49,11 +50,14 @@ type env struct {
 type envOptions struct {
 	tls    bool
 	secure bool // dashboard.Options.Secure
+	// lockOut: failed logins from 127.0.0.1 lock it out, as they would
+	// from a public address (pipeline.Options.LockOutPrivate).
+	lockOut bool
 }
 
 func newEnv(t *testing.T, o envOptions) *env {
 	t.Helper()
-	p := pipelinetest.New(t, pipelinetest.Options{})
+	p := pipelinetest.New(t, pipelinetest.Options{Pipeline: pipeline.Options{LockOutPrivate: o.lockOut}})
 	p.Key(t, "default", fullKey)
 	c := &clock{t: time.Now()}
 	d := dashboard.New(p.Pipeline, p.Store, dashboard.Options{SessionTTL: ttl, Secure: o.secure, Now: c.Now})

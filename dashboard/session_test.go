@@ -216,3 +216,30 @@ func (e *env) wantNoSession(t *testing.T, when string, cookie *http.Cookie, csrf
 		t.Errorf("GET /dashboard/session %s: %d %s, want 204 (no session)", when, res.StatusCode, b)
 	}
 }
+
+// Failed logins count towards the address's lockout, as bad keys on the
+// REST API and SMTP AUTH do: guessing keys through the login form is no
+// faster. Once locked, even the right key is refused, with Retry-After.
+func TestLoginLockout(t *testing.T) {
+	e := newEnv(t, envOptions{lockOut: true})
+	bad := url.Values{"key": {"sp_live_guess000000000000000000000000"}}
+	var res *http.Response
+	for i := range 25 {
+		res, _ = e.do(req{method: "POST", path: "/dashboard/login", headers: e.browser(), form: bad})
+		if res.StatusCode == http.StatusTooManyRequests {
+			t.Logf("locked out after %d failures", i)
+			break
+		}
+		if res.StatusCode != http.StatusUnauthorized {
+			t.Fatalf("failed login %d: %d, want 401", i+1, res.StatusCode)
+		}
+	}
+	if res.StatusCode != http.StatusTooManyRequests {
+		t.Fatalf("25 failed logins, still %d: no lockout", res.StatusCode)
+	}
+	res, b := e.do(req{method: "POST", path: "/dashboard/login", headers: e.browser(), form: url.Values{"key": {fullKey}}})
+	if res.StatusCode != http.StatusTooManyRequests || res.Header.Get("Retry-After") == "" || sessionCookie(res) != nil {
+		t.Errorf("the right key from the locked-out address: %d %s Retry-After %q, want 429 with Retry-After and no cookie",
+			res.StatusCode, b, res.Header.Get("Retry-After"))
+	}
+}

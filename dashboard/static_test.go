@@ -30,6 +30,22 @@ func TestStaticAssets(t *testing.T) {
 		wantSecurityHeaders(t, tc.path, res.Header)
 	}
 
+	// A revalidation of an unchanged file is a 304.
+	for _, path := range []string{"/", "/dashboard/assets/app.js"} {
+		res, _ := e.do(req{method: "GET", path: path})
+		tag := res.Header.Get("ETag")
+		if tag == "" {
+			t.Errorf("GET %s: no ETag", path)
+			continue
+		}
+		if res, _ := e.do(req{method: "GET", path: path, headers: map[string]string{"If-None-Match": tag}}); res.StatusCode != http.StatusNotModified {
+			t.Errorf("GET %s with If-None-Match: %s: %d, want 304", path, tag, res.StatusCode)
+		}
+		if res, _ := e.do(req{method: "GET", path: path, headers: map[string]string{"If-None-Match": `"other"`}}); res.StatusCode != http.StatusOK {
+			t.Errorf("GET %s with another ETag: %d, want 200", path, res.StatusCode)
+		}
+	}
+
 	for _, path := range []string{"/dashboard/assets/", "/dashboard/assets/vendor/", "/dashboard/assets/nope.js", "/dashboard/nope"} {
 		res, _ := e.do(req{method: "GET", path: path})
 		if res.StatusCode != http.StatusNotFound {
