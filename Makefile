@@ -48,6 +48,6 @@ bench: build
 	./bench/run.sh
 
 .PHONY: e2e
-## e2e: the real stack on loopback with every client users run (swaks, smtplib, Nodemailer, mail gem, Symfony Mailer, PHPMailer, net/smtp); install them with e2e/install.sh
+## e2e: the real stack on loopback with every client users run (swaks, smtplib, Nodemailer, mail gem, Symfony Mailer, PHPMailer, net/smtp) and the dashboard in chromium; install them with e2e/install.sh
 e2e:
 	./e2e/run.sh

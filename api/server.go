@@ -47,9 +47,15 @@ type Options struct {
 	Metrics http.Handler
 	// Ready reports problems that make the server not ready (e.g. Redis
 	// durability in strict mode); nil means none.
-	Ready  func(ctx context.Context) []string
-	Now    func() time.Time
-	Logger *slog.Logger
+	Ready func(ctx context.Context) []string
+	// Session authenticates a request that carries no API key: the
+	// dashboard's session cookie with its CSRF header (dashboard.Sessions).
+	// It returns the session's key, nil when the request carries no
+	// session credentials (it is then 401 missing key), or the error to
+	// answer. Nil: API keys only.
+	Session func(*http.Request) (*store.Key, error)
+	Now     func() time.Time
+	Logger  *slog.Logger
 }
 
 // Parts are the services the handlers call; cmd builds them once.
@@ -240,12 +246,7 @@ type handler struct {
 // auth resolves the request's key (requestKey) and passes it to next.
 func (h *handler) auth(next func(http.ResponseWriter, *http.Request, *store.Key)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		secret, err := requestKey(r)
-		if err != nil {
-			writeError(w, r, err)
-			return
-		}
-		k, err := h.Pipeline.AuthenticateFrom(r.Context(), secret, clientIP(r))
+		k, err := h.authenticate(r)
 		if err != nil {
 			writeError(w, r, err)
 			return
@@ -254,6 +255,22 @@ func (h *handler) auth(next func(http.ResponseWriter, *http.Request, *store.Key)
 		defer res.Release()
 		h.idempotentPOST(next)(w, r, k)
 	}
+}
+
+// authenticate returns the key of r's API key (requestKey) or, without
+// one, of its dashboard session (Options.Session).
+func (h *handler) authenticate(r *http.Request) (*store.Key, error) {
+	secret, err := requestKey(r)
+	if errors.Is(err, pipeline.ErrMissingKey) && h.opt.Session != nil {
+		k, serr := h.opt.Session(r)
+		if serr != nil || k != nil {
+			return k, serr
+		}
+	}
+	if err != nil {
+		return nil, err
+	}
+	return h.Pipeline.AuthenticateFrom(r.Context(), secret, clientIP(r))
 }
 
 // requestKey returns the API key of r: Authorization: Bearer <key>

@@ -126,10 +126,17 @@ func StorageError(err error) *Error {
 // credentials error. A secret spelled with the Pigeon Perch prefix
 // (pp_live_…, pp_test_…) is the stored key sp_live_…, sp_test_… (CanonicalSecret).
 func (s *Service) Authenticate(ctx context.Context, secret string) (*store.Key, error) {
-	secret = CanonicalSecret(secret)
+	return s.KeyByHash(ctx, store.HashKey(CanonicalSecret(secret)))
+}
+
+// KeyByHash is Authenticate for the key whose SHA-256 (hex, store.HashKey
+// of its canonical secret) this is, through the same cache: the dashboard
+// keeps a session's key by its hash, and a revoked key ends its sessions as
+// soon as its cached copy goes (KeyChanged).
+func (s *Service) KeyByHash(ctx context.Context, hash string) (*store.Key, error) {
 	now := s.opt.Now()
-	return s.keys.Lookup(store.HashKey(secret), now, func() (*store.Key, error) {
-		k, err := s.store.KeyBySecret(ctx, secret)
+	return s.keys.Lookup(hash, now, func() (*store.Key, error) {
+		k, err := s.store.KeyByHash(ctx, hash)
 		if errors.Is(err, store.ErrNotFound) {
 			return nil, ErrAuthFailed
 		}
@@ -137,7 +144,7 @@ func (s *Service) Authenticate(ctx context.Context, secret string) (*store.Key, 
 			return nil, StorageError(err)
 		}
 		if k.LastUsedAt == nil || now.Sub(*k.LastUsedAt) > time.Minute {
-			if err := s.store.TouchKey(ctx, secret, now); err != nil {
+			if err := s.store.TouchKeyByHash(ctx, hash, now); err != nil {
 				s.opt.Logger.Warn("recording key use failed", "key", k.ID, "err", err)
 			}
 		}

@@ -24,6 +24,7 @@ import (
 
 	"github.com/pigeonpost/pigeonpost/api"
 	"github.com/pigeonpost/pigeonpost/config"
+	"github.com/pigeonpost/pigeonpost/dashboard"
 	"github.com/pigeonpost/pigeonpost/internal/certs"
 	"github.com/pigeonpost/pigeonpost/internal/membudget"
 	"github.com/pigeonpost/pigeonpost/internal/safehttp"
@@ -239,14 +240,19 @@ func build(ctx context.Context, cfg config.Config, log *slog.Logger, opt serveOp
 	replays := &webhooks.Replayer{Store: p.store, MaxAge: cfg.Webhooks.MaxAge, Retention: cfg.Retention.Records, Logger: log}
 	apiParts := api.Parts{Pipeline: p.pipeline, Account: p.account, Compose: p.compose, Engagement: p.engagement,
 		Contacts: p.contacts, Sends: p.sends, Reputation: p.reputation, Feedback: p.feedback, Webhooks: replays}
+	// The dashboard serves / and /dashboard/, and its session is one more
+	// way to authenticate a /v1 request (api.Options.Session).
+	dash := dashboard.New(p.pipeline, p.store, dashboard.Options{
+		Secure: strings.HasPrefix(cfg.HTTP.PublicURL, "https://"), Logger: log})
 	p.http = &http.Server{
-		Handler: api.Handler(apiParts, api.Options{
+		Handler: dash.Handler(api.Handler(apiParts, api.Options{
 			MaxBodyBytes: cfg.HTTP.MaxBodyBytes,
 			Budget:       budget,
 			Metrics:      promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
 			Ready:        p.ready,
+			Session:      dash.Authenticate,
 			Logger:       log,
-		}),
+		})),
 		ReadHeaderTimeout: cfg.HTTP.ReadHeaderTimeout,
 		ReadTimeout:       cfg.HTTP.ReadTimeout,
 		IdleTimeout:       2 * time.Minute,

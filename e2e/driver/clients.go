@@ -30,6 +30,8 @@ type client struct {
 	// verify: a webhook signature check of docs/webhooks (env.webhooks),
 	// not a mail client.
 	verify bool
+	// browser: the dashboard in a real browser (env.dashboard).
+	browser bool
 }
 
 const installAll = "e2e/install.sh"
@@ -135,6 +137,22 @@ func clients(netsmtpBin, verifyGoBin string) []client {
 			version: []string{"sh", "-c", "curl --version | awk 'NR == 1 { print $1, $2 }'"},
 			sends:   true,
 		},
+		{
+			name:    "dashboard-chromium",
+			cmd:     func(root string) []string { return []string{"node", filepath.Join(root, "e2e/clients/dashboard.mjs")} },
+			install: "apt-get install -y chromium && npm ci --prefix e2e",
+			missing: func(root string) string {
+				if m := needCommand("node"); m != "" {
+					return m
+				}
+				if m := needFile(chromiumPath()); m != "" {
+					return m
+				}
+				return needFile(filepath.Join(root, "e2e/node_modules/playwright-core/package.json"))
+			},
+			version: []string{"sh", "-c", `"$0" --version 2>/dev/null; node -e 'console.log("playwright-core " + require("./e2e/node_modules/playwright-core/package.json").version)'`, chromiumPath()},
+			browser: true,
+		},
 		// The receivers' signature checks that docs/tracking.md quotes.
 		{
 			name:    "verify-node",
@@ -170,6 +188,10 @@ func clients(netsmtpBin, verifyGoBin string) []client {
 		},
 	}
 }
+
+// chromiumPath is the browser the dashboard check drives: Debian's
+// chromium, or $CHROMIUM.
+func chromiumPath() string { return envOr("CHROMIUM", "/usr/bin/chromium") }
 
 func envOr(name, def string) string {
 	if v := os.Getenv(name); v != "" {

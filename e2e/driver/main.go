@@ -5,7 +5,8 @@
 // smtplib, Nodemailer, the mail gem, Symfony Mailer, PHPMailer, net/smtp)
 // and checks what reached the sink and what the API reports; then drives
 // the sends API with curl (templates, a send, a batch, the one-click
-// unsubscribe); then runs the webhook signature checks of docs/webhooks
+// unsubscribe); then drives the dashboard in chromium (dashboard.go); then
+// runs the webhook signature checks of docs/webhooks
 // against a webhook the gateway sent, and replays and redelivers it.
 //
 // It prints one line per client and check and ends with "N passed, M
@@ -215,6 +216,10 @@ func run(ctx context.Context, out io.Writer, opt options) (code int) {
 		}
 		if c.sends {
 			e.sendsAPI(ctx, c)
+			continue
+		}
+		if c.browser {
+			e.dashboard(ctx, c)
 			continue
 		}
 		for _, mode := range c.modes {

@@ -16,6 +16,7 @@ import "strconv"
 //	{acct:ID}   one account: its record, domains, suppressions, rate limit,
 //	            templates, contacts and segments.
 //	{settings}  process-wide settings such as the tracking secret.
+//	{sessions}  the dashboard's login sessions.
 const prefix = "pp:"
 
 const (
@@ -82,6 +83,11 @@ func FanOutLeaseKey(batchID string) string { return queueTag + "batch:" + batchI
 
 // KeyByHashKey is the hash holding the API key whose SHA-256 is hashHex.
 func KeyByHashKey(hashHex string) string { return keysTag + "hash:" + hashHex }
+
+// SessionKey is the hash of one dashboard session (dashboard/), named by
+// the SHA-256 (hex) of its cookie's token, so that a copy of Redis holds
+// no usable cookie; it expires with the session.
+func SessionKey(tokenHash string) string { return prefix + "{sessions}:" + tokenHash }
 
 // KeyIDKey maps a key id to the SHA-256 of the key.
 func KeyIDKey(keyID string) string { return keysTag + "id:" + keyID }

@@ -177,19 +177,17 @@ func keyFromHash(m map[string]string) *Key {
 
 // KeyBySecret looks a key up by the hash of secret; ErrNotFound if unknown.
 func (s *Store) KeyBySecret(ctx context.Context, secret string) (*Key, error) {
-	m, err := s.rdb.HGetAll(ctx, KeyByHashKey(HashKey(secret))).Result()
-	if err != nil {
-		return nil, err
-	}
-	if len(m) == 0 {
-		return nil, ErrNotFound
-	}
-	return keyFromHash(m), nil
+	return s.KeyByHash(ctx, HashKey(secret))
 }
 
 // TouchKey records when the key was last used.
 func (s *Store) TouchKey(ctx context.Context, secret string, at time.Time) error {
-	return s.rdb.HSet(ctx, KeyByHashKey(HashKey(secret)), "lastUsedAt", FormatTime(at)).Err()
+	return s.TouchKeyByHash(ctx, HashKey(secret), at)
+}
+
+// TouchKeyByHash is TouchKey for the key whose SHA-256 (hex) this is.
+func (s *Store) TouchKeyByHash(ctx context.Context, hash string, at time.Time) error {
+	return s.rdb.HSet(ctx, KeyByHashKey(hash), "lastUsedAt", FormatTime(at)).Err()
 }
 
 // ListKeys returns the account's keys.

@@ -1,0 +1,608 @@
+// The dashboard: one page, routed by the URL's fragment (#/emails,
+// #/emails/ID, #/domains, #/keys, #/analytics). It calls the /v1 REST API
+// with the session cookie and the session's CSRF token in X-CSRF-Token;
+// every value from the API goes into the page as text, never as markup.
+import { bytesToBinary, textParts } from "./mime.js";
+
+const pollMs = 5000;
+const statuses = ["scheduled", "cancelled", "pending", "sent", "delivered", "bounced", "complained", "failed", "suppressed"];
+const finalStatuses = new Set(["cancelled", "delivered", "bounced", "complained", "failed", "suppressed"]);
+
+let session = null; // {csrfToken, keyId, keyName, mode, expiresAt}
+let cleanup = () => {};
+
+const main = document.getElementById("main");
+
+// ---- DOM ----
+
+function h(tag, attrs, ...children) {
+  const el = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (v === null || v === undefined || v === false) continue;
+    if (k.startsWith("on")) el.addEventListener(k.slice(2), v);
+    else if (k === "class") el.className = v;
+    else el.setAttribute(k, v === true ? "" : String(v));
+  }
+  for (const c of children.flat()) {
+    if (c === null || c === undefined || c === false) continue;
+    el.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  }
+  return el;
+}
+
+function fmtTime(s) {
+  if (!s) return "—";
+  const d = new Date(s);
+  return isNaN(d) ? s : d.toLocaleString();
+}
+
+function statusChip(s) {
+  return h("span", { class: "status status-" + s, "data-status": s }, s);
+}
+
+function show(...nodes) {
+  main.replaceChildren(...nodes);
+}
+
+function errorBox(err) {
+  return h("p", { class: "error", role: "alert" }, err.message || String(err));
+}
+
+function copyButton(text, label) {
+  const b = h("button", { type: "button", "aria-label": label }, "Copy");
+  b.addEventListener("click", async () => {
+    try {
+      await navigator.clipboard.writeText(text);
+      b.textContent = "Copied";
+    } catch {
+      b.textContent = "Copy failed";
+    }
+    setTimeout(() => { b.textContent = "Copy"; }, 1500);
+  });
+  return b;
+}
+
+// ---- API ----
+
+class SessionEnded extends Error {}
+
+async function api(path, opts = {}) {
+  const headers = { "X-CSRF-Token": session ? session.csrfToken : "" };
+  let body;
+  if (opts.json !== undefined) {
+    headers["Content-Type"] = "application/json";
+    body = JSON.stringify(opts.json);
+  }
+  const res = await fetch(path, { method: opts.method || "GET", headers, body, credentials: "same-origin", cache: "no-store" });
+  if (res.status === 401) {
+    session = null;
+    renderLogin("Your session has ended: log in again.");
+    throw new SessionEnded("session ended");
+  }
+  if (!res.ok) {
+    let msg = res.status + " " + res.statusText;
+    try { msg = (await res.json()).error.message; } catch { /* not JSON */ }
+    throw new Error(msg);
+  }
+  if (opts.binary) return res.arrayBuffer();
+  if (res.status === 204) return null;
+  return res.json();
+}
+
+// ---- login ----
+
+async function loadSession() {
+  const res = await fetch("/dashboard/session", { credentials: "same-origin", cache: "no-store" });
+  if (res.status === 204) return null;
+  if (!res.ok) throw new Error("the dashboard cannot reach the server (" + res.status + ")");
+  return res.json();
+}
+
+function renderLogin(message) {
+  cleanup();
+  cleanup = () => {};
+  document.getElementById("top").hidden = true;
+  const input = h("input", { id: "key", name: "key", type: "password", autocomplete: "off", required: true, spellcheck: "false" });
+  const msg = h("p", { id: "login-error", class: "error", role: "alert" }, message || "");
+  const form = h("form", { "aria-describedby": "login-help" },
+    h("label", { for: "key" }, "API key", input),
+    h("p", { id: "login-help", class: "muted" }, "A key with full permission (sp_live_… or sp_test_…). Sending-only keys cannot open the dashboard."),
+    h("button", { type: "submit", class: "primary" }, "Log in"),
+    msg);
+  form.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    msg.textContent = "";
+    const res = await fetch("/dashboard/login", {
+      method: "POST", credentials: "same-origin",
+      headers: { "Content-Type": "application/x-www-form-urlencoded" },
+      body: new URLSearchParams({ key: input.value }),
+    });
+    if (!res.ok) {
+      let text = "Log in failed (" + res.status + ")";
+      try { text = (await res.json()).error.message; } catch { /* not JSON */ }
+      msg.textContent = text;
+      input.focus();
+      return;
+    }
+    input.value = "";
+    // The cookie is Secure when http.public_url is https://: a browser on
+    // a plain-HTTP address drops it, and the login would not stick.
+    session = await loadSession();
+    if (!session) {
+      msg.textContent = "The key is right, but the browser did not keep the session cookie. It is Secure because " +
+        "the server's public URL is https://: open the dashboard at that address.";
+      return;
+    }
+    started();
+  });
+  show(h("section", { class: "login" }, h("h1", {}, "Log in to pigeonpost"), form));
+  input.focus();
+}
+
+async function logout() {
+  try {
+    await fetch("/dashboard/logout", { method: "POST", credentials: "same-origin", headers: { "X-CSRF-Token": session ? session.csrfToken : "" } });
+  } finally {
+    session = null;
+    renderLogin("You are logged out.");
+  }
+}
+
+function started() {
+  document.getElementById("top").hidden = false;
+  document.getElementById("who").textContent = session.keyName + " (" + session.mode + ")";
+  if (!location.hash || location.hash === "#" || location.hash === "#/") location.hash = "#/emails";
+  else route();
+}
+
+// ---- routing ----
+
+const routes = [
+  [/^#\/emails\/([A-Za-z0-9_-]+)$/, emailView],
+  [/^#\/emails$/, emailsView],
+  [/^#\/domains$/, domainsView],
+  [/^#\/keys$/, keysView],
+  [/^#\/analytics$/, analyticsView],
+];
+
+function route() {
+  if (!session) return;
+  cleanup();
+  cleanup = () => {};
+  const [path, query] = location.hash.split("?");
+  const params = new URLSearchParams(query || "");
+  for (const a of document.querySelectorAll(".top nav a")) {
+    if (path.startsWith(a.getAttribute("href"))) a.setAttribute("aria-current", "page");
+    else a.removeAttribute("aria-current");
+  }
+  for (const [re, view] of routes) {
+    const m = re.exec(path);
+    if (m) {
+      const stop = view(params, ...m.slice(1));
+      if (typeof stop === "function") cleanup = stop;
+      main.focus({ preventScroll: true });
+      return;
+    }
+  }
+  show(h("h1", {}, "Not found"), h("p", {}, h("a", { href: "#/emails" }, "Go to emails")));
+}
+
+// poll calls fn now and every pollMs while the page is visible, until
+// the returned stop is called.
+function poll(fn) {
+  let timer = null;
+  let stopped = false;
+  const tick = async () => {
+    if (stopped) return;
+    if (!document.hidden) {
+      try { await fn(); } catch (e) { if (e instanceof SessionEnded) { stopped = true; return; } }
+    }
+    if (!stopped) timer = setTimeout(tick, pollMs);
+  };
+  tick();
+  return () => { stopped = true; clearTimeout(timer); };
+}
+
+// ---- emails ----
+
+function emailsView(params) {
+  const q = new URLSearchParams();
+  for (const k of ["status", "to", "tag", "since", "until"]) if (params.get(k)) q.set(k, params.get(k));
+  const local = (iso) => {
+    if (!iso) return "";
+    const d = new Date(iso);
+    if (isNaN(d)) return "";
+    return new Date(d.getTime() - d.getTimezoneOffset() * 60000).toISOString().slice(0, 16);
+  };
+  const form = h("form", { class: "filters", role: "search", "aria-label": "Filter emails" },
+    h("label", { for: "f-status" }, "Status",
+      h("select", { id: "f-status", name: "status" }, h("option", { value: "" }, "Any"),
+        statuses.map((s) => h("option", { value: s, selected: params.get("status") === s }, s)))),
+    h("label", { for: "f-to" }, "To", h("input", { id: "f-to", name: "to", type: "email", value: params.get("to") || "" })),
+    h("label", { for: "f-tag" }, "Tag", h("input", { id: "f-tag", name: "tag", value: params.get("tag") || "" })),
+    h("label", { for: "f-since" }, "From", h("input", { id: "f-since", name: "since", type: "datetime-local", value: local(params.get("since")) })),
+    h("label", { for: "f-until" }, "Until", h("input", { id: "f-until", name: "until", type: "datetime-local", value: local(params.get("until")) })),
+    h("button", { type: "submit", class: "primary" }, "Filter"),
+    h("button", { type: "button", onclick: () => { location.hash = "#/emails"; } }, "Clear"));
+  form.addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    const f = new FormData(form);
+    const next = new URLSearchParams();
+    for (const [k, v] of f) {
+      if (!v) continue;
+      next.set(k, k === "since" || k === "until" ? new Date(v).toISOString() : v);
+    }
+    location.hash = "#/emails" + (next.toString() ? "?" + next : "");
+  });
+
+  const tbody = h("tbody", { id: "emails-body" });
+  const live = h("p", { class: "muted", id: "emails-live" }, "Loading…");
+  const more = h("button", { type: "button", hidden: true }, "Load more");
+  const table = h("div", { class: "table-wrap" }, h("table", { "aria-describedby": "emails-live" },
+    h("caption", { class: "sr-only" }, "Emails, newest first"),
+    h("thead", {}, h("tr", {}, h("th", { scope: "col" }, "Created"), h("th", { scope: "col" }, "To"),
+      h("th", { scope: "col" }, "Subject"), h("th", { scope: "col" }, "Status"), h("th", { scope: "col", class: "opt" }, "Attempts"))),
+    tbody));
+  show(h("h1", {}, "Emails"), form, live, table, more);
+
+  const rows = new Map();
+  const rowFor = (e) => {
+    let r = rows.get(e.id);
+    if (!r) {
+      r = { tr: h("tr", { "data-id": e.id }), status: h("td"), attempts: h("td", { class: "opt" }) };
+      r.tr.append(h("td", {}, fmtTime(e.createdAt)), h("td", { class: "mono" }, e.toAddress),
+        h("td", {}, h("a", { href: "#/emails/" + e.id }, e.subject || "(no subject)"), e.testMode ? h("span", { class: "status" }, " test") : null),
+        r.status, r.attempts);
+      rows.set(e.id, r);
+    }
+    if (r.status.dataset.status !== e.status) {
+      r.status.dataset.status = e.status;
+      r.status.replaceChildren(statusChip(e.status));
+    }
+    r.attempts.textContent = String(e.attempts);
+    return r;
+  };
+  let cursor = null;
+  const page = async (after) => {
+    const p = new URLSearchParams(q);
+    p.set("limit", "50");
+    if (after) p.set("cursor", after);
+    return api("/v1/emails?" + p);
+  };
+  more.addEventListener("click", async () => {
+    const res = await page(cursor);
+    for (const e of res.data) tbody.append(rowFor(e).tr);
+    cursor = res.nextCursor;
+    more.hidden = !res.hasMore;
+  });
+  let first = true;
+  return poll(async () => {
+    try {
+      const res = await page(null);
+      // Newest first: new rows go on top, known rows change in place, so
+      // focus and scroll stay where they are.
+      let anchor = tbody.firstChild;
+      for (const e of res.data) {
+        const known = rows.has(e.id);
+        const r = rowFor(e);
+        if (!known) tbody.insertBefore(r.tr, anchor);
+        else anchor = r.tr.nextSibling;
+      }
+      if (first) { cursor = res.nextCursor; more.hidden = !res.hasMore; first = false; }
+      live.textContent = rows.size === 0 ? "No emails match." : "Live: updated " + new Date().toLocaleTimeString();
+    } catch (e) {
+      if (e instanceof SessionEnded) throw e;
+      live.replaceChildren(errorBox(e));
+    }
+  });
+}
+
+function emailView(_params, id) {
+  const facts = h("dl", { class: "facts" });
+  const timeline = h("ol", { class: "timeline", "aria-label": "Events, oldest first" });
+  const content = h("section", { "aria-labelledby": "content-h" }, h("h2", { id: "content-h" }, "Content"), h("p", { class: "muted" }, "Loading…"));
+  const title = h("h1", {}, "Email");
+  show(h("p", {}, h("a", { href: "#/emails" }, "← Emails")), title, facts,
+    h("h2", {}, "Timeline"), timeline, content);
+
+  const fact = (k, v) => [h("dt", {}, k), h("dd", {}, v)];
+  const render = (e, events) => {
+    title.textContent = e.subject || "(no subject)";
+    facts.replaceChildren(
+      ...fact("Status", statusChip(e.status)),
+      ...fact("ID", h("span", { class: "mono" }, e.id)),
+      ...fact("From", e.fromAddress), ...fact("To", e.toAddress),
+      ...fact("Message-ID", h("span", { class: "mono" }, e.messageId || "—")),
+      ...fact("Tags", (e.tags || []).join(", ") || "—"),
+      ...fact("Test mode", e.testMode ? "yes" : "no"),
+      ...fact("Attempts", String(e.attempts)),
+      ...(e.lastError ? fact("Last error", h("span", { class: "mono" }, e.lastError)) : []),
+      ...fact("Created", fmtTime(e.createdAt)), ...fact("Sent", fmtTime(e.sentAt)),
+      ...fact("Delivered", fmtTime(e.deliveredAt)), ...fact("Opened", fmtTime(e.openedAt)), ...fact("Clicked", fmtTime(e.clickedAt)));
+    timeline.replaceChildren(...(events.length ? events.map((ev) => h("li", {},
+      h("strong", {}, ev.type), " ", h("time", { datetime: ev.timestamp }, fmtTime(ev.timestamp)),
+      ev.data && Object.keys(ev.data).length ? h("dl", { class: "facts" },
+        Object.entries(ev.data).flatMap(([k, v]) => fact(k, h("span", { class: "mono" }, v)))) : null)) : [h("li", {}, "No events yet.")]));
+  };
+
+  let contentLoaded = false;
+  let stopped = false;
+  const stop = poll(async () => {
+    try {
+      const [e, ev] = await Promise.all([api("/v1/emails/" + encodeURIComponent(id)), api("/v1/emails/" + encodeURIComponent(id) + "/events")]);
+      render(e, ev.data || []);
+      if (!contentLoaded) { contentLoaded = true; loadContent(id, content); }
+      if (finalStatuses.has(e.status) && !stopped) { stopped = true; setTimeout(stop, 0); }
+    } catch (e) {
+      if (e instanceof SessionEnded) throw e;
+      facts.replaceChildren(errorBox(e));
+    }
+  });
+  return stop;
+}
+
+async function loadContent(id, section) {
+  let raw;
+  try {
+    raw = bytesToBinary(await api("/v1/emails/" + encodeURIComponent(id) + "/content", { binary: true }));
+  } catch (e) {
+    if (e instanceof SessionEnded) return;
+    section.replaceChildren(h("h2", { id: "content-h" }, "Content"), errorBox(e));
+    return;
+  }
+  const parts = textParts(raw);
+  const panels = {
+    html: () => previewPanel(parts.html),
+    text: () => parts.text === null ? h("p", { class: "muted" }, "No text part.") : h("pre", { class: "raw", "aria-label": "Text part" }, parts.text),
+    raw: () => h("pre", { class: "raw mono", "aria-label": "Raw MIME" }, new TextDecoder().decode(Uint8Array.from(raw, (c) => c.charCodeAt(0)))),
+  };
+  const names = { html: "HTML preview", text: "Text", raw: "Raw MIME" };
+  const panel = h("div", { role: "tabpanel", id: "content-panel" });
+  const tabs = h("div", { class: "tabs", role: "tablist", "aria-label": "Content" });
+  const select = (name) => {
+    for (const b of tabs.children) b.setAttribute("aria-selected", String(b.dataset.tab === name));
+    panel.setAttribute("aria-labelledby", "tab-" + name);
+    panel.replaceChildren(panels[name]());
+  };
+  for (const name of Object.keys(panels)) {
+    tabs.append(h("button", { type: "button", role: "tab", id: "tab-" + name, "data-tab": name, "aria-controls": "content-panel", onclick: () => select(name) }, names[name]));
+  }
+  section.replaceChildren(h("h2", { id: "content-h" }, "Content"), tabs, panel);
+  select(parts.html !== null ? "html" : "text");
+}
+
+// previewPanel shows the HTML part in an iframe with sandbox="" (no
+// script, no form, no navigation, an origin of its own) whose policy
+// blocks remote content; a click lets images load.
+function previewPanel(html) {
+  if (html === null) return h("p", { class: "muted" }, "No HTML part.");
+  const frame = h("iframe", { class: "preview", sandbox: "", referrerpolicy: "no-referrer", title: "HTML preview of the email" });
+  const csp = (images) => "default-src 'none'; style-src 'unsafe-inline'; img-src data:" + (images ? " https: http:" : "") + "; font-src data:";
+  const doc = (images) => '<!doctype html><meta charset="utf-8"><meta http-equiv="Content-Security-Policy" content="' + csp(images) + '">' + html;
+  frame.srcdoc = doc(false);
+  const btn = h("button", { type: "button" }, "Load remote images");
+  btn.addEventListener("click", () => { frame.srcdoc = doc(true); btn.disabled = true; btn.textContent = "Remote images loaded"; });
+  return h("div", {}, h("p", { class: "muted" }, "Remote images are blocked. Loading them fetches the open pixel too, which counts as an open. ", btn), frame);
+}
+
+// ---- domains ----
+
+function domainsView() {
+  const list = h("div", {}, h("p", { class: "muted" }, "Loading…"));
+  const name = h("input", { id: "d-name", name: "name", required: true, placeholder: "mail.example.com" });
+  const msg = h("p", { role: "status" });
+  const form = h("form", { class: "inline", "aria-label": "Add a domain" },
+    h("label", { for: "d-name" }, "Domain", name), h("button", { type: "submit", class: "primary" }, "Add domain"));
+  form.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    msg.textContent = "";
+    try {
+      await api("/v1/domains", { method: "POST", json: { name: name.value.trim() } });
+      name.value = "";
+      await load();
+    } catch (e) {
+      if (!(e instanceof SessionEnded)) msg.replaceChildren(errorBox(e));
+    }
+  });
+  show(h("h1", {}, "Domains"), form, msg, list);
+
+  const card = (d) => {
+    const status = h("span", {}, statusChip(d.status));
+    const verify = h("button", { type: "button" }, "Verify now");
+    const note = h("span", { role: "status", class: "muted" });
+    const rows = h("tbody");
+    const fill = (d) => {
+      status.replaceChildren(statusChip(d.status));
+      rows.replaceChildren(...d.dnsRecords.map((r) => h("tr", {},
+        h("td", {}, r.type, r.required ? "" : h("span", { class: "muted" }, " (advice)")),
+        h("td", { class: "mono" }, r.name, " ", copyButton(r.name, "Copy the name of the " + r.type + " record " + r.name)),
+        h("td", { class: "mono" }, r.value, " ", copyButton(r.value, "Copy the value of the " + r.type + " record " + r.name)),
+        h("td", {}, statusChip(r.status)))));
+      note.textContent = d.verifiedAt ? "Verified " + fmtTime(d.verifiedAt) : "";
+    };
+    verify.addEventListener("click", async () => {
+      verify.disabled = true;
+      note.textContent = "Checking DNS…";
+      try {
+        fill(await api("/v1/domains/" + encodeURIComponent(d.id) + "/verify", { method: "POST" }));
+        note.textContent = "Checked " + new Date().toLocaleTimeString();
+      } catch (e) {
+        if (!(e instanceof SessionEnded)) note.textContent = e.message;
+      } finally {
+        verify.disabled = false;
+      }
+    });
+    fill(d);
+    return h("section", { class: "card", "aria-label": d.name },
+      h("header", {}, h("h2", {}, d.name, " ", status), h("span", {}, note, " ", verify)),
+      h("div", { class: "table-wrap" }, h("table", {},
+        h("thead", {}, h("tr", {}, h("th", { scope: "col" }, "Type"), h("th", { scope: "col" }, "Name"), h("th", { scope: "col" }, "Value"), h("th", { scope: "col" }, "Status"))),
+        rows)));
+  };
+  const load = async () => {
+    try {
+      const res = await api("/v1/domains");
+      list.replaceChildren(...(res.data.length ? res.data.map(card) : [h("p", { class: "muted" }, "No domains yet: add the domain you send from.")]));
+    } catch (e) {
+      if (!(e instanceof SessionEnded)) list.replaceChildren(errorBox(e));
+    }
+  };
+  load();
+}
+
+// ---- keys ----
+
+function keysView() {
+  const list = h("div", { class: "table-wrap" }, h("p", { class: "muted" }, "Loading…"));
+  const created = h("div", { "aria-live": "polite" });
+  const form = h("form", { class: "inline", "aria-label": "Create an API key" },
+    h("label", { for: "k-name" }, "Name", h("input", { id: "k-name", name: "name", required: true })),
+    h("label", { for: "k-mode" }, "Mode", h("select", { id: "k-mode", name: "mode" }, h("option", { value: "live" }, "live"), h("option", { value: "test" }, "test"))),
+    h("label", { for: "k-perm" }, "Permission", h("select", { id: "k-perm", name: "permission" }, h("option", { value: "sending" }, "sending"), h("option", { value: "full" }, "full"))),
+    h("button", { type: "submit", class: "primary" }, "Create key"));
+  form.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    const f = new FormData(form);
+    try {
+      const k = await api("/v1/api-keys", { method: "POST", json: { name: f.get("name"), mode: f.get("mode"), permission: f.get("permission") } });
+      form.reset();
+      created.replaceChildren(h("div", { class: "secret", role: "status" },
+        h("p", {}, "Key ", h("strong", {}, k.name), " created. Copy it now: it is not shown again."),
+        h("p", { class: "mono", id: "new-key" }, k.key), copyButton(k.key, "Copy the new key")));
+      await load();
+    } catch (e) {
+      if (!(e instanceof SessionEnded)) created.replaceChildren(errorBox(e));
+    }
+  });
+  show(h("h1", {}, "API keys"), form, created, list);
+
+  const load = async () => {
+    try {
+      const res = await api("/v1/api-keys");
+      const keys = res.data.slice().sort((a, b) => (a.createdAt < b.createdAt ? 1 : -1));
+      list.replaceChildren(h("table", {},
+        h("thead", {}, h("tr", {}, ["Name", "Key", "Mode", "Permission", "Created", "Last used", ""].map((t, i) =>
+          h("th", { scope: "col", class: i === 4 || i === 5 ? "opt" : null }, t)))),
+        h("tbody", {}, keys.map((k) => {
+          const revoke = h("button", { type: "button", class: "danger", "aria-label": "Revoke key " + k.name }, "Revoke");
+          revoke.addEventListener("click", async () => {
+            const own = session && k.id === session.keyId;
+            if (!confirm("Revoke " + k.name + "? Clients using it stop working" + (own ? ", and this session ends." : "."))) return;
+            try {
+              await api("/v1/api-keys/" + encodeURIComponent(k.id), { method: "DELETE" });
+              await load();
+            } catch (e) {
+              if (!(e instanceof SessionEnded)) created.replaceChildren(errorBox(e));
+            }
+          });
+          return h("tr", { "data-id": k.id },
+            h("td", {}, k.name, session && k.id === session.keyId ? h("span", { class: "muted" }, " (this session)") : null),
+            h("td", { class: "mono" }, k.prefix + "…" + k.lastFour), h("td", {}, k.mode), h("td", {}, k.permission),
+            h("td", { class: "opt" }, fmtTime(k.createdAt)), h("td", { class: "opt" }, fmtTime(k.lastUsedAt)), h("td", {}, revoke));
+        }))));
+    } catch (e) {
+      if (!(e instanceof SessionEnded)) list.replaceChildren(errorBox(e));
+    }
+  };
+  load();
+}
+
+// ---- analytics ----
+
+let uPlotLoading = null;
+
+// loadUPlot adds the vendored uPlot (an IIFE that defines window.uPlot) the
+// first time a chart is drawn: other views do not pay for it.
+function loadUPlot() {
+  if (!uPlotLoading) {
+    uPlotLoading = new Promise((resolve, reject) => {
+      document.head.append(h("link", { rel: "stylesheet", href: "/dashboard/assets/vendor/uPlot.min.css" }));
+      const s = h("script", { src: "/dashboard/assets/vendor/uPlot.iife.min.js" });
+      s.addEventListener("load", () => resolve(window.uPlot));
+      s.addEventListener("error", () => { uPlotLoading = null; reject(new Error("the chart library did not load")); });
+      document.head.append(s);
+    });
+  }
+  return uPlotLoading;
+}
+
+const chartSeries = [
+  ["sent", "Sent", "#57606a"], ["delivered", "Delivered", "#116329"], ["uniqueOpens", "Unique opens", "#0a58ca"],
+  ["uniqueClicks", "Unique clicks", "#8250df"], ["bounced", "Bounced", "#b42318"], ["complained", "Complaints", "#bc4c00"],
+];
+
+function analyticsView(params) {
+  const range = params.get("range") || "30d";
+  const tag = params.get("tag") || "";
+  const form = h("form", { class: "filters", "aria-label": "Analytics range" },
+    h("label", { for: "a-range" }, "Range", h("select", { id: "a-range", name: "range" },
+      ["7d", "30d", "90d", "366d"].map((r) => h("option", { value: r, selected: r === range }, r)))),
+    h("label", { for: "a-tag" }, "Tag", h("input", { id: "a-tag", name: "tag", value: tag })),
+    h("button", { type: "submit", class: "primary" }, "Show"));
+  form.addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    const next = new URLSearchParams();
+    for (const [k, v] of new FormData(form)) if (v) next.set(k, v);
+    location.hash = "#/analytics?" + next;
+  });
+  const stats = h("div", { class: "stats" });
+  const chart = h("div", { class: "chart", id: "chart", role: "img", "aria-label": "Daily counts chart" });
+  const table = h("details", {}, h("summary", {}, "Show as a table"));
+  const out = h("div", {}, h("p", { class: "muted" }, "Loading…"));
+  show(h("h1", {}, "Analytics"), form, out);
+
+  let plot = null;
+  let onResize = null;
+  (async () => {
+    try {
+      const q = new URLSearchParams({ range });
+      if (tag) q.set("tag", tag);
+      const [a, uPlot] = await Promise.all([api("/v1/analytics?" + q), loadUPlot()]);
+      const pct = (x) => (x * 100).toFixed(1) + " %";
+      const botShare = a.rawOpens ? a.botFilteredOpens / a.rawOpens : 0;
+      stats.replaceChildren(...[
+        ["Sent", a.sent], ["Delivered", a.delivered], ["Opens (unique)", a.uniqueOpens], ["Clicks (unique)", a.uniqueClicks],
+        ["Bounced", a.bounced], ["Complaints", a.complained], ["Open rate", pct(a.openRate)], ["Human open rate", pct(a.humanOpenRate)],
+        ["Click rate", pct(a.clickRate)], ["Bounce rate", pct(a.bounceRate)], ["Bot-filtered opens", pct(botShare)],
+      ].map(([k, v]) => h("div", { class: "stat" }, h("b", {}, String(v)), k)));
+      const days = a.daily || [];
+      const xs = days.map((d) => Date.parse(d.date + "T00:00:00Z") / 1000);
+      const data = [xs, ...chartSeries.map(([k]) => days.map((d) => d[k] || 0))];
+      out.replaceChildren(stats, chart, table);
+      chart.setAttribute("aria-label", "Daily " + chartSeries.map((s) => s[1].toLowerCase()).join(", ") + " from " + a.from + " to " + a.to);
+      const width = () => Math.max(280, chart.clientWidth || main.clientWidth - 40);
+      plot = new uPlot({
+        width: width(), height: 320,
+        series: [{}, ...chartSeries.map(([, label, stroke]) => ({ label, stroke, width: 2 }))],
+        axes: [{}, { size: 50 }],
+        scales: { x: { time: true } },
+      }, data, chart);
+      onResize = () => plot.setSize({ width: width(), height: 320 });
+      window.addEventListener("resize", onResize);
+      table.append(h("div", { class: "table-wrap" }, h("table", {},
+        h("thead", {}, h("tr", {}, h("th", { scope: "col" }, "Day"), chartSeries.map(([, l]) => h("th", { scope: "col" }, l)))),
+        h("tbody", {}, days.map((d) => h("tr", {}, h("td", {}, d.date), chartSeries.map(([k]) => h("td", {}, String(d[k] || 0)))))))));
+    } catch (e) {
+      if (!(e instanceof SessionEnded)) out.replaceChildren(errorBox(e));
+    }
+  })();
+  return () => {
+    if (onResize) window.removeEventListener("resize", onResize);
+    if (plot) plot.destroy();
+  };
+}
+
+// ---- start ----
+
+document.getElementById("logout").addEventListener("click", logout);
+window.addEventListener("hashchange", route);
+(async () => {
+  try {
+    session = await loadSession();
+  } catch (e) {
+    show(errorBox(e));
+    return;
+  }
+  if (session) started();
+  else renderLogin("");
+})();

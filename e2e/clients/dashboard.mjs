@@ -1,0 +1,180 @@
+// The dashboard in a real browser: Debian's chromium driven by playwright-core.
+//   DASHBOARD_URL SMTP_HOST SMTP_PORT SMTP_API_KEY MAIL_FROM MAIL_TO [CHROMIUM] [SCREENSHOTS]
+// Logs in with the key, sends a message over SMTP (Nodemailer, STARTTLS),
+// watches it reach "delivered" in the list without a reload, opens its
+// timeline and sandboxed preview, checks the domain's records, creates and
+// revokes a key, draws the analytics chart and logs out. Prints "ok <step>"
+// per step; exits 1 at the first failure, or on any console error (a CSP
+// violation is one) or uncaught page error.
+import { chromium } from "playwright-core";
+import nodemailer from "nodemailer";
+import { mkdirSync } from "node:fs";
+import { join } from "node:path";
+
+const env = process.env;
+const base = env.DASHBOARD_URL;
+const shots = env.SCREENSHOTS || "";
+const subject = "Dashboard e2e " + Date.now();
+const remoteImage = "https://images.remote.test/logo.png";
+const timeout = 30_000;
+
+const problems = [];
+const step = (name) => console.log("ok   " + name);
+
+const browser = await chromium.launch({
+  executablePath: env.CHROMIUM || "/usr/bin/chromium",
+  headless: true,
+  chromiumSandbox: process.getuid() !== 0, // chromium refuses its sandbox as root
+});
+let failed = false;
+try {
+  const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+  const page = await context.newPage();
+  page.setDefaultTimeout(timeout);
+  // The preview's own refusals (its script, its remote image before the
+  // click) are the point of the sandbox, not problems of the page.
+  const previewRefusals = [];
+  page.on("console", (m) => {
+    if (m.type() !== "error") return;
+    const fromPreview = m.location().url === "about:srcdoc" || m.text().includes("'about:srcdoc'") ||
+      (m.text().includes(remoteImage) && m.text().includes("Content Security Policy"));
+    (fromPreview ? previewRefusals : problems).push("console: " + m.text());
+  });
+  page.on("pageerror", (e) => problems.push("page error: " + e.message));
+  // Nothing leaves loopback: remote images are answered here, and counted.
+  let remoteHits = 0;
+  await context.route(/^https?:\/\/(?!127\.0\.0\.1)/, (route) => {
+    if (route.request().url() === remoteImage) {
+      remoteHits++;
+      return route.fulfill({ status: 200, contentType: "image/png", body: Buffer.from("89504e470d0a1a0a0000000d4948445200000001000000010806000000" +
+        "1f15c4890000000d49444154789c6360000002000001e221bc330000000049454e44ae426082", "hex") });
+    }
+    return route.abort();
+  });
+
+  // Log in.
+  await page.goto(base + "/");
+  await page.getByLabel("API key").fill(env.SMTP_API_KEY);
+  await page.getByRole("button", { name: "Log in" }).click();
+  await page.getByRole("heading", { name: "Emails" }).waitFor();
+  const cookies = await context.cookies();
+  const c = cookies.find((x) => x.name.endsWith("pp_session"));
+  if (!c || !c.httpOnly || c.sameSite !== "Strict") throw new Error("session cookie " + JSON.stringify(c));
+  await page.evaluate(() => { window.__noReload = true; });
+  step("log in with the key: the emails list, an HttpOnly SameSite=Strict cookie");
+
+  // Send over SMTP; the list must show it delivered without a reload.
+  const transport = nodemailer.createTransport({
+    host: env.SMTP_HOST, port: Number(env.SMTP_PORT), secure: false,
+    auth: { user: "apikey", pass: env.SMTP_API_KEY }, tls: { rejectUnauthorized: false },
+  });
+  const info = await transport.sendMail({
+    from: env.MAIL_FROM, to: env.MAIL_TO, subject,
+    text: "Hello from the text part",
+    html: '<html><body><h1 id="greeting">Hello from the dashboard test</h1>' +
+      '<img id="logo" src="' + remoteImage + '" alt="logo">' +
+      "<script>document.body.insertAdjacentHTML('beforeend', '<p id=\"pwned\">script ran</p>')</script></body></html>",
+  });
+  step("send over SMTP: " + info.response);
+  const row = page.locator("tr", { hasText: subject });
+  await row.waitFor();
+  await row.locator('span[data-status="delivered"]').waitFor();
+  if (!(await page.evaluate(() => window.__noReload === true))) throw new Error("the page reloaded");
+  step("the list shows it, then delivered, without a reload");
+
+  // Its timeline and content.
+  await row.getByRole("link", { name: subject }).click();
+  await page.getByRole("heading", { name: subject }).waitFor();
+  await page.locator("ol.timeline li", { hasText: "delivered" }).waitFor();
+  const iframe = page.locator("iframe.preview");
+  await iframe.waitFor();
+  if ((await iframe.getAttribute("sandbox")) !== "") throw new Error('the preview iframe is not sandbox=""');
+  const frame = page.frameLocator("iframe.preview");
+  await frame.locator("#greeting").waitFor();
+  if ((await frame.locator("#pwned").count()) !== 0) throw new Error("a script in the email ran in the preview");
+  if (remoteHits !== 0) throw new Error("the preview loaded a remote image before the click");
+  step("the timeline: delivered; the HTML in a sandboxed iframe, its script not run, no remote image loaded");
+  if (shots) { mkdirSync(shots, { recursive: true }); await page.screenshot({ path: join(shots, "dashboard-email.png"), fullPage: true }); }
+  const imageLoaded = page.waitForResponse(remoteImage);
+  await page.getByRole("button", { name: "Load remote images" }).click();
+  await imageLoaded;
+  if (remoteHits === 0) throw new Error("the remote image did not load after the click");
+  await frame.locator("#logo").evaluate((img) => img.complete && img.naturalWidth > 0 || Promise.reject(new Error("not rendered")));
+  step("a click loads the remote image (the preview refused " + previewRefusals.length + " things before: its script, the image)");
+  await page.getByRole("tab", { name: "Text" }).click();
+  await page.locator('pre[aria-label="Text part"]').filter({ hasText: "Hello from the text part" }).waitFor();
+  await page.getByRole("tab", { name: "Raw MIME" }).click();
+  await page.locator('pre[aria-label="Raw MIME"]').filter({ hasText: "Subject: " + subject }).waitFor();
+  step("the text part and the raw MIME");
+
+  // Domains.
+  await page.getByRole("link", { name: "Domains" }).click();
+  const domain = page.locator("section.card", { hasText: env.MAIL_FROM.split("@")[1] });
+  await domain.waitFor();
+  const records = await domain.locator("tbody tr").count();
+  if (records < 2) throw new Error("the domain shows " + records + " DNS records");
+  await domain.getByRole("button", { name: "Verify now" }).click();
+  await domain.getByText(/^Checked /).waitFor();
+  await domain.locator("header [data-status=verified]").waitFor();
+  step("domains: " + records + " records with copy buttons, verify now: verified");
+
+  // Keys: create, then revoke.
+  await page.getByRole("link", { name: "API keys" }).click();
+  await page.getByLabel("Name").fill("dashboard e2e");
+  await page.getByRole("button", { name: "Create key" }).click();
+  const secret = (await page.locator("#new-key").textContent()).trim();
+  if (!/^sp_live_/.test(secret)) throw new Error("the new key is shown as " + JSON.stringify(secret));
+  const keyRow = page.locator("tr", { hasText: "dashboard e2e" });
+  await keyRow.waitFor();
+  page.once("dialog", (d) => d.accept());
+  await keyRow.getByRole("button", { name: "Revoke key dashboard e2e" }).click();
+  await keyRow.waitFor({ state: "detached" });
+  step("API keys: created (shown once), revoked");
+
+  // Analytics: the chart draws the day's sends.
+  await page.getByRole("link", { name: "Analytics" }).click();
+  const canvas = page.locator("#chart canvas");
+  await canvas.waitFor();
+  const painted = await canvas.evaluate((cv) => {
+    const d = cv.getContext("2d").getImageData(0, 0, cv.width, cv.height).data;
+    let n = 0;
+    for (let i = 3; i < d.length; i += 4) if (d[i] !== 0) n++;
+    return n;
+  });
+  if (painted === 0) throw new Error("the chart's canvas is blank");
+  const sent = await page.locator(".stat", { hasText: "Sent" }).first().locator("b").textContent();
+  if (Number(sent) < 1) throw new Error("analytics shows " + sent + " sent");
+  if (shots) await page.screenshot({ path: join(shots, "dashboard-analytics.png"), fullPage: true });
+  step("analytics: " + sent + " sent, the chart paints " + painted + " pixels");
+
+  // A phone's width: nothing wider than the screen but the tables' own
+  // scrolling boxes.
+  await page.setViewportSize({ width: 360, height: 780 });
+  for (const [view, heading] of [["#/emails", "Emails"], ["#/domains", "Domains"], ["#/keys", "API keys"], ["#/analytics", "Analytics"]]) {
+    await page.evaluate((h) => { location.hash = h; }, view);
+    await page.getByRole("heading", { name: heading, exact: true }).waitFor();
+    await page.locator("main p.muted", { hasText: "Loading" }).waitFor({ state: "detached" });
+    const [scroll, client] = await page.evaluate(() => [document.documentElement.scrollWidth, document.documentElement.clientWidth]);
+    if (scroll > client) throw new Error(view + " at 360 px is " + scroll + " px wide");
+  }
+  if (shots) await page.screenshot({ path: join(shots, "dashboard-phone.png"), fullPage: true });
+  await page.setViewportSize({ width: 1280, height: 900 });
+  step("a phone's width (360 px): no view is wider than the screen");
+
+  // Log out.
+  await page.getByRole("button", { name: "Log out" }).click();
+  await page.getByRole("heading", { name: "Log in to pigeonpost" }).waitFor();
+  await context.addCookies([c]); // the logged-out session's cookie, replayed
+  const after = await context.request.get(base + "/v1/emails", { headers: { "X-CSRF-Token": "x" } });
+  if (after.status() !== 401) throw new Error("the REST API after logout: " + after.status());
+  step("log out: the login form, the cookie no longer works");
+
+  if (problems.length) throw new Error("the page reported:\n" + problems.join("\n"));
+  step("no console error, no page error");
+} catch (err) {
+  failed = true;
+  console.error("error: " + err.message + (problems.length ? "\n" + problems.join("\n") : ""));
+} finally {
+  await browser.close();
+}
+process.exitCode = failed ? 1 : 0;
