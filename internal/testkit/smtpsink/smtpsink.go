@@ -66,6 +66,10 @@ type Options struct {
 	SMTPUTF8 bool
 	// MaxRecipients bounds RCPT TO per message; 0: no limit.
 	MaxRecipients int
+	// MaxMessagesPerConnection makes MAIL after that many accepted
+	// messages on one connection answer 421 4.7.0, as a provider that
+	// throttles per connection does; 0: no limit.
+	MaxMessagesPerConnection int
 
 	// Discard counts messages and bytes but keeps nothing: Messages stays
 	// empty and Reply/Hold at "data" still apply.
@@ -99,6 +103,8 @@ type Stats struct {
 	AuthFail    int64 // failed AUTH
 	Rejected    int64 // MAIL refused for want of AUTH (AuthRequired)
 	DataErrors  int64 // DATA that failed while being read
+	Active      int64 // TCP connections open now
+	MaxActive   int64 // the most TCP connections open at once (see ResetMaxActive)
 }
 
 // Stages are the replies Reply and Hold act on: "helo" (EHLO or HELO: the
@@ -117,6 +123,7 @@ type Server struct {
 	closeOne sync.Once
 
 	conns, sessions, msgs, bytes, rcpts, authOK, authFail, rejected, dataErr atomic.Int64
+	active, maxActive                                                        atomic.Int64
 
 	scripted atomic.Bool // Reply or Hold was called: take mu at each stage
 
@@ -206,9 +213,9 @@ func Start(opts Options) (*Server, error) {
 		s.tlsAddr = tln.Addr().(*net.TCPAddr)
 	}
 	s.srv, s.addr = srv, ln.Addr().(*net.TCPAddr)
-	go func() { s.errc <- srv.Serve(countingListener{ln, &s.conns}) }()
+	go func() { s.errc <- srv.Serve(countingListener{ln, s}) }()
 	if tln != nil {
-		go func() { s.errc <- srv.Serve(tls.NewListener(countingListener{tln, &s.conns}, srv.TLSConfig)) }()
+		go func() { s.errc <- srv.Serve(tls.NewListener(countingListener{tln, s}, srv.TLSConfig)) }()
 	}
 	return s, nil
 }
@@ -263,8 +270,13 @@ func (s *Server) Stats() Stats {
 		Messages: s.msgs.Load(), Bytes: s.bytes.Load(), Rcpts: s.rcpts.Load(),
 		AuthOK: s.authOK.Load(), AuthFail: s.authFail.Load(),
 		Rejected: s.rejected.Load(), DataErrors: s.dataErr.Load(),
+		Active: s.active.Load(), MaxActive: s.maxActive.Load(),
 	}
 }
+
+// ResetMaxActive starts Stats().MaxActive over from the connections open
+// now, so that a test can measure one window.
+func (s *Server) ResetMaxActive() { s.maxActive.Store(s.active.Load()) }
 
 // Sessions returns Stats().Sessions.
 func (s *Server) Sessions() int { return int(s.sessions.Load()) }
@@ -434,6 +446,7 @@ type session struct {
 	authed bool
 	from   string
 	to     []string
+	sent   int // messages accepted on this connection
 }
 
 func (ss *session) AuthMechanisms() []string {
@@ -473,6 +486,10 @@ func (ss *session) Mail(from string, _ *smtp.MailOptions) error {
 		ss.s.rejected.Add(1)
 		return smtp.ErrAuthRequired
 	}
+	if n := ss.s.opts.MaxMessagesPerConnection; n > 0 && ss.sent >= n {
+		return &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 7, 0},
+			Message: "Too many messages on this connection, try again later"}
+	}
 	if err := ss.s.stage("mail"); err != nil {
 		return err
 	}
@@ -506,6 +523,7 @@ func (ss *session) Data(r io.Reader) error {
 	if err := ss.s.stage("data"); err != nil {
 		return err
 	}
+	ss.sent++
 	ss.s.msgs.Add(1)
 	ss.s.bytes.Add(n)
 	ss.s.rcpts.Add(int64(len(ss.to)))
@@ -545,17 +563,38 @@ func (l *loginServer) Next(response []byte) ([]byte, bool, error) {
 	return nil, true, l.check(l.username, string(response))
 }
 
+// countingListener counts the connections accepted and those open.
 type countingListener struct {
 	net.Listener
-	n *atomic.Int64
+	s *Server
 }
 
 func (l countingListener) Accept() (net.Conn, error) {
 	conn, err := l.Listener.Accept()
-	if err == nil {
-		l.n.Add(1)
+	if err != nil {
+		return conn, err
 	}
-	return conn, err
+	l.s.conns.Add(1)
+	n := l.s.active.Add(1)
+	for {
+		m := l.s.maxActive.Load()
+		if n <= m || l.s.maxActive.CompareAndSwap(m, n) {
+			break
+		}
+	}
+	return &countedConn{Conn: conn, active: &l.s.active}, nil
+}
+
+// countedConn takes itself off the open connections when closed.
+type countedConn struct {
+	net.Conn
+	active *atomic.Int64
+	once   sync.Once
+}
+
+func (c *countedConn) Close() error {
+	c.once.Do(func() { c.active.Add(-1) })
+	return c.Conn.Close()
 }
 
 type discardLogger struct{}
