@@ -132,6 +132,15 @@ type Server struct {
 	arrived chan struct{} // closed and replaced whenever a message is kept
 	replies map[string]*reply
 	holds   map[string]*hold
+	byRcpt  map[string]*reply // by recipient, lower case (ReplyRcpt)
+	grey    *greylist
+}
+
+// greylist is the state of Greylist.
+type greylist struct {
+	delay time.Duration
+	now   func() time.Time
+	seen  map[string]time.Time // sender NUL recipient → first try
 }
 
 type reply struct {
@@ -302,6 +311,72 @@ func (s *Server) Reply(stage string, err *smtp.SMTPError, n int) {
 		return
 	}
 	s.replies[stage] = &reply{err: err, n: n}
+}
+
+// ReplyRcpt makes the next n replies to RCPT TO:<rcpt> (any case), over
+// all sessions, err instead of success; n < 0 means until changed. A nil
+// err or n == 0 restores normal replies for rcpt. It is checked before
+// Reply's "rcpt" stage, so that one recipient fails while others pass.
+func (s *Server) ReplyRcpt(rcpt string, err *smtp.SMTPError, n int) {
+	s.scripted.Store(true)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.byRcpt == nil {
+		s.byRcpt = make(map[string]*reply)
+	}
+	if err == nil || n == 0 {
+		delete(s.byRcpt, strings.ToLower(rcpt))
+		return
+	}
+	s.byRcpt[strings.ToLower(rcpt)] = &reply{err: err, n: n}
+}
+
+// Greylist answers RCPT with 451 4.7.1 (greylisted) for each new sender
+// and recipient pair, and again until delay has passed, by now, since the
+// pair was first seen; then it accepts the pair. delay 0 turns it off.
+func (s *Server) Greylist(delay time.Duration, now func() time.Time) {
+	s.scripted.Store(true)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if delay <= 0 {
+		s.grey = nil
+		return
+	}
+	s.grey = &greylist{delay: delay, now: now, seen: map[string]time.Time{}}
+}
+
+// ErrGreylisted is the reply of Greylist.
+var ErrGreylisted = &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 7, 1},
+	Message: "Greylisted, please try again later"}
+
+// rcptReply returns the scripted reply to RCPT TO:<to> from from, if any.
+func (s *Server) rcptReply(from, to string) error {
+	if !s.scripted.Load() {
+		return nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if r := s.byRcpt[strings.ToLower(to)]; r != nil {
+		if r.n > 0 {
+			r.n--
+			if r.n == 0 {
+				delete(s.byRcpt, strings.ToLower(to))
+			}
+		}
+		return r.err
+	}
+	if g := s.grey; g != nil {
+		pair := strings.ToLower(from) + "\x00" + strings.ToLower(to)
+		first, ok := g.seen[pair]
+		if !ok {
+			g.seen[pair] = g.now()
+			return ErrGreylisted
+		}
+		if g.now().Sub(first) < g.delay {
+			return ErrGreylisted
+		}
+	}
+	return nil
 }
 
 // Hold makes every reply at stage (as for Reply) wait until release is
@@ -499,6 +574,9 @@ func (ss *session) Mail(from string, _ *smtp.MailOptions) error {
 }
 
 func (ss *session) Rcpt(to string, _ *smtp.RcptOptions) error {
+	if err := ss.s.rcptReply(ss.from, to); err != nil {
+		return err
+	}
 	if err := ss.s.stage("rcpt"); err != nil {
 		return err
 	}
