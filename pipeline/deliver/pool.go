@@ -17,9 +17,16 @@ import (
 // A kept session is checked with RSET before use; one that fails it is
 // closed and the message goes over a new connection, so nothing is sent
 // twice by reuse.
+//
+// A session opened under a destination's connection lease (Shaping) keeps
+// the lease while it is idle, since the destination counts it, and idles
+// for leasedIdleTimeout only: a slot is not held long by a session nobody
+// uses, and a message that finds its destination full in this process
+// closes this process's idle sessions there (releaseIdle).
 const (
-	poolIdleTimeout = 30 * time.Second // servers commonly drop idle clients after a minute or more
-	poolMaxIdle     = 16               // per destination address
+	poolIdleTimeout   = 30 * time.Second // servers commonly drop idle clients after a minute or more
+	leasedIdleTimeout = 5 * time.Second
+	poolMaxIdle       = 16 // per destination address
 )
 
 type pooledSession struct {
@@ -27,6 +34,61 @@ type pooledSession struct {
 	conn  net.Conn  // the raw connection: deadlines and Close
 	wire  io.Writer // what c writes to: conn, or the TLS connection over it (writeData)
 	since time.Time
+	lease *Lease // the connection slot the session holds (Shaping); nil: none
+}
+
+// close ends the connection and gives its slot back.
+func (s *pooledSession) close() {
+	closeConn(s.conn, s.lease != nil)
+	if s.lease != nil {
+		s.lease.release()
+	}
+}
+
+// closeConn closes conn. A leased connection is closed gracefully first:
+// our side of it is shut and what the server still sends is read until it
+// closes its side (for a second at most), so that the destination has
+// counted the connection gone before its slot is given to another.
+func closeConn(conn net.Conn, leased bool) {
+	if tc, ok := conn.(*net.TCPConn); ok && leased {
+		if tc.CloseWrite() == nil && tc.SetReadDeadline(time.Now().Add(gracefulClose)) == nil {
+			io.Copy(io.Discard, io.LimitReader(tc, 64<<10)) //nolint:errcheck // until EOF or the deadline
+		}
+	}
+	conn.Close()
+}
+
+// gracefulClose bounds the wait for a destination to close its side.
+const gracefulClose = time.Second
+
+// takeLease closes one of the idle sessions holding a slot at dest and
+// returns its lease, for a message that found dest at its connection
+// limit; nil when there is none.
+func (t *Transport) takeLease(dest string) *Lease {
+	taken := false
+	list := t.pool.remove(func(s *pooledSession) bool {
+		if taken || s.lease == nil || s.lease.dest != dest {
+			return false
+		}
+		taken = true
+		return true
+	})
+	if len(list) == 0 {
+		return nil
+	}
+	s := list[0]
+	quit(s.c, time.Second)
+	closeConn(s.conn, true)
+	s.lease.detach()
+	return s.lease
+}
+
+// expired reports whether s idled too long at now.
+func (s *pooledSession) expired(now time.Time) bool {
+	if s.lease != nil {
+		return now.Sub(s.since) >= leasedIdleTimeout
+	}
+	return now.Sub(s.since) >= poolIdleTimeout
 }
 
 // sessionPool holds idle sessions by destination address and TLS policy.
@@ -43,20 +105,28 @@ func poolKey(target string, useTLS bool) string {
 // get returns the most recently used live-looking session for key, closing
 // any that idled too long.
 func (p *sessionPool) get(key string, now time.Time) *pooledSession {
+	var stale []*pooledSession
+	defer closeSessions(&stale) // after the lock: a lease's release is a Redis call
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	list := p.idle[key]
 	for len(list) > 0 {
 		s := list[len(list)-1]
 		list = list[:len(list)-1]
-		if now.Sub(s.since) < poolIdleTimeout {
+		if !s.expired(now) {
 			p.idle[key] = list
 			return s
 		}
-		s.conn.Close()
+		stale = append(stale, s)
 	}
 	delete(p.idle, key)
 	return nil
+}
+
+func closeSessions(list *[]*pooledSession) {
+	for _, s := range *list {
+		s.close()
+	}
 }
 
 // put keeps s for key, or closes it when the pool for key is full.
@@ -67,28 +137,55 @@ func (p *sessionPool) put(key string, s *pooledSession, now time.Time) {
 		p.idle = map[string][]*pooledSession{}
 	}
 	if len(p.idle[key]) >= poolMaxIdle {
-		s.conn.Close()
+		defer s.close()
 		return
 	}
 	s.since = now
 	p.idle[key] = append(p.idle[key], s)
 }
 
-// closeAll ends every idle session.
-func (p *sessionPool) closeAll() {
+// remove takes out of the pool the sessions drop selects.
+func (p *sessionPool) remove(drop func(*pooledSession) bool) []*pooledSession {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	for _, list := range p.idle {
+	var out []*pooledSession
+	for key, list := range p.idle {
+		kept := list[:0]
 		for _, s := range list {
-			quit(s.c, time.Second)
-			s.conn.Close()
+			if drop(s) {
+				out = append(out, s)
+			} else {
+				kept = append(kept, s)
+			}
+		}
+		if len(kept) == 0 {
+			delete(p.idle, key)
+		} else {
+			p.idle[key] = kept
 		}
 	}
-	p.idle = nil
+	return out
+}
+
+// closeAll ends every idle session.
+func (p *sessionPool) closeAll() {
+	for _, s := range p.remove(func(*pooledSession) bool { return true }) {
+		quit(s.c, time.Second)
+		s.close()
+	}
 }
 
 // CloseIdle closes the sessions kept for reuse (at shutdown).
 func (t *Transport) CloseIdle() { t.pool.closeAll() }
+
+// CloseExpired closes the sessions that idled too long, giving back the
+// connection slots they held; the worker calls it every second.
+func (t *Transport) CloseExpired(now time.Time) {
+	for _, s := range t.pool.remove(func(s *pooledSession) bool { return s.expired(now) }) {
+		quit(s.c, time.Second)
+		s.close()
+	}
+}
 
 // reuse sends env over a kept session to target, if there is one that
 // answers RSET. ok is false when there was none (or it was dead): the
@@ -102,7 +199,7 @@ func (t *Transport) reuse(ctx context.Context, host, key string, env Envelope, t
 		stop := context.AfterFunc(ctx, func() { s.conn.Close() })
 		if err := s.c.Reset(); err != nil {
 			stop()
-			s.conn.Close() // dead or out of step: try the next one
+			s.close() // dead or out of step: try the next one
 			continue
 		}
 		err := t.transaction(s, env, timeout)
@@ -113,7 +210,7 @@ func (t *Transport) reuse(ctx context.Context, host, key string, env Envelope, t
 		}
 		e := t.ctxError(ctx, host, smtpReplyError(host, err))
 		quit(s.c, timeout)
-		s.conn.Close()
+		s.close()
 		return e, e.Code == 421, true
 	}
 }
