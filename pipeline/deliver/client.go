@@ -30,8 +30,10 @@ type Envelope struct {
 	// earlier); nil: Deliver looks it up.
 	Route *Route
 	// Lease, when set, is a connection slot at the destination (Shaping).
-	// Deliver takes it over: a new connection kept for reuse holds it
-	// while idle, otherwise it is released when Deliver returns.
+	// A new connection kept for reuse takes it over and holds it while
+	// idle; the caller releases it after Deliver (a no-op then), once it
+	// has acted on the reply, so that no other message gets the slot
+	// before a back-off reply has suspended the destination.
 	Lease *Lease
 }
 
@@ -108,9 +110,6 @@ func (t *Transport) Deliver(ctx context.Context, env Envelope) error {
 		}
 	}
 	hosts, port := route.Hosts, route.Port
-	if env.Lease != nil {
-		defer env.Lease.Release() // a no-op once a kept session holds it
-	}
 	last := localError("", enhRouting, "no destination host", nil)
 	for _, host := range hosts {
 		e, next := t.deliverHost(ctx, host, port, env)

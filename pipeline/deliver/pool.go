@@ -34,12 +34,16 @@ type pooledSession struct {
 	conn  net.Conn  // the raw connection: deadlines and Close
 	wire  io.Writer // what c writes to: conn, or the TLS connection over it (writeData)
 	since time.Time
+	key   string // in the pool
 	lease *Lease // the connection slot the session holds (Shaping); nil: none
+	// leased: the session is under a slot (its own, or the message's it
+	// was handed to), so it closes gracefully.
+	leased bool
 }
 
 // close ends the connection and gives its slot back.
 func (s *pooledSession) close() {
-	closeConn(s.conn, s.lease != nil)
+	closeConn(s.conn, s.lease != nil || s.leased)
 	if s.lease != nil {
 		s.lease.release()
 	}
@@ -61,13 +65,15 @@ func closeConn(conn net.Conn, leased bool) {
 // gracefulClose bounds the wait for a destination to close its side.
 const gracefulClose = time.Second
 
-// takeLease closes one of the idle sessions holding a slot at dest and
-// returns its lease, for a message that found dest at its connection
-// limit; nil when there is none.
+// takeLease takes out of the pool one of the idle sessions holding a slot
+// at dest and returns the slot, with the session, for a message that found
+// dest at its connection limit: the message is sent over that session
+// when it goes to the same address (reuse), else the session is closed
+// and the slot used for a new connection. nil when there is none.
 func (t *Transport) takeLease(dest string) *Lease {
 	taken := false
 	list := t.pool.remove(func(s *pooledSession) bool {
-		if taken || s.lease == nil || s.lease.dest != dest {
+		if taken || s.lease == nil || s.lease.Destination() != dest {
 			return false
 		}
 		taken = true
@@ -77,10 +83,10 @@ func (t *Transport) takeLease(dest string) *Lease {
 		return nil
 	}
 	s := list[0]
-	quit(s.c, time.Second)
-	closeConn(s.conn, true)
-	s.lease.detach()
-	return s.lease
+	l := s.lease.handOver()
+	s.lease, s.leased = nil, true // the new Lease holds the slot
+	l.session = s
+	return l
 }
 
 // expired reports whether s idled too long at now.
@@ -140,7 +146,7 @@ func (p *sessionPool) put(key string, s *pooledSession, now time.Time) {
 		defer s.close()
 		return
 	}
-	s.since = now
+	s.since, s.key = now, key
 	p.idle[key] = append(p.idle[key], s)
 }
 
@@ -191,26 +197,45 @@ func (t *Transport) CloseExpired(now time.Time) {
 // answers RSET. ok is false when there was none (or it was dead): the
 // caller then opens a new connection.
 func (t *Transport) reuse(ctx context.Context, host, key string, env Envelope, timeout time.Duration) (e *Error, next, ok bool) {
+	if env.Lease != nil {
+		// The idle session whose slot the message took (takeLease).
+		if s := env.Lease.takeSession(key); s != nil {
+			if e, next, ok := t.sendOver(ctx, host, key, s, env, timeout); ok {
+				return e, next, true
+			}
+		}
+	}
 	for {
 		s := t.pool.get(key, time.Now())
 		if s == nil {
 			return nil, false, false
 		}
-		stop := context.AfterFunc(ctx, func() { s.conn.Close() })
-		if err := s.c.Reset(); err != nil {
-			stop()
-			s.close() // dead or out of step: try the next one
-			continue
+		if e, next, ok := t.sendOver(ctx, host, key, s, env, timeout); ok {
+			return e, next, true
 		}
-		err := t.transaction(s, env, timeout)
-		stop()
-		if err == nil {
-			t.pool.put(key, s, time.Now())
-			return nil, false, true
-		}
-		e := t.ctxError(ctx, host, smtpReplyError(host, err))
-		quit(s.c, timeout)
-		s.close()
-		return e, e.Code == 421, true
 	}
+}
+
+// sendOver sends env over the kept session s if it answers RSET; ok is
+// false when it did not (it is closed).
+func (t *Transport) sendOver(ctx context.Context, host, key string, s *pooledSession, env Envelope, timeout time.Duration) (e *Error, next, ok bool) {
+	stop := context.AfterFunc(ctx, func() { s.conn.Close() })
+	if err := s.c.Reset(); err != nil {
+		stop()
+		s.close() // dead or out of step
+		return nil, false, false
+	}
+	err := t.transaction(s, env, timeout)
+	stop()
+	if err == nil {
+		if s.lease == nil && env.Lease != nil && env.Lease.attach() {
+			s.lease = env.Lease // a session handed over with the message's slot keeps it
+		}
+		t.pool.put(key, s, time.Now())
+		return nil, false, true
+	}
+	e = t.ctxError(ctx, host, smtpReplyError(host, err))
+	quit(s.c, timeout)
+	s.close()
+	return e, e.Code == 421, true
 }

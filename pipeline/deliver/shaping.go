@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/pigeonpost/pigeonpost/internal/clock"
 	"github.com/pigeonpost/pigeonpost/pipeline/store"
 )
 
@@ -36,8 +37,12 @@ type Shaping struct {
 	// LeaseTTL is how long a connection slot stays taken without renewal
 	// (a killed process's slots free themselves after it); 0: 1 minute.
 	LeaseTTL time.Duration
-	// BusyDelay is how long a message for a destination at its connection
-	// limit waits before it is tried again (±50 %); 0: 2 seconds.
+	// SlotWait is how long a message for a destination at its connection
+	// limit waits for a slot in the worker (polling Redis about every
+	// 50 ms); 0: 1 second; negative: not at all.
+	SlotWait time.Duration
+	// BusyDelay is how long a message that did not get a slot within
+	// SlotWait is put back before it is tried again (±50 %); 0: 2 seconds.
 	BusyDelay time.Duration
 	Now       func() time.Time
 	Logger    *slog.Logger
@@ -143,6 +148,33 @@ func (s *Shaping) rateBurst() int { return max(s.MessagesPerMinute/6, 1) }
 // message should be tried again (already spread), with the reason
 // ("suspended", "rate", "connections").
 func (s *Shaping) Admit(ctx context.Context, dest string, idle func(dest string) *Lease) (lease *Lease, retryAt time.Time, reason string, err error) {
+	wait := s.SlotWait
+	if wait == 0 {
+		wait = time.Second
+	}
+	for waited := time.Duration(0); ; {
+		lease, retryAt, reason, err = s.admitOnce(ctx, dest, idle)
+		if err != nil || lease != nil || reason != "connections" || waited >= wait {
+			break
+		}
+		// A slot frees when a delivery there ends: a short wait is
+		// cheaper than a trip through the retry schedule.
+		d := slotPoll/2 + time.Duration(s.int64n(int64(slotPoll)))
+		if !clock.Sleep(ctx, d) {
+			break
+		}
+		waited += d
+	}
+	if reason == "connections" || reason == "rate" {
+		s.note(ctx, dest, s.now())
+	}
+	return lease, retryAt, reason, err
+}
+
+// slotPoll is the mean time between two tries for a connection slot.
+const slotPoll = 50 * time.Millisecond
+
+func (s *Shaping) admitOnce(ctx context.Context, dest string, idle func(dest string) *Lease) (*Lease, time.Time, string, error) {
 	now := s.now()
 	id := store.NewID("lease")
 	ttl := s.leaseTTL()
@@ -152,28 +184,24 @@ func (s *Shaping) Admit(ctx context.Context, dest string, idle func(dest string)
 	}
 	switch adm {
 	case store.Admitted:
-		l := &Lease{s: s, dest: dest, id: id, stop: make(chan struct{}), done: make(chan struct{})}
-		go l.renew(ttl)
-		return l, time.Time{}, "", nil
+		return newLease(s, dest, id, ttl), time.Time{}, "", nil
 	case store.Suspended:
 		return nil, s.spread(now, at), "suspended", nil
 	case store.RateLimited:
-		s.note(ctx, dest, now)
 		return nil, s.spread(now, at), "rate", nil
 	}
 	if l := idleLease(idle, dest); l != nil {
 		adm, at, err := s.Store.AdmitDestination(ctx, dest, "", now, now.Add(ttl), s.MaxConnections, s.MessagesPerMinute, s.rateBurst())
 		switch {
 		case err != nil:
-			l.release()
+			l.Release()
 			return nil, time.Time{}, "", err
 		case adm == store.Admitted:
 			return l, time.Time{}, "", nil
 		}
-		l.release()
+		l.Release() // closes the session that came with it
 		return nil, s.spread(now, at), map[store.Admission]string{store.Suspended: "suspended", store.RateLimited: "rate"}[adm], nil
 	}
-	s.note(ctx, dest, now)
 	busy := s.BusyDelay
 	if busy <= 0 {
 		busy = 2 * time.Second
@@ -261,24 +289,88 @@ func ProviderBackOff(e *Error) bool {
 	return false
 }
 
-// Lease is a connection slot at a destination, renewed in the background
-// until released. Whoever took it releases it, unless a session kept for
-// reuse holds it (attach): then it is released when that session closes.
+// Lease is a hold on a connection slot at a destination; the slot is
+// renewed in the background until released. Whoever holds the Lease
+// releases it, unless it handed the slot to a session kept for reuse
+// (attach): the session releases the slot when it closes, or hands it on
+// to a message that needs it (handOver), as a new Lease.
 type Lease struct {
+	slot *leaseSlot
+
+	mu        sync.Mutex
+	handedOff bool
+	session   *pooledSession // an idle session that came with the slot (takeLease), not yet used
+}
+
+type leaseSlot struct {
 	s        *Shaping
 	dest, id string
 	stop     chan struct{}
 	done     chan struct{}
 	once     sync.Once
+}
 
-	mu       sync.Mutex
-	attached bool
+func newLease(s *Shaping, dest, id string, ttl time.Duration) *Lease {
+	slot := &leaseSlot{s: s, dest: dest, id: id, stop: make(chan struct{}), done: make(chan struct{})}
+	go slot.renew(ttl)
+	return &Lease{slot: slot}
 }
 
 // Destination returns the destination the slot is at.
-func (l *Lease) Destination() string { return l.dest }
+func (l *Lease) Destination() string { return l.slot.dest }
 
-func (l *Lease) renew(ttl time.Duration) {
+// attach hands the slot to a session kept for reuse; false when it was
+// handed off already.
+func (l *Lease) attach() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.handedOff {
+		return false
+	}
+	l.handedOff = true
+	return true
+}
+
+// handOver returns a new hold on the slot of an attached Lease, for a
+// message that takes the slot of a closed idle session.
+func (l *Lease) handOver() *Lease { return &Lease{slot: l.slot} }
+
+// takeSession returns the idle session that came with the slot if it is
+// connected to key; one connected elsewhere is closed.
+func (l *Lease) takeSession(key string) *pooledSession {
+	l.mu.Lock()
+	s := l.session
+	l.session = nil
+	l.mu.Unlock()
+	if s != nil && s.key != key {
+		quit(s.c, time.Second)
+		s.close()
+		return nil
+	}
+	return s
+}
+
+// Release gives the slot back unless it was handed to a session, and
+// closes the session that came with it if it was not used. It is safe to
+// call more than once.
+func (l *Lease) Release() {
+	l.mu.Lock()
+	handedOff, s := l.handedOff, l.session
+	l.session = nil
+	l.mu.Unlock()
+	if s != nil {
+		quit(s.c, time.Second)
+		s.close()
+	}
+	if !handedOff {
+		l.slot.release()
+	}
+}
+
+// release gives the slot back, whoever holds it (the session closing).
+func (l *Lease) release() { l.slot.release() }
+
+func (l *leaseSlot) renew(ttl time.Duration) {
 	defer close(l.done)
 	tick := time.NewTicker(ttl / 3)
 	defer tick.Stop()
@@ -296,39 +388,7 @@ func (l *Lease) renew(ttl time.Duration) {
 	}
 }
 
-// attach hands the lease to a session kept for reuse; false when it was
-// attached already (to another session, which keeps it).
-func (l *Lease) attach() bool {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.attached {
-		return false
-	}
-	l.attached = true
-	return true
-}
-
-// detach takes the lease back from a session that closed without giving
-// it back, for another message.
-func (l *Lease) detach() {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.attached = false
-}
-
-// Release gives the slot back unless a kept session holds it. It is safe
-// to call more than once.
-func (l *Lease) Release() {
-	l.mu.Lock()
-	attached := l.attached
-	l.mu.Unlock()
-	if !attached {
-		l.release()
-	}
-}
-
-// release gives the slot back.
-func (l *Lease) release() {
+func (l *leaseSlot) release() {
 	l.once.Do(func() {
 		close(l.stop)
 		<-l.done

@@ -211,7 +211,7 @@ func (r *shapeRig) email(id string) *store.Email {
 // seconds, without counting an attempt, and each message arrives once.
 func TestLongOutageRetriesThenNoStorm(t *testing.T) {
 	r := newShapeRig(t)
-	w := r.worker(&Shaping{MaxConnections: 3, LeaseTTL: 1000 * time.Hour})
+	w := r.worker(&Shaping{MaxConnections: 3, LeaseTTL: 1000 * time.Hour, SlotWait: -1})
 	r.sink.Reply("rcpt", &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "Mailbox temporarily unavailable"}, -1)
 	const n = 24
 	var to []string
@@ -301,5 +301,285 @@ func TestLongOutageRetriesThenNoStorm(t *testing.T) {
 	}
 	if got := testutil.ToFloat64(w.Metrics.postponed.WithLabelValues("connections", "other")); got == 0 {
 		t.Error("no message was held back at the connection limit: the test did not exercise it")
+	}
+}
+
+// TestPerRecipientResultsAcrossDestinations (F6, F7): one submission to
+// recipients at three destinations. The one whose server refuses the
+// mailbox (550 5.1.1) is bounced at once and never tried again; the one
+// whose server answers 452 is deferred and delivered on its retry; the
+// third is delivered at once. Each ends with one copy at most, and no
+// destination is suspended: none of these replies asks to back off.
+func TestPerRecipientResultsAcrossDestinations(t *testing.T) {
+	r := newShapeRig(t)
+	r.worker(&Shaping{MaxConnections: 10, LeaseTTL: 1000 * time.Hour, SlotWait: -1})
+	r.sink.ReplyRcpt("gone@b.test", &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "No such user"}, -1)
+	r.sink.ReplyRcpt("full@c.test", &smtp.SMTPError{Code: 452, EnhancedCode: smtp.EnhancedCode{4, 2, 2}, Message: "Mailbox full"}, 1)
+	ids := r.queue("ok@a.test", "gone@b.test", "full@c.test")
+
+	r.step()
+	type outcome struct {
+		status           store.Status
+		attempts, copies int
+	}
+	want := []outcome{{store.StatusDelivered, 1, 1}, {store.StatusBounced, 1, 0}, {store.StatusSent, 1, 0}}
+	check := func(when string) {
+		t.Helper()
+		for i, id := range ids {
+			e := r.email(id)
+			if e.Status != want[i].status || e.Attempts != want[i].attempts || len(r.sink.To(e.ToAddress)) != want[i].copies {
+				t.Errorf("%s: %s: %s after %d attempts, %d copies; want %s, %d, %d (last error %q)", when, e.ToAddress,
+					e.Status, e.Attempts, len(r.sink.To(e.ToAddress)), want[i].status, want[i].attempts, want[i].copies, e.LastError)
+			}
+		}
+	}
+	check("first attempt")
+	if due := r.dueTimes(); len(due) != 1 || due[0].Sub(r.clk.Now()) < 54*time.Second || due[0].Sub(r.clk.Now()) > 66*time.Second {
+		t.Fatalf("retry schedule %v, want only full@c.test, in retry_initial (1m ±10%%)", due)
+	}
+	r.drain()
+	want[2] = outcome{store.StatusDelivered, 2, 1}
+	check("after the retry")
+	if n := r.sink.Stats().Messages; n != 2 {
+		t.Errorf("destination got %d messages, want 2", n)
+	}
+	if list, err := r.st.ListDestinations(r.ctx, r.clk.Now(), time.Hour, 10); err != nil || len(list) != 0 {
+		t.Errorf("destinations limited or suspended: %+v %v", list, err)
+	}
+}
+
+// TestGreylistedThenAcceptedOnRetry (F6): a destination greylists (451
+// 4.7.1 for each new sender and recipient until 5 minutes have passed).
+// The message is retried on its own schedule (after 1 and 2 minutes:
+// refused again; after 4 more: accepted) and delivered once. Greylisting
+// does not suspend the destination: a message for another recipient
+// there, queued meanwhile, is attempted at once, not held back.
+func TestGreylistedThenAcceptedOnRetry(t *testing.T) {
+	r := newShapeRig(t)
+	w := r.worker(&Shaping{MaxConnections: 10, LeaseTTL: 1000 * time.Hour, SlotWait: -1})
+	r.sink.Greylist(5*time.Minute, r.clk.Now)
+	first := r.queue("new@dest.test")[0]
+	r.step()
+	if e := r.email(first); e.Status != store.StatusSent || e.Attempts != 1 {
+		t.Fatalf("after the first attempt: %s, %d attempts", e.Status, e.Attempts)
+	}
+	r.clk.Advance(30 * time.Second)
+	other := r.queue("other@dest.test")[0]
+	r.step()
+	if e := r.email(other); e.Attempts != 1 {
+		t.Fatalf("another recipient at the greylisting destination: %d attempts, want 1 (%s)", e.Attempts, e.LastError)
+	}
+	r.drain()
+	for _, id := range []string{first, other} {
+		e := r.email(id)
+		if e.Status != store.StatusDelivered || e.Attempts != 4 || len(r.sink.To(e.ToAddress)) != 1 {
+			t.Errorf("%s: %s after %d attempts, %d copies; want delivered on the 4th attempt, once", e.ToAddress, e.Status, e.Attempts, len(r.sink.To(e.ToAddress)))
+		}
+	}
+	if list, err := r.st.ListDestinations(r.ctx, r.clk.Now(), time.Hour, 10); err != nil || len(list) != 0 {
+		t.Errorf("greylisting suspended or limited a destination: %+v %v", list, err)
+	}
+	if n := testutil.CollectAndCount(w.Metrics.postponed); n != 0 {
+		t.Errorf("%d postponement series: greylisting held mail back", n)
+	}
+}
+
+// TestBackOffSuspendsDestinationAcrossWorkers (F6; issue 15 item 7): two
+// workers with their own Transports share one Redis. The provider (two
+// domains whose MX hosts are both Google's: one destination) answers 451
+// 4.7.1 "rate limited, try again later". The first replies suspend the
+// provider for a minute: the other messages, whichever worker holds them,
+// are put back to the end of the suspension without a connection (the
+// sink sees none during the window), the suspension doubles when the
+// provider still refuses at its end, and once the provider accepts again
+// every message is delivered once. The connection limit of 2 holds over
+// both workers throughout, and the failed attempts are bounded by it per
+// wave, not by the number of messages.
+func TestBackOffSuspendsDestinationAcrossWorkers(t *testing.T) {
+	r := newShapeRig(t)
+	shaping := &Shaping{MaxConnections: 2, SuspendMin: time.Minute, SuspendMax: 30 * time.Minute, LeaseTTL: 1000 * time.Hour, SlotWait: -1,
+		Groups: []Group{{Name: "google", Suffixes: []string{".google.test"}}}}
+	w0, w1 := r.worker(shaping), r.worker(shaping)
+	r.sink.Reply("rcpt", &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 7, 1},
+		Message: "Our system has detected an unusual rate of mail, rate limited, try again later"}, -1)
+	var to []string
+	for i := range 10 {
+		to = append(to, fmt.Sprintf("a%d@gmail.test", i), fmt.Sprintf("b%d@workspace.test", i))
+	}
+	ids := r.queue(to...)
+	attempts := func() int {
+		n := 0
+		for _, id := range ids {
+			n += r.email(id).Attempts
+		}
+		return n
+	}
+
+	// wave waits out a suspension: it steps through every retry due
+	// before the provider's suspension ends, checking that nothing
+	// reaches the provider, and returns the suspension's end.
+	wave := func(level int) time.Time {
+		t.Helper()
+		list, err := r.st.ListDestinations(r.ctx, r.clk.Now(), time.Hour, 10)
+		if err != nil || len(list) != 1 || list[0].Name != "google" || list[0].SuspendedUntil == nil || list[0].Level != level {
+			t.Fatalf("destinations %+v %v, want google suspended at level %d", list, err, level)
+		}
+		until := *list[0].SuspendedUntil
+		conns, tries := r.sink.Stats().Connections, attempts()
+		for {
+			due, ok := r.nextDue()
+			if !ok || !due.Before(until) {
+				break
+			}
+			r.clk.Set(due)
+			r.step()
+		}
+		if c, a := r.sink.Stats().Connections, attempts(); c != conns || a != tries {
+			t.Fatalf("while suspended until %v: %d connections and %d attempts more", until, c-conns, a-tries)
+		}
+		return until
+	}
+
+	r.step()
+	first := attempts()
+	if first < 1 || first > 2 {
+		t.Fatalf("%d attempts before the provider was suspended, want 1 or 2 (the connection limit)", first)
+	}
+	until := wave(1)
+	if d := until.Sub(r.clk.Now()); d > time.Minute {
+		t.Fatalf("first suspension ends in %v, want a minute", d)
+	}
+
+	// At the end of the suspension the provider still refuses: the first
+	// retries suspend it again, for two minutes.
+	r.clk.Set(until)
+	before := attempts()
+	for range 100 {
+		if _, ok := r.nextDue(); !ok {
+			t.Fatal("nothing left to retry")
+		}
+		r.advance()
+		if attempts() > before {
+			break
+		}
+	}
+	if a := attempts() - before; a < 1 || a > 2 {
+		t.Fatalf("%d attempts at the end of the first suspension, want 1 or 2", a)
+	}
+	wave(2)
+
+	// The provider accepts again.
+	r.sink.Reply("rcpt", nil, 0)
+	r.drain()
+	for i, id := range ids {
+		if e := r.email(id); e.Status != store.StatusDelivered || len(r.sink.To(to[i])) != 1 {
+			t.Errorf("%s: %s, %d copies", to[i], e.Status, len(r.sink.To(to[i])))
+		}
+	}
+	if a := attempts(); a > len(ids)+4 {
+		t.Errorf("%d attempts for %d messages: more than two failed per wave", a, len(ids))
+	}
+	if st := r.sink.Stats(); st.MaxActive > 2 {
+		t.Errorf("%d connections open at once at the provider, limit 2", st.MaxActive)
+	}
+	postponed := testutil.ToFloat64(w0.Metrics.postponed.WithLabelValues("suspended", "google")) +
+		testutil.ToFloat64(w1.Metrics.postponed.WithLabelValues("suspended", "google"))
+	if postponed == 0 {
+		t.Error("no message was put back for the suspension")
+	}
+}
+
+func TestProviderBackOff(t *testing.T) {
+	cases := []struct {
+		e    Error
+		want bool
+	}{
+		{Error{Temporary: true, Code: 421, Enhanced: [3]int{4, 7, 0}, Message: "Try again later, closing connection"}, true},
+		{Error{Temporary: true, Code: 421, Enhanced: [3]int{4, 0, 0}, Message: "Service not available"}, true}, // at connect
+		{Error{Temporary: true, Code: 421, Enhanced: [3]int{4, 4, 2}, Message: "Idle timeout, bye bye"}, false},
+		{Error{Temporary: true, Code: 451, Enhanced: [3]int{4, 7, 1}, Message: "Rate limited, try again later"}, true},
+		{Error{Temporary: true, Code: 450, Enhanced: [3]int{4, 7, 0}, Message: "Too many messages from your IP"}, true},
+		{Error{Temporary: true, Code: 451, Enhanced: [3]int{4, 7, 1}, Message: "Greylisted, please try again later"}, false},
+		{Error{Temporary: true, Code: 421, Enhanced: [3]int{4, 7, 0}, Message: "greylisting in action"}, false},
+		{Error{Temporary: true, Code: 451, Enhanced: [3]int{4, 3, 0}, Message: "Try again later"}, false}, // not policy
+		{Error{Temporary: true, Code: 452, Enhanced: [3]int{4, 2, 2}, Message: "Mailbox full"}, false},
+		{Error{Code: 550, Enhanced: [3]int{5, 7, 1}, Message: "Too many: rate limited"}, false}, // permanent
+		{Error{Temporary: true, Enhanced: [3]int{4, 4, 1}, Message: "cannot connect"}, false},   // no reply
+	}
+	for _, c := range cases {
+		if got := ProviderBackOff(&c.e); got != c.want {
+			t.Errorf("%v: %v, want %v", c.e.Error(), got, c.want)
+		}
+	}
+}
+
+// TestRunSharedLimitAgainstThrottlingSink: two running workers (Run, real
+// time, their own Transports) share one Redis and deliver to a provider
+// that answers 421 4.7.0 after 2 messages on a connection. The 421s
+// suspend the provider briefly (tens of milliseconds here) rather than
+// each message retrying on its own; the connection limit of 1 holds over
+// both workers, idle sessions included (a worker takes over the other's
+// idle session, so connections carry more than one message and meet
+// the 421); every message arrives once.
+func TestRunSharedLimitAgainstThrottlingSink(t *testing.T) {
+	rs := testkit.StartRedis(t)
+	throttle := testkit.StartSink(t, testkit.SinkOptions{MaxMessagesPerConnection: 2})
+	dnsSrv := testkit.StartDNS(t)
+	dnsSrv.SetMX("gmail.test", map[string]uint16{"gmail-smtp-in.l.google.test": 5})
+	dnsSrv.SetA("gmail-smtp-in.l.google.test", "127.0.0.1")
+	ctx, stop := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	defer func() { stop(); wg.Wait() }()
+	var first *store.Store
+	var workers []*Worker
+	for i := range 2 {
+		st := store.New(rs.Client(t), time.Now)
+		if first == nil {
+			first = st
+		}
+		w := &Worker{
+			Store: st,
+			Transport: &Transport{Hostname: "pigeon.test", Port: throttle.Port(), Timeout: 30 * time.Second, AllowPrivate: true,
+				Resolver: &Resolver{Addr: dnsSrv.Addr(), Timeout: 5 * time.Second}},
+			Concurrency:  6,
+			RetryInitial: 10 * time.Millisecond,
+			RetryMax:     100 * time.Millisecond,
+			MaxAge:       time.Hour,
+			ClaimIdle:    time.Hour,
+			Consumer:     "run" + strconv.Itoa(i),
+			Logger:       slog.New(slog.NewTextHandler(io.Discard, nil)),
+			Shaping: &Shaping{Store: st, MaxConnections: 1, SuspendMin: 20 * time.Millisecond, SuspendMax: 100 * time.Millisecond,
+				BusyDelay: 20 * time.Millisecond, Groups: []Group{},
+				Logger: slog.New(slog.NewTextHandler(io.Discard, nil))},
+		}
+		workers = append(workers, w)
+		wg.Add(1)
+		go func() { defer wg.Done(); w.Run(ctx) }()
+	}
+	const n = 8
+	var emails []store.NewEmail
+	for i := range n {
+		rcpt := fmt.Sprintf("u%d@gmail.test", i)
+		e := &store.Email{ID: store.NewID("em"), AccountID: "acc_1", KeyID: "key_1", Mode: store.ModeLive,
+			Status: store.StatusPending, Source: "api", FromAddress: "news@acme.test", EnvelopeFrom: "news@acme.test",
+			ToAddress: rcpt, Subject: "hi", CreatedAt: time.Now().UTC()}
+		emails = append(emails, store.NewEmail{Email: e, Body: []byte("Subject: hi\r\n\r\nhi\r\n")})
+	}
+	if err := first.PersistWith(context.Background(), emails, store.PersistOptions{Enqueue: true}); err != nil {
+		t.Fatal(err)
+	}
+	testkit.WaitFor(t, "every message delivered", func() bool { return throttle.Stats().Messages >= n })
+	for _, e := range emails {
+		if got := len(throttle.To(e.Email.ToAddress)); got != 1 {
+			t.Errorf("%s: %d copies", e.Email.ToAddress, got)
+		}
+	}
+	if st := throttle.Stats(); st.MaxActive > 1 {
+		t.Errorf("%d connections open at once at the provider, limit 1 (%+v)", st.MaxActive, st)
+	}
+	suspensions := testutil.ToFloat64(workers[0].Metrics.suspensions.WithLabelValues("other")) +
+		testutil.ToFloat64(workers[1].Metrics.suspensions.WithLabelValues("other"))
+	if suspensions == 0 {
+		t.Error("the 421s did not suspend the provider")
 	}
 }

@@ -288,7 +288,9 @@ func (w *Worker) attempt(ctx context.Context, entry store.Entry) error {
 		return err // postponed (not an attempt), or Redis failed
 	}
 	if lease != nil {
-		defer lease.Release() // a no-op once Deliver kept a session holding it
+		// After the reply was acted on (backOff); a no-op once Deliver
+		// kept a session holding it.
+		defer lease.Release()
 	}
 	res, err := w.reserveBody(ctx, bodyLen)
 	if err != nil {
