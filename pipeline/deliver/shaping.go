@@ -15,7 +15,8 @@ import (
 
 // Shaping is traffic shaping per destination, shared by every process
 // through Redis (pipeline/store/destinations.go). A destination is the
-// primary MX host of a recipient domain (or the relay host), or the
+// primary MX host of a recipient domain (mail through a relay host is not
+// shaped: the smarthost is the operator's), or the
 // provider group its name falls in (all of Google's MX hosts are one
 // destination): at most MaxConnections deliveries to it at once and
 // MessagesPerMinute messages a minute, across processes; and a provider's

@@ -583,3 +583,20 @@ func TestRunSharedLimitAgainstThrottlingSink(t *testing.T) {
 		t.Error("the 421s did not suspend the provider")
 	}
 }
+
+// TestRelayHostNotShaped: mail through delivery.relay_host goes out
+// whatever the shaping state of that host: the smarthost is the
+// operator's, which shapes its own traffic.
+func TestRelayHostNotShaped(t *testing.T) {
+	r := newShapeRig(t)
+	w := r.worker(&Shaping{MaxConnections: 1, LeaseTTL: 1000 * time.Hour, SlotWait: -1})
+	w.Transport.RelayHost = r.sink.Addr()
+	if _, _, err := r.st.SuspendDestination(r.ctx, "127.0.0.1", r.clk.Now(), time.Hour, time.Hour, "421"); err != nil {
+		t.Fatal(err)
+	}
+	id := r.queue("x@dest.test")[0]
+	r.step()
+	if e := r.email(id); e.Status != store.StatusDelivered {
+		t.Fatalf("through the relay host: %s (%s)", e.Status, e.LastError)
+	}
+}

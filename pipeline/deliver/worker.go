@@ -341,10 +341,12 @@ func (w *Worker) attempt(ctx context.Context, entry store.Entry) error {
 // admit looks up where e goes and takes a connection slot at that
 // destination (Shaping). When the destination is suspended, over its rate
 // or full, the email is put back on the retry schedule without an attempt
-// and lease is nil with route set. Without Shaping, or when the lookup
-// fails (the attempt meets the failure again and records it), both are nil.
+// and lease is nil with route set. Without Shaping, through a relay host
+// (the operator's smarthost, which shapes its own traffic), or when the
+// lookup fails (the attempt meets the failure again and records it), both
+// are nil.
 func (w *Worker) admit(ctx context.Context, entry store.Entry, e *store.Email) (*Route, *Lease, error) {
-	if w.Shaping == nil {
+	if w.Shaping == nil || w.Transport.RelayHost != "" {
 		return nil, nil, nil
 	}
 	route, err := w.Transport.Route(ctx, e.ToAddress)
