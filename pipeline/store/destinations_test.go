@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"strconv"
 	"testing"
 	"time"
 
@@ -123,5 +124,25 @@ func TestDestinationAdmission(t *testing.T) {
 	}
 	if len(list) != 1 || list[0].Name != "google" || list[0].SuspendedUntil == nil || list[0].Level != 1 || list[0].Reason != "421" {
 		t.Fatalf("listed %+v, want google suspended", list)
+	}
+}
+
+// BenchmarkAdmitDestination: what traffic shaping adds to a delivery
+// attempt in Redis: the admission script (suspension, rate, lease) and
+// the release of the lease.
+func BenchmarkAdmitDestination(b *testing.B) {
+	s := New(testkit.StartRedis(b).Client(b), time.Now)
+	ctx := context.Background()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		now := time.Now()
+		id := "lease" + strconv.Itoa(i)
+		a, _, err := s.AdmitDestination(ctx, "google", id, now, now.Add(time.Minute), 10, 0, 1)
+		if err != nil || a != Admitted {
+			b.Fatal(a, err)
+		}
+		if err := s.ReleaseDestinationLease(ctx, "google", id); err != nil {
+			b.Fatal(err)
+		}
 	}
 }
