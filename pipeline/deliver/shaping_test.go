@@ -213,7 +213,7 @@ func TestLongOutageRetriesThenNoStorm(t *testing.T) {
 	r := newShapeRig(t)
 	w := r.worker(&Shaping{MaxConnections: 3, LeaseTTL: 1000 * time.Hour, SlotWait: -1})
 	r.sink.Reply("rcpt", &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "Mailbox temporarily unavailable"}, -1)
-	const n = 24
+	const n = 12
 	var to []string
 	for i := range n {
 		to = append(to, fmt.Sprintf("user%d@dest.test", i))
