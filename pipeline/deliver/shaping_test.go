@@ -600,3 +600,33 @@ func TestRelayHostNotShaped(t *testing.T) {
 		t.Fatalf("through the relay host: %s (%s)", e.Status, e.LastError)
 	}
 }
+
+// TestHeldPastMaxAgeFails: mail held back by a suspended destination is
+// not held forever: past delivery.max_age it fails, without a connection,
+// having never been attempted.
+func TestHeldPastMaxAgeFails(t *testing.T) {
+	r := newShapeRig(t)
+	w := r.worker(&Shaping{LeaseTTL: 1000 * time.Hour, SlotWait: -1})
+	w.MaxAge = time.Hour
+	if _, _, err := r.st.SuspendDestination(r.ctx, "mx.dest.test", r.clk.Now(), 100*time.Hour, 100*time.Hour, "421 4.7.0 try again later"); err != nil {
+		t.Fatal(err)
+	}
+	id := r.queue("x@dest.test")[0]
+	r.step()
+	if e := r.email(id); e.Status != store.StatusPending || e.Attempts != 0 {
+		t.Fatalf("held: %s after %d attempts, want pending, not attempted", e.Status, e.Attempts)
+	}
+	r.clk.Advance(2 * time.Hour)
+	// Due now, while the destination is still suspended.
+	if err := r.rdb.ZAdd(r.ctx, store.RetryKey(), redis.Z{Score: float64(r.clk.Now().UnixMilli()), Member: id}).Err(); err != nil {
+		t.Fatal(err)
+	}
+	r.step()
+	e := r.email(id)
+	if e.Status != store.StatusFailed || e.Attempts != 0 || r.sink.Stats().Connections != 0 {
+		t.Fatalf("past max_age: %s after %d attempts, %d connections; want failed, none (%s)", e.Status, e.Attempts, r.sink.Stats().Connections, e.LastError)
+	}
+	if due := r.dueTimes(); len(due) != 0 {
+		t.Fatalf("still scheduled: %v", due)
+	}
+}

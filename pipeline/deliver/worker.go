@@ -283,9 +283,9 @@ func (w *Worker) attempt(ctx context.Context, entry store.Entry) error {
 			return w.Store.Hold(ctx, entry, e.AccountID, w.Now())
 		}
 	}
-	route, lease, err := w.admit(ctx, entry, e)
-	if err != nil || (route != nil && lease == nil) {
-		return err // postponed (not an attempt), or Redis failed
+	route, lease, held, err := w.admit(ctx, entry, e)
+	if err != nil || held {
+		return err // put back (not an attempt), or Redis failed
 	}
 	if lease != nil {
 		// After the reply was acted on (backOff); a no-op once Deliver
@@ -341,33 +341,33 @@ func (w *Worker) attempt(ctx context.Context, entry store.Entry) error {
 // admit looks up where e goes and takes a connection slot at that
 // destination (Shaping). When the destination is suspended, over its rate
 // or full, the email is put back on the retry schedule without an attempt
-// and lease is nil with route set. Without Shaping, through a relay host
-// (the operator's smarthost, which shapes its own traffic), or when the
-// lookup fails (the attempt meets the failure again and records it), both
-// are nil.
-func (w *Worker) admit(ctx context.Context, entry store.Entry, e *store.Email) (*Route, *Lease, error) {
+// (or failed, past delivery.max_age): held is true. Without Shaping,
+// through a relay host (the operator's smarthost, which shapes its own
+// traffic), or when the lookup fails (the attempt meets the failure again
+// and records it), route and lease are nil.
+func (w *Worker) admit(ctx context.Context, entry store.Entry, e *store.Email) (route *Route, lease *Lease, held bool, err error) {
 	if w.Shaping == nil || w.Transport.RelayHost != "" {
-		return nil, nil, nil
+		return nil, nil, false, nil
 	}
-	route, err := w.Transport.Route(ctx, e.ToAddress)
+	route, err = w.Transport.Route(ctx, e.ToAddress)
 	if err != nil || len(route.Hosts) == 0 {
-		return nil, nil, nil
+		return nil, nil, false, nil
 	}
 	dest := w.Shaping.Destination(route.Hosts[0])
 	// This process's idle sessions there may be what fills it: one of
 	// them gives its slot.
 	lease, retryAt, reason, err := w.Shaping.Admit(ctx, dest, w.Transport.takeLease)
 	if err != nil || lease != nil {
-		return route, lease, err
+		return route, lease, false, err
 	}
 	now := w.Now().UTC()
-	held := &Error{Temporary: true, Local: true, Enhanced: enhCongestion,
+	why := &Error{Temporary: true, Local: true, Enhanced: enhCongestion,
 		Message: "held back: destination " + dest + " " + postponeText[reason]}
 	if now.Sub(w.born(e)) >= w.MaxAge {
-		return route, nil, w.record(ctx, entry, e, e.Attempts, held)
+		return nil, nil, true, w.record(ctx, entry, e, e.Attempts, why)
 	}
 	w.Metrics.postponed.WithLabelValues(reason, w.Shaping.Group(dest)).Inc()
-	return route, nil, w.Store.Retry(ctx, entry, retryAt, map[string]any{store.FieldLastError: held.Error()}, nil)
+	return nil, nil, true, w.Store.Retry(ctx, entry, retryAt, map[string]any{store.FieldLastError: why.Error()}, nil)
 }
 
 var postponeText = map[string]string{
