@@ -3,6 +3,8 @@ package api
 import (
 	"log/slog"
 	"net/http"
+	"strconv"
+	"time"
 
 	"github.com/pigeonpost/pigeonpost/pipeline"
 	"github.com/pigeonpost/pigeonpost/pipeline/store"
@@ -18,6 +20,9 @@ import (
 // AdminHandler returns the handler of the operator's API under /admin/v1/.
 func AdminHandler(p Parts, opt Options) http.Handler {
 	opt.MaxBodyBytes = adminMaxBody
+	if opt.Now == nil {
+		opt.Now = time.Now
+	}
 	h := &handler{Parts: p, opt: opt}
 	mux := http.NewServeMux()
 	for _, rt := range h.adminRoutes() {
@@ -37,7 +42,57 @@ func (h *handler) adminRoutes() []route {
 		{"POST /admin/v1/accounts/{name}/resume", h.operator(h.adminResume)},
 		{"GET /admin/v1/accounts/{name}/usage", h.operator(h.getUsage)},
 		{"PUT /admin/v1/accounts/{name}/monthly-limit", h.operator(h.adminMonthlyLimit)},
+		{"GET /admin/v1/destinations", http.HandlerFunc(h.adminDestinations)},
 	}
+}
+
+// destinationJSON is one destination traffic shaping suspended or limited.
+type destinationJSON struct {
+	Name           string     `json:"name"` // an MX host, or a provider group
+	Suspended      bool       `json:"suspended"`
+	SuspendedUntil *time.Time `json:"suspendedUntil,omitempty"`
+	Suspensions    int        `json:"suspensions"` // in a row, 0 once it went a while without
+	Reason         string     `json:"reason,omitempty"`
+	Connections    int        `json:"connections"` // held now, all processes
+	LastLimitedAt  time.Time  `json:"lastLimitedAt"`
+}
+
+// adminDestinations lists the destinations suspended or limited in the
+// last ?within= (default 1h, at most 168h), the most recent first, at
+// most ?limit= (default 100, at most 1000). These are the gateway's,
+// over every account: the operator's to see, not a tenant's.
+func (h *handler) adminDestinations(w http.ResponseWriter, r *http.Request) {
+	within, limit := time.Hour, 100
+	q := r.URL.Query()
+	if v := q.Get("within"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d <= 0 || d > 168*time.Hour {
+			writeError(w, r, pipeline.ErrInvalid.With("within must be a duration between 1s and 168h"))
+			return
+		}
+		within = d
+	}
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 1000 {
+			writeError(w, r, pipeline.ErrInvalid.With("limit must be between 1 and 1000"))
+			return
+		}
+		limit = n
+	}
+	out := []destinationJSON{}
+	if h.Destinations != nil {
+		list, err := h.Destinations.ListDestinations(r.Context(), h.opt.Now(), within, limit)
+		if err != nil {
+			writeError(w, r, err)
+			return
+		}
+		for _, d := range list {
+			out = append(out, destinationJSON{Name: d.Name, Suspended: d.SuspendedUntil != nil, SuspendedUntil: d.SuspendedUntil,
+				Suspensions: d.Level, Reason: d.Reason, Connections: d.Connections, LastLimitedAt: d.LastLimited})
+		}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"destinations": out})
 }
 
 // adminMaxBody bounds the operator's requests: small JSON objects.

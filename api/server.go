@@ -69,6 +69,15 @@ type Parts struct {
 	Reputation *reputation.Guard   // the account's pause and its figures
 	Feedback   *feedback.Service   // complaints and late bounces
 	Webhooks   *webhooks.Replayer  // webhook replays and redeliveries
+	// Destinations lists what traffic shaping suspended or limited
+	// (pipeline/store; the operator's API).
+	Destinations DestinationLister
+}
+
+// DestinationLister lists the destinations suspended or limited in the
+// last `within` before now (store.Store).
+type DestinationLister interface {
+	ListDestinations(ctx context.Context, now time.Time, within time.Duration, limit int) ([]store.DestinationState, error)
 }
 
 // Handler returns the HTTP handler of the REST API, tracking endpoints,

@@ -133,6 +133,16 @@ type Delivery struct {
 	// delivery, each submission waits InFlowDelay before it is stored.
 	BacklogLimit int           `yaml:"backlog_limit"` // 50000; 0 disables
 	InFlowDelay  time.Duration `yaml:"in_flow_delay"` // 1s
+	// Traffic shaping per destination (an MX host, or a provider group of
+	// DestinationGroups), over all processes sharing the Redis.
+	MaxConnectionsPerDestination    int           `yaml:"max_connections_per_destination"`     // 10; 0: no limit
+	MessagesPerMinutePerDestination int           `yaml:"messages_per_minute_per_destination"` // 0: no limit
+	SuspendMin                      time.Duration `yaml:"suspend_min"`                         // 1m: a destination's first suspension after a back-off reply
+	SuspendMax                      time.Duration `yaml:"suspend_max"`                         // 30m: doubling up to this
+	// DestinationGroups names providers whose MX hosts are one
+	// destination: "name=.suffix,.suffix;name=..."; "" the built-in list
+	// (google, microsoft, yahoo, apple); "-" none.
+	DestinationGroups string `yaml:"destination_groups"`
 }
 
 // Auth configures API key authentication.
@@ -274,6 +284,10 @@ func Default() Config {
 			ClaimIdle:    5 * time.Minute,
 			BacklogLimit: 50000,
 			InFlowDelay:  time.Second,
+
+			MaxConnectionsPerDestination: 10,
+			SuspendMin:                   time.Minute,
+			SuspendMax:                   30 * time.Minute,
 		},
 		Auth: Auth{
 			FailureDelay: time.Second,

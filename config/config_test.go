@@ -81,6 +81,11 @@ func TestDefaultsValid(t *testing.T) {
 		{"delivery.require_tls", d.Delivery.RequireTLS, false},
 		{"delivery.backlog_limit", d.Delivery.BacklogLimit, 50000},
 		{"delivery.in_flow_delay", d.Delivery.InFlowDelay, time.Second},
+		{"delivery.max_connections_per_destination", d.Delivery.MaxConnectionsPerDestination, 10},
+		{"delivery.messages_per_minute_per_destination", d.Delivery.MessagesPerMinutePerDestination, 0},
+		{"delivery.suspend_min", d.Delivery.SuspendMin, time.Minute},
+		{"delivery.suspend_max", d.Delivery.SuspendMax, 30 * time.Minute},
+		{"delivery.destination_groups", d.Delivery.DestinationGroups, ""},
 		{"auth.bootstrap_key", d.Auth.BootstrapKey, ""},
 		{"auth.failure_delay", d.Auth.FailureDelay, time.Second},
 		{"limits.rate_per_second", d.Limits.RatePerSecond, 100.0},
@@ -215,53 +220,57 @@ func TestDerivedSPFFollowsHostname(t *testing.T) {
 func TestEnvOverrides(t *testing.T) {
 	p := writeFile(t, "c.yaml", "redis:\n  url: redis://from-file:6379\nlimits:\n  burst: 7\n")
 	c := mustLoad(t, p, env(map[string]string{
-		"PIGEONPOST_REDIS_URL":                           "redis://from-env:6379/1", // string, beats the file
-		"PIGEONPOST_SMTP_MAX_RECIPIENTS":                 "42",                      // int
-		"PIGEONPOST_SMTP_MAX_MESSAGE_BYTES":              "10485760",                // int64
-		"PIGEONPOST_LIMITS_RATE_PER_SECOND":              "12.5",                    // float64
-		"PIGEONPOST_REDIS_REQUIRE_DURABLE":               "true",                    // bool
-		"PIGEONPOST_DELIVERY_REQUIRE_TLS":                "1",                       // bool
-		"PIGEONPOST_DELIVERY_RETRY_INITIAL":              "45s",                     // duration
-		"PIGEONPOST_SMTP_DATA_TIMEOUT":                   " 15m ",                   // duration, spaces trimmed
-		"PIGEONPOST_SMTP_DATA_MEMORY_BYTES":              "536870912",
-		"PIGEONPOST_AUTH_BOOTSTRAP_KEY":                  "sp_test_0123456789abcdefghij",
-		"PIGEONPOST_DELIVERY_WORKERS":                    "0",
-		"PIGEONPOST_UNRELATED_THING":                     "ignored",
-		"PIGEONPOST_HTTP_PUBLIC_URL":                     "https://example.com/",
-		"PIGEONPOST_TRACKING_SECRET":                     "s3cret",
-		"PIGEONPOST_TRACKING_BOT_WINDOW":                 "0s",
-		"PIGEONPOST_TRACKING_CNAME_TARGET":               "t.example.com",
-		"PIGEONPOST_TRACKING_MAX_HITS_PER_IP_PER_MINUTE": "30",
-		"PIGEONPOST_WEBHOOKS_WORKERS":                    "2",
-		"PIGEONPOST_WEBHOOKS_RETRY_INITIAL":              "1s",
-		"PIGEONPOST_WEBHOOKS_ALLOW_PRIVATE_URLS":         "true",
-		"PIGEONPOST_WEBHOOKS_ALLOW_HTTP":                 "true",
-		"PIGEONPOST_DOMAINS_DKIM_SELECTOR":               "pp2024",
-		"PIGEONPOST_LOG_LEVEL":                           "debug",
-		"PIGEONPOST_SMTP_TLS_LISTEN":                     "",          // empty means unset: default kept
-		"PIGEONPOST_DELIVERY_RELAY_HOST":                 "relay:587", // host:port string
-		"PIGEONPOST_AUTH_FAILURE_DELAY":                  "0s",        // zero allowed
-		"PIGEONPOST_LIMITS_BURST":                        "9",         // beats the file's 7
-		"PIGEONPOST_HTTP_MAX_BODY_BYTES":                 "1000",
-		"PIGEONPOST_DELIVERY_MAX_AGE":                    "24h",
-		"PIGEONPOST_DELIVERY_CLAIM_IDLE":                 "10m",
-		"PIGEONPOST_DNS_RESOLVER":                        "127.0.0.1:53",
-		"PIGEONPOST_DELIVERY_MX_PORT":                    "2525",
-		"PIGEONPOST_HTTP_ADMIN_LISTEN":                   "127.0.0.1:6060",
-		"PIGEONPOST_SMTP_MAX_CONNECTIONS":                "5",
-		"PIGEONPOST_SMTP_READ_TIMEOUT":                   "5s",
-		"PIGEONPOST_SMTP_WRITE_TIMEOUT":                  "6s",
-		"PIGEONPOST_DELIVERY_TIMEOUT":                    "30s",
-		"PIGEONPOST_DELIVERY_RETRY_MAX":                  "2h",
-		"PIGEONPOST_LOG_FORMAT":                          "json",
-		"PIGEONPOST_DOMAINS_SPF_INCLUDE":                 "_spf.example.com",
-		"PIGEONPOST_SMTP_HOSTNAME":                       "mx.example.com",
-		"PIGEONPOST_SMTP_LISTEN":                         ":1587",
-		"PIGEONPOST_HTTP_LISTEN":                         ":18080",
-		"PIGEONPOST_TLS_CERT_FILE":                       "",
-		"PIGEONPOST_TLS_KEY_FILE":                        "",
-		"PIGEONPOST_SMTP_MAX_RECIPIENTS_XXX":             "not a key",
-		"PIGEONPOST_SMTP_MAX_LINE_BYTES":                 "65536",
+		"PIGEONPOST_REDIS_URL":                                    "redis://from-env:6379/1", // string, beats the file
+		"PIGEONPOST_SMTP_MAX_RECIPIENTS":                          "42",                      // int
+		"PIGEONPOST_SMTP_MAX_MESSAGE_BYTES":                       "10485760",                // int64
+		"PIGEONPOST_LIMITS_RATE_PER_SECOND":                       "12.5",                    // float64
+		"PIGEONPOST_REDIS_REQUIRE_DURABLE":                        "true",                    // bool
+		"PIGEONPOST_DELIVERY_REQUIRE_TLS":                         "1",                       // bool
+		"PIGEONPOST_DELIVERY_RETRY_INITIAL":                       "45s",                     // duration
+		"PIGEONPOST_SMTP_DATA_TIMEOUT":                            " 15m ",                   // duration, spaces trimmed
+		"PIGEONPOST_SMTP_DATA_MEMORY_BYTES":                       "536870912",
+		"PIGEONPOST_AUTH_BOOTSTRAP_KEY":                           "sp_test_0123456789abcdefghij",
+		"PIGEONPOST_DELIVERY_WORKERS":                             "0",
+		"PIGEONPOST_UNRELATED_THING":                              "ignored",
+		"PIGEONPOST_HTTP_PUBLIC_URL":                              "https://example.com/",
+		"PIGEONPOST_TRACKING_SECRET":                              "s3cret",
+		"PIGEONPOST_TRACKING_BOT_WINDOW":                          "0s",
+		"PIGEONPOST_TRACKING_CNAME_TARGET":                        "t.example.com",
+		"PIGEONPOST_TRACKING_MAX_HITS_PER_IP_PER_MINUTE":          "30",
+		"PIGEONPOST_WEBHOOKS_WORKERS":                             "2",
+		"PIGEONPOST_WEBHOOKS_RETRY_INITIAL":                       "1s",
+		"PIGEONPOST_WEBHOOKS_ALLOW_PRIVATE_URLS":                  "true",
+		"PIGEONPOST_WEBHOOKS_ALLOW_HTTP":                          "true",
+		"PIGEONPOST_DOMAINS_DKIM_SELECTOR":                        "pp2024",
+		"PIGEONPOST_LOG_LEVEL":                                    "debug",
+		"PIGEONPOST_SMTP_TLS_LISTEN":                              "",          // empty means unset: default kept
+		"PIGEONPOST_DELIVERY_RELAY_HOST":                          "relay:587", // host:port string
+		"PIGEONPOST_AUTH_FAILURE_DELAY":                           "0s",        // zero allowed
+		"PIGEONPOST_LIMITS_BURST":                                 "9",         // beats the file's 7
+		"PIGEONPOST_HTTP_MAX_BODY_BYTES":                          "1000",
+		"PIGEONPOST_DELIVERY_MAX_AGE":                             "24h",
+		"PIGEONPOST_DELIVERY_CLAIM_IDLE":                          "10m",
+		"PIGEONPOST_DNS_RESOLVER":                                 "127.0.0.1:53",
+		"PIGEONPOST_DELIVERY_MX_PORT":                             "2525",
+		"PIGEONPOST_HTTP_ADMIN_LISTEN":                            "127.0.0.1:6060",
+		"PIGEONPOST_SMTP_MAX_CONNECTIONS":                         "5",
+		"PIGEONPOST_SMTP_READ_TIMEOUT":                            "5s",
+		"PIGEONPOST_SMTP_WRITE_TIMEOUT":                           "6s",
+		"PIGEONPOST_DELIVERY_TIMEOUT":                             "30s",
+		"PIGEONPOST_DELIVERY_RETRY_MAX":                           "2h",
+		"PIGEONPOST_LOG_FORMAT":                                   "json",
+		"PIGEONPOST_DOMAINS_SPF_INCLUDE":                          "_spf.example.com",
+		"PIGEONPOST_SMTP_HOSTNAME":                                "mx.example.com",
+		"PIGEONPOST_SMTP_LISTEN":                                  ":1587",
+		"PIGEONPOST_HTTP_LISTEN":                                  ":18080",
+		"PIGEONPOST_TLS_CERT_FILE":                                "",
+		"PIGEONPOST_TLS_KEY_FILE":                                 "",
+		"PIGEONPOST_SMTP_MAX_RECIPIENTS_XXX":                      "not a key",
+		"PIGEONPOST_SMTP_MAX_LINE_BYTES":                          "65536",
+		"PIGEONPOST_DELIVERY_MAX_CONNECTIONS_PER_DESTINATION":     "4",
+		"PIGEONPOST_DELIVERY_MESSAGES_PER_MINUTE_PER_DESTINATION": "600",
+		"PIGEONPOST_DELIVERY_SUSPEND_MAX":                         "10m",
+		"PIGEONPOST_DELIVERY_DESTINATION_GROUPS":                  "google=.google.com",
 	}))
 	want := Config{
 		SMTP: SMTP{Listen: ":1587", TLSListen: ":465", ReportsMailbox: "reports@mx.example.com", Hostname: "mx.example.com", MaxMessageBytes: 10485760,
@@ -273,7 +282,9 @@ func TestEnvOverrides(t *testing.T) {
 		DNS:   DNS{Resolver: "127.0.0.1:53"},
 		Delivery: Delivery{RelayHost: "relay:587", MXPort: 2525, Workers: 0, Timeout: 30 * time.Second,
 			RetryInitial: 45 * time.Second, RetryMax: 2 * time.Hour, MaxAge: 24 * time.Hour,
-			ClaimIdle: 10 * time.Minute, RequireTLS: true, BacklogLimit: 50000, InFlowDelay: time.Second},
+			ClaimIdle: 10 * time.Minute, RequireTLS: true, BacklogLimit: 50000, InFlowDelay: time.Second,
+			MaxConnectionsPerDestination: 4, MessagesPerMinutePerDestination: 600, SuspendMin: time.Minute, SuspendMax: 10 * time.Minute,
+			DestinationGroups: "google=.google.com"},
 		Auth:       Auth{BootstrapKey: "sp_test_0123456789abcdefghij", FailureDelay: 0},
 		Limits:     Limits{RatePerSecond: 12.5, Burst: 9},
 		Reputation: Default().Reputation,
@@ -303,8 +314,8 @@ func TestEnvCoversEveryKey(t *testing.T) {
 			t.Errorf("%s: cannot be set from the environment: %v", name, err)
 		}
 	})
-	if n != 70 {
-		t.Errorf("walked %d keys, want 70", n)
+	if n != 75 {
+		t.Errorf("walked %d keys, want 75", n)
 	}
 	for _, name := range []string{"PIGEONPOST_REDIS_URL", "PIGEONPOST_SMTP_MAX_MESSAGE_BYTES", "PIGEONPOST_DELIVERY_RETRY_INITIAL"} {
 		found := false
@@ -393,19 +404,23 @@ func TestUnknownYAMLKeyRejected(t *testing.T) {
 
 func TestBadConfigFiles(t *testing.T) {
 	cases := map[string][]string{
-		"bad-listen.yaml":              {`smtp.listen: missing port in address "127.0.0.1"`},
-		"bad-cert-pair.yaml":           {"tls.key_file: required when tls.cert_file is set"},
-		"bad-cert-missing.yaml":        {"tls.cert_file: open testdata/missing-cert.pem", "tls.key_file: open testdata/missing-key.pem"},
-		"bad-public-url.yaml":          {"http.public_url: must be an absolute http:// or https:// URL"},
-		"bad-public-url-query.yaml":    {"http.public_url: must not have a query"},
-		"bad-unknown-key.yaml":         {"smtp.max_mesage_bytes: unknown key (line 3)"},
-		"bad-unknown-section.yaml":     {"smpt: unknown key (line 1)"},
-		"bad-retry.yaml":               {"delivery.retry_initial: must not exceed delivery.retry_max (2h0m0s > 1h0m0s)"},
-		"bad-redis-url.yaml":           {`redis.url: scheme must be redis, rediss or unix (got "http")`},
-		"bad-resolver.yaml":            {`dns.resolver: missing port in address "8.8.8.8"`},
-		"bad-relay-host.yaml":          {"delivery.relay_host: port must be a number from 1 to 65535"},
-		"bad-mx-port.yaml":             {"delivery.mx_port: must be between 1 and 65535 (got 0)"},
-		"bad-workers.yaml":             {"delivery.workers: must be 0 or more (got -1)"},
+		"bad-listen.yaml":           {`smtp.listen: missing port in address "127.0.0.1"`},
+		"bad-cert-pair.yaml":        {"tls.key_file: required when tls.cert_file is set"},
+		"bad-cert-missing.yaml":     {"tls.cert_file: open testdata/missing-cert.pem", "tls.key_file: open testdata/missing-key.pem"},
+		"bad-public-url.yaml":       {"http.public_url: must be an absolute http:// or https:// URL"},
+		"bad-public-url-query.yaml": {"http.public_url: must not have a query"},
+		"bad-unknown-key.yaml":      {"smtp.max_mesage_bytes: unknown key (line 3)"},
+		"bad-unknown-section.yaml":  {"smpt: unknown key (line 1)"},
+		"bad-retry.yaml":            {"delivery.retry_initial: must not exceed delivery.retry_max (2h0m0s > 1h0m0s)"},
+		"bad-redis-url.yaml":        {`redis.url: scheme must be redis, rediss or unix (got "http")`},
+		"bad-resolver.yaml":         {`dns.resolver: missing port in address "8.8.8.8"`},
+		"bad-relay-host.yaml":       {"delivery.relay_host: port must be a number from 1 to 65535"},
+		"bad-mx-port.yaml":          {"delivery.mx_port: must be between 1 and 65535 (got 0)"},
+		"bad-workers.yaml":          {"delivery.workers: must be 0 or more (got -1)"},
+		"bad-shaping.yaml": {"delivery.max_connections_per_destination: must be 0 (no limit) or more (got -1)",
+			"delivery.messages_per_minute_per_destination: must be 0 (no limit) or more (got -2)",
+			"delivery.suspend_min: must not exceed delivery.suspend_max (1h0m0s > 30m0s)",
+			"delivery.destination_groups: group google: a host name suffix is empty or has a space or brace"},
 		"bad-in-flow.yaml":             {"delivery.backlog_limit: must be 0 (off) or more (got -5)", "delivery.in_flow_delay: must be between 0 and 1m (got 2m0s)"},
 		"bad-claim-idle.yaml":          {"delivery.claim_idle: must be longer than delivery.timeout"},
 		"bad-bootstrap-key.yaml":       {"auth.bootstrap_key: must start with sp_live_ or sp_test_"},
@@ -787,5 +802,24 @@ func TestNilGetenvUsesProcessEnvironment(t *testing.T) {
 	c := mustLoad(t, "", nil)
 	if c.Log.Level != "error" {
 		t.Errorf("log.level = %q, want error from the process environment", c.Log.Level)
+	}
+}
+
+func TestParseDestinationGroups(t *testing.T) {
+	got, err := ParseDestinationGroups(" google=.google.com, .GoogleMail.com ; microsoft=.outlook.com")
+	want := []DestinationGroup{{"google", []string{".google.com", ".googlemail.com"}}, {"microsoft", []string{".outlook.com"}}}
+	if err != nil || !reflect.DeepEqual(got, want) {
+		t.Errorf("got %+v %v, want %+v", got, err, want)
+	}
+	if got, err := ParseDestinationGroups(""); got != nil || err != nil {
+		t.Errorf(`"": %+v %v, want nil (the built-in groups)`, got, err)
+	}
+	if got, err := ParseDestinationGroups("-"); got == nil || len(got) != 0 || err != nil {
+		t.Errorf(`"-": %+v %v, want no groups`, got, err)
+	}
+	for _, bad := range []string{"google", "=.google.com", "google=", "a b=.x", "g=.x,,.y"} {
+		if _, err := ParseDestinationGroups(bad); err == nil {
+			t.Errorf("%q: no error", bad)
+		}
 	}
 }

@@ -101,6 +101,19 @@ func (c Config) Validate() error {
 	if c.Delivery.InFlowDelay < 0 || c.Delivery.InFlowDelay > time.Minute {
 		v.add("delivery.in_flow_delay", fmt.Sprintf("must be between 0 and 1m (got %s)", c.Delivery.InFlowDelay))
 	}
+	if c.Delivery.MaxConnectionsPerDestination < 0 {
+		v.add("delivery.max_connections_per_destination", fmt.Sprintf("must be 0 (no limit) or more (got %d)", c.Delivery.MaxConnectionsPerDestination))
+	}
+	if c.Delivery.MessagesPerMinutePerDestination < 0 {
+		v.add("delivery.messages_per_minute_per_destination", fmt.Sprintf("must be 0 (no limit) or more (got %d)", c.Delivery.MessagesPerMinutePerDestination))
+	}
+	okMin := v.timeout("delivery.suspend_min", c.Delivery.SuspendMin)
+	if v.timeout("delivery.suspend_max", c.Delivery.SuspendMax) && okMin && c.Delivery.SuspendMin > c.Delivery.SuspendMax {
+		v.add("delivery.suspend_min", fmt.Sprintf("must not exceed delivery.suspend_max (%s > %s)", c.Delivery.SuspendMin, c.Delivery.SuspendMax))
+	}
+	if _, err := ParseDestinationGroups(c.Delivery.DestinationGroups); err != nil {
+		v.add("delivery.destination_groups", err.Error())
+	}
 	v.timeout("delivery.timeout", c.Delivery.Timeout)
 	okInitial := v.timeout("delivery.retry_initial", c.Delivery.RetryInitial)
 	okMax := v.timeout("delivery.retry_max", c.Delivery.RetryMax)
@@ -441,4 +454,42 @@ func urlErr(err error) string {
 		return ue.Err.Error()
 	}
 	return err.Error()
+}
+
+// DestinationGroup is a provider whose MX hosts count as one destination
+// (delivery.destination_groups).
+type DestinationGroup struct {
+	Name     string
+	Suffixes []string
+}
+
+// ParseDestinationGroups reads delivery.destination_groups:
+// "name=.suffix,.suffix;name=.suffix". It returns nil for "" (the
+// built-in list applies) and an empty list for "-" (no groups).
+func ParseDestinationGroups(s string) ([]DestinationGroup, error) {
+	s = strings.TrimSpace(s)
+	switch s {
+	case "":
+		return nil, nil
+	case "-":
+		return []DestinationGroup{}, nil
+	}
+	out := []DestinationGroup{}
+	for _, part := range strings.Split(s, ";") {
+		name, list, ok := strings.Cut(strings.TrimSpace(part), "=")
+		name = strings.TrimSpace(name)
+		if !ok || name == "" || strings.ContainsAny(name, " {}") {
+			return nil, fmt.Errorf(`want "name=.suffix,.suffix;name=..." (got a group %q)`, part)
+		}
+		g := DestinationGroup{Name: strings.ToLower(name)}
+		for _, suffix := range strings.Split(list, ",") {
+			suffix = strings.ToLower(strings.TrimSpace(suffix))
+			if suffix == "" || suffix == "." || strings.ContainsAny(suffix, " {}") {
+				return nil, fmt.Errorf("group %s: a host name suffix is empty or has a space or brace", name)
+			}
+			g.Suffixes = append(g.Suffixes, suffix)
+		}
+		out = append(out, g)
+	}
+	return out, nil
 }

@@ -158,11 +158,16 @@ func TestRedisSlow(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	opts.ReadTimeout = 100 * time.Millisecond
-	impatient := redis.NewClient(opts)
+	opts.MaxRetries = -1 // go-redis re-sends a command whose reply timed out: one sleep, not four
+	opts.ReadTimeout = 10 * time.Second
+	sleeper := redis.NewClient(opts)
+	defer sleeper.Close()
+	impatientOpts := *opts
+	impatientOpts.ReadTimeout = 100 * time.Millisecond
+	impatient := redis.NewClient(&impatientOpts)
 	defer impatient.Close()
 	slept := make(chan error, 1)
-	go func() { slept <- s.redis.Client(t).Do(context.Background(), "DEBUG", "SLEEP", "5").Err() }()
+	go func() { slept <- sleeper.Do(context.Background(), "DEBUG", "SLEEP", "5").Err() }()
 	testkit.WaitFor(t, "Redis to be asleep", func() bool { return impatient.Ping(context.Background()).Err() != nil })
 
 	var health struct{ Redis string }

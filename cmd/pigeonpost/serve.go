@@ -239,7 +239,8 @@ func build(ctx context.Context, cfg config.Config, log *slog.Logger, opt serveOp
 	})
 	replays := &webhooks.Replayer{Store: p.store, MaxAge: cfg.Webhooks.MaxAge, Retention: cfg.Retention.Records, Logger: log}
 	apiParts := api.Parts{Pipeline: p.pipeline, Account: p.account, Compose: p.compose, Engagement: p.engagement,
-		Contacts: p.contacts, Sends: p.sends, Reputation: p.reputation, Feedback: p.feedback, Webhooks: replays}
+		Contacts: p.contacts, Sends: p.sends, Reputation: p.reputation, Feedback: p.feedback, Webhooks: replays,
+		Destinations: p.store}
 	// The dashboard serves / and /dashboard/, and its session is one more
 	// way to authenticate a /v1 request (api.Options.Session).
 	dash := dashboard.New(p.pipeline, p.store, dashboard.Options{
@@ -281,6 +282,7 @@ func build(ctx context.Context, cfg config.Config, log *slog.Logger, opt serveOp
 		Budget:       budget,
 		Reputation:   p.reputation,
 		Signer:       signer,
+		Shaping:      shaping(cfg.Delivery, p.store, log),
 	}
 
 	// The webhook dispatchers' consumer group starts at the end of the event
@@ -305,6 +307,21 @@ func build(ctx context.Context, cfg config.Config, log *slog.Logger, opt serveOp
 		Metrics:      webhooks.NewMetrics(reg),
 	}
 	return p, nil
+}
+
+// shaping is traffic shaping per destination (delivery.*_per_destination,
+// suspend_*, destination_groups), shared through Redis.
+func shaping(d config.Delivery, st *store.Store, log *slog.Logger) *deliver.Shaping {
+	s := &deliver.Shaping{Store: st, MaxConnections: d.MaxConnectionsPerDestination,
+		MessagesPerMinute: d.MessagesPerMinutePerDestination, SuspendMin: d.SuspendMin, SuspendMax: d.SuspendMax, Logger: log}
+	groups, _ := config.ParseDestinationGroups(d.DestinationGroups) // validated at load
+	if groups != nil {
+		s.Groups = []deliver.Group{}
+		for _, g := range groups {
+			s.Groups = append(s.Groups, deliver.Group{Name: g.Name, Suffixes: g.Suffixes})
+		}
+	}
+	return s
 }
 
 // reputationOptions are the reputation guard's limits (reputation.*).

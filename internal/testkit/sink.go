@@ -33,6 +33,10 @@ type SinkOptions struct {
 	// BrokenTLS advertises STARTTLS, but every handshake fails. It wins
 	// over TLS.
 	BrokenTLS bool
+	// MaxMessagesPerConnection answers MAIL with 421 4.7.0 once a
+	// connection has had that many messages (a throttling provider); 0:
+	// no limit.
+	MaxMessagesPerConnection int
 }
 
 // StartSink starts a Sink on 127.0.0.1 with a kernel-chosen port. It is
@@ -40,7 +44,8 @@ type SinkOptions struct {
 func StartSink(t testing.TB, opts SinkOptions) *Sink {
 	t.Helper()
 	log := &syncLogger{t: t}
-	srv, err := smtpsink.Start(smtpsink.Options{TLS: opts.TLS, BrokenTLS: opts.BrokenTLS, ErrorLog: log})
+	srv, err := smtpsink.Start(smtpsink.Options{TLS: opts.TLS, BrokenTLS: opts.BrokenTLS,
+		MaxMessagesPerConnection: opts.MaxMessagesPerConnection, ErrorLog: log})
 	if err != nil {
 		t.Fatalf("testkit: sink: %v", err)
 	}

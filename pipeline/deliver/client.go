@@ -26,6 +26,32 @@ type Envelope struct {
 	// Prefix is sent before Data: header fields added at delivery (the
 	// DKIM-Signature), kept apart so that Data is not copied to prepend them.
 	Prefix []byte
+	// Route, when set, is where To goes (Transport.Route, looked up
+	// earlier); nil: Deliver looks it up.
+	Route *Route
+	// Lease, when set, is a connection slot at the destination (Shaping).
+	// A new connection kept for reuse takes it over and holds it while
+	// idle; the caller releases it after Deliver (a no-op then), once it
+	// has acted on the reply, so that no other message gets the slot
+	// before a back-off reply has suspended the destination.
+	Lease *Lease
+}
+
+// Route is where a recipient's mail goes: the hosts to try in order (the
+// relay host, or the domain's MX hosts) and the port.
+type Route struct {
+	Hosts []string
+	Port  string
+}
+
+// Route looks up where mail to the address `to` goes. Its errors are
+// those Deliver would return for the lookup (*Error).
+func (t *Transport) Route(ctx context.Context, to string) (*Route, error) {
+	hosts, port, err := t.destinations(ctx, to)
+	if err != nil {
+		return nil, err
+	}
+	return &Route{Hosts: hosts, Port: port}, nil
 }
 
 // Transport sends messages over SMTP. Its methods are safe for concurrent
@@ -76,10 +102,14 @@ func (t *Transport) Deliver(ctx context.Context, env Envelope) error {
 	if badLine(env.To) {
 		return &Error{Enhanced: enhBadSyntax, Message: "invalid recipient address"}
 	}
-	hosts, port, err := t.destinations(ctx, env.To)
-	if err != nil {
-		return err
+	route := env.Route
+	if route == nil {
+		var err error
+		if route, err = t.Route(ctx, env.To); err != nil {
+			return err
+		}
 	}
+	hosts, port := route.Hosts, route.Port
 	last := localError("", enhRouting, "no destination host", nil)
 	for _, host := range hosts {
 		e, next := t.deliverHost(ctx, host, port, env)
@@ -229,7 +259,7 @@ func (t *Transport) attempt(ctx context.Context, host, target string, env Envelo
 	kept := false
 	defer func() {
 		if !kept {
-			conn.Close()
+			closeConn(conn, env.Lease != nil)
 		}
 	}()
 
@@ -273,6 +303,9 @@ func (t *Transport) attempt(ctx context.Context, host, target string, env Envelo
 	}
 	if stop() { // not cancelled meanwhile: keep the session for the next message
 		kept = true
+		if env.Lease != nil && env.Lease.attach() {
+			s.lease = env.Lease // the destination counts the idle connection too
+		}
 		t.pool.put(key, s, time.Now())
 	} else {
 		quit(c, timeout)

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/emersion/go-smtp"
 )
@@ -24,6 +25,9 @@ type Error struct {
 	// Local marks pigeonpost's own failure (not the destination's answer):
 	// when final, the email failed rather than bounced.
 	Local bool
+	// RetryAt, when set, is the earliest time to try again: the end of
+	// the destination's suspension (Shaping).
+	RetryAt time.Time
 }
 
 // Error formats e as "[host: ]code x.y.z message[: cause]".
@@ -65,6 +69,7 @@ var (
 	enhNullMX       = [3]int{5, 1, 10} // recipient address has null MX
 	enhPrivateDest  = [3]int{5, 4, 4}  // unable to route: the destination is not a public address
 	enhNeedTLS      = [3]int{4, 7, 10} // encryption needed
+	enhCongestion   = [3]int{4, 4, 5}  // mail system congestion: held back by traffic shaping
 	enhNeedUTF8     = [3]int{5, 6, 7}  // non-ASCII address not permitted (RFC 6531)
 	enhTempGeneric  = [3]int{4, 0, 0}
 	enhPermGeneric  = [3]int{5, 0, 0}

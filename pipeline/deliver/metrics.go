@@ -7,6 +7,9 @@ type Metrics struct {
 	attempts       *prometheus.CounterVec
 	attemptSeconds prometheus.Histogram
 	queueDepth     *prometheus.GaugeVec
+	postponed      *prometheus.CounterVec
+	suspensions    *prometheus.CounterVec
+	destinations   *prometheus.GaugeVec
 }
 
 // NewMetrics registers the series on reg (nil: not registered).
@@ -25,12 +28,24 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "pigeonpost_delivery_queue_depth",
 			Help: "Emails waiting: queued (in the stream) and retrying (scheduled).",
 		}, []string{"state"}),
+		postponed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "pigeonpost_delivery_postponed_total",
+			Help: "Emails put back without an attempt by traffic shaping, by reason (suspended, rate, connections) and provider group (configured groups, else other).",
+		}, []string{"reason", "group"}),
+		suspensions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "pigeonpost_delivery_destination_suspensions_total",
+			Help: "Back-off replies that suspended a destination (or found it suspended), by provider group.",
+		}, []string{"group"}),
+		destinations: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "pigeonpost_delivery_destinations",
+			Help: "Destinations limited in the last hour, by state (suspended now, limited) and provider group, as seen by this process within a few seconds.",
+		}, []string{"state", "group"}),
 	}
 	for _, state := range []string{"queued", "retrying"} {
 		m.queueDepth.WithLabelValues(state) // present from the first scrape
 	}
 	if reg != nil {
-		reg.MustRegister(m.attempts, m.attemptSeconds, m.queueDepth)
+		reg.MustRegister(m.attempts, m.attemptSeconds, m.queueDepth, m.postponed, m.suspensions, m.destinations)
 	}
 	return m
 }

@@ -52,6 +52,10 @@ type Worker struct {
 	// by which a complaint or a late bounce finds it (pipeline/feedback);
 	// nil: no header.
 	Signer *tracking.Signer
+	// Shaping, when set, limits connections and messages per destination
+	// across processes and suspends a destination that asks for it
+	// (shaping.go); nil: no limits.
+	Shaping *Shaping
 
 	signers sync.Map // domain + selector → *dkim.Signer
 }
@@ -125,6 +129,9 @@ func (w *Worker) defaults() {
 	if w.AliveTTL <= 0 {
 		w.AliveTTL = 10 * time.Second
 	}
+	if w.Shaping != nil && w.Shaping.Now == nil {
+		w.Shaping.Now = w.Now
+	}
 }
 
 // read feeds new stream entries to the workers until ctx ends, then closes jobs.
@@ -155,11 +162,15 @@ func (w *Worker) read(ctx context.Context, jobs chan<- store.Entry) {
 func (w *Worker) maintain(ctx context.Context, jobs chan<- store.Entry) {
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
-	for {
+	for n := 0; ; n++ {
 		select {
 		case <-ctx.Done():
 			return
 		case <-tick.C:
+		}
+		w.Transport.CloseExpired(time.Now())
+		if w.Shaping != nil && n%10 == 0 {
+			w.reportDestinations(ctx)
 		}
 		if err := w.Store.Heartbeat(ctx, w.Consumer, w.AliveTTL); err != nil && ctx.Err() == nil {
 			w.Logger.Warn("renewing the worker's liveness key failed", "err", err)
@@ -194,6 +205,24 @@ func (w *Worker) maintain(ctx context.Context, jobs chan<- store.Entry) {
 			w.Metrics.queueDepth.WithLabelValues("queued").Set(float64(queued))
 			w.Metrics.queueDepth.WithLabelValues("retrying").Set(float64(retrying))
 		}
+	}
+}
+
+// reportDestinations sets the gauge of destinations suspended or limited
+// in the last hour, by provider group (bounded labels: never a host).
+func (w *Worker) reportDestinations(ctx context.Context) {
+	now := w.Now()
+	dests, err := w.Store.ListDestinations(ctx, now, time.Hour, 1000)
+	if err != nil {
+		return
+	}
+	w.Metrics.destinations.Reset()
+	for _, d := range dests {
+		state := "limited"
+		if d.SuspendedUntil != nil {
+			state = "suspended"
+		}
+		w.Metrics.destinations.WithLabelValues(state, w.Shaping.Group(d.Name)).Inc()
 	}
 }
 
@@ -255,6 +284,15 @@ func (w *Worker) attempt(ctx context.Context, entry store.Entry) error {
 			return w.Store.Hold(ctx, entry, e.AccountID, w.Now())
 		}
 	}
+	route, lease, held, err := w.admit(ctx, entry, e)
+	if err != nil || held {
+		return err // put back (not an attempt), or Redis failed
+	}
+	if lease != nil {
+		// After the reply was acted on (backOff); a no-op once Deliver
+		// kept a session holding it.
+		defer lease.Release()
+	}
 	res, err := w.reserveBody(ctx, bodyLen)
 	if err != nil {
 		return err
@@ -292,10 +330,14 @@ func (w *Worker) attempt(ctx context.Context, entry store.Entry) error {
 		return w.record(ctx, entry, e, e.Attempts+1, &Error{Temporary: true, Local: true, Message: "DKIM signing failed", Err: err})
 	}
 	start := time.Now()
-	derr := w.Transport.Deliver(ctx, Envelope{From: e.EnvelopeFrom, To: e.ToAddress, Prefix: w.prefix(e.ID, signature), Data: body})
+	derr := w.Transport.Deliver(ctx, Envelope{From: e.EnvelopeFrom, To: e.ToAddress, Prefix: w.prefix(e.ID, signature), Data: body,
+		Route: route, Lease: lease})
 	w.Metrics.attemptSeconds.Observe(time.Since(start).Seconds())
 	if derr == nil {
 		failpoint.Hit(failpoint.AfterRemoteAccepted, e.ID)
+	}
+	if lease != nil && derr != nil {
+		derr = w.backOff(ctx, lease.Destination(), derr)
 	}
 	return w.recordPatiently(ctx, entry, e, e.Attempts+1, derr)
 }
@@ -345,6 +387,70 @@ func (w *Worker) recordPatiently(ctx context.Context, entry store.Entry, e *stor
 		}
 	}
 	return err
+}
+
+// admit looks up where e goes and takes a connection slot at that
+// destination (Shaping). When the destination is suspended, over its rate
+// or full, the email is put back on the retry schedule without an attempt
+// (or failed, past delivery.max_age): held is true. Without Shaping,
+// through a relay host (the operator's smarthost, which shapes its own
+// traffic), or when the lookup fails (the attempt meets the failure again
+// and records it), route and lease are nil.
+func (w *Worker) admit(ctx context.Context, entry store.Entry, e *store.Email) (route *Route, lease *Lease, held bool, err error) {
+	if w.Shaping == nil || w.Transport.RelayHost != "" {
+		return nil, nil, false, nil
+	}
+	route, err = w.Transport.Route(ctx, e.ToAddress)
+	if err != nil || len(route.Hosts) == 0 {
+		return nil, nil, false, nil
+	}
+	dest := w.Shaping.Destination(route.Hosts[0])
+	// This process's idle sessions there may be what fills it: one of
+	// them gives its slot.
+	lease, retryAt, reason, err := w.Shaping.Admit(ctx, dest, w.Transport.takeLease)
+	if err != nil || lease != nil {
+		return route, lease, false, err
+	}
+	now := w.Now().UTC()
+	why := &Error{Temporary: true, Local: true, Enhanced: enhCongestion,
+		Message: "held back: destination " + dest + " " + postponeText[reason]}
+	if now.Sub(w.born(e)) >= w.MaxAge {
+		return nil, nil, true, w.record(ctx, entry, e, e.Attempts, why)
+	}
+	w.Metrics.postponed.WithLabelValues(reason, w.Shaping.Group(dest)).Inc()
+	return nil, nil, true, w.Store.Retry(ctx, entry, retryAt, map[string]any{store.FieldLastError: why.Error()}, nil)
+}
+
+var postponeText = map[string]string{
+	"suspended":   "suspended after a back-off reply",
+	"rate":        "over its message rate",
+	"connections": "at its connection limit",
+}
+
+// backOff suspends dest when derr is a provider's back-off reply, and then
+// returns derr with the end of the suspension as its retry time.
+func (w *Worker) backOff(ctx context.Context, dest string, derr error) error {
+	until, err := w.Shaping.BackOff(ctx, dest, derr)
+	if err != nil {
+		w.Logger.Warn("suspending a destination failed", "destination", dest, "err", err)
+	}
+	var de *Error
+	if until.IsZero() || !errors.As(derr, &de) {
+		return derr
+	}
+	w.Metrics.suspensions.WithLabelValues(w.Shaping.Group(dest)).Inc()
+	c := *de
+	c.RetryAt = w.Shaping.spread(w.Now(), until)
+	return &c
+}
+
+// born is when an email's age starts: its due time when scheduled, else
+// its submission.
+func (w *Worker) born(e *store.Email) time.Time {
+	if e.ScheduledAt != nil {
+		return *e.ScheduledAt
+	}
+	return e.CreatedAt
 }
 
 // prefix is what goes before an email's stored body: its feedback id
@@ -398,13 +504,12 @@ func (w *Worker) record(ctx context.Context, entry store.Entry, e *store.Email, 
 	}
 	detail := map[string]string{"reason": de.Error()}
 	// A scheduled email's age counts from its due time, not from its submission.
-	born := e.CreatedAt
-	if e.ScheduledAt != nil {
-		born = *e.ScheduledAt
-	}
-	if de.Temporary && now.Sub(born) < w.MaxAge {
+	if de.Temporary && now.Sub(w.born(e)) < w.MaxAge {
 		w.Metrics.attempts.WithLabelValues("deferred").Inc()
 		due := now.Add(w.backoff(attempts))
+		if de.RetryAt.After(due) {
+			due = de.RetryAt // the destination is suspended until then
+		}
 		w.Logger.Info("delivery deferred", "email", e.ID, "attempt", attempts, "retry_at", due, "err", de)
 		return w.Store.Retry(ctx, entry, due,
 			map[string]any{store.FieldLastError: de.Error()},

@@ -17,6 +17,10 @@ import "strconv"
 //	            templates, contacts and segments.
 //	{settings}  process-wide settings such as the tracking secret.
 //	{sessions}  the dashboard's login sessions.
+//	{dest:NAME} one destination (an MX host or a provider group): its
+//	            connection leases, message rate and suspension, which
+//	            one script checks and takes together.
+//	{dests}     the index of destinations that were suspended or limited.
 const prefix = "pp:"
 
 const (
@@ -235,3 +239,23 @@ func WebhookReplayIDsKey(endpointID string) string {
 // change to records that every process caches (pipeline/invalidate.go). A
 // channel is not a key: in Redis Cluster, PUBLISH reaches every node.
 func InvalidationChannel() string { return prefix + "invalidate" }
+
+// destTag is the hash tag of one destination's shaping state
+// (pipeline/deliver/shaping.go).
+func destTag(dest string) string { return prefix + "{dest:" + dest + "}:" }
+
+// DestConnsKey is the sorted set of one destination's connection leases
+// (member: lease id, score: expiry in ms).
+func DestConnsKey(dest string) string { return destTag(dest) + "conns" }
+
+// DestRateKey holds one destination's message-rate state (GCRA: the
+// theoretical arrival time in ms).
+func DestRateKey(dest string) string { return destTag(dest) + "rate" }
+
+// DestSuspendKey is the hash of one destination's suspension: until (ms),
+// level, reason, since (ms).
+func DestSuspendKey(dest string) string { return destTag(dest) + "suspend" }
+
+// DestinationsKey indexes the destinations that were suspended or limited
+// (score: last time, in ms), for GET /v1/destinations and /metrics.
+func DestinationsKey() string { return prefix + "{dests}:index" }

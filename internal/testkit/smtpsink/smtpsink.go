@@ -66,6 +66,10 @@ type Options struct {
 	SMTPUTF8 bool
 	// MaxRecipients bounds RCPT TO per message; 0: no limit.
 	MaxRecipients int
+	// MaxMessagesPerConnection makes MAIL after that many accepted
+	// messages on one connection answer 421 4.7.0, as a provider that
+	// throttles per connection does; 0: no limit.
+	MaxMessagesPerConnection int
 
 	// Discard counts messages and bytes but keeps nothing: Messages stays
 	// empty and Reply/Hold at "data" still apply.
@@ -99,6 +103,8 @@ type Stats struct {
 	AuthFail    int64 // failed AUTH
 	Rejected    int64 // MAIL refused for want of AUTH (AuthRequired)
 	DataErrors  int64 // DATA that failed while being read
+	Active      int64 // TCP connections open now
+	MaxActive   int64 // the most TCP connections open at once (see ResetMaxActive)
 }
 
 // Stages are the replies Reply and Hold act on: "helo" (EHLO or HELO: the
@@ -117,6 +123,7 @@ type Server struct {
 	closeOne sync.Once
 
 	conns, sessions, msgs, bytes, rcpts, authOK, authFail, rejected, dataErr atomic.Int64
+	active, maxActive                                                        atomic.Int64
 
 	scripted atomic.Bool // Reply or Hold was called: take mu at each stage
 
@@ -125,6 +132,15 @@ type Server struct {
 	arrived chan struct{} // closed and replaced whenever a message is kept
 	replies map[string]*reply
 	holds   map[string]*hold
+	byRcpt  map[string]*reply // by recipient, lower case (ReplyRcpt)
+	grey    *greylist
+}
+
+// greylist is the state of Greylist.
+type greylist struct {
+	delay time.Duration
+	now   func() time.Time
+	seen  map[string]time.Time // sender NUL recipient → first try
 }
 
 type reply struct {
@@ -206,9 +222,9 @@ func Start(opts Options) (*Server, error) {
 		s.tlsAddr = tln.Addr().(*net.TCPAddr)
 	}
 	s.srv, s.addr = srv, ln.Addr().(*net.TCPAddr)
-	go func() { s.errc <- srv.Serve(countingListener{ln, &s.conns}) }()
+	go func() { s.errc <- srv.Serve(countingListener{ln, s}) }()
 	if tln != nil {
-		go func() { s.errc <- srv.Serve(tls.NewListener(countingListener{tln, &s.conns}, srv.TLSConfig)) }()
+		go func() { s.errc <- srv.Serve(tls.NewListener(countingListener{tln, s}, srv.TLSConfig)) }()
 	}
 	return s, nil
 }
@@ -263,8 +279,13 @@ func (s *Server) Stats() Stats {
 		Messages: s.msgs.Load(), Bytes: s.bytes.Load(), Rcpts: s.rcpts.Load(),
 		AuthOK: s.authOK.Load(), AuthFail: s.authFail.Load(),
 		Rejected: s.rejected.Load(), DataErrors: s.dataErr.Load(),
+		Active: s.active.Load(), MaxActive: s.maxActive.Load(),
 	}
 }
+
+// ResetMaxActive starts Stats().MaxActive over from the connections open
+// now, so that a test can measure one window.
+func (s *Server) ResetMaxActive() { s.maxActive.Store(s.active.Load()) }
 
 // Sessions returns Stats().Sessions.
 func (s *Server) Sessions() int { return int(s.sessions.Load()) }
@@ -290,6 +311,72 @@ func (s *Server) Reply(stage string, err *smtp.SMTPError, n int) {
 		return
 	}
 	s.replies[stage] = &reply{err: err, n: n}
+}
+
+// ReplyRcpt makes the next n replies to RCPT TO:<rcpt> (any case), over
+// all sessions, err instead of success; n < 0 means until changed. A nil
+// err or n == 0 restores normal replies for rcpt. It is checked before
+// Reply's "rcpt" stage, so that one recipient fails while others pass.
+func (s *Server) ReplyRcpt(rcpt string, err *smtp.SMTPError, n int) {
+	s.scripted.Store(true)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.byRcpt == nil {
+		s.byRcpt = make(map[string]*reply)
+	}
+	if err == nil || n == 0 {
+		delete(s.byRcpt, strings.ToLower(rcpt))
+		return
+	}
+	s.byRcpt[strings.ToLower(rcpt)] = &reply{err: err, n: n}
+}
+
+// Greylist answers RCPT with 451 4.7.1 (greylisted) for each new sender
+// and recipient pair, and again until delay has passed, by now, since the
+// pair was first seen; then it accepts the pair. delay 0 turns it off.
+func (s *Server) Greylist(delay time.Duration, now func() time.Time) {
+	s.scripted.Store(true)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if delay <= 0 {
+		s.grey = nil
+		return
+	}
+	s.grey = &greylist{delay: delay, now: now, seen: map[string]time.Time{}}
+}
+
+// ErrGreylisted is the reply of Greylist.
+var ErrGreylisted = &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 7, 1},
+	Message: "Greylisted, please try again later"}
+
+// rcptReply returns the scripted reply to RCPT TO:<to> from from, if any.
+func (s *Server) rcptReply(from, to string) error {
+	if !s.scripted.Load() {
+		return nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if r := s.byRcpt[strings.ToLower(to)]; r != nil {
+		if r.n > 0 {
+			r.n--
+			if r.n == 0 {
+				delete(s.byRcpt, strings.ToLower(to))
+			}
+		}
+		return r.err
+	}
+	if g := s.grey; g != nil {
+		pair := strings.ToLower(from) + "\x00" + strings.ToLower(to)
+		first, ok := g.seen[pair]
+		if !ok {
+			g.seen[pair] = g.now()
+			return ErrGreylisted
+		}
+		if g.now().Sub(first) < g.delay {
+			return ErrGreylisted
+		}
+	}
+	return nil
 }
 
 // Hold makes every reply at stage (as for Reply) wait until release is
@@ -434,6 +521,7 @@ type session struct {
 	authed bool
 	from   string
 	to     []string
+	sent   int // messages accepted on this connection
 }
 
 func (ss *session) AuthMechanisms() []string {
@@ -473,6 +561,10 @@ func (ss *session) Mail(from string, _ *smtp.MailOptions) error {
 		ss.s.rejected.Add(1)
 		return smtp.ErrAuthRequired
 	}
+	if n := ss.s.opts.MaxMessagesPerConnection; n > 0 && ss.sent >= n {
+		return &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 7, 0},
+			Message: "Too many messages on this connection, try again later"}
+	}
 	if err := ss.s.stage("mail"); err != nil {
 		return err
 	}
@@ -482,6 +574,9 @@ func (ss *session) Mail(from string, _ *smtp.MailOptions) error {
 }
 
 func (ss *session) Rcpt(to string, _ *smtp.RcptOptions) error {
+	if err := ss.s.rcptReply(ss.from, to); err != nil {
+		return err
+	}
 	if err := ss.s.stage("rcpt"); err != nil {
 		return err
 	}
@@ -506,6 +601,7 @@ func (ss *session) Data(r io.Reader) error {
 	if err := ss.s.stage("data"); err != nil {
 		return err
 	}
+	ss.sent++
 	ss.s.msgs.Add(1)
 	ss.s.bytes.Add(n)
 	ss.s.rcpts.Add(int64(len(ss.to)))
@@ -545,17 +641,38 @@ func (l *loginServer) Next(response []byte) ([]byte, bool, error) {
 	return nil, true, l.check(l.username, string(response))
 }
 
+// countingListener counts the connections accepted and those open.
 type countingListener struct {
 	net.Listener
-	n *atomic.Int64
+	s *Server
 }
 
 func (l countingListener) Accept() (net.Conn, error) {
 	conn, err := l.Listener.Accept()
-	if err == nil {
-		l.n.Add(1)
+	if err != nil {
+		return conn, err
 	}
-	return conn, err
+	l.s.conns.Add(1)
+	n := l.s.active.Add(1)
+	for {
+		m := l.s.maxActive.Load()
+		if n <= m || l.s.maxActive.CompareAndSwap(m, n) {
+			break
+		}
+	}
+	return &countedConn{Conn: conn, active: &l.s.active}, nil
+}
+
+// countedConn takes itself off the open connections when closed.
+type countedConn struct {
+	net.Conn
+	active *atomic.Int64
+	once   sync.Once
+}
+
+func (c *countedConn) Close() error {
+	c.once.Do(func() { c.active.Add(-1) })
+	return c.Conn.Close()
 }
 
 type discardLogger struct{}

@@ -111,7 +111,7 @@ func TestDiscardAuthRequired(t *testing.T) {
 		}
 	}
 	st := s.Stats()
-	want := Stats{Connections: 1, Sessions: 1, Messages: 3, Bytes: 3 * int64(len(body)), Rcpts: 3, AuthOK: 1, AuthFail: 1, Rejected: 1}
+	want := Stats{Connections: 1, Sessions: 1, Messages: 3, Bytes: 3 * int64(len(body)), Rcpts: 3, AuthOK: 1, AuthFail: 1, Rejected: 1, Active: 1, MaxActive: 1}
 	if st != want {
 		t.Fatalf("stats %+v, want %+v", st, want)
 	}
@@ -128,5 +128,52 @@ func TestDiscardAuthRequired(t *testing.T) {
 	}
 	if err := <-s.Errors(); err != nil && !errors.Is(err, smtp.ErrServerClosed) {
 		t.Fatalf("serve ended with %v", err)
+	}
+}
+
+// TestThrottlePerConnectionAndCountOpen: MaxMessagesPerConnection answers
+// MAIL with 421 4.7.0 once a connection has had its messages, a new
+// connection gets its own; Active and MaxActive count open connections.
+func TestThrottlePerConnectionAndCountOpen(t *testing.T) {
+	s, err := Start(Options{MaxMessagesPerConnection: 2, Discard: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	a, err := smtp.Dial(s.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := smtp.Dial(s.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		if err := send(a, "x@example.net"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var se *smtp.SMTPError
+	if err := send(a, "x@example.net"); !errors.As(err, &se) || se.Code != 421 || se.EnhancedCode != (smtp.EnhancedCode{4, 7, 0}) {
+		t.Fatalf("third message on one connection: %v, want 421 4.7.0", err)
+	}
+	if err := send(b, "x@example.net"); err != nil {
+		t.Fatalf("another connection: %v", err)
+	}
+	if st := s.Stats(); st.Active != 2 || st.MaxActive != 2 || st.Messages != 3 {
+		t.Fatalf("stats %+v, want 2 open, at most 2, 3 messages", st)
+	}
+	a.Close()
+	b.Close()
+	deadline := time.Now().Add(10 * time.Second)
+	for s.Stats().Active != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("connections still open: %+v", s.Stats())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	s.ResetMaxActive()
+	if st := s.Stats(); st.MaxActive != 0 {
+		t.Fatalf("after ResetMaxActive: %+v", st)
 	}
 }
