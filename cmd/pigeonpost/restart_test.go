@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -20,6 +22,7 @@ import (
 	"github.com/pigeonpost/pigeonpost/internal/failpoint"
 	"github.com/pigeonpost/pigeonpost/internal/testkit"
 	"github.com/pigeonpost/pigeonpost/pipeline/store"
+	"github.com/pigeonpost/pigeonpost/pipeline/webhooks"
 )
 
 // startProcess runs the real main in a child process (see TestMain) with
@@ -612,5 +615,65 @@ func TestKilledAtTheCommit(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestKilledMidWebhookResumedInSeconds (issue 17, F4 for webhooks): a
+// gateway killed while its dispatcher waits on a receiver leaves that
+// delivery leased; the next gateway sends it again as soon as the lease
+// runs out (webhooks.timeout plus 5 s), with webhooks.claim_idle at an
+// hour, under the same webhook id (the receiver deduplicates by it).
+// Nothing else is sent twice.
+func TestKilledMidWebhookResumedInSeconds(t *testing.T) {
+	s, env := processStack(t)
+	env["PIGEONPOST_DELIVERY_WORKERS"] = "1"
+	env["PIGEONPOST_WEBHOOKS_ALLOW_PRIVATE_URLS"] = "true"
+	env["PIGEONPOST_WEBHOOKS_ALLOW_HTTP"] = "true"
+	env["PIGEONPOST_WEBHOOKS_CLAIM_IDLE"] = "1h"
+	env["PIGEONPOST_WEBHOOKS_TIMEOUT"] = "2s"
+	first, addrs := startProcess(t, env)
+	s.bind(addrs)
+	s.VerifyDomain(s.dns, senderDomain)
+
+	held := make(chan struct{})
+	release := make(chan struct{})
+	var mu sync.Mutex
+	var ids []string // webhook ids, in the order the receiver got them
+	recv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		ids = append(ids, r.Header.Get(webhooks.IDHeader))
+		firstOne := len(ids) == 1
+		mu.Unlock()
+		if firstOne {
+			close(held)
+			<-release // the gateway is killed while it waits for this answer
+		}
+	}))
+	defer recv.Close()
+	defer close(release)
+	s.CreateWebhook(recv.URL, "email.delivered")
+
+	from, to := "hello@"+senderDomain, "user@"+rcptDomain
+	if _, err := testkit.SendMail(s.smtpClient(true, liveKey), from, []string{to}, testkit.SimpleMessage(from, to, "hooked")); err != nil {
+		t.Fatal(err)
+	}
+	<-held
+	if err := first.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = first.Wait()
+
+	_, addrs = startProcess(t, env)
+	s.bind(addrs)
+	testkit.WaitFor(t, "the held event sent again", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(ids) >= 2
+	})
+	s.webhooksIdle()
+	mu.Lock()
+	defer mu.Unlock()
+	if len(ids) != 2 || ids[0] != ids[1] {
+		t.Errorf("the receiver got webhook ids %q, want the held one twice and nothing else", ids)
 	}
 }

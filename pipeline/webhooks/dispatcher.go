@@ -335,8 +335,12 @@ func deliveryID(streamID, endpointID string) string {
 
 // ---- delivery ----
 
-// leaseMargin is added to Timeout for the lease of a delivery in progress.
-const leaseMargin = 30 * time.Second
+// leaseMargin is added to Timeout for the lease of a delivery in progress:
+// time to record the attempt after the POST. It is also how soon after
+// Timeout a dead dispatcher's delivery is tried again by another, so it is
+// short: a delivery sent twice carries one webhook id, which receivers
+// deduplicate by, while one held for long looks lost.
+const leaseMargin = 5 * time.Second
 
 func (d *Dispatcher) deliverLoop(ctx context.Context) {
 	sem := make(chan struct{}, d.Workers)
