@@ -415,44 +415,48 @@ func (c *RedisCluster) MasterOf(key string) *ClusterNode {
 }
 
 // WaitHealthy waits until every running node reports cluster_state:ok and
-// sees every slot served by a running node (after a master was killed: its
-// replica has taken over).
+// sees every slot served by a running master (after a master was killed:
+// its replica has taken over).
 func (c *RedisCluster) WaitHealthy(t testing.TB) {
 	t.Helper()
+	if err := c.await("every running node to see all slots served by running masters", c.health); err != nil {
+		t.Fatalf("testkit: %v", err)
+	}
+}
+
+// Healthy reports, once, what WaitHealthy waits for.
+func (c *RedisCluster) Healthy() bool { return c.health() == nil }
+
+func (c *RedisCluster) health() error {
 	ctx := context.Background()
 	running := map[string]bool{}
 	for _, n := range c.Nodes {
 		running[n.Addr] = n.running()
 	}
-	err := c.await("every running node to see all slots served by running masters", func() error {
-		for _, n := range c.Nodes {
-			if !running[n.Addr] {
-				continue
-			}
-			cl := redis.NewClient(&redis.Options{Addr: n.Addr, MaxRetries: -1})
-			info, err := cl.ClusterInfo(ctx).Result()
-			var owners []slotOwner
-			if err == nil {
-				owners, err = slotMasters(ctx, cl)
-			}
-			cl.Close()
-			if err != nil {
-				return err
-			}
-			if !strings.Contains(info, "cluster_state:ok") || !strings.Contains(info, "cluster_slots_ok:16384") {
-				return fmt.Errorf("%s: %s", n.Addr, infoLine(info, "cluster_state"))
-			}
-			for _, o := range owners {
-				if !running[o.addr] {
-					return fmt.Errorf("%s: slots %d-%d not served by a running master", n.Addr, o.start, o.end)
-				}
+	for _, n := range c.Nodes {
+		if !running[n.Addr] {
+			continue
+		}
+		cl := redis.NewClient(&redis.Options{Addr: n.Addr, MaxRetries: -1})
+		info, err := cl.ClusterInfo(ctx).Result()
+		var owners []slotOwner
+		if err == nil {
+			owners, err = slotMasters(ctx, cl)
+		}
+		cl.Close()
+		if err != nil {
+			return err
+		}
+		if !strings.Contains(info, "cluster_state:ok") || !strings.Contains(info, "cluster_slots_ok:16384") {
+			return fmt.Errorf("%s: %s", n.Addr, infoLine(info, "cluster_state"))
+		}
+		for _, o := range owners {
+			if !running[o.addr] {
+				return fmt.Errorf("%s: slots %d-%d not served by a running master", n.Addr, o.start, o.end)
 			}
 		}
-		return nil
-	})
-	if err != nil {
-		t.Fatalf("testkit: %v", err)
 	}
+	return nil
 }
 
 func (n *ClusterNode) running() bool {
