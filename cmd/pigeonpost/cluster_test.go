@@ -1,0 +1,88 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"slices"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/pigeonpost/pigeonpost/config"
+	"github.com/pigeonpost/pigeonpost/internal/testkit"
+)
+
+// onCluster points the gateway at c by its redis+cluster:// URL; the
+// stack's own redis-server stays unused.
+func onCluster(c *testkit.RedisCluster) func(*config.Config) {
+	return func(cfg *config.Config) { cfg.Redis.URL = c.URL() }
+}
+
+// TestClusterSubmitDeliverRecord: a gateway configured with a 3-master
+// Redis Cluster takes a message over SMTP and one over REST, stores them,
+// delivers both to the sink, records their events and sends their
+// webhooks; its keys are spread over more than one master. Every script
+// and MULTI it ran was checked for one slot (the stack's SlotChecker), and
+// ran on real cluster nodes, which refuse CROSSSLOT.
+func TestClusterSubmitDeliverRecord(t *testing.T) {
+	c := testkit.StartRedisCluster(t, 3, 0)
+	s := webhookStack(t, onCluster(c))
+	s.cluster = c
+	recv := startReceiver(t)
+	_, secret := s.CreateWebhook(recv.srv.URL+"/hooks", "email.delivered")
+
+	reply, err := testkit.SendMail(s.smtpClient(true, liveKey), s.From, []string{s.To}, testkit.SimpleMessage(s.From, s.To, "over smtp"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	viaSMTP := queuedID(t, reply)
+	viaREST := s.SendOK(liveKey, map[string]any{"from": s.From, "to": s.To, "subject": "over rest", "text": "t"}, nil).ID
+
+	s.sink.Wait(t, 2, 20*time.Second)
+	for _, id := range []string{viaSMTP, viaREST} {
+		s.waitStatus(id, "delivered")
+		var events struct{ Data []struct{ Type string } }
+		s.JSON("GET", "/v1/emails/"+id+"/events", liveKey, nil, &events)
+		if len(events.Data) == 0 || events.Data[len(events.Data)-1].Type != "delivered" {
+			t.Errorf("%s: events %+v", id, events)
+		}
+	}
+	s.deliveryIdle()
+	s.webhooksIdle()
+	var hooked []string
+	for _, r := range recv.requests("email.delivered") {
+		checkSigned(t, r, secret)
+		var body struct{ Data struct{ EmailID string } }
+		if err := json.Unmarshal(r.body, &body); err != nil {
+			t.Fatal(err)
+		}
+		hooked = append(hooked, body.Data.EmailID)
+	}
+	slices.Sort(hooked)
+	want := []string{viaSMTP, viaREST}
+	slices.Sort(want)
+	if !slices.Equal(hooked, want) {
+		t.Errorf("email.delivered webhooks for %v, want one each for %v", hooked, want)
+	}
+
+	// The gateway's keys are on more than one master: it used the cluster,
+	// not one node of it.
+	ctx := context.Background()
+	var used atomic.Int32 // ForEachMaster calls in parallel
+	err = c.Client(t).ForEachMaster(ctx, func(ctx context.Context, m *redis.Client) error {
+		if n, err := m.DBSize(ctx).Result(); err != nil {
+			return err
+		} else if n > 0 {
+			used.Add(1)
+		}
+		return nil
+	})
+	if err != nil || used.Load() < 2 {
+		t.Errorf("keys on %d masters (%v), want at least 2", used.Load(), err)
+	}
+	if n, _ := s.redis.Client(t).DBSize(ctx).Result(); n != 0 {
+		t.Errorf("the unused redis-server has %d keys: the gateway did not run on the cluster", n)
+	}
+}
