@@ -3,11 +3,13 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"net/http"
 	"slices"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/emersion/go-smtp"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/pigeonpost/pigeonpost/config"
@@ -85,4 +87,53 @@ func TestClusterSubmitDeliverRecord(t *testing.T) {
 	if n, _ := s.redis.Client(t).DBSize(ctx).Result(); n != 0 {
 		t.Errorf("the unused redis-server has %d keys: the gateway did not run on the cluster", n)
 	}
+}
+
+// TestMinReplicasAckedWithoutReplicas: with redis.min_replicas_acked 1 and
+// a Redis that has no replica, WAIT confirms nothing, so a submission is
+// answered with a temporary error (451 4.3.0, 503): the client keeps its
+// mail. The mail is stored on the master all the same and delivered; a
+// retry with the same Message-ID gets the first id, not a second copy.
+func TestMinReplicasAckedWithoutReplicas(t *testing.T) {
+	s := startStack(t, func(c *config.Config) {
+		c.Redis.MinReplicasAcked = 1
+		c.Redis.MinReplicasTimeout = 50 * time.Millisecond
+	})
+	msg := "Message-ID: <replicas@" + senderDomain + ">\r\n" + testkit.SimpleMessage(s.From, s.To, "unconfirmed")
+	_, err := testkit.SendMail(s.smtpClient(true, liveKey), s.From, []string{s.To}, msg)
+	testkit.WantSMTPError(t, err, 451, smtp.EnhancedCode{4, 3, 0})
+	r := s.Call("POST", "/v1/emails", liveKey, nil, map[string]any{"from": s.From, "to": s.To, "subject": "s", "text": "t"})
+	if r.Code != http.StatusServiceUnavailable {
+		t.Errorf("REST send: %d %s, want 503", r.Code, r.Body)
+	}
+
+	s.sink.Wait(t, 2, 20*time.Second) // stored on the master: delivered
+	reply, err := testkit.SendMail(s.smtpClient(true, liveKey), s.From, []string{s.To}, msg)
+	if err != nil {
+		t.Fatalf("retry: %v", err)
+	}
+	first := queuedID(t, reply)
+	s.waitStatus(first, "delivered")
+	s.deliveryIdle()
+	if n := len(s.sink.Messages()); n != 2 {
+		t.Errorf("%d messages at the sink, want 2: the retry stored a second copy", n)
+	}
+}
+
+// TestMinReplicasAckedOnCluster: on a cluster with a replica per master,
+// WAIT 1 is satisfied and submissions are accepted and delivered.
+func TestMinReplicasAckedOnCluster(t *testing.T) {
+	c := testkit.StartRedisCluster(t, 3, 1)
+	s := startStack(t, onCluster(c), func(c *config.Config) {
+		c.Redis.MinReplicasAcked = 1
+		c.Redis.MinReplicasTimeout = 10 * time.Second // a hang bound: a replica in sync answers at once
+	})
+	s.cluster = c
+	reply, err := testkit.SendMail(s.smtpClient(true, liveKey), s.From, []string{s.To}, testkit.SimpleMessage(s.From, s.To, "confirmed"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	viaREST := s.SendOK(liveKey, map[string]any{"from": s.From, "to": s.To, "subject": "s", "text": "t"}, nil).ID
+	s.waitStatus(queuedID(t, reply), "delivered")
+	s.waitStatus(viaREST, "delivered")
 }

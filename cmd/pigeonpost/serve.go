@@ -128,6 +128,7 @@ func build(ctx context.Context, cfg config.Config, log *slog.Logger, opt serveOp
 
 	p.store = store.New(p.rdb, time.Now)
 	p.store.SetRetention(store.Retention{Content: cfg.Retention.Content, Records: cfg.Retention.Records})
+	p.store.SetMinReplicas(cfg.Redis.MinReplicasAcked, cfg.Redis.MinReplicasTimeout)
 	// tracking.secret is "current,older,...": links signed with an older
 	// secret keep working after a rotation.
 	secrets := cfg.Tracking.Secrets()
