@@ -93,7 +93,8 @@ func TestClusterSubmitDeliverRecord(t *testing.T) {
 // a Redis that has no replica, WAIT confirms nothing, so a submission is
 // answered with a temporary error (451 4.3.0, 503): the client keeps its
 // mail. The mail is stored on the master all the same and delivered; a
-// retry with the same Message-ID gets the first id, not a second copy.
+// retry with the same Message-ID stores no second copy, and is not told
+// 250 either while no replica has the first.
 func TestMinReplicasAckedWithoutReplicas(t *testing.T) {
 	s := startStack(t, func(c *config.Config) {
 		c.Redis.MinReplicasAcked = 1
@@ -108,12 +109,8 @@ func TestMinReplicasAckedWithoutReplicas(t *testing.T) {
 	}
 
 	s.sink.Wait(t, 2, 20*time.Second) // stored on the master: delivered
-	reply, err := testkit.SendMail(s.smtpClient(true, liveKey), s.From, []string{s.To}, msg)
-	if err != nil {
-		t.Fatalf("retry: %v", err)
-	}
-	first := queuedID(t, reply)
-	s.waitStatus(first, "delivered")
+	_, err = testkit.SendMail(s.smtpClient(true, liveKey), s.From, []string{s.To}, msg)
+	testkit.WantSMTPError(t, err, 451, smtp.EnhancedCode{4, 3, 0})
 	s.deliveryIdle()
 	if n := len(s.sink.Messages()); n != 2 {
 		t.Errorf("%d messages at the sink, want 2: the retry stored a second copy", n)
@@ -129,11 +126,17 @@ func TestMinReplicasAckedOnCluster(t *testing.T) {
 		c.Redis.MinReplicasTimeout = 10 * time.Second // a hang bound: a replica in sync answers at once
 	})
 	s.cluster = c
-	reply, err := testkit.SendMail(s.smtpClient(true, liveKey), s.From, []string{s.To}, testkit.SimpleMessage(s.From, s.To, "confirmed"))
+	msg := "Message-ID: <confirmed@" + senderDomain + ">\r\n" + testkit.SimpleMessage(s.From, s.To, "confirmed")
+	reply, err := testkit.SendMail(s.smtpClient(true, liveKey), s.From, []string{s.To}, msg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	viaREST := s.SendOK(liveKey, map[string]any{"from": s.From, "to": s.To, "subject": "s", "text": "t"}, nil).ID
 	s.waitStatus(queuedID(t, reply), "delivered")
 	s.waitStatus(viaREST, "delivered")
+	// A retry's receipt is confirmed by the replicas too, and replayed.
+	again, err := testkit.SendMail(s.smtpClient(true, liveKey), s.From, []string{s.To}, msg)
+	if err != nil || queuedID(t, again) != queuedID(t, reply) {
+		t.Errorf("retry: %q, %v; want the first receipt %q", again, err, reply)
+	}
 }

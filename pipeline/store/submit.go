@@ -151,3 +151,32 @@ const fieldGroup = "group"
 
 // EmailGroup is the NewEmail.Group of emails with these ids.
 func EmailGroup(ids []string) string { return mustJSON(ids) }
+
+// touchDone rewrites the state of a done idempotency record (KEYS[1]) as
+// it is, if it still exists: a write that changes nothing, for WAIT to
+// count replicas against.
+var touchDone = redis.NewScript(`
+if redis.call('HGET', KEYS[1], 'state') == 'done' then
+  redis.call('HSET', KEYS[1], 'state', 'done')
+end
+return 1
+`)
+
+// ConfirmReplicated makes sure, when SetMinReplicas asks for replicas,
+// that they have the done idempotency record key before its receipt is
+// replayed: the first request may have been answered with
+// ErrTooFewReplicas, and its retry must not get a 250 the replicas could
+// not back. WAIT counts against the connection's own last write, so a
+// no-op write to the record goes first, on the same connection (and
+// replication being in order, a replica that has it has the submission).
+func (s *Store) ConfirmReplicated(ctx context.Context, key string) error {
+	if s.replicas.n == 0 {
+		return nil
+	}
+	return s.rdb.Watch(ctx, func(tx *redis.Tx) error {
+		if err := touchDone.Run(ctx, tx, []string{key}).Err(); err != nil {
+			return err
+		}
+		return s.replicas.wait(ctx, tx)
+	}, key)
+}
