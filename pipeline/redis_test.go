@@ -139,7 +139,7 @@ func TestSubmitStoresNothingWhenRedisRefuses(t *testing.T) {
 	if err == nil || !e.Temporary || e.HTTPStatus != 503 {
 		t.Fatalf("Submit under OOM: %v", err)
 	}
-	if n, _ := rdb.Keys(ctx, store.EmailKey("*")).Result(); len(n) != 0 {
+	if n := testkit.RedisKeys(t, rdb, store.EmailKey("*")); len(n) != 0 {
 		t.Fatalf("%d email records stored by a refused submission", len(n))
 	}
 	if _, err := svc.Submit(ctx, sub); err != nil {

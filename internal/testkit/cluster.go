@@ -492,3 +492,26 @@ func slotMasters(ctx context.Context, cl *redis.Client) ([]slotOwner, error) {
 	}
 	return out, nil
 }
+
+// testRedisEnv chooses the backend of RedisClient.
+const testRedisEnv = "PIGEONPOST_TEST_REDIS"
+
+// RedisClient returns a client of a fresh Redis for one test: a
+// redis-server (StartRedis), or, with PIGEONPOST_TEST_REDIS=cluster, a
+// 3-master RedisCluster, with a SlotChecker that fails the test on any
+// script or MULTI across slots. Tests written against it run unchanged on
+// both: PIGEONPOST_TEST_REDIS=cluster go test ./pipeline/store/.
+func RedisClient(t testing.TB) redis.UniversalClient {
+	t.Helper()
+	switch os.Getenv(testRedisEnv) {
+	case "", "single":
+		return StartRedis(t).Client(t)
+	case "cluster":
+		c := StartRedisCluster(t, 3, 0).Client(t)
+		c.AddHook(NewSlotChecker(t.Errorf))
+		return c
+	default:
+		t.Fatalf("testkit: %s=%q: want single or cluster", testRedisEnv, os.Getenv(testRedisEnv))
+		return nil
+	}
+}
