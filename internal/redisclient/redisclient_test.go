@@ -167,3 +167,48 @@ func failoverStall(t *testing.T, c *testkit.RedisCluster, rdb redis.UniversalCli
 	}
 	return stall
 }
+
+// TestSentinelFailover: redis.sentinel_master with the Sentinels in
+// redis.addrs gives a client of the master; when the master is killed, the
+// Sentinels promote its replica and writes resume on it, with what the
+// replica had confirmed (WAIT) before the kill.
+func TestSentinelFailover(t *testing.T) {
+	s := testkit.StartRedisSentinel(t)
+	rdb, err := Open(config.Redis{Addrs: s.SentinelAddrs(), SentinelMaster: s.Name})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rdb.Close()
+	if _, ok := rdb.(*redis.Client); !ok {
+		t.Fatalf("client %T, want a Sentinel failover client", rdb)
+	}
+	ctx := context.Background()
+	// WAIT counts against its connection's last write: write on that one.
+	conn := rdb.(*redis.Client).Conn()
+	if err := conn.Set(ctx, "confirmed", "v", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := conn.Wait(ctx, 1, 10*time.Second).Result(); err != nil || n != 1 {
+		t.Fatalf("WAIT 1 = %d, %v", n, err)
+	}
+	conn.Close()
+
+	s.Master.Kill()
+	killed := time.Now()
+	failed := 0
+	var lastErr error
+	for {
+		err := rdb.Set(ctx, "after", "v", 0).Err()
+		if err == nil {
+			break
+		}
+		failed, lastErr = failed+1, err
+		if time.Since(killed) > 2*time.Minute { // a hang, not a measurement
+			t.Fatalf("writes still fail %v after the kill: %v", time.Since(killed), err)
+		}
+	}
+	t.Logf("Sentinel failover: %d writes failed (last: %v), writes stalled %v (down-after 1s)", failed, lastErr, time.Since(killed).Round(time.Millisecond))
+	if got, err := rdb.Get(ctx, "confirmed").Result(); err != nil || got != "v" {
+		t.Fatalf("GET of the confirmed write on the promoted replica = %q, %v", got, err)
+	}
+}
