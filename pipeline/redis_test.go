@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/pigeonpost/pigeonpost/internal/testkit"
 	"github.com/pigeonpost/pigeonpost/pipeline/store"
@@ -113,6 +114,27 @@ func TestDurabilityProblems(t *testing.T) {
 		if !strings.Contains(strings.Join(problems, "\n"), c.want) {
 			t.Errorf("after %s %s: %v", c.key, c.value, problems)
 		}
+	}
+}
+
+// On a cluster every node is checked, replicas too, and a problem names
+// its node.
+func TestDurabilityProblemsCluster(t *testing.T) {
+	c := testkit.StartRedisCluster(t, 3, 1)
+	rdb := c.Client(t)
+	ctx := context.Background()
+	if problems, err := DurabilityProblems(ctx, rdb); err != nil || len(problems) != 0 {
+		t.Fatalf("testkit's cluster (appendonly yes, fsync always): %v %v", problems, err)
+	}
+	replica := c.Nodes[len(c.Nodes)-1]
+	cl := redis.NewClient(&redis.Options{Addr: replica.Addr})
+	defer cl.Close()
+	if err := cl.ConfigSet(ctx, "appendfsync", "everysec").Err(); err != nil {
+		t.Fatal(err)
+	}
+	problems, err := DurabilityProblems(ctx, rdb)
+	if err != nil || len(problems) != 1 || !strings.HasPrefix(problems[0], replica.Addr+": appendfsync is") {
+		t.Fatalf("with appendfsync everysec on replica %s: %q, %v", replica.Addr, problems, err)
 	}
 }
 

@@ -288,7 +288,7 @@ func (c *RedisCluster) join(o RedisClusterOptions) error {
 			return fmt.Errorf("%s: CLUSTER REPLICATE %s: %w", c.Nodes[i].Addr, master.Addr, err)
 		}
 	}
-	return c.await("cluster_state:ok on every node, every replica in sync", func() error {
+	if err := c.await("cluster_state:ok on every node, every replica in sync", func() error {
 		for i, cl := range clients {
 			info, err := cl.ClusterInfo(ctx).Result()
 			if err != nil {
@@ -317,6 +317,43 @@ func (c *RedisCluster) join(o RedisClusterOptions) error {
 			}
 			if got := strings.Count(nodes, "slave"); got != len(c.Nodes)-o.Masters {
 				return fmt.Errorf("%s sees %d replicas of %d", c.Nodes[i].Addr, got, len(c.Nodes)-o.Masters)
+			}
+		}
+		return nil
+	}); err != nil || o.ReplicasPerMaster == 0 {
+		return err
+	}
+	// CLUSTER SLOTS, which clients route by, leaves out a replica until
+	// it has replicated something (repl_offset 0): write to every master.
+	for i := range o.Masters {
+		lo := i * 16384 / o.Masters
+		hi := (i+1)*16384/o.Masters - 1
+		for k := 0; ; k++ {
+			key := fmt.Sprintf("testkit:{warm%d}", k)
+			if slot := int(Slot(key)); slot >= lo && slot <= hi {
+				if err := clients[i].Set(ctx, key, 1, 0).Err(); err != nil {
+					return fmt.Errorf("%s: SET %s: %w", c.Nodes[i].Addr, key, err)
+				}
+				if err := clients[i].Del(ctx, key).Err(); err != nil {
+					return fmt.Errorf("%s: DEL %s: %w", c.Nodes[i].Addr, key, err)
+				}
+				break
+			}
+		}
+	}
+	return c.await("CLUSTER SLOTS on every node to list every replica", func() error {
+		for i, cl := range clients {
+			//lint:ignore SA1019 go-redis routes by CLUSTER SLOTS: wait for what it will see
+			slots, err := cl.ClusterSlots(ctx).Result()
+			if err != nil {
+				return err
+			}
+			replicas := 0
+			for _, s := range slots {
+				replicas += max(len(s.Nodes)-1, 0)
+			}
+			if want := len(c.Nodes) - o.Masters; replicas != want {
+				return fmt.Errorf("%s lists %d replicas of %d", c.Nodes[i].Addr, replicas, want)
 			}
 		}
 		return nil
