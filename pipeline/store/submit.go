@@ -116,8 +116,9 @@ func (s *Store) PersistWith(ctx context.Context, emails []NewEmail, opt PersistO
 // ErrTooFewReplicas is returned by PersistWith when fewer replicas than
 // SetMinReplicas asks for confirmed its writes in time. They are stored on
 // the master (and will be delivered), but could be lost if it failed now:
-// the caller answers with a temporary error, and a client that retries
-// with the same idempotency key (or Message-ID) gets the first receipt.
+// the caller answers with a temporary error. A client that retries with
+// the same idempotency key (or Message-ID) stores nothing again, and gets
+// the first receipt once the replicas have it (ConfirmReplicated).
 var ErrTooFewReplicas = errors.New("too few replicas acknowledged the write")
 
 // replicaAck is how many replicas must confirm a submission (0: none).
