@@ -1,7 +1,6 @@
 package api_test
 
 import (
-	"context"
 	"net/http"
 	"regexp"
 	"slices"
@@ -55,12 +54,7 @@ func (s *server) preview(key, query string, body any) previewAnswer {
 // redisKeys is every key in the server's Redis, sorted.
 func (s *server) redisKeys() []string {
 	s.t.Helper()
-	keys, err := s.p.Redis.Keys(context.Background(), "*").Result()
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	slices.Sort(keys)
-	return keys
+	return testkit.RedisKeys(s.t, s.p.Redis, "*")
 }
 
 // wantKeys fails the test unless Redis holds the keys of before, no more.

@@ -103,8 +103,21 @@ type HTTP struct {
 
 // Redis configures the queue and state store.
 type Redis struct {
-	URL            string `yaml:"url"`             // "" → embedded in-memory server
-	RequireDurable bool   `yaml:"require_durable"` // /healthz not ready when acknowledged mail could be lost
+	// URL is one server, or a cluster as redis+cluster://h1:p1,h2:p2 (or
+	// rediss+cluster://); "" with no Addrs → embedded in-memory server.
+	URL string `yaml:"url"`
+	// Addrs, instead of URL, lists host:port: a cluster's nodes with
+	// Cluster, the Sentinels with SentinelMaster, else the one server.
+	Addrs          []string `yaml:"addrs"`
+	Cluster        bool     `yaml:"cluster"`         // Redis Cluster, seeded by Addrs or URL
+	SentinelMaster string   `yaml:"sentinel_master"` // master name: fail over through the Sentinels at Addrs
+	Password       string   `yaml:"password"`        // with Addrs; a URL carries its own
+	RequireDurable bool     `yaml:"require_durable"` // /healthz not ready when acknowledged mail could be lost
+	// MinReplicasAcked: a submission is acknowledged only once this many
+	// replicas have its writes (WAIT), within MinReplicasTimeout; else the
+	// client is told to retry. 0: off, acknowledged once the master has it.
+	MinReplicasAcked   int           `yaml:"min_replicas_acked"`   // 0
+	MinReplicasTimeout time.Duration `yaml:"min_replicas_timeout"` // 1s
 }
 
 // DNS configures lookups.
@@ -251,6 +264,7 @@ const mib = 1 << 20
 // "localhost"); Domains.SPFInclude is left empty and filled by Load.
 func Default() Config {
 	return Config{
+		Redis: Redis{MinReplicasTimeout: time.Second},
 		SMTP: SMTP{
 			Listen:               ":587",
 			TLSListen:            ":465",

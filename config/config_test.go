@@ -68,7 +68,12 @@ func TestDefaultsValid(t *testing.T) {
 		{"http.max_body_bytes", d.HTTP.MaxBodyBytes, int64(35 << 20)},
 		{"http.admin_listen", d.HTTP.AdminListen, ""},
 		{"redis.url", d.Redis.URL, ""},
+		{"redis.cluster", d.Redis.Cluster, false},
+		{"redis.sentinel_master", d.Redis.SentinelMaster, ""},
+		{"redis.password", d.Redis.Password, ""},
 		{"redis.require_durable", d.Redis.RequireDurable, false},
+		{"redis.min_replicas_acked", d.Redis.MinReplicasAcked, 0},
+		{"redis.min_replicas_timeout", d.Redis.MinReplicasTimeout, time.Second},
 		{"dns.resolver", d.DNS.Resolver, ""},
 		{"delivery.relay_host", d.Delivery.RelayHost, ""},
 		{"delivery.mx_port", d.Delivery.MXPort, 25},
@@ -134,7 +139,7 @@ func TestLoadNoFileNoEnv(t *testing.T) {
 		t.Errorf("derived reports_mailbox = %q, want %q", c.SMTP.ReportsMailbox, want)
 	}
 	d.Domains.SPFInclude, d.SMTP.ReportsMailbox = c.Domains.SPFInclude, c.SMTP.ReportsMailbox
-	if c != d {
+	if !reflect.DeepEqual(c, d) {
 		t.Errorf("Load with nothing differs from Default beyond derived keys:\n got %+v\nwant %+v", c, d)
 	}
 }
@@ -271,6 +276,8 @@ func TestEnvOverrides(t *testing.T) {
 		"PIGEONPOST_DELIVERY_MESSAGES_PER_MINUTE_PER_DESTINATION": "600",
 		"PIGEONPOST_DELIVERY_SUSPEND_MAX":                         "10m",
 		"PIGEONPOST_DELIVERY_DESTINATION_GROUPS":                  "google=.google.com",
+		"PIGEONPOST_REDIS_MIN_REPLICAS_ACKED":                     "1",
+		"PIGEONPOST_REDIS_MIN_REPLICAS_TIMEOUT":                   "2s",
 	}))
 	want := Config{
 		SMTP: SMTP{Listen: ":1587", TLSListen: ":465", ReportsMailbox: "reports@mx.example.com", Hostname: "mx.example.com", MaxMessageBytes: 10485760,
@@ -278,7 +285,7 @@ func TestEnvOverrides(t *testing.T) {
 			DataTimeout: 15 * time.Minute, DataMemoryBytes: 512 << 20, DataMemoryPerAccount: 128 << 20, MaxSessionTime: 30 * time.Minute},
 		HTTP: HTTP{Listen: ":18080", PublicURL: "https://example.com", MaxBodyBytes: 1000, AdminListen: "127.0.0.1:6060",
 			ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 5 * time.Minute},
-		Redis: Redis{URL: "redis://from-env:6379/1", RequireDurable: true},
+		Redis: Redis{URL: "redis://from-env:6379/1", RequireDurable: true, MinReplicasAcked: 1, MinReplicasTimeout: 2 * time.Second},
 		DNS:   DNS{Resolver: "127.0.0.1:53"},
 		Delivery: Delivery{RelayHost: "relay:587", MXPort: 2525, Workers: 0, Timeout: 30 * time.Second,
 			RetryInitial: 45 * time.Second, RetryMax: 2 * time.Hour, MaxAge: 24 * time.Hour,
@@ -295,7 +302,7 @@ func TestEnvOverrides(t *testing.T) {
 		Domains: Domains{DKIMSelector: "pp2024", SPFInclude: "_spf.example.com"},
 		Log:     Log{Level: "debug", Format: "json"},
 	}
-	if c != want {
+	if !reflect.DeepEqual(c, want) {
 		t.Errorf("env overrides:\n got %+v\nwant %+v", c, want)
 	}
 }
@@ -314,8 +321,8 @@ func TestEnvCoversEveryKey(t *testing.T) {
 			t.Errorf("%s: cannot be set from the environment: %v", name, err)
 		}
 	})
-	if n != 75 {
-		t.Errorf("walked %d keys, want 75", n)
+	if n != 81 {
+		t.Errorf("walked %d keys, want 81", n)
 	}
 	for _, name := range []string{"PIGEONPOST_REDIS_URL", "PIGEONPOST_SMTP_MAX_MESSAGE_BYTES", "PIGEONPOST_DELIVERY_RETRY_INITIAL"} {
 		found := false
@@ -412,7 +419,7 @@ func TestBadConfigFiles(t *testing.T) {
 		"bad-unknown-key.yaml":      {"smtp.max_mesage_bytes: unknown key (line 3)"},
 		"bad-unknown-section.yaml":  {"smpt: unknown key (line 1)"},
 		"bad-retry.yaml":            {"delivery.retry_initial: must not exceed delivery.retry_max (2h0m0s > 1h0m0s)"},
-		"bad-redis-url.yaml":        {`redis.url: scheme must be redis, rediss or unix (got "http")`},
+		"bad-redis-url.yaml":        {`redis.url: scheme must be redis, rediss, unix, redis+cluster or rediss+cluster (got "http")`},
 		"bad-resolver.yaml":         {`dns.resolver: missing port in address "8.8.8.8"`},
 		"bad-relay-host.yaml":       {"delivery.relay_host: port must be a number from 1 to 65535"},
 		"bad-mx-port.yaml":          {"delivery.mx_port: must be between 1 and 65535 (got 0)"},
@@ -592,6 +599,29 @@ func TestValidateRules(t *testing.T) {
 		{"redis bad port", func(c *Config) { c.Redis.URL = "redis://:pw@localhost:0" }, "redis.url: port must be a number"},
 		{"redis no scheme", func(c *Config) { c.Redis.URL = "localhost:6379" }, "redis.url: "},
 		{"redis unparsable", func(c *Config) { c.Redis.URL = "redis://:pw@local host" }, "redis.url: invalid URL"},
+		{"redis cluster url", func(c *Config) { c.Redis.URL = "redis+cluster://:pw@10.0.0.1:6379,10.0.0.2:6379" }, ""},
+		{"redis cluster url one node", func(c *Config) { c.Redis.URL = "rediss+cluster://10.0.0.1:6379" }, ""},
+		{"redis cluster url no port", func(c *Config) { c.Redis.URL = "redis+cluster://10.0.0.1,10.0.0.2:6379" }, `redis.url: missing port in address "10.0.0.1"`},
+		{"redis cluster url db", func(c *Config) { c.Redis.URL = "redis+cluster://10.0.0.1:6379/2" }, "redis.url: a cluster has only database 0"},
+		{"redis cluster flag url", func(c *Config) { c.Redis.URL, c.Redis.Cluster = "redis://10.0.0.1:6379", true }, ""},
+		{"redis cluster unix", func(c *Config) { c.Redis.URL, c.Redis.Cluster = "unix:///run/redis.sock", true }, "redis.cluster: a cluster is reached over TCP"},
+		{"redis cluster one addr", func(c *Config) { c.Redis.Addrs, c.Redis.Cluster = []string{"10.0.0.1:6379"}, true }, ""},
+		{"redis cluster addrs", func(c *Config) { c.Redis.Addrs, c.Redis.Cluster = []string{"10.0.0.1:6379", "10.0.0.2:6379"}, true }, ""},
+		{"redis cluster nothing", func(c *Config) { c.Redis.Cluster = true }, "redis.cluster: needs the nodes in redis.addrs"},
+		{"redis addrs and url", func(c *Config) { c.Redis.URL, c.Redis.Addrs = "redis://a:1", []string{"b:1"} }, "redis.addrs: set redis.url or redis.addrs, not both"},
+		{"redis addrs bad", func(c *Config) { c.Redis.Addrs = []string{"10.0.0.1"} }, `redis.addrs: missing port in address "10.0.0.1"`},
+		{"redis addrs several", func(c *Config) { c.Redis.Addrs = []string{"a:1", "b:1"} }, "redis.addrs: several addresses need redis.cluster: true or redis.sentinel_master"},
+		{"redis one addr", func(c *Config) { c.Redis.Addrs, c.Redis.Password = []string{"a:1"}, "pw" }, ""},
+		{"redis sentinel", func(c *Config) { c.Redis.Addrs, c.Redis.SentinelMaster = []string{"a:26379", "b:26379"}, "mymaster" }, ""},
+		{"redis sentinel no addrs", func(c *Config) { c.Redis.SentinelMaster = "mymaster" }, "redis.addrs: required with redis.sentinel_master"},
+		{"redis sentinel cluster", func(c *Config) { c.Redis.Addrs, c.Redis.SentinelMaster, c.Redis.Cluster = []string{"a:1"}, "m", true }, "redis.sentinel_master: cannot be combined with a cluster"},
+		{"redis password with url", func(c *Config) { c.Redis.URL, c.Redis.Password = "redis://a:1", "pw" }, "redis.password: goes with redis.addrs"},
+		{"min replicas", func(c *Config) { c.Redis.URL, c.Redis.MinReplicasAcked = "redis://a:1", 1 }, ""},
+		{"min replicas negative", func(c *Config) { c.Redis.MinReplicasAcked = -1 }, "redis.min_replicas_acked: must be 0 (off) or more"},
+		{"min replicas embedded", func(c *Config) { c.Redis.MinReplicasAcked = 1 }, "redis.min_replicas_acked: needs a Redis with replicas"},
+		{"min replicas no timeout", func(c *Config) {
+			c.Redis.URL, c.Redis.MinReplicasAcked, c.Redis.MinReplicasTimeout = "redis://a:1", 1, 0
+		}, "redis.min_replicas_timeout: must be greater than 0"},
 		{"resolver ok", func(c *Config) { c.DNS.Resolver = "[2001:db8::1]:53" }, ""},
 		{"resolver no host", func(c *Config) { c.DNS.Resolver = ":53" }, "dns.resolver: missing host"},
 		{"relay ok", func(c *Config) { c.Delivery.RelayHost = "smtp.example.com:587" }, ""},
@@ -821,5 +851,23 @@ func TestParseDestinationGroups(t *testing.T) {
 		if _, err := ParseDestinationGroups(bad); err == nil {
 			t.Errorf("%q: no error", bad)
 		}
+	}
+}
+
+// redis.addrs is a YAML list, or a comma-separated list in its variable;
+// redis.password is a secret.
+func TestRedisAddrs(t *testing.T) {
+	p := writeFile(t, "c.yaml", "redis:\n  addrs: [\"10.0.0.1:6379\", \"10.0.0.2:6379\"]\n  cluster: true\n  password: s3cret\n")
+	c := mustLoad(t, p, env(nil))
+	if want := []string{"10.0.0.1:6379", "10.0.0.2:6379"}; !reflect.DeepEqual(c.Redis.Addrs, want) || !c.Redis.Cluster {
+		t.Errorf("from the file: addrs %q cluster %v, want %q", c.Redis.Addrs, c.Redis.Cluster, want)
+	}
+	if got := c.Redacted().Redis.Password; got != "REDACTED" {
+		t.Errorf("redacted password = %q", got)
+	}
+	c = mustLoad(t, p, env(map[string]string{"PIGEONPOST_REDIS_ADDRS": " s1:26379, s2:26379,,s3:26379 ", "PIGEONPOST_REDIS_CLUSTER": "false",
+		"PIGEONPOST_REDIS_SENTINEL_MASTER": "mymaster"}))
+	if want := []string{"s1:26379", "s2:26379", "s3:26379"}; !reflect.DeepEqual(c.Redis.Addrs, want) || c.Redis.SentinelMaster != "mymaster" {
+		t.Errorf("from the environment: addrs %q sentinel_master %q, want %q", c.Redis.Addrs, c.Redis.SentinelMaster, want)
 	}
 }

@@ -6,7 +6,7 @@ import "net/url"
 const redacted = "REDACTED"
 
 // Redacted returns a copy of c safe to log: auth.bootstrap_key,
-// tracking.secret and the password in redis.url (including a "password"
+// tracking.secret, redis.password and the password in redis.url (including a "password"
 // query parameter) are replaced by "REDACTED". Empty secrets stay empty, so
 // the log still shows whether one was set. A redis.url that does not parse
 // is replaced entirely.
@@ -19,6 +19,9 @@ func (c Config) Redacted() Config {
 	}
 	if c.Redis.URL != "" {
 		c.Redis.URL = redactURL(c.Redis.URL)
+	}
+	if c.Redis.Password != "" {
+		c.Redis.Password = redacted
 	}
 	return c
 }

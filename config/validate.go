@@ -78,7 +78,7 @@ func (c Config) Validate() error {
 	}
 
 	// redis
-	v.redisURL("redis.url", c.Redis.URL)
+	v.redis(c.Redis)
 
 	// dns
 	if c.DNS.Resolver != "" {
@@ -410,6 +410,52 @@ func (v *validator) publicURL(key, s string) {
 	}
 }
 
+// redis checks the redis section: one way to name the servers, and a
+// topology (one server, cluster, Sentinel) that fits it.
+func (v *validator) redis(r Redis) {
+	v.redisURL("redis.url", r.URL)
+	clusterURL := strings.HasSuffix(schemeOf(r.URL), "+cluster")
+	if r.URL != "" && len(r.Addrs) > 0 {
+		v.add("redis.addrs", "set redis.url or redis.addrs, not both")
+	}
+	for _, a := range r.Addrs {
+		v.hostPort("redis.addrs", a)
+	}
+	switch {
+	case r.SentinelMaster != "" && (r.Cluster || clusterURL):
+		v.add("redis.sentinel_master", "cannot be combined with a cluster (redis.cluster or a redis+cluster:// URL)")
+	case r.SentinelMaster != "" && len(r.Addrs) == 0:
+		v.add("redis.addrs", "required with redis.sentinel_master: the Sentinels' host:port")
+	case r.Cluster && r.URL == "" && len(r.Addrs) == 0:
+		v.add("redis.cluster", "needs the nodes in redis.addrs (or a redis+cluster:// redis.url)")
+	case r.Cluster && schemeOf(r.URL) == "unix":
+		v.add("redis.cluster", "a cluster is reached over TCP, not a unix socket")
+	case len(r.Addrs) > 1 && !r.Cluster && r.SentinelMaster == "":
+		v.add("redis.addrs", "several addresses need redis.cluster: true or redis.sentinel_master")
+	}
+	if r.Password != "" && r.URL != "" {
+		v.add("redis.password", "goes with redis.addrs; put it in redis.url instead")
+	}
+	if r.MinReplicasAcked < 0 {
+		v.add("redis.min_replicas_acked", fmt.Sprintf("must be 0 (off) or more (got %d)", r.MinReplicasAcked))
+	}
+	if r.MinReplicasAcked > 0 {
+		if r.URL == "" && len(r.Addrs) == 0 {
+			v.add("redis.min_replicas_acked", "needs a Redis with replicas; the embedded one has none")
+		}
+		v.timeout("redis.min_replicas_timeout", r.MinReplicasTimeout)
+	}
+}
+
+// schemeOf returns the scheme of a URL, lower case, or "".
+func schemeOf(s string) string {
+	scheme, _, ok := strings.Cut(s, "://")
+	if !ok {
+		return ""
+	}
+	return strings.ToLower(scheme)
+}
+
 // redisURL checks redis.url. The value may hold a password, so messages
 // never quote it.
 func (v *validator) redisURL(key, s string) {
@@ -422,6 +468,18 @@ func (v *validator) redisURL(key, s string) {
 		return
 	}
 	switch u.Scheme {
+	case "redis+cluster", "rediss+cluster":
+		if u.Host == "" {
+			v.add(key, "missing nodes (want redis+cluster://[user:password@]host:port[,host:port…])")
+		}
+		for _, a := range strings.Split(u.Host, ",") {
+			if u.Host != "" {
+				v.hostPort(key, a)
+			}
+		}
+		if p := strings.Trim(u.Path, "/"); p != "" && p != "0" {
+			v.add(key, "a cluster has only database 0")
+		}
 	case "redis", "rediss":
 		if u.Hostname() == "" {
 			v.add(key, "missing host (want redis://[user:password@]host[:port][/db])")
@@ -441,9 +499,9 @@ func (v *validator) redisURL(key, s string) {
 			v.add(key, "missing socket path (want unix:///path/to/redis.sock)")
 		}
 	case "":
-		v.add(key, "missing scheme (want redis://, rediss:// or unix://)")
+		v.add(key, "missing scheme (want redis://, rediss://, unix:// or redis+cluster://)")
 	default:
-		v.add(key, fmt.Sprintf("scheme must be redis, rediss or unix (got %q)", u.Scheme))
+		v.add(key, fmt.Sprintf("scheme must be redis, rediss, unix, redis+cluster or rediss+cluster (got %q)", u.Scheme))
 	}
 }
 

@@ -3,6 +3,7 @@ package pipeline
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -12,7 +13,37 @@ import (
 // DurabilityProblems reads the Redis settings that decide whether an
 // acknowledged message survives a crash and lists every one that does not
 // (anchors-reliability §2.6). An empty list means durable.
+//
+// On a Redis Cluster every node is read, masters and replicas (a replica
+// that takes over must be as durable), and each problem names its node.
 func DurabilityProblems(ctx context.Context, rdb redis.UniversalClient) ([]string, error) {
+	cc, ok := rdb.(*redis.ClusterClient)
+	if !ok {
+		return nodeDurabilityProblems(ctx, rdb)
+	}
+	var mu sync.Mutex
+	var problems []string
+	err := cc.ForEachShard(ctx, func(ctx context.Context, node *redis.Client) error {
+		ps, err := nodeDurabilityProblems(ctx, node)
+		if err != nil {
+			return fmt.Errorf("%s: %w", node.Options().Addr, err)
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		for _, p := range ps {
+			problems = append(problems, node.Options().Addr+": "+p)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	slices.Sort(problems)
+	return problems, nil
+}
+
+// nodeDurabilityProblems is DurabilityProblems for one server.
+func nodeDurabilityProblems(ctx context.Context, rdb redis.UniversalClient) ([]string, error) {
 	get := func(name string) (string, error) {
 		res, err := rdb.ConfigGet(ctx, name).Result()
 		if err != nil {

@@ -115,6 +115,9 @@ func (s *Service) claimIdempotency(ctx context.Context, k *store.Key, scope Scop
 			return nil, nil, ErrIdempotencyMismatch
 		}
 		if rec.State == store.IdemStateDone {
+			if err := s.store.ConfirmReplicated(ctx, c.key); err != nil {
+				return nil, nil, StorageError(err)
+			}
 			return nil, rec.Response, nil
 		}
 		if time.Now().After(deadline) {

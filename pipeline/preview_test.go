@@ -13,6 +13,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/pigeonpost/pigeonpost/internal/testkit"
 	"github.com/pigeonpost/pigeonpost/pipeline/store"
 	"github.com/pigeonpost/pigeonpost/tracking"
 )
@@ -47,10 +48,7 @@ func previewMessage(extra ...string) []byte {
 func redisSnapshot(t *testing.T, rdb redis.UniversalClient) map[string]string {
 	t.Helper()
 	ctx := context.Background()
-	keys, err := rdb.Keys(ctx, "*").Result()
-	if err != nil {
-		t.Fatal(err)
-	}
+	keys := testkit.RedisKeys(t, rdb, "*")
 	out := map[string]string{}
 	for _, k := range keys {
 		v, err := rdb.Dump(ctx, k).Result()

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/pigeonpost/pigeonpost/internal/testkit"
 	"github.com/pigeonpost/pigeonpost/pipeline/store"
@@ -116,6 +117,27 @@ func TestDurabilityProblems(t *testing.T) {
 	}
 }
 
+// On a cluster every node is checked, replicas too, and a problem names
+// its node.
+func TestDurabilityProblemsCluster(t *testing.T) {
+	c := testkit.StartRedisCluster(t, 3, 1)
+	rdb := c.Client(t)
+	ctx := context.Background()
+	if problems, err := DurabilityProblems(ctx, rdb); err != nil || len(problems) != 0 {
+		t.Fatalf("testkit's cluster (appendonly yes, fsync always): %v %v", problems, err)
+	}
+	replica := c.Nodes[len(c.Nodes)-1]
+	cl := redis.NewClient(&redis.Options{Addr: replica.Addr})
+	defer cl.Close()
+	if err := cl.ConfigSet(ctx, "appendfsync", "everysec").Err(); err != nil {
+		t.Fatal(err)
+	}
+	problems, err := DurabilityProblems(ctx, rdb)
+	if err != nil || len(problems) != 1 || !strings.HasPrefix(problems[0], replica.Addr+": appendfsync is") {
+		t.Fatalf("with appendfsync everysec on replica %s: %q, %v", replica.Addr, problems, err)
+	}
+}
+
 // Persist is all or nothing: with Redis refusing writes (OOM under
 // noeviction), Submit returns a temporary storage error and stores nothing.
 func TestSubmitStoresNothingWhenRedisRefuses(t *testing.T) {
@@ -139,7 +161,7 @@ func TestSubmitStoresNothingWhenRedisRefuses(t *testing.T) {
 	if err == nil || !e.Temporary || e.HTTPStatus != 503 {
 		t.Fatalf("Submit under OOM: %v", err)
 	}
-	if n, _ := rdb.Keys(ctx, store.EmailKey("*")).Result(); len(n) != 0 {
+	if n := testkit.RedisKeys(t, rdb, store.EmailKey("*")); len(n) != 0 {
 		t.Fatalf("%d email records stored by a refused submission", len(n))
 	}
 	if _, err := svc.Submit(ctx, sub); err != nil {

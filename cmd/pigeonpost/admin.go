@@ -10,9 +10,8 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
 	"github.com/pigeonpost/pigeonpost/config"
+	"github.com/pigeonpost/pigeonpost/internal/redisclient"
 	"github.com/pigeonpost/pigeonpost/pipeline"
 	"github.com/pigeonpost/pigeonpost/pipeline/account"
 	"github.com/pigeonpost/pigeonpost/pipeline/deliver"
@@ -41,14 +40,13 @@ func admin(ctx context.Context, args []string, stdout io.Writer, getenv func(str
 	if err != nil {
 		return err
 	}
-	if cfg.Redis.URL == "" {
+	if cfg.Redis.URL == "" && len(cfg.Redis.Addrs) == 0 {
 		return errors.New("redis.url is empty: the embedded Redis lives inside the serve process; set redis.url (or PIGEONPOST_REDIS_URL) to the server's Redis")
 	}
-	opts, err := redis.ParseURL(cfg.Redis.URL)
+	rdb, err := redisclient.Open(cfg.Redis)
 	if err != nil {
-		return fmt.Errorf("redis.url: %w", err)
+		return err
 	}
-	rdb := redis.NewClient(opts)
 	defer rdb.Close()
 	st := store.New(rdb, time.Now)
 	quiet := slog.New(slog.DiscardHandler)

@@ -27,6 +27,7 @@ import (
 	"github.com/pigeonpost/pigeonpost/dashboard"
 	"github.com/pigeonpost/pigeonpost/internal/certs"
 	"github.com/pigeonpost/pigeonpost/internal/membudget"
+	"github.com/pigeonpost/pigeonpost/internal/redisclient"
 	"github.com/pigeonpost/pigeonpost/internal/safehttp"
 	"github.com/pigeonpost/pigeonpost/pipeline"
 	"github.com/pigeonpost/pigeonpost/pipeline/account"
@@ -110,7 +111,7 @@ type parts struct {
 // build connects to Redis and builds every component; nothing listens yet.
 func build(ctx context.Context, cfg config.Config, log *slog.Logger, opt serveOptions) (_ *parts, err error) {
 	p := &parts{cfg: cfg, log: log}
-	if p.rdb, p.embedded, p.closeRedis, err = openRedis(cfg.Redis.URL, log); err != nil {
+	if p.rdb, p.embedded, p.closeRedis, err = openRedis(cfg.Redis, log); err != nil {
 		return nil, err
 	}
 	defer func() {
@@ -128,6 +129,7 @@ func build(ctx context.Context, cfg config.Config, log *slog.Logger, opt serveOp
 
 	p.store = store.New(p.rdb, time.Now)
 	p.store.SetRetention(store.Retention{Content: cfg.Retention.Content, Records: cfg.Retention.Records})
+	p.store.SetMinReplicas(cfg.Redis.MinReplicasAcked, cfg.Redis.MinReplicasTimeout)
 	// tracking.secret is "current,older,...": links signed with an older
 	// secret keep working after a rotation.
 	secrets := cfg.Tracking.Secrets()
@@ -487,10 +489,11 @@ func (p *parts) run(ctx context.Context, ln *listeners, opt serveOptions) error 
 	return runErr
 }
 
-// openRedis connects to redis.url, or starts the embedded in-memory server
-// when it is empty. Both are used through the same go-redis client.
-func openRedis(url string, log *slog.Logger) (redis.UniversalClient, bool, func(), error) {
-	if url == "" {
+// openRedis connects to redis.url or redis.addrs (one server, a cluster or
+// Sentinel: redisclient.Open), or starts the embedded in-memory server when
+// neither is set. All are used through the same go-redis interface.
+func openRedis(cfg config.Redis, log *slog.Logger) (redis.UniversalClient, bool, func(), error) {
+	if cfg.URL == "" && len(cfg.Addrs) == 0 {
 		mr := miniredis.NewMiniRedis()
 		if err := mr.StartAddr("127.0.0.1:0"); err != nil {
 			return nil, false, nil, fmt.Errorf("embedded redis: %w", err)
@@ -499,11 +502,10 @@ func openRedis(url string, log *slog.Logger) (redis.UniversalClient, bool, func(
 		rdb := redis.NewClient(&redis.Options{Addr: mr.Addr()})
 		return rdb, true, func() { rdb.Close(); mr.Close() }, nil
 	}
-	opts, err := redis.ParseURL(url)
+	rdb, err := redisclient.Open(cfg)
 	if err != nil {
-		return nil, false, nil, fmt.Errorf("redis.url: %w", err)
+		return nil, false, nil, err
 	}
-	rdb := redis.NewClient(opts)
 	return rdb, false, func() { rdb.Close() }, nil
 }
 

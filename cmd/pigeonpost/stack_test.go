@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/emersion/go-smtp"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/pigeonpost/pigeonpost/config"
 	"github.com/pigeonpost/pigeonpost/internal/failpoint"
@@ -36,6 +37,7 @@ type stack struct {
 	*resttest.Client // of the running gateway's HTTP listener
 	t                *testing.T
 	redis            *testkit.Redis
+	cluster          *testkit.RedisCluster // when the gateway runs on a cluster (onCluster) instead of redis
 	dns              *testkit.DNS
 	sink             *testkit.Sink
 	cfg              config.Config
@@ -196,7 +198,7 @@ func (s *stack) waitStatus(id, want string) emailResp {
 // submitted before.
 func (s *stack) deliveryIdle() {
 	s.t.Helper()
-	rdb := s.redis.Client(s.t)
+	rdb := s.redisClient()
 	ctx := context.Background()
 	testkit.WaitFor(s.t, "the delivery queue to be idle", func() bool {
 		groups, err := rdb.XInfoGroups(ctx, store.StreamKey()).Result()
@@ -211,6 +213,14 @@ func (s *stack) deliveryIdle() {
 		n, err := rdb.ZCard(ctx, store.RetryKey()).Result()
 		return err == nil && n == 0
 	})
+}
+
+// redisClient returns a client of the Redis the gateway runs on.
+func (s *stack) redisClient() redis.UniversalClient {
+	if s.cluster != nil {
+		return s.cluster.Client(s.t)
+	}
+	return s.redis.Client(s.t)
 }
 
 // smtpClient dials the STARTTLS listener (or, with startTLS false, greets

@@ -88,7 +88,7 @@ func (r *receiver) requests(event string) []received {
 // nothing more will reach a receiver for what happened before.
 func (s *stack) webhooksIdle() {
 	s.t.Helper()
-	rdb := s.redis.Client(s.t)
+	rdb := s.redisClient()
 	ctx := context.Background()
 	idle := func() bool {
 		groups, err := rdb.XInfoGroups(ctx, store.EventStreamKey()).Result()

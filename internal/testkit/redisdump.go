@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/redis/go-redis/v9"
@@ -19,9 +20,7 @@ func RedisValues(t testing.TB, rdb redis.UniversalClient) map[string][]string {
 	t.Helper()
 	ctx := context.Background()
 	out := map[string][]string{}
-	iter := rdb.Scan(ctx, 0, "*", 1000).Iterator()
-	for iter.Next(ctx) {
-		key := iter.Val()
+	for _, key := range RedisKeys(t, rdb, "*") {
 		var vals []string
 		switch typ := rdb.Type(ctx, key).Val(); typ {
 		case "string":
@@ -49,10 +48,36 @@ func RedisValues(t testing.TB, rdb redis.UniversalClient) map[string][]string {
 		}
 		out[key] = vals
 	}
-	if err := iter.Err(); err != nil {
+	return out
+}
+
+// RedisKeys returns the keys of rdb matching pattern, sorted; on a cluster,
+// those of every master (SCAN and KEYS see one node).
+func RedisKeys(t testing.TB, rdb redis.UniversalClient, pattern string) []string {
+	t.Helper()
+	ctx := context.Background()
+	var mu sync.Mutex
+	var keys []string
+	scan := func(ctx context.Context, c redis.UniversalClient) error {
+		iter := c.Scan(ctx, 0, pattern, 1000).Iterator()
+		for iter.Next(ctx) {
+			mu.Lock()
+			keys = append(keys, iter.Val())
+			mu.Unlock()
+		}
+		return iter.Err()
+	}
+	var err error
+	if cc, ok := rdb.(*redis.ClusterClient); ok {
+		err = cc.ForEachMaster(ctx, func(ctx context.Context, c *redis.Client) error { return scan(ctx, c) })
+	} else {
+		err = scan(ctx, rdb)
+	}
+	if err != nil {
 		t.Fatalf("testkit: scanning Redis: %v", err)
 	}
-	return out
+	slices.Sort(keys)
+	return slices.Compact(keys)
 }
 
 // RedisKeysContaining returns the keys of rdb whose name or value (of any

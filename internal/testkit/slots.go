@@ -105,7 +105,7 @@ func (c *SlotChecker) check(cmds []redis.Cmder) {
 var allKeys = map[string]bool{"del": true, "unlink": true, "exists": true, "watch": true, "mget": true}
 
 // Commands without keys.
-var noKeys = map[string]bool{"multi": true, "exec": true, "discard": true, "unwatch": true, "ping": true,
+var noKeys = map[string]bool{"multi": true, "wait": true, "exec": true, "discard": true, "unwatch": true, "ping": true,
 	"info": true, "config": true, "script": true, "hello": true, "client": true, "select": true, "time": true}
 
 // commandKeys returns the key arguments of a command as go-redis sends it.

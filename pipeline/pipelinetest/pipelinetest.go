@@ -59,7 +59,7 @@ type Parts struct {
 func New(t testing.TB, opt Options) *Parts {
 	t.Helper()
 	if opt.Redis == nil {
-		opt.Redis = testkit.StartRedis(t).Client(t)
+		opt.Redis = testkit.RedisClient(t)
 	}
 	if opt.Secret == nil {
 		opt.Secret = []byte("pipelinetest-secret")

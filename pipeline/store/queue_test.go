@@ -16,7 +16,7 @@ import (
 // Retire), never while it is alive; a dead consumer that holds nothing is
 // removed from the group.
 func TestClaimOrphaned(t *testing.T) {
-	rdb := testkit.StartRedis(t).Client(t)
+	rdb := testkit.RedisClient(t)
 	s := New(rdb, time.Now)
 	ctx := context.Background()
 	if err := s.EnsureGroup(ctx); err != nil {

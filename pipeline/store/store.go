@@ -26,6 +26,7 @@ type Store struct {
 	rdb       redis.UniversalClient
 	now       func() time.Time
 	retention Retention
+	replicas  replicaAck
 }
 
 // Retention says how long finished mail is kept (0: forever).

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -74,25 +75,75 @@ func (s *Store) PersistWith(ctx context.Context, emails []NewEmail, opt PersistO
 		return nil
 	}
 	d := opt.Idempotency
-	if d == nil {
+	wait := s.replicas.n > 0 && (d != nil || len(emails) > 0)
+	if d == nil && !wait {
 		_, err := s.rdb.TxPipelined(ctx, write)
 		return err
 	}
+	// A WATCH gives the MULTI a connection of its own, on which WAIT then
+	// counts the replicas that have it. Without an idempotency key the
+	// first new record is watched: no one else writes it.
+	var watched string
+	if d != nil {
+		watched = d.Key
+	} else {
+		watched = EmailKey(emails[0].Email.ID)
+	}
 	err := s.rdb.Watch(ctx, func(tx *redis.Tx) error {
-		token, err := tx.HGet(ctx, d.Key, idemFieldToken).Result()
-		if errors.Is(err, redis.Nil) || (err == nil && token != d.Token) {
-			return ErrClaimLost
+		if d != nil {
+			token, err := tx.HGet(ctx, d.Key, idemFieldToken).Result()
+			if errors.Is(err, redis.Nil) || (err == nil && token != d.Token) {
+				return ErrClaimLost
+			}
+			if err != nil {
+				return err
+			}
 		}
-		if err != nil {
+		if _, err := tx.TxPipelined(ctx, write); err != nil {
 			return err
 		}
-		_, err = tx.TxPipelined(ctx, write)
-		return err
-	}, d.Key)
-	if errors.Is(err, redis.TxFailedErr) {
+		if wait {
+			return s.replicas.wait(ctx, tx)
+		}
+		return nil
+	}, watched)
+	if d != nil && errors.Is(err, redis.TxFailedErr) {
 		return ErrClaimLost
 	}
 	return err
+}
+
+// ErrTooFewReplicas is returned by PersistWith when fewer replicas than
+// SetMinReplicas asks for confirmed its writes in time. They are stored on
+// the master (and will be delivered), but could be lost if it failed now:
+// the caller answers with a temporary error. A client that retries with
+// the same idempotency key (or Message-ID) stores nothing again, and gets
+// the first receipt once the replicas have it (ConfirmReplicated).
+var ErrTooFewReplicas = errors.New("too few replicas acknowledged the write")
+
+// replicaAck is how many replicas must confirm a submission (0: none).
+type replicaAck struct {
+	n       int
+	timeout time.Duration
+}
+
+// SetMinReplicas makes PersistWith wait, after its MULTI, until n replicas
+// have it (WAIT n timeout), and fail with ErrTooFewReplicas when fewer did
+// within timeout; n 0 turns it off. Call it before use.
+func (s *Store) SetMinReplicas(n int, timeout time.Duration) {
+	s.replicas = replicaAck{n: n, timeout: timeout}
+}
+
+// wait runs WAIT on tx's connection, the one that wrote.
+func (r replicaAck) wait(ctx context.Context, tx *redis.Tx) error {
+	got, err := tx.Wait(ctx, r.n, r.timeout).Result()
+	if err != nil {
+		return err
+	}
+	if got < int64(r.n) {
+		return fmt.Errorf("%w: %d of %d within %v", ErrTooFewReplicas, got, r.n, r.timeout)
+	}
+	return nil
 }
 
 // fieldGroup lists, on each email of a scheduled submission with several
@@ -101,3 +152,32 @@ const fieldGroup = "group"
 
 // EmailGroup is the NewEmail.Group of emails with these ids.
 func EmailGroup(ids []string) string { return mustJSON(ids) }
+
+// touchDone rewrites the state of a done idempotency record (KEYS[1]) as
+// it is, if it still exists: a write that changes nothing, for WAIT to
+// count replicas against.
+var touchDone = redis.NewScript(`
+if redis.call('HGET', KEYS[1], 'state') == 'done' then
+  redis.call('HSET', KEYS[1], 'state', 'done')
+end
+return 1
+`)
+
+// ConfirmReplicated makes sure, when SetMinReplicas asks for replicas,
+// that they have the done idempotency record key before its receipt is
+// replayed: the first request may have been answered with
+// ErrTooFewReplicas, and its retry must not get a 250 the replicas could
+// not back. WAIT counts against the connection's own last write, so a
+// no-op write to the record goes first, on the same connection (and
+// replication being in order, a replica that has it has the submission).
+func (s *Store) ConfirmReplicated(ctx context.Context, key string) error {
+	if s.replicas.n == 0 {
+		return nil
+	}
+	return s.rdb.Watch(ctx, func(tx *redis.Tx) error {
+		if err := touchDone.Run(ctx, tx, []string{key}).Err(); err != nil {
+			return err
+		}
+		return s.replicas.wait(ctx, tx)
+	}, key)
+}

@@ -15,7 +15,7 @@ import (
 // account's entry also carries (gid); if the account's stream cannot take
 // that id, its entry gets its own and still carries the global one.
 func TestEventStreamsShareIDs(t *testing.T) {
-	rdb := testkit.StartRedis(t).Client(t)
+	rdb := testkit.RedisClient(t)
 	s := New(rdb, time.Now)
 	ctx := context.Background()
 	ev := Event{Type: EventDelivered, Timestamp: time.Now().UTC(), EmailID: "em_1", AccountID: "acct_a"}
@@ -68,7 +68,7 @@ func TestEventStreamsShareIDs(t *testing.T) {
 // A fan-out's delivery ids are indexed for a redelivery, and the given-up
 // ones keep their event's id; another account finds neither.
 func TestWebhookDeliveryEvent(t *testing.T) {
-	rdb := testkit.StartRedis(t).Client(t)
+	rdb := testkit.RedisClient(t)
 	s := New(rdb, time.Now)
 	ctx := context.Background()
 	now := time.Now().UTC()
@@ -110,7 +110,7 @@ func TestWebhookDeliveryEvent(t *testing.T) {
 // come due in order, and join the replay's set, which holds the next replay
 // back until they are gone.
 func TestRequeueAndReplayLock(t *testing.T) {
-	rdb := testkit.StartRedis(t).Client(t)
+	rdb := testkit.RedisClient(t)
 	s := New(rdb, time.Now)
 	ctx := context.Background()
 	now := time.Now().UTC()
