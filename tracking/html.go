@@ -49,7 +49,13 @@ const minSkip = 1024
 // The output is the same whatever skip is (TestRewriteHTMLSkipSame,
 // FuzzRewriteHTMLSkip).
 func rewriteHTMLSkipping(src []byte, opts *Options, first, skip int) partResult {
-	r := partResult{out: make([]byte, 0, len(src)+len(src)/4+256)}
+	var pixel string
+	if opts.Opens {
+		pixel = pixelTag(opts.PixelURL)
+	}
+	// Room for the pixel too: inserted last, it would otherwise copy the
+	// whole output once more when the links have taken the spare room.
+	r := partResult{out: make([]byte, 0, len(src)+len(src)/4+256+len(pixel))}
 	z := xhtml.NewTokenizer(bytes.NewReader(src))
 	pos := 0     // offset in src of the next token
 	scanned := 0 // skipInert has looked at src up to here
@@ -166,7 +172,7 @@ func rewriteHTMLSkipping(src []byte, opts *Options, first, skip int) partResult 
 		case bodyEnd >= 0:
 			at = bodyEnd
 		}
-		r.out = slices.Insert(r.out, at, []byte(pixelTag(opts.PixelURL))...)
+		r.out = slices.Insert(r.out, at, []byte(pixel)...)
 	}
 	return r
 }
