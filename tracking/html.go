@@ -36,7 +36,7 @@ var rawTextTags = []string{"iframe", "noembed", "noframes", "noscript", "plainte
 // Links get tracking indexes from first on. Every token it does not change is
 // copied as its raw bytes, so the rest of the markup is preserved exactly.
 func rewriteHTML(src []byte, opts *Options, first int) partResult {
-	return rewriteHTMLSkipping(src, opts, first, minSkip)
+	return rewriteHTMLSkipping(nil, src, opts, first, minSkip)
 }
 
 // minSkip is the least run of markup that rewriteHTML copies through
@@ -44,29 +44,36 @@ func rewriteHTML(src []byte, opts *Options, first int) partResult {
 // tokenizer (a 4 KiB buffer) after it.
 const minSkip = 1024
 
-// rewriteHTMLSkipping is rewriteHTML copying runs of at least skip bytes
-// that hold nothing it acts on straight to the output (skip <= 0: never).
-// The output is the same whatever skip is (TestRewriteHTMLSkipSame,
-// FuzzRewriteHTMLSkip).
-func rewriteHTMLSkipping(src []byte, opts *Options, first, skip int) partResult {
+// rewriteHTMLSkipping is rewriteHTML appending to dst, and copying runs of
+// at least skip bytes that hold nothing it acts on straight to the output
+// (skip <= 0: never). The output is the same whatever skip is
+// (TestRewriteHTMLSkipSame, FuzzRewriteHTMLSkip).
+func rewriteHTMLSkipping(dst, src []byte, opts *Options, first, skip int) partResult {
 	var pixel string
 	if opts.Opens {
 		pixel = pixelTag(opts.PixelURL)
 	}
 	// Room for the pixel too: inserted last, it would otherwise copy the
 	// whole output once more when the links have taken the spare room.
-	r := partResult{out: make([]byte, 0, len(src)+len(src)/4+256+len(pixel))}
+	r := partResult{out: dst}
+	if dst == nil {
+		r.out = make([]byte, 0, len(src)+len(src)/4+256+len(pixel))
+	} else {
+		// The caller leaves spare room for the links (RewriteBytes: an
+		// eighth); append grows it if they need more.
+		r.out = slices.Grow(dst, len(src)+len(pixel)+256)
+	}
 	z := xhtml.NewTokenizer(bytes.NewReader(src))
 	pos := 0     // offset in src of the next token
 	scanned := 0 // skipInert has looked at src up to here
 
-	bodyEnd := -1    // offset in r.out of the last </body> tag
-	bodyStart := -1  // offset in r.out after the first <body> tag
-	headEnd := -1    // offset in r.out after the first </head> tag
-	prolog := 0      // offset in r.out after the leading doctype, comments, white space and <html>
-	inProlog := true // still in that leading run
-	safe := 0        // last offset in r.out between two tokens in the data state
-	inRaw := false   // inside a raw text element such as <style>
+	bodyEnd := -1        // offset in r.out of the last </body> tag
+	bodyStart := -1      // offset in r.out after the first <body> tag
+	headEnd := -1        // offset in r.out after the first </head> tag
+	prolog := len(r.out) // offset in r.out after the leading doctype, comments, white space and <html>
+	inProlog := true     // still in that leading run
+	safe := len(r.out)   // last offset in r.out between two tokens in the data state
+	inRaw := false       // inside a raw text element such as <style>
 	for {
 		// Between two tokens in the data state, past the prolog and outside
 		// raw text, the tokenizer may be left out over the markup up to the

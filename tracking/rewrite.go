@@ -235,12 +235,14 @@ func (rw *rewriter) entity(raw []byte, path string, depth int, bounds []string) 
 	case strings.HasPrefix(mt, "multipart/"):
 		rw.multipart(raw, head, body, params["boundary"], path, depth, bounds)
 	case mt == "text/html" && !isAttachment(fields):
-		rw.textPart(raw, head, body, fields, params, path, bounds, func(decoded []byte) partResult {
-			return rewriteHTML(decoded, &rw.opts, len(rw.res.Links))
+		rw.textPart(raw, head, body, fields, params, path, bounds, func(dst, decoded []byte) partResult {
+			return rewriteHTMLSkipping(dst, decoded, &rw.opts, len(rw.res.Links), minSkip)
 		})
 	case mt == "text/plain" && rw.opts.Clicks && rw.opts.TextLinks && !isAttachment(fields):
-		rw.textPart(raw, head, body, fields, params, path, bounds, func(decoded []byte) partResult {
-			return rewriteText(decoded, &rw.opts, len(rw.res.Links))
+		rw.textPart(raw, head, body, fields, params, path, bounds, func(dst, decoded []byte) partResult {
+			p := rewriteText(decoded, &rw.opts, len(rw.res.Links))
+			p.out = append(dst, p.out...)
+			return p
 		})
 	default:
 		rw.emit(raw)
@@ -301,7 +303,7 @@ func (rw *rewriter) multipart(raw, head, body []byte, boundary, path string, dep
 
 // partResult is what rewriting the content of one text part did.
 type partResult struct {
-	out      []byte
+	out      []byte   // the content, after the dst it was appended to
 	links    []string // decoded destinations of the rewritten links, in order
 	found    []Link   // with Clicks, every link, tracked or not, in order
 	warnings []string
@@ -309,9 +311,12 @@ type partResult struct {
 
 // textPart rewrites a text/html or text/plain body: it decodes the transfer
 // encoding, rewrites the content with transform and re-encodes it the same
-// way.
+// way. transform appends the content to dst. With a transfer encoding that
+// leaves the content as it is (7bit, 8bit, binary), the header is written
+// first and the content appended to it: a large HTML part is written once,
+// where it stays unless it must be re-encoded after all.
 func (rw *rewriter) textPart(raw, head, body []byte, fields []field, params map[string]string, path string, bounds []string,
-	transform func(decoded []byte) partResult) {
+	transform func(dst, decoded []byte) partResult) {
 	// Nothing to track in an empty part. Leaving it alone also matters for
 	// structure: in a multipart the next delimiter may follow its header
 	// block directly, with no line break that new content could end with.
@@ -337,28 +342,42 @@ func (rw *rewriter) textPart(raw, head, body []byte, fields []field, params map[
 		return
 	}
 
-	p := transform(decoded)
+	start := len(rw.out)
+	inPlace := identityEncoding(fields)
+	var dst []byte
+	if inPlace {
+		rw.emit(head)
+		dst = rw.out
+	}
+	p := transform(dst, decoded)
+	out := p.out[len(dst):]
+	rw.out = rw.out[:start] // until the output in place is known to stand
 	for _, w := range p.warnings {
 		rw.warnf(path, "%s", w)
 	}
-	if bytes.Equal(p.out, decoded) {
+	if bytes.Equal(out, decoded) {
 		rw.found(p.found, false)
 		rw.emit(raw)
 		return
 	}
 
-	newBody, newCTE := encodeBody(cte, p.out, bytes.HasSuffix(body, crlf))
+	newBody, newCTE := encodeBody(cte, out, bytes.HasSuffix(body, crlf))
 	if collides(newBody, bounds) {
 		rw.warnf(path, "rewritten body would contain a multipart boundary; left unchanged")
 		rw.found(p.found, false)
 		rw.emit(raw)
 		return
 	}
-	if newCTE != cte {
-		head = setTransferEncoding(head, fields, newCTE)
+	if inPlace && newCTE == cte {
+		rw.out = p.out // head and content, as written
+	} else {
+		// newBody is not in rw.out's spare room: re-encoded, or made apart.
+		if newCTE != cte {
+			head = setTransferEncoding(head, fields, newCTE)
+		}
+		rw.emit(head)
+		rw.emit(newBody)
 	}
-	rw.emit(head)
-	rw.emit(newBody)
 	rw.res.Links = append(rw.res.Links, p.links...)
 	rw.found(p.found, true)
 	rw.changed = true

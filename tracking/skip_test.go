@@ -17,14 +17,14 @@ import (
 
 // checkSkipSame fails unless rewriting src skipping every inert run, however
 // short, and skipping none give the same result, with the pixel at the
-// bottom and at the top.
+// bottom and at the top, and appended to a dst or not.
 func checkSkipSame(t *testing.T, src []byte) {
 	t.Helper()
 	for _, top := range []bool{false, true} {
 		opts := goldenOpts()
 		opts.PixelTop = top
-		want := rewriteHTMLSkipping(src, &opts, 2, 0)
-		got := rewriteHTMLSkipping(src, &opts, 2, 1)
+		want := rewriteHTMLSkipping(nil, src, &opts, 2, 0)
+		got := rewriteHTMLSkipping(nil, src, &opts, 2, 1)
 		if !bytes.Equal(got.out, want.out) {
 			i := 0
 			for i < len(got.out) && i < len(want.out) && got.out[i] == want.out[i] {
@@ -32,6 +32,12 @@ func checkSkipSame(t *testing.T, src []byte) {
 			}
 			t.Fatalf("pixel top %v: output differs at byte %d: skipping %q, tokenizer %q\ninput %q", top, i,
 				got.out[max(i-30, 0):min(i+30, len(got.out))], want.out[max(i-30, 0):min(i+30, len(want.out))], src)
+		}
+		// Appended to a dst, as textPart does for a 7bit part: the same
+		// after it (the pixel's place is counted from where dst ends).
+		dst := []byte("--dst--\r\n")
+		if in := rewriteHTMLSkipping(dst, src, &opts, 2, 1); !bytes.Equal(in.out, append(dst, want.out...)) {
+			t.Fatalf("pixel top %v: appended to %q: %q\ninput %q", top, dst, in.out, src)
 		}
 		if !reflect.DeepEqual(got.links, want.links) || !reflect.DeepEqual(got.found, want.found) || !reflect.DeepEqual(got.warnings, want.warnings) {
 			t.Fatalf("pixel top %v: links %q / %q, found %v / %v, warnings %q / %q\ninput %q", top,
