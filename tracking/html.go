@@ -63,6 +63,9 @@ func rewriteHTMLSkipping(dst, src []byte, opts *Options, first, skip int) partRe
 		// eighth); append grows it if they need more.
 		r.out = slices.Grow(dst, len(src)+len(pixel)+256)
 	}
+	// With the pixel at the top, it goes after the first <body> (else
+	// after </head> or the prolog, found at the end).
+	top := opts.Opens && (opts.PixelTop || len(src) > TopPixelThreshold)
 	z := xhtml.NewTokenizer(bytes.NewReader(src))
 	pos := 0     // offset in src of the next token
 	scanned := 0 // skipInert has looked at src up to here
@@ -110,6 +113,11 @@ func rewriteHTMLSkipping(dst, src []byte, opts *Options, first, skip int) partRe
 				inRaw = true // even when self-closing, as for the tokenizer
 			}
 			if bodyStart < 0 && asciiEqualFold(name, "body") {
+				if top {
+					// Its place at the top is known: put it there now
+					// rather than move the rest of the output for it.
+					r.out = append(r.out, pixel...)
+				}
 				bodyStart = len(r.out)
 			}
 			if inProlog && asciiEqualFold(name, "html") {
@@ -161,16 +169,14 @@ func rewriteHTMLSkipping(dst, src []byte, opts *Options, first, skip int) partRe
 		}
 	}
 
-	if opts.Opens {
+	if opts.Opens && !(top && bodyStart >= 0) {
 		at := safe
 		switch {
-		case opts.PixelTop || len(src) > TopPixelThreshold:
+		case top:
 			// At the top: after <body>, else after </head>, else after the
 			// prolog (never before a doctype, which would change the
 			// rendering mode).
-			switch {
-			case bodyStart >= 0:
-				at = bodyStart
+			switch { // no <body>: placed already if there was one
 			case headEnd >= 0:
 				at = headEnd
 			default:

@@ -7,8 +7,13 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
+
+	xhtml "golang.org/x/net/html"
+
+	"github.com/pigeonpost/pigeonpost/internal/testkit"
 )
 
 // The tests of the tokenizer skip (rewriteHTMLSkipping, skipInert): the
@@ -141,4 +146,53 @@ func FuzzRewriteHTMLSkip(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		checkSkipSame(t, data)
 	})
+}
+
+// TestPixelTopAfterFirstBody: with the pixel at the top (asked, or for HTML
+// over TopPixelThreshold), the rewrite is the rewrite without the pixel with
+// the pixel inserted right after the first <body> start tag, as the
+// tokenizer finds it in that output, and placed on the way.
+func TestPixelTopAfterFirstBody(t *testing.T) {
+	var inputs [][]byte
+	for _, s := range skipSeeds() {
+		inputs = append(inputs, []byte(s))
+	}
+	rng := rand.New(rand.NewPCG(13, 17))
+	for range 2000 {
+		inputs = append(inputs, randomHTML(rng))
+	}
+	big := testkit.LoadMessage(TopPixelThreshold+1000, 20)
+	inputs = append(inputs, big[bytes.Index(big, []byte("\r\n\r\n"))+4:])
+	withBody := 0
+	for _, src := range inputs {
+		opts := goldenOpts()
+		opts.PixelTop = len(src) <= TopPixelThreshold
+		got := rewriteHTML(src, &opts, 0).out
+		opts.Opens = false
+		plain := rewriteHTML(src, &opts, 0).out
+		px := []byte(pixelTag(goldenOpts().PixelURL))
+		at := -1
+		z := xhtml.NewTokenizer(bytes.NewReader(plain))
+		for off := 0; ; {
+			tt := z.Next()
+			if tt == xhtml.ErrorToken {
+				break
+			}
+			off += len(z.Raw())
+			if name, _ := z.TagName(); (tt == xhtml.StartTagToken || tt == xhtml.SelfClosingTagToken) && string(name) == "body" {
+				at = off
+				break
+			}
+		}
+		if at < 0 {
+			continue // no <body>: the place is found at the end, as before
+		}
+		withBody++
+		if want := slices.Concat(plain[:at], px, plain[at:]); !bytes.Equal(got, want) {
+			t.Fatalf("input %q:\ngot  %q\nwant %q", src, got, want)
+		}
+	}
+	if withBody < 100 {
+		t.Fatalf("only %d inputs with a <body>", withBody)
+	}
 }
