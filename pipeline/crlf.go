@@ -55,7 +55,9 @@ func (c *CRLFReader) Read(p []byte) (int, error) {
 }
 
 // normalise appends in to dst with bare CR and LF replaced by CRLF. Runs
-// without CR or LF are copied whole.
+// of well-formed lines, where the only CR is the one before each LF, are
+// found with bytes.IndexByte and copied whole; what is left goes a line
+// ending at a time.
 func (c *CRLFReader) normalise(in, dst []byte) []byte {
 	for len(in) > 0 {
 		if c.prevCR {
@@ -67,7 +69,19 @@ func (c *CRLFReader) normalise(in, dst []byte) []byte {
 			}
 			dst = append(dst, '\n') // the CR before was bare
 		}
-		i := bytes.IndexAny(in, "\r\n")
+		run := 0 // in[:run] is well-formed lines
+		for {
+			j := bytes.IndexByte(in[run:], '\n')
+			if j < 1 || in[run+j-1] != '\r' || bytes.IndexByte(in[run:run+j-1], '\r') >= 0 {
+				break
+			}
+			c.longest = max(c.longest, c.line+j-1)
+			c.line = 0
+			run += j + 1
+		}
+		dst = append(dst, in[:run]...)
+		in = in[run:]
+		i := indexLineEnd(in)
 		if i < 0 {
 			c.line += len(in)
 			return append(dst, in...)
@@ -85,4 +99,18 @@ func (c *CRLFReader) normalise(in, dst []byte) []byte {
 		in = in[i+1:]
 	}
 	return dst
+}
+
+// indexLineEnd is the index of the first CR or LF of b, or -1; unlike
+// bytes.IndexAny, which goes a byte at a time for a set of bytes, it runs
+// on the vectorised bytes.IndexByte.
+func indexLineEnd(b []byte) int {
+	lf := bytes.IndexByte(b, '\n')
+	if lf >= 0 {
+		b = b[:lf]
+	}
+	if cr := bytes.IndexByte(b, '\r'); cr >= 0 {
+		return cr
+	}
+	return lf
 }

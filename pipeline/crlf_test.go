@@ -73,6 +73,7 @@ func TestNormalizeCRLFLongestLine(t *testing.T) {
 // survives, and nothing but line endings changes.
 func FuzzNormalizeCRLF(f *testing.F) {
 	f.Add([]byte("a\nb\rc\r\nd"))
+	f.Add([]byte("ab\r\ncd\r\n\r\nef\rgh\r\n\nij\r\r\nkl"))
 	f.Fuzz(func(t *testing.T, in []byte) {
 		r := NormalizeCRLF(iotest.HalfReader(bytes.NewReader(in)))
 		got, err := io.ReadAll(r)
@@ -94,6 +95,9 @@ func FuzzNormalizeCRLF(f *testing.F) {
 				t.Fatalf("bare LF at %d in %q", i, got)
 			}
 		}
+		if want := normalizeSlowly(in); !bytes.Equal(got, want) {
+			t.Fatalf("%q → %q, want %q", in, got, want)
+		}
 		strip := func(b []byte) []byte {
 			return bytes.ReplaceAll(bytes.ReplaceAll(b, []byte("\r"), nil), []byte("\n"), nil)
 		}
@@ -101,4 +105,21 @@ func FuzzNormalizeCRLF(f *testing.F) {
 			t.Fatalf("content changed: %q → %q", in, got)
 		}
 	})
+}
+
+// normalizeSlowly is NormalizeCRLF a byte at a time: the reference the
+// reader's bulk copies must agree with.
+func normalizeSlowly(in []byte) []byte {
+	var out []byte
+	for i, b := range in {
+		switch {
+		case b == '\r' && i+1 < len(in) && in[i+1] == '\n':
+			out = append(out, '\r')
+		case b == '\r', b == '\n' && (i == 0 || in[i-1] != '\r'):
+			out = append(out, '\r', '\n')
+		default:
+			out = append(out, b)
+		}
+	}
+	return out
 }

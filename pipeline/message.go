@@ -274,15 +274,27 @@ func withObsoleteZone(t time.Time, value string) time.Time {
 // back as their raw bytes), that is the received message itself, not a copy
 // of it: a copy of a 25 MB body is 25 MB more per message in flight.
 func (m *submittedMessage) bytes() []byte {
+	head, body, same := m.parts()
+	if same {
+		return m.raw
+	}
+	out := make([]byte, 0, len(head)+len(body))
+	return append(append(out, head...), body...)
+}
+
+// parts is bytes held apart: the header block as it goes out (its blank
+// line included) and the body, and whether the header block is the one
+// received (then bytes is m.raw). The tracking rewrite reads them so, and
+// makes the only copy of a large body.
+func (m *submittedMessage) parts() (head, body []byte, same bool) {
 	rawHeader := m.raw[:len(m.raw)-len(m.body)]
 	var h bytes.Buffer
 	h.Grow(len(rawHeader) + 256) // room for a Message-ID and a Date
 	_ = textproto.WriteHeader(&h, m.header)
 	if bytes.Equal(h.Bytes(), rawHeader) {
-		return m.raw
+		return rawHeader, m.body, true
 	}
-	out := make([]byte, 0, h.Len()+len(m.body))
-	return append(append(out, h.Bytes()...), m.body...)
+	return h.Bytes(), m.body, false
 }
 
 // shortenLines makes the message relayable when it has a line longer than

@@ -556,8 +556,19 @@ func (s *Service) emailsOf(p *prepared, suppressed []bool, now time.Time) ([]sto
 			recipients = append(recipients, rcpt)
 		}
 	}
-	base := msg.bytes()
-	track, skipped := s.copiesTracking(p.track, len(base), len(recipients)) // skipped: per email
+	// The message is joined into one buffer (base) only for a copy stored
+	// as it is; a tracked copy is rewritten from the header and the body.
+	head, body, same := msg.parts()
+	var base []byte
+	baseBytes := func() []byte {
+		if base == nil {
+			if base = msg.raw; !same {
+				base = append(append(make([]byte, 0, len(head)+len(body)), head...), body...)
+			}
+		}
+		return base
+	}
+	track, skipped := s.copiesTracking(p.track, len(head)+len(body), len(recipients)) // skipped: per email
 	receipt.Warnings = append(receipt.Warnings, skipped...)
 	emails := make([]store.NewEmail, 0, len(sub.Recipients))
 	for i, rcpt := range sub.Recipients {
@@ -572,13 +583,16 @@ func (s *Service) emailsOf(p *prepared, suppressed []bool, now time.Time) ([]sto
 		receipt.IDs = append(receipt.IDs, e.ID)
 		if suppressed[i] {
 			e.Status, e.LastError = store.StatusSuppressed, cmp.Or(sub.Withhold, "the address is on the suppression list")
-			emails = append(emails, store.NewEmail{Email: e, Body: base})
+			emails = append(emails, store.NewEmail{Email: e, Body: baseBytes()})
 			continue
 		}
 		e.TrackOpens, e.TrackClicks = track.Opens, track.Clicks
-		body, res, err := s.rewrite(e, base, track)
-		if err != nil {
-			return nil, nil, err
+		var copyBody []byte
+		var res tracking.Result
+		if e.TrackOpens || e.TrackClicks {
+			copyBody, res = s.rewriteParts(e, head, body, track)
+		} else {
+			copyBody = baseBytes()
 		}
 		receipt.Warnings = append(receipt.Warnings, res.Warnings...)
 		warnings := append(res.Warnings, skipped...)
@@ -589,7 +603,7 @@ func (s *Service) emailsOf(p *prepared, suppressed []bool, now time.Time) ([]sto
 			e.SentAt = &now
 		}
 		applySchedule(e, sub.ScheduledAt)
-		emails = append(emails, store.NewEmail{Email: e, Body: body, Warnings: warnings})
+		emails = append(emails, store.NewEmail{Email: e, Body: copyBody, Warnings: warnings})
 	}
 	if len(recipients) == 0 {
 		receipt.Status = store.StatusSuppressed

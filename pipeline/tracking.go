@@ -94,6 +94,26 @@ func (s *Service) rewrite(e *store.Email, base []byte, plan trackPlan) ([]byte, 
 	if !e.TrackOpens && !e.TrackClicks {
 		return base, tracking.Result{}, nil
 	}
+	var out bytes.Buffer
+	out.Grow(len(base) + len(base)/8)
+	res, err := tracking.RewriteBytes(&out, base, s.trackingOptions(e, plan))
+	if err != nil {
+		return nil, res, ErrBadMessage.With("the message could not be prepared for tracking").WithCause(err)
+	}
+	e.Links = res.Links
+	return out.Bytes(), res, nil
+}
+
+// rewriteParts is rewrite, for tracking, of the message whose header block
+// is head and body body, held apart: the copy for e is the only one made.
+func (s *Service) rewriteParts(e *store.Email, head, body []byte, plan trackPlan) ([]byte, tracking.Result) {
+	out, res := tracking.AppendRewrite(make([]byte, 0, len(head)+len(body)+len(body)/8+512), head, body, s.trackingOptions(e, plan))
+	e.Links = res.Links
+	return out, res
+}
+
+// trackingOptions are the options of the tracking rewrite of e's copy.
+func (s *Service) trackingOptions(e *store.Email, plan trackPlan) tracking.Options {
 	urlBase := plan.baseURL
 	if urlBase == "" {
 		urlBase = s.opt.PublicURL
@@ -102,9 +122,7 @@ func (s *Service) rewrite(e *store.Email, base []byte, plan trackPlan) ([]byte, 
 	if plan.preview {
 		clickID = s.signer.PreviewClickID
 	}
-	var out bytes.Buffer
-	out.Grow(len(base) + len(base)/8)
-	res, err := tracking.RewriteBytes(&out, base, tracking.Options{
+	return tracking.Options{
 		Opens:     e.TrackOpens,
 		Clicks:    e.TrackClicks,
 		TextLinks: e.TrackClicks,
@@ -115,10 +133,5 @@ func (s *Service) rewrite(e *store.Email, base []byte, plan trackPlan) ([]byte, 
 		ClickURL: func(index int, dest string) string {
 			return urlBase + "/v1/track/click/" + clickID(e.AccountID, e.ID, index, dest)
 		},
-	})
-	if err != nil {
-		return nil, res, ErrBadMessage.With("the message could not be prepared for tracking").WithCause(err)
 	}
-	e.Links = res.Links
-	return out.Bytes(), res, nil
 }

@@ -211,16 +211,20 @@ func (s *session) Data(r io.Reader) (err error) {
 // Options.Budget, pipeline.MessageCost of what it has read so far, before it reads
 // more; when the budget is taken the session stops reading, so that its
 // client is held back by TCP, until the budget frees up or the data deadline
-// passes (451 4.3.1). It is read into pieces of up to maxChunk, or into one
+// passes (451 4.3.1). It is read into chunks of dataChunk, or into one
 // piece of the size the client declared with MAIL FROM SIZE=, and then into
 // one buffer of its exact size, instead of a buffer that doubles (which held
-// up to three times the message while it grew, and then up to twice).
+// up to three times the message while it grew, and then up to twice). The
+// chunks are pooled: only the message's own buffer is allocated for it.
 const (
 	firstChunk = 64 << 10
-	maxChunk   = 4 << 20
+	dataChunk  = 256 << 10
 )
 
-var firstChunks = sync.Pool{New: func() any { b := make([]byte, firstChunk); return &b }}
+var (
+	firstChunks = sync.Pool{New: func() any { b := make([]byte, firstChunk); return &b }}
+	dataChunks  = sync.Pool{New: func() any { b := make([]byte, dataChunk); return &b }}
+)
 
 // errBusy answers a DATA that could not get its share of the memory budget
 // before the data deadline: the client keeps the message and retries.
@@ -283,7 +287,13 @@ func (s *session) readData(r io.Reader) (_ []byte, longest int, _ *membudget.Res
 // readLarge reads the rest of a message whose first bytes are first, growing
 // res before each piece it allocates.
 func (s *session) readLarge(ctx context.Context, src io.Reader, first []byte, res *membudget.Reservation) ([]byte, error) {
-	var full [][]byte // pieces read, in order
+	var full [][]byte    // pieces read, in order
+	var pooled []*[]byte // the chunks among them, and piece, given back at the end
+	defer func() {
+		for _, c := range pooled {
+			dataChunks.Put(c)
+		}
+	}()
 	allocated := 0
 	alloc := func(size int) ([]byte, error) {
 		if err := res.Grow(ctx, pipeline.MessageCost(int64(allocated+size))); err != nil {
@@ -293,12 +303,16 @@ func (s *session) readLarge(ctx context.Context, src io.Reader, first []byte, re
 			return nil, errBusy
 		}
 		allocated += size
+		if size == dataChunk {
+			c := dataChunks.Get().(*[]byte)
+			pooled = append(pooled, c)
+			return (*c)[:0], nil
+		}
 		return make([]byte, 0, size), nil
 	}
 	// Room for the whole message when the client declared its size (and a
-	// little for bare line endings that become CRLF), else for twice what
-	// has come.
-	size := 2 * len(first)
+	// little for bare line endings that become CRLF), else a chunk.
+	size := dataChunk
 	if limit := s.srv.opt.MaxMessageBytes; s.size > int64(len(first)) && limit > 0 && s.size <= limit {
 		size = int(s.size) + 4096
 	}
@@ -311,7 +325,7 @@ func (s *session) readLarge(ctx context.Context, src io.Reader, first []byte, re
 	for {
 		if len(piece) == cap(piece) {
 			full = append(full, piece)
-			if piece, err = alloc(min(max(total, firstChunk), maxChunk)); err != nil {
+			if piece, err = alloc(dataChunk); err != nil {
 				return nil, err
 			}
 		}
@@ -326,8 +340,10 @@ func (s *session) readLarge(ctx context.Context, src io.Reader, first []byte, re
 		}
 	}
 	if len(full) == 0 {
-		if cap(piece)-len(piece) > len(piece)/8+4096 {
-			return bytes.Clone(piece), nil // a SIZE= far above the message: do not keep the room
+		// A pooled chunk goes back; a SIZE= far above the message: do not
+		// keep the room.
+		if len(pooled) > 0 || cap(piece)-len(piece) > len(piece)/8+4096 {
+			return bytes.Clone(piece), nil
 		}
 		return piece, nil
 	}

@@ -54,10 +54,16 @@ const (
 )
 
 func (s *Signer) sealedClickID(purpose, accountID, emailID string, index int, dest string) string {
-	idx := strconv.Itoa(index)
-	d := destEncoding.EncodeToString([]byte(dest))
-	return emailID + "." + idx + "." + accountID + "." + d + "." +
-		macEncoding.EncodeToString(s.sum(purpose, emailID, idx, accountID, dest))
+	var num [20]byte
+	idx := strconv.AppendInt(num[:0], int64(index), 10)
+	mac := s.sum(purpose, emailID, string(idx), accountID, dest)
+	// One buffer for the id: it is minted for every tracked link.
+	b := make([]byte, 0, len(emailID)+len(idx)+len(accountID)+destEncoding.EncodedLen(len(dest))+macEncoding.EncodedLen(macLen)+4)
+	b = append(append(b, emailID...), '.')
+	b = append(append(b, idx...), '.')
+	b = append(append(b, accountID...), '.')
+	b = append(destEncoding.AppendEncode(b, []byte(dest)), '.')
+	return string(macEncoding.AppendEncode(b, mac[:]))
 }
 
 // ParseClick checks a click id of either form, sealed or not; ok is false

@@ -16,7 +16,7 @@ const maxFeedbackIDLen = 128
 // FeedbackID returns "<emailID>.<mac>", the value of an email's
 // FeedbackHeader. Email ids hold no '.'.
 func (s *Signer) FeedbackID(emailID string) string {
-	return emailID + "." + macEncoding.EncodeToString(s.sum("feedback v1", emailID))
+	return emailID + "." + encodeMAC(s.sum("feedback v1", emailID))
 }
 
 // AppendFeedbackField appends to dst the header field that delivery puts

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 )
@@ -73,6 +74,14 @@ func checkRewriteMessage(t *testing.T, data []byte, opts Options) {
 		t.Fatalf("RewriteBytes changed its input:\n%q\n%q", data, in)
 	}
 	got := out.Bytes()
+	// The same, appended to a prefix from the header and body held apart.
+	if n := headerLen(data); n >= 0 {
+		prefix := []byte("prefix")
+		app, appRes := AppendRewrite(prefix, bytes.Clone(data[:n]), bytes.Clone(data[n:]), opts)
+		if !bytes.Equal(app, append(prefix, got...)) || !reflect.DeepEqual(appRes, res) {
+			t.Fatalf("AppendRewrite:\n%q\n%+v\nRewriteBytes:\n%q\n%+v", app, appRes, got, res)
+		}
+	}
 	if res.Changed == bytes.Equal(got, data) {
 		t.Fatalf("Changed = %v, output equal to input = %v", res.Changed, bytes.Equal(got, data))
 	}

@@ -36,23 +36,70 @@ var rawTextTags = []string{"iframe", "noembed", "noframes", "noscript", "plainte
 // Links get tracking indexes from first on. Every token it does not change is
 // copied as its raw bytes, so the rest of the markup is preserved exactly.
 func rewriteHTML(src []byte, opts *Options, first int) partResult {
-	r := partResult{out: make([]byte, 0, len(src)+len(src)/4+256)}
-	z := xhtml.NewTokenizer(bytes.NewReader(src))
+	return rewriteHTMLSkipping(nil, src, opts, first, minSkip)
+}
 
-	bodyEnd := -1    // offset in r.out of the last </body> tag
-	bodyStart := -1  // offset in r.out after the first <body> tag
-	headEnd := -1    // offset in r.out after the first </head> tag
-	prolog := 0      // offset in r.out after the leading doctype, comments, white space and <html>
-	inProlog := true // still in that leading run
-	safe := 0        // last offset in r.out between two tokens in the data state
-	inRaw := false   // inside a raw text element such as <style>
+// minSkip is the least run of markup that rewriteHTML copies through
+// without the tokenizer (skipInert): a shorter one is not worth a new
+// tokenizer (a 4 KiB buffer) after it.
+const minSkip = 1024
+
+// rewriteHTMLSkipping is rewriteHTML appending to dst, and copying runs of
+// at least skip bytes that hold nothing it acts on straight to the output
+// (skip <= 0: never). The output is the same whatever skip is
+// (TestRewriteHTMLSkipSame, FuzzRewriteHTMLSkip).
+func rewriteHTMLSkipping(dst, src []byte, opts *Options, first, skip int) partResult {
+	var pixel string
+	if opts.Opens {
+		pixel = pixelTag(opts.PixelURL)
+	}
+	// Room for the pixel too: inserted last, it would otherwise copy the
+	// whole output once more when the links have taken the spare room.
+	r := partResult{out: dst}
+	if dst == nil {
+		r.out = make([]byte, 0, len(src)+len(src)/4+256+len(pixel))
+	} else {
+		// The caller leaves spare room for the links (RewriteBytes: an
+		// eighth); append grows it if they need more.
+		r.out = slices.Grow(dst, len(src)+len(pixel)+256)
+	}
+	// With the pixel at the top, it goes after the first <body> (else
+	// after </head> or the prolog, found at the end).
+	top := opts.Opens && (opts.PixelTop || len(src) > TopPixelThreshold)
+	z := xhtml.NewTokenizer(bytes.NewReader(src))
+	pos := 0     // offset in src of the next token
+	scanned := 0 // skipInert has looked at src up to here
+
+	bodyEnd := -1        // offset in r.out of the last </body> tag
+	bodyStart := -1      // offset in r.out after the first <body> tag
+	headEnd := -1        // offset in r.out after the first </head> tag
+	prolog := len(r.out) // offset in r.out after the leading doctype, comments, white space and <html>
+	inProlog := true     // still in that leading run
+	safe := len(r.out)   // last offset in r.out between two tokens in the data state
+	inRaw := false       // inside a raw text element such as <style>
 	for {
+		// Between two tokens in the data state, past the prolog and outside
+		// raw text, the tokenizer may be left out over the markup up to the
+		// next thing that matters: that markup is copied as it is, and a new
+		// tokenizer starts there, in the same state the old one would be in.
+		if skip > 0 && !inProlog && !inRaw && pos >= scanned {
+			end := skipInert(src, pos)
+			scanned = end + 1
+			if end-pos >= skip {
+				r.out = append(r.out, src[pos:end]...)
+				safe = len(r.out) // every token skipped sets it (see below)
+				pos = end
+				z = xhtml.NewTokenizer(bytes.NewReader(src[pos:]))
+			}
+		}
 		tt := z.Next()
 		start := len(r.out)
 		// Copy the raw bytes before anything else asks the tokenizer about
 		// the token. At the end of input (ErrorToken) Raw holds whatever
 		// could not be tokenized, such as a tag cut short.
-		r.out = append(r.out, z.Raw()...)
+		raw := z.Raw()
+		pos += len(raw)
+		r.out = append(r.out, raw...)
 		if tt == xhtml.ErrorToken {
 			break
 		}
@@ -66,6 +113,11 @@ func rewriteHTML(src []byte, opts *Options, first int) partResult {
 				inRaw = true // even when self-closing, as for the tokenizer
 			}
 			if bodyStart < 0 && asciiEqualFold(name, "body") {
+				if top {
+					// Its place at the top is known: put it there now
+					// rather than move the rest of the output for it.
+					r.out = append(r.out, pixel...)
+				}
 				bodyStart = len(r.out)
 			}
 			if inProlog && asciiEqualFold(name, "html") {
@@ -117,16 +169,14 @@ func rewriteHTML(src []byte, opts *Options, first int) partResult {
 		}
 	}
 
-	if opts.Opens {
+	if opts.Opens && !(top && bodyStart >= 0) {
 		at := safe
 		switch {
-		case opts.PixelTop || len(src) > TopPixelThreshold:
+		case top:
 			// At the top: after <body>, else after </head>, else after the
 			// prolog (never before a doctype, which would change the
 			// rendering mode).
-			switch {
-			case bodyStart >= 0:
-				at = bodyStart
+			switch { // no <body>: placed already if there was one
 			case headEnd >= 0:
 				at = headEnd
 			default:
@@ -135,9 +185,136 @@ func rewriteHTML(src []byte, opts *Options, first int) partResult {
 		case bodyEnd >= 0:
 			at = bodyEnd
 		}
-		r.out = slices.Insert(r.out, at, []byte(pixelTag(opts.PixelURL))...)
+		r.out = slices.Insert(r.out, at, []byte(pixel)...)
 	}
 	return r
+}
+
+// skipInert returns the end of the run of src from pos, a token boundary
+// in the data state, that the tokenizer would read as text and as start and
+// end tags that rewriteHTML does nothing with: it stops at an <a>, <body>
+// or raw text start tag (rawTextTags), a </body> or </head> end tag, at
+// anything else that is not text or a complete tag (a comment, a doctype,
+// a "</" not followed by a letter, input ending inside a tag), and at the
+// end of src. The end is a token boundary too. Tags are read as the
+// tokenizer's readTag reads them (tagEnd), so that a '>' inside a quoted
+// attribute value does not end one.
+func skipInert(src []byte, pos int) int {
+	i := pos
+	for {
+		j := bytes.IndexByte(src[i:], '<')
+		if j < 0 {
+			return len(src)
+		}
+		i += j
+		if i+1 >= len(src) {
+			return i
+		}
+		c := src[i+1]
+		switch {
+		case isASCIILetter(c):
+			name := tagName(src[i+1:])
+			if asciiEqualFold(name, "a") || asciiEqualFold(name, "body") ||
+				slices.ContainsFunc(rawTextTags, func(t string) bool { return asciiEqualFold(name, t) }) {
+				return i
+			}
+			end := tagEnd(src, i+1)
+			if end < 0 {
+				return i
+			}
+			i = end
+		case c == '/':
+			if i+2 >= len(src) || !isASCIILetter(src[i+2]) {
+				return i
+			}
+			name := tagName(src[i+2:])
+			if asciiEqualFold(name, "body") || asciiEqualFold(name, "head") {
+				return i
+			}
+			end := tagEnd(src, i+2)
+			if end < 0 {
+				return i
+			}
+			i = end
+		case c == '!' || c == '?':
+			return i
+		default:
+			i++ // text: the tokenizer reads the next byte again
+		}
+	}
+}
+
+func isASCIILetter(c byte) bool { return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' }
+
+// tagEnd returns the offset after the '>' that ends the tag whose name
+// starts at src[j], reading it step by step as x/net/html's readTag,
+// readTagName, readTagAttrKey and readTagAttrVal do (as scanAttrs does for
+// a tag already cut out), or -1 when src ends first (the tokenizer's
+// ErrorToken).
+func tagEnd(src []byte, j int) int {
+	skipSpace := func() {
+		for j < len(src) && isHTMLSpace(src[j]) {
+			j++
+		}
+	}
+	// readTagName: the first letter is read; the name ends after white
+	// space or before '/' or '>'.
+	for j++; j < len(src); j++ {
+		if c := src[j]; isHTMLSpace(c) {
+			j++
+			break
+		} else if c == '/' || c == '>' {
+			break
+		}
+	}
+	skipSpace()
+	for j < len(src) {
+		if src[j] == '>' {
+			return j + 1
+		}
+		// readTagAttrKey: an '=' is part of the name only as its first byte.
+		for start := j; ; j++ {
+			if j >= len(src) {
+				return -1
+			}
+			c := src[j]
+			if isHTMLSpace(c) || c == '/' || c == '>' || (c == '=' && j > start) {
+				break
+			}
+		}
+		// readTagAttrVal
+		skipSpace()
+		if j >= len(src) {
+			return -1
+		}
+		switch src[j] {
+		case '/':
+			j++
+		case '=':
+			j++
+			skipSpace()
+			if j >= len(src) {
+				return -1
+			}
+			switch q := src[j]; q {
+			case '>':
+			case '"', '\'':
+				k := bytes.IndexByte(src[j+1:], q)
+				if k < 0 {
+					return -1
+				}
+				j += k + 2
+			default:
+				for j++; j < len(src) && !isHTMLSpace(src[j]) && src[j] != '>'; j++ {
+				}
+				if j < len(src) && isHTMLSpace(src[j]) {
+					j++
+				}
+			}
+		}
+		skipSpace()
+	}
+	return -1
 }
 
 // anchor rewrites the <a> start tag at r.out[start:], the current token of z.

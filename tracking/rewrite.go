@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"mime"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -121,36 +122,21 @@ func RewriteBytes(dst io.Writer, in []byte, opts Options) (Result, error) {
 		_, err := dst.Write(in)
 		return Result{}, err
 	}
-	rw := &rewriter{opts: opts}
-	if rw.opts.Clicks && rw.opts.ClickURL == nil {
-		rw.opts.Clicks = false
-		rw.warnf("", "click tracking requested without a ClickURL; links left unchanged")
-	}
-	if rw.opts.Opens && rw.opts.PixelURL == "" {
-		rw.opts.Opens = false
-		rw.warnf("", "open tracking requested without a PixelURL; no pixel added")
-	}
-	if n := headerLen(in); n > 0 && !tooManyLines(in[:n]) {
-		if fields, ok := parseHeader(in[:n]); ok {
-			for _, f := range fields {
-				if strings.EqualFold(f.name, "List-Unsubscribe") {
-					rw.opts.untracked = append(rw.opts.untracked, listUnsubscribeURLs(f.value)...)
-				}
-			}
-		}
-	}
-	// Build the output in dst's spare room when dst is a bytes.Buffer (the
-	// pipeline grows one for each copy): the final Write is then a copy onto
-	// itself, and a large message is not held once more in between.
+	// Build the output in dst's spare room when dst is a bytes.Buffer: the
+	// final Write is then a copy onto itself, and a large message is not
+	// held once more in between.
 	want := len(in) + len(in)/8 + 512
+	var buf []byte
 	if b, ok := dst.(*bytes.Buffer); ok {
 		if b.Available() < want {
 			b.Grow(want)
 		}
-		rw.out = b.AvailableBuffer()
+		buf = b.AvailableBuffer()
 	} else {
-		rw.out = make([]byte, 0, want)
+		buf = make([]byte, 0, want)
 	}
+	rw := newRewriter(opts, nil, in)
+	rw.out = buf
 	rw.entity(in, "", 0, nil)
 
 	out := in
@@ -161,9 +147,69 @@ func RewriteBytes(dst io.Writer, in []byte, opts Options) (Result, error) {
 	if err == nil && n < len(out) {
 		err = io.ErrShortWrite
 	}
+	return rw.result(), err
+}
+
+// AppendRewrite is RewriteBytes of the message whose header block, blank
+// line included, is head and whose body is body, appended to dst: for a
+// caller that holds the two apart (the pipeline, which edits the header),
+// so that they are not joined into one more copy of the message first. It
+// needs room in dst for the message and an eighth more, or it allocates.
+func AppendRewrite(dst, head, body []byte, opts Options) ([]byte, Result) {
+	if (!opts.Opens && !opts.Clicks) || headerLen(head) != len(head) {
+		// Not a header block on its own: rewrite the message joined.
+		var b bytes.Buffer
+		b.Grow(len(head) + len(body))
+		b.Write(head)
+		b.Write(body)
+		var out bytes.Buffer
+		res, _ := RewriteBytes(&out, b.Bytes(), opts) // writes to a bytes.Buffer cannot fail
+		return append(dst, out.Bytes()...), res
+	}
+	start := len(dst)
+	rw := newRewriter(opts, head, nil)
+	rw.out = slices.Grow(dst, len(head)+len(body)+len(body)/8+512)
+	rw.entityParts(head, body, "", 0, nil)
+	if !rw.changed {
+		rw.out = append(append(rw.out[:start], head...), body...)
+	}
+	return rw.out, rw.result()
+}
+
+// newRewriter checks opts and reads the List-Unsubscribe targets from the
+// message's header block, head, or the start of msg when head is nil.
+func newRewriter(opts Options, head, msg []byte) *rewriter {
+	rw := &rewriter{opts: opts}
+	if rw.opts.Clicks && rw.opts.ClickURL == nil {
+		rw.opts.Clicks = false
+		rw.warnf("", "click tracking requested without a ClickURL; links left unchanged")
+	}
+	if rw.opts.Opens && rw.opts.PixelURL == "" {
+		rw.opts.Opens = false
+		rw.warnf("", "open tracking requested without a PixelURL; no pixel added")
+	}
+	if head == nil {
+		if n := headerLen(msg); n > 0 {
+			head = msg[:n]
+		}
+	}
+	if len(head) > 0 && !tooManyLines(head) {
+		if fields, ok := parseHeader(head); ok {
+			for _, f := range fields {
+				if strings.EqualFold(f.name, "List-Unsubscribe") {
+					rw.opts.untracked = append(rw.opts.untracked, listUnsubscribeURLs(f.value)...)
+				}
+			}
+		}
+	}
+	return rw
+}
+
+// result is the Result of the rewrite done.
+func (rw *rewriter) result() Result {
 	rw.res.Changed = rw.changed
 	rw.res.entities = rw.entities
-	return rw.res, err
+	return rw.res
 }
 
 // rewriter holds the state of one Rewrite call. Output is appended to out;
@@ -202,17 +248,22 @@ func (rw *rewriter) entity(raw []byte, path string, depth int, bounds []string) 
 		rw.emit(raw)
 		return
 	}
-	head, body := raw[:n], raw[n:]
+	rw.entityParts(raw[:n], raw[n:], path, depth, bounds)
+}
+
+// entityParts is entity of the entity whose header block (up to and with
+// its blank line) is head and whose body is body.
+func (rw *rewriter) entityParts(head, body []byte, path string, depth int, bounds []string) {
 	if tooManyLines(head) {
 		rw.warnf(path, "header of more than %d lines; left unchanged", maxHeaderLines)
-		rw.emit(raw)
+		rw.emit(head, body)
 		return
 	}
 	rw.entities++
 	fields, ok := parseHeader(head)
 	if !ok {
 		rw.warnf(path, "malformed header; left unchanged")
-		rw.emit(raw)
+		rw.emit(head, body)
 		return
 	}
 
@@ -227,23 +278,25 @@ func (rw *rewriter) entity(raw []byte, path string, depth int, bounds []string) 
 		if lt := strings.ToLower(ctype); strings.HasPrefix(lt, "multipart/") || strings.HasPrefix(lt, "text/html") {
 			rw.warnf(path, "unparseable Content-Type %q; left unchanged", ctype)
 		}
-		rw.emit(raw)
+		rw.emit(head, body)
 		return
 	}
 
 	switch {
 	case strings.HasPrefix(mt, "multipart/"):
-		rw.multipart(raw, head, body, params["boundary"], path, depth, bounds)
+		rw.multipart(head, body, params["boundary"], path, depth, bounds)
 	case mt == "text/html" && !isAttachment(fields):
-		rw.textPart(raw, head, body, fields, params, path, bounds, func(decoded []byte) partResult {
-			return rewriteHTML(decoded, &rw.opts, len(rw.res.Links))
+		rw.textPart(head, body, fields, params, path, bounds, func(dst, decoded []byte) partResult {
+			return rewriteHTMLSkipping(dst, decoded, &rw.opts, len(rw.res.Links), minSkip)
 		})
 	case mt == "text/plain" && rw.opts.Clicks && rw.opts.TextLinks && !isAttachment(fields):
-		rw.textPart(raw, head, body, fields, params, path, bounds, func(decoded []byte) partResult {
-			return rewriteText(decoded, &rw.opts, len(rw.res.Links))
+		rw.textPart(head, body, fields, params, path, bounds, func(dst, decoded []byte) partResult {
+			p := rewriteText(decoded, &rw.opts, len(rw.res.Links))
+			p.out = append(dst, p.out...)
+			return p
 		})
 	default:
-		rw.emit(raw)
+		rw.emit(head, body)
 	}
 }
 
@@ -251,17 +304,17 @@ func (rw *rewriter) entity(raw []byte, path string, depth int, bounds []string) 
 // delimiter lines and epilogue byte for byte. Multipart bodies cannot have a
 // transfer encoding of their own (RFC 2045 section 6.4; go-message ignores
 // it too), so the body is split as is.
-func (rw *rewriter) multipart(raw, head, body []byte, boundary, path string, depth int, bounds []string) {
+func (rw *rewriter) multipart(head, body []byte, boundary, path string, depth int, bounds []string) {
 	if depth >= maxDepth {
 		rw.warnf(path, "multipart nested deeper than %d levels; left unchanged", maxDepth)
-		rw.emit(raw)
+		rw.emit(head, body)
 		return
 	}
 	// go-message decodes RFC 2047 encoded words in parameters; rather than
 	// guessing which boundary a reader would use, leave such parts alone.
 	if boundary == "" || strings.Contains(boundary, "=?") {
 		rw.warnf(path, "multipart without a usable boundary; left unchanged")
-		rw.emit(raw)
+		rw.emit(head, body)
 		return
 	}
 	// One span past the limit, for the part that gets the warning; the
@@ -269,7 +322,7 @@ func (rw *rewriter) multipart(raw, head, body []byte, boundary, path string, dep
 	parts, ok := scanMultipart(body, boundary, maxParts-rw.parts+1)
 	if !ok {
 		rw.warnf(path, "malformed multipart structure; left unchanged")
-		rw.emit(raw)
+		rw.emit(head, body)
 		return
 	}
 
@@ -301,7 +354,7 @@ func (rw *rewriter) multipart(raw, head, body []byte, boundary, path string, dep
 
 // partResult is what rewriting the content of one text part did.
 type partResult struct {
-	out      []byte
+	out      []byte   // the content, after the dst it was appended to
 	links    []string // decoded destinations of the rewritten links, in order
 	found    []Link   // with Clicks, every link, tracked or not, in order
 	warnings []string
@@ -309,21 +362,24 @@ type partResult struct {
 
 // textPart rewrites a text/html or text/plain body: it decodes the transfer
 // encoding, rewrites the content with transform and re-encodes it the same
-// way.
-func (rw *rewriter) textPart(raw, head, body []byte, fields []field, params map[string]string, path string, bounds []string,
-	transform func(decoded []byte) partResult) {
+// way. transform appends the content to dst. With a transfer encoding that
+// leaves the content as it is (7bit, 8bit, binary), the header is written
+// first and the content appended to it: a large HTML part is written once,
+// where it stays unless it must be re-encoded after all.
+func (rw *rewriter) textPart(head, body []byte, fields []field, params map[string]string, path string, bounds []string,
+	transform func(dst, decoded []byte) partResult) {
 	// Nothing to track in an empty part. Leaving it alone also matters for
 	// structure: in a multipart the next delimiter may follow its header
 	// block directly, with no line break that new content could end with.
 	if len(body) == 0 {
-		rw.emit(raw)
+		rw.emit(head, body)
 		return
 	}
 	// The rewrite inserts ASCII markup, which is only right for charsets in
 	// which ASCII bytes stand for themselves.
 	if cs := strings.ToLower(params["charset"]); !asciiCompatible(cs) {
 		rw.warnf(path, "charset %q is not ASCII-compatible; left unchanged", cs)
-		rw.emit(raw)
+		rw.emit(head, body)
 		return
 	}
 	cte := ""
@@ -333,32 +389,46 @@ func (rw *rewriter) textPart(raw, head, body []byte, fields []field, params map[
 	decoded, err := decodeBody(cte, body)
 	if err != nil {
 		rw.warnf(path, "%v; left unchanged", err)
-		rw.emit(raw)
+		rw.emit(head, body)
 		return
 	}
 
-	p := transform(decoded)
+	start := len(rw.out)
+	inPlace := identityEncoding(fields)
+	var dst []byte
+	if inPlace {
+		rw.emit(head)
+		dst = rw.out
+	}
+	p := transform(dst, decoded)
+	out := p.out[len(dst):]
+	rw.out = rw.out[:start] // until the output in place is known to stand
 	for _, w := range p.warnings {
 		rw.warnf(path, "%s", w)
 	}
-	if bytes.Equal(p.out, decoded) {
+	if bytes.Equal(out, decoded) {
 		rw.found(p.found, false)
-		rw.emit(raw)
+		rw.emit(head, body)
 		return
 	}
 
-	newBody, newCTE := encodeBody(cte, p.out, bytes.HasSuffix(body, crlf))
+	newBody, newCTE := encodeBody(cte, out, bytes.HasSuffix(body, crlf))
 	if collides(newBody, bounds) {
 		rw.warnf(path, "rewritten body would contain a multipart boundary; left unchanged")
 		rw.found(p.found, false)
-		rw.emit(raw)
+		rw.emit(head, body)
 		return
 	}
-	if newCTE != cte {
-		head = setTransferEncoding(head, fields, newCTE)
+	if inPlace && newCTE == cte {
+		rw.out = p.out // head and content, as written
+	} else {
+		// newBody is not in rw.out's spare room: re-encoded, or made apart.
+		if newCTE != cte {
+			head = setTransferEncoding(head, fields, newCTE)
+		}
+		rw.emit(head)
+		rw.emit(newBody)
 	}
-	rw.emit(head)
-	rw.emit(newBody)
 	rw.res.Links = append(rw.res.Links, p.links...)
 	rw.found(p.found, true)
 	rw.changed = true
@@ -375,7 +445,11 @@ func (rw *rewriter) found(links []Link, kept bool) {
 	}
 }
 
-func (rw *rewriter) emit(b []byte) { rw.out = append(rw.out, b...) }
+func (rw *rewriter) emit(b ...[]byte) {
+	for _, p := range b {
+		rw.out = append(rw.out, p...)
+	}
+}
 
 // isAttachment reports whether the entity's Content-Disposition is
 // "attachment". The disposition type is compared on its own so that a

@@ -41,3 +41,24 @@ func BenchmarkRewrite1MB20Links(b *testing.B) { benchRewriteSinglePart(b, 1<<20)
 // single-part 7bit HTML, 20 links); BenchmarkRewrite10KB20Links is the
 // multipart quoted-printable variant.
 func BenchmarkRewriteSinglePart10KB20Links(b *testing.B) { benchRewriteSinglePart(b, 10240) }
+
+// BenchmarkRewriteNewsletter1MB: a 1 MB newsletter with its images
+// (testkit.NewsletterMessage: quoted-printable HTML, 20 links, four inline
+// base64 images), opens and clicks.
+func BenchmarkRewriteNewsletter1MB(b *testing.B) {
+	msg := testkit.NewsletterMessage(1<<20, 20)
+	opts := goldenOpts()
+	var out bytes.Buffer
+	res, err := Rewrite(&out, bytes.NewReader(msg), opts)
+	if err != nil || len(res.Links) != 20 || !res.Changed {
+		b.Fatalf("bad benchmark message: %d bytes, %d links, %v", len(msg), len(res.Links), err)
+	}
+	b.SetBytes(int64(len(msg)))
+	b.ReportAllocs()
+	for b.Loop() {
+		out.Reset()
+		if _, err := Rewrite(&out, bytes.NewReader(msg), opts); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

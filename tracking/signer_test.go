@@ -1,6 +1,10 @@
 package tracking
 
 import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -137,4 +141,49 @@ func TestUnsubscribeID(t *testing.T) {
 			t.Errorf("%q verified", bad)
 		}
 	}
+}
+
+// TestIDsCarryHMACSHA256: the MAC of each kind of id is the first 16 bytes
+// of HMAC-SHA256 of "pigeonpost <purpose>\x00" and the parts joined by
+// NUL, computed here with crypto/hmac alone, so that the pooled HMACs of
+// the Signer mint the ids that every link already sent carries; with the
+// older secret too, and from several goroutines at once.
+func TestIDsCarryHMACSHA256(t *testing.T) {
+	newKey, oldKey := []byte("the new secret"), []byte("the old secret")
+	mac := func(key []byte, purpose string, parts ...string) string {
+		h := hmac.New(sha256.New, key)
+		h.Write([]byte("pigeonpost " + purpose + "\x00" + strings.Join(parts, "\x00")))
+		return base64.RawURLEncoding.EncodeToString(h.Sum(nil)[:16])
+	}
+	dest := "https://shop.example.com/offer?id=7&utm_source=news"
+	d := base64.RawURLEncoding.EncodeToString([]byte(dest))
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Go(func() {
+			s := NewSigner(newKey, oldKey)
+			for i := range 50 {
+				idx := strconv.Itoa(i)
+				if got, want := s.SealedClickID("acc_1", "em_1", i, dest), "em_1."+idx+".acc_1."+d+"."+mac(newKey, "click v2", "em_1", idx, "acc_1", dest); got != want {
+					t.Errorf("SealedClickID = %q, want %q", got, want)
+				}
+				if got, want := s.PreviewClickID("acc_1", "em_1", i, dest), "em_1."+idx+".acc_1."+d+"."+mac(newKey, "click preview", "em_1", idx, "acc_1", dest); got != want {
+					t.Errorf("PreviewClickID = %q, want %q", got, want)
+				}
+				if got, want := s.ClickID("em_1", i), "em_1."+idx+"."+mac(newKey, "click v1", "em_1", idx); got != want {
+					t.Errorf("ClickID = %q, want %q", got, want)
+				}
+			}
+			if got, want := s.FeedbackID("em_1"), "em_1."+mac(newKey, "feedback v1", "em_1"); got != want {
+				t.Errorf("FeedbackID = %q, want %q", got, want)
+			}
+			if got, want := s.UnsubscribeID("acc_1", "ct_1", "em_1"), "acc_1.ct_1.em_1."+mac(newKey, "unsubscribe v1", "acc_1", "ct_1", "em_1"); got != want {
+				t.Errorf("UnsubscribeID = %q, want %q", got, want)
+			}
+			old := "em_1.3.acc_1." + d + "." + mac(oldKey, "click v2", "em_1", "3", "acc_1", dest)
+			if c, ok := s.ParseClick(old); !ok || c.Dest != dest || c.Index != 3 {
+				t.Errorf("ParseClick of an id made with the older secret: %+v, %v", c, ok)
+			}
+		})
+	}
+	wg.Wait()
 }

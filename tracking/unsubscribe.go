@@ -14,7 +14,7 @@ const maxUnsubscribeIDLen = 256
 // base32), so the id is safe in a URL path.
 func (s *Signer) UnsubscribeID(accountID, contactID, emailID string) string {
 	return accountID + "." + contactID + "." + emailID + "." +
-		macEncoding.EncodeToString(s.sum("unsubscribe v1", accountID, contactID, emailID))
+		encodeMAC(s.sum("unsubscribe v1", accountID, contactID, emailID))
 }
 
 // ParseUnsubscribeID checks id and returns what UnsubscribeID made it of;
