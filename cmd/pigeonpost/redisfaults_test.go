@@ -142,8 +142,8 @@ func TestRedisRefusesWrites(t *testing.T) {
 	}
 }
 
-// TestRedisSlow (issue 17, point 3): Redis stalls (DEBUG SLEEP 5, longer
-// than the client's read timeout). /healthz is not ready within a second
+// TestRedisSlow (issue 17, point 3): Redis stalls (DEBUG SLEEP 7, longer
+// than the client's read timeout of 5 s). /healthz is not ready within a second
 // while it lasts; a message submitted meanwhile gets a 250 only if it was
 // stored, else a 4xx; afterwards mail flows without an operator and every
 // acknowledged message is delivered once. A submission answered 451 may
@@ -167,7 +167,7 @@ func TestRedisSlow(t *testing.T) {
 	impatient := redis.NewClient(&impatientOpts)
 	defer impatient.Close()
 	slept := make(chan error, 1)
-	go func() { slept <- sleeper.Do(context.Background(), "DEBUG", "SLEEP", "5").Err() }()
+	go func() { slept <- sleeper.Do(context.Background(), "DEBUG", "SLEEP", "7").Err() }()
 	testkit.WaitFor(t, "Redis to be asleep", func() bool { return impatient.Ping(context.Background()).Err() != nil })
 
 	var health struct{ Redis string }
