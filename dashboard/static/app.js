@@ -319,10 +319,7 @@ function emailView(_params, id) {
       ...(e.lastError ? fact("Last error", h("span", { class: "mono" }, e.lastError)) : []),
       ...fact("Created", fmtTime(e.createdAt)), ...fact("Sent", fmtTime(e.sentAt)),
       ...fact("Delivered", fmtTime(e.deliveredAt)), ...fact("Opened", fmtTime(e.openedAt)), ...fact("Clicked", fmtTime(e.clickedAt)));
-    timeline.replaceChildren(...(events.length ? events.map((ev) => h("li", {},
-      h("strong", {}, ev.type), " ", h("time", { datetime: ev.timestamp }, fmtTime(ev.timestamp)),
-      ev.data && Object.keys(ev.data).length ? h("dl", { class: "facts" },
-        Object.entries(ev.data).flatMap(([k, v]) => fact(k, h("span", { class: "mono" }, v)))) : null)) : [h("li", {}, "No events yet.")]));
+    timeline.replaceChildren(...(events.length ? events.map(timelineItem) : [h("li", {}, "No events yet.")]));
   };
 
   let contentLoaded = false;
@@ -339,6 +336,31 @@ function emailView(_params, id) {
     }
   });
   return stop;
+}
+
+// Names of the event data the timeline knows (the API's EmailEvent);
+// other keys show as they come.
+const dataLabels = {
+  mx: "Remote host", response: "Reply", reason: "Error", userAgent: "User agent", ip: "IP address",
+  linkUrl: "Link", linkIndex: "Link index", contactId: "Contact", reporter: "Reporter",
+};
+
+// timelineItem is one event: a delivery attempt with the remote host and
+// its reply first, then the rest of its data.
+function timelineItem(ev) {
+  const data = { ...(ev.data || {}) };
+  const attempt = data.mx || data.response ? h("p", { class: "attempt" },
+    data.mx ? ["to ", h("span", { class: "mono", "data-field": "mx" }, data.mx)] : null,
+    data.mx && data.response ? ": " : null,
+    data.response ? h("span", { class: "mono", "data-field": "response" }, data.response) : null) : null;
+  delete data.mx;
+  delete data.response;
+  if (attempt && data.reason && ev.data.response) delete data.reason; // the reply says it
+  const rest = Object.entries(data);
+  return h("li", { "data-type": ev.type },
+    h("strong", {}, ev.type), " ", h("time", { datetime: ev.timestamp }, fmtTime(ev.timestamp)), attempt,
+    rest.length ? h("dl", { class: "facts" },
+      rest.flatMap(([k, v]) => [h("dt", {}, dataLabels[k] || k), h("dd", {}, h("span", { class: "mono" }, v))])) : null);
 }
 
 async function loadContent(id, section) {
