@@ -1,5 +1,6 @@
 // The dashboard: one page, routed by the URL's fragment (#/emails,
-// #/emails/ID, #/domains, #/keys, #/analytics). It calls the /v1 REST API
+// #/emails/ID, #/domains, #/keys, #/webhooks, #/suppressions, #/tracking,
+// #/analytics). It calls the /v1 REST API
 // with the session cookie and the session's CSRF token in X-CSRF-Token;
 // every value from the API goes into the page as text, never as markup.
 import { bytesToBinary, textParts } from "./mime.js";
@@ -162,6 +163,9 @@ const routes = [
   [/^#\/emails$/, emailsView],
   [/^#\/domains$/, domainsView],
   [/^#\/keys$/, keysView],
+  [/^#\/webhooks$/, webhooksView],
+  [/^#\/suppressions$/, suppressionsView],
+  [/^#\/tracking$/, trackingView],
   [/^#\/analytics$/, analyticsView],
 ];
 
@@ -527,6 +531,300 @@ function keysView() {
     }
   };
   load();
+}
+
+// ---- webhooks ----
+
+// The events an endpoint may subscribe to (the API's Webhook.events).
+const webhookEvents = ["email.sent", "email.delivered", "email.deferred", "email.bounced", "email.failed", "email.opened",
+  "email.clicked", "email.complained", "email.unsubscribed", "account.paused", "account.resumed"];
+
+// isoLocal is a datetime-local input's value for d, in the browser's zone.
+function isoLocal(d) {
+  return new Date(d.getTime() - d.getTimezoneOffset() * 60000).toISOString().slice(0, 16);
+}
+
+function webhooksView() {
+  const list = h("div", { class: "table-wrap" }, h("p", { class: "muted" }, "Loading…"));
+  const failed = h("div", { class: "table-wrap" }, h("p", { class: "muted" }, "Loading…"));
+  const note = h("div", { "aria-live": "polite" });
+  const url = h("input", { id: "w-url", name: "url", type: "url", required: true, placeholder: "https://hooks.example.com/pigeonpost", size: 40 });
+  const boxes = webhookEvents.map((ev) => h("label", { class: "check" },
+    h("input", { type: "checkbox", name: "events", value: ev, checked: ev === "email.delivered" || ev === "email.bounced" }), ev));
+  const machine = h("label", { class: "check" }, h("input", { type: "checkbox", name: "machineEvents" }), "Also machines' opens and clicks (bots, Apple MPP)");
+  const form = h("form", { class: "stack", "aria-label": "Add a webhook endpoint" },
+    h("label", { for: "w-url" }, "Endpoint URL", url),
+    h("fieldset", {}, h("legend", {}, "Events"), h("div", { class: "checks" }, boxes)),
+    machine,
+    h("div", {}, h("button", { type: "submit", class: "primary" }, "Add webhook")));
+  form.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    const f = new FormData(form);
+    const events = f.getAll("events");
+    if (!events.length) { note.replaceChildren(errorBox(new Error("Choose at least one event."))); return; }
+    try {
+      const w = await api("/v1/webhooks", { method: "POST", json: { url: url.value.trim(), events, machineEvents: f.get("machineEvents") === "on" } });
+      form.reset();
+      note.replaceChildren(h("div", { class: "secret", role: "status" },
+        h("p", {}, "Webhook ", h("span", { class: "mono" }, w.url), " added. Its signing secret is shown only now:"),
+        h("p", { class: "mono", id: "new-secret" }, w.secret), copyButton(w.secret, "Copy the signing secret")));
+      await load();
+    } catch (e) {
+      if (!(e instanceof SessionEnded)) note.replaceChildren(errorBox(e));
+    }
+  });
+  show(h("h1", {}, "Webhooks"), form, note, h("h2", {}, "Endpoints"), list,
+    h("h2", {}, "Deliveries given up"),
+    h("p", { class: "muted" }, "Deliveries that failed for webhooks.max_age, newest first (the last 100). Redeliver sends one again; " +
+      "Replay on an endpoint sends a window of its events again."),
+    failed);
+
+  let hooks = [];
+  const replayForm = (w, out) => {
+    const since = h("input", { type: "datetime-local", name: "since", required: true, value: isoLocal(new Date(Date.now() - 86400000)) });
+    const until = h("input", { type: "datetime-local", name: "until" });
+    const f = h("form", { class: "inline", "aria-label": "Replay the events of " + w.url },
+      h("label", {}, "Since", since), h("label", {}, "Until (empty: now)", until),
+      h("button", { type: "submit", class: "primary" }, "Replay"));
+    f.addEventListener("submit", async (ev) => {
+      ev.preventDefault();
+      const body = { since: new Date(since.value).toISOString() };
+      if (until.value) body.until = new Date(until.value).toISOString();
+      try {
+        const r = await api("/v1/webhooks/" + encodeURIComponent(w.id) + "/replay", { method: "POST", json: body });
+        out.textContent = "Replay queued: " + r.queued + " deliveries, " + r.pending + " still being retried" +
+          (r.truncated ? "; stopped at " + fmtTime(r.until) + ", replay again from there" : "") + ".";
+      } catch (e) {
+        if (!(e instanceof SessionEnded)) out.textContent = e.message;
+      }
+    });
+    return f;
+  };
+  const loadHooks = async () => {
+    const res = await api("/v1/webhooks");
+    hooks = res.data;
+    if (!hooks.length) {
+      list.replaceChildren(h("p", { class: "muted" }, "No webhook endpoints."));
+      return;
+    }
+    list.replaceChildren(h("table", {},
+      h("thead", {}, h("tr", {}, ["URL", "Events", "Machines", "Created", ""].map((t, i) => h("th", { scope: "col", class: i === 2 || i === 3 ? "opt" : null }, t)))),
+      h("tbody", {}, hooks.map((w) => {
+        const out = h("p", { role: "status", class: "muted" });
+        const replayBox = h("div", { hidden: true }, replayForm(w, out));
+        const replay = h("button", { type: "button", "aria-expanded": "false", "aria-label": "Replay events to " + w.url }, "Replay…");
+        replay.addEventListener("click", () => {
+          replayBox.hidden = !replayBox.hidden;
+          replay.setAttribute("aria-expanded", String(!replayBox.hidden));
+        });
+        const del = h("button", { type: "button", class: "danger", "aria-label": "Delete webhook " + w.url }, "Delete");
+        del.addEventListener("click", async () => {
+          if (!confirm("Delete the webhook " + w.url + "? Its pending deliveries are dropped.")) return;
+          try {
+            await api("/v1/webhooks/" + encodeURIComponent(w.id), { method: "DELETE" });
+            await load();
+          } catch (e) {
+            if (!(e instanceof SessionEnded)) note.replaceChildren(errorBox(e));
+          }
+        });
+        return h("tr", { "data-id": w.id },
+          h("td", { class: "mono" }, w.url, replayBox, out),
+          h("td", {}, w.events.join(", ")), h("td", { class: "opt" }, w.machineEvents ? "yes" : "no"),
+          h("td", { class: "opt" }, fmtTime(w.createdAt)), h("td", {}, h("span", { class: "actions" }, replay, del)));
+      }))));
+  };
+  const loadFailed = async () => {
+    const res = await api("/v1/webhooks/failed");
+    if (!res.data.length) {
+      failed.replaceChildren(h("p", { class: "muted" }, "None."));
+      return;
+    }
+    const urlOf = new Map(hooks.map((w) => [w.id, w.url]));
+    failed.replaceChildren(h("table", {},
+      h("thead", {}, h("tr", {}, ["Given up", "Endpoint", "Event", "Attempts", "Last error", ""].map((t, i) => h("th", { scope: "col", class: i === 3 ? "opt" : null }, t)))),
+      h("tbody", {}, res.data.map((d) => {
+        const state = h("span", { role: "status", class: "muted" });
+        const again = h("button", { type: "button", "aria-label": "Redeliver " + d.id }, "Redeliver");
+        again.addEventListener("click", async () => {
+          again.disabled = true;
+          try {
+            const r = await api("/v1/webhooks/deliveries/" + encodeURIComponent(d.id) + "/redeliver", { method: "POST" });
+            state.textContent = " " + r.status;
+          } catch (e) {
+            again.disabled = false;
+            if (!(e instanceof SessionEnded)) state.textContent = " " + e.message;
+          }
+        });
+        return h("tr", { "data-id": d.id },
+          h("td", {}, fmtTime(d.failedAt)), h("td", { class: "mono" }, urlOf.get(d.endpointId) || d.endpointId),
+          h("td", {}, d.event), h("td", { class: "opt" }, String(d.attempts)),
+          h("td", { class: "mono" }, d.lastError), h("td", {}, again, state));
+      }))));
+  };
+  const load = async () => {
+    try {
+      await loadHooks();
+    } catch (e) {
+      if (!(e instanceof SessionEnded)) list.replaceChildren(errorBox(e));
+    }
+    try {
+      await loadFailed();
+    } catch (e) {
+      if (!(e instanceof SessionEnded)) failed.replaceChildren(errorBox(e));
+    }
+  };
+  load();
+}
+
+// ---- suppressions ----
+
+function suppressionsView() {
+  const note = h("div", { "aria-live": "polite" });
+  const email = h("input", { id: "s-email", name: "email", type: "email", required: true });
+  const reason = h("input", { id: "s-reason", name: "reason", maxlength: 100, placeholder: "manual" });
+  const form = h("form", { class: "inline", "aria-label": "Suppress an address" },
+    h("label", { for: "s-email" }, "Address", email), h("label", { for: "s-reason" }, "Reason", reason),
+    h("button", { type: "submit", class: "primary" }, "Suppress"));
+  const search = h("input", { id: "s-search", type: "search", autocomplete: "off" });
+  const shown = h("p", { class: "muted", id: "s-shown", role: "status" });
+  const tbody = h("tbody");
+  const more = h("button", { type: "button", hidden: true }, "Load more");
+  show(h("h1", {}, "Suppressions"),
+    h("p", { class: "muted" }, "Mail to these addresses is skipped, over SMTP and the REST API."), form, note,
+    h("form", { class: "inline", role: "search", "aria-label": "Search the suppressions", onsubmit: (ev) => ev.preventDefault() },
+      h("label", { for: "s-search" }, "Search", search)),
+    shown,
+    h("div", { class: "table-wrap" }, h("table", { "aria-describedby": "s-shown" },
+      h("thead", {}, h("tr", {}, h("th", { scope: "col" }, "Address"), h("th", { scope: "col" }, "Reason"),
+        h("th", { scope: "col", class: "opt" }, "Since"), h("th", { scope: "col" }, ""))),
+      tbody)),
+    more);
+
+  let rows = [];
+  let cursor = null;
+  // The API lists the suppressions page by page and has no search: this
+  // filters the pages loaded so far.
+  const filter = () => {
+    const q = search.value.trim().toLowerCase();
+    let n = 0;
+    for (const r of rows) {
+      r.tr.hidden = q !== "" && !r.email.toLowerCase().includes(q);
+      if (!r.tr.hidden) n++;
+    }
+    shown.textContent = rows.length === 0 ? "No suppressed addresses." :
+      (q ? n + " of " + rows.length : rows.length) + " loaded address" + (rows.length === 1 ? "" : "es") + (cursor ? "; more to load" : "") + ".";
+  };
+  search.addEventListener("input", filter);
+  const rowFor = (sp) => {
+    const remove = h("button", { type: "button", class: "danger", "aria-label": "Remove " + sp.email }, "Remove");
+    const tr = h("tr", { "data-email": sp.email },
+      h("td", { class: "mono" }, sp.email), h("td", {}, sp.reason), h("td", { class: "opt" }, fmtTime(sp.createdAt)), h("td", {}, remove));
+    const r = { email: sp.email, tr };
+    remove.addEventListener("click", async () => {
+      if (!confirm("Remove " + sp.email + " from the list? Mail to it is sent again.")) return;
+      try {
+        await api("/v1/suppressions/" + encodeURIComponent(sp.email), { method: "DELETE" });
+        tr.remove();
+        rows = rows.filter((x) => x !== r);
+        note.replaceChildren(h("p", { role: "status" }, sp.email + " removed."));
+        filter();
+      } catch (e) {
+        if (!(e instanceof SessionEnded)) note.replaceChildren(errorBox(e));
+      }
+    });
+    return r;
+  };
+  const page = async (after) => {
+    const q = new URLSearchParams({ limit: "100" });
+    if (after) q.set("cursor", after);
+    const res = await api("/v1/suppressions?" + q);
+    for (const sp of res.data) {
+      const r = rowFor(sp);
+      rows.push(r);
+      tbody.append(r.tr);
+    }
+    cursor = res.hasMore ? res.nextCursor : null;
+    more.hidden = !cursor;
+    filter();
+  };
+  const reload = async () => {
+    rows = [];
+    cursor = null;
+    tbody.replaceChildren();
+    try {
+      await page(null);
+    } catch (e) {
+      if (!(e instanceof SessionEnded)) shown.replaceChildren(errorBox(e));
+    }
+  };
+  more.addEventListener("click", async () => {
+    try {
+      await page(cursor);
+    } catch (e) {
+      if (!(e instanceof SessionEnded)) note.replaceChildren(errorBox(e));
+    }
+  });
+  form.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    const body = { email: email.value.trim() };
+    if (reason.value.trim()) body.reason = reason.value.trim();
+    try {
+      const sp = await api("/v1/suppressions", { method: "POST", json: body });
+      form.reset();
+      note.replaceChildren(h("p", { role: "status" }, sp.email + " suppressed."));
+      await reload();
+    } catch (e) {
+      if (!(e instanceof SessionEnded)) note.replaceChildren(errorBox(e));
+    }
+  });
+  reload();
+}
+
+// ---- tracking settings ----
+
+const trackingFlags = [
+  ["trackingEnabled", "Tracking on", "Off: no pixel and no rewritten links, even for mail that asks for them."],
+  ["privacyMode", "Privacy mode", "Record opens and clicks without IP address, user agent or referer."],
+  ["webhookOnEveryOpen", "Webhook on every open", "Else only an email's first open fires email.opened."],
+  ["webhookOnEveryClick", "Webhook on every click", "Else only an email's first click fires email.clicked."],
+];
+
+function trackingView() {
+  const out = h("div", {}, h("p", { class: "muted" }, "Loading…"));
+  const msg = h("p", { role: "status" });
+  show(h("h1", {}, "Tracking settings"),
+    h("p", { class: "muted" }, "Each message asks for tracking; these account settings can only take it away. A domain can also turn opens or " +
+      "clicks off and have its own privacy mode (PUT /v1/domains/{id}/tracking)."), out, msg);
+  const fill = (t) => {
+    const boxes = trackingFlags.map(([k, label, help]) => h("div", { class: "flag" },
+      h("label", { class: "check" }, h("input", { type: "checkbox", name: k, checked: !!t[k], "aria-describedby": "help-" + k }), label),
+      h("p", { class: "muted", id: "help-" + k }, help)));
+    const placement = h("select", { id: "t-pixel", name: "pixelPlacement" },
+      ["bottom", "top"].map((p) => h("option", { value: p, selected: t.pixelPlacement === p }, p)));
+    const form = h("form", { class: "stack", "aria-label": "Tracking settings" }, boxes,
+      h("label", { for: "t-pixel" }, "Open pixel placement", placement),
+      h("div", {}, h("button", { type: "submit", class: "primary" }, "Save")));
+    form.addEventListener("submit", async (ev) => {
+      ev.preventDefault();
+      msg.textContent = "";
+      const body = { pixelPlacement: placement.value };
+      for (const [k] of trackingFlags) body[k] = form.elements[k].checked;
+      try {
+        fill(await api("/v1/tracking/defaults", { method: "PATCH", json: body }));
+        msg.textContent = "Saved " + new Date().toLocaleTimeString() + ".";
+      } catch (e) {
+        if (!(e instanceof SessionEnded)) msg.replaceChildren(errorBox(e));
+      }
+    });
+    out.replaceChildren(form);
+  };
+  (async () => {
+    try {
+      fill(await api("/v1/tracking/defaults"));
+    } catch (e) {
+      if (!(e instanceof SessionEnded)) out.replaceChildren(errorBox(e));
+    }
+  })();
 }
 
 // ---- analytics ----
