@@ -7,7 +7,9 @@ import { bytesToBinary, textParts } from "./mime.js";
 
 const pollMs = 5000;
 const statuses = ["scheduled", "cancelled", "pending", "sent", "delivered", "bounced", "complained", "failed", "suppressed"];
-const finalStatuses = new Set(["cancelled", "delivered", "bounced", "complained", "failed", "suppressed"]);
+// An email in one of these states gets no more events: its timeline stops
+// polling. A delivered one still gets opens, clicks and complaints.
+const quietStatuses = new Set(["cancelled", "bounced", "failed", "suppressed"]);
 
 let session = null; // {csrfToken, keyId, keyName, mode, expiresAt}
 let cleanup = () => {};
@@ -333,7 +335,7 @@ function emailView(_params, id) {
       const [e, ev] = await Promise.all([api("/v1/emails/" + encodeURIComponent(id)), api("/v1/emails/" + encodeURIComponent(id) + "/events")]);
       render(e, ev.data || []);
       if (!contentLoaded) { contentLoaded = true; loadContent(id, content); }
-      if (finalStatuses.has(e.status) && !stopped) { stopped = true; setTimeout(stop, 0); }
+      if (quietStatuses.has(e.status) && !stopped) { stopped = true; setTimeout(stop, 0); }
     } catch (e) {
       if (e instanceof SessionEnded) throw e;
       facts.replaceChildren(errorBox(e));
@@ -345,14 +347,36 @@ function emailView(_params, id) {
 // Names of the event data the timeline knows (the API's EmailEvent);
 // other keys show as they come.
 const dataLabels = {
-  mx: "Remote host", response: "Reply", reason: "Error", userAgent: "User agent", ip: "IP address",
+  mx: "Remote host", response: "Reply", reason: "Error", userAgent: "User agent", ip: "IP address", referer: "Referer",
   linkUrl: "Link", linkIndex: "Link index", contactId: "Contact", reporter: "Reporter",
 };
 
+// hitClass is the classification of an open or a click, from its event's
+// data (pipeline/store/tracking.go): a bot's hit (not counted), Apple Mail
+// Privacy Protection's open at delivery (a machine's), a person's through
+// a mail provider's image proxy, or a person's.
+function hitClass(data) {
+  if (data.botFiltered === "true") return ["bot", "bot" + (data.filterRule ? " (" + data.filterRule + ")" : "") + ", not counted"];
+  if (data.machineOpen === "apple_mpp") return ["machine", "machine open (Apple Mail Privacy Protection)"];
+  if (data.proxied === "true") return ["proxied", "person, through an image proxy" + (data.machineOpen ? " (" + data.machineOpen + ")" : "")];
+  return ["person", "person"];
+}
+
 // timelineItem is one event: a delivery attempt with the remote host and
-// its reply first, then the rest of its data.
+// its reply first, a tracking hit with its classification, then the rest
+// of its data.
 function timelineItem(ev) {
   const data = { ...(ev.data || {}) };
+  let hit = null;
+  if (ev.type === "opened" || ev.type === "clicked") {
+    const [kind, text] = hitClass(data);
+    hit = h("span", { class: "status hit-" + kind, "data-hit": kind }, text);
+    for (const k of ["botFiltered", "machineOpen", "proxied", "filterRule"]) delete data[k];
+    if (data.first === "true") { hit = [hit, " ", h("span", { class: "status" }, "first")]; }
+    delete data.first;
+    if (data.firstPerson === "true") { hit = [hit, " ", h("span", { class: "status" }, "first by a person")]; }
+    delete data.firstPerson;
+  }
   const attempt = data.mx || data.response ? h("p", { class: "attempt" },
     data.mx ? ["to ", h("span", { class: "mono", "data-field": "mx" }, data.mx)] : null,
     data.mx && data.response ? ": " : null,
@@ -362,7 +386,7 @@ function timelineItem(ev) {
   if (attempt && data.reason && ev.data.response) delete data.reason; // the reply says it
   const rest = Object.entries(data);
   return h("li", { "data-type": ev.type },
-    h("strong", {}, ev.type), " ", h("time", { datetime: ev.timestamp }, fmtTime(ev.timestamp)), attempt,
+    h("strong", {}, ev.type), " ", h("time", { datetime: ev.timestamp }, fmtTime(ev.timestamp)), hit ? [" ", hit] : null, attempt,
     rest.length ? h("dl", { class: "facts" },
       rest.flatMap(([k, v]) => [h("dt", {}, dataLabels[k] || k), h("dd", {}, h("span", { class: "mono" }, v))])) : null);
 }
