@@ -122,6 +122,7 @@ try {
   await hit.waitFor();
   const kind = await hit.getAttribute("data-hit");
   if (!["person", "bot", "machine", "proxied"].includes(kind)) throw new Error("the open is classified " + JSON.stringify(kind));
+  if (shots) await page.locator("ol.timeline").screenshot({ path: join(shots, "dashboard-timeline.png") });
   step("the timeline shows the open the preview made, classified: " + (await hit.textContent()).trim());
   await page.getByRole("tab", { name: "Text" }).click();
   await page.locator('pre[aria-label="Text part"]').filter({ hasText: "Hello from the text part" }).waitFor();
@@ -142,6 +143,7 @@ try {
 
   // Keys: create, then revoke.
   await page.getByRole("link", { name: "API keys" }).click();
+  await page.getByRole("heading", { name: "API keys", exact: true }).waitFor(); // the domains view had a "Name" too
   await page.getByLabel("Name").fill("dashboard e2e");
   await page.getByRole("button", { name: "Create key" }).click();
   const secret = (await page.locator("#new-key").textContent()).trim();
@@ -169,6 +171,7 @@ try {
   const hookEvents = (await hookRow.locator("td").nth(1).textContent()).trim();
   if (hookEvents !== "account.paused") throw new Error("the webhook is listed with the events " + JSON.stringify(hookEvents));
   await page.getByRole("heading", { name: "Deliveries given up" }).waitFor();
+  if (shots) await page.screenshot({ path: join(shots, "dashboard-webhooks.png"), fullPage: true });
   page.once("dialog", (d) => d.accept());
   await hookRow.getByRole("button", { name: "Delete webhook " + hookURL }).click();
   await hookRow.waitFor({ state: "detached" });
@@ -177,6 +180,7 @@ try {
   // Suppressions: add an address, find it with the search, remove it.
   const suppressed = "dashboard-e2e-" + Date.now() + "@" + env.MAIL_TO.split("@")[1];
   await page.getByRole("link", { name: "Suppressions" }).click();
+  await page.getByRole("heading", { name: "Suppressions", exact: true }).waitFor();
   await page.getByLabel("Address", { exact: true }).fill(suppressed);
   await page.getByLabel("Reason", { exact: true }).fill("dashboard e2e");
   await page.getByRole("button", { name: "Suppress", exact: true }).click();
@@ -186,6 +190,7 @@ try {
   await supRow.waitFor({ state: "hidden" });
   await page.getByLabel("Search", { exact: true }).fill(suppressed.slice(0, 20));
   await supRow.waitFor({ state: "visible" });
+  if (shots) await page.screenshot({ path: join(shots, "dashboard-suppressions.png"), fullPage: true });
   page.once("dialog", (d) => d.accept());
   await supRow.getByRole("button", { name: "Remove " + suppressed }).click();
   await supRow.waitFor({ state: "detached" });
@@ -199,6 +204,7 @@ try {
 
   // Tracking settings: read, saved as they are.
   await page.getByRole("link", { name: "Tracking" }).click();
+  await page.getByRole("heading", { name: "Tracking settings", exact: true }).waitFor();
   await page.getByLabel("Open pixel placement").waitFor();
   const trackingOn = await page.getByLabel("Tracking on").isChecked();
   await page.getByRole("button", { name: "Save" }).click();
@@ -228,7 +234,8 @@ try {
     ["#/suppressions", "Suppressions"], ["#/tracking", "Tracking settings"], ["#/analytics", "Analytics"]]) {
     await page.evaluate((h) => { location.hash = h; }, view);
     await page.getByRole("heading", { name: heading, exact: true }).waitFor();
-    await page.locator("main p.muted", { hasText: "Loading" }).waitFor({ state: "detached" });
+    // Every section has loaded (the webhooks view has two).
+    await page.waitForFunction(() => ![...document.querySelectorAll("main p.muted")].some((p) => p.textContent.includes("Loading")));
     const [scroll, client] = await page.evaluate(() => [document.documentElement.scrollWidth, document.documentElement.clientWidth]);
     if (scroll > client) throw new Error(view + " at 360 px is " + scroll + " px wide");
   }
