@@ -156,6 +156,29 @@ func TestSMTPRetryAfter4xxThenDelivered(t *testing.T) {
 	if n := len(s.sink.Messages()); n != 1 {
 		t.Errorf("sink holds %d messages, want 1", n)
 	}
+	// Each attempt's event names the destination's host and its reply.
+	var events struct {
+		Data []struct {
+			Type string
+			Data map[string]string
+		}
+	}
+	s.JSON("GET", "/v1/emails/"+e.ID+"/events", liveKey, nil, &events)
+	want := map[string]map[string]string{
+		"deferred":  {"mx": "mx." + rcptDomain, "response": "451 4.3.0 try later"},
+		"delivered": {"mx": "mx." + rcptDomain, "response": "250 2.0.0 OK: queued"},
+	}
+	for _, ev := range events.Data {
+		if w, ok := want[ev.Type]; ok {
+			if ev.Data["mx"] != w["mx"] || ev.Data["response"] != w["response"] {
+				t.Errorf("%s event data %v, want mx %q, response %q", ev.Type, ev.Data, w["mx"], w["response"])
+			}
+			delete(want, ev.Type)
+		}
+	}
+	if len(want) != 0 {
+		t.Errorf("events %+v lack %v", events.Data, want)
+	}
 }
 
 func TestSMTPBounceAfter5xxSuppresses(t *testing.T) {

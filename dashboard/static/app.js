@@ -1,12 +1,15 @@
 // The dashboard: one page, routed by the URL's fragment (#/emails,
-// #/emails/ID, #/domains, #/keys, #/analytics). It calls the /v1 REST API
+// #/emails/ID, #/domains, #/keys, #/webhooks, #/suppressions, #/tracking,
+// #/analytics). It calls the /v1 REST API
 // with the session cookie and the session's CSRF token in X-CSRF-Token;
 // every value from the API goes into the page as text, never as markup.
 import { bytesToBinary, textParts } from "./mime.js";
 
 const pollMs = 5000;
 const statuses = ["scheduled", "cancelled", "pending", "sent", "delivered", "bounced", "complained", "failed", "suppressed"];
-const finalStatuses = new Set(["cancelled", "delivered", "bounced", "complained", "failed", "suppressed"]);
+// An email in one of these states gets no more events: its timeline stops
+// polling. A delivered one still gets opens, clicks and complaints.
+const quietStatuses = new Set(["cancelled", "bounced", "failed", "suppressed"]);
 
 let session = null; // {csrfToken, keyId, keyName, mode, expiresAt}
 let cleanup = () => {};
@@ -162,6 +165,9 @@ const routes = [
   [/^#\/emails$/, emailsView],
   [/^#\/domains$/, domainsView],
   [/^#\/keys$/, keysView],
+  [/^#\/webhooks$/, webhooksView],
+  [/^#\/suppressions$/, suppressionsView],
+  [/^#\/tracking$/, trackingView],
   [/^#\/analytics$/, analyticsView],
 ];
 
@@ -319,10 +325,7 @@ function emailView(_params, id) {
       ...(e.lastError ? fact("Last error", h("span", { class: "mono" }, e.lastError)) : []),
       ...fact("Created", fmtTime(e.createdAt)), ...fact("Sent", fmtTime(e.sentAt)),
       ...fact("Delivered", fmtTime(e.deliveredAt)), ...fact("Opened", fmtTime(e.openedAt)), ...fact("Clicked", fmtTime(e.clickedAt)));
-    timeline.replaceChildren(...(events.length ? events.map((ev) => h("li", {},
-      h("strong", {}, ev.type), " ", h("time", { datetime: ev.timestamp }, fmtTime(ev.timestamp)),
-      ev.data && Object.keys(ev.data).length ? h("dl", { class: "facts" },
-        Object.entries(ev.data).flatMap(([k, v]) => fact(k, h("span", { class: "mono" }, v)))) : null)) : [h("li", {}, "No events yet.")]));
+    timeline.replaceChildren(...(events.length ? events.map(timelineItem) : [h("li", {}, "No events yet.")]));
   };
 
   let contentLoaded = false;
@@ -332,13 +335,60 @@ function emailView(_params, id) {
       const [e, ev] = await Promise.all([api("/v1/emails/" + encodeURIComponent(id)), api("/v1/emails/" + encodeURIComponent(id) + "/events")]);
       render(e, ev.data || []);
       if (!contentLoaded) { contentLoaded = true; loadContent(id, content); }
-      if (finalStatuses.has(e.status) && !stopped) { stopped = true; setTimeout(stop, 0); }
+      if (quietStatuses.has(e.status) && !stopped) { stopped = true; setTimeout(stop, 0); }
     } catch (e) {
       if (e instanceof SessionEnded) throw e;
       facts.replaceChildren(errorBox(e));
     }
   });
   return stop;
+}
+
+// Names of the event data the timeline knows (the API's EmailEvent);
+// other keys show as they come.
+const dataLabels = {
+  mx: "Remote host", response: "Reply", reason: "Error", userAgent: "User agent", ip: "IP address", referer: "Referer",
+  linkUrl: "Link", linkIndex: "Link index", contactId: "Contact", reporter: "Reporter",
+};
+
+// hitClass is the classification of an open or a click, from its event's
+// data (pipeline/store/tracking.go): a bot's hit (not counted), Apple Mail
+// Privacy Protection's open at delivery (a machine's), a person's through
+// a mail provider's image proxy, or a person's.
+function hitClass(data) {
+  if (data.botFiltered === "true") return ["bot", "bot" + (data.filterRule ? " (" + data.filterRule + ")" : "") + ", not counted"];
+  if (data.machineOpen === "apple_mpp") return ["machine", "machine open (Apple Mail Privacy Protection)"];
+  if (data.proxied === "true") return ["proxied", "person, through an image proxy" + (data.machineOpen ? " (" + data.machineOpen + ")" : "")];
+  return ["person", "person"];
+}
+
+// timelineItem is one event: a delivery attempt with the remote host and
+// its reply first, a tracking hit with its classification, then the rest
+// of its data.
+function timelineItem(ev) {
+  const data = { ...(ev.data || {}) };
+  let hit = null;
+  if (ev.type === "opened" || ev.type === "clicked") {
+    const [kind, text] = hitClass(data);
+    hit = h("span", { class: "status hit-" + kind, "data-hit": kind }, text);
+    for (const k of ["botFiltered", "machineOpen", "proxied", "filterRule"]) delete data[k];
+    if (data.first === "true") { hit = [hit, " ", h("span", { class: "status" }, "first")]; }
+    delete data.first;
+    if (data.firstPerson === "true") { hit = [hit, " ", h("span", { class: "status" }, "first by a person")]; }
+    delete data.firstPerson;
+  }
+  const attempt = data.mx || data.response ? h("p", { class: "attempt" },
+    data.mx ? ["to ", h("span", { class: "mono", "data-field": "mx" }, data.mx)] : null,
+    data.mx && data.response ? ": " : null,
+    data.response ? h("span", { class: "mono", "data-field": "response" }, data.response) : null) : null;
+  delete data.mx;
+  delete data.response;
+  if (attempt && data.reason && ev.data.response) delete data.reason; // the reply says it
+  const rest = Object.entries(data);
+  return h("li", { "data-type": ev.type },
+    h("strong", {}, ev.type), " ", h("time", { datetime: ev.timestamp }, fmtTime(ev.timestamp)), hit ? [" ", hit] : null, attempt,
+    rest.length ? h("dl", { class: "facts" },
+      rest.flatMap(([k, v]) => [h("dt", {}, dataLabels[k] || k), h("dd", {}, h("span", { class: "mono" }, v))])) : null);
 }
 
 async function loadContent(id, section) {
@@ -505,6 +555,300 @@ function keysView() {
     }
   };
   load();
+}
+
+// ---- webhooks ----
+
+// The events an endpoint may subscribe to (the API's Webhook.events).
+const webhookEvents = ["email.sent", "email.delivered", "email.deferred", "email.bounced", "email.failed", "email.opened",
+  "email.clicked", "email.complained", "email.unsubscribed", "account.paused", "account.resumed"];
+
+// isoLocal is a datetime-local input's value for d, in the browser's zone.
+function isoLocal(d) {
+  return new Date(d.getTime() - d.getTimezoneOffset() * 60000).toISOString().slice(0, 16);
+}
+
+function webhooksView() {
+  const list = h("div", { class: "table-wrap" }, h("p", { class: "muted" }, "Loading…"));
+  const failed = h("div", { class: "table-wrap" }, h("p", { class: "muted" }, "Loading…"));
+  const note = h("div", { "aria-live": "polite" });
+  const url = h("input", { id: "w-url", name: "url", type: "url", required: true, placeholder: "https://hooks.example.com/pigeonpost", size: 40 });
+  const boxes = webhookEvents.map((ev) => h("label", { class: "check" },
+    h("input", { type: "checkbox", name: "events", value: ev, checked: ev === "email.delivered" || ev === "email.bounced" }), ev));
+  const machine = h("label", { class: "check" }, h("input", { type: "checkbox", name: "machineEvents" }), "Also machines' opens and clicks (bots, Apple MPP)");
+  const form = h("form", { class: "stack", "aria-label": "Add a webhook endpoint" },
+    h("label", { for: "w-url" }, "Endpoint URL", url),
+    h("fieldset", {}, h("legend", {}, "Events"), h("div", { class: "checks" }, boxes)),
+    machine,
+    h("div", {}, h("button", { type: "submit", class: "primary" }, "Add webhook")));
+  form.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    const f = new FormData(form);
+    const events = f.getAll("events");
+    if (!events.length) { note.replaceChildren(errorBox(new Error("Choose at least one event."))); return; }
+    try {
+      const w = await api("/v1/webhooks", { method: "POST", json: { url: url.value.trim(), events, machineEvents: f.get("machineEvents") === "on" } });
+      form.reset();
+      note.replaceChildren(h("div", { class: "secret", role: "status" },
+        h("p", {}, "Webhook ", h("span", { class: "mono" }, w.url), " added. Its signing secret is shown only now:"),
+        h("p", { class: "mono", id: "new-secret" }, w.secret), copyButton(w.secret, "Copy the signing secret")));
+      await load();
+    } catch (e) {
+      if (!(e instanceof SessionEnded)) note.replaceChildren(errorBox(e));
+    }
+  });
+  show(h("h1", {}, "Webhooks"), form, note, h("h2", {}, "Endpoints"), list,
+    h("h2", {}, "Deliveries given up"),
+    h("p", { class: "muted" }, "Deliveries that failed for webhooks.max_age, newest first (the last 100). Redeliver sends one again; " +
+      "Replay on an endpoint sends a window of its events again."),
+    failed);
+
+  let hooks = [];
+  const replayForm = (w, out) => {
+    const since = h("input", { type: "datetime-local", name: "since", required: true, value: isoLocal(new Date(Date.now() - 86400000)) });
+    const until = h("input", { type: "datetime-local", name: "until" });
+    const f = h("form", { class: "inline", "aria-label": "Replay the events of " + w.url },
+      h("label", {}, "Since", since), h("label", {}, "Until (empty: now)", until),
+      h("button", { type: "submit", class: "primary" }, "Replay"));
+    f.addEventListener("submit", async (ev) => {
+      ev.preventDefault();
+      const body = { since: new Date(since.value).toISOString() };
+      if (until.value) body.until = new Date(until.value).toISOString();
+      try {
+        const r = await api("/v1/webhooks/" + encodeURIComponent(w.id) + "/replay", { method: "POST", json: body });
+        out.textContent = "Replay queued: " + r.queued + " deliveries, " + r.pending + " still being retried" +
+          (r.truncated ? "; stopped at " + fmtTime(r.until) + ", replay again from there" : "") + ".";
+      } catch (e) {
+        if (!(e instanceof SessionEnded)) out.textContent = e.message;
+      }
+    });
+    return f;
+  };
+  const loadHooks = async () => {
+    const res = await api("/v1/webhooks");
+    hooks = res.data;
+    if (!hooks.length) {
+      list.replaceChildren(h("p", { class: "muted" }, "No webhook endpoints."));
+      return;
+    }
+    list.replaceChildren(h("table", {},
+      h("thead", {}, h("tr", {}, ["URL", "Events", "Machines", "Created", ""].map((t, i) => h("th", { scope: "col", class: i === 2 || i === 3 ? "opt" : null }, t)))),
+      h("tbody", {}, hooks.map((w) => {
+        const out = h("p", { role: "status", class: "muted" });
+        const replayBox = h("div", { hidden: true }, replayForm(w, out));
+        const replay = h("button", { type: "button", "aria-expanded": "false", "aria-label": "Replay events to " + w.url }, "Replay…");
+        replay.addEventListener("click", () => {
+          replayBox.hidden = !replayBox.hidden;
+          replay.setAttribute("aria-expanded", String(!replayBox.hidden));
+        });
+        const del = h("button", { type: "button", class: "danger", "aria-label": "Delete webhook " + w.url }, "Delete");
+        del.addEventListener("click", async () => {
+          if (!confirm("Delete the webhook " + w.url + "? Its pending deliveries are dropped.")) return;
+          try {
+            await api("/v1/webhooks/" + encodeURIComponent(w.id), { method: "DELETE" });
+            await load();
+          } catch (e) {
+            if (!(e instanceof SessionEnded)) note.replaceChildren(errorBox(e));
+          }
+        });
+        return h("tr", { "data-id": w.id },
+          h("td", { class: "mono" }, w.url, replayBox, out),
+          h("td", {}, w.events.join(", ")), h("td", { class: "opt" }, w.machineEvents ? "yes" : "no"),
+          h("td", { class: "opt" }, fmtTime(w.createdAt)), h("td", {}, h("span", { class: "actions" }, replay, del)));
+      }))));
+  };
+  const loadFailed = async () => {
+    const res = await api("/v1/webhooks/failed");
+    if (!res.data.length) {
+      failed.replaceChildren(h("p", { class: "muted" }, "None."));
+      return;
+    }
+    const urlOf = new Map(hooks.map((w) => [w.id, w.url]));
+    failed.replaceChildren(h("table", {},
+      h("thead", {}, h("tr", {}, ["Given up", "Endpoint", "Event", "Attempts", "Last error", ""].map((t, i) => h("th", { scope: "col", class: i === 3 ? "opt" : null }, t)))),
+      h("tbody", {}, res.data.map((d) => {
+        const state = h("span", { role: "status", class: "muted" });
+        const again = h("button", { type: "button", "aria-label": "Redeliver " + d.id }, "Redeliver");
+        again.addEventListener("click", async () => {
+          again.disabled = true;
+          try {
+            const r = await api("/v1/webhooks/deliveries/" + encodeURIComponent(d.id) + "/redeliver", { method: "POST" });
+            state.textContent = " " + r.status;
+          } catch (e) {
+            again.disabled = false;
+            if (!(e instanceof SessionEnded)) state.textContent = " " + e.message;
+          }
+        });
+        return h("tr", { "data-id": d.id },
+          h("td", {}, fmtTime(d.failedAt)), h("td", { class: "mono" }, urlOf.get(d.endpointId) || d.endpointId),
+          h("td", {}, d.event), h("td", { class: "opt" }, String(d.attempts)),
+          h("td", { class: "mono" }, d.lastError), h("td", {}, again, state));
+      }))));
+  };
+  const load = async () => {
+    try {
+      await loadHooks();
+    } catch (e) {
+      if (!(e instanceof SessionEnded)) list.replaceChildren(errorBox(e));
+    }
+    try {
+      await loadFailed();
+    } catch (e) {
+      if (!(e instanceof SessionEnded)) failed.replaceChildren(errorBox(e));
+    }
+  };
+  load();
+}
+
+// ---- suppressions ----
+
+function suppressionsView() {
+  const note = h("div", { "aria-live": "polite" });
+  const email = h("input", { id: "s-email", name: "email", type: "email", required: true });
+  const reason = h("input", { id: "s-reason", name: "reason", maxlength: 100, placeholder: "manual" });
+  const form = h("form", { class: "inline", "aria-label": "Suppress an address" },
+    h("label", { for: "s-email" }, "Address", email), h("label", { for: "s-reason" }, "Reason", reason),
+    h("button", { type: "submit", class: "primary" }, "Suppress"));
+  const search = h("input", { id: "s-search", type: "search", autocomplete: "off" });
+  const shown = h("p", { class: "muted", id: "s-shown", role: "status" });
+  const tbody = h("tbody");
+  const more = h("button", { type: "button", hidden: true }, "Load more");
+  show(h("h1", {}, "Suppressions"),
+    h("p", { class: "muted" }, "Mail to these addresses is skipped, over SMTP and the REST API."), form, note,
+    h("form", { class: "inline", role: "search", "aria-label": "Search the suppressions", onsubmit: (ev) => ev.preventDefault() },
+      h("label", { for: "s-search" }, "Search", search)),
+    shown,
+    h("div", { class: "table-wrap" }, h("table", { "aria-describedby": "s-shown" },
+      h("thead", {}, h("tr", {}, h("th", { scope: "col" }, "Address"), h("th", { scope: "col" }, "Reason"),
+        h("th", { scope: "col", class: "opt" }, "Since"), h("th", { scope: "col" }, ""))),
+      tbody)),
+    more);
+
+  let rows = [];
+  let cursor = null;
+  // The API lists the suppressions page by page and has no search: this
+  // filters the pages loaded so far.
+  const filter = () => {
+    const q = search.value.trim().toLowerCase();
+    let n = 0;
+    for (const r of rows) {
+      r.tr.hidden = q !== "" && !r.email.toLowerCase().includes(q);
+      if (!r.tr.hidden) n++;
+    }
+    shown.textContent = rows.length === 0 ? "No suppressed addresses." :
+      (q ? n + " of " + rows.length : rows.length) + " loaded address" + (rows.length === 1 ? "" : "es") + (cursor ? "; more to load" : "") + ".";
+  };
+  search.addEventListener("input", filter);
+  const rowFor = (sp) => {
+    const remove = h("button", { type: "button", class: "danger", "aria-label": "Remove " + sp.email }, "Remove");
+    const tr = h("tr", { "data-email": sp.email },
+      h("td", { class: "mono" }, sp.email), h("td", {}, sp.reason), h("td", { class: "opt" }, fmtTime(sp.createdAt)), h("td", {}, remove));
+    const r = { email: sp.email, tr };
+    remove.addEventListener("click", async () => {
+      if (!confirm("Remove " + sp.email + " from the list? Mail to it is sent again.")) return;
+      try {
+        await api("/v1/suppressions/" + encodeURIComponent(sp.email), { method: "DELETE" });
+        tr.remove();
+        rows = rows.filter((x) => x !== r);
+        note.replaceChildren(h("p", { role: "status" }, sp.email + " removed."));
+        filter();
+      } catch (e) {
+        if (!(e instanceof SessionEnded)) note.replaceChildren(errorBox(e));
+      }
+    });
+    return r;
+  };
+  const page = async (after) => {
+    const q = new URLSearchParams({ limit: "100" });
+    if (after) q.set("cursor", after);
+    const res = await api("/v1/suppressions?" + q);
+    for (const sp of res.data) {
+      const r = rowFor(sp);
+      rows.push(r);
+      tbody.append(r.tr);
+    }
+    cursor = res.hasMore ? res.nextCursor : null;
+    more.hidden = !cursor;
+    filter();
+  };
+  const reload = async () => {
+    rows = [];
+    cursor = null;
+    tbody.replaceChildren();
+    try {
+      await page(null);
+    } catch (e) {
+      if (!(e instanceof SessionEnded)) shown.replaceChildren(errorBox(e));
+    }
+  };
+  more.addEventListener("click", async () => {
+    try {
+      await page(cursor);
+    } catch (e) {
+      if (!(e instanceof SessionEnded)) note.replaceChildren(errorBox(e));
+    }
+  });
+  form.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    const body = { email: email.value.trim() };
+    if (reason.value.trim()) body.reason = reason.value.trim();
+    try {
+      const sp = await api("/v1/suppressions", { method: "POST", json: body });
+      form.reset();
+      note.replaceChildren(h("p", { role: "status" }, sp.email + " suppressed."));
+      await reload();
+    } catch (e) {
+      if (!(e instanceof SessionEnded)) note.replaceChildren(errorBox(e));
+    }
+  });
+  reload();
+}
+
+// ---- tracking settings ----
+
+const trackingFlags = [
+  ["trackingEnabled", "Tracking on", "Off: no pixel and no rewritten links, even for mail that asks for them."],
+  ["privacyMode", "Privacy mode", "Record opens and clicks without IP address, user agent or referer."],
+  ["webhookOnEveryOpen", "Webhook on every open", "Else only an email's first open fires email.opened."],
+  ["webhookOnEveryClick", "Webhook on every click", "Else only an email's first click fires email.clicked."],
+];
+
+function trackingView() {
+  const out = h("div", {}, h("p", { class: "muted" }, "Loading…"));
+  const msg = h("p", { role: "status" });
+  show(h("h1", {}, "Tracking settings"),
+    h("p", { class: "muted" }, "Each message asks for tracking; these account settings can only take it away. A domain can also turn opens or " +
+      "clicks off and have its own privacy mode (PUT /v1/domains/{id}/tracking)."), out, msg);
+  const fill = (t) => {
+    const boxes = trackingFlags.map(([k, label, help]) => h("div", { class: "flag" },
+      h("label", { class: "check" }, h("input", { type: "checkbox", name: k, checked: !!t[k], "aria-describedby": "help-" + k }), label),
+      h("p", { class: "muted", id: "help-" + k }, help)));
+    const placement = h("select", { id: "t-pixel", name: "pixelPlacement" },
+      ["bottom", "top"].map((p) => h("option", { value: p, selected: t.pixelPlacement === p }, p)));
+    const form = h("form", { class: "stack", "aria-label": "Tracking settings" }, boxes,
+      h("label", { for: "t-pixel" }, "Open pixel placement", placement),
+      h("div", {}, h("button", { type: "submit", class: "primary" }, "Save")));
+    form.addEventListener("submit", async (ev) => {
+      ev.preventDefault();
+      msg.textContent = "";
+      const body = { pixelPlacement: placement.value };
+      for (const [k] of trackingFlags) body[k] = form.elements[k].checked;
+      try {
+        fill(await api("/v1/tracking/defaults", { method: "PATCH", json: body }));
+        msg.textContent = "Saved " + new Date().toLocaleTimeString() + ".";
+      } catch (e) {
+        if (!(e instanceof SessionEnded)) msg.replaceChildren(errorBox(e));
+      }
+    });
+    out.replaceChildren(form);
+  };
+  (async () => {
+    try {
+      fill(await api("/v1/tracking/defaults"));
+    } catch (e) {
+      if (!(e instanceof SessionEnded)) out.replaceChildren(errorBox(e));
+    }
+  })();
 }
 
 // ---- analytics ----

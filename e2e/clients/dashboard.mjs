@@ -2,8 +2,10 @@
 //   DASHBOARD_URL SMTP_HOST SMTP_PORT SMTP_API_KEY MAIL_FROM MAIL_TO [CHROMIUM] [SCREENSHOTS]
 // Logs in with the key, sends a message over SMTP (Nodemailer, STARTTLS),
 // watches it reach "delivered" in the list without a reload, opens its
-// timeline and sandboxed preview, checks the domain's records, creates and
-// revokes a key, draws the analytics chart and logs out. Prints "ok <step>"
+// timeline (the delivery's remote host and reply) and sandboxed preview,
+// checks the domain's records, creates and revokes a key, adds a webhook and
+// deletes it, suppresses an address and removes it, saves the tracking
+// settings, draws the analytics chart and logs out. Prints "ok <step>"
 // per step; exits 1 at the first failure, or on any console error (a CSP
 // violation is one) or uncaught page error.
 import { chromium } from "playwright-core";
@@ -41,9 +43,15 @@ try {
     (fromPreview ? previewRefusals : problems).push("console: " + m.text());
   });
   page.on("pageerror", (e) => problems.push("page error: " + e.message));
-  // Nothing leaves loopback: remote images are answered here, and counted.
+  // Nothing leaves loopback: remote images are answered here, and counted;
+  // the open pixel (at http.public_url, a name of the test's) goes to the
+  // gateway.
   let remoteHits = 0;
-  await context.route(/^https?:\/\/(?!127\.0\.0\.1)/, (route) => {
+  await context.route(/^https?:\/\/(?!127\.0\.0\.1)/, async (route) => {
+    const u = new URL(route.request().url());
+    if (u.pathname.startsWith("/v1/track/open/")) {
+      return route.fulfill({ response: await route.fetch({ url: base + u.pathname + u.search }) });
+    }
     if (route.request().url() === remoteImage) {
       remoteHits++;
       return route.fulfill({ status: 200, contentType: "image/png", body: Buffer.from("89504e470d0a1a0a0000000d4948445200000001000000010806000000" +
@@ -70,6 +78,7 @@ try {
   });
   const info = await transport.sendMail({
     from: env.MAIL_FROM, to: env.MAIL_TO, subject,
+    headers: { "X-SP-Track-Opens": "true" }, // the preview's remote images include the open pixel
     text: "Hello from the text part",
     html: '<html><body><h1 id="greeting">Hello from the dashboard test</h1>' +
       '<img id="logo" src="' + remoteImage + '" alt="logo">' +
@@ -85,7 +94,13 @@ try {
   // Its timeline and content.
   await row.getByRole("link", { name: subject }).click();
   await page.getByRole("heading", { name: subject }).waitFor();
-  await page.locator("ol.timeline li", { hasText: "delivered" }).waitFor();
+  const delivered = page.locator('ol.timeline li[data-type="delivered"]');
+  await delivered.waitFor();
+  const mx = (await delivered.locator('[data-field="mx"]').textContent()).trim();
+  const reply = (await delivered.locator('[data-field="response"]').textContent()).trim();
+  if (mx !== "mx." + env.MAIL_TO.split("@")[1]) throw new Error("the delivered event names the host " + JSON.stringify(mx));
+  if (!/^250 /.test(reply)) throw new Error("the delivered event's reply is " + JSON.stringify(reply));
+  step("the timeline: delivered to " + mx + ": " + reply);
   const iframe = page.locator("iframe.preview");
   await iframe.waitFor();
   if ((await iframe.getAttribute("sandbox")) !== "") throw new Error('the preview iframe is not sandbox=""');
@@ -93,14 +108,22 @@ try {
   await frame.locator("#greeting").waitFor();
   if ((await frame.locator("#pwned").count()) !== 0) throw new Error("a script in the email ran in the preview");
   if (remoteHits !== 0) throw new Error("the preview loaded a remote image before the click");
-  step("the timeline: delivered; the HTML in a sandboxed iframe, its script not run, no remote image loaded");
+  step("the HTML in a sandboxed iframe, its script not run, no remote image loaded");
   if (shots) { mkdirSync(shots, { recursive: true }); await page.screenshot({ path: join(shots, "dashboard-email.png"), fullPage: true }); }
   const imageLoaded = page.waitForResponse(remoteImage);
   await page.getByRole("button", { name: "Load remote images" }).click();
   await imageLoaded;
   if (remoteHits === 0) throw new Error("the remote image did not load after the click");
   await frame.locator("#logo").evaluate((img) => img.complete && img.naturalWidth > 0 || Promise.reject(new Error("not rendered")));
-  step("a click loads the remote image (the preview refused " + previewRefusals.length + " things before: its script, the image)");
+  step("a click loads the remote image (the preview refused " + previewRefusals.length + " things before: its script, the images)");
+  // That click fetched the open pixel too: the timeline, still polling a
+  // delivered email, shows the open with its classification.
+  const hit = page.locator('ol.timeline li[data-type="opened"] [data-hit]').first();
+  await hit.waitFor();
+  const kind = await hit.getAttribute("data-hit");
+  if (!["person", "bot", "machine", "proxied"].includes(kind)) throw new Error("the open is classified " + JSON.stringify(kind));
+  if (shots) await page.locator("ol.timeline").screenshot({ path: join(shots, "dashboard-timeline.png") });
+  step("the timeline shows the open the preview made, classified: " + (await hit.textContent()).trim());
   await page.getByRole("tab", { name: "Text" }).click();
   await page.locator('pre[aria-label="Text part"]').filter({ hasText: "Hello from the text part" }).waitFor();
   await page.getByRole("tab", { name: "Raw MIME" }).click();
@@ -120,6 +143,7 @@ try {
 
   // Keys: create, then revoke.
   await page.getByRole("link", { name: "API keys" }).click();
+  await page.getByRole("heading", { name: "API keys", exact: true }).waitFor(); // the domains view had a "Name" too
   await page.getByLabel("Name").fill("dashboard e2e");
   await page.getByRole("button", { name: "Create key" }).click();
   const secret = (await page.locator("#new-key").textContent()).trim();
@@ -130,6 +154,62 @@ try {
   await keyRow.getByRole("button", { name: "Revoke key dashboard e2e" }).click();
   await keyRow.waitFor({ state: "detached" });
   step("API keys: created (shown once), revoked");
+
+  // Webhooks: add an endpoint (on an event this run never fires), see it
+  // listed with its secret shown once, delete it.
+  const hookURL = "http://127.0.0.1:9/dashboard-e2e-" + Date.now();
+  await page.getByRole("link", { name: "Webhooks" }).click();
+  await page.getByRole("heading", { name: "Webhooks", exact: true }).waitFor();
+  await page.getByLabel("Endpoint URL").fill(hookURL);
+  for (const ev of ["email.delivered", "email.bounced"]) await page.getByLabel(ev, { exact: true }).uncheck();
+  await page.getByLabel("account.paused", { exact: true }).check();
+  await page.getByRole("button", { name: "Add webhook" }).click();
+  const hookSecret = (await page.locator("#new-secret").textContent()).trim();
+  if (!hookSecret) throw new Error("the new webhook's secret is not shown");
+  const hookRow = page.locator("tr", { hasText: hookURL });
+  await hookRow.waitFor();
+  const hookEvents = (await hookRow.locator("td").nth(1).textContent()).trim();
+  if (hookEvents !== "account.paused") throw new Error("the webhook is listed with the events " + JSON.stringify(hookEvents));
+  await page.getByRole("heading", { name: "Deliveries given up" }).waitFor();
+  if (shots) await page.screenshot({ path: join(shots, "dashboard-webhooks.png"), fullPage: true });
+  page.once("dialog", (d) => d.accept());
+  await hookRow.getByRole("button", { name: "Delete webhook " + hookURL }).click();
+  await hookRow.waitFor({ state: "detached" });
+  step("webhooks: added (listed, secret shown once), deleted");
+
+  // Suppressions: add an address, find it with the search, remove it.
+  const suppressed = "dashboard-e2e-" + Date.now() + "@" + env.MAIL_TO.split("@")[1];
+  await page.getByRole("link", { name: "Suppressions" }).click();
+  await page.getByRole("heading", { name: "Suppressions", exact: true }).waitFor();
+  await page.getByLabel("Address", { exact: true }).fill(suppressed);
+  await page.getByLabel("Reason", { exact: true }).fill("dashboard e2e");
+  await page.getByRole("button", { name: "Suppress", exact: true }).click();
+  const supRow = page.locator("tr", { hasText: suppressed });
+  await supRow.waitFor();
+  await page.getByLabel("Search", { exact: true }).fill("no-such-address");
+  await supRow.waitFor({ state: "hidden" });
+  await page.getByLabel("Search", { exact: true }).fill(suppressed.slice(0, 20));
+  await supRow.waitFor({ state: "visible" });
+  if (shots) await page.screenshot({ path: join(shots, "dashboard-suppressions.png"), fullPage: true });
+  page.once("dialog", (d) => d.accept());
+  await supRow.getByRole("button", { name: "Remove " + suppressed }).click();
+  await supRow.waitFor({ state: "detached" });
+  const gone = await page.evaluate(async (addr) => {
+    const s = await (await fetch("/dashboard/session")).json();
+    const res = await fetch("/v1/suppressions?limit=1000", { headers: { "X-CSRF-Token": s.csrfToken } });
+    return !(await res.json()).data.some((x) => x.email === addr);
+  }, suppressed);
+  if (!gone) throw new Error("the API still lists " + suppressed + " as suppressed");
+  step("suppressions: added, found by the search, removed (the API agrees)");
+
+  // Tracking settings: read, saved as they are.
+  await page.getByRole("link", { name: "Tracking" }).click();
+  await page.getByRole("heading", { name: "Tracking settings", exact: true }).waitFor();
+  await page.getByLabel("Open pixel placement").waitFor();
+  const trackingOn = await page.getByLabel("Tracking on").isChecked();
+  await page.getByRole("button", { name: "Save" }).click();
+  await page.getByText(/^Saved /).waitFor();
+  step("tracking settings: read (tracking " + (trackingOn ? "on" : "off") + "), saved");
 
   // Analytics: the chart draws the day's sends.
   await page.getByRole("link", { name: "Analytics" }).click();
@@ -150,10 +230,12 @@ try {
   // A phone's width: nothing wider than the screen but the tables' own
   // scrolling boxes.
   await page.setViewportSize({ width: 360, height: 780 });
-  for (const [view, heading] of [["#/emails", "Emails"], ["#/domains", "Domains"], ["#/keys", "API keys"], ["#/analytics", "Analytics"]]) {
+  for (const [view, heading] of [["#/emails", "Emails"], ["#/domains", "Domains"], ["#/keys", "API keys"], ["#/webhooks", "Webhooks"],
+    ["#/suppressions", "Suppressions"], ["#/tracking", "Tracking settings"], ["#/analytics", "Analytics"]]) {
     await page.evaluate((h) => { location.hash = h; }, view);
     await page.getByRole("heading", { name: heading, exact: true }).waitFor();
-    await page.locator("main p.muted", { hasText: "Loading" }).waitFor({ state: "detached" });
+    // Every section has loaded (the webhooks view has two).
+    await page.waitForFunction(() => ![...document.querySelectorAll("main p.muted")].some((p) => p.textContent.includes("Loading")));
     const [scroll, client] = await page.evaluate(() => [document.documentElement.scrollWidth, document.documentElement.clientWidth]);
     if (scroll > client) throw new Error(view + " at 360 px is " + scroll + " px wide");
   }

@@ -77,6 +77,12 @@ const (
 	maxQuitTimeout     = 10 * time.Second
 )
 
+// Delivered is what the destination said when it took a message.
+type Delivered struct {
+	Host  string // the host that accepted it: an MX host or the relay host
+	Reply string // its reply to the end of DATA ("250 2.0.0 Ok: queued as …"), flattened and bounded
+}
+
 // Deliver sends env to its destination: the relay host, or the recipient
 // domain's MX hosts in order. It moves on to the next host (and the next
 // address of a host) on connection failure, a 421 reply, any failure before
@@ -93,35 +99,43 @@ const (
 // RequireTLS is false, the same address is tried once more in plaintext
 // (RFC 7435).
 func (t *Transport) Deliver(ctx context.Context, env Envelope) error {
+	_, err := t.DeliverWithReply(ctx, env)
+	return err
+}
+
+// DeliverWithReply is Deliver, also returning which host accepted the
+// message and its reply, for the record of the attempt. A failure's host
+// and reply are in its *Error (Host, Reply).
+func (t *Transport) DeliverWithReply(ctx context.Context, env Envelope) (Delivered, error) {
 	if err := ctx.Err(); err != nil {
-		return localError("", enhBadConn, netErrorMessage(err), err)
+		return Delivered{}, localError("", enhBadConn, netErrorMessage(err), err)
 	}
 	if badLine(env.From) {
-		return &Error{Enhanced: [3]int{5, 1, 7}, Message: "invalid sender address"}
+		return Delivered{}, &Error{Enhanced: [3]int{5, 1, 7}, Message: "invalid sender address"}
 	}
 	if badLine(env.To) {
-		return &Error{Enhanced: enhBadSyntax, Message: "invalid recipient address"}
+		return Delivered{}, &Error{Enhanced: enhBadSyntax, Message: "invalid recipient address"}
 	}
 	route := env.Route
 	if route == nil {
 		var err error
 		if route, err = t.Route(ctx, env.To); err != nil {
-			return err
+			return Delivered{}, err
 		}
 	}
 	hosts, port := route.Hosts, route.Port
 	last := localError("", enhRouting, "no destination host", nil)
 	for _, host := range hosts {
-		e, next := t.deliverHost(ctx, host, port, env)
+		reply, e, next := t.deliverHost(ctx, host, port, env)
 		if e == nil {
-			return nil
+			return Delivered{Host: host, Reply: reply}, nil
 		}
 		last = e
 		if !next || ctx.Err() != nil {
 			break
 		}
 	}
-	return last
+	return Delivered{}, last
 }
 
 // destinations returns the hosts to try, in order, and the port.
@@ -184,31 +198,32 @@ func (t *Transport) addresses(ctx context.Context, host string) ([]string, *Erro
 }
 
 // deliverHost tries each address of host; next reports whether the caller
-// should go on to the next host.
-func (t *Transport) deliverHost(ctx context.Context, host, port string, env Envelope) (e *Error, next bool) {
+// should go on to the next host. On success, reply is the host's reply to
+// the end of DATA.
+func (t *Transport) deliverHost(ctx context.Context, host, port string, env Envelope) (reply string, e *Error, next bool) {
 	addrs, e := t.addresses(ctx, host)
 	if e != nil {
-		return e, true
+		return "", e, true
 	}
 	e = localError("", enhRouting, "no address for "+host, nil)
 	for _, addr := range addrs {
 		target := net.JoinHostPort(addr, port)
-		e, next = t.attempt(ctx, host, target, env, true)
+		reply, e, next = t.attempt(ctx, host, target, env, true)
 		if e == nil {
-			return nil, false
+			return reply, nil, false
 		}
 		if errors.Is(e, errTLSHandshake) && !t.RequireTLS && ctx.Err() == nil {
 			// Opportunistic TLS failed: the same server, in plaintext.
-			e, next = t.attempt(ctx, host, target, env, false)
+			reply, e, next = t.attempt(ctx, host, target, env, false)
 			if e == nil {
-				return nil, false
+				return reply, nil, false
 			}
 		}
 		if !next || ctx.Err() != nil {
-			return e, false
+			return "", e, false
 		}
 	}
-	return e, true
+	return "", e, true
 }
 
 // errPrivateDestination refuses a dial to an address that is not public.
@@ -232,11 +247,12 @@ func publicOnly(_, address string, _ syscall.RawConn) error {
 var errTLSHandshake = errors.New("STARTTLS handshake failed")
 
 // attempt runs one SMTP session with target ("ip:port" or "name:port").
-func (t *Transport) attempt(ctx context.Context, host, target string, env Envelope, useTLS bool) (e *Error, next bool) {
+// On success, reply is the reply to the end of DATA.
+func (t *Transport) attempt(ctx context.Context, host, target string, env Envelope, useTLS bool) (reply string, e *Error, next bool) {
 	timeout := t.timeout()
 	key := poolKey(target, useTLS)
-	if e, next, ok := t.reuse(ctx, host, key, env, timeout); ok {
-		return e, next
+	if reply, e, next, ok := t.reuse(ctx, host, key, env, timeout); ok {
+		return reply, e, next
 	}
 	d := net.Dialer{Timeout: timeout}
 	if !t.AllowPrivate && t.RelayHost == "" {
@@ -246,12 +262,12 @@ func (t *Transport) attempt(ctx context.Context, host, target string, env Envelo
 	if errors.Is(err, errPrivateDestination) {
 		// Not worth retrying: the destination is the recipient domain's
 		// own choice. The next address or host may be public.
-		return &Error{Enhanced: enhPrivateDest, Host: host,
+		return "", &Error{Enhanced: enhPrivateDest, Host: host,
 			Message: "refused to deliver to " + host + " (" + target + "): a loopback, private or link-local address (delivery.allow_private_destinations)"}, true
 	}
 	if err != nil {
 		msg := "cannot connect to " + host + " (" + target + "): " + netErrorMessage(err)
-		return t.ctxError(ctx, "", localError("", enhConnection, msg, err)), true
+		return "", t.ctxError(ctx, "", localError("", enhConnection, msg, err)), true
 	}
 	// Cancelling ctx aborts whatever the session is blocked on.
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
@@ -266,7 +282,7 @@ func (t *Transport) attempt(ctx context.Context, host, target string, env Envelo
 	c := t.newClient(conn, timeout)
 	wire := conn // what c writes to
 	if err := c.Hello(t.hostname()); err != nil {
-		return t.ctxError(ctx, host, preTransactionError(host, err)), true
+		return "", t.ctxError(ctx, host, preTransactionError(host, err)), true
 	}
 
 	if ok, _ := c.Extension("STARTTLS"); ok && useTLS {
@@ -276,30 +292,31 @@ func (t *Transport) attempt(ctx context.Context, host, target string, env Envelo
 			wire = &greetedConn{Conn: tlsConn, pending: []byte("220 " + host + "\r\n")}
 			c = t.newClient(wire, timeout)
 			if err := c.Hello(t.hostname()); err != nil {
-				return t.ctxError(ctx, host, preTransactionError(host, err)), true
+				return "", t.ctxError(ctx, host, preTransactionError(host, err)), true
 			}
 		case e.Code != 0 && !t.RequireTLS:
 			// STARTTLS refused with a reply: the session is still
 			// usable in plaintext.
 		case e.Code != 0:
 			quit(c, timeout)
-			return e, true
+			return "", e, true
 		default:
-			return t.ctxError(ctx, host, e), true
+			return "", t.ctxError(ctx, host, e), true
 		}
 	} else if t.RequireTLS {
 		quit(c, timeout)
-		return &Error{Temporary: true, Enhanced: enhNeedTLS, Message: "STARTTLS not offered, TLS required", Host: host}, true
+		return "", &Error{Temporary: true, Enhanced: enhNeedTLS, Message: "STARTTLS not offered, TLS required", Host: host}, true
 	}
 
 	s := &pooledSession{c: c, conn: conn, wire: wire}
-	if err := t.transaction(s, env, timeout); err != nil {
+	reply, err = t.transaction(s, env, timeout)
+	if err != nil {
 		e := t.ctxError(ctx, host, smtpReplyError(host, err))
 		var se *smtp.SMTPError
 		if errors.As(err, &se) && se.Code != 421 {
 			quit(c, timeout) // the connection is still in step
 		}
-		return e, e.Code == 421
+		return "", e, e.Code == 421
 	}
 	if stop() { // not cancelled meanwhile: keep the session for the next message
 		kept = true
@@ -310,7 +327,7 @@ func (t *Transport) attempt(ctx context.Context, host, target string, env Envelo
 	} else {
 		quit(c, timeout)
 	}
-	return nil, false
+	return reply, nil, false
 }
 
 // errNoSMTPUTF8 bounces a message with a non-ASCII envelope address when
@@ -319,30 +336,53 @@ func (t *Transport) attempt(ctx context.Context, host, target string, env Envelo
 var errNoSMTPUTF8 = &Error{Enhanced: enhNeedUTF8,
 	Message: "a non-ASCII address needs SMTPUTF8, which the destination does not offer (RFC 6531)"}
 
-// transaction sends MAIL, RCPT and DATA over s.
-func (t *Transport) transaction(s *pooledSession, env Envelope, timeout time.Duration) error {
+// transaction sends MAIL, RCPT and DATA over s, and returns the reply to
+// the end of DATA ("250 …", flattened and bounded).
+func (t *Transport) transaction(s *pooledSession, env Envelope, timeout time.Duration) (string, error) {
 	c := s.c
 	opts := &smtp.MailOptions{Size: int64(len(env.Prefix) + len(env.Data))}
 	if !isASCII(env.From) || !isASCII(env.To) {
 		if ok, _ := c.Extension("SMTPUTF8"); !ok {
-			return errNoSMTPUTF8
+			return "", errNoSMTPUTF8
 		}
 		opts.UTF8 = true
 	}
 	if err := c.Mail(env.From, opts); err != nil {
-		return err
+		return "", err
 	}
 	if err := c.Rcpt(env.To, nil); err != nil {
-		return err
+		return "", err
 	}
 	w, err := c.Data()
 	if err != nil {
-		return err
+		return "", err
 	}
 	// The client clears the deadline after each command; bound the
 	// transfer of the message itself.
 	s.conn.SetDeadline(time.Now().Add(timeout))
-	return writeData(s.wire, w, env.Prefix, env.Data)
+	rc := replyCloser{cmd: w}
+	if err := writeData(s.wire, &rc, env.Prefix, env.Data); err != nil {
+		return "", err
+	}
+	return rc.reply, nil
+}
+
+// replyCloser is the DATA writer whose Close keeps the server's reply.
+type replyCloser struct {
+	cmd   *smtp.DataCommand
+	reply string
+}
+
+func (r *replyCloser) Write(p []byte) (int, error) { return r.cmd.Write(p) }
+
+func (r *replyCloser) Close() error {
+	resp, err := r.cmd.CloseWithResponse()
+	if err != nil {
+		return err
+	}
+	// CloseWithResponse reads a 250 or fails: the code is that.
+	r.reply = "250 " + shortReply(resp.StatusText)
+	return nil
 }
 
 // startTLS issues STARTTLS on the raw connection (the go-smtp client has no

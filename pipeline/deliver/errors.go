@@ -55,6 +55,18 @@ func (e *Error) Error() string {
 	return b.String()
 }
 
+// Reply is the remote's reply as "code x.y.z text", or "" when the
+// failure was not a reply (a connection failure, a local decision).
+func (e *Error) Reply() string {
+	if e.Code == 0 {
+		return ""
+	}
+	if e.Enhanced == [3]int{} {
+		return fmt.Sprintf("%d %s", e.Code, e.Message)
+	}
+	return fmt.Sprintf("%d %d.%d.%d %s", e.Code, e.Enhanced[0], e.Enhanced[1], e.Enhanced[2], e.Message)
+}
+
 // Unwrap returns the cause.
 func (e *Error) Unwrap() error { return e.Err }
 

@@ -196,46 +196,46 @@ func (t *Transport) CloseExpired(now time.Time) {
 // reuse sends env over a kept session to target, if there is one that
 // answers RSET. ok is false when there was none (or it was dead): the
 // caller then opens a new connection.
-func (t *Transport) reuse(ctx context.Context, host, key string, env Envelope, timeout time.Duration) (e *Error, next, ok bool) {
+func (t *Transport) reuse(ctx context.Context, host, key string, env Envelope, timeout time.Duration) (reply string, e *Error, next, ok bool) {
 	if env.Lease != nil {
 		// The idle session whose slot the message took (takeLease).
 		if s := env.Lease.takeSession(key); s != nil {
-			if e, next, ok := t.sendOver(ctx, host, key, s, env, timeout); ok {
-				return e, next, true
+			if reply, e, next, ok := t.sendOver(ctx, host, key, s, env, timeout); ok {
+				return reply, e, next, true
 			}
 		}
 	}
 	for {
 		s := t.pool.get(key, time.Now())
 		if s == nil {
-			return nil, false, false
+			return "", nil, false, false
 		}
-		if e, next, ok := t.sendOver(ctx, host, key, s, env, timeout); ok {
-			return e, next, true
+		if reply, e, next, ok := t.sendOver(ctx, host, key, s, env, timeout); ok {
+			return reply, e, next, true
 		}
 	}
 }
 
 // sendOver sends env over the kept session s if it answers RSET; ok is
 // false when it did not (it is closed).
-func (t *Transport) sendOver(ctx context.Context, host, key string, s *pooledSession, env Envelope, timeout time.Duration) (e *Error, next, ok bool) {
+func (t *Transport) sendOver(ctx context.Context, host, key string, s *pooledSession, env Envelope, timeout time.Duration) (reply string, e *Error, next, ok bool) {
 	stop := context.AfterFunc(ctx, func() { s.conn.Close() })
 	if err := s.c.Reset(); err != nil {
 		stop()
 		s.close() // dead or out of step
-		return nil, false, false
+		return "", nil, false, false
 	}
-	err := t.transaction(s, env, timeout)
+	reply, err := t.transaction(s, env, timeout)
 	stop()
 	if err == nil {
 		if s.lease == nil && env.Lease != nil && env.Lease.attach() {
 			s.lease = env.Lease // a session handed over with the message's slot keeps it
 		}
 		t.pool.put(key, s, time.Now())
-		return nil, false, true
+		return reply, nil, false, true
 	}
 	e = t.ctxError(ctx, host, smtpReplyError(host, err))
 	quit(s.c, timeout)
 	s.close()
-	return e, e.Code == 421, true
+	return "", e, e.Code == 421, true
 }

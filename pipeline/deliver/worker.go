@@ -330,7 +330,7 @@ func (w *Worker) attempt(ctx context.Context, entry store.Entry) error {
 		return w.record(ctx, entry, e, e.Attempts+1, &Error{Temporary: true, Local: true, Message: "DKIM signing failed", Err: err})
 	}
 	start := time.Now()
-	derr := w.Transport.Deliver(ctx, Envelope{From: e.EnvelopeFrom, To: e.ToAddress, Prefix: w.prefix(e.ID, signature), Data: body,
+	got, derr := w.Transport.DeliverWithReply(ctx, Envelope{From: e.EnvelopeFrom, To: e.ToAddress, Prefix: w.prefix(e.ID, signature), Data: body,
 		Route: route, Lease: lease})
 	w.Metrics.attemptSeconds.Observe(time.Since(start).Seconds())
 	if derr == nil {
@@ -339,7 +339,7 @@ func (w *Worker) attempt(ctx context.Context, entry store.Entry) error {
 	if lease != nil && derr != nil {
 		derr = w.backOff(ctx, lease.Destination(), derr)
 	}
-	return w.recordPatiently(ctx, entry, e, e.Attempts+1, derr)
+	return w.recordPatiently(ctx, entry, e, e.Attempts+1, got, derr)
 }
 
 // final reports whether an email's status is one no attempt changes.
@@ -363,8 +363,8 @@ const recordPatience = 30 * time.Second
 // write that applied although its reply was lost is not made twice. Other
 // outcomes are not worth the wait: sending again what was refused or
 // deferred repeats no delivery.
-func (w *Worker) recordPatiently(ctx context.Context, entry store.Entry, e *store.Email, attempts int, derr error) error {
-	err := w.record(ctx, entry, e, attempts, derr)
+func (w *Worker) recordPatiently(ctx context.Context, entry store.Entry, e *store.Email, attempts int, got Delivered, derr error) error {
+	err := w.recordDelivery(ctx, entry, e, attempts, got, derr)
 	if err == nil || derr != nil {
 		return err
 	}
@@ -383,7 +383,7 @@ func (w *Worker) recordPatiently(ctx context.Context, entry store.Entry, e *stor
 		if final(now.Status) {
 			err = w.Store.Ack(ctx, entry.StreamID)
 		} else {
-			err = w.record(ctx, entry, e, attempts, derr)
+			err = w.recordDelivery(ctx, entry, e, attempts, got, derr)
 		}
 	}
 	return err
@@ -485,15 +485,57 @@ func (w *Worker) reserveBody(ctx context.Context, n int64) (*membudget.Reservati
 	return res, nil
 }
 
-// record stores the outcome of an attempt, then acknowledges the entry.
+// record stores the outcome of an attempt that did not reach the
+// destination, then acknowledges the entry.
 func (w *Worker) record(ctx context.Context, entry store.Entry, e *store.Email, attempts int, derr error) error {
+	return w.recordDelivery(ctx, entry, e, attempts, Delivered{}, derr)
+}
+
+// maxEventReply bounds a remote reply kept in an event's data: the
+// events stream and webhook payloads hold many of them.
+const maxEventReply = 200
+
+// eventReply is a remote's reply as an event carries it: on one line (no
+// CR or LF) and at most maxEventReply bytes of valid UTF-8.
+func eventReply(s string) string {
+	s = shortReply(s)
+	if len(s) > maxEventReply {
+		s = strings.ToValidUTF8(s[:maxEventReply], "")
+	}
+	return s
+}
+
+// attemptData is the data of an attempt's event: the remote host ("mx")
+// and its reply ("response"), when there were some, and for a failure its
+// reason.
+func attemptData(host, reply, reason string) map[string]string {
+	d := make(map[string]string, 3)
+	if host != "" {
+		d["mx"] = eventReply(host)
+	}
+	if reply != "" {
+		d["response"] = eventReply(reply)
+	}
+	if reason != "" {
+		d["reason"] = reason
+	}
+	if len(d) == 0 {
+		return nil
+	}
+	return d
+}
+
+// recordDelivery stores the outcome of an attempt, got being what the
+// destination said when derr is nil, then acknowledges the entry.
+func (w *Worker) recordDelivery(ctx context.Context, entry store.Entry, e *store.Email, attempts int, got Delivered, derr error) error {
 	now := w.Now().UTC()
 	stamp := store.FormatTime(now)
 	if derr == nil {
 		w.Metrics.attempts.WithLabelValues("delivered").Inc()
 		if err := w.Store.UpdateEmail(ctx, e.ID,
 			map[string]any{store.FieldStatus: store.StatusDelivered, store.FieldDeliveredAt: stamp, store.FieldLastError: ""},
-			&store.Event{Type: store.EventDelivered, Timestamp: now, AccountID: e.AccountID}); err != nil {
+			&store.Event{Type: store.EventDelivered, Timestamp: now, AccountID: e.AccountID,
+				Data: attemptData(got.Host, got.Reply, "")}); err != nil {
 			return err
 		}
 		return w.Store.Ack(ctx, entry.StreamID)
@@ -502,7 +544,7 @@ func (w *Worker) record(ctx context.Context, entry store.Entry, e *store.Email, 
 	if !errors.As(derr, &de) {
 		de = &Error{Temporary: true, Message: derr.Error(), Err: derr}
 	}
-	detail := map[string]string{"reason": de.Error()}
+	detail := attemptData(de.Host, de.Reply(), de.Error())
 	// A scheduled email's age counts from its due time, not from its submission.
 	if de.Temporary && now.Sub(w.born(e)) < w.MaxAge {
 		w.Metrics.attempts.WithLabelValues("deferred").Inc()
