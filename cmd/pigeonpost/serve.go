@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"net/netip"
 	"os"
 	"strings"
 	"sync"
@@ -231,6 +232,7 @@ func build(ctx context.Context, cfg config.Config, log *slog.Logger, opt serveOp
 		WriteTimeout:        cfg.SMTP.WriteTimeout,
 		DataTimeout:         cfg.SMTP.DataTimeout,
 		MaxSessionTime:      cfg.SMTP.MaxSessionTime,
+		ProxyTrusted:        proxyTrusted(cfg.SMTP),
 		TLSConfig:           tlsConfig,
 		Logger:              log,
 		Metrics:             smtpd.NewMetrics(reg),
@@ -602,4 +604,19 @@ func adminHandler(operator http.Handler) http.Handler {
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	return mux
+}
+
+// proxyTrusted is smtp.proxy_trusted when smtp.proxy_protocol is on (Load
+// has checked every entry), else nil: no PROXY protocol.
+func proxyTrusted(c config.SMTP) []netip.Prefix {
+	if !c.ProxyProtocol {
+		return nil
+	}
+	var trusted []netip.Prefix
+	for _, s := range c.ProxyTrusted {
+		if p, err := config.ParsePrefix(s); err == nil {
+			trusted = append(trusted, p)
+		}
+	}
+	return trusted
 }
