@@ -30,7 +30,8 @@ type manifest struct {
 		Template struct {
 			Spec struct {
 				Containers []struct {
-					Env []struct{ Name, Value string }
+					Args []string
+					Env  []struct{ Name, Value string }
 				}
 			}
 		}
@@ -107,6 +108,9 @@ func TestKubernetesExample(t *testing.T) {
 			env[k] = v
 		}
 		for _, c := range ms[name].Spec.Template.Spec.Containers {
+			if want := map[string]string{"Deployment/pigeonpost": "serve", "Deployment/pigeonpost-deliver": "deliver"}[name]; len(c.Args) == 0 || c.Args[0] != want {
+				t.Errorf("%s runs %q, want pigeonpost %s", name, c.Args, want)
+			}
 			for _, e := range c.Env {
 				env[e.Name] = e.Value
 			}
