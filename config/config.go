@@ -79,6 +79,12 @@ type SMTP struct {
 	// MaxSessionTime is the longest an SMTP connection stays open: then it is
 	// answered 421 and closed, and its client reconnects. 0: no limit.
 	MaxSessionTime time.Duration `yaml:"max_session_time"` // 30m
+	// ProxyProtocol makes the submission listeners (listen, tls_listen)
+	// expect a PROXY protocol header (v1 or v2) from a load balancer, so
+	// that the client's own address reaches the per-IP limits, AUTH
+	// throttling and logs. Only ProxyTrusted may connect, and must send it.
+	ProxyProtocol bool     `yaml:"proxy_protocol"`
+	ProxyTrusted  []string `yaml:"proxy_trusted"` // CIDRs or IPs of the load balancers
 }
 
 // TLS names the certificate served by the SMTP listeners. Both empty means a

@@ -278,11 +278,14 @@ func TestEnvOverrides(t *testing.T) {
 		"PIGEONPOST_DELIVERY_DESTINATION_GROUPS":                  "google=.google.com",
 		"PIGEONPOST_REDIS_MIN_REPLICAS_ACKED":                     "1",
 		"PIGEONPOST_REDIS_MIN_REPLICAS_TIMEOUT":                   "2s",
+		"PIGEONPOST_SMTP_PROXY_PROTOCOL":                          "true",
+		"PIGEONPOST_SMTP_PROXY_TRUSTED":                           "10.0.0.0/8, 192.0.2.1",
 	}))
 	want := Config{
 		SMTP: SMTP{Listen: ":1587", TLSListen: ":465", ReportsMailbox: "reports@mx.example.com", Hostname: "mx.example.com", MaxMessageBytes: 10485760,
 			MaxRecipients: 42, MaxLineBytes: 65536, MaxConnections: 5, MaxConnectionsPerIP: 100, ReadTimeout: 5 * time.Second, WriteTimeout: 6 * time.Second,
-			DataTimeout: 15 * time.Minute, DataMemoryBytes: 512 << 20, DataMemoryPerAccount: 128 << 20, MaxSessionTime: 30 * time.Minute},
+			DataTimeout: 15 * time.Minute, DataMemoryBytes: 512 << 20, DataMemoryPerAccount: 128 << 20, MaxSessionTime: 30 * time.Minute,
+			ProxyProtocol: true, ProxyTrusted: []string{"10.0.0.0/8", "192.0.2.1"}},
 		HTTP: HTTP{Listen: ":18080", PublicURL: "https://example.com", MaxBodyBytes: 1000, AdminListen: "127.0.0.1:6060",
 			ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 5 * time.Minute},
 		Redis: Redis{URL: "redis://from-env:6379/1", RequireDurable: true, MinReplicasAcked: 1, MinReplicasTimeout: 2 * time.Second},
@@ -321,8 +324,8 @@ func TestEnvCoversEveryKey(t *testing.T) {
 			t.Errorf("%s: cannot be set from the environment: %v", name, err)
 		}
 	})
-	if n != 81 {
-		t.Errorf("walked %d keys, want 81", n)
+	if n != 83 {
+		t.Errorf("walked %d keys, want 83", n)
 	}
 	for _, name := range []string{"PIGEONPOST_REDIS_URL", "PIGEONPOST_SMTP_MAX_MESSAGE_BYTES", "PIGEONPOST_DELIVERY_RETRY_INITIAL"} {
 		found := false
@@ -622,6 +625,12 @@ func TestValidateRules(t *testing.T) {
 		{"min replicas no timeout", func(c *Config) {
 			c.Redis.URL, c.Redis.MinReplicasAcked, c.Redis.MinReplicasTimeout = "redis://a:1", 1, 0
 		}, "redis.min_replicas_timeout: must be greater than 0"},
+		{"proxy protocol", func(c *Config) {
+			c.SMTP.ProxyProtocol, c.SMTP.ProxyTrusted = true, []string{"10.0.0.0/8", "192.0.2.7", "2001:db8::/32"}
+		}, ""},
+		{"proxy protocol no trusted", func(c *Config) { c.SMTP.ProxyProtocol = true }, "smtp.proxy_trusted: required with smtp.proxy_protocol"},
+		{"proxy trusted bad", func(c *Config) { c.SMTP.ProxyTrusted = []string{"10.0.0.0/33"} }, `smtp.proxy_trusted: "10.0.0.0/33" is not a CIDR`},
+		{"proxy trusted name", func(c *Config) { c.SMTP.ProxyTrusted = []string{"lb.example.com"} }, `smtp.proxy_trusted: "lb.example.com" is not a CIDR`},
 		{"resolver ok", func(c *Config) { c.DNS.Resolver = "[2001:db8::1]:53" }, ""},
 		{"resolver no host", func(c *Config) { c.DNS.Resolver = ":53" }, "dns.resolver: missing host"},
 		{"relay ok", func(c *Config) { c.Delivery.RelayHost = "smtp.example.com:587" }, ""},
@@ -696,7 +705,7 @@ func TestRedacted(t *testing.T) {
 	if c.Auth.BootstrapKey != "sp_live_0123456789abcdefghij" || c.Redis.URL == r.Redis.URL {
 		t.Error("Redacted modified its receiver")
 	}
-	if r.SMTP != c.SMTP || r.HTTP != c.HTTP || r.Delivery != c.Delivery {
+	if !reflect.DeepEqual(r.SMTP, c.SMTP) || r.HTTP != c.HTTP || r.Delivery != c.Delivery {
 		t.Error("Redacted changed non-secret keys")
 	}
 	if dump, _ := yaml.Marshal(r); strings.Contains(string(dump), "secret-value") ||

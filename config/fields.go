@@ -56,6 +56,16 @@ func EnvName(section, key string) string {
 	return "PIGEONPOST_" + strings.ToUpper(section) + "_" + strings.ToUpper(key)
 }
 
+// EnvNames lists the environment variable of every key, in the order of
+// the Config's fields: deployment files are checked against it.
+func EnvNames() []string {
+	var names []string
+	eachLeaf(&Config{}, func(section, key string, _ reflect.Value) {
+		names = append(names, EnvName(section, key))
+	})
+	return names
+}
+
 // applyEnv overrides every leaf whose environment variable is non-empty.
 func applyEnv(c *Config, getenv func(string) string) error {
 	var problems []string

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"net"
+	"net/netip"
 	"net/url"
 	"os"
 	"strconv"
@@ -52,6 +53,14 @@ func (c Config) Validate() error {
 	}
 	if c.SMTP.MaxSessionTime < 0 {
 		v.add("smtp.max_session_time", fmt.Sprintf("must be 0 (no limit) or more (got %s)", c.SMTP.MaxSessionTime))
+	}
+	if c.SMTP.ProxyProtocol && len(c.SMTP.ProxyTrusted) == 0 {
+		v.add("smtp.proxy_trusted", "required with smtp.proxy_protocol: the load balancers' addresses (CIDRs), the only sources allowed to send a PROXY header")
+	}
+	for _, p := range c.SMTP.ProxyTrusted {
+		if _, err := ParsePrefix(p); err != nil {
+			v.add("smtp.proxy_trusted", fmt.Sprintf("%q is not a CIDR (10.0.0.0/8) or an IP address", p))
+		}
 	}
 
 	// tls
@@ -550,4 +559,19 @@ func ParseDestinationGroups(s string) ([]DestinationGroup, error) {
 		out = append(out, g)
 	}
 	return out, nil
+}
+
+// ParsePrefix reads an smtp.proxy_trusted entry: a CIDR, or one address
+// (its /32 or /128).
+func ParsePrefix(s string) (netip.Prefix, error) {
+	s = strings.TrimSpace(s)
+	if strings.Contains(s, "/") {
+		p, err := netip.ParsePrefix(s)
+		return p.Masked(), err
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return netip.Prefix{}, err
+	}
+	return netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()), nil
 }

@@ -54,6 +54,7 @@ type fakePipeline struct {
 	mu       sync.Mutex
 	fail     map[stage]error
 	secrets  []string // what Authenticate was asked
+	authIPs  []string // the client addresses AuthenticateFrom was given
 	senders  []string
 	subs     []pipeline.Submission
 	ids      map[string]int // queued id → index in subs
@@ -91,7 +92,10 @@ func (f *fakePipeline) failure(s stage) error {
 	return err
 }
 
-func (f *fakePipeline) AuthenticateFrom(ctx context.Context, secret, _ string) (*store.Key, error) {
+func (f *fakePipeline) AuthenticateFrom(ctx context.Context, secret, ip string) (*store.Key, error) {
+	f.mu.Lock()
+	f.authIPs = append(f.authIPs, ip)
+	f.mu.Unlock()
 	return f.Authenticate(ctx, secret)
 }
 
@@ -174,6 +178,13 @@ func (f *fakePipeline) asked() []string {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return append([]string(nil), f.secrets...)
+}
+
+// askedFrom returns the client addresses AuthenticateFrom was given.
+func (f *fakePipeline) askedFrom() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]string(nil), f.authIPs...)
 }
 
 // submissions returns what Submit was called with, failed calls included.

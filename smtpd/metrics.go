@@ -7,6 +7,7 @@ type Metrics struct {
 	sessions       prometheus.Counter
 	authFailures   prometheus.Counter
 	refusedConns   prometheus.Counter
+	proxyRefused   *prometheus.CounterVec
 	dataSeconds    prometheus.Histogram
 	budgetTimeouts prometheus.Counter
 }
@@ -23,6 +24,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		refusedConns: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "pigeonpost_smtp_connections_refused_total", Help: "Connections refused at the connection cap.",
 		}),
+		proxyRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "pigeonpost_smtp_proxy_refused_total",
+			Help: "Connections closed under smtp.proxy_protocol: from a source not in smtp.proxy_trusted (reason untrusted), or without a valid PROXY header (header).",
+		}, []string{"reason"}),
 		dataSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "pigeonpost_smtp_data_seconds",
 			Help:    "Time from the start of DATA to the reply, including persistence.",
@@ -34,7 +39,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.sessions, m.authFailures, m.refusedConns, m.dataSeconds, m.budgetTimeouts)
+		reg.MustRegister(m.sessions, m.authFailures, m.refusedConns, m.proxyRefused, m.dataSeconds, m.budgetTimeouts)
 	}
 	return m
 }

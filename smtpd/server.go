@@ -9,14 +9,18 @@ package smtpd
 import (
 	"context"
 	"crypto/tls"
+	"errors"
+	"fmt"
 	"io"
 	"log"
 	"log/slog"
 	"net"
+	"net/netip"
 	"sync"
 	"time"
 
 	"github.com/emersion/go-smtp"
+	"github.com/pires/go-proxyproto"
 
 	"github.com/pigeonpost/pigeonpost/internal/membudget"
 )
@@ -48,6 +52,15 @@ type Options struct {
 	TLSConfig      *tls.Config
 	Logger         *slog.Logger
 	Metrics        *Metrics
+	// ProxyTrusted, when not empty, puts the PROXY protocol (v1 or v2) on
+	// Serve and ServeTLS: only these sources (the load balancers) may
+	// connect, each connection must open with a header, and the client
+	// address it carries is the connection's own for the per-IP cap, AUTH
+	// throttling and the logs. Other sources are closed at once; a trusted
+	// one without a valid header is closed unanswered.
+	ProxyTrusted []netip.Prefix
+	// ProxyHeaderTimeout bounds the wait for the PROXY header (0: 10 s).
+	ProxyHeaderTimeout time.Duration
 	// Budget bounds the memory of the messages being read and submitted:
 	// a message over 64 KiB reserves pipeline.MessageCost of its size from it before
 	// it is read whole (session.go). Nil: unbounded. Make it with
@@ -122,7 +135,34 @@ func (s *Server) ServeTLS(l net.Listener) error {
 }
 
 func (s *Server) limit(l net.Listener) net.Listener {
-	return &limitListener{Listener: l, limit: s.conns, metrics: s.opt.Metrics, maxLife: s.opt.MaxSessionTime}
+	ll := &limitListener{Listener: l, limit: s.conns, metrics: s.opt.Metrics, maxLife: s.opt.MaxSessionTime}
+	if len(s.opt.ProxyTrusted) > 0 {
+		// proxyproto.Listener.Accept reads nothing: it checks the source
+		// and wraps the connection, whose header is read on its first use.
+		ll.Listener = &proxyproto.Listener{
+			Listener:          l,
+			ConnPolicy:        s.proxyPolicy,
+			ReadHeaderTimeout: s.opt.ProxyHeaderTimeout,
+		}
+		ll.proxied, ll.logger = true, s.opt.Logger
+	}
+	return ll
+}
+
+// proxyPolicy requires a PROXY header from a trusted source; any other
+// source is closed by proxyproto.Listener, which goes on accepting.
+func (s *Server) proxyPolicy(o proxyproto.ConnPolicyOptions) (proxyproto.Policy, error) {
+	if a, ok := o.Upstream.(*net.TCPAddr); ok {
+		ip := a.AddrPort().Addr().Unmap()
+		for _, p := range s.opt.ProxyTrusted {
+			if p.Contains(ip) {
+				return proxyproto.REQUIRE, nil
+			}
+		}
+	}
+	s.opt.Metrics.proxyRefused.WithLabelValues("untrusted").Inc()
+	s.opt.Logger.Debug("SMTP connection refused: not from smtp.proxy_trusted", "peer", o.Upstream.String())
+	return proxyproto.REJECT, fmt.Errorf("%w: %s", proxyproto.ErrInvalidUpstream, o.Upstream)
 }
 
 // Shutdown stops accepting, hangs up sessions that are between
@@ -219,6 +259,12 @@ type limitListener struct {
 	limit   *connLimit
 	metrics *Metrics
 	maxLife time.Duration
+	// proxied: the connections are *proxyproto.Conn, whose client address
+	// is known only once the header is read. Their slot is taken on their
+	// first Read or Write, in the connection's own goroutine, so that a
+	// client slow to send its header (or sending none) holds up no accept.
+	proxied bool
+	logger  *slog.Logger
 }
 
 func (l *limitListener) Accept() (net.Conn, error) {
@@ -227,21 +273,49 @@ func (l *limitListener) Accept() (net.Conn, error) {
 		if err != nil {
 			return nil, err
 		}
-		release, refusal := l.limit.take(c)
-		if refusal == nil {
-			sc := &slotConn{Conn: c, release: release}
-			if l.maxLife > 0 {
-				sc.end = time.Now().Add(l.maxLife)
-				_ = c.SetReadDeadline(sc.end)
-			}
+		sc := &slotConn{Conn: c}
+		if l.maxLife > 0 {
+			sc.end = time.Now().Add(l.maxLife)
+			_ = c.SetReadDeadline(sc.end)
+		}
+		if l.proxied {
+			sc.admit = l.admit
 			return sc, nil
 		}
-		l.metrics.refusedConns.Inc()
-		_ = c.SetWriteDeadline(time.Now().Add(time.Second))
-		_, _ = io.WriteString(c, wire(refusal))
-		_ = c.Close()
+		if l.admit(sc) == nil {
+			return sc, nil
+		}
 	}
 }
+
+// admit reads c's PROXY header when it has one, then takes c's slot; or
+// it answers the refusal and closes c.
+func (l *limitListener) admit(c *slotConn) error {
+	if pc, ok := c.Conn.(*proxyproto.Conn); ok {
+		// A read of nothing reads the header, and returns its error.
+		if _, err := pc.Read(nil); err != nil {
+			l.metrics.proxyRefused.WithLabelValues("header").Inc()
+			l.logger.Info("SMTP connection refused: no valid PROXY header", "peer", pc.Raw().RemoteAddr().String(), "err", err)
+			_ = c.Conn.Close()
+			return errNoProxyHeader
+		}
+	}
+	release, refusal := l.limit.take(c.Conn)
+	if refusal == nil {
+		if c.hold(release) {
+			return nil
+		}
+		release()
+		return net.ErrClosed
+	}
+	l.metrics.refusedConns.Inc()
+	_ = c.Conn.SetWriteDeadline(time.Now().Add(time.Second))
+	_, _ = io.WriteString(c.Conn, wire(refusal))
+	_ = c.Conn.Close()
+	return refusal
+}
+
+var errNoProxyHeader = errors.New("smtpd: connection refused: no valid PROXY header")
 
 // slotConn is an accepted connection: it frees its slot when closed, and
 // no read deadline set on it (by go-smtp per command, by readData per read,
@@ -249,9 +323,51 @@ func (l *limitListener) Accept() (net.Conn, error) {
 // its life fails as a timeout: go-smtp answers 421 4.4.2 and closes it.
 type slotConn struct {
 	net.Conn
-	once    sync.Once
-	release func()
-	end     time.Time // zero: none
+	end time.Time // zero: none
+
+	// admit, when set, takes the slot on the first Read or Write
+	// (limitListener.proxied); its error fails every one after.
+	admit     func(*slotConn) error
+	admitOnce sync.Once
+	admitErr  error
+
+	mu      sync.Mutex
+	release func() // nil before the slot is taken and once freed
+	closed  bool
+}
+
+// admitted takes the slot if that is still to do.
+func (c *slotConn) admitted() error {
+	if c.admit == nil {
+		return nil
+	}
+	c.admitOnce.Do(func() { c.admitErr = c.admit(c) })
+	return c.admitErr
+}
+
+// hold keeps release for Close, unless c is closed already.
+func (c *slotConn) hold(release func()) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return false
+	}
+	c.release = release
+	return true
+}
+
+func (c *slotConn) Read(b []byte) (int, error) {
+	if err := c.admitted(); err != nil {
+		return 0, err
+	}
+	return c.Conn.Read(b)
+}
+
+func (c *slotConn) Write(b []byte) (int, error) {
+	if err := c.admitted(); err != nil {
+		return 0, err
+	}
+	return c.Conn.Write(b)
 }
 
 func (c *slotConn) SetReadDeadline(t time.Time) error {
@@ -274,7 +390,13 @@ func (c *slotConn) clamp(t time.Time) time.Time {
 }
 
 func (c *slotConn) Close() error {
-	c.once.Do(c.release)
+	c.mu.Lock()
+	release := c.release
+	c.release, c.closed = nil, true
+	c.mu.Unlock()
+	if release != nil {
+		release()
+	}
 	return c.Conn.Close()
 }
 

@@ -1,5 +1,5 @@
 // Command pigeonpost is the SMTP relay gateway. This package is wiring only:
-// configuration in, components out. Subcommands: serve, accounts, keys, domains.
+// configuration in, components out. Subcommands: serve, deliver, accounts, keys, domains.
 package main
 
 import (
@@ -35,6 +35,8 @@ const usage = `usage: pigeonpost <command> [flags]
 
 commands:
   serve     [--config FILE] [--dev] [--ready-file FILE]  run the gateway
+  deliver   [--config FILE] [--ready-file FILE]          deliver what other processes queued: delivery and
+                                                         webhook workers, /healthz and /metrics; no SMTP or REST
   accounts  create NAME [--test]                          create an account, print its first key
   accounts  limit NAME EMAILS_PER_MONTH                   set its monthly limit (0: limits.monthly_emails)
   accounts  reputation NAME                               show its bounce and complaint rates, and any pause
@@ -53,10 +55,13 @@ func run(ctx context.Context, args []string, stdout io.Writer, getenv func(strin
 		return errUsage
 	}
 	switch args[0] {
-	case "serve":
-		fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	case "serve", "deliver":
+		fs := flag.NewFlagSet(args[0], flag.ContinueOnError)
 		cfgPath := fs.String("config", "", "YAML configuration file")
-		dev := fs.Bool("dev", false, "create a test key and print a ready-to-paste swaks command")
+		dev := new(bool)
+		if args[0] == "serve" {
+			dev = fs.Bool("dev", false, "create a test key and print a ready-to-paste swaks command")
+		}
 		readyFile := fs.String("ready-file", "", "write the bound addresses to this file once listening")
 		if err := fs.Parse(args[1:]); err != nil {
 			return err
@@ -67,7 +72,7 @@ func run(ctx context.Context, args []string, stdout io.Writer, getenv func(strin
 		}
 		logger := newLogger(cfg.Log, os.Stderr)
 		redis.SetLogger(redisLogger{logger})
-		return serve(ctx, cfg, logger, serveOptions{dev: *dev, readyFile: *readyFile, stdout: stdout})
+		return serve(ctx, cfg, logger, serveOptions{dev: *dev, readyFile: *readyFile, stdout: stdout, deliverOnly: args[0] == "deliver"})
 	case "accounts", "keys", "domains":
 		return admin(ctx, args, stdout, getenv)
 	case "version":

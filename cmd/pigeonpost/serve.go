@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"net/netip"
 	"os"
 	"strings"
 	"sync"
@@ -52,6 +53,12 @@ type serveOptions struct {
 	onReady func(addrs boundAddrs)
 	// redisHook, for tests, watches every Redis command (e.g. for cluster slots).
 	redisHook redis.Hook
+	// deliverOnly is pigeonpost deliver: the delivery workers, webhook
+	// dispatch and the rest of the background work, with no SMTP listener
+	// and, on http.listen, only GET /healthz and GET /metrics (and
+	// http.admin_listen when set). Mail accepted by other processes on the
+	// same Redis is delivered here.
+	deliverOnly bool
 }
 
 // boundAddrs are the addresses the listeners got (useful with port 0).
@@ -67,12 +74,23 @@ type boundAddrs struct {
 const shutdownGrace = 30 * time.Second
 
 func serve(ctx context.Context, cfg config.Config, log *slog.Logger, opt serveOptions) error {
+	if opt.deliverOnly && cfg.Delivery.Workers == 0 {
+		return errors.New("delivery.workers: is 0, and pigeonpost deliver only delivers")
+	}
 	log.Info("starting pigeonpost", "version", version, "config", fmt.Sprintf("%+v", cfg.Redacted()))
 	p, err := build(ctx, cfg, log, opt)
 	if err != nil {
 		return err
 	}
 	defer p.close()
+	if opt.deliverOnly {
+		cfg.SMTP.Listen, cfg.SMTP.TLSListen, cfg.SMTP.MailboxListen = "", "", ""
+		full := p.http.Handler
+		probes := http.NewServeMux()
+		probes.Handle("GET /healthz", full)
+		probes.Handle("GET /metrics", full)
+		p.http.Handler = probes
+	}
 	ln, err := listen(cfg)
 	if err != nil {
 		return err
@@ -231,6 +249,7 @@ func build(ctx context.Context, cfg config.Config, log *slog.Logger, opt serveOp
 		WriteTimeout:        cfg.SMTP.WriteTimeout,
 		DataTimeout:         cfg.SMTP.DataTimeout,
 		MaxSessionTime:      cfg.SMTP.MaxSessionTime,
+		ProxyTrusted:        proxyTrusted(cfg.SMTP),
 		TLSConfig:           tlsConfig,
 		Logger:              log,
 		Metrics:             smtpd.NewMetrics(reg),
@@ -359,9 +378,10 @@ const errDurabilityUnknown = "durability unknown: Redis's persistence settings c
 
 // listeners are the sockets a serving process accepts on.
 type listeners struct {
-	smtp, http net.Listener
-	smtpTLS    net.Listener // nil without smtp.tls_listen
-	mailbox    net.Listener // nil without smtp.mailbox_listen
+	smtp    net.Listener // nil under pigeonpost deliver
+	http    net.Listener
+	smtpTLS net.Listener // nil without smtp.tls_listen
+	mailbox net.Listener // nil without smtp.mailbox_listen
 }
 
 // listen opens every listener first, so that a busy port fails the start
@@ -413,7 +433,9 @@ func (p *parts) run(ctx context.Context, ln *listeners, opt serveOptions) error 
 			}
 		}()
 	}
-	start("smtp", func() error { return p.smtp.Serve(ln.smtp) })
+	if ln.smtp != nil {
+		start("smtp", func() error { return p.smtp.Serve(ln.smtp) })
+	}
 	if ln.smtpTLS != nil {
 		start("smtp tls", func() error { return p.smtp.ServeTLS(ln.smtpTLS) })
 	}
@@ -448,7 +470,10 @@ func (p *parts) run(ctx context.Context, ln *listeners, opt serveOptions) error 
 		log.Warn("webhooks.workers is 0: this process records events but sends no webhooks")
 	}
 
-	addrs := boundAddrs{SMTP: ln.smtp.Addr().String(), HTTP: ln.http.Addr().String(), Admin: adminAddr}
+	addrs := boundAddrs{HTTP: ln.http.Addr().String(), Admin: adminAddr}
+	if ln.smtp != nil {
+		addrs.SMTP = ln.smtp.Addr().String()
+	}
 	if ln.smtpTLS != nil {
 		addrs.SMTPTLS = ln.smtpTLS.Addr().String()
 	}
@@ -602,4 +627,19 @@ func adminHandler(operator http.Handler) http.Handler {
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	return mux
+}
+
+// proxyTrusted is smtp.proxy_trusted when smtp.proxy_protocol is on (Load
+// has checked every entry), else nil: no PROXY protocol.
+func proxyTrusted(c config.SMTP) []netip.Prefix {
+	if !c.ProxyProtocol {
+		return nil
+	}
+	var trusted []netip.Prefix
+	for _, s := range c.ProxyTrusted {
+		if p, err := config.ParsePrefix(s); err == nil {
+			trusted = append(trusted, p)
+		}
+	}
+	return trusted
 }
