@@ -2,7 +2,6 @@ package testkit
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -10,7 +9,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -30,14 +28,8 @@ type ClusterNode struct {
 	ID      string // the cluster's node id
 	Replica bool   // started as a replica (roles change at a failover)
 
-	bin     string
-	args    []string
-	dir     string
-	logPath string
-
-	mu     sync.Mutex
-	cmd    *exec.Cmd
-	exited chan struct{}
+	process
+	args []string
 }
 
 // RedisClusterOptions configures StartRedisClusterWith.
@@ -96,45 +88,51 @@ func StartRedisClusterWith(t testing.TB, o RedisClusterOptions) *RedisCluster {
 }
 
 // startClusterNode starts one cluster-enabled redis-server on a free
-// loopback port (and a free one for the cluster bus), trying again with
-// other ports when one was taken in between.
+// loopback port (and a free one for the cluster bus).
 func startClusterNode(t testing.TB, bin string, i int, nodeTimeout time.Duration) (*ClusterNode, error) {
-	dir := filepath.Join(t.TempDir(), fmt.Sprintf("node%d", i))
+	return startNode(t, bin, fmt.Sprintf("node%d", i), 2, func(dir string, ports []int) []string {
+		return []string{
+			"--bind", "127.0.0.1",
+			"--port", strconv.Itoa(ports[0]),
+			"--cluster-enabled", "yes",
+			"--cluster-port", strconv.Itoa(ports[1]),
+			"--cluster-config-file", filepath.Join(dir, "nodes.conf"),
+			"--cluster-node-timeout", strconv.FormatInt(nodeTimeout.Milliseconds(), 10),
+			// A replica may always take over: the test decides when it is in sync.
+			"--cluster-replica-validity-factor", "0",
+			"--cluster-allow-replica-migration", "no",
+			"--repl-diskless-sync", "yes",
+			"--repl-diskless-sync-delay", "0",
+			"--dir", dir,
+			"--appendonly", "yes",
+			"--appendfsync", "always",
+			"--save", "",
+		}
+	})
+}
+
+// startNode starts a redis-server on 127.0.0.1 with the arguments args
+// gives for its directory and n free ports (the first is the one clients
+// use), trying other ports when one was taken in between.
+func startNode(t testing.TB, bin, name string, n int, args func(dir string, ports []int) []string) (*ClusterNode, error) {
+	dir := filepath.Join(t.TempDir(), name)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}
 	var lastErr error
 	for range 5 {
-		ports, err := freePorts(2)
+		ports, err := freePorts(n)
 		if err != nil {
 			return nil, err
 		}
-		n := &ClusterNode{
+		node := &ClusterNode{
 			Addr:    net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[0])),
-			bin:     bin,
-			dir:     dir,
-			logPath: filepath.Join(dir, "redis.log"),
-			args: []string{
-				"--bind", "127.0.0.1",
-				"--port", strconv.Itoa(ports[0]),
-				"--cluster-enabled", "yes",
-				"--cluster-port", strconv.Itoa(ports[1]),
-				"--cluster-config-file", filepath.Join(dir, "nodes.conf"),
-				"--cluster-node-timeout", strconv.FormatInt(nodeTimeout.Milliseconds(), 10),
-				// A replica may always take over: the test decides when it is in sync.
-				"--cluster-replica-validity-factor", "0",
-				"--cluster-allow-replica-migration", "no",
-				"--repl-diskless-sync", "yes",
-				"--repl-diskless-sync-delay", "0",
-				"--dir", dir,
-				"--appendonly", "yes",
-				"--appendfsync", "always",
-				"--save", "",
-			},
+			process: process{bin: bin, dir: dir, logPath: filepath.Join(dir, "redis.log")},
+			args:    args(dir, ports),
 		}
-		if lastErr = n.start(); lastErr == nil {
-			t.Cleanup(n.Kill)
-			return n, nil
+		if lastErr = node.start(); lastErr == nil {
+			t.Cleanup(node.Kill)
+			return node, nil
 		}
 	}
 	return nil, lastErr
@@ -142,7 +140,7 @@ func startClusterNode(t testing.TB, bin string, i int, nodeTimeout time.Duration
 
 // freePorts returns n ports that were free on 127.0.0.1 a moment ago. A
 // cluster node needs a fixed TCP port (its peers and clients are told it),
-// so this is the one place the tests pick ports; startClusterNode retries
+// so this is the one place the tests pick ports; startNode retries
 // when one has been taken since.
 func freePorts(n int) ([]int, error) {
 	var ports []int
@@ -164,74 +162,11 @@ func freePorts(n int) ([]int, error) {
 }
 
 func (n *ClusterNode) start() error {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	if n.cmd != nil {
-		return errors.New("redis-server is already running")
-	}
-	logf, err := os.OpenFile(n.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
-	if err != nil {
-		return err
-	}
-	defer logf.Close()
-	fmt.Fprintf(logf, "=== testkit: %s %s\n", n.bin, strings.Join(n.args, " "))
-	cmd := exec.Command(n.bin, n.args...)
-	cmd.Dir = n.dir
-	cmd.Stdout = logf
-	cmd.Stderr = logf
-	cmd.SysProcAttr = sysProcAttr()
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("start redis-server: %w", err)
-	}
-	exited := make(chan struct{})
-	n.cmd, n.exited = cmd, exited
-	go func() {
-		cmd.Wait() //nolint:errcheck // the state is in cmd.ProcessState
-		close(exited)
-	}()
-	deadline := time.Now().Add(redisStartBudget)
-	for {
-		select {
-		case <-exited:
-			n.cmd = nil
-			return fmt.Errorf("redis-server exited before answering PING (%v); log %s:\n%s",
-				cmd.ProcessState, n.logPath, readFile(n.logPath))
-		default:
-		}
-		err := redisPing("tcp", n.Addr)
-		if err == nil {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			cmd.Process.Kill() //nolint:errcheck
-			<-exited
-			n.cmd = nil
-			return fmt.Errorf("redis-server did not answer PING within %v (last: %v); log %s:\n%s",
-				redisStartBudget, err, n.logPath, readFile(n.logPath))
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	return n.process.start(n.args, func() error { return redisPing("tcp", n.Addr) })
 }
 
 // Kill SIGKILLs the node, if running, and waits until it is reaped.
-func (n *ClusterNode) Kill() {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	if n.cmd == nil {
-		return
-	}
-	n.cmd.Process.Kill() //nolint:errcheck // fails only if already exited
-	<-n.exited
-	n.cmd = nil
-}
-
-func readFile(path string) string {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return fmt.Sprintf("(cannot read: %v)", err)
-	}
-	return string(b)
-}
+func (n *ClusterNode) Kill() { n.kill() }
 
 // node returns a plain client of one node, closed on t.Cleanup.
 func (n *ClusterNode) client(t testing.TB) *redis.Client {
@@ -372,7 +307,7 @@ func (c *RedisCluster) await(what string, check func() error) error {
 		if time.Now().After(deadline) {
 			var logs strings.Builder
 			for _, n := range c.Nodes {
-				fmt.Fprintf(&logs, "--- %s (%s):\n%s\n", n.Addr, n.logPath, readFile(n.logPath))
+				fmt.Fprintf(&logs, "--- %s (%s):\n%s\n", n.Addr, n.logPath, n.log())
 			}
 			return fmt.Errorf("still waiting for %s: %v\n%s", what, err, logs.String())
 		}
@@ -494,12 +429,6 @@ func (c *RedisCluster) health() error {
 		}
 	}
 	return nil
-}
-
-func (n *ClusterNode) running() bool {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	return n.cmd != nil
 }
 
 // slotOwner is a range of slots and the address of its master.

@@ -2,7 +2,6 @@ package testkit
 
 import (
 	"bufio"
-	"errors"
 	"fmt"
 	"net"
 	"net/url"
@@ -10,7 +9,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -27,14 +25,8 @@ type Redis struct {
 	mini *miniredis.Miniredis
 
 	// redis-server.
-	bin     string
-	dir     string // --dir: AOF files
-	sock    string // unix socket
-	logPath string // stdout+stderr of every run, appended
-
-	mu     sync.Mutex
-	cmd    *exec.Cmd     // nil when not running
-	exited chan struct{} // closed when cmd has been reaped
+	process
+	sock string // unix socket
 }
 
 const (
@@ -78,10 +70,8 @@ func StartRedis(t testing.TB) *Redis {
 	}
 	r := &Redis{
 		t:       t,
-		bin:     bin,
-		dir:     dir,
+		process: process{bin: bin, dir: dir, logPath: filepath.Join(dir, "redis.log")},
 		sock:    filepath.Join(sockDir, "redis.sock"),
-		logPath: filepath.Join(dir, "redis.log"),
 	}
 	t.Cleanup(r.kill)
 	if err := r.start(); err != nil {
@@ -183,89 +173,12 @@ func (r *Redis) args() []string {
 	}
 }
 
-// start runs redis-server and waits for PING; on failure the process is
-// killed and the error includes the server's log.
+// start runs redis-server on its socket and waits for PING.
 func (r *Redis) start() error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.cmd != nil {
-		return errors.New("redis-server is already running")
-	}
 	// redis-server unlinks a stale socket itself; removing it here too means
 	// PING cannot reach anything but the new process.
 	os.Remove(r.sock)
-
-	logf, err := os.OpenFile(r.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
-	if err != nil {
-		return err
-	}
-	defer logf.Close()
-	shown := make([]string, 0, len(r.args()))
-	for _, a := range r.args() {
-		if a == "" {
-			a = "''"
-		}
-		shown = append(shown, a)
-	}
-	fmt.Fprintf(logf, "=== testkit: %s %s\n", r.bin, strings.Join(shown, " "))
-
-	cmd := exec.Command(r.bin, r.args()...)
-	cmd.Dir = r.dir
-	cmd.Stdout = logf
-	cmd.Stderr = logf
-	cmd.SysProcAttr = sysProcAttr()
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("start redis-server: %w", err)
-	}
-	exited := make(chan struct{})
-	r.cmd, r.exited = cmd, exited
-	go func() {
-		cmd.Wait() //nolint:errcheck // the state is in cmd.ProcessState
-		close(exited)
-	}()
-
-	deadline := time.Now().Add(redisStartBudget)
-	for {
-		select {
-		case <-exited:
-			r.cmd = nil
-			return fmt.Errorf("redis-server exited before answering PING (%v); log %s:\n%s",
-				cmd.ProcessState, r.logPath, r.readLog())
-		default:
-		}
-		err := redisPing("unix", r.sock)
-		if err == nil {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			cmd.Process.Kill() //nolint:errcheck
-			<-exited
-			r.cmd = nil
-			return fmt.Errorf("redis-server did not answer PING within %v (last: %v); log %s:\n%s",
-				redisStartBudget, err, r.logPath, r.readLog())
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
-// kill SIGKILLs redis-server, if running, and waits until it is reaped.
-func (r *Redis) kill() {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.cmd == nil {
-		return
-	}
-	r.cmd.Process.Kill() //nolint:errcheck // fails only if already exited
-	<-r.exited
-	r.cmd = nil
-}
-
-func (r *Redis) readLog() string {
-	b, err := os.ReadFile(r.logPath)
-	if err != nil {
-		return fmt.Sprintf("(cannot read log: %v)", err)
-	}
-	return string(b)
+	return r.process.start(r.args(), func() error { return redisPing("unix", r.sock) })
 }
 
 // redisPing sends one RESP PING and expects +PONG.

@@ -40,8 +40,8 @@ func StartRedisSentinel(t testing.TB) *RedisSentinel {
 	}
 	s := &RedisSentinel{Name: "mymaster"}
 	data := func(name string, extra ...string) *ClusterNode {
-		n, err := startNode(t, bin, name, func(dir string, port int) []string {
-			return append([]string{"--bind", "127.0.0.1", "--port", strconv.Itoa(port), "--dir", dir,
+		n, err := startNode(t, bin, name, 1, func(dir string, ports []int) []string {
+			return append([]string{"--bind", "127.0.0.1", "--port", strconv.Itoa(ports[0]), "--dir", dir,
 				"--appendonly", "yes", "--appendfsync", "always", "--save", "",
 				"--repl-diskless-sync", "yes", "--repl-diskless-sync-delay", "0"}, extra...)
 		})
@@ -55,11 +55,11 @@ func StartRedisSentinel(t testing.TB) *RedisSentinel {
 	s.Replica = data("replica", "--replicaof", host, port)
 	s.Replica.Replica = true
 	for i := range 3 {
-		n, err := startNode(t, bin, fmt.Sprintf("sentinel%d", i), func(dir string, p int) []string {
+		n, err := startNode(t, bin, fmt.Sprintf("sentinel%d", i), 1, func(dir string, ports []int) []string {
 			conf := filepath.Join(dir, "sentinel.conf")
 			text := fmt.Sprintf("bind 127.0.0.1\nport %d\ndir %s\nsentinel monitor %s %s %s 2\n"+
 				"sentinel down-after-milliseconds %s 1000\nsentinel failover-timeout %s 10000\n",
-				p, dir, s.Name, host, port, s.Name, s.Name)
+				ports[0], dir, s.Name, host, port, s.Name, s.Name)
 			if err := os.WriteFile(conf, []byte(text), 0o600); err != nil {
 				t.Fatal(err)
 			}
@@ -106,33 +106,4 @@ func (s *RedisSentinel) SentinelAddrs() []string {
 		out[i] = n.Addr
 	}
 	return out
-}
-
-// startNode starts a redis-server with the arguments args gives for its
-// directory and a free port, retrying with other ports when one was taken
-// in between.
-func startNode(t testing.TB, bin, name string, args func(dir string, port int) []string) (*ClusterNode, error) {
-	dir := filepath.Join(t.TempDir(), name)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, err
-	}
-	var lastErr error
-	for range 5 {
-		ports, err := freePorts(1)
-		if err != nil {
-			return nil, err
-		}
-		n := &ClusterNode{
-			Addr:    net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[0])),
-			bin:     bin,
-			dir:     dir,
-			logPath: filepath.Join(dir, "redis.log"),
-			args:    args(dir, ports[0]),
-		}
-		if lastErr = n.start(); lastErr == nil {
-			t.Cleanup(n.Kill)
-			return n, nil
-		}
-	}
-	return nil, lastErr
 }
