@@ -12,7 +12,8 @@ import (
 // (RFC 6531 §3.5); with it, it is accepted (and bounced 5.6.7 at delivery
 // when the next hop lacks SMTPUTF8: cmd/pigeonpost). Over-long, malformed
 // and quoted-with-space addresses are 553 5.1.3, an address literal 550
-// 5.1.2. A source route is dropped, as RFC 5321 §4.1.1.3 allows.
+// 5.1.2, a bare <Postmaster> 553 5.1.3 (pigeonpost relays; it has no
+// local mailbox). A source route is dropped, as RFC 5321 §4.1.1.3 allows.
 func TestAddresses(t *testing.T) {
 	s := startServer(t)
 	local65 := strings.Repeat("l", 65)
@@ -46,6 +47,9 @@ func TestAddresses(t *testing.T) {
 			{"RCPT TO:<a@[127.0.0.1]>", `^550 5\.1\.2 `},
 			{"RCPT TO:<@route.test:a@example.test>", `^250 .*<a@example\.test>`},
 			{`RCPT TO:<"ab"@example.test>`, `^250 .*<ab@example\.test>`},
+			// go-smtp ≥ 0.26 hands over a bare <Postmaster> (RFC 5321
+			// §4.1.1.3, the local postmaster); a relay has none of its own.
+			{"RCPT TO:<Postmaster>", `^553 5\.1\.3 .*"Postmaster"`},
 			{"RSET", `^250 `},
 		},
 		"RCPT with SMTPUTF8": {
