@@ -81,23 +81,31 @@ func (w *Worker) Run(ctx context.Context) error {
 	}); err != nil {
 		return err
 	}
+	// A worker takes from the queue only what it has free attempts for:
+	// an entry read ahead would wait behind slow deliveries here while
+	// another process, or another of this one's attempts, could send it.
+	// Each entry handed over holds one of free's tokens until its attempt
+	// is done.
+	free := make(chan struct{}, w.Concurrency)
+	for range w.Concurrency {
+		free <- struct{}{}
+	}
 	jobs := make(chan store.Entry)
 	var wg sync.WaitGroup
 	for range w.Concurrency {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			for e := range jobs {
 				w.process(e)
+				free <- struct{}{}
 			}
-		}()
+		})
 	}
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		w.maintain(ctx, jobs)
-	}()
-	w.read(ctx, jobs)
+	var feeders sync.WaitGroup
+	feeders.Go(func() { w.maintain(ctx) })
+	feeders.Go(func() { w.reclaim(ctx, free, jobs) })
+	w.read(ctx, free, jobs)
+	feeders.Wait()
+	close(jobs)
 	wg.Wait()
 	w.Transport.CloseIdle()
 	// What was read and not attempted is pending under this name: say
@@ -134,14 +142,46 @@ func (w *Worker) defaults() {
 	}
 }
 
-// read feeds new stream entries to the workers until ctx ends, then closes jobs.
-func (w *Worker) read(ctx context.Context, jobs chan<- store.Entry) {
-	defer close(jobs)
-	for ctx.Err() == nil {
+// take waits for one free attempt, then takes every other one free now,
+// up to Concurrency, and returns how many it took (0: ctx is done).
+func (w *Worker) take(ctx context.Context, free chan struct{}) int {
+	select {
+	case <-free:
+	case <-ctx.Done():
+		return 0
+	}
+	n := 1
+	for n < w.Concurrency {
+		select {
+		case <-free:
+			n++
+			continue
+		default:
+		}
+		break
+	}
+	return n
+}
+
+// giveBack returns n free attempts that were taken and not used.
+func giveBack(free chan struct{}, n int) {
+	for range n {
+		free <- struct{}{}
+	}
+}
+
+// read feeds new stream entries to the workers until ctx ends; it reads
+// no more than there are free attempts.
+func (w *Worker) read(ctx context.Context, free chan struct{}, jobs chan<- store.Entry) {
+	for {
+		n := w.take(ctx, free)
+		if n == 0 {
+			return
+		}
 		var entries []store.Entry
 		err := store.RetryUntilDone(ctx, w.Logger, "delivery queue", func(ctx context.Context) error {
 			var err error
-			entries, err = w.Store.ReadNew(ctx, w.Consumer, w.Concurrency, time.Second)
+			entries, err = w.Store.ReadNew(ctx, w.Consumer, n, time.Second)
 			if err != nil && strings.HasPrefix(err.Error(), "NOGROUP") {
 				_ = w.Store.EnsureGroup(ctx) // the stream was lost (Redis without persistence restarted)
 			}
@@ -150,16 +190,61 @@ func (w *Worker) read(ctx context.Context, jobs chan<- store.Entry) {
 		if err != nil {
 			return
 		}
+		giveBack(free, n-len(entries))
 		for _, e := range entries {
 			jobs <- e // an entry read is always handed over: it is pending until acknowledged
 		}
 	}
 }
 
+// reclaim takes over, once a second, the entries a stopped worker left
+// pending (its liveness key gone) and those pending past ClaimIdle (a
+// stuck one), as many as there are free attempts: it waits for free ones
+// in turn with read, so that old entries are not starved by new ones.
+func (w *Worker) reclaim(ctx context.Context, free chan struct{}, jobs chan<- store.Entry) {
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		n := w.take(ctx, free)
+		if n == 0 {
+			return
+		}
+		orphaned, err := w.Store.ClaimOrphaned(ctx, w.Consumer, n)
+		if err != nil && ctx.Err() == nil {
+			w.Logger.Warn("claiming a stopped worker's entries failed", "err", err)
+		}
+		if len(orphaned) > 0 {
+			w.Logger.Info("took over the entries of a stopped worker", "entries", len(orphaned))
+		}
+		var stuck []store.Entry
+		if len(orphaned) < n {
+			stuck, err = w.Store.Claim(ctx, w.Consumer, w.ClaimIdle, n-len(orphaned))
+			if err != nil && ctx.Err() == nil {
+				w.Logger.Warn("claiming abandoned entries failed", "err", err)
+			}
+		}
+		claimed := append(orphaned, stuck...)
+		giveBack(free, n-len(claimed))
+		for _, e := range claimed {
+			select {
+			case jobs <- e:
+			case <-ctx.Done():
+				return // still pending: claimed again later
+			}
+		}
+	}
+}
+
 // maintain renews the worker's liveness key, releases due retries to the
-// stream, and the held mail of accounts no longer paused, and takes over
-// entries that a stopped or stuck worker left pending, once a second.
-func (w *Worker) maintain(ctx context.Context, jobs chan<- store.Entry) {
+// stream, and the held mail of accounts no longer paused, once a second.
+// It never waits for a free attempt: a worker busy with slow deliveries
+// still says it is alive.
+func (w *Worker) maintain(ctx context.Context) {
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	for n := 0; ; n++ {
@@ -177,24 +262,6 @@ func (w *Worker) maintain(ctx context.Context, jobs chan<- store.Entry) {
 		}
 		if _, err := w.Store.ReleaseDue(ctx, w.Now(), 1000); err != nil && ctx.Err() == nil {
 			w.Logger.Warn("releasing retries failed", "err", err)
-		}
-		orphaned, err := w.Store.ClaimOrphaned(ctx, w.Consumer, w.Concurrency)
-		if err != nil && ctx.Err() == nil {
-			w.Logger.Warn("claiming a stopped worker's entries failed", "err", err)
-		}
-		if len(orphaned) > 0 {
-			w.Logger.Info("took over the entries of a stopped worker", "entries", len(orphaned))
-		}
-		stuck, err := w.Store.Claim(ctx, w.Consumer, w.ClaimIdle, w.Concurrency)
-		if err != nil && ctx.Err() == nil {
-			w.Logger.Warn("claiming abandoned entries failed", "err", err)
-		}
-		for _, e := range append(orphaned, stuck...) {
-			select {
-			case jobs <- e:
-			case <-ctx.Done():
-				return // still pending: claimed again later
-			}
 		}
 		if w.Reputation != nil {
 			if err := w.Reputation.ReleaseResumed(ctx); err != nil && ctx.Err() == nil {
