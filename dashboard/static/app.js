@@ -645,6 +645,14 @@ function webhooksView() {
           replayBox.hidden = !replayBox.hidden;
           replay.setAttribute("aria-expanded", String(!replayBox.hidden));
         });
+        const attemptsBox = h("div", { hidden: true, class: "table-wrap", id: "attempts-" + w.id });
+        const attempts = h("button", { type: "button", "aria-expanded": "false", "aria-controls": attemptsBox.id,
+          "aria-label": "Recent deliveries to " + w.url }, "Deliveries");
+        attempts.addEventListener("click", async () => {
+          attemptsBox.hidden = !attemptsBox.hidden;
+          attempts.setAttribute("aria-expanded", String(!attemptsBox.hidden));
+          if (!attemptsBox.hidden) await loadAttempts(w, attemptsBox);
+        });
         const del = h("button", { type: "button", class: "danger", "aria-label": "Delete webhook " + w.url }, "Delete");
         del.addEventListener("click", async () => {
           if (!confirm("Delete the webhook " + w.url + "? Its pending deliveries are dropped.")) return;
@@ -656,10 +664,50 @@ function webhooksView() {
           }
         });
         return h("tr", { "data-id": w.id },
-          h("td", { class: "mono" }, w.url, replayBox, out),
+          h("td", { class: "mono" }, w.url, replayBox, out, attemptsBox),
           h("td", {}, w.events.join(", ")), h("td", { class: "opt" }, w.machineEvents ? "yes" : "no"),
-          h("td", { class: "opt" }, fmtTime(w.createdAt)), h("td", {}, h("span", { class: "actions" }, replay, del)));
+          h("td", { class: "opt" }, fmtTime(w.createdAt)), h("td", {}, h("span", { class: "actions" }, attempts, replay, del)));
       }))));
+  };
+  // redeliverButton sends delivery d again under its id.
+  const redeliverButton = (id) => {
+    const state = h("span", { role: "status", class: "muted" });
+    const again = h("button", { type: "button", "aria-label": "Redeliver " + id }, "Redeliver");
+    again.addEventListener("click", async () => {
+      again.disabled = true;
+      try {
+        const r = await api("/v1/webhooks/deliveries/" + encodeURIComponent(id) + "/redeliver", { method: "POST" });
+        state.textContent = " " + r.status;
+      } catch (e) {
+        again.disabled = false;
+        if (!(e instanceof SessionEnded)) state.textContent = " " + e.message;
+      }
+    });
+    return [again, state];
+  };
+  // loadAttempts shows the endpoint's recent attempts (the last 50).
+  const loadAttempts = async (w, box) => {
+    box.replaceChildren(h("p", { class: "muted" }, "Loading…"));
+    try {
+      const res = await api("/v1/webhooks/" + encodeURIComponent(w.id) + "/deliveries");
+      if (!res.data.length) {
+        box.replaceChildren(h("p", { class: "muted" }, "No delivery attempted in the last week."));
+        return;
+      }
+      const outcome = { delivered: "delivered", retrying: "pending", failed: "failed" };
+      box.replaceChildren(h("table", { "aria-label": "Recent deliveries to " + w.url },
+        h("thead", {}, h("tr", {}, ["When", "Event", "Outcome", "Latency", "Response", ""].map((t, i) =>
+          h("th", { scope: "col", class: i === 3 ? "opt" : null }, t)))),
+        h("tbody", {}, res.data.map((a) => h("tr", { "data-delivery": a.deliveryId, "data-outcome": a.outcome },
+          h("td", {}, fmtTime(a.at), a.attempt > 1 ? h("span", { class: "muted" }, " (attempt " + a.attempt + ")") : null),
+          h("td", {}, a.event),
+          h("td", {}, h("span", { class: "status status-" + outcome[a.outcome] }, a.outcome)),
+          h("td", { class: "opt" }, a.latencyMs + " ms"),
+          h("td", { class: "mono", "data-field": "response" }, a.response),
+          h("td", {}, a.outcome === "retrying" ? null : redeliverButton(a.deliveryId)))))));
+    } catch (e) {
+      if (!(e instanceof SessionEnded)) box.replaceChildren(errorBox(e));
+    }
   };
   const loadFailed = async () => {
     const res = await api("/v1/webhooks/failed");
@@ -670,24 +718,10 @@ function webhooksView() {
     const urlOf = new Map(hooks.map((w) => [w.id, w.url]));
     failed.replaceChildren(h("table", {},
       h("thead", {}, h("tr", {}, ["Given up", "Endpoint", "Event", "Attempts", "Last error", ""].map((t, i) => h("th", { scope: "col", class: i === 3 ? "opt" : null }, t)))),
-      h("tbody", {}, res.data.map((d) => {
-        const state = h("span", { role: "status", class: "muted" });
-        const again = h("button", { type: "button", "aria-label": "Redeliver " + d.id }, "Redeliver");
-        again.addEventListener("click", async () => {
-          again.disabled = true;
-          try {
-            const r = await api("/v1/webhooks/deliveries/" + encodeURIComponent(d.id) + "/redeliver", { method: "POST" });
-            state.textContent = " " + r.status;
-          } catch (e) {
-            again.disabled = false;
-            if (!(e instanceof SessionEnded)) state.textContent = " " + e.message;
-          }
-        });
-        return h("tr", { "data-id": d.id },
-          h("td", {}, fmtTime(d.failedAt)), h("td", { class: "mono" }, urlOf.get(d.endpointId) || d.endpointId),
-          h("td", {}, d.event), h("td", { class: "opt" }, String(d.attempts)),
-          h("td", { class: "mono" }, d.lastError), h("td", {}, again, state));
-      }))));
+      h("tbody", {}, res.data.map((d) => h("tr", { "data-id": d.id },
+        h("td", {}, fmtTime(d.failedAt)), h("td", { class: "mono" }, urlOf.get(d.endpointId) || d.endpointId),
+        h("td", {}, d.event), h("td", { class: "opt" }, String(d.attempts)),
+        h("td", { class: "mono" }, d.lastError), h("td", {}, redeliverButton(d.id)))))));
   };
   const load = async () => {
     try {
@@ -730,19 +764,19 @@ function suppressionsView() {
 
   let rows = [];
   let cursor = null;
-  // The API lists the suppressions page by page and has no search: this
-  // filters the pages loaded so far.
-  const filter = () => {
-    const q = search.value.trim().toLowerCase();
-    let n = 0;
-    for (const r of rows) {
-      r.tr.hidden = q !== "" && !r.email.toLowerCase().includes(q);
-      if (!r.tr.hidden) n++;
-    }
-    shown.textContent = rows.length === 0 ? "No suppressed addresses." :
-      (q ? n + " of " + rows.length : rows.length) + " loaded address" + (rows.length === 1 ? "" : "es") + (cursor ? "; more to load" : "") + ".";
+  let query = "";
+  // The API searches the whole list (?q=), a bounded part per page: a page
+  // may hold fewer matches, even none, with more of the list to search.
+  const count = () => {
+    const n = rows.length;
+    shown.textContent = n === 0 && !cursor ? (query ? "No suppressed address contains " + JSON.stringify(query) + "." : "No suppressed addresses.") :
+      n + (query ? " found" : " loaded") + " address" + (n === 1 ? "" : "es") + (cursor ? (query ? "; more of the list to search" : "; more to load") : "") + ".";
   };
-  search.addEventListener("input", filter);
+  let timer = null;
+  search.addEventListener("input", () => {
+    clearTimeout(timer);
+    timer = setTimeout(() => { query = search.value.trim(); reload(); }, 250);
+  });
   const rowFor = (sp) => {
     const remove = h("button", { type: "button", class: "danger", "aria-label": "Remove " + sp.email }, "Remove");
     const tr = h("tr", { "data-email": sp.email },
@@ -755,39 +789,46 @@ function suppressionsView() {
         tr.remove();
         rows = rows.filter((x) => x !== r);
         note.replaceChildren(h("p", { role: "status" }, sp.email + " removed."));
-        filter();
+        count();
       } catch (e) {
         if (!(e instanceof SessionEnded)) note.replaceChildren(errorBox(e));
       }
     });
     return r;
   };
-  const page = async (after) => {
+  const page = async (after, q0) => {
     const q = new URLSearchParams({ limit: "100" });
+    if (q0) q.set("q", q0);
     if (after) q.set("cursor", after);
     const res = await api("/v1/suppressions?" + q);
+    if (q0 !== query) return; // a newer search started
+    const seen = new Set(rows.map((r) => r.email));
     for (const sp of res.data) {
+      if (seen.has(sp.email)) continue; // a list that changed under the scan
       const r = rowFor(sp);
       rows.push(r);
       tbody.append(r.tr);
     }
     cursor = res.hasMore ? res.nextCursor : null;
     more.hidden = !cursor;
-    filter();
+    count();
   };
   const reload = async () => {
     rows = [];
     cursor = null;
     tbody.replaceChildren();
     try {
-      await page(null);
+      // A search reads a bounded part of the list per page: a few pages
+      // at once, so that a rare address is found without many clicks.
+      await page(null, query);
+      for (let i = 0; i < 4 && cursor && rows.length < 20; i++) await page(cursor, query);
     } catch (e) {
       if (!(e instanceof SessionEnded)) shown.replaceChildren(errorBox(e));
     }
   };
   more.addEventListener("click", async () => {
     try {
-      await page(cursor);
+      await page(cursor, query);
     } catch (e) {
       if (!(e instanceof SessionEnded)) note.replaceChildren(errorBox(e));
     }

@@ -13,6 +13,7 @@
 import { chromium } from "playwright-core";
 import nodemailer from "nodemailer";
 import { mkdirSync } from "node:fs";
+import http from "node:http";
 import { join } from "node:path";
 
 const env = process.env;
@@ -24,6 +25,15 @@ const timeout = 30_000;
 
 const problems = [];
 const step = (name) => console.log("ok   " + name);
+
+// A webhook receiver on loopback: 204 to every POST.
+let received = 0;
+const receiver = http.createServer((req, res) => {
+  req.resume();
+  req.on("end", () => { received++; res.writeHead(204); res.end(); });
+});
+await new Promise((resolve) => receiver.listen(0, "127.0.0.1", resolve));
+const receiverURL = "http://127.0.0.1:" + receiver.address().port + "/dashboard-hooks";
 
 const browser = await chromium.launch({
   executablePath: env.CHROMIUM || "/usr/bin/chromium",
@@ -192,6 +202,7 @@ try {
   await supRow.waitFor({ state: "hidden" });
   await page.getByLabel("Search", { exact: true }).fill(suppressed.slice(0, 20));
   await supRow.waitFor({ state: "visible" });
+  await page.locator("#s-shown", { hasText: /^1 found address\.$/ }).waitFor(); // the API's search (?q=), not the page's
   if (shots) await page.screenshot({ path: join(shots, "dashboard-suppressions.png"), fullPage: true });
   page.once("dialog", (d) => d.accept());
   await supRow.getByRole("button", { name: "Remove " + suppressed }).click();
@@ -249,7 +260,7 @@ try {
   const tag = "dash" + Date.now();
   const rcptDomain = env.MAIL_TO.split("@")[1];
   const people = [["ada", "Ada"], ["grace", "Grace"]].map(([local, first]) => ({ email: "dashboard-" + local + "-" + tag + "@" + rcptDomain, firstName: first }));
-  const made = await page.evaluate(async ({ people, tag, tplId, from }) => {
+  const made = await page.evaluate(async ({ people, tag, tplId, from, hookURL }) => {
     const s = await (await fetch("/dashboard/session")).json();
     const call = async (method, path, body) => {
       const res = await fetch(path, { method, headers: { "X-CSRF-Token": s.csrfToken, "Content-Type": "application/json" }, body: JSON.stringify(body) });
@@ -257,15 +268,16 @@ try {
       if (!res.ok) throw new Error(method + " " + path + ": " + res.status + " " + JSON.stringify(out));
       return out;
     };
+    const hook = await call("POST", "/v1/webhooks", { url: hookURL, events: ["email.delivered"] });
     const contacts = [];
     for (const p of people) contacts.push(await call("POST", "/v1/contacts", { ...p, tags: [tag] }));
     const segment = await call("POST", "/v1/segments", { name: "dashboard " + tag, filter: { tags: [tag] } });
     const sent = await call("POST", "/v1/sends", { templateId: tplId, from, segmentId: segment.id });
-    return { contacts, segment, sent };
-  }, { people, tag, tplId, from: env.MAIL_FROM });
+    return { hook, contacts, segment, sent };
+  }, { people, tag, tplId, from: env.MAIL_FROM, hookURL: receiverURL });
   if (made.sent.count !== 2) throw new Error("the segment send counted " + made.sent.count + " contacts");
   for (const p of people) console.log("mailed " + p.email); // the driver expects them at the sink
-  step("two contacts, a segment and a send to it through the API: batch " + made.sent.batchId);
+  step("a webhook on email.delivered, two contacts, a segment and a send to it through the API: batch " + made.sent.batchId);
 
   // Sends: the account's state and usage, the batch counted by status
   // until both are delivered, without a reload.
@@ -296,6 +308,21 @@ try {
   await page.getByRole("heading", { name: people[0].email }).waitFor();
   await page.locator("#history-body tr", { hasText: "Hello Ada" }).locator('[data-status="delivered"]').waitFor();
   step("contacts: filtered by tag (2), the segment counts 2, a contact's history shows its delivered send");
+
+  // Webhooks: the endpoint's recent deliveries (the two sends'), each
+  // with its status and latency; one redelivered.
+  await page.getByRole("link", { name: "Webhooks" }).click();
+  const recvRow = page.locator("tr", { hasText: receiverURL }).first();
+  await recvRow.getByRole("button", { name: "Recent deliveries to " + receiverURL }).click();
+  const attempts = page.locator("#attempts-" + made.hook.id + ' tr[data-outcome="delivered"]');
+  await attempts.nth(1).waitFor();
+  const response = (await attempts.first().locator('[data-field="response"]').textContent()).trim();
+  if (response !== "HTTP 204 No Content") throw new Error("the delivery's response reads " + JSON.stringify(response));
+  const firstID = await attempts.first().getAttribute("data-delivery");
+  await attempts.first().getByRole("button", { name: "Redeliver " + firstID }).click();
+  await attempts.first().getByRole("status").filter({ hasText: "queued" }).waitFor();
+  if (shots) await page.screenshot({ path: join(shots, "dashboard-webhook-deliveries.png"), fullPage: true });
+  step("webhooks: " + (await attempts.count()) + " recent deliveries (" + response + "), one redelivered; the receiver got " + received + " so far");
 
   // A phone's width: nothing wider than the screen but the tables' own
   // scrolling boxes.
@@ -329,5 +356,6 @@ try {
   console.error("error: " + err.message + (problems.length ? "\n" + problems.join("\n") : ""));
 } finally {
   await browser.close();
+  receiver.close();
 }
 process.exitCode = failed ? 1 : 0;
