@@ -185,6 +185,14 @@ func TestOpenAPIContract(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.call("listFailedWebhooks", "", nil)
+	// An attempt at a delivery to hooks, as the dispatcher records it.
+	if err := s.p.Store.RecordWebhookAttempt(context.Background(), s.accountID, store.WebhookAttempt{
+		DeliveryID: "whmsg_contract", EndpointID: whID, Event: "email.delivered", Attempt: 1, At: time.Now().UTC(),
+		Outcome: store.AttemptRetrying, HTTPStatus: 503, LatencyMs: 20, Response: "HTTP 503 Service Unavailable",
+	}); err != nil {
+		t.Fatal(err)
+	}
+	c.call("listWebhookDeliveries", "", map[string]string{"id": whID})
 	// A delivery of a recorded event to hooks, given up, then redelivered;
 	// a replay of the last hour to hooks.
 	var delivered struct{ Data []struct{ ID string } }

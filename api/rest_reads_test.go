@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -148,5 +149,58 @@ func TestRESTSuppressions(t *testing.T) {
 	}
 	if len(seen) != 30 {
 		t.Errorf("walked %d suppressions, want 30", len(seen))
+	}
+}
+
+// GET /v1/suppressions?q= and ?prefix= search the list: over its pages,
+// exactly the addresses that contain the text or begin with it, in any
+// case; a bad search is a 400 naming the parameters.
+func TestRESTSuppressionSearch(t *testing.T) {
+	s := newServer(t)
+	for _, local := range []string{"alice", "bob", "alina", "carol.ali", "dave"} {
+		if r := s.Call("POST", "/v1/suppressions", liveKey, nil, map[string]string{"email": local + "@" + rcptDomain}); r.Code != 201 {
+			t.Fatalf("suppress %s: %d", local, r.Code)
+		}
+	}
+	search := func(query string) []string {
+		t.Helper()
+		var got []string
+		cursor := ""
+		for range 100 {
+			var page struct {
+				Data       []struct{ Email string }
+				NextCursor *string
+				HasMore    bool
+			}
+			q := query + "&limit=2"
+			if cursor != "" {
+				q += "&cursor=" + url.QueryEscape(cursor)
+			}
+			if code := s.JSON("GET", "/v1/suppressions?"+q, liveKey, nil, &page); code != 200 {
+				t.Fatalf("GET ?%s: %d", q, code)
+			}
+			for _, d := range page.Data {
+				got = append(got, strings.TrimSuffix(d.Email, "@"+rcptDomain))
+			}
+			if !page.HasMore {
+				slices.Sort(got)
+				return slices.Compact(got)
+			}
+			cursor = *page.NextCursor
+		}
+		t.Fatalf("?%s: the pages do not end", query)
+		return nil
+	}
+	for q, want := range map[string]string{"q=ALI": "[alice alina carol.ali]", "prefix=ali": "[alice alina]", "q=zed": "[]",
+		"q=" + url.QueryEscape("*"): "[]", "prefix=" + url.QueryEscape("carol."): "[carol.ali]"} {
+		if got := fmt.Sprint(search(q)); got != want {
+			t.Errorf("?%s: %s, want %s", q, got, want)
+		}
+	}
+	for _, q := range []string{"q=a&prefix=b", "q=" + strings.Repeat("a", 321)} {
+		r := s.Call("GET", "/v1/suppressions?"+q, liveKey, nil, nil)
+		if r.Code != 400 || !strings.Contains(string(r.Body), "q, prefix") {
+			t.Errorf("?%.20s…: %d %s", q, r.Code, r.Body)
+		}
 	}
 }

@@ -208,6 +208,7 @@ func (h *handler) routes() []route {
 		{"POST /v1/webhooks", h.auth(h.createWebhook)},
 		{"GET /v1/webhooks", h.auth(h.listWebhooks)},
 		{"GET /v1/webhooks/failed", h.auth(h.listFailedWebhooks)},
+		{"GET /v1/webhooks/{id}/deliveries", h.auth(h.listWebhookDeliveries)},
 		{"DELETE /v1/webhooks/{id}", h.auth(h.deleteWebhook)},
 		{"POST /v1/webhooks/{id}/replay", h.auth(h.replayWebhook)},
 		{"POST /v1/webhooks/deliveries/{id}/redeliver", h.auth(h.redeliverWebhook)},

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/pigeonpost/pigeonpost/pipeline"
+	"github.com/pigeonpost/pigeonpost/pipeline/account"
 	"github.com/pigeonpost/pigeonpost/pipeline/store"
 )
 
@@ -29,7 +30,9 @@ func (h *handler) listSuppressions(w http.ResponseWriter, r *http.Request, k *st
 		}
 		limit = n
 	}
-	list, next, err := h.Account.Suppressions(r.Context(), k, r.URL.Query().Get("cursor"), limit)
+	q := r.URL.Query()
+	list, next, err := h.Account.Suppressions(r.Context(), k, account.SuppressionQuery{Cursor: q.Get("cursor"), Limit: limit,
+		Contains: q.Get("q"), Prefix: q.Get("prefix")})
 	if err != nil {
 		writeError(w, r, err)
 		return

@@ -2,6 +2,7 @@ package api
 
 import (
 	"net/http"
+	"time"
 
 	"github.com/pigeonpost/pigeonpost/pipeline/account"
 	"github.com/pigeonpost/pigeonpost/pipeline/store"
@@ -53,4 +54,38 @@ func (h *handler) listFailedWebhooks(w http.ResponseWriter, r *http.Request, k *
 		return
 	}
 	writeJSON(w, http.StatusOK, listJSON[failedWebhookJSON]{Data: listOf(fs, toFailedWebhookJSON)})
+}
+
+// listWebhookDeliveries is GET /v1/webhooks/{id}/deliveries: the latest
+// attempts at the endpoint's deliveries, successes and failures, newest
+// first (the last 50, kept a week).
+func (h *handler) listWebhookDeliveries(w http.ResponseWriter, r *http.Request, k *store.Key) {
+	limit, err := queryLimit(r.URL.Query())
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	as, err := h.Account.WebhookAttempts(r.Context(), k, r.PathValue("id"), limit)
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, listJSON[webhookAttemptJSON]{Data: listOf(as, toWebhookAttemptJSON)})
+}
+
+// webhookAttemptJSON is one attempt at a webhook delivery.
+type webhookAttemptJSON struct {
+	DeliveryID string    `json:"deliveryId"`
+	Event      string    `json:"event"`
+	Attempt    int       `json:"attempt"`
+	At         time.Time `json:"at"`
+	Outcome    string    `json:"outcome"`
+	HTTPStatus int       `json:"httpStatus"`
+	LatencyMs  int64     `json:"latencyMs"`
+	Response   string    `json:"response"`
+}
+
+func toWebhookAttemptJSON(a store.WebhookAttempt) webhookAttemptJSON {
+	return webhookAttemptJSON{DeliveryID: a.DeliveryID, Event: a.Event, Attempt: a.Attempt, At: a.At, Outcome: a.Outcome,
+		HTTPStatus: a.HTTPStatus, LatencyMs: a.LatencyMs, Response: a.Response}
 }

@@ -7,8 +7,10 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/pigeonpost/pigeonpost/internal/testkit/resttest"
+	"github.com/pigeonpost/pigeonpost/pipeline/store"
 )
 
 // Endpoint URLs on private, loopback or link-local addresses are refused
@@ -70,5 +72,59 @@ func TestWebhookURLRules(t *testing.T) {
 	s.JSON("GET", "/v1/webhooks", liveKey, nil, &list)
 	if len(list.Data) != 1 || fmt.Sprint(list.Data[0].Events) != "[email.opened email.bounced]" {
 		t.Errorf("list %+v", list.Data)
+	}
+}
+
+// GET /v1/webhooks/{id}/deliveries lists the endpoint's recent attempts,
+// newest first, for its own account only; a limit reads the newest.
+func TestWebhookDeliveriesList(t *testing.T) {
+	s := newServer(t)
+	s.dns.SetA("hooks.partner.test", "93.184.216.34")
+	id, _ := s.CreateWebhook("https://hooks.partner.test/pigeonpost", "email.delivered")
+	ctx := t.Context()
+	at := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	for i, a := range []store.WebhookAttempt{
+		{DeliveryID: "whmsg_1", EndpointID: id, Event: "email.delivered", Attempt: 1, At: at, Outcome: store.AttemptRetrying, HTTPStatus: 503,
+			LatencyMs: 40, Response: "HTTP 503 Service Unavailable"},
+		{DeliveryID: "whmsg_1", EndpointID: id, Event: "email.delivered", Attempt: 2, At: at.Add(time.Minute), Outcome: store.AttemptDelivered,
+			HTTPStatus: 200, LatencyMs: 12, Response: "HTTP 200 OK"},
+	} {
+		if err := s.p.Store.RecordWebhookAttempt(ctx, s.accountID, a); err != nil {
+			t.Fatal(i, err)
+		}
+	}
+	type attempt struct {
+		DeliveryID, Event, Outcome, Response string
+		Attempt, HTTPStatus                  int
+		LatencyMs                            int64
+		At                                   time.Time
+	}
+	var list struct{ Data []attempt }
+	if code := s.JSON("GET", "/v1/webhooks/"+id+"/deliveries", liveKey, nil, &list); code != http.StatusOK {
+		t.Fatalf("GET deliveries: %d", code)
+	}
+	want := []attempt{
+		{DeliveryID: "whmsg_1", Event: "email.delivered", Outcome: "delivered", Response: "HTTP 200 OK", Attempt: 2, HTTPStatus: 200, LatencyMs: 12, At: at.Add(time.Minute)},
+		{DeliveryID: "whmsg_1", Event: "email.delivered", Outcome: "retrying", Response: "HTTP 503 Service Unavailable", Attempt: 1, HTTPStatus: 503, LatencyMs: 40, At: at},
+	}
+	if fmt.Sprint(list.Data) != fmt.Sprint(want) {
+		t.Errorf("deliveries %+v, want %+v", list.Data, want)
+	}
+	if s.JSON("GET", "/v1/webhooks/"+id+"/deliveries?limit=1", liveKey, nil, &list); len(list.Data) != 1 || list.Data[0].Attempt != 2 {
+		t.Errorf("limit 1: %+v", list.Data)
+	}
+	var e resttest.APIError
+	if code := s.JSON("GET", "/v1/webhooks/"+id+"/deliveries?limit=51", liveKey, nil, &e); code != http.StatusBadRequest {
+		t.Errorf("limit 51: %d %+v", code, e)
+	}
+	// Another account's key does not see them: its endpoint of that id
+	// does not exist.
+	const otherKey = "sp_live_integrationtestkey000000000002"
+	s.p.Key(t, "other", otherKey)
+	if code := s.JSON("GET", "/v1/webhooks/"+id+"/deliveries", otherKey, nil, &e); code != http.StatusNotFound || e.Error.Code != "not_found" {
+		t.Errorf("another account: %d %+v", code, e)
+	}
+	if code := s.JSON("GET", "/v1/webhooks/wh_nope/deliveries", liveKey, nil, &e); code != http.StatusNotFound {
+		t.Errorf("an unknown endpoint: %d %+v", code, e)
 	}
 }

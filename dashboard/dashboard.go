@@ -31,10 +31,18 @@ var assets, _ = fs.Sub(staticFiles, "static")
 // DefaultSessionTTL is how long a session lasts when Options.SessionTTL is 0.
 const DefaultSessionTTL = 12 * time.Hour
 
+// DefaultIdleTimeout is how long a session may go unused when
+// Options.IdleTimeout is 0.
+const DefaultIdleTimeout = 30 * time.Minute
+
 // Options configure the dashboard.
 type Options struct {
 	// SessionTTL is how long a login lasts; 0 means DefaultSessionTTL.
 	SessionTTL time.Duration
+	// IdleTimeout ends a session unused for this long, before SessionTTL:
+	// 0 means DefaultIdleTimeout, a negative value none. A page left open
+	// keeps its session: its views poll while the tab is visible.
+	IdleTimeout time.Duration
 	// Secure marks the session cookie Secure (and names it with the
 	// __Host- prefix) even for a request that did not come over TLS: the
 	// listener is behind a proxy that terminates TLS (http.public_url is
@@ -57,6 +65,9 @@ type Dashboard struct {
 func New(p *pipeline.Service, st *store.Store, opt Options) *Dashboard {
 	if opt.SessionTTL <= 0 {
 		opt.SessionTTL = DefaultSessionTTL
+	}
+	if opt.IdleTimeout == 0 {
+		opt.IdleTimeout = DefaultIdleTimeout
 	}
 	if opt.Now == nil {
 		opt.Now = time.Now

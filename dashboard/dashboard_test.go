@@ -53,6 +53,9 @@ type envOptions struct {
 	// lockOut: failed logins from 127.0.0.1 lock it out, as they would
 	// from a public address (pipeline.Options.LockOutPrivate).
 	lockOut bool
+	// idle is dashboard.Options.IdleTimeout; 0: none, so that the tests
+	// of other things may let the clock run.
+	idle time.Duration
 }
 
 func newEnv(t *testing.T, o envOptions) *env {
@@ -60,7 +63,11 @@ func newEnv(t *testing.T, o envOptions) *env {
 	p := pipelinetest.New(t, pipelinetest.Options{Pipeline: pipeline.Options{LockOutPrivate: o.lockOut}})
 	p.Key(t, "default", fullKey)
 	c := &clock{t: time.Now()}
-	d := dashboard.New(p.Pipeline, p.Store, dashboard.Options{SessionTTL: ttl, Secure: o.secure, Now: c.Now})
+	idle := o.idle
+	if idle == 0 {
+		idle = -1
+	}
+	d := dashboard.New(p.Pipeline, p.Store, dashboard.Options{SessionTTL: ttl, IdleTimeout: idle, Secure: o.secure, Now: c.Now})
 	h := d.Handler(api.Handler(api.Parts{Pipeline: p.Pipeline, Account: p.Account, Compose: p.Compose, Engagement: p.Engagement,
 		Contacts: p.Contacts, Sends: p.Sends, Reputation: p.Reputation, Feedback: p.Feedback, Webhooks: p.Webhooks},
 		api.Options{MaxBodyBytes: 1 << 20, Session: d.Authenticate}))

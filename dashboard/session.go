@@ -182,8 +182,25 @@ func (d *Dashboard) session(r *http.Request) (string, *store.Session, *store.Key
 	if err != nil {
 		return "", nil, nil, pipeline.StorageError(err)
 	}
-	if !d.opt.Now().Before(sess.ExpiresAt) {
+	now := d.opt.Now()
+	if !now.Before(sess.ExpiresAt) {
 		return "", nil, nil, errNoSession
+	}
+	if idle := d.opt.IdleTimeout; idle > 0 {
+		if !now.Before(sess.SeenAt.Add(idle)) {
+			if err := d.store.DeleteSession(r.Context(), tokenHash(token)); err != nil {
+				d.opt.Logger.Warn("ending an idle session failed", "key", sess.KeyID, "err", err)
+			}
+			return "", nil, nil, errNoSession
+		}
+		// One write a minute at most (less for a short timeout), not one
+		// per request: the live views poll every few seconds.
+		if now.Sub(sess.SeenAt) >= min(time.Minute, idle/10) {
+			if err := d.store.TouchSession(r.Context(), tokenHash(token), now); err != nil {
+				return "", nil, nil, pipeline.StorageError(err)
+			}
+			sess.SeenAt = now
+		}
 	}
 	k, err := d.pipeline.KeyByHash(r.Context(), sess.KeyHash)
 	switch {

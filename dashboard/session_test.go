@@ -3,6 +3,7 @@ package dashboard_test
 import (
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -242,4 +243,47 @@ func TestLoginLockout(t *testing.T) {
 		t.Errorf("the right key from the locked-out address: %d %s Retry-After %q, want 429 with Retry-After and no cookie",
 			res.StatusCode, b, res.Header.Get("Retry-After"))
 	}
+}
+
+// A session unused for the idle timeout ends, long before its lifetime;
+// each use moves the deadline on (to a minute: uses are recorded at most
+// once a minute), and the ended session's record goes.
+func TestSessionIdleTimeout(t *testing.T) {
+	const idle = 10 * time.Minute
+	e := newEnv(t, envOptions{idle: idle})
+	cookie, s := e.login(fullKey)
+	use := func(when string) {
+		t.Helper()
+		if res, b := e.do(req{method: "GET", path: "/v1/api-keys", cookie: cookie, csrf: s.CSRFToken, headers: e.browser()}); res.StatusCode != http.StatusOK {
+			t.Fatalf("%s: %d %s, want 200", when, res.StatusCode, b)
+		}
+	}
+	// Used every 8 minutes for 40 minutes: four idle timeouts after the
+	// login, the session lives on.
+	for i := range 5 {
+		e.clock.Add(8 * time.Minute)
+		use("used after 8 minutes, time " + strconv.Itoa(i+1))
+	}
+	// A use within the minute is not written; the deadline is the last
+	// one recorded plus idle.
+	e.clock.Add(30 * time.Second)
+	use("30 s later")
+	e.clock.Add(idle - 30*time.Second - time.Second)
+	use("a second before the idle timeout")
+	e.clock.Add(idle)
+	e.wantNoSession(t, "unused for the idle timeout", cookie, s.CSRFToken)
+	if n, _ := e.p.Redis.Exists(t.Context(), redisKey(cookie)).Result(); n != 0 {
+		t.Error("the idle session's Redis record is still there")
+	}
+	if !e.clock.Now().Before(s.ExpiresAt) {
+		t.Fatal("the test ran past the session's lifetime: it proves nothing of the idle timeout")
+	}
+
+	// Left alone after the login, a session ends at the idle timeout.
+	cookie, s = e.login(fullKey)
+	e.clock.Add(idle - time.Second)
+	use("a second before the idle timeout of a fresh session")
+	cookie2, s2 := e.login(fullKey)
+	e.clock.Add(idle)
+	e.wantNoSession(t, "a fresh session unused for the idle timeout", cookie2, s2.CSRFToken)
 }

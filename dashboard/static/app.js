@@ -1,6 +1,6 @@
 // The dashboard: one page, routed by the URL's fragment (#/emails,
 // #/emails/ID, #/domains, #/keys, #/webhooks, #/suppressions, #/tracking,
-// #/analytics). It calls the /v1 REST API
+// #/analytics, #/sends, #/contacts, #/contacts/ID, #/templates). It calls the /v1 REST API
 // with the session cookie and the session's CSRF token in X-CSRF-Token;
 // every value from the API goes into the page as text, never as markup.
 import { bytesToBinary, textParts } from "./mime.js";
@@ -169,6 +169,10 @@ const routes = [
   [/^#\/suppressions$/, suppressionsView],
   [/^#\/tracking$/, trackingView],
   [/^#\/analytics$/, analyticsView],
+  [/^#\/sends$/, sendsView],
+  [/^#\/contacts\/([A-Za-z0-9_-]+)$/, contactView],
+  [/^#\/contacts$/, contactsView],
+  [/^#\/templates$/, templatesView],
 ];
 
 function route() {
@@ -641,6 +645,14 @@ function webhooksView() {
           replayBox.hidden = !replayBox.hidden;
           replay.setAttribute("aria-expanded", String(!replayBox.hidden));
         });
+        const attemptsBox = h("div", { hidden: true, class: "table-wrap", id: "attempts-" + w.id });
+        const attempts = h("button", { type: "button", "aria-expanded": "false", "aria-controls": attemptsBox.id,
+          "aria-label": "Recent deliveries to " + w.url }, "Deliveries");
+        attempts.addEventListener("click", async () => {
+          attemptsBox.hidden = !attemptsBox.hidden;
+          attempts.setAttribute("aria-expanded", String(!attemptsBox.hidden));
+          if (!attemptsBox.hidden) await loadAttempts(w, attemptsBox);
+        });
         const del = h("button", { type: "button", class: "danger", "aria-label": "Delete webhook " + w.url }, "Delete");
         del.addEventListener("click", async () => {
           if (!confirm("Delete the webhook " + w.url + "? Its pending deliveries are dropped.")) return;
@@ -652,10 +664,50 @@ function webhooksView() {
           }
         });
         return h("tr", { "data-id": w.id },
-          h("td", { class: "mono" }, w.url, replayBox, out),
+          h("td", { class: "mono" }, w.url, replayBox, out, attemptsBox),
           h("td", {}, w.events.join(", ")), h("td", { class: "opt" }, w.machineEvents ? "yes" : "no"),
-          h("td", { class: "opt" }, fmtTime(w.createdAt)), h("td", {}, h("span", { class: "actions" }, replay, del)));
+          h("td", { class: "opt" }, fmtTime(w.createdAt)), h("td", {}, h("span", { class: "actions" }, attempts, replay, del)));
       }))));
+  };
+  // redeliverButton sends delivery d again under its id.
+  const redeliverButton = (id) => {
+    const state = h("span", { role: "status", class: "muted" });
+    const again = h("button", { type: "button", "aria-label": "Redeliver " + id }, "Redeliver");
+    again.addEventListener("click", async () => {
+      again.disabled = true;
+      try {
+        const r = await api("/v1/webhooks/deliveries/" + encodeURIComponent(id) + "/redeliver", { method: "POST" });
+        state.textContent = " " + r.status;
+      } catch (e) {
+        again.disabled = false;
+        if (!(e instanceof SessionEnded)) state.textContent = " " + e.message;
+      }
+    });
+    return [again, state];
+  };
+  // loadAttempts shows the endpoint's recent attempts (the last 50).
+  const loadAttempts = async (w, box) => {
+    box.replaceChildren(h("p", { class: "muted" }, "Loading…"));
+    try {
+      const res = await api("/v1/webhooks/" + encodeURIComponent(w.id) + "/deliveries");
+      if (!res.data.length) {
+        box.replaceChildren(h("p", { class: "muted" }, "No delivery attempted in the last week."));
+        return;
+      }
+      const outcome = { delivered: "delivered", retrying: "pending", failed: "failed" };
+      box.replaceChildren(h("table", { "aria-label": "Recent deliveries to " + w.url },
+        h("thead", {}, h("tr", {}, ["When", "Event", "Outcome", "Latency", "Response", ""].map((t, i) =>
+          h("th", { scope: "col", class: i === 3 ? "opt" : null }, t)))),
+        h("tbody", {}, res.data.map((a) => h("tr", { "data-delivery": a.deliveryId, "data-outcome": a.outcome },
+          h("td", {}, fmtTime(a.at), a.attempt > 1 ? h("span", { class: "muted" }, " (attempt " + a.attempt + ")") : null),
+          h("td", {}, a.event),
+          h("td", {}, h("span", { class: "status status-" + outcome[a.outcome] }, a.outcome)),
+          h("td", { class: "opt" }, a.latencyMs + " ms"),
+          h("td", { class: "mono", "data-field": "response" }, a.response),
+          h("td", {}, a.outcome === "retrying" ? null : redeliverButton(a.deliveryId)))))));
+    } catch (e) {
+      if (!(e instanceof SessionEnded)) box.replaceChildren(errorBox(e));
+    }
   };
   const loadFailed = async () => {
     const res = await api("/v1/webhooks/failed");
@@ -666,24 +718,10 @@ function webhooksView() {
     const urlOf = new Map(hooks.map((w) => [w.id, w.url]));
     failed.replaceChildren(h("table", {},
       h("thead", {}, h("tr", {}, ["Given up", "Endpoint", "Event", "Attempts", "Last error", ""].map((t, i) => h("th", { scope: "col", class: i === 3 ? "opt" : null }, t)))),
-      h("tbody", {}, res.data.map((d) => {
-        const state = h("span", { role: "status", class: "muted" });
-        const again = h("button", { type: "button", "aria-label": "Redeliver " + d.id }, "Redeliver");
-        again.addEventListener("click", async () => {
-          again.disabled = true;
-          try {
-            const r = await api("/v1/webhooks/deliveries/" + encodeURIComponent(d.id) + "/redeliver", { method: "POST" });
-            state.textContent = " " + r.status;
-          } catch (e) {
-            again.disabled = false;
-            if (!(e instanceof SessionEnded)) state.textContent = " " + e.message;
-          }
-        });
-        return h("tr", { "data-id": d.id },
-          h("td", {}, fmtTime(d.failedAt)), h("td", { class: "mono" }, urlOf.get(d.endpointId) || d.endpointId),
-          h("td", {}, d.event), h("td", { class: "opt" }, String(d.attempts)),
-          h("td", { class: "mono" }, d.lastError), h("td", {}, again, state));
-      }))));
+      h("tbody", {}, res.data.map((d) => h("tr", { "data-id": d.id },
+        h("td", {}, fmtTime(d.failedAt)), h("td", { class: "mono" }, urlOf.get(d.endpointId) || d.endpointId),
+        h("td", {}, d.event), h("td", { class: "opt" }, String(d.attempts)),
+        h("td", { class: "mono" }, d.lastError), h("td", {}, redeliverButton(d.id)))))));
   };
   const load = async () => {
     try {
@@ -726,19 +764,19 @@ function suppressionsView() {
 
   let rows = [];
   let cursor = null;
-  // The API lists the suppressions page by page and has no search: this
-  // filters the pages loaded so far.
-  const filter = () => {
-    const q = search.value.trim().toLowerCase();
-    let n = 0;
-    for (const r of rows) {
-      r.tr.hidden = q !== "" && !r.email.toLowerCase().includes(q);
-      if (!r.tr.hidden) n++;
-    }
-    shown.textContent = rows.length === 0 ? "No suppressed addresses." :
-      (q ? n + " of " + rows.length : rows.length) + " loaded address" + (rows.length === 1 ? "" : "es") + (cursor ? "; more to load" : "") + ".";
+  let query = "";
+  // The API searches the whole list (?q=), a bounded part per page: a page
+  // may hold fewer matches, even none, with more of the list to search.
+  const count = () => {
+    const n = rows.length;
+    shown.textContent = n === 0 && !cursor ? (query ? "No suppressed address contains " + JSON.stringify(query) + "." : "No suppressed addresses.") :
+      n + (query ? " found" : " loaded") + " address" + (n === 1 ? "" : "es") + (cursor ? (query ? "; more of the list to search" : "; more to load") : "") + ".";
   };
-  search.addEventListener("input", filter);
+  let timer = null;
+  search.addEventListener("input", () => {
+    clearTimeout(timer);
+    timer = setTimeout(() => { query = search.value.trim(); reload(); }, 250);
+  });
   const rowFor = (sp) => {
     const remove = h("button", { type: "button", class: "danger", "aria-label": "Remove " + sp.email }, "Remove");
     const tr = h("tr", { "data-email": sp.email },
@@ -751,39 +789,46 @@ function suppressionsView() {
         tr.remove();
         rows = rows.filter((x) => x !== r);
         note.replaceChildren(h("p", { role: "status" }, sp.email + " removed."));
-        filter();
+        count();
       } catch (e) {
         if (!(e instanceof SessionEnded)) note.replaceChildren(errorBox(e));
       }
     });
     return r;
   };
-  const page = async (after) => {
+  const page = async (after, q0) => {
     const q = new URLSearchParams({ limit: "100" });
+    if (q0) q.set("q", q0);
     if (after) q.set("cursor", after);
     const res = await api("/v1/suppressions?" + q);
+    if (q0 !== query) return; // a newer search started
+    const seen = new Set(rows.map((r) => r.email));
     for (const sp of res.data) {
+      if (seen.has(sp.email)) continue; // a list that changed under the scan
       const r = rowFor(sp);
       rows.push(r);
       tbody.append(r.tr);
     }
     cursor = res.hasMore ? res.nextCursor : null;
     more.hidden = !cursor;
-    filter();
+    count();
   };
   const reload = async () => {
     rows = [];
     cursor = null;
     tbody.replaceChildren();
     try {
-      await page(null);
+      // A search reads a bounded part of the list per page: a few pages
+      // at once, so that a rare address is found without many clicks.
+      await page(null, query);
+      for (let i = 0; i < 4 && cursor && rows.length < 20; i++) await page(cursor, query);
     } catch (e) {
       if (!(e instanceof SessionEnded)) shown.replaceChildren(errorBox(e));
     }
   };
   more.addEventListener("click", async () => {
     try {
-      await page(cursor);
+      await page(cursor, query);
     } catch (e) {
       if (!(e instanceof SessionEnded)) note.replaceChildren(errorBox(e));
     }
@@ -849,6 +894,304 @@ function trackingView() {
       if (!(e instanceof SessionEnded)) out.replaceChildren(errorBox(e));
     }
   })();
+}
+
+// ---- sends ----
+
+// batchStatuses orders a batch's counts: the states a send goes through,
+// then its ends.
+const batchStatuses = ["scheduled", "pending", "sent", "delivered", "bounced", "complained", "failed", "suppressed", "cancelled"];
+
+// accountCard shows the account's pause state (GET /v1/reputation) and
+// its usage this month (GET /v1/usage). Pausing and resuming are the
+// operator's (the admin API), not a key's.
+function accountCard() {
+  const box = h("section", { class: "card", "aria-labelledby": "acct-h" }, h("h2", { id: "acct-h" }, "Account"), h("p", { class: "muted" }, "Loading…"));
+  (async () => {
+    try {
+      const [rep, use] = await Promise.all([api("/v1/reputation"), api("/v1/usage")]);
+      const pct = (x) => (x * 100).toFixed(2) + " %";
+      const fact = (k, v) => [h("dt", {}, k), h("dd", {}, v)];
+      const state = rep.status === "paused" ?
+        [statusChip("paused"), " ", rep.pause.reason.replace("_", " "), " since ", fmtTime(rep.pause.pausedAt), ": ",
+          String(rep.held), " emails held. The operator resumes the account (pigeonpost account resume, or the admin API)."] :
+        [statusChip("active")];
+      box.replaceChildren(h("h2", { id: "acct-h" }, "Account"), h("dl", { class: "facts", id: "account-facts" },
+        ...fact("Sending", h("span", { "data-field": "pause" }, state)),
+        ...fact("This month (" + use.month + ")", h("span", { "data-field": "usage" },
+          String(use.used) + (use.limit === null ? " sent, no monthly limit" : " of " + use.limit + " sent, " + use.remaining + " left"))),
+        ...fact("Last " + rep.window.hours + " h", rep.window.sends + " sends, bounce rate " + pct(rep.window.bounceRate) +
+          ", complaint rate " + pct(rep.window.complaintRate))));
+    } catch (e) {
+      if (!(e instanceof SessionEnded)) box.replaceChildren(h("h2", { id: "acct-h" }, "Account"), errorBox(e));
+    }
+  })();
+  return box;
+}
+
+function sendsView(params) {
+  const batchId = params.get("batchId") || "";
+  const batches = h("div", { class: "table-wrap", id: "batches" }, h("p", { class: "muted" }, "Loading…"));
+  const live = h("p", { class: "muted", id: "sends-live" }, "Loading…");
+  const tbody = h("tbody", { id: "sends-body" });
+  const more = h("button", { type: "button", hidden: true }, "Load more");
+  show(h("h1", {}, "Sends"), accountCard(),
+    h("h2", {}, batchId ? ["Batch ", h("span", { class: "mono" }, batchId), " ", h("a", { href: "#/sends" }, "(all sends)")] : "Batches"),
+    h("p", { class: "muted" }, "The batches of the sends listed below (a segment send or POST /v1/sends/batch), counted by status."),
+    batches,
+    h("h2", {}, "Recent sends"), live,
+    h("div", { class: "table-wrap" }, h("table", { "aria-describedby": "sends-live" },
+      h("caption", { class: "sr-only" }, "Sends, newest first"),
+      h("thead", {}, h("tr", {}, ["Created", "To", "Template", "Batch", "Status"].map((t, i) =>
+        h("th", { scope: "col", class: i === 2 || i === 3 ? "opt" : null }, t)))),
+      tbody)),
+    more);
+
+  const batchRow = (b) => h("tr", { "data-id": b.id },
+    h("td", { class: "mono" }, h("a", { href: "#/sends?batchId=" + encodeURIComponent(b.id) }, b.id)),
+    h("td", { class: "mono opt" }, b.templateId), h("td", { class: "mono opt" }, b.segmentId || "—"),
+    h("td", {}, String(b.total), b.inProgress ? h("span", { class: "muted" }, " (queueing)") : null),
+    h("td", {}, h("span", { class: "actions" }, batchStatuses.filter((s) => b.counts[s]).map((s) =>
+      h("span", { class: "status status-" + s, "data-count": s }, s + " " + b.counts[s])))));
+  const batchCache = new Map();
+  const showBatches = async (ids) => {
+    if (!ids.length) {
+      batches.replaceChildren(h("p", { class: "muted" }, "No batches among these sends."));
+      return;
+    }
+    // A batch's counts read each of its sends (about 6 ms a thousand):
+    // one whose sends have all settled is not asked again.
+    const list = await Promise.all(ids.map(async (id) => {
+      const known = batchCache.get(id);
+      if (known && !known.inProgress && !["scheduled", "pending", "sent"].some((s) => known.counts[s])) return known;
+      const b = await api("/v1/batches/" + encodeURIComponent(id));
+      batchCache.set(id, b);
+      return b;
+    }));
+    batches.replaceChildren(h("table", {},
+      h("thead", {}, h("tr", {}, ["Batch", "Template", "Segment", "Total", "By status"].map((t, i) =>
+        h("th", { scope: "col", class: i === 1 || i === 2 ? "opt" : null }, t)))),
+      h("tbody", {}, list.map(batchRow))));
+  };
+  const rowFor = (s) => h("tr", { "data-id": s.id },
+    h("td", {}, fmtTime(s.createdAt)), h("td", { class: "mono" }, h("a", { href: "#/emails/" + s.id }, s.toAddress)),
+    h("td", { class: "mono opt" }, s.templateId),
+    h("td", { class: "mono opt" }, s.batchId ? h("a", { href: "#/sends?batchId=" + encodeURIComponent(s.batchId) }, s.batchId) : "—"),
+    h("td", {}, statusChip(s.status)));
+  let cursor = null;
+  const page = (after) => {
+    const q = new URLSearchParams({ limit: "50" });
+    if (batchId) q.set("batchId", batchId);
+    if (after) q.set("cursor", after);
+    return api("/v1/sends?" + q);
+  };
+  more.addEventListener("click", async () => {
+    try {
+      const res = await page(cursor);
+      tbody.append(...res.data.map(rowFor));
+      cursor = res.hasMore ? res.nextCursor : null;
+      more.hidden = !cursor;
+    } catch (e) {
+      if (!(e instanceof SessionEnded)) live.replaceChildren(errorBox(e));
+    }
+  });
+  return poll(async () => {
+    try {
+      const res = await page(null);
+      tbody.replaceChildren(...res.data.map(rowFor));
+      cursor = res.hasMore ? res.nextCursor : null;
+      more.hidden = !cursor;
+      live.textContent = res.data.length === 0 ? "No sends yet: send a template with POST /v1/sends." : "Live: updated " + new Date().toLocaleTimeString();
+      // The batches of this page, at most 10 (each is one call).
+      const ids = batchId ? [batchId] : [...new Set(res.data.map((s) => s.batchId).filter(Boolean))].slice(0, 10);
+      await showBatches(ids);
+    } catch (e) {
+      if (e instanceof SessionEnded) throw e;
+      live.replaceChildren(errorBox(e));
+    }
+  });
+}
+
+// ---- contacts ----
+
+const contactStatuses = ["subscribed", "unsubscribed", "bounced", "complained"];
+
+function contactsView(params) {
+  const form = h("form", { class: "filters", role: "search", "aria-label": "Filter contacts" },
+    h("label", { for: "c-status" }, "Status", h("select", { id: "c-status", name: "status" }, h("option", { value: "" }, "Any"),
+      contactStatuses.map((s) => h("option", { value: s, selected: params.get("status") === s }, s)))),
+    h("label", { for: "c-email" }, "Email", h("input", { id: "c-email", name: "email", type: "email", value: params.get("email") || "" })),
+    h("label", { for: "c-tag" }, "Tag", h("input", { id: "c-tag", name: "tag", value: params.get("tag") || "" })),
+    h("button", { type: "submit", class: "primary" }, "Filter"),
+    h("button", { type: "button", onclick: () => { location.hash = "#/contacts"; } }, "Clear"));
+  form.addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    const next = new URLSearchParams();
+    for (const [k, v] of new FormData(form)) if (v) next.set(k, v);
+    location.hash = "#/contacts" + (next.toString() ? "?" + next : "");
+  });
+  const shown = h("p", { class: "muted", id: "contacts-shown", role: "status" }, "Loading…");
+  const tbody = h("tbody", { id: "contacts-body" });
+  const more = h("button", { type: "button", hidden: true }, "Load more");
+  const segments = h("div", { class: "table-wrap", id: "segments" }, h("p", { class: "muted" }, "Loading…"));
+  show(h("h1", {}, "Contacts"), form, shown,
+    h("div", { class: "table-wrap" }, h("table", { "aria-describedby": "contacts-shown" },
+      h("thead", {}, h("tr", {}, ["Email", "Name", "Status", "Tags", "Created"].map((t, i) =>
+        h("th", { scope: "col", class: i === 1 || i === 4 ? "opt" : null }, t)))),
+      tbody)),
+    more,
+    h("h2", {}, "Segments"),
+    h("p", { class: "muted" }, "Each count reads the account's contacts: they are counted when you ask."),
+    segments);
+
+  let cursor = null;
+  let n = 0;
+  const rowFor = (c) => h("tr", { "data-id": c.id },
+    h("td", { class: "mono" }, h("a", { href: "#/contacts/" + encodeURIComponent(c.id) }, c.email)),
+    h("td", { class: "opt" }, [c.firstName, c.lastName].filter(Boolean).join(" ") || "—"),
+    h("td", {}, statusChip(c.status)), h("td", {}, (c.tags || []).join(", ") || "—"), h("td", { class: "opt" }, fmtTime(c.createdAt)));
+  const page = async (after) => {
+    const q = new URLSearchParams({ limit: "50" });
+    for (const k of ["status", "email", "tag"]) if (params.get(k)) q.set(k, params.get(k));
+    if (after) q.set("cursor", after);
+    const res = await api("/v1/contacts?" + q);
+    tbody.append(...res.data.map(rowFor));
+    n += res.data.length;
+    cursor = res.hasMore ? res.nextCursor : null;
+    more.hidden = !cursor;
+    shown.textContent = n === 0 && !cursor ? "No contacts match." : n + " contact" + (n === 1 ? "" : "s") + " shown" + (cursor ? "; more to load" : "") + ".";
+  };
+  more.addEventListener("click", async () => {
+    try { await page(cursor); } catch (e) { if (!(e instanceof SessionEnded)) shown.replaceChildren(errorBox(e)); }
+  });
+  (async () => {
+    try { await page(null); } catch (e) { if (!(e instanceof SessionEnded)) shown.replaceChildren(errorBox(e)); }
+  })();
+  (async () => {
+    try {
+      const res = await api("/v1/segments?limit=100");
+      if (!res.data.length) {
+        segments.replaceChildren(h("p", { class: "muted" }, "No segments (POST /v1/segments)."));
+        return;
+      }
+      segments.replaceChildren(h("table", {},
+        h("thead", {}, h("tr", {}, ["Name", "Filter", "Contacts"].map((t) => h("th", { scope: "col" }, t)))),
+        h("tbody", {}, res.data.map((sg) => {
+          const count = h("td", { "data-field": "count" });
+          const btn = h("button", { type: "button", "aria-label": "Count the contacts of " + sg.name }, "Count");
+          btn.addEventListener("click", async () => {
+            btn.disabled = true;
+            try {
+              const full = await api("/v1/segments/" + encodeURIComponent(sg.id));
+              count.replaceChildren(String(full.count));
+            } catch (e) {
+              btn.disabled = false;
+              if (!(e instanceof SessionEnded)) count.append(" " + e.message);
+            }
+          });
+          count.append(btn);
+          const f = sg.filter;
+          const desc = [f.status ? "status " + f.status : null, f.tags.length ? "tags " + f.tags.join(" and ") : null,
+            ...(f.fields || []).map((c) => c.field + " " + c.op + " " + c.value)].filter(Boolean).join("; ") || "every contact";
+          return h("tr", { "data-id": sg.id }, h("td", {}, sg.name), h("td", { class: "mono" }, desc), count);
+        }))));
+    } catch (e) {
+      if (!(e instanceof SessionEnded)) segments.replaceChildren(errorBox(e));
+    }
+  })();
+}
+
+function contactView(_params, id) {
+  const title = h("h1", {}, "Contact");
+  const facts = h("dl", { class: "facts" }, h("dt", {}, "Loading…"));
+  const live = h("p", { class: "muted", id: "history-live" }, "Loading…");
+  const tbody = h("tbody", { id: "history-body" });
+  show(h("p", {}, h("a", { href: "#/contacts" }, "← Contacts")), title, facts,
+    h("h2", {}, "History"), live,
+    h("div", { class: "table-wrap" }, h("table", { "aria-describedby": "history-live" },
+      h("caption", { class: "sr-only" }, "Emails to this contact, newest first"),
+      h("thead", {}, h("tr", {}, ["Created", "Subject", "Status", "Opened", "Clicked"].map((t, i) =>
+        h("th", { scope: "col", class: i >= 3 ? "opt" : null }, t)))),
+      tbody)));
+  (async () => {
+    try {
+      const c = await api("/v1/contacts/" + encodeURIComponent(id));
+      title.textContent = c.email;
+      const fact = (k, v) => [h("dt", {}, k), h("dd", {}, v)];
+      facts.replaceChildren(
+        ...fact("Status", statusChip(c.status)), ...fact("ID", h("span", { class: "mono" }, c.id)),
+        ...fact("Name", [c.firstName, c.lastName].filter(Boolean).join(" ") || "—"), ...fact("Company", c.company || "—"),
+        ...fact("Tags", (c.tags || []).join(", ") || "—"),
+        ...Object.entries(c.fields || {}).flatMap(([k, v]) => fact(k, h("span", { class: "mono" }, v))),
+        ...fact("Created", fmtTime(c.createdAt)), ...fact("Updated", fmtTime(c.updatedAt)));
+      // Its history: every email to its address, sends and the rest.
+      const res = await api("/v1/emails?" + new URLSearchParams({ to: c.email, limit: "50" }));
+      tbody.replaceChildren(...res.data.map((e) => h("tr", { "data-id": e.id },
+        h("td", {}, fmtTime(e.createdAt)), h("td", {}, h("a", { href: "#/emails/" + e.id }, e.subject || "(no subject)")),
+        h("td", {}, statusChip(e.status)), h("td", { class: "opt" }, fmtTime(e.openedAt)), h("td", { class: "opt" }, fmtTime(e.clickedAt)))));
+      live.textContent = res.data.length ? (res.hasMore ? "The last 50 emails." : res.data.length + " email" + (res.data.length === 1 ? "." : "s.")) : "No email to this address yet.";
+    } catch (e) {
+      if (!(e instanceof SessionEnded)) facts.replaceChildren(errorBox(e));
+    }
+  })();
+}
+
+// ---- templates ----
+
+function templatesView() {
+  const list = h("div", { class: "table-wrap" }, h("p", { class: "muted" }, "Loading…"));
+  const note = h("div", { "aria-live": "polite" });
+  const form = h("form", { class: "stack", "aria-label": "Create a template" },
+    h("label", { for: "t-name" }, "Name", h("input", { id: "t-name", name: "name", required: true, maxlength: 200 })),
+    h("label", { for: "t-subject" }, "Subject", h("input", { id: "t-subject", name: "subject", required: true, size: 40 })),
+    h("label", { for: "t-html" }, "HTML", h("textarea", { id: "t-html", name: "html", rows: 5, placeholder: "<p>Hello {{first_name}}</p>" })),
+    h("label", { for: "t-text" }, "Text", h("textarea", { id: "t-text", name: "text", rows: 3 })),
+    h("div", {}, h("button", { type: "submit", class: "primary" }, "Create template")));
+  form.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    const f = new FormData(form);
+    const body = { name: f.get("name").trim(), subject: f.get("subject") };
+    if (f.get("html")) body.html = f.get("html");
+    if (f.get("text")) body.text = f.get("text");
+    try {
+      const t = await api("/v1/templates", { method: "POST", json: body });
+      form.reset();
+      note.replaceChildren(h("p", { role: "status" }, "Template ", h("strong", {}, t.name), " created."));
+      await load();
+    } catch (e) {
+      if (!(e instanceof SessionEnded)) note.replaceChildren(errorBox(e));
+    }
+  });
+  show(h("h1", {}, "Templates"), form, note, list);
+  const load = async () => {
+    try {
+      const res = await api("/v1/templates?limit=100");
+      if (!res.data.length) {
+        list.replaceChildren(h("p", { class: "muted" }, "No templates yet."));
+        return;
+      }
+      list.replaceChildren(h("table", {},
+        h("thead", {}, h("tr", {}, ["Name", "Subject", "Variables", "Updated", ""].map((t, i) =>
+          h("th", { scope: "col", class: i === 2 || i === 3 ? "opt" : null }, t)))),
+        h("tbody", {}, res.data.map((t) => {
+          const del = h("button", { type: "button", class: "danger", "aria-label": "Delete template " + t.name }, "Delete");
+          del.addEventListener("click", async () => {
+            if (!confirm("Delete the template " + t.name + "? Sends that name it fail.")) return;
+            try {
+              await api("/v1/templates/" + encodeURIComponent(t.id), { method: "DELETE" });
+              await load();
+            } catch (e) {
+              if (!(e instanceof SessionEnded)) note.replaceChildren(errorBox(e));
+            }
+          });
+          return h("tr", { "data-id": t.id }, h("td", {}, t.name, h("div", { class: "mono muted" }, t.id)), h("td", {}, t.subject),
+            h("td", { class: "mono opt" }, (t.variables || []).join(", ") || "—"), h("td", { class: "opt" }, fmtTime(t.updatedAt)), h("td", {}, del));
+        }))));
+    } catch (e) {
+      if (!(e instanceof SessionEnded)) list.replaceChildren(errorBox(e));
+    }
+  };
+  load();
 }
 
 // ---- analytics ----

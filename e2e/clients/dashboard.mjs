@@ -5,12 +5,15 @@
 // timeline (the delivery's remote host and reply) and sandboxed preview,
 // checks the domain's records, creates and revokes a key, adds a webhook and
 // deletes it, suppresses an address and removes it, saves the tracking
-// settings, draws the analytics chart and logs out. Prints "ok <step>"
+// settings, draws the analytics chart, creates a template, sends it to a
+// segment and follows the batch and the contacts' history, and logs out.
+// Each address mailed besides MAIL_TO is printed as "mailed <address>". Prints "ok <step>"
 // per step; exits 1 at the first failure, or on any console error (a CSP
 // violation is one) or uncaught page error.
 import { chromium } from "playwright-core";
 import nodemailer from "nodemailer";
 import { mkdirSync } from "node:fs";
+import http from "node:http";
 import { join } from "node:path";
 
 const env = process.env;
@@ -22,6 +25,15 @@ const timeout = 30_000;
 
 const problems = [];
 const step = (name) => console.log("ok   " + name);
+
+// A webhook receiver on loopback: 204 to every POST.
+let received = 0;
+const receiver = http.createServer((req, res) => {
+  req.resume();
+  req.on("end", () => { received++; res.writeHead(204); res.end(); });
+});
+await new Promise((resolve) => receiver.listen(0, "127.0.0.1", resolve));
+const receiverURL = "http://127.0.0.1:" + receiver.address().port + "/dashboard-hooks";
 
 const browser = await chromium.launch({
   executablePath: env.CHROMIUM || "/usr/bin/chromium",
@@ -190,6 +202,7 @@ try {
   await supRow.waitFor({ state: "hidden" });
   await page.getByLabel("Search", { exact: true }).fill(suppressed.slice(0, 20));
   await supRow.waitFor({ state: "visible" });
+  await page.locator("#s-shown", { hasText: /^1 found address\.$/ }).waitFor(); // the API's search (?q=), not the page's
   if (shots) await page.screenshot({ path: join(shots, "dashboard-suppressions.png"), fullPage: true });
   page.once("dialog", (d) => d.accept());
   await supRow.getByRole("button", { name: "Remove " + suppressed }).click();
@@ -227,11 +240,96 @@ try {
   if (shots) await page.screenshot({ path: join(shots, "dashboard-analytics.png"), fullPage: true });
   step("analytics: " + sent + " sent, the chart paints " + painted + " pixels");
 
+  // Templates: create one in the form; it is listed with its variables.
+  const tplName = "dashboard e2e " + Date.now();
+  await page.getByRole("link", { name: "Templates" }).click();
+  await page.getByRole("heading", { name: "Templates", exact: true }).waitFor();
+  await page.getByLabel("Name", { exact: true }).fill(tplName);
+  await page.getByLabel("Subject", { exact: true }).fill("Hello {{first_name}}");
+  await page.getByLabel("HTML", { exact: true }).fill("<p>Hello {{first_name}}, from the dashboard test</p>");
+  await page.getByRole("button", { name: "Create template" }).click();
+  const tplRow = page.locator("tr", { hasText: tplName });
+  await tplRow.waitFor();
+  const tplId = (await tplRow.locator("td .mono").first().textContent()).trim();
+  const vars = (await tplRow.locator("td").nth(2).textContent()).trim();
+  if (!vars.includes("first_name")) throw new Error("the template is listed with the variables " + JSON.stringify(vars));
+  step("templates: created in the form, listed with its variables (" + vars + ")");
+
+  // Contacts and a segment through the API (the dashboard's session), a
+  // send of the template to the segment: a batch of two.
+  const tag = "dash" + Date.now();
+  const rcptDomain = env.MAIL_TO.split("@")[1];
+  const people = [["ada", "Ada"], ["grace", "Grace"]].map(([local, first]) => ({ email: "dashboard-" + local + "-" + tag + "@" + rcptDomain, firstName: first }));
+  const made = await page.evaluate(async ({ people, tag, tplId, from, hookURL }) => {
+    const s = await (await fetch("/dashboard/session")).json();
+    const call = async (method, path, body) => {
+      const res = await fetch(path, { method, headers: { "X-CSRF-Token": s.csrfToken, "Content-Type": "application/json" }, body: JSON.stringify(body) });
+      const out = await res.json();
+      if (!res.ok) throw new Error(method + " " + path + ": " + res.status + " " + JSON.stringify(out));
+      return out;
+    };
+    const hook = await call("POST", "/v1/webhooks", { url: hookURL, events: ["email.delivered"] });
+    const contacts = [];
+    for (const p of people) contacts.push(await call("POST", "/v1/contacts", { ...p, tags: [tag] }));
+    const segment = await call("POST", "/v1/segments", { name: "dashboard " + tag, filter: { tags: [tag] } });
+    const sent = await call("POST", "/v1/sends", { templateId: tplId, from, segmentId: segment.id });
+    return { hook, contacts, segment, sent };
+  }, { people, tag, tplId, from: env.MAIL_FROM, hookURL: receiverURL });
+  if (made.sent.count !== 2) throw new Error("the segment send counted " + made.sent.count + " contacts");
+  for (const p of people) console.log("mailed " + p.email); // the driver expects them at the sink
+  step("a webhook on email.delivered, two contacts, a segment and a send to it through the API: batch " + made.sent.batchId);
+
+  // Sends: the account's state and usage, the batch counted by status
+  // until both are delivered, without a reload.
+  await page.getByRole("link", { name: "Sends" }).click();
+  await page.getByRole("heading", { name: "Sends", exact: true }).waitFor();
+  await page.locator('#account-facts [data-field="pause"] [data-status="active"]').waitFor();
+  const usage = (await page.locator('#account-facts [data-field="usage"]').textContent()).trim();
+  if (!/^\d+ /.test(usage) || Number(usage.split(" ")[0]) < 3) throw new Error("the usage reads " + JSON.stringify(usage));
+  const batchRow = page.locator('#batches tr[data-id="' + made.sent.batchId + '"]');
+  await batchRow.locator('[data-count="delivered"]', { hasText: "delivered 2" }).waitFor();
+  const sendRows = await page.locator("#sends-body tr").count();
+  if (sendRows < 2) throw new Error("the sends list shows " + sendRows + " rows");
+  if (shots) await page.screenshot({ path: join(shots, "dashboard-sends.png"), fullPage: true });
+  step("sends: account active, usage " + JSON.stringify(usage) + ", the batch reaches delivered 2 live, " + sendRows + " sends listed");
+
+  // Contacts: filtered by the tag, one opened with its history; the
+  // segment counted.
+  await page.getByRole("link", { name: "Contacts" }).click();
+  await page.getByRole("heading", { name: "Contacts", exact: true }).waitFor();
+  await page.getByLabel("Tag", { exact: true }).fill(tag);
+  await page.getByRole("button", { name: "Filter", exact: true }).click();
+  await page.locator("#contacts-shown", { hasText: "2 contacts shown" }).waitFor();
+  const segRow = page.locator('#segments tr[data-id="' + made.segment.id + '"]');
+  await segRow.getByRole("button", { name: "Count the contacts of dashboard " + tag }).click();
+  await segRow.locator('[data-field="count"]', { hasText: /^2$/ }).waitFor();
+  if (shots) await page.screenshot({ path: join(shots, "dashboard-contacts.png"), fullPage: true });
+  await page.getByRole("link", { name: people[0].email }).click();
+  await page.getByRole("heading", { name: people[0].email }).waitFor();
+  await page.locator("#history-body tr", { hasText: "Hello Ada" }).locator('[data-status="delivered"]').waitFor();
+  step("contacts: filtered by tag (2), the segment counts 2, a contact's history shows its delivered send");
+
+  // Webhooks: the endpoint's recent deliveries (the two sends'), each
+  // with its status and latency; one redelivered.
+  await page.getByRole("link", { name: "Webhooks" }).click();
+  const recvRow = page.locator("tr", { hasText: receiverURL }).first();
+  await recvRow.getByRole("button", { name: "Recent deliveries to " + receiverURL }).click();
+  const attempts = page.locator("#attempts-" + made.hook.id + ' tr[data-outcome="delivered"]');
+  await attempts.nth(1).waitFor();
+  const response = (await attempts.first().locator('[data-field="response"]').textContent()).trim();
+  if (response !== "HTTP 204 No Content") throw new Error("the delivery's response reads " + JSON.stringify(response));
+  const firstID = await attempts.first().getAttribute("data-delivery");
+  await attempts.first().getByRole("button", { name: "Redeliver " + firstID }).click();
+  await attempts.first().getByRole("status").filter({ hasText: "queued" }).waitFor();
+  if (shots) await page.screenshot({ path: join(shots, "dashboard-webhook-deliveries.png"), fullPage: true });
+  step("webhooks: " + (await attempts.count()) + " recent deliveries (" + response + "), one redelivered; the receiver got " + received + " so far");
+
   // A phone's width: nothing wider than the screen but the tables' own
   // scrolling boxes.
   await page.setViewportSize({ width: 360, height: 780 });
   for (const [view, heading] of [["#/emails", "Emails"], ["#/domains", "Domains"], ["#/keys", "API keys"], ["#/webhooks", "Webhooks"],
-    ["#/suppressions", "Suppressions"], ["#/tracking", "Tracking settings"], ["#/analytics", "Analytics"]]) {
+    ["#/suppressions", "Suppressions"], ["#/tracking", "Tracking settings"], ["#/analytics", "Analytics"], ["#/sends", "Sends"],
+    ["#/contacts", "Contacts"], ["#/templates", "Templates"]]) {
     await page.evaluate((h) => { location.hash = h; }, view);
     await page.getByRole("heading", { name: heading, exact: true }).waitFor();
     // Every section has loaded (the webhooks view has two).
@@ -258,5 +356,6 @@ try {
   console.error("error: " + err.message + (problems.length ? "\n" + problems.join("\n") : ""));
 } finally {
   await browser.close();
+  receiver.close();
 }
 process.exitCode = failed ? 1 : 0;

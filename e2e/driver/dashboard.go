@@ -28,6 +28,9 @@ func (e *env) dashboard(ctx context.Context, c client) {
 		if step, ok := strings.CutPrefix(line, "ok   "); ok {
 			e.rep.pass(c.name+": "+step, "")
 		}
+		if addr, ok := strings.CutPrefix(line, "mailed "); ok {
+			e.sent = append(e.sent, strings.TrimSpace(addr)) // the sends API's, checked once each by noStrays
+		}
 	}
 	if strings.Contains(r.output, "send over SMTP") {
 		e.sent = append(e.sent, rcpt)

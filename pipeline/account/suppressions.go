@@ -11,9 +11,24 @@ import (
 	"github.com/pigeonpost/pigeonpost/pipeline/store"
 )
 
-// Suppressions lists a page of the account's suppression list. cursor is ""
-// for the first page; next is "" after the last page.
-func (s *Service) Suppressions(ctx context.Context, k *store.Key, cursor string, limit int) ([]store.Suppression, string, error) {
+// SuppressionQuery asks for a page of a suppression list.
+type SuppressionQuery struct {
+	Cursor string // "" for the first page
+	Limit  int    // 0: 100
+	// Contains or Prefix (one of them) keep the addresses that contain it
+	// or begin with it, case-insensitively. A search reads a bounded part
+	// of the list per page (store.ListSuppressions): a page may hold fewer
+	// than Limit, even none, and still have a next cursor.
+	Contains, Prefix string
+}
+
+// maxSearchLen bounds a search of the suppression list.
+const maxSearchLen = 320
+
+// Suppressions lists a page of the account's suppression list; next is ""
+// after the last page.
+func (s *Service) Suppressions(ctx context.Context, k *store.Key, q SuppressionQuery) ([]store.Suppression, string, error) {
+	cursor, limit := q.Cursor, q.Limit
 	if err := pipeline.RequirePermission(k, store.PermissionFull); err != nil {
 		return nil, "", err
 	}
@@ -30,7 +45,18 @@ func (s *Service) Suppressions(ctx context.Context, k *store.Key, cursor string,
 			return nil, "", pipeline.ErrInvalid.With("cursor: " + pipeline.Quote(cursor) + " is not a valid cursor")
 		}
 	}
-	list, nc, err := s.store.ListSuppressions(ctx, k.AccountID, c, limit)
+	match := ""
+	switch {
+	case len(q.Contains) > maxSearchLen || len(q.Prefix) > maxSearchLen:
+		return nil, "", pipeline.ErrInvalid.With("q, prefix: at most " + strconv.Itoa(maxSearchLen) + " characters")
+	case q.Contains != "" && q.Prefix != "":
+		return nil, "", pipeline.ErrInvalid.With("q, prefix: give one of them")
+	case q.Contains != "":
+		match = store.SuppressionGlob(q.Contains, false)
+	case q.Prefix != "":
+		match = store.SuppressionGlob(q.Prefix, true)
+	}
+	list, nc, err := s.store.ListSuppressions(ctx, k.AccountID, match, c, limit)
 	if err != nil {
 		return nil, "", pipeline.StorageError(err)
 	}

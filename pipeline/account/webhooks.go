@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/pigeonpost/pigeonpost/pipeline"
@@ -101,4 +102,26 @@ func (s *Service) FailedWebhooks(ctx context.Context, k *store.Key) ([]store.Fai
 		return nil, pipeline.StorageError(err)
 	}
 	return fs, nil
+}
+
+// WebhookAttempts lists the latest attempts at deliveries to one endpoint
+// of the caller's account, newest first (at most store.MaxWebhookAttempts;
+// limit 0 for all kept).
+func (s *Service) WebhookAttempts(ctx context.Context, k *store.Key, endpointID string, limit int) ([]store.WebhookAttempt, error) {
+	if err := pipeline.RequirePermission(k, store.PermissionFull); err != nil {
+		return nil, err
+	}
+	if limit < 0 || limit > store.MaxWebhookAttempts {
+		return nil, pipeline.ErrInvalid.With("limit: must be between 1 and " + strconv.Itoa(store.MaxWebhookAttempts))
+	}
+	if _, err := s.store.Webhook(ctx, k.AccountID, endpointID); errors.Is(err, store.ErrNotFound) {
+		return nil, pipeline.NotFound("webhook")
+	} else if err != nil {
+		return nil, pipeline.StorageError(err)
+	}
+	as, err := s.store.WebhookAttempts(ctx, k.AccountID, endpointID, limit)
+	if err != nil {
+		return nil, pipeline.StorageError(err)
+	}
+	return as, nil
 }

@@ -216,6 +216,13 @@ func WebhookSeenKey(streamID string) string { return webhookTag + "seen:" + stre
 // given up, newest first (JSON), for operators and GET /v1/webhooks.
 func WebhookFailedKey(accountID string) string { return webhookTag + "failed:" + accountID }
 
+// WebhookAttemptsKey is the capped list of the latest attempts at an
+// endpoint's deliveries, successes and failures, newest first (JSON), for
+// GET /v1/webhooks/{id}/deliveries. It expires a week after the last one.
+func WebhookAttemptsKey(accountID, endpointID string) string {
+	return webhookTag + "attempts:" + accountID + ":" + endpointID
+}
+
 // WebhookIndexKey maps the ids (without "whmsg_") of the deliveries an
 // account's events got on one UTC day (2006-01-02) to the stream id of
 // their event: the delivery id is a hash, and a redelivery finds the event

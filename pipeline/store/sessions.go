@@ -18,6 +18,9 @@ type Session struct {
 	CSRFToken string
 	CreatedAt time.Time
 	ExpiresAt time.Time
+	// SeenAt is when the session was last used, to a minute or so
+	// (TouchSession): the dashboard ends one idle for too long.
+	SeenAt time.Time
 }
 
 // CreateSession stores s under the SHA-256 of its token, expiring at
@@ -26,7 +29,8 @@ func (s *Store) CreateSession(ctx context.Context, tokenHash string, sess *Sessi
 	key := SessionKey(tokenHash)
 	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		p.HSet(ctx, key, "accountId", sess.AccountID, "keyId", sess.KeyID, "keyHash", sess.KeyHash,
-			"csrf", sess.CSRFToken, "createdAt", FormatTime(sess.CreatedAt), "expiresAt", FormatTime(sess.ExpiresAt))
+			"csrf", sess.CSRFToken, "createdAt", FormatTime(sess.CreatedAt), "expiresAt", FormatTime(sess.ExpiresAt),
+			"seenAt", FormatTime(sess.CreatedAt))
 		p.PExpireAt(ctx, key, sess.ExpiresAt)
 		return nil
 	})
@@ -48,8 +52,27 @@ func (s *Store) SessionByHash(ctx context.Context, tokenHash string) (*Session, 
 	if created == nil || expires == nil || sess.KeyHash == "" || sess.CSRFToken == "" {
 		return nil, errors.New("session record " + SessionKey(tokenHash) + " is incomplete")
 	}
-	sess.CreatedAt, sess.ExpiresAt = *created, *expires
+	sess.CreatedAt, sess.ExpiresAt, sess.SeenAt = *created, *expires, *created
+	if seen := parseTime(m["seenAt"]); seen != nil {
+		sess.SeenAt = *seen
+	}
 	return sess, nil
+}
+
+// touchSession sets a session's seenAt only if the session is still there:
+// an HSET on a record that expired or was deleted meanwhile would leave a
+// partial one behind, without expiry.
+var touchSession = redis.NewScript(`
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  redis.call('HSET', KEYS[1], 'seenAt', ARGV[1])
+end
+return 0
+`)
+
+// TouchSession records that the session whose token has this SHA-256 was
+// used at at.
+func (s *Store) TouchSession(ctx context.Context, tokenHash string, at time.Time) error {
+	return touchSession.Run(ctx, s.rdb, []string{SessionKey(tokenHash)}, FormatTime(at)).Err()
 }
 
 // DeleteSession ends the session whose token has this SHA-256.

@@ -317,6 +317,74 @@ func (s *Store) FailedWebhooks(ctx context.Context, accountID string) ([]FailedW
 	return out, nil
 }
 
+// WebhookAttempt is one attempt at a delivery, as the endpoint's list of
+// recent attempts keeps it.
+type WebhookAttempt struct {
+	DeliveryID string    `json:"deliveryId"`
+	EndpointID string    `json:"endpointId"`
+	Event      string    `json:"event"`
+	Attempt    int       `json:"attempt"` // 1 for the first
+	At         time.Time `json:"at"`
+	// Outcome is delivered, retrying (another attempt is scheduled) or
+	// failed (given up).
+	Outcome string `json:"outcome"`
+	// HTTPStatus is the endpoint's answer; 0 when there was none (refused,
+	// timed out, connection failed).
+	HTTPStatus int `json:"httpStatus"`
+	// LatencyMs is how long the POST took, to the answer or the failure.
+	LatencyMs int64 `json:"latencyMs"`
+	// Response is the status line, or the error without an answer. The
+	// answer's body is never kept (docs/security.md).
+	Response string `json:"response"`
+}
+
+// Outcomes of a webhook attempt.
+const (
+	AttemptDelivered = "delivered"
+	AttemptRetrying  = "retrying"
+	AttemptFailed    = "failed"
+)
+
+// Bounds of an endpoint's list of recent attempts.
+const (
+	MaxWebhookAttempts = 50
+	webhookAttemptsTTL = 7 * 24 * time.Hour
+)
+
+// RecordWebhookAttempt adds a to the front of the endpoint's list of recent
+// attempts, which keeps the latest MaxWebhookAttempts and expires a week
+// after the last.
+func (s *Store) RecordWebhookAttempt(ctx context.Context, accountID string, a WebhookAttempt) error {
+	key := WebhookAttemptsKey(accountID, a.EndpointID)
+	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.LPush(ctx, key, mustJSON(a))
+		p.LTrim(ctx, key, 0, MaxWebhookAttempts-1)
+		p.Expire(ctx, key, webhookAttemptsTTL)
+		return nil
+	})
+	return err
+}
+
+// WebhookAttempts returns up to limit of the endpoint's recent attempts,
+// newest first.
+func (s *Store) WebhookAttempts(ctx context.Context, accountID, endpointID string, limit int) ([]WebhookAttempt, error) {
+	if limit <= 0 || limit > MaxWebhookAttempts {
+		limit = MaxWebhookAttempts
+	}
+	raw, err := s.rdb.LRange(ctx, WebhookAttemptsKey(accountID, endpointID), 0, int64(limit-1)).Result()
+	if err != nil {
+		return nil, err
+	}
+	out := make([]WebhookAttempt, 0, len(raw))
+	for _, r := range raw {
+		var a WebhookAttempt
+		if json.Unmarshal([]byte(r), &a) == nil {
+			out = append(out, a)
+		}
+	}
+	return out, nil
+}
+
 // WebhookQueueDepth returns the number of pending webhook deliveries.
 func (s *Store) WebhookQueueDepth(ctx context.Context) (int64, error) {
 	return s.rdb.ZCard(ctx, WebhookDueKey()).Result()

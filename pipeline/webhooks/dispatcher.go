@@ -423,22 +423,28 @@ func (d *Dispatcher) attempt(id string) {
 	}
 
 	start := time.Now()
-	perr := d.post(ctx, ep, del)
-	d.Metrics.attemptSeconds.Observe(time.Since(start).Seconds())
+	code, perr := d.post(ctx, ep, del)
+	took := time.Since(start)
+	d.Metrics.attemptSeconds.Observe(took.Seconds())
 	now := d.Now().UTC()
 	del.Attempts++
+	rec := store.WebhookAttempt{DeliveryID: id, EndpointID: ep.ID, Event: del.Event, Attempt: del.Attempts, At: now,
+		HTTPStatus: code, LatencyMs: took.Milliseconds()}
 	switch {
 	case perr == nil:
 		d.Metrics.attempts.WithLabelValues("delivered").Inc()
+		rec.Outcome, rec.Response = store.AttemptDelivered, statusLine(code)
 		err = d.Store.FinishWebhookDelivery(ctx, id)
 	case now.Sub(del.CreatedAt) >= d.MaxAge:
 		d.Metrics.attempts.WithLabelValues("failed").Inc()
 		del.LastError = perr.Error()
+		rec.Outcome, rec.Response = store.AttemptFailed, attemptResponse(code, perr)
 		d.Logger.Warn("webhook delivery given up", "delivery", id, "endpoint", ep.ID, "attempts", del.Attempts, "err", perr)
 		err = d.Store.FailWebhookDelivery(ctx, del, now)
 	default:
 		d.Metrics.attempts.WithLabelValues("retried").Inc()
 		del.LastError = perr.Error()
+		rec.Outcome, rec.Response = store.AttemptRetrying, attemptResponse(code, perr)
 		due := now.Add(d.backoff(del.Attempts))
 		d.Logger.Info("webhook delivery deferred", "delivery", id, "endpoint", ep.ID, "attempt", del.Attempts, "retry_at", due, "err", perr)
 		err = d.Store.RetryWebhookDelivery(ctx, del, due)
@@ -446,20 +452,41 @@ func (d *Dispatcher) attempt(id string) {
 	if err != nil {
 		d.Logger.Warn("recording a webhook attempt failed; it will be retried when its lease ends", "delivery", id, "err", err)
 	}
+	// The endpoint's list of recent attempts (the dashboard's), after
+	// the delivery's own record: losing an entry loses no delivery.
+	if err := d.Store.RecordWebhookAttempt(ctx, del.AccountID, rec); err != nil {
+		d.Logger.Warn("adding a webhook attempt to the endpoint's recent list failed", "delivery", id, "err", err)
+	}
+}
+
+// statusLine is an answer's status as the list of recent attempts shows
+// it: "HTTP 200 OK".
+func statusLine(code int) string {
+	return strings.TrimSpace(fmt.Sprintf("HTTP %d %s", code, http.StatusText(code)))
+}
+
+// attemptResponse is what the list of recent attempts says of a failed
+// one: the status line of the answer, or the error when there was none.
+func attemptResponse(code int, err error) string {
+	if code != 0 {
+		return statusLine(code)
+	}
+	return err.Error()
 }
 
 // maxErrorBody bounds how much of a failed response is read: enough to
 // reuse the connection, never a full download of whatever the URL serves.
 const maxErrorBody = 1024
 
-// post sends one signed attempt. Only a 2xx answer is a success; redirects
-// are followed only to public addresses (safehttp) and must end in a 2xx.
-func (d *Dispatcher) post(ctx context.Context, ep *store.Webhook, del *store.WebhookDelivery) error {
+// post sends one signed attempt and returns the answer's status (0 for
+// none). Only a 2xx answer is a success; redirects are followed only to
+// public addresses (safehttp) and must end in a 2xx.
+func (d *Dispatcher) post(ctx context.Context, ep *store.Webhook, del *store.WebhookDelivery) (int, error) {
 	ctx, cancel := context.WithTimeout(ctx, d.Timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, ep.URL, bytes.NewReader(del.Body))
 	if err != nil {
-		return fmt.Errorf("bad endpoint URL: %w", err)
+		return 0, fmt.Errorf("bad endpoint URL: %w", err)
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("User-Agent", d.UserAgent)
@@ -472,11 +499,11 @@ func (d *Dispatcher) post(ctx context.Context, ep *store.Webhook, del *store.Web
 		// The host is looked up again at every attempt and the address
 		// checked as it is dialled: a name that moved to the inside
 		// since registration is refused here, not connected to.
-		return fmt.Errorf("refused, not connected: the endpoint's host is now on a private, loopback or link-local address (%w)", err)
+		return 0, fmt.Errorf("refused, not connected: the endpoint's host is now on a private, loopback or link-local address (%w)", err)
 	case errors.Is(err, safehttp.ErrRefusedURL), errors.Is(err, safehttp.ErrTooManyRedirects):
-		return fmt.Errorf("refused: the endpoint URL, or one it redirected to, is not allowed (%w)", err)
+		return 0, fmt.Errorf("refused: the endpoint URL, or one it redirected to, is not allowed (%w)", err)
 	case err != nil:
-		return err
+		return 0, err
 	}
 	defer resp.Body.Close()
 	// Never more than maxErrorBody of the answer is read, and none of it
@@ -484,9 +511,9 @@ func (d *Dispatcher) post(ctx context.Context, ep *store.Webhook, del *store.Web
 	// so the endpoint URL cannot be used to read what it serves.
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxErrorBody))
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		return fmt.Errorf("endpoint answered HTTP %d", resp.StatusCode)
+		return resp.StatusCode, fmt.Errorf("endpoint answered HTTP %d", resp.StatusCode)
 	}
-	return nil
+	return resp.StatusCode, nil
 }
 
 // backoff returns the delay before attempt attempts+1: the retry schedule
