@@ -83,9 +83,10 @@ type webhookAttemptJSON struct {
 	HTTPStatus int       `json:"httpStatus"`
 	LatencyMs  int64     `json:"latencyMs"`
 	Response   string    `json:"response"`
+	Body       string    `json:"body,omitempty"`
 }
 
 func toWebhookAttemptJSON(a store.WebhookAttempt) webhookAttemptJSON {
 	return webhookAttemptJSON{DeliveryID: a.DeliveryID, Event: a.Event, Attempt: a.Attempt, At: a.At, Outcome: a.Outcome,
-		HTTPStatus: a.HTTPStatus, LatencyMs: a.LatencyMs, Response: a.Response}
+		HTTPStatus: a.HTTPStatus, LatencyMs: a.LatencyMs, Response: a.Response, Body: a.Body}
 }

@@ -324,8 +324,11 @@ func build(ctx context.Context, cfg config.Config, log *slog.Logger, opt serveOp
 		MaxAge:       cfg.Webhooks.MaxAge,
 		ClaimIdle:    cfg.Webhooks.ClaimIdle,
 		UserAgent:    "pigeonpost-webhooks/" + version,
-		Logger:       log,
-		Metrics:      webhooks.NewMetrics(reg),
+		// Answers are shown to the endpoint's owner only when no
+		// endpoint can be inside the network.
+		KeepAnswers: !cfg.Webhooks.AllowPrivateURLs,
+		Logger:      log,
+		Metrics:     webhooks.NewMetrics(reg),
 	}
 	return p, nil
 }

@@ -703,7 +703,8 @@ function webhooksView() {
           h("td", {}, a.event),
           h("td", {}, h("span", { class: "status status-" + outcome[a.outcome] }, a.outcome)),
           h("td", { class: "opt" }, a.latencyMs + " ms"),
-          h("td", { class: "mono", "data-field": "response" }, a.response),
+          h("td", { class: "mono", "data-field": "response" }, a.response,
+            a.body ? h("div", { class: "muted", "data-field": "body" }, a.body) : null),
           h("td", {}, a.outcome === "retrying" ? null : redeliverButton(a.deliveryId)))))));
     } catch (e) {
       if (!(e instanceof SessionEnded)) box.replaceChildren(errorBox(e));

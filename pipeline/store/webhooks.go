@@ -333,9 +333,11 @@ type WebhookAttempt struct {
 	HTTPStatus int `json:"httpStatus"`
 	// LatencyMs is how long the POST took, to the answer or the failure.
 	LatencyMs int64 `json:"latencyMs"`
-	// Response is the status line, or the error without an answer. The
-	// answer's body is never kept (docs/security.md).
+	// Response is the status line, or the error without an answer.
 	Response string `json:"response"`
+	// Body is the start of the answer's body, kept only when endpoints
+	// must be public (webhooks.Dispatcher.KeepAnswers; docs/security.md).
+	Body string `json:"body,omitempty"`
 }
 
 // Outcomes of a webhook attempt.

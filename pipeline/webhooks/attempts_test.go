@@ -2,6 +2,7 @@ package webhooks
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -13,9 +14,17 @@ import (
 )
 
 // Every attempt joins its endpoint's list of recent attempts: a success
-// with its status line, a failure with the answer's status and nothing of
-// its body, one refused before connecting with the reason and no status.
+// with its status line, a failure with the answer's status, one refused
+// before connecting with the reason and no status. Nothing of an answer's
+// body is kept unless KeepAnswers (endpoints must be public) says so, and
+// then its start, as one line of text.
 func TestWebhookAttemptsRecorded(t *testing.T) {
+	for _, keep := range []bool{false, true} {
+		t.Run(fmt.Sprintf("KeepAnswers=%v", keep), func(t *testing.T) { testWebhookAttempts(t, keep) })
+	}
+}
+
+func testWebhookAttempts(t *testing.T, keepAnswers bool) {
 	okSrv, _ := endpointServer(t, "127.0.0.2:0", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.Copy(io.Discard, r.Body)
 		_, _ = io.WriteString(w, "thanks")
@@ -26,6 +35,7 @@ func TestWebhookAttemptsRecorded(t *testing.T) {
 		_, _ = io.WriteString(w, "root:x:0:0:root:/root:/bin/bash\n")
 	}))
 	e := newSSRFEnv(t, okSrv)
+	e.d.KeepAnswers = keepAnswers
 	_, okPort, _ := net.SplitHostPort(okSrv.Listener.Addr().String())
 	_, badPort, _ := net.SplitHostPort(badSrv.Listener.Addr().String())
 	e.dns.SetA("hooks.ok.test", "127.0.0.2")
@@ -69,7 +79,28 @@ func TestWebhookAttemptsRecorded(t *testing.T) {
 	}
 	for _, a := range []store.WebhookAttempt{ok, bad, moved} {
 		if strings.Contains(a.Response, "root:") || strings.Contains(a.Response, "thanks") {
-			t.Errorf("%s: the answer's body is kept: %q", a.EndpointID, a.Response)
+			t.Errorf("%s: the answer's body is in the response: %q", a.EndpointID, a.Response)
+		}
+	}
+	wantOK, wantBad := "", ""
+	if keepAnswers {
+		wantOK, wantBad = "thanks", "root:x:0:0:root:/root:/bin/bash "
+	}
+	if ok.Body != wantOK || bad.Body != wantBad || moved.Body != "" {
+		t.Errorf("bodies kept %q, %q, %q; want %q, %q, none", ok.Body, bad.Body, moved.Body, wantOK, wantBad)
+	}
+}
+
+func TestSnippet(t *testing.T) {
+	for in, want := range map[string]string{
+		"ok":                     "ok",
+		"a\r\nb\tc\x00":          "a  b c ",
+		"bad \xff byte":          "bad \ufffd byte",
+		"cut é"[:len("cut é")-1]: "cut ",
+		"":                       "",
+	} {
+		if got := Snippet([]byte(in)); got != want {
+			t.Errorf("Snippet(%q) = %q, want %q", in, got, want)
 		}
 	}
 }

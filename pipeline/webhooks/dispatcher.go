@@ -13,6 +13,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/pigeonpost/pigeonpost/internal/retry"
 
@@ -55,9 +57,15 @@ type Dispatcher struct {
 	AliveTTL  time.Duration
 	Consumer  string // name in the consumer group; empty: host-pid-random
 	UserAgent string
-	Now       func() time.Time
-	Logger    *slog.Logger
-	Metrics   *Metrics
+	// KeepAnswers keeps the start of each answer's body (AnswerSnippet
+	// bytes) in the endpoint's list of recent attempts, for its owner to
+	// read. Set it only when the Client refuses private, loopback and
+	// link-local addresses: then every answer kept is a public server's,
+	// and a webhook cannot read the inside of the network.
+	KeepAnswers bool
+	Now         func() time.Time
+	Logger      *slog.Logger
+	Metrics     *Metrics
 
 	wake chan struct{}
 }
@@ -423,13 +431,13 @@ func (d *Dispatcher) attempt(id string) {
 	}
 
 	start := time.Now()
-	code, perr := d.post(ctx, ep, del)
+	code, answer, perr := d.post(ctx, ep, del)
 	took := time.Since(start)
 	d.Metrics.attemptSeconds.Observe(took.Seconds())
 	now := d.Now().UTC()
 	del.Attempts++
 	rec := store.WebhookAttempt{DeliveryID: id, EndpointID: ep.ID, Event: del.Event, Attempt: del.Attempts, At: now,
-		HTTPStatus: code, LatencyMs: took.Milliseconds()}
+		HTTPStatus: code, LatencyMs: took.Milliseconds(), Body: answer}
 	switch {
 	case perr == nil:
 		d.Metrics.attempts.WithLabelValues("delivered").Inc()
@@ -474,19 +482,23 @@ func attemptResponse(code int, err error) string {
 	return err.Error()
 }
 
-// maxErrorBody bounds how much of a failed response is read: enough to
-// reuse the connection, never a full download of whatever the URL serves.
+// maxErrorBody bounds how much of a response is read: enough to reuse the
+// connection, never a full download of whatever the URL serves.
 const maxErrorBody = 1024
 
+// AnswerSnippet is how much of an answer's body KeepAnswers keeps.
+const AnswerSnippet = 256
+
 // post sends one signed attempt and returns the answer's status (0 for
-// none). Only a 2xx answer is a success; redirects are followed only to
-// public addresses (safehttp) and must end in a 2xx.
-func (d *Dispatcher) post(ctx context.Context, ep *store.Webhook, del *store.WebhookDelivery) (int, error) {
+// none) and, with KeepAnswers, the start of its body as text. Only a 2xx
+// answer is a success; redirects are followed only to public addresses
+// (safehttp) and must end in a 2xx.
+func (d *Dispatcher) post(ctx context.Context, ep *store.Webhook, del *store.WebhookDelivery) (int, string, error) {
 	ctx, cancel := context.WithTimeout(ctx, d.Timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, ep.URL, bytes.NewReader(del.Body))
 	if err != nil {
-		return 0, fmt.Errorf("bad endpoint URL: %w", err)
+		return 0, "", fmt.Errorf("bad endpoint URL: %w", err)
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("User-Agent", d.UserAgent)
@@ -499,21 +511,45 @@ func (d *Dispatcher) post(ctx context.Context, ep *store.Webhook, del *store.Web
 		// The host is looked up again at every attempt and the address
 		// checked as it is dialled: a name that moved to the inside
 		// since registration is refused here, not connected to.
-		return 0, fmt.Errorf("refused, not connected: the endpoint's host is now on a private, loopback or link-local address (%w)", err)
+		return 0, "", fmt.Errorf("refused, not connected: the endpoint's host is now on a private, loopback or link-local address (%w)", err)
 	case errors.Is(err, safehttp.ErrRefusedURL), errors.Is(err, safehttp.ErrTooManyRedirects):
-		return 0, fmt.Errorf("refused: the endpoint URL, or one it redirected to, is not allowed (%w)", err)
+		return 0, "", fmt.Errorf("refused: the endpoint URL, or one it redirected to, is not allowed (%w)", err)
 	case err != nil:
-		return 0, err
+		return 0, "", err
 	}
 	defer resp.Body.Close()
-	// Never more than maxErrorBody of the answer is read, and none of it
-	// is kept: what the customer sees (lastError) is the status alone,
-	// so the endpoint URL cannot be used to read what it serves.
-	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxErrorBody))
-	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		return resp.StatusCode, fmt.Errorf("endpoint answered HTTP %d", resp.StatusCode)
+	// Never more than maxErrorBody of the answer is read, and what the
+	// delivery records (lastError) is the status alone. Only KeepAnswers
+	// keeps the start of it, for the endpoint's recent attempts.
+	head, _ := io.ReadAll(io.LimitReader(resp.Body, AnswerSnippet))
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxErrorBody-int64(len(head))))
+	var answer string
+	if d.KeepAnswers {
+		answer = Snippet(head)
 	}
-	return resp.StatusCode, nil
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		return resp.StatusCode, answer, fmt.Errorf("endpoint answered HTTP %d", resp.StatusCode)
+	}
+	return resp.StatusCode, answer, nil
+}
+
+// Snippet is b as one line of text to show: invalid UTF-8 and control
+// characters (line ends included) become U+FFFD and spaces, and a rune cut
+// at the end of b is dropped.
+func Snippet(b []byte) string {
+	var sb strings.Builder
+	for len(b) > 0 {
+		r, n := utf8.DecodeRune(b)
+		switch {
+		case r == utf8.RuneError && n == 1 && !utf8.FullRune(b):
+			return sb.String() // cut by the limit
+		case unicode.IsControl(r):
+			r = ' '
+		}
+		sb.WriteRune(r)
+		b = b[n:]
+	}
+	return sb.String()
 }
 
 // backoff returns the delay before attempt attempts+1: the retry schedule
