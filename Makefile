@@ -6,7 +6,7 @@ STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 GOVULNCHECK_FLAGS ?=
 FUZZTIME ?= 10s
 
-.PHONY: run build test lint vuln fuzz chaos
+.PHONY: run build test test-cluster lint vuln fuzz chaos
 
 ## run: build and start a dev server (SMTP 127.0.0.1:2587, HTTP :8080, embedded Redis)
 run: build
@@ -16,9 +16,17 @@ run: build
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o bin/pigeonpost ./cmd/pigeonpost
 
-## test: every test, with the race detector (integration tests use redis-server when on PATH)
+## test: every test, with the race detector (integration tests use redis-server when on PATH);
+## with redis-server, the store's tests once more on a 3-master Redis Cluster (test-cluster)
 test:
 	$(GO) test -race -timeout 20m ./...
+	@if command -v redis-server >/dev/null; then $(MAKE) --no-print-directory test-cluster; \
+	else echo "make test: no redis-server: the Redis Cluster pass (test-cluster) skipped"; fi
+
+## test-cluster: the store's tests on a real 3-master Redis Cluster on loopback (every key, script
+## and MULTI in one slot, checked); needs redis-server
+test-cluster:
+	PIGEONPOST_TEST_REDIS=cluster $(GO) test -race -count=1 -timeout 10m ./pipeline/store/
 
 ## lint: gofmt, go vet, staticcheck
 lint:

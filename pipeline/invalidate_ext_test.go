@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/pigeonpost/pigeonpost/internal/testkit"
 	"github.com/pigeonpost/pigeonpost/pipeline"
 	"github.com/pigeonpost/pigeonpost/pipeline/account"
@@ -15,27 +17,54 @@ import (
 	"github.com/pigeonpost/pigeonpost/pipeline/store"
 )
 
-// twoProcesses returns two Services on one Redis, as two pigeonpost
-// processes would be, the second one listening for changes. Their caches
-// keep entries for an hour, so only a published change explains that the
-// second sees a change made through the first.
-func twoProcesses(t *testing.T, r *testkit.Redis) (a, b *pipelinetest.Parts) {
+// twoProcesses returns two Services on one Redis (each with a client from
+// newClient), as two pigeonpost processes would be, the second one
+// listening for changes. Their caches keep entries for an hour, so only a
+// published change explains that the second sees a change made through
+// the first.
+func twoProcesses(t *testing.T, newClient func(testing.TB) redis.UniversalClient) (a, b *pipelinetest.Parts) {
 	t.Helper()
 	opt := pipelinetest.Options{Pipeline: pipeline.Options{CacheTTL: time.Hour}}
-	opt.Redis = r.Client(t)
+	opt.Redis = newClient(t)
 	a = pipelinetest.New(t, opt)
-	opt.Redis = r.Client(t)
+	opt.Redis = newClient(t)
 	b = pipelinetest.New(t, opt)
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	wg.Go(func() { b.Pipeline.RunInvalidations(ctx) })
 	t.Cleanup(func() { cancel(); wg.Wait() })
-	rdb := r.Client(t)
+	rdb := newClient(t)
 	testkit.WaitFor(t, "the second process subscribed", func() bool {
-		n, err := rdb.PubSubNumSub(context.Background(), store.InvalidationChannel()).Result()
-		return err == nil && n[store.InvalidationChannel()] == 1
+		return subscribers(rdb, store.InvalidationChannel()) == 1
 	})
 	return a, b
+}
+
+// subscribers counts the subscribers of channel: on a cluster, on every
+// master (PUBSUB NUMSUB answers for its own node only).
+func subscribers(rdb redis.UniversalClient, channel string) int64 {
+	ctx := context.Background()
+	cl, ok := rdb.(*redis.ClusterClient)
+	if !ok {
+		n, err := rdb.PubSubNumSub(ctx, channel).Result()
+		if err != nil {
+			return -1
+		}
+		return n[channel]
+	}
+	var mu sync.Mutex
+	var sum int64
+	err := cl.ForEachShard(ctx, func(ctx context.Context, node *redis.Client) error {
+		n, err := node.PubSubNumSub(ctx, channel).Result()
+		mu.Lock()
+		sum += n[channel]
+		mu.Unlock()
+		return err
+	})
+	if err != nil {
+		return -1
+	}
+	return sum
 }
 
 // keyCachedByB makes an account (its owner's key) and a sending key through
@@ -57,8 +86,22 @@ func keyCachedByB(t *testing.T, a, b *pipelinetest.Parts) (owner, key *store.Key
 	return owner, key, secret
 }
 
+// TestChangesReachOtherProcesses, on one redis-server and on a 3-master
+// Redis Cluster, where a PUBLISH on one node reaches the subscribers of
+// every other.
 func TestChangesReachOtherProcesses(t *testing.T) {
-	a, b := twoProcesses(t, testkit.StartRedis(t))
+	t.Run("single", func(t *testing.T) {
+		r := testkit.StartRedis(t)
+		testChangesReachOtherProcesses(t, func(t testing.TB) redis.UniversalClient { return r.Client(t) })
+	})
+	t.Run("cluster", func(t *testing.T) {
+		c := testkit.StartRedisCluster(t, 3, 0) // skipped without redis-server, unless required
+		testChangesReachOtherProcesses(t, func(t testing.TB) redis.UniversalClient { return c.Client(t) })
+	})
+}
+
+func testChangesReachOtherProcesses(t *testing.T, newClient func(testing.TB) redis.UniversalClient) {
+	a, b := twoProcesses(t, newClient)
 	ctx := context.Background()
 	// b caches a key, the absence of a domain and the tracking settings.
 	owner, key, secret := keyCachedByB(t, a, b)
@@ -103,7 +146,7 @@ func TestResubscribeForgetsEverything(t *testing.T) {
 	if !r.Real() {
 		t.Skip("CLIENT KILL needs redis-server; .ci/run installs it and sets PIGEONPOST_REQUIRE_REDIS")
 	}
-	a, b := twoProcesses(t, r)
+	a, b := twoProcesses(t, func(t testing.TB) redis.UniversalClient { return r.Client(t) })
 	ctx := context.Background()
 	owner, key, secret := keyCachedByB(t, a, b)
 	// A change whose message b never gets: made in the store directly.
