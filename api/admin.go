@@ -54,10 +54,12 @@ type destinationJSON struct {
 	Suspensions    int        `json:"suspensions"` // in a row, 0 once it went a while without
 	Reason         string     `json:"reason,omitempty"`
 	Connections    int        `json:"connections"` // held now, all processes
+	Waiting        int        `json:"waiting"`     // emails deferred for it, their next attempt still to come
 	LastLimitedAt  time.Time  `json:"lastLimitedAt"`
 }
 
-// adminDestinations lists the destinations suspended or limited in the
+// adminDestinations lists the destinations suspended, limited or
+// deferring mail (with the emails waiting for each) in the
 // last ?within= (default 1h, at most 168h), the most recent first, at
 // most ?limit= (default 100, at most 1000). These are the gateway's,
 // over every account: the operator's to see, not a tenant's.
@@ -89,7 +91,7 @@ func (h *handler) adminDestinations(w http.ResponseWriter, r *http.Request) {
 		}
 		for _, d := range list {
 			out = append(out, destinationJSON{Name: d.Name, Suspended: d.SuspendedUntil != nil, SuspendedUntil: d.SuspendedUntil,
-				Suspensions: d.Level, Reason: d.Reason, Connections: d.Connections, LastLimitedAt: d.LastLimited})
+				Suspensions: d.Level, Reason: d.Reason, Connections: d.Connections, Waiting: d.Waiting, LastLimitedAt: d.LastLimited})
 		}
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"destinations": out})

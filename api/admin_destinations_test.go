@@ -14,8 +14,8 @@ import (
 
 // TestAdminDestinations: the operator's API lists what traffic shaping
 // suspended or limited (GET /admin/v1/destinations), the suspended with
-// the end of their suspension and the reply that caused it, and refuses
-// a malformed window.
+// the end of their suspension and the reply that caused it, each with the
+// emails waiting for it, and refuses a malformed window.
 func TestAdminDestinations(t *testing.T) {
 	st := store.New(testkit.StartRedis(t).Client(t), time.Now)
 	ctx := context.Background()
@@ -26,6 +26,11 @@ func TestAdminDestinations(t *testing.T) {
 	}
 	for _, d := range []string{"google", "mx.example.test"} {
 		if err := st.NoteDestination(ctx, d, now); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, id := range []string{"em_1", "em_2"} { // deferred after mx.example.test's answer
+		if err := st.Deferred(ctx, "mx.example.test", id, now.Add(time.Minute), now); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -60,8 +65,8 @@ func TestAdminDestinations(t *testing.T) {
 	if g := byName["google"]; !g.Suspended || g.SuspendedUntil == nil || !g.SuspendedUntil.Equal(until) || g.Suspensions != 1 || g.Reason == "" {
 		t.Errorf("google: %+v, want suspended until %v", g, until)
 	}
-	if m := byName["mx.example.test"]; m.Suspended || m.SuspendedUntil != nil {
-		t.Errorf("mx.example.test: %+v, want limited, not suspended", m)
+	if m := byName["mx.example.test"]; m.Suspended || m.SuspendedUntil != nil || m.Waiting != 2 {
+		t.Errorf("mx.example.test: %+v, want limited, not suspended, two emails waiting", m)
 	}
 	if code, list := get("?limit=1"); code != http.StatusOK || len(list) != 1 {
 		t.Errorf("limit=1: %d %+v", code, list)

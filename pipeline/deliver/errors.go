@@ -28,6 +28,9 @@ type Error struct {
 	// RetryAt, when set, is the earliest time to try again: the end of
 	// the destination's suspension (Shaping).
 	RetryAt time.Time
+	// Destination is where the attempt went, as traffic shaping names it
+	// (an MX host or a provider group), when shaping is on.
+	Destination string
 }
 
 // Error formats e as "[host: ]code x.y.z message[: cause]".

@@ -10,6 +10,7 @@ type Metrics struct {
 	postponed      *prometheus.CounterVec
 	suspensions    *prometheus.CounterVec
 	destinations   *prometheus.GaugeVec
+	waiting        *prometheus.GaugeVec
 }
 
 // NewMetrics registers the series on reg (nil: not registered).
@@ -40,12 +41,16 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "pigeonpost_delivery_destinations",
 			Help: "Destinations limited in the last hour, by state (suspended now, limited) and provider group, as seen by this process within a few seconds.",
 		}, []string{"state", "group"}),
+		waiting: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "pigeonpost_delivery_destination_waiting",
+			Help: "Emails deferred for the destinations limited or deferring in the last hour (held back by their limits or after their answer, next attempt still to come), by provider group.",
+		}, []string{"group"}),
 	}
 	for _, state := range []string{"queued", "retrying"} {
 		m.queueDepth.WithLabelValues(state) // present from the first scrape
 	}
 	if reg != nil {
-		reg.MustRegister(m.attempts, m.attemptSeconds, m.queueDepth, m.postponed, m.suspensions, m.destinations)
+		reg.MustRegister(m.attempts, m.attemptSeconds, m.queueDepth, m.postponed, m.suspensions, m.destinations, m.waiting)
 	}
 	return m
 }

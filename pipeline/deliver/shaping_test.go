@@ -343,8 +343,10 @@ func TestPerRecipientResultsAcrossDestinations(t *testing.T) {
 	if n := r.sink.Stats().Messages; n != 2 {
 		t.Errorf("destination got %d messages, want 2", n)
 	}
-	if list, err := r.st.ListDestinations(r.ctx, r.clk.Now(), time.Hour, 10); err != nil || len(list) != 0 {
-		t.Errorf("destinations limited or suspended: %+v %v", list, err)
+	// One destination deferred mail (c.test's 452), none was suspended.
+	if list, err := r.st.ListDestinations(r.ctx, r.clk.Now(), time.Hour, 10); err != nil || len(list) != 1 ||
+		list[0].Name != "mx.c.test" || list[0].SuspendedUntil != nil || list[0].Waiting != 0 {
+		t.Errorf("destinations %+v %v, want only mx.c.test, not suspended, nothing waiting now", list, err)
 	}
 }
 
@@ -363,6 +365,11 @@ func TestGreylistedThenAcceptedOnRetry(t *testing.T) {
 	if e := r.email(first); e.Status != store.StatusSent || e.Attempts != 1 {
 		t.Fatalf("after the first attempt: %s, %d attempts", e.Status, e.Attempts)
 	}
+	// Deferred, not suspended: the destination lists one email waiting.
+	if list, err := r.st.ListDestinations(r.ctx, r.clk.Now(), time.Hour, 10); err != nil || len(list) != 1 ||
+		list[0].Name != "mx.dest.test" || list[0].Waiting != 1 || list[0].SuspendedUntil != nil {
+		t.Errorf("after a greylisting deferral: destinations %+v %v, want mx.dest.test with one waiting", list, err)
+	}
 	r.clk.Advance(30 * time.Second)
 	other := r.queue("other@dest.test")[0]
 	r.step()
@@ -376,8 +383,9 @@ func TestGreylistedThenAcceptedOnRetry(t *testing.T) {
 			t.Errorf("%s: %s after %d attempts, %d copies; want delivered on the 4th attempt, once", e.ToAddress, e.Status, e.Attempts, len(r.sink.To(e.ToAddress)))
 		}
 	}
-	if list, err := r.st.ListDestinations(r.ctx, r.clk.Now(), time.Hour, 10); err != nil || len(list) != 0 {
-		t.Errorf("greylisting suspended or limited a destination: %+v %v", list, err)
+	if list, err := r.st.ListDestinations(r.ctx, r.clk.Now(), time.Hour, 10); err != nil || len(list) != 1 ||
+		list[0].SuspendedUntil != nil || list[0].Level != 0 || list[0].Waiting != 0 {
+		t.Errorf("after delivery: destinations %+v %v, want mx.dest.test never suspended, nothing waiting", list, err)
 	}
 	if n := testutil.CollectAndCount(w.Metrics.postponed); n != 0 {
 		t.Errorf("%d postponement series: greylisting held mail back", n)
@@ -423,6 +431,9 @@ func TestBackOffSuspendsDestinationAcrossWorkers(t *testing.T) {
 		list, err := r.st.ListDestinations(r.ctx, r.clk.Now(), time.Hour, 10)
 		if err != nil || len(list) != 1 || list[0].Name != "google" || list[0].SuspendedUntil == nil || list[0].Level != level {
 			t.Fatalf("destinations %+v %v, want google suspended at level %d", list, err, level)
+		}
+		if list[0].Waiting != len(ids) {
+			t.Errorf("google's queue depth %d, want all %d emails", list[0].Waiting, len(ids))
 		}
 		until := *list[0].SuspendedUntil
 		conns, tries := r.sink.Stats().Connections, attempts()

@@ -284,7 +284,9 @@ func (w *Worker) reportDestinations(ctx context.Context) {
 		return
 	}
 	w.Metrics.destinations.Reset()
+	w.Metrics.waiting.Reset()
 	for _, d := range dests {
+		w.Metrics.waiting.WithLabelValues(w.Shaping.Group(d.Name)).Add(float64(d.Waiting))
 		state := "limited"
 		if d.SuspendedUntil != nil {
 			state = "suspended"
@@ -485,7 +487,20 @@ func (w *Worker) admit(ctx context.Context, entry store.Entry, e *store.Email) (
 		return nil, nil, true, w.record(ctx, entry, e, e.Attempts, why)
 	}
 	w.Metrics.postponed.WithLabelValues(reason, w.Shaping.Group(dest)).Inc()
-	return nil, nil, true, w.Store.Retry(ctx, entry, retryAt, map[string]any{store.FieldLastError: why.Error()}, nil)
+	if err := w.Store.Retry(ctx, entry, retryAt, map[string]any{store.FieldLastError: why.Error()}, nil); err != nil {
+		return nil, nil, true, err
+	}
+	w.noteDeferred(ctx, dest, e.ID, retryAt)
+	return nil, nil, true, nil
+}
+
+// noteDeferred counts e in dest's deferred mail until due (its queue depth
+// in GET /admin/v1/destinations and /metrics). The email is already in the
+// retry schedule: a failure here loses a count, not the email.
+func (w *Worker) noteDeferred(ctx context.Context, dest, emailID string, due time.Time) {
+	if err := w.Store.Deferred(ctx, dest, emailID, due, w.Now()); err != nil {
+		w.Logger.Warn("counting a destination's deferred mail failed", "destination", dest, "err", err)
+	}
 }
 
 var postponeText = map[string]string{
@@ -495,19 +510,23 @@ var postponeText = map[string]string{
 }
 
 // backOff suspends dest when derr is a provider's back-off reply, and then
-// returns derr with the end of the suspension as its retry time.
+// returns derr with the end of the suspension as its retry time; and with
+// dest, for its count of deferred mail.
 func (w *Worker) backOff(ctx context.Context, dest string, derr error) error {
 	until, err := w.Shaping.BackOff(ctx, dest, derr)
 	if err != nil {
 		w.Logger.Warn("suspending a destination failed", "destination", dest, "err", err)
 	}
 	var de *Error
-	if until.IsZero() || !errors.As(derr, &de) {
+	if !errors.As(derr, &de) {
 		return derr
 	}
-	w.Metrics.suspensions.WithLabelValues(w.Shaping.Group(dest)).Inc()
 	c := *de
-	c.RetryAt = w.Shaping.spread(w.Now(), until)
+	c.Destination = dest
+	if !until.IsZero() {
+		w.Metrics.suspensions.WithLabelValues(w.Shaping.Group(dest)).Inc()
+		c.RetryAt = w.Shaping.spread(w.Now(), until)
+	}
 	return &c
 }
 
@@ -620,9 +639,15 @@ func (w *Worker) recordDelivery(ctx context.Context, entry store.Entry, e *store
 			due = de.RetryAt // the destination is suspended until then
 		}
 		w.Logger.Info("delivery deferred", "email", e.ID, "attempt", attempts, "retry_at", due, "err", de)
-		return w.Store.Retry(ctx, entry, due,
+		if err := w.Store.Retry(ctx, entry, due,
 			map[string]any{store.FieldLastError: de.Error()},
-			&store.Event{Type: store.EventDeferred, Timestamp: now, AccountID: e.AccountID, Data: detail})
+			&store.Event{Type: store.EventDeferred, Timestamp: now, AccountID: e.AccountID, Data: detail}); err != nil {
+			return err
+		}
+		if de.Destination != "" {
+			w.noteDeferred(ctx, de.Destination, e.ID, due)
+		}
+		return nil
 	}
 	status, field, event := store.StatusBounced, store.FieldBouncedAt, store.EventBounced
 	if de.Temporary || de.Local {

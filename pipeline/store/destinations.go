@@ -154,6 +154,30 @@ func (s *Store) NoteDestination(ctx context.Context, dest string, now time.Time)
 	return err
 }
 
+// destDeferred adds an email to a destination's deferred mail (KEYS[1],
+// DestWaitingKey) until its next attempt (ARGV[2], ms), drops the members
+// whose time has come (now: ARGV[3]) and keeps the key a minute past the
+// last one's time (a TTL from the caller's clock, not Redis's).
+var destDeferred = redis.NewScript(`
+redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[3])
+local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
+if last[2] then
+  redis.call('PEXPIRE', KEYS[1], math.floor(tonumber(last[2]) - tonumber(ARGV[3])) + 60000)
+end
+return 1
+`)
+
+// Deferred records that the email emailID waits for dest until due, for
+// the destination's queue depth (DestinationState.Waiting), and lists dest
+// (NoteDestination).
+func (s *Store) Deferred(ctx context.Context, dest, emailID string, due, now time.Time) error {
+	if err := destDeferred.Run(ctx, s.rdb, []string{DestWaitingKey(dest)}, emailID, due.UnixMilli(), now.UnixMilli()).Err(); err != nil {
+		return err
+	}
+	return s.NoteDestination(ctx, dest, now)
+}
+
 // DestinationState is what ListDestinations reports of one destination.
 type DestinationState struct {
 	Name           string
@@ -161,6 +185,7 @@ type DestinationState struct {
 	Level          int        // suspensions in a row
 	Reason         string     // the reply that suspended it last
 	Connections    int        // connection leases held now
+	Waiting        int        // emails deferred for it, their next attempt still to come
 	LastLimited    time.Time  // the last time it was suspended or limited
 }
 
@@ -177,11 +202,14 @@ func (s *Store) ListDestinations(ctx context.Context, now time.Time, within time
 	// MULTI (go-redis splits it by node on a cluster).
 	hashes := make([]*redis.MapStringStringCmd, len(zs))
 	conns := make([]*redis.IntCmd, len(zs))
+	waiting := make([]*redis.IntCmd, len(zs))
 	if _, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for i, z := range zs {
 			name, _ := z.Member.(string)
 			hashes[i] = p.HGetAll(ctx, DestSuspendKey(name))
-			conns[i] = p.ZCount(ctx, DestConnsKey(name), strconv.FormatInt(now.UnixMilli()+1, 10), "+inf")
+			later := strconv.FormatInt(now.UnixMilli()+1, 10)
+			conns[i] = p.ZCount(ctx, DestConnsKey(name), later, "+inf")
+			waiting[i] = p.ZCount(ctx, DestWaitingKey(name), later, "+inf")
 		}
 		return nil
 	}); err != nil {
@@ -190,7 +218,8 @@ func (s *Store) ListDestinations(ctx context.Context, now time.Time, within time
 	out := make([]DestinationState, 0, len(zs))
 	for i, z := range zs {
 		name, _ := z.Member.(string)
-		d := DestinationState{Name: name, LastLimited: time.UnixMilli(int64(z.Score)).UTC(), Connections: int(conns[i].Val())}
+		d := DestinationState{Name: name, LastLimited: time.UnixMilli(int64(z.Score)).UTC(), Connections: int(conns[i].Val()),
+			Waiting: int(waiting[i].Val())}
 		h := hashes[i].Val()
 		if until, _ := strconv.ParseInt(h["until"], 10, 64); until > now.UnixMilli() {
 			t := time.UnixMilli(until).UTC()

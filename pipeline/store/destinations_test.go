@@ -146,3 +146,42 @@ func BenchmarkAdmitDestination(b *testing.B) {
 		}
 	}
 }
+
+// TestDestinationWaiting: a destination's queue depth counts each email
+// deferred for it once, until its next attempt's time; the key lives a
+// minute past the last one, by the caller's clock.
+func TestDestinationWaiting(t *testing.T) {
+	rdb := testkit.RedisClient(t)
+	st := New(rdb, time.Now)
+	ctx := context.Background()
+	now := time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC) // not Redis's clock
+	waiting := func(at time.Time) int {
+		t.Helper()
+		list, err := st.ListDestinations(ctx, at, time.Hour, 10)
+		if err != nil || len(list) != 1 || list[0].Name != "mx.a.test" {
+			t.Fatalf("destinations %+v %v", list, err)
+		}
+		return list[0].Waiting
+	}
+	for _, d := range []struct {
+		id  string
+		due time.Duration
+	}{{"em_1", time.Minute}, {"em_2", 5 * time.Minute}, {"em_1", 2 * time.Minute}} {
+		if err := st.Deferred(ctx, "mx.a.test", d.id, now.Add(d.due), now); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := waiting(now); n != 2 {
+		t.Errorf("two emails deferred (one twice): %d waiting", n)
+	}
+	if n := waiting(now.Add(3 * time.Minute)); n != 1 {
+		t.Errorf("after the first one's time: %d waiting, want 1", n)
+	}
+	if n := waiting(now.Add(5 * time.Minute)); n != 0 {
+		t.Errorf("after both: %d waiting", n)
+	}
+	ttl, err := rdb.PTTL(ctx, DestWaitingKey("mx.a.test")).Result()
+	if err != nil || ttl < 5*time.Minute || ttl > 6*time.Minute {
+		t.Errorf("TTL %v %v, want 6 minutes from the caller's now", ttl, err)
+	}
+}

@@ -20,7 +20,8 @@ import "strconv"
 //	{dest:NAME} one destination (an MX host or a provider group): its
 //	            connection leases, message rate and suspension, which
 //	            one script checks and takes together.
-//	{dests}     the index of destinations that were suspended or limited.
+//	{dests}     the index of destinations that were suspended, limited or
+//	            had mail deferred.
 const prefix = "pp:"
 
 const (
@@ -262,6 +263,12 @@ func DestRateKey(dest string) string { return destTag(dest) + "rate" }
 // DestSuspendKey is the hash of one destination's suspension: until (ms),
 // level, reason, since (ms).
 func DestSuspendKey(dest string) string { return destTag(dest) + "suspend" }
+
+// DestWaitingKey is the sorted set of the emails deferred for one
+// destination, held back by its limits or after its answer (member: email
+// id, score: the next attempt, in ms): its queue depth. Members whose time
+// has come are trimmed when it is written.
+func DestWaitingKey(dest string) string { return destTag(dest) + "waiting" }
 
 // DestinationsKey indexes the destinations that were suspended or limited
 // (score: last time, in ms), for GET /v1/destinations and /metrics.
