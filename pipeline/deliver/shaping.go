@@ -177,8 +177,15 @@ const slotPoll = 50 * time.Millisecond
 
 func (s *Shaping) admitOnce(ctx context.Context, dest string, idle func(dest string) *Lease) (*Lease, time.Time, string, error) {
 	now := s.now()
-	id := store.NewID("lease")
 	ttl := s.leaseTTL()
+	// A session this process keeps idle there holds a slot already: the
+	// message takes it, with the session, and only the suspension and the
+	// rate are checked (without a message rate, nothing is written),
+	// instead of a slot leased and given back for every message.
+	if l := idleLease(idle, dest); l != nil {
+		return s.admitOnLease(ctx, dest, l, now, ttl)
+	}
+	id := store.NewID("lease")
 	adm, at, err := s.Store.AdmitDestination(ctx, dest, id, now, now.Add(ttl), s.MaxConnections, s.MessagesPerMinute, s.rateBurst())
 	if err != nil {
 		return nil, time.Time{}, "", err
@@ -191,23 +198,32 @@ func (s *Shaping) admitOnce(ctx context.Context, dest string, idle func(dest str
 	case store.RateLimited:
 		return nil, s.spread(now, at), "rate", nil
 	}
+	// Every slot is leased; one of this process's sessions may have gone
+	// idle since.
 	if l := idleLease(idle, dest); l != nil {
-		adm, at, err := s.Store.AdmitDestination(ctx, dest, "", now, now.Add(ttl), s.MaxConnections, s.MessagesPerMinute, s.rateBurst())
-		switch {
-		case err != nil:
-			l.Release()
-			return nil, time.Time{}, "", err
-		case adm == store.Admitted:
-			return l, time.Time{}, "", nil
-		}
-		l.Release() // closes the session that came with it
-		return nil, s.spread(now, at), map[store.Admission]string{store.Suspended: "suspended", store.RateLimited: "rate"}[adm], nil
+		return s.admitOnLease(ctx, dest, l, now, ttl)
 	}
 	busy := s.BusyDelay
 	if busy <= 0 {
 		busy = 2 * time.Second
 	}
 	return nil, now.Add(busy/2 + time.Duration(s.int64n(int64(busy)))), "connections", nil
+}
+
+// admitOnLease admits a message to dest on l, a slot this process holds
+// there (an idle session's): unless dest is suspended or over its rate,
+// when l is released (closing its session).
+func (s *Shaping) admitOnLease(ctx context.Context, dest string, l *Lease, now time.Time, ttl time.Duration) (*Lease, time.Time, string, error) {
+	adm, at, err := s.Store.AdmitDestination(ctx, dest, "", now, now.Add(ttl), s.MaxConnections, s.MessagesPerMinute, s.rateBurst())
+	switch {
+	case err != nil:
+		l.Release()
+		return nil, time.Time{}, "", err
+	case adm == store.Admitted:
+		return l, time.Time{}, "", nil
+	}
+	l.Release() // closes the session that came with it
+	return nil, s.spread(now, at), map[store.Admission]string{store.Suspended: "suspended", store.RateLimited: "rate"}[adm], nil
 }
 
 func idleLease(idle func(string) *Lease, dest string) *Lease {

@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -639,5 +640,42 @@ func TestHeldPastMaxAgeFails(t *testing.T) {
 	}
 	if due := r.dueTimes(); len(due) != 0 {
 		t.Fatalf("still scheduled: %v", due)
+	}
+}
+
+// TestIdleSessionCarriesTheNextMessage: messages to a destination one
+// after another go over the session the first one opened, under its one
+// connection lease: no lease is taken and given back per message (two
+// fsynced writes each), only the first.
+func TestIdleSessionCarriesTheNextMessage(t *testing.T) {
+	r := newShapeRig(t)
+	r.worker(&Shaping{MaxConnections: 10, LeaseTTL: 1000 * time.Hour, SlotWait: -1})
+	leases := 0
+	for i := range 5 {
+		r.queue(fmt.Sprintf("u%d@dest.test", i))
+		if err := r.rdb.ConfigResetStat(r.ctx).Err(); err != nil {
+			t.Fatal(err)
+		}
+		if n := r.step(); n != 1 {
+			t.Fatalf("step %d attempted %d", i, n)
+		}
+		// Leases are taken with ZADD (destAdmit); nothing else a
+		// delivery does adds to a sorted set.
+		stats, err := r.rdb.Info(r.ctx, "commandstats").Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, line := range strings.Split(stats, "\r\n") {
+			if rest, ok := strings.CutPrefix(line, "cmdstat_zadd:calls="); ok {
+				n, _ := strconv.Atoi(rest[:strings.IndexByte(rest, ',')])
+				leases += n
+			}
+		}
+	}
+	if st := r.sink.Stats(); st.Messages != 5 || st.Connections != 1 {
+		t.Fatalf("sink: %d messages over %d connections, want 5 over 1", st.Messages, st.Connections)
+	}
+	if leases != 1 {
+		t.Errorf("%d connection leases taken for 5 messages over one session, want 1", leases)
 	}
 }
