@@ -64,7 +64,7 @@ func BenchmarkDeliverLarge(b *testing.B) {
 				if _, _, err := st.EmailWithBodyLen(ctx, e.ID); err != nil {
 					b.Fatal(err)
 				}
-				data, err := st.Body(ctx, e.ID)
+				data, err := st.Body(ctx, e)
 				if err != nil {
 					b.Fatal(err)
 				}
