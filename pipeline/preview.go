@@ -17,8 +17,8 @@ import (
 // A preview is a submission taken through Submit's steps but for the
 // writes: checked as a send is (prepare), its recipients looked up in the
 // suppression list and the account's pause checked without charging the
-// rate or the month (admit), and one email made and rewritten for tracking
-// as emailsOf does it. No record, body, queue entry, idempotency key or
+// rate or the month (admit), and one email made as emailsOf does it and
+// rewritten for tracking as Render does it at delivery. No record, body, queue entry, idempotency key or
 // count is written.
 
 // PreviewEmailID is the email id of every preview's copy. No email has it

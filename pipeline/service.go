@@ -1,7 +1,9 @@
 // Package pipeline is the submission transaction that smtpd and api share:
 // Authenticate, CheckSender and Submit, which validates, checks
-// suppressions, charges the rate limit, rewrites for tracking and persists
-// and enqueues in one Redis transaction; with it the idempotency of sends,
+// suppressions, charges the rate limit, plans the tracking and persists
+// the message once with its emails and enqueues them in one Redis
+// transaction; Render, which makes each recipient's tracked copy from the
+// stored message when it is delivered or read; with it the idempotency of sends,
 // the in-flow control and the caches of the hot path (and their
 // invalidation across processes). Every rejection is an *Error carrying its
 // SMTP and HTTP forms; no business rule lives in the protocol packages.
