@@ -104,6 +104,9 @@ func TestOneBodyPerMessage(t *testing.T) {
 			t.Errorf("%s: the stored message is tracked", id)
 		}
 		out, res := svc.Render(e, stored)
+		if cost := svc.RenderCost(e, int64(len(stored))); cost < int64(len(stored)+len(out)) {
+			t.Errorf("%s: rendering reserves %d bytes, holds at least %d", id, cost, len(stored)+len(out))
+		}
 		if !bytes.Contains(out, []byte("/v1/track/open/"+id)) || len(res.Links) != 5 {
 			t.Errorf("%s: the rendered copy has no pixel of its own, or %d links (want 5)", id, len(res.Links))
 		}

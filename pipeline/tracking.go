@@ -120,14 +120,15 @@ func (s *Service) Render(e *store.Email, stored []byte) ([]byte, tracking.Result
 }
 
 // RenderCost is the memory that rendering an email whose stored body is
-// size bytes holds at most (but for a rewrite that re-encodes a part at
-// more than an eighth's growth): the body, and its tracked copy when it
-// has one to make.
+// size bytes holds: the body, and when it has a copy to make, what the
+// submission counted for the rewrite of one recipient's copy when it made
+// it (messageCopies): the rewriter's decoded HTML and the copy, up to an
+// eighth larger than the body.
 func (s *Service) RenderCost(e *store.Email, size int64) int64 {
 	if e.Message == "" || (!e.TrackOpens && !e.TrackClicks) {
 		return size
 	}
-	return 2*size + size/8 + 512
+	return 3*size + size/8 + 512
 }
 
 // rewrite returns base with the open pixel and click links of e's own
