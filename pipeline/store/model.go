@@ -58,7 +58,7 @@ const (
 	// List-Unsubscribe link (one-click or the landing page).
 	EventUnsubscribed EventType = "unsubscribed"
 	// EventWarning records something the sender should know of an email
-	// that was accepted (e.g. tracking given up for its size); it is
+	// that was accepted (e.g. a part the tracking rewrite left unchanged); it is
 	// neither listed by type nor sent to webhooks.
 	EventWarning EventType = "warning"
 
