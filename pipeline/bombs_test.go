@@ -66,8 +66,8 @@ func TestMIMEBombsPassThroughUntouched(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if !bytes.HasSuffix(out, body) || len(out)-len(body) != headerEnd(out) || res.Changed || len(e.Links) > 0 {
-				t.Errorf("the body was changed (changed %v, links %q)", res.Changed, e.Links)
+			if !bytes.HasSuffix(out, body) || len(out)-len(body) != headerEnd(out) || res.Changed || len(res.Links) > 0 {
+				t.Errorf("the body was changed (changed %v, links %q)", res.Changed, res.Links)
 			}
 			if len(res.Warnings) != 1 || !strings.Contains(res.Warnings[0], c.warn) {
 				t.Errorf("warnings %q, want one saying %q", res.Warnings, c.warn)

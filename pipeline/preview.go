@@ -17,8 +17,8 @@ import (
 // A preview is a submission taken through Submit's steps but for the
 // writes: checked as a send is (prepare), its recipients looked up in the
 // suppression list and the account's pause checked without charging the
-// rate or the month (admit), and one email made and rewritten for tracking
-// as emailsOf does it. No record, body, queue entry, idempotency key or
+// rate or the month (admit), and one email made as emailsOf does it and
+// rewritten for tracking as Render does it at delivery. No record, body, queue entry, idempotency key or
 // count is written.
 
 // PreviewEmailID is the email id of every preview's copy. No email has it
@@ -38,7 +38,7 @@ type Preview struct {
 	// delivery adds, then the stored body. The DKIM-Signature that delivery
 	// puts between them is made as the email goes out, and not here.
 	Message  []byte
-	Tracking Tracking // what the email gets, after the settings and the size
+	Tracking Tracking // what the email gets, after the settings
 	// Links, when clicks are tracked, are the links of the parts rewritten
 	// (tracking.Result.Found): tracked, or untracked with the reason.
 	Links    []tracking.Link
@@ -74,24 +74,18 @@ func (s *Service) Preview(ctx context.Context, sub Submission, to string) (*Prev
 	if err != nil {
 		return nil, err
 	}
-	delivered := 0
-	for _, sup := range suppressed[0] {
-		if !sup {
-			delivered++
-		}
-	}
-	if delivered == 0 && sub.Send == nil {
+	if sub.Send == nil && !slices.Contains(suppressed[0], false) {
 		return nil, ErrAllSuppressed
 	}
 	rcpt := sub.Recipients[at]
 	base := p.msg.bytes()
-	track, skipped := s.copiesTracking(p.track, len(base), delivered)
-	warnings := append(append([]string(nil), p.warnings...), skipped...)
+	track := p.track
+	warnings := append([]string(nil), p.warnings...)
 	if suppressed[0][at] {
 		warnings = append(warnings, rcpt+" is on the suppression list: a send would not deliver to it")
 	}
 	e := p.email(PreviewEmailID, rcpt, now)
-	e.TrackOpens, e.TrackClicks = track.Opens, track.Clicks
+	track.record(e)
 	track.preview = true
 	body, res, err := s.rewrite(e, base, track)
 	if err != nil {

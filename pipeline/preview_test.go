@@ -121,10 +121,11 @@ func TestPreviewStoresNothing(t *testing.T) {
 // clickID matches the click URLs of a message.
 var clickID = regexp.MustCompile(`/v1/track/click/([A-Za-z0-9_-]+)\.(\d+)\.([A-Za-z0-9_-]+)\.([A-Za-z0-9_-]+)\.([A-Za-z0-9_-]+)`)
 
-// TestPreviewIsWhatSubmitStores: the preview of a submission is the body
-// that Submit stores for its first recipient, but for the email id (in
-// the pixel and the click ids) and the click ids' MACs, with delivery's
-// X-Pigeonpost-Id first; its tracked links are the email's.
+// TestPreviewIsWhatSubmitStores: the preview of a submission is the copy
+// that delivery renders for its first recipient from what Submit stores,
+// but for the email id (in the pixel and the click ids) and the click ids'
+// MACs, with delivery's X-Pigeonpost-Id first; its tracked links are the
+// email's.
 func TestPreviewIsWhatSubmitStores(t *testing.T) {
 	svc, live, _ := benchService(t, 0)
 	ctx := context.Background()
@@ -140,10 +141,7 @@ func TestPreviewIsWhatSubmitStores(t *testing.T) {
 		t.Fatal(err)
 	}
 	id := r.IDs[0]
-	stored, err := svc.store.Body(ctx, id)
-	if err != nil {
-		t.Fatal(err)
-	}
+	stored, rendered := renderedContent(t, svc, id)
 
 	field, body, ok := strings.Cut(string(p.Message), "\r\n")
 	if !ok || field != tracking.FeedbackHeader+": "+svc.signer.FeedbackID(PreviewEmailID) {
@@ -172,10 +170,7 @@ func TestPreviewIsWhatSubmitStores(t *testing.T) {
 		t.Errorf("%d click URLs stored, want 2", n)
 	}
 
-	links, err := svc.store.EmailLinks(ctx, id)
-	if err != nil {
-		t.Fatal(err)
-	}
+	links := rendered.Links
 	var tracked []string
 	for _, l := range p.Links {
 		if l.Reason == "" {

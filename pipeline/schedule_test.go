@@ -44,7 +44,7 @@ func TestSubmitSendAtHeader(t *testing.T) {
 		if e.Status != store.StatusScheduled || e.ScheduledAt == nil || !e.ScheduledAt.Equal(at) || e.SentAt != nil {
 			t.Errorf("email %s: status %s, scheduled at %v, sent at %v", id, e.Status, e.ScheduledAt, e.SentAt)
 		}
-		body, err := svc.store.Body(ctx, id)
+		body, err := svc.store.Body(ctx, e)
 		if err != nil {
 			t.Fatal(err)
 		}

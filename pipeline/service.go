@@ -1,7 +1,9 @@
 // Package pipeline is the submission transaction that smtpd and api share:
 // Authenticate, CheckSender and Submit, which validates, checks
-// suppressions, charges the rate limit, rewrites for tracking and persists
-// and enqueues in one Redis transaction; with it the idempotency of sends,
+// suppressions, charges the rate limit, plans the tracking and persists
+// the message once with its emails and enqueues them in one Redis
+// transaction; Render, which makes each recipient's tracked copy from the
+// stored message when it is delivered or read; with it the idempotency of sends,
 // the in-flow control and the caches of the hot path (and their
 // invalidation across processes). Every rejection is an *Error carrying its
 // SMTP and HTTP forms; no business rule lives in the protocol packages.
@@ -23,7 +25,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"log/slog"
 	"net/mail"
 	"slices"
@@ -47,9 +48,6 @@ type Options struct {
 	RateLimit RateLimit
 	CacheTTL  time.Duration // how long key, sender-domain and tracking lookups are reused; 0 disables the caches
 	InFlow    InFlow        // slowing submissions down when delivery falls behind (flow.go)
-	// MaxTrackedBytes bounds the tracked copies one submission makes (see
-	// trackedCopiesFit); 0 means DefaultMaxTrackedBytes.
-	MaxTrackedBytes int64
 	// AuthFailureDelay is added per recent authentication failure from
 	// one address (auth.failure_delay; authguard.go).
 	AuthFailureDelay time.Duration
@@ -416,14 +414,14 @@ func (s *Service) submit(ctx context.Context, sub Submission) (_ *Receipt, err e
 	if sub.Send == nil && !slices.Contains(suppressed[0], false) {
 		return nil, ErrAllSuppressed
 	}
-	emails, receipt, err := s.emailsOf(p, suppressed[0], now)
+	emails, m, receipt, err := s.emailsOf(p, suppressed[0], now)
 	if err != nil {
 		return nil, err
 	}
 	if sub.Key.Mode == store.ModeLive {
 		s.inFlowDelay(ctx) // delivery falling behind slows acceptance (flow.go)
 	}
-	opt := store.PersistOptions{Enqueue: sub.Key.Mode == store.ModeLive}
+	opt := store.PersistOptions{Enqueue: sub.Key.Mode == store.ModeLive, Messages: []store.NewMessage{*m}}
 	if claim != nil {
 		resp, err := json.Marshal(receipt)
 		if err != nil {
@@ -539,15 +537,19 @@ func (s *Service) admit(ctx context.Context, k *store.Key, ps []*prepared, now t
 }
 
 // emailsOf makes the email records of p, one per recipient that is not
-// suppressed, each with its tracked copy of the message, and the receipt.
-// A send (Submission.Send) also records its suppressed recipients, as
-// suppressed emails that go nowhere.
-func (s *Service) emailsOf(p *prepared, suppressed []bool, now time.Time) ([]store.NewEmail, *Receipt, error) {
+// suppressed, and the receipt, and the message they all name: the MIME
+// as received (its header block edited), stored once and untracked. Each
+// email's tracking is rendered from it when it is needed (Render): at
+// delivery, and when its content is read. A send (Submission.Send) also
+// records its suppressed recipients, as suppressed emails that go
+// nowhere.
+func (s *Service) emailsOf(p *prepared, suppressed []bool, now time.Time) ([]store.NewEmail, *store.NewMessage, *Receipt, error) {
 	sub, msg := p.sub, p.msg
 	k := sub.Key
 	// As documented, an accepted send answers "sent": pigeonpost has it
 	// (the email record itself is pending until a worker hands it over).
 	receipt := &Receipt{Status: store.StatusSent, Warnings: p.warnings}
+	m := &store.NewMessage{ID: store.NewID("msg"), MIME: msg.bytes()}
 	var recipients []string
 	for i, rcpt := range sub.Recipients {
 		if suppressed[i] {
@@ -556,20 +558,6 @@ func (s *Service) emailsOf(p *prepared, suppressed []bool, now time.Time) ([]sto
 			recipients = append(recipients, rcpt)
 		}
 	}
-	// The message is joined into one buffer (base) only for a copy stored
-	// as it is; a tracked copy is rewritten from the header and the body.
-	head, body, same := msg.parts()
-	var base []byte
-	baseBytes := func() []byte {
-		if base == nil {
-			if base = msg.raw; !same {
-				base = append(append(make([]byte, 0, len(head)+len(body)), head...), body...)
-			}
-		}
-		return base
-	}
-	track, skipped := s.copiesTracking(p.track, len(head)+len(body), len(recipients)) // skipped: per email
-	receipt.Warnings = append(receipt.Warnings, skipped...)
 	emails := make([]store.NewEmail, 0, len(sub.Recipients))
 	for i, rcpt := range sub.Recipients {
 		if suppressed[i] && sub.Send == nil {
@@ -580,22 +568,14 @@ func (s *Service) emailsOf(p *prepared, suppressed []bool, now time.Time) ([]sto
 			id = sub.EmailIDs[i]
 		}
 		e := p.email(id, rcpt, now)
+		e.Message, e.MessageLen = m.ID, int64(len(m.MIME))
 		receipt.IDs = append(receipt.IDs, e.ID)
 		if suppressed[i] {
 			e.Status, e.LastError = store.StatusSuppressed, cmp.Or(sub.Withhold, "the address is on the suppression list")
-			emails = append(emails, store.NewEmail{Email: e, Body: baseBytes()})
+			emails = append(emails, store.NewEmail{Email: e})
 			continue
 		}
-		e.TrackOpens, e.TrackClicks = track.Opens, track.Clicks
-		var copyBody []byte
-		var res tracking.Result
-		if e.TrackOpens || e.TrackClicks {
-			copyBody, res = s.rewriteParts(e, head, body, track)
-		} else {
-			copyBody = baseBytes()
-		}
-		receipt.Warnings = append(receipt.Warnings, res.Warnings...)
-		warnings := append(res.Warnings, skipped...)
+		p.track.record(e)
 		if k.Mode == store.ModeTest {
 			// Test keys run the whole pipeline but nothing is delivered;
 			// the MIME is kept for GET /v1/emails/:id/content.
@@ -603,7 +583,7 @@ func (s *Service) emailsOf(p *prepared, suppressed []bool, now time.Time) ([]sto
 			e.SentAt = &now
 		}
 		applySchedule(e, sub.ScheduledAt)
-		emails = append(emails, store.NewEmail{Email: e, Body: copyBody, Warnings: warnings})
+		emails = append(emails, store.NewEmail{Email: e})
 	}
 	if len(recipients) == 0 {
 		receipt.Status = store.StatusSuppressed
@@ -617,7 +597,7 @@ func (s *Service) emailsOf(p *prepared, suppressed []bool, now time.Time) ([]sto
 			}
 		}
 	}
-	return emails, receipt, nil
+	return emails, m, receipt, nil
 }
 
 // email returns the record of p's email to rcpt, pending.
@@ -630,38 +610,6 @@ func (p *prepared) email(id, rcpt string, now time.Time) *store.Email {
 		Subject: msg.subject, MessageID: msg.messageID, Tags: sub.Tags, Metadata: sub.Metadata,
 		CreatedAt: now, Send: sub.Send,
 	}
-}
-
-// copiesTracking returns the tracking of the copies of a message of size
-// bytes for recipients recipients: plan, or none and the warning that says
-// why when the copies would not fit (trackedCopiesFit).
-func (s *Service) copiesTracking(plan trackPlan, size, recipients int) (trackPlan, []string) {
-	if (!plan.Opens && !plan.Clicks) || s.trackedCopiesFit(size, recipients) {
-		return plan, nil
-	}
-	plan.Opens, plan.Clicks = false, false
-	return plan, []string{fmt.Sprintf("tracking was skipped: a tracked copy for each of %d recipients of a %.1f MiB message is over the %.1f MiB a message may take; send it to fewer recipients at a time to track it",
-		recipients, float64(size)/(1<<20), float64(s.maxTrackedBytes())/(1<<20))}
-}
-
-// DefaultMaxTrackedBytes is the default of Options.MaxTrackedBytes.
-const DefaultMaxTrackedBytes = 64 << 20
-
-// trackedCopiesFit reports whether tracking recipients recipients of a
-// message of size bytes stays within Options.MaxTrackedBytes. Each tracked
-// recipient gets a rewritten copy of its own, and the copies are all held
-// until they are stored together: 100 recipients of a 25 MB message would
-// be 2.5 GB. One recipient always fits (the message's own memory budget
-// covers it).
-func (s *Service) trackedCopiesFit(size, recipients int) bool {
-	return recipients <= 1 || int64(size)*int64(recipients) <= s.maxTrackedBytes()
-}
-
-func (s *Service) maxTrackedBytes() int64 {
-	if s.opt.MaxTrackedBytes > 0 {
-		return s.opt.MaxTrackedBytes
-	}
-	return DefaultMaxTrackedBytes
 }
 
 // cachedTracking is an account's tracking settings for one sending domain.

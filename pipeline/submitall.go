@@ -54,20 +54,22 @@ func (s *Service) SubmitAll(ctx context.Context, k *store.Key, subs []Submission
 		return nil, err
 	}
 	var emails []store.NewEmail
+	var messages []store.NewMessage
 	for j, p := range ps {
-		es, receipt, err := s.emailsOf(p, suppressed[j], now)
+		es, m, receipt, err := s.emailsOf(p, suppressed[j], now)
 		if err == nil && p.sub.Send == nil && len(es) == 0 {
 			err = ErrAllSuppressed
 		}
 		results[at[j]] = Result{Receipt: receipt, Err: err}
 		if err == nil {
 			emails = append(emails, es...)
+			messages = append(messages, *m)
 		}
 	}
 	if k.Mode == store.ModeLive && len(emails) > 0 {
 		s.inFlowDelay(ctx)
 	}
-	popt := store.PersistOptions{Enqueue: k.Mode == store.ModeLive, Batch: opt.Batch, FanOut: opt.FanOut}
+	popt := store.PersistOptions{Enqueue: k.Mode == store.ModeLive, Batch: opt.Batch, FanOut: opt.FanOut, Messages: messages}
 	if opt.Claim != nil {
 		resp, err := opt.Respond(results)
 		if err != nil {

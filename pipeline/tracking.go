@@ -16,7 +16,8 @@ type trackPlan struct {
 	baseURL  string // scheme://host[:port][/path] of pixel and click URLs
 	pixelTop bool   // pixel at the top of the HTML rather than before </body>
 	// preview: click ids the click endpoint refuses (tracking.Signer.PreviewClickID).
-	preview bool
+	preview   bool
+	publicURL string // Options.PublicURL, when the plan was made
 }
 
 // Warnings given when settings turn requested tracking off.
@@ -65,7 +66,7 @@ func (s *Service) trackingFor(ctx context.Context, k *store.Key, requested *Trac
 		}
 	}
 	t.pixelTop = st.Account.PixelPlacement == store.PixelTop
-	t.baseURL = s.opt.PublicURL
+	t.baseURL, t.publicURL = s.opt.PublicURL, s.opt.PublicURL
 	if st.Host.Verified() {
 		t.baseURL = withHost(s.opt.PublicURL, st.Host.Host)
 	}
@@ -87,29 +88,63 @@ func withHost(base, host string) string {
 	return u.String()
 }
 
-// rewrite returns the body to store for e: base with the open pixel and
-// click links of e's own ids when e asks for tracking, else base itself;
-// and what the rewrite reports (its warnings, the links found).
+// record writes the plan onto e, which keeps it for its renders (Render):
+// what is tracked, the tracking domain when there is one (the public URL
+// is left for Options.PublicURL to say when e is rendered), the pixel's
+// placement.
+func (t trackPlan) record(e *store.Email) {
+	e.TrackOpens, e.TrackClicks = t.Opens, t.Clicks
+	if !t.Opens && !t.Clicks {
+		return
+	}
+	e.PixelTop = t.pixelTop
+	if t.baseURL != "" && t.baseURL != t.publicURL {
+		e.TrackBase = t.baseURL
+	}
+}
+
+// Render returns the MIME e goes out as, made from stored, the body the
+// store holds for it (store.Store.Body): its message with e's own open
+// pixel and click links when e is tracked, and what the rewrite reports
+// (the links' destinations, the parts it left unchanged). A record from
+// before messages were stored once holds its tracked copy: it is stored
+// as it goes out. Delivery renders at each attempt, and the content API
+// for each read; all renders of one email are the same bytes. It holds
+// stored and the copy: RenderCost says how much that is.
+func (s *Service) Render(e *store.Email, stored []byte) ([]byte, tracking.Result) {
+	if e.Message == "" || (!e.TrackOpens && !e.TrackClicks) {
+		return stored, tracking.Result{}
+	}
+	out, res, _ := s.rewrite(e, stored, trackPlan{baseURL: e.TrackBase, pixelTop: e.PixelTop}) // to a bytes.Buffer: cannot fail
+	return out, res
+}
+
+// RenderCost is the memory that rendering an email whose stored body is
+// size bytes holds: the body, and when it has a copy to make, what the
+// submission counted for the rewrite of one recipient's copy when it made
+// it (messageCopies): the rewriter's decoded HTML and the copy, up to an
+// eighth larger than the body.
+func (s *Service) RenderCost(e *store.Email, size int64) int64 {
+	if e.Message == "" || (!e.TrackOpens && !e.TrackClicks) {
+		return size
+	}
+	return 3*size + size/8 + 512
+}
+
+// rewrite returns base with the open pixel and click links of e's own
+// ids when e asks for tracking, else base itself; and what the rewrite
+// reports (its warnings, the links found).
 func (s *Service) rewrite(e *store.Email, base []byte, plan trackPlan) ([]byte, tracking.Result, error) {
 	if !e.TrackOpens && !e.TrackClicks {
 		return base, tracking.Result{}, nil
 	}
 	var out bytes.Buffer
-	out.Grow(len(base) + len(base)/8)
+	out.Grow(len(base) + len(base)/8 + 512)
 	res, err := tracking.RewriteBytes(&out, base, s.trackingOptions(e, plan))
 	if err != nil {
 		return nil, res, ErrBadMessage.With("the message could not be prepared for tracking").WithCause(err)
 	}
-	e.Links = res.Links
 	return out.Bytes(), res, nil
-}
-
-// rewriteParts is rewrite, for tracking, of the message whose header block
-// is head and body body, held apart: the copy for e is the only one made.
-func (s *Service) rewriteParts(e *store.Email, head, body []byte, plan trackPlan) ([]byte, tracking.Result) {
-	out, res := tracking.AppendRewrite(make([]byte, 0, len(head)+len(body)+len(body)/8+512), head, body, s.trackingOptions(e, plan))
-	e.Links = res.Links
-	return out, res
 }
 
 // trackingOptions are the options of the tracking rewrite of e's copy.

@@ -61,10 +61,13 @@ func TestHealthMetricsAndPixel(t *testing.T) {
 		t.Errorf("/healthz: %d", code)
 	}
 	from, to := "hello@"+senderDomain, "user@"+rcptDomain
-	if _, err := testkit.SendMail(s.smtpClient(true, liveKey), from, []string{to}, testkit.SimpleMessage(from, to, "m")); err != nil {
+	reply, err := testkit.SendMail(s.smtpClient(true, liveKey), from, []string{to}, testkit.SimpleMessage(from, to, "m"))
+	if err != nil {
 		t.Fatal(err)
 	}
-	s.sink.Wait(t, 1, 20e9)
+	// The sink has the message before the worker counts the delivery:
+	// wait for the record, which is written after the count.
+	s.waitStatus(queuedID(t, reply), "delivered")
 	_ = s.smtpClient(true, "").Auth(sasl.NewPlainClient("", "apikey", "sp_live_bad"))
 
 	resp, err := http.Get("http://" + s.addrs.HTTP + "/metrics")

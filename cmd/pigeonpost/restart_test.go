@@ -516,7 +516,7 @@ func TestAcknowledgedSurvivesRedisAndGatewayKill(t *testing.T) {
 
 			stored := 0
 			for _, id := range ids {
-				if n, err := s.redis.Client(t).Exists(t.Context(), store.EmailKey(id), store.BodyKey(id)).Result(); err == nil && n == 2 {
+				if n, err := s.redis.Client(t).Exists(t.Context(), store.EmailKey(id), contentKey(t, s.redis.Client(t), id)).Result(); err == nil && n == 2 {
 					stored++
 				}
 			}

@@ -2,15 +2,32 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/pigeonpost/pigeonpost/config"
 	"github.com/pigeonpost/pigeonpost/internal/testkit"
 	"github.com/pigeonpost/pigeonpost/pipeline/store"
 )
+
+// contentKey is the key of the MIME stored for the email id: its message,
+// or, for a record without one, its own body.
+func contentKey(t *testing.T, rdb redis.UniversalClient, id string) string {
+	t.Helper()
+	m, err := rdb.HGet(context.Background(), store.EmailKey(id), "message").Result()
+	if errors.Is(err, redis.Nil) {
+		return store.BodyKey(id)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return store.MessageKey(m)
+}
 
 // TestRetention: finished mail expires (content first, then the record);
 // mail still in flight never does.
@@ -37,7 +54,7 @@ func TestRetention(t *testing.T) {
 	}
 	id := queuedID(t, reply)
 	s.waitStatus(id, "delivered")
-	if d := ttl(store.BodyKey(id)); d <= 59*time.Minute || d > time.Hour {
+	if d := ttl(contentKey(t, rdb, id)); d <= 59*time.Minute || d > time.Hour {
 		t.Errorf("content TTL %v, want about 1h", d)
 	}
 	for _, key := range []string{store.EmailKey(id), store.EventsKey(id)} {
@@ -52,12 +69,12 @@ func TestRetention(t *testing.T) {
 		"scheduled_at": time.Now().Add(time.Hour).UTC().Format(time.RFC3339)}, &sent); code != http.StatusOK {
 		t.Fatalf("scheduled send: %d", code)
 	}
-	if d := ttl(store.BodyKey(sent.ID)); d != -1 {
+	if d := ttl(contentKey(t, rdb, sent.ID)); d != -1 {
 		t.Errorf("scheduled content TTL %v, want none", d)
 	}
 	finished := func(what, id string) {
 		t.Helper()
-		if d := ttl(store.BodyKey(id)); d <= 59*time.Minute || d > time.Hour {
+		if d := ttl(contentKey(t, rdb, id)); d <= 59*time.Minute || d > time.Hour {
 			t.Errorf("%s: content TTL %v, want about 1h", what, d)
 		}
 		if d := ttl(store.EmailKey(id)); d <= 119*time.Minute || d > 2*time.Hour {
@@ -94,7 +111,7 @@ func TestLostContentFailsInsteadOfLooping(t *testing.T) {
 	id := queuedID(t, reply)
 	c.Quit() // an open session would hold the shutdown for its grace period
 	s.stop()
-	if err := s.redis.Client(t).Del(context.Background(), store.BodyKey(id)).Err(); err != nil {
+	if err := s.redis.Client(t).Del(context.Background(), contentKey(t, s.redis.Client(t), id)).Err(); err != nil {
 		t.Fatal(err)
 	}
 	s.cfg.Delivery.Workers = 2

@@ -304,6 +304,7 @@ func build(ctx context.Context, cfg config.Config, log *slog.Logger, opt serveOp
 		Reputation:   p.reputation,
 		Signer:       signer,
 		Shaping:      shaping(cfg.Delivery, p.store, log),
+		Renderer:     p.pipeline, // each recipient's tracking, rendered at each attempt
 	}
 
 	// The webhook dispatchers' consumer group starts at the end of the event

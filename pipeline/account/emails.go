@@ -24,19 +24,32 @@ func (s *Service) Email(ctx context.Context, k *store.Key, id string) (*store.Em
 }
 
 // EmailContent returns the MIME of one of the account's emails as it goes
-// out (before the DKIM signature, which is added at delivery).
+// out (before the DKIM signature, which is added at delivery): rendered
+// from its stored body as delivery renders it (Renderer), its tracking
+// the recipient's own. The first render records the destinations of its
+// links, which a click on its copy needs.
 func (s *Service) EmailContent(ctx context.Context, k *store.Key, id string) ([]byte, error) {
-	if _, err := s.Email(ctx, k, id); err != nil {
+	e, err := s.Email(ctx, k, id)
+	if err != nil {
 		return nil, err
 	}
-	b, err := s.store.Body(ctx, id)
+	b, err := s.store.Body(ctx, e)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, pipeline.NotFound("email content")
 	}
 	if err != nil {
 		return nil, pipeline.StorageError(err)
 	}
-	return b, nil
+	if s.render == nil {
+		return b, nil
+	}
+	out, res := s.render.Render(e, b)
+	if e.Message != "" && e.TrackClicks && e.Links == nil {
+		if err := s.store.SetLinksOnce(ctx, e.ID, res.Links); err != nil {
+			return nil, pipeline.StorageError(err)
+		}
+	}
+	return out, nil
 }
 
 // EmailEvents returns the events of one of the account's emails.

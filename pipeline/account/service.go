@@ -11,6 +11,7 @@ import (
 
 	"github.com/pigeonpost/pigeonpost/pipeline/store"
 	"github.com/pigeonpost/pigeonpost/pipeline/webhooks"
+	"github.com/pigeonpost/pigeonpost/tracking"
 )
 
 // Changes is how a change reaches the caches of the submission in every
@@ -19,6 +20,12 @@ import (
 type Changes interface {
 	KeyChanged(ctx context.Context, keyID string)
 	DomainChanged(ctx context.Context, accountID, name string)
+}
+
+// Renderer makes an email's copy from the body stored for it, as delivery
+// does (pipeline.Service implements it): the recipient's own tracking.
+type Renderer interface {
+	Render(e *store.Email, stored []byte) ([]byte, tracking.Result)
 }
 
 // TXTResolver looks up TXT records for domain verification.
@@ -50,12 +57,16 @@ type Service struct {
 	opt     Options
 	store   *store.Store
 	changes Changes
+	render  Renderer
 }
 
-// New returns the Service over st.
+// New returns the Service over st. When changes is a Renderer too (the
+// pipeline.Service is), the content of an email is rendered with it.
 func New(st *store.Store, changes Changes, opt Options) *Service {
 	if opt.Now == nil {
 		opt.Now = time.Now
 	}
-	return &Service{opt: opt, store: st, changes: changes}
+	s := &Service{opt: opt, store: st, changes: changes}
+	s.render, _ = changes.(Renderer)
+	return s
 }

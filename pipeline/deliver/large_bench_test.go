@@ -2,9 +2,7 @@ package deliver
 
 import (
 	"bufio"
-	"bytes"
 	"context"
-	"fmt"
 	"io"
 	"net/textproto"
 	"syscall"
@@ -12,6 +10,7 @@ import (
 	"time"
 
 	"github.com/pigeonpost/pigeonpost/internal/testkit"
+	"github.com/pigeonpost/pigeonpost/pipeline"
 	"github.com/pigeonpost/pigeonpost/pipeline/dkim"
 	"github.com/pigeonpost/pigeonpost/pipeline/store"
 	"github.com/pigeonpost/pigeonpost/tracking"
@@ -19,66 +18,83 @@ import (
 
 // BenchmarkDeliverLarge is the delivery side of bench workload c in one
 // process: a 1 MB tracked message stored in a real redis-server is read
-// back (EmailWithBodyLen, Body, as Worker.attempt does), DKIM-signed with
-// an RSA-2048 key (the worker's signer cache warm) and written as
-// dot-stuffed DATA (writeData) to a sink that discards. msg=load is
-// cmd/smtpload's message, msg=newsletter testkit.NewsletterMessage.
-// cpu-ms/op is the CPU time of the process a message.
+// back (EmailWithBodyLen, Body, as Worker.attempt does), rendered for its
+// recipient (stored=message: the message as submitted, rendered at each
+// attempt by pipeline.Service.Render, as delivery does now; stored=copy:
+// a copy tracked at submission, stored per email, as records from before
+// are), DKIM-signed with an RSA-2048 key (the worker's signer cache warm)
+// and written as dot-stuffed DATA (writeData) to a sink that discards.
+// msg=load is cmd/smtpload's message (10 KB or 1 MB), msg=newsletter
+// testkit.NewsletterMessage. cpu-ms/op is the CPU time of the process a
+// message.
 func BenchmarkDeliverLarge(b *testing.B) {
 	for _, m := range []struct {
 		name string
 		msg  []byte
 	}{
+		{"load-10KB", testkit.LoadMessage(10240, 20)},
 		{"load", testkit.LoadMessage(1<<20, 20)},
 		{"newsletter", testkit.NewsletterMessage(1<<20, 20)},
 	} {
-		b.Run("msg="+m.name, func(b *testing.B) {
-			ctx := context.Background()
-			st := store.New(testkit.StartRedis(b).Client(b), time.Now)
-			priv, _, err := dkim.GenerateKey()
-			if err != nil {
-				b.Fatal(err)
-			}
-			domain := &store.Domain{Name: "bench.test", Selector: "pigeonpost", PrivateKeyPEM: priv}
-			var body bytes.Buffer
-			if _, err := tracking.Rewrite(&body, bytes.NewReader(m.msg), tracking.Options{
-				Opens: true, Clicks: true, PixelURL: "https://t.test/v1/track/open/em_aaaaaaaaaaaaaaaaaaaaaaaaaa",
-				ClickURL: func(i int, _ string) string {
-					return fmt.Sprintf("https://t.test/v1/track/click/em_aaaaaaaaaaaaaaaaaaaaaaaaaa.%d.sigsigsigsigsigsigsig", i)
-				},
-			}); err != nil {
-				b.Fatal(err)
-			}
-			e := &store.Email{ID: store.NewID("em"), AccountID: "acc_1", KeyID: "key_1", Mode: store.ModeLive,
-				Status: store.StatusPending, Source: "smtp", FromAddress: "bench@bench.test", EnvelopeFrom: "bench@bench.test",
-				ToAddress: "rcpt@example.net", CreatedAt: time.Now().UTC()}
-			if err := st.Persist(ctx, []store.NewEmail{{Email: e, Body: body.Bytes()}}, false); err != nil {
-				b.Fatal(err)
-			}
-			w := &Worker{Store: st}
-			tw := textproto.NewWriter(bufio.NewWriter(io.Discard))
-			b.SetBytes(int64(body.Len()))
-			b.ReportAllocs()
-			cpu := cpuTime()
-			for b.Loop() {
-				if _, _, err := st.EmailWithBodyLen(ctx, e.ID); err != nil {
-					b.Fatal(err)
-				}
-				data, err := st.Body(ctx, e.ID)
-				if err != nil {
-					b.Fatal(err)
-				}
-				sig, err := w.sign(e.AccountID, domain, data)
-				if err != nil {
-					b.Fatal(err)
-				}
-				if err := writeData(io.Discard, tw.DotWriter(), sig, data); err != nil {
-					b.Fatal(err)
-				}
-			}
-			b.ReportMetric(float64((cpuTime()-cpu).Microseconds())/1000/float64(b.N), "cpu-ms/op")
-		})
+		for _, layout := range []string{"copy", "message"} {
+			b.Run("msg="+m.name+"/stored="+layout, func(b *testing.B) {
+				benchDeliver(b, m.msg, layout == "message")
+			})
+		}
 	}
+}
+
+func benchDeliver(b *testing.B, msg []byte, message bool) {
+	ctx := context.Background()
+	st := store.New(testkit.StartRedis(b).Client(b), time.Now)
+	priv, _, err := dkim.GenerateKey()
+	if err != nil {
+		b.Fatal(err)
+	}
+	domain := &store.Domain{Name: "bench.test", Selector: "pigeonpost", PrivateKeyPEM: priv}
+	renderer := pipeline.New(st, tracking.NewSigner([]byte("bench-tracking-secret-0123456789abcdef")),
+		pipeline.Options{PublicURL: "https://t.test"})
+	e := &store.Email{ID: store.NewID("em"), AccountID: "acc_1", KeyID: "key_1", Mode: store.ModeLive,
+		Status: store.StatusPending, Source: "smtp", FromAddress: "bench@bench.test", EnvelopeFrom: "bench@bench.test",
+		ToAddress: "rcpt@example.net", CreatedAt: time.Now().UTC(), TrackOpens: true, TrackClicks: true}
+	var opt store.PersistOptions
+	ne := store.NewEmail{Email: e}
+	if message {
+		m := store.NewMessage{ID: store.NewID("msg"), MIME: msg}
+		e.Message, e.MessageLen = m.ID, int64(len(msg))
+		opt.Messages = []store.NewMessage{m}
+	} else {
+		copyEmail := *e
+		copyEmail.Message = "x" // rendered as a message is, once, to store the copy
+		ne.Body, _ = renderer.Render(&copyEmail, msg)
+	}
+	if err := st.PersistWith(ctx, []store.NewEmail{ne}, opt); err != nil {
+		b.Fatal(err)
+	}
+	w := &Worker{Store: st, Renderer: renderer}
+	tw := textproto.NewWriter(bufio.NewWriter(io.Discard))
+	b.SetBytes(int64(len(msg)))
+	b.ReportAllocs()
+	cpu := cpuTime()
+	for b.Loop() {
+		got, _, err := st.EmailWithBodyLen(ctx, e.ID)
+		if err != nil {
+			b.Fatal(err)
+		}
+		data, err := st.Body(ctx, got)
+		if err != nil {
+			b.Fatal(err)
+		}
+		data, _ = w.Renderer.Render(got, data)
+		sig, err := w.sign(got.AccountID, domain, data)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := writeData(io.Discard, tw.DotWriter(), sig, data); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64((cpuTime()-cpu).Microseconds())/1000/float64(b.N), "cpu-ms/op")
 }
 
 // cpuTime is the CPU time, user and system, of the process so far.

@@ -2,6 +2,7 @@ package deliver
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -56,8 +57,24 @@ type Worker struct {
 	// across processes and suspends a destination that asks for it
 	// (shaping.go); nil: no limits.
 	Shaping *Shaping
+	// Renderer makes each email's copy from the body stored for it, at
+	// every attempt: its recipient's own tracking. Nil: the stored body
+	// goes out as it is (untracked, for an email rendered from a message).
+	Renderer Renderer
 
 	signers sync.Map // domain + selector → *dkim.Signer
+}
+
+// Renderer makes the copy of an email that goes out from the body the
+// store holds for it (pipeline.Service implements it, with the tracking
+// signer and the public URL): its recipient's open pixel and click links.
+type Renderer interface {
+	// Render returns e's copy of stored, and what the tracking rewrite
+	// found: the destinations of its links, the parts it left unchanged.
+	Render(e *store.Email, stored []byte) ([]byte, tracking.Result)
+	// RenderCost is the memory Render holds for e with a stored body of
+	// size bytes: the body and the copy.
+	RenderCost(e *store.Email, size int64) int64
 }
 
 // Reputation is the reputation guard as delivery uses it.
@@ -362,12 +379,16 @@ func (w *Worker) attempt(ctx context.Context, entry store.Entry) error {
 		// kept a session holding it.
 		defer lease.Release()
 	}
-	res, err := w.reserveBody(ctx, bodyLen)
+	cost := bodyLen
+	if w.Renderer != nil {
+		cost = w.Renderer.RenderCost(e, bodyLen)
+	}
+	res, err := w.reserveBody(ctx, cost)
 	if err != nil {
 		return err
 	}
 	defer res.Release()
-	body, err := w.Store.Body(ctx, e.ID)
+	body, err := w.Store.Body(ctx, e)
 	if errors.Is(err, store.ErrNotFound) {
 		// Only a Redis that lost data gets here; retrying cannot help.
 		return w.record(ctx, entry, e, e.Attempts, &Error{Local: true, Message: "the message content is missing from storage"})
@@ -375,14 +396,27 @@ func (w *Worker) attempt(ctx context.Context, entry store.Entry) error {
 	if err != nil {
 		return err
 	}
+	var rendered tracking.Result
+	if w.Renderer != nil {
+		body, rendered = w.Renderer.Render(e, body)
+	}
 	now := w.Now().UTC()
 	sent := map[string]any{store.FieldStatus: store.StatusSent, store.FieldAttempts: e.Attempts + 1}
-	var sentEvent *store.Event
+	var events []*store.Event
 	if e.SentAt == nil {
+		// The first attempt: what its render found is recorded with it,
+		// before the copy goes out (a click needs the links).
 		sent[store.FieldSentAt] = store.FormatTime(now)
-		sentEvent = &store.Event{Type: store.EventSent, Timestamp: now, AccountID: e.AccountID}
+		events = append(events, &store.Event{Type: store.EventSent, Timestamp: now, AccountID: e.AccountID})
+		for _, warning := range rendered.Warnings {
+			events = append(events, &store.Event{Type: store.EventWarning, Timestamp: now, AccountID: e.AccountID,
+				Data: map[string]string{"message": warning}})
+		}
 	}
-	if err := w.Store.UpdateEmail(ctx, e.ID, sent, sentEvent); err != nil {
+	if e.Message != "" && e.TrackClicks && e.Links == nil {
+		sent[store.FieldLinks] = linksJSON(rendered.Links)
+	}
+	if err := w.Store.UpdateEmailEvents(ctx, e.ID, sent, events); err != nil {
 		return err
 	}
 	domain, err := w.Store.DomainByName(ctx, e.AccountID, strings.ToLower(e.FromAddress[strings.LastIndexByte(e.FromAddress, '@')+1:]))
@@ -409,6 +443,15 @@ func (w *Worker) attempt(ctx context.Context, entry store.Entry) error {
 		derr = w.backOff(ctx, lease.Destination(), derr)
 	}
 	return w.recordPatiently(ctx, entry, e, e.Attempts+1, got, derr)
+}
+
+// linksJSON is the links field of an email record: a JSON array.
+func linksJSON(links []string) string {
+	if links == nil {
+		links = []string{}
+	}
+	b, _ := json.Marshal(links) // strings only: cannot fail
+	return string(b)
 }
 
 // final reports whether an email's status is one no attempt changes.

@@ -113,7 +113,8 @@ func (s *Service) ResolveClick(ctx context.Context, clickID string, v Visitor) (
 }
 
 // emailLinks returns the email's link destinations, through the cache:
-// they never change once the email is stored.
+// they never change once recorded, at the email's first render (delivery,
+// or its content read), before any copy with a click id exists.
 func (s *Service) emailLinks(ctx context.Context, emailID string) ([]string, error) {
 	return s.links.Lookup(emailID, s.opt.Now(), func() ([]string, error) {
 		return s.store.EmailLinks(ctx, emailID)

@@ -8,7 +8,8 @@ import (
 
 // EmailWithBodyLen is Email together with the size in bytes of the email's
 // stored MIME (0 when there is none), in one round trip, so that a delivery
-// worker can reserve memory for the body before it reads it.
+// worker can reserve memory for the body before it reads it: its message's
+// (Email.MessageLen, recorded with it), or its own body's.
 func (s *Store) EmailWithBodyLen(ctx context.Context, id string) (*Email, int64, error) {
 	var fields *redis.MapStringStringCmd
 	var size *redis.IntCmd
@@ -24,5 +25,9 @@ func (s *Store) EmailWithBodyLen(ctx context.Context, id string) (*Email, int64,
 	if len(m) == 0 {
 		return nil, 0, ErrNotFound
 	}
-	return emailFromHash(m), size.Val(), nil
+	e := emailFromHash(m)
+	if e.Message != "" {
+		return e, e.MessageLen, nil
+	}
+	return e, size.Val(), nil
 }

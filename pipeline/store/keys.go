@@ -8,7 +8,8 @@ import "strconv"
 // together share a hash tag, the part in braces, so that they live in one
 // Redis Cluster slot:
 //
-//	{q}         the mail: email records, bodies, events, the delivery stream,
+//	{q}         the mail: email records, messages (one stored MIME per
+//	            submission) and their recipient counts, events, the delivery stream,
 //	            the retry schedule, each account's email and sends indexes,
 //	            batches and the queues of segments' sends. Submit persists
 //	            and enqueues in one MULTI over these keys.
@@ -48,8 +49,20 @@ func RetryKey() string { return queueTag + "retry" }
 // EmailKey is the hash holding one email record.
 func EmailKey(id string) string { return queueTag + "email:" + id }
 
-// BodyKey holds the MIME of one email as it will go out (before DKIM).
+// BodyKey holds the MIME of one email as it went out (before DKIM), with
+// its tracking: the layout of records written before messages were stored
+// once (MessageKey). Such records are still read, and released, by it.
 func BodyKey(id string) string { return queueTag + "body:" + id }
+
+// MessageKey holds the MIME of one submission as received (CRLF
+// normalised, its header block edited, untracked), stored once for all of
+// its recipients; each email record names it (Email.Message). Delivery
+// and the content API render each recipient's tracking from it.
+func MessageKey(id string) string { return queueTag + "msg:" + id }
+
+// MessageRefsKey counts the emails of a message that are not final yet:
+// the one that makes it 0 sets the message's retention (Store.release).
+func MessageRefsKey(id string) string { return queueTag + "msg:" + id + ":refs" }
 
 // EventsKey is the list of one email's events (JSON, oldest first).
 func EventsKey(id string) string { return queueTag + "events:" + id }

@@ -58,7 +58,7 @@ const (
 	// List-Unsubscribe link (one-click or the landing page).
 	EventUnsubscribed EventType = "unsubscribed"
 	// EventWarning records something the sender should know of an email
-	// that was accepted (e.g. tracking given up for its size); it is
+	// that was accepted (e.g. a part the tracking rewrite left unchanged); it is
 	// neither listed by type nor sent to webhooks.
 	EventWarning EventType = "warning"
 
@@ -162,15 +162,29 @@ type Email struct {
 	Metadata     map[string]string
 	TrackOpens   bool
 	TrackClicks  bool
-	Links        []string
-	Attempts     int
-	LastError    string
-	CreatedAt    time.Time
-	SentAt       *time.Time
-	DeliveredAt  *time.Time
-	BouncedAt    *time.Time
-	FailedAt     *time.Time
-	OpenedAt     *time.Time
+	// Message names the stored MIME the email is sent from (MessageKey),
+	// shared by every recipient of its submission; MessageLen is its size.
+	// "" for a record written before messages: its own tracked copy is
+	// under BodyKey.
+	Message    string
+	MessageLen int64
+	// TrackBase and PixelTop are the rest of the email's tracking plan,
+	// rendered at delivery: the base of its pixel and click URLs (the
+	// sending domain's tracking domain, or the public URL; "" means the
+	// public URL) and the pixel's placement.
+	TrackBase string
+	PixelTop  bool
+	// Links are the destinations of the tracked links, by index: for an
+	// email with a Message, written when it is first rendered.
+	Links       []string
+	Attempts    int
+	LastError   string
+	CreatedAt   time.Time
+	SentAt      *time.Time
+	DeliveredAt *time.Time
+	BouncedAt   *time.Time
+	FailedAt    *time.Time
+	OpenedAt    *time.Time
 	// PersonOpenedAt is the first open that was not a machine's
 	// (MachineEvent): Apple Mail Privacy Protection opens every mail
 	// it is delivered, before any person may.
@@ -209,6 +223,9 @@ const (
 	FieldScheduledAt    = "scheduledAt"
 	FieldCancelledAt    = "cancelledAt"
 	FieldLinks          = "links" // JSON array of the tracked links' destinations, by index
+	// FieldReleased is set when the email stopped counting against its
+	// message (MessageRefsKey): once, whatever final status comes next.
+	FieldReleased = "released"
 )
 
 // FormatTime is the one timestamp format in records: RFC 3339, UTC, milliseconds.
@@ -258,9 +275,22 @@ func (e *Email) hash() map[string]any {
 		"metadata":     mustJSON(nonNilMap(e.Metadata)),
 		"trackOpens":   boolField(e.TrackOpens),
 		"trackClicks":  boolField(e.TrackClicks),
-		FieldLinks:     mustJSON(nonNilSlice(e.Links)),
 		FieldAttempts:  e.Attempts,
 		"createdAt":    FormatTime(e.CreatedAt),
+	}
+	if e.Message == "" || !e.TrackClicks || e.Links != nil {
+		// A tracked email rendered from its message gets its links at
+		// its first render (SetLinksOnce).
+		h[FieldLinks] = mustJSON(nonNilSlice(e.Links))
+	}
+	if e.Message != "" {
+		h["message"], h["messageLen"] = e.Message, e.MessageLen
+		if e.TrackBase != "" {
+			h["trackBase"] = e.TrackBase
+		}
+		if e.PixelTop {
+			h["pixelTop"] = "1"
+		}
 	}
 	if e.SentAt != nil {
 		h[FieldSentAt] = FormatTime(*e.SentAt)
@@ -292,6 +322,9 @@ func emailFromHash(m map[string]string) *Email {
 		MessageID:      m["messageId"],
 		TrackOpens:     m["trackOpens"] == "1",
 		TrackClicks:    m["trackClicks"] == "1",
+		Message:        m["message"],
+		TrackBase:      m["trackBase"],
+		PixelTop:       m["pixelTop"] == "1",
 		LastError:      m[FieldLastError],
 		SentAt:         parseTime(m[FieldSentAt]),
 		DeliveredAt:    parseTime(m[FieldDeliveredAt]),
@@ -307,6 +340,7 @@ func emailFromHash(m map[string]string) *Email {
 		e.Send = &SendRef{TemplateID: m["templateId"], ContactID: m["contactId"], BatchID: m["batchId"]}
 	}
 	e.Attempts, _ = strconv.Atoi(m[FieldAttempts])
+	e.MessageLen, _ = strconv.ParseInt(m["messageLen"], 10, 64)
 	e.Hits, _ = strconv.Atoi(m[FieldHits])
 	if t := parseTime(m["createdAt"]); t != nil {
 		e.CreatedAt = *t

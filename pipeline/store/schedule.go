@@ -33,15 +33,15 @@ func (s *Store) ScheduleGroup(ctx context.Context, id string) ([]string, error) 
 
 // cancelScheduled cancels the emails whose ids are ARGV[4..] if all are
 // still scheduled and still in the schedule KEYS[1]. KEYS[2..] hold, for
-// each email in turn, its record, body and events keys; ARGV[1] is the
-// time, ARGV[2] and ARGV[3] the seconds its content and records are then
-// kept (0: forever). It is atomic against releaseDue: either the ZREM here
-// succeeds and the emails are never released, or they were released and
-// nothing changes.
-var cancelScheduled = redis.NewScript(`
+// each email in turn, its record, body, events, message and message's
+// count keys (release, in releaseLua); ARGV[1] is the time, ARGV[2] and
+// ARGV[3] the seconds its content and records are then kept (0: forever).
+// It is atomic against releaseDue: either the ZREM here succeeds and the
+// emails are never released, or they were released and nothing changes.
+var cancelScheduled = redis.NewScript(releaseLua + `
 local n = #ARGV - 3
 for i = 1, n do
-  local st = redis.call('HGET', KEYS[3*i - 1], 'status')
+  local st = redis.call('HGET', KEYS[5*i - 3], 'status')
   if st == 'cancelled' then
     return {'cancelled'}
   end
@@ -53,12 +53,10 @@ for i = 1, n do
   end
 end
 for i = 1, n do
-  local record, body, events = KEYS[3*i - 1], KEYS[3*i], KEYS[3*i + 1]
+  local record, body, events = KEYS[5*i - 3], KEYS[5*i - 2], KEYS[5*i - 1]
   redis.call('ZREM', KEYS[1], ARGV[3 + i])
   redis.call('HSET', record, 'status', 'cancelled', 'cancelledAt', ARGV[1])
-  if tonumber(ARGV[2]) > 0 then
-    redis.call('EXPIRE', body, ARGV[2])
-  end
+  release(record, body, KEYS[5*i], KEYS[5*i + 1], ARGV[2])
   if tonumber(ARGV[3]) > 0 then
     redis.call('EXPIRE', record, ARGV[3])
     redis.call('EXPIRE', events, ARGV[3])
@@ -80,12 +78,24 @@ type CancelResult struct {
 // script: all of them, or none if any has left the schedule. Cancelled
 // emails are finished: they expire like delivered ones.
 func (s *Store) CancelScheduled(ctx context.Context, ids []string, at time.Time) (CancelResult, error) {
-	keys := make([]string, 0, 3*len(ids)+1)
+	// The message each email names never changes: read first, its keys
+	// go to the script.
+	messages := make([]*redis.StringCmd, len(ids))
+	if _, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, id := range ids {
+			messages[i] = p.HGet(ctx, EmailKey(id), "message")
+		}
+		return nil
+	}); err != nil && !errors.Is(err, redis.Nil) {
+		return CancelResult{}, err
+	}
+	keys := make([]string, 0, 5*len(ids)+1)
 	args := make([]any, 0, len(ids)+3)
 	keys = append(keys, RetryKey())
 	args = append(args, FormatTime(at), int64(s.retention.Content.Seconds()), int64(s.retention.Records.Seconds()))
-	for _, id := range ids {
-		keys = append(keys, EmailKey(id), BodyKey(id), EventsKey(id))
+	for i, id := range ids {
+		m := messages[i].Val()
+		keys = append(keys, EmailKey(id), BodyKey(id), EventsKey(id), MessageKey(m), MessageRefsKey(m))
 		args = append(args, id)
 	}
 	res, err := cancelScheduled.Run(ctx, s.rdb, keys, args...).StringSlice()

@@ -48,16 +48,56 @@ func finalStatus(status any) bool {
 	return false
 }
 
-// expire queues the expiry of a finished email's keys.
-func (s *Store) expire(ctx context.Context, p redis.Pipeliner, id string) {
-	if s.retention.Content > 0 {
-		p.Expire(ctx, BodyKey(id), s.retention.Content)
-	}
+// expire queues the expiry of a finished email's keys: its record and
+// events, and its content: its own body (BodyKey, a record from before
+// messages) or its share of its message, released (releaseScript). message
+// is the email's Email.Message.
+func (s *Store) expire(ctx context.Context, p redis.Pipeliner, id, message string) {
+	p.Eval(ctx, releaseOne, []string{EmailKey(id), BodyKey(id), MessageKey(message), MessageRefsKey(message)},
+		int64(s.retention.Content.Seconds()))
 	if s.retention.Records > 0 {
 		p.Expire(ctx, EmailKey(id), s.retention.Records)
 		p.Expire(ctx, EventsKey(id), s.retention.Records)
 	}
 }
+
+// releaseLua defines release(record, body, msg, refs, secs): an email that
+// became final gives up its content. An email with a message (its record's
+// "message" field) counts down the message's pending recipients (refs)
+// once, its record marked released; the last one starts the message's
+// retention of secs seconds (0: kept). A record without a message expires
+// its own body. A record that is gone releases nothing.
+const releaseLua = `
+local function release(record, body, msg, refs, secs)
+  if redis.call('EXISTS', record) == 0 then
+    return -1
+  end
+  if redis.call('HEXISTS', record, 'message') == 0 then
+    if tonumber(secs) > 0 then
+      redis.call('EXPIRE', body, secs)
+    end
+    return 0
+  end
+  if redis.call('HSETNX', record, 'released', '1') == 0 then
+    return -1
+  end
+  local left = redis.call('DECR', refs)
+  if left <= 0 then
+    redis.call('DEL', refs)
+    if tonumber(secs) > 0 then
+      redis.call('EXPIRE', msg, secs)
+    end
+  end
+  return left
+end
+`
+
+// releaseOne is release for one email: KEYS its record, own body, message
+// and message's count; ARGV[1] the content's retention (seconds). It is
+// sent as source (EVAL), as scripts queued in a MULTI are.
+const releaseOne = releaseLua + `
+return release(KEYS[1], KEYS[2], KEYS[3], KEYS[4], ARGV[1])
+`
 
 // New returns a Store on rdb; now is the clock for timestamps.
 func New(rdb redis.UniversalClient, now func() time.Time) *Store {
@@ -342,7 +382,9 @@ func (s *Store) Suppress(ctx context.Context, accountID, addr, reason string) er
 
 // ---- emails ----
 
-// NewEmail is an email to persist with the MIME it will be sent as.
+// NewEmail is an email to persist. Its MIME is its Email.Message, stored
+// with PersistOptions.Messages; or, for an email without one, Body, stored
+// under its own key (BodyKey) and sent as it is.
 type NewEmail struct {
 	Email *Email
 	Body  []byte
@@ -369,7 +411,9 @@ func (s *Store) Persist(ctx context.Context, emails []NewEmail, enqueue bool) er
 func (s *Store) writeEmail(ctx context.Context, p redis.Pipeliner, ne NewEmail) {
 	e := ne.Email
 	p.HSet(ctx, EmailKey(e.ID), e.hash())
-	p.Set(ctx, BodyKey(e.ID), ne.Body, 0)
+	if e.Message == "" {
+		p.Set(ctx, BodyKey(e.ID), ne.Body, 0)
+	}
 	created := redis.Z{Score: float64(e.CreatedAt.UnixMilli()), Member: e.ID}
 	p.ZAdd(ctx, AccountEmailsKey(e.AccountID), created)
 	if e.Send != nil {
@@ -382,8 +426,44 @@ func (s *Store) writeEmail(ctx context.Context, p redis.Pipeliner, ne NewEmail) 
 		appendEvents(ctx, p, &Event{Type: EventWarning, Timestamp: e.CreatedAt, EmailID: e.ID, AccountID: e.AccountID,
 			Data: map[string]string{"message": w}})
 	}
-	if (e.Mode == ModeTest && e.ScheduledAt == nil) || e.Status == StatusSuppressed {
-		s.expire(ctx, p, e.ID) // finished at once: nothing is delivered
+	if finishedAtOnce(e) {
+		// Nothing is delivered. Its message does not count it
+		// (writeMessage): it is released as it is written.
+		if e.Message != "" {
+			p.HSet(ctx, EmailKey(e.ID), FieldReleased, "1")
+		}
+		s.expire(ctx, p, e.ID, e.Message)
+	}
+}
+
+// finishedAtOnce reports whether e is final as it is stored: a test-mode
+// email not scheduled (never delivered), or a suppressed one.
+func finishedAtOnce(e *Email) bool {
+	return (e.Mode == ModeTest && e.ScheduledAt == nil) || e.Status == StatusSuppressed
+}
+
+// NewMessage is the MIME of one submission, stored once (MessageKey) for
+// the emails whose Email.Message is its ID.
+type NewMessage struct {
+	ID   string
+	MIME []byte
+}
+
+// writeMessage queues the writes that store m for emails, counting those
+// of them that are not final yet (MessageRefsKey); with none, its
+// retention starts at once.
+func (s *Store) writeMessage(ctx context.Context, p redis.Pipeliner, m NewMessage, emails []NewEmail) {
+	p.Set(ctx, MessageKey(m.ID), m.MIME, 0)
+	refs := 0
+	for _, ne := range emails {
+		if ne.Email.Message == m.ID && !finishedAtOnce(ne.Email) {
+			refs++
+		}
+	}
+	if refs > 0 {
+		p.Set(ctx, MessageRefsKey(m.ID), refs, 0)
+	} else if s.retention.Content > 0 {
+		p.Expire(ctx, MessageKey(m.ID), s.retention.Content)
 	}
 }
 
@@ -426,14 +506,35 @@ func hgetJSON[T any](ctx context.Context, rdb redis.UniversalClient, key, field,
 	return &v, nil
 }
 
-// Body returns the stored MIME of the email.
-func (s *Store) Body(ctx context.Context, id string) ([]byte, error) {
-	b, err := s.rdb.Get(ctx, BodyKey(id)).Bytes()
+// Body returns the stored MIME of the email: its message (Email.Message),
+// untracked, to be rendered for it; or, for a record from before messages,
+// its own copy as it goes out.
+func (s *Store) Body(ctx context.Context, e *Email) ([]byte, error) {
+	key := BodyKey(e.ID)
+	if e.Message != "" {
+		key = MessageKey(e.Message)
+	}
+	b, err := s.rdb.Get(ctx, key).Bytes()
 	if errors.Is(err, redis.Nil) {
 		return nil, ErrNotFound
 	}
 	return b, err
 }
+
+// SetLinksOnce records the destinations of e's tracked links, found when
+// it was first rendered, unless they are recorded already: every render
+// of one email finds the same. A record gone or without a message is
+// left alone.
+func (s *Store) SetLinksOnce(ctx context.Context, id string, links []string) error {
+	return setLinksOnce.Run(ctx, s.rdb, []string{EmailKey(id)}, mustJSON(nonNilSlice(links))).Err()
+}
+
+var setLinksOnce = redis.NewScript(`
+if redis.call('HEXISTS', KEYS[1], 'message') == 1 then
+  redis.call('HSETNX', KEYS[1], 'links', ARGV[1])
+end
+return 1
+`)
 
 // Bounds of the event streams: old entries are trimmed (approximately).
 const (
@@ -483,27 +584,51 @@ return id
 // UpdateEmail sets fields of the email record and records ev (may be nil),
 // in one MULTI. An email whose new status is final starts to expire.
 func (s *Store) UpdateEmail(ctx context.Context, id string, fields map[string]any, ev *Event) error {
-	return s.updateEmail(ctx, id, fields, ev, finalStatus(fields[FieldStatus]))
+	return s.updateEmail(ctx, id, fields, events(ev), finalStatus(fields[FieldStatus]))
+}
+
+// UpdateEmailEvents is UpdateEmail recording several events (none is nil).
+func (s *Store) UpdateEmailEvents(ctx context.Context, id string, fields map[string]any, evs []*Event) error {
+	return s.updateEmail(ctx, id, fields, evs, finalStatus(fields[FieldStatus]))
 }
 
 // FinishEmail is UpdateEmail for the last change of an email whose status
 // alone does not say so: a test-mode email becomes "sent", which for live
 // mail is a step on the way. The email starts to expire.
 func (s *Store) FinishEmail(ctx context.Context, id string, fields map[string]any, ev *Event) error {
-	return s.updateEmail(ctx, id, fields, ev, true)
+	return s.updateEmail(ctx, id, fields, events(ev), true)
 }
 
-func (s *Store) updateEmail(ctx context.Context, id string, fields map[string]any, ev *Event, finished bool) error {
+func events(ev *Event) []*Event {
+	if ev == nil {
+		return nil
+	}
+	return []*Event{ev}
+}
+
+func (s *Store) updateEmail(ctx context.Context, id string, fields map[string]any, evs []*Event, finished bool) error {
+	var message string
+	if finished {
+		// The message an email names never changes: read before the
+		// MULTI, its key goes into it (the release is atomic in it).
+		var err error
+		message, err = s.rdb.HGet(ctx, EmailKey(id), "message").Result()
+		if err != nil && !errors.Is(err, redis.Nil) {
+			return err
+		}
+	}
 	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		if len(fields) > 0 {
 			p.HSet(ctx, EmailKey(id), fields)
 		}
-		if ev != nil {
-			ev.EmailID = id
-			appendEvents(ctx, p, ev)
+		if len(evs) > 0 {
+			for _, ev := range evs {
+				ev.EmailID = id
+			}
+			appendEvents(ctx, p, evs...)
 		}
 		if finished {
-			s.expire(ctx, p, id)
+			s.expire(ctx, p, id, message)
 		}
 		return nil
 	})

@@ -30,6 +30,9 @@ type PersistOptions struct {
 	// Idempotency, when set, stores the response under its key in the same
 	// MULTI, provided the claim (Token) still holds.
 	Idempotency *IdemDone
+	// Messages are the MIME the emails name (Email.Message), each stored
+	// once.
+	Messages []NewMessage
 }
 
 // IdemDone is the response to record under an idempotency key.
@@ -47,6 +50,9 @@ type IdemDone struct {
 // writes nothing and ErrClaimLost is returned, so a key never yields two sends.
 func (s *Store) PersistWith(ctx context.Context, emails []NewEmail, opt PersistOptions) error {
 	write := func(p redis.Pipeliner) error {
+		for _, m := range opt.Messages {
+			s.writeMessage(ctx, p, m, emails)
+		}
 		for _, ne := range emails {
 			s.writeEmail(ctx, p, ne)
 			e := ne.Email
