@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -63,6 +64,12 @@ type Worker struct {
 	Renderer Renderer
 
 	signers sync.Map // domain + selector → *dkim.Signer
+
+	// unfinished are the entries whose attempt Redis failed mid-way: still
+	// pending to this worker, which tries them again (reclaim) instead of
+	// leaving them until ClaimIdle, since it is alive.
+	unfinishedMu sync.Mutex
+	unfinished   []store.Entry
 }
 
 // Renderer makes the copy of an email that goes out from the body the
@@ -214,10 +221,11 @@ func (w *Worker) read(ctx context.Context, free chan struct{}, jobs chan<- store
 	}
 }
 
-// reclaim takes over, once a second, the entries a stopped worker left
-// pending (its liveness key gone) and those pending past ClaimIdle (a
-// stuck one), as many as there are free attempts: it waits for free ones
-// in turn with read, so that old entries are not starved by new ones.
+// reclaim hands over again, once a second, this worker's unfinished
+// entries, then takes over the entries a stopped worker left pending (its
+// liveness key gone) and those pending past ClaimIdle (a stuck one), as
+// many as there are free attempts: it waits for free ones in turn with
+// read, so that old entries are not starved by new ones.
 func (w *Worker) reclaim(ctx context.Context, free chan struct{}, jobs chan<- store.Entry) {
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
@@ -231,21 +239,24 @@ func (w *Worker) reclaim(ctx context.Context, free chan struct{}, jobs chan<- st
 		if n == 0 {
 			return
 		}
-		orphaned, err := w.Store.ClaimOrphaned(ctx, w.Consumer, n)
-		if err != nil && ctx.Err() == nil {
-			w.Logger.Warn("claiming a stopped worker's entries failed", "err", err)
+		claimed := w.takeUnfinished(n)
+		if len(claimed) < n {
+			orphaned, err := w.Store.ClaimOrphaned(ctx, w.Consumer, n-len(claimed))
+			if err != nil && ctx.Err() == nil {
+				w.Logger.Warn("claiming a stopped worker's entries failed", "err", err)
+			}
+			if len(orphaned) > 0 {
+				w.Logger.Info("took over the entries of a stopped worker", "entries", len(orphaned))
+			}
+			claimed = append(claimed, orphaned...)
 		}
-		if len(orphaned) > 0 {
-			w.Logger.Info("took over the entries of a stopped worker", "entries", len(orphaned))
-		}
-		var stuck []store.Entry
-		if len(orphaned) < n {
-			stuck, err = w.Store.Claim(ctx, w.Consumer, w.ClaimIdle, n-len(orphaned))
+		if len(claimed) < n {
+			stuck, err := w.Store.Claim(ctx, w.Consumer, w.ClaimIdle, n-len(claimed))
 			if err != nil && ctx.Err() == nil {
 				w.Logger.Warn("claiming abandoned entries failed", "err", err)
 			}
+			claimed = append(claimed, stuck...)
 		}
-		claimed := append(orphaned, stuck...)
 		giveBack(free, n-len(claimed))
 		for _, e := range claimed {
 			select {
@@ -329,9 +340,24 @@ func (w *Worker) process(entry store.Entry) {
 		}
 	}()
 	if err := w.attempt(ctx, entry); err != nil {
-		// Redis failed mid-way: leave the entry pending to be claimed again.
-		w.Logger.Warn("delivery attempt not recorded", "email", entry.EmailID, "err", err)
+		// Redis failed mid-way (a failover, a restart): the entry stays
+		// pending to this worker, which tries it again in a second; were
+		// the process to die first, another would take it over.
+		w.Logger.Warn("delivery attempt not recorded; trying again", "email", entry.EmailID, "err", err)
+		w.unfinishedMu.Lock()
+		w.unfinished = append(w.unfinished, entry)
+		w.unfinishedMu.Unlock()
 	}
+}
+
+// takeUnfinished takes up to n of the unfinished entries.
+func (w *Worker) takeUnfinished(n int) []store.Entry {
+	w.unfinishedMu.Lock()
+	defer w.unfinishedMu.Unlock()
+	k := min(n, len(w.unfinished))
+	out := slices.Clone(w.unfinished[:k])
+	w.unfinished = slices.Delete(w.unfinished, 0, k)
+	return out
 }
 
 func (w *Worker) attempt(ctx context.Context, entry store.Entry) error {
