@@ -143,6 +143,13 @@ func TestFleetSharesOneState(t *testing.T) {
 		t.Errorf("%d messages delivered twice by a fleet nobody killed", dup)
 	}
 
+	// The scheduled ones were due a second after they were sent: wait
+	// for each, then for the queue to be idle, before counting.
+	testkit.WaitFor(t, "every scheduled email at the destination", func() bool {
+		got := s.deliveredSubjects()
+		return !slices.ContainsFunc(scheduled, func(subject string) bool { return got[subject] == 0 })
+	})
+	s.deliveryIdle()
 	got := s.deliveredSubjects()
 	for _, subject := range append(scheduled, keyed[0]) {
 		if got[subject] != 1 {
