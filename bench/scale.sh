@@ -17,7 +17,8 @@
 #               the three SMTP listeners (round-robin per connection)
 #   3 faults    the same fleet and load again; SCALE_KILL_AT into the run, kill -9 one
 #               gateway and the Redis master that holds the mail's hash slot ({q}); its
-#               replica is promoted by the cluster; the load goes on against the rest
+#               replica is promoted by the cluster, and the killed one is started again once it
+#               has (SCALE_RESTART_NODE); the load goes on against the rest
 # Per run it prints msgs/s accepted, msgs/s delivered at the sink while the load ran and
 # end to end (until the queue drained), and the server CPU per accepted message with its
 # delivery (utime+stime from /proc/PID/stat of the gateways, every redis-server and the
@@ -36,6 +37,8 @@
 #                           replica, so that a master's failover cannot lose it; 0 = off)
 #   SCALE_KILL_AT           seconds into the fault run at which the kills happen (default: a third
 #                           of SCALE_DURATION)
+#   SCALE_RESTART_NODE      1 (default): once a replica has taken over, start the killed Redis master
+#                           again (it rejoins as a replica); 0: leave it dead
 #   SCALE_RUNS              which runs, default "baseline fleet faults"
 #   SCALE_KEEP=1            keep the work directory (logs, configs, ledgers, redis data)
 #   PIGEONPOST_BIN          the binary to run (default bin/pigeonpost, built from the working tree)
@@ -54,6 +57,7 @@ DUR_S=${DURATION%s}
 [[ $DUR_S =~ ^[0-9]+$ ]] || { echo "SCALE_DURATION must be whole seconds, e.g. 20s" >&2; exit 2; }
 KILL_AT=${SCALE_KILL_AT:-$((DUR_S / 3))}
 RUNS=${SCALE_RUNS:-baseline fleet faults}
+RESTART=${SCALE_RESTART_NODE:-1}
 PP_BIN=${PIGEONPOST_BIN:-$ROOT/bin/pigeonpost}
 KEY=sp_live_benchbenchbenchbenchbench0001
 DOMAIN=bench.test
@@ -86,6 +90,7 @@ stop_all() {
 cleanup() {
   local rc=$?
   trap - EXIT INT TERM
+  [[ -s $WORK/restarted.pid ]] && PIDS+=("$(cat "$WORK/restarted.pid")") NAMES+=("restarted redis-server")
   stop_all
   if [[ ${SCALE_KEEP:-0} == 1 || $rc != 0 ]]; then
     log "work directory kept: $WORK"
@@ -315,15 +320,20 @@ fi
 # ---- 2 and 3: the fleet ----
 if [[ " $RUNS " == *" fleet "* || " $RUNS " == *" faults "* ]]; then
   NODES=() NODE_PIDS=()
+  # node_args I PORT sets NODE_ARGS to the arguments of cluster node I on PORT
+  node_args() {
+    local d=$WORK/node$1
+    NODE_ARGS=(--bind 127.0.0.1 --port "$2" --dir "$d" --cluster-enabled yes --cluster-config-file "$d/nodes.conf"
+      --cluster-node-timeout "$NODE_TIMEOUT" --cluster-replica-validity-factor 0 --cluster-allow-replica-migration no
+      --repl-diskless-sync yes --repl-diskless-sync-delay 0 "${REDIS_COMMON[@]}")
+  }
   for i in 0 1 2 3 4 5; do
     d=$WORK/node$i
     mkdir -p "$d"
     for try in 1 2 3 4 5; do # another process may take a port in between: try the next ones
       free_port_pair
-      start "node$i" "$WORK/node$i.log" redis-server --bind 127.0.0.1 --port "$PORT" --dir "$d" \
-        --cluster-enabled yes --cluster-config-file "$d/nodes.conf" --cluster-node-timeout "$NODE_TIMEOUT" \
-        --cluster-replica-validity-factor 0 --cluster-allow-replica-migration no \
-        --repl-diskless-sync yes --repl-diskless-sync-delay 0 "${REDIS_COMMON[@]}"
+      node_args "$i" "$PORT"
+      start "node$i" "$WORK/node$i.log" redis-server "${NODE_ARGS[@]}"
       up=0
       for ((k = 0; k < 100; k++)); do
         [[ $(redis-cli -p "$PORT" ping 2>/dev/null) == PONG ]] && { up=1; break; }
@@ -394,6 +404,24 @@ if [[ " $RUNS " == *" fleet "* || " $RUNS " == *" faults "* ]]; then
       sleep "$KILL_AT"
       echo "[scale $(date +%H:%M:%S)] kill -9 gateway3 (pid ${GPIDS[2]}) and node$victim ${NODES[$victim]} (pid ${NODE_PIDS[$victim]}), the master of slot $slot ({q})" >&2
       kill -KILL "${GPIDS[2]}" "${NODE_PIDS[$victim]}"
+      t_kill=$(date +%s.%N)
+      vport=${NODES[$victim]##*:} other=${NODES[$(((victim + 1) % 6))]##*:}
+      for ((k = 0; k < 300; k++)); do # until another node serves the slot as a master
+        owner=$(redis-cli -p "$other" cluster nodes 2>/dev/null | awk -v s="$slot" '$3 ~ /master/ && $3 !~ /fail/ {
+          for (f = 9; f <= NF; f++) { split($f, a, "-"); if (a[2] == "") a[2] = a[1]; if (s + 0 >= a[1] + 0 && s + 0 <= a[2] + 0) print $2 } }')
+        [[ -n $owner && ${owner%@*} != "${NODES[$victim]}" ]] && break
+        sleep 0.1
+      done
+      echo "[scale $(date +%H:%M:%S)] slot $slot served by ${owner%@*} $(awk -v a="$t_kill" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }') s after the kill" >&2
+      if [[ $RESTART == 1 ]]; then
+        # As systemd or Kubernetes would: the killed redis-server comes back and rejoins as
+        # the replica of the node that took over (without one, redis.min_replicas_acked
+        # makes every submission to that shard wait min_replicas_timeout and answer 451).
+        node_args "$victim" "$vport"
+        redis-server "${NODE_ARGS[@]}" >>"$WORK/node$victim.log" 2>&1 &
+        echo $! >"$WORK/restarted.pid"
+        echo "[scale $(date +%H:%M:%S)] restarted node$victim (pid $!)" >&2
+      fi
     ) &
     KILLER=$!
     # The dead processes drop out of the CPU figures (their /proc is gone by the end): count
@@ -419,6 +447,11 @@ if [[ " $RUNS " == *" fleet "* || " $RUNS " == *" faults "* ]]; then
     t0=$(date +%s)
     load faults "$FLEET_ADDRS" "${FAULT_PIDS[@]}" -metrics "http://${GHTTP[0]}/metrics"
     wait "$KILLER" || true
+    if [[ -s $WORK/restarted.pid ]]; then
+      PIDS+=("$(cat "$WORK/restarted.pid")") NAMES+=("node$victim (restarted)")
+      rm -f "$WORK/restarted.pid"
+      log "faults: node$victim after its restart: $(redis-cli -p "${NODES[$victim]##*:}" role 2>/dev/null | head -1)"
+    fi
     wait "${GPIDS[2]}" 2>/dev/null || true
     wait "${NODE_PIDS[$victim]}" 2>/dev/null || true
     log "faults: the cluster after the kill: $(redis-cli -p "${NODES[0]##*:}" cluster nodes 2>/dev/null | awk '{print $2, $3}' | sed 's/@[0-9]*//' | tr '\n' ';')"
