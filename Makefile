@@ -55,6 +55,13 @@ fuzz:
 bench: build
 	./bench/run.sh
 
+.PHONY: scale
+## scale: one gateway on one Redis beside 3 gateways on a 3+3 Redis Cluster (workload a, SCALE_DURATION
+## each, default 20s), then kill -9 a gateway and a Redis master mid-run: msgs/s, CPU per message, and
+## acked= delivered= lost= dup= (see bench/scale.sh; fails when an acknowledged message is lost)
+scale: build
+	./bench/scale.sh
+
 .PHONY: e2e
 ## e2e: the real stack on loopback with every client users run (swaks, smtplib, Nodemailer, mail gem, Symfony Mailer, PHPMailer, net/smtp) and the dashboard in chromium; install them with e2e/install.sh
 e2e:

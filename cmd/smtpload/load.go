@@ -38,6 +38,7 @@ type worker struct {
 	conns    int
 	setupErr int
 	bytes    int64
+	acked    []int64 // with -ledger: the sequence numbers answered 250
 }
 
 func newWorker() *worker {
@@ -77,6 +78,7 @@ func (w *worker) merge(o *worker) {
 	w.conns += o.conns
 	w.setupErr += o.setupErr
 	w.bytes += o.bytes
+	w.acked = append(w.acked, o.acked...)
 }
 
 // classify turns an error into a short bucket name: the SMTP code, or a
@@ -124,7 +126,9 @@ type runner struct {
 	hardStop  time.Time
 	timedOut  atomic.Bool
 	pid       int
+	runID     string // with -ledger: the prefix of this run's message ids
 	setupFail atomic.Int64
+	conns     atomic.Int64 // connections begun: the next one goes to addrs[conns % len(addrs)]
 }
 
 // claim takes the next message number; false when -n or -duration is reached.
@@ -150,6 +154,16 @@ func (r *runner) deadline() time.Time {
 	return d
 }
 
+// nextAddr returns the target of the next connection: the -addr list in
+// turn, so that the load is spread evenly over several servers.
+func (r *runner) nextAddr() string {
+	if len(r.cfg.addrs) == 0 {
+		return r.cfg.Addr
+	}
+	n := r.conns.Add(1) - 1
+	return r.cfg.addrs[n%int64(len(r.cfg.addrs))]
+}
+
 type session struct {
 	c    *smtp.Client
 	conn net.Conn
@@ -161,20 +175,21 @@ func (s *session) arm(r *runner) { _ = s.conn.SetDeadline(r.deadline()) }
 // STARTTLS and EHLO again, AUTH PLAIN.
 func (r *runner) setup(w *worker) (*session, error) {
 	t0 := time.Now()
+	addr := r.nextAddr()
 	d := net.Dialer{Timeout: r.cfg.timeout, Deadline: r.hardStop}
 	var conn net.Conn
 	var err error
 	if r.cfg.ImplicitTLS {
-		conn, err = tls.DialWithDialer(&d, "tcp", r.cfg.Addr, r.tlsConf)
+		conn, err = tls.DialWithDialer(&d, "tcp", addr, r.tlsConf)
 	} else {
-		conn, err = d.Dial("tcp", r.cfg.Addr)
+		conn, err = d.Dial("tcp", addr)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("dial: %w", err)
 	}
 	s := &session{conn: conn}
 	s.arm(r)
-	host, _, _ := net.SplitHostPort(r.cfg.Addr)
+	host, _, _ := net.SplitHostPort(addr)
 	c, err := smtp.NewClient(conn, host) // reads the 220 greeting
 	if err != nil {
 		conn.Close()
@@ -250,7 +265,7 @@ func (r *runner) send(w *worker, s *session, seq int64) (broken bool) {
 	if err != nil {
 		return fail("data", err)
 	}
-	hdr := header(r.cfg, seq, r.pid, r.rcpts)
+	hdr := header(r.cfg, seq, r.pid, r.runID, r.rcpts)
 	if _, err := wc.Write(hdr); err != nil {
 		return fail("body", err)
 	}
@@ -270,6 +285,9 @@ func (r *runner) send(w *worker, s *session, seq int64) (broken bool) {
 	}
 	w.codes["250"]++
 	w.accepted++
+	if r.runID != "" {
+		w.acked = append(w.acked, seq)
+	}
 	w.bytes += int64(len(hdr) + len(r.body))
 	w.dataLat = append(w.dataLat, t2.Sub(t1))
 	w.txnLat = append(w.txnLat, t2.Sub(t0))

@@ -18,6 +18,12 @@
 // process, how many messages reached the downstream sink (waiting up to
 // -drain-timeout for the rest) and the gateway's delivery queue depth.
 //
+// -addr takes several servers separated by commas (a fleet of gateways):
+// each new connection goes to the next. With -ledger FILE every message
+// carries a unique X-Smtpload-Id and the ids answered 250 are written to
+// FILE; `-sink -ledger FILE` appends the id of each message it receives, and
+// -ledger-check ACKED DELIVERED reports acked= delivered= lost= dup=.
+//
 //	smtpload -addr 127.0.0.1:2587 -starttls -user apikey -pass sp_live_… \
 //	  -c 20 -n 2000 -per-conn 100 -size 10240 -links 20 \
 //	  -header 'X-SP-Track-Opens: true' -header 'X-SP-Track-Clicks: true' -json out.json
@@ -67,6 +73,8 @@ type config struct {
 	CmdTimeout  string   `json:"cmd_timeout"`
 
 	pass     string
+	addrs    []string // Addr split at commas: connections go round-robin over them
+	ledger   string   // -ledger: tag each message with an id, write the acknowledged ones here
 	duration time.Duration
 	grace    time.Duration
 	timeout  time.Duration
@@ -80,7 +88,7 @@ func run(args []string) int {
 	fs := flag.NewFlagSet("smtpload", flag.ContinueOnError)
 	c := &config{}
 	fs.StringVar(&c.Label, "label", "", "free-form label copied into the report")
-	fs.StringVar(&c.Addr, "addr", "127.0.0.1:2587", "server host:port (loopback only); with -sink, the address to listen on")
+	fs.StringVar(&c.Addr, "addr", "127.0.0.1:2587", "server host:port (loopback only), or several separated by commas: each new connection goes to the next (round-robin); with -sink, the address to listen on")
 	fs.BoolVar(&c.StartTLS, "starttls", false, "issue STARTTLS after EHLO (port 587 style); with -sink, offer STARTTLS")
 	fs.BoolVar(&c.ImplicitTLS, "tls", false, "implicit TLS on connect (port 465 style)")
 	fs.BoolVar(&c.TLSResume, "tls-resume", false, "enable a client TLS session cache (resumption); off = full handshake per connection")
@@ -113,6 +121,9 @@ func run(args []string) int {
 	sinkCert := fs.String("cert", "", "with -sink, PEM certificate (default: in-memory self-signed ECDSA)")
 	sinkKey := fs.String("key", "", "with -sink, PEM private key")
 	report := fs.Bool("report", false, "print a markdown table of the JSON reports named as arguments, then exit")
+	fs.StringVar(&c.ledger, "ledger", "", "give each message a unique "+idHeader+" header and write the ids of those answered 250 here, one a line; "+
+		"with -sink, append the "+idHeader+" of each message received here (see -ledger-check)")
+	ledgerCheck := fs.Bool("ledger-check", false, "compare the ledgers ACKED (load) and DELIVERED (sink) named as arguments: print acked= delivered= lost= dup=, exit 1 if an acknowledged message is missing")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -123,13 +134,36 @@ func run(args []string) int {
 		}
 		return 0
 	}
-	if err := checkLoopback(c.Addr); err != nil {
-		fmt.Fprintln(os.Stderr, "smtpload:", err)
-		return 2
+	if *ledgerCheck {
+		if fs.NArg() != 2 {
+			fmt.Fprintln(os.Stderr, "smtpload -ledger-check: want two files, ACKED and DELIVERED")
+			return 2
+		}
+		lc, err := checkLedgers(fs.Arg(0), fs.Arg(1))
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "smtpload -ledger-check:", err)
+			return 2
+		}
+		fmt.Println(lc)
+		if lc.Lost > 0 {
+			return 1
+		}
+		return 0
+	}
+	c.addrs = strings.Split(c.Addr, ",")
+	for _, a := range c.addrs {
+		if err := checkLoopback(a); err != nil {
+			fmt.Fprintln(os.Stderr, "smtpload:", err)
+			return 2
+		}
 	}
 	if *sinkMode {
+		if len(c.addrs) > 1 {
+			fmt.Fprintln(os.Stderr, "smtpload -sink: one -addr")
+			return 2
+		}
 		err := runSink(sinkOptions{addr: c.Addr, addrFile: *sinkAddrFile, statsFile: *sinkStatsFile,
-			starttls: c.StartTLS, user: c.User, pass: c.pass, cert: *sinkCert, key: *sinkKey})
+			starttls: c.StartTLS, user: c.User, pass: c.pass, cert: *sinkCert, key: *sinkKey, ledger: c.ledger})
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "smtpload -sink:", err)
 			return 1
@@ -162,6 +196,9 @@ func run(args []string) int {
 	}
 
 	r := &runner{cfg: c, pid: os.Getpid()}
+	if c.ledger != "" {
+		r.runID = newRunID()
+	}
 	r.tlsConf = &tls.Config{InsecureSkipVerify: true, ServerName: "localhost", MinVersion: tls.VersionTLS12} //nolint:gosec // benchmark against self-signed loopback servers
 	if c.TLSResume {
 		r.tlsConf.ClientSessionCache = tls.NewLRUClientSessionCache(1024)
@@ -224,6 +261,12 @@ func run(args []string) int {
 	for _, w := range workers {
 		all.merge(w)
 	}
+	if c.ledger != "" {
+		if err := writeLedger(c.ledger, r.runID, all.acked); err != nil {
+			fmt.Fprintln(os.Stderr, "smtpload: -ledger:", err)
+			return 1
+		}
+	}
 	if srv != nil {
 		for _, p := range procs {
 			p.loadEnd()
@@ -259,7 +302,7 @@ func run(args []string) int {
 	attempted := min(r.next.Load(), int64(c.Total))
 	res := &result{
 		Config:        c,
-		MessageBytes:  len(header(c, 0, r.pid, r.rcpts)) + len(r.body),
+		MessageBytes:  len(header(c, 0, r.pid, r.runID, r.rcpts)) + len(r.body),
 		Started:       start.UTC().Format(time.RFC3339),
 		WallS:         round(wall.Seconds(), 3),
 		Attempted:     attempted,

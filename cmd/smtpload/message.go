@@ -85,7 +85,8 @@ func anchor(i int) string {
 }
 
 // header returns the header section of message seq, ending with the blank line.
-func header(c *config, seq int64, pid int, rcpts []string) []byte {
+// With a runID (-ledger) it carries the message's unique id in idHeader.
+func header(c *config, seq int64, pid int, runID string, rcpts []string) []byte {
 	var b bytes.Buffer
 	now := time.Now()
 	fmt.Fprintf(&b, "From: Loadgen <%s>\r\n", c.From)
@@ -100,6 +101,9 @@ func header(c *config, seq int64, pid int, rcpts []string) []byte {
 		b.WriteString("Content-Type: text/plain; charset=utf-8\r\n")
 	}
 	b.WriteString("Content-Transfer-Encoding: 7bit\r\n")
+	if runID != "" {
+		fmt.Fprintf(&b, "%s: %s\r\n", idHeader, ledgerID(runID, seq))
+	}
 	for _, h := range c.Headers {
 		b.WriteString(h)
 		b.WriteString("\r\n")

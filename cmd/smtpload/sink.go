@@ -26,6 +26,15 @@ type sinkOptions struct {
 	starttls                  bool
 	user, pass                string
 	cert, key                 string
+	ledger                    string // -ledger: the ledger sink, which records each message's id
+}
+
+// sinkServer is what runSink needs of a sink: smtpsink's, or the ledger sink.
+type sinkServer interface {
+	Addr() string
+	Stats() smtpsink.Stats
+	Errors() <-chan error
+	Shutdown(ctx context.Context) error
 }
 
 // snapshot is the stats file's content.
@@ -74,12 +83,26 @@ func newSink(opt sinkOptions) (*smtpsink.Server, error) {
 
 // runSink serves until SIGTERM or SIGINT, then prints its totals.
 func runSink(opt sinkOptions) error {
-	srv, err := newSink(opt)
+	var srv sinkServer
+	var ledger *ledgerSink
+	var err error
+	if opt.ledger != "" {
+		if opt.starttls || opt.user != "" {
+			return errors.New("-ledger takes neither -starttls nor -user")
+		}
+		ledger, err = startLedgerSink(opt.addr, opt.ledger)
+		srv = ledger
+	} else {
+		srv, err = newSink(opt)
+	}
 	if err != nil {
 		return err
 	}
 	start := time.Now()
 	writeStats := func() {
+		if ledger != nil {
+			_ = ledger.Flush() // the ledger first: it never lags the count
+		}
 		if opt.statsFile != "" {
 			b, _ := json.Marshal(snapshot(srv.Stats(), start))
 			_ = writeFileAtomic(opt.statsFile, append(b, '\n'))

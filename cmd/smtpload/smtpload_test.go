@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -130,5 +131,73 @@ func TestBodyMatchesLoadgen(t *testing.T) {
 func TestRefusesNonLoopback(t *testing.T) {
 	if rc := run([]string{"-addr", "192.0.2.1:25", "-q"}); rc != 2 {
 		t.Fatalf("run returned %d, want 2", rc)
+	}
+}
+
+func TestAddrListIsRoundRobin(t *testing.T) {
+	a1, _, s1 := startSink(t)
+	a2, _, s2 := startSink(t)
+	// 20 messages, 5 a connection, one connection at a time: connections
+	// 0 and 2 go to the first sink, 1 and 3 to the second.
+	rc := run([]string{"-addr", a1 + "," + a2, "-starttls", "-user", "bench", "-pass", "benchpass",
+		"-c", "1", "-n", "20", "-per-conn", "5", "-size", "1024", "-duration", "20s", "-q"})
+	if rc != 0 {
+		t.Fatalf("run returned %d", rc)
+	}
+	if n1, n2 := s1.Stats().Messages, s2.Stats().Messages; n1 != 10 || n2 != 10 {
+		t.Fatalf("sinks received %d and %d messages, want 10 each", n1, n2)
+	}
+	if rc := run([]string{"-addr", a1 + ",192.0.2.1:25", "-q"}); rc != 2 {
+		t.Fatalf("a non-loopback address in the list: run returned %d, want 2", rc)
+	}
+}
+
+func TestLedgerFindsLostAndDuplicated(t *testing.T) {
+	dir := t.TempDir()
+	delivered, acked := filepath.Join(dir, "delivered"), filepath.Join(dir, "acked")
+	sink, err := startLedgerSink("127.0.0.1:0", delivered)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sink.Shutdown(context.Background())
+	rc := run([]string{"-addr", sink.Addr(), "-c", "3", "-n", "30", "-per-conn", "4", "-size", "2048",
+		"-duration", "20s", "-q", "-ledger", acked})
+	if rc != 0 {
+		t.Fatalf("run returned %d", rc)
+	}
+	if err := sink.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	c, err := checkLedgers(acked, delivered)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c != (ledgerCheck{Acked: 30, Delivered: 30}) {
+		t.Fatalf("check %v, want 30 acknowledged and delivered once", c)
+	}
+
+	// One message lost, one delivered twice, one never acknowledged, and
+	// one of another run (not counted).
+	ids, _ := readLines(delivered)
+	run0, _, _ := strings.Cut(ids[0], ".")
+	forged := append(append([]string{}, ids[1:]...), ids[1], run0+".999", "otherrun.0")
+	if err := os.WriteFile(delivered, []byte(strings.Join(forged, "\n")+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c, _ = checkLedgers(acked, delivered)
+	if c != (ledgerCheck{Acked: 30, Delivered: 29, Lost: 1, Dup: 1, Unacked: 1}) {
+		t.Fatalf("check %v", c)
+	}
+	if rc := run([]string{"-ledger-check", acked, delivered}); rc != 1 {
+		t.Fatalf("-ledger-check with a lost message returned %d, want 1", rc)
+	}
+}
+
+func TestReadLedgerID(t *testing.T) {
+	long := "X-Long: " + strings.Repeat("a", 10000) + "\r\n"
+	msg := "DKIM-Signature: v=1; a=rsa-sha256;\r\n\tb=abc\r\n" + long + "x-smtpload-id:  r1.7 \r\n\r\nX-Smtpload-Id: body.1\r\n" + strings.Repeat("b", 5000)
+	id, n, err := readLedgerID(strings.NewReader(msg))
+	if err != nil || id != "r1.7" || n != int64(len(msg)) {
+		t.Fatalf("id %q, %d bytes (want %d), err %v", id, n, len(msg), err)
 	}
 }
