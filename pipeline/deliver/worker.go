@@ -687,13 +687,10 @@ func (w *Worker) recordDelivery(ctx context.Context, entry store.Entry, e *store
 	stamp := store.FormatTime(now)
 	if derr == nil {
 		w.Metrics.attempts.WithLabelValues("delivered").Inc()
-		if err := w.Store.UpdateEmail(ctx, e.ID,
+		return w.Store.FinishDelivery(ctx, entry, e,
 			map[string]any{store.FieldStatus: store.StatusDelivered, store.FieldDeliveredAt: stamp, store.FieldLastError: ""},
 			&store.Event{Type: store.EventDelivered, Timestamp: now, AccountID: e.AccountID,
-				Data: attemptData(got.Host, got.Reply, "")}); err != nil {
-			return err
-		}
-		return w.Store.Ack(ctx, entry.StreamID)
+				Data: attemptData(got.Host, got.Reply, "")})
 	}
 	var de *Error
 	if !errors.As(derr, &de) {
@@ -737,7 +734,7 @@ func (w *Worker) recordDelivery(ctx context.Context, entry store.Entry, e *store
 			}
 		}
 	}
-	if err := w.Store.UpdateEmail(ctx, e.ID,
+	if err := w.Store.FinishDelivery(ctx, entry, e,
 		map[string]any{store.FieldStatus: status, field: stamp, store.FieldLastError: de.Error()},
 		&store.Event{Type: event, Timestamp: now, AccountID: e.AccountID, Data: detail}); err != nil {
 		return err
@@ -747,7 +744,7 @@ func (w *Worker) recordDelivery(ctx context.Context, entry store.Entry, e *store
 			w.Logger.Warn("checking the account's bounce rate failed", "account", e.AccountID, "err", err)
 		}
 	}
-	return w.Store.Ack(ctx, entry.StreamID)
+	return nil
 }
 
 // hardBounce reports whether a permanent failure says the recipient's

@@ -607,8 +607,24 @@ func events(ev *Event) []*Event {
 }
 
 func (s *Store) updateEmail(ctx context.Context, id string, fields map[string]any, evs []*Event, finished bool) error {
-	var message string
-	if finished {
+	return s.finishUpdate(ctx, id, "", fields, evs, finished, nil)
+}
+
+// FinishDelivery records the outcome of the last attempt at e: its fields
+// and event, its release when the status is final, and the end of its
+// queue entry, in one MULTI (one round trip, one fsync). e is the record
+// the attempt read: its Message, which never changes, spares reading it
+// again.
+func (s *Store) FinishDelivery(ctx context.Context, entry Entry, e *Email, fields map[string]any, ev *Event) error {
+	return s.finishUpdate(ctx, e.ID, e.Message, fields, []*Event{ev}, finalStatus(fields[FieldStatus]), &entry)
+}
+
+// finishUpdate writes fields and evs to the email id and, when finished,
+// releases its content; with entry, it acknowledges and deletes that
+// queue entry too. message is the email's Message when known ("": read
+// here when needed).
+func (s *Store) finishUpdate(ctx context.Context, id, message string, fields map[string]any, evs []*Event, finished bool, entry *Entry) error {
+	if finished && message == "" {
 		// The message an email names never changes: read before the
 		// MULTI, its key goes into it (the release is atomic in it).
 		var err error
@@ -629,6 +645,10 @@ func (s *Store) updateEmail(ctx context.Context, id string, fields map[string]an
 		}
 		if finished {
 			s.expire(ctx, p, id, message)
+		}
+		if entry != nil {
+			p.XAck(ctx, StreamKey(), GroupName, entry.StreamID)
+			p.XDel(ctx, StreamKey(), entry.StreamID)
 		}
 		return nil
 	})
