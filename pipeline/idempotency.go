@@ -76,6 +76,17 @@ func CheckIdempotencyKey(key string) error {
 type Claim struct {
 	key   string // Redis key
 	token string
+	shard store.Shard // the key's, which the submission's mail shares
+}
+
+// ShardFor returns the shard a submission under claim (nil: none) writes
+// its mail to: the claim's, so that the emails and the stored response
+// are one MULTI, or else one picked among redis.shards.
+func (s *Service) ShardFor(claim *Claim) store.Shard {
+	if claim != nil {
+		return claim.shard
+	}
+	return s.store.PickShard()
 }
 
 func sha256Hex(parts ...[]byte) string {
@@ -98,9 +109,11 @@ func (s *Service) claimIdempotency(ctx context.Context, k *store.Key, scope Scop
 	if k.Mode == store.ModeTest {
 		digest = sha256Hex([]byte(scope), []byte(store.ModeTest), []byte(key))
 	}
+	shard := s.store.IdemShard(digest)
 	c := &Claim{
-		key:   store.IdempotencyKey(k.AccountID, digest),
+		key:   store.IdempotencyKey(shard, k.AccountID, digest),
 		token: store.NewID("idem"),
+		shard: shard,
 	}
 	deadline := time.Now().Add(idemWait)
 	for {

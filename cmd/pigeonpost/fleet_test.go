@@ -221,7 +221,7 @@ func TestFleetRateLimitAndReclaim(t *testing.T) {
 	var pending []redis.XPendingExt
 	testkit.WaitFor(t, "every queued message read by a gateway", func() bool {
 		var err error
-		pending, err = rdb.XPendingExt(ctx, &redis.XPendingExtArgs{Stream: store.StreamKey(), Group: store.GroupName,
+		pending, err = rdb.XPendingExt(ctx, &redis.XPendingExtArgs{Stream: store.StreamKey(0), Group: store.GroupName,
 			Start: "-", End: "+", Count: 100}).Result()
 		return err == nil && len(pending) == len(accepted)
 	})
@@ -234,7 +234,7 @@ func TestFleetRateLimitAndReclaim(t *testing.T) {
 	})
 	victimEntries := owned[victim.cmd.Process.Pid]
 	var victimEmails []string
-	for _, m := range rdb.XRangeN(ctx, store.StreamKey(), "-", "+", 100).Val() {
+	for _, m := range rdb.XRangeN(ctx, store.StreamKey(0), "-", "+", 100).Val() {
 		if slices.Contains(victimEntries, m.ID) {
 			victimEmails = append(victimEmails, m.Values["id"].(string))
 		}

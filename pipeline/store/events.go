@@ -1,22 +1,84 @@
 package store
 
 import (
+	"cmp"
 	"context"
+	"slices"
+	"strconv"
+	"strings"
 	"time"
 )
 
-// AccountEvents returns up to count entries of the account's event stream
-// older than the stream id before ("" for the newest), newest first.
+// AccountEvents returns up to count entries of the account's event
+// streams older than the event before (an EventID; "" for the newest),
+// newest first: the streams of every shard in use, merged by stream id
+// (time), then by shard, both descending. Two shards' entries can share a
+// stream id; EventID tells them apart, and a page that ends on one of them
+// goes on with the other.
 func (s *Store) AccountEvents(ctx context.Context, accountID, before string, count int) ([]StreamEvent, error) {
-	start := "+"
-	if before != "" {
-		start = "(" + before
+	after, at := splitEventID(before)
+	var all []StreamEvent
+	for _, k := range s.ShardsInUse(ctx) {
+		start := "+"
+		switch {
+		case before == "":
+		case k < at:
+			start = after // its entries of that very id come after the one at shard at
+		default:
+			start = "(" + after
+		}
+		msgs, err := s.rdb.XRevRangeN(ctx, AccountEventsKey(k, accountID), start, "-", int64(count)).Result()
+		if err != nil {
+			return nil, err
+		}
+		evs := streamEvents(msgs)
+		for i := range evs {
+			evs[i].Shard = k
+		}
+		all = append(all, evs...)
 	}
-	msgs, err := s.rdb.XRevRangeN(ctx, AccountEventsKey(accountID), start, "-", int64(count)).Result()
-	if err != nil {
-		return nil, err
+	slices.SortStableFunc(all, func(a, b StreamEvent) int {
+		if c := compareStreamIDs(a.StreamID, b.StreamID); c != 0 {
+			return -c
+		}
+		return -cmp.Compare(a.Shard, b.Shard)
+	})
+	return all[:min(len(all), count)], nil
+}
+
+// EventID is the id of an event as the API shows it: its stream id, and
+// for shard k ≥ 1 "-q" and k (as NewIDIn): two shards' streams can give
+// one id to two events.
+func (se StreamEvent) EventID() string {
+	if se.Shard == 0 {
+		return se.StreamID
 	}
-	return streamEvents(msgs), nil
+	return se.StreamID + shardSuffix + strconv.Itoa(int(se.Shard))
+}
+
+// splitEventID returns the stream id and the shard of an EventID.
+func splitEventID(id string) (string, Shard) {
+	k := ShardOf(id)
+	if k == 0 {
+		return id, 0
+	}
+	return id[:strings.LastIndex(id, shardSuffix)], k
+}
+
+// compareStreamIDs orders two stream ids (ms-seq) as Redis does.
+func compareStreamIDs(a, b string) int {
+	am, as, _ := strings.Cut(a, "-")
+	bm, bs, _ := strings.Cut(b, "-")
+	if c := cmp.Compare(len(am), len(bm)); c != 0 {
+		return c
+	}
+	if c := cmp.Compare(am, bm); c != 0 {
+		return c
+	}
+	if c := cmp.Compare(len(as), len(bs)); c != 0 {
+		return c
+	}
+	return cmp.Compare(as, bs)
 }
 
 // StreamIDTime returns the time a stream id was assigned (its milliseconds part).

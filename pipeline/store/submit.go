@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -48,7 +49,13 @@ type IdemDone struct {
 // MULTI/EXEC, all or nothing. With Idempotency the MULTI runs under WATCH of
 // the idempotency key: if another request took the key meanwhile, EXEC
 // writes nothing and ErrClaimLost is returned, so a key never yields two sends.
+//
+// Everything it writes must be in one shard (keys.go): else it writes
+// nothing and returns an error.
 func (s *Store) PersistWith(ctx context.Context, emails []NewEmail, opt PersistOptions) error {
+	if err := oneShard(emails, opt); err != nil {
+		return err
+	}
 	write := func(p redis.Pipeliner) error {
 		for _, m := range opt.Messages {
 			s.writeMessage(ctx, p, m, emails)
@@ -62,9 +69,9 @@ func (s *Store) PersistWith(ctx context.Context, emails []NewEmail, opt PersistO
 			switch {
 			case e.Status == StatusSuppressed:
 			case e.ScheduledAt != nil:
-				p.ZAdd(ctx, RetryKey(), redis.Z{Score: float64(e.ScheduledAt.UnixMilli()), Member: e.ID})
+				p.ZAdd(ctx, RetryKey(ShardOf(e.ID)), redis.Z{Score: float64(e.ScheduledAt.UnixMilli()), Member: e.ID})
 			case opt.Enqueue && e.Status == StatusPending:
-				p.XAdd(ctx, &redis.XAddArgs{Stream: StreamKey(), Values: []any{"id", e.ID}})
+				p.XAdd(ctx, &redis.XAddArgs{Stream: StreamKey(ShardOf(e.ID)), Values: []any{"id", e.ID}})
 			}
 		}
 		if opt.Batch != nil {
@@ -117,6 +124,37 @@ func (s *Store) PersistWith(ctx context.Context, emails []NewEmail, opt PersistO
 		return ErrClaimLost
 	}
 	return err
+}
+
+// oneShard checks that what PersistWith is to write is in one shard, so
+// that its MULTI is in one slot of a cluster.
+func oneShard(emails []NewEmail, opt PersistOptions) error {
+	var ids []string
+	for _, e := range emails {
+		ids = append(ids, e.Email.ID)
+	}
+	for _, m := range opt.Messages {
+		ids = append(ids, m.ID)
+	}
+	if opt.Batch != nil {
+		ids = append(ids, opt.Batch.ID)
+	}
+	if opt.FanOut != nil {
+		ids = append(ids, opt.FanOut.BatchID)
+	}
+	if len(ids) == 0 {
+		return nil
+	}
+	k := ShardOf(ids[0])
+	for _, id := range ids[1:] {
+		if ShardOf(id) != k {
+			return fmt.Errorf("store: one submission in shards %d and %d (%s)", k, ShardOf(id), id)
+		}
+	}
+	if d := opt.Idempotency; d != nil && !strings.HasPrefix(d.Key, k.tag()) {
+		return fmt.Errorf("store: the idempotency key %s is not in shard %d", d.Key, k)
+	}
+	return nil
 }
 
 // ErrTooFewReplicas is returned by PersistWith when fewer replicas than

@@ -59,11 +59,11 @@ func accountStreamEvents(msgs []redis.XMessage) []AccountStreamEvent {
 }
 
 // AccountEventsBetween returns up to count entries of the account's event
-// stream from start to end, oldest first. Both are stream ids as XRANGE
+// stream in shard 0 (TODO: the other shards') from start to end, oldest first. Both are stream ids as XRANGE
 // takes them: inclusive, or exclusive after "(", and a bare millisecond
 // time stands for the first (start) or last (end) id of that millisecond.
 func (s *Store) AccountEventsBetween(ctx context.Context, accountID, start, end string, count int) ([]AccountStreamEvent, error) {
-	msgs, err := s.rdb.XRangeN(ctx, AccountEventsKey(accountID), start, end, int64(count)).Result()
+	msgs, err := s.rdb.XRangeN(ctx, AccountEventsKey(0, accountID), start, end, int64(count)).Result()
 	if err != nil {
 		return nil, err
 	}
@@ -78,7 +78,7 @@ const eventLookAhead = 100
 // event has the id eventID in the global stream; ErrNotFound once it has
 // been trimmed (or was recorded before entries carried the global id).
 func (s *Store) AccountEventByID(ctx context.Context, accountID, eventID string) (*AccountStreamEvent, error) {
-	msgs, err := s.rdb.XRangeN(ctx, AccountEventsKey(accountID), eventID, "+", eventLookAhead).Result()
+	msgs, err := s.rdb.XRangeN(ctx, AccountEventsKey(0, accountID), eventID, "+", eventLookAhead).Result()
 	if err != nil {
 		return nil, err
 	}

@@ -75,10 +75,10 @@ type Dispatcher struct {
 func (d *Dispatcher) Run(ctx context.Context) error {
 	d.defaults()
 	if err := store.RetryUntilDone(ctx, d.Logger, "webhook queue", func(ctx context.Context) error {
-		if err := d.Store.EnsureWebhookGroup(ctx); err != nil {
+		if err := d.Store.EnsureWebhookGroup(ctx, 0); err != nil {
 			return err
 		}
-		return d.Store.Heartbeat(ctx, d.Consumer, d.AliveTTL) // alive before it reads
+		return d.Store.Heartbeat(ctx, 0, d.Consumer, d.AliveTTL) // alive before it reads
 	}); err != nil {
 		return nil // cancelled
 	}
@@ -94,7 +94,7 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	// it stopped, so that another dispatcher takes them over now.
 	retireCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
 	defer cancel()
-	if err := d.Store.Retire(retireCtx, d.Consumer); err != nil {
+	if err := d.Store.Retire(retireCtx, 0, d.Consumer); err != nil {
 		d.Logger.Warn("could not retire the dispatcher's liveness key", "err", err)
 	}
 	return nil
@@ -148,9 +148,9 @@ func (d *Dispatcher) fanOutLoop(ctx context.Context) {
 		var events []store.StreamEvent
 		err := store.RetryUntilDone(ctx, d.Logger, "webhook queue", func(ctx context.Context) error {
 			var err error
-			events, err = d.Store.ReadEvents(ctx, d.Consumer, 100, time.Second)
+			events, err = d.Store.ReadEvents(ctx, 0, d.Consumer, 100, time.Second)
 			if err != nil && strings.HasPrefix(err.Error(), "NOGROUP") {
-				_ = d.Store.EnsureWebhookGroup(ctx) // the stream was lost (Redis without persistence restarted)
+				_ = d.Store.EnsureWebhookGroup(ctx, 0) // the stream was lost (Redis without persistence restarted)
 			}
 			return err
 		})
@@ -159,10 +159,10 @@ func (d *Dispatcher) fanOutLoop(ctx context.Context) {
 		}
 		if time.Since(lastBeat) >= time.Second {
 			lastBeat = time.Now()
-			if err := d.Store.Heartbeat(ctx, d.Consumer, d.AliveTTL); err != nil && ctx.Err() == nil {
+			if err := d.Store.Heartbeat(ctx, 0, d.Consumer, d.AliveTTL); err != nil && ctx.Err() == nil {
 				d.Logger.Warn("renewing the dispatcher's liveness key failed", "err", err)
 			}
-			orphaned, err := d.Store.ClaimOrphanedEvents(ctx, d.Consumer, 100)
+			orphaned, err := d.Store.ClaimOrphanedEvents(ctx, 0, d.Consumer, 100)
 			if err != nil && ctx.Err() == nil {
 				d.Logger.Warn("claiming a stopped dispatcher's webhook events failed", "err", err)
 			}
@@ -170,7 +170,7 @@ func (d *Dispatcher) fanOutLoop(ctx context.Context) {
 		}
 		if time.Since(lastClaim) >= d.ClaimIdle/2 {
 			lastClaim = time.Now()
-			claimed, err := d.Store.ClaimEvents(ctx, d.Consumer, d.ClaimIdle, 100)
+			claimed, err := d.Store.ClaimEvents(ctx, 0, d.Consumer, d.ClaimIdle, 100)
 			if err != nil && ctx.Err() == nil {
 				d.Logger.Warn("claiming abandoned webhook events failed", "err", err)
 			}
@@ -188,7 +188,7 @@ func (d *Dispatcher) fanOutLoop(ctx context.Context) {
 			}
 		}
 		if len(handled) > 0 {
-			if err := d.Store.AckEvents(ctx, handled...); err != nil && ctx.Err() == nil {
+			if err := d.Store.AckEvents(ctx, 0, handled...); err != nil && ctx.Err() == nil {
 				d.Logger.Warn("acknowledging webhook events failed; they will be claimed again", "events", len(handled), "err", err)
 			}
 		}
