@@ -10,11 +10,11 @@ import (
 )
 
 // AccountEvents returns up to count entries of the account's event
-// streams older than the event before (an EventID; "" for the newest),
-// newest first: the streams of every shard in use, merged by stream id
-// (time), then by shard, both descending. Two shards' entries can share a
-// stream id; EventID tells them apart, and a page that ends on one of them
-// goes on with the other.
+// streams older than the event before (a StreamEvent.ID; "" for the
+// newest), newest first: the streams of every shard in use, merged by
+// stream id (time), then by shard, both descending. Two shards' entries
+// can share a stream id; StreamEvent.ID tells them apart, and a page that
+// ends on one of them goes on with the other.
 func (s *Store) AccountEvents(ctx context.Context, accountID, before string, count int) ([]StreamEvent, error) {
 	after, at := splitEventID(before)
 	var all []StreamEvent
@@ -31,11 +31,7 @@ func (s *Store) AccountEvents(ctx context.Context, accountID, before string, cou
 		if err != nil {
 			return nil, err
 		}
-		evs := streamEvents(msgs)
-		for i := range evs {
-			evs[i].Shard = k
-		}
-		all = append(all, evs...)
+		all = append(all, streamEventsIn(k, msgs)...)
 	}
 	slices.SortStableFunc(all, func(a, b StreamEvent) int {
 		if c := compareStreamIDs(a.StreamID, b.StreamID); c != 0 {
@@ -46,17 +42,17 @@ func (s *Store) AccountEvents(ctx context.Context, accountID, before string, cou
 	return all[:min(len(all), count)], nil
 }
 
-// EventID is the id of an event as the API shows it: its stream id, and
+// ID is the id of an event as the API shows it: its stream id, and
 // for shard k ≥ 1 "-q" and k (as NewIDIn): two shards' streams can give
 // one id to two events.
-func (se StreamEvent) EventID() string {
+func (se StreamEvent) ID() string {
 	if se.Shard == 0 {
 		return se.StreamID
 	}
 	return se.StreamID + shardSuffix + strconv.Itoa(int(se.Shard))
 }
 
-// splitEventID returns the stream id and the shard of an EventID.
+// splitEventID returns the stream id and the shard of a StreamEvent.ID.
 func splitEventID(id string) (string, Shard) {
 	k := ShardOf(id)
 	if k == 0 {

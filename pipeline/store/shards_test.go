@@ -93,14 +93,14 @@ func TestListAcrossShards(t *testing.T) {
 			break
 		}
 		events = append(events, batch...)
-		before = batch[len(batch)-1].EventID()
+		before = batch[len(batch)-1].ID()
 	}
 	if len(events) != 30 {
 		t.Fatalf("%d events listed, want 30", len(events))
 	}
 	ids := map[string]bool{}
 	for _, se := range events {
-		ids[se.EventID()] = true
+		ids[se.ID()] = true
 	}
 	if len(ids) != 30 {
 		t.Errorf("%d distinct event ids of 30 events", len(ids))

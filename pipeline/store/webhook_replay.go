@@ -75,15 +75,19 @@ func (s *Store) AccountEventsBetween(ctx context.Context, accountID, start, end 
 const eventLookAhead = 100
 
 // AccountEventByID returns the entry of the account's event stream whose
-// event has the id eventID in the global stream; ErrNotFound once it has
-// been trimmed (or was recorded before entries carried the global id).
+// event has the id eventID in the global stream (a StreamEvent.ID: the
+// shard's stream and the id in it); ErrNotFound once it has been trimmed
+// (or was recorded before entries carried the global id). Its EventID is
+// eventID.
 func (s *Store) AccountEventByID(ctx context.Context, accountID, eventID string) (*AccountStreamEvent, error) {
-	msgs, err := s.rdb.XRangeN(ctx, AccountEventsKey(0, accountID), eventID, "+", eventLookAhead).Result()
+	id, k := splitEventID(eventID)
+	msgs, err := s.rdb.XRangeN(ctx, AccountEventsKey(k, accountID), id, "+", eventLookAhead).Result()
 	if err != nil {
 		return nil, err
 	}
 	for _, e := range accountStreamEvents(msgs) {
-		if e.EventID == eventID {
+		if e.EventID == id {
+			e.Shard, e.EventID = k, eventID
 			return &e, nil
 		}
 	}

@@ -135,24 +135,33 @@ func streamEvents(msgs []redis.XMessage) []StreamEvent {
 	return out
 }
 
+// streamEventsIn is streamEvents for entries of shard k's stream.
+func streamEventsIn(k Shard, msgs []redis.XMessage) []StreamEvent {
+	out := streamEvents(msgs)
+	for i := range out {
+		out[i].Shard = k
+	}
+	return out
+}
+
 // ReadEvents returns up to count new events for consumer, waiting up to block.
 func (s *Store) ReadEvents(ctx context.Context, k Shard, consumer string, count int, block time.Duration) ([]StreamEvent, error) {
 	msgs, err := s.readGroup(ctx, EventStreamKey(k), WebhookGroup, consumer, count, block)
-	return streamEvents(msgs), err
+	return streamEventsIn(k, msgs), err
 }
 
 // ClaimEvents takes over up to count events that another dispatcher read
 // but did not acknowledge within idle (it died).
 func (s *Store) ClaimEvents(ctx context.Context, k Shard, consumer string, idle time.Duration, count int) ([]StreamEvent, error) {
 	msgs, err := s.claimGroup(ctx, EventStreamKey(k), WebhookGroup, consumer, idle, count)
-	return streamEvents(msgs), err
+	return streamEventsIn(k, msgs), err
 }
 
 // ClaimOrphanedEvents takes over up to count events left pending by
 // dispatchers that are not alive (see Heartbeat).
 func (s *Store) ClaimOrphanedEvents(ctx context.Context, k Shard, consumer string, count int) ([]StreamEvent, error) {
 	msgs, err := s.claimOrphaned(ctx, k, EventStreamKey(k), WebhookGroup, consumer, count)
-	return streamEvents(msgs), err
+	return streamEventsIn(k, msgs), err
 }
 
 // AckEvents marks events as handled by the dispatchers. The entries stay in
@@ -175,8 +184,9 @@ type WebhookDelivery struct {
 	Attempts   int
 	CreatedAt  time.Time
 	LastError  string
-	// StreamID is the id of the event in the global stream, which the
-	// delivery id is derived from: a redelivery finds the event by it.
+	// StreamID is the id of the event in the global stream of its shard
+	// (StreamEvent.ID), which the delivery id is derived from: a
+	// redelivery finds the event by it.
 	StreamID string
 }
 
