@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/pigeonpost/pigeonpost/internal/testkit"
 )
 
@@ -109,5 +111,47 @@ func TestListAcrossShards(t *testing.T) {
 		if compareStreamIDs(events[i-1].StreamID, events[i].StreamID) < 0 {
 			t.Fatalf("events out of order at %d: %s before %s", i, events[i-1].StreamID, events[i].StreamID)
 		}
+	}
+}
+
+// A replay reads the account's event streams of every shard, oldest
+// first, page after page, and entries of two shards with one stream id
+// are both read, in shard order, whatever the page size; each carries
+// the id its event has in its shard's global stream (StreamEvent.ID).
+func TestAccountEventsBetweenAcrossShards(t *testing.T) {
+	rdb := testkit.RedisClient(t)
+	ctx := context.Background()
+	s := New(rdb, time.Now)
+	s.SetShards(2)
+	ids := []string{"1000-0", "1000-1", "1001-0"}
+	for k := range s.WriteShards() {
+		for _, id := range ids {
+			if err := rdb.XAdd(ctx, &redis.XAddArgs{Stream: AccountEventsKey(k, "acct_1"), ID: id,
+				Values: []any{"account", "acct_1", "event", "{}", "gid", id}}).Err(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	var got []string
+	cursor := "1000"
+	for page := 0; page < 10; page++ {
+		batch, err := s.AccountEventsBetween(ctx, "acct_1", cursor, "1001", 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(batch) == 0 {
+			break
+		}
+		for _, e := range batch {
+			if e.EventID != e.ID() {
+				t.Errorf("entry %s of shard %d has the event id %s", e.StreamID, e.Shard, e.EventID)
+			}
+			got = append(got, e.ID())
+		}
+		cursor = "(" + batch[len(batch)-1].ID()
+	}
+	want := []string{"1000-0", "1000-0-q1", "1000-1", "1000-1-q1", "1001-0", "1001-0-q1"}
+	if !slices.Equal(got, want) {
+		t.Errorf("read %v, want %v", got, want)
 	}
 }
