@@ -179,10 +179,9 @@ func (w *Worker) take(ctx context.Context, free chan struct{}) int {
 		select {
 		case <-free:
 			n++
-			continue
 		default:
+			return n
 		}
-		break
 	}
 	return n
 }
