@@ -1,6 +1,6 @@
-# Process bookkeeping shared by bench/run.sh and bench/scale.sh, which
-# source it after defining log. Every process started is remembered by PID
-# and name, and stop_all stops them newest first.
+# What bench/run.sh and bench/scale.sh share, sourced after they define
+# log: process bookkeeping (every process started is remembered by PID and
+# name, and stop_all stops them newest first) and the gateway's config.
 PIDS=()
 NAMES=()
 
@@ -48,3 +48,39 @@ wait_file() {
 
 # json_field NAME FILE: the string value of "NAME" in a one-line JSON file.
 json_field() { sed -n "s/.*\"$1\":\"\([^\"]*\)\".*/\1/p" "$2"; }
+
+# gateway_yaml SMTP_LISTEN REDIS_LINES: the config of a benchmarked gateway,
+# on stdout: STARTTLS with $CERT/$TLSKEY, the bench DNS ($DNS_ADDR), delivery
+# to the sink ($SINK_ADDR) by $WORKERS workers, the bootstrap key $KEY, the
+# account rate limit lifted; REDIS_LINES are the lines of its redis section.
+gateway_yaml() {
+  cat <<EOF
+smtp:
+  listen: "$1"
+  tls_listen: "127.0.0.1:0"
+  hostname: "bench.localdomain"
+  max_connections: 1000
+tls:
+  cert_file: "${CERT}"
+  key_file: "${TLSKEY}"
+http:
+  listen: "127.0.0.1:0"
+  public_url: "http://127.0.0.1:8080"
+redis:
+$2
+  require_durable: true
+dns:
+  resolver: "${DNS_ADDR}"
+delivery:
+  relay_host: "${SINK_ADDR}"
+  workers: ${WORKERS}
+auth:
+  bootstrap_key: "${KEY}"
+limits:
+  rate_per_second: 1000000
+  burst: 1000000
+log:
+  level: "warn"
+  format: "text"
+EOF
+}

@@ -176,35 +176,7 @@ if [[ -z $CERT ]] && command -v openssl >/dev/null; then
 fi
 
 # ---- pigeonpost ----
-cat >"$WORK/pigeonpost.yaml" <<EOF
-smtp:
-  listen: "${BENCH_SMTP_LISTEN:-127.0.0.1:0}"
-  tls_listen: "127.0.0.1:0"
-  hostname: "bench.localdomain"
-  max_connections: 1000
-tls:
-  cert_file: "${CERT}"
-  key_file: "${TLSKEY}"
-http:
-  listen: "127.0.0.1:0"
-  public_url: "http://127.0.0.1:8080"
-redis:
-  url: "unix://${REDIS_SOCK}"
-  require_durable: true
-dns:
-  resolver: "${DNS_ADDR}"
-delivery:
-  relay_host: "${SINK_ADDR}"
-  workers: ${WORKERS}
-auth:
-  bootstrap_key: "${KEY}"
-limits:
-  rate_per_second: 1000000
-  burst: 1000000
-log:
-  level: "warn"
-  format: "text"
-EOF
+gateway_yaml "${BENCH_SMTP_LISTEN:-127.0.0.1:0}" "  url: \"unix://${REDIS_SOCK}\"" >"$WORK/pigeonpost.yaml"
 if [[ -n $PROFILE ]]; then
   PIGEONPOST_PROFILE_CONFIG=$WORK/pigeonpost.yaml PIGEONPOST_PROFILE_READY=$WORK/ready.json \
     start pigeonpost "$WORK/pigeonpost.log" "$PROFILE/pigeonpost.test" -test.run '^$' \

@@ -149,35 +149,7 @@ free_port_pair() {
 # gateway NAME REDIS_YAML: start bin/pigeonpost with a generated config; sets GW_PID, GW_SMTP, GW_HTTP
 gateway() {
   local name=$1 redis_yaml=$2
-  cat >"$WORK/$name.yaml" <<EOF
-smtp:
-  listen: "127.0.0.1:0"
-  tls_listen: "127.0.0.1:0"
-  hostname: "bench.localdomain"
-  max_connections: 1000
-tls:
-  cert_file: "${CERT}"
-  key_file: "${TLSKEY}"
-http:
-  listen: "127.0.0.1:0"
-  public_url: "http://127.0.0.1:8080"
-redis:
-${redis_yaml}
-  require_durable: true
-dns:
-  resolver: "${DNS_ADDR}"
-delivery:
-  relay_host: "${SINK_ADDR}"
-  workers: ${WORKERS}
-auth:
-  bootstrap_key: "${KEY}"
-limits:
-  rate_per_second: 1000000
-  burst: 1000000
-log:
-  level: "warn"
-  format: "text"
-EOF
+  gateway_yaml "127.0.0.1:0" "$redis_yaml" >"$WORK/$name.yaml"
   start "$name" "$WORK/$name.log" "$PP_BIN" serve --config "$WORK/$name.yaml" --ready-file "$WORK/$name.ready"
   GW_PID=$(last_pid)
   wait_file "$WORK/$name.ready" 30 "$GW_PID" || die "$name did not start: $(tail -20 "$WORK/$name.log")"
