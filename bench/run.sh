@@ -93,24 +93,9 @@ mkdir -p "$OUT" "$WORK/bin" "$WORK/redis"
 log() { echo "[bench $(date +%H:%M:%S)] $*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
 
-# ---- cleanup: stop every process we started, by PID, newest first ----
-PIDS=()
-NAMES=()
-stop_all() {
-  local i pid n
-  for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do
-    pid=${PIDS[$i]}
-    kill -0 "$pid" 2>/dev/null || continue
-    kill -TERM "$pid" 2>/dev/null || true
-    for ((n = 0; n < 100; n++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    if kill -0 "$pid" 2>/dev/null; then
-      log "${NAMES[$i]} (pid $pid) ignored SIGTERM, killing it"
-      kill -KILL "$pid" 2>/dev/null || true
-    fi
-    wait "$pid" 2>/dev/null || true
-  done
-  PIDS=()
-}
+# ---- cleanup: stop every process we started (bench/procs.sh) ----
+# shellcheck source=bench/procs.sh
+source "$ROOT/bench/procs.sh"
 REMOVE_ON_EXIT=()
 cleanup() {
   local rc=$?
@@ -132,28 +117,6 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
-
-# start NAME LOGFILE CMD...: run in the background and remember the PID
-start() {
-  local name=$1 logf=$2
-  shift 2
-  "$@" >"$logf" 2>&1 &
-  PIDS+=($!)
-  NAMES+=("$name")
-  log "started $name (pid $!)"
-}
-last_pid() { echo "${PIDS[${#PIDS[@]} - 1]}"; }
-
-# wait_file FILE SECONDS PID: until FILE is non-empty; fail if PID died
-wait_file() {
-  local f=$1 t=$2 pid=$3 i
-  for ((i = 0; i < t * 10; i++)); do
-    [[ -s $f ]] && return 0
-    kill -0 "$pid" 2>/dev/null || return 1
-    sleep 0.1
-  done
-  return 1
-}
 
 command -v redis-server >/dev/null || die "redis-server not found (apt-get install -y redis-server)"
 
@@ -213,35 +176,7 @@ if [[ -z $CERT ]] && command -v openssl >/dev/null; then
 fi
 
 # ---- pigeonpost ----
-cat >"$WORK/pigeonpost.yaml" <<EOF
-smtp:
-  listen: "${BENCH_SMTP_LISTEN:-127.0.0.1:0}"
-  tls_listen: "127.0.0.1:0"
-  hostname: "bench.localdomain"
-  max_connections: 1000
-tls:
-  cert_file: "${CERT}"
-  key_file: "${TLSKEY}"
-http:
-  listen: "127.0.0.1:0"
-  public_url: "http://127.0.0.1:8080"
-redis:
-  url: "unix://${REDIS_SOCK}"
-  require_durable: true
-dns:
-  resolver: "${DNS_ADDR}"
-delivery:
-  relay_host: "${SINK_ADDR}"
-  workers: ${WORKERS}
-auth:
-  bootstrap_key: "${KEY}"
-limits:
-  rate_per_second: 1000000
-  burst: 1000000
-log:
-  level: "warn"
-  format: "text"
-EOF
+gateway_yaml "${BENCH_SMTP_LISTEN:-127.0.0.1:0}" "  url: \"unix://${REDIS_SOCK}\"" >"$WORK/pigeonpost.yaml"
 if [[ -n $PROFILE ]]; then
   PIGEONPOST_PROFILE_CONFIG=$WORK/pigeonpost.yaml PIGEONPOST_PROFILE_READY=$WORK/ready.json \
     start pigeonpost "$WORK/pigeonpost.log" "$PROFILE/pigeonpost.test" -test.run '^$' \
@@ -252,7 +187,6 @@ else
 fi
 PP_PID=$(last_pid)
 wait_file "$WORK/ready.json" 30 "$PP_PID" || die "pigeonpost did not start: $(tail -20 "$WORK/pigeonpost.log")"
-json_field() { sed -n "s/.*\"$1\":\"\([^\"]*\)\".*/\1/p" "$2"; }
 SMTP_ADDR=$(json_field smtp "$WORK/ready.json")
 HTTP_ADDR=$(json_field http "$WORK/ready.json")
 log "pigeonpost pid $PP_PID: smtp $SMTP_ADDR, http $HTTP_ADDR; redis pid $REDIS_PID; sink $SINK_ADDR (pid $SINK_PID); dns $DNS_ADDR"

@@ -68,25 +68,9 @@ mkdir -p "$WORK/bin" "$WORK/out"
 log() { echo "[scale $(date +%H:%M:%S)] $*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
 
-# ---- cleanup: stop every process we started, by PID, newest first (as bench/run.sh) ----
-PIDS=()
-NAMES=()
-stop_pid() {
-  local pid=$1 name=${2:-} n
-  kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null || true; return 0; }
-  kill -TERM "$pid" 2>/dev/null || true
-  for ((n = 0; n < 100; n++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-  if kill -0 "$pid" 2>/dev/null; then
-    log "$name (pid $pid) ignored SIGTERM, killing it"
-    kill -KILL "$pid" 2>/dev/null || true
-  fi
-  wait "$pid" 2>/dev/null || true
-}
-stop_all() {
-  local i
-  for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do stop_pid "${PIDS[$i]}" "${NAMES[$i]}"; done
-  PIDS=()
-}
+# ---- cleanup: stop every process we started (bench/procs.sh) ----
+# shellcheck source=bench/procs.sh
+source "$ROOT/bench/procs.sh"
 cleanup() {
   local rc=$?
   trap - EXIT INT TERM
@@ -102,29 +86,6 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
-
-# start NAME LOGFILE CMD...: run in the background and remember the PID
-start() {
-  local name=$1 logf=$2
-  shift 2
-  "$@" >"$logf" 2>&1 &
-  PIDS+=($!)
-  NAMES+=("$name")
-  log "started $name (pid $!)"
-}
-last_pid() { echo "${PIDS[${#PIDS[@]} - 1]}"; }
-
-# wait_file FILE SECONDS PID: until FILE is non-empty; fail if PID died
-wait_file() {
-  local f=$1 t=$2 pid=$3 i
-  for ((i = 0; i < t * 10; i++)); do
-    [[ -s $f ]] && return 0
-    kill -0 "$pid" 2>/dev/null || return 1
-    sleep 0.1
-  done
-  return 1
-}
-json_field() { sed -n "s/.*\"$1\":\"\([^\"]*\)\".*/\1/p" "$2"; }
 
 command -v redis-server >/dev/null || die "redis-server not found (apt-get install -y redis-server)"
 command -v redis-cli >/dev/null || die "redis-cli not found (apt-get install -y redis-tools)"
@@ -188,35 +149,7 @@ free_port_pair() {
 # gateway NAME REDIS_YAML: start bin/pigeonpost with a generated config; sets GW_PID, GW_SMTP, GW_HTTP
 gateway() {
   local name=$1 redis_yaml=$2
-  cat >"$WORK/$name.yaml" <<EOF
-smtp:
-  listen: "127.0.0.1:0"
-  tls_listen: "127.0.0.1:0"
-  hostname: "bench.localdomain"
-  max_connections: 1000
-tls:
-  cert_file: "${CERT}"
-  key_file: "${TLSKEY}"
-http:
-  listen: "127.0.0.1:0"
-  public_url: "http://127.0.0.1:8080"
-redis:
-${redis_yaml}
-  require_durable: true
-dns:
-  resolver: "${DNS_ADDR}"
-delivery:
-  relay_host: "${SINK_ADDR}"
-  workers: ${WORKERS}
-auth:
-  bootstrap_key: "${KEY}"
-limits:
-  rate_per_second: 1000000
-  burst: 1000000
-log:
-  level: "warn"
-  format: "text"
-EOF
+  gateway_yaml "127.0.0.1:0" "$redis_yaml" >"$WORK/$name.yaml"
   start "$name" "$WORK/$name.log" "$PP_BIN" serve --config "$WORK/$name.yaml" --ready-file "$WORK/$name.ready"
   GW_PID=$(last_pid)
   wait_file "$WORK/$name.ready" 30 "$GW_PID" || die "$name did not start: $(tail -20 "$WORK/$name.log")"

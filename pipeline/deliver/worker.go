@@ -2,7 +2,6 @@ package deliver
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -214,10 +213,9 @@ func (w *Worker) take(ctx context.Context, free chan struct{}) int {
 		select {
 		case <-free:
 			n++
-			continue
 		default:
+			return n
 		}
-		break
 	}
 	return n
 }
@@ -520,7 +518,7 @@ func (w *Worker) attempt(ctx context.Context, entry store.Entry) error {
 		}
 	}
 	if e.Message != "" && e.TrackClicks && e.Links == nil {
-		sent[store.FieldLinks] = linksJSON(rendered.Links)
+		sent[store.FieldLinks] = store.LinksValue(rendered.Links)
 	}
 	if err := w.Store.UpdateEmailEvents(ctx, e.ID, sent, events); err != nil {
 		return err
@@ -549,15 +547,6 @@ func (w *Worker) attempt(ctx context.Context, entry store.Entry) error {
 		derr = w.backOff(ctx, lease.Destination(), derr)
 	}
 	return w.recordPatiently(ctx, entry, e, e.Attempts+1, got, derr)
-}
-
-// linksJSON is the links field of an email record: a JSON array.
-func linksJSON(links []string) string {
-	if links == nil {
-		links = []string{}
-	}
-	b, _ := json.Marshal(links) // strings only: cannot fail
-	return string(b)
 }
 
 // final reports whether an email's status is one no attempt changes.

@@ -281,7 +281,7 @@ func (e *Email) hash() map[string]any {
 	if e.Message == "" || !e.TrackClicks || e.Links != nil {
 		// A tracked email rendered from its message gets its links at
 		// its first render (SetLinksOnce).
-		h[FieldLinks] = mustJSON(nonNilSlice(e.Links))
+		h[FieldLinks] = LinksValue(e.Links)
 	}
 	if e.Message != "" {
 		h["message"], h["messageLen"] = e.Message, e.MessageLen
@@ -350,6 +350,10 @@ func emailFromHash(m map[string]string) *Email {
 	_ = json.Unmarshal([]byte(m[FieldLinks]), &e.Links)
 	return e
 }
+
+// LinksValue is the FieldLinks value of an email record whose tracked
+// links go to links (in order): a JSON array, [] for none.
+func LinksValue(links []string) string { return mustJSON(nonNilSlice(links)) }
 
 func nonNilSlice(s []string) []string {
 	if s == nil {

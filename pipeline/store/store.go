@@ -543,7 +543,7 @@ func (s *Store) Body(ctx context.Context, e *Email) ([]byte, error) {
 // of one email finds the same. A record gone or without a message is
 // left alone.
 func (s *Store) SetLinksOnce(ctx context.Context, id string, links []string) error {
-	return setLinksOnce.Run(ctx, s.rdb, []string{EmailKey(id)}, mustJSON(nonNilSlice(links))).Err()
+	return setLinksOnce.Run(ctx, s.rdb, []string{EmailKey(id)}, LinksValue(links)).Err()
 }
 
 var setLinksOnce = redis.NewScript(`
