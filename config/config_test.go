@@ -622,8 +622,8 @@ func TestValidateRules(t *testing.T) {
 		{"redis sentinel cluster", func(c *Config) { c.Redis.Addrs, c.Redis.SentinelMaster, c.Redis.Cluster = []string{"a:1"}, "m", true }, "redis.sentinel_master: cannot be combined with a cluster"},
 		{"redis password with url", func(c *Config) { c.Redis.URL, c.Redis.Password = "redis://a:1", "pw" }, "redis.password: goes with redis.addrs"},
 		{"min replicas", func(c *Config) { c.Redis.URL, c.Redis.MinReplicasAcked = "redis://a:1", 1 }, ""},
-		{"shards zero", func(c *Config) { c.Redis.Shards = 0 }, "redis.shards: must be 1 to 256"},
-		{"shards too many", func(c *Config) { c.Redis.Shards = 257 }, "redis.shards: must be 1 to 256"},
+		{"shards zero", func(c *Config) { c.Redis.Shards = 0 }, "redis.shards: must be 1 to 16"},
+		{"shards too many", func(c *Config) { c.Redis.Shards = 17 }, "redis.shards: must be 1 to 16"},
 		{"min replicas negative", func(c *Config) { c.Redis.MinReplicasAcked = -1 }, "redis.min_replicas_acked: must be 0 (off) or more"},
 		{"min replicas embedded", func(c *Config) { c.Redis.MinReplicasAcked = 1 }, "redis.min_replicas_acked: needs a Redis with replicas"},
 		{"min replicas no timeout", func(c *Config) {

@@ -460,7 +460,7 @@ func (v *validator) redis(r Redis) {
 }
 
 // maxShards is store.MaxShards (config imports nothing of pigeonpost's).
-const maxShards = 256
+const maxShards = 16
 
 // schemeOf returns the scheme of a URL, lower case, or "".
 func schemeOf(s string) string {

@@ -11,12 +11,13 @@ import (
 // together share a hash tag, the part in braces, so that they live in one
 // Redis Cluster slot:
 //
-//	{q}, {qK}   the mail, in shards (Shard): email records, messages (one
+//	{q}, {qK.J} the mail, in shards (Shard): email records, messages (one
 //	            stored MIME per submission) and their recipient counts,
 //	            events, the delivery stream, the retry schedule, each
 //	            account's email and sends indexes, batches and the queues of
 //	            segments' sends. Submit persists and enqueues in one MULTI
-//	            over the keys of one shard. Shard 0 is {q}, shard K ≥ 1 {qK}.
+//	            over the keys of one shard. Shard 0 is {q}, shard K ≥ 1
+//	            {qK.J} (shardTags).
 //	{shards}    the registry of the mail shards ever used (ShardsKey).
 //	{keys}      API key records, looked up by the SHA-256 of the key.
 //	{acct:ID}   one account: its record, domains, suppressions, rate limit,
@@ -36,10 +37,10 @@ const (
 )
 
 // Shard numbers one part of the mail keys: each shard has its own hash
-// tag, so in a Redis Cluster the shards spread over the masters, each with
-// its own delivery stream, retry schedule and event stream. Shard 0 is the
-// tag {q}, which all mail had before there were shards; shard K ≥ 1 is
-// {qK}.
+// tag (shardTags), so in a Redis Cluster the shards spread over the
+// masters, each with its own delivery stream, retry schedule and event
+// stream. Shard 0 is the tag {q}, which all mail had before there were
+// shards.
 //
 // The shard of an id that names mail (an email, a message, a batch) is in
 // the id itself, whatever the configured number of shards: NewIDIn makes
@@ -50,19 +51,34 @@ const (
 // take the shard.
 type Shard int
 
-// MaxShards bounds the number of mail shards (redis.shards).
-const MaxShards = 256
+// MaxShards bounds the number of mail shards (redis.shards). Each shard
+// a process reads holds a connection of its own while it waits for mail.
+const MaxShards = 16
+
+// shardTags are the shards' hash tags, chosen (by a search over suffixes)
+// so that the slots of shards 0 … N-1 fall on N different masters of a
+// cluster of N masters whose slots are split evenly (as redis-cli
+// --cluster create does), for every N up to MaxShards: N shards on M
+// masters spread as evenly as N/M allows when M divides N. TestShardTags
+// checks it. Never change a tag: mail already stored is found by it.
+var shardTags = [MaxShards]string{
+	"q", "q1.103", "q2.402", "q3.460", "q4.63", "q5.636", "q6.648", "q7.360",
+	"q8.19", "q9.174", "q10.188", "q11.123", "q12.73", "q13.810", "q14.12", "q15.136",
+}
 
 // shardSuffix separates an id from the number of its shard (K ≥ 1).
 const shardSuffix = "-q"
 
-// tag is the shard's key prefix with its hash tag.
-func (k Shard) tag() string {
-	if k == 0 {
-		return prefix + "{q}:"
+// shardPrefixes are the shards' key prefixes, with their hash tags.
+var shardPrefixes = func() (p [MaxShards]string) {
+	for k, tag := range shardTags {
+		p[k] = prefix + "{" + tag + "}:"
 	}
-	return prefix + "{q" + strconv.Itoa(int(k)) + "}:"
-}
+	return p
+}()
+
+// tag is the shard's key prefix with its hash tag.
+func (k Shard) tag() string { return shardPrefixes[k] }
 
 // ShardOf returns the shard of the mail an id names (NewIDIn): 0 for an id
 // without a valid shard suffix, as all ids made before there were shards.
@@ -72,7 +88,7 @@ func ShardOf(id string) Shard {
 		return 0
 	}
 	digits := id[i+len(shardSuffix):]
-	if digits == "" || len(digits) > 3 || digits[0] == '0' {
+	if digits == "" || len(digits) > 2 || digits[0] == '0' {
 		return 0
 	}
 	n := 0
