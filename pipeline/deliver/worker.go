@@ -230,9 +230,9 @@ func giveBack(free chan struct{}, n int) {
 // read feeds new entries of shard k's stream to the workers until ctx
 // ends; it reads no more than there are free attempts. The only reader
 // waits for new entries with all the free attempts it took. One of
-// several looks without waiting; when its shard has nothing, it gives the
-// attempts back and waits for one entry without any, then for a free
-// attempt for it: the attempts go to the shards that have mail, and a
+// several looks without waiting; when its shard has nothing (or does not
+// answer), it gives the attempts back and waits for one entry without
+// any, then for a free attempt for it: the attempts go to the shards that have mail, and a
 // process reads ahead one entry per shard at most.
 func (w *Worker) read(ctx context.Context, k store.Shard, free chan struct{}, jobs chan<- store.Entry) {
 	if k != 0 {
@@ -245,14 +245,18 @@ func (w *Worker) read(ctx context.Context, k store.Shard, free chan struct{}, jo
 			return
 		}
 	}
+	readOnce := func(ctx context.Context, n int, block time.Duration) ([]store.Entry, error) {
+		entries, err := w.Store.ReadNew(ctx, k, w.Consumer, n, block)
+		if err != nil && strings.HasPrefix(err.Error(), "NOGROUP") {
+			_ = w.Store.EnsureGroup(ctx, k) // the stream was lost (Redis without persistence restarted)
+		}
+		return entries, err
+	}
 	readNew := func(n int, block time.Duration) ([]store.Entry, error) {
 		var entries []store.Entry
 		err := store.RetryUntilDone(ctx, w.Logger, "delivery queue", func(ctx context.Context) error {
 			var err error
-			entries, err = w.Store.ReadNew(ctx, k, w.Consumer, n, block)
-			if err != nil && strings.HasPrefix(err.Error(), "NOGROUP") {
-				_ = w.Store.EnsureGroup(ctx, k) // the stream was lost (Redis without persistence restarted)
-			}
+			entries, err = readOnce(ctx, n, block)
 			return err
 		})
 		return entries, err
@@ -266,7 +270,9 @@ func (w *Worker) read(ctx context.Context, k store.Shard, free chan struct{}, jo
 		var err error
 		if len(w.readShards()) == 1 {
 			entries, err = readNew(n, time.Second)
-		} else if entries, err = readNew(n, -1); err == nil && len(entries) == 0 {
+		} else if entries, err = readOnce(ctx, n, -1); err != nil || len(entries) == 0 {
+			// Nothing there, or the shard is down: wait for an entry
+			// without the attempts, which the other shards may use.
 			giveBack(free, n)
 			if entries, err = readNew(1, time.Second); err == nil && len(entries) > 0 {
 				select {

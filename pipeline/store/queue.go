@@ -97,14 +97,31 @@ func (s *Store) Heartbeat(ctx context.Context, k Shard, consumer string, ttl tim
 
 // ProbeWrite writes the readiness key of each shard that submissions
 // write to, which expires: it fails when a submission's writes would
-// (Redis down, out of memory, its disk full).
+// (Redis down, out of memory, its disk full) in every shard. The shards
+// that failed are passed over by PickShard; while one shard is up,
+// submissions go there and the gateway is ready.
 func (s *Store) ProbeWrite(ctx context.Context) error {
-	for k := range s.WriteShards() {
-		if err := s.rdb.Set(ctx, HealthKey(k), "1", time.Minute).Err(); err != nil {
-			return err
+	var sets []*redis.StatusCmd
+	_, _ = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for k := range s.WriteShards() {
+			sets = append(sets, p.Set(ctx, HealthKey(k), "1", time.Minute))
+		}
+		return nil
+	})
+	var first error
+	up := false
+	for k, set := range sets {
+		err := set.Err()
+		s.noteWrite(ctx, Shard(k), err)
+		up = up || err == nil
+		if first == nil {
+			first = err
 		}
 	}
-	return nil
+	if up {
+		return nil
+	}
+	return first
 }
 
 // Retire says that consumer has stopped in shard k, so that what it left

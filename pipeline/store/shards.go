@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
+	"errors"
 	"iter"
 	"math/rand/v2"
 	"slices"
@@ -39,12 +40,48 @@ func (s *Store) WriteShards() iter.Seq[Shard] {
 }
 
 // PickShard returns a shard for a submission without an idempotency key,
-// at random among those submissions write to.
+// at random among those submissions write to whose last write did not
+// fail in the past shardRest (all of them, if none is left): a shard whose
+// master is down holds up the first submission that meets it, not those
+// that follow.
 func (s *Store) PickShard() Shard {
-	if n := s.Shards(); n > 1 {
+	n := s.Shards()
+	if n == 1 {
+		return 0
+	}
+	var up [MaxShards]Shard
+	found := 0
+	now := s.now().UnixNano()
+	for k := range Shard(n) {
+		if s.downUntil[k].Load() <= now {
+			up[found] = k
+			found++
+		}
+	}
+	if found == 0 {
 		return Shard(rand.IntN(n))
 	}
-	return 0
+	return up[rand.IntN(found)]
+}
+
+// shardRest is how long PickShard passes over a shard after a write to it
+// failed without an answer from its master (down, or out of memory).
+const shardRest = 5 * time.Second
+
+// noteWrite records the outcome of a write to shard k (PersistWith,
+// ProbeWrite) for PickShard. A write given up by its caller (ctx done)
+// or refused for a reason of its own (a claim lost) says nothing of the
+// shard; one confirmed by too few replicas was written.
+func (s *Store) noteWrite(ctx context.Context, k Shard, err error) {
+	switch {
+	case err == nil || errors.Is(err, ErrTooFewReplicas):
+		if s.downUntil[k].Load() != 0 {
+			s.downUntil[k].Store(0)
+		}
+	case ctx.Err() != nil || errors.Is(err, ErrClaimLost):
+	default:
+		s.downUntil[k].Store(s.now().Add(shardRest).UnixNano())
+	}
 }
 
 // IdemShard returns the shard of a submission with an idempotency key

@@ -30,6 +30,7 @@ type Store struct {
 	replicas  replicaAck
 	shards    int                        // SetShards
 	inUse     atomic.Pointer[shardsSeen] // ShardsInUse's last answer
+	downUntil [MaxShards]atomic.Int64    // per shard: when PickShard may pick it again (unix ns)
 }
 
 // Retention says how long finished mail is kept (0: forever).

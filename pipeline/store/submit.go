@@ -53,9 +53,17 @@ type IdemDone struct {
 // Everything it writes must be in one shard (keys.go): else it writes
 // nothing and returns an error.
 func (s *Store) PersistWith(ctx context.Context, emails []NewEmail, opt PersistOptions) error {
-	if err := oneShard(emails, opt); err != nil {
+	k, err := oneShard(emails, opt)
+	if err != nil {
 		return err
 	}
+	err = s.persist(ctx, emails, opt)
+	s.noteWrite(ctx, k, err)
+	return err
+}
+
+// persist is PersistWith's writes.
+func (s *Store) persist(ctx context.Context, emails []NewEmail, opt PersistOptions) error {
 	write := func(p redis.Pipeliner) error {
 		for _, m := range opt.Messages {
 			s.writeMessage(ctx, p, m, emails)
@@ -126,9 +134,9 @@ func (s *Store) PersistWith(ctx context.Context, emails []NewEmail, opt PersistO
 	return err
 }
 
-// oneShard checks that what PersistWith is to write is in one shard, so
-// that its MULTI is in one slot of a cluster.
-func oneShard(emails []NewEmail, opt PersistOptions) error {
+// oneShard returns the one shard of what PersistWith is to write, so that
+// its MULTI is in one slot of a cluster, or an error if it spans shards.
+func oneShard(emails []NewEmail, opt PersistOptions) (Shard, error) {
 	var ids []string
 	for _, e := range emails {
 		ids = append(ids, e.Email.ID)
@@ -143,18 +151,18 @@ func oneShard(emails []NewEmail, opt PersistOptions) error {
 		ids = append(ids, opt.FanOut.BatchID)
 	}
 	if len(ids) == 0 {
-		return nil
+		return 0, nil
 	}
 	k := ShardOf(ids[0])
 	for _, id := range ids[1:] {
 		if ShardOf(id) != k {
-			return fmt.Errorf("store: one submission in shards %d and %d (%s)", k, ShardOf(id), id)
+			return 0, fmt.Errorf("store: one submission in shards %d and %d (%s)", k, ShardOf(id), id)
 		}
 	}
 	if d := opt.Idempotency; d != nil && !strings.HasPrefix(d.Key, k.tag()) {
-		return fmt.Errorf("store: the idempotency key %s is not in shard %d", d.Key, k)
+		return 0, fmt.Errorf("store: the idempotency key %s is not in shard %d", d.Key, k)
 	}
-	return nil
+	return k, nil
 }
 
 // ErrTooFewReplicas is returned by PersistWith when fewer replicas than
