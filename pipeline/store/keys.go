@@ -18,7 +18,8 @@ import (
 //	            segments' sends. Submit persists and enqueues in one MULTI
 //	            over the keys of one shard. Shard 0 is {q}, shard K ≥ 1
 //	            {qK.J} (shardTags).
-//	{shards}    the registry of the mail shards ever used (ShardsKey).
+//	{shards}    the registry of the mail shards ever used (ShardsKey) and
+//	            of the shard counts in use (ShardCountsKey).
 //	{keys}      API key records, looked up by the SHA-256 of the key.
 //	{acct:ID}   one account: its record, domains, suppressions, rate limit,
 //	            templates, contacts and segments.
@@ -117,6 +118,11 @@ func NewIDIn(prefix string, k Shard) string {
 // consumers read each of them, so that mail in a shard that a smaller
 // redis.shards no longer writes to drains. It has a tag of its own.
 func ShardsKey() string { return prefix + "{shards}:used" }
+
+// ShardCountsKey maps each redis.shards count that processes use to when
+// one last said so (unix seconds): an idempotency key is looked up in the
+// shard each recent count gives it (Store.IdemShards).
+func ShardCountsKey() string { return prefix + "{shards}:counts" }
 
 // StreamKey is shard k's delivery queue (a Redis Stream, consumer group "deliver").
 func StreamKey(k Shard) string { return k.tag() + "stream" }

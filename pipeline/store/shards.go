@@ -10,6 +10,8 @@ import (
 	"slices"
 	"strconv"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 )
 
 // The mail is spread over redis.shards shards (Shard, keys.go). A
@@ -86,59 +88,113 @@ func (s *Store) noteWrite(ctx context.Context, k Shard, err error) {
 
 // IdemShard returns the shard of a submission with an idempotency key
 // whose digest (IdempotencyKey) this is: derived from it alone, so that a
-// retry finds the key wherever it lands (as long as redis.shards is not
-// changed within the key's lifetime).
-func (s *Store) IdemShard(digest string) Shard {
-	n := s.Shards()
-	if n == 1 {
+// retry finds the key wherever it lands (IdemShards: also after
+// redis.shards changed).
+func (s *Store) IdemShard(digest string) Shard { return idemShard(digest, s.Shards()) }
+
+// idemShard is the shard of an idempotency key's digest among n shards.
+func idemShard(digest string, n int) Shard {
+	if n <= 1 {
 		return 0
 	}
 	sum := sha256.Sum256([]byte(digest))
 	return Shard(binary.BigEndian.Uint64(sum[:8]) % uint64(n))
 }
 
+// IdemShards returns the shards where an idempotency key of this digest
+// may be: first IdemShard, where a new claim goes; then the shard each
+// other count in recent use (a fleet in the middle of a change of
+// redis.shards, or one changed within the keys' lifetime) gives it.
+func (s *Store) IdemShards(ctx context.Context, digest string) []Shard {
+	out := []Shard{s.IdemShard(digest)}
+	for _, n := range s.registry(ctx).counts {
+		if k := idemShard(digest, n); !slices.Contains(out, k) {
+			out = append(out, k)
+		}
+	}
+	return out
+}
+
+// countsKeptFor is how long a shard count no process has registered
+// since still counts for IdemShards: longer than an idempotency key lives
+// (24 h).
+const countsKeptFor = 25 * time.Hour
+
 // RegisterShards adds the shards submissions write to to the registry of
-// shards in use (ShardsKey). A process calls it before it submits.
+// shards in use (ShardsKey), and the count to that of counts in use
+// (ShardCountsKey). A process calls it before it submits; the registry
+// renews the count once an hour (registry).
 func (s *Store) RegisterShards(ctx context.Context) error {
 	members := make([]any, 0, s.Shards())
 	for k := range s.WriteShards() {
 		members = append(members, int(k))
 	}
-	return s.rdb.SAdd(ctx, ShardsKey(), members...).Err()
+	now := s.now()
+	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.SAdd(ctx, ShardsKey(), members...)
+		p.HSet(ctx, ShardCountsKey(), strconv.Itoa(s.Shards()), now.Unix())
+		return nil
+	})
+	if err == nil {
+		s.registered.Store(now.Unix())
+	}
+	return err
 }
 
 // ShardsInUse returns, in order, the shards submissions write to and those
 // in the registry (written to by this or another process, now or with an
 // earlier configuration): the shards consumers read and readers merge.
-// The registry is read again once a second at most; while it cannot be
-// read (its master down), the last answer stands, or the shards
-// submissions write to: its loss stalls no shard.
-func (s *Store) ShardsInUse(ctx context.Context) []Shard {
+func (s *Store) ShardsInUse(ctx context.Context) []Shard { return s.registry(ctx).shards }
+
+// registry returns the registry of shards and counts, read again once a
+// second at most. While it cannot be read (its master down), the last
+// answer stands, or the shards submissions write to: its loss stalls no
+// shard.
+func (s *Store) registry(ctx context.Context) *shardsSeen {
 	if c := s.inUse.Load(); c != nil && time.Since(c.at) < time.Second {
-		return c.shards
+		return c
 	}
-	out := slices.Collect(s.WriteShards())
-	members, err := s.rdb.SMembers(ctx, ShardsKey()).Result()
+	now := s.now()
+	if now.Unix()-s.registered.Load() > int64(time.Hour.Seconds()) {
+		_ = s.RegisterShards(ctx)
+	}
+	var members *redis.StringSliceCmd
+	var counts *redis.MapStringStringCmd
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		members, counts = p.SMembers(ctx, ShardsKey()), p.HGetAll(ctx, ShardCountsKey())
+		return nil
+	})
 	if err != nil {
 		if c := s.inUse.Load(); c != nil {
-			return c.shards
+			return c
 		}
-		return out
+		return &shardsSeen{shards: slices.Collect(s.WriteShards())}
 	}
-	for _, m := range members {
+	seen := &shardsSeen{shards: slices.Collect(s.WriteShards()), at: time.Now()}
+	for _, m := range members.Val() {
 		n, err := strconv.Atoi(m)
-		if err != nil || n < 0 || n >= MaxShards || slices.Contains(out, Shard(n)) {
+		if err != nil || n < 0 || n >= MaxShards || slices.Contains(seen.shards, Shard(n)) {
 			continue
 		}
-		out = append(out, Shard(n))
+		seen.shards = append(seen.shards, Shard(n))
 	}
-	slices.Sort(out)
-	s.inUse.Store(&shardsSeen{shards: out, at: time.Now()})
-	return out
+	slices.Sort(seen.shards)
+	for count, at := range counts.Val() {
+		n, err1 := strconv.Atoi(count)
+		unix, err2 := strconv.ParseInt(at, 10, 64)
+		if err1 == nil && err2 == nil && n != s.Shards() && n >= 1 && n <= MaxShards &&
+			now.Sub(time.Unix(unix, 0)) < countsKeptFor {
+			seen.counts = append(seen.counts, n)
+		}
+	}
+	slices.Sort(seen.counts)
+	s.inUse.Store(seen)
+	return seen
 }
 
 // shardsSeen is the last answer of the registry of shards.
 type shardsSeen struct {
-	shards []Shard
+	shards []Shard // ShardsInUse
+	counts []int   // counts in recent use other than the process's
 	at     time.Time
 }

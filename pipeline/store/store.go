@@ -24,13 +24,14 @@ var ErrExists = errors.New("already exists")
 
 // Store reads and writes records. It is safe for concurrent use.
 type Store struct {
-	rdb       redis.UniversalClient
-	now       func() time.Time
-	retention Retention
-	replicas  replicaAck
-	shards    int                        // SetShards
-	inUse     atomic.Pointer[shardsSeen] // ShardsInUse's last answer
-	downUntil [MaxShards]atomic.Int64    // per shard: when PickShard may pick it again (unix ns)
+	rdb        redis.UniversalClient
+	now        func() time.Time
+	retention  Retention
+	replicas   replicaAck
+	shards     int                        // SetShards
+	inUse      atomic.Pointer[shardsSeen] // registry's last answer
+	registered atomic.Int64               // when RegisterShards last succeeded (unix s)
+	downUntil  [MaxShards]atomic.Int64    // per shard: when PickShard may pick it again (unix ns)
 }
 
 // Retention says how long finished mail is kept (0: forever).
