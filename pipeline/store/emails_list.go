@@ -46,10 +46,13 @@ func (s *Store) ScanEmails(ctx context.Context, indexes []string, maxMs, minMs i
 		// is read, what can no longer have a record (scheduled mail can be
 		// finished up to 30 days after it was created).
 		cutoff := s.now().Add(-s.retention.Records - 31*24*time.Hour).UnixMilli()
-		for _, index := range indexes {
-			if err := s.rdb.ZRemRangeByScore(ctx, index, "-inf", "("+strconv.FormatInt(cutoff, 10)).Err(); err != nil {
-				return nil, err
+		if _, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for _, index := range indexes {
+				p.ZRemRangeByScore(ctx, index, "-inf", "("+strconv.FormatInt(cutoff, 10))
 			}
+			return nil
+		}); err != nil {
+			return nil, err
 		}
 	}
 	by := &redis.ZRangeBy{Max: strconv.FormatInt(maxMs, 10), Min: strconv.FormatInt(minMs, 10), Offset: int64(skip), Count: int64(count)}
@@ -58,13 +61,18 @@ func (s *Store) ScanEmails(ctx context.Context, indexes []string, maxMs, minMs i
 		// skip+count, and the merge skips.
 		by.Offset, by.Count = 0, int64(skip+count)
 	}
-	var zs []redis.Z
-	for _, index := range indexes {
-		got, err := s.rdb.ZRevRangeByScoreWithScores(ctx, index, by).Result()
-		if err != nil {
-			return nil, err
+	ranges := make([]*redis.ZSliceCmd, len(indexes))
+	if _, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, index := range indexes {
+			ranges[i] = p.ZRevRangeByScoreWithScores(ctx, index, by)
 		}
-		zs = append(zs, got...)
+		return nil
+	}); err != nil {
+		return nil, err
+	}
+	var zs []redis.Z
+	for _, r := range ranges {
+		zs = append(zs, r.Val()...)
 	}
 	if len(indexes) > 1 {
 		slices.SortFunc(zs, func(a, b redis.Z) int {

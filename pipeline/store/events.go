@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 )
 
 // AccountEvents returns up to count entries of the account's event
@@ -17,21 +19,27 @@ import (
 // ends on one of them goes on with the other.
 func (s *Store) AccountEvents(ctx context.Context, accountID, before string, count int) ([]StreamEvent, error) {
 	after, at := splitEventID(before)
+	shards := s.ShardsInUse(ctx)
+	ranges := make([]*redis.XMessageSliceCmd, len(shards))
+	if _, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, k := range shards {
+			start := "+"
+			switch {
+			case before == "":
+			case k < at:
+				start = after // its entries of that very id come after the one at shard at
+			default:
+				start = "(" + after
+			}
+			ranges[i] = p.XRevRangeN(ctx, AccountEventsKey(k, accountID), start, "-", int64(count))
+		}
+		return nil
+	}); err != nil {
+		return nil, err
+	}
 	var all []StreamEvent
-	for _, k := range s.ShardsInUse(ctx) {
-		start := "+"
-		switch {
-		case before == "":
-		case k < at:
-			start = after // its entries of that very id come after the one at shard at
-		default:
-			start = "(" + after
-		}
-		msgs, err := s.rdb.XRevRangeN(ctx, AccountEventsKey(k, accountID), start, "-", int64(count)).Result()
-		if err != nil {
-			return nil, err
-		}
-		all = append(all, streamEventsIn(k, msgs)...)
+	for i, r := range ranges {
+		all = append(all, streamEventsIn(shards[i], r.Val())...)
 	}
 	slices.SortStableFunc(all, func(a, b StreamEvent) int {
 		if c := compareStreamIDs(a.StreamID, b.StreamID); c != 0 {
