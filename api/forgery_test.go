@@ -49,7 +49,7 @@ func (s *server) trackingState(ids ...string) string {
 	s.t.Helper()
 	s.SettleHits()
 	var b strings.Builder
-	fmt.Fprintf(&b, "stream %d\n", s.p.Redis.XLen(s.t.Context(), store.EventStreamKey()).Val())
+	fmt.Fprintf(&b, "stream %d\n", s.p.Redis.XLen(s.t.Context(), store.EventStreamKey(0)).Val())
 	for _, id := range ids {
 		fmt.Fprintf(&b, "%s events %d\n", id, s.p.Redis.LLen(s.t.Context(), store.EventsKey(id)).Val())
 	}

@@ -63,7 +63,7 @@ func TestRESTScheduleValidation(t *testing.T) {
 		t.Errorf("after cancel: %+v", e)
 	}
 	// The cancelled email is never released to delivery, even past its time.
-	if n, err := s.p.Store.ReleaseDue(context.Background(), at.Add(time.Hour), 100); err != nil || n != 0 {
+	if n, err := s.p.Store.ReleaseDue(context.Background(), 0, at.Add(time.Hour), 100); err != nil || n != 0 {
 		t.Errorf("released %d emails after the cancel (%v), want 0", n, err)
 	}
 	// An email sent at once cannot be cancelled: 409.

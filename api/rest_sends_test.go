@@ -194,7 +194,7 @@ func TestSendToUnsubscribedContactIsRecordedNotDelivered(t *testing.T) {
 	if _, err := s.p.Contacts.SetStatus(context.Background(), s.accountID, c.ID, contacts.Unsubscribed); err != nil {
 		t.Fatal(err)
 	}
-	before := s.p.Redis.XLen(context.Background(), store.StreamKey()).Val()
+	before := s.p.Redis.XLen(context.Background(), store.StreamKey(0)).Val()
 	var a sendAnswer
 	if code := s.JSON("POST", "/v1/sends", liveKey, map[string]any{"templateId": tpl, "to": "gone@" + rcptDomain}, &a); code != http.StatusOK {
 		t.Fatalf("got %d", code)
@@ -210,7 +210,7 @@ func TestSendToUnsubscribedContactIsRecordedNotDelivered(t *testing.T) {
 	if rec.Status != store.StatusSuppressed || !strings.Contains(rec.LastError, "unsubscribed") {
 		t.Errorf("send %+v", rec)
 	}
-	if after := s.p.Redis.XLen(context.Background(), store.StreamKey()).Val(); after != before {
+	if after := s.p.Redis.XLen(context.Background(), store.StreamKey(0)).Val(); after != before {
 		t.Errorf("the delivery queue grew from %d to %d", before, after)
 	}
 	var list struct{ Data []struct{ ID string } }
@@ -272,7 +272,7 @@ func TestSendBatchOfAThousand(t *testing.T) {
 	if again.Header.Get("Idempotent-Replayed") != "true" || replay.BatchID != out.BatchID || replay.Data[500].ID != out.Data[500].ID {
 		t.Errorf("replay: %d %s %s", again.Code, again.Header, replay.BatchID)
 	}
-	if n := s.p.Redis.ZCard(context.Background(), store.AccountSendsKey(s.accountID)).Val(); n != 997 {
+	if n := s.p.Redis.ZCard(context.Background(), store.AccountSendsKey(0, s.accountID)).Val(); n != 997 {
 		t.Errorf("%d sends stored, want 997", n)
 	}
 
@@ -350,7 +350,7 @@ func TestSendToSegment(t *testing.T) {
 		s.JSON("GET", "/v1/batches/"+b1.BatchID, liveKey, nil, &status)
 		return !status.InProgress
 	})
-	if n := s.p.Redis.ZCard(context.Background(), store.AccountSendsKey(s.accountID)).Val(); n != 4 {
+	if n := s.p.Redis.ZCard(context.Background(), store.AccountSendsKey(0, s.accountID)).Val(); n != 4 {
 		t.Errorf("%d sends in all, want 4", n)
 	}
 	r = s.Call("POST", "/v1/sends", liveKey, nil, map[string]any{"templateId": tpl, "segmentId": "seg_nosuch"})
@@ -473,7 +473,7 @@ func TestSendBatchRenderedSizeBounded(t *testing.T) {
 	if r.Code != http.StatusRequestEntityTooLarge || !strings.Contains(r.ErrMessage(), "smaller batches") {
 		t.Fatalf("got %d %s", r.Code, r.Body)
 	}
-	if n := s.p.Redis.ZCard(context.Background(), store.AccountSendsKey(s.accountID)).Val(); n != 0 {
+	if n := s.p.Redis.ZCard(context.Background(), store.AccountSendsKey(0, s.accountID)).Val(); n != 0 {
 		t.Errorf("%d sends stored", n)
 	}
 }
@@ -535,7 +535,7 @@ func TestSendsObeyTheMonthlyLimit(t *testing.T) {
 	if r.Code != http.StatusTooManyRequests || r.ErrCode() != "monthly_limit_reached" {
 		t.Errorf("two more over a limit of 3: %d %s", r.Code, r.Body)
 	}
-	if n := s.p.Redis.ZCard(context.Background(), store.AccountSendsKey(s.accountID)).Val(); n != 2 {
+	if n := s.p.Redis.ZCard(context.Background(), store.AccountSendsKey(0, s.accountID)).Val(); n != 2 {
 		t.Errorf("%d sends stored, want 2", n)
 	}
 	if r := s.Call("POST", "/v1/sends", liveKey, nil, map[string]any{"templateId": tpl, "to": s.To}); r.Code != http.StatusOK {

@@ -33,6 +33,7 @@
 #   SCALE_CONNS             concurrent SMTP connections (default 20, workload a's)
 #   SCALE_WORKERS           delivery.workers of each gateway (default 8, the shipped default)
 #   SCALE_NODE_TIMEOUT_MS   cluster-node-timeout of the cluster (default 2000, as the tests)
+#   SCALE_SHARDS            redis.shards of the fleet (default 3: one per master)
 #   SCALE_MIN_REPLICAS_ACKED  redis.min_replicas_acked of the fleet (default 1: a 250 waits for a
 #                           replica, so that a master's failover cannot lose it; 0 = off)
 #   SCALE_KILL_AT           seconds into the fault run at which the kills happen (default: a third
@@ -48,6 +49,7 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 GO=${GO:-go}
 DURATION=${SCALE_DURATION:-20s}
+SHARDS=${SCALE_SHARDS:-3}
 DRAIN=${SCALE_DRAIN_TIMEOUT:-90}
 CONNS=${SCALE_CONNS:-20}
 WORKERS=${SCALE_WORKERS:-8}
@@ -226,7 +228,7 @@ load() {
   echo "commit: $(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo unknown)"
   echo "kernel: $(uname -r); cpus: $(nproc); $(grep -m1 'model name' /proc/cpuinfo 2>/dev/null || true)"
   echo "go: $($GO version | awk '{print $3}'); $(redis-server --version | awk '{print $1, $2, $3}')"
-  echo "duration $DURATION per run; $CONNS connections; delivery.workers $WORKERS per gateway; cluster-node-timeout ${NODE_TIMEOUT} ms; fleet redis.min_replicas_acked $MIN_ACKED"
+  echo "duration $DURATION per run; $CONNS connections; delivery.workers $WORKERS per gateway; cluster-node-timeout ${NODE_TIMEOUT} ms; fleet redis.shards $SHARDS, redis.min_replicas_acked $MIN_ACKED"
   echo "loadavg at start: $(cat /proc/loadavg)"
 } | tee "$WORK/out/env.txt" >&2
 
@@ -304,6 +306,7 @@ if [[ " $RUNS " == *" fleet "* || " $RUNS " == *" faults "* ]]; then
   addrs_yaml=$(printf '"%s", ' "${NODES[@]}")
   redis_yaml="  addrs: [${addrs_yaml%, }]
   cluster: true
+  shards: ${SHARDS}
   min_replicas_acked: ${MIN_ACKED}"
   GPIDS=() GSMTP=() GHTTP=()
   for g in 1 2 3; do
@@ -321,7 +324,7 @@ if [[ " $RUNS " == *" fleet "* || " $RUNS " == *" faults "* ]]; then
   fi
 
   if [[ " $RUNS " == *" faults "* ]]; then
-    # The master that holds the mail's hash slot: the one whose death matters.
+    # The master that holds shard 0's hash slot ({q}): the mail of the other shards goes on.
     slot=$(redis-cli -p "${NODES[0]##*:}" cluster keyslot q)
     victim=""
     for i in "${!NODES[@]}"; do

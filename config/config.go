@@ -124,6 +124,11 @@ type Redis struct {
 	// client is told to retry. 0: off, acknowledged once the master has it.
 	MinReplicasAcked   int           `yaml:"min_replicas_acked"`   // 0
 	MinReplicasTimeout time.Duration `yaml:"min_replicas_timeout"` // 1s
+	// Shards is the number of hash tags the mail is spread over (in a
+	// cluster, over the masters); 1 keeps it all under {q}. Changing it is
+	// safe: ids carry their shard, and the shards no longer written to
+	// drain (pipeline/store/keys.go).
+	Shards int `yaml:"shards"` // 1
 }
 
 // DNS configures lookups.
@@ -270,7 +275,7 @@ const mib = 1 << 20
 // "localhost"); Domains.SPFInclude is left empty and filled by Load.
 func Default() Config {
 	return Config{
-		Redis: Redis{MinReplicasTimeout: time.Second},
+		Redis: Redis{MinReplicasTimeout: time.Second, Shards: 1},
 		SMTP: SMTP{
 			Listen:               ":587",
 			TLSListen:            ":465",

@@ -74,6 +74,7 @@ func TestDefaultsValid(t *testing.T) {
 		{"redis.require_durable", d.Redis.RequireDurable, false},
 		{"redis.min_replicas_acked", d.Redis.MinReplicasAcked, 0},
 		{"redis.min_replicas_timeout", d.Redis.MinReplicasTimeout, time.Second},
+		{"redis.shards", d.Redis.Shards, 1},
 		{"dns.resolver", d.DNS.Resolver, ""},
 		{"delivery.relay_host", d.Delivery.RelayHost, ""},
 		{"delivery.mx_port", d.Delivery.MXPort, 25},
@@ -278,6 +279,7 @@ func TestEnvOverrides(t *testing.T) {
 		"PIGEONPOST_DELIVERY_DESTINATION_GROUPS":                  "google=.google.com",
 		"PIGEONPOST_REDIS_MIN_REPLICAS_ACKED":                     "1",
 		"PIGEONPOST_REDIS_MIN_REPLICAS_TIMEOUT":                   "2s",
+		"PIGEONPOST_REDIS_SHARDS":                                 "3",
 		"PIGEONPOST_SMTP_PROXY_PROTOCOL":                          "true",
 		"PIGEONPOST_SMTP_PROXY_TRUSTED":                           "10.0.0.0/8, 192.0.2.1",
 	}))
@@ -288,7 +290,7 @@ func TestEnvOverrides(t *testing.T) {
 			ProxyProtocol: true, ProxyTrusted: []string{"10.0.0.0/8", "192.0.2.1"}},
 		HTTP: HTTP{Listen: ":18080", PublicURL: "https://example.com", MaxBodyBytes: 1000, AdminListen: "127.0.0.1:6060",
 			ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 5 * time.Minute},
-		Redis: Redis{URL: "redis://from-env:6379/1", RequireDurable: true, MinReplicasAcked: 1, MinReplicasTimeout: 2 * time.Second},
+		Redis: Redis{URL: "redis://from-env:6379/1", RequireDurable: true, MinReplicasAcked: 1, MinReplicasTimeout: 2 * time.Second, Shards: 3},
 		DNS:   DNS{Resolver: "127.0.0.1:53"},
 		Delivery: Delivery{RelayHost: "relay:587", MXPort: 2525, Workers: 0, Timeout: 30 * time.Second,
 			RetryInitial: 45 * time.Second, RetryMax: 2 * time.Hour, MaxAge: 24 * time.Hour,
@@ -324,8 +326,8 @@ func TestEnvCoversEveryKey(t *testing.T) {
 			t.Errorf("%s: cannot be set from the environment: %v", name, err)
 		}
 	})
-	if n != 83 {
-		t.Errorf("walked %d keys, want 83", n)
+	if n != 84 {
+		t.Errorf("walked %d keys, want 84", n)
 	}
 	for _, name := range []string{"PIGEONPOST_REDIS_URL", "PIGEONPOST_SMTP_MAX_MESSAGE_BYTES", "PIGEONPOST_DELIVERY_RETRY_INITIAL"} {
 		found := false
@@ -620,6 +622,8 @@ func TestValidateRules(t *testing.T) {
 		{"redis sentinel cluster", func(c *Config) { c.Redis.Addrs, c.Redis.SentinelMaster, c.Redis.Cluster = []string{"a:1"}, "m", true }, "redis.sentinel_master: cannot be combined with a cluster"},
 		{"redis password with url", func(c *Config) { c.Redis.URL, c.Redis.Password = "redis://a:1", "pw" }, "redis.password: goes with redis.addrs"},
 		{"min replicas", func(c *Config) { c.Redis.URL, c.Redis.MinReplicasAcked = "redis://a:1", 1 }, ""},
+		{"shards zero", func(c *Config) { c.Redis.Shards = 0 }, "redis.shards: must be 1 to 16"},
+		{"shards too many", func(c *Config) { c.Redis.Shards = 17 }, "redis.shards: must be 1 to 16"},
 		{"min replicas negative", func(c *Config) { c.Redis.MinReplicasAcked = -1 }, "redis.min_replicas_acked: must be 0 (off) or more"},
 		{"min replicas embedded", func(c *Config) { c.Redis.MinReplicasAcked = 1 }, "redis.min_replicas_acked: needs a Redis with replicas"},
 		{"min replicas no timeout", func(c *Config) {

@@ -445,6 +445,9 @@ func (v *validator) redis(r Redis) {
 	if r.Password != "" && r.URL != "" {
 		v.add("redis.password", "goes with redis.addrs; put it in redis.url instead")
 	}
+	if r.Shards < 1 || r.Shards > maxShards {
+		v.add("redis.shards", fmt.Sprintf("must be 1 to %d (got %d)", maxShards, r.Shards))
+	}
 	if r.MinReplicasAcked < 0 {
 		v.add("redis.min_replicas_acked", fmt.Sprintf("must be 0 (off) or more (got %d)", r.MinReplicasAcked))
 	}
@@ -455,6 +458,9 @@ func (v *validator) redis(r Redis) {
 		v.timeout("redis.min_replicas_timeout", r.MinReplicasTimeout)
 	}
 }
+
+// maxShards is store.MaxShards (config imports nothing of pigeonpost's).
+const maxShards = 16
 
 // schemeOf returns the scheme of a URL, lower case, or "".
 func schemeOf(s string) string {

@@ -76,6 +76,17 @@ func CheckIdempotencyKey(key string) error {
 type Claim struct {
 	key   string // Redis key
 	token string
+	shard store.Shard // the key's, which the submission's mail shares
+}
+
+// ShardFor returns the shard a submission under claim (nil: none) writes
+// its mail to: the claim's, so that the emails and the stored response
+// are one MULTI, or else one picked among redis.shards.
+func (s *Service) ShardFor(claim *Claim) store.Shard {
+	if claim != nil {
+		return claim.shard
+	}
+	return s.store.PickShard()
 }
 
 func sha256Hex(parts ...[]byte) string {
@@ -98,9 +109,14 @@ func (s *Service) claimIdempotency(ctx context.Context, k *store.Key, scope Scop
 	if k.Mode == store.ModeTest {
 		digest = sha256Hex([]byte(scope), []byte(store.ModeTest), []byte(key))
 	}
+	shard, err := s.idemShard(ctx, k, digest)
+	if err != nil {
+		return nil, nil, StorageError(err)
+	}
 	c := &Claim{
-		key:   store.IdempotencyKey(k.AccountID, digest),
+		key:   store.IdempotencyKey(shard, k.AccountID, digest),
 		token: store.NewID("idem"),
+		shard: shard,
 	}
 	deadline := time.Now().Add(idemWait)
 	for {
@@ -129,6 +145,28 @@ func (s *Service) claimIdempotency(ctx context.Context, k *store.Key, scope Scop
 		case <-time.After(idemPoll):
 		}
 	}
+}
+
+// idemShard returns the shard of the idempotency key of this digest: the
+// one the configured count gives it, unless redis.shards was changed
+// within the keys' lifetime (or is being changed over the fleet) and an
+// earlier request stored the key in the shard another count gives it.
+// (Two copies of one request sent at the same instant to processes with
+// different counts may then both be sent.)
+func (s *Service) idemShard(ctx context.Context, k *store.Key, digest string) (store.Shard, error) {
+	shards := s.store.IdemShards(ctx, digest)
+	if len(shards) == 1 {
+		return shards[0], nil
+	}
+	var earlier []string
+	for _, shard := range shards[1:] {
+		earlier = append(earlier, store.IdempotencyKey(shard, k.AccountID, digest))
+	}
+	i, err := s.store.IdemFind(ctx, earlier)
+	if err != nil || i < 0 {
+		return shards[0], err
+	}
+	return shards[1+i], nil
 }
 
 // ClaimSend claims key for a send of the account in scope, fingerprint

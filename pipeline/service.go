@@ -245,8 +245,9 @@ type Submission struct {
 	// unsubscribed). Only with Send.
 	Withhold string
 	// EmailIDs, when set, are the ids of the emails, one per recipient
-	// (store.NewID("em")), made by a caller that must know them before
-	// (a List-Unsubscribe link names its email).
+	// (store.NewIDIn("em", Service.ShardFor(Claim)): all in the shard of
+	// the claim, if any), made by a caller that must know them before (a
+	// List-Unsubscribe link names its email).
 	EmailIDs []string
 }
 
@@ -411,6 +412,10 @@ func (s *Service) submit(ctx context.Context, sub Submission) (_ *Receipt, err e
 	if err != nil {
 		return nil, err
 	}
+	p.shard = s.ShardFor(claim)
+	if claim == nil && len(sub.EmailIDs) > 0 {
+		p.shard = store.ShardOf(sub.EmailIDs[0]) // ids made for it name their shard
+	}
 	if sub.Send == nil && !slices.Contains(suppressed[0], false) {
 		return nil, ErrAllSuppressed
 	}
@@ -441,7 +446,8 @@ type prepared struct {
 	msg      *submittedMessage
 	track    trackPlan
 	warnings []string
-	claim    *Claim // the key derived from an SMTP message (smtpIdempotency)
+	claim    *Claim      // the key derived from an SMTP message (smtpIdempotency)
+	shard    store.Shard // where its mail goes (Service.ShardFor): set before emailsOf
 }
 
 // prepare checks sub and plans its tracking. With derive, it claims the
@@ -549,7 +555,7 @@ func (s *Service) emailsOf(p *prepared, suppressed []bool, now time.Time) ([]sto
 	// As documented, an accepted send answers "sent": pigeonpost has it
 	// (the email record itself is pending until a worker hands it over).
 	receipt := &Receipt{Status: store.StatusSent, Warnings: p.warnings}
-	m := &store.NewMessage{ID: store.NewID("msg"), MIME: msg.bytes()}
+	m := &store.NewMessage{ID: store.NewIDIn("msg", p.shard), MIME: msg.bytes()}
 	var recipients []string
 	for i, rcpt := range sub.Recipients {
 		if suppressed[i] {
@@ -563,7 +569,7 @@ func (s *Service) emailsOf(p *prepared, suppressed []bool, now time.Time) ([]sto
 		if suppressed[i] && sub.Send == nil {
 			continue
 		}
-		id := store.NewID("em")
+		id := store.NewIDIn("em", p.shard)
 		if len(sub.EmailIDs) == len(sub.Recipients) {
 			id = sub.EmailIDs[i]
 		}

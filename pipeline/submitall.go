@@ -53,6 +53,10 @@ func (s *Service) SubmitAll(ctx context.Context, k *store.Key, subs []Submission
 		s.observeAll(ps, err)
 		return nil, err
 	}
+	shard := s.allShard(subs, opt)
+	for _, p := range ps {
+		p.shard = shard
+	}
 	var emails []store.NewEmail
 	var messages []store.NewMessage
 	for j, p := range ps {
@@ -90,6 +94,26 @@ func (s *Service) SubmitAll(ctx context.Context, k *store.Key, subs []Submission
 		s.opt.Metrics.observeSubmit(p.sub.Source, results[at[j]].Err)
 	}
 	return results, nil
+}
+
+// allShard is the one shard of SubmitAll's mail: that of the claim, else
+// of the batch, else of ids made for the submissions (all in one shard),
+// else one picked.
+func (s *Service) allShard(subs []Submission, opt AllOptions) store.Shard {
+	switch {
+	case opt.Claim != nil:
+		return opt.Claim.shard
+	case opt.Batch != nil:
+		return store.ShardOf(opt.Batch.ID)
+	case opt.FanOut != nil:
+		return store.ShardOf(opt.FanOut.BatchID)
+	}
+	for _, sub := range subs {
+		if len(sub.EmailIDs) > 0 {
+			return store.ShardOf(sub.EmailIDs[0])
+		}
+	}
+	return s.store.PickShard()
 }
 
 func (s *Service) observeAll(ps []*prepared, err error) {

@@ -68,12 +68,12 @@ func TestSubmitAll(t *testing.T) {
 
 	// Two sends were charged of the burst of 3: two more are over it, and
 	// refused as a whole.
-	before := rdb.ZCard(ctx, store.AccountSendsKey(k.AccountID)).Val()
+	before := rdb.ZCard(ctx, store.AccountSendsKey(0, k.AccountID)).Val()
 	_, err = svc.SubmitAll(ctx, k, []Submission{sendSubmission(k, "c@example.test"), sendSubmission(k, "d@example.test")}, AllOptions{})
 	if !errors.Is(err, ErrRateLimited) {
 		t.Fatalf("over the rate: %v", err)
 	}
-	if after := rdb.ZCard(ctx, store.AccountSendsKey(k.AccountID)).Val(); after != before {
+	if after := rdb.ZCard(ctx, store.AccountSendsKey(0, k.AccountID)).Val(); after != before {
 		t.Errorf("%d sends stored by a refused submission", after-before)
 	}
 	if _, err := svc.SubmitAll(ctx, k, []Submission{sendSubmission(k, "c@example.test")}, AllOptions{}); err != nil {

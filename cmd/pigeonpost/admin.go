@@ -49,6 +49,7 @@ func admin(ctx context.Context, args []string, stdout io.Writer, getenv func(str
 	}
 	defer rdb.Close()
 	st := store.New(rdb, time.Now)
+	st.SetShards(cfg.Redis.Shards)
 	quiet := slog.New(slog.DiscardHandler)
 	// The pipeline is here only to tell running servers about the changes
 	// made (a verified domain), as the REST API would.

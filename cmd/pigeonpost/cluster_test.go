@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"slices"
 	"sync/atomic"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/pigeonpost/pigeonpost/config"
 	"github.com/pigeonpost/pigeonpost/internal/testkit"
+	"github.com/pigeonpost/pigeonpost/pipeline/store"
 )
 
 // onCluster points the gateway at c by its redis+cluster:// URL; the
@@ -23,33 +25,55 @@ func onCluster(c *testkit.RedisCluster) func(*config.Config) {
 }
 
 // TestClusterSubmitDeliverRecord: a gateway configured with a 3-master
-// Redis Cluster takes a message over SMTP and one over REST, stores them,
-// delivers both to the sink, records their events and sends their
-// webhooks; its keys are spread over more than one master. Every script
-// and MULTI it ran was checked for one slot (the stack's SlotChecker), and
-// ran on real cluster nodes, which refuse CROSSSLOT.
+// Redis Cluster and redis.shards 3 takes messages over SMTP and over REST,
+// stores them in more than one shard, delivers them all to the sink,
+// records their events, sends their webhooks and lists them as one
+// index; its keys are spread over the masters. Every script and MULTI it
+// ran was checked for one slot (the stack's SlotChecker), and ran on real
+// cluster nodes, which refuse CROSSSLOT.
 func TestClusterSubmitDeliverRecord(t *testing.T) {
 	c := testkit.StartRedisCluster(t, 3, 0)
-	s := webhookStack(t, onCluster(c))
+	s := webhookStack(t, onCluster(c), func(cfg *config.Config) { cfg.Redis.Shards = 3 })
 	s.cluster = c
 	recv := startReceiver(t)
 	_, secret := s.CreateWebhook(recv.srv.URL+"/hooks", "email.delivered")
 
-	reply, err := testkit.SendMail(s.smtpClient(true, liveKey), s.From, []string{s.To}, testkit.SimpleMessage(s.From, s.To, "over smtp"))
-	if err != nil {
-		t.Fatal(err)
+	var want []string
+	shards := map[store.Shard]bool{}
+	for i := range 5 {
+		reply, err := testkit.SendMail(s.smtpClient(true, liveKey), s.From, []string{s.To},
+			testkit.SimpleMessage(s.From, s.To, fmt.Sprintf("over smtp %d", i)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		viaSMTP := queuedID(t, reply)
+		viaREST := s.SendOK(liveKey, map[string]any{"from": s.From, "to": s.To, "subject": fmt.Sprintf("over rest %d", i), "text": "t"}, nil).ID
+		want = append(want, viaSMTP, viaREST)
+		shards[store.ShardOf(viaSMTP)], shards[store.ShardOf(viaREST)] = true, true
 	}
-	viaSMTP := queuedID(t, reply)
-	viaREST := s.SendOK(liveKey, map[string]any{"from": s.From, "to": s.To, "subject": "over rest", "text": "t"}, nil).ID
+	if len(shards) < 2 {
+		t.Errorf("10 messages all in shard %v", shards)
+	}
 
-	s.sink.Wait(t, 2, 20*time.Second)
-	for _, id := range []string{viaSMTP, viaREST} {
+	s.sink.Wait(t, len(want), 20*time.Second)
+	for _, id := range want {
 		s.waitStatus(id, "delivered")
 		var events struct{ Data []struct{ Type string } }
 		s.JSON("GET", "/v1/emails/"+id+"/events", liveKey, nil, &events)
 		if len(events.Data) == 0 || events.Data[len(events.Data)-1].Type != "delivered" {
 			t.Errorf("%s: events %+v", id, events)
 		}
+	}
+	var list struct{ Data []struct{ ID string } }
+	s.JSON("GET", "/v1/emails?limit=100", liveKey, nil, &list)
+	var listed []string
+	for _, e := range list.Data {
+		listed = append(listed, e.ID)
+	}
+	slices.Sort(listed)
+	slices.Sort(want)
+	if !slices.Equal(listed, want) {
+		t.Errorf("GET /v1/emails lists %v, want %v", listed, want)
 	}
 	s.deliveryIdle()
 	s.webhooksIdle()
@@ -63,8 +87,6 @@ func TestClusterSubmitDeliverRecord(t *testing.T) {
 		hooked = append(hooked, body.Data.EmailID)
 	}
 	slices.Sort(hooked)
-	want := []string{viaSMTP, viaREST}
-	slices.Sort(want)
 	if !slices.Equal(hooked, want) {
 		t.Errorf("email.delivered webhooks for %v, want one each for %v", hooked, want)
 	}
@@ -73,7 +95,7 @@ func TestClusterSubmitDeliverRecord(t *testing.T) {
 	// not one node of it.
 	ctx := context.Background()
 	var used atomic.Int32 // ForEachMaster calls in parallel
-	err = c.Client(t).ForEachMaster(ctx, func(ctx context.Context, m *redis.Client) error {
+	err := c.Client(t).ForEachMaster(ctx, func(ctx context.Context, m *redis.Client) error {
 		if n, err := m.DBSize(ctx).Result(); err != nil {
 			return err
 		} else if n > 0 {
@@ -81,8 +103,8 @@ func TestClusterSubmitDeliverRecord(t *testing.T) {
 		}
 		return nil
 	})
-	if err != nil || used.Load() < 2 {
-		t.Errorf("keys on %d masters (%v), want at least 2", used.Load(), err)
+	if err != nil || used.Load() != 3 {
+		t.Errorf("keys on %d masters (%v), want all 3", used.Load(), err)
 	}
 	if n, _ := s.redis.Client(t).DBSize(ctx).Result(); n != 0 {
 		t.Errorf("the unused redis-server has %d keys: the gateway did not run on the cluster", n)

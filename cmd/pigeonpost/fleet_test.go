@@ -103,6 +103,7 @@ func (s *stack) deliveredSubjects() map[string]int {
 //     at once, and exactly: the fleet accepts the limit and no more.
 func TestFleetSharesOneState(t *testing.T) {
 	s, env := processStack(t)
+	env["PIGEONPOST_REDIS_SHARDS"] = "3" // each process reads each shard
 	env["PIGEONPOST_DELIVERY_WORKERS"] = "2"
 	env["PIGEONPOST_DELIVERY_MAX_CONNECTIONS_PER_DESTINATION"] = "1"
 	env["PIGEONPOST_WEBHOOKS_ALLOW_PRIVATE_URLS"] = "true"
@@ -200,6 +201,7 @@ func TestFleetRateLimitAndReclaim(t *testing.T) {
 	env["PIGEONPOST_LIMITS_RATE_PER_SECOND"] = "0.001" // nothing more within the test
 	env["PIGEONPOST_LIMITS_BURST"] = fmt.Sprint(burst)
 	env["PIGEONPOST_DELIVERY_WORKERS"] = "2"
+	env["PIGEONPOST_REDIS_SHARDS"] = "3" // a killed process's entries reclaimed in each shard
 	gws := s.startGateways(env, 3)
 
 	held, release := s.sink.Hold("data")
@@ -218,27 +220,32 @@ func TestFleetRateLimitAndReclaim(t *testing.T) {
 	// holds the replies), then kill the gateway holding the most.
 	rdb := s.redisClient()
 	ctx := context.Background()
-	var pending []redis.XPendingExt
+	owned := map[int][]string{} // pid → the emails of the entries it read
 	testkit.WaitFor(t, "every queued message read by a gateway", func() bool {
-		var err error
-		pending, err = rdb.XPendingExt(ctx, &redis.XPendingExtArgs{Stream: store.StreamKey(), Group: store.GroupName,
-			Start: "-", End: "+", Count: 100}).Result()
-		return err == nil && len(pending) == len(accepted)
+		clear(owned)
+		read := 0
+		for k := range store.Shard(3) {
+			pending, err := rdb.XPendingExt(ctx, &redis.XPendingExtArgs{Stream: store.StreamKey(k), Group: store.GroupName,
+				Start: "-", End: "+", Count: 100}).Result()
+			if err != nil {
+				return false
+			}
+			for _, p := range pending {
+				m := rdb.XRangeN(ctx, store.StreamKey(k), p.ID, p.ID, 1).Val()
+				if len(m) != 1 {
+					return false
+				}
+				pid := consumerPID(t, p.Consumer)
+				owned[pid] = append(owned[pid], m[0].Values["id"].(string))
+				read++
+			}
+		}
+		return read == len(accepted)
 	})
-	owned := map[int][]string{} // pid → entry ids
-	for _, p := range pending {
-		owned[consumerPID(t, p.Consumer)] = append(owned[consumerPID(t, p.Consumer)], p.ID)
-	}
 	victim := slices.MaxFunc(gws, func(a, b *gatewayProcess) int {
 		return len(owned[a.cmd.Process.Pid]) - len(owned[b.cmd.Process.Pid])
 	})
-	victimEntries := owned[victim.cmd.Process.Pid]
-	var victimEmails []string
-	for _, m := range rdb.XRangeN(ctx, store.StreamKey(), "-", "+", 100).Val() {
-		if slices.Contains(victimEntries, m.ID) {
-			victimEmails = append(victimEmails, m.Values["id"].(string))
-		}
-	}
+	victimEmails := owned[victim.cmd.Process.Pid]
 	// Each gateway's two workers take one message each to the destination,
 	// where it is held; what a gateway read beyond that waits in it.
 	atDestination := int64(0)
@@ -246,7 +253,7 @@ func TestFleetRateLimitAndReclaim(t *testing.T) {
 		atDestination += int64(min(2, len(ids)))
 	}
 	testkit.WaitFor(t, "the fleet's workers at the destination", func() bool { return inFlight.Load() == atDestination })
-	heldByVictim := min(2, len(victimEntries))
+	heldByVictim := min(2, len(victimEmails))
 	if err := victim.cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
@@ -265,7 +272,7 @@ func TestFleetRateLimitAndReclaim(t *testing.T) {
 			return e.Status == "delivered"
 		})
 	}
-	t.Logf("reclaim: the killed gateway's %d entries delivered %s after the kill", len(victimEntries), time.Since(killed).Round(100*time.Millisecond))
+	t.Logf("reclaim: the killed gateway's %d entries delivered %s after the kill", len(victimEmails), time.Since(killed).Round(100*time.Millisecond))
 	s.deliveryIdle()
 	got := s.deliveredSubjects()
 	dup := 0

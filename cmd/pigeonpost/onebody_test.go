@@ -20,7 +20,7 @@ import (
 
 // trackingIDs matches the pixel and click URLs of a copy: the email id each
 // names (a click id starts with it).
-var trackingIDs = regexp.MustCompile(`/v1/track/(open|click)/(em_[a-z2-7]+)`)
+var trackingIDs = regexp.MustCompile(`/v1/track/(open|click)/(em_[a-z2-7]+(?:-q[0-9]+)?)`)
 
 // checkDelivered fails unless data, a message as the sink received it,
 // passes DKIM verification for senderDomain and ends with content (what

@@ -148,6 +148,7 @@ func build(ctx context.Context, cfg config.Config, log *slog.Logger, opt serveOp
 	p.store = store.New(p.rdb, time.Now)
 	p.store.SetRetention(store.Retention{Content: cfg.Retention.Content, Records: cfg.Retention.Records})
 	p.store.SetMinReplicas(cfg.Redis.MinReplicasAcked, cfg.Redis.MinReplicasTimeout)
+	p.store.SetShards(cfg.Redis.Shards)
 	// tracking.secret is "current,older,...": links signed with an older
 	// secret keep working after a rotation.
 	secrets := cfg.Tracking.Secrets()
@@ -307,10 +308,16 @@ func build(ctx context.Context, cfg config.Config, log *slog.Logger, opt serveOp
 		Renderer:     p.pipeline, // each recipient's tracking, rendered at each attempt
 	}
 
-	// The webhook dispatchers' consumer group starts at the end of the event
-	// stream: create it before serving, so that no event of this run is missed.
-	if err := p.store.EnsureWebhookGroup(ctx); err != nil {
-		return nil, fmt.Errorf("webhook event group: %w", err)
+	// The shards this process writes to are read by every consumer.
+	if err := p.store.RegisterShards(ctx); err != nil {
+		return nil, fmt.Errorf("registering the mail shards: %w", err)
+	}
+	// The webhook dispatchers' consumer group starts at the end of each event
+	// stream: create them before serving, so that no event of this run is missed.
+	for k := range p.store.WriteShards() {
+		if err := p.store.EnsureWebhookGroup(ctx, k); err != nil {
+			return nil, fmt.Errorf("webhook event group: %w", err)
+		}
 	}
 	p.dispatcher = &webhooks.Dispatcher{
 		Store: p.store,

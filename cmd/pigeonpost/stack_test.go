@@ -201,7 +201,7 @@ func (s *stack) deliveryIdle() {
 	rdb := s.redisClient()
 	ctx := context.Background()
 	testkit.WaitFor(s.t, "the delivery queue to be idle", func() bool {
-		groups, err := rdb.XInfoGroups(ctx, store.StreamKey()).Result()
+		groups, err := rdb.XInfoGroups(ctx, store.StreamKey(0)).Result()
 		if err != nil {
 			return false
 		}
@@ -210,7 +210,7 @@ func (s *stack) deliveryIdle() {
 				return false
 			}
 		}
-		n, err := rdb.ZCard(ctx, store.RetryKey()).Result()
+		n, err := rdb.ZCard(ctx, store.RetryKey(0)).Result()
 		return err == nil && n == 0
 	})
 }

@@ -91,7 +91,7 @@ func (s *stack) webhooksIdle() {
 	rdb := s.redisClient()
 	ctx := context.Background()
 	idle := func() bool {
-		groups, err := rdb.XInfoGroups(ctx, store.EventStreamKey()).Result()
+		groups, err := rdb.XInfoGroups(ctx, store.EventStreamKey(0)).Result()
 		if err != nil {
 			return false
 		}

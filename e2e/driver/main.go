@@ -356,4 +356,4 @@ func verifyDomain(rep *report, api *apiClient, dns *dnsServer) error {
 	return nil
 }
 
-var emailIDPattern = regexp.MustCompile(`\bem_[a-z2-7]{26}\b`)
+var emailIDPattern = regexp.MustCompile(`\bem_[a-z2-7]{26}(-q[1-9][0-9]{0,2})?\b`) // store.NewIDIn

@@ -9,11 +9,13 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"runtime"
 	"strings"
 
 	"github.com/redis/go-redis/v9"
 
 	"github.com/pigeonpost/pigeonpost/config"
+	"github.com/pigeonpost/pigeonpost/pipeline/store"
 )
 
 // Open returns a client for r (validated; r.URL or r.Addrs set): a
@@ -28,24 +30,39 @@ func Open(r config.Redis) (redis.UniversalClient, error) {
 			IsClusterMode: r.Cluster,
 			MasterName:    r.SentinelMaster,
 			Password:      r.Password,
+			PoolSize:      poolSize(0),
 		})
 	case strings.HasSuffix(scheme, "+cluster") || r.Cluster:
 		opts, err := ParseClusterURL(r.URL)
 		if err != nil {
 			return nil, fmt.Errorf("redis.url: %w", err)
 		}
+		opts.PoolSize = poolSize(opts.PoolSize)
 		rdb = redis.NewClusterClient(opts)
 	default:
 		opts, err := redis.ParseURL(r.URL)
 		if err != nil {
 			return nil, fmt.Errorf("redis.url: %w", err)
 		}
+		opts.PoolSize = poolSize(opts.PoolSize)
 		rdb = redis.NewClient(opts)
 	}
 	if cc, ok := rdb.(*redis.ClusterClient); ok {
 		ReloadOnNetworkError(cc)
 	}
 	return rdb, nil
+}
+
+// poolSize is the connection pool's size (per node): set (the URL's
+// pool_size) or go-redis's default, 10 per CPU, plus a connection for
+// each reader that blocks on a stream: a delivery worker's and a webhook
+// dispatcher's in each mail shard, so that they never hold all the pool
+// while the submissions wait.
+func poolSize(set int) int {
+	if set > 0 {
+		return set
+	}
+	return 10*runtime.GOMAXPROCS(0) + 2*store.MaxShards
 }
 
 // ParseClusterURL parses redis+cluster://[user:password@]h1:p1,h2:p2[?opts]

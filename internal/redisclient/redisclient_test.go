@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"runtime"
 	"testing"
 	"time"
 
@@ -14,6 +15,7 @@ import (
 
 	"github.com/pigeonpost/pigeonpost/config"
 	"github.com/pigeonpost/pigeonpost/internal/testkit"
+	"github.com/pigeonpost/pigeonpost/pipeline/store"
 )
 
 var baseline = flag.Bool("failover.baseline", false,
@@ -51,6 +53,37 @@ func TestOpen(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// The pool has room for every blocking stream reader of every shard beside
+// go-redis's default, unless the URL sets its size.
+func TestPoolSize(t *testing.T) {
+	want := 10*runtime.GOMAXPROCS(0) + 2*store.MaxShards
+	for _, tc := range []struct {
+		cfg  config.Redis
+		want int
+	}{
+		{config.Redis{URL: "redis://127.0.0.1:1"}, want},
+		{config.Redis{URL: "redis://127.0.0.1:1?pool_size=7"}, 7},
+		{config.Redis{URL: "redis+cluster://127.0.0.1:1,127.0.0.1:2"}, want},
+		{config.Redis{Addrs: []string{"127.0.0.1:1"}}, want},
+	} {
+		rdb, err := Open(tc.cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got int
+		switch c := rdb.(type) {
+		case *redis.Client:
+			got = c.Options().PoolSize
+		case *redis.ClusterClient:
+			got = c.Options().PoolSize
+		}
+		rdb.Close()
+		if got != tc.want {
+			t.Errorf("%+v: pool size %d, want %d", tc.cfg, got, tc.want)
+		}
 	}
 }
 

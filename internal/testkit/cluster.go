@@ -39,6 +39,9 @@ type RedisClusterOptions struct {
 	// NodeTimeout is cluster-node-timeout: how long a master is unreachable
 	// before its replica is promoted. 0: 2s.
 	NodeTimeout time.Duration
+	// PartialCoverage sets cluster-require-full-coverage no: the masters
+	// that are up keep serving their slots while another is down.
+	PartialCoverage bool
 }
 
 // StartRedisCluster starts a Redis Cluster of masters × (1 +
@@ -74,7 +77,7 @@ func StartRedisClusterWith(t testing.TB, o RedisClusterOptions) *RedisCluster {
 	c := &RedisCluster{t: t}
 	total := o.Masters * (1 + o.ReplicasPerMaster)
 	for i := range total {
-		n, err := startClusterNode(t, bin, i, o.NodeTimeout)
+		n, err := startClusterNode(t, bin, i, o)
 		if err != nil {
 			t.Fatalf("testkit: cluster node %d: %v", i, err)
 		}
@@ -89,7 +92,11 @@ func StartRedisClusterWith(t testing.TB, o RedisClusterOptions) *RedisCluster {
 
 // startClusterNode starts one cluster-enabled redis-server on a free
 // loopback port (and a free one for the cluster bus).
-func startClusterNode(t testing.TB, bin string, i int, nodeTimeout time.Duration) (*ClusterNode, error) {
+func startClusterNode(t testing.TB, bin string, i int, o RedisClusterOptions) (*ClusterNode, error) {
+	coverage := "yes"
+	if o.PartialCoverage {
+		coverage = "no"
+	}
 	return startNode(t, bin, fmt.Sprintf("node%d", i), 2, func(dir string, ports []int) []string {
 		return []string{
 			"--bind", "127.0.0.1",
@@ -97,7 +104,8 @@ func startClusterNode(t testing.TB, bin string, i int, nodeTimeout time.Duration
 			"--cluster-enabled", "yes",
 			"--cluster-port", strconv.Itoa(ports[1]),
 			"--cluster-config-file", filepath.Join(dir, "nodes.conf"),
-			"--cluster-node-timeout", strconv.FormatInt(nodeTimeout.Milliseconds(), 10),
+			"--cluster-node-timeout", strconv.FormatInt(o.NodeTimeout.Milliseconds(), 10),
+			"--cluster-require-full-coverage", coverage,
 			// A replica may always take over: the test decides when it is in sync.
 			"--cluster-replica-validity-factor", "0",
 			"--cluster-allow-replica-migration", "no",

@@ -94,17 +94,17 @@ func (s *Service) ListEmails(ctx context.Context, k *store.Key, f EmailFilter) (
 	if !f.Since.IsZero() {
 		minMs = f.Since.UnixMilli()
 	}
-	index := store.AccountEmailsKey(k.AccountID)
+	var indexes []string
 	switch {
 	case f.BatchID != "":
-		index = store.BatchEmailsKey(f.BatchID) // its emails are the account's: matches checks
-	case f.Sends || f.TemplateID != "":
-		index = store.AccountSendsKey(k.AccountID)
+		indexes = []string{store.BatchEmailsKey(f.BatchID)} // its emails are the account's: matches checks
+	default:
+		indexes = s.store.EmailIndexes(ctx, k.AccountID, f.Sends || f.TemplateID != "")
 	}
 	page := &EmailPage{Emails: []*store.Email{}}
 	scanned := 0
 	for scanned < maxScanned {
-		batch, err := s.store.ScanEmails(ctx, index, cur.ms, minMs, cur.skip, min(200, maxScanned-scanned))
+		batch, err := s.store.ScanEmails(ctx, indexes, cur.ms, minMs, cur.skip, min(200, maxScanned-scanned))
 		if err != nil {
 			return nil, pipeline.StorageError(err)
 		}

@@ -38,7 +38,7 @@ type EventPage struct {
 	Next string
 }
 
-var streamIDPattern = regexp.MustCompile(`^[0-9]{1,20}-[0-9]{1,20}$`)
+var streamIDPattern = regexp.MustCompile(`^[0-9]{1,20}-[0-9]{1,20}(-q[1-9][0-9]{0,2})?$`) // store.StreamEvent.EventID
 
 // Bounds of one listing: entries read per round trip and in all.
 const (
@@ -82,11 +82,11 @@ func (s *Service) ListEvents(ctx context.Context, k *store.Key, f EventFilter) (
 			ev := se.Event
 			if (f.Type == "" || ev.Type == wantType) && (f.EmailID == "" || ev.EmailID == f.EmailID) &&
 				(f.Since.IsZero() || !ev.Timestamp.Before(f.Since)) {
-				page.Data = append(page.Data, ListedEvent{ID: se.StreamID, Type: ev.Type, EmailID: ev.EmailID, Timestamp: ev.Timestamp, Data: ev.Data})
+				page.Data = append(page.Data, ListedEvent{ID: se.ID(), Type: ev.Type, EmailID: ev.EmailID, Timestamp: ev.Timestamp, Data: ev.Data})
 			}
 			if len(page.Data) == f.Limit {
 				if i < len(batch)-1 || len(batch) == eventScanBatch {
-					next := se.StreamID
+					next := se.ID()
 					page.Next = next
 				}
 				return page, nil
@@ -95,7 +95,7 @@ func (s *Service) ListEvents(ctx context.Context, k *store.Key, f EventFilter) (
 		if len(batch) < eventScanBatch {
 			return page, nil // the start of the stream
 		}
-		cursor = batch[len(batch)-1].StreamID
+		cursor = batch[len(batch)-1].ID()
 	}
 	page.Next = cursor
 	return page, nil

@@ -118,7 +118,7 @@ func TestCancelAgainstRelease(t *testing.T) {
 		}()
 		go func() {
 			defer wg.Done()
-			released, _ = p.Store.ReleaseDue(ctx, now.Add(2*time.Hour), 1000)
+			released, _ = p.Store.ReleaseDue(ctx, 0, now.Add(2*time.Hour), 1000)
 		}()
 		wg.Wait()
 		for _, id := range r.IDs {
@@ -131,7 +131,7 @@ func TestCancelAgainstRelease(t *testing.T) {
 			}
 		}
 		// Drain the stream so that the next round's release counts only its own.
-		_ = p.Store.Redis().Del(ctx, store.StreamKey()).Err()
+		_ = p.Store.Redis().Del(ctx, store.StreamKey(0)).Err()
 	}
 }
 

@@ -43,7 +43,7 @@ func newShapeRig(t *testing.T) *shapeRig {
 	r.rdb = r.redis.Client(t)
 	r.rdb.AddHook(testkit.NewSlotChecker(t.Errorf)) // every script stays in one cluster slot
 	r.st = store.New(r.rdb, r.clk.Now)
-	if err := r.st.EnsureGroup(r.ctx); err != nil {
+	if err := r.st.EnsureGroup(r.ctx, 0); err != nil {
 		t.Fatal(err)
 	}
 	r.sink = testkit.StartSink(t, testkit.SinkOptions{})
@@ -115,7 +115,7 @@ func (r *shapeRig) queue(to ...string) []string {
 // attempted.
 func (r *shapeRig) step() int {
 	r.t.Helper()
-	if _, err := r.st.ReleaseDue(r.ctx, r.clk.Now(), 100000); err != nil {
+	if _, err := r.st.ReleaseDue(r.ctx, 0, r.clk.Now(), 100000); err != nil {
 		r.t.Fatal(err)
 	}
 	var wg sync.WaitGroup
@@ -123,7 +123,7 @@ func (r *shapeRig) step() int {
 	for {
 		got := 0
 		for _, w := range r.workers {
-			entries, err := w.Store.ReadNew(r.ctx, w.Consumer, w.Concurrency, -1)
+			entries, err := w.Store.ReadNew(r.ctx, 0, w.Consumer, w.Concurrency, -1)
 			if err != nil {
 				r.t.Fatal(err)
 			}
@@ -145,7 +145,7 @@ func (r *shapeRig) step() int {
 // nextDue returns the earliest retry time on the schedule.
 func (r *shapeRig) nextDue() (time.Time, bool) {
 	r.t.Helper()
-	z, err := r.rdb.ZRangeWithScores(r.ctx, store.RetryKey(), 0, 0).Result()
+	z, err := r.rdb.ZRangeWithScores(r.ctx, store.RetryKey(0), 0, 0).Result()
 	if err != nil {
 		r.t.Fatal(err)
 	}
@@ -158,7 +158,7 @@ func (r *shapeRig) nextDue() (time.Time, bool) {
 // dueTimes returns every retry time on the schedule.
 func (r *shapeRig) dueTimes() []time.Time {
 	r.t.Helper()
-	z, err := r.rdb.ZRangeWithScores(r.ctx, store.RetryKey(), 0, -1).Result()
+	z, err := r.rdb.ZRangeWithScores(r.ctx, store.RetryKey(0), 0, -1).Result()
 	if err != nil {
 		r.t.Fatal(err)
 	}
@@ -630,7 +630,7 @@ func TestHeldPastMaxAgeFails(t *testing.T) {
 	}
 	r.clk.Advance(2 * time.Hour)
 	// Due now, while the destination is still suspended.
-	if err := r.rdb.ZAdd(r.ctx, store.RetryKey(), redis.Z{Score: float64(r.clk.Now().UnixMilli()), Member: id}).Err(); err != nil {
+	if err := r.rdb.ZAdd(r.ctx, store.RetryKey(0), redis.Z{Score: float64(r.clk.Now().UnixMilli()), Member: id}).Err(); err != nil {
 		t.Fatal(err)
 	}
 	r.step()

@@ -27,7 +27,7 @@ func BenchmarkWorkerThroughput(b *testing.B) {
 			rs := testkit.StartRedis(b)
 			st := store.New(rs.Client(b), time.Now)
 			ctx := context.Background()
-			if err := st.EnsureGroup(ctx); err != nil {
+			if err := st.EnsureGroup(ctx, 0); err != nil {
 				b.Fatal(err)
 			}
 			sink := testkit.StartSink(b, testkit.SinkOptions{})

@@ -69,6 +69,14 @@ type Worker struct {
 	// leaving them until ClaimIdle, since it is alive.
 	unfinishedMu sync.Mutex
 	unfinished   []store.Entry
+
+	// shards are the mail shards the worker reads (store.ShardsInUse),
+	// each with a reader of its own: a shard whose master is down stalls
+	// its own mail only. A shard another process starts writing to is
+	// found by maintain.
+	shardsMu sync.Mutex
+	shards   []store.Shard
+	readers  sync.WaitGroup
 }
 
 // Renderer makes the copy of an email that goes out from the body the
@@ -96,11 +104,14 @@ type Reputation interface {
 // Run delivers until ctx is cancelled, then waits for attempts in flight.
 func (w *Worker) Run(ctx context.Context) error {
 	w.defaults()
+	shards := w.Store.ShardsInUse(ctx)
 	if err := store.RetryUntilDone(ctx, w.Logger, "delivery queue", func(ctx context.Context) error {
-		if err := w.Store.EnsureGroup(ctx); err != nil {
+		// Shard 0's queue must answer; the others are readied by their
+		// readers, so that one that is down holds up only itself.
+		if err := w.Store.EnsureGroup(ctx, 0); err != nil {
 			return err
 		}
-		return w.Store.Heartbeat(ctx, w.Consumer, w.AliveTTL) // alive before it reads
+		return w.Store.Heartbeat(ctx, 0, w.Consumer, w.AliveTTL) // alive before it reads
 	}); err != nil {
 		return err
 	}
@@ -124,10 +135,14 @@ func (w *Worker) Run(ctx context.Context) error {
 		})
 	}
 	var feeders sync.WaitGroup
-	feeders.Go(func() { w.maintain(ctx) })
+	read := func(k store.Shard) { w.readers.Go(func() { w.read(ctx, k, free, jobs) }) }
+	for _, k := range shards {
+		w.addShard(k, read)
+	}
+	feeders.Go(func() { w.maintain(ctx, read) })
 	feeders.Go(func() { w.reclaim(ctx, free, jobs) })
-	w.read(ctx, free, jobs)
 	feeders.Wait()
+	w.readers.Wait()
 	close(jobs)
 	wg.Wait()
 	w.Transport.CloseIdle()
@@ -135,10 +150,30 @@ func (w *Worker) Run(ctx context.Context) error {
 	// that it stopped, so that another worker takes it over now.
 	retireCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
 	defer cancel()
-	if err := w.Store.Retire(retireCtx, w.Consumer); err != nil {
-		w.Logger.Warn("could not retire the worker's liveness key", "err", err)
+	for _, k := range w.readShards() {
+		if err := w.Store.Retire(retireCtx, k, w.Consumer); err != nil {
+			w.Logger.Warn("could not retire the worker's liveness key", "shard", k, "err", err)
+		}
 	}
 	return nil
+}
+
+// addShard starts reading shard k (with read) unless the worker does.
+func (w *Worker) addShard(k store.Shard, read func(store.Shard)) {
+	w.shardsMu.Lock()
+	defer w.shardsMu.Unlock()
+	if slices.Contains(w.shards, k) {
+		return
+	}
+	w.shards = append(w.shards, k)
+	read(k)
+}
+
+// readShards returns the shards the worker reads.
+func (w *Worker) readShards() []store.Shard {
+	w.shardsMu.Lock()
+	defer w.shardsMu.Unlock()
+	return slices.Clone(w.shards)
 }
 
 func (w *Worker) defaults() {
@@ -192,23 +227,62 @@ func giveBack(free chan struct{}, n int) {
 	}
 }
 
-// read feeds new stream entries to the workers until ctx ends; it reads
-// no more than there are free attempts.
-func (w *Worker) read(ctx context.Context, free chan struct{}, jobs chan<- store.Entry) {
+// read feeds new entries of shard k's stream to the workers until ctx
+// ends; it reads no more than there are free attempts. The only reader
+// waits for new entries with all the free attempts it took. One of
+// several looks without waiting; when its shard has nothing (or does not
+// answer), it gives the attempts back and waits for one entry without
+// any, then for a free attempt for it: the attempts go to the shards that have mail, and a
+// process reads ahead one entry per shard at most.
+func (w *Worker) read(ctx context.Context, k store.Shard, free chan struct{}, jobs chan<- store.Entry) {
+	if k != 0 {
+		if store.RetryUntilDone(ctx, w.Logger, "delivery queue", func(ctx context.Context) error {
+			if err := w.Store.EnsureGroup(ctx, k); err != nil {
+				return err
+			}
+			return w.Store.Heartbeat(ctx, k, w.Consumer, w.AliveTTL) // alive there before it reads
+		}) != nil {
+			return
+		}
+	}
+	readOnce := func(ctx context.Context, n int, block time.Duration) ([]store.Entry, error) {
+		entries, err := w.Store.ReadNew(ctx, k, w.Consumer, n, block)
+		if err != nil && strings.HasPrefix(err.Error(), "NOGROUP") {
+			_ = w.Store.EnsureGroup(ctx, k) // the stream was lost (Redis without persistence restarted)
+		}
+		return entries, err
+	}
+	readNew := func(n int, block time.Duration) ([]store.Entry, error) {
+		var entries []store.Entry
+		err := store.RetryUntilDone(ctx, w.Logger, "delivery queue", func(ctx context.Context) error {
+			var err error
+			entries, err = readOnce(ctx, n, block)
+			return err
+		})
+		return entries, err
+	}
 	for {
 		n := w.take(ctx, free)
 		if n == 0 {
 			return
 		}
 		var entries []store.Entry
-		err := store.RetryUntilDone(ctx, w.Logger, "delivery queue", func(ctx context.Context) error {
-			var err error
-			entries, err = w.Store.ReadNew(ctx, w.Consumer, n, time.Second)
-			if err != nil && strings.HasPrefix(err.Error(), "NOGROUP") {
-				_ = w.Store.EnsureGroup(ctx) // the stream was lost (Redis without persistence restarted)
+		var err error
+		if len(w.readShards()) == 1 {
+			entries, err = readNew(n, time.Second)
+		} else if entries, err = readOnce(ctx, n, -1); err != nil || len(entries) == 0 {
+			// Nothing there, or the shard is down: wait for an entry
+			// without the attempts, which the other shards may use.
+			giveBack(free, n)
+			if entries, err = readNew(1, time.Second); err == nil && len(entries) > 0 {
+				select {
+				case <-free:
+				case <-ctx.Done():
+					return // still pending: taken over once the worker retires
+				}
 			}
-			return err
-		})
+			n = len(entries) // the attempts it holds
+		}
 		if err != nil {
 			return
 		}
@@ -238,20 +312,26 @@ func (w *Worker) reclaim(ctx context.Context, free chan struct{}, jobs chan<- st
 			return
 		}
 		claimed := w.takeUnfinished(n)
-		if len(claimed) < n {
-			orphaned, err := w.Store.ClaimOrphaned(ctx, w.Consumer, n-len(claimed))
+		for _, k := range w.readShards() {
+			if len(claimed) >= n {
+				break
+			}
+			orphaned, err := w.Store.ClaimOrphaned(ctx, k, w.Consumer, n-len(claimed))
 			if err != nil && ctx.Err() == nil {
-				w.Logger.Warn("claiming a stopped worker's entries failed", "err", err)
+				w.Logger.Warn("claiming a stopped worker's entries failed", "shard", k, "err", err)
 			}
 			if len(orphaned) > 0 {
-				w.Logger.Info("took over the entries of a stopped worker", "entries", len(orphaned))
+				w.Logger.Info("took over the entries of a stopped worker", "shard", k, "entries", len(orphaned))
 			}
 			claimed = append(claimed, orphaned...)
 		}
-		if len(claimed) < n {
-			stuck, err := w.Store.Claim(ctx, w.Consumer, w.ClaimIdle, n-len(claimed))
+		for _, k := range w.readShards() {
+			if len(claimed) >= n {
+				break
+			}
+			stuck, err := w.Store.Claim(ctx, k, w.Consumer, w.ClaimIdle, n-len(claimed))
 			if err != nil && ctx.Err() == nil {
-				w.Logger.Warn("claiming abandoned entries failed", "err", err)
+				w.Logger.Warn("claiming abandoned entries failed", "shard", k, "err", err)
 			}
 			claimed = append(claimed, stuck...)
 		}
@@ -267,10 +347,11 @@ func (w *Worker) reclaim(ctx context.Context, free chan struct{}, jobs chan<- st
 }
 
 // maintain renews the worker's liveness key, releases due retries to the
-// stream, and the held mail of accounts no longer paused, once a second.
-// It never waits for a free attempt: a worker busy with slow deliveries
-// still says it is alive.
-func (w *Worker) maintain(ctx context.Context) {
+// stream, and the held mail of accounts no longer paused, once a second,
+// in each shard it reads; and starts reading (with read) the shards in
+// use that it does not. It never waits for a free attempt: a worker busy
+// with slow deliveries still says it is alive.
+func (w *Worker) maintain(ctx context.Context, read func(store.Shard)) {
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	for n := 0; ; n++ {
@@ -283,11 +364,16 @@ func (w *Worker) maintain(ctx context.Context) {
 		if w.Shaping != nil && n%10 == 0 {
 			w.reportDestinations(ctx)
 		}
-		if err := w.Store.Heartbeat(ctx, w.Consumer, w.AliveTTL); err != nil && ctx.Err() == nil {
-			w.Logger.Warn("renewing the worker's liveness key failed", "err", err)
+		for _, k := range w.Store.ShardsInUse(ctx) {
+			w.addShard(k, read)
 		}
-		if _, err := w.Store.ReleaseDue(ctx, w.Now(), 1000); err != nil && ctx.Err() == nil {
-			w.Logger.Warn("releasing retries failed", "err", err)
+		for _, k := range w.readShards() {
+			if err := w.Store.Heartbeat(ctx, k, w.Consumer, w.AliveTTL); err != nil && ctx.Err() == nil {
+				w.Logger.Warn("renewing the worker's liveness key failed", "shard", k, "err", err)
+			}
+			if _, err := w.Store.ReleaseDue(ctx, k, w.Now(), 1000); err != nil && ctx.Err() == nil {
+				w.Logger.Warn("releasing retries failed", "shard", k, "err", err)
+			}
 		}
 		if w.Reputation != nil {
 			if err := w.Reputation.ReleaseResumed(ctx); err != nil && ctx.Err() == nil {
@@ -362,14 +448,14 @@ func (w *Worker) attempt(ctx context.Context, entry store.Entry) error {
 	failpoint.Hit(failpoint.Attempt, entry.EmailID)
 	e, bodyLen, err := w.Store.EmailWithBodyLen(ctx, entry.EmailID)
 	if errors.Is(err, store.ErrNotFound) {
-		return w.Store.Ack(ctx, entry.StreamID)
+		return w.Store.Ack(ctx, entry)
 	}
 	if err != nil {
 		return err
 	}
 	if final(e.Status) {
 		// A re-read after a crash between recording and ack.
-		return w.Store.Ack(ctx, entry.StreamID)
+		return w.Store.Ack(ctx, entry)
 	}
 	if e.Mode != store.ModeLive {
 		if e.Status == store.StatusScheduled {
@@ -381,7 +467,7 @@ func (w *Worker) attempt(ctx context.Context, entry store.Entry) error {
 				return err
 			}
 		}
-		return w.Store.Ack(ctx, entry.StreamID)
+		return w.Store.Ack(ctx, entry)
 	}
 	if w.Reputation != nil {
 		paused, err := w.Reputation.Paused(ctx, e.AccountID)
@@ -508,7 +594,7 @@ func (w *Worker) recordPatiently(ctx context.Context, entry store.Entry, e *stor
 			continue
 		}
 		if final(now.Status) {
-			err = w.Store.Ack(ctx, entry.StreamID)
+			err = w.Store.Ack(ctx, entry)
 		} else {
 			err = w.recordDelivery(ctx, entry, e, attempts, got, derr)
 		}

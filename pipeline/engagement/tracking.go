@@ -94,7 +94,7 @@ func (s *Service) ResolveClick(ctx context.Context, clickID string, v Visitor) (
 		if !s.mayRecord(v, now) {
 			return c.Dest, nil
 		}
-		if err := s.store.CountExpiredClick(ctx, c.AccountID, now); err != nil {
+		if err := s.store.CountExpiredClick(ctx, c.AccountID, c.EmailID, now); err != nil {
 			s.opt.Logger.Warn("counting a click on expired mail failed", "err", err)
 		}
 		return c.Dest, nil

@@ -38,7 +38,7 @@ func TestObserve(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			account := string(rune('a' + i))
 			for ago, n := range c.counts {
-				key := store.ReputationKey(account, hour-int64(ago))
+				key := store.ReputationKey(0, account, hour-int64(ago))
 				for j, field := range []string{store.StatDelivered, store.StatBounced, store.StatComplained} {
 					if n[j] > 0 {
 						rdb.HIncrBy(ctx, key, field, n[j])
@@ -75,7 +75,7 @@ func TestObserveOff(t *testing.T) {
 	rdb := r.Client(t)
 	ctx := context.Background()
 	now := time.Now()
-	rdb.HIncrBy(ctx, store.ReputationKey("acct", store.ReputationHour(now)), store.StatBounced, 1000)
+	rdb.HIncrBy(ctx, store.ReputationKey(0, "acct", store.ReputationHour(now)), store.StatBounced, 1000)
 	g := reputation.New(store.New(rdb, time.Now), reputation.Options{Window: time.Hour, MinVolume: 1, MaxBounceRate: 0.05, MaxComplaintRate: 0.01})
 	if err := g.Observe(ctx, "acct"); err != nil {
 		t.Fatal(err)

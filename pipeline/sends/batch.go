@@ -69,7 +69,7 @@ func (s *Service) SendBatch(ctx context.Context, k *store.Key, b Batch, idempote
 	if err != nil {
 		return nil, err
 	}
-	batch := &store.Batch{ID: store.NewID("bat"), AccountID: k.AccountID, TemplateID: p.tmpl.ID,
+	batch := &store.Batch{ID: store.NewIDIn("bat", s.sub.ShardFor(claim)), AccountID: k.AccountID, TemplateID: p.tmpl.ID,
 		Total: len(b.Recipients), CreatedAt: s.opt.Now().UTC()}
 	out := &BatchSent{BatchID: batch.ID, Sends: make([]Sent, len(b.Recipients))}
 	err = s.sendEach(ctx, k, p, b.Recipients, out.Sends, batch, pipeline.AllOptions{Batch: batch, Claim: claim,
@@ -94,11 +94,12 @@ func (s *Service) sendEach(ctx context.Context, k *store.Key, p *prepared, rcpts
 	if err != nil {
 		return err
 	}
-	batchID := ""
+	// Every email goes to the shard of the batch, or the claim's.
+	batchID, shard := "", s.sub.ShardFor(opt.Claim)
 	if batch != nil {
-		batchID = batch.ID
+		batchID, shard = batch.ID, store.ShardOf(batch.ID)
 	}
-	built, err := s.build(k, p, rcpts, cs, errs, sent, batchID)
+	built, err := s.build(k, p, rcpts, cs, errs, sent, batchID, shard)
 	if err != nil {
 		return err
 	}
@@ -129,7 +130,7 @@ func (s *Service) sendEach(ctx context.Context, k *store.Key, p *prepared, rcpts
 // The messages are held until they are stored together, so their size is
 // bounded by MaxBatchBytes.
 func (s *Service) build(k *store.Key, p *prepared, rcpts []Recipient, cs []*contacts.Contact, errs []error,
-	sent []Sent, batchID string) ([]*pipeline.Submission, error) {
+	sent []Sent, batchID string, shard store.Shard) ([]*pipeline.Submission, error) {
 	built := make([]*pipeline.Submission, len(rcpts))
 	var next, size atomic.Int64
 	var wg sync.WaitGroup
@@ -145,7 +146,7 @@ func (s *Service) build(k *store.Key, p *prepared, rcpts []Recipient, cs []*cont
 					continue
 				}
 				sent[i].To, sent[i].ContactID = cs[i].Email, cs[i].ID // a contact id given as to answers with its address
-				sub, err := s.submission(k, p, cs[i], rcpts[i].Personalizations, batchID)
+				sub, err := s.submission(k, p, cs[i], rcpts[i].Personalizations, batchID, shard)
 				if err != nil {
 					sent[i].Error = refusal(err)
 					continue

@@ -86,7 +86,7 @@ func (s *Service) SendToSegment(ctx context.Context, k *store.Key, m Message, se
 	// A template the first contact cannot fill (a token with no value) is
 	// refused now, not found out contact by contact in the background.
 	if first != nil {
-		if _, err := s.submission(k, p, first, personal, ""); err != nil {
+		if _, err := s.submission(k, p, first, personal, "", 0); err != nil {
 			return nil, pipeline.AsError(err).Withf("%s (for the segment's contact %s)", pipeline.AsError(err).Message, first.ID)
 		}
 	}
@@ -94,7 +94,7 @@ func (s *Service) SendToSegment(ctx context.Context, k *store.Key, m Message, se
 	if err != nil {
 		return nil, err
 	}
-	batch := &store.Batch{ID: store.NewID("bat"), AccountID: k.AccountID, TemplateID: p.tmpl.ID, SegmentID: segmentID,
+	batch := &store.Batch{ID: store.NewIDIn("bat", s.sub.ShardFor(claim)), AccountID: k.AccountID, TemplateID: p.tmpl.ID, SegmentID: segmentID,
 		Total: len(ids), CreatedAt: s.opt.Now().UTC()}
 	opt := pipeline.AllOptions{Batch: batch, Claim: claim}
 	if len(ids) > 0 {

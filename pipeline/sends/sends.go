@@ -226,14 +226,16 @@ func (s *Service) defaultSender(ctx context.Context, k *store.Key) (string, erro
 
 // submission renders the template for contact c and builds its message,
 // with the List-Unsubscribe headers of RFC 8058.
-func (s *Service) submission(k *store.Key, p *prepared, c *contacts.Contact, personal map[string]string, batchID string) (pipeline.Submission, error) {
+//
+// Its email is in shard (that of its batch, or its claim).
+func (s *Service) submission(k *store.Key, p *prepared, c *contacts.Contact, personal map[string]string, batchID string, shard store.Shard) (pipeline.Submission, error) {
 	values := c.Tokens()
 	maps.Copy(values, personal) // personalizations win over the contact's fields
 	r, err := p.tmpl.Render(values, "personalizations")
 	if err != nil {
 		return pipeline.Submission{}, err
 	}
-	emailID := store.NewID("em")
+	emailID := store.NewIDIn("em", shard)
 	unsubscribe := s.signer.UnsubscribeID(k.AccountID, c.ID, emailID)
 	var replyTo []string
 	if p.ReplyTo != "" {

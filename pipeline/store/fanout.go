@@ -15,9 +15,18 @@ import (
 // dies mid-way leaves the rest queued, and another (or the same, restarted)
 // takes the lease over when it expires: no contact is sent twice or lost.
 
-// FanOuts lists the batches whose sends are still being made.
+// FanOuts lists the batches whose sends are still being made, in every
+// shard in use; a shard that cannot be read is left out (and its error
+// returned with the others' batches).
 func (s *Store) FanOuts(ctx context.Context) ([]string, error) {
-	return s.rdb.SMembers(ctx, FanOutsKey()).Result()
+	var out []string
+	var errs []error
+	for _, k := range s.ShardsInUse(ctx) {
+		ids, err := s.rdb.SMembers(ctx, FanOutsKey(k)).Result()
+		errs = append(errs, err)
+		out = append(out, ids...)
+	}
+	return out, errors.Join(errs...)
 }
 
 // leaseScript takes the lease KEYS[1] for token ARGV[1] for ARGV[2] ms when
@@ -61,7 +70,7 @@ func (s *Store) writeFanOutStep(ctx context.Context, p redis.Pipeliner, f *FanOu
 		p.RPush(ctx, FanOutQueueKey(f.BatchID), args...)
 	}
 	if len(f.Queue) > 0 {
-		p.SAdd(ctx, FanOutsKey(), f.BatchID)
+		p.SAdd(ctx, FanOutsKey(ShardOf(f.BatchID)), f.BatchID)
 	}
 	if f.Taken > 0 {
 		p.LTrim(ctx, FanOutQueueKey(f.BatchID), int64(f.Taken), -1)
@@ -69,7 +78,7 @@ func (s *Store) writeFanOutStep(ctx context.Context, p redis.Pipeliner, f *FanOu
 	if f.Last {
 		p.HSet(ctx, BatchKey(f.BatchID), "fanningOut", boolField(false))
 		p.HDel(ctx, BatchKey(f.BatchID), fieldBatchJob)
-		p.SRem(ctx, FanOutsKey(), f.BatchID)
+		p.SRem(ctx, FanOutsKey(ShardOf(f.BatchID)), f.BatchID)
 		p.Del(ctx, FanOutQueueKey(f.BatchID), FanOutLeaseKey(f.BatchID))
 	}
 }

@@ -64,6 +64,26 @@ func (s *Store) IdemClaim(ctx context.Context, key, fp, token string, pendingTTL
 	return rec, nil
 }
 
+// IdemFind returns the index of the first of keys that exists, or -1: it
+// looks them up in one round trip (on a cluster, one per master).
+func (s *Store) IdemFind(ctx context.Context, keys []string) (int, error) {
+	cmds := make([]*redis.IntCmd, len(keys))
+	if _, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, key := range keys {
+			cmds[i] = p.Exists(ctx, key)
+		}
+		return nil
+	}); err != nil {
+		return -1, err
+	}
+	for i, c := range cmds {
+		if c.Val() > 0 {
+			return i, nil
+		}
+	}
+	return -1, nil
+}
+
 // idemFinish completes (ARGV[2] = response, ARGV[3] = ttl) or, with no
 // response argument, releases the key, only while token ARGV[1] holds it.
 var idemFinish = redis.NewScript(`

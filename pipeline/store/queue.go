@@ -22,24 +22,26 @@ const GroupName = "deliver"
 
 // Entry is one queued email.
 type Entry struct {
+	Shard    Shard // whose stream holds it (that of the email: ShardOf)
 	StreamID string
 	EmailID  string
 }
 
-// EnsureGroup creates the stream and its consumer group if they are missing.
-func (s *Store) EnsureGroup(ctx context.Context) error {
-	err := s.rdb.XGroupCreateMkStream(ctx, StreamKey(), GroupName, "0").Err()
+// EnsureGroup creates shard k's stream and its consumer group if they are
+// missing.
+func (s *Store) EnsureGroup(ctx context.Context, k Shard) error {
+	err := s.rdb.XGroupCreateMkStream(ctx, StreamKey(k), GroupName, "0").Err()
 	if err != nil && strings.HasPrefix(err.Error(), "BUSYGROUP") {
 		return nil
 	}
 	return err
 }
 
-func entries(msgs []redis.XMessage) []Entry {
+func entries(k Shard, msgs []redis.XMessage) []Entry {
 	out := make([]Entry, 0, len(msgs))
 	for _, m := range msgs {
 		id, _ := m.Values["id"].(string)
-		out = append(out, Entry{StreamID: m.ID, EmailID: id})
+		out = append(out, Entry{Shard: k, StreamID: m.ID, EmailID: id})
 	}
 	return out
 }
@@ -88,28 +90,51 @@ func (s *Store) claimGroup(ctx context.Context, stream, group, consumer string, 
 // consumer's entries are idle at least its TTL when found.
 const orphanMinIdle = time.Second
 
-// Heartbeat says that consumer is running, for ttl.
-func (s *Store) Heartbeat(ctx context.Context, consumer string, ttl time.Duration) error {
-	return s.rdb.Set(ctx, AliveKey(consumer), "1", ttl).Err()
+// Heartbeat says that consumer is running in shard k, for ttl.
+func (s *Store) Heartbeat(ctx context.Context, k Shard, consumer string, ttl time.Duration) error {
+	return s.rdb.Set(ctx, AliveKey(k, consumer), "1", ttl).Err()
 }
 
-// ProbeWrite writes the readiness key, which expires: it fails when a
-// submission's writes would (Redis down, out of memory, its disk full).
+// ProbeWrite writes the readiness key of each shard that submissions
+// write to, which expires: it fails when a submission's writes would
+// (Redis down, out of memory, its disk full) in every shard. The shards
+// that failed are passed over by PickShard; while one shard is up,
+// submissions go there and the gateway is ready.
 func (s *Store) ProbeWrite(ctx context.Context) error {
-	return s.rdb.Set(ctx, HealthKey(), "1", time.Minute).Err()
+	var sets []*redis.StatusCmd
+	_, _ = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for k := range s.WriteShards() {
+			sets = append(sets, p.Set(ctx, HealthKey(k), "1", time.Minute))
+		}
+		return nil
+	})
+	var first error
+	up := false
+	for k, set := range sets {
+		err := set.Err()
+		s.noteWrite(ctx, Shard(k), err)
+		up = up || err == nil
+		if first == nil {
+			first = err
+		}
+	}
+	if up {
+		return nil
+	}
+	return first
 }
 
-// Retire says that consumer has stopped, so that what it left pending is
-// taken over at once.
-func (s *Store) Retire(ctx context.Context, consumer string) error {
-	return s.rdb.Del(ctx, AliveKey(consumer)).Err()
+// Retire says that consumer has stopped in shard k, so that what it left
+// pending there is taken over at once.
+func (s *Store) Retire(ctx context.Context, k Shard, consumer string) error {
+	return s.rdb.Del(ctx, AliveKey(k, consumer)).Err()
 }
 
 // claimOrphaned takes over for consumer up to count entries of stream left
 // pending in group by consumers that are not alive, and removes from the
 // group the dead consumers that hold nothing (their names would pile up, a
 // new one each start).
-func (s *Store) claimOrphaned(ctx context.Context, stream, group, consumer string, count int) ([]redis.XMessage, error) {
+func (s *Store) claimOrphaned(ctx context.Context, k Shard, stream, group, consumer string, count int) ([]redis.XMessage, error) {
 	others, err := s.rdb.XInfoConsumers(ctx, stream, group).Result()
 	if err != nil {
 		return nil, err
@@ -119,7 +144,7 @@ func (s *Store) claimOrphaned(ctx context.Context, stream, group, consumer strin
 		if c.Name == consumer || len(out) >= count {
 			continue
 		}
-		alive, err := s.rdb.Exists(ctx, AliveKey(c.Name)).Result()
+		alive, err := s.rdb.Exists(ctx, AliveKey(k, c.Name)).Result()
 		if err != nil {
 			return out, err
 		}
@@ -153,30 +178,32 @@ func (s *Store) claimOrphaned(ctx context.Context, stream, group, consumer strin
 	return out, nil
 }
 
-// ClaimOrphaned takes over up to count delivery entries left pending by
-// consumers that are not alive (see Heartbeat).
-func (s *Store) ClaimOrphaned(ctx context.Context, consumer string, count int) ([]Entry, error) {
-	msgs, err := s.claimOrphaned(ctx, StreamKey(), GroupName, consumer, count)
-	return entries(msgs), err
+// ClaimOrphaned takes over up to count of shard k's delivery entries left
+// pending by consumers that are not alive there (see Heartbeat).
+func (s *Store) ClaimOrphaned(ctx context.Context, k Shard, consumer string, count int) ([]Entry, error) {
+	msgs, err := s.claimOrphaned(ctx, k, StreamKey(k), GroupName, consumer, count)
+	return entries(k, msgs), err
 }
 
-// ReadNew returns up to count new entries for consumer, waiting up to block.
-func (s *Store) ReadNew(ctx context.Context, consumer string, count int, block time.Duration) ([]Entry, error) {
-	msgs, err := s.readGroup(ctx, StreamKey(), GroupName, consumer, count, block)
-	return entries(msgs), err
+// ReadNew returns up to count new entries of shard k for consumer, waiting
+// up to block (negative: not at all).
+func (s *Store) ReadNew(ctx context.Context, k Shard, consumer string, count int, block time.Duration) ([]Entry, error) {
+	msgs, err := s.readGroup(ctx, StreamKey(k), GroupName, consumer, count, block)
+	return entries(k, msgs), err
 }
 
-// Claim takes over up to count entries that have been pending longer than idle.
-func (s *Store) Claim(ctx context.Context, consumer string, idle time.Duration, count int) ([]Entry, error) {
-	msgs, err := s.claimGroup(ctx, StreamKey(), GroupName, consumer, idle, count)
-	return entries(msgs), err
+// Claim takes over up to count entries of shard k that have been pending
+// longer than idle.
+func (s *Store) Claim(ctx context.Context, k Shard, consumer string, idle time.Duration, count int) ([]Entry, error) {
+	msgs, err := s.claimGroup(ctx, StreamKey(k), GroupName, consumer, idle, count)
+	return entries(k, msgs), err
 }
 
 // Ack removes a finished entry from the queue.
-func (s *Store) Ack(ctx context.Context, streamID string) error {
+func (s *Store) Ack(ctx context.Context, e Entry) error {
 	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		p.XAck(ctx, StreamKey(), GroupName, streamID)
-		p.XDel(ctx, StreamKey(), streamID)
+		p.XAck(ctx, StreamKey(e.Shard), GroupName, e.StreamID)
+		p.XDel(ctx, StreamKey(e.Shard), e.StreamID)
 		return nil
 	})
 	return err
@@ -192,9 +219,9 @@ func (s *Store) Retry(ctx context.Context, e Entry, due time.Time, fields map[st
 			ev.EmailID = e.EmailID
 			appendEvents(ctx, p, ev)
 		}
-		p.ZAdd(ctx, RetryKey(), redis.Z{Score: float64(due.UnixMilli()), Member: e.EmailID})
-		p.XAck(ctx, StreamKey(), GroupName, e.StreamID)
-		p.XDel(ctx, StreamKey(), e.StreamID)
+		p.ZAdd(ctx, RetryKey(e.Shard), redis.Z{Score: float64(due.UnixMilli()), Member: e.EmailID})
+		p.XAck(ctx, StreamKey(e.Shard), GroupName, e.StreamID)
+		p.XDel(ctx, StreamKey(e.Shard), e.StreamID)
 		return nil
 	})
 	return err
@@ -212,23 +239,31 @@ end
 return #ids
 `)
 
-// ReleaseDue moves up to count emails whose retry time has come back to the
-// stream and returns how many it moved.
-func (s *Store) ReleaseDue(ctx context.Context, now time.Time, count int) (int, error) {
-	n, err := releaseDue.Run(ctx, s.rdb, []string{RetryKey(), StreamKey()},
+// ReleaseDue moves up to count of shard k's emails whose retry time has
+// come back to its stream and returns how many it moved.
+func (s *Store) ReleaseDue(ctx context.Context, k Shard, now time.Time, count int) (int, error) {
+	n, err := releaseDue.Run(ctx, s.rdb, []string{RetryKey(k), StreamKey(k)},
 		strconv.FormatInt(now.UnixMilli(), 10), count).Int()
 	return n, err
 }
 
-// QueueDepth returns the number of entries in the stream and in the retry schedule.
+// QueueDepth returns the number of entries in the streams and in the retry
+// schedules of the shards in use.
 func (s *Store) QueueDepth(ctx context.Context) (queued, retrying int64, err error) {
+	shards := s.ShardsInUse(ctx)
 	cmds, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		p.XLen(ctx, StreamKey())
-		p.ZCard(ctx, RetryKey())
+		for _, k := range shards {
+			p.XLen(ctx, StreamKey(k))
+			p.ZCard(ctx, RetryKey(k))
+		}
 		return nil
 	})
 	if err != nil {
 		return 0, 0, err
 	}
-	return cmds[0].(*redis.IntCmd).Val(), cmds[1].(*redis.IntCmd).Val(), nil
+	for i := 0; i+1 < len(cmds); i += 2 {
+		queued += cmds[i].(*redis.IntCmd).Val()
+		retrying += cmds[i+1].(*redis.IntCmd).Val()
+	}
+	return queued, retrying, nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"slices"
 	"strconv"
 	"time"
 
@@ -35,22 +36,26 @@ type Figures struct {
 	Complained int64 `json:"complained"`
 }
 
-// reputationKeys are the hour hashes of the window of hours hours ending
-// with the hour of now.
-func reputationKeys(accountID string, now time.Time, hours int) []string {
+// reputationKeys are shard k's hour hashes of the window of hours hours
+// ending with the hour of now.
+func reputationKeys(k Shard, accountID string, now time.Time, hours int) []string {
 	last := ReputationHour(now)
 	keys := make([]string, hours)
 	for i := range keys {
-		keys[i] = ReputationKey(accountID, last-int64(i))
+		keys[i] = ReputationKey(k, accountID, last-int64(i))
 	}
 	return keys
 }
 
 // ReputationWindow sums the account's counts over the window of hours
-// hours ending with the hour of now, in one round trip.
+// hours ending with the hour of now, in every shard in use, in one round
+// trip.
 func (s *Store) ReputationWindow(ctx context.Context, accountID string, now time.Time, hours int) (Figures, error) {
 	var f Figures
-	keys := reputationKeys(accountID, now, hours)
+	var keys []string
+	for _, k := range s.ShardsInUse(ctx) {
+		keys = append(keys, reputationKeys(k, accountID, now, hours)...)
+	}
 	cmds, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for _, k := range keys {
 			p.HMGet(ctx, k, StatDelivered, StatBounced, StatComplained)
@@ -110,8 +115,10 @@ func (s *Store) AccountPause(ctx context.Context, accountID string) (*Pause, err
 // first: a failure between the two leaves the account paused, to resume
 // again.
 func (s *Store) ResumeAccount(ctx context.Context, accountID string, now time.Time, hours int) (bool, error) {
-	if err := s.rdb.Del(ctx, reputationKeys(accountID, now, hours)...).Err(); err != nil {
-		return false, err
+	for _, k := range s.ShardsInUse(ctx) {
+		if err := s.rdb.Del(ctx, reputationKeys(k, accountID, now, hours)...).Err(); err != nil {
+			return false, err
+		}
 	}
 	n, err := s.rdb.HDel(ctx, AccountKey(accountID), fieldPaused).Result()
 	return n > 0, err
@@ -123,10 +130,10 @@ func (s *Store) ResumeAccount(ctx context.Context, accountID string, now time.Ti
 func (s *Store) Hold(ctx context.Context, e Entry, accountID string, now time.Time) error {
 	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		p.HSet(ctx, EmailKey(e.EmailID), FieldLastError, "held back: the account's sending is paused")
-		p.ZAdd(ctx, HeldKey(accountID), redis.Z{Score: float64(now.UnixMilli()), Member: e.EmailID})
-		p.SAdd(ctx, HeldAccountsKey(), accountID)
-		p.XAck(ctx, StreamKey(), GroupName, e.StreamID)
-		p.XDel(ctx, StreamKey(), e.StreamID)
+		p.ZAdd(ctx, HeldKey(e.Shard, accountID), redis.Z{Score: float64(now.UnixMilli()), Member: e.EmailID})
+		p.SAdd(ctx, HeldAccountsKey(e.Shard), accountID)
+		p.XAck(ctx, StreamKey(e.Shard), GroupName, e.StreamID)
+		p.XDel(ctx, StreamKey(e.Shard), e.StreamID)
 		return nil
 	})
 	return err
@@ -147,27 +154,56 @@ return #ids
 `)
 
 // ReleaseHeld puts every email held for the account back on the delivery
-// queue, count at a time, and returns how many it moved.
+// queue of its shard, count at a time, in every shard in use, and returns
+// how many it moved. A shard that fails does not keep the others' mail
+// back: its error is returned after them.
 func (s *Store) ReleaseHeld(ctx context.Context, accountID string, count int) (int, error) {
 	total := 0
-	for {
-		n, err := releaseHeld.Run(ctx, s.rdb, []string{HeldKey(accountID), StreamKey(), HeldAccountsKey()},
-			accountID, count).Int()
-		total += n
-		if err != nil || n < count {
-			return total, err
+	var errs []error
+	for _, k := range s.ShardsInUse(ctx) {
+		for {
+			n, err := releaseHeld.Run(ctx, s.rdb, []string{HeldKey(k, accountID), StreamKey(k), HeldAccountsKey(k)},
+				accountID, count).Int()
+			total += n
+			if err != nil || n < count {
+				errs = append(errs, err)
+				break
+			}
 		}
 	}
+	return total, errors.Join(errs...)
 }
 
-// HeldAccounts returns the accounts that have mail held back.
+// HeldAccounts returns the accounts that have mail held back in any shard
+// in use (each once); a shard that cannot be read is left out, its error
+// returned with the others' accounts.
 func (s *Store) HeldAccounts(ctx context.Context) ([]string, error) {
-	return s.rdb.SMembers(ctx, HeldAccountsKey()).Result()
+	var out []string
+	var errs []error
+	for _, k := range s.ShardsInUse(ctx) {
+		ids, err := s.rdb.SMembers(ctx, HeldAccountsKey(k)).Result()
+		errs = append(errs, err)
+		for _, id := range ids {
+			if !slices.Contains(out, id) {
+				out = append(out, id)
+			}
+		}
+	}
+	return out, errors.Join(errs...)
 }
 
-// HeldCount returns how many of the account's emails are held back.
+// HeldCount returns how many of the account's emails are held back, in
+// every shard in use.
 func (s *Store) HeldCount(ctx context.Context, accountID string) (int64, error) {
-	return s.rdb.ZCard(ctx, HeldKey(accountID)).Result()
+	var total int64
+	for _, k := range s.ShardsInUse(ctx) {
+		n, err := s.rdb.ZCard(ctx, HeldKey(k, accountID)).Result()
+		if err != nil {
+			return 0, err
+		}
+		total += n
+	}
+	return total, nil
 }
 
 // RecordAccountEvent adds an account event (EmailID empty) to the event

@@ -91,11 +91,16 @@ func (s *Store) CancelScheduled(ctx context.Context, ids []string, at time.Time)
 	}
 	keys := make([]string, 0, 5*len(ids)+1)
 	args := make([]any, 0, len(ids)+3)
-	keys = append(keys, RetryKey())
+	var k Shard // a group is in one shard, its emails'
+	if len(ids) > 0 {
+		k = ShardOf(ids[0])
+	}
+	keys = append(keys, RetryKey(k))
 	args = append(args, FormatTime(at), int64(s.retention.Content.Seconds()), int64(s.retention.Records.Seconds()))
 	for i, id := range ids {
 		m := messages[i].Val()
-		keys = append(keys, EmailKey(id), BodyKey(id), EventsKey(id), MessageKey(m), MessageRefsKey(m))
+		msg, refs := messageKeysOf(id, m)
+		keys = append(keys, EmailKey(id), BodyKey(id), EventsKey(id), msg, refs)
 		args = append(args, id)
 	}
 	res, err := cancelScheduled.Run(ctx, s.rdb, keys, args...).StringSlice()

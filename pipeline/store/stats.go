@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"strconv"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -88,7 +89,7 @@ func statCounters(ev *Event) []string {
 // batch so that a field gets one HINCRBY; the names the reputation guard
 // reads (reputationCounters) move the hour's hash too. It must never fail
 // (a failed command in the MULTI would fail the events' recording for
-// their caller), so it reads defensively. All keys are in {q}.
+// their caller), so it reads defensively. All keys are in one shard.
 const countScript = `
 local maxTags = tonumber(ARGV[2])
 local emails, sums, hashes = {}, {}, {}
@@ -153,8 +154,9 @@ func countEvents(ctx context.Context, p redis.Pipeliner, evs []*Event) {
 		if len(names) == 0 {
 			continue
 		}
-		keys = append(keys, EmailKey(ev.EmailID), StatsKey(ev.AccountID, StatsDay(ev.Timestamp)),
-			ReputationKey(ev.AccountID, ReputationHour(ev.Timestamp)))
+		k := ShardOf(ev.EmailID)
+		keys = append(keys, EmailKey(ev.EmailID), StatsKey(k, ev.AccountID, StatsDay(ev.Timestamp)),
+			ReputationKey(k, ev.AccountID, ReputationHour(ev.Timestamp)))
 		args = append(args, len(names))
 		for _, n := range names {
 			args = append(args, n)
@@ -165,12 +167,13 @@ func countEvents(ctx context.Context, p redis.Pipeliner, evs []*Event) {
 	}
 }
 
-// CountExpiredClick counts a click on a link of the account's mail whose
-// record has expired, on the account's day (the total only: the email's
-// domain and tags went with its record).
-func (s *Store) CountExpiredClick(ctx context.Context, accountID string, at time.Time) error {
+// CountExpiredClick counts a click on a link of the account's email
+// emailID whose record has expired, on the account's day in the email's
+// shard (the total only: the email's domain and tags went with its
+// record).
+func (s *Store) CountExpiredClick(ctx context.Context, accountID, emailID string, at time.Time) error {
 	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		key := StatsKey(accountID, StatsDay(at))
+		key := StatsKey(ShardOf(emailID), accountID, StatsDay(at))
 		p.HIncrBy(ctx, key, StatExpiredClicks, 1)
 		p.Expire(ctx, key, statsTTL)
 		return nil
@@ -182,20 +185,34 @@ func (s *Store) CountExpiredClick(ctx context.Context, accountID string, at time
 func StatsDay(t time.Time) string { return t.UTC().Format(time.DateOnly) }
 
 // Stats returns the counter hashes of the account for each day, in order
-// (an empty map for a day without events), in one round trip.
+// (an empty map for a day without events), summed over the shards in use,
+// in one round trip.
 func (s *Store) Stats(ctx context.Context, accountID string, days []string) ([]map[string]string, error) {
+	shards := s.ShardsInUse(ctx)
 	cmds, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		for _, d := range days {
-			p.HGetAll(ctx, StatsKey(accountID, d))
+		for _, k := range shards {
+			for _, d := range days {
+				p.HGetAll(ctx, StatsKey(k, accountID, d))
+			}
 		}
 		return nil
 	})
 	if err != nil {
 		return nil, err
 	}
-	out := make([]map[string]string, len(cmds))
+	out := make([]map[string]string, len(days))
 	for i, c := range cmds {
-		out[i] = c.(*redis.MapStringStringCmd).Val()
+		m := c.(*redis.MapStringStringCmd).Val()
+		day := i % len(days)
+		if out[day] == nil {
+			out[day] = m
+			continue
+		}
+		for f, v := range m {
+			a, _ := strconv.ParseInt(out[day][f], 10, 64)
+			b, _ := strconv.ParseInt(v, 10, 64)
+			out[day][f] = strconv.FormatInt(a+b, 10)
+		}
 	}
 	return out, nil
 }

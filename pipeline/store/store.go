@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -23,10 +24,14 @@ var ErrExists = errors.New("already exists")
 
 // Store reads and writes records. It is safe for concurrent use.
 type Store struct {
-	rdb       redis.UniversalClient
-	now       func() time.Time
-	retention Retention
-	replicas  replicaAck
+	rdb        redis.UniversalClient
+	now        func() time.Time
+	retention  Retention
+	replicas   replicaAck
+	shards     int                        // SetShards
+	inUse      atomic.Pointer[shardsSeen] // registry's last answer
+	registered atomic.Int64               // when RegisterShards last succeeded (unix s)
+	downUntil  [MaxShards]atomic.Int64    // per shard: when PickShard may pick it again (unix ns)
 }
 
 // Retention says how long finished mail is kept (0: forever).
@@ -53,12 +58,25 @@ func finalStatus(status any) bool {
 // messages) or its share of its message, released (releaseScript). message
 // is the email's Email.Message.
 func (s *Store) expire(ctx context.Context, p redis.Pipeliner, id, message string) {
-	p.Eval(ctx, releaseOne, []string{EmailKey(id), BodyKey(id), MessageKey(message), MessageRefsKey(message)},
+	msg, refs := messageKeysOf(id, message)
+	p.Eval(ctx, releaseOne, []string{EmailKey(id), BodyKey(id), msg, refs},
 		int64(s.retention.Content.Seconds()))
 	if s.retention.Records > 0 {
 		p.Expire(ctx, EmailKey(id), s.retention.Records)
 		p.Expire(ctx, EventsKey(id), s.retention.Records)
 	}
+}
+
+// messageKeysOf returns the MessageKey and MessageRefsKey of the message of
+// email id, message: for a record without one (message ""), keys that
+// the release never touches, in the email's shard (a script's keys must
+// be in one slot).
+func messageKeysOf(id, message string) (msg, refs string) {
+	if message == "" {
+		tag := idTag(id)
+		return tag + "msg:", tag + "msg::refs"
+	}
+	return MessageKey(message), MessageRefsKey(message)
 }
 
 // releaseLua defines release(record, body, msg, refs, secs): an email that
@@ -415,9 +433,10 @@ func (s *Store) writeEmail(ctx context.Context, p redis.Pipeliner, ne NewEmail) 
 		p.Set(ctx, BodyKey(e.ID), ne.Body, 0)
 	}
 	created := redis.Z{Score: float64(e.CreatedAt.UnixMilli()), Member: e.ID}
-	p.ZAdd(ctx, AccountEmailsKey(e.AccountID), created)
+	k := ShardOf(e.ID)
+	p.ZAdd(ctx, AccountEmailsKey(k, e.AccountID), created)
 	if e.Send != nil {
-		p.ZAdd(ctx, AccountSendsKey(e.AccountID), created)
+		p.ZAdd(ctx, AccountSendsKey(k, e.AccountID), created)
 		if e.Send.BatchID != "" {
 			p.ZAdd(ctx, BatchEmailsKey(e.Send.BatchID), created)
 		}
@@ -555,9 +574,11 @@ func appendEvents(ctx context.Context, p redis.Pipeliner, evs ...*Event) {
 }
 
 // appendToStreams queues the writes that add ev, encoded as raw, to both
-// event streams, in one script call (streamsScript).
+// event streams of its email's shard (shard 0 for an account event), in
+// one script call (streamsScript).
 func appendToStreams(ctx context.Context, p redis.Pipeliner, ev *Event, raw string) {
-	p.Eval(ctx, streamsScript, []string{EventStreamKey(), AccountEventsKey(ev.AccountID)},
+	k := ShardOf(ev.EmailID)
+	p.Eval(ctx, streamsScript, []string{EventStreamKey(k), AccountEventsKey(k, ev.AccountID)},
 		eventStreamMaxLen, accountEventStreamMaxLen, ev.AccountID, ev.EmailID, ev.Type, raw)
 }
 
@@ -647,8 +668,8 @@ func (s *Store) finishUpdate(ctx context.Context, id, message string, fields map
 			s.expire(ctx, p, id, message)
 		}
 		if entry != nil {
-			p.XAck(ctx, StreamKey(), GroupName, entry.StreamID)
-			p.XDel(ctx, StreamKey(), entry.StreamID)
+			p.XAck(ctx, StreamKey(entry.Shard), GroupName, entry.StreamID)
+			p.XDel(ctx, StreamKey(entry.Shard), entry.StreamID)
 		}
 		return nil
 	})

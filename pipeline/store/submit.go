@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -48,7 +49,21 @@ type IdemDone struct {
 // MULTI/EXEC, all or nothing. With Idempotency the MULTI runs under WATCH of
 // the idempotency key: if another request took the key meanwhile, EXEC
 // writes nothing and ErrClaimLost is returned, so a key never yields two sends.
+//
+// Everything it writes must be in one shard (keys.go): else it writes
+// nothing and returns an error.
 func (s *Store) PersistWith(ctx context.Context, emails []NewEmail, opt PersistOptions) error {
+	k, err := oneShard(emails, opt)
+	if err != nil {
+		return err
+	}
+	err = s.persist(ctx, emails, opt)
+	s.noteWrite(ctx, k, err)
+	return err
+}
+
+// persist is PersistWith's writes.
+func (s *Store) persist(ctx context.Context, emails []NewEmail, opt PersistOptions) error {
 	write := func(p redis.Pipeliner) error {
 		for _, m := range opt.Messages {
 			s.writeMessage(ctx, p, m, emails)
@@ -62,9 +77,9 @@ func (s *Store) PersistWith(ctx context.Context, emails []NewEmail, opt PersistO
 			switch {
 			case e.Status == StatusSuppressed:
 			case e.ScheduledAt != nil:
-				p.ZAdd(ctx, RetryKey(), redis.Z{Score: float64(e.ScheduledAt.UnixMilli()), Member: e.ID})
+				p.ZAdd(ctx, RetryKey(ShardOf(e.ID)), redis.Z{Score: float64(e.ScheduledAt.UnixMilli()), Member: e.ID})
 			case opt.Enqueue && e.Status == StatusPending:
-				p.XAdd(ctx, &redis.XAddArgs{Stream: StreamKey(), Values: []any{"id", e.ID}})
+				p.XAdd(ctx, &redis.XAddArgs{Stream: StreamKey(ShardOf(e.ID)), Values: []any{"id", e.ID}})
 			}
 		}
 		if opt.Batch != nil {
@@ -117,6 +132,37 @@ func (s *Store) PersistWith(ctx context.Context, emails []NewEmail, opt PersistO
 		return ErrClaimLost
 	}
 	return err
+}
+
+// oneShard returns the one shard of what PersistWith is to write, so that
+// its MULTI is in one slot of a cluster, or an error if it spans shards.
+func oneShard(emails []NewEmail, opt PersistOptions) (Shard, error) {
+	var ids []string
+	for _, e := range emails {
+		ids = append(ids, e.Email.ID)
+	}
+	for _, m := range opt.Messages {
+		ids = append(ids, m.ID)
+	}
+	if opt.Batch != nil {
+		ids = append(ids, opt.Batch.ID)
+	}
+	if opt.FanOut != nil {
+		ids = append(ids, opt.FanOut.BatchID)
+	}
+	if len(ids) == 0 {
+		return 0, nil
+	}
+	k := ShardOf(ids[0])
+	for _, id := range ids[1:] {
+		if ShardOf(id) != k {
+			return 0, fmt.Errorf("store: one submission in shards %d and %d (%s)", k, ShardOf(id), id)
+		}
+	}
+	if d := opt.Idempotency; d != nil && !strings.HasPrefix(d.Key, k.tag()) {
+		return 0, fmt.Errorf("store: the idempotency key %s is not in shard %d", d.Key, k)
+	}
+	return k, nil
 }
 
 // ErrTooFewReplicas is returned by PersistWith when fewer replicas than

@@ -1,8 +1,10 @@
 package store
 
 import (
+	"cmp"
 	"context"
 	"errors"
+	"slices"
 	"strings"
 	"time"
 
@@ -40,34 +42,61 @@ func indexWebhookDeliveries(ctx context.Context, p redis.Pipeliner, ds []*Webhoo
 }
 
 // AccountStreamEvent is an entry of an account's event stream with the id
-// its event has in the global stream (EventStreamKey), which the webhook
-// fan-out derived its deliveries' ids from. EventID is "" for an entry
-// recorded before entries carried it (store.go: streamsScript).
+// its event has in the global stream of its shard (EventStreamKey, as
+// StreamEvent.ID qualifies it), which the webhook fan-out derived its
+// deliveries' ids from. EventID is "" for an entry recorded before
+// entries carried it (store.go: streamsScript).
 type AccountStreamEvent struct {
 	StreamEvent
 	EventID string
 }
 
-func accountStreamEvents(msgs []redis.XMessage) []AccountStreamEvent {
-	evs := streamEvents(msgs)
+// accountStreamEvents reads entries of shard k's account streams.
+func accountStreamEvents(k Shard, msgs []redis.XMessage) []AccountStreamEvent {
+	evs := streamEventsIn(k, msgs)
 	out := make([]AccountStreamEvent, len(msgs))
 	for i, m := range msgs {
 		out[i].StreamEvent = evs[i]
-		out[i].EventID, _ = m.Values["gid"].(string)
+		if gid, _ := m.Values["gid"].(string); gid != "" {
+			out[i].EventID = StreamEvent{Shard: k, StreamID: gid}.ID()
+		}
 	}
 	return out
 }
 
 // AccountEventsBetween returns up to count entries of the account's event
-// stream from start to end, oldest first. Both are stream ids as XRANGE
-// takes them: inclusive, or exclusive after "(", and a bare millisecond
-// time stands for the first (start) or last (end) id of that millisecond.
+// streams from start to end, oldest first: those of every shard in use,
+// merged by stream id, then shard, ascending. Both are stream ids as
+// XRANGE takes them: inclusive, or exclusive after "(", and a bare
+// millisecond time stands for the first (start) or last (end) id of that
+// millisecond; an exclusive start may be a StreamEvent.ID, the last entry
+// of the previous page, so that entries of other shards with its very
+// stream id come next.
 func (s *Store) AccountEventsBetween(ctx context.Context, accountID, start, end string, count int) ([]AccountStreamEvent, error) {
-	msgs, err := s.rdb.XRangeN(ctx, AccountEventsKey(accountID), start, end, int64(count)).Result()
-	if err != nil {
-		return nil, err
+	after, exclusive := strings.CutPrefix(start, "(")
+	after, at := splitEventID(after)
+	var all []AccountStreamEvent
+	for _, k := range s.ShardsInUse(ctx) {
+		from := start
+		if exclusive {
+			from = "(" + after
+			if k > at {
+				from = after // its entries of that very id come after the one in shard at
+			}
+		}
+		msgs, err := s.rdb.XRangeN(ctx, AccountEventsKey(k, accountID), from, end, int64(count)).Result()
+		if err != nil {
+			return nil, err
+		}
+		all = append(all, accountStreamEvents(k, msgs)...)
 	}
-	return accountStreamEvents(msgs), nil
+	slices.SortStableFunc(all, func(a, b AccountStreamEvent) int {
+		if c := compareStreamIDs(a.StreamID, b.StreamID); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.Shard, b.Shard)
+	})
+	return all[:min(len(all), count)], nil
 }
 
 // eventLookAhead bounds how far past eventID AccountEventByID looks for an
@@ -75,14 +104,17 @@ func (s *Store) AccountEventsBetween(ctx context.Context, accountID, start, end 
 const eventLookAhead = 100
 
 // AccountEventByID returns the entry of the account's event stream whose
-// event has the id eventID in the global stream; ErrNotFound once it has
-// been trimmed (or was recorded before entries carried the global id).
+// event has the id eventID in the global stream (a StreamEvent.ID: the
+// shard's stream and the id in it); ErrNotFound once it has been trimmed
+// (or was recorded before entries carried the global id). Its EventID is
+// eventID.
 func (s *Store) AccountEventByID(ctx context.Context, accountID, eventID string) (*AccountStreamEvent, error) {
-	msgs, err := s.rdb.XRangeN(ctx, AccountEventsKey(accountID), eventID, "+", eventLookAhead).Result()
+	id, k := splitEventID(eventID)
+	msgs, err := s.rdb.XRangeN(ctx, AccountEventsKey(k, accountID), id, "+", eventLookAhead).Result()
 	if err != nil {
 		return nil, err
 	}
-	for _, e := range accountStreamEvents(msgs) {
+	for _, e := range accountStreamEvents(k, msgs) {
 		if e.EventID == eventID {
 			return &e, nil
 		}

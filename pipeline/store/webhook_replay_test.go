@@ -22,7 +22,7 @@ func TestEventStreamsShareIDs(t *testing.T) {
 	if err := s.AddEvent(ctx, ev); err != nil {
 		t.Fatal(err)
 	}
-	global, err := rdb.XRange(ctx, EventStreamKey(), "-", "+").Result()
+	global, err := rdb.XRange(ctx, EventStreamKey(0), "-", "+").Result()
 	if err != nil || len(global) != 1 {
 		t.Fatalf("global stream: %v %v", global, err)
 	}
@@ -42,13 +42,13 @@ func TestEventStreamsShareIDs(t *testing.T) {
 	// An account stream ahead of the global one (an entry from before,
 	// with a clock that went back).
 	ahead := "99999999999999-0"
-	if err := rdb.XAdd(ctx, &redis.XAddArgs{Stream: AccountEventsKey("acct_b"), ID: ahead, Values: []any{"account", "acct_b", "event", "{}"}}).Err(); err != nil {
+	if err := rdb.XAdd(ctx, &redis.XAddArgs{Stream: AccountEventsKey(0, "acct_b"), ID: ahead, Values: []any{"account", "acct_b", "event", "{}"}}).Err(); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.AddEvent(ctx, Event{Type: EventSent, Timestamp: time.Now().UTC(), EmailID: "em_2", AccountID: "acct_b"}); err != nil {
 		t.Fatal(err)
 	}
-	global, _ = rdb.XRange(ctx, EventStreamKey(), "-", "+").Result()
+	global, _ = rdb.XRange(ctx, EventStreamKey(0), "-", "+").Result()
 	gid2 := global[len(global)-1].ID
 	got, _ = s.AccountEventsBetween(ctx, "acct_b", "-", "+", 10)
 	if len(got) != 2 || got[0].EventID != "" || got[1].StreamID == gid2 || got[1].EventID != gid2 || got[1].Event.EmailID != "em_2" {

@@ -102,6 +102,7 @@ const WebhookGroup = "webhooks"
 
 // StreamEvent is one entry of an event stream.
 type StreamEvent struct {
+	Shard    Shard // whose stream it is in
 	StreamID string
 	Event    Event // AccountID and EmailID set
 }
@@ -109,8 +110,10 @@ type StreamEvent struct {
 // EnsureWebhookGroup creates the event stream and the dispatchers' consumer
 // group if they are missing. A new group starts at the end of the stream:
 // events recorded before the first dispatcher started fire no webhooks.
-func (s *Store) EnsureWebhookGroup(ctx context.Context) error {
-	err := s.rdb.XGroupCreateMkStream(ctx, EventStreamKey(), WebhookGroup, "$").Err()
+//
+// Each shard has its event stream (that of its emails' events): k names it.
+func (s *Store) EnsureWebhookGroup(ctx context.Context, k Shard) error {
+	err := s.rdb.XGroupCreateMkStream(ctx, EventStreamKey(k), WebhookGroup, "$").Err()
 	if err != nil && strings.HasPrefix(err.Error(), "BUSYGROUP") {
 		return nil
 	}
@@ -132,30 +135,39 @@ func streamEvents(msgs []redis.XMessage) []StreamEvent {
 	return out
 }
 
+// streamEventsIn is streamEvents for entries of shard k's stream.
+func streamEventsIn(k Shard, msgs []redis.XMessage) []StreamEvent {
+	out := streamEvents(msgs)
+	for i := range out {
+		out[i].Shard = k
+	}
+	return out
+}
+
 // ReadEvents returns up to count new events for consumer, waiting up to block.
-func (s *Store) ReadEvents(ctx context.Context, consumer string, count int, block time.Duration) ([]StreamEvent, error) {
-	msgs, err := s.readGroup(ctx, EventStreamKey(), WebhookGroup, consumer, count, block)
-	return streamEvents(msgs), err
+func (s *Store) ReadEvents(ctx context.Context, k Shard, consumer string, count int, block time.Duration) ([]StreamEvent, error) {
+	msgs, err := s.readGroup(ctx, EventStreamKey(k), WebhookGroup, consumer, count, block)
+	return streamEventsIn(k, msgs), err
 }
 
 // ClaimEvents takes over up to count events that another dispatcher read
 // but did not acknowledge within idle (it died).
-func (s *Store) ClaimEvents(ctx context.Context, consumer string, idle time.Duration, count int) ([]StreamEvent, error) {
-	msgs, err := s.claimGroup(ctx, EventStreamKey(), WebhookGroup, consumer, idle, count)
-	return streamEvents(msgs), err
+func (s *Store) ClaimEvents(ctx context.Context, k Shard, consumer string, idle time.Duration, count int) ([]StreamEvent, error) {
+	msgs, err := s.claimGroup(ctx, EventStreamKey(k), WebhookGroup, consumer, idle, count)
+	return streamEventsIn(k, msgs), err
 }
 
 // ClaimOrphanedEvents takes over up to count events left pending by
 // dispatchers that are not alive (see Heartbeat).
-func (s *Store) ClaimOrphanedEvents(ctx context.Context, consumer string, count int) ([]StreamEvent, error) {
-	msgs, err := s.claimOrphaned(ctx, EventStreamKey(), WebhookGroup, consumer, count)
-	return streamEvents(msgs), err
+func (s *Store) ClaimOrphanedEvents(ctx context.Context, k Shard, consumer string, count int) ([]StreamEvent, error) {
+	msgs, err := s.claimOrphaned(ctx, k, EventStreamKey(k), WebhookGroup, consumer, count)
+	return streamEventsIn(k, msgs), err
 }
 
 // AckEvents marks events as handled by the dispatchers. The entries stay in
 // the stream (trimmed by length) for other readers.
-func (s *Store) AckEvents(ctx context.Context, streamIDs ...string) error {
-	return s.rdb.XAck(ctx, EventStreamKey(), WebhookGroup, streamIDs...).Err()
+func (s *Store) AckEvents(ctx context.Context, k Shard, streamIDs ...string) error {
+	return s.rdb.XAck(ctx, EventStreamKey(k), WebhookGroup, streamIDs...).Err()
 }
 
 // ---- the webhook delivery queue ----
@@ -172,8 +184,9 @@ type WebhookDelivery struct {
 	Attempts   int
 	CreatedAt  time.Time
 	LastError  string
-	// StreamID is the id of the event in the global stream, which the
-	// delivery id is derived from: a redelivery finds the event by it.
+	// StreamID is the id of the event in the global stream of its shard
+	// (StreamEvent.ID), which the delivery id is derived from: a
+	// redelivery finds the event by it.
 	StreamID string
 }
 

@@ -10,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -75,27 +76,46 @@ type Dispatcher struct {
 func (d *Dispatcher) Run(ctx context.Context) error {
 	d.defaults()
 	if err := store.RetryUntilDone(ctx, d.Logger, "webhook queue", func(ctx context.Context) error {
-		if err := d.Store.EnsureWebhookGroup(ctx); err != nil {
+		if err := d.Store.EnsureWebhookGroup(ctx, 0); err != nil {
 			return err
 		}
-		return d.Store.Heartbeat(ctx, d.Consumer, d.AliveTTL) // alive before it reads
+		return d.Store.Heartbeat(ctx, 0, d.Consumer, d.AliveTTL) // alive before it reads
 	}); err != nil {
 		return nil // cancelled
 	}
 	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		d.fanOutLoop(ctx)
-	}()
+	var shards []store.Shard // read by a fan-out loop each
+	wg.Go(func() {
+		var loops sync.WaitGroup
+		defer loops.Wait()
+		tick := time.NewTicker(time.Second)
+		defer tick.Stop()
+		for {
+			// The shards in use, and those another process starts to
+			// write to, each have their event stream.
+			for _, k := range d.Store.ShardsInUse(ctx) {
+				if !slices.Contains(shards, k) {
+					shards = append(shards, k)
+					loops.Go(func() { d.fanOutLoop(ctx, k) })
+				}
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+			}
+		}
+	})
 	d.deliverLoop(ctx)
 	wg.Wait()
 	// Events read and not fanned out are pending under this name: say that
 	// it stopped, so that another dispatcher takes them over now.
 	retireCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
 	defer cancel()
-	if err := d.Store.Retire(retireCtx, d.Consumer); err != nil {
-		d.Logger.Warn("could not retire the dispatcher's liveness key", "err", err)
+	for _, k := range shards {
+		if err := d.Store.Retire(retireCtx, k, d.Consumer); err != nil {
+			d.Logger.Warn("could not retire the dispatcher's liveness key", "shard", k, "err", err)
+		}
 	}
 	return nil
 }
@@ -142,15 +162,24 @@ func (d *Dispatcher) defaults() {
 
 // ---- fan-out ----
 
-func (d *Dispatcher) fanOutLoop(ctx context.Context) {
+// fanOutLoop fans out the events of shard k's stream until ctx ends.
+func (d *Dispatcher) fanOutLoop(ctx context.Context, k store.Shard) {
+	if k != 0 && store.RetryUntilDone(ctx, d.Logger, "webhook queue", func(ctx context.Context) error {
+		if err := d.Store.EnsureWebhookGroup(ctx, k); err != nil {
+			return err
+		}
+		return d.Store.Heartbeat(ctx, k, d.Consumer, d.AliveTTL) // alive there before it reads
+	}) != nil {
+		return
+	}
 	lastClaim, lastBeat := time.Now(), time.Now()
 	for ctx.Err() == nil {
 		var events []store.StreamEvent
 		err := store.RetryUntilDone(ctx, d.Logger, "webhook queue", func(ctx context.Context) error {
 			var err error
-			events, err = d.Store.ReadEvents(ctx, d.Consumer, 100, time.Second)
+			events, err = d.Store.ReadEvents(ctx, k, d.Consumer, 100, time.Second)
 			if err != nil && strings.HasPrefix(err.Error(), "NOGROUP") {
-				_ = d.Store.EnsureWebhookGroup(ctx) // the stream was lost (Redis without persistence restarted)
+				_ = d.Store.EnsureWebhookGroup(ctx, k) // the stream was lost (Redis without persistence restarted)
 			}
 			return err
 		})
@@ -159,10 +188,10 @@ func (d *Dispatcher) fanOutLoop(ctx context.Context) {
 		}
 		if time.Since(lastBeat) >= time.Second {
 			lastBeat = time.Now()
-			if err := d.Store.Heartbeat(ctx, d.Consumer, d.AliveTTL); err != nil && ctx.Err() == nil {
+			if err := d.Store.Heartbeat(ctx, k, d.Consumer, d.AliveTTL); err != nil && ctx.Err() == nil {
 				d.Logger.Warn("renewing the dispatcher's liveness key failed", "err", err)
 			}
-			orphaned, err := d.Store.ClaimOrphanedEvents(ctx, d.Consumer, 100)
+			orphaned, err := d.Store.ClaimOrphanedEvents(ctx, k, d.Consumer, 100)
 			if err != nil && ctx.Err() == nil {
 				d.Logger.Warn("claiming a stopped dispatcher's webhook events failed", "err", err)
 			}
@@ -170,7 +199,7 @@ func (d *Dispatcher) fanOutLoop(ctx context.Context) {
 		}
 		if time.Since(lastClaim) >= d.ClaimIdle/2 {
 			lastClaim = time.Now()
-			claimed, err := d.Store.ClaimEvents(ctx, d.Consumer, d.ClaimIdle, 100)
+			claimed, err := d.Store.ClaimEvents(ctx, k, d.Consumer, d.ClaimIdle, 100)
 			if err != nil && ctx.Err() == nil {
 				d.Logger.Warn("claiming abandoned webhook events failed", "err", err)
 			}
@@ -188,7 +217,7 @@ func (d *Dispatcher) fanOutLoop(ctx context.Context) {
 			}
 		}
 		if len(handled) > 0 {
-			if err := d.Store.AckEvents(ctx, handled...); err != nil && ctx.Err() == nil {
+			if err := d.Store.AckEvents(ctx, k, handled...); err != nil && ctx.Err() == nil {
 				d.Logger.Warn("acknowledging webhook events failed; they will be claimed again", "events", len(handled), "err", err)
 			}
 		}
@@ -201,14 +230,14 @@ func (d *Dispatcher) fanOutLoop(ctx context.Context) {
 func (d *Dispatcher) fanOutOne(ctx context.Context, lk *accountLookups, se store.StreamEvent) (handled bool) {
 	defer func() {
 		if p := recover(); p != nil {
-			d.Logger.Error("webhook fan-out panicked; event skipped", "entry", se.StreamID, "panic", p)
+			d.Logger.Error("webhook fan-out panicked; event skipped", "entry", se.ID(), "panic", p)
 			handled = true
 		}
 	}()
 	queued, err := d.queue(ctx, lk, se)
 	if err != nil {
 		if ctx.Err() == nil {
-			d.Logger.Warn("queueing webhooks failed; the event will be claimed again", "entry", se.StreamID, "err", err)
+			d.Logger.Warn("queueing webhooks failed; the event will be claimed again", "entry", se.ID(), "err", err)
 		}
 		return false
 	}
@@ -304,11 +333,11 @@ func (d *Dispatcher) queue(ctx context.Context, lk *accountLookups, se store.Str
 	ds := make([]*store.WebhookDelivery, 0, len(targets))
 	for _, ep := range targets {
 		ds = append(ds, &store.WebhookDelivery{
-			ID: deliveryID(se.StreamID, ep.ID), AccountID: ev.AccountID, EndpointID: ep.ID,
+			ID: deliveryID(se.ID(), ep.ID), AccountID: ev.AccountID, EndpointID: ep.ID,
 			Event: name, Body: body, CreatedAt: now,
 		})
 	}
-	if _, err := d.Store.QueueWebhookDeliveries(ctx, se.StreamID, ds, now); err != nil {
+	if _, err := d.Store.QueueWebhookDeliveries(ctx, se.ID(), ds, now); err != nil {
 		return 0, err
 	}
 	return len(ds), nil

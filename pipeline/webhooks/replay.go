@@ -296,7 +296,7 @@ func (r *Replayer) selectEvents(ctx context.Context, accountID string, res *Repl
 		if len(batch) < replayScanBatch {
 			return sel, unavailable, nil
 		}
-		cursor = "(" + batch[len(batch)-1].StreamID
+		cursor = "(" + batch[len(batch)-1].ID() // the shard's, too: another's entries can share its id
 	}
 }
 

@@ -35,7 +35,7 @@ func BenchmarkReplay(b *testing.B) {
 			email := fmt.Sprintf("em_%06d", i)
 			raw, _ := json.Marshal(store.Event{Type: store.EventDelivered, Timestamp: at, EmailID: email})
 			id := fmt.Sprintf("%d-%d", at.UnixMilli(), i)
-			p.XAdd(ctx, &redis.XAddArgs{Stream: store.AccountEventsKey(replayAccount), ID: id,
+			p.XAdd(ctx, &redis.XAddArgs{Stream: store.AccountEventsKey(0, replayAccount), ID: id,
 				Values: []any{"account", replayAccount, "email", email, "type", "delivered", "event", string(raw), "gid", id}})
 			p.HSet(ctx, store.EmailKey(email), "toAddress", "user"+email+"@example.test")
 		}

@@ -63,7 +63,7 @@ func (e *replayEnv) record(at time.Time, seq int, ev store.Event, legacy bool) s
 	if !legacy {
 		values = append(values, "gid", id)
 	}
-	if err := e.rdb.XAdd(e.ctx, &redis.XAddArgs{Stream: store.AccountEventsKey(replayAccount), ID: id, Values: values}).Err(); err != nil {
+	if err := e.rdb.XAdd(e.ctx, &redis.XAddArgs{Stream: store.AccountEventsKey(0, replayAccount), ID: id, Values: values}).Err(); err != nil {
 		e.t.Fatal(err)
 	}
 	return id
@@ -304,13 +304,13 @@ func TestRedeliver(t *testing.T) {
 	ctx := e.ctx
 	// The fan-out of a recorded event (its group starts at the end of the
 	// stream: created first).
-	if err := e.st.EnsureWebhookGroup(ctx); err != nil {
+	if err := e.st.EnsureWebhookGroup(ctx, 0); err != nil {
 		t.Fatal(err)
 	}
 	if err := e.st.AddEvent(ctx, ev(store.EventDelivered, "em_1", e.now, nil)); err != nil {
 		t.Fatal(err)
 	}
-	events, err := e.st.ReadEvents(ctx, "test", 10, time.Millisecond)
+	events, err := e.st.ReadEvents(ctx, 0, "test", 10, time.Millisecond)
 	if err == nil && len(events) != 1 {
 		err = fmt.Errorf("%d events", len(events))
 	}

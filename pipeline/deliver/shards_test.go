@@ -1,0 +1,179 @@
+package deliver
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/pigeonpost/pigeonpost/internal/testkit"
+	"github.com/pigeonpost/pigeonpost/pipeline/store"
+)
+
+// TestShardedMailOnCluster: with redis.shards 3 on a 3-master Redis
+// Cluster, submissions are persisted and enqueued each in one slot (the
+// slot checker fails any MULTI or script across slots) on all three
+// masters, and a worker delivers all of them. Then a process with 1 shard
+// (the count lowered) still delivers the mail left in shards 1 and 2: the
+// registry of shards in use names them.
+func TestShardedMailOnCluster(t *testing.T) {
+	cluster := testkit.StartRedisCluster(t, 3, 0)
+	client := func() *redis.ClusterClient {
+		c := cluster.Client(t)
+		c.AddHook(testkit.NewSlotChecker(t.Errorf))
+		return c
+	}
+	ctx := context.Background()
+	three := store.New(client(), time.Now)
+	three.SetShards(3)
+	if err := three.RegisterShards(ctx); err != nil {
+		t.Fatal(err)
+	}
+	sink := testkit.StartSink(t, testkit.SinkOptions{})
+	dns := testkit.StartDNS(t)
+	dns.SetMX("dest.test", map[string]uint16{"mx.dest.test": 10})
+	dns.SetA("mx.dest.test", "127.0.0.1")
+
+	// queue persists one submission of two recipients in shard k.
+	masters := map[string]bool{}
+	queue := func(k store.Shard, n int) {
+		t.Helper()
+		var emails []store.NewEmail
+		for range 2 {
+			e := &store.Email{ID: store.NewIDIn("em", k), AccountID: "acc_1", KeyID: "key_1", Mode: store.ModeLive,
+				Status: store.StatusPending, Source: "api", FromAddress: "news@acme.test", EnvelopeFrom: "news@acme.test",
+				ToAddress: "rcpt@dest.test", Subject: "hello", CreatedAt: time.Now()}
+			emails = append(emails, store.NewEmail{Email: e, Body: []byte("From: news@acme.test\r\nSubject: hello\r\n\r\nhi\r\n")})
+			masters[cluster.MasterOf(store.EmailKey(e.ID)).Addr] = true
+		}
+		if err := three.PersistWith(ctx, emails, store.PersistOptions{Enqueue: true}); err != nil {
+			t.Fatalf("submission %d in shard %d: %v", n, k, err)
+		}
+	}
+	run := func(st *store.Store, name string) (stop func()) {
+		w := &Worker{
+			Store: st,
+			Transport: &Transport{Hostname: "pigeon.test", Port: sink.Port(), Timeout: 30 * time.Second, AllowPrivate: true,
+				Resolver: &Resolver{Addr: dns.Addr(), Timeout: 5 * time.Second}},
+			Concurrency: 4, RetryInitial: time.Minute, RetryMax: time.Hour, MaxAge: time.Hour, ClaimIdle: time.Hour,
+			Consumer: name, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		}
+		t.Cleanup(w.Transport.CloseIdle)
+		ctx, cancel := context.WithCancel(context.Background())
+		var running sync.WaitGroup
+		running.Go(func() { _ = w.Run(ctx) })
+		t.Cleanup(func() { cancel(); running.Wait() })
+		return func() { cancel(); running.Wait() }
+	}
+
+	for i := range 9 {
+		queue(store.Shard(i%3), i)
+	}
+	if len(masters) != 3 {
+		t.Errorf("the mail of 3 shards is on %d master(s), want one each", len(masters))
+	}
+	stop := run(three, "three")
+	sink.Wait(t, 18, 20*time.Second)
+	stop()
+
+	// Mail left in shards 1 and 2, then the count lowered to 1.
+	queue(1, 9)
+	queue(2, 10)
+	one := store.New(client(), time.Now)
+	one.SetShards(1)
+	if err := one.RegisterShards(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := one.ShardsInUse(ctx); len(got) != 3 {
+		t.Fatalf("with 1 shard configured after 3, the shards in use are %v", got)
+	}
+	run(one, "one")
+	sink.Wait(t, 22, 20*time.Second)
+	testkit.WaitFor(t, "the queues of every shard to be empty", func() bool {
+		queued, retrying, err := one.QueueDepth(ctx)
+		return err == nil && queued == 0 && retrying == 0
+	})
+	if n := len(sink.Messages()); n != 22 {
+		t.Errorf("%d deliveries of 22 emails", n)
+	}
+}
+
+// TestDeadShardStallsOnlyItself: with 3 shards on 3 masters (the cluster
+// serving what it can while a master is down, cluster-require-full-coverage
+// no), the master of shard 2 is killed (one that holds no other key the
+// test needs: the account's, the registry of shards). The submission that
+// meets it fails; PickShard then passes shard 2 over, so the submissions that
+// follow are stored in shards 0 and 2, the gateway stays ready
+// (ProbeWrite), and the worker goes on delivering the mail of the other
+// shards.
+func TestDeadShardStallsOnlyItself(t *testing.T) {
+	cluster := testkit.StartRedisClusterWith(t, testkit.RedisClusterOptions{Masters: 3, PartialCoverage: true})
+	ctx := context.Background()
+	st := store.New(cluster.Client(t), time.Now)
+	st.SetShards(3)
+	if err := st.RegisterShards(ctx); err != nil {
+		t.Fatal(err)
+	}
+	sink := testkit.StartSink(t, testkit.SinkOptions{})
+	dns := testkit.StartDNS(t)
+	dns.SetMX("dest.test", map[string]uint16{"mx.dest.test": 10})
+	dns.SetA("mx.dest.test", "127.0.0.1")
+	submit := func(k store.Shard) error {
+		e := &store.Email{ID: store.NewIDIn("em", k), AccountID: "acc_1", KeyID: "key_1", Mode: store.ModeLive,
+			Status: store.StatusPending, Source: "api", FromAddress: "news@acme.test", EnvelopeFrom: "news@acme.test",
+			ToAddress: "rcpt@dest.test", Subject: "hello", CreatedAt: time.Now()}
+		return st.PersistWith(ctx, []store.NewEmail{{Email: e, Body: []byte("From: news@acme.test\r\nSubject: hello\r\n\r\nhi\r\n")}},
+			store.PersistOptions{Enqueue: true})
+	}
+	w := &Worker{
+		Store: st,
+		Transport: &Transport{Hostname: "pigeon.test", Port: sink.Port(), Timeout: 30 * time.Second, AllowPrivate: true,
+			Resolver: &Resolver{Addr: dns.Addr(), Timeout: 5 * time.Second}},
+		Concurrency: 4, RetryInitial: time.Minute, RetryMax: time.Hour, MaxAge: time.Hour, ClaimIdle: time.Hour,
+		Consumer: "w", Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+	}
+	t.Cleanup(w.Transport.CloseIdle)
+	runCtx, cancel := context.WithCancel(ctx)
+	var running sync.WaitGroup
+	running.Go(func() { _ = w.Run(runCtx) })
+	t.Cleanup(func() { cancel(); running.Wait() })
+	for k := range store.Shard(3) {
+		if err := submit(k); err != nil {
+			t.Fatalf("shard %d: %v", k, err)
+		}
+	}
+	sink.Wait(t, 3, 20*time.Second)
+
+	victim := cluster.MasterOf(store.StreamKey(2))
+	for _, key := range []string{store.AccountKey("acc_1"), store.ShardsKey(), store.StreamKey(0), store.StreamKey(1)} {
+		if cluster.MasterOf(key) == victim {
+			t.Fatalf("the master of shard 2 also holds %s: choose another account", key)
+		}
+	}
+	victim.Kill()
+	if err := submit(2); err == nil {
+		t.Fatal("a submission to the shard whose master is down was stored")
+	}
+	delivered := 3
+	for range 20 {
+		k := st.PickShard()
+		if k == 2 {
+			t.Fatal("PickShard chose the shard that just failed")
+		}
+		if err := submit(k); err != nil {
+			t.Fatalf("shard %d, with shard 2 down: %v", k, err)
+		}
+		delivered++
+	}
+	if err := st.ProbeWrite(ctx); err != nil {
+		t.Errorf("not ready with 2 shards of 3 up: %v", err)
+	}
+	if k := st.PickShard(); k == 2 {
+		t.Error("PickShard chose the shard that failed its readiness probe")
+	}
+	sink.Wait(t, delivered, 20*time.Second)
+}
