@@ -111,12 +111,19 @@ func (a *Admission) run() {
 	}
 }
 
+// admissionMaxAge is how old an admission may be at the final dot for
+// Submit to use it: a body that took longer (up to smtp.data_timeout) is
+// admitted again, so that a suppression made while it came in is seen.
+const admissionMaxAge = 5 * time.Second
+
 // result is the admission's answer for sub, once the round trip is over:
 // ok is false when it does not apply to sub (another account, other
-// recipients, a send that withholds) or it refused or failed, and Submit
-// must admit at the dot as it would without it.
+// recipients, a send that withholds), is older than admissionMaxAge, or
+// refused or failed, and Submit must admit at the dot as it would
+// without it.
 func (a *Admission) result(ctx context.Context, sub Submission) (suppressed []bool, ok bool) {
-	if a == nil || a.accountID != sub.Key.AccountID || !slices.Equal(a.rcpts, sub.Recipients) || sub.Withhold != "" {
+	if a == nil || a.accountID != sub.Key.AccountID || !slices.Equal(a.rcpts, sub.Recipients) || sub.Withhold != "" ||
+		a.svc.opt.Now().Sub(a.now) > admissionMaxAge {
 		return nil, false
 	}
 	select {

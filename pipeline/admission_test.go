@@ -93,7 +93,7 @@ func TestCheckAdmission(t *testing.T) {
 // answer is the one at the final dot, in the same order as without it.
 func TestAdmissionBegunAtData(t *testing.T) {
 	ctx := context.Background()
-	clk := clock.NewFake(time.Now().UTC())
+	clk := clock.NewFake(time.Date(2026, 11, 15, 12, 0, 0, 0, time.UTC)) // hours from a month's end
 	rdb := testkit.StartRedis(t).Client(t)
 	st := store.New(rdb, clk.Now)
 	svc := New(st, tracking.NewSigner([]byte("secret")), Options{Hostname: "gw.test", PublicURL: "https://t.test",
@@ -180,13 +180,31 @@ func TestAdmissionBegunAtData(t *testing.T) {
 	}
 	wantUsed("admitted at the dot", 4)
 
-	// An admission for other recipients is not used, and not charged.
+	// An admission for other recipients is not used, and what it charged
+	// (here the whole burst) goes back before the message is charged.
 	clk.Advance(3000 * time.Second) // the whole burst back
-	adm = svc.BeginAdmission(ctx, k, []string{"b@example.test", "c@example.test"})
+	adm = svc.BeginAdmission(ctx, k, []string{"b@example.test", "c@example.test", "d@example.test"})
+	<-adm.done // its round trip is over before the body is: the usual case
 	_, err = submit(ctx, good, adm)
 	adm.Release()
 	if err != nil {
 		t.Fatalf("admission for other recipients: %v", err)
 	}
 	wantUsed("other recipients", 5)
+
+	// A body that took longer than admissionMaxAge is admitted again at
+	// the dot: a suppression made while it came in is seen, and the early
+	// charge goes back.
+	clk.Advance(3000 * time.Second)
+	adm = svc.BeginAdmission(ctx, k, to)
+	if err := st.Suppress(ctx, k.AccountID, to[0], "bounce"); err != nil {
+		t.Fatal(err)
+	}
+	clk.Advance(admissionMaxAge + time.Second)
+	_, err = submit(ctx, good, adm)
+	adm.Release()
+	if !errors.Is(err, ErrAllSuppressed) {
+		t.Fatalf("recipient suppressed during a long transfer: %v", err)
+	}
+	wantUsed("suppressed during the transfer", 5)
 }

@@ -447,6 +447,7 @@ func (s *Service) admitted(ctx context.Context, sub Submission, p *prepared, now
 	if suppressed, ok := sub.Admission.result(ctx, sub); ok {
 		return [][]bool{suppressed}, nil
 	}
+	sub.Admission.Release() // what it charged goes back before the message is charged again
 	return s.admit(ctx, sub.Key, []*prepared{p}, now, true)
 }
 
