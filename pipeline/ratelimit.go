@@ -142,3 +142,55 @@ func (l RateLimit) run(ctx context.Context, rdb redis.UniversalClient, accountID
 	}
 	return suppressed, nil
 }
+
+// giveBackScript undoes what admitScript charged for a message that was
+// then not stored: ARGV[2] ms off the account's TAT (KEYS[1]; a TAT that
+// falls to now or before is as good as none) and ARGV[3] sends off the
+// month's count (KEYS[2], never below 0). ARGV[1] is now in ms. GCRA
+// charges add up, so taking one back leaves the others as they were.
+var giveBackScript = redis.NewScript(`
+local now = tonumber(ARGV[1])
+local tat = tonumber(redis.call('GET', KEYS[1]) or now) - tonumber(ARGV[2])
+if tat > now then
+  redis.call('SET', KEYS[1], tostring(tat), 'PX', math.ceil(tat - now) + 1000)
+else
+  redis.call('DEL', KEYS[1])
+end
+local used = tonumber(redis.call('GET', KEYS[2]) or 0)
+if used > 0 then redis.call('DECRBY', KEYS[2], math.min(used, tonumber(ARGV[3]))) end
+return 0
+`)
+
+// charge is what admitScript charged an account for one admission.
+type charge struct {
+	accountID string
+	month     string // of the usage count charged (Month)
+	sends     int64  // recipients charged to the month
+	rateMs    float64
+}
+
+// chargeOf is what admitScript charged for rcpts, of which suppressed
+// were not charged: nothing when they all were.
+func (l RateLimit) chargeOf(accountID string, now time.Time, suppressed []bool) charge {
+	c := charge{accountID: accountID, month: Month(now)}
+	for _, s := range suppressed {
+		if !s {
+			c.sends++
+		}
+	}
+	// As admitScript computes it: the interval as sent, times the sends
+	// up to the burst.
+	interval, _ := strconv.ParseFloat(strconv.FormatFloat(1000/l.PerSecond, 'f', 3, 64), 64)
+	c.rateMs = interval * float64(min(c.sends, int64(l.Burst)))
+	return c
+}
+
+// giveBack takes c back from its account's rate and month.
+func (l RateLimit) giveBack(ctx context.Context, rdb redis.UniversalClient, c charge, now time.Time) error {
+	if c.sends == 0 {
+		return nil
+	}
+	keys := []string{store.RateKey(c.accountID), store.UsageKey(c.accountID, c.month)}
+	return giveBackScript.Run(ctx, rdb, keys, now.UnixMilli(),
+		strconv.FormatFloat(c.rateMs, 'f', 3, 64), c.sends).Err()
+}

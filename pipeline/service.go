@@ -244,6 +244,10 @@ type Submission struct {
 	// reason without charging or delivering anything (e.g. the contact
 	// unsubscribed). Only with Send.
 	Withhold string
+	// Admission, when set, is the admission of Recipients begun as the
+	// message came in (BeginAdmission): Submit uses its answer instead of
+	// admitting at the end, and releases it.
+	Admission *Admission
 	// EmailIDs, when set, are the ids of the emails, one per recipient
 	// (store.NewIDIn("em", Service.ShardFor(Claim)): all in the shard of
 	// the claim, if any), made by a caller that must know them before (a
@@ -398,6 +402,7 @@ func (s *Service) Submit(ctx context.Context, sub Submission) (*Receipt, error) 
 }
 
 func (s *Service) submit(ctx context.Context, sub Submission) (_ *Receipt, err error) {
+	defer sub.Admission.Release() // its charge goes back unless the message is stored
 	now := s.opt.Now().UTC()
 	p, replay, err := s.prepare(ctx, sub, sub.Claim == nil, now)
 	if err != nil || replay != nil {
@@ -408,7 +413,7 @@ func (s *Service) submit(ctx context.Context, sub Submission) (_ *Receipt, err e
 		claim = p.claim
 		defer s.releaseOnError(claim, &err)
 	}
-	suppressed, err := s.admit(ctx, sub.Key, []*prepared{p}, now, true)
+	suppressed, err := s.admitted(ctx, sub, p, now)
 	if err != nil {
 		return nil, err
 	}
@@ -437,7 +442,18 @@ func (s *Service) submit(ctx context.Context, sub Submission) (_ *Receipt, err e
 	if err := s.persist(ctx, emails, opt); err != nil {
 		return nil, err
 	}
+	sub.Admission.keep()
 	return receipt, nil
+}
+
+// admitted is admit for p, or the answer of the admission begun when the
+// message's DATA came in (Submission.Admission) when that admitted it.
+func (s *Service) admitted(ctx context.Context, sub Submission, p *prepared, now time.Time) ([][]bool, error) {
+	if suppressed, ok := sub.Admission.result(ctx, sub); ok {
+		return [][]bool{suppressed}, nil
+	}
+	sub.Admission.Release() // what it charged goes back before the message is charged again
+	return s.admit(ctx, sub.Key, []*prepared{p}, now, true)
 }
 
 // prepared is a submission checked and ready to be admitted.

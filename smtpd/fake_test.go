@@ -57,6 +57,7 @@ type fakePipeline struct {
 	authIPs  []string // the client addresses AuthenticateFrom was given
 	senders  []string
 	subs     []pipeline.Submission
+	admitted [][]string     // the recipients of each BeginAdmission
 	ids      map[string]int // queued id → index in subs
 	breaches []string
 	seq      uint64
@@ -144,6 +145,18 @@ func (f *fakePipeline) CheckRecipient(addr string) error {
 	return nil
 }
 
+// BeginAdmission records the recipients; its Admission is nil (none),
+// which Submit and Release take as no admission.
+func (f *fakePipeline) BeginAdmission(_ context.Context, k *store.Key, rcpts []string) *pipeline.Admission {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if k != fakeKey {
+		f.breaches = append(f.breaches, "BeginAdmission without an authenticated key")
+	}
+	f.admitted = append(f.admitted, append([]string(nil), rcpts...))
+	return nil
+}
+
 func (f *fakePipeline) Submit(_ context.Context, sub pipeline.Submission) (*pipeline.Receipt, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -185,6 +198,13 @@ func (f *fakePipeline) askedFrom() []string {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return append([]string(nil), f.authIPs...)
+}
+
+// admissions returns the recipients BeginAdmission was called with.
+func (f *fakePipeline) admissions() [][]string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([][]string(nil), f.admitted...)
 }
 
 // submissions returns what Submit was called with, failed calls included.

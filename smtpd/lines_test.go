@@ -154,6 +154,11 @@ func TestDataOverSizeKeepsSession(t *testing.T) {
 	if n := len(s.pipe.submissions()); n != 0 {
 		t.Errorf("%d submissions, want none", n)
 	}
+	// Each admission was begun at DATA, before the body was refused (its
+	// Release gives the charge back: pipeline's TestAdmissionBegunAtData).
+	if n := len(s.pipe.admissions()); n != 2 {
+		t.Errorf("%d admissions begun, want one per DATA", n)
+	}
 	msg := testMessage(maxBytes - 1)[:maxBytes-1]
 	msg[len(msg)-2], msg[len(msg)-1] = '\r', '\n'
 	id, err := send(t, c, msg, 0)

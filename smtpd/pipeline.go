@@ -31,6 +31,12 @@ type Pipeline interface {
 	// (pipeline.ErrBadAddress, 553 5.1.3) at a domain pigeonpost relays to
 	// (pipeline.ErrBadDestination, 550 5.1.2).
 	CheckRecipient(addr string) error
+	// BeginAdmission starts, at DATA, the admission of key's message to
+	// rcpts (suppressions, rate and monthly charge), so that its round
+	// trip overlaps the transfer of the body. smtpd hands it to Submit in
+	// Submission.Admission, and calls Release on it once done (which gives
+	// the charge back unless the message was stored). It may return nil.
+	BeginAdmission(ctx context.Context, key *store.Key, rcpts []string) *pipeline.Admission
 	// Submit validates and stores the message. Transaction contract: when
 	// it returns nil, every email of the submission is durably queued and
 	// the receipt has one id per recipient kept, so smtpd may answer 250

@@ -185,6 +185,13 @@ func (s *session) Rcpt(to string, _ *smtp.RcptOptions) (err error) {
 func (s *session) Data(r io.Reader) (err error) {
 	defer s.recoverCommand("DATA", &err)
 	start := time.Now()
+	// The admission's round trip runs while the body is read; Submit
+	// answers with it at the final dot. Released (its charge given back
+	// unless the message is stored) whatever happens to the body.
+	actx, acancel := s.context()
+	defer acancel()
+	adm := s.srv.pipe.BeginAdmission(actx, s.key, s.rcpts)
+	defer adm.Release()
 	body, longest, res, err := s.readData(r)
 	if err != nil {
 		return err
@@ -196,6 +203,7 @@ func (s *session) Data(r io.Reader) (err error) {
 	defer cancel()
 	receipt, err := s.srv.pipe.Submit(ctx, pipeline.Submission{
 		Key: s.key, Source: "smtp", EnvelopeFrom: s.from, Recipients: s.rcpts, Message: body, LongestLine: longest,
+		Admission: adm,
 	})
 	s.srv.opt.Metrics.dataSeconds.Observe(time.Since(start).Seconds())
 	if err != nil {

@@ -204,6 +204,9 @@ func TestSubmission(t *testing.T) {
 		fmt.Sprint(sub.Recipients) != fmt.Sprint(to) || string(sub.Message) != msg {
 		t.Errorf("submitted %+v", sub)
 	}
+	if got := s.pipe.admissions(); fmt.Sprint(got) != fmt.Sprint([][]string{to}) {
+		t.Errorf("admissions begun for %v, want one for %v", got, to)
+	}
 	if _, id, _ := strings.Cut(reply, "queued as "); id == "" {
 		t.Errorf("reply %q", reply)
 	} else {

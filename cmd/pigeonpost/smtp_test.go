@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"strconv"
@@ -329,15 +330,45 @@ func TestSMTPOneEmailPerRecipient(t *testing.T) {
 	}
 }
 
+// TestRateLimitSMTPAndREST: over the rate, SMTP answers 451 4.7.1 at the
+// final dot (DATA itself is accepted, the admission having begun then) and
+// REST 429. Messages refused after DATA began (too large, no From) are
+// charged nothing: the burst of one is still there for the first message
+// stored.
 func TestRateLimitSMTPAndREST(t *testing.T) {
-	s := startStack(t, func(c *config.Config) { c.Limits.RatePerSecond = 0.01; c.Limits.Burst = 1 })
+	s := startStack(t, func(c *config.Config) {
+		c.Limits.RatePerSecond = 0.01
+		c.Limits.Burst = 1
+		c.SMTP.MaxMessageBytes = 64 << 10
+	})
 	from, to := "hello@"+senderDomain, "user@"+rcptDomain
 	c := s.smtpClient(true, liveKey)
-	if _, err := testkit.SendMail(c, from, []string{to}, testkit.SimpleMessage(from, to, "first")); err != nil {
+	tooLarge := testkit.SimpleMessage(from, to, "too large") + strings.Repeat("0123456789abcdef\r\n", 5000)
+	_, err := testkit.SendMail(c, from, []string{to}, tooLarge)
+	testkit.WantSMTPError(t, err, 552, smtp.EnhancedCode{5, 3, 4})
+	if err := c.Reset(); err != nil {
 		t.Fatal(err)
 	}
-	_, err := testkit.SendMail(c, from, []string{to}, testkit.SimpleMessage(from, to, "second"))
-	testkit.WantSMTPError(t, err, 451, smtp.EnhancedCode{4, 7, 1})
+	_, err = testkit.SendMail(c, from, []string{to}, "To: "+to+"\r\nSubject: no From\r\n\r\nHello.\r\n")
+	testkit.WantSMTPError(t, err, 550, smtp.EnhancedCode{5, 6, 0})
+	if _, err := testkit.SendMail(c, from, []string{to}, testkit.SimpleMessage(from, to, "first")); err != nil {
+		t.Fatalf("the first message stored, after two refused: %v", err)
+	}
+
+	if err := c.Mail(from, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Rcpt(to, nil); err != nil {
+		t.Fatal(err)
+	}
+	w, err := c.Data()
+	if err != nil {
+		t.Fatalf("DATA over the rate: %v, want 354 and the refusal at the final dot", err)
+	}
+	if _, err := io.WriteString(w, testkit.SimpleMessage(from, to, "second")); err != nil {
+		t.Fatal(err)
+	}
+	testkit.WantSMTPError(t, w.Close(), 451, smtp.EnhancedCode{4, 7, 1})
 
 	req, _ := http.NewRequest("POST", "http://"+s.addrs.HTTP+"/v1/emails",
 		strings.NewReader(`{"from":"`+from+`","to":"`+to+`","subject":"x","text":"y"}`))
