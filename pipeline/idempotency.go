@@ -74,8 +74,9 @@ func CheckIdempotencyKey(key string) error {
 // ClaimSend and hands it to Submit in Submission.Claim, which stores the
 // receipt under the key with the emails.
 type Claim struct {
-	key   string // Redis key
-	token string
+	key   string      // Redis key
+	token string      // "": never written (lookIdempotency)
+	fp    string      // the request's fingerprint
 	shard store.Shard // the key's, which the submission's mail shares
 }
 
@@ -98,26 +99,16 @@ func sha256Hex(parts ...[]byte) string {
 	return hex.EncodeToString(h.Sum(nil))
 }
 
-// claimIdempotency takes key for this request, or returns the response that
-// an earlier request with the same key and fingerprint stored. Keys are
-// the account's, per mode: a live send that reuses a test send's key and
-// body is a new send, not the test's receipt (which was never delivered).
-// Test mode has the namespace of its own, so that live keys stored before
-// it existed keep their digests across an upgrade.
+// claimIdempotency takes key for this request (unwrittenClaim says where),
+// marking it pending, or returns the response that an earlier request
+// with the same key and fingerprint stored; it waits up to idemWait for
+// one still pending.
 func (s *Service) claimIdempotency(ctx context.Context, k *store.Key, scope Scope, key, fingerprint string) (*Claim, []byte, error) {
-	digest := sha256Hex([]byte(scope), []byte(key))
-	if k.Mode == store.ModeTest {
-		digest = sha256Hex([]byte(scope), []byte(store.ModeTest), []byte(key))
-	}
-	shard, err := s.idemShard(ctx, k, digest)
+	c, err := s.unwrittenClaim(ctx, k, scope, key, fingerprint)
 	if err != nil {
-		return nil, nil, StorageError(err)
+		return nil, nil, err
 	}
-	c := &Claim{
-		key:   store.IdempotencyKey(shard, k.AccountID, digest),
-		token: store.NewID("idem"),
-		shard: shard,
-	}
+	c.token = store.NewID("idem")
 	deadline := time.Now().Add(idemWait)
 	for {
 		rec, err := s.store.IdemClaim(ctx, c.key, fingerprint, c.token, idemPendingTTL)
@@ -127,14 +118,9 @@ func (s *Service) claimIdempotency(ctx context.Context, k *store.Key, scope Scop
 		if rec == nil {
 			return c, nil, nil
 		}
-		if rec.Fingerprint != fingerprint {
-			return nil, nil, ErrIdempotencyMismatch
-		}
-		if rec.State == store.IdemStateDone {
-			if err := s.store.ConfirmReplicated(ctx, c.key); err != nil {
-				return nil, nil, StorageError(err)
-			}
-			return nil, rec.Response, nil
+		if rec.State == store.IdemStateDone || rec.Fingerprint != fingerprint {
+			response, err := s.storedResponse(ctx, c, rec)
+			return nil, response, err
 		}
 		if time.Now().After(deadline) {
 			return nil, nil, ErrIdempotencyInProgress
@@ -145,6 +131,82 @@ func (s *Service) claimIdempotency(ctx context.Context, k *store.Key, scope Scop
 		case <-time.After(idemPoll):
 		}
 	}
+}
+
+// unwrittenClaim is the claim of key for this request, not taken yet
+// (its token empty): where the key is, and the request's fingerprint.
+// Keys are the account's, per mode: a live send that reuses a test send's
+// key and body is a new send, not the test's receipt (which was never
+// delivered). Test mode has the namespace of its own, so that live keys
+// stored before it existed keep their digests across an upgrade.
+func (s *Service) unwrittenClaim(ctx context.Context, k *store.Key, scope Scope, key, fingerprint string) (*Claim, error) {
+	digest := sha256Hex([]byte(scope), []byte(key))
+	if k.Mode == store.ModeTest {
+		digest = sha256Hex([]byte(scope), []byte(store.ModeTest), []byte(key))
+	}
+	shard, err := s.idemShard(ctx, k, digest)
+	if err != nil {
+		return nil, StorageError(err)
+	}
+	return &Claim{key: store.IdempotencyKey(shard, k.AccountID, digest), fp: fingerprint, shard: shard}, nil
+}
+
+// storedResponse is the answer to a request under c whose key an earlier
+// request holds (rec): its response once it is done and was the same
+// request, ErrIdempotencyMismatch when it was another.
+func (s *Service) storedResponse(ctx context.Context, c *Claim, rec *store.IdemRecord) ([]byte, error) {
+	if rec.Fingerprint != c.fp {
+		return nil, ErrIdempotencyMismatch
+	}
+	if rec.State != store.IdemStateDone {
+		return nil, ErrIdempotencyInProgress
+	}
+	if err := s.store.ConfirmReplicated(ctx, c.key); err != nil {
+		return nil, StorageError(err)
+	}
+	return rec.Response, nil
+}
+
+// lookIdempotency is claimIdempotency without the pending marker, for a
+// request that is brief once its key is known (an SMTP message after its
+// final dot): it reads the key and, when no request holds it, returns a
+// claim never written, which PersistWith takes only if the key is still
+// free when it stores the mail (under WATCH): a fsynced write less per
+// message. Of two copies sent at once, the one stored second finds the
+// first's response (lostRace). A key some request holds pending is
+// waited for as claimIdempotency does.
+func (s *Service) lookIdempotency(ctx context.Context, k *store.Key, scope Scope, key, fingerprint string) (*Claim, []byte, error) {
+	c, err := s.unwrittenClaim(ctx, k, scope, key, fingerprint)
+	if err != nil {
+		return nil, nil, err
+	}
+	rec, err := s.store.IdemGet(ctx, c.key)
+	switch {
+	case err != nil:
+		return nil, nil, StorageError(err)
+	case rec == nil:
+		return c, nil, nil
+	case rec.State == store.IdemStatePending && rec.Fingerprint == fingerprint:
+		return s.claimIdempotency(ctx, k, scope, key, fingerprint)
+	}
+	response, err := s.storedResponse(ctx, c, rec)
+	return nil, response, err
+}
+
+// lostRace returns the receipt of the request that stored c's key first,
+// when a claim never written (lookIdempotency) lost it between its look
+// and its MULTI; nil (and the error of the look) when there is none to
+// give.
+func (s *Service) lostRace(ctx context.Context, c *Claim) (*Receipt, error) {
+	rec, err := s.store.IdemGet(ctx, c.key)
+	if err != nil || rec == nil {
+		return nil, err
+	}
+	response, err := s.storedResponse(ctx, c, rec)
+	if err != nil {
+		return nil, err
+	}
+	return replayReceipt(response)
 }
 
 // idemShard returns the shard of the idempotency key of this digest: the
@@ -204,6 +266,9 @@ func (s *Service) Release(c *Claim) { s.releaseIdempotency(c) }
 // releaseIdempotency frees the key after a failed request. It runs on its
 // own context: the request's may be the reason it failed.
 func (s *Service) releaseIdempotency(c *Claim) {
+	if c.token == "" {
+		return // never written
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if err := s.store.IdemRelease(ctx, c.key, c.token); err != nil {
@@ -252,7 +317,7 @@ func (s *Service) smtpIdempotency(ctx context.Context, sub Submission, msg *subm
 	default:
 		return nil, nil, nil
 	}
-	claim, cached, err := s.claimIdempotency(ctx, sub.Key, scopeSMTP, key, fp)
+	claim, cached, err := s.lookIdempotency(ctx, sub.Key, scopeSMTP, key, fp)
 	if err != nil || cached == nil {
 		return claim, nil, err
 	}
@@ -322,7 +387,7 @@ func (s *Service) releaseOnError(c *Claim, err *error) {
 
 // done is the response to store under c when the emails are persisted.
 func (c *Claim) done(response []byte) *store.IdemDone {
-	return &store.IdemDone{Key: c.key, Token: c.token, Response: response, TTL: idemTTL}
+	return &store.IdemDone{Key: c.key, Token: c.token, FP: c.fp, Response: response, TTL: idemTTL}
 }
 
 // persist stores emails in one MULTI with what opt adds (the idempotent

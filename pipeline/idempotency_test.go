@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pigeonpost/pigeonpost/internal/failpoint"
 	"github.com/pigeonpost/pigeonpost/internal/testkit"
 	"github.com/pigeonpost/pigeonpost/pipeline/store"
 	"github.com/pigeonpost/pigeonpost/tracking"
@@ -83,5 +84,55 @@ func TestScheduleLimits(t *testing.T) {
 		if (err == nil) != ok {
 			t.Errorf("%q: %v", value, err)
 		}
+	}
+}
+
+// An SMTP message with a Message-ID claims its derived key without
+// writing it: a message refused after the look (all its recipients
+// suppressed) leaves no key behind. Of two copies stored at the same
+// time, the one whose MULTI comes second (here: the second copy is
+// submitted whole while the first is about to commit) stores nothing and
+// answers with the first's receipt, replayed.
+func TestSMTPIdempotencyUnwrittenClaim(t *testing.T) {
+	svc, k := testService(t)
+	ctx := context.Background()
+	msg := []byte("From: hello@acme.test\r\nTo: a@example.test\r\nMessage-ID: <m1@acme.test>\r\nSubject: s\r\n\r\nbody\r\n")
+	submit := func(rcpt string) (*Receipt, error) {
+		return svc.Submit(ctx, Submission{Key: k, Source: "smtp", EnvelopeFrom: "hello@acme.test",
+			Recipients: []string{rcpt}, Message: msg})
+	}
+	if err := svc.store.Suppress(ctx, k.AccountID, "gone@example.test", "manual"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := submit("gone@example.test"); !errors.Is(err, ErrAllSuppressed) {
+		t.Fatalf("to a suppressed address: %v, want ErrAllSuppressed", err)
+	}
+	if keys := svc.rdb.Keys(ctx, "*idem*").Val(); len(keys) != 0 {
+		t.Errorf("a refused message left idempotency keys %v", keys)
+	}
+
+	var second *Receipt
+	var secondErr error
+	once := true
+	disarm := failpoint.Arm(failpoint.BeforeCommit, func(string) {
+		if once {
+			once = false
+			second, secondErr = submit("a@example.test")
+		}
+	})
+	first, err := submit("a@example.test")
+	disarm()
+	if err != nil || secondErr != nil {
+		t.Fatalf("two copies at once: %v, %v", err, secondErr)
+	}
+	if second.Replayed || !first.Replayed || first.IDs[0] != second.IDs[0] {
+		t.Errorf("two copies at once: first %+v, second %+v; want the first to answer with the second's receipt", first, second)
+	}
+	if n := svc.rdb.Keys(ctx, "*:email:*").Val(); len(n) != 1 {
+		t.Errorf("two copies at once stored emails %v, want one", n)
+	}
+	again, err := submit("a@example.test")
+	if err != nil || !again.Replayed || again.IDs[0] != second.IDs[0] {
+		t.Errorf("a third copy: %+v, %v", again, err)
 	}
 }

@@ -440,6 +440,12 @@ func (s *Service) submit(ctx context.Context, sub Submission) (_ *Receipt, err e
 		opt.Idempotency = claim.done(resp)
 	}
 	if err := s.persist(ctx, emails, opt); err != nil {
+		if claim != nil && claim.token == "" && errors.Is(err, store.ErrClaimLost) {
+			// Another copy of the message was stored since the look.
+			if r, lerr := s.lostRace(ctx, claim); r != nil || lerr != nil {
+				return r, lerr
+			}
+		}
 		return nil, err
 	}
 	sub.Admission.keep()

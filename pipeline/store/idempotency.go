@@ -50,18 +50,24 @@ func (s *Store) IdemClaim(ctx context.Context, key, fp, token string, pendingTTL
 	if len(res) == 0 {
 		return nil, nil
 	}
-	rec := &IdemRecord{}
+	fields := make(map[string]string, len(res)/2)
 	for i := 0; i+1 < len(res); i += 2 {
-		switch res[i] {
-		case idemFieldState:
-			rec.State = res[i+1]
-		case idemFieldFP:
-			rec.Fingerprint = res[i+1]
-		case idemFieldResponse:
-			rec.Response = []byte(res[i+1])
-		}
+		fields[res[i]] = res[i+1]
 	}
-	return rec, nil
+	return idemRecordOf(fields), nil
+}
+
+// IdemGet returns the record of key, or nil when no request holds it.
+func (s *Store) IdemGet(ctx context.Context, key string) (*IdemRecord, error) {
+	fields, err := s.rdb.HGetAll(ctx, key).Result()
+	if err != nil || len(fields) == 0 {
+		return nil, err
+	}
+	return idemRecordOf(fields), nil
+}
+
+func idemRecordOf(fields map[string]string) *IdemRecord {
+	return &IdemRecord{State: fields[idemFieldState], Fingerprint: fields[idemFieldFP], Response: []byte(fields[idemFieldResponse])}
 }
 
 // IdemFind returns the index of the first of keys that exists, or -1: it

@@ -38,8 +38,12 @@ type PersistOptions struct {
 
 // IdemDone is the response to record under an idempotency key.
 type IdemDone struct {
-	Key      string // from IdempotencyKey
-	Token    string // the claim's token
+	Key string // from IdempotencyKey
+	// Token is the claim's token (IdemClaim); "" for a claim never
+	// written, which holds only while the key does not exist: then FP,
+	// the request's fingerprint, is recorded with the response.
+	Token    string
+	FP       string
 	Response []byte
 	TTL      time.Duration
 }
@@ -47,8 +51,9 @@ type IdemDone struct {
 // PersistWith is Persist with scheduling and idempotency: every email, its
 // queue or schedule entry and the idempotency response are written in one
 // MULTI/EXEC, all or nothing. With Idempotency the MULTI runs under WATCH of
-// the idempotency key: if another request took the key meanwhile, EXEC
-// writes nothing and ErrClaimLost is returned, so a key never yields two sends.
+// the idempotency key: if another request took the key meanwhile (or, for
+// a claim never written, wrote it at all), EXEC writes nothing and
+// ErrClaimLost is returned, so a key never yields two sends.
 //
 // Everything it writes must be in one shard (keys.go): else it writes
 // nothing and returns an error.
@@ -90,6 +95,9 @@ func (s *Store) persist(ctx context.Context, emails []NewEmail, opt PersistOptio
 		}
 		if d := opt.Idempotency; d != nil {
 			p.HSet(ctx, d.Key, idemFieldState, IdemStateDone, idemFieldResponse, d.Response)
+			if d.Token == "" {
+				p.HSet(ctx, d.Key, idemFieldFP, d.FP)
+			}
 			p.HDel(ctx, d.Key, idemFieldToken)
 			p.PExpire(ctx, d.Key, d.TTL)
 		}
@@ -111,7 +119,14 @@ func (s *Store) persist(ctx context.Context, emails []NewEmail, opt PersistOptio
 		watched = EmailKey(emails[0].Email.ID)
 	}
 	err := s.rdb.Watch(ctx, func(tx *redis.Tx) error {
-		if d != nil {
+		switch {
+		case d != nil && d.Token == "":
+			if n, err := tx.Exists(ctx, d.Key).Result(); err != nil {
+				return err
+			} else if n > 0 {
+				return ErrClaimLost // another request stored it first
+			}
+		case d != nil:
 			token, err := tx.HGet(ctx, d.Key, idemFieldToken).Result()
 			if errors.Is(err, redis.Nil) || (err == nil && token != d.Token) {
 				return ErrClaimLost
