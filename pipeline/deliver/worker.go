@@ -231,9 +231,11 @@ func giveBack(free chan struct{}, n int) {
 // ends; it reads no more than there are free attempts. The only reader
 // waits for new entries with all the free attempts it took. One of
 // several looks without waiting; when its shard has nothing (or does not
-// answer), it gives the attempts back and waits for one entry without
-// any, then for a free attempt for it: the attempts go to the shards that have mail, and a
-// process reads ahead one entry per shard at most.
+// answer), it gives the attempts back and waits, holding none, for as
+// many entries as attempts are free (one at least), then for an attempt
+// for each: the attempts go to the shards that have mail, and a process
+// reads ahead, per shard, no more than the attempts free when it began
+// to wait, or one entry.
 func (w *Worker) read(ctx context.Context, k store.Shard, free chan struct{}, jobs chan<- store.Entry) {
 	if k != 0 {
 		if store.RetryUntilDone(ctx, w.Logger, "delivery queue", func(ctx context.Context) error {
@@ -274,11 +276,13 @@ func (w *Worker) read(ctx context.Context, k store.Shard, free chan struct{}, jo
 			// Nothing there, or the shard is down: wait for an entry
 			// without the attempts, which the other shards may use.
 			giveBack(free, n)
-			if entries, err = readNew(1, time.Second); err == nil && len(entries) > 0 {
-				select {
-				case <-free:
-				case <-ctx.Done():
-					return // still pending: taken over once the worker retires
+			if entries, err = readNew(max(1, len(free)), time.Second); err == nil && len(entries) > 0 {
+				for range entries {
+					select {
+					case <-free:
+					case <-ctx.Done():
+						return // still pending: taken over once the worker retires
+					}
 				}
 			}
 			n = len(entries) // the attempts it holds
