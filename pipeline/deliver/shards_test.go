@@ -138,6 +138,66 @@ func TestDeadShardStallsOnlyItself(t *testing.T) {
 	sink.Wait(t, delivered, 20*time.Second)
 }
 
+// TestShardReadersShareFewAttempts: a worker with 2 attempts reads 3
+// shards, and 2 emails arrive in each at once while the destination holds
+// every message. The reader that wakes first takes both attempts; the
+// two others take their entries while they wait without attempts. Then
+// the destination lets go, and every email is delivered: a reader hands
+// each entry over as soon as it has an attempt for it. (Readers once took
+// an attempt for each entry before handing any over: each got one of the
+// two freed, and they waited for each other for ever.)
+func TestShardReadersShareFewAttempts(t *testing.T) {
+	ctx := context.Background()
+	rdb := testkit.RedisClient(t)
+	st := store.New(rdb, time.Now)
+	st.SetShards(3)
+	if err := st.RegisterShards(ctx); err != nil {
+		t.Fatal(err)
+	}
+	sink := startDestination(t)
+	sink.runWorkerWith(t, st, "w", 2)
+	testkit.WaitFor(t, "the worker reading every shard", func() bool {
+		for k := range store.Shard(3) {
+			if rdb.Exists(ctx, store.AliveKey(k, "w")).Val() == 0 {
+				return false // its reader says so before it reads
+			}
+		}
+		return true
+	})
+	persist := func(k store.Shard) {
+		t.Helper()
+		if err := st.PersistWith(ctx, []store.NewEmail{pendingEmail(k), pendingEmail(k)}, store.PersistOptions{Enqueue: true}); err != nil {
+			t.Fatalf("shard %d: %v", k, err)
+		}
+	}
+	held, release := sink.Hold("data")
+	for k := range store.Shard(3) {
+		persist(k)
+	}
+	<-held
+	<-held // both attempts at the destination
+	// The others are taken by their readers if these were waiting for mail
+	// (a wait lasts a second) when it came; one that was not waits for an
+	// attempt first, and the old fault does not show.
+	read := func() bool {
+		n := int64(0)
+		for k := range store.Shard(3) {
+			if p, err := rdb.XPending(ctx, store.StreamKey(k), store.GroupName).Result(); err == nil {
+				n += p.Count
+			}
+		}
+		return n == 6
+	}
+	for wait := time.Now().Add(2 * time.Second); !read() && time.Now().Before(wait); {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if !read() {
+		t.Log("a reader was not waiting for mail: the case of interest did not arise")
+	}
+	release()
+	sink.Wait(t, 6, 20*time.Second)
+}
+
 // destination is a sink that dest.test's MX (a loopback DNS server)
 // names.
 type destination struct {
@@ -155,11 +215,16 @@ func startDestination(t *testing.T) destination {
 // runWorker runs a worker named name on st, delivering to d, until stop
 // is called or the test ends.
 func (d destination) runWorker(t *testing.T, st *store.Store, name string) (stop func()) {
+	return d.runWorkerWith(t, st, name, 4)
+}
+
+// runWorkerWith is runWorker with concurrency attempts at once.
+func (d destination) runWorkerWith(t *testing.T, st *store.Store, name string, concurrency int) (stop func()) {
 	w := &Worker{
 		Store: st,
 		Transport: &Transport{Hostname: "pigeon.test", Port: d.Port(), Timeout: 30 * time.Second, AllowPrivate: true,
 			Resolver: &Resolver{Addr: d.dns.Addr(), Timeout: 5 * time.Second}},
-		Concurrency: 4, RetryInitial: time.Minute, RetryMax: time.Hour, MaxAge: time.Hour, ClaimIdle: time.Hour,
+		Concurrency: concurrency, RetryInitial: time.Minute, RetryMax: time.Hour, MaxAge: time.Hour, ClaimIdle: time.Hour,
 		Consumer: name, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 	}
 	t.Cleanup(w.Transport.CloseIdle)

@@ -276,16 +276,21 @@ func (w *Worker) read(ctx context.Context, k store.Shard, free chan struct{}, jo
 			// Nothing there, or the shard is down: wait for an entry
 			// without the attempts, which the other shards may use.
 			giveBack(free, n)
-			if entries, err = readNew(max(1, len(free)), time.Second); err == nil && len(entries) > 0 {
-				for range entries {
-					select {
-					case <-free:
-					case <-ctx.Done():
-						return // still pending: taken over once the worker retires
-					}
-				}
+			if entries, err = readNew(max(1, len(free)), time.Second); err != nil {
+				return
 			}
-			n = len(entries) // the attempts it holds
+			// Each entry is handed over as soon as it has an attempt:
+			// readers that held some attempts while they waited for more
+			// would wait for each other for ever.
+			for _, e := range entries {
+				select {
+				case <-free:
+				case <-ctx.Done():
+					return // still pending: taken over once the worker retires
+				}
+				jobs <- e
+			}
+			continue
 		}
 		if err != nil {
 			return
