@@ -149,12 +149,12 @@ func (s *Store) ShardsInUse(ctx context.Context) []Shard { return s.registry(ctx
 // registry returns the registry of shards and counts, read again once a
 // second at most. While it cannot be read (its master down), the last
 // answer stands, or the shards submissions write to: its loss stalls no
-// shard.
+// shard, and costs a failed read a second.
 func (s *Store) registry(ctx context.Context) *shardsSeen {
-	if c := s.inUse.Load(); c != nil && time.Since(c.at) < time.Second {
+	now := s.now()
+	if c := s.inUse.Load(); c != nil && now.Sub(c.at) < time.Second {
 		return c
 	}
-	now := s.now()
 	if now.Unix()-s.registered.Load() > int64(time.Hour.Seconds()) {
 		_ = s.RegisterShards(ctx)
 	}
@@ -165,12 +165,17 @@ func (s *Store) registry(ctx context.Context) *shardsSeen {
 		return nil
 	})
 	if err != nil {
+		// Asked again in a second, not at each call: the registry's
+		// master may be down, or not answering.
+		stale := &shardsSeen{shards: slices.Collect(s.WriteShards())}
 		if c := s.inUse.Load(); c != nil {
-			return c
+			*stale = *c
 		}
-		return &shardsSeen{shards: slices.Collect(s.WriteShards())}
+		stale.at = now
+		s.inUse.Store(stale)
+		return stale
 	}
-	seen := &shardsSeen{shards: slices.Collect(s.WriteShards()), at: time.Now()}
+	seen := &shardsSeen{shards: slices.Collect(s.WriteShards()), at: now}
 	for _, m := range members.Val() {
 		n, err := strconv.Atoi(m)
 		if err != nil || n < 0 || n >= MaxShards || slices.Contains(seen.shards, Shard(n)) {

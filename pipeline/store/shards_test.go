@@ -4,6 +4,7 @@ import (
 	"context"
 	"math"
 	"slices"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -153,5 +154,59 @@ func TestAccountEventsBetweenAcrossShards(t *testing.T) {
 	want := []string{"1000-0", "1000-0-q1", "1000-1", "1000-1-q1", "1001-0", "1001-0-q1"}
 	if !slices.Equal(got, want) {
 		t.Errorf("read %v, want %v", got, want)
+	}
+}
+
+// countPipelines is a go-redis hook counting the pipelines sent.
+type countPipelines struct{ n atomic.Int32 }
+
+func (c *countPipelines) DialHook(next redis.DialHook) redis.DialHook          { return next }
+func (c *countPipelines) ProcessHook(next redis.ProcessHook) redis.ProcessHook { return next }
+func (c *countPipelines) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		c.n.Add(1)
+		return next(ctx, cmds)
+	}
+}
+
+// While the registry of shards cannot be read, its last answer stands and
+// is asked for again once a second, not at each call: ShardsInUse and
+// IdemShards are on the path of every idempotent submission.
+func TestRegistryUnreadable(t *testing.T) {
+	srv := testkit.StartRedis(t)
+	if !srv.Real() {
+		t.Skip("needs a redis-server to kill")
+	}
+	rdb := srv.Client(t)
+	hook := &countPipelines{}
+	rdb.AddHook(hook)
+	ctx := context.Background()
+	var clock atomic.Int64 // ns since the epoch
+	clock.Store(time.Now().UnixNano())
+	s := New(rdb, func() time.Time { return time.Unix(0, clock.Load()) })
+	s.SetShards(2)
+	if err := s.RegisterShards(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := s.ShardsInUse(ctx); len(got) != 2 {
+		t.Fatalf("shards in use %v", got)
+	}
+	srv.Kill()
+	clock.Add(int64(2 * time.Second)) // the answer read above is due to be read again
+	hook.n.Store(0)
+	for range 50 {
+		if got := s.ShardsInUse(ctx); len(got) != 2 {
+			t.Fatalf("with Redis down, shards in use %v, want the last answer", got)
+		}
+		s.IdemShards(ctx, "digest")
+	}
+	if n := hook.n.Load(); n != 1 {
+		t.Errorf("50 calls with Redis down sent %d pipelines, want 1", n)
+	}
+	hook.n.Store(0)
+	clock.Add(int64(2 * time.Second))
+	s.ShardsInUse(ctx)
+	if n := hook.n.Load(); n != 1 {
+		t.Errorf("a second later: %d pipelines, want 1", n)
 	}
 }
