@@ -273,8 +273,8 @@ func (w *Worker) read(ctx context.Context, k store.Shard, free chan struct{}, jo
 		if len(w.readShards()) == 1 {
 			entries, err = readNew(n, time.Second)
 		} else if entries, err = readOnce(ctx, n, -1); err != nil || len(entries) == 0 {
-			// Nothing there, or the shard is down: wait for an entry
-			// without the attempts, which the other shards may use.
+			// Nothing there, or the shard is down: wait for entries
+			// without holding the attempts, which the other shards may use.
 			giveBack(free, n)
 			if entries, err = readNew(max(1, len(free)), time.Second); err != nil {
 				return
