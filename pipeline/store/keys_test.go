@@ -2,6 +2,7 @@ package store
 
 import (
 	"math"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -102,4 +103,32 @@ func TestIdemShardSpreads(t *testing.T) {
 	if k := s.IdemShard(HashKey("a")); k != 0 {
 		t.Errorf("one shard: IdemShard = %d", k)
 	}
+}
+
+// Ids come from clients (an email's URL, an event cursor): whatever the
+// string, ShardOf names a shard that exists, only an id that ends in its
+// own suffix ("-q" and the shard) names one other than 0, and
+// splitEventID takes exactly that suffix off.
+func FuzzShardOf(f *testing.F) {
+	for _, id := range []string{"em_abc", "em_abc-q2", "em_abc-q15", "em_abc-q16", "em_abc-q01", "1700000000000-0-q3", "-q", "-q-q1", ""} {
+		f.Add(id)
+	}
+	f.Fuzz(func(t *testing.T, id string) {
+		k := ShardOf(id)
+		if k < 0 || k >= MaxShards {
+			t.Fatalf("ShardOf(%q) = %d, not a shard", id, k)
+		}
+		stream, got := splitEventID(id)
+		if got != k {
+			t.Fatalf("splitEventID(%q) gives shard %d, ShardOf %d", id, got, k)
+		}
+		want := id
+		if k > 0 {
+			want = stream + shardSuffix + strconv.Itoa(int(k))
+		}
+		if want != id || (k == 0 && stream != id) {
+			t.Fatalf("splitEventID(%q) = %q, %d", id, stream, k)
+		}
+		_ = EmailKey(id) // names a key of that shard without panicking
+	})
 }
