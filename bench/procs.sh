@@ -52,7 +52,7 @@ json_field() { sed -n "s/.*\"$1\":\"\([^\"]*\)\".*/\1/p" "$2"; }
 # gateway_yaml SMTP_LISTEN REDIS_LINES: the config of a benchmarked gateway,
 # on stdout: STARTTLS with $CERT/$TLSKEY, the bench DNS ($DNS_ADDR), delivery
 # to the sink ($SINK_ADDR) by $WORKERS workers, the bootstrap key $KEY, the
-# account rate limit lifted; REDIS_LINES are the lines of its redis section.
+# account rate limit lifted, the admin listener (pprof) on a loopback port; REDIS_LINES are the lines of its redis section.
 gateway_yaml() {
   cat <<EOF
 smtp:
@@ -65,6 +65,7 @@ tls:
   key_file: "${TLSKEY}"
 http:
   listen: "127.0.0.1:0"
+  admin_listen: "127.0.0.1:0"
   public_url: "http://127.0.0.1:8080"
 redis:
 $2

@@ -41,7 +41,12 @@
 #   SCALE_RESTART_NODE      1 (default): once a replica has taken over, start the killed Redis master
 #                           again (it rejoins as a replica); 0: leave it dead
 #   SCALE_RUNS              which runs, default "baseline fleet faults"
+#   (with perf on the machine, each run also counts the redis-servers' fdatasync calls: with
+#   appendfsync always, one per event-loop pass that wrote, the cost that group commit saves)
 #   SCALE_KEEP=1            keep the work directory (logs, configs, ledgers, redis data)
+#   SCALE_PROFILE=N         take an N-second CPU profile of the first gateway of the baseline and
+#                           of the fleet, from a few seconds into the load (out/RUN.pprof; kept
+#                           with the work directory, so set SCALE_KEEP=1 too)
 #   PIGEONPOST_BIN          the binary to run (default bin/pigeonpost, built from the working tree)
 #   GO                      go command (default go)
 set -euo pipefail
@@ -148,7 +153,8 @@ free_port_pair() {
 }
 
 # ---- gateways ----
-# gateway NAME REDIS_YAML: start bin/pigeonpost with a generated config; sets GW_PID, GW_SMTP, GW_HTTP
+# gateway NAME REDIS_YAML: start bin/pigeonpost with a generated config; sets GW_PID, GW_SMTP,
+# GW_HTTP, GW_ADMIN
 gateway() {
   local name=$1 redis_yaml=$2
   gateway_yaml "127.0.0.1:0" "$redis_yaml" >"$WORK/$name.yaml"
@@ -157,6 +163,7 @@ gateway() {
   wait_file "$WORK/$name.ready" 30 "$GW_PID" || die "$name did not start: $(tail -20 "$WORK/$name.log")"
   GW_SMTP=$(json_field smtp "$WORK/$name.ready")
   GW_HTTP=$(json_field http "$WORK/$name.ready")
+  GW_ADMIN=$(json_field admin "$WORK/$name.ready")
   log "$name pid $GW_PID: smtp $GW_SMTP, http $GW_HTTP"
   local health
   health=$(curl -s -o /dev/null -w '%{http_code}' "http://$GW_HTTP/healthz" || true)
@@ -208,8 +215,69 @@ figures() {
     "redis \(r(1000 * cpu("^redis") / $n; 3)) (replicas \(r(1000 * cpu("^redis-replica") / $n; 3))), sink \(r(1000 * cpu("^sink") / $n; 3))\n" +
     "  ledger: \($check)\n" +
     "  errors: \(.errors)"' "$f"
+  [[ -s $WORK/out/$run.fsync ]] &&
+    awk -v n="$(jq -r .accepted "$f")" '{ t += $2; if ($1 ~ /replica/) r += $2 } END {
+      printf "  AOF fsyncs per message with delivery (perf): %.2f (replicas %.2f)\n", t / n, r / n }' "$WORK/out/$run.fsync"
+  [[ -s $WORK/out/$run.commands ]] &&
+    echo "  redis commands per message (masters): $(awk '$2 >= 0.05 { printf "%s %s, ", $1, $2 }' "$WORK/out/$run.commands" | sed 's/, $//')"
   jq -r '(.server.procs | map(.cpu_s_with_drain) | add) * 1000 / .accepted' "$f" >"$WORK/out/$run.cpu"
   jq -r '(.server.procs | map(select(.name | test("^redis-replica") | not) | .cpu_s_with_drain) | add) * 1000 / .accepted' "$f" >"$WORK/out/$run.cpu-noreplica"
+}
+
+# profile RUN ADMIN: with SCALE_PROFILE set, in the background, a CPU profile of the gateway whose
+# admin listener is ADMIN, taken 3 s into the load, to out/RUN.pprof
+profile() {
+  [[ -n ${SCALE_PROFILE:-} ]] || return 0
+  (sleep 3 && curl -s -o "$WORK/out/$1.pprof" "http://$2/debug/pprof/profile?seconds=$SCALE_PROFILE" &&
+    log "profile of $1: $WORK/out/$1.pprof") &
+}
+
+# Redis commands per message: reset_stats before a run's load, command_stats after it writes
+# out/RUN.commands, the calls of each command summed over the masters (the redis-cli
+# arguments of each are in REDIS_TARGETS, one "-p PORT" or "-s SOCKET" each) per accepted message.
+REDIS_TARGETS=()
+reset_stats() {
+  local t
+  for t in "${REDIS_TARGETS[@]}"; do redis-cli $t config resetstat >/dev/null; done
+}
+command_stats() {
+  local t n
+  n=$(jq -r .accepted "$WORK/out/$1.json" 2>/dev/null || echo 0)
+  ((n > 0)) || return 0
+  for t in "${REDIS_TARGETS[@]}"; do
+    if [[ $(redis-cli $t role 2>/dev/null | head -1) == master ]]; then redis-cli $t info commandstats; fi
+  done | tr -d '\r' | sed -n 's/^cmdstat_\([^:]*\):calls=\([0-9]*\),.*/\1 \2/p' |
+    awk -v n="$n" '{ c[$1] += $2; t += $2 } END { for (k in c) printf "%-24s %6.2f\n", k, c[k] / n; printf "%-24s %6.2f\n", "(all)", t / n }' |
+    sort -k2 -rn >"$WORK/out/$1.commands"
+}
+
+# fsync_start RUN PIDSPEC... and fsync_stop RUN: with perf on the machine, count the
+# fdatasync calls (AOF fsyncs) of each redis-server among the PIDSPECs ("-pid NAME=PID"
+# pairs, as load takes them) from the start of the load until the drain ended, to
+# out/RUN.fsync, "NAME COUNT" lines
+FSYNC_PID="" FSYNC_NAMES=() FSYNC_PIDS=()
+fsync_start() {
+  local run=$1 a
+  shift
+  FSYNC_PID="" FSYNC_NAMES=() FSYNC_PIDS=()
+  command -v perf >/dev/null || return 0
+  for a in "$@"; do
+    [[ $a == redis*=* ]] || continue
+    FSYNC_NAMES+=("${a%%=*}") FSYNC_PIDS+=("${a#*=}")
+  done
+  ((${#FSYNC_PIDS[@]})) || return 0
+  perf stat -x, --per-thread -e syscalls:sys_enter_fdatasync -p "$(IFS=,; echo "${FSYNC_PIDS[*]}")" \
+    -o "$WORK/out/$run.perf" >/dev/null 2>&1 &
+  FSYNC_PID=$!
+}
+fsync_stop() {
+  local i
+  [[ -n $FSYNC_PID ]] || return 0
+  kill -INT "$FSYNC_PID" 2>/dev/null || true
+  wait "$FSYNC_PID" 2>/dev/null || true
+  for i in "${!FSYNC_PIDS[@]}"; do
+    echo "${FSYNC_NAMES[$i]} $(grep -m1 "^redis-server-${FSYNC_PIDS[$i]}," "$WORK/out/$1.perf" | cut -d, -f2)"
+  done | awk '$2 ~ /^[0-9]+$/' >"$WORK/out/$1.fsync"
 }
 
 # load RUN ADDRS PIDSPEC...: one run of workload a with its ledger
@@ -217,9 +285,11 @@ load() {
   local run=$1 addrs=$2
   shift 2
   log "run $run: workload a against $addrs for $DURATION"
+  fsync_start "$run" "$@"
   "$SMTPLOAD" "${LOAD[@]}" -addr "$addrs" -ledger "$WORK/out/$run.acked" -label "scale/$run" \
     "$@" -pid "sink=$SINK_PID" -sink-stats "$WORK/sink.json" -drain-timeout "${DRAIN}s" \
     -json "$WORK/out/$run.json" >"$WORK/out/$run.txt" 2>&1 || log "run $run: nothing accepted"
+  fsync_stop "$run"
   cat "$WORK/out/$run.txt" >&2
 }
 
@@ -245,7 +315,11 @@ if [[ " $RUNS " == *" baseline "* ]]; then
   G0_PID=$GW_PID
   verify_domain "$GW_HTTP"
   warm_up "$GW_SMTP"
+  profile baseline "$GW_ADMIN"
+  REDIS_TARGETS=("-s $sock")
+  reset_stats
   load baseline "$GW_SMTP" -pid "gateway=$G0_PID" -pid "redis=$R_PID" -metrics "http://$GW_HTTP/metrics"
+  command_stats baseline
   RESULTS+=(baseline)
   grep -E 'level=(ERROR|WARN)' "$WORK/gateway0.log" | grep -v 'self-signed' | sed 's/time=[^ ]* //' | sort | uniq -c | sort -rn | head -5 >&2 || true
   stop_pid "$G0_PID" gateway0
@@ -308,10 +382,10 @@ if [[ " $RUNS " == *" fleet "* || " $RUNS " == *" faults "* ]]; then
   cluster: true
   shards: ${SHARDS}
   min_replicas_acked: ${MIN_ACKED}"
-  GPIDS=() GSMTP=() GHTTP=()
+  GPIDS=() GSMTP=() GHTTP=() GADMIN=()
   for g in 1 2 3; do
     gateway "gateway$g" "$redis_yaml"
-    GPIDS+=("$GW_PID") GSMTP+=("$GW_SMTP") GHTTP+=("$GW_HTTP")
+    GPIDS+=("$GW_PID") GSMTP+=("$GW_SMTP") GHTTP+=("$GW_HTTP") GADMIN+=("$GW_ADMIN")
   done
   verify_domain "${GHTTP[0]}"
   FLEET_ADDRS=$(IFS=,; echo "${GSMTP[*]}")
@@ -319,7 +393,12 @@ if [[ " $RUNS " == *" fleet "* || " $RUNS " == *" faults "* ]]; then
   GW_FLAGS=(-pid "gateway1=${GPIDS[0]}" -pid "gateway2=${GPIDS[1]}" -pid "gateway3=${GPIDS[2]}")
 
   if [[ " $RUNS " == *" fleet "* ]]; then
+    profile fleet "${GADMIN[0]}"
+    REDIS_TARGETS=()
+    for n in "${NODES[@]}"; do REDIS_TARGETS+=("-p ${n##*:}"); done
+    reset_stats
     load fleet "$FLEET_ADDRS" "${GW_FLAGS[@]}" "${ROLE_PIDS[@]}" -metrics "http://${GHTTP[0]}/metrics"
+    command_stats fleet
     RESULTS+=(fleet)
   fi
 
