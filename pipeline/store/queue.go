@@ -48,11 +48,28 @@ func entries(k Shard, msgs []redis.XMessage) []Entry {
 
 // readGroup returns up to count new entries of stream for consumer in
 // group, waiting up to block. The delivery queue and the webhook
-// dispatcher both read their streams this way.
-func (s *Store) readGroup(ctx context.Context, stream, group, consumer string, count int, block time.Duration) ([]redis.XMessage, error) {
-	res, err := s.rdb.XReadGroup(ctx, &redis.XReadGroupArgs{
+// dispatcher both read their streams this way. The entries in ack, which
+// the consumer has handled, are acknowledged in the same round trip, before
+// the read: a write of its own would cost Redis an AOF fsync, and its
+// replica one, each time when the stream is quiet.
+func (s *Store) readGroup(ctx context.Context, stream, group, consumer string, count int, block time.Duration, ack ...string) ([]redis.XMessage, error) {
+	args := &redis.XReadGroupArgs{
 		Group: group, Consumer: consumer, Streams: []string{stream, ">"}, Count: int64(count), Block: block,
-	}).Result()
+	}
+	var read *redis.XStreamSliceCmd
+	if len(ack) == 0 {
+		read = s.rdb.XReadGroup(ctx, args)
+	} else {
+		// The read's error is the answer: a connection that failed fails
+		// both; an XACK refused alone leaves the entries pending, to be
+		// claimed again, as when it fails on its own.
+		_, _ = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+			p.XAck(ctx, stream, group, ack...)
+			read = p.XReadGroup(ctx, args)
+			return nil
+		})
+	}
+	res, err := read.Result()
 	if errors.Is(err, redis.Nil) {
 		return nil, nil
 	}

@@ -144,9 +144,12 @@ func streamEventsIn(k Shard, msgs []redis.XMessage) []StreamEvent {
 	return out
 }
 
-// ReadEvents returns up to count new events for consumer, waiting up to block.
-func (s *Store) ReadEvents(ctx context.Context, k Shard, consumer string, count int, block time.Duration) ([]StreamEvent, error) {
-	msgs, err := s.readGroup(ctx, EventStreamKey(k), WebhookGroup, consumer, count, block)
+// ReadEvents returns up to count new events for consumer, waiting up to
+// block; first, in the same round trip, it acknowledges the events in ack
+// (AckEvents). When the read fails, ack may not have been applied: send it
+// again.
+func (s *Store) ReadEvents(ctx context.Context, k Shard, consumer string, count int, block time.Duration, ack ...string) ([]StreamEvent, error) {
+	msgs, err := s.readGroup(ctx, EventStreamKey(k), WebhookGroup, consumer, count, block, ack...)
 	return streamEventsIn(k, msgs), err
 }
 

@@ -172,12 +172,27 @@ func (d *Dispatcher) fanOutLoop(ctx context.Context, k store.Shard) {
 	}) != nil {
 		return
 	}
+	// The events handled and not yet acknowledged. One XACK for a batch,
+	// sent with the next read: every event is a write, and under a flood
+	// of tracking hits one round trip each was most of Redis's work. A
+	// crash before it only makes the events be fanned out again, which
+	// queues nothing twice (deliveryID).
+	var handled []string
+	defer func() {
+		if len(handled) > 0 {
+			actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
+			defer cancel()
+			if err := d.Store.AckEvents(actx, k, handled...); err != nil {
+				d.Logger.Warn("acknowledging webhook events failed; they will be claimed again", "events", len(handled), "err", err)
+			}
+		}
+	}()
 	lastClaim, lastBeat := time.Now(), time.Now()
 	for ctx.Err() == nil {
 		var events []store.StreamEvent
 		err := store.RetryUntilDone(ctx, d.Logger, "webhook queue", func(ctx context.Context) error {
 			var err error
-			events, err = d.Store.ReadEvents(ctx, k, d.Consumer, fanOutBatch, time.Second)
+			events, err = d.Store.ReadEvents(ctx, k, d.Consumer, fanOutBatch, time.Second, handled...)
 			if err != nil && strings.HasPrefix(err.Error(), "NOGROUP") {
 				_ = d.Store.EnsureWebhookGroup(ctx, k) // the stream was lost (Redis without persistence restarted)
 			}
@@ -186,6 +201,7 @@ func (d *Dispatcher) fanOutLoop(ctx context.Context, k store.Shard) {
 		if err != nil {
 			return
 		}
+		handled = handled[:0]
 		if time.Since(lastBeat) >= time.Second {
 			lastBeat = time.Now()
 			if err := d.Store.Heartbeat(ctx, k, d.Consumer, d.AliveTTL); err != nil && ctx.Err() == nil {
@@ -205,20 +221,10 @@ func (d *Dispatcher) fanOutLoop(ctx context.Context, k store.Shard) {
 			}
 			events = append(events, claimed...)
 		}
-		// One XACK for the batch: every event is a write, and under a flood
-		// of tracking hits one round trip each was most of Redis's work. A
-		// crash before it only makes the events be fanned out again, which
-		// queues nothing twice (deliveryID).
-		handled := make([]string, 0, len(events))
 		lk := &accountLookups{settings: map[string]store.TrackingSettings{}, endpoints: map[string][]*store.Webhook{}}
 		for _, ev := range events {
 			if d.fanOutOne(ctx, lk, ev) {
 				handled = append(handled, ev.StreamID)
-			}
-		}
-		if len(handled) > 0 {
-			if err := d.Store.AckEvents(ctx, k, handled...); err != nil && ctx.Err() == nil {
-				d.Logger.Warn("acknowledging webhook events failed; they will be claimed again", "events", len(handled), "err", err)
 			}
 		}
 		if len(events) > 0 && len(events) < fanOutBatch {
@@ -239,7 +245,7 @@ func (d *Dispatcher) fanOutLoop(ctx context.Context, k store.Shard) {
 // a webhook that much at most.
 const (
 	fanOutBatch  = 100
-	fanOutLinger = 10 * time.Millisecond
+	fanOutLinger = 50 * time.Millisecond
 )
 
 // fanOutOne queues the deliveries of one event and reports whether it is

@@ -55,3 +55,47 @@ func TestFanOutEveryShard(t *testing.T) {
 		t.Errorf("deliveries of events %v, want %v", got, want)
 	}
 }
+
+// The fan-out acknowledges the events it handled with its next read, in
+// the same round trip, and those it handled last when it stops: none is
+// left pending to be claimed and fanned out again.
+func TestFanOutAcknowledges(t *testing.T) {
+	e := newReplayEnv(t, "email.delivered")
+	d := &Dispatcher{Store: e.st, Now: func() time.Time { return e.now }}
+	d.defaults()
+	if err := e.st.EnsureWebhookGroup(e.ctx, 0); err != nil {
+		t.Fatal(err)
+	}
+	pending := func() int64 {
+		t.Helper()
+		p, err := e.rdb.XPending(e.ctx, store.EventStreamKey(0), store.WebhookGroup).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p.Count
+	}
+	add := func(email string) {
+		t.Helper()
+		e.email(email, email+"@example.test")
+		if err := e.st.AddEvent(e.ctx, ev(store.EventDelivered, email, e.now, nil)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx, cancel := context.WithCancel(e.ctx)
+	stopped := make(chan struct{})
+	go func() { d.fanOutLoop(ctx, 0); close(stopped) }()
+	defer func() { cancel(); <-stopped }()
+
+	add("em_1")
+	testkit.WaitFor(t, "the first event fanned out", func() bool { return len(e.queued()) == 1 })
+	// The loop lingers, then reads again (blocking): the XACK went with it.
+	testkit.WaitFor(t, "the first event acknowledged", func() bool { return pending() == 0 })
+
+	add("em_2")
+	testkit.WaitFor(t, "the second event fanned out", func() bool { return len(e.queued()) == 2 })
+	cancel()
+	<-stopped
+	if n := pending(); n != 0 {
+		t.Errorf("%d events pending after the fan-out stopped, want 0", n)
+	}
+}
