@@ -167,35 +167,9 @@ func (s *Service) storedResponse(ctx context.Context, c *Claim, rec *store.IdemR
 	return rec.Response, nil
 }
 
-// lookIdempotency is claimIdempotency without the pending marker, for a
-// request that is brief once its key is known (an SMTP message after its
-// final dot): it reads the key and, when no request holds it, returns a
-// claim never written, which PersistWith takes only if the key is still
-// free when it stores the mail (under WATCH): a fsynced write less per
-// message. Of two copies sent at once, the one stored second finds the
-// first's response (lostRace). A key some request holds pending is
-// waited for as claimIdempotency does.
-func (s *Service) lookIdempotency(ctx context.Context, k *store.Key, scope Scope, key, fingerprint string) (*Claim, []byte, error) {
-	c, err := s.unwrittenClaim(ctx, k, scope, key, fingerprint)
-	if err != nil {
-		return nil, nil, err
-	}
-	rec, err := s.store.IdemGet(ctx, c.key)
-	switch {
-	case err != nil:
-		return nil, nil, StorageError(err)
-	case rec == nil:
-		return c, nil, nil
-	case rec.State == store.IdemStatePending && rec.Fingerprint == fingerprint:
-		return s.claimIdempotency(ctx, k, scope, key, fingerprint)
-	}
-	response, err := s.storedResponse(ctx, c, rec)
-	return nil, response, err
-}
-
 // lostRace returns the receipt of the request that stored c's key first,
-// when a claim never written (lookIdempotency) lost it between its look
-// and its MULTI; nil (and the error of the look) when there is none to
+// when a claim never written (smtpIdempotency) found the key taken as it
+// stored the mail; nil (and the error of the look) when there is none to
 // give.
 func (s *Service) lostRace(ctx context.Context, c *Claim) (*Receipt, error) {
 	rec, err := s.store.IdemGet(ctx, c.key)
@@ -292,12 +266,11 @@ func replayReceipt(raw []byte) (*Receipt, error) {
 // sends the same bytes again: the key is the message's Idempotency-Key
 // header (removed from the message), else its own Message-ID, with a hash of
 // the envelope and the message as received. A message without either (our
-// Message-ID was generated) has no key. It returns the stored receipt of
-// the first copy, if there is one.
-func (s *Service) smtpIdempotency(ctx context.Context, sub Submission, msg *submittedMessage, generatedID bool) (*Claim, *Receipt, error) {
+// Message-ID was generated) has no key, and no claim.
+func (s *Service) smtpIdempotency(ctx context.Context, sub Submission, msg *submittedMessage, generatedID bool) (*Claim, error) {
 	headerKey, err := idempotencyKeyHeader(msg)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	envelope := []byte(sub.EnvelopeFrom + "\x00" + strings.ToLower(strings.Join(sub.Recipients, "\x00")))
 	var key, fp string
@@ -315,14 +288,14 @@ func (s *Service) smtpIdempotency(ctx context.Context, sub Submission, msg *subm
 		fp = sha256Hex(envelope, sub.Message)
 		key = "message-id:" + msg.messageID + ":" + fp
 	default:
-		return nil, nil, nil
+		return nil, nil
 	}
-	claim, cached, err := s.lookIdempotency(ctx, sub.Key, scopeSMTP, key, fp)
-	if err != nil || cached == nil {
-		return claim, nil, err
-	}
-	r, err := replayReceipt(cached)
-	return nil, r, err
+	// The claim is not written (nor the key read): the mail is stored only
+	// if the key does not exist then (PersistWith), in the same round
+	// trip; a copy of a message stored before finds the first's receipt
+	// after that (lostRace). An SMTP message is brief once its key is
+	// known, and a pending marker would cost a fsynced write.
+	return s.unwrittenClaim(ctx, sub.Key, scopeSMTP, key, fp)
 }
 
 // idempotencyKeyHeader reads and removes the Idempotency-Key header of a

@@ -292,7 +292,7 @@ func benchSubmitPhases(b *testing.B, svc *Service, live *store.Key, size int, ms
 		}
 		t := time.Now()
 		now := svc.opt.Now().UTC()
-		p, _, err := svc.prepare(ctx, sub, true, now)
+		p, err := svc.prepare(ctx, sub, true, now)
 		if err != nil {
 			b.Fatal(err)
 		}

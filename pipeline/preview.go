@@ -52,7 +52,7 @@ type Preview struct {
 // warning unless every recipient is (ErrAllSuppressed).
 func (s *Service) Preview(ctx context.Context, sub Submission, to string) (*Preview, error) {
 	now := s.opt.Now().UTC()
-	p, _, err := s.prepare(ctx, sub, false, now)
+	p, err := s.prepare(ctx, sub, false, now)
 	if err != nil {
 		return nil, err
 	}

@@ -404,9 +404,9 @@ func (s *Service) Submit(ctx context.Context, sub Submission) (*Receipt, error) 
 func (s *Service) submit(ctx context.Context, sub Submission) (_ *Receipt, err error) {
 	defer sub.Admission.Release() // its charge goes back unless the message is stored
 	now := s.opt.Now().UTC()
-	p, replay, err := s.prepare(ctx, sub, sub.Claim == nil, now)
-	if err != nil || replay != nil {
-		return replay, err
+	p, err := s.prepare(ctx, sub, sub.Claim == nil, now)
+	if err != nil {
+		return nil, err
 	}
 	claim := sub.Claim
 	if claim == nil && p.claim != nil {
@@ -475,36 +475,36 @@ type prepared struct {
 // prepare checks sub and plans its tracking. With derive, it claims the
 // idempotency key of an SMTP message, or returns the receipt stored under
 // it by an earlier copy.
-func (s *Service) prepare(ctx context.Context, sub Submission, derive bool, now time.Time) (_ *prepared, _ *Receipt, err error) {
+func (s *Service) prepare(ctx context.Context, sub Submission, derive bool, now time.Time) (_ *prepared, err error) {
 	k := sub.Key
 	if len(sub.Recipients) == 0 {
-		return nil, nil, ErrBadAddress.With("at least one recipient is required")
+		return nil, ErrBadAddress.With("at least one recipient is required")
 	}
 	if err := s.CheckSender(ctx, k, sub.EnvelopeFrom); err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	for _, rcpt := range sub.Recipients {
 		if err := s.CheckRecipient(rcpt); err != nil {
-			return nil, nil, err
+			return nil, err
 		}
 	}
 	generatedID := false
 	msg, err := parseMessage(sub.Message, s.opt.Hostname, func() string { generatedID = true; return store.NewID("msg") }, now)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	if err := msg.shortenLines(sub.LongestLine); err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	for _, addr := range append([]string{msg.from}, msg.senders...) {
 		if !strings.EqualFold(addr, sub.EnvelopeFrom) {
 			if err := s.CheckSender(ctx, k, addr); err != nil {
-				return nil, nil, err
+				return nil, err
 			}
 		}
 	}
 	if err := checkSchedule("scheduled_at", sub.ScheduledAt, now); err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	if sub.ScheduledAt.IsZero() {
 		// X-SP-Send-At schedules a message as REST's scheduledAt does; an
@@ -513,22 +513,21 @@ func (s *Service) prepare(ctx context.Context, sub Submission, derive bool, now 
 		sub.ScheduledAt = msg.sendAt
 	}
 	if err := CheckLabels(sub.Tags, sub.Metadata); err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	p := &prepared{sub: sub, msg: msg}
 	if derive {
-		var replay *Receipt
-		if p.claim, replay, err = s.smtpIdempotency(ctx, sub, msg, generatedID); err != nil || replay != nil {
-			return nil, replay, err
+		if p.claim, err = s.smtpIdempotency(ctx, sub, msg, generatedID); err != nil {
+			return nil, err
 		}
 		if p.claim != nil {
 			defer s.releaseOnError(p.claim, &err)
 		}
 	}
 	if p.track, p.warnings, err = s.trackingFor(ctx, k, sub.Tracking, msg); err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	return p, nil, nil
+	return p, nil
 }
 
 // admit checks the recipients of ps against the account's suppression

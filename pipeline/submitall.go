@@ -40,7 +40,7 @@ func (s *Service) SubmitAll(ctx context.Context, k *store.Key, subs []Submission
 	var at []int // index in subs of each of ps
 	for i, sub := range subs {
 		sub.Key = k
-		p, _, err := s.prepare(ctx, sub, false, now)
+		p, err := s.prepare(ctx, sub, false, now)
 		if err != nil {
 			results[i].Err = err
 			s.opt.Metrics.observeSubmit(sub.Source, err)

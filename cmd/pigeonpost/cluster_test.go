@@ -145,7 +145,9 @@ func TestMinReplicasAckedOnCluster(t *testing.T) {
 	c := testkit.StartRedisCluster(t, 3, 1)
 	s := startStack(t, onCluster(c), func(c *config.Config) {
 		c.Redis.MinReplicasAcked = 1
-		c.Redis.MinReplicasTimeout = 10 * time.Second // a hang bound: a replica in sync answers at once
+		// A hang bound (a replica in sync answers at once), short enough
+		// for WAIT to go in one pipeline with the write (read timeout 3 s).
+		c.Redis.MinReplicasTimeout = 2 * time.Second
 	})
 	s.cluster = c
 	msg := "Message-ID: <confirmed@" + senderDomain + ">\r\n" + testkit.SimpleMessage(s.From, s.To, "confirmed")
