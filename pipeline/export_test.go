@@ -6,5 +6,8 @@ import "context"
 // the submission's cache holds it ("" for none).
 func (s *Service) SenderDomain(ctx context.Context, accountID, domain string) (string, error) {
 	d, err := s.senderDomain(ctx, accountID, domain)
-	return d.id, err
+	if d == nil {
+		return "", err
+	}
+	return d.ID, err
 }

@@ -121,10 +121,30 @@ func testChangesReachOtherProcesses(t *testing.T, newClient func(testing.TB) red
 		return err != nil && errors.Is(err, pipeline.ErrAuthFailed)
 	})
 
-	if _, err := a.Account.AddDomain(ctx, owner, "acme.test"); err != nil {
+	added, err := a.Account.AddDomain(ctx, owner, "acme.test")
+	if err != nil {
 		t.Fatal(err)
 	}
 	testkit.WaitFor(t, "the new domain seen by the other process", func() bool {
+		d, err := b.Pipeline.SenderDomain(ctx, owner.AccountID, "acme.test")
+		return err == nil && d != ""
+	})
+	// Delivery signs with the key b cached; once the domain is deleted, b
+	// signs with it no more.
+	if d, err := b.Pipeline.SigningDomain(ctx, owner.AccountID, "acme.test"); err != nil || d == nil || d.PrivateKeyPEM != added.PrivateKeyPEM {
+		t.Fatalf("signing domain: %+v, %v", d, err)
+	}
+	if err := a.Account.DeleteDomain(ctx, owner, added.ID); err != nil {
+		t.Fatal(err)
+	}
+	testkit.WaitFor(t, "the deleted domain's key dropped by the other process", func() bool {
+		d, err := b.Pipeline.SigningDomain(ctx, owner.AccountID, "acme.test")
+		return err == nil && d == nil
+	})
+	if _, err := a.Account.AddDomain(ctx, owner, "acme.test"); err != nil {
+		t.Fatal(err)
+	}
+	testkit.WaitFor(t, "the domain added again seen by the other process", func() bool {
 		d, err := b.Pipeline.SenderDomain(ctx, owner.AccountID, "acme.test")
 		return err == nil && d != ""
 	})

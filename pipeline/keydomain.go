@@ -18,7 +18,7 @@ func (s *Service) checkKeyDomain(ctx context.Context, k *store.Key, addr string)
 	if err != nil {
 		return err
 	}
-	if d.id != k.DomainID {
+	if d == nil || d.ID != k.DomainID {
 		return keyDomain(domain)
 	}
 	return nil

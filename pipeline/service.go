@@ -69,7 +69,7 @@ type Service struct {
 	rdb     redis.UniversalClient
 	signer  *tracking.Signer
 	keys    *ttlcache.Cache[*store.Key]     // by key hash
-	domains *ttlcache.Cache[senderDomain]   // by account and domain name
+	domains *ttlcache.Cache[*store.Domain]  // by account and domain name; nil: none
 	tracks  *ttlcache.Cache[cachedTracking] // tracking settings, by account and domain name
 
 	authFails authFailures // per client address (authguard.go)
@@ -99,7 +99,7 @@ func New(st *store.Store, signer *tracking.Signer, opt Options) *Service {
 		rdb:     st.Redis(),
 		signer:  signer,
 		keys:    ttlcache.New[*store.Key](opt.CacheTTL),
-		domains: ttlcache.New[senderDomain](opt.CacheTTL),
+		domains: ttlcache.New[*store.Domain](opt.CacheTTL),
 		tracks:  ttlcache.New[cachedTracking](opt.CacheTTL),
 	}
 }
@@ -286,32 +286,36 @@ func (s *Service) CheckSender(ctx context.Context, k *store.Key, addr string) er
 	if err != nil {
 		return err
 	}
-	if !d.verified {
+	if d == nil || !d.Verified() {
 		return unverifiedDomain(domain)
 	}
 	return nil
 }
 
-// senderDomain is what the hot path needs to know of an account's domain.
-type senderDomain struct {
-	id       string // "" when the account has no such domain
-	verified bool
-}
-
 func domainCacheKey(accountID, domain string) string { return accountID + "\x00" + domain }
 
-// senderDomain looks the account's domain up, through the cache.
-func (s *Service) senderDomain(ctx context.Context, accountID, domain string) (senderDomain, error) {
-	return s.domains.Lookup(domainCacheKey(accountID, domain), s.opt.Now(), func() (senderDomain, error) {
+// senderDomain looks the account's domain up, through the cache: nil when
+// the account has none by that name. What it returns is shared: read it,
+// do not change it.
+func (s *Service) senderDomain(ctx context.Context, accountID, domain string) (*store.Domain, error) {
+	return s.domains.Lookup(domainCacheKey(accountID, domain), s.opt.Now(), func() (*store.Domain, error) {
 		rec, err := s.store.DomainByName(ctx, accountID, domain)
 		switch {
 		case errors.Is(err, store.ErrNotFound):
-			return senderDomain{}, nil
+			return nil, nil
 		case err != nil:
-			return senderDomain{}, StorageError(err)
+			return nil, StorageError(err)
 		}
-		return senderDomain{id: rec.ID, verified: rec.Verified()}, nil
+		return rec, nil
 	})
+}
+
+// SigningDomain is the account's domain named name, with its DKIM key, as
+// delivery signs with it (deliver.Worker.Domains): nil when there is none.
+// It is cached as the sender checks are, and dropped on a change
+// (DomainChanged) in every process. What it returns is shared.
+func (s *Service) SigningDomain(ctx context.Context, accountID, name string) (*store.Domain, error) {
+	return s.senderDomain(ctx, accountID, name)
 }
 
 // Limits of RFC 5321 §4.5.3.1: a local part of 64 octets, a path of 256

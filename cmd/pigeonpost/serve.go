@@ -306,6 +306,7 @@ func build(ctx context.Context, cfg config.Config, log *slog.Logger, opt serveOp
 		Signer:       signer,
 		Shaping:      shaping(cfg.Delivery, p.store, log),
 		Renderer:     p.pipeline, // each recipient's tracking, rendered at each attempt
+		Domains:      p.pipeline, // the DKIM keys, cached as the sender checks are
 	}
 
 	// The shards this process writes to are read by every consumer.

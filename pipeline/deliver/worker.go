@@ -61,6 +61,10 @@ type Worker struct {
 	// every attempt: its recipient's own tracking. Nil: the stored body
 	// goes out as it is (untracked, for an email rendered from a message).
 	Renderer Renderer
+	// Domains, when set, looks up the sending domain whose DKIM key signs
+	// an email, through a cache that a change drops (pipeline.Service);
+	// nil: Store.DomainByName at each attempt, a round trip.
+	Domains Domains
 
 	signers sync.Map // domain + selector → *dkim.Signer
 
@@ -89,6 +93,11 @@ type Renderer interface {
 	// RenderCost is the memory Render holds for e with a stored body of
 	// size bytes: the body and the copy.
 	RenderCost(e *store.Email, size int64) int64
+}
+
+// Domains looks up an account's domain by name, nil when it has none.
+type Domains interface {
+	SigningDomain(ctx context.Context, accountID, name string) (*store.Domain, error)
 }
 
 // Reputation is the reputation guard as delivery uses it.
@@ -538,10 +547,8 @@ func (w *Worker) attempt(ctx context.Context, entry store.Entry) error {
 	if err := w.Store.UpdateEmailEvents(ctx, e.ID, sent, events); err != nil {
 		return err
 	}
-	domain, err := w.Store.DomainByName(ctx, e.AccountID, strings.ToLower(e.FromAddress[strings.LastIndexByte(e.FromAddress, '@')+1:]))
-	if errors.Is(err, store.ErrNotFound) {
-		domain = nil // not one of the account's domains (test mode): unsigned
-	} else if err != nil {
+	domain, err := w.signingDomain(ctx, e)
+	if err != nil {
 		return err
 	}
 	signature, err := w.sign(e.AccountID, domain, body)
@@ -851,6 +858,21 @@ func (w *Worker) backoff(attempts int) time.Duration {
 
 // sign returns the DKIM-Signature field of d, the account's record of the
 // From domain, to send before body (d nil: none, the message goes unsigned).
+// signingDomain is the account's domain of e's From address, whose key
+// signs it; nil when it is not one of the account's domains (test mode):
+// then e goes unsigned.
+func (w *Worker) signingDomain(ctx context.Context, e *store.Email) (*store.Domain, error) {
+	name := strings.ToLower(e.FromAddress[strings.LastIndexByte(e.FromAddress, '@')+1:])
+	if w.Domains != nil {
+		return w.Domains.SigningDomain(ctx, e.AccountID, name)
+	}
+	d, err := w.Store.DomainByName(ctx, e.AccountID, name)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, nil
+	}
+	return d, err
+}
+
 func (w *Worker) sign(accountID string, d *store.Domain, body []byte) ([]byte, error) {
 	if d == nil {
 		return nil, nil
