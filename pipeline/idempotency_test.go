@@ -135,4 +135,13 @@ func TestSMTPIdempotencyUnwrittenClaim(t *testing.T) {
 	if err != nil || !again.Replayed || again.IDs[0] != second.IDs[0] {
 		t.Errorf("a third copy: %+v, %v", again, err)
 	}
+	// A copy that would now be refused (its recipient suppressed since,
+	// say by the first copy's bounce) still gets the first receipt.
+	if err := svc.store.Suppress(ctx, k.AccountID, "a@example.test", "manual"); err != nil {
+		t.Fatal(err)
+	}
+	again, err = submit("a@example.test")
+	if err != nil || !again.Replayed || again.IDs[0] != second.IDs[0] {
+		t.Errorf("a copy refused now: %+v, %v; want the first receipt", again, err)
+	}
 }

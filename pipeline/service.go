@@ -417,16 +417,28 @@ func (s *Service) submit(ctx context.Context, sub Submission) (_ *Receipt, err e
 		claim = p.claim
 		defer s.releaseOnError(claim, &err)
 	}
+	// A claim never written (an SMTP message's) was not looked up: a copy
+	// of a message stored before finds its receipt when it is stored, or,
+	// refused (the rate, the month's limit or a suppression it may have
+	// reached with the first copy), before the refusal is answered.
+	replayOr := func(err error) (*Receipt, error) {
+		if claim != nil && claim.token == "" {
+			if r, lerr := s.lostRace(ctx, claim); r != nil || lerr != nil {
+				return r, lerr
+			}
+		}
+		return nil, err
+	}
 	suppressed, err := s.admitted(ctx, sub, p, now)
 	if err != nil {
-		return nil, err
+		return replayOr(err)
 	}
 	p.shard = s.ShardFor(claim)
 	if claim == nil && len(sub.EmailIDs) > 0 {
 		p.shard = store.ShardOf(sub.EmailIDs[0]) // ids made for it name their shard
 	}
 	if sub.Send == nil && !slices.Contains(suppressed[0], false) {
-		return nil, ErrAllSuppressed
+		return replayOr(ErrAllSuppressed)
 	}
 	emails, m, receipt, err := s.emailsOf(p, suppressed[0], now)
 	if err != nil {
@@ -444,11 +456,8 @@ func (s *Service) submit(ctx context.Context, sub Submission) (_ *Receipt, err e
 		opt.Idempotency = claim.done(resp)
 	}
 	if err := s.persist(ctx, emails, opt); err != nil {
-		if claim != nil && claim.token == "" && errors.Is(err, store.ErrClaimLost) {
-			// Another copy of the message was stored since the look.
-			if r, lerr := s.lostRace(ctx, claim); r != nil || lerr != nil {
-				return r, lerr
-			}
+		if errors.Is(err, store.ErrClaimLost) {
+			return replayOr(err)
 		}
 		return nil, err
 	}
@@ -476,9 +485,8 @@ type prepared struct {
 	shard    store.Shard // where its mail goes (Service.ShardFor): set before emailsOf
 }
 
-// prepare checks sub and plans its tracking. With derive, it claims the
-// idempotency key of an SMTP message, or returns the receipt stored under
-// it by an earlier copy.
+// prepare checks sub and plans its tracking. With derive, it makes the
+// idempotency claim of an SMTP message, never written (smtpIdempotency).
 func (s *Service) prepare(ctx context.Context, sub Submission, derive bool, now time.Time) (_ *prepared, err error) {
 	k := sub.Key
 	if len(sub.Recipients) == 0 {
