@@ -856,8 +856,6 @@ func (w *Worker) backoff(attempts int) time.Duration {
 	return retry.Schedule{Initial: w.RetryInitial, Max: w.RetryMax}.Delay(attempts)
 }
 
-// sign returns the DKIM-Signature field of d, the account's record of the
-// From domain, to send before body (d nil: none, the message goes unsigned).
 // signingDomain is the account's domain of e's From address, whose key
 // signs it; nil when it is not one of the account's domains (test mode):
 // then e goes unsigned.
@@ -873,6 +871,8 @@ func (w *Worker) signingDomain(ctx context.Context, e *store.Email) (*store.Doma
 	return d, err
 }
 
+// sign returns the DKIM-Signature field of d, the account's record of the
+// From domain, to send before body (d nil: none, the message goes unsigned).
 func (w *Worker) sign(accountID string, d *store.Domain, body []byte) ([]byte, error) {
 	if d == nil {
 		return nil, nil

@@ -344,12 +344,10 @@ func (s *Store) reloadSlots(ctx context.Context) {
 	}
 }
 
-// moved reports a MOVED or ASK reply: the command went to a node that
-// does not serve its slot and was not run.
-func moved(err error) bool {
-	msg := err.Error()
-	return strings.HasPrefix(msg, "MOVED ") || strings.HasPrefix(msg, "ASK ")
-}
+// moved reports a MOVED reply: the command went to a node that does not
+// serve its slot (any more) and was not run. (An ASK, a slot being
+// migrated, is answered as any other error: the client tries again.)
+func moved(err error) bool { return strings.HasPrefix(err.Error(), "MOVED ") }
 
 // oneShard returns the one shard of what PersistWith is to write, so that
 // its MULTI is in one slot of a cluster, or an error if it spans shards.
