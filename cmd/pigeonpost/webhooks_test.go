@@ -91,13 +91,20 @@ func (s *stack) webhooksIdle() {
 	rdb := s.redisClient()
 	ctx := context.Background()
 	idle := func() bool {
-		groups, err := rdb.XInfoGroups(ctx, store.EventStreamKey(0)).Result()
-		if err != nil {
-			return false
-		}
-		for _, g := range groups {
-			if g.Name == store.WebhookGroup && (g.Pending != 0 || g.Lag != 0) {
+		// Every shard's event stream: with redis.shards the events of an
+		// email are in its shard's.
+		for k := range store.Shard(store.MaxShards) {
+			groups, err := rdb.XInfoGroups(ctx, store.EventStreamKey(k)).Result()
+			if err != nil && k > 0 && strings.Contains(err.Error(), "no such key") {
+				continue // a shard not in use
+			}
+			if err != nil {
 				return false
+			}
+			for _, g := range groups {
+				if g.Name == store.WebhookGroup && (g.Pending != 0 || g.Lag != 0) {
+					return false
+				}
 			}
 		}
 		n, err := rdb.ZCard(ctx, store.WebhookDueKey()).Result()
