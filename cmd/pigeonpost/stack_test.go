@@ -201,18 +201,37 @@ func (s *stack) deliveryIdle() {
 	rdb := s.redisClient()
 	ctx := context.Background()
 	testkit.WaitFor(s.t, "the delivery queue to be idle", func() bool {
-		groups, err := rdb.XInfoGroups(ctx, store.StreamKey(0)).Result()
+		if !groupsIdle(ctx, rdb, store.StreamKey, store.GroupName) {
+			return false
+		}
+		for k := range store.Shard(store.MaxShards) {
+			if n, err := rdb.ZCard(ctx, store.RetryKey(k)).Result(); err != nil || n != 0 {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+// groupsIdle reports whether group has read and acknowledged every entry
+// of the stream of each shard in use (stream names it): with redis.shards,
+// an email's entries are in its shard's.
+func groupsIdle(ctx context.Context, rdb redis.UniversalClient, stream func(store.Shard) string, group string) bool {
+	for k := range store.Shard(store.MaxShards) {
+		groups, err := rdb.XInfoGroups(ctx, stream(k)).Result()
+		if err != nil && k > 0 && strings.Contains(err.Error(), "no such key") {
+			continue // a shard not in use
+		}
 		if err != nil {
 			return false
 		}
 		for _, g := range groups {
-			if g.Name == store.GroupName && (g.Pending != 0 || g.Lag != 0) {
+			if g.Name == group && (g.Pending != 0 || g.Lag != 0) {
 				return false
 			}
 		}
-		n, err := rdb.ZCard(ctx, store.RetryKey(0)).Result()
-		return err == nil && n == 0
-	})
+	}
+	return true
 }
 
 // redisClient returns a client of the Redis the gateway runs on.

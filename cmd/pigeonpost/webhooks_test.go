@@ -91,21 +91,8 @@ func (s *stack) webhooksIdle() {
 	rdb := s.redisClient()
 	ctx := context.Background()
 	idle := func() bool {
-		// Every shard's event stream: with redis.shards the events of an
-		// email are in its shard's.
-		for k := range store.Shard(store.MaxShards) {
-			groups, err := rdb.XInfoGroups(ctx, store.EventStreamKey(k)).Result()
-			if err != nil && k > 0 && strings.Contains(err.Error(), "no such key") {
-				continue // a shard not in use
-			}
-			if err != nil {
-				return false
-			}
-			for _, g := range groups {
-				if g.Name == store.WebhookGroup && (g.Pending != 0 || g.Lag != 0) {
-					return false
-				}
-			}
+		if !groupsIdle(ctx, rdb, store.EventStreamKey, store.WebhookGroup) {
+			return false
 		}
 		n, err := rdb.ZCard(ctx, store.WebhookDueKey()).Result()
 		return err == nil && n == 0
