@@ -132,7 +132,7 @@ func testChangesReachOtherProcesses(t *testing.T, newClient func(testing.TB) red
 	// Delivery signs with the key b cached; once the domain is deleted, b
 	// signs with it no more.
 	if d, err := b.Pipeline.SigningDomain(ctx, owner.AccountID, "acme.test"); err != nil || d == nil || d.PrivateKeyPEM != added.PrivateKeyPEM {
-		t.Fatalf("signing domain: %+v, %v", d, err)
+		t.Fatalf("signing domain found %v (its key the one added: %v), %v", d != nil, d != nil && d.PrivateKeyPEM == added.PrivateKeyPEM, err)
 	}
 	if err := a.Account.DeleteDomain(ctx, owner, added.ID); err != nil {
 		t.Fatal(err)
