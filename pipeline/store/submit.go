@@ -290,13 +290,7 @@ func (s *Store) guardedWrite(ctx context.Context, g guard, cmds []redis.Cmder, w
 			return ErrClaimLost
 		}
 		if wait {
-			got, err := acked.Int64()
-			if err != nil {
-				return err
-			}
-			if got < int64(s.replicas.n) {
-				return fmt.Errorf("%w: %d of %d within %v", ErrTooFewReplicas, got, s.replicas.n, s.replicas.timeout)
-			}
+			return s.replicas.enough(acked.Int64())
 		}
 		return nil
 	}
@@ -420,7 +414,12 @@ func readTimeout(c redis.UniversalClient) (d time.Duration, known bool) {
 
 // wait runs WAIT on tx's connection, the one that wrote.
 func (r replicaAck) wait(ctx context.Context, tx *redis.Tx) error {
-	got, err := tx.Wait(ctx, r.n, r.timeout).Result()
+	return r.enough(tx.Wait(ctx, r.n, r.timeout).Result())
+}
+
+// enough turns WAIT's answer, got replicas (or err), into nil when that
+// is enough, else ErrTooFewReplicas.
+func (r replicaAck) enough(got int64, err error) error {
 	if err != nil {
 		return err
 	}
